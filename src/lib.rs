@@ -1,0 +1,10 @@
+//! xdb: CDC-based cross-database replication and cutover, from PostgreSQL to
+//! MySQL/MariaDB, SQLite or PostgreSQL.
+//!
+//! The pipeline: [`source::postgres`] reads a consistent snapshot and the
+//! logical-replication stream; [`mapping`] turns PostgreSQL values into a
+//! target's; [`sink`] writes them; [`plan`] is the YAML file that drives it.
+
+pub mod model;
+pub mod mapping;
+pub mod source;

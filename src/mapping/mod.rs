@@ -1,0 +1,1 @@
+//! Type mapping: PostgreSQL types and values to a target's (work in progress).

@@ -1,0 +1,17 @@
+//! Source-neutral data model shared by every stage: positions ([`Lsn`]), table
+//! shapes ([`TableSchema`], [`Column`], [`PgType`]), values ([`Value`]) and
+//! the changes that flow from the source to a sink ([`Change`], [`Transaction`]).
+//!
+//! Nothing here does I/O; decoders produce these types and sinks consume them.
+
+mod change;
+mod lsn;
+mod schema;
+mod types;
+mod value;
+
+pub use change::{Change, Transaction};
+pub use lsn::{Lsn, LsnParseError};
+pub use schema::{Column, ReplicaIdentity, TableName, TableSchema};
+pub use types::PgType;
+pub use value::{DateValue, NumericValue, Row, TimestampValue, Value};

@@ -1,0 +1,175 @@
+use std::fmt;
+
+use super::PgType;
+
+/// A schema-qualified table name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        TableName {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `schema.table` or `table` (schema `public`). Double quotes
+    /// around either part keep dots and case: `"My.Schema"."T"`.
+    pub fn parse(s: &str) -> Option<TableName> {
+        let parts = split_qualified(s)?;
+        match parts.as_slice() {
+            [t] => Some(TableName::new("public", t.clone())),
+            [s, t] => Some(TableName::new(s.clone(), t.clone())),
+            _ => None,
+        }
+    }
+
+    /// The name quoted for PostgreSQL SQL: `"schema"."table"`.
+    pub fn pg_quoted(&self) -> String {
+        format!("{}.{}", pg_ident(&self.schema), pg_ident(&self.name))
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// Quotes an identifier for PostgreSQL, doubling embedded quotes.
+pub fn pg_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn split_qualified(s: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.trim().chars().peekable();
+    let mut quoted = false;
+    let mut had_quote = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => {
+                quoted = !quoted;
+                had_quote = true;
+            }
+            '.' if !quoted => {
+                if cur.is_empty() && !had_quote {
+                    return None;
+                }
+                parts.push(std::mem::take(&mut cur));
+                had_quote = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if quoted || (cur.is_empty() && !had_quote) {
+        return None;
+    }
+    parts.push(cur);
+    Some(parts)
+}
+
+/// How a table identifies old rows in UPDATE/DELETE (`relreplident`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaIdentity {
+    /// The primary key (`d`).
+    Default,
+    /// Nothing (`n`): updates and deletes cannot be matched.
+    Nothing,
+    /// The whole old row (`f`).
+    Full,
+    /// A chosen unique index (`i`).
+    Index,
+}
+
+impl ReplicaIdentity {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            b'd' => ReplicaIdentity::Default,
+            b'n' => ReplicaIdentity::Nothing,
+            b'f' => ReplicaIdentity::Full,
+            b'i' => ReplicaIdentity::Index,
+            _ => return None,
+        })
+    }
+}
+
+/// One column of a source table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub pg_type: PgType,
+    /// The type OID as the source reports it (for decoding values).
+    pub type_oid: u32,
+    pub typmod: i32,
+    pub nullable: bool,
+    /// Part of the replica identity key (primary key or chosen index).
+    pub is_key: bool,
+    /// The column's default expression as PostgreSQL prints it, if any.
+    pub default: Option<String>,
+    /// `GENERATED … AS IDENTITY` or a serial (default from a sequence it owns).
+    pub identity: bool,
+}
+
+/// The shape of a source table as known at some point of the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    /// The relation OID on the source.
+    pub oid: u32,
+    pub name: TableName,
+    pub columns: Vec<Column>,
+    pub replica_identity: ReplicaIdentity,
+    /// Positions of the primary-key columns, in key order (empty: no key).
+    pub primary_key: Vec<usize>,
+}
+
+impl TableSchema {
+    /// Position of a column by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The columns that identify a row on the target: the primary key, or
+    /// every column for a keyless REPLICA IDENTITY FULL table.
+    pub fn match_columns(&self) -> Vec<usize> {
+        if self.primary_key.is_empty() {
+            (0..self.columns.len()).collect()
+        } else {
+            self.primary_key.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_qualified_names() {
+        assert_eq!(
+            TableName::parse("orders"),
+            Some(TableName::new("public", "orders"))
+        );
+        assert_eq!(
+            TableName::parse("shop.orders"),
+            Some(TableName::new("shop", "orders"))
+        );
+        assert_eq!(
+            TableName::parse("\"My.S\".\"T\"\"x\""),
+            Some(TableName::new("My.S", "T\"x"))
+        );
+        assert_eq!(TableName::parse("a.b.c"), None);
+        assert_eq!(TableName::parse(""), None);
+        assert_eq!(TableName::parse(".x"), None);
+        assert_eq!(TableName::new("a", "b\"c").pg_quoted(), "\"a\".\"b\"\"c\"");
+    }
+}

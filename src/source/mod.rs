@@ -1,0 +1,3 @@
+//! Sources of changes. Only PostgreSQL today.
+
+pub mod postgres;

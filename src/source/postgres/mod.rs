@@ -1,0 +1,7 @@
+//! The PostgreSQL source: the walsender connection (own, on
+//! `postgres-protocol`), the pure pgoutput decoder, text-to-[`Value`](crate::model::Value)
+//! decoding, and the catalog reader.
+
+pub mod pgoutput;
+pub mod replication;
+pub mod value_text;
