@@ -2,6 +2,8 @@
 //! `postgres-protocol`), the pure pgoutput decoder, text-to-[`Value`](crate::model::Value)
 //! decoding, and the catalog reader.
 
+pub mod assembler;
 pub mod pgoutput;
 pub mod replication;
+pub mod value_binary;
 pub mod value_text;
