@@ -5,6 +5,8 @@
 //! logical-replication stream; [`mapping`] turns PostgreSQL values into a
 //! target's; [`sink`] writes them; [`plan`] is the YAML file that drives it.
 
-pub mod model;
+pub mod check;
 pub mod mapping;
+pub mod model;
+pub mod plan;
 pub mod source;

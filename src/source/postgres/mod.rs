@@ -3,6 +3,8 @@
 //! decoding, and the catalog reader.
 
 pub mod assembler;
+pub mod catalog;
+pub mod client;
 pub mod pgoutput;
 pub mod replication;
 pub mod value_binary;

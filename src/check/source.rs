@@ -1,0 +1,449 @@
+//! Preflight checks of the PostgreSQL source. Read-only: every query here
+//! only looks at settings and catalogs.
+
+use tokio_postgres::Client;
+
+use super::report::CheckSection;
+use crate::model::{ReplicaIdentity, TableName, TableSchema};
+use crate::plan::Plan;
+use crate::source::postgres::{catalog, client};
+
+/// What the source checks learnt, for later sections (type mapping).
+pub struct SourceFacts {
+    pub tables: Vec<TableSchema>,
+}
+
+fn q(e: tokio_postgres::Error) -> String {
+    client::error_text(&e)
+}
+
+/// Runs the source checks, appending sections to `out`.
+pub async fn check_source(plan: &Plan, out: &mut Vec<CheckSection>) -> SourceFacts {
+    let mut s = CheckSection::new(format!("Source {}", plan.source.url.redacted()));
+    let mut facts = SourceFacts { tables: Vec::new() };
+    let client = match client::connect(&plan.source.url, "xdb check").await {
+        Ok(c) => c,
+        Err(e) => {
+            s.fail(
+                format!("source unreachable: {}", plan.scrub(&e.to_string())),
+                "check source.url (host, port, database, user) and that PostgreSQL accepts TCP connections \
+                 from this host (listen_addresses, pg_hba.conf); the remaining source checks were skipped",
+            );
+            out.push(s);
+            return facts;
+        }
+    };
+    if let Err(e) = server_checks(&client, plan, &mut s).await {
+        s.fail(
+            format!("could not read server settings: {e}"),
+            "see the error above",
+        );
+    }
+    out.push(s);
+    let mut tables_section = CheckSection::new("Source tables");
+    match table_checks(&client, plan, &mut tables_section).await {
+        Ok(t) => facts.tables = t,
+        Err(e) => tables_section.fail(
+            format!("could not read the catalog: {e}"),
+            "see the error above",
+        ),
+    }
+    out.push(tables_section);
+    let mut repl = CheckSection::new("Publication and slot");
+    if let Err(e) = replication_checks(&client, plan, &mut repl).await {
+        repl.fail(
+            format!("could not read publication/slot state: {e}"),
+            "see the error above",
+        );
+    }
+    out.push(repl);
+    facts
+}
+
+async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
+    let row = c
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int, \
+                    current_setting('wal_level'), current_setting('max_replication_slots')::int, \
+                    (SELECT count(*)::int FROM pg_replication_slots), \
+                    current_setting('max_wal_senders')::int, \
+                    (SELECT count(*)::int FROM pg_stat_replication), \
+                    current_user::text, r.rolsuper, r.rolreplication, \
+                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[&plan.source.slot],
+        )
+        .await
+        .map_err(q)?;
+    let version: String = row.get(0);
+    let version_num: i32 = row.get(1);
+    let wal_level: String = row.get(2);
+    let max_slots: i32 = row.get(3);
+    let used_slots: i32 = row.get(4);
+    let max_senders: i32 = row.get(5);
+    let used_senders: i32 = row.get(6);
+    let user: String = row.get(7);
+    let superuser: bool = row.get(8);
+    let replication: bool = row.get(9);
+    let slot_exists: bool = row.get(10);
+
+    s.pass(format!("reachable as {user}"));
+    if version_num < 100000 {
+        s.fail(
+            format!("PostgreSQL {version}: logical replication with pgoutput needs 10 or newer"),
+            "upgrade the source to a supported PostgreSQL version",
+        );
+    } else if version_num < 140000 {
+        s.warn(
+            format!("PostgreSQL {version}: large transactions cannot be streamed before 14 (they are spilled to disk)"),
+            "nothing to do; PostgreSQL 14+ lowers memory and lag for huge transactions",
+        );
+    } else {
+        s.pass(format!("PostgreSQL {version}"));
+    }
+    if wal_level == "logical" {
+        s.pass("wal_level = logical");
+    } else {
+        s.fail(
+            format!("wal_level = {wal_level}: logical decoding needs wal_level = logical"),
+            "ALTER SYSTEM SET wal_level = logical;  -- then restart PostgreSQL\n\
+             (or set wal_level = logical in postgresql.conf; on RDS/Aurora set rds.logical_replication = 1)",
+        );
+    }
+    // The main slot, plus one spare for a temporary slot when a table is re-copied.
+    let needed = if slot_exists { 1 } else { 2 };
+    let free = max_slots - used_slots;
+    if free >= needed {
+        s.pass(format!(
+            "replication slots: {used_slots} of {max_slots} used, {free} free"
+        ));
+    } else {
+        s.fail(
+            format!("replication slots: {used_slots} of {max_slots} used, xdb needs {needed} free"),
+            format!(
+                "ALTER SYSTEM SET max_replication_slots = {};  -- then restart PostgreSQL",
+                used_slots + needed + 2
+            ),
+        );
+    }
+    let free_senders = max_senders - used_senders;
+    if free_senders >= 2 {
+        s.pass(format!("WAL senders: {used_senders} of {max_senders} used"));
+    } else {
+        s.fail(
+            format!("WAL senders: {used_senders} of {max_senders} used, xdb needs 2 free"),
+            format!(
+                "ALTER SYSTEM SET max_wal_senders = {};  -- then restart PostgreSQL",
+                used_senders + 4
+            ),
+        );
+    }
+    if superuser {
+        s.pass(format!("role {user} is superuser"));
+    } else if replication {
+        s.pass(format!("role {user} has REPLICATION"));
+    } else {
+        s.fail(
+            format!("role {user} has neither REPLICATION nor SUPERUSER: it cannot open a replication stream"),
+            format!("ALTER ROLE {} WITH REPLICATION;", pg_ident(&user)),
+        );
+    }
+    Ok(())
+}
+
+async fn table_checks(
+    c: &Client,
+    plan: &Plan,
+    s: &mut CheckSection,
+) -> Result<Vec<TableSchema>, String> {
+    let mut types = catalog::TypeCache::new();
+    let mut found = Vec::new();
+    let mut all_tables: Option<Vec<TableName>> = None;
+    for t in &plan.tables {
+        let schema = catalog::load_table(c, &mut types, t)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(schema) = schema else {
+            if all_tables.is_none() {
+                all_tables = Some(catalog::list_tables(c).await.map_err(|e| e.to_string())?);
+            }
+            let hint = closest_table(t, all_tables.as_deref().unwrap_or_default())
+                .map(|n| format!("did you mean {n}? "))
+                .unwrap_or_default();
+            s.fail(
+                format!("{t}: table does not exist"),
+                format!("{hint}fix the name in the plan's tables: list (schema.table), or create the table"),
+            );
+            continue;
+        };
+        let can_select: bool = c
+            .query_one(
+                "SELECT has_table_privilege($1::oid, 'SELECT')",
+                &[&schema.oid],
+            )
+            .await
+            .map_err(q)?
+            .get(0);
+        if !can_select {
+            s.fail(
+                format!("{t}: no SELECT privilege for the source role"),
+                format!(
+                    "GRANT SELECT ON {} TO {};",
+                    t.pg_quoted(),
+                    pg_ident(&current_user(c).await?)
+                ),
+            );
+        }
+        let key_desc = match (schema.primary_key.is_empty(), schema.replica_identity) {
+            (_, ReplicaIdentity::Full) => Some("REPLICA IDENTITY FULL".to_string()),
+            (false, ReplicaIdentity::Default) | (false, ReplicaIdentity::Index) => Some(format!(
+                "primary key ({})",
+                schema
+                    .primary_key
+                    .iter()
+                    .map(|&i| schema.columns[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            (_, ReplicaIdentity::Nothing) => None,
+            (true, _) => None,
+        };
+        match key_desc {
+            Some(k) if can_select => s.pass(format!("{t}: {} columns, {k}", schema.columns.len())),
+            Some(_) => {}
+            None => s.fail(
+                format!(
+                    "{t}: no primary key and REPLICA IDENTITY is not FULL: updates and deletes could not be matched on the target"
+                ),
+                format!(
+                    "ALTER TABLE {} ADD PRIMARY KEY (<columns>);\n-- or, to match rows on all columns:\nALTER TABLE {} REPLICA IDENTITY FULL;",
+                    t.pg_quoted(),
+                    t.pg_quoted()
+                ),
+            ),
+        }
+        found.push(schema);
+    }
+    Ok(found)
+}
+
+async fn current_user(c: &Client) -> Result<String, String> {
+    Ok(c.query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(q)?
+        .get(0))
+}
+
+fn closest_table(t: &TableName, all: &[TableName]) -> Option<TableName> {
+    let want = t.to_string();
+    all.iter()
+        .map(|n| {
+            (
+                strsim::normalized_damerau_levenshtein(&want, &n.to_string()),
+                n,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n.clone())
+}
+
+async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
+    let pubname = &plan.source.publication;
+    let table_list = plan
+        .tables
+        .iter()
+        .map(|t| t.pg_quoted())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let publication = c
+        .query_opt(
+            "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
+            &[pubname],
+        )
+        .await
+        .map_err(q)?;
+    match publication {
+        None => {
+            // Creating a publication FOR TABLE needs CREATE on the database and
+            // ownership of each table (or superuser).
+            let row = c
+                .query_one(
+                    "SELECT r.rolsuper OR has_database_privilege(current_database(), 'CREATE') FROM pg_roles r WHERE r.rolname = current_user",
+                    &[],
+                )
+                .await
+                .map_err(q)?;
+            let can_create: bool = row.get(0);
+            let mut not_owned = Vec::new();
+            for t in &plan.tables {
+                let owned: Option<bool> = c
+                    .query_opt(
+                        "SELECT pg_has_role(c.relowner, 'USAGE') OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+                        &[&t.schema, &t.name],
+                    )
+                    .await
+                    .map_err(q)?
+                    .map(|r| r.get(0));
+                if owned == Some(false) {
+                    not_owned.push(t.to_string());
+                }
+            }
+            if can_create && not_owned.is_empty() {
+                s.pass(format!(
+                    "publication {pubname}: absent, will be created for the planned tables"
+                ));
+            } else {
+                s.fail(
+                    format!(
+                        "publication {pubname}: absent, and the source role cannot create it{}",
+                        if not_owned.is_empty() { String::new() } else { format!(" (not owner of {})", not_owned.join(", ")) }
+                    ),
+                    format!("as the tables' owner or a superuser: CREATE PUBLICATION {} FOR TABLE {table_list};", pg_ident(pubname)),
+                );
+            }
+        }
+        Some(p) => {
+            let all: bool = p.get(0);
+            let ops: Vec<(&str, bool)> = vec![
+                ("insert", p.get(1)),
+                ("update", p.get(2)),
+                ("delete", p.get(3)),
+                ("truncate", p.get(4)),
+            ];
+            let missing_ops: Vec<&str> =
+                ops.iter().filter(|(_, on)| !on).map(|(n, _)| *n).collect();
+            let published: Vec<TableName> = c
+                .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[pubname])
+                .await
+                .map_err(q)?
+                .iter()
+                .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect();
+            let missing: Vec<&TableName> = plan
+                .tables
+                .iter()
+                .filter(|t| !all && !published.contains(t))
+                .collect();
+            if !missing_ops.is_empty() {
+                s.fail(
+                    format!(
+                        "publication {pubname}: exists but does not publish {}",
+                        missing_ops.join(", ")
+                    ),
+                    format!(
+                        "ALTER PUBLICATION {} SET (publish = 'insert, update, delete, truncate');",
+                        pg_ident(pubname)
+                    ),
+                );
+            }
+            if !missing.is_empty() {
+                s.fail(
+                    format!(
+                        "publication {pubname}: exists but lacks {}",
+                        missing
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    format!(
+                        "ALTER PUBLICATION {} ADD TABLE {};",
+                        pg_ident(pubname),
+                        missing
+                            .iter()
+                            .map(|t| t.pg_quoted())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+            if missing_ops.is_empty() && missing.is_empty() {
+                s.pass(format!(
+                    "publication {pubname}: exists and covers the planned tables{}",
+                    if all { " (FOR ALL TABLES)" } else { "" }
+                ));
+            }
+        }
+    }
+
+    let slot = &plan.source.slot;
+    let row = c
+        .query_opt(
+            "SELECT plugin::text, slot_type::text, database::text, active, active_pid, wal_status::text, \
+                    confirmed_flush_lsn::text, current_database()::text \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[slot],
+        )
+        .await
+        .map_err(q)?;
+    match row {
+        None => s.pass(format!(
+            "slot {slot}: absent, will be created with an exported snapshot"
+        )),
+        Some(r) => {
+            let plugin: Option<String> = r.get(0);
+            let slot_type: String = r.get(1);
+            let database: Option<String> = r.get(2);
+            let active: bool = r.get(3);
+            let active_pid: Option<i32> = r.get(4);
+            let wal_status: Option<String> = r.get(5);
+            let confirmed: Option<String> = r.get(6);
+            let current_db: String = r.get(7);
+            let drop_fix = format!(
+                "use another slot name in the plan (source.slot), or drop this one: SELECT pg_drop_replication_slot('{slot}');"
+            );
+            if slot_type != "logical" || plugin.as_deref() != Some("pgoutput") {
+                s.fail(
+                    format!(
+                        "slot {slot}: exists but is a {slot_type} slot with plugin {}, xdb needs logical/pgoutput",
+                        plugin.as_deref().unwrap_or("none")
+                    ),
+                    drop_fix,
+                );
+            } else if database.as_deref() != Some(current_db.as_str()) {
+                s.fail(
+                    format!(
+                        "slot {slot}: exists but belongs to database {}",
+                        database.as_deref().unwrap_or("?")
+                    ),
+                    drop_fix,
+                );
+            } else if wal_status.as_deref() == Some("lost") {
+                s.fail(
+                    format!("slot {slot}: its WAL was removed (wal_status = lost): changes are gone and a fresh copy is needed"),
+                    format!("xdb cleanup --plan {} && xdb sync --plan {}", plan.file.display(), plan.file.display()),
+                );
+            } else if active {
+                s.warn(
+                    format!(
+                        "slot {slot}: in use by another process (pid {})",
+                        active_pid.unwrap_or_default()
+                    ),
+                    "stop the other consumer (another xdb sync?) before starting xdb",
+                );
+            } else {
+                s.pass(format!(
+                    "slot {slot}: exists (pgoutput, confirmed up to {}), streaming resumes from it",
+                    confirmed.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pg_ident(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}

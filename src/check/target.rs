@@ -1,0 +1,262 @@
+//! Preflight checks of the target. Nothing persistent is created: MySQL's
+//! write probe is a temporary table, SQLite's a probe file removed at once.
+
+use std::path::Path;
+
+use mysql_async::prelude::Queryable;
+
+use super::report::CheckSection;
+use crate::plan::{Plan, SecretUrl, TargetUrl};
+use crate::source::postgres::client;
+
+/// Runs the target checks for the plan's target kind.
+pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {
+    let mut s = CheckSection::new(format!("Target {}", plan.target.url.redacted()));
+    match &plan.target.url {
+        TargetUrl::Mysql(url) => check_mysql(plan, url, &mut s).await,
+        TargetUrl::Sqlite(path) => check_sqlite(path, &mut s),
+        TargetUrl::Postgres(url) => check_postgres(plan, url, &mut s).await,
+    }
+    out.push(s);
+}
+
+async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
+    let opts = match mysql_async::Opts::from_url(url.expose()) {
+        Ok(o) => o,
+        Err(e) => {
+            s.fail(
+                format!("invalid MySQL URL: {}", plan.scrub(&e.to_string())),
+                "fix target.url (mysql://user:${PASSWORD}@host:3306/database)",
+            );
+            return;
+        }
+    };
+    let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+    let Some(db) = opts.db_name().map(str::to_string) else {
+        s.fail(
+            "target.url names no database",
+            "add the database to the URL: mysql://user:${PASSWORD}@host:3306/shop",
+        );
+        return;
+    };
+    // Connect without the database first, so a missing database is reported as such.
+    let opts_no_db = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
+    let mut conn = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        mysql_async::Conn::new(opts_no_db),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            s.fail(
+                format!("target unreachable at {server}: {}", plan.scrub(&e.to_string())),
+                "check target.url (host, port, user, password) and that the server accepts TCP connections from this host",
+            );
+            return;
+        }
+        Err(_) => {
+            s.fail(
+                format!("target unreachable at {server}: no answer within 10 s"),
+                "check host, port and firewalls",
+            );
+            return;
+        }
+    };
+    let row: Result<Option<(String, String, i64, String, String, String, i64)>, _> = conn
+        .query_first(
+            "SELECT VERSION(), CAST(@@version_comment AS CHAR), @@local_infile, CAST(@@sql_mode AS CHAR), \
+             CAST(@@character_set_server AS CHAR), CAST(@@collation_server AS CHAR), @@read_only",
+        )
+        .await;
+    let (version, comment, local_infile, sql_mode, charset, collation, read_only) = match row {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            s.fail(
+                format!(
+                    "could not read server settings: {}",
+                    plan.scrub(&e.to_string())
+                ),
+                "see the error above",
+            );
+            return;
+        }
+    };
+    let flavour = if version.to_ascii_lowercase().contains("mariadb")
+        || comment.to_ascii_lowercase().contains("mariadb")
+    {
+        "MariaDB"
+    } else {
+        "MySQL"
+    };
+    s.pass(format!("reachable at {server}: {flavour} {version}"));
+    if local_infile == 1 {
+        s.pass("local_infile = ON (bulk copy uses LOAD DATA LOCAL INFILE)");
+    } else {
+        s.fail(
+            "local_infile = OFF: the bulk copy loads with LOAD DATA LOCAL INFILE",
+            "SET GLOBAL local_infile = 1;  -- and local_infile = 1 under [mysqld] in my.cnf to keep it",
+        );
+    }
+    s.info(format!(
+        "sql_mode = {}; xdb sets its own strict session sql_mode",
+        if sql_mode.is_empty() { "''" } else { &sql_mode }
+    ));
+    s.info(format!(
+        "server default charset {charset} / {collation}; xdb creates its tables as utf8mb4 / utf8mb4_bin (PostgreSQL key equality)"
+    ));
+    if read_only != 0 {
+        s.fail(
+            "the server is read_only: xdb cannot write",
+            "SET GLOBAL read_only = 0;  -- or point target.url at the primary",
+        );
+        return;
+    }
+    let exists: Result<Option<String>, _> = conn
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db.clone(),),
+        )
+        .await;
+    match exists {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            s.fail(
+                format!("database {db} does not exist"),
+                format!(
+                    "CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;",
+                    db.replace('`', "``")
+                ),
+            );
+            return;
+        }
+        Err(e) => {
+            s.fail(
+                format!(
+                    "could not look up database {db}: {}",
+                    plan.scrub(&e.to_string())
+                ),
+                "see the error above",
+            );
+            return;
+        }
+    }
+    let probe = format!(
+        "CREATE TEMPORARY TABLE `{}`.xdb_check_probe (x INT) ENGINE=InnoDB",
+        db.replace('`', "``")
+    );
+    match conn.query_drop(probe).await {
+        Ok(()) => {
+            let _ = conn
+                .query_drop("DROP TEMPORARY TABLE IF EXISTS xdb_check_probe")
+                .await;
+            s.pass(format!("database {db} exists and is writable"));
+        }
+        Err(e) => s.fail(
+            format!(
+                "cannot write to database {db}: {}",
+                plan.scrub(&e.to_string())
+            ),
+            format!(
+                "GRANT ALL PRIVILEGES ON `{}`.* TO <xdb user>;",
+                db.replace('`', "``")
+            ),
+        ),
+    }
+    let _ = conn.disconnect().await;
+}
+
+fn check_sqlite(path: &Path, s: &mut CheckSection) {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    if !dir.is_dir() {
+        s.fail(
+            format!("directory {} does not exist", dir.display()),
+            format!("mkdir -p {}", dir.display()),
+        );
+        return;
+    }
+    let probe = dir.join(format!(".xdb-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            s.pass(format!("directory {} is writable", dir.display()));
+        }
+        Err(e) => {
+            s.fail(
+                format!("cannot create files in {}: {e}", dir.display()),
+                "choose a writable directory in target.url or fix its permissions",
+            );
+            return;
+        }
+    }
+    if abs.exists() {
+        match std::fs::read(&abs).map(|b| b.get(..16).map(|h| h == b"SQLite format 3\0")) {
+            Ok(Some(true)) | Ok(None) => s.pass(format!(
+                "{} exists: existing tables are checked, missing ones created",
+                abs.display()
+            )),
+            Ok(Some(false)) => s.fail(
+                format!("{} exists but is not a SQLite database", abs.display()),
+                "point target.url at a new file or an existing SQLite database",
+            ),
+            Err(e) => s.fail(
+                format!("cannot read {}: {e}", abs.display()),
+                "fix the file's permissions",
+            ),
+        }
+    } else {
+        s.pass(format!("{} will be created", abs.display()));
+    }
+}
+
+async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
+    let c = match client::connect(url, "xdb check").await {
+        Ok(c) => c,
+        Err(e) => {
+            s.fail(
+                format!("target unreachable: {}", plan.scrub(&e.to_string())),
+                "check target.url (host, port, database, user) and pg_hba.conf on the target",
+            );
+            return;
+        }
+    };
+    let row = c
+        .query_one(
+            "SELECT current_setting('server_version'), pg_is_in_recovery(), \
+                    has_database_privilege(current_database(), 'CREATE'), current_user::text, current_database()::text",
+            &[],
+        )
+        .await;
+    match row {
+        Ok(r) => {
+            let version: String = r.get(0);
+            let recovery: bool = r.get(1);
+            let create: bool = r.get(2);
+            let user: String = r.get(3);
+            let db: String = r.get(4);
+            s.pass(format!("reachable as {user}: PostgreSQL {version}"));
+            if recovery {
+                s.fail(
+                    "the target is a standby (in recovery): it cannot be written",
+                    "point target.url at a primary",
+                );
+            } else if create {
+                s.pass(format!("database {db} is writable (CREATE privilege)"));
+            } else {
+                s.fail(
+                    format!("role {user} lacks CREATE on database {db}"),
+                    format!("GRANT CREATE ON DATABASE \"{db}\" TO \"{user}\";"),
+                );
+            }
+        }
+        Err(e) => s.fail(
+            format!("could not read server settings: {}", client::error_text(&e)),
+            "see the error above",
+        ),
+    }
+}

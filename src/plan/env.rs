@@ -1,0 +1,70 @@
+//! `${VAR}` interpolation in plan strings.
+//!
+//! Values come from the process environment at load time. A missing variable
+//! is an error naming it; the substituted value never appears in an error.
+
+/// Replaces every `${NAME}` (and `${NAME:-default}`) in `input` with the
+/// environment variable's value. `$$` stands for a literal `$`.
+pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unterminated ${...}: add the closing `}`".to_string())?;
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "invalid variable name {name:?} in ${{...}}: use letters, digits and _"
+                ));
+            }
+            match lookup(name).or_else(|| default.map(str::to_string)) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!(
+                    "environment variable {name} is not set (export {name}=... before running xdb)"
+                )),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PW" => Some("s3cr3t".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitutes_and_reports_missing() {
+        assert_eq!(interpolate("a:${PW}@h", env).unwrap(), "a:s3cr3t@h");
+        assert_eq!(interpolate("${EMPTY}x", env).unwrap(), "x");
+        assert_eq!(interpolate("${NOPE:-dflt}", env).unwrap(), "dflt");
+        assert_eq!(interpolate("cost $5 $$", env).unwrap(), "cost $5 $");
+        let e = interpolate("x${NOPE}", env).unwrap_err();
+        assert!(e.contains("NOPE is not set"), "{e}");
+        assert!(interpolate("${PW", env).is_err());
+        assert!(interpolate("${A B}", env).is_err());
+    }
+}

@@ -1,0 +1,417 @@
+//! The YAML plan that drives every xdb command.
+//!
+//! Loading a plan either yields a fully validated [`Plan`] or a [`PlanError`]
+//! that points at `file:line:column` and says what was expected. `${VAR}`
+//! references are filled from the environment while parsing, so a missing
+//! variable is reported at the place that uses it; the values themselves
+//! (passwords) never appear in an error, and URLs print with `***`.
+
+mod env;
+mod error;
+mod url;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+pub use env::interpolate;
+pub use error::PlanError;
+pub use url::{SecretUrl, TargetUrl, TARGET_SCHEMES};
+
+use crate::model::TableName;
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where the plan was read from (for messages).
+    pub file: PathBuf,
+    pub name: String,
+    pub source: Source,
+    pub target: Target,
+    /// The tables to replicate, schema-qualified, in plan order, no duplicates.
+    pub tables: Vec<TableName>,
+    pub mapping: Mapping,
+    pub copy: Copy,
+    pub apply: Apply,
+    /// The cutover runbook, kept as YAML until the cutover executor reads it.
+    pub cutover: Option<serde_yaml_ng::Value>,
+}
+
+/// The PostgreSQL source.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub url: SecretUrl,
+    /// Publication name; created when missing.
+    pub publication: String,
+    /// Logical replication slot name; created when missing.
+    pub slot: String,
+    /// Seconds without any change after which xdb writes a heartbeat message
+    /// so an idle slot keeps advancing.
+    pub heartbeat_interval_secs: u64,
+}
+
+/// The target database.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: TargetUrl,
+}
+
+/// Lossy-value policy: what to do with a value the target cannot hold exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LossyPolicy {
+    /// Stop with an error naming table, column and key (the default).
+    #[default]
+    Error,
+    /// Write NULL instead.
+    Null,
+    /// Write the nearest value the target can hold.
+    Clamp,
+}
+
+/// Type-mapping settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// A rule file replacing the built-in `mappings/pg-to-<target>.yaml`.
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+    /// Per-column target types: `schema.table.column: TYPE`.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Lossy-value policy for every column without its own.
+    #[serde(default)]
+    pub policy: Option<LossyPolicy>,
+    /// Per-column lossy-value policies: `schema.table.column: null|clamp|error`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, LossyPolicy>,
+}
+
+/// Bulk-copy settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Copy {
+    /// Copy workers. Default: the number of cores (1 for SQLite, whose
+    /// single writer gains nothing from more).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Rows per range when a large table is split among workers.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: u64,
+}
+
+fn default_chunk_rows() -> u64 {
+    250_000
+}
+
+impl Default for Copy {
+    fn default() -> Self {
+        Copy {
+            parallelism: None,
+            chunk_rows: default_chunk_rows(),
+        }
+    }
+}
+
+/// Change-apply settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Apply {
+    /// Rows after which a target transaction is committed (whole source
+    /// transactions only).
+    #[serde(default = "default_max_batch_rows")]
+    pub max_batch_rows: usize,
+    /// Milliseconds a batch may wait for more transactions before commit.
+    #[serde(default = "default_max_batch_delay_ms")]
+    pub max_batch_delay_ms: u64,
+}
+
+fn default_max_batch_rows() -> usize {
+    5000
+}
+fn default_max_batch_delay_ms() -> u64 {
+    100
+}
+
+impl Default for Apply {
+    fn default() -> Self {
+        Apply {
+            max_batch_rows: default_max_batch_rows(),
+            max_batch_delay_ms: default_max_batch_delay_ms(),
+        }
+    }
+}
+
+// ---- raw serde model (what the YAML says, before defaults) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: String,
+    source: RawSource,
+    target: RawTarget,
+    tables: Vec<PlanTable>,
+    #[serde(default)]
+    mapping: Mapping,
+    #[serde(default)]
+    copy: Copy,
+    #[serde(default)]
+    apply: Apply,
+    #[serde(default)]
+    cutover: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    url: SourceUrlField,
+    #[serde(default)]
+    publication: Option<Ident>,
+    #[serde(default)]
+    slot: Option<SlotName>,
+    #[serde(default = "default_heartbeat")]
+    heartbeat_interval_secs: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    10
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: TargetUrlField,
+}
+
+/// A string with `${VAR}` filled in at parse time (so errors carry a location).
+fn env_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let raw = String::deserialize(d)?;
+    interpolate(&raw, |n| std::env::var(n).ok()).map_err(de::Error::custom)
+}
+
+struct SourceUrlField(SecretUrl);
+
+impl<'de> Deserialize<'de> for SourceUrlField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = SecretUrl::new(env_string(d)?);
+        match url.scheme().as_deref() {
+            Some("postgres") | Some("postgresql") => Ok(SourceUrlField(url)),
+            other => Err(de::Error::custom(format!(
+                "source.url must be a PostgreSQL URL (postgres://user:${{PASSWORD}}@host:5432/db), got scheme {:?} in {}",
+                other.unwrap_or(""),
+                url.redacted()
+            ))),
+        }
+    }
+}
+
+struct TargetUrlField(TargetUrl);
+
+impl<'de> Deserialize<'de> for TargetUrlField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        TargetUrl::parse(&env_string(d)?)
+            .map(TargetUrlField)
+            .map_err(de::Error::custom)
+    }
+}
+
+struct PlanTable(TableName);
+
+impl<'de> Deserialize<'de> for PlanTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TableName::parse(&s).map(PlanTable).ok_or_else(|| {
+            de::Error::custom(format!(
+                "invalid table name {s:?}: expected schema.table or table"
+            ))
+        })
+    }
+}
+
+/// A PostgreSQL identifier used unquoted by xdb (publication name).
+struct Ident(String);
+
+impl<'de> Deserialize<'de> for Ident {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 63 {
+            return Err(de::Error::custom(format!(
+                "invalid name {s:?}: 1 to 63 characters"
+            )));
+        }
+        Ok(Ident(s))
+    }
+}
+
+/// A replication slot name: PostgreSQL allows lower-case letters, digits and `_`.
+struct SlotName(String);
+
+impl<'de> Deserialize<'de> for SlotName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !valid_slot_name(&s) {
+            return Err(de::Error::custom(format!(
+                "invalid slot name {s:?}: use 1 to 63 lower-case letters, digits and underscores"
+            )));
+        }
+        Ok(SlotName(s))
+    }
+}
+
+fn valid_slot_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `xdb_<plan name>` reduced to what a slot name may hold.
+fn default_object_name(plan_name: &str) -> String {
+    let mut s: String = plan_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.insert_str(0, "xdb_");
+    s.truncate(63);
+    s
+}
+
+impl Plan {
+    /// Reads and validates a plan file.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PlanError::io(path, format!("cannot read plan file: {e}")))?;
+        Plan::parse(&text, path)
+    }
+
+    /// Parses and validates plan text; `file` names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Plan, PlanError> {
+        let raw: RawPlan =
+            serde_yaml_ng::from_str(text).map_err(|e| PlanError::from_yaml(file, text, &e))?;
+        let at_key = |key: &str, msg: String| PlanError::at_key(file, text, key, msg);
+
+        if raw.name.trim().is_empty() {
+            return Err(at_key("name", "name must not be empty".into()));
+        }
+        if raw.tables.is_empty() {
+            return Err(at_key(
+                "tables",
+                "tables is empty: list at least one table, e.g. tables: [public.orders]".into(),
+            ));
+        }
+        let mut tables: Vec<TableName> = Vec::with_capacity(raw.tables.len());
+        for PlanTable(t) in raw.tables {
+            if tables.contains(&t) {
+                return Err(at_key("tables", format!("table {t} is listed twice")));
+            }
+            tables.push(t);
+        }
+        for key in raw
+            .mapping
+            .columns
+            .keys()
+            .chain(raw.mapping.policies.keys())
+        {
+            let known = tables.iter().any(|t| {
+                key.strip_prefix(&format!("{t}."))
+                    .or_else(|| {
+                        (t.schema == "public")
+                            .then(|| key.strip_prefix(&format!("{}.", t.name)))
+                            .flatten()
+                    })
+                    .is_some_and(|col| !col.is_empty())
+            });
+            if !known {
+                return Err(at_key(
+                    key,
+                    format!(
+                        "mapping entry {key:?} does not name a column of a planned table: write schema.table.column with a table from `tables`"
+                    ),
+                ));
+            }
+        }
+        if raw.copy.parallelism == Some(0) {
+            return Err(at_key(
+                "parallelism",
+                "copy.parallelism must be at least 1".into(),
+            ));
+        }
+        if raw.apply.max_batch_rows == 0 {
+            return Err(at_key(
+                "max_batch_rows",
+                "apply.max_batch_rows must be at least 1".into(),
+            ));
+        }
+        if raw.source.heartbeat_interval_secs == 0 {
+            return Err(at_key(
+                "heartbeat_interval_secs",
+                "source.heartbeat_interval_secs must be at least 1".into(),
+            ));
+        }
+        let default_name = default_object_name(&raw.name);
+        Ok(Plan {
+            file: file.to_path_buf(),
+            name: raw.name,
+            source: Source {
+                url: raw.source.url.0,
+                publication: raw
+                    .source
+                    .publication
+                    .map(|i| i.0)
+                    .unwrap_or_else(|| default_name.clone()),
+                slot: raw.source.slot.map(|s| s.0).unwrap_or(default_name),
+                heartbeat_interval_secs: raw.source.heartbeat_interval_secs,
+            },
+            target: Target {
+                url: raw.target.url.0,
+            },
+            tables,
+            mapping: raw.mapping,
+            copy: raw.copy,
+            apply: raw.apply,
+            cutover: raw.cutover,
+        })
+    }
+
+    /// Copy workers after defaults: the plan's value, else the number of
+    /// cores, and 1 for SQLite targets.
+    pub fn copy_parallelism(&self) -> usize {
+        match (self.copy.parallelism, &self.target.url) {
+            (Some(n), _) => n,
+            (None, TargetUrl::Sqlite(_)) => 1,
+            (None, _) => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+
+    /// Every secret the plan holds (passwords in URLs), for scrubbing text
+    /// that came from elsewhere (driver errors) before it is shown.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut v: Vec<String> = [self.source.url.password(), self.target.url.password()]
+            .into_iter()
+            .flatten()
+            .filter(|s| s.len() >= 3)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Replaces every plan secret in `text` with `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secrets() {
+            out = out.replace(&s, "***");
+        }
+        out
+    }
+}

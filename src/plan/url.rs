@@ -1,0 +1,235 @@
+//! Connection URLs of the plan, kept so that their secrets cannot leak:
+//! `Display` and `Debug` print the URL with its password replaced by `***`;
+//! only [`SecretUrl::expose`] gives the real text, for drivers.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A URL that may carry a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    /// The full URL, password included: hand it to a driver, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password (user-info or `password=` parameter) masked.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+
+    /// The password in the URL, if any (percent-decoded), so that error
+    /// text from drivers can be scrubbed of it.
+    pub fn password(&self) -> Option<String> {
+        let (_, rest) = self.0.split_once("://")?;
+        let userinfo = &rest[..authority_end(rest)];
+        let at = userinfo.rfind('@')?;
+        let (_, pw) = userinfo[..at].split_once(':')?;
+        (!pw.is_empty()).then(|| percent_decode(pw))
+    }
+
+    /// The URL's scheme (`postgres`, `mysql`, `sqlite` …), lower-cased.
+    pub fn scheme(&self) -> Option<String> {
+        self.0.split_once(':').map(|(s, _)| s.to_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+/// Where the authority (user-info and host) of `rest` (text after `://`) ends:
+/// at the last `@` before the path, or the first `/`, `?` when there is none.
+fn authority_end(rest: &str) -> usize {
+    // A password may contain '/', '?' or '#' unescaped; the last '@' before the
+    // query decides where user-info ends.
+    let query = rest.find('?').unwrap_or(rest.len());
+    match rest[..query].rfind('@') {
+        Some(at) => {
+            at + 1
+                + rest[at + 1..]
+                    .find(['/', '?'])
+                    .unwrap_or(rest.len() - at - 1)
+        }
+        None => rest.find(['/', '?']).unwrap_or(rest.len()),
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let query = rest.find('?').unwrap_or(rest.len());
+    let mut out = format!("{scheme}://");
+    let (auth_and_path, params) = rest.split_at(query);
+    match auth_and_path.rfind('@') {
+        Some(at) => {
+            let userinfo = &auth_and_path[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&auth_and_path[at..]);
+        }
+        None => out.push_str(auth_and_path),
+    }
+    if !params.is_empty() {
+        let redacted: Vec<String> = params[1..]
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&redacted.join("&"));
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The target database, by URL scheme.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum TargetUrl {
+    /// `mysql://` or `mariadb://`: MySQL or MariaDB (told apart at connect time).
+    Mysql(SecretUrl),
+    /// `sqlite://path` (relative to the working directory) or `sqlite:///abs/path`.
+    Sqlite(PathBuf),
+    /// `postgres://` or `postgresql://`.
+    Postgres(SecretUrl),
+}
+
+/// Schemes a target URL may use, for error messages.
+pub const TARGET_SCHEMES: &str = "mysql://, mariadb://, sqlite://, postgres://";
+
+impl TargetUrl {
+    /// Classifies a target URL by scheme.
+    pub fn parse(url: &str) -> Result<TargetUrl, String> {
+        let secret = SecretUrl::new(url);
+        let scheme = secret.scheme().unwrap_or_default();
+        match scheme.as_str() {
+            "mysql" | "mariadb" => Ok(TargetUrl::Mysql(secret)),
+            "postgres" | "postgresql" => Ok(TargetUrl::Postgres(secret)),
+            "sqlite" => {
+                let path = url["sqlite:".len()..].trim_start_matches("//");
+                let path = path.split('?').next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err("sqlite target URL has no file path: use sqlite://shop.db or sqlite:///abs/path/shop.db".into());
+                }
+                Ok(TargetUrl::Sqlite(PathBuf::from(path)))
+            }
+            _ => Err(format!(
+                "unknown target URL scheme {:?} in {}: expected one of {TARGET_SCHEMES}",
+                scheme,
+                secret.redacted()
+            )),
+        }
+    }
+
+    /// A short name of the target kind: `mysql`, `sqlite` or `postgres`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            TargetUrl::Mysql(_) => "mysql",
+            TargetUrl::Sqlite(_) => "sqlite",
+            TargetUrl::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The URL for display, password masked.
+    pub fn redacted(&self) -> String {
+        match self {
+            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => u.redacted(),
+            TargetUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+        }
+    }
+
+    /// The password in the URL, if any.
+    pub fn password(&self) -> Option<String> {
+        match self {
+            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => u.password(),
+            TargetUrl::Sqlite(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        let u = SecretUrl::new("postgres://xdb:p%40ss/w@rd@127.0.0.1:5432/shop?sslmode=require");
+        assert_eq!(
+            u.redacted(),
+            "postgres://xdb:***@127.0.0.1:5432/shop?sslmode=require"
+        );
+        assert_eq!(u.password().as_deref(), Some("p@ss/w@rd"));
+        assert!(!format!("{u:?}").contains("rd@"));
+        let q = SecretUrl::new("postgres://h/db?user=a&password=zz");
+        assert_eq!(q.redacted(), "postgres://h/db?user=a&password=***");
+        assert_eq!(
+            SecretUrl::new("mysql://root@h/db").redacted(),
+            "mysql://root@h/db"
+        );
+    }
+
+    #[test]
+    fn classifies_targets() {
+        assert!(matches!(
+            TargetUrl::parse("mysql://a:b@h/db"),
+            Ok(TargetUrl::Mysql(_))
+        ));
+        assert!(matches!(
+            TargetUrl::parse("postgresql://h/db"),
+            Ok(TargetUrl::Postgres(_))
+        ));
+        assert_eq!(
+            TargetUrl::parse("sqlite://shop.db"),
+            Ok(TargetUrl::Sqlite("shop.db".into()))
+        );
+        assert_eq!(
+            TargetUrl::parse("sqlite:///tmp/x.db"),
+            Ok(TargetUrl::Sqlite("/tmp/x.db".into()))
+        );
+        let e = TargetUrl::parse("oracle://u:secret@h/db").unwrap_err();
+        assert!(e.contains("oracle") && !e.contains("secret"), "{e}");
+    }
+}

@@ -1,0 +1,245 @@
+//! Reads table shapes from the source's system catalog.
+//!
+//! Domains are resolved to their base type, enums carry their labels, arrays
+//! their element type, so that mapping sees only [`PgType`]s it can rule on.
+//! Generated columns are left out: pgoutput does not send them, and the copy
+//! must carry exactly the columns the stream will.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema};
+
+/// A catalog query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("reading the catalog for {what}: {source}")]
+    Query {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("type OID {oid} used by {what} is not in pg_type")]
+    MissingType { oid: u32, what: String },
+}
+
+/// Resolves type OIDs against `pg_type`, caching what it learnt.
+#[derive(Default)]
+pub struct TypeCache {
+    types: HashMap<(u32, i32), PgType>,
+}
+
+impl TypeCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The [`PgType`] of `oid` with modifier `typmod`.
+    pub async fn resolve(
+        &mut self,
+        client: &Client,
+        oid: u32,
+        typmod: i32,
+    ) -> Result<PgType, CatalogError> {
+        if let Some(t) = PgType::from_builtin_oid(oid, typmod) {
+            return Ok(t);
+        }
+        if let Some(t) = self.types.get(&(oid, typmod)) {
+            return Ok(t.clone());
+        }
+        let mut cur_oid = oid;
+        let mut cur_mod = typmod;
+        // Domains may stack; follow typbasetype to the bottom (bounded for safety).
+        let resolved = 'outer: {
+            for _ in 0..16 {
+                if let Some(t) = PgType::from_builtin_oid(cur_oid, cur_mod) {
+                    break 'outer t;
+                }
+                let what = format!("type OID {cur_oid}");
+                let row = client
+                    .query_opt(
+                        "SELECT t.typtype::text, t.typname::text, n.nspname::text, t.typbasetype, t.typtypmod, \
+                                t.typelem, t.typcategory::text, t.typlen \
+                         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1",
+                        &[&cur_oid],
+                    )
+                    .await
+                    .map_err(|source| CatalogError::Query { what: what.clone(), source })?
+                    .ok_or(CatalogError::MissingType { oid: cur_oid, what })?;
+                let typtype: String = row.get(0);
+                let name: String = row.get(1);
+                let nsp: String = row.get(2);
+                let qualified = if nsp == "pg_catalog" || nsp == "public" {
+                    name.clone()
+                } else {
+                    format!("{nsp}.{name}")
+                };
+                match typtype.as_str() {
+                    "d" => {
+                        let base: u32 = row.get(3);
+                        let base_mod: i32 = row.get(4);
+                        cur_oid = base;
+                        // The domain's own typmod applies when the column has none.
+                        cur_mod = if cur_mod >= 0 { cur_mod } else { base_mod };
+                        continue;
+                    }
+                    "e" => {
+                        let labels = client
+                            .query(
+                                "SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder",
+                                &[&cur_oid],
+                            )
+                            .await
+                            .map_err(|source| CatalogError::Query { what: format!("enum {qualified}"), source })?
+                            .iter()
+                            .map(|r| r.get::<_, String>(0))
+                            .collect();
+                        break 'outer PgType::Enum {
+                            name: qualified,
+                            labels,
+                        };
+                    }
+                    _ => {
+                        let elem: u32 = row.get(5);
+                        let category: String = row.get(6);
+                        let typlen: i16 = row.get(7);
+                        if elem != 0 && category == "A" && typlen == -1 {
+                            let inner = Box::pin(self.resolve(client, elem, cur_mod)).await?;
+                            break 'outer PgType::Array(Box::new(inner));
+                        }
+                        break 'outer PgType::Other { name: qualified };
+                    }
+                }
+            }
+            PgType::Other {
+                name: format!("oid {oid}"),
+            }
+        };
+        self.types.insert((oid, typmod), resolved.clone());
+        Ok(resolved)
+    }
+}
+
+/// Reads one table's schema, or `None` when no such table (or partitioned
+/// table) exists.
+pub async fn load_table(
+    client: &Client,
+    types: &mut TypeCache,
+    table: &TableName,
+) -> Result<Option<TableSchema>, CatalogError> {
+    let q = |source| CatalogError::Query {
+        what: format!("table {table}"),
+        source,
+    };
+    let Some(rel) = client
+        .query_opt(
+            "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(q)?
+    else {
+        return Ok(None);
+    };
+    let oid: u32 = rel.get(0);
+    let replident: String = rel.get(1);
+    let replica_identity =
+        ReplicaIdentity::from_byte(replident.as_bytes().first().copied().unwrap_or(b'd'))
+            .unwrap_or(ReplicaIdentity::Default);
+
+    let rows = client
+        .query(
+            "SELECT a.attnum, a.attname::text, a.atttypid, a.atttypmod, a.attnotnull, \
+                    pg_get_expr(d.adbin, d.adrelid), a.attidentity::text \
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+             ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(q)?;
+    let key_attnums = |sql: &'static str| async move {
+        client.query(sql, &[&oid]).await.map(|rows| {
+            rows.iter()
+                .map(|r| r.get::<_, i16>(0))
+                .collect::<Vec<i16>>()
+        })
+    };
+    let pk = key_attnums(
+        "SELECT k.attnum::int2 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+         WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+    )
+    .await
+    .map_err(q)?;
+    let ident_index = if replica_identity == ReplicaIdentity::Index {
+        key_attnums(
+            "SELECT k.attnum::int2 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+             WHERE i.indrelid = $1 AND i.indisreplident ORDER BY k.ord",
+        )
+        .await
+        .map_err(q)?
+    } else {
+        Vec::new()
+    };
+    let key_cols: &[i16] = if replica_identity == ReplicaIdentity::Index {
+        &ident_index
+    } else {
+        &pk
+    };
+
+    let mut columns = Vec::with_capacity(rows.len());
+    let mut attnums = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let attnum: i16 = r.get(0);
+        let type_oid: u32 = r.get(2);
+        let typmod: i32 = r.get(3);
+        let default: Option<String> = r.get(5);
+        let identity: String = r.get(6);
+        let pg_type = types.resolve(client, type_oid, typmod).await?;
+        let is_serial = default
+            .as_deref()
+            .is_some_and(|d| d.starts_with("nextval("));
+        columns.push(Column {
+            name: r.get(1),
+            pg_type,
+            type_oid,
+            typmod,
+            nullable: !r.get::<_, bool>(4),
+            is_key: key_cols.contains(&attnum),
+            default,
+            identity: !identity.is_empty() || is_serial,
+        });
+        attnums.push(attnum);
+    }
+    let primary_key = pk
+        .iter()
+        .filter_map(|a| attnums.iter().position(|x| x == a))
+        .collect();
+    Ok(Some(TableSchema {
+        oid,
+        name: table.clone(),
+        columns,
+        replica_identity,
+        primary_key,
+    }))
+}
+
+/// Every user table's qualified name (to suggest the closest one when a
+/// plan names a table that does not exist).
+pub async fn list_tables(client: &Client) -> Result<Vec<TableName>, CatalogError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|source| CatalogError::Query { what: "the list of tables".into(), source })?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}

@@ -1,0 +1,95 @@
+//! Plain SQL connections (tokio-postgres) to a PostgreSQL server given by a
+//! plan URL: catalog, COPY, validation and checks. The replication protocol
+//! has its own connection in [`super::replication`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::plan::SecretUrl;
+
+/// Connecting failed; the message names the server, never the password.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to PostgreSQL at {server}: {reason}")]
+pub struct ConnectError {
+    pub server: String,
+    pub reason: String,
+    /// True when a later attempt may succeed (network, server starting).
+    pub retryable: bool,
+}
+
+/// `host:port/db` of a URL, for messages.
+pub fn server_label(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port}/{}",
+        config
+            .get_dbname()
+            .unwrap_or(config.get_user().unwrap_or(""))
+    )
+}
+
+/// Opens a connection and spawns its driver task.
+pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, ConnectError> {
+    let mut config = Config::from_str(url.expose()).map_err(|e| ConnectError {
+        server: url.redacted(),
+        reason: scrub(&format!("invalid URL: {e}"), url),
+        retryable: false,
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.application_name(application_name);
+    let server = server_label(&config);
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let reason = scrub(&error_text(&e), url);
+        let retryable = e.code().is_none();
+        ConnectError {
+            server: server.clone(),
+            reason,
+            retryable,
+        }
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("PostgreSQL connection closed: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// The whole message of a tokio-postgres error, including the server's
+/// message and SQLSTATE, which `Display` alone hides for DbErrors.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!("; detail: {d}"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!("; hint: {h}"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    s
+}
+
+fn scrub(text: &str, url: &SecretUrl) -> String {
+    match url.password() {
+        Some(pw) if !pw.is_empty() => text.replace(&pw, "***"),
+        _ => text.to_string(),
+    }
+}
