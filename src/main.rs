@@ -87,11 +87,9 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -113,10 +111,7 @@ fn not_built(cmd: &str, issue: u32) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -135,10 +130,7 @@ async fn run(command: Command) -> ExitCode {
             };
             println!("xdb check: plan {} ({})\n", plan.name, plan.file.display());
             let report = xdb::check::run(&plan).await;
-            print!(
-                "{}",
-                plan.scrub(&report.render(std::io::stdout().is_terminal()))
-            );
+            print!("{}", plan.scrub(&report.render(std::io::stdout().is_terminal())));
             if report.failures() == 0 {
                 ExitCode::SUCCESS
             } else {

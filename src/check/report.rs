@@ -30,38 +30,19 @@ pub struct CheckSection {
 
 impl CheckSection {
     pub fn new(heading: impl Into<String>) -> Self {
-        CheckSection {
-            heading: heading.into(),
-            items: Vec::new(),
-        }
+        CheckSection { heading: heading.into(), items: Vec::new() }
     }
     pub fn pass(&mut self, title: impl Into<String>) {
-        self.items.push(CheckItem {
-            status: Status::Pass,
-            title: title.into(),
-            fix: None,
-        });
+        self.items.push(CheckItem { status: Status::Pass, title: title.into(), fix: None });
     }
     pub fn info(&mut self, title: impl Into<String>) {
-        self.items.push(CheckItem {
-            status: Status::Info,
-            title: title.into(),
-            fix: None,
-        });
+        self.items.push(CheckItem { status: Status::Info, title: title.into(), fix: None });
     }
     pub fn warn(&mut self, title: impl Into<String>, fix: impl Into<String>) {
-        self.items.push(CheckItem {
-            status: Status::Warn,
-            title: title.into(),
-            fix: Some(fix.into()),
-        });
+        self.items.push(CheckItem { status: Status::Warn, title: title.into(), fix: Some(fix.into()) });
     }
     pub fn fail(&mut self, title: impl Into<String>, fix: impl Into<String>) {
-        self.items.push(CheckItem {
-            status: Status::Fail,
-            title: title.into(),
-            fix: Some(fix.into()),
-        });
+        self.items.push(CheckItem { status: Status::Fail, title: title.into(), fix: Some(fix.into()) });
     }
 }
 
@@ -74,19 +55,11 @@ pub struct CheckReport {
 impl CheckReport {
     /// How many items block the migration.
     pub fn failures(&self) -> usize {
-        self.sections
-            .iter()
-            .flat_map(|s| &s.items)
-            .filter(|i| i.status == Status::Fail)
-            .count()
+        self.sections.iter().flat_map(|s| &s.items).filter(|i| i.status == Status::Fail).count()
     }
 
     pub fn warnings(&self) -> usize {
-        self.sections
-            .iter()
-            .flat_map(|s| &s.items)
-            .filter(|i| i.status == Status::Warn)
-            .count()
+        self.sections.iter().flat_map(|s| &s.items).filter(|i| i.status == Status::Warn).count()
     }
 
     /// The checklist as text; `color` adds ANSI colours for terminals.
@@ -121,12 +94,7 @@ impl CheckReport {
         let f = self.failures();
         let w = self.warnings();
         if f == 0 {
-            let _ = writeln!(
-                out,
-                "{} nothing blocks the migration ({w} warning{})",
-                paint("32", "✔"),
-                plural(w)
-            );
+            let _ = writeln!(out, "{} nothing blocks the migration ({w} warning{})", paint("32", "✔"), plural(w));
         } else {
             let _ = writeln!(
                 out,

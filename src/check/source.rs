@@ -34,27 +34,18 @@ pub async fn check_source(plan: &Plan, out: &mut Vec<CheckSection>) -> SourceFac
         }
     };
     if let Err(e) = server_checks(&client, plan, &mut s).await {
-        s.fail(
-            format!("could not read server settings: {e}"),
-            "see the error above",
-        );
+        s.fail(format!("could not read server settings: {e}"), "see the error above");
     }
     out.push(s);
     let mut tables_section = CheckSection::new("Source tables");
     match table_checks(&client, plan, &mut tables_section).await {
         Ok(t) => facts.tables = t,
-        Err(e) => tables_section.fail(
-            format!("could not read the catalog: {e}"),
-            "see the error above",
-        ),
+        Err(e) => tables_section.fail(format!("could not read the catalog: {e}"), "see the error above"),
     }
     out.push(tables_section);
     let mut repl = CheckSection::new("Publication and slot");
     if let Err(e) = replication_checks(&client, plan, &mut repl).await {
-        repl.fail(
-            format!("could not read publication/slot state: {e}"),
-            "see the error above",
-        );
+        repl.fail(format!("could not read publication/slot state: {e}"), "see the error above");
     }
     out.push(repl);
     facts
@@ -114,9 +105,7 @@ async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<
     let needed = if slot_exists { 1 } else { 2 };
     let free = max_slots - used_slots;
     if free >= needed {
-        s.pass(format!(
-            "replication slots: {used_slots} of {max_slots} used, {free} free"
-        ));
+        s.pass(format!("replication slots: {used_slots} of {max_slots} used, {free} free"));
     } else {
         s.fail(
             format!("replication slots: {used_slots} of {max_slots} used, xdb needs {needed} free"),
@@ -132,10 +121,7 @@ async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<
     } else {
         s.fail(
             format!("WAL senders: {used_senders} of {max_senders} used, xdb needs 2 free"),
-            format!(
-                "ALTER SYSTEM SET max_wal_senders = {};  -- then restart PostgreSQL",
-                used_senders + 4
-            ),
+            format!("ALTER SYSTEM SET max_wal_senders = {};  -- then restart PostgreSQL", used_senders + 4),
         );
     }
     if superuser {
@@ -151,18 +137,12 @@ async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<
     Ok(())
 }
 
-async fn table_checks(
-    c: &Client,
-    plan: &Plan,
-    s: &mut CheckSection,
-) -> Result<Vec<TableSchema>, String> {
+async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<Vec<TableSchema>, String> {
     let mut types = catalog::TypeCache::new();
     let mut found = Vec::new();
     let mut all_tables: Option<Vec<TableName>> = None;
     for t in &plan.tables {
-        let schema = catalog::load_table(c, &mut types, t)
-            .await
-            .map_err(|e| e.to_string())?;
+        let schema = catalog::load_table(c, &mut types, t).await.map_err(|e| e.to_string())?;
         let Some(schema) = schema else {
             if all_tables.is_none() {
                 all_tables = Some(catalog::list_tables(c).await.map_err(|e| e.to_string())?);
@@ -176,34 +156,19 @@ async fn table_checks(
             );
             continue;
         };
-        let can_select: bool = c
-            .query_one(
-                "SELECT has_table_privilege($1::oid, 'SELECT')",
-                &[&schema.oid],
-            )
-            .await
-            .map_err(q)?
-            .get(0);
+        let can_select: bool =
+            c.query_one("SELECT has_table_privilege($1::oid, 'SELECT')", &[&schema.oid]).await.map_err(q)?.get(0);
         if !can_select {
             s.fail(
                 format!("{t}: no SELECT privilege for the source role"),
-                format!(
-                    "GRANT SELECT ON {} TO {};",
-                    t.pg_quoted(),
-                    pg_ident(&current_user(c).await?)
-                ),
+                format!("GRANT SELECT ON {} TO {};", t.pg_quoted(), pg_ident(&current_user(c).await?)),
             );
         }
         let key_desc = match (schema.primary_key.is_empty(), schema.replica_identity) {
             (_, ReplicaIdentity::Full) => Some("REPLICA IDENTITY FULL".to_string()),
             (false, ReplicaIdentity::Default) | (false, ReplicaIdentity::Index) => Some(format!(
                 "primary key ({})",
-                schema
-                    .primary_key
-                    .iter()
-                    .map(|&i| schema.columns[i].name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                schema.primary_key.iter().map(|&i| schema.columns[i].name.as_str()).collect::<Vec<_>>().join(", ")
             )),
             (_, ReplicaIdentity::Nothing) => None,
             (true, _) => None,
@@ -228,21 +193,13 @@ async fn table_checks(
 }
 
 async fn current_user(c: &Client) -> Result<String, String> {
-    Ok(c.query_one("SELECT current_user::text", &[])
-        .await
-        .map_err(q)?
-        .get(0))
+    Ok(c.query_one("SELECT current_user::text", &[]).await.map_err(q)?.get(0))
 }
 
 fn closest_table(t: &TableName, all: &[TableName]) -> Option<TableName> {
     let want = t.to_string();
     all.iter()
-        .map(|n| {
-            (
-                strsim::normalized_damerau_levenshtein(&want, &n.to_string()),
-                n,
-            )
-        })
+        .map(|n| (strsim::normalized_damerau_levenshtein(&want, &n.to_string()), n))
         .filter(|(score, _)| *score >= 0.6)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, n)| n.clone())
@@ -250,12 +207,7 @@ fn closest_table(t: &TableName, all: &[TableName]) -> Option<TableName> {
 
 async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
     let pubname = &plan.source.publication;
-    let table_list = plan
-        .tables
-        .iter()
-        .map(|t| t.pg_quoted())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let table_list = plan.tables.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", ");
     let publication = c
         .query_opt(
             "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
@@ -291,47 +243,43 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                 }
             }
             if can_create && not_owned.is_empty() {
-                s.pass(format!(
-                    "publication {pubname}: absent, will be created for the planned tables"
-                ));
+                s.pass(format!("publication {pubname}: absent, will be created for the planned tables"));
             } else {
                 s.fail(
                     format!(
                         "publication {pubname}: absent, and the source role cannot create it{}",
-                        if not_owned.is_empty() { String::new() } else { format!(" (not owner of {})", not_owned.join(", ")) }
+                        if not_owned.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (not owner of {})", not_owned.join(", "))
+                        }
                     ),
-                    format!("as the tables' owner or a superuser: CREATE PUBLICATION {} FOR TABLE {table_list};", pg_ident(pubname)),
+                    format!(
+                        "as the tables' owner or a superuser: CREATE PUBLICATION {} FOR TABLE {table_list};",
+                        pg_ident(pubname)
+                    ),
                 );
             }
         }
         Some(p) => {
             let all: bool = p.get(0);
-            let ops: Vec<(&str, bool)> = vec![
-                ("insert", p.get(1)),
-                ("update", p.get(2)),
-                ("delete", p.get(3)),
-                ("truncate", p.get(4)),
-            ];
-            let missing_ops: Vec<&str> =
-                ops.iter().filter(|(_, on)| !on).map(|(n, _)| *n).collect();
+            let ops: Vec<(&str, bool)> =
+                vec![("insert", p.get(1)), ("update", p.get(2)), ("delete", p.get(3)), ("truncate", p.get(4))];
+            let missing_ops: Vec<&str> = ops.iter().filter(|(_, on)| !on).map(|(n, _)| *n).collect();
             let published: Vec<TableName> = c
-                .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[pubname])
+                .query(
+                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                    &[pubname],
+                )
                 .await
                 .map_err(q)?
                 .iter()
                 .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
                 .collect();
-            let missing: Vec<&TableName> = plan
-                .tables
-                .iter()
-                .filter(|t| !all && !published.contains(t))
-                .collect();
+            let missing: Vec<&TableName> = plan.tables.iter().filter(|t| !all && !published.contains(t)).collect();
             if !missing_ops.is_empty() {
                 s.fail(
-                    format!(
-                        "publication {pubname}: exists but does not publish {}",
-                        missing_ops.join(", ")
-                    ),
+                    format!("publication {pubname}: exists but does not publish {}", missing_ops.join(", ")),
                     format!(
                         "ALTER PUBLICATION {} SET (publish = 'insert, update, delete, truncate');",
                         pg_ident(pubname)
@@ -342,20 +290,12 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                 s.fail(
                     format!(
                         "publication {pubname}: exists but lacks {}",
-                        missing
-                            .iter()
-                            .map(|t| t.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        missing.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
                     ),
                     format!(
                         "ALTER PUBLICATION {} ADD TABLE {};",
                         pg_ident(pubname),
-                        missing
-                            .iter()
-                            .map(|t| t.pg_quoted())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        missing.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", ")
                     ),
                 );
             }
@@ -379,9 +319,7 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
         .await
         .map_err(q)?;
     match row {
-        None => s.pass(format!(
-            "slot {slot}: absent, will be created with an exported snapshot"
-        )),
+        None => s.pass(format!("slot {slot}: absent, will be created with an exported snapshot")),
         Some(r) => {
             let plugin: Option<String> = r.get(0);
             let slot_type: String = r.get(1);
@@ -404,10 +342,7 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                 );
             } else if database.as_deref() != Some(current_db.as_str()) {
                 s.fail(
-                    format!(
-                        "slot {slot}: exists but belongs to database {}",
-                        database.as_deref().unwrap_or("?")
-                    ),
+                    format!("slot {slot}: exists but belongs to database {}", database.as_deref().unwrap_or("?")),
                     drop_fix,
                 );
             } else if wal_status.as_deref() == Some("lost") {
@@ -417,10 +352,7 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                 );
             } else if active {
                 s.warn(
-                    format!(
-                        "slot {slot}: in use by another process (pid {})",
-                        active_pid.unwrap_or_default()
-                    ),
+                    format!("slot {slot}: in use by another process (pid {})", active_pid.unwrap_or_default()),
                     "stop the other consumer (another xdb sync?) before starting xdb",
                 );
             } else {
@@ -436,11 +368,8 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
 
 fn pg_ident(s: &str) -> String {
     if !s.is_empty()
-        && s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
         s.to_string()
     } else {

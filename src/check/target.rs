@@ -20,6 +20,9 @@ pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {
     out.push(s);
 }
 
+/// VERSION(), version_comment, local_infile, sql_mode, charset, collation, read_only.
+type MysqlSettings = (String, String, i64, String, String, String, i64);
+
 async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
     let opts = match mysql_async::Opts::from_url(url.expose()) {
         Ok(o) => o,
@@ -33,19 +36,13 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
     };
     let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let Some(db) = opts.db_name().map(str::to_string) else {
-        s.fail(
-            "target.url names no database",
-            "add the database to the URL: mysql://user:${PASSWORD}@host:3306/shop",
-        );
+        s.fail("target.url names no database", "add the database to the URL: mysql://user:${PASSWORD}@host:3306/shop");
         return;
     };
     // Connect without the database first, so a missing database is reported as such.
     let opts_no_db = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
-    let mut conn = match tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        mysql_async::Conn::new(opts_no_db),
-    )
-    .await
+    let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(10), mysql_async::Conn::new(opts_no_db))
+        .await
     {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -56,14 +53,11 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             return;
         }
         Err(_) => {
-            s.fail(
-                format!("target unreachable at {server}: no answer within 10 s"),
-                "check host, port and firewalls",
-            );
+            s.fail(format!("target unreachable at {server}: no answer within 10 s"), "check host, port and firewalls");
             return;
         }
     };
-    let row: Result<Option<(String, String, i64, String, String, String, i64)>, _> = conn
+    let row: Result<Option<MysqlSettings>, _> = conn
         .query_first(
             "SELECT VERSION(), CAST(@@version_comment AS CHAR), @@local_infile, CAST(@@sql_mode AS CHAR), \
              CAST(@@character_set_server AS CHAR), CAST(@@collation_server AS CHAR), @@read_only",
@@ -73,23 +67,16 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err(e) => {
-            s.fail(
-                format!(
-                    "could not read server settings: {}",
-                    plan.scrub(&e.to_string())
-                ),
-                "see the error above",
-            );
+            s.fail(format!("could not read server settings: {}", plan.scrub(&e.to_string())), "see the error above");
             return;
         }
     };
-    let flavour = if version.to_ascii_lowercase().contains("mariadb")
-        || comment.to_ascii_lowercase().contains("mariadb")
-    {
-        "MariaDB"
-    } else {
-        "MySQL"
-    };
+    let flavour =
+        if version.to_ascii_lowercase().contains("mariadb") || comment.to_ascii_lowercase().contains("mariadb") {
+            "MariaDB"
+        } else {
+            "MySQL"
+        };
     s.pass(format!("reachable at {server}: {flavour} {version}"));
     if local_infile == 1 {
         s.pass("local_infile = ON (bulk copy uses LOAD DATA LOCAL INFILE)");
@@ -114,54 +101,31 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
         return;
     }
     let exists: Result<Option<String>, _> = conn
-        .exec_first(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            (db.clone(),),
-        )
+        .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (db.clone(),))
         .await;
     match exists {
         Ok(Some(_)) => {}
         Ok(None) => {
             s.fail(
                 format!("database {db} does not exist"),
-                format!(
-                    "CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;",
-                    db.replace('`', "``")
-                ),
+                format!("CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;", db.replace('`', "``")),
             );
             return;
         }
         Err(e) => {
-            s.fail(
-                format!(
-                    "could not look up database {db}: {}",
-                    plan.scrub(&e.to_string())
-                ),
-                "see the error above",
-            );
+            s.fail(format!("could not look up database {db}: {}", plan.scrub(&e.to_string())), "see the error above");
             return;
         }
     }
-    let probe = format!(
-        "CREATE TEMPORARY TABLE `{}`.xdb_check_probe (x INT) ENGINE=InnoDB",
-        db.replace('`', "``")
-    );
+    let probe = format!("CREATE TEMPORARY TABLE `{}`.xdb_check_probe (x INT) ENGINE=InnoDB", db.replace('`', "``"));
     match conn.query_drop(probe).await {
         Ok(()) => {
-            let _ = conn
-                .query_drop("DROP TEMPORARY TABLE IF EXISTS xdb_check_probe")
-                .await;
+            let _ = conn.query_drop("DROP TEMPORARY TABLE IF EXISTS xdb_check_probe").await;
             s.pass(format!("database {db} exists and is writable"));
         }
         Err(e) => s.fail(
-            format!(
-                "cannot write to database {db}: {}",
-                plan.scrub(&e.to_string())
-            ),
-            format!(
-                "GRANT ALL PRIVILEGES ON `{}`.* TO <xdb user>;",
-                db.replace('`', "``")
-            ),
+            format!("cannot write to database {db}: {}", plan.scrub(&e.to_string())),
+            format!("GRANT ALL PRIVILEGES ON `{}`.* TO <xdb user>;", db.replace('`', "``")),
         ),
     }
     let _ = conn.disconnect().await;
@@ -169,15 +133,9 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
 
 fn check_sqlite(path: &Path, s: &mut CheckSection) {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = abs
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ".".into());
+    let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into());
     if !dir.is_dir() {
-        s.fail(
-            format!("directory {} does not exist", dir.display()),
-            format!("mkdir -p {}", dir.display()),
-        );
+        s.fail(format!("directory {} does not exist", dir.display()), format!("mkdir -p {}", dir.display()));
         return;
     }
     let probe = dir.join(format!(".xdb-check-{}", std::process::id()));
@@ -196,18 +154,14 @@ fn check_sqlite(path: &Path, s: &mut CheckSection) {
     }
     if abs.exists() {
         match std::fs::read(&abs).map(|b| b.get(..16).map(|h| h == b"SQLite format 3\0")) {
-            Ok(Some(true)) | Ok(None) => s.pass(format!(
-                "{} exists: existing tables are checked, missing ones created",
-                abs.display()
-            )),
+            Ok(Some(true)) | Ok(None) => {
+                s.pass(format!("{} exists: existing tables are checked, missing ones created", abs.display()))
+            }
             Ok(Some(false)) => s.fail(
                 format!("{} exists but is not a SQLite database", abs.display()),
                 "point target.url at a new file or an existing SQLite database",
             ),
-            Err(e) => s.fail(
-                format!("cannot read {}: {e}", abs.display()),
-                "fix the file's permissions",
-            ),
+            Err(e) => s.fail(format!("cannot read {}: {e}", abs.display()), "fix the file's permissions"),
         }
     } else {
         s.pass(format!("{} will be created", abs.display()));
@@ -241,10 +195,7 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             let db: String = r.get(4);
             s.pass(format!("reachable as {user}: PostgreSQL {version}"));
             if recovery {
-                s.fail(
-                    "the target is a standby (in recovery): it cannot be written",
-                    "point target.url at a primary",
-                );
+                s.fail("the target is a standby (in recovery): it cannot be written", "point target.url at a primary");
             } else if create {
                 s.pass(format!("database {db} is writable (CREATE privilege)"));
             } else {
@@ -254,9 +205,6 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
                 );
             }
         }
-        Err(e) => s.fail(
-            format!("could not read server settings: {}", client::error_text(&e)),
-            "see the error above",
-        ),
+        Err(e) => s.fail(format!("could not read server settings: {}", client::error_text(&e)), "see the error above"),
     }
 }

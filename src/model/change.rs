@@ -37,9 +37,7 @@ impl Change {
     /// The tables this change touches.
     pub fn tables(&self) -> Vec<&Arc<TableSchema>> {
         match self {
-            Change::Insert { table, .. }
-            | Change::Update { table, .. }
-            | Change::Delete { table, .. } => {
+            Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
                 vec![table]
             }
             Change::Truncate { tables, .. } => tables.iter().collect(),

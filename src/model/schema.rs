@@ -11,10 +11,7 @@ pub struct TableName {
 
 impl TableName {
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableName {
-            schema: schema.into(),
-            name: name.into(),
-        }
+        TableName { schema: schema.into(), name: name.into() }
     }
 
     /// Parses `schema.table` or `table` (schema `public`). Double quotes
@@ -155,18 +152,9 @@ mod tests {
 
     #[test]
     fn parses_qualified_names() {
-        assert_eq!(
-            TableName::parse("orders"),
-            Some(TableName::new("public", "orders"))
-        );
-        assert_eq!(
-            TableName::parse("shop.orders"),
-            Some(TableName::new("shop", "orders"))
-        );
-        assert_eq!(
-            TableName::parse("\"My.S\".\"T\"\"x\""),
-            Some(TableName::new("My.S", "T\"x"))
-        );
+        assert_eq!(TableName::parse("orders"), Some(TableName::new("public", "orders")));
+        assert_eq!(TableName::parse("shop.orders"), Some(TableName::new("shop", "orders")));
+        assert_eq!(TableName::parse("\"My.S\".\"T\"\"x\""), Some(TableName::new("My.S", "T\"x")));
         assert_eq!(TableName::parse("a.b.c"), None);
         assert_eq!(TableName::parse(""), None);
         assert_eq!(TableName::parse(".x"), None);

@@ -79,10 +79,7 @@ impl PgType {
             PgType::Int8 => "bigint".into(),
             PgType::Float4 => "real".into(),
             PgType::Float8 => "double precision".into(),
-            PgType::Numeric {
-                precision: Some(pr),
-                scale,
-            } => {
+            PgType::Numeric { precision: Some(pr), scale } => {
                 format!("numeric({pr},{})", scale.unwrap_or(0))
             }
             PgType::Numeric { .. } => "numeric".into(),
@@ -200,15 +197,9 @@ impl PgType {
             1700 => {
                 if typmod >= 4 {
                     let t = (typmod - 4) as u32;
-                    PgType::Numeric {
-                        precision: Some((t >> 16) & 0xFFFF),
-                        scale: Some(t & 0xFFFF),
-                    }
+                    PgType::Numeric { precision: Some((t >> 16) & 0xFFFF), scale: Some(t & 0xFFFF) }
                 } else {
-                    PgType::Numeric {
-                        precision: None,
-                        scale: None,
-                    }
+                    PgType::Numeric { precision: None, scale: None }
                 }
             }
             2950 => PgType::Uuid,
@@ -287,23 +278,11 @@ mod tests {
     fn builtin_oids_carry_modifiers() {
         assert_eq!(
             PgType::from_builtin_oid(1700, ((12 << 16) | 2) + 4),
-            Some(PgType::Numeric {
-                precision: Some(12),
-                scale: Some(2)
-            })
+            Some(PgType::Numeric { precision: Some(12), scale: Some(2) })
         );
-        assert_eq!(
-            PgType::from_builtin_oid(1043, 259),
-            Some(PgType::Varchar(Some(255)))
-        );
-        assert_eq!(
-            PgType::from_builtin_oid(1184, -1),
-            Some(PgType::TimestampTz(None))
-        );
-        assert_eq!(
-            PgType::from_builtin_oid(1184, 3).unwrap().sql_name(),
-            "timestamp(3) with time zone"
-        );
+        assert_eq!(PgType::from_builtin_oid(1043, 259), Some(PgType::Varchar(Some(255))));
+        assert_eq!(PgType::from_builtin_oid(1184, -1), Some(PgType::TimestampTz(None)));
+        assert_eq!(PgType::from_builtin_oid(1184, 3).unwrap().sql_name(), "timestamp(3) with time zone");
         assert_eq!(PgType::from_builtin_oid(123456, -1), None);
     }
 }

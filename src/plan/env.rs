@@ -15,24 +15,22 @@ pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
             out.push('$');
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| "unterminated ${...}: add the closing `}`".to_string())?;
+            let end = body.find('}').ok_or_else(|| "unterminated ${...}: add the closing `}`".to_string())?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "invalid variable name {name:?} in ${{...}}: use letters, digits and _"
-                ));
+                return Err(format!("invalid variable name {name:?} in ${{...}}: use letters, digits and _"));
             }
             match lookup(name).or_else(|| default.map(str::to_string)) {
                 Some(v) => out.push_str(&v),
-                None => return Err(format!(
-                    "environment variable {name} is not set (export {name}=... before running xdb)"
-                )),
+                None => {
+                    return Err(format!(
+                        "environment variable {name} is not set (export {name}=... before running xdb)"
+                    ))
+                }
             }
             rest = &body[end + 1..];
         } else {

@@ -22,12 +22,7 @@ impl fmt::Display for PlanError {
 
 impl PlanError {
     pub(crate) fn io(file: &Path, message: String) -> Self {
-        PlanError {
-            file: file.display().to_string(),
-            line: None,
-            column: None,
-            message,
-        }
+        PlanError { file: file.display().to_string(), line: None, column: None, message }
     }
 
     /// Turns a YAML/serde error into a located message, adding the closest
@@ -39,6 +34,9 @@ impl PlanError {
             if message[pos..].contains(" column ") {
                 message.truncate(pos);
             }
+        }
+        for rust_type in ["usize", "u64", "u32", "u16", "u8"] {
+            message = message.replace(&format!("expected {rust_type}"), "expected a whole number (0 or more)");
         }
         if let Some(hint) = suggestion(&message) {
             message.push_str(&hint);
@@ -54,17 +52,11 @@ impl PlanError {
             column = Some(1);
         }
         if text.trim().is_empty() {
-            message =
-                "the plan file is empty: it needs at least name, source, target and tables".into();
+            message = "the plan file is empty: it needs at least name, source, target and tables".into();
             line = None;
             column = None;
         }
-        PlanError {
-            file: file.display().to_string(),
-            line,
-            column,
-            message,
-        }
+        PlanError { file: file.display().to_string(), line, column, message }
     }
 
     /// An error about the value of `key`, located at the first line where
@@ -76,23 +68,14 @@ impl PlanError {
             let trimmed = l.trim_start().trim_start_matches("- ");
             let unquoted = trimmed.trim_start_matches(['"', '\'']);
             if let Some(rest) = unquoted.strip_prefix(key) {
-                if rest
-                    .trim_start_matches(['"', '\''])
-                    .trim_start()
-                    .starts_with(':')
-                {
+                if rest.trim_start_matches(['"', '\'']).trim_start().starts_with(':') {
                     line = Some(i + 1);
                     column = Some(l.len() - l.trim_start().len() + 1);
                     break;
                 }
             }
         }
-        PlanError {
-            file: file.display().to_string(),
-            line,
-            column,
-            message,
-        }
+        PlanError { file: file.display().to_string(), line, column, message }
     }
 }
 
@@ -125,10 +108,7 @@ mod tests {
     #[test]
     fn suggests_the_closest_key() {
         assert_eq!(
-            suggestion(
-                "copy: unknown field `paralelism`, expected one of `parallelism`, `chunk_rows`"
-            )
-            .as_deref(),
+            suggestion("copy: unknown field `paralelism`, expected one of `parallelism`, `chunk_rows`").as_deref(),
             Some(" — did you mean `parallelism`?")
         );
         assert_eq!(suggestion("unknown field `zzzzzz`, expected `url`"), None);

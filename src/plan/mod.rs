@@ -108,10 +108,7 @@ fn default_chunk_rows() -> u64 {
 
 impl Default for Copy {
     fn default() -> Self {
-        Copy {
-            parallelism: None,
-            chunk_rows: default_chunk_rows(),
-        }
+        Copy { parallelism: None, chunk_rows: default_chunk_rows() }
     }
 }
 
@@ -137,10 +134,7 @@ fn default_max_batch_delay_ms() -> u64 {
 
 impl Default for Apply {
     fn default() -> Self {
-        Apply {
-            max_batch_rows: default_max_batch_rows(),
-            max_batch_delay_ms: default_max_batch_delay_ms(),
-        }
+        Apply { max_batch_rows: default_max_batch_rows(), max_batch_delay_ms: default_max_batch_delay_ms() }
     }
 }
 
@@ -211,9 +205,7 @@ struct TargetUrlField(TargetUrl);
 
 impl<'de> Deserialize<'de> for TargetUrlField {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        TargetUrl::parse(&env_string(d)?)
-            .map(TargetUrlField)
-            .map_err(de::Error::custom)
+        TargetUrl::parse(&env_string(d)?).map(TargetUrlField).map_err(de::Error::custom)
     }
 }
 
@@ -222,11 +214,9 @@ struct PlanTable(TableName);
 impl<'de> Deserialize<'de> for PlanTable {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        TableName::parse(&s).map(PlanTable).ok_or_else(|| {
-            de::Error::custom(format!(
-                "invalid table name {s:?}: expected schema.table or table"
-            ))
-        })
+        TableName::parse(&s)
+            .map(PlanTable)
+            .ok_or_else(|| de::Error::custom(format!("invalid table name {s:?}: expected schema.table or table")))
     }
 }
 
@@ -237,9 +227,7 @@ impl<'de> Deserialize<'de> for Ident {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if s.is_empty() || s.len() > 63 {
-            return Err(de::Error::custom(format!(
-                "invalid name {s:?}: 1 to 63 characters"
-            )));
+            return Err(de::Error::custom(format!("invalid name {s:?}: 1 to 63 characters")));
         }
         Ok(Ident(s))
     }
@@ -261,24 +249,13 @@ impl<'de> Deserialize<'de> for SlotName {
 }
 
 fn valid_slot_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// `xdb_<plan name>` reduced to what a slot name may hold.
 fn default_object_name(plan_name: &str) -> String {
-    let mut s: String = plan_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut s: String =
+        plan_name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     s.insert_str(0, "xdb_");
     s.truncate(63);
     s
@@ -287,15 +264,14 @@ fn default_object_name(plan_name: &str) -> String {
 impl Plan {
     /// Reads and validates a plan file.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PlanError::io(path, format!("cannot read plan file: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| PlanError::io(path, format!("cannot read plan file: {e}")))?;
         Plan::parse(&text, path)
     }
 
     /// Parses and validates plan text; `file` names it in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Plan, PlanError> {
-        let raw: RawPlan =
-            serde_yaml_ng::from_str(text).map_err(|e| PlanError::from_yaml(file, text, &e))?;
+        let raw: RawPlan = serde_yaml_ng::from_str(text).map_err(|e| PlanError::from_yaml(file, text, &e))?;
         let at_key = |key: &str, msg: String| PlanError::at_key(file, text, key, msg);
 
         if raw.name.trim().is_empty() {
@@ -314,19 +290,10 @@ impl Plan {
             }
             tables.push(t);
         }
-        for key in raw
-            .mapping
-            .columns
-            .keys()
-            .chain(raw.mapping.policies.keys())
-        {
+        for key in raw.mapping.columns.keys().chain(raw.mapping.policies.keys()) {
             let known = tables.iter().any(|t| {
                 key.strip_prefix(&format!("{t}."))
-                    .or_else(|| {
-                        (t.schema == "public")
-                            .then(|| key.strip_prefix(&format!("{}.", t.name)))
-                            .flatten()
-                    })
+                    .or_else(|| (t.schema == "public").then(|| key.strip_prefix(&format!("{}.", t.name))).flatten())
                     .is_some_and(|col| !col.is_empty())
             });
             if !known {
@@ -339,22 +306,13 @@ impl Plan {
             }
         }
         if raw.copy.parallelism == Some(0) {
-            return Err(at_key(
-                "parallelism",
-                "copy.parallelism must be at least 1".into(),
-            ));
+            return Err(at_key("parallelism", "copy.parallelism must be at least 1".into()));
         }
         if raw.apply.max_batch_rows == 0 {
-            return Err(at_key(
-                "max_batch_rows",
-                "apply.max_batch_rows must be at least 1".into(),
-            ));
+            return Err(at_key("max_batch_rows", "apply.max_batch_rows must be at least 1".into()));
         }
         if raw.source.heartbeat_interval_secs == 0 {
-            return Err(at_key(
-                "heartbeat_interval_secs",
-                "source.heartbeat_interval_secs must be at least 1".into(),
-            ));
+            return Err(at_key("heartbeat_interval_secs", "source.heartbeat_interval_secs must be at least 1".into()));
         }
         let default_name = default_object_name(&raw.name);
         Ok(Plan {
@@ -362,17 +320,11 @@ impl Plan {
             name: raw.name,
             source: Source {
                 url: raw.source.url.0,
-                publication: raw
-                    .source
-                    .publication
-                    .map(|i| i.0)
-                    .unwrap_or_else(|| default_name.clone()),
+                publication: raw.source.publication.map(|i| i.0).unwrap_or_else(|| default_name.clone()),
                 slot: raw.source.slot.map(|s| s.0).unwrap_or(default_name),
                 heartbeat_interval_secs: raw.source.heartbeat_interval_secs,
             },
-            target: Target {
-                url: raw.target.url.0,
-            },
+            target: Target { url: raw.target.url.0 },
             tables,
             mapping: raw.mapping,
             copy: raw.copy,
@@ -387,9 +339,7 @@ impl Plan {
         match (self.copy.parallelism, &self.target.url) {
             (Some(n), _) => n,
             (None, TargetUrl::Sqlite(_)) => 1,
-            (None, _) => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            (None, _) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         }
     }
 

@@ -59,12 +59,7 @@ fn authority_end(rest: &str) -> usize {
     // query decides where user-info ends.
     let query = rest.find('?').unwrap_or(rest.len());
     match rest[..query].rfind('@') {
-        Some(at) => {
-            at + 1
-                + rest[at + 1..]
-                    .find(['/', '?'])
-                    .unwrap_or(rest.len() - at - 1)
-        }
+        Some(at) => at + 1 + rest[at + 1..].find(['/', '?']).unwrap_or(rest.len() - at - 1),
         None => rest.find(['/', '?']).unwrap_or(rest.len()),
     }
 }
@@ -94,9 +89,7 @@ fn redact_url(url: &str) -> String {
         let redacted: Vec<String> = params[1..]
             .split('&')
             .map(|kv| match kv.split_once('=') {
-                Some((k, _))
-                    if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") =>
-                {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
                     format!("{k}=***")
                 }
                 _ => kv.to_string(),
@@ -152,7 +145,9 @@ impl TargetUrl {
                 let path = url["sqlite:".len()..].trim_start_matches("//");
                 let path = path.split('?').next().unwrap_or_default();
                 if path.is_empty() {
-                    return Err("sqlite target URL has no file path: use sqlite://shop.db or sqlite:///abs/path/shop.db".into());
+                    return Err(
+                        "sqlite target URL has no file path: use sqlite://shop.db or sqlite:///abs/path/shop.db".into(),
+                    );
                 }
                 Ok(TargetUrl::Sqlite(PathBuf::from(path)))
             }
@@ -197,38 +192,20 @@ mod tests {
     #[test]
     fn redacts_passwords() {
         let u = SecretUrl::new("postgres://xdb:p%40ss/w@rd@127.0.0.1:5432/shop?sslmode=require");
-        assert_eq!(
-            u.redacted(),
-            "postgres://xdb:***@127.0.0.1:5432/shop?sslmode=require"
-        );
+        assert_eq!(u.redacted(), "postgres://xdb:***@127.0.0.1:5432/shop?sslmode=require");
         assert_eq!(u.password().as_deref(), Some("p@ss/w@rd"));
         assert!(!format!("{u:?}").contains("rd@"));
         let q = SecretUrl::new("postgres://h/db?user=a&password=zz");
         assert_eq!(q.redacted(), "postgres://h/db?user=a&password=***");
-        assert_eq!(
-            SecretUrl::new("mysql://root@h/db").redacted(),
-            "mysql://root@h/db"
-        );
+        assert_eq!(SecretUrl::new("mysql://root@h/db").redacted(), "mysql://root@h/db");
     }
 
     #[test]
     fn classifies_targets() {
-        assert!(matches!(
-            TargetUrl::parse("mysql://a:b@h/db"),
-            Ok(TargetUrl::Mysql(_))
-        ));
-        assert!(matches!(
-            TargetUrl::parse("postgresql://h/db"),
-            Ok(TargetUrl::Postgres(_))
-        ));
-        assert_eq!(
-            TargetUrl::parse("sqlite://shop.db"),
-            Ok(TargetUrl::Sqlite("shop.db".into()))
-        );
-        assert_eq!(
-            TargetUrl::parse("sqlite:///tmp/x.db"),
-            Ok(TargetUrl::Sqlite("/tmp/x.db".into()))
-        );
+        assert!(matches!(TargetUrl::parse("mysql://a:b@h/db"), Ok(TargetUrl::Mysql(_))));
+        assert!(matches!(TargetUrl::parse("postgresql://h/db"), Ok(TargetUrl::Postgres(_))));
+        assert_eq!(TargetUrl::parse("sqlite://shop.db"), Ok(TargetUrl::Sqlite("shop.db".into())));
+        assert_eq!(TargetUrl::parse("sqlite:///tmp/x.db"), Ok(TargetUrl::Sqlite("/tmp/x.db".into())));
         let e = TargetUrl::parse("oracle://u:secret@h/db").unwrap_err();
         assert!(e.contains("oracle") && !e.contains("secret"), "{e}");
     }

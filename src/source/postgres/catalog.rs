@@ -36,12 +36,7 @@ impl TypeCache {
     }
 
     /// The [`PgType`] of `oid` with modifier `typmod`.
-    pub async fn resolve(
-        &mut self,
-        client: &Client,
-        oid: u32,
-        typmod: i32,
-    ) -> Result<PgType, CatalogError> {
+    pub async fn resolve(&mut self, client: &Client, oid: u32, typmod: i32) -> Result<PgType, CatalogError> {
         if let Some(t) = PgType::from_builtin_oid(oid, typmod) {
             return Ok(t);
         }
@@ -70,11 +65,8 @@ impl TypeCache {
                 let typtype: String = row.get(0);
                 let name: String = row.get(1);
                 let nsp: String = row.get(2);
-                let qualified = if nsp == "pg_catalog" || nsp == "public" {
-                    name.clone()
-                } else {
-                    format!("{nsp}.{name}")
-                };
+                let qualified =
+                    if nsp == "pg_catalog" || nsp == "public" { name.clone() } else { format!("{nsp}.{name}") };
                 match typtype.as_str() {
                     "d" => {
                         let base: u32 = row.get(3);
@@ -95,10 +87,7 @@ impl TypeCache {
                             .iter()
                             .map(|r| r.get::<_, String>(0))
                             .collect();
-                        break 'outer PgType::Enum {
-                            name: qualified,
-                            labels,
-                        };
+                        break 'outer PgType::Enum { name: qualified, labels };
                     }
                     _ => {
                         let elem: u32 = row.get(5);
@@ -112,9 +101,7 @@ impl TypeCache {
                     }
                 }
             }
-            PgType::Other {
-                name: format!("oid {oid}"),
-            }
+            PgType::Other { name: format!("oid {oid}") }
         };
         self.types.insert((oid, typmod), resolved.clone());
         Ok(resolved)
@@ -128,10 +115,7 @@ pub async fn load_table(
     types: &mut TypeCache,
     table: &TableName,
 ) -> Result<Option<TableSchema>, CatalogError> {
-    let q = |source| CatalogError::Query {
-        what: format!("table {table}"),
-        source,
-    };
+    let q = |source| CatalogError::Query { what: format!("table {table}"), source };
     let Some(rel) = client
         .query_opt(
             "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -145,9 +129,8 @@ pub async fn load_table(
     };
     let oid: u32 = rel.get(0);
     let replident: String = rel.get(1);
-    let replica_identity =
-        ReplicaIdentity::from_byte(replident.as_bytes().first().copied().unwrap_or(b'd'))
-            .unwrap_or(ReplicaIdentity::Default);
+    let replica_identity = ReplicaIdentity::from_byte(replident.as_bytes().first().copied().unwrap_or(b'd'))
+        .unwrap_or(ReplicaIdentity::Default);
 
     let rows = client
         .query(
@@ -161,11 +144,7 @@ pub async fn load_table(
         .await
         .map_err(q)?;
     let key_attnums = |sql: &'static str| async move {
-        client.query(sql, &[&oid]).await.map(|rows| {
-            rows.iter()
-                .map(|r| r.get::<_, i16>(0))
-                .collect::<Vec<i16>>()
-        })
+        client.query(sql, &[&oid]).await.map(|rows| rows.iter().map(|r| r.get::<_, i16>(0)).collect::<Vec<i16>>())
     };
     let pk = key_attnums(
         "SELECT k.attnum::int2 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
@@ -183,11 +162,7 @@ pub async fn load_table(
     } else {
         Vec::new()
     };
-    let key_cols: &[i16] = if replica_identity == ReplicaIdentity::Index {
-        &ident_index
-    } else {
-        &pk
-    };
+    let key_cols: &[i16] = if replica_identity == ReplicaIdentity::Index { &ident_index } else { &pk };
 
     let mut columns = Vec::with_capacity(rows.len());
     let mut attnums = Vec::with_capacity(rows.len());
@@ -198,9 +173,7 @@ pub async fn load_table(
         let default: Option<String> = r.get(5);
         let identity: String = r.get(6);
         let pg_type = types.resolve(client, type_oid, typmod).await?;
-        let is_serial = default
-            .as_deref()
-            .is_some_and(|d| d.starts_with("nextval("));
+        let is_serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
         columns.push(Column {
             name: r.get(1),
             pg_type,
@@ -213,17 +186,8 @@ pub async fn load_table(
         });
         attnums.push(attnum);
     }
-    let primary_key = pk
-        .iter()
-        .filter_map(|a| attnums.iter().position(|x| x == a))
-        .collect();
-    Ok(Some(TableSchema {
-        oid,
-        name: table.clone(),
-        columns,
-        replica_identity,
-        primary_key,
-    }))
+    let primary_key = pk.iter().filter_map(|a| attnums.iter().position(|x| x == a)).collect();
+    Ok(Some(TableSchema { oid, name: table.clone(), columns, replica_identity, primary_key }))
 }
 
 /// Every user table's qualified name (to suggest the closest one when a
@@ -238,8 +202,5 @@ pub async fn list_tables(client: &Client) -> Result<Vec<TableName>, CatalogError
         )
         .await
         .map_err(|source| CatalogError::Query { what: "the list of tables".into(), source })?;
-    Ok(rows
-        .iter()
-        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
-        .collect())
+    Ok(rows.iter().map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
 }

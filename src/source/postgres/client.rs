@@ -28,12 +28,7 @@ pub fn server_label(config: &Config) -> String {
         None => "localhost".into(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{host}:{port}/{}",
-        config
-            .get_dbname()
-            .unwrap_or(config.get_user().unwrap_or(""))
-    )
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or(config.get_user().unwrap_or("")))
 }
 
 /// Opens a connection and spawns its driver task.
@@ -51,11 +46,7 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
     let (client, connection) = config.connect(NoTls).await.map_err(|e| {
         let reason = scrub(&error_text(&e), url);
         let retryable = e.code().is_none();
-        ConnectError {
-            server: server.clone(),
-            reason,
-            retryable,
-        }
+        ConnectError { server: server.clone(), reason, retryable }
     })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, against real servers: installs what is missing,
+# starts throw-away PostgreSQL (wal_level=logical) and MariaDB on loopback
+# ports, runs formatting and lint checks and every test, then stops the
+# servers it started. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== xdb test suite ($(date -u +%FT%TZ))"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
+
+# Stop only what this run started: servers already up (a developer's) stay up.
+already_up=0
+if scripts/dev-dbs.sh status 2>/dev/null | grep -q "PostgreSQL: running" \
+   && scripts/dev-dbs.sh status 2>/dev/null | grep -q "MariaDB: running"; then
+  already_up=1
+fi
+scripts/dev-dbs.sh up
+if [ $already_up = 0 ]; then
+  trap 'scripts/dev-dbs.sh down' EXIT
+fi
+eval "$(scripts/dev-dbs.sh env)"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+# Benches are compiled (clippy above) but timed only by scripts in benches/.
+cargo test --locked --lib --bins --tests -- --test-threads "${XDB_TEST_THREADS:-4}"
+echo "== all tests passed"

@@ -1,0 +1,128 @@
+//! `xdb check` against the real servers: a healthy setup passes; each
+//! blocker produces its ✘ line with a fix and exit code 1.
+
+use crate::support::{self, MyDb, PgDb, PlanFile};
+
+fn plan_yaml(source_url: &str, target_url: &str, tables: &str) -> String {
+    format!("name: checktest\nsource:\n  url: {source_url}\ntarget:\n  url: {target_url}\ntables: [{tables}]\n")
+}
+
+fn run_check(yaml: &str) -> (i32, String) {
+    let f = PlanFile::new(yaml);
+    let out = support::xdb(&["check", "--plan", f.path.to_str().unwrap()]);
+    (out.status.code().unwrap_or(-1), support::text(&out))
+}
+
+async fn shop_source(db: &PgDb) {
+    db.exec(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric(12,2), placed_at timestamptz, doc jsonb);
+         CREATE TABLE customers (id serial PRIMARY KEY, email text);
+         CREATE TABLE events (at timestamptz, payload text);
+         CREATE TABLE audit (at timestamptz, payload text);
+         ALTER TABLE audit REPLICA IDENTITY FULL;
+         ALTER TABLE orders OWNER TO xdb_repl; ALTER TABLE customers OWNER TO xdb_repl;
+         ALTER TABLE events OWNER TO xdb_repl; ALTER TABLE audit OWNER TO xdb_repl;",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn healthy_setup_passes_for_every_target_kind() {
+    let src = PgDb::create("xdb_check_ok").await;
+    shop_source(&src).await;
+    src.exec(&format!("GRANT CREATE ON DATABASE {} TO xdb_repl", src.name)).await;
+    let my = MyDb::create("xdb_check_ok").await;
+    let tgt_pg = PgDb::create("xdb_check_tgt").await;
+    let sqlite_dir = std::env::temp_dir().join(support::unique("xdb_check_sqlite"));
+    std::fs::create_dir_all(&sqlite_dir).unwrap();
+    let sqlite = format!("sqlite://{}/t.db", sqlite_dir.display());
+    for target in [my.url(), sqlite.clone(), tgt_pg.super_url()] {
+        let (code, out) = run_check(&plan_yaml(&src.repl_url(), &target, "public.orders, customers, audit"));
+        assert_eq!(code, 0, "target {target}:\n{out}");
+        assert!(out.contains("✔ wal_level = logical"), "{out}");
+        assert!(out.contains("✔ public.orders: 4 columns, primary key (id)"), "{out}");
+        assert!(out.contains("✔ public.audit: 2 columns, REPLICA IDENTITY FULL"), "{out}");
+        assert!(out.contains("publication xdb_checktest: absent, will be created"), "{out}");
+        assert!(out.contains("nothing blocks the migration"), "{out}");
+        assert!(!out.contains(&support::env("XDB_PG_REPL_PASSWORD")), "password printed:\n{out}");
+        assert!(!out.contains(&support::env("XDB_MYSQL_PASSWORD")), "password printed:\n{out}");
+    }
+    let (_, out) = run_check(&plan_yaml(&src.repl_url(), &my.url(), "orders"));
+    assert!(out.contains("MariaDB"), "flavour not detected:\n{out}");
+    assert!(out.contains("local_infile = ON"), "{out}");
+    // check changes nothing: no slot, no publication were created.
+    let c = src.super_client().await;
+    let n: i64 = c
+        .query_one("SELECT (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "xdb check created a publication or slot");
+    assert!(!sqlite_dir.join("t.db").exists(), "xdb check created the SQLite file");
+    let _ = std::fs::remove_dir_all(&sqlite_dir);
+}
+
+#[tokio::test]
+async fn missing_table_and_missing_key_are_blockers() {
+    let src = PgDb::create("xdb_check_bad").await;
+    shop_source(&src).await;
+    let (code, out) =
+        run_check(&plan_yaml(&src.repl_url(), "sqlite:///tmp/xdb-check-unused.db", "orders, events, public.ordrs"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✘ public.events: no primary key and REPLICA IDENTITY is not FULL"), "{out}");
+    assert!(out.contains("ALTER TABLE \"public\".\"events\" REPLICA IDENTITY FULL;"), "{out}");
+    assert!(out.contains("✘ public.ordrs: table does not exist"), "{out}");
+    assert!(out.contains("did you mean public.orders?"), "{out}");
+}
+
+#[tokio::test]
+async fn role_without_replication_is_a_blocker() {
+    let src = PgDb::create("xdb_check_norepl").await;
+    shop_source(&src).await;
+    let role = support::unique("xdb_norepl");
+    src.exec(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'norepl-pw-123'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+    ))
+    .await;
+    let url = support::pg_super_url(&src.name).replacen("postgres:", &format!("{role}:"), 2).replacen(
+        &support::env("XDB_PG_SUPER_PASSWORD"),
+        "norepl-pw-123",
+        1,
+    );
+    let url = url.replacen(&format!("{role}://"), "postgres://", 1);
+    let (code, out) = run_check(&plan_yaml(&url, "sqlite:///tmp/xdb-check-unused.db", "orders"));
+    src.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}")).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("✘ role {role} has neither REPLICATION nor SUPERUSER")), "{out}");
+    assert!(out.contains(&format!("ALTER ROLE {role} WITH REPLICATION;")), "{out}");
+    assert!(!out.contains("norepl-pw-123"), "password printed:\n{out}");
+}
+
+#[tokio::test]
+async fn unreachable_target_and_source_are_blockers() {
+    let src = PgDb::create("xdb_check_unreach").await;
+    shop_source(&src).await;
+    let dead_mysql = "mysql://xdb:dead-pw-456@127.0.0.1:1/shop";
+    let (code, out) = run_check(&plan_yaml(&src.repl_url(), dead_mysql, "orders"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✘ target unreachable at 127.0.0.1:1"), "{out}");
+    assert!(!out.contains("dead-pw-456"), "password printed:\n{out}");
+    let (code, out) =
+        run_check(&plan_yaml("postgres://xdb:dead-pw-789@127.0.0.1:1/shop", "sqlite:///tmp/x.db", "orders"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✘ source unreachable"), "{out}");
+    assert!(out.contains("127.0.0.1:1"), "{out}");
+    assert!(!out.contains("dead-pw-789"), "password printed:\n{out}");
+}
+
+#[tokio::test]
+async fn wrong_mysql_password_is_reported_without_echo() {
+    let src = PgDb::create("xdb_check_mypw").await;
+    shop_source(&src).await;
+    let port = support::env("XDB_MYSQL_PORT");
+    let (code, out) =
+        run_check(&plan_yaml(&src.repl_url(), &format!("mysql://xdb:wrong-pw-999@127.0.0.1:{port}/mysql"), "orders"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Access denied"), "{out}");
+    assert!(!out.contains("wrong-pw-999"), "password printed:\n{out}");
+}

@@ -1,0 +1,8 @@
+//! xdb's integration tests: one binary, against the real servers that
+//! `scripts/test.sh` starts (PostgreSQL with wal_level=logical, MariaDB).
+//! Each test creates its own databases, slots and publications.
+
+mod support;
+
+mod check;
+mod plan_errors;

@@ -1,0 +1,175 @@
+//! Shared test helpers: server addresses from the environment that
+//! `scripts/dev-dbs.sh env` prints, unique names, throw-away databases.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Reads a harness variable; a missing one is a failure, never a skip.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test.sh (it starts the servers and exports their URLs)")
+    })
+}
+
+/// A name unique to this test process and call: `prefix_<pid>_<n>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The PostgreSQL superuser URL for database `db`.
+pub fn pg_super_url(db: &str) -> String {
+    replace_db(&env("XDB_PG_SUPER_URL"), db)
+}
+
+/// The replication role's URL for database `db`.
+pub fn pg_repl_url(db: &str) -> String {
+    replace_db(&env("XDB_PG_URL"), db)
+}
+
+fn replace_db(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("URL with a database");
+    format!("{base}/{db}")
+}
+
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A throw-away PostgreSQL database, dropped (with its slots) when the
+/// value is dropped, even when the test panics.
+pub struct PgDb {
+    pub name: String,
+}
+
+impl PgDb {
+    pub async fn create(prefix: &str) -> PgDb {
+        let name = unique(prefix);
+        let admin = pg_connect(&pg_super_url("postgres")).await;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        let db = PgDb { name };
+        let c = db.super_client().await;
+        c.batch_execute("GRANT ALL ON SCHEMA public TO xdb_repl").await.expect("grant");
+        db
+    }
+
+    pub fn super_url(&self) -> String {
+        pg_super_url(&self.name)
+    }
+
+    pub fn repl_url(&self) -> String {
+        pg_repl_url(&self.name)
+    }
+
+    pub async fn super_client(&self) -> tokio_postgres::Client {
+        pg_connect(&self.super_url()).await
+    }
+
+    /// Runs SQL as superuser.
+    pub async fn exec(&self, sql: &str) {
+        self.super_client().await.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let url = pg_super_url("postgres");
+        // Async drop is not a thing: use a short-lived runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let c = pg_connect(&url).await;
+                let _ = c
+                    .execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active",
+                        &[&name],
+                    )
+                    .await;
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// MariaDB URL for database `db` (user with all privileges).
+pub fn mysql_url(db: &str) -> String {
+    replace_db(&env("XDB_MYSQL_URL"), db)
+}
+
+/// A throw-away MariaDB database, dropped when the value is dropped.
+pub struct MyDb {
+    pub name: String,
+}
+
+impl MyDb {
+    pub async fn create(prefix: &str) -> MyDb {
+        use mysql_async::prelude::Queryable;
+        let name = unique(prefix);
+        let mut c = mysql_async::Conn::from_url(mysql_url("mysql")).await.expect("connect MariaDB");
+        c.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")).await.unwrap();
+        let _ = c.disconnect().await;
+        MyDb { name }
+    }
+
+    pub fn url(&self) -> String {
+        mysql_url(&self.name)
+    }
+}
+
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                use mysql_async::prelude::Queryable;
+                if let Ok(mut c) = mysql_async::Conn::from_url(mysql_url("mysql")).await {
+                    let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await;
+                    let _ = c.disconnect().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A plan file written to a temporary directory, removed on drop.
+pub struct PlanFile {
+    pub dir: std::path::PathBuf,
+    pub path: std::path::PathBuf,
+}
+
+impl PlanFile {
+    pub fn new(yaml: &str) -> PlanFile {
+        let dir = std::env::temp_dir().join(unique("xdb_plan"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plan.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        PlanFile { dir, path }
+    }
+}
+
+impl Drop for PlanFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the xdb binary with the harness environment.
+pub fn xdb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xdb")).args(args).output().expect("run xdb")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
