@@ -10,3 +10,4 @@ pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod source;
+pub mod tail;
