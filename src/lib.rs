@@ -9,5 +9,6 @@ pub mod check;
 pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod sink;
 pub mod source;
 pub mod tail;

@@ -35,7 +35,8 @@ pub fn transaction_lines(tx: &Transaction) -> Vec<Json> {
                         o.insert("old".into(), row_object(table, old, unchanged_toast));
                     }
                     if !unchanged_toast.is_empty() {
-                        let names: Vec<&str> = unchanged_toast.iter().map(|&i| table.columns[i].name.as_str()).collect();
+                        let names: Vec<&str> =
+                            unchanged_toast.iter().map(|&i| table.columns[i].name.as_str()).collect();
                         o.insert("unchanged_toast".into(), json!(names));
                     }
                 }

@@ -1,0 +1,6 @@
+//! Sinks: where changes land. Every target has the same split — apply
+//! planning (shared, pure), dialect SQL, state tables, writer — so a new
+//! target copies a pattern.
+
+pub mod apply_plan;
+pub mod dialect;
