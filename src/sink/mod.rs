@@ -4,3 +4,4 @@
 
 pub mod apply_plan;
 pub mod dialect;
+pub mod state;
