@@ -8,6 +8,7 @@
 pub mod check;
 pub mod mapping;
 pub mod model;
+pub mod pipeline;
 pub mod plan;
 pub mod sink;
 pub mod source;

@@ -1,0 +1,6 @@
+//! The stages of `xdb sync`, joined by bounded channels: the stream reader
+//! hands whole transactions to the batcher, the batcher to the sink writer,
+//! and the checkpoint moves only after the target committed.
+
+pub mod batcher;
+pub mod metrics;
