@@ -5,3 +5,4 @@
 pub mod apply_plan;
 pub mod dialect;
 pub mod state;
+pub mod target;
