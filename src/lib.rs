@@ -12,4 +12,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod tail;

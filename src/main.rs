@@ -37,6 +37,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
 #[derive(Args)]
 struct PlanArg {
     /// The plan file (YAML).
@@ -78,9 +84,15 @@ enum Command {
     /// Run the plan's cutover runbook step by step, with rollbacks.
     /// [not built yet: issue 8]
     Cutover(PlanArg),
-    /// Lag, throughput and slot state of a running or stopped sync.
-    /// [not built yet: issue 6]
-    Status(PlanArg),
+    /// Lag, applied position, slot state and retained WAL, and each table's
+    /// copy state, read from the servers (works while `sync` runs elsewhere).
+    Status {
+        #[command(flatten)]
+        plan: PlanArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Drop the slot, the publication xdb created and xdb's state on the
     /// target. [not built yet: issue 9]
     Cleanup(PlanArg),
@@ -143,7 +155,20 @@ async fn run(command: Command) -> ExitCode {
         Command::Tail(p) => gate(&p, "tail", 3),
         Command::Validate(p) => gate(&p, "validate", 7),
         Command::Cutover(p) => gate(&p, "cutover", 8),
-        Command::Status(p) => gate(&p, "status", 6),
+        Command::Status { plan, format } => {
+            let plan = match load_plan(&plan) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let report = xdb::status::read(&plan).await;
+            match format {
+                OutputFormat::Text => print!("{}", plan.scrub(&report.render())),
+                OutputFormat::Json => {
+                    println!("{}", plan.scrub(&serde_json::to_string_pretty(&report).unwrap_or_default()))
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Cleanup(p) => gate(&p, "cleanup", 9),
     }
 }
