@@ -6,6 +6,7 @@
 //! target's; [`sink`] writes them; [`plan`] is the YAML file that drives it.
 
 pub mod check;
+pub mod cleanup;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;

@@ -93,9 +93,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
-    /// Drop the slot, the publication xdb created and xdb's state on the
-    /// target. [not built yet: issue 9]
-    Cleanup(PlanArg),
+    /// Drop the replication slot, the publication (if xdb created it) and
+    /// xdb's state on the target, after confirmation. Replicated tables are
+    /// kept. Refuses while a sync streams from the slot.
+    Cleanup {
+        #[command(flatten)]
+        plan: PlanArg,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Show what would be removed and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -169,7 +179,13 @@ async fn run(command: Command) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Cleanup(p) => gate(&p, "cleanup", 9),
+        Command::Cleanup { plan, yes, dry_run } => {
+            let plan = match load_plan(&plan) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            cleanup(&plan, yes, dry_run).await
+        }
     }
 }
 
@@ -180,4 +196,50 @@ fn gate(p: &PlanArg, cmd: &str, issue: u32) -> ExitCode {
         return code;
     }
     not_built(cmd, issue)
+}
+
+async fn cleanup(plan: &Plan, yes: bool, dry_run: bool) -> ExitCode {
+    let what = match xdb::cleanup::inspect(plan).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {}", plan.scrub(&e.to_string()));
+            return ExitCode::from(1);
+        }
+    };
+    if what.is_empty() {
+        println!("nothing to clean up for plan {}", plan.name);
+        return ExitCode::SUCCESS;
+    }
+    println!("xdb cleanup for plan {} will:", plan.name);
+    for line in what.describe(plan) {
+        println!("  - {line}");
+    }
+    if dry_run {
+        println!("(dry run: nothing was changed)");
+        return ExitCode::SUCCESS;
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: refusing to clean up without confirmation: pass --yes");
+            return ExitCode::from(2);
+        }
+        print!("Type yes to proceed: ");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() != "yes" {
+            println!("cancelled: nothing was changed");
+            return ExitCode::from(1);
+        }
+    }
+    match xdb::cleanup::execute(plan, &what).await {
+        Ok(()) => {
+            println!("done");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", plan.scrub(&e.to_string()));
+            ExitCode::from(1)
+        }
+    }
 }

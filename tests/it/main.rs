@@ -5,4 +5,5 @@
 mod support;
 
 mod check;
+mod cleanup;
 mod plan_errors;

@@ -54,7 +54,7 @@ impl PgDb {
     pub async fn create(prefix: &str) -> PgDb {
         let name = unique(prefix);
         let admin = pg_connect(&pg_super_url("postgres")).await;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        admin.batch_execute(&format!("CREATE DATABASE {name} OWNER xdb_repl")).await.expect("create database");
         let db = PgDb { name };
         let c = db.super_client().await;
         c.batch_execute("GRANT ALL ON SCHEMA public TO xdb_repl").await.expect("grant");

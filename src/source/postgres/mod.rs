@@ -6,6 +6,7 @@ pub mod assembler;
 pub mod catalog;
 pub mod client;
 pub mod pgoutput;
+pub mod publication;
 pub mod replication;
 pub mod value_binary;
 pub mod value_text;

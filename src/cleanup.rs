@@ -1,0 +1,138 @@
+//! `xdb cleanup`: removes what xdb left on the servers for a plan — the
+//! replication slot (so the source stops retaining WAL), the publication if
+//! xdb created it, and xdb's state rows on the target. The replicated data
+//! itself is never touched. Refuses while a sync is streaming from the slot.
+
+use crate::plan::{Plan, TargetUrl};
+use crate::sink::state;
+use crate::sink::target::TargetConn;
+use crate::source::postgres::{client, publication};
+
+/// What cleanup would do (or did).
+#[derive(Debug, Clone, Default)]
+pub struct CleanupPlan {
+    pub drop_slot: bool,
+    pub drop_publication: bool,
+    /// The publication exists but was not created by xdb: kept.
+    pub keep_publication: bool,
+    pub clear_target_state: bool,
+}
+
+/// Cleanup cannot proceed.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(
+        "slot {slot} is in use by process {pid} (a running `xdb sync`?): stop it first, then run xdb cleanup again"
+    )]
+    SlotActive { slot: String, pid: i32 },
+    #[error("{0}")]
+    Source(String),
+    #[error("{0}")]
+    Target(String),
+}
+
+/// Looks at both servers and says what cleanup would remove.
+pub async fn inspect(plan: &Plan) -> Result<CleanupPlan, CleanupError> {
+    let c = client::connect(&plan.source.url, "xdb cleanup")
+        .await
+        .map_err(|e| CleanupError::Source(plan.scrub(&e.to_string())))?;
+    let q = |e: tokio_postgres::Error| CleanupError::Source(format!("source: {}", client::error_text(&e)));
+    let slot = c
+        .query_opt("SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1", &[&plan.source.slot])
+        .await
+        .map_err(q)?;
+    let mut out = CleanupPlan::default();
+    if let Some(s) = slot {
+        if s.get::<_, bool>(0) {
+            return Err(CleanupError::SlotActive {
+                slot: plan.source.slot.clone(),
+                pid: s.get::<_, Option<i32>>(1).unwrap_or_default(),
+            });
+        }
+        out.drop_slot = true;
+    }
+    let exists =
+        c.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&plan.source.publication]).await.map_err(q)?;
+    if exists.is_some() {
+        if publication::created_by_xdb(&c, &plan.source.publication).await.map_err(q)? {
+            out.drop_publication = true;
+        } else {
+            out.keep_publication = true;
+        }
+    }
+    out.clear_target_state = match &plan.target.url {
+        TargetUrl::Sqlite(p) if !p.exists() => false,
+        _ => match TargetConn::connect(&plan.target.url).await {
+            Ok(mut t) => {
+                t.read_position(&plan.source.slot).await.map(|p| p.is_some()).unwrap_or(false)
+                    || !t.read_tables(&plan.source.slot).await.unwrap_or_default().is_empty()
+            }
+            Err(e) => return Err(CleanupError::Target(plan.scrub(&e.to_string()))),
+        },
+    };
+    Ok(out)
+}
+
+impl CleanupPlan {
+    /// The actions, one line each, for the confirmation prompt and dry runs.
+    pub fn describe(&self, plan: &Plan) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.drop_slot {
+            v.push(format!(
+                "drop replication slot {} on the source (it stops retaining WAL; streaming cannot resume from it)",
+                plan.source.slot
+            ));
+        }
+        if self.drop_publication {
+            v.push(format!("drop publication {} (created by xdb)", plan.source.publication));
+        }
+        if self.keep_publication {
+            v.push(format!("keep publication {}: it was not created by xdb", plan.source.publication));
+        }
+        if self.clear_target_state {
+            v.push(format!(
+                "delete xdb's state for slot {} on the target {} (replicated tables are kept)",
+                plan.source.slot,
+                plan.target.url.redacted()
+            ));
+        }
+        v
+    }
+
+    /// True when there is nothing to remove.
+    pub fn is_empty(&self) -> bool {
+        !self.drop_slot && !self.drop_publication && !self.clear_target_state
+    }
+}
+
+/// Carries out `what`. The slot is dropped first: if it became active in the
+/// meantime, PostgreSQL refuses and nothing else is removed.
+pub async fn execute(plan: &Plan, what: &CleanupPlan) -> Result<(), CleanupError> {
+    let c = client::connect(&plan.source.url, "xdb cleanup")
+        .await
+        .map_err(|e| CleanupError::Source(plan.scrub(&e.to_string())))?;
+    let q = |e: tokio_postgres::Error| CleanupError::Source(format!("source: {}", client::error_text(&e)));
+    if what.drop_slot {
+        c.execute("SELECT pg_drop_replication_slot($1)", &[&plan.source.slot]).await.map_err(q)?;
+    }
+    if what.drop_publication {
+        c.batch_execute(&format!("DROP PUBLICATION IF EXISTS \"{}\"", plan.source.publication.replace('"', "\"\"")))
+            .await
+            .map_err(q)?;
+    }
+    if what.clear_target_state {
+        let mut t = TargetConn::connect(&plan.target.url)
+            .await
+            .map_err(|e| CleanupError::Target(plan.scrub(&e.to_string())))?;
+        let d = t.dialect();
+        let slot_literal = format!("'{}'", plan.source.slot.replace('\'', "''"));
+        let stmts: Vec<String> = state::delete_slot(d)
+            .into_iter()
+            .map(|s| s.replace("= $1", &format!("= {slot_literal}")).replace("= ?", &format!("= {slot_literal}")))
+            .collect();
+        t.execute_batch(&stmts, "deleting xdb's state")
+            .await
+            .map_err(|e| CleanupError::Target(plan.scrub(&e.to_string())))?;
+    }
+    Ok(())
+}
