@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cleanup;
+pub mod copy;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;
