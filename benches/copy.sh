@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Bulk-copy throughput: xdb beside the hand-made best case, same table, same
+# machine, same run. Prints seconds, rows/s and the ratio xdb/baseline
+# (throughput; >= 1.0 means xdb is faster), and xdb's peak RSS.
+#
+#   benches/copy.sh [ROWS]            default 1,000,000 rows
+#   XDB_BENCH_TARGETS="mysql sqlite"  which targets to run (default: mysql sqlite postgres)
+#
+# Baselines:
+#   mysql:    psql \copy (SELECT … with conversions in SQL) TO STDOUT | mariadb LOAD DATA LOCAL INFILE '/dev/stdin'
+#   sqlite:   psql \copy … TO STDOUT | sqlite3 .import (TSV)
+#   postgres: psql \copy … TO STDOUT | psql \copy … FROM STDIN (pgcopydb when installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${1:-1000000}
+TARGETS=${XDB_BENCH_TARGETS:-mysql sqlite postgres}
+
+scripts/dev-dbs.sh up >/dev/null
+eval "$(scripts/dev-dbs.sh env)"
+cargo build --release --quiet --bin xdb
+XDB=$(pwd)/target/release/xdb
+PGBASE=${XDB_PG_SUPER_URL%/*}
+SRC=xdb_bench_src
+MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
+WORK=$(mktemp -d /tmp/xdb-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+now() { date +%s.%N; }
+rate() { python3 -c "import sys; r,s=float(sys.argv[1]),float(sys.argv[2]); print(f'{r/s:,.0f}')" "$1" "$2"; }
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[2])/float(sys.argv[1]):.2f}')" "$1" "$2"; }
+
+echo "== source: orders-like table with $ROWS rows"
+psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
+psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $SRC OWNER xdb_repl" >/dev/null
+psql "$PGBASE/$SRC" -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE orders (
+  id bigint PRIMARY KEY, customer_id bigint NOT NULL, title text NOT NULL, amount numeric(12,2) NOT NULL,
+  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, doc jsonb NOT NULL, paid boolean NOT NULL,
+  ref uuid NOT NULL, note text);
+INSERT INTO orders
+SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0,
+       '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second',
+       '2024-06-01 12:00:00+00'::timestamptz + g * interval '1 second',
+       jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7, 'tags', jsonb_build_array('a', 'b', g % 3),
+                          'address', jsonb_build_object('city', 'City ' || (g % 101), 'zip', lpad((g % 99999)::text, 5, '0'))),
+       g % 3 = 0, md5(g::text)::uuid, CASE WHEN g % 4 = 0 THEN NULL ELSE 'note ' || g END
+FROM generate_series(1, $ROWS) g;
+ALTER TABLE orders OWNER TO xdb_repl;
+VACUUM ANALYZE orders;
+SQL
+
+SELECT_MYSQL="SELECT id, customer_id, title, amount, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), doc::text, CASE WHEN paid THEN 1 ELSE 0 END, ref::text, note FROM orders"
+
+results=()
+run_xdb() { # target_url label
+  cat > "$WORK/plan.yaml" <<YAML
+name: bench
+source:
+  url: $PGBASE/$SRC
+  slot: xdb_bench_$2
+  publication: xdb_bench
+target:
+  url: $1
+tables: [public.orders]
+YAML
+  local t0 t1
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$WORK/rss" "$XDB" snapshot --plan "$WORK/plan.yaml" >"$WORK/xdb.log" 2>&1 || { tail -20 "$WORK/xdb.log"; return 1; }
+  t1=$(now)
+  XDB_SECONDS=$(python3 -c "print($t1-$t0)")
+  XDB_RSS_MB=$(( $(cat "$WORK/rss") / 1024 ))
+  psql "$PGBASE/$SRC" -qAtc "SELECT pg_drop_replication_slot('xdb_bench_$2')" >/dev/null 2>&1 || true
+}
+
+for target in $TARGETS; do
+  case $target in
+    mysql)
+      DB=xdb_bench_my
+      mk() { mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+        CREATE TABLE $DB.orders (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, title LONGTEXT NOT NULL, amount DECIMAL(12,2) NOT NULL,
+          created_at DATETIME(6) NOT NULL, updated_at DATETIME(6) NOT NULL, doc LONGTEXT NOT NULL, paid TINYINT(1) NOT NULL,
+          ref CHAR(36) NOT NULL, note LONGTEXT) ENGINE=InnoDB;"; }
+      mk
+      t0=$(now)
+      psql "$PGBASE/$SRC" -qAtc "\\copy ($SELECT_MYSQL) TO STDOUT" \
+        | mariadb "${MYARGS[@]}" --local-infile=1 "$DB" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE orders"
+      t1=$(now)
+      BASE=$(python3 -c "print($t1-$t0)")
+      n=$(mariadb "${MYARGS[@]}" -N -e "SELECT COUNT(*) FROM $DB.orders")
+      [ "$n" = "$ROWS" ] || { echo "baseline loaded $n rows, expected $ROWS"; exit 1; }
+      mariadb "${MYARGS[@]}" -e "DROP DATABASE $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;"
+      label="PostgreSQL → MariaDB"
+      url="mysql://xdb:$XDB_MYSQL_PASSWORD@127.0.0.1:$XDB_MYSQL_PORT/$DB"
+      ;;
+    sqlite)
+      rm -f "$WORK/base.db" "$WORK/xdb.db"
+      sqlite3 "$WORK/base.db" "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, title TEXT NOT NULL, amount TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, doc TEXT NOT NULL, paid INTEGER NOT NULL, ref TEXT NOT NULL, note TEXT)"
+      t0=$(now)
+      psql "$PGBASE/$SRC" -qAtc "\\copy ($SELECT_MYSQL) TO STDOUT" > "$WORK/orders.tsv"
+      sqlite3 "$WORK/base.db" ".mode tabs" ".import $WORK/orders.tsv orders"
+      t1=$(now)
+      BASE=$(python3 -c "print($t1-$t0)")
+      label="PostgreSQL → SQLite"
+      url="sqlite://$WORK/xdb.db"
+      ;;
+    postgres)
+      DB=xdb_bench_pg
+      psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+      psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $DB OWNER xdb_repl" >/dev/null
+      pg_dump -s -t orders "$PGBASE/$SRC" | psql -q "$PGBASE/$DB" >/dev/null
+      t0=$(now)
+      psql "$PGBASE/$SRC" -qAtc "\\copy orders TO STDOUT (FORMAT binary)" | psql "$PGBASE/$DB" -qAtc "\\copy orders FROM STDIN (FORMAT binary)"
+      t1=$(now)
+      BASE=$(python3 -c "print($t1-$t0)")
+      psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+      psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $DB OWNER xdb_repl" >/dev/null
+      label="PostgreSQL → PostgreSQL"
+      url="$PGBASE/$DB"
+      ;;
+    *) echo "unknown target $target"; exit 2 ;;
+  esac
+  echo "== $label: baseline $(printf %.2f "$BASE") s ($(rate "$ROWS" "$BASE") rows/s)"
+  if run_xdb "$url" "$target"; then
+    echo "== $label: xdb      $(printf %.2f "$XDB_SECONDS") s ($(rate "$ROWS" "$XDB_SECONDS") rows/s), peak RSS $XDB_RSS_MB MiB"
+    results+=("$label: xdb/baseline throughput ratio $(ratio "$XDB_SECONDS" "$BASE") (baseline $(printf %.2f "$BASE") s, xdb $(printf %.2f "$XDB_SECONDS") s, RSS $XDB_RSS_MB MiB)")
+  else
+    results+=("$label: xdb snapshot failed (see above); baseline $(printf %.2f "$BASE") s")
+  fi
+done
+echo
+echo "== summary ($ROWS rows)"
+printf '%s\n' "${results[@]}"
+psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
