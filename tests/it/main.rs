@@ -6,4 +6,5 @@ mod support;
 
 mod check;
 mod cleanup;
+mod compose;
 mod plan_errors;
