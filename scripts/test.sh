@@ -11,8 +11,9 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://ru
 
 # Stop only what this run started: servers already up (a developer's) stay up.
 already_up=0
-if scripts/dev-dbs.sh status 2>/dev/null | grep -q "PostgreSQL: running" \
-   && scripts/dev-dbs.sh status 2>/dev/null | grep -q "MariaDB: running"; then
+# (Captured first: `status | grep -q` under pipefail fails on SIGPIPE.)
+status=$(scripts/dev-dbs.sh status 2>/dev/null || true)
+if [[ $status == *"PostgreSQL: running"* && $status == *"MariaDB: running"* ]]; then
   already_up=1
 fi
 scripts/dev-dbs.sh up
