@@ -183,7 +183,8 @@ struct SpillWriter {
 impl SpillWriter {
     fn create(dir: &Path, xid: u32) -> Result<Self, AssemblerError> {
         static N: AtomicU64 = AtomicU64::new(0);
-        let path = dir.join(format!("xdb-spill-{}-{xid}-{}.bin", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let path =
+            dir.join(format!("xdb-spill-{}-{xid}-{}.bin", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let file = File::options()
             .read(true)
             .write(true)
@@ -228,12 +229,16 @@ impl SpillWriter {
     fn into_reader(mut self) -> Result<(BufReader<File>, TempPath), AssemblerError> {
         self.writer.flush().map_err(self.err("flush"))?;
         let path = self.path;
-        let mut file = self
-            .writer
-            .into_inner()
-            .map_err(|e| AssemblerError::Spill { path: path.0.clone(), action: "flush", source: e.into_error() })?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|source| AssemblerError::Spill { path: path.0.clone(), action: "rewind", source })?;
+        let mut file = self.writer.into_inner().map_err(|e| AssemblerError::Spill {
+            path: path.0.clone(),
+            action: "flush",
+            source: e.into_error(),
+        })?;
+        file.seek(SeekFrom::Start(0)).map_err(|source| AssemblerError::Spill {
+            path: path.0.clone(),
+            action: "rewind",
+            source,
+        })?;
         Ok((BufReader::with_capacity(256 << 10, file), path))
     }
 }
@@ -367,11 +372,11 @@ impl Replay<'_> {
     }
 
     fn table(&self, oid: u32, lsn: Lsn, message: &'static str) -> Result<Arc<TableSchema>, AssemblerError> {
-        self.overlay
-            .get(&oid)
-            .or_else(|| self.base.get(&oid))
-            .cloned()
-            .ok_or(AssemblerError::UnknownRelation { oid, lsn, message })
+        self.overlay.get(&oid).or_else(|| self.base.get(&oid)).cloned().ok_or(AssemblerError::UnknownRelation {
+            oid,
+            lsn,
+            message,
+        })
     }
 
     fn change(&self, lsn: Lsn, data: &Bytes) -> Result<Change, AssemblerError> {
@@ -422,7 +427,13 @@ impl Replay<'_> {
     ) -> Result<(Row, Vec<usize>), AssemblerError> {
         let expected = table.columns.len();
         if tuple.len() > expected || (what == "new" && tuple.len() != expected) {
-            return Err(AssemblerError::ColumnCount { table: table.name.clone(), what, got: tuple.len(), expected, lsn });
+            return Err(AssemblerError::ColumnCount {
+                table: table.name.clone(),
+                what,
+                got: tuple.len(),
+                expected,
+                lsn,
+            });
         }
         let mut row = Vec::with_capacity(expected);
         let mut unchanged = Vec::new();
@@ -617,7 +628,13 @@ impl TransactionAssembler {
             }
             PgoutputMessage::Message { xid, transactional, lsn: msg_lsn, prefix, content } => {
                 if transactional {
-                    let buf = Self::owner(&mut self.current, &mut self.streams, self.in_stream, lsn, "a transactional message")?;
+                    let buf = Self::owner(
+                        &mut self.current,
+                        &mut self.streams,
+                        self.in_stream,
+                        lsn,
+                        "a transactional message",
+                    )?;
                     buf.note_subxact(xid);
                     buf.messages.push(PendingMessage { lsn: msg_lsn, prefix, content });
                 } else {
@@ -737,7 +754,10 @@ impl TransactionAssembler {
 
     fn relation_schema(&self, body: RelationBody, lsn: Lsn) -> Result<TableSchema, AssemblerError> {
         let replica_identity = ReplicaIdentity::from_byte(body.replica_identity).ok_or_else(|| {
-            self.protocol(lsn, format!("Relation {}: unknown replica identity {:?}", body.name, body.replica_identity as char))
+            self.protocol(
+                lsn,
+                format!("Relation {}: unknown replica identity {:?}", body.name, body.replica_identity as char),
+            )
         })?;
         let columns: Vec<Column> = body
             .columns
@@ -820,5 +840,414 @@ impl TransactionAssembler {
         }
         events.push(AssemblerEvent::Transaction(Transaction { xid, commit_lsn, end_lsn, commit_time_micros, changes }));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::postgres::pgoutput::{encode, RelationColumn};
+
+    fn t(s: &str) -> TupleDatum {
+        TupleDatum::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn txt(s: &str) -> Value {
+        Value::Unknown { type_name: "text".into(), text: s.into() }
+    }
+
+    fn int(s: &str) -> Value {
+        Value::Unknown { type_name: "bigint".into(), text: s.into() }
+    }
+
+    struct Harness {
+        a: TransactionAssembler,
+        lsn: u64,
+        in_stream: bool,
+        dir: PathBuf,
+    }
+
+    impl Harness {
+        fn new(threshold: usize) -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "xdb-asm-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = AssemblerConfig { spill_threshold_bytes: threshold, spill_dir: dir.clone() };
+            Harness {
+                a: TransactionAssembler::new(config, ValueDecoders::raw(), Arc::new(BuiltinTypes)),
+                lsn: 0x100,
+                in_stream: false,
+                dir,
+            }
+        }
+
+        fn feed(&mut self, msg: PgoutputMessage) -> Vec<AssemblerEvent> {
+            self.try_feed(msg).unwrap()
+        }
+
+        fn try_feed(&mut self, msg: PgoutputMessage) -> Result<Vec<AssemblerEvent>, AssemblerError> {
+            match msg {
+                PgoutputMessage::StreamStart { .. } => self.in_stream = true,
+                PgoutputMessage::StreamStop => self.in_stream = false,
+                _ => {}
+            }
+            self.lsn += 0x10;
+            self.a.feed(Lsn(self.lsn), &encode(&msg, self.in_stream))
+        }
+
+        fn spill_files(&self) -> usize {
+            std::fs::read_dir(&self.dir).unwrap().count()
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn relation(xid: Option<u32>, oid: u32, ident: u8, extra: bool) -> PgoutputMessage {
+        let mut columns = vec![
+            RelationColumn { flags: 1, name: "id".into(), type_oid: 20, typmod: -1 },
+            RelationColumn { flags: 0, name: "body".into(), type_oid: 25, typmod: -1 },
+        ];
+        if extra {
+            columns.push(RelationColumn { flags: 0, name: "extra".into(), type_oid: 77777, typmod: -1 });
+        }
+        PgoutputMessage::Relation(RelationBody {
+            xid,
+            oid,
+            namespace: "public".into(),
+            name: format!("t{oid}"),
+            replica_identity: ident,
+            columns,
+        })
+    }
+
+    fn begin(xid: u32) -> PgoutputMessage {
+        PgoutputMessage::Begin { final_lsn: Lsn(0x900), commit_time_micros: 1_000, xid }
+    }
+
+    fn commit() -> PgoutputMessage {
+        PgoutputMessage::Commit { flags: 0, commit_lsn: Lsn(0x900), end_lsn: Lsn(0x908), commit_time_micros: 1_000 }
+    }
+
+    fn insert(xid: Option<u32>, oid: u32, id: &str) -> PgoutputMessage {
+        PgoutputMessage::Insert { xid, relation_oid: oid, new: vec![t(id), t("x")] }
+    }
+
+    fn only_txn(events: Vec<AssemblerEvent>) -> Transaction {
+        let mut txns: Vec<_> = events
+            .into_iter()
+            .filter_map(|e| match e {
+                AssemblerEvent::Transaction(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(txns.len(), 1);
+        txns.remove(0)
+    }
+
+    fn inserted_ids(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Insert { new, .. } => match &new[0] {
+                    Value::Unknown { text, .. } => text.clone(),
+                    v => panic!("{v:?}"),
+                },
+                c => panic!("{c:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ordinary_transaction_with_every_change_kind() {
+        let mut h = Harness::new(usize::MAX);
+        assert!(h.feed(begin(7)).is_empty());
+        let ev = h.feed(relation(None, 1, b'd', false));
+        let schema = match &ev[..] {
+            [AssemblerEvent::Relation { previous: None, current }] => current.clone(),
+            e => panic!("{e:?}"),
+        };
+        assert_eq!(schema.name, TableName::new("public", "t1"));
+        assert_eq!(schema.primary_key, vec![0]);
+        assert_eq!(schema.columns[1].pg_type, PgType::Text);
+        h.feed(insert(None, 1, "1"));
+        h.feed(PgoutputMessage::Update {
+            xid: None,
+            relation_oid: 1,
+            key: Some(vec![t("1"), TupleDatum::Null]),
+            old: None,
+            new: vec![t("2"), TupleDatum::UnchangedToast],
+        });
+        h.feed(PgoutputMessage::Delete {
+            xid: None,
+            relation_oid: 1,
+            key: Some(vec![t("2"), TupleDatum::Null]),
+            old: None,
+        });
+        h.feed(PgoutputMessage::Truncate { xid: None, options: 2, relation_oids: vec![1] });
+        h.feed(PgoutputMessage::Message {
+            xid: None,
+            transactional: true,
+            lsn: Lsn(0x500),
+            prefix: "p".into(),
+            content: Bytes::from_static(b"c"),
+        });
+        assert_eq!(h.a.open_transactions(), 1);
+        assert!(h.a.buffered_bytes() > 0);
+        let ev = h.feed(commit());
+        assert!(
+            matches!(&ev[0], AssemblerEvent::Message { xid: Some(7), transactional: true, prefix, .. } if prefix == "p")
+        );
+        let txn = only_txn(ev);
+        assert_eq!((txn.xid, txn.commit_lsn, txn.end_lsn, txn.commit_time_micros), (7, Lsn(0x900), Lsn(0x908), 1_000));
+        assert_eq!(
+            txn.changes,
+            vec![
+                Change::Insert { table: schema.clone(), new: vec![int("1"), txt("x")] },
+                Change::Update {
+                    table: schema.clone(),
+                    old: Some(vec![int("1"), Value::Null]),
+                    new: vec![int("2"), Value::Null],
+                    unchanged_toast: vec![1],
+                },
+                Change::Delete { table: schema.clone(), old: vec![int("2"), Value::Null] },
+                Change::Truncate { tables: vec![schema], cascade: false, restart_identity: true },
+            ]
+        );
+        assert_eq!(h.a.open_transactions(), 0);
+        assert_eq!(h.a.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn full_identity_and_type_names() {
+        let mut h = Harness::new(usize::MAX);
+        h.feed(PgoutputMessage::Type { xid: None, oid: 77777, namespace: "public".into(), name: "mood".into() });
+        h.feed(begin(1));
+        let ev = h.feed(relation(None, 2, b'f', true));
+        let AssemblerEvent::Relation { current, .. } = &ev[0] else { panic!() };
+        assert!(current.primary_key.is_empty());
+        assert_eq!(current.replica_identity, ReplicaIdentity::Full);
+        assert_eq!(current.columns[2].pg_type, PgType::Other { name: "public.mood".into() });
+        h.feed(PgoutputMessage::Delete {
+            xid: None,
+            relation_oid: 2,
+            key: None,
+            old: Some(vec![t("5"), t("b"), t("happy")]),
+        });
+        let txn = only_txn(h.feed(commit()));
+        let Change::Delete { old, .. } = &txn.changes[0] else { panic!() };
+        assert_eq!(old[2], Value::Unknown { type_name: "public.mood".into(), text: "happy".into() });
+    }
+
+    #[test]
+    fn message_only_and_non_transactional_messages() {
+        let mut h = Harness::new(usize::MAX);
+        let ev = h.feed(PgoutputMessage::Message {
+            xid: None,
+            transactional: false,
+            lsn: Lsn(1),
+            prefix: "hb".into(),
+            content: Bytes::new(),
+        });
+        assert!(matches!(&ev[..], [AssemblerEvent::Message { xid: None, transactional: false, .. }]));
+        h.feed(begin(3));
+        h.feed(PgoutputMessage::Message {
+            xid: None,
+            transactional: true,
+            lsn: Lsn(2),
+            prefix: "m".into(),
+            content: Bytes::new(),
+        });
+        let ev = h.feed(commit());
+        assert_eq!(ev.len(), 2);
+        assert!(only_txn(ev).changes.is_empty());
+    }
+
+    #[test]
+    fn relation_changed_inside_a_transaction_applies_in_order() {
+        let mut h = Harness::new(usize::MAX);
+        h.feed(begin(1));
+        h.feed(relation(None, 1, b'd', false));
+        h.feed(insert(None, 1, "1"));
+        h.feed(relation(None, 1, b'd', true));
+        h.feed(PgoutputMessage::Insert { xid: None, relation_oid: 1, new: vec![t("2"), t("y"), t("z")] });
+        let txn = only_txn(h.feed(commit()));
+        let widths: Vec<_> = txn.changes.iter().map(|c| c.tables()[0].columns.len()).collect();
+        assert_eq!(widths, vec![2, 3]);
+    }
+
+    #[test]
+    fn insert_relation_reaches_open_transactions() {
+        let mut h = Harness::new(usize::MAX);
+        h.feed(begin(1));
+        let ev = h.feed(relation(None, 2, b'f', false));
+        let AssemblerEvent::Relation { current, .. } = &ev[0] else { panic!() };
+        let mut rich = (**current).clone();
+        rich.primary_key = vec![0];
+        rich.columns[0].nullable = false;
+        h.a.insert_relation(Arc::new(rich.clone()));
+        h.feed(insert(None, 2, "1"));
+        let txn = only_txn(h.feed(commit()));
+        assert_eq!(**txn.changes[0].tables()[0], rich);
+        assert_eq!(**h.a.relation(2).unwrap(), rich);
+    }
+
+    #[test]
+    fn streamed_transactions_interleave_and_abort() {
+        let mut h = Harness::new(usize::MAX);
+        h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: true });
+        h.feed(relation(Some(10), 1, b'd', false));
+        h.feed(insert(Some(10), 1, "a1"));
+        h.feed(PgoutputMessage::StreamStop);
+        h.feed(PgoutputMessage::StreamStart { xid: 20, first_segment: true });
+        h.feed(insert(Some(20), 1, "b1"));
+        h.feed(PgoutputMessage::StreamStop);
+        // An ordinary transaction between the blocks.
+        h.feed(begin(30));
+        h.feed(insert(None, 1, "c1"));
+        assert_eq!(inserted_ids(&only_txn(h.feed(commit())).changes), ["c1"]);
+        h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: false });
+        h.feed(insert(Some(11), 1, "a2-sub11"));
+        h.feed(insert(Some(12), 1, "a3-sub12"));
+        h.feed(PgoutputMessage::Message {
+            xid: Some(12),
+            transactional: true,
+            lsn: Lsn(3),
+            prefix: "gone".into(),
+            content: Bytes::new(),
+        });
+        h.feed(PgoutputMessage::StreamStop);
+        assert_eq!(h.a.open_transactions(), 2);
+        // Sub-transaction 12 rolls back: only its changes (and message) go.
+        h.feed(PgoutputMessage::StreamAbort { xid: 10, subxid: 12, abort_lsn: None, abort_time_micros: None });
+        h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: false });
+        h.feed(insert(Some(13), 1, "a4-sub13"));
+        h.feed(PgoutputMessage::StreamStop);
+        h.feed(PgoutputMessage::StreamAbort { xid: 20, subxid: 20, abort_lsn: None, abort_time_micros: None });
+        let ev = h.feed(PgoutputMessage::StreamCommit {
+            xid: 10,
+            flags: 0,
+            commit_lsn: Lsn(0x1000),
+            end_lsn: Lsn(0x1008),
+            commit_time_micros: 5,
+        });
+        let txn = only_txn(ev);
+        assert_eq!(txn.xid, 10);
+        assert_eq!(inserted_ids(&txn.changes), ["a1", "a2-sub11", "a4-sub13"]);
+        assert_eq!(h.a.open_transactions(), 0);
+        assert!(h.try_feed(PgoutputMessage::StreamStart { xid: 20, first_segment: false }).is_err());
+    }
+
+    #[test]
+    fn large_transactions_spill_and_read_back_in_order() {
+        let mut h = Harness::new(200);
+        h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: true });
+        h.feed(relation(Some(10), 1, b'd', false));
+        for i in 0..5 {
+            h.feed(insert(Some(10), 1, &format!("a{i}")));
+        }
+        assert_eq!(h.spill_files(), 1);
+        assert_eq!(h.a.buffered_bytes(), 0);
+        h.feed(relation(Some(10), 1, b'd', true));
+        h.feed(PgoutputMessage::Insert { xid: Some(10), relation_oid: 1, new: vec![t("w"), t("y"), t("z")] });
+        h.feed(insert(Some(11), 1, "gone1"));
+        h.feed(PgoutputMessage::StreamStop);
+        h.feed(PgoutputMessage::StreamAbort { xid: 10, subxid: 11, abort_lsn: None, abort_time_micros: None });
+        h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: false });
+        h.feed(PgoutputMessage::Insert { xid: Some(10), relation_oid: 1, new: vec![t("v"), t("y"), t("z")] });
+        h.feed(PgoutputMessage::StreamStop);
+        let ev = h.feed(PgoutputMessage::StreamCommit {
+            xid: 10,
+            flags: 0,
+            commit_lsn: Lsn(0x1000),
+            end_lsn: Lsn(0x1008),
+            commit_time_micros: 5,
+        });
+        let mut spilled = match ev.into_iter().next() {
+            Some(AssemblerEvent::Spilled(s)) => s,
+            e => panic!("{e:?}"),
+        };
+        assert_eq!((spilled.xid, spilled.change_count, spilled.end_lsn), (10, 7, Lsn(0x1008)));
+        let mut all = Vec::new();
+        loop {
+            let batch = spilled.next_changes(3).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            assert!(batch.len() <= 3);
+            all.extend(batch);
+        }
+        assert_eq!(inserted_ids(&all), ["a0", "a1", "a2", "a3", "a4", "w", "v"]);
+        let widths: Vec<_> = all.iter().map(|c| c.tables()[0].columns.len()).collect();
+        assert_eq!(widths, [2, 2, 2, 2, 2, 3, 3]);
+        drop(spilled);
+        assert_eq!(h.spill_files(), 0);
+
+        // An ordinary transaction spills too, and an aborted stream removes its file.
+        h.feed(begin(40));
+        for i in 0..5 {
+            h.feed(insert(None, 1, &i.to_string()).clone_with_width3());
+        }
+        assert!(matches!(h.feed(commit()).into_iter().next(), Some(AssemblerEvent::Spilled(_))));
+        h.feed(PgoutputMessage::StreamStart { xid: 50, first_segment: true });
+        for i in 0..5 {
+            h.feed(insert(Some(50), 1, &i.to_string()).clone_with_width3());
+        }
+        h.feed(PgoutputMessage::StreamStop);
+        assert_eq!(h.spill_files(), 1);
+        h.feed(PgoutputMessage::StreamAbort { xid: 50, subxid: 50, abort_lsn: None, abort_time_micros: None });
+        assert_eq!(h.spill_files(), 0);
+    }
+
+    impl PgoutputMessage {
+        fn clone_with_width3(self) -> Self {
+            match self {
+                PgoutputMessage::Insert { xid, relation_oid, mut new } => {
+                    new.push(TupleDatum::Null);
+                    PgoutputMessage::Insert { xid, relation_oid, new }
+                }
+                m => m,
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_table_column_and_lsn() {
+        fn bad(_: &PgType, s: &str) -> Result<Value, String> {
+            Err(format!("{s:?} is no good"))
+        }
+        let mut h = Harness::new(usize::MAX);
+        h.a.decoders.text = bad;
+        let e = h.try_feed(insert(None, 1, "1")).unwrap_err();
+        assert!(e.to_string().contains("row change outside a transaction"), "{e}");
+        h.feed(begin(1));
+        h.feed(insert(None, 9, "1"));
+        let e = h.try_feed(commit()).unwrap_err();
+        assert!(matches!(e, AssemblerError::UnknownRelation { oid: 9, .. }), "{e}");
+        h.feed(begin(2));
+        h.feed(relation(None, 1, b'd', false));
+        h.feed(insert(None, 1, "1"));
+        let lsn = h.lsn;
+        let e = h.try_feed(commit()).unwrap_err().to_string();
+        assert!(
+            e.contains(&Lsn(lsn).to_string()) && e.contains("public.t1.id") && e.contains("\"1\" is no good"),
+            "{e}"
+        );
+        h.feed(begin(3));
+        h.feed(PgoutputMessage::Insert { xid: None, relation_oid: 1, new: vec![t("1")] });
+        let e = h.try_feed(commit()).unwrap_err();
+        assert!(matches!(e, AssemblerError::ColumnCount { got: 1, expected: 2, .. }), "{e}");
+        // Changes stay raw until commit: a malformed one fails there, with its own LSN.
+        h.feed(begin(4));
+        assert!(h.a.feed(Lsn(5), &Bytes::from_static(b"I\0")).unwrap().is_empty());
+        let e = h.try_feed(commit()).unwrap_err().to_string();
+        assert!(e.contains("0/5") && e.contains("Insert"), "{e}");
     }
 }

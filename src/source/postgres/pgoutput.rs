@@ -310,7 +310,11 @@ impl<'a> Reader<'a> {
         if self.pos == self.buf.len() {
             Ok(())
         } else {
-            Err(DecodeError::TrailingBytes { message: self.message, offset: self.pos, extra: self.buf.len() - self.pos })
+            Err(DecodeError::TrailingBytes {
+                message: self.message,
+                offset: self.pos,
+                extra: self.buf.len() - self.pos,
+            })
         }
     }
 }
@@ -672,7 +676,12 @@ mod tests {
             }
         );
         rt(
-            PgoutputMessage::Commit { flags: 0, commit_lsn: Lsn(10), end_lsn: Lsn(20), commit_time_micros: 1_700_000_000 },
+            PgoutputMessage::Commit {
+                flags: 0,
+                commit_lsn: Lsn(10),
+                end_lsn: Lsn(20),
+                commit_time_micros: 1_700_000_000,
+            },
             false,
         );
         rt(PgoutputMessage::Origin { commit_lsn: Lsn(5), name: "pg_1".into() }, false);
@@ -704,7 +713,12 @@ mod tests {
     fn row_changes() {
         for in_stream in [false, true] {
             let xid = in_stream.then_some(9);
-            let new = vec![t("1"), TupleDatum::Null, TupleDatum::UnchangedToast, TupleDatum::Binary(Bytes::from_static(b"\0\x01"))];
+            let new = vec![
+                t("1"),
+                TupleDatum::Null,
+                TupleDatum::UnchangedToast,
+                TupleDatum::Binary(Bytes::from_static(b"\0\x01")),
+            ];
             rt(PgoutputMessage::Insert { xid, relation_oid: 1, new: new.clone() }, in_stream);
             rt(PgoutputMessage::Update { xid, relation_oid: 1, key: None, old: None, new: new.clone() }, in_stream);
             rt(
@@ -746,7 +760,8 @@ mod tests {
             false,
         );
         rt(PgoutputMessage::StreamAbort { xid: 5, subxid: 6, abort_lsn: None, abort_time_micros: None }, false);
-        let v4 = PgoutputMessage::StreamAbort { xid: 5, subxid: 5, abort_lsn: Some(Lsn(8)), abort_time_micros: Some(9) };
+        let v4 =
+            PgoutputMessage::StreamAbort { xid: 5, subxid: 5, abort_lsn: Some(Lsn(8)), abort_time_micros: Some(9) };
         assert_eq!(decode(&encode(&v4, false), false).unwrap(), v4);
     }
 
@@ -755,7 +770,10 @@ mod tests {
         assert_eq!(decode(&Bytes::new(), false), Err(DecodeError::Empty));
         assert_eq!(decode(&Bytes::from_static(b"Z"), false), Err(DecodeError::UnknownMessage { byte: b'Z' }));
         let e = decode(&Bytes::from_static(b"I\0\0\0\x01N\0\x01t\0\0\0\x09ab"), false).unwrap_err();
-        assert_eq!(e, DecodeError::Truncated { message: "Insert", what: "tuple value", offset: 13, needed: 9, len: 15 });
+        assert_eq!(
+            e,
+            DecodeError::Truncated { message: "Insert", what: "tuple value", offset: 13, needed: 9, len: 15 }
+        );
         assert!(e.to_string().contains("tuple value at byte 13"), "{e}");
         let e = decode(&Bytes::from_static(b"I\0\0\0\x01N\0\x01x"), false).unwrap_err();
         assert!(matches!(e, DecodeError::Invalid { what: "tuple column kind", offset: 8, .. }), "{e}");
@@ -864,13 +882,7 @@ mod tests {
                 .prop_map(|(xid, first_segment)| PgoutputMessage::StreamStart { xid, first_segment }),
             Just(PgoutputMessage::StreamStop),
             (any::<u32>(), any::<u8>(), any::<u64>(), any::<u64>(), ts()).prop_map(|(xid, flags, a, b, t)| {
-                PgoutputMessage::StreamCommit {
-                    xid,
-                    flags,
-                    commit_lsn: Lsn(a),
-                    end_lsn: Lsn(b),
-                    commit_time_micros: t,
-                }
+                PgoutputMessage::StreamCommit { xid, flags, commit_lsn: Lsn(a), end_lsn: Lsn(b), commit_time_micros: t }
             }),
             (any::<u32>(), any::<u32>()).prop_map(|(xid, subxid)| PgoutputMessage::StreamAbort {
                 xid,
