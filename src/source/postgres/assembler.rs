@@ -116,8 +116,8 @@ pub enum AssemblerError {
         #[source]
         source: DecodeError,
     },
-    #[error("at LSN {lsn}: column {table}.{column} ({type_name}): cannot decode value: {message}")]
-    Value { table: TableName, column: String, type_name: String, lsn: Lsn, message: String },
+    #[error(transparent)]
+    Value(Box<ValueDecodeError>),
     #[error("at LSN {lsn}: {message} refers to relation OID {oid}, which no Relation message described")]
     UnknownRelation { oid: u32, lsn: Lsn, message: &'static str },
     #[error("at LSN {lsn}: {table}: {what} tuple has {got} columns, the relation has {expected}")]
@@ -131,6 +131,17 @@ pub enum AssemblerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A column value the [`ValueDecoders`] rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at LSN {lsn}: column {table}.{column} ({type_name}): cannot decode value: {message}")]
+pub struct ValueDecodeError {
+    pub table: TableName,
+    pub column: String,
+    pub type_name: String,
+    pub lsn: Lsn,
+    pub message: String,
 }
 
 /// Accounting overhead per buffered message on top of its bytes (the
@@ -203,7 +214,7 @@ impl SpillWriter {
         let r = match item {
             Item::Relation(i) => {
                 self.len += 5;
-                self.writer.write_all(&[b'R']).and_then(|_| self.writer.write_all(&(*i as u32).to_be_bytes()))
+                self.writer.write_all(b"R").and_then(|_| self.writer.write_all(&(*i as u32).to_be_bytes()))
             }
             Item::Change { lsn, data } => {
                 self.len += 13 + data.len() as u64;
@@ -438,12 +449,14 @@ impl Replay<'_> {
         let mut row = Vec::with_capacity(expected);
         let mut unchanged = Vec::new();
         for (i, (datum, col)) in tuple.iter().zip(&table.columns).enumerate() {
-            let value_err = |message: String| AssemblerError::Value {
-                table: table.name.clone(),
-                column: col.name.clone(),
-                type_name: col.pg_type.sql_name(),
-                lsn,
-                message,
+            let value_err = |message: String| {
+                AssemblerError::Value(Box::new(ValueDecodeError {
+                    table: table.name.clone(),
+                    column: col.name.clone(),
+                    type_name: col.pg_type.sql_name(),
+                    lsn,
+                    message,
+                }))
             };
             row.push(match datum {
                 TupleDatum::Null => Value::Null,
