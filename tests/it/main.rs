@@ -7,4 +7,5 @@ mod support;
 mod check;
 mod cleanup;
 mod compose;
+mod pgoutput_capture;
 mod plan_errors;
