@@ -139,7 +139,8 @@ impl CopyBinaryReader {
             }
             let field = self.buf.get(pos..pos + len as usize).unwrap_or_default();
             pos += len as usize;
-            let v = decode_binary(ty, field).map_err(|source| CopyBinaryError::Value { row: row_no, column, source })?;
+            let v =
+                decode_binary(ty, field).map_err(|source| CopyBinaryError::Value { row: row_no, column, source })?;
             row.push(v);
         }
         self.consume(end);

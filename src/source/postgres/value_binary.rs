@@ -36,12 +36,9 @@ pub fn decode_binary(ty: &PgType, raw: &[u8]) -> Result<Value, ValueError> {
         PgType::Float8 => Value::Float8(f64::from_be_bytes(r.exact(ty)?)),
         PgType::Numeric { .. } => Value::Numeric(numeric(ty, raw)?),
         PgType::Money => Value::Numeric(NumericValue::Finite(money(i64::from_be_bytes(r.exact(ty)?)))),
-        PgType::Text
-        | PgType::Varchar(_)
-        | PgType::Char(_)
-        | PgType::Name
-        | PgType::Xml
-        | PgType::Enum { .. } => Value::Text(utf8(ty, raw)?.to_string()),
+        PgType::Text | PgType::Varchar(_) | PgType::Char(_) | PgType::Name | PgType::Xml | PgType::Enum { .. } => {
+            Value::Text(utf8(ty, raw)?.to_string())
+        }
         PgType::InternalChar => Value::Text(match r.exact::<1>(ty)? {
             [0] => String::new(),
             [b] if b >= 0x80 => format!("\\{b:03o}"),
@@ -526,7 +523,8 @@ fn array(ty: &PgType, elem: &PgType, raw: &[u8]) -> Result<Value, ValueError> {
     let ndim = r.i32(ty)?;
     let _flags = r.i32(ty)?;
     let _elem_oid = r.i32(ty)?;
-    let ndim = usize::try_from(ndim).ok().filter(|n| *n <= MAX_ARRAY_DIMS).ok_or_else(|| err(format!("{ndim} dimensions")))?;
+    let ndim =
+        usize::try_from(ndim).ok().filter(|n| *n <= MAX_ARRAY_DIMS).ok_or_else(|| err(format!("{ndim} dimensions")))?;
     if ndim == 0 {
         r.end(ty)?;
         return Ok(Value::Array(Vec::new()));
@@ -640,14 +638,8 @@ mod tests {
         assert_eq!(mac(&[8, 0, 0x2b, 1, 2, 3]), "08:00:2b:01:02:03");
         assert_eq!(money(-123456), "-1234.56");
         assert_eq!(money(5), "0.05");
-        assert_eq!(
-            decode_binary(&PgType::InternalChar, &[0xE9]).unwrap(),
-            Value::Text("\\351".into())
-        );
-        assert_eq!(
-            decode_binary(&PgType::Date, &0i32.to_be_bytes()).unwrap(),
-            Value::Date(DateValue::Days(10957))
-        );
+        assert_eq!(decode_binary(&PgType::InternalChar, &[0xE9]).unwrap(), Value::Text("\\351".into()));
+        assert_eq!(decode_binary(&PgType::Date, &0i32.to_be_bytes()).unwrap(), Value::Date(DateValue::Days(10957)));
         assert!(decode_binary(&PgType::Timestamp(None), &(i64::MAX - 1).to_be_bytes()).is_err());
         assert!(decode_binary(&PgType::Other { name: "x".into() }, b"").is_err());
     }

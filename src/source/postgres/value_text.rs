@@ -80,9 +80,10 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, ValueError> {
             _ if is_plain_decimal(text) => NumericValue::Finite(text.to_string()),
             _ => return Err(bad("not a plain decimal number")),
         }),
-        PgType::Money => Value::Numeric(NumericValue::Finite(parse_money(text).ok_or_else(|| {
-            bad("not a money amount (expected lc_monetary=C form such as $1,234.56)")
-        })?)),
+        PgType::Money => Value::Numeric(NumericValue::Finite(
+            parse_money(text)
+                .ok_or_else(|| bad("not a money amount (expected lc_monetary=C form such as $1,234.56)"))?,
+        )),
         PgType::Text
         | PgType::Varchar(_)
         | PgType::Char(_)
@@ -98,7 +99,7 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, ValueError> {
         | PgType::Bit(_)
         | PgType::VarBit(_)
         | PgType::Enum { .. } => Value::Text(text.to_string()),
-        PgType::Bytea => Value::Bytes(parse_bytea(text).map_err(|m| bad(m))?),
+        PgType::Bytea => Value::Bytes(parse_bytea(text).map_err(bad)?),
         PgType::Date => Value::Date(parse_date_value(text).map_err(|m| bad(&m))?),
         PgType::Time(_) => {
             let (micros, rest) = parse_time_of_day(text).map_err(|m| bad(&m))?;
@@ -266,7 +267,7 @@ fn take_digits(s: &str, min: usize, max: usize) -> Result<(i64, &str), String> {
     Ok((v, &s[n..]))
 }
 
-fn expect<'a>(s: &'a str, c: char) -> Result<&'a str, String> {
+fn expect(s: &str, c: char) -> Result<&str, String> {
     s.strip_prefix(c).ok_or_else(|| format!("expected {c:?} at {}", shown(s)))
 }
 
@@ -717,7 +718,8 @@ mod tests {
     #[test]
     fn intervals_both_styles() {
         let iv = |s: &str| d(PgType::Interval, s);
-        let want = Value::Interval { months: 14, days: -3, micros: 4 * USECS_PER_HOUR + 5 * USECS_PER_MINUTE + 6_700_000 };
+        let want =
+            Value::Interval { months: 14, days: -3, micros: 4 * USECS_PER_HOUR + 5 * USECS_PER_MINUTE + 6_700_000 };
         assert_eq!(iv("1 year 2 mons -3 days +04:05:06.7"), want);
         assert_eq!(iv("P1Y2M-3DT4H5M6.7S"), want);
         assert_eq!(iv("-00:00:01"), Value::Interval { months: 0, days: 0, micros: -1_000_000 });
