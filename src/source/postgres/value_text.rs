@@ -133,8 +133,150 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, ValueError> {
 }
 
 /// Checks that `text` is one JSON document (xdb keeps the source's text).
-pub(crate) fn validate_json(text: &str) -> Result<(), serde_json::Error> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ())
+/// Iterative, so any nesting depth PostgreSQL accepts is accepted (a
+/// recursive parser such as serde_json stops at 128 levels), and string
+/// escapes are checked for form only, as PostgreSQL's `json` type does.
+pub(crate) fn validate_json(text: &str) -> Result<(), String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut stack: Vec<u8> = Vec::new();
+    let ws = |i: &mut usize| {
+        while b.get(*i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+            *i += 1;
+        }
+    };
+    let at = |i: usize| {
+        format!("unexpected {} at byte {i}", b.get(i).map_or("end".to_string(), |c| format!("{:?}", *c as char)))
+    };
+    'value: loop {
+        ws(&mut i);
+        match b.get(i) {
+            Some(b'{') => {
+                i += 1;
+                ws(&mut i);
+                if b.get(i) == Some(&b'}') {
+                    i += 1;
+                } else {
+                    stack.push(b'{');
+                    json_key(b, &mut i).map_err(|_| at(i))?;
+                    ws(&mut i);
+                    if b.get(i) != Some(&b':') {
+                        return Err(at(i));
+                    }
+                    i += 1;
+                    continue 'value;
+                }
+            }
+            Some(b'[') => {
+                i += 1;
+                ws(&mut i);
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                } else {
+                    stack.push(b'[');
+                    continue 'value;
+                }
+            }
+            Some(b'"') => json_string(b, &mut i).map_err(|_| at(i))?,
+            Some(b't') if b[i..].starts_with(b"true") => i += 4,
+            Some(b'f') if b[i..].starts_with(b"false") => i += 5,
+            Some(b'n') if b[i..].starts_with(b"null") => i += 4,
+            Some(b'-' | b'0'..=b'9') => json_number(b, &mut i).map_err(|_| at(i))?,
+            _ => return Err(at(i)),
+        }
+        // After a value: close containers or move to the next element.
+        loop {
+            ws(&mut i);
+            match (stack.last(), b.get(i)) {
+                (None, None) => return Ok(()),
+                (None, Some(_)) => return Err(at(i)),
+                (Some(b'['), Some(b',')) => {
+                    i += 1;
+                    continue 'value;
+                }
+                (Some(b'{'), Some(b',')) => {
+                    i += 1;
+                    ws(&mut i);
+                    json_key(b, &mut i).map_err(|_| at(i))?;
+                    ws(&mut i);
+                    if b.get(i) != Some(&b':') {
+                        return Err(at(i));
+                    }
+                    i += 1;
+                    continue 'value;
+                }
+                (Some(b'['), Some(b']')) | (Some(b'{'), Some(b'}')) => {
+                    stack.pop();
+                    i += 1;
+                }
+                _ => return Err(at(i)),
+            }
+        }
+    }
+}
+
+fn json_key(b: &[u8], i: &mut usize) -> Result<(), ()> {
+    if b.get(*i) != Some(&b'"') {
+        return Err(());
+    }
+    json_string(b, i)
+}
+
+/// A string starting at the opening quote.
+fn json_string(b: &[u8], i: &mut usize) -> Result<(), ()> {
+    *i += 1;
+    loop {
+        match b.get(*i) {
+            None => return Err(()),
+            Some(b'"') => {
+                *i += 1;
+                return Ok(());
+            }
+            Some(b'\\') => match b.get(*i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => *i += 2,
+                Some(b'u') if b.get(*i + 2..*i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => *i += 6,
+                _ => return Err(()),
+            },
+            Some(c) if *c < 0x20 => return Err(()),
+            Some(_) => *i += 1,
+        }
+    }
+}
+
+fn json_number(b: &[u8], i: &mut usize) -> Result<(), ()> {
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    if b.get(*i) == Some(&b'-') {
+        *i += 1;
+    }
+    match b.get(*i) {
+        Some(b'0') => *i += 1,
+        Some(b'1'..=b'9') => {
+            digits(i);
+        }
+        _ => return Err(()),
+    }
+    if b.get(*i) == Some(&b'.') {
+        *i += 1;
+        if digits(i) == 0 {
+            return Err(());
+        }
+    }
+    if matches!(b.get(*i), Some(b'e' | b'E')) {
+        *i += 1;
+        if matches!(b.get(*i), Some(b'+' | b'-')) {
+            *i += 1;
+        }
+        if digits(i) == 0 {
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 /// `-?digits(.digits)?`: the only form `numeric_out` prints for finite values.
@@ -744,6 +886,18 @@ mod tests {
         assert_eq!(a(PgType::Int4, "{}"), Value::Array(vec![]));
         assert!(decode_text(&PgType::Array(Box::new(PgType::Int4)), "{1,2").is_err());
         assert!(decode_text(&PgType::Array(Box::new(PgType::Int4)), "{{{{{{{1}}}}}}}").is_err());
+    }
+
+    #[test]
+    fn json_validation() {
+        for ok in ["{}", "[]", " {\"a\": [1, -2.5e+3, true, false, null, \"x\\u00e9\\ud800\"]} ", "0", "\"\""] {
+            assert!(validate_json(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "{", "[1,]", "{\"a\"}", "01", "1.", "tru", "[1] 2", "\"\\x\"", "{\"a\":1,}", "\"\n\""] {
+            assert!(validate_json(bad).is_err(), "{bad}");
+        }
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(validate_json(&deep).is_ok());
     }
 
     fn all_types() -> Vec<PgType> {
