@@ -644,8 +644,54 @@ mod tests {
         assert!(decode_binary(&PgType::Other { name: "x".into() }, b"").is_err());
     }
 
+    /// numeric_send of a canonical decimal text (as a reference encoder).
+    fn encode_numeric(text: &str) -> Vec<u8> {
+        let (neg, body) = match text.strip_prefix('-') {
+            Some(b) => (true, b),
+            None => (false, text),
+        };
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        let int_pad = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
+        let frac_pad = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
+        let mut groups: Vec<i16> = int_pad
+            .as_bytes()
+            .chunks(4)
+            .chain(frac_pad.as_bytes().chunks(4))
+            .map(|c| std::str::from_utf8(c).unwrap().parse().unwrap())
+            .collect();
+        let mut weight = (int_pad.len() / 4) as i16 - 1;
+        while groups.first() == Some(&0) {
+            groups.remove(0);
+            weight -= 1;
+        }
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        if groups.is_empty() {
+            weight = 0;
+        }
+        let sign: u16 = if neg { 0x4000 } else { 0 };
+        let mut out = Vec::new();
+        for v in [groups.len() as i16, weight, sign as i16, frac.len() as i16] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        groups.iter().for_each(|g| out.extend_from_slice(&g.to_be_bytes()));
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn numeric_binary_prints_the_text(neg: bool, int in "0|[1-9][0-9]{0,40}", frac in "([0-9]{1,30})?") {
+            let text = format!("{}{int}{}{frac}", if neg { "-" } else { "" }, if frac.is_empty() { "" } else { "." });
+            let zero = text.trim_start_matches('-').bytes().all(|b| b == b'0' || b == b'.');
+            let want = if zero { text.trim_start_matches('-').to_string() } else { text.clone() };
+            let ty = PgType::Numeric { precision: None, scale: None };
+            let bytes = encode_numeric(&want);
+            prop_assert_eq!(decode_binary(&ty, &bytes).unwrap(), Value::Numeric(NumericValue::Finite(want)));
+        }
+
+
         #[test]
         fn never_panics(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
             let types = [
