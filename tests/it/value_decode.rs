@@ -729,3 +729,36 @@ async fn interval_styles_and_binary_agree_on_many_intervals() {
     let raw = [6_700_000i64.to_be_bytes().as_slice(), &(-3i32).to_be_bytes(), &14i32.to_be_bytes()].concat();
     assert_eq!(decode_binary(&PgType::Interval, &raw).unwrap(), iv(14, -3, 6_700_000));
 }
+
+#[tokio::test]
+async fn edge_values_error_or_decode_without_panicking() {
+    let db = PgDb::create("xdb_values_edge").await;
+    let client = db.super_client().await;
+    // Valid in PostgreSQL, but past what i64 microseconds since 1970 hold:
+    // both paths report it, neither panics.
+    let late = "SELECT '294270-01-01 00:00:00'::timestamp";
+    let text: String = client.query_one(&format!("{late}::text"), &[]).await.unwrap().get(0);
+    let err = decode_text(&PgType::Timestamp(None), &text).unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+    let mut reader = CopyBinaryReader::new(vec![PgType::Timestamp(None)]);
+    copy_chunks(&client, late).await.into_iter().for_each(|c| reader.feed(c));
+    let err = reader.next_row().unwrap_err().to_string();
+    assert!(err.contains("row 1, column 0") && err.contains("out of range"), "{err}");
+
+    // JSON nested far deeper than serde_json's recursion limit.
+    let deep = format!("{}1{}", "[".repeat(2000), "]".repeat(2000));
+    let q = format!("SELECT '{deep}'::json AS j, '{deep}'::jsonb AS jb");
+    let msgs = client.simple_query(&q).await.unwrap();
+    let row = msgs
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let (j, jb) = (row.get(0).unwrap(), row.get(1).unwrap());
+    assert_eq!(decode_text(&PgType::Json, j).unwrap(), Value::Json(deep.clone()));
+    let jb_value = decode_text(&PgType::Jsonb, jb).unwrap();
+    let rows = read_copy(vec![PgType::Json, PgType::Jsonb], copy_chunks(&client, &q).await);
+    assert_eq!(rows, vec![vec![Value::Json(deep), jb_value]]);
+}
