@@ -9,3 +9,4 @@ mod cleanup;
 mod compose;
 mod pgoutput_capture;
 mod plan_errors;
+mod value_decode;

@@ -5,6 +5,7 @@
 pub mod assembler;
 pub mod catalog;
 pub mod client;
+pub mod copy_binary;
 pub mod pgoutput;
 pub mod publication;
 pub mod replication;
