@@ -314,3 +314,33 @@ async fn connection_failures_are_clear() {
         c.close().await;
     }
 }
+
+#[tokio::test]
+async fn answers_keepalives_that_request_a_reply() {
+    let db = PgDb::create("xdb_repl_keepalive").await;
+    let sql = pg_connect(&db.repl_url()).await;
+    sql.batch_execute("CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t").await.unwrap();
+    // A walsender that asks for a reply after 0.5 s of silence and hangs up after 1 s without one;
+    // the timer-driven updates are pushed far out so that only the answers keep it alive.
+    let url = format!("{}?options=-c%20wal_sender_timeout%3D1000", db.repl_url());
+    let mut c = ReplicationClient::connect_url(&SecretUrl::new(url), "xdb_it_keepalive").await.unwrap();
+    let slot = unique("xdb_ka");
+    c.create_replication_slot(&slot, true, SnapshotAction::NoExport).await.unwrap();
+    let options = StartReplicationOptions {
+        publication_names: vec!["p".into()],
+        status_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let mut stream = c.start_replication(&slot, Lsn::ZERO, &options).await.unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    let mut requested = 0;
+    while let Ok(ev) = tokio::time::timeout_at(until, stream.next()).await {
+        match ev {
+            Ok(Some(ReplicationEvent::Keepalive { reply_requested: true, .. })) => requested += 1,
+            Ok(Some(_)) => {}
+            other => panic!("stream ended while keepalives were answered: {other:?}"),
+        }
+    }
+    assert!(requested >= 3, "only {requested} keepalives requested a reply in 4 s");
+    stream.stop().await.unwrap();
+}

@@ -72,6 +72,18 @@ impl Conn {
         Ok(conn)
     }
 
+    /// A connection over an already logged-in stream (tests with a fake server).
+    #[cfg(test)]
+    pub fn from_stream(io: Box<dyn Stream>, server: &str) -> Conn {
+        Conn {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::new(),
+            server: server.to_string(),
+            server_version: None,
+        }
+    }
+
     #[cfg(unix)]
     async fn connect_unix(config: &ReplicationConfig, server: &str) -> Result<Box<dyn Stream>, ReplicationError> {
         let path = format!("{}/.s.PGSQL.{}", config.host.trim_end_matches('/'), config.port);

@@ -289,7 +289,7 @@ mod tests {
         let mut huge = BytesMut::from(&[b'd', 0xff, 0xff, 0xff, 0xff][..]);
         assert!(split_frame(&mut huge).is_err());
         assert_eq!(bytes_missing(&[b'd', 0, 0, 0, 10, 1]), 5);
-        assert_eq!(bytes_missing(&[b'd']), 4);
+        assert_eq!(bytes_missing(b"d"), 4);
     }
 
     #[test]
