@@ -344,3 +344,37 @@ async fn answers_keepalives_that_request_a_reply() {
     assert!(requested >= 3, "only {requested} keepalives requested a reply in 4 s");
     stream.stop().await.unwrap();
 }
+
+/// End-to-end rate from the real server (bounded by the walsender's decoding):
+/// `cargo test --test it replication::stream_rate -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "throughput measurement"]
+async fn stream_rate_from_postgres() {
+    let db = PgDb::create("xdb_repl_rate").await;
+    let sql = pg_connect(&db.repl_url()).await;
+    sql.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); CREATE PUBLICATION p FOR TABLE t").await.unwrap();
+    let slot = unique("xdb_rate");
+    let mut c = repl(&db).await;
+    c.create_replication_slot(&slot, true, SnapshotAction::NoExport).await.unwrap();
+    let rows = 300_000;
+    sql.batch_execute(&format!("INSERT INTO t SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, {rows}) g"))
+        .await
+        .unwrap();
+    let options = StartReplicationOptions { publication_names: vec!["p".into()], ..Default::default() };
+    let mut stream = c.start_replication(&slot, Lsn::ZERO, &options).await.unwrap();
+    let started = std::time::Instant::now();
+    let (mut bytes, mut inserts) = (0u64, 0);
+    while inserts < rows {
+        let (_, data) = next_data(&mut stream).await;
+        bytes += data.len() as u64;
+        inserts += usize::from(data.first() == Some(&b'I'));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{inserts} inserts, {:.1} MB in {secs:.2} s: {:.0} MB/s, {:.0} msgs/s",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs,
+        inserts as f64 / secs
+    );
+    stream.stop().await.unwrap();
+}
