@@ -10,3 +10,4 @@ mod compose;
 mod pgoutput_capture;
 mod plan_errors;
 mod value_decode;
+mod replication;

@@ -1,0 +1,448 @@
+//! Connection settings of the walsender connection, parsed from a
+//! `postgres://` / `postgresql://` URL or a libpq `key=value` conninfo string.
+//! Pure: no I/O apart from the `PGUSER`/`USER` fallback for a missing user.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::ReplicationError;
+use crate::plan::SecretUrl;
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    Disable,
+    Allow,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(s: &str) -> Result<SslMode, ReplicationError> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(ReplicationError::Config(format!(
+                    "unknown sslmode {other:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
+                )))
+            }
+        })
+    }
+
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// True when a plaintext connection is not acceptable.
+    pub fn requires_tls(self) -> bool {
+        matches!(self, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// Where and as whom the walsender connection logs in. `Debug` masks the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// Host name or IP address; a value starting with `/` is a Unix-socket directory.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+    pub application_name: String,
+    pub ssl_mode: SslMode,
+    /// `None`: wait forever (libpq's `connect_timeout=0`).
+    pub connect_timeout: Option<Duration>,
+    /// Extra `options` from the URL, appended after xdb's own `-c` settings.
+    pub options: Option<String>,
+}
+
+impl fmt::Debug for ReplicationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicationConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("dbname", &self.dbname)
+            .field("application_name", &self.application_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// Settings collected before defaults are applied.
+#[derive(Default)]
+struct Parts {
+    host: Option<String>,
+    port: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    dbname: Option<String>,
+    application_name: Option<String>,
+    fallback_application_name: Option<String>,
+    sslmode: Option<String>,
+    connect_timeout: Option<String>,
+    options: Option<String>,
+}
+
+/// libpq keys xdb accepts and ignores (they do not change what the walsender sees).
+const IGNORED_KEYS: &[&str] = &[
+    "client_encoding", // xdb always asks for UTF8
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "gssencmode",
+    "krbsrvname",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "sslcompression",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "requirepeer",
+    "replication", // xdb always uses replication=database
+];
+
+impl Parts {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ReplicationError> {
+        let slot = match key {
+            "host" | "hostaddr" => &mut self.host,
+            "port" => &mut self.port,
+            "user" => &mut self.user,
+            "password" => &mut self.password,
+            "dbname" => &mut self.dbname,
+            "application_name" => &mut self.application_name,
+            "fallback_application_name" => &mut self.fallback_application_name,
+            "sslmode" => &mut self.sslmode,
+            "connect_timeout" => &mut self.connect_timeout,
+            "options" => &mut self.options,
+            "channel_binding" => {
+                if value == "require" {
+                    return Err(ReplicationError::Config(
+                        "channel_binding=require needs TLS, which the replication connection does not support yet"
+                            .into(),
+                    ));
+                }
+                return Ok(());
+            }
+            k if IGNORED_KEYS.contains(&k) => return Ok(()),
+            other => {
+                return Err(ReplicationError::Config(format!("unknown connection parameter {other:?}")));
+            }
+        };
+        *slot = Some(value);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ReplicationConfig, ReplicationError> {
+        let host = self.host.filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
+        if host.contains(',') {
+            return Err(ReplicationError::Config(format!(
+                "several hosts ({host}) are not supported for replication: give one"
+            )));
+        }
+        let port = match self.port.filter(|p| !p.is_empty()) {
+            None => 5432,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                ReplicationError::Config(format!("invalid port {p:?}: expected a number from 1 to 65535"))
+            })?,
+        };
+        let user = match self.user.filter(|u| !u.is_empty()) {
+            Some(u) => u,
+            None => std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .map_err(|_| ReplicationError::Config("no user in the connection URL".into()))?,
+        };
+        let dbname = self.dbname.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+        let ssl_mode = match self.sslmode {
+            Some(m) => SslMode::parse(&m)?,
+            None => SslMode::Prefer,
+        };
+        let connect_timeout = match self.connect_timeout.filter(|t| !t.is_empty()) {
+            None => Some(Duration::from_secs(10)),
+            Some(t) => {
+                let secs: i64 = t.trim().parse().map_err(|_| {
+                    ReplicationError::Config(format!("invalid connect_timeout {t:?}: expected whole seconds"))
+                })?;
+                // libpq: zero or negative waits forever; anything else at least 2 s.
+                (secs > 0).then(|| Duration::from_secs(secs.max(2) as u64))
+            }
+        };
+        Ok(ReplicationConfig {
+            host,
+            port,
+            user,
+            password: self.password,
+            dbname,
+            application_name: self.application_name.or(self.fallback_application_name).unwrap_or_else(|| "xdb".into()),
+            ssl_mode,
+            connect_timeout,
+            options: self.options.filter(|o| !o.trim().is_empty()),
+        })
+    }
+}
+
+impl ReplicationConfig {
+    /// Parses a `postgres://` or `postgresql://` URL (query parameters
+    /// included, percent-decoded) or a `key=value` conninfo string.
+    pub fn from_url(url: &SecretUrl) -> Result<Self, ReplicationError> {
+        Self::parse(url.expose())
+    }
+
+    /// [`ReplicationConfig::from_url`] on plain text. Errors never contain the password.
+    pub fn parse(text: &str) -> Result<Self, ReplicationError> {
+        let text = text.trim();
+        let lower = text.get(..14).unwrap_or(text).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            parse_url(text)?.finish()
+        } else if text.contains("://") {
+            Err(ReplicationError::Config(format!(
+                "{} is not a PostgreSQL URL: expected postgres:// or postgresql://",
+                SecretUrl::new(text).redacted()
+            )))
+        } else if text.contains('=') {
+            parse_conninfo(text)?.finish()
+        } else {
+            Err(ReplicationError::Config("expected a postgres:// URL or a key=value connection string".into()))
+        }
+    }
+
+    /// `host:port`, for messages.
+    pub fn server_label(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn parse_url(url: &str) -> Result<Parts, ReplicationError> {
+    let (_, rest) = url.split_once("://").unwrap_or(("", url));
+    let (before_query, query) = match rest.find('?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    let mut parts = Parts::default();
+    // A password may contain '/' or '@' unescaped: the last '@' ends user-info.
+    let host_and_path = match before_query.rfind('@') {
+        Some(at) => {
+            let userinfo = &before_query[..at];
+            match userinfo.split_once(':') {
+                Some((u, p)) => {
+                    parts.user = Some(decode(u, "user")?);
+                    parts.password = Some(decode(p, "password")?);
+                }
+                None => parts.user = Some(decode(userinfo, "user")?),
+            }
+            &before_query[at + 1..]
+        }
+        None => before_query,
+    };
+    let (hostport, path) = match host_and_path.find('/') {
+        Some(s) => (&host_and_path[..s], Some(&host_and_path[s + 1..])),
+        None => (host_and_path, None),
+    };
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) =
+            v6.split_once(']').ok_or_else(|| ReplicationError::Config("unterminated '[' in the URL's host".into()))?;
+        parts.host = Some(h.to_string());
+        if let Some(p) = after.strip_prefix(':') {
+            parts.port = Some(p.to_string());
+        } else if !after.is_empty() {
+            return Err(ReplicationError::Config(format!("unexpected {after:?} after the IPv6 host")));
+        }
+    } else if !hostport.is_empty() {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => {
+                parts.host = Some(decode(h, "host")?);
+                parts.port = Some(p.to_string());
+            }
+            None => parts.host = Some(decode(hostport, "host")?),
+        }
+    }
+    if let Some(p) = path.filter(|p| !p.is_empty()) {
+        parts.dbname = Some(decode(p, "database name")?);
+    }
+    for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let key = decode(k, "parameter name")?;
+        let what = if key == "password" { "password" } else { "parameter value" };
+        parts.set(&key, decode(v, what)?)?;
+    }
+    Ok(parts)
+}
+
+/// libpq's `key=value key2='quoted \' value'` format.
+fn parse_conninfo(text: &str) -> Result<Parts, ReplicationError> {
+    let mut parts = Parts::default();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(ReplicationError::Config(format!("missing '=' after {key:?} in the connection string")));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            value.push(n);
+                        }
+                    }
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                return Err(ReplicationError::Config(format!("unterminated quoted value of {key:?}")));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                chars.next();
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        value.push(n);
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        parts.set(&key, value)?;
+    }
+    Ok(parts)
+}
+
+/// Percent-decoding; `what` names the part in errors (the value itself is never shown).
+fn decode(s: &str, what: &str) -> Result<String, ReplicationError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                None => return Err(ReplicationError::Config(format!("invalid percent-encoding in the URL's {what}"))),
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ReplicationError::Config(format!("the URL's {what} is not valid UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> ReplicationConfig {
+        ReplicationConfig::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_urls_with_params_and_percent_encoding() {
+        let c = parse(
+            "postgresql://rep%40l:p%40ss/w@rd@db.example:6543/my%20db?sslmode=disable&application_name=a%20b&connect_timeout=0",
+        );
+        assert_eq!(c.user, "rep@l");
+        assert_eq!(c.password.as_deref(), Some("p@ss/w@rd"));
+        assert_eq!((c.host.as_str(), c.port, c.dbname.as_str()), ("db.example", 6543, "my db"));
+        assert_eq!(c.ssl_mode, SslMode::Disable);
+        assert_eq!(c.application_name, "a b");
+        assert_eq!(c.connect_timeout, None);
+        let d = parse("postgres://u@[::1]/x");
+        assert_eq!((d.host.as_str(), d.port, d.ssl_mode), ("::1", 5432, SslMode::Prefer));
+        assert_eq!(d.server_label(), "[::1]:5432");
+        assert_eq!(d.connect_timeout, Some(Duration::from_secs(10)));
+        let e = parse("postgres://u@h?dbname=other&password=s3&port=7&connect_timeout=1");
+        assert_eq!((e.dbname.as_str(), e.password.as_deref(), e.port), ("other", Some("s3"), 7));
+        assert_eq!(e.connect_timeout, Some(Duration::from_secs(2)));
+        let f = parse("postgres://u@%2Ftmp%2Fsock/db");
+        assert_eq!(f.host, "/tmp/sock");
+        assert_eq!(parse("postgres://u@h").dbname, "u");
+    }
+
+    #[test]
+    fn parses_conninfo() {
+        let c = parse("host=h port=1 user=u password='a \\' b' dbname = d sslmode=require");
+        assert_eq!((c.host.as_str(), c.port, c.user.as_str(), c.dbname.as_str()), ("h", 1, "u", "d"));
+        assert_eq!(c.password.as_deref(), Some("a ' b"));
+        assert!(c.ssl_mode.requires_tls());
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_the_password() {
+        let c = parse("postgres://u:hunter2@h/d");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        for bad in [
+            "postgres://u:hunter2@h:notaport/d",
+            "postgres://u:hunter2@h/d?sslmode=sometimes",
+            "postgres://u:hunter2@h/d?bogus=1",
+            "postgres://u:hunter2%zz@h/d",
+            "mysql://u:hunter2@h/d",
+            "postgres://u:hunter2@h1,h2/d",
+            "host=h password='hunter2",
+        ] {
+            let e = ReplicationConfig::parse(bad).expect_err(bad).to_string();
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The socket under the walsender connection: buffered frame reading,
+//! cancel-safe writing, startup and authentication.
+
+use bytes::BytesMut;
+use postgres_protocol::authentication::{md5_hash, sasl};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::wire::{self, AuthRequest, Frame};
+use super::{ReplicationConfig, ReplicationError};
+
+/// Read granularity: big enough that a fast stream needs few syscalls.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Settings the walsender must print values under: pgoutput's text values
+/// are produced with the session's GUCs, and xdb's value decoder expects these.
+pub const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3";
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+pub struct Conn {
+    io: Box<dyn Stream>,
+    pub rbuf: BytesMut,
+    /// Encoded messages not yet written; kept here so that a cancelled write resumes.
+    pub wbuf: BytesMut,
+    /// `host:port`, for messages.
+    pub server: String,
+    /// `server_version` as reported at startup.
+    pub server_version: Option<String>,
+}
+
+impl Conn {
+    /// Opens the socket and logs in, within the configured connect timeout.
+    pub async fn connect(config: &ReplicationConfig) -> Result<Conn, ReplicationError> {
+        if config.ssl_mode.requires_tls() {
+            return Err(ReplicationError::Config(format!(
+                "TLS (sslmode={}) is not supported yet by xdb's replication connection; \
+                 use sslmode=disable or prefer (plaintext) or connect through a TLS tunnel",
+                config.ssl_mode.as_str()
+            )));
+        }
+        let server = config.server_label();
+        let fut = Self::connect_inner(config, server.clone());
+        match config.connect_timeout {
+            Some(after) => {
+                tokio::time::timeout(after, fut).await.map_err(|_| ReplicationError::Timeout { server, after })?
+            }
+            None => fut.await,
+        }
+    }
+
+    async fn connect_inner(config: &ReplicationConfig, server: String) -> Result<Conn, ReplicationError> {
+        let io: Box<dyn Stream> = if config.host.starts_with('/') {
+            Self::connect_unix(config, &server).await?
+        } else {
+            let tcp = tokio::net::TcpStream::connect((config.host.as_str(), config.port))
+                .await
+                .map_err(|e| ReplicationError::io(&server, "cannot connect", e))?;
+            // Status updates are tiny and must not wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+            Box::new(tcp)
+        };
+        let mut conn = Conn {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::with_capacity(1024),
+            server,
+            server_version: None,
+        };
+        conn.startup(config).await?;
+        Ok(conn)
+    }
+
+    /// A connection over an already logged-in stream (tests with a fake server).
+    #[cfg(test)]
+    pub fn from_stream(io: Box<dyn Stream>, server: &str) -> Conn {
+        Conn {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::new(),
+            server: server.to_string(),
+            server_version: None,
+        }
+    }
+
+    #[cfg(unix)]
+    async fn connect_unix(config: &ReplicationConfig, server: &str) -> Result<Box<dyn Stream>, ReplicationError> {
+        let path = format!("{}/.s.PGSQL.{}", config.host.trim_end_matches('/'), config.port);
+        let s = tokio::net::UnixStream::connect(&path)
+            .await
+            .map_err(|e| ReplicationError::io(server, format!("cannot connect to socket {path}"), e))?;
+        Ok(Box::new(s))
+    }
+
+    #[cfg(not(unix))]
+    async fn connect_unix(_: &ReplicationConfig, _: &str) -> Result<Box<dyn Stream>, ReplicationError> {
+        Err(ReplicationError::Config("Unix-domain sockets are not available on this platform".into()))
+    }
+
+    async fn startup(&mut self, config: &ReplicationConfig) -> Result<(), ReplicationError> {
+        let options = match &config.options {
+            Some(extra) => format!("{SESSION_OPTIONS} {extra}"),
+            None => SESSION_OPTIONS.to_string(),
+        };
+        let params = [
+            ("user", config.user.as_str()),
+            ("database", config.dbname.as_str()),
+            ("replication", "database"),
+            ("application_name", config.application_name.as_str()),
+            ("client_encoding", "UTF8"),
+            ("options", options.as_str()),
+        ];
+        frontend::startup_message(params.iter().copied(), &mut self.wbuf)
+            .map_err(|e| ReplicationError::Config(format!("startup parameters: {e}")))?;
+        self.flush().await?;
+        self.authenticate(config).await?;
+        loop {
+            let f = self.read_frame().await?;
+            match f.tag {
+                b'Z' => return Ok(()),
+                b'S' => {
+                    let mut r = wire::Reader::new(&f.body, "ParameterStatus");
+                    if r.cstr()? == b"server_version" {
+                        self.server_version = Some(String::from_utf8_lossy(r.cstr()?).into_owned());
+                    }
+                }
+                b'K' | b'N' => {}
+                b'E' => return Err(wire::parse_error(&f.body)),
+                other => return Err(unexpected(other, "after authentication")),
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, config: &ReplicationConfig) -> Result<(), ReplicationError> {
+        let password = || {
+            config.password.as_deref().ok_or_else(|| {
+                ReplicationError::Auth(format!(
+                    "the server asks user {:?} for a password, but the URL has none",
+                    config.user
+                ))
+            })
+        };
+        let mut scram: Option<sasl::ScramSha256> = None;
+        loop {
+            let f = self.read_frame().await?;
+            match f.tag {
+                b'R' => {}
+                b'E' => return Err(wire::parse_error(&f.body)),
+                b'N' => continue,
+                other => return Err(unexpected(other, "during authentication")),
+            }
+            let encode_err =
+                |e: std::io::Error| ReplicationError::Protocol(format!("encoding a password message: {e}"));
+            match wire::parse_auth(&f.body)? {
+                AuthRequest::Ok => return Ok(()),
+                AuthRequest::Cleartext => {
+                    frontend::password_message(password()?.as_bytes(), &mut self.wbuf).map_err(encode_err)?;
+                }
+                AuthRequest::Md5(salt) => {
+                    let hash = md5_hash(config.user.as_bytes(), password()?.as_bytes(), salt);
+                    frontend::password_message(hash.as_bytes(), &mut self.wbuf).map_err(encode_err)?;
+                }
+                AuthRequest::Sasl(mechanisms) => {
+                    if !mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256) {
+                        return Err(ReplicationError::Auth(format!(
+                            "the server offers SASL mechanisms {mechanisms:?}; xdb supports SCRAM-SHA-256"
+                        )));
+                    }
+                    // No TLS, hence no channel binding to offer.
+                    let s = sasl::ScramSha256::new(password()?.as_bytes(), sasl::ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(sasl::SCRAM_SHA_256, s.message(), &mut self.wbuf)
+                        .map_err(encode_err)?;
+                    scram = Some(s);
+                }
+                AuthRequest::SaslContinue(data) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| ReplicationError::Protocol("SASLContinue before SASL started".into()))?;
+                    s.update(&data).map_err(|e| ReplicationError::Auth(format!("SCRAM exchange: {e}")))?;
+                    frontend::sasl_response(s.message(), &mut self.wbuf).map_err(encode_err)?;
+                }
+                AuthRequest::SaslFinal(data) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| ReplicationError::Protocol("SASLFinal before SASL started".into()))?;
+                    s.finish(&data)
+                        .map_err(|e| ReplicationError::Auth(format!("the server's SCRAM signature is invalid: {e}")))?;
+                    continue;
+                }
+                AuthRequest::Other(code) => {
+                    return Err(ReplicationError::Auth(format!(
+                        "the server asks for authentication method {code} (e.g. GSS, SSPI, Kerberos), which xdb does not \
+                         support: use scram-sha-256, md5, password or trust in pg_hba.conf"
+                    )));
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// The next complete frame, reading as needed. Cancel-safe.
+    pub async fn read_frame(&mut self) -> Result<Frame, ReplicationError> {
+        loop {
+            if let Some(f) = wire::split_frame(&mut self.rbuf)? {
+                return Ok(f);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads at least one more byte into the buffer. Cancel-safe; end of stream is an error.
+    pub async fn fill(&mut self) -> Result<(), ReplicationError> {
+        let missing = wire::bytes_missing(&self.rbuf);
+        self.rbuf.reserve(missing.max(READ_CHUNK));
+        let n = self
+            .io
+            .read_buf(&mut self.rbuf)
+            .await
+            .map_err(|e| ReplicationError::io(&self.server, "reading from the server", e))?;
+        if n == 0 {
+            return Err(ReplicationError::io(
+                &self.server,
+                "the server closed the connection",
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes everything queued in `wbuf`. Cancel-safe: unwritten bytes stay queued.
+    pub async fn flush(&mut self) -> Result<(), ReplicationError> {
+        while !self.wbuf.is_empty() {
+            let n = self
+                .io
+                .write_buf(&mut self.wbuf)
+                .await
+                .map_err(|e| ReplicationError::io(&self.server, "writing to the server", e))?;
+            if n == 0 {
+                return Err(ReplicationError::io(
+                    &self.server,
+                    "writing to the server",
+                    std::io::ErrorKind::WriteZero.into(),
+                ));
+            }
+        }
+        self.io.flush().await.map_err(|e| ReplicationError::io(&self.server, "writing to the server", e))
+    }
+
+    /// Sends Terminate and closes the socket, ignoring errors: the session is over either way.
+    pub async fn terminate(mut self) {
+        frontend::terminate(&mut self.wbuf);
+        let _ = self.flush().await;
+        let _ = self.io.shutdown().await;
+    }
+
+    /// Queues a simple Query.
+    pub fn queue_query(&mut self, sql: &str) -> Result<(), ReplicationError> {
+        frontend::query(sql, &mut self.wbuf)
+            .map_err(|e| ReplicationError::Config(format!("cannot send query (NUL byte in it?): {e}")))
+    }
+
+    /// Runs a simple query and collects the text rows of all its statements.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ReplicationError> {
+        self.queue_query(sql)?;
+        self.flush().await?;
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            let f = self.read_frame().await?;
+            match f.tag {
+                b'T' | b'C' | b'I' | b'N' | b'S' => {}
+                b'D' => {
+                    if error.is_none() {
+                        rows.push(wire::parse_data_row(&f.body)?);
+                    }
+                }
+                b'E' => error = Some(wire::parse_error(&f.body)),
+                b'Z' => {
+                    return match error {
+                        Some(e) => Err(e),
+                        None => Ok(rows),
+                    }
+                }
+                b'G' | b'H' | b'W' => {
+                    return Err(ReplicationError::Protocol(format!(
+                        "{sql:?} started a COPY; use start_replication for streaming"
+                    )))
+                }
+                other => return Err(unexpected(other, "in a query result")),
+            }
+        }
+    }
+}
+
+pub fn unexpected(tag: u8, when: &str) -> ReplicationError {
+    ReplicationError::Protocol(format!("unexpected message {:?} {when}", tag as char))
+}
