@@ -313,3 +313,202 @@ fn map_inner(
 
 /// Microseconds per day (shared by the canonical readers).
 const MICROS_PER_DAY_PUB: i64 = text::MICROS_PER_DAY;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, NumericValue, ReplicaIdentity, TableName, TimestampValue, Value};
+    use crate::plan::Mapping;
+
+    fn col(name: &str, ty: PgType, nullable: bool) -> Column {
+        Column {
+            name: name.into(),
+            pg_type: ty,
+            type_oid: 0,
+            typmod: -1,
+            nullable,
+            is_key: false,
+            default: None,
+            identity: false,
+        }
+    }
+
+    fn table(cols: Vec<Column>) -> TableSchema {
+        TableSchema {
+            oid: 1,
+            name: TableName::new("shop", "orders"),
+            columns: cols,
+            replica_identity: ReplicaIdentity::Default,
+            primary_key: vec![0],
+        }
+    }
+
+    fn maria() -> TargetKind {
+        TargetKind::mysql_from_version_string("10.11.6-MariaDB")
+    }
+
+    #[test]
+    fn unknown_type_names_column_and_override() {
+        let t = table(vec![
+            col("id", PgType::Int8, false),
+            col("tags", PgType::Other { name: "public.hstore".into() }, true),
+            col("geo", PgType::Other { name: "geometry".into() }, true),
+        ]);
+        let rules = MappingRules::builtin(&maria());
+        let o = MappingOverrides::default();
+        let e = map_table(&rules, &t, &o).unwrap_err().to_string();
+        assert!(e.contains("shop.orders.tags: type `public.hstore` has no mapping rule for MariaDB 10.11.6"), "{e}");
+        assert!(e.contains("mapping:\n    columns:\n      shop.orders.tags: LONGTEXT"), "{e}");
+        assert_eq!(check_table(&rules, &t, &o).len(), 2);
+        let mut m = Mapping::default();
+        m.columns.insert("shop.orders.tags".into(), "JSON".into());
+        m.columns.insert("shop.orders.geo".into(), "LONGTEXT".into());
+        let mt = map_table(&rules, &t, &MappingOverrides::from_plan(&m)).unwrap();
+        assert_eq!(mt.columns[1].target_type, "JSON");
+        assert_eq!(mt.target_name, "shop__orders");
+        assert!(check_table(&rules, &t, &MappingOverrides::from_plan(&m)).is_empty());
+    }
+
+    #[test]
+    fn mysql_ddl_keys_identity_and_defaults() {
+        let mut id = col("id", PgType::Int8, false);
+        id.identity = true;
+        id.default = Some("nextval('orders_id_seq'::regclass)".into());
+        let mut code = col("code", PgType::Text, false);
+        code.default = Some("'it''s'::text".into());
+        let mut at = col("at", PgType::TimestampTz(None), false);
+        at.default = Some("now()".into());
+        let mut odd = col("odd", PgType::Int4, true);
+        odd.default = Some("my_func()".into());
+        let mut t = table(vec![id, code, at, odd, col("flag", PgType::Bool, true)]);
+        t.primary_key = vec![0, 1];
+        let rules = MappingRules::builtin(&maria());
+        let mt = map_table(&rules, &t, &MappingOverrides::default()).unwrap();
+        let ddl = create_table_ddl(&mt, &maria());
+        assert_eq!(
+            ddl,
+            vec!["CREATE TABLE IF NOT EXISTS `shop__orders` (\n  `id` BIGINT NOT NULL AUTO_INCREMENT,\n  `code` VARCHAR(768) NOT NULL DEFAULT 'it''s',\n  `at` DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),\n  `odd` INT NULL,\n  `flag` TINYINT(1) NULL,\n  PRIMARY KEY (`id`, `code`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"]
+        );
+        assert!(mt.warnings.iter().any(|w| w.contains("shop.orders.odd: default `my_func()` does not translate")));
+        assert!(mt.warnings.iter().any(|w| w.contains("shop.orders.code: key column")));
+        let ix = IndexDef { name: "orders_code".into(), columns: vec!["odd".into()], unique: true };
+        assert_eq!(
+            create_index_ddl(&mt, &[ix], &maria()),
+            vec!["CREATE UNIQUE INDEX IF NOT EXISTS `orders_code` ON `shop__orders` (`odd`)"]
+        );
+        assert_eq!(add_column_ddl(&mt, 3, &maria()), "ALTER TABLE `shop__orders` ADD COLUMN IF NOT EXISTS `odd` INT NULL");
+    }
+
+    #[test]
+    fn sqlite_and_postgres_ddl() {
+        let mut id = col("id", PgType::Int4, false);
+        id.identity = true;
+        let mood = PgType::Enum { name: "shop.mood".into(), labels: vec!["ok".into(), "it's".into()] };
+        let t = table(vec![id, col("m", mood.clone(), true), col("ms", PgType::Array(Box::new(mood)), true)]);
+        let s = map_table(&MappingRules::builtin(&TargetKind::Sqlite), &t, &MappingOverrides::default()).unwrap();
+        assert_eq!(
+            create_table_ddl(&s, &TargetKind::Sqlite),
+            vec!["CREATE TABLE IF NOT EXISTS \"shop__orders\" (\n  \"id\" INTEGER PRIMARY KEY NOT NULL,\n  \"m\" TEXT CHECK (\"m\" IN ('ok', 'it''s')),\n  \"ms\" TEXT\n)"]
+        );
+        let p = map_table(&MappingRules::builtin(&TargetKind::Postgres), &t, &MappingOverrides::default()).unwrap();
+        let ddl = create_table_ddl(&p, &TargetKind::Postgres);
+        assert_eq!(ddl[0], "CREATE SCHEMA IF NOT EXISTS \"shop\"");
+        assert_eq!(
+            ddl[1],
+            "DO $xdb$ BEGIN CREATE TYPE \"shop\".\"mood\" AS ENUM ('ok', 'it''s'); EXCEPTION WHEN duplicate_object THEN NULL; END $xdb$"
+        );
+        assert_eq!(
+            ddl[2],
+            "CREATE TABLE IF NOT EXISTS \"shop\".\"orders\" (\n  \"id\" integer GENERATED BY DEFAULT AS IDENTITY NOT NULL,\n  \"m\" \"shop\".\"mood\",\n  \"ms\" \"shop\".\"mood\"[],\n  PRIMARY KEY (\"id\")\n)"
+        );
+        assert_eq!(p.pg_placeholder(3, 2), "$3::text::\"shop\".\"mood\"[]");
+    }
+
+    #[test]
+    fn lossy_policies() {
+        let t = table(vec![
+            col("id", PgType::Int8, false),
+            col("ts", PgType::Timestamp(None), true),
+            col("n", PgType::Numeric { precision: Some(5), scale: Some(2) }, false),
+        ]);
+        let rules = MappingRules::builtin(&maria());
+        let row = vec![
+            Value::Int8(7),
+            Value::Timestamp(TimestampValue::PosInfinity),
+            Value::Numeric(NumericValue::Finite("1234.567".into())),
+        ];
+        let mt = map_table(&rules, &t, &MappingOverrides::default()).unwrap();
+        let e = mt.mysql_params(&row, &[0, 1, 2]).unwrap_err();
+        assert_eq!((e.table.as_str(), e.column.as_str(), e.key.as_str()), ("shop.orders", "ts", "id=7"));
+        let msg = e.to_string();
+        assert!(msg.contains("shop.orders.ts (key id=7): cannot write infinity to MariaDB 10.11.6"), "{msg}");
+        assert!(msg.contains("policies: { shop.orders.ts: null }"), "{msg}");
+
+        let mut m = Mapping { policy: Some(LossyPolicy::Null), ..Default::default() };
+        let mt = map_table(&rules, &t, &MappingOverrides::from_plan(&m)).unwrap();
+        // ts becomes NULL; n is NOT NULL so `null` cannot apply.
+        let e = mt.mysql_params(&row, &[1]).unwrap();
+        assert_eq!(e, vec![mysql_async::Value::NULL]);
+        let e = mt.mysql_params(&row, &[2]).unwrap_err().to_string();
+        assert!(e.contains("cannot apply to a NOT NULL column"), "{e}");
+
+        m.policy = Some(LossyPolicy::Clamp);
+        let mt = map_table(&rules, &t, &MappingOverrides::from_plan(&m)).unwrap();
+        let mut out = Vec::new();
+        mt.append_load_data_row(&row, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "7\t9999-12-31 23:59:59.999999\t999.99\n");
+    }
+
+    #[test]
+    fn load_data_and_copy_text() {
+        let t = table(vec![
+            col("id", PgType::Int8, false),
+            col("s", PgType::Text, true),
+            col("b", PgType::Bytea, true),
+            col("a", PgType::Array(Box::new(PgType::Text)), true),
+            col("f", PgType::Bool, true),
+        ]);
+        let row = vec![
+            Value::Int8(-1),
+            Value::Text("a\tb\\c\nd".into()),
+            Value::Bytes(vec![0, 0xff]),
+            Value::Array(vec![Value::Text("x\"y".into()), Value::Null]),
+            Value::Null,
+        ];
+        let my = map_table(&MappingRules::builtin(&maria()), &t, &MappingOverrides::default()).unwrap();
+        let mut out = Vec::new();
+        my.append_load_data_row(&row, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "-1\ta\\tb\\\\c\\nd\t00ff\t[\"x\\\\\"y\",null]\t\\N\n");
+        assert_eq!(
+            my.load_data_sql("xdb/1"),
+            "LOAD DATA LOCAL INFILE 'xdb/1' INTO TABLE `shop__orders` CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (`id`, `s`, @v2, `a`, `f`) SET `b` = UNHEX(@v2)"
+        );
+        let pg = map_table(&MappingRules::builtin(&TargetKind::Postgres), &t, &MappingOverrides::default()).unwrap();
+        let mut out = Vec::new();
+        pg.append_pg_copy_row(&row, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "-1\ta\\tb\\\\c\\nd\t\\\\x00ff\t{\"x\\\\\"y\",NULL}\t\\N\n");
+        assert_eq!(pg.pg_copy_sql(), "COPY \"shop\".\"orders\" (\"id\", \"s\", \"b\", \"a\", \"f\") FROM STDIN");
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let c = |v: Value| canonical(&v).0.unwrap();
+        assert_eq!(c(Value::Numeric(NumericValue::Finite("-0012.5000".into()))), "-12.5");
+        assert_eq!(c(Value::Numeric(NumericValue::Finite("-0.000".into()))), "0");
+        assert_eq!(c(Value::Float8(-0.0)), "0");
+        assert_eq!(c(Value::Float4(0.1)), "0.10000000149011612");
+        assert_eq!(c(Value::Json("{ \"b\": 1, \"a\": [1.50, {\"d\":null, \"c\":true}] }".into())), r#"{"a":[1.5,{"c":true,"d":null}],"b":1}"#);
+        assert_eq!(c(Value::Uuid(uuid::Uuid::parse_str("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").unwrap())), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        assert_eq!(c(Value::TimeTz { micros: 3_600_000_000, offset_seconds: 7200 }), (23 * 3_600_000_000i64).to_string());
+        let mut h = RowHasher::new();
+        let a = h.row_hash(&[CanonicalValue(Some("ab".into())), CanonicalValue(Some("c".into()))]);
+        let b = h.row_hash(&[CanonicalValue(Some("a".into())), CanonicalValue(Some("bc".into()))]);
+        assert_ne!(a, b);
+        let (mut x, mut y) = (RowHasher::new(), RowHasher::new());
+        x.add_hash(a);
+        x.add_hash(b);
+        y.add_hash(b);
+        y.add_hash(a);
+        assert_eq!((x.checksum(), x.count()), (y.checksum(), 2));
+    }
+}
