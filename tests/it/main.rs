@@ -8,3 +8,4 @@ mod check;
 mod cleanup;
 mod compose;
 mod plan_errors;
+mod mapping_roundtrip;
