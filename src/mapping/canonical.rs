@@ -385,8 +385,7 @@ pub fn canonical_from_mysql(v: &mysql_async::Value, col: &MappedColumn) -> Canon
             }
         }
         M::Time(neg, days, h, m, s, us) => {
-            let micros =
-                ((*days as i64 * 24 + *h as i64) * 3600 + *m as i64 * 60 + *s as i64) * 1_000_000 + *us as i64;
+            let micros = ((*days as i64 * 24 + *h as i64) * 3600 + *m as i64 * 60 + *s as i64) * 1_000_000 + *us as i64;
             CanonicalValue::some((if *neg { -micros } else { micros }).to_string())
         }
         M::Bytes(b) => match ty {

@@ -45,11 +45,7 @@ pub struct ConversionError {
 impl fmt::Display for ConversionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (t, c) = (&self.table, &self.column);
-        write!(
-            f,
-            "{t}.{c} (key {}): cannot write {} to {}: {}. ",
-            self.key, self.value, self.target, self.reason
-        )?;
+        write!(f, "{t}.{c} (key {}): cannot write {} to {}: {}. ", self.key, self.value, self.target, self.reason)?;
         match self.policy {
             LossyPolicy::Error => write!(
                 f,
@@ -147,7 +143,8 @@ fn fit_mysql(col: &MappedColumn, v: &Value) -> Fit {
                 Fit::Exact
             } else {
                 let c = TimestampValue::Micros(if m > hi { hi } else { lo });
-                let clamped = if matches!(v, Value::Timestamp(_)) { Value::Timestamp(c) } else { Value::TimestampTz(c) };
+                let clamped =
+                    if matches!(v, Value::Timestamp(_)) { Value::Timestamp(c) } else { Value::TimestampTz(c) };
                 lossy(
                     format!("{} holds 1000-01-01 00:00:00 to 9999-12-31 23:59:59.999999", col.target_type),
                     Some(clamped),
@@ -473,12 +470,27 @@ fn mysql_value(kind: &TargetKind, class: TargetClass, v: &Value) -> mysql_async:
             let (y, m, d) = text::civil_from_days(t.div_euclid(MICROS_PER_DAY));
             let tod = t.rem_euclid(MICROS_PER_DAY);
             let s = tod / 1_000_000;
-            M::Date(y as u16, m as u8, d as u8, (s / 3600) as u8, (s / 60 % 60) as u8, (s % 60) as u8, (tod % 1_000_000) as u32)
+            M::Date(
+                y as u16,
+                m as u8,
+                d as u8,
+                (s / 3600) as u8,
+                (s / 60 % 60) as u8,
+                (s % 60) as u8,
+                (tod % 1_000_000) as u32,
+            )
         }
         (Value::Time(_) | Value::TimeTz { .. }, TargetClass::Time) => {
             let us = utc_time_micros(v);
             let s = us / 1_000_000;
-            M::Time(false, (s / 86_400) as u32, (s / 3600 % 24) as u8, (s / 60 % 60) as u8, (s % 60) as u8, (us % 1_000_000) as u32)
+            M::Time(
+                false,
+                (s / 86_400) as u32,
+                (s / 3600 % 24) as u8,
+                (s / 60 % 60) as u8,
+                (s % 60) as u8,
+                (us % 1_000_000) as u32,
+            )
         }
         (v, class) => {
             let mut out = Vec::new();
@@ -683,9 +695,7 @@ fn write_json_value(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Int2(_) | Value::Int4(_) | Value::Int8(_) => {
-            write_text(&TargetKind::Sqlite, TargetClass::Text, v, out)
-        }
+        Value::Int2(_) | Value::Int4(_) | Value::Int8(_) => write_text(&TargetKind::Sqlite, TargetClass::Text, v, out),
         Value::Float4(f) if f.is_finite() => text::write_f64(out, *f as f64),
         Value::Float8(f) if f.is_finite() => text::write_f64(out, *f),
         Value::Numeric(NumericValue::Finite(s)) => out.extend_from_slice(s.as_bytes()),
@@ -735,10 +745,7 @@ mod tests {
     #[test]
     fn pg_array_literal_quotes_everything() {
         let mut out = Vec::new();
-        write_pg_array(
-            &[Value::Text("a\"b\\c".into()), Value::Null, Value::Array(vec![Value::Int4(1)])],
-            &mut out,
-        );
+        write_pg_array(&[Value::Text("a\"b\\c".into()), Value::Null, Value::Array(vec![Value::Int4(1)])], &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), r#"{"a\"b\\c",NULL,{"1"}}"#);
     }
 }

@@ -232,7 +232,8 @@ fn map_inner(
         // MySQL cannot key a TEXT/BLOB column without a prefix; a key column gets
         // the widest type an InnoDB key holds (3072 bytes).
         if kind.is_mysql() && is_key && over.is_none() && is_mysql_lob(&target_type) {
-            let wide = if target_type.to_ascii_uppercase().contains("BLOB") { "VARBINARY(3072)" } else { "VARCHAR(768)" };
+            let wide =
+                if target_type.to_ascii_uppercase().contains("BLOB") { "VARBINARY(3072)" } else { "VARCHAR(768)" };
             warnings.push(format!(
                 "{tname}.{}: key column of type {} is {wide} on {kind} (a {target_type} cannot be a key); longer values fail",
                 c.name,
@@ -300,16 +301,8 @@ fn map_inner(
         TargetKind::Postgres => (tname.clone(), dialect.table_ident(&table.name)),
         _ => (flat_table_name(&table.name), dialect.table_ident(&table.name)),
     };
-    Ok(MappedTable {
-        source: Arc::new(table.clone()),
-        kind,
-        target_name,
-        target_ident,
-        columns,
-        warnings,
-    })
+    Ok(MappedTable { source: Arc::new(table.clone()), kind, target_name, target_ident, columns, warnings })
 }
-
 
 /// Microseconds per day (shared by the canonical readers).
 const MICROS_PER_DAY_PUB: i64 = text::MICROS_PER_DAY;
@@ -396,7 +389,10 @@ mod tests {
             create_index_ddl(&mt, &[ix], &maria()),
             vec!["CREATE UNIQUE INDEX IF NOT EXISTS `orders_code` ON `shop__orders` (`odd`)"]
         );
-        assert_eq!(add_column_ddl(&mt, 3, &maria()), "ALTER TABLE `shop__orders` ADD COLUMN IF NOT EXISTS `odd` INT NULL");
+        assert_eq!(
+            add_column_ddl(&mt, 3, &maria()),
+            "ALTER TABLE `shop__orders` ADD COLUMN IF NOT EXISTS `odd` INT NULL"
+        );
     }
 
     #[test]
@@ -497,9 +493,18 @@ mod tests {
         assert_eq!(c(Value::Numeric(NumericValue::Finite("-0.000".into()))), "0");
         assert_eq!(c(Value::Float8(-0.0)), "0");
         assert_eq!(c(Value::Float4(0.1)), "0.10000000149011612");
-        assert_eq!(c(Value::Json("{ \"b\": 1, \"a\": [1.50, {\"d\":null, \"c\":true}] }".into())), r#"{"a":[1.5,{"c":true,"d":null}],"b":1}"#);
-        assert_eq!(c(Value::Uuid(uuid::Uuid::parse_str("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").unwrap())), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
-        assert_eq!(c(Value::TimeTz { micros: 3_600_000_000, offset_seconds: 7200 }), (23 * 3_600_000_000i64).to_string());
+        assert_eq!(
+            c(Value::Json("{ \"b\": 1, \"a\": [1.50, {\"d\":null, \"c\":true}] }".into())),
+            r#"{"a":[1.5,{"c":true,"d":null}],"b":1}"#
+        );
+        assert_eq!(
+            c(Value::Uuid(uuid::Uuid::parse_str("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").unwrap())),
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        );
+        assert_eq!(
+            c(Value::TimeTz { micros: 3_600_000_000, offset_seconds: 7200 }),
+            (23 * 3_600_000_000i64).to_string()
+        );
         let mut h = RowHasher::new();
         let a = h.row_hash(&[CanonicalValue(Some("ab".into())), CanonicalValue(Some("c".into()))]);
         let b = h.row_hash(&[CanonicalValue(Some("a".into())), CanonicalValue(Some("bc".into()))]);

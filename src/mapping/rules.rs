@@ -287,11 +287,11 @@ mod tests {
     fn rule_file_errors_say_what_is_wrong() {
         let e = MappingRules::parse(&TargetKind::Sqlite, "target: mysql\ntypes: {}\n", "x.yaml").unwrap_err();
         assert!(e.to_string().contains("x.yaml") && e.to_string().contains("target `mysql`"), "{e}");
-        let e = MappingRules::parse(&TargetKind::Sqlite, "target: sqlite\ntypes: {text: TEXT}\n", "x.yaml")
-            .unwrap_err();
+        let e =
+            MappingRules::parse(&TargetKind::Sqlite, "target: sqlite\ntypes: {text: TEXT}\n", "x.yaml").unwrap_err();
         assert!(e.to_string().contains("no rule for type `boolean`"), "{e}");
-        let e = MappingRules::parse(&TargetKind::Sqlite, "target: sqlite\ntypes: {hstore: TEXT}\n", "x.yaml")
-            .unwrap_err();
+        let e =
+            MappingRules::parse(&TargetKind::Sqlite, "target: sqlite\ntypes: {hstore: TEXT}\n", "x.yaml").unwrap_err();
         assert!(e.to_string().contains("unknown type rule `hstore`"), "{e}");
     }
 

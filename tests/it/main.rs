@@ -7,5 +7,5 @@ mod support;
 mod check;
 mod cleanup;
 mod compose;
-mod plan_errors;
 mod mapping_roundtrip;
+mod plan_errors;

@@ -10,8 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use mysql_async::prelude::Queryable;
 
 use xdb::mapping::{
-    canonical, canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, create_index_ddl,
-    create_table_ddl, map_table, CanonicalValue, IndexDef, MappedTable, MappingOverrides, MappingRules, TargetKind,
+    canonical, canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, create_index_ddl, create_table_ddl,
+    map_table, CanonicalValue, IndexDef, MappedTable, MappingOverrides, MappingRules, TargetKind,
 };
 use xdb::model::{
     Column, DateValue, NumericValue, PgType, ReplicaIdentity, Row, TableName, TableSchema, TimestampValue, Value,
@@ -204,12 +204,8 @@ async fn my_create(c: &mut mysql_async::Conn, t: &MappedTable) {
 async fn my_insert(c: &mut mysql_async::Conn, t: &MappedTable, rows: &[Row]) -> Result<(), String> {
     let d = t.kind.dialect();
     let names: Vec<String> = t.columns.iter().map(|c| d.ident(&c.name)).collect();
-    let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        t.target_ident,
-        names.join(", "),
-        vec!["?"; names.len()].join(", ")
-    );
+    let sql =
+        format!("INSERT INTO {} ({}) VALUES ({})", t.target_ident, names.join(", "), vec!["?"; names.len()].join(", "));
     for row in rows {
         let params = t.mysql_params(row, &cols(t)).map_err(|e| e.to_string())?;
         c.exec_drop(&sql, mysql_async::Params::Positional(params)).await.map_err(|e| e.to_string())?;
@@ -285,14 +281,13 @@ async fn mariadb_keys_compare_like_postgres() {
     };
     let t = map_table(&MappingRules::builtin(&kind), &table, &MappingOverrides::default()).unwrap();
     my_create(&mut c, &t).await;
-    for sql in create_index_ddl(&t, &[IndexDef { name: "keys_v".into(), columns: vec!["v".into()], unique: true }], &kind)
+    for sql in
+        create_index_ddl(&t, &[IndexDef { name: "keys_v".into(), columns: vec!["v".into()], unique: true }], &kind)
     {
         c.query_drop(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
-    let rows: Vec<Row> = ["a", "A", "a ", "ä"]
-        .iter()
-        .map(|s| vec![Value::Text(s.to_string()), Value::Text(s.to_string())])
-        .collect();
+    let rows: Vec<Row> =
+        ["a", "A", "a ", "ä"].iter().map(|s| vec![Value::Text(s.to_string()), Value::Text(s.to_string())]).collect();
     my_insert(&mut c, &t, &rows).await.expect("'a', 'A', 'a ' and 'ä' are four keys");
     let n: u64 = c.query_first("SELECT COUNT(*) FROM `keys` WHERE k = 'a'").await.unwrap().unwrap();
     assert_eq!(n, 1, "'a' matches only itself");
@@ -391,12 +386,8 @@ fn sqlite_round_trips_every_type() {
     }
     let rows = nasty_rows();
     let names: Vec<String> = t.columns.iter().map(|c| kind.dialect().ident(&c.name)).collect();
-    let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        t.target_ident,
-        names.join(", "),
-        vec!["?"; names.len()].join(", ")
-    );
+    let sql =
+        format!("INSERT INTO {} ({}) VALUES ({})", t.target_ident, names.join(", "), vec!["?"; names.len()].join(", "));
     for row in &rows {
         let p = t.sqlite_params(row, &cols(&t)).unwrap();
         conn.execute(&sql, rusqlite::params_from_iter(p)).unwrap();
