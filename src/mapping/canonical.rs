@@ -19,8 +19,8 @@
 //! | everything else | the text as is |
 //!
 //! Readers: [`canonical_from_mysql`] (binary or text protocol values),
-//! [`canonical_from_sqlite`], [`canonical_from_pg_text`] (values as text;
-//! intervals need `SET IntervalStyle = iso_8601`).
+//! [`canonical_from_sqlite`], [`canonical_from_pg_text`] (values as text
+//! in any TimeZone; intervals in the `postgres` or `iso_8601` IntervalStyle).
 
 use std::fmt;
 

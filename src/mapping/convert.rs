@@ -24,9 +24,22 @@ use super::{MappedColumn, MappedTable, TargetClass, TargetKind};
 use crate::model::{DateValue, NumericValue, Row, TimestampValue, Value};
 use crate::plan::LossyPolicy;
 
-/// A value that cannot be written under its column's policy.
+/// A value that cannot be written under its column's policy. The details
+/// are boxed to keep `Result`s small on the per-cell hot path; fields read
+/// through `Deref` (`e.table`, `e.column` …).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConversionError {
+pub struct ConversionError(Box<ConversionDetails>);
+
+impl std::ops::Deref for ConversionError {
+    type Target = ConversionDetails;
+    fn deref(&self) -> &ConversionDetails {
+        &self.0
+    }
+}
+
+/// What [`ConversionError`] knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversionDetails {
     /// `schema.table` on the source.
     pub table: String,
     pub column: String,
@@ -42,7 +55,7 @@ pub struct ConversionError {
     pub policy: LossyPolicy,
 }
 
-impl fmt::Display for ConversionError {
+impl fmt::Display for ConversionDetails {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (t, c) = (&self.table, &self.column);
         write!(f, "{t}.{c} (key {}): cannot write {} to {}: {}. ", self.key, self.value, self.target, self.reason)?;
@@ -64,6 +77,12 @@ impl fmt::Display for ConversionError {
                  (mapping: {{ policies: {{ {t}.{c}: null }} }}) or a wider type with mapping.columns"
             ),
         }
+    }
+}
+
+impl fmt::Display for ConversionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -108,11 +127,11 @@ fn fit_mysql(col: &MappedColumn, v: &Value) -> Fit {
     let numeric_class = matches!(col.class, TargetClass::Float | TargetClass::Decimal { .. } | TargetClass::Integer);
     match (v, col.class) {
         (Value::Float4(f), _) if !f.is_finite() && numeric_class => {
-            let clamp = (!f.is_nan()).then(|| Value::Float4(if *f > 0.0 { f32::MAX } else { f32::MIN }));
+            let clamp = (!f.is_nan()).then_some(Value::Float4(if *f > 0.0 { f32::MAX } else { f32::MIN }));
             lossy(format!("{} has no {} value", fmt_f64(*f as f64), col.target_type), clamp)
         }
         (Value::Float8(f), _) if !f.is_finite() && numeric_class => {
-            let clamp = (!f.is_nan()).then(|| Value::Float8(if *f > 0.0 { f64::MAX } else { f64::MIN }));
+            let clamp = (!f.is_nan()).then_some(Value::Float8(if *f > 0.0 { f64::MAX } else { f64::MIN }));
             lossy(format!("{} has no {} value", fmt_f64(*f), col.target_type), clamp)
         }
         (Value::Numeric(n), TargetClass::Decimal { precision, scale }) => fit_decimal(n, precision, scale),
@@ -286,7 +305,7 @@ impl MappedTable {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        ConversionError {
+        ConversionError(Box::new(ConversionDetails {
             table: self.source.name.to_string(),
             column: self.columns.get(i).map(|c| c.name.clone()).unwrap_or_default(),
             key,
@@ -294,7 +313,7 @@ impl MappedTable {
             reason,
             target: self.kind.to_string(),
             policy,
-        }
+        }))
     }
 
     /// Bound parameters for MySQL/MariaDB, columns `cols` of `row` in order.

@@ -31,7 +31,7 @@ pub use canonical::{
     canonical, canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, canonical_json, CanonicalValue,
     RowHasher,
 };
-pub use convert::ConversionError;
+pub use convert::{ConversionDetails, ConversionError};
 pub use ddl::{add_column_ddl, create_index_ddl, create_table_ddl, IndexDef};
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};
@@ -218,6 +218,15 @@ fn map_inner(
         let over = overrides.column_type(&table.name, &c.name);
         let mut target_type = match over.map(str::to_string).or_else(|| rules.target_type(&c.pg_type)) {
             Some(t) => t,
+            // PostgreSQL keeps extension and other types as they are; they must exist on the target.
+            None if kind == TargetKind::Postgres => {
+                warnings.push(format!(
+                    "{tname}.{}: type {} must exist on the target (create its extension first)",
+                    c.name,
+                    c.pg_type.sql_name()
+                ));
+                pg_type_sql(&c.pg_type)
+            }
             None => {
                 errors.push(MappingError::UnknownType {
                     table: tname.clone(),

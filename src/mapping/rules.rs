@@ -204,6 +204,8 @@ impl MappingRules {
 /// names are quoted (and keep their schema).
 pub fn pg_type_sql(ty: &PgType) -> String {
     match ty {
+        // Other types keep the name the catalog gave (already valid SQL, maybe qualified).
+        PgType::Other { name } => name.clone(),
         PgType::Enum { name, .. } => TableName::parse(name).map(|t| t.pg_quoted()).unwrap_or_else(|| name.clone()),
         PgType::Array(inner) => format!("{}[]", pg_type_sql(inner)),
         other => other.sql_name(),

@@ -197,10 +197,14 @@ pub fn write_interval(out: &mut Vec<u8>, months: i32, days: i32, micros: i64) {
     }
 }
 
-/// Reads [`write_interval`]'s form (and PostgreSQL's `iso_8601` output)
-/// back into (months, days, micros).
+/// Reads [`write_interval`]'s form (and PostgreSQL's `iso_8601` output),
+/// or PostgreSQL's default `postgres` style (`1 year 2 mons -3 days
+/// -04:05:06.5`), back into (months, days, micros).
 pub fn parse_interval(s: &str) -> Option<(i32, i32, i64)> {
-    let rest = s.trim().strip_prefix('P')?;
+    let s = s.trim();
+    let Some(rest) = s.strip_prefix('P') else {
+        return parse_interval_postgres(s);
+    };
     let (date, time) = match rest.split_once('T') {
         Some((d, t)) => (d, Some(t)),
         None => (rest, None),
@@ -239,6 +243,38 @@ pub fn parse_interval(s: &str) -> Option<(i32, i32, i64)> {
                 'S' => micros += parse_seconds_micros(&n)?,
                 _ => return None,
             }
+        }
+    }
+    Some((i32::try_from(months).ok()?, i32::try_from(days).ok()?, micros))
+}
+
+fn parse_interval_postgres(s: &str) -> Option<(i32, i32, i64)> {
+    let (mut months, mut days, mut micros) = (0i64, 0i64, 0i64);
+    let mut tokens = s.split_whitespace().peekable();
+    while let Some(tok) = tokens.next() {
+        if tok.contains(':') {
+            let (neg, t) = match tok.strip_prefix('-') {
+                Some(r) => (true, r),
+                None => (false, tok.strip_prefix('+').unwrap_or(tok)),
+            };
+            let mut parts = t.splitn(3, ':');
+            let h: i64 = parts.next()?.parse().ok()?;
+            let m: i64 = parts.next()?.parse().ok()?;
+            let sec = match parts.next() {
+                Some(x) => parse_seconds_micros(x)?,
+                None => 0,
+            };
+            let v = h * 3_600_000_000 + m * 60_000_000 + sec;
+            micros += if neg { -v } else { v };
+            continue;
+        }
+        let unit = tokens.next()?;
+        let unit = unit.trim_end_matches('s');
+        match unit {
+            "year" => months += tok.parse::<i64>().ok()? * 12,
+            "mon" => months += tok.parse::<i64>().ok()?,
+            "day" => days += tok.parse::<i64>().ok()?,
+            _ => return None,
         }
     }
     Some((i32::try_from(months).ok()?, i32::try_from(days).ok()?, micros))
@@ -486,6 +522,9 @@ mod tests {
         assert_eq!(s(|o| write_interval(o, 0, 0, 0)), "PT0S");
         assert_eq!(parse_interval("P1W"), Some((0, 7, 0)));
         assert_eq!(parse_interval("nonsense"), None);
+        assert_eq!(parse_interval("1 year 2 mons -3 days -04:05:06.5"), Some((14, -3, -14_706_500_000)));
+        assert_eq!(parse_interval("00:00:00"), Some((0, 0, 0)));
+        assert_eq!(parse_interval("-1 days +00:00:01"), Some((0, -1, 1_000_000)));
     }
 
     #[test]
