@@ -373,7 +373,10 @@ pub fn canonical_from_mysql(v: &mysql_async::Value, col: &MappedColumn) -> Canon
             _ => canonical(&Value::Float8(*d)),
         },
         M::Date(y, m, d, h, mi, s, us) => {
-            let days = text::days_from_civil(*y as i64, *m as u32, *d as u32).unwrap_or(0);
+            // MySQL's zero dates ('0000-00-00') are no PostgreSQL value: keep them visibly different.
+            let Some(days) = text::days_from_civil(*y as i64, *m as u32, *d as u32) else {
+                return CanonicalValue::some(format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"));
+            };
             match ty {
                 PgType::Date => canonical(&Value::Date(DateValue::Days(days as i32))),
                 _ => {

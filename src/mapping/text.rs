@@ -226,21 +226,21 @@ pub fn parse_interval(s: &str) -> Option<(i32, i32, i64)> {
         num.is_empty().then_some(v)
     };
     for (n, unit) in fields(date)? {
-        let n: i64 = n.parse().ok()?;
+        let n = i64::from(n.parse::<i32>().ok()?);
         match unit {
-            'Y' => months += n * 12,
-            'M' => months += n,
-            'W' => days += n * 7,
-            'D' => days += n,
+            'Y' => months = months.checked_add(n * 12)?,
+            'M' => months = months.checked_add(n)?,
+            'W' => days = days.checked_add(n * 7)?,
+            'D' => days = days.checked_add(n)?,
             _ => return None,
         }
     }
     if let Some(t) = time {
         for (n, unit) in fields(t)? {
             match unit {
-                'H' => micros += n.parse::<i64>().ok()? * 3_600_000_000,
-                'M' => micros += n.parse::<i64>().ok()? * 60_000_000,
-                'S' => micros += parse_seconds_micros(&n)?,
+                'H' => micros = micros.checked_add(i64::from(n.parse::<i32>().ok()?) * 3_600_000_000)?,
+                'M' => micros = micros.checked_add(i64::from(n.parse::<i32>().ok()?) * 60_000_000)?,
+                'S' => micros = micros.checked_add(parse_seconds_micros(&n)?)?,
                 _ => return None,
             }
         }
@@ -258,22 +258,22 @@ fn parse_interval_postgres(s: &str) -> Option<(i32, i32, i64)> {
                 None => (false, tok.strip_prefix('+').unwrap_or(tok)),
             };
             let mut parts = t.splitn(3, ':');
-            let h: i64 = parts.next()?.parse().ok()?;
-            let m: i64 = parts.next()?.parse().ok()?;
+            let h = i64::from(parts.next()?.parse::<i32>().ok()?);
+            let m = i64::from(parts.next()?.parse::<i32>().ok()?);
             let sec = match parts.next() {
                 Some(x) => parse_seconds_micros(x)?,
                 None => 0,
             };
             let v = h * 3_600_000_000 + m * 60_000_000 + sec;
-            micros += if neg { -v } else { v };
+            micros = micros.checked_add(if neg { -v } else { v })?;
             continue;
         }
         let unit = tokens.next()?;
         let unit = unit.trim_end_matches('s');
         match unit {
-            "year" => months += tok.parse::<i64>().ok()? * 12,
-            "mon" => months += tok.parse::<i64>().ok()?,
-            "day" => days += tok.parse::<i64>().ok()?,
+            "year" => months = months.checked_add(i64::from(tok.parse::<i32>().ok()?) * 12)?,
+            "mon" => months = months.checked_add(i64::from(tok.parse::<i32>().ok()?))?,
+            "day" => days = days.checked_add(i64::from(tok.parse::<i32>().ok()?))?,
             _ => return None,
         }
     }
@@ -291,7 +291,7 @@ fn parse_seconds_micros(n: &str) -> Option<i64> {
         return None;
     }
     let frac: i64 = if f.is_empty() { 0 } else { format!("{f:0<6}").parse().ok()? };
-    let v = i.parse::<i64>().ok()? * 1_000_000 + frac;
+    let v = i64::from(i.parse::<i32>().ok()?) * 1_000_000 + frac;
     Some(if neg { -v } else { v })
 }
 
@@ -387,7 +387,7 @@ pub fn parse_date(s: &str) -> Option<i64> {
         _ => (false, s),
     };
     let mut it = body.splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
+    let y = i64::from(it.next()?.parse::<i32>().ok()?);
     let m: u32 = it.next()?.parse().ok()?;
     let d: u32 = it.next()?.parse().ok()?;
     let y = if neg { -y } else { y };
@@ -398,8 +398,8 @@ pub fn parse_date(s: &str) -> Option<i64> {
 /// Reads `HH:MM[:SS[.ffffff]]` into microseconds since midnight.
 pub fn parse_time(s: &str) -> Option<i64> {
     let mut it = s.trim().splitn(3, ':');
-    let h: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
+    let h = i64::from(it.next()?.parse::<i32>().ok()?);
+    let m = i64::from(it.next()?.parse::<i32>().ok()?);
     let sec = match it.next() {
         Some(x) => parse_seconds_micros(x)?,
         None => 0,
