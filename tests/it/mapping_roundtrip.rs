@@ -487,3 +487,29 @@ fn unknown_type_is_reported_with_the_override_to_add() {
     assert!(e.contains("public.geo.shape: type `public.geometry` has no mapping rule for MySQL 8.4.3"), "{e}");
     assert!(e.contains("columns:\n      public.geo.shape: LONGTEXT"), "{e}");
 }
+
+#[tokio::test]
+async fn mariadb_wide_varchar_rows_still_create() {
+    let db = MyDb::create("xdb_map_wide").await;
+    let mut c = my_conn(&db).await;
+    let kind = my_kind(&mut c).await;
+    let mut columns = vec![col("id", PgType::Int4)];
+    columns[0].nullable = false;
+    columns.extend((0..30).map(|i| col(&format!("v{i}"), PgType::Varchar(Some(1000)))));
+    let table = TableSchema {
+        oid: 1,
+        name: TableName::new("public", "wide"),
+        columns,
+        replica_identity: ReplicaIdentity::Default,
+        primary_key: vec![0],
+    };
+    let t = map_table(&MappingRules::builtin(&kind), &table, &MappingOverrides::default()).unwrap();
+    assert!(t.warnings.iter().any(|w| w.contains("65535-byte limit")), "{:?}", t.warnings);
+    my_create(&mut c, &t).await;
+    let mut row: Row = vec![Value::Int4(1)];
+    row.extend((0..30).map(|_| Value::Text("é".repeat(1000))));
+    my_insert(&mut c, &t, &[row.clone()]).await.unwrap();
+    let [got, _] = my_read(&mut c, &t).await;
+    assert_same(&t, &[row], &got, "wide");
+    let _ = c.disconnect().await;
+}
