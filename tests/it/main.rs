@@ -8,6 +8,7 @@ mod check;
 mod cleanup;
 mod compose;
 mod pgoutput_capture;
+mod mapping_roundtrip;
 mod plan_errors;
 mod value_decode;
 mod replication;

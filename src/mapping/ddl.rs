@@ -1,0 +1,302 @@
+//! DDL for mapped tables: CREATE TABLE (and the enum types a PostgreSQL
+//! target needs), secondary indexes built after the bulk load, and ADD
+//! COLUMN for schema drift. Statements are idempotent where the target
+//! allows (`IF NOT EXISTS`), so a resumed run can issue them again.
+
+use std::collections::BTreeSet;
+
+use super::{MappedColumn, MappedTable, MysqlFlavour, TargetClass, TargetKind};
+use crate::model::{Column, PgType, TableName};
+use crate::sink::dialect::{flat_table_name, SqlDialect};
+
+/// A secondary (or unique) index of a source table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDef {
+    /// The index name on the source.
+    pub name: String,
+    /// Indexed column names, in index order.
+    pub columns: Vec<String>,
+    pub unique: bool,
+}
+
+/// A string literal for `kind` (MySQL also escapes backslashes).
+pub fn sql_string(kind: &TargetKind, s: &str) -> String {
+    match kind {
+        TargetKind::Mysql { .. } => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+        _ => format!("'{}'", s.replace('\'', "''")),
+    }
+}
+
+/// A PostgreSQL default expression, simplified: a string literal with its
+/// casts removed, or the bare expression.
+enum PgDefault {
+    Str(String),
+    Expr(String),
+}
+
+fn parse_pg_default(d: &str) -> PgDefault {
+    let d = d.trim();
+    if let Some(rest) = d.strip_prefix('\'') {
+        let mut out = String::new();
+        let mut chars = rest.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '\'' {
+                if chars.peek().map(|(_, c)| *c) == Some('\'') {
+                    chars.next();
+                    out.push('\'');
+                    continue;
+                }
+                let tail = &rest[i + 1..];
+                if tail.is_empty() || tail.starts_with("::") {
+                    return PgDefault::Str(out);
+                }
+                break;
+            }
+            out.push(c);
+        }
+        return PgDefault::Expr(d.to_string());
+    }
+    // `(-1)::integer`, `0`, `now()`.
+    let mut e = d;
+    if let Some(i) = e.find("::") {
+        e = &e[..i];
+    }
+    let e = e.trim().trim_start_matches('(').trim_end_matches(')');
+    let e = if e.ends_with('(') { &d[..d.find("::").unwrap_or(d.len())] } else { e };
+    PgDefault::Expr(e.trim().to_string())
+}
+
+fn is_number(s: &str) -> bool {
+    let b = s.strip_prefix('-').unwrap_or(s);
+    !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit() || c == b'.') && b.bytes().filter(|c| *c == b'.').count() <= 1
+}
+
+fn precision_of(target_type: &str) -> Option<String> {
+    let (_, r) = target_type.split_once('(')?;
+    let (p, _) = r.split_once(')')?;
+    Some(p.trim().to_string())
+}
+
+/// The target SQL for a column default, or `None` (with a warning when
+/// the source had a default that does not translate).
+pub(super) fn translate_default(
+    kind: &TargetKind,
+    c: &Column,
+    target_type: &str,
+    class: TargetClass,
+    table: &str,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let d = c.default.as_deref()?;
+    if c.identity || d.starts_with("nextval(") {
+        return None;
+    }
+    if matches!(kind, TargetKind::Postgres) {
+        return Some(d.to_string());
+    }
+    let parsed = parse_pg_default(d);
+    let lower = match &parsed {
+        PgDefault::Expr(e) => e.to_ascii_lowercase(),
+        PgDefault::Str(_) => String::new(),
+    };
+    let is_now = matches!(
+        lower.as_str(),
+        "now()" | "current_timestamp" | "transaction_timestamp()" | "statement_timestamp()" | "localtimestamp"
+    );
+    let mysql_lob = matches!(class, TargetClass::Json)
+        || ["TEXT", "BLOB"].iter().any(|w| target_type.to_ascii_uppercase().contains(w));
+    let out = match (kind, &parsed) {
+        (_, PgDefault::Expr(_)) if lower == "null" => Some("NULL".to_string()),
+        (_, PgDefault::Expr(e)) if is_number(e) => Some(e.clone()),
+        (TargetKind::Mysql { .. } | TargetKind::Sqlite, PgDefault::Expr(_)) if lower == "true" => Some("1".into()),
+        (TargetKind::Mysql { .. } | TargetKind::Sqlite, PgDefault::Expr(_)) if lower == "false" => Some("0".into()),
+        (TargetKind::Mysql { flavour, version }, PgDefault::Str(s)) => {
+            let lit = sql_string(kind, s);
+            if mysql_lob && *flavour == MysqlFlavour::Mysql {
+                // MySQL allows defaults on TEXT/BLOB/JSON only as expressions (8.0.13+).
+                (*version >= (8, 0, 13)).then(|| format!("({lit})"))
+            } else {
+                Some(lit)
+            }
+        }
+        (TargetKind::Mysql { .. }, PgDefault::Expr(_)) if is_now && class == TargetClass::DateTime => {
+            Some(match precision_of(target_type) {
+                Some(p) => format!("CURRENT_TIMESTAMP({p})"),
+                None => "CURRENT_TIMESTAMP".into(),
+            })
+        }
+        (TargetKind::Sqlite, PgDefault::Str(s)) => Some(sql_string(kind, s)),
+        (TargetKind::Sqlite, PgDefault::Expr(_)) if is_now => Some(match c.pg_type {
+            PgType::TimestampTz(_) => "(strftime('%Y-%m-%dT%H:%M:%fZ','now'))".into(),
+            _ => "(strftime('%Y-%m-%dT%H:%M:%f','now'))".into(),
+        }),
+        (TargetKind::Sqlite, PgDefault::Expr(_)) if lower == "current_date" => Some("(date('now'))".into()),
+        _ => None,
+    };
+    if out.is_none() {
+        warnings.push(format!(
+            "{table}.{}: default `{d}` does not translate to {kind}; the target column has no default",
+            c.name
+        ));
+    }
+    out
+}
+
+fn column_def(t: &MappedTable, i: usize, kind: &TargetKind, inline_rowid_pk: bool, for_add: bool) -> String {
+    let d = kind.dialect();
+    let c: &MappedColumn = &t.columns[i];
+    let mut s = format!("{} {}", d.ident(&c.name), c.target_type);
+    let int_identity = c.identity && matches!(c.source_type, PgType::Int2 | PgType::Int4 | PgType::Int8);
+    let not_null = !c.nullable && (!for_add || c.default.is_some());
+    match kind {
+        TargetKind::Mysql { .. } => {
+            s.push_str(if not_null { " NOT NULL" } else { " NULL" });
+            if int_identity && t.source.primary_key.first() == Some(&i) && !for_add {
+                s.push_str(" AUTO_INCREMENT");
+            }
+        }
+        TargetKind::Sqlite => {
+            if inline_rowid_pk {
+                s.push_str(" PRIMARY KEY");
+            }
+            if not_null {
+                s.push_str(" NOT NULL");
+            }
+        }
+        TargetKind::Postgres => {
+            if int_identity && !for_add {
+                s.push_str(" GENERATED BY DEFAULT AS IDENTITY");
+            }
+            if not_null {
+                s.push_str(" NOT NULL");
+            }
+        }
+    }
+    if let Some(def) = &c.default {
+        s.push_str(" DEFAULT ");
+        s.push_str(def);
+    }
+    if let Some(check) = &c.check {
+        s.push(' ');
+        s.push_str(check);
+    }
+    s
+}
+
+fn enum_types(ty: &PgType, out: &mut BTreeSet<(String, Vec<String>)>) {
+    match ty {
+        PgType::Enum { name, labels } => {
+            out.insert((name.clone(), labels.clone()));
+        }
+        PgType::Array(inner) => enum_types(inner, out),
+        _ => {}
+    }
+}
+
+/// CREATE TABLE for a mapped table, preceded on PostgreSQL by its schema
+/// and enum types (created when missing). MySQL tables are InnoDB, utf8mb4
+/// with the binary NO PAD collation of [`TargetKind::mysql_collation`].
+pub fn create_table_ddl(t: &MappedTable, kind: &TargetKind) -> Vec<String> {
+    let d = kind.dialect();
+    let mut out = Vec::new();
+    let pk = &t.source.primary_key;
+    if let TargetKind::Postgres = kind {
+        if t.source.name.schema != "public" {
+            out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", d.ident(&t.source.name.schema)));
+        }
+        let mut enums = BTreeSet::new();
+        for c in &t.columns {
+            let mut mine = BTreeSet::new();
+            enum_types(&c.source_type, &mut mine);
+            // A column overridden to another type needs no enum type.
+            let ty = |n: &str| super::pg_type_sql(&PgType::Enum { name: n.to_string(), labels: vec![] });
+            enums.extend(mine.into_iter().filter(|(n, _)| c.target_type.contains(&ty(n))));
+        }
+        for (name, labels) in enums {
+            let ty = super::pg_type_sql(&PgType::Enum { name, labels: vec![] });
+            let labels: Vec<String> = labels.iter().map(|l| sql_string(kind, l)).collect();
+            out.push(format!(
+                "DO $xdb$ BEGIN CREATE TYPE {ty} AS ENUM ({}); EXCEPTION WHEN duplicate_object THEN NULL; END $xdb$",
+                labels.join(", ")
+            ));
+        }
+    }
+    // SQLite: a single integer identity key is the rowid (INTEGER PRIMARY KEY).
+    let rowid_pk = matches!(kind, TargetKind::Sqlite)
+        && pk.len() == 1
+        && t.columns.get(pk[0]).is_some_and(|c| c.target_type.eq_ignore_ascii_case("INTEGER") && c.identity);
+    let mut defs: Vec<String> =
+        (0..t.columns.len()).map(|i| column_def(t, i, kind, rowid_pk && pk.first() == Some(&i), false)).collect();
+    if !pk.is_empty() && !rowid_pk {
+        let cols: Vec<String> = pk.iter().filter_map(|&i| t.columns.get(i)).map(|c| d.ident(&c.name)).collect();
+        defs.push(format!("PRIMARY KEY ({})", cols.join(", ")));
+    }
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", t.target_ident, defs.join(",\n  "));
+    if kind.is_mysql() {
+        sql.push_str(&format!(" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}", kind.mysql_collation()));
+    }
+    out.push(sql);
+    out
+}
+
+fn index_name(t: &TableName, name: &str, dialect: SqlDialect) -> String {
+    match dialect {
+        // SQLite index names share one namespace per database, like flat table names.
+        SqlDialect::Sqlite => flat_table_name(&TableName::new(t.schema.clone(), name.to_string())),
+        _ => name.to_string(),
+    }
+}
+
+/// CREATE INDEX statements for secondary indexes, to run after the bulk
+/// load. On MySQL a TEXT/BLOB column is indexed by its first 768
+/// characters; such an index cannot be UNIQUE without false duplicates, so
+/// it is created non-unique (the source keeps enforcing uniqueness).
+pub fn create_index_ddl(t: &MappedTable, indexes: &[IndexDef], kind: &TargetKind) -> Vec<String> {
+    let d = kind.dialect();
+    indexes
+        .iter()
+        .map(|ix| {
+            let mut unique = ix.unique;
+            let cols: Vec<String> = ix
+                .columns
+                .iter()
+                .map(|name| {
+                    let q = d.ident(name);
+                    let col = t.columns.iter().find(|c| &c.name == name);
+                    let lob = col.is_some_and(|c| {
+                        let u = c.target_type.to_ascii_uppercase();
+                        kind.is_mysql() && (u.contains("TEXT") || u.contains("BLOB") || c.class == TargetClass::Json)
+                    });
+                    if lob {
+                        unique = false;
+                        format!("{q}(768)")
+                    } else {
+                        q
+                    }
+                })
+                .collect();
+            let if_not_exists = match kind {
+                TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. } => "",
+                _ => "IF NOT EXISTS ",
+            };
+            format!(
+                "CREATE {}INDEX {if_not_exists}{} ON {} ({})",
+                if unique { "UNIQUE " } else { "" },
+                d.ident(&index_name(&t.source.name, &ix.name, d)),
+                t.target_ident,
+                cols.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// ALTER TABLE … ADD COLUMN for a column added on the source (schema
+/// drift). The column is NOT NULL only when it has a default: existing
+/// rows need a value.
+pub fn add_column_ddl(t: &MappedTable, col: usize, kind: &TargetKind) -> String {
+    let if_not_exists = match kind {
+        TargetKind::Sqlite | TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. } => "",
+        _ => "IF NOT EXISTS ",
+    };
+    format!("ALTER TABLE {} ADD COLUMN {if_not_exists}{}", t.target_ident, column_def(t, col, kind, false, true))
+}
