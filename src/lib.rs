@@ -12,6 +12,7 @@ pub mod mapping;
 pub mod model;
 pub mod pipeline;
 pub mod plan;
+pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod status;

@@ -58,7 +58,10 @@ enum Command {
     /// bad plan.
     Check(PlanArg),
     /// Print (or with --apply, create) the target tables the plan maps to,
-    /// with a comment on every lossy mapping. [not built yet: issue 4]
+    /// with the type chosen for every column and a note on every mapping
+    /// that can lose information. Secondary indexes are listed; the copy
+    /// builds them after loading. Exit 1 when --scan finds values the
+    /// mapping would reject or alter.
     Schema {
         #[command(flatten)]
         plan: PlanArg,
@@ -70,14 +73,51 @@ enum Command {
         scan: bool,
     },
     /// Initial bulk copy only, from the replication slot's exported
-    /// snapshot; the slot is kept for a later `sync`. [not built yet: issue 5]
+    /// snapshot (created when missing); the slot is kept so a later `sync`
+    /// streams exactly what changed after the copy. Creates the target
+    /// tables, copies tables in parallel (split into key or page ranges),
+    /// builds indexes afterwards. Resumable: tables finished by an earlier
+    /// run are kept, unfinished ones are copied again from a fresh snapshot.
     Snapshot(PlanArg),
-    /// The main job: copy (when not done), then apply every committed source
-    /// change to the target, continuously, until stopped. [not built yet: issue 6]
-    Sync(PlanArg),
-    /// Print decoded changes from the replication stream as JSON lines
-    /// (debugging and inspection). [not built yet: issue 3]
-    Tail(PlanArg),
+    /// The main job: the initial copy (when not done), then every committed
+    /// source change applied to the target, in commit order, exactly once,
+    /// continuously, until SIGINT/SIGTERM. Reconnects to either side after
+    /// an outage and resumes from the position recorded on the target.
+    Sync {
+        #[command(flatten)]
+        plan: PlanArg,
+        /// Stop once the target has applied everything the source had
+        /// written (a one-shot catch-up instead of a continuous tail).
+        #[arg(long)]
+        until_caught_up: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9187).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// Seconds between status lines (applied position, lag, rows/s).
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        status_interval: u64,
+    },
+    /// Print decoded changes from the replication stream as JSON lines, one
+    /// per row change (lsn, commit_time, xid, table, op, key, new, old,
+    /// unchanged_toast). Creates the publication and slot when missing.
+    /// Each transaction is confirmed to the source after it is printed, so
+    /// a restart continues after the last printed one. Stops on
+    /// SIGINT/SIGTERM.
+    Tail {
+        #[command(flatten)]
+        plan: PlanArg,
+        /// Start at this LSN (e.g. 0/16B3748) instead of the slot's
+        /// confirmed position; PostgreSQL never goes back before it.
+        #[arg(long, value_name = "LSN")]
+        from_lsn: Option<String>,
+        /// Do not confirm: the slot stays where it is and the next run
+        /// prints the same changes again.
+        #[arg(long)]
+        no_ack: bool,
+        /// Stop after this many transactions.
+        #[arg(long, value_name = "N")]
+        max_transactions: Option<u64>,
+    },
     /// Compare source and target: row counts, chunked checksums, the exact
     /// rows that differ. [not built yet: issue 7]
     Validate(PlanArg),
@@ -159,10 +199,34 @@ async fn run(command: Command) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Schema { plan, .. } => gate(&plan, "schema", 4),
-        Command::Snapshot(p) => gate(&p, "snapshot", 5),
-        Command::Sync(p) => gate(&p, "sync", 6),
-        Command::Tail(p) => gate(&p, "tail", 3),
+        Command::Schema { plan, apply, scan } => {
+            let plan = match load_plan(&plan) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            schema(&plan, apply, scan).await
+        }
+        Command::Snapshot(p) => {
+            let plan = match load_plan(&p) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            snapshot(&plan).await
+        }
+        Command::Sync { plan, until_caught_up, metrics_addr, status_interval } => {
+            let plan = match load_plan(&plan) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            sync(&plan, until_caught_up, metrics_addr, status_interval).await
+        }
+        Command::Tail { plan, from_lsn, no_ack, max_transactions } => {
+            let plan = match load_plan(&plan) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            tail(&plan, from_lsn, no_ack, max_transactions).await
+        }
         Command::Validate(p) => gate(&p, "validate", 7),
         Command::Cutover(p) => gate(&p, "cutover", 8),
         Command::Status { plan, format } => {
@@ -196,6 +260,159 @@ fn gate(p: &PlanArg, cmd: &str, issue: u32) -> ExitCode {
         return code;
     }
     not_built(cmd, issue)
+}
+
+async fn schema(plan: &Plan, apply: bool, scan: bool) -> ExitCode {
+    match xdb::schema::run(plan, apply, scan).await {
+        Ok(out) => {
+            print!("{}", plan.scrub(&out.script));
+            if apply {
+                for t in &out.created {
+                    println!("created the target table for {t}");
+                }
+                for t in &out.existing {
+                    println!("kept the existing target table for {t} (not changed)");
+                }
+            }
+            if scan {
+                if out.scan.is_empty() {
+                    println!("\nscan: every source value maps exactly under the current policies");
+                } else {
+                    println!("\nscan: values the mapping would reject or alter:");
+                    for line in &out.scan {
+                        println!("  {}", plan.scrub(line));
+                    }
+                    return ExitCode::from(1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", plan.scrub(&e.to_string()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn copy_options() -> xdb::copy::CopyOptions {
+    xdb::copy::CopyOptions {
+        terminal: std::io::stderr().is_terminal(),
+        log_interval: std::time::Duration::from_secs(10),
+    }
+}
+
+async fn snapshot(plan: &Plan) -> ExitCode {
+    match xdb::copy::run(plan, &copy_options()).await {
+        Ok(outcome) => {
+            for w in &outcome.warnings {
+                eprintln!("warning: {}", plan.scrub(w));
+            }
+            if outcome.tables.iter().all(|t| t.already_done) {
+                println!("every table was already copied; nothing to do (the slot is kept for `xdb sync`)");
+            } else {
+                print!("{}", outcome.summary);
+                println!(
+                    "copy done; streaming starts at {} (run `xdb sync --plan {}`)",
+                    outcome.consistent_point,
+                    plan.file.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", plan.scrub(&e.to_string()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn sync(
+    plan: &Plan,
+    until_caught_up: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
+    status_interval: u64,
+) -> ExitCode {
+    let metrics: xdb::pipeline::metrics::SharedMetrics = Default::default();
+    if let Ok(mut m) = metrics.lock() {
+        m.slot = plan.source.slot.clone();
+    }
+    if let Some(addr) = metrics_addr {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = xdb::pipeline::metrics::serve(addr, m).await {
+                tracing::error!("metrics endpoint on {addr}: {e}");
+            }
+        });
+    }
+    let status = {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut last_rows = 0u64;
+            let every = std::time::Duration::from_secs(status_interval.max(1));
+            loop {
+                tokio::time::sleep(every).await;
+                let line = match m.lock() {
+                    Ok(m) => {
+                        let now = chrono::Utc::now().timestamp_micros();
+                        let rate = (m.applied_rows - last_rows) as f64 / every.as_secs_f64();
+                        last_rows = m.applied_rows;
+                        format!(
+                            "applied up to {} ({} transactions, {} rows, {rate:.0} rows/s), lag {} bytes / {:.1} s",
+                            xdb::model::Lsn(m.applied_lsn),
+                            m.applied_transactions,
+                            m.applied_rows,
+                            m.lag_bytes(),
+                            m.lag_seconds(now)
+                        )
+                    }
+                    Err(_) => continue,
+                };
+                tracing::info!("{line}");
+            }
+        })
+    };
+    let options = xdb::pipeline::sync::SyncOptions { copy: copy_options(), until_caught_up, max_retries: None };
+    let r = xdb::pipeline::sync::run(plan, &options, metrics.clone()).await;
+    status.abort();
+    match r {
+        Ok(()) => {
+            let applied = metrics.lock().map(|m| m.applied_lsn).unwrap_or(0);
+            tracing::info!(applied = %xdb::model::Lsn(applied), "sync stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", plan.scrub(&e.to_string()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn tail(plan: &Plan, from_lsn: Option<String>, no_ack: bool, max_transactions: Option<u64>) -> ExitCode {
+    let from_lsn = match from_lsn.map(|s| s.parse::<xdb::model::Lsn>()).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: --from-lsn: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = xdb::tail::TailOptions { from_lsn, no_ack, max_transactions };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    match xdb::tail::run(plan, &options, &mut out).await {
+        Ok(summary) => {
+            tracing::info!(
+                transactions = summary.transactions,
+                changes = summary.changes,
+                confirmed = %summary.confirmed,
+                "tail stopped"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", plan.scrub(&e.to_string()));
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn cleanup(plan: &Plan, yes: bool, dry_run: bool) -> ExitCode {

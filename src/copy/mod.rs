@@ -1,4 +1,552 @@
 //! The initial bulk copy: every planned table read from the replication
 //! slot's exported snapshot and written with each target's fastest path.
+//!
+//! Invariants kept here (DESIGN.md 1 and 2):
+//! - the slot is created with an exported snapshot and every worker imports
+//!   it before the replication connection does anything else, so a change is
+//!   either in the copy or on the stream, never both or neither;
+//! - each table records the LSN its copy is consistent at (its sync LSN);
+//!   the apply skips that table's changes committed at or below it;
+//! - a range is loaded and recorded in one target transaction; a table is
+//!   marked done only after all its ranges and indexes are in. After a
+//!   crash the exported snapshot is gone, so unfinished tables are emptied
+//!   and copied again from a fresh snapshot (a temporary slot's), with that
+//!   snapshot's LSN as their sync LSN; finished tables are kept.
 
+pub mod loader;
+pub mod progress;
 pub mod ranges;
+pub mod source_reader;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::mapping::{self, MappedTable, MappingOverrides, MappingRules, TargetKind};
+use crate::model::{Lsn, TableSchema};
+use crate::plan::Plan;
+use crate::sink::dialect::SqlDialect;
+use crate::sink::target::TargetConn;
+use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
+use crate::source::postgres::client::{self, error_text};
+use crate::source::postgres::publication;
+use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
+use loader::{LoadCounters, Loader, RangeRecord};
+use progress::{ProgressDisplay, TableProgress};
+use ranges::CopyRange;
+use source_reader::SnapshotReader;
+
+/// The copy failed; messages name the table and the side.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("source: {0}")]
+    Source(String),
+    #[error("target: {0}")]
+    Target(String),
+    #[error(
+        "cannot import the exported snapshot {snapshot}: {reason} (the connection that exported it has closed; \
+         run the command again: unfinished tables are copied from a fresh snapshot)"
+    )]
+    Snapshot { snapshot: String, reason: String },
+    #[error("reading {table} from the source: {reason}")]
+    Read { table: String, reason: String },
+    #[error("writing {table} to the target: {reason}")]
+    Write { table: String, reason: String },
+    #[error("type mapping:\n{0}")]
+    Mapping(String),
+    #[error("table {0} does not exist on the source")]
+    MissingTable(String),
+    #[error(
+        "target table for {table} already holds {rows} rows that xdb did not copy: empty or drop it \
+         (xdb never writes into a table it did not fill itself)"
+    )]
+    TargetNotEmpty { table: String, rows: u64 },
+    #[error(
+        "replication slot {slot} is in use by another connection (pid {pid}): is `xdb sync` already running \
+         with this plan?"
+    )]
+    SlotInUse { slot: String, pid: i32 },
+    #[error("replication connection: {0}")]
+    Replication(String),
+}
+
+impl CopyError {
+    /// True when retrying the same range later may succeed (the target or the
+    /// network went away for a while).
+    pub fn is_retryable(&self) -> bool {
+        let reason = match self {
+            CopyError::Write { reason, .. } => reason,
+            CopyError::Target(r) => r,
+            _ => return false,
+        };
+        let r = reason.to_ascii_lowercase();
+        ["connection", "broken pipe", "reset", "gone away", "timed out", "deadlock", "lock wait", "database is locked"]
+            .iter()
+            .any(|n| r.contains(n))
+    }
+}
+
+/// How to show progress.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Draw bars (stderr is a terminal) instead of log lines.
+    pub terminal: bool,
+    /// Seconds between progress log lines when not on a terminal.
+    pub log_interval: Duration,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions { terminal: false, log_interval: Duration::from_secs(10) }
+    }
+}
+
+/// One table's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableCopy {
+    pub table: String,
+    pub rows: u64,
+    pub seconds: f64,
+    /// Copied by an earlier run and kept.
+    pub already_done: bool,
+    pub sync_lsn: Lsn,
+}
+
+/// What the copy did.
+#[derive(Debug, Clone)]
+pub struct CopyOutcome {
+    pub tables: Vec<TableCopy>,
+    /// Where streaming begins (the slot's consistent point).
+    pub consistent_point: Lsn,
+    /// A table for people: rows, MB, seconds, rows/s per table.
+    pub summary: String,
+    /// Things the operator should know (indexes not rebuilt, defaults not translated).
+    pub warnings: Vec<String>,
+}
+
+struct WorkItem {
+    table: usize,
+    range_no: i64,
+    range: CopyRange,
+}
+
+struct TableJob {
+    schema: Arc<TableSchema>,
+    mapped: Arc<MappedTable>,
+    progress: Arc<TableProgress>,
+    remaining: AtomicUsize,
+    state_name: String,
+}
+
+const RANGE_ATTEMPTS: u32 = 5;
+
+/// Copies every table of the plan that is not copied yet, creating the slot
+/// (with its exported snapshot) when missing. Keeps the slot for `sync`.
+pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, CopyError> {
+    let slot = plan.source.slot.clone();
+    let source = client::connect(&plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
+    let mut types = TypeCache::new();
+    let mut schemas = Vec::new();
+    for t in &plan.tables {
+        let schema = load_table(&source, &mut types, t)
+            .await
+            .map_err(|e| CopyError::Source(e.to_string()))?
+            .ok_or_else(|| CopyError::MissingTable(t.to_string()))?;
+        schemas.push(Arc::new(schema));
+    }
+
+    let mut target = TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e.to_string()))?;
+    let kind = target.target_kind().await.map_err(|e| CopyError::Target(e.to_string()))?;
+    let mapped = map_tables(plan, &kind, &schemas)?;
+    let terr = |e: crate::sink::target::TargetError| CopyError::Target(e.to_string());
+    target.ensure_state_tables().await.map_err(terr)?;
+
+    if publication::ensure(&source, &plan.source.publication, &plan.tables)
+        .await
+        .map_err(|e| CopyError::Source(e.to_string()))?
+    {
+        tracing::info!(publication = %plan.source.publication, "created publication");
+    }
+    let slot_row = source
+        .query_opt(
+            "SELECT active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
+             WHERE slot_name = $1 AND database = current_database()",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| CopyError::Source(error_text(&e)))?;
+    let states = target.read_tables(&slot).await.map_err(terr)?;
+    let position = target.read_position(&slot).await.map_err(terr)?;
+    // Tables xdb itself was filling (so it may empty them again).
+    let known: Vec<String> = states.iter().map(|s| s.table.clone()).collect();
+    let done: Vec<String> = states.iter().filter(|s| s.copy_done).map(|s| s.table.clone()).collect();
+
+    let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy")
+        .await
+        .map_err(|e| CopyError::Replication(e.to_string()))?;
+    let rerr = |e: crate::source::postgres::replication::ReplicationError| CopyError::Replication(e.to_string());
+    let (snapshot, sync_lsn, consistent_point, done) = match slot_row {
+        None => {
+            if position.is_some() || !states.is_empty() {
+                tracing::warn!(
+                    slot = %slot,
+                    "the replication slot is gone, so the stream cannot continue where it was: every table is copied again"
+                );
+                target.forget_slot(&slot).await.map_err(terr)?;
+            }
+            let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await.map_err(rerr)?;
+            tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
+            target.record_position(&slot, created.consistent_point, created.consistent_point).await.map_err(terr)?;
+            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+            (snapshot, created.consistent_point, created.consistent_point, Vec::new())
+        }
+        Some(row) => {
+            if let Some(pid) = row.get::<_, Option<i32>>(0) {
+                return Err(CopyError::SlotInUse { slot, pid });
+            }
+            let confirmed: Lsn = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
+            let consistent_point = match position {
+                Some(p) => p.consistent_point,
+                None => {
+                    target.record_position(&slot, confirmed, confirmed).await.map_err(terr)?;
+                    confirmed
+                }
+            };
+            if mapped.iter().all(|m| done.contains(&m.source.name.to_string())) {
+                return Ok(already_done(plan, &states, consistent_point));
+            }
+            // The snapshot the slot exported died with its connection: the
+            // unfinished tables get a fresh one, with its own sync LSN.
+            let temp = format!("{}_copy_{}", slot, std::process::id());
+            let created = repl.create_replication_slot(&temp, true, SnapshotAction::Export).await.map_err(rerr)?;
+            tracing::info!(
+                sync_lsn = %created.consistent_point,
+                "copying unfinished tables from a fresh snapshot (the earlier one ended with its connection)"
+            );
+            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+            (snapshot, created.consistent_point, consistent_point, done)
+        }
+    };
+
+    // Prepare the target tables of everything still to copy.
+    let mut jobs: Vec<Arc<TableJob>> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut kept = Vec::new();
+    for m in &mapped {
+        let name = m.source.name.to_string();
+        if done.contains(&name) {
+            kept.push(name);
+            continue;
+        }
+        match target.table_rows(&m.source.name).await.map_err(terr)? {
+            None => {
+                let ddl = mapping::create_table_ddl(m, &kind);
+                target.execute_batch(&ddl, &format!("creating the target table for {name}")).await.map_err(terr)?;
+            }
+            Some(0) => {}
+            Some(rows) if known.contains(&name) => {
+                tracing::info!(table = %name, rows, "emptying a partly copied table before copying it again");
+                let d = target.dialect();
+                let sql = format!("DELETE FROM {}", d.table_ident(&m.source.name));
+                target.execute_batch(&[sql], &format!("emptying {name}")).await.map_err(terr)?;
+            }
+            Some(rows) => return Err(CopyError::TargetNotEmpty { table: name, rows }),
+        }
+        warnings.extend(m.warnings.iter().cloned());
+        target.clear_ranges(&slot, &name).await.map_err(terr)?;
+        target.record_table(&slot, &name, sync_lsn, false, 0).await.map_err(terr)?;
+        let schema = schemas.iter().find(|s| s.name == m.source.name).cloned().unwrap_or_else(|| m.source.clone());
+        jobs.push(Arc::new(TableJob {
+            schema,
+            mapped: m.clone(),
+            progress: TableProgress::new(name.clone(), 0),
+            remaining: AtomicUsize::new(0),
+            state_name: name,
+        }));
+    }
+
+    // Plan the ranges at the snapshot.
+    let planner = SnapshotReader::open(&plan.source.url, &snapshot).await?;
+    let mut items = Vec::new();
+    let mut estimates = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let (rows, table_ranges) = plan_ranges(planner.client(), &job.schema, plan.copy.chunk_rows).await?;
+        estimates.push(rows);
+        job.remaining.store(table_ranges.len(), Ordering::Relaxed);
+        for (n, range) in table_ranges.into_iter().enumerate() {
+            items.push(WorkItem { table: i, range_no: n as i64, range });
+        }
+    }
+    drop(planner);
+    let jobs: Vec<Arc<TableJob>> = jobs
+        .into_iter()
+        .zip(&estimates)
+        .map(|(j, &est)| {
+            let progress = TableProgress::new(j.state_name.clone(), est);
+            Arc::new(TableJob {
+                schema: j.schema.clone(),
+                mapped: j.mapped.clone(),
+                progress,
+                remaining: AtomicUsize::new(j.remaining.load(Ordering::Relaxed)),
+                state_name: j.state_name.clone(),
+            })
+        })
+        .collect();
+    // Biggest tables first, so the long ones do not start last.
+    items.sort_by_key(|it| (std::cmp::Reverse(estimates[it.table]), it.table, it.range_no));
+    let queue = Arc::new(Mutex::new(items.into_iter().collect::<VecDeque<_>>()));
+
+    let display = ProgressDisplay::start(
+        jobs.iter().map(|j| j.progress.clone()).collect(),
+        options.terminal,
+        options.log_interval,
+    );
+    let workers = plan.copy_parallelism().max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+    tracing::info!(tables = jobs.len(), workers, snapshot = %snapshot, "copying");
+    let ctx = Arc::new(WorkerContext {
+        plan: plan.clone(),
+        snapshot,
+        slot: slot.clone(),
+        sync_lsn,
+        kind: kind.clone(),
+        jobs: jobs.clone(),
+        queue,
+        warnings: Mutex::new(Vec::new()),
+    });
+    let results =
+        futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
+    display.stop().await;
+    results?;
+    // The replication connection held the snapshot open until every worker
+    // had imported it; the temporary slot (if any) goes with it.
+    drop(repl);
+    if let Ok(w) = ctx.warnings.lock() {
+        warnings.extend(w.iter().cloned());
+    }
+
+    let progress: Vec<Arc<TableProgress>> = jobs.iter().map(|j| j.progress.clone()).collect();
+    let mut tables: Vec<TableCopy> = jobs
+        .iter()
+        .map(|j| TableCopy {
+            table: j.state_name.clone(),
+            rows: j.progress.counters.rows.load(Ordering::Relaxed),
+            seconds: j.progress.seconds(),
+            already_done: false,
+            sync_lsn,
+        })
+        .collect();
+    for name in kept {
+        let st = states.iter().find(|s| s.table == name);
+        tables.push(TableCopy {
+            table: name,
+            rows: st.map(|s| s.rows_copied).unwrap_or(0),
+            seconds: 0.0,
+            already_done: true,
+            sync_lsn: st.map(|s| s.sync_lsn).unwrap_or(consistent_point),
+        });
+    }
+    Ok(CopyOutcome { tables, consistent_point, summary: progress::summary_table(&progress), warnings })
+}
+
+fn already_done(plan: &Plan, states: &[crate::sink::target::TableState], consistent_point: Lsn) -> CopyOutcome {
+    let tables = plan
+        .tables
+        .iter()
+        .filter_map(|t| states.iter().find(|s| s.table == t.to_string()))
+        .map(|s| TableCopy {
+            table: s.table.clone(),
+            rows: s.rows_copied,
+            seconds: 0.0,
+            already_done: true,
+            sync_lsn: s.sync_lsn,
+        })
+        .collect();
+    CopyOutcome { tables, consistent_point, summary: String::new(), warnings: Vec::new() }
+}
+
+/// Maps every table, reporting all problems at once.
+pub fn map_tables(plan: &Plan, kind: &TargetKind, schemas: &[Arc<TableSchema>]) -> Result<Vec<Arc<MappedTable>>, CopyError> {
+    let rules = MappingRules::load(kind, plan.mapping.rules.as_deref()).map_err(|e| CopyError::Mapping(e.to_string()))?;
+    let overrides = MappingOverrides::from_plan(&plan.mapping);
+    let mut mapped = Vec::new();
+    let mut errors = Vec::new();
+    for s in schemas {
+        match mapping::map_table(&rules, s, &overrides) {
+            Ok(m) => mapped.push(Arc::new(m)),
+            Err(e) => errors.push(format!("  - {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(mapped)
+    } else {
+        Err(CopyError::Mapping(errors.join("\n")))
+    }
+}
+
+/// Estimated rows and the ranges a table is read in.
+async fn plan_ranges(
+    client: &tokio_postgres::Client,
+    table: &TableSchema,
+    chunk_rows: u64,
+) -> Result<(u64, Vec<CopyRange>), CopyError> {
+    let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
+    let row = client
+        .query_one("SELECT reltuples::float8, relpages::int8 FROM pg_class WHERE oid = $1", &[&table.oid])
+        .await
+        .map_err(err)?;
+    let (tuples, pages): (f64, i64) = (row.get(0), row.get(1));
+    // reltuples is -1 before the first ANALYZE: guess from the page count.
+    let rows = if tuples >= 0.0 { tuples as u64 } else { pages.max(0) as u64 * 60 };
+    if rows <= chunk_rows {
+        return Ok((rows, vec![CopyRange::Whole]));
+    }
+    if let Some(col) = ranges::int_split_column(table) {
+        let sql = format!("SELECT min({c})::int8, max({c})::int8 FROM {}", table.name.pg_quoted(), c = crate::model::pg_ident(col));
+        let r = client.query_one(sql.as_str(), &[]).await.map_err(err)?;
+        if let (Some(min), Some(max)) = (r.get::<_, Option<i64>>(0), r.get::<_, Option<i64>>(1)) {
+            return Ok((rows, ranges::split_int_key(col, min, max, rows, chunk_rows)));
+        }
+        return Ok((rows, vec![CopyRange::Whole]));
+    }
+    Ok((rows, ranges::split_pages(pages.max(0) as u64, rows, chunk_rows)))
+}
+
+struct WorkerContext {
+    plan: Plan,
+    snapshot: String,
+    slot: String,
+    sync_lsn: Lsn,
+    kind: TargetKind,
+    jobs: Vec<Arc<TableJob>>,
+    queue: Arc<Mutex<VecDeque<WorkItem>>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+async fn worker(ctx: Arc<WorkerContext>, id: usize) -> Result<(), CopyError> {
+    let reader = SnapshotReader::open(&ctx.plan.source.url, &ctx.snapshot).await?;
+    let mut loader = Loader::connect(&ctx.plan.target.url).await?;
+    loop {
+        let item = match ctx.queue.lock() {
+            Ok(mut q) => q.pop_front(),
+            Err(_) => None,
+        };
+        let Some(item) = item else { return Ok(()) };
+        let job = ctx.jobs[item.table].clone();
+        job.progress.start();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match copy_range(&ctx, &reader, &mut loader, &job, &item).await {
+                Ok(_) => break,
+                Err(e) if e.is_retryable() && attempt < RANGE_ATTEMPTS => {
+                    let wait = Duration::from_secs(1 << attempt);
+                    tracing::warn!(worker = id, table = %job.state_name, range = item.range_no, "{e}; retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    if let Ok(l) = Loader::connect(&ctx.plan.target.url).await {
+                        loader = l;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            finish_table(&ctx, &job).await?;
+        }
+    }
+}
+
+async fn copy_range(
+    ctx: &WorkerContext,
+    reader: &SnapshotReader,
+    loader: &mut Loader,
+    job: &TableJob,
+    item: &WorkItem,
+) -> Result<u64, CopyError> {
+    let (tx, rx) = mpsc::channel(4);
+    let (done_tx, done_rx) = oneshot::channel();
+    let read = async {
+        let tx = tx;
+        let r = reader.read_range(&job.schema, &item.range, &tx).await;
+        drop(tx);
+        let _ = done_tx.send(r.as_ref().map(|n| *n).map_err(|e| e.to_string()));
+        r
+    };
+    let dialect = match ctx.kind {
+        TargetKind::Sqlite => SqlDialect::Sqlite,
+        TargetKind::Postgres => SqlDialect::Postgres,
+        TargetKind::Mysql { .. } => SqlDialect::Mysql,
+    };
+    // A retried key range may have landed partly before a lost connection
+    // committed nothing; clearing it is cheap and makes the retry exact.
+    let clear = match &item.range {
+        CopyRange::IntKey { column, lo, hi } => {
+            let c = dialect.ident(column);
+            let mut parts = Vec::new();
+            if let Some(lo) = lo {
+                parts.push(format!("{c} >= {lo}"));
+            }
+            if let Some(hi) = hi {
+                parts.push(format!("{c} < {hi}"));
+            }
+            (!parts.is_empty()).then(|| parts.join(" AND "))
+        }
+        _ => None,
+    };
+    let record = RangeRecord { slot: ctx.slot.clone(), table: job.state_name.clone(), range_no: item.range_no };
+    let counters: &Arc<LoadCounters> = &job.progress.counters;
+    let write = loader.load_range(&job.mapped, rx, done_rx, clear, &record, counters);
+    let (r, w) = tokio::join!(read, write);
+    // The writer's error is the more telling one when both failed (a
+    // reader stops when the writer hangs up).
+    let rows = w?;
+    r?;
+    Ok(rows)
+}
+
+/// Builds the table's secondary indexes and marks it done.
+async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyError> {
+    let source = client::connect(&ctx.plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
+    let indexes = load_indexes(&source, job.schema.oid).await.map_err(|e| CopyError::Source(e.to_string()))?;
+    let (ddl, skipped) = crate::copy::index_ddl(&job.mapped, &indexes, &ctx.kind);
+    if let Ok(mut w) = ctx.warnings.lock() {
+        w.extend(skipped);
+    }
+    let mut target = TargetConn::connect(&ctx.plan.target.url).await.map_err(|e| CopyError::Target(e.to_string()))?;
+    target
+        .execute_batch(&ddl, &format!("building indexes of {}", job.state_name))
+        .await
+        .map_err(|e| CopyError::Target(e.to_string()))?;
+    let rows = job.progress.counters.rows.load(Ordering::Relaxed);
+    target
+        .record_table(&ctx.slot, &job.state_name, ctx.sync_lsn, true, rows)
+        .await
+        .map_err(|e| CopyError::Target(e.to_string()))?;
+    job.progress.finish();
+    tracing::info!(table = %job.state_name, rows, seconds = format!("{:.2}", job.progress.seconds()), "table copied");
+    Ok(())
+}
+
+/// The DDL that rebuilds a table's secondary indexes on the target, and a
+/// note for each index that cannot be rebuilt column by column (expression
+/// and partial indexes), so the operator can recreate it by hand.
+pub fn index_ddl(
+    mapped: &mapping::MappedTable,
+    indexes: &[crate::source::postgres::catalog::SourceIndex],
+    kind: &mapping::TargetKind,
+) -> (Vec<String>, Vec<String>) {
+    let mut defs = Vec::new();
+    let mut skipped = Vec::new();
+    for ix in indexes {
+        match &ix.definition {
+            Some(def) => skipped.push(format!(
+                "{}: index {} is an expression or partial index and was not rebuilt on the target ({def})",
+                mapped.source.name, ix.name
+            )),
+            None => defs.push(mapping::IndexDef { name: ix.name.clone(), columns: ix.columns.clone(), unique: ix.unique }),
+        }
+    }
+    (mapping::create_index_ddl(mapped, &defs, kind), skipped)
+}

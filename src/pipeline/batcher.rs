@@ -42,6 +42,36 @@ pub async fn next_batch(rx: &mut mpsc::Receiver<Transaction>, policy: BatchPolic
     Some(batch)
 }
 
+/// Like [`next_batch`] for any item: `rows` sizes an item, and an item that
+/// is not `batchable` (a schema change, a spilled transaction) closes the
+/// batch it lands in, so it is handled between whole groups.
+pub async fn next_batch_items<T>(
+    rx: &mut mpsc::Receiver<T>,
+    policy: BatchPolicy,
+    rows: impl Fn(&T) -> usize,
+    batchable: impl Fn(&T) -> bool,
+) -> Option<Vec<T>> {
+    let first = rx.recv().await?;
+    let deadline = Instant::now() + policy.max_delay;
+    let mut n = rows(&first);
+    let mut open = batchable(&first);
+    let mut batch = vec![first];
+    while open && n < policy.max_rows {
+        let item = match rx.try_recv() {
+            Ok(item) => item,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(item)) => item,
+                Ok(None) | Err(_) => break,
+            },
+        };
+        n += rows(&item);
+        open = batchable(&item);
+        batch.push(item);
+    }
+    Some(batch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,3 +4,4 @@
 
 pub mod batcher;
 pub mod metrics;
+pub mod sync;

@@ -52,10 +52,17 @@ impl SqlDialect {
 
     /// The SQL text of `op`.
     pub fn render(self, op: &Op<'_>) -> String {
+        self.render_with(op, &|n, _| self.placeholder(n))
+    }
+
+    /// The SQL text of `op`, with `placeholder(n, column)` spelling the n-th
+    /// parameter, which binds a value of `column` (PostgreSQL targets cast
+    /// their text parameters to the column's type).
+    pub fn render_with(self, op: &Op<'_>, placeholder: &dyn Fn(usize, usize) -> String) -> String {
         let mut n = 0usize;
-        let mut next = || {
+        let mut next = |col: usize| {
             n += 1;
-            self.placeholder(n)
+            placeholder(n, col)
         };
         let table = op.table();
         let t = self.table_ident(&table.name);
@@ -74,7 +81,7 @@ impl SqlDialect {
                         if c > 0 {
                             sql.push_str(", ");
                         }
-                        sql.push_str(&next());
+                        sql.push_str(&next(c));
                     }
                     sql.push(')');
                 }
@@ -83,31 +90,31 @@ impl SqlDialect {
                 }
             }
             Op::UpdateByKey { set_cols, .. } => {
-                let sets: Vec<String> = set_cols.iter().map(|&i| format!("{} = {}", col(i), next())).collect();
-                let wh: Vec<String> = table.primary_key.iter().map(|&i| format!("{} = {}", col(i), next())).collect();
+                let sets: Vec<String> = set_cols.iter().map(|&i| format!("{} = {}", col(i), next(i))).collect();
+                let wh: Vec<String> = table.primary_key.iter().map(|&i| format!("{} = {}", col(i), next(i))).collect();
                 let _ = write!(sql, "UPDATE {t} SET {} WHERE {}", sets.join(", "), wh.join(" AND "));
             }
             Op::DeleteByKey { keys, .. } => {
                 let pk = &table.primary_key;
                 if pk.len() == 1 {
-                    let phs: Vec<String> = keys.iter().map(|_| next()).collect();
+                    let phs: Vec<String> = keys.iter().map(|_| next(pk[0])).collect();
                     let _ = write!(sql, "DELETE FROM {t} WHERE {} IN ({})", col(pk[0]), phs.join(", "));
                 } else {
                     let cols: Vec<String> = pk.iter().map(|&i| col(i)).collect();
                     let tuples: Vec<String> = keys
                         .iter()
-                        .map(|_| format!("({})", pk.iter().map(|_| next()).collect::<Vec<_>>().join(", ")))
+                        .map(|_| format!("({})", pk.iter().map(|&i| next(i)).collect::<Vec<_>>().join(", ")))
                         .collect();
                     let _ = write!(sql, "DELETE FROM {t} WHERE ({}) IN ({})", cols.join(", "), tuples.join(", "));
                 }
             }
             Op::UpdateOneMatching { set_cols, .. } => {
-                let sets: Vec<String> = set_cols.iter().map(|&i| format!("{} = {}", col(i), next())).collect();
-                let wh: Vec<String> = (0..table.columns.len()).map(|i| self.null_safe_eq(&col(i), &next())).collect();
+                let sets: Vec<String> = set_cols.iter().map(|&i| format!("{} = {}", col(i), next(i))).collect();
+                let wh: Vec<String> = (0..table.columns.len()).map(|i| self.null_safe_eq(&col(i), &next(i))).collect();
                 let _ = write!(sql, "UPDATE {t} SET {} WHERE {}", sets.join(", "), self.one_row(&t, &wh.join(" AND ")));
             }
             Op::DeleteOneMatching { .. } => {
-                let wh: Vec<String> = (0..table.columns.len()).map(|i| self.null_safe_eq(&col(i), &next())).collect();
+                let wh: Vec<String> = (0..table.columns.len()).map(|i| self.null_safe_eq(&col(i), &next(i))).collect();
                 let _ = write!(sql, "DELETE FROM {t} WHERE {}", self.one_row(&t, &wh.join(" AND ")));
             }
             Op::Truncate { .. } => match self {

@@ -6,3 +6,4 @@ pub mod apply_plan;
 pub mod dialect;
 pub mod state;
 pub mod target;
+pub mod writer;

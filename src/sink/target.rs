@@ -249,3 +249,188 @@ fn short(sql: &str) -> String {
         one_line
     }
 }
+
+/// A parameter of xdb's own state statements, typed as the state tables'
+/// columns are (tokio-postgres binds exact integer widths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateParam {
+    Text(String),
+    I64(i64),
+    I32(i32),
+    I16(i16),
+}
+
+impl TargetConn {
+    /// The server's version string (`SELECT VERSION()`; SQLite's library version).
+    pub async fn server_version(&mut self) -> Result<String, TargetError> {
+        match self {
+            TargetConn::Mysql { .. } => Ok(self.mysql_first("SELECT VERSION()").await?.unwrap_or_default()),
+            TargetConn::Sqlite { .. } => Ok(rusqlite::version().to_string()),
+            TargetConn::Postgres { client, .. } => {
+                let r = client.query_one("SHOW server_version", &[]).await.map_err(|e| client::error_text(&e));
+                let r = r.map(|row| row.get::<_, String>(0));
+                r.map_err(|reason| self.err("reading the server version", reason))
+            }
+        }
+    }
+
+    /// The mapping layer's view of this target (flavour and version).
+    pub async fn target_kind(&mut self) -> Result<crate::mapping::TargetKind, TargetError> {
+        Ok(match self {
+            TargetConn::Mysql { .. } => {
+                let v = self.server_version().await?;
+                crate::mapping::TargetKind::mysql_from_version_string(&v)
+            }
+            TargetConn::Sqlite { .. } => crate::mapping::TargetKind::Sqlite,
+            TargetConn::Postgres { .. } => crate::mapping::TargetKind::Postgres,
+        })
+    }
+
+    /// Runs one statement with parameters (`?` on MySQL/SQLite, `$n` on
+    /// PostgreSQL); returns affected rows.
+    pub async fn execute_params(
+        &mut self,
+        sql: &str,
+        params: &[StateParam],
+        context: &str,
+    ) -> Result<u64, TargetError> {
+        let r = match self {
+            TargetConn::Mysql { conn, .. } => {
+                let p: Vec<mysql_async::Value> = params
+                    .iter()
+                    .map(|p| match p {
+                        StateParam::Text(s) => mysql_async::Value::from(s.as_str()),
+                        StateParam::I64(i) => mysql_async::Value::from(*i),
+                        StateParam::I32(i) => mysql_async::Value::from(*i),
+                        StateParam::I16(i) => mysql_async::Value::from(*i),
+                    })
+                    .collect();
+                match conn.exec_drop(sql, p).await {
+                    Ok(()) => Ok(conn.affected_rows()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            TargetConn::Sqlite { conn, .. } => {
+                let p: Vec<rusqlite::types::Value> = params
+                    .iter()
+                    .map(|p| match p {
+                        StateParam::Text(s) => rusqlite::types::Value::Text(s.clone()),
+                        StateParam::I64(i) => rusqlite::types::Value::Integer(*i),
+                        StateParam::I32(i) => rusqlite::types::Value::Integer(*i as i64),
+                        StateParam::I16(i) => rusqlite::types::Value::Integer(*i as i64),
+                    })
+                    .collect();
+                conn.execute(sql, rusqlite::params_from_iter(p)).map(|n| n as u64).map_err(|e| e.to_string())
+            }
+            TargetConn::Postgres { client, .. } => {
+                let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| match p {
+                        StateParam::Text(s) => s as &(dyn tokio_postgres::types::ToSql + Sync),
+                        StateParam::I64(i) => i,
+                        StateParam::I32(i) => i,
+                        StateParam::I16(i) => i,
+                    })
+                    .collect();
+                client.execute(sql, &p).await.map_err(|e| client::error_text(&e))
+            }
+        };
+        r.map_err(|reason| self.err(&format!("{context} ({})", short(sql)), reason))
+    }
+
+    /// Records the applied position of `slot` (never moves it backwards).
+    pub async fn record_position(&mut self, slot: &str, lsn: Lsn, consistent_point: Lsn) -> Result<(), TargetError> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let sql = state::upsert_position(self.dialect());
+        let p = [
+            StateParam::Text(slot.into()),
+            StateParam::I64(lsn.0 as i64),
+            StateParam::I64(0),
+            StateParam::I64(consistent_point.0 as i64),
+            StateParam::I64(now),
+        ];
+        self.execute_params(&sql, &p, "recording the applied position").await.map(|_| ())
+    }
+
+    /// Records a table's copy state.
+    pub async fn record_table(
+        &mut self,
+        slot: &str,
+        table: &str,
+        sync_lsn: Lsn,
+        done: bool,
+        rows: u64,
+    ) -> Result<(), TargetError> {
+        let sql = state::upsert_table(self.dialect());
+        let p = [
+            StateParam::Text(slot.into()),
+            StateParam::Text(table.into()),
+            StateParam::I64(sync_lsn.0 as i64),
+            StateParam::I16(done as i16),
+            StateParam::I64(rows as i64),
+        ];
+        self.execute_params(&sql, &p, "recording a table's copy state").await.map(|_| ())
+    }
+
+    /// Forgets a table's finished ranges (before it is copied again).
+    pub async fn clear_ranges(&mut self, slot: &str, table: &str) -> Result<(), TargetError> {
+        let d = self.dialect();
+        let (a, b) = if d == SqlDialect::Postgres { ("$1", "$2") } else { ("?", "?") };
+        let sql = format!("DELETE FROM {} WHERE slot = {a} AND table_name = {b}", state::state_table(d, "copy_ranges"));
+        let p = [StateParam::Text(slot.into()), StateParam::Text(table.into())];
+        self.execute_params(&sql, &p, "clearing copy ranges").await.map(|_| ())
+    }
+
+    /// Forgets everything recorded for `slot` (its slot is gone).
+    pub async fn forget_slot(&mut self, slot: &str) -> Result<(), TargetError> {
+        for sql in state::delete_slot(self.dialect()) {
+            self.execute_params(&sql, &[StateParam::Text(slot.into())], "forgetting a lost slot's state").await?;
+        }
+        Ok(())
+    }
+
+    /// Rows in a target table, or `None` when it does not exist.
+    pub async fn table_rows(&mut self, source_table: &crate::model::TableName) -> Result<Option<u64>, TargetError> {
+        let d = self.dialect();
+        let ident = d.table_ident(source_table);
+        let flat = super::dialect::flat_table_name(source_table);
+        let table = flat.as_str();
+        let exists = match self {
+            TargetConn::Mysql { conn, .. } => conn
+                .exec_first::<i64, _, _>(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+                    (table,),
+                )
+                .await
+                .map(|n| n.unwrap_or(0) > 0)
+                .map_err(|e| e.to_string()),
+            TargetConn::Sqlite { conn, .. } => conn
+                .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n > 0)
+                .map_err(|e| e.to_string()),
+            TargetConn::Postgres { client, .. } => client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&ident])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .map_err(|e| client::error_text(&e)),
+        }
+        .map_err(|reason| self.err(&format!("looking for table {table}"), reason))?;
+        if !exists {
+            return Ok(None);
+        }
+        let sql = format!("SELECT COUNT(*) FROM {ident}");
+        let n: Option<i64> = match self {
+            TargetConn::Mysql { conn, .. } => conn.query_first(sql.as_str()).await.map_err(|e| e.to_string()),
+            TargetConn::Sqlite { conn, .. } => conn.query_row(&sql, [], |r| r.get(0)).map(Some).map_err(|e| e.to_string()),
+            TargetConn::Postgres { client, .. } => client
+                .query_one(sql.as_str(), &[])
+                .await
+                .map(|r| Some(r.get(0)))
+                .map_err(|e| client::error_text(&e)),
+        }
+        .map_err(|reason| self.err(&format!("counting rows of {table}"), reason))?;
+        Ok(Some(n.unwrap_or(0) as u64))
+    }
+}

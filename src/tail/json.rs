@@ -92,8 +92,8 @@ pub fn value_json(v: &Value) -> Json {
         Value::Int8(i) => json!(i.to_string()),
         Value::Float4(f) if f.is_finite() => json!(f),
         Value::Float8(f) if f.is_finite() => json!(f),
-        Value::Float4(f) => json!(f.to_string()),
-        Value::Float8(f) => json!(f.to_string()),
+        Value::Float4(f) => json!(float_word(*f as f64)),
+        Value::Float8(f) => json!(float_word(*f)),
         Value::Numeric(NumericValue::Finite(s)) => json!(s),
         Value::Numeric(NumericValue::NaN) => json!("NaN"),
         Value::Numeric(NumericValue::PosInfinity) => json!("Infinity"),
@@ -116,6 +116,17 @@ pub fn value_json(v: &Value) -> Json {
         Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
         Value::Array(items) => Json::Array(items.iter().map(value_json).collect()),
         Value::Unknown { text, .. } => json!(text),
+    }
+}
+
+/// PostgreSQL's spelling of the non-finite floats.
+fn float_word(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else if f > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
     }
 }
 

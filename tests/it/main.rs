@@ -11,4 +11,6 @@ mod mapping_roundtrip;
 mod pgoutput_capture;
 mod plan_errors;
 mod replication;
+mod sync;
+mod tail;
 mod value_decode;

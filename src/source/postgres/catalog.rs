@@ -204,3 +204,43 @@ pub async fn list_tables(client: &Client) -> Result<Vec<TableName>, CatalogError
         .map_err(|source| CatalogError::Query { what: "the list of tables".into(), source })?;
     Ok(rows.iter().map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
 }
+
+/// A secondary index or unique constraint of a source table, as the copy
+/// rebuilds it on the target after loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceIndex {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+    /// Expression or partial indexes cannot be translated column by column;
+    /// they are reported, not rebuilt.
+    pub definition: Option<String>,
+}
+
+/// The table's indexes other than the primary key.
+pub async fn load_indexes(client: &Client, table_oid: u32) -> Result<Vec<SourceIndex>, CatalogError> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text, i.indisunique, (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL), \
+                    pg_get_indexdef(i.indexrelid), \
+                    ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord) \
+                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = $1 AND NOT i.indisprimary ORDER BY c.relname",
+            &[&table_oid],
+        )
+        .await
+        .map_err(|source| CatalogError::Query { what: format!("indexes of table OID {table_oid}"), source })?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let special: bool = r.get(2);
+            SourceIndex {
+                name: r.get(0),
+                unique: r.get(1),
+                definition: special.then(|| r.get(3)),
+                columns: r.get(4),
+            }
+        })
+        .collect())
+}

@@ -4,6 +4,7 @@
 
 pub mod assembler;
 pub mod catalog;
+pub mod change_stream;
 pub mod client;
 pub mod copy_binary;
 pub mod pgoutput;

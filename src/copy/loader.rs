@@ -1,0 +1,314 @@
+//! A copy worker's target side: each target's fastest bulk path, one range
+//! per target transaction. The range's row is written to `copy_ranges` in
+//! the same transaction as its data, so after a crash a range is either
+//! wholly there and recorded, or absent: nothing half-written survives.
+//!
+//! - MySQL/MariaDB: `LOAD DATA LOCAL INFILE` fed from memory through
+//!   mysql_async's infile handler (no temporary files). LOCAL loads turn
+//!   data errors and duplicate keys into warnings, so the loaded row count
+//!   and the warning count are checked before commit.
+//! - SQLite: one prepared INSERT in a large transaction, on a blocking thread.
+//! - PostgreSQL: `COPY … FROM STDIN`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use mysql_async::prelude::Queryable;
+use tokio::sync::{mpsc, oneshot};
+
+use super::CopyError;
+use crate::mapping::MappedTable;
+use crate::model::Row;
+use crate::plan::TargetUrl;
+use crate::sink::dialect::SqlDialect;
+use crate::sink::state;
+use crate::sink::target::TargetConn;
+use crate::source::postgres::client::error_text;
+
+/// Where a loaded range is recorded.
+#[derive(Debug, Clone)]
+pub struct RangeRecord {
+    pub slot: String,
+    pub table: String,
+    pub range_no: i64,
+}
+
+/// Counters a loader advances as rows go out (read by the progress display).
+#[derive(Debug, Default)]
+pub struct LoadCounters {
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// Encoded bytes handed to the server at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// One worker's target connection.
+pub enum Loader {
+    Mysql(mysql_async::Conn, String),
+    Sqlite(Option<rusqlite::Connection>, String),
+    Postgres(tokio_postgres::Client, String),
+}
+
+impl Loader {
+    /// Connects to the target (same session settings as every xdb target
+    /// connection: strict mode, UTC, utf8mb4 on MySQL).
+    pub async fn connect(url: &TargetUrl) -> Result<Loader, CopyError> {
+        let conn = TargetConn::connect(url).await.map_err(|e| CopyError::Target(e.to_string()))?;
+        let label = conn.label();
+        Ok(match conn {
+            TargetConn::Mysql { conn, .. } => Loader::Mysql(conn, label),
+            TargetConn::Sqlite { conn, .. } => {
+                // A crash loses at most the open range, which is re-copied
+                // anyway; fsync per commit would only slow the load.
+                conn.execute_batch("PRAGMA synchronous = OFF")
+                    .map_err(|e| CopyError::Target(format!("{label}: {e}")))?;
+                Loader::Sqlite(Some(conn), label)
+            }
+            TargetConn::Postgres { client, .. } => Loader::Postgres(client, label),
+        })
+    }
+
+    fn dialect(&self) -> SqlDialect {
+        match self {
+            Loader::Mysql(..) => SqlDialect::Mysql,
+            Loader::Sqlite(..) => SqlDialect::Sqlite,
+            Loader::Postgres(..) => SqlDialect::Postgres,
+        }
+    }
+
+    /// Loads the rows arriving on `rows` into `table`, then, once `read_done`
+    /// says the reader finished cleanly with the same row count, records the
+    /// range and commits. Any failure rolls the whole range back.
+    pub async fn load_range(
+        &mut self,
+        table: &Arc<MappedTable>,
+        rows: mpsc::Receiver<Vec<Row>>,
+        read_done: oneshot::Receiver<Result<u64, String>>,
+        clear_predicate: Option<String>,
+        record: &RangeRecord,
+        counters: &Arc<LoadCounters>,
+    ) -> Result<u64, CopyError> {
+        let d = self.dialect();
+        let target = d.table_ident(&table.source.name);
+        let clear = clear_predicate.map(|p| format!("DELETE FROM {target} WHERE {p}"));
+        let fail = |reason: String| CopyError::Write { table: table.source.name.to_string(), reason };
+        match self {
+            Loader::Mysql(conn, label) => {
+                let r = load_mysql(conn, table, rows, read_done, clear, record, counters).await;
+                if r.is_err() {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                }
+                r.map_err(|e| fail(format!("{label}: {e}")))
+            }
+            Loader::Postgres(client, label) => {
+                let r = load_postgres(client, table, rows, read_done, clear, record, counters).await;
+                if r.is_err() {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
+                r.map_err(|e| fail(format!("{label}: {e}")))
+            }
+            Loader::Sqlite(slot, label) => {
+                let Some(conn) = slot.take() else {
+                    return Err(fail(format!("{label}: connection lost after an earlier failure")));
+                };
+                let t = table.clone();
+                let c = counters.clone();
+                let rec = record.clone();
+                let joined =
+                    tokio::task::spawn_blocking(move || load_sqlite(conn, &t, rows, read_done, clear, &rec, &c)).await;
+                match joined {
+                    Ok((conn, r)) => {
+                        *slot = Some(conn);
+                        r.map_err(|e| fail(format!("{label}: {e}")))
+                    }
+                    Err(e) => Err(fail(format!("{label}: loader thread failed: {e}"))),
+                }
+            }
+        }
+    }
+}
+
+async fn load_mysql(
+    conn: &mut mysql_async::Conn,
+    table: &Arc<MappedTable>,
+    rows: mpsc::Receiver<Vec<Row>>,
+    read_done: oneshot::Receiver<Result<u64, String>>,
+    clear: Option<String>,
+    record: &RangeRecord,
+    counters: &Arc<LoadCounters>,
+) -> Result<u64, String> {
+    let e = |e: mysql_async::Error| e.to_string();
+    conn.query_drop("START TRANSACTION").await.map_err(e)?;
+    if let Some(sql) = clear {
+        conn.query_drop(sql).await.map_err(e)?;
+    }
+    let sent = Arc::new(AtomicU64::new(0));
+    let encode_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let state = (rows, table.clone(), sent.clone(), encode_error.clone(), counters.clone());
+    let stream = futures_util::stream::unfold(state, |(mut rx, t, sent, err, counters)| async move {
+        let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
+        while buf.len() < CHUNK_BYTES {
+            let Some(batch) = rx.recv().await else { break };
+            let n = batch.len() as u64;
+            for row in &batch {
+                if let Err(conv) = t.append_load_data_row(row, &mut buf) {
+                    if let Ok(mut slot) = err.lock() {
+                        *slot = Some(conv.to_string());
+                    }
+                    // Ending the data early makes the row count differ;
+                    // the stored error says why.
+                    return None;
+                }
+            }
+            sent.fetch_add(n, Ordering::Relaxed);
+            counters.rows.fetch_add(n, Ordering::Relaxed);
+        }
+        if buf.is_empty() {
+            return None;
+        }
+        counters.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (rx, t, sent, err, counters)))
+    });
+    conn.set_infile_handler(async move { Ok(stream.boxed()) });
+    let load = conn.query_drop(table.load_data_sql("xdb-copy")).await;
+    if let Some(msg) = encode_error.lock().ok().and_then(|mut s| s.take()) {
+        return Err(msg);
+    }
+    load.map_err(e)?;
+    let loaded = conn.affected_rows();
+    let warnings = conn.get_warnings();
+    let sent = sent.load(Ordering::Relaxed);
+    if warnings > 0 {
+        let w: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS LIMIT 5").await.unwrap_or_default();
+        let list: Vec<String> = w.into_iter().map(|(level, code, msg)| format!("{level} {code}: {msg}")).collect();
+        return Err(format!(
+            "LOAD DATA reported {warnings} warning(s), so some values would not land exactly; nothing was kept: {}",
+            list.join("; ")
+        ));
+    }
+    if loaded != sent {
+        return Err(format!(
+            "{sent} rows sent but {loaded} loaded (a duplicate key in the target table?); nothing was kept"
+        ));
+    }
+    check_reader(read_done, sent).await?;
+    conn.exec_drop(
+        state::insert_range(SqlDialect::Mysql),
+        (record.slot.as_str(), record.table.as_str(), record.range_no, sent as i64),
+    )
+    .await
+    .map_err(e)?;
+    conn.query_drop("COMMIT").await.map_err(e)?;
+    Ok(sent)
+}
+
+/// Waits for the reader: a range is committed only when it was read whole.
+async fn check_reader(read_done: oneshot::Receiver<Result<u64, String>>, loaded: u64) -> Result<(), String> {
+    match read_done.await {
+        Ok(Ok(read)) if read == loaded => Ok(()),
+        Ok(Ok(read)) => Err(format!("read {read} rows from the source but wrote {loaded}")),
+        Ok(Err(reason)) => Err(format!("reading the source failed: {reason}")),
+        Err(_) => Err("the source reader stopped".into()),
+    }
+}
+
+async fn load_postgres(
+    client: &tokio_postgres::Client,
+    table: &Arc<MappedTable>,
+    mut rows: mpsc::Receiver<Vec<Row>>,
+    read_done: oneshot::Receiver<Result<u64, String>>,
+    clear: Option<String>,
+    record: &RangeRecord,
+    counters: &Arc<LoadCounters>,
+) -> Result<u64, String> {
+    let e = |e: tokio_postgres::Error| error_text(&e);
+    client.batch_execute("BEGIN").await.map_err(e)?;
+    if let Some(sql) = clear {
+        client.batch_execute(&sql).await.map_err(e)?;
+    }
+    let sink = client.copy_in::<_, Bytes>(table.pg_copy_sql().as_str()).await.map_err(e)?;
+    let mut sink = std::pin::pin!(sink);
+    let mut sent = 0u64;
+    let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
+    while let Some(batch) = rows.recv().await {
+        for row in &batch {
+            table.append_pg_copy_row(row, &mut buf).map_err(|c| c.to_string())?;
+        }
+        sent += batch.len() as u64;
+        counters.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if buf.len() >= CHUNK_BYTES {
+            counters.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            sink.send(Bytes::from(std::mem::take(&mut buf))).await.map_err(e)?;
+        }
+    }
+    if !buf.is_empty() {
+        counters.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        sink.send(Bytes::from(buf)).await.map_err(e)?;
+    }
+    let loaded = sink.as_mut().finish().await.map_err(e)?;
+    if loaded != sent {
+        return Err(format!("{sent} rows sent but {loaded} loaded"));
+    }
+    check_reader(read_done, sent).await?;
+    client
+        .execute(
+            state::insert_range(SqlDialect::Postgres).as_str(),
+            &[&record.slot, &record.table, &(record.range_no as i32), &(sent as i64)],
+        )
+        .await
+        .map_err(e)?;
+    client.batch_execute("COMMIT").await.map_err(e)?;
+    Ok(sent)
+}
+
+fn load_sqlite(
+    conn: rusqlite::Connection,
+    table: &MappedTable,
+    mut rows: mpsc::Receiver<Vec<Row>>,
+    read_done: oneshot::Receiver<Result<u64, String>>,
+    clear: Option<String>,
+    record: &RangeRecord,
+    counters: &LoadCounters,
+) -> (rusqlite::Connection, Result<u64, String>) {
+    let r = (|| -> Result<u64, String> {
+        let e = |e: rusqlite::Error| e.to_string();
+        let tx = conn.unchecked_transaction().map_err(e)?;
+        if let Some(sql) = clear {
+            tx.execute_batch(&sql).map_err(e)?;
+        }
+        let d = SqlDialect::Sqlite;
+        let cols: Vec<String> = table.columns.iter().map(|c| d.ident(&c.name)).collect();
+        let marks = vec!["?"; cols.len()].join(", ");
+        let sql = format!("INSERT INTO {} ({}) VALUES ({marks})", d.table_ident(&table.source.name), cols.join(", "));
+        let all: Vec<usize> = (0..table.columns.len()).collect();
+        let mut sent = 0u64;
+        {
+            let mut st = tx.prepare(&sql).map_err(e)?;
+            while let Some(batch) = rows.blocking_recv() {
+                for row in &batch {
+                    let params = table.sqlite_params(row, &all).map_err(|c| c.to_string())?;
+                    st.execute(rusqlite::params_from_iter(params)).map_err(e)?;
+                }
+                sent += batch.len() as u64;
+                counters.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+        }
+        match read_done.blocking_recv() {
+            Ok(Ok(read)) if read == sent => {}
+            Ok(Ok(read)) => return Err(format!("read {read} rows from the source but wrote {sent}")),
+            Ok(Err(reason)) => return Err(format!("reading the source failed: {reason}")),
+            Err(_) => return Err("the source reader stopped".into()),
+        }
+        tx.execute(
+            &state::insert_range(d),
+            rusqlite::params![record.slot, record.table, record.range_no, sent as i64],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(sent)
+    })();
+    (conn, r)
+}

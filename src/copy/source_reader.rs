@@ -1,0 +1,134 @@
+//! A copy worker's source side: a plain connection inside a REPEATABLE READ
+//! transaction that imported the slot's exported snapshot (invariant 1), so
+//! every worker sees exactly the data the stream starts after. Ranges are
+//! read with `COPY (SELECT …) TO STDOUT (FORMAT binary)` and decoded by the
+//! sans-I/O [`CopyBinaryReader`].
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use super::ranges::CopyRange;
+use super::CopyError;
+use crate::model::{pg_ident, PgType, Row, TableSchema, Value};
+use crate::plan::SecretUrl;
+use crate::source::postgres::client::{self, error_text};
+use crate::source::postgres::copy_binary::CopyBinaryReader;
+
+/// Rows handed to the writer at a time.
+pub const ROW_BATCH: usize = 2048;
+
+/// One worker's snapshot connection.
+pub struct SnapshotReader {
+    client: Client,
+}
+
+impl SnapshotReader {
+    /// Connects and imports `snapshot` (the exporting connection must still
+    /// be open).
+    pub async fn open(url: &SecretUrl, snapshot: &str) -> Result<Self, CopyError> {
+        let client = client::connect(url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
+        let sql = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        );
+        client.batch_execute(&sql).await.map_err(|e| CopyError::Snapshot {
+            snapshot: snapshot.to_string(),
+            reason: error_text(&e),
+        })?;
+        Ok(SnapshotReader { client })
+    }
+
+    /// Connects in a REPEATABLE READ transaction of its own (no exported
+    /// snapshot): for scans that need a consistent read, not a handoff.
+    pub async fn open_own(url: &SecretUrl) -> Result<Self, CopyError> {
+        let client = client::connect(url, "xdb scan").await.map_err(|e| CopyError::Source(e.to_string()))?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| CopyError::Source(error_text(&e)))?;
+        Ok(SnapshotReader { client })
+    }
+
+    /// The connection (for estimates and key bounds read at the snapshot).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Streams one range of `table` as row batches into `out`. Returns the
+    /// number of rows read. Stops early (Ok) when the receiver is gone.
+    pub async fn read_range(
+        &self,
+        table: &TableSchema,
+        range: &CopyRange,
+        out: &mpsc::Sender<Vec<Row>>,
+    ) -> Result<u64, CopyError> {
+        let (select, types, unknown) = select_list(table);
+        let mut sql = format!("COPY (SELECT {select} FROM {}", table.name.pg_quoted());
+        if let Some(p) = range.predicate() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&p);
+        }
+        sql.push_str(") TO STDOUT (FORMAT binary)");
+        let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
+        let stream = self.client.copy_out(sql.as_str()).await.map_err(err)?;
+        let mut stream = std::pin::pin!(stream);
+        let mut reader = CopyBinaryReader::new(types);
+        let mut batch: Vec<Row> = Vec::with_capacity(ROW_BATCH);
+        while let Some(chunk) = stream.next().await {
+            let chunk: Bytes = chunk.map_err(err)?;
+            reader.feed(chunk);
+            loop {
+                let row = reader
+                    .next_row()
+                    .map_err(|e| CopyError::Read { table: table.name.to_string(), reason: e.to_string() })?;
+                let Some(mut row) = row else { break };
+                for (i, name) in &unknown {
+                    if let Some(slot) = row.get_mut(*i) {
+                        if let Value::Text(t) = std::mem::replace(slot, Value::Null) {
+                            *slot = Value::Unknown { type_name: name.clone(), text: t };
+                        }
+                    }
+                }
+                batch.push(row);
+                if batch.len() >= ROW_BATCH && out.send(std::mem::take(&mut batch)).await.is_err() {
+                    return Ok(reader.rows_read());
+                }
+            }
+        }
+        reader.finish().map_err(|e| CopyError::Read { table: table.name.to_string(), reason: e.to_string() })?;
+        if !batch.is_empty() {
+            let _ = out.send(batch).await;
+        }
+        Ok(reader.rows_read())
+    }
+}
+
+/// The select list of a table copy with the types the binary reader
+/// decodes: columns of types xdb does not decode are read as text and
+/// become [`Value::Unknown`] (their positions and type names are returned).
+fn select_list(table: &TableSchema) -> (String, Vec<PgType>, Vec<(usize, String)>) {
+    let mut cols = Vec::with_capacity(table.columns.len());
+    let mut types = Vec::with_capacity(table.columns.len());
+    let mut unknown = Vec::new();
+    for (i, c) in table.columns.iter().enumerate() {
+        if needs_text(&c.pg_type) {
+            cols.push(format!("{}::text", pg_ident(&c.name)));
+            types.push(PgType::Text);
+            unknown.push((i, c.pg_type.sql_name()));
+        } else {
+            cols.push(pg_ident(&c.name));
+            types.push(c.pg_type.clone());
+        }
+    }
+    (cols.join(", "), types, unknown)
+}
+
+fn needs_text(t: &PgType) -> bool {
+    match t {
+        PgType::Other { .. } => true,
+        PgType::Array(inner) => needs_text(inner),
+        _ => false,
+    }
+}

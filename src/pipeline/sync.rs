@@ -1,0 +1,287 @@
+//! `xdb sync`: the initial copy when not done, then every committed source
+//! transaction applied to the target, continuously, until stopped.
+//!
+//! Invariants kept here (DESIGN.md 2–4, 7, 9):
+//! - transactions are applied whole, in commit order, several per target
+//!   transaction; the applied end LSN is written in the same target
+//!   transaction, and only after that commit is it confirmed to the source;
+//! - a change to a table is skipped when its commit LSN is at or below the
+//!   table's sync LSN (the copy already holds it), and a transaction ending
+//!   at or below the applied position is skipped (it is already applied);
+//! - a schema message that adds columns adds them on the target before the
+//!   next change is applied; one that drops or re-types a column stops
+//!   `sync` with what changed and how to continue;
+//! - the reader hands transactions to the applier over a bounded channel:
+//!   a slow or absent target holds the stream back instead of buffering it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::batcher::{next_batch_items, BatchPolicy};
+use super::metrics::SyncMetrics;
+use crate::copy::{self, CopyOptions};
+use crate::model::{Lsn, TableName, TableSchema, Transaction};
+use crate::plan::Plan;
+use crate::sink::target::TargetConn;
+use crate::sink::writer::{SinkError, SinkWriter};
+use crate::source::postgres::assembler::{AssemblerEvent, SpilledTransaction};
+use crate::source::postgres::catalog::{load_table, TypeCache};
+use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError};
+use crate::source::postgres::client;
+
+/// Why `sync` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("initial copy: {0}")]
+    Copy(#[from] copy::CopyError),
+    #[error("source: {0}")]
+    Stream(#[from] ChangeStreamError),
+    #[error("{0}")]
+    Sink(#[from] SinkError),
+    #[error("source: {0}")]
+    Source(String),
+    #[error("target: {0}")]
+    Target(String),
+    #[error("{0}")]
+    SchemaDrift(String),
+}
+
+impl SyncError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Stream(e) => e.is_retryable(),
+            SyncError::Sink(e) => e.is_retryable(),
+            SyncError::Source(r) | SyncError::Target(r) => {
+                let r = r.to_ascii_lowercase();
+                ["connect", "connection", "refused", "reset", "broken pipe", "gone away", "timed out", "terminat"]
+                    .iter()
+                    .any(|n| r.contains(n))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Options of `xdb sync`.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub copy: CopyOptions,
+    /// Stop once the target has applied everything the source had written
+    /// when this point was reached (tests, one-shot catch-up).
+    pub until_caught_up: bool,
+    /// Give up after this many consecutive failed reconnects (None: never).
+    pub max_retries: Option<u32>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions { copy: CopyOptions::default(), until_caught_up: false, max_retries: None }
+    }
+}
+
+/// Shared live state (status line, metrics endpoint).
+pub type SharedMetrics = Arc<Mutex<SyncMetrics>>;
+
+/// One unit handed from the stream reader to the applier, in stream order.
+enum Item {
+    Tx(Transaction),
+    Spilled(SpilledTransaction),
+    Relation(Arc<TableSchema>),
+}
+
+impl Item {
+    fn rows(&self) -> usize {
+        match self {
+            Item::Tx(t) => t.changes.len(),
+            Item::Spilled(s) => s.change_count as usize,
+            Item::Relation(_) => 0,
+        }
+    }
+}
+
+/// Runs until a signal (Ok), a permanent error, or — with
+/// `until_caught_up` — until the target has caught up.
+pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> Result<(), SyncError> {
+    let outcome = copy::run(plan, &options.copy).await?;
+    if !outcome.summary.is_empty() {
+        eprint!("{}", outcome.summary);
+    }
+    for w in &outcome.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut failures = 0u32;
+    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
+    loop {
+        let attempt = stream_once(plan, options, &metrics, &mut stop).await;
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
+                failures += 1;
+                let wait = Duration::from_millis((500u64 << failures.min(6)).min(30_000));
+                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = &mut stop => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn stream_once(
+    plan: &Plan,
+    options: &SyncOptions,
+    metrics: &SharedMetrics,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<(), SyncError> {
+    let slot = plan.source.slot.clone();
+    let mut target = TargetConn::connect(&plan.target.url).await.map_err(|e| SyncError::Target(e.to_string()))?;
+    let position = target.read_position(&slot).await.map_err(|e| SyncError::Target(e.to_string()))?;
+    let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
+    let sync_lsns: HashMap<String, Lsn> = target
+        .read_tables(&slot)
+        .await
+        .map_err(|e| SyncError::Target(e.to_string()))?
+        .into_iter()
+        .map(|t| (t.table, t.sync_lsn))
+        .collect();
+    let kind = target.target_kind().await.map_err(|e| SyncError::Target(e.to_string()))?;
+
+    let catalog = client::connect(&plan.source.url, "xdb sync").await.map_err(|e| SyncError::Source(e.to_string()))?;
+    let mut types = TypeCache::new();
+    let mut schemas: HashMap<TableName, Arc<TableSchema>> = HashMap::new();
+    for t in &plan.tables {
+        let s = load_table(&catalog, &mut types, t)
+            .await
+            .map_err(|e| SyncError::Source(e.to_string()))?
+            .ok_or_else(|| SyncError::Source(format!("table {t} no longer exists on the source")))?;
+        schemas.insert(t.clone(), Arc::new(s));
+    }
+    let schema_list: Vec<Arc<TableSchema>> = plan.tables.iter().filter_map(|t| schemas.get(t).cloned()).collect();
+    let mapped = copy::map_tables(plan, &kind, &schema_list)?;
+    let mut writer = SinkWriter::new(target, kind, plan, mapped, sync_lsns, applied)?;
+
+    let config = ChangeStreamConfig {
+        slot: slot.clone(),
+        publication: plan.source.publication.clone(),
+        start: applied,
+        heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
+        spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
+        spill_dir: std::env::temp_dir(),
+        application_name: "xdb sync".into(),
+    };
+    let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
+    tracing::info!(slot = %slot, from = %applied, "streaming changes");
+
+    let (item_tx, mut item_rx) = mpsc::channel::<Item>(64);
+    let (confirm_tx, mut confirm_rx) = watch::channel(applied);
+    let (wal_tx, wal_rx) = watch::channel(Lsn::ZERO);
+    let until_caught_up = options.until_caught_up;
+
+    // The reader: stream events in, items out; confirmations in from the applier.
+    let reader = async move {
+        let result: Result<(), SyncError> = async {
+            loop {
+                tokio::select! {
+                    changed = confirm_rx.changed() => {
+                        if changed.is_err() { return Ok(()); }
+                        let lsn = *confirm_rx.borrow_and_update();
+                        stream.confirm(lsn);
+                    }
+                    ev = stream.next() => {
+                        let _ = wal_tx.send(stream.server_wal_end());
+                        let item = match ev? {
+                            None => return Ok(()),
+                            Some(AssemblerEvent::Transaction(tx)) => Item::Tx(tx),
+                            Some(AssemblerEvent::Spilled(s)) => Item::Spilled(s),
+                            Some(AssemblerEvent::Relation { current, .. }) => Item::Relation(current),
+                            Some(AssemblerEvent::Message { .. }) => continue,
+                        };
+                        if item_tx.send(item).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        // Whatever happened, tell PostgreSQL what the target committed.
+        let last = *confirm_rx.borrow();
+        stream.confirm(last);
+        let _ = stream.close().await;
+        result
+    };
+
+    let policy = BatchPolicy {
+        max_rows: plan.apply.max_batch_rows.max(1),
+        max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
+    };
+    let applier = async {
+        let result: Result<bool, SyncError> = async {
+            loop {
+                let batch = tokio::select! {
+                    b = next_batch_items(&mut item_rx, policy, Item::rows, |i| matches!(i, Item::Tx(_))) => b,
+                    _ = &mut *stop => {
+                        tracing::info!("stopping on signal: the batch in flight was committed or abandoned whole");
+                        return Ok(false);
+                    }
+                };
+                let Some(batch) = batch else { return Ok(false) };
+                apply_items(&mut writer, batch, metrics).await?;
+                if let Ok(mut m) = metrics.lock() {
+                    m.source_wal_lsn = m.source_wal_lsn.max(wal_rx.borrow().0).max(m.applied_lsn);
+                }
+                let _ = confirm_tx.send(writer.applied());
+                if until_caught_up {
+                    let wal = *wal_rx.borrow();
+                    if wal != Lsn::ZERO && writer.applied() >= wal && item_rx.is_empty() {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        .await;
+        drop(confirm_tx);
+        drop(item_rx);
+        result
+    };
+    let (r, a) = tokio::join!(reader, applier);
+    a?;
+    r?;
+    Ok(())
+}
+
+async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &SharedMetrics) -> Result<(), SyncError> {
+    let mut txs: Vec<Transaction> = Vec::new();
+    for item in batch {
+        match item {
+            Item::Tx(tx) => txs.push(tx),
+            Item::Spilled(s) => {
+                writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
+                writer.apply_spilled(s).await?;
+            }
+            Item::Relation(schema) => {
+                writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
+                writer.relation_changed(schema).await.map_err(|e| match e {
+                    SinkError::SchemaDrift(m) => SyncError::SchemaDrift(m),
+                    other => SyncError::Sink(other),
+                })?;
+            }
+        }
+    }
+    let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
+    writer.apply_with_retry(&txs).await?;
+    if let Ok(mut m) = metrics.lock() {
+        m.applied_lsn = writer.applied().0;
+        m.applied_transactions += txs.len() as u64;
+        m.applied_rows += rows as u64;
+        if let Some(t) = txs.last() {
+            m.applied_commit_time_us = t.commit_time_micros;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! The stream of committed source transactions that `tail` and `sync`
+//! consume: the walsender connection, the pgoutput decoder and the
+//! transaction assembler put together, with type resolution against the
+//! catalog, the idle-slot heartbeat and position confirmation.
+//!
+//! The consumer decides what is confirmed: [`ChangeStream::confirm`] is
+//! called only once a transaction is durably handled (printed, committed on
+//! the target), and the flush position sent to PostgreSQL never passes it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_postgres::Client;
+
+use super::assembler::{AssemblerConfig, AssemblerError, AssemblerEvent, TransactionAssembler, TypeResolver, ValueDecoders};
+use super::catalog::{CatalogError, TypeCache};
+use super::client::error_text;
+use super::pgoutput::{self, PgoutputMessage};
+use super::replication::{
+    ReplicationClient, ReplicationError, ReplicationEvent, ReplicationStream, SnapshotAction, StartReplicationOptions,
+};
+use super::{value_binary, value_text};
+use crate::model::{Lsn, PgType};
+use crate::plan::SecretUrl;
+
+/// The prefix of xdb's own heartbeat messages (filtered out of the stream).
+pub const HEARTBEAT_PREFIX: &str = "xdb.heartbeat";
+
+/// What went wrong while streaming.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeStreamError {
+    #[error("replication connection: {0}")]
+    Replication(#[from] ReplicationError),
+    #[error("{0}")]
+    Assemble(#[from] AssemblerError),
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
+    #[error("on the source: {what}: {reason}")]
+    Sql { what: String, reason: String },
+    #[error(
+        "replication slot {slot} is in use by another connection (pid {pid}): is another `xdb sync` or `xdb tail` \
+         running with this plan? Stop it, or wait for it to exit"
+    )]
+    SlotInUse { slot: String, pid: i32 },
+    #[error(
+        "replication slot {slot} exists but uses the output plugin {plugin}, not pgoutput: drop it \
+         (SELECT pg_drop_replication_slot('{slot}');) or name another slot in the plan"
+    )]
+    WrongPlugin { slot: String, plugin: String },
+}
+
+impl ChangeStreamError {
+    /// True when reconnecting may succeed (network errors, server restart).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ChangeStreamError::Replication(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// How to open a stream.
+#[derive(Debug, Clone)]
+pub struct ChangeStreamConfig {
+    pub slot: String,
+    pub publication: String,
+    /// Where to start; the server starts at the slot's confirmed position
+    /// when that is later.
+    pub start: Lsn,
+    /// Idle time after which a heartbeat message is written on the source.
+    pub heartbeat_interval: Duration,
+    /// Streamed transactions past this many buffered bytes go to a file.
+    pub spill_threshold_bytes: usize,
+    pub spill_dir: PathBuf,
+    /// `application_name` on the source (visible in pg_stat_replication).
+    pub application_name: String,
+}
+
+/// The slot as found or created at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub created: bool,
+    /// For an existing slot: its confirmed flush position; for a new one:
+    /// its consistent point.
+    pub position: Lsn,
+}
+
+/// Type OIDs resolved against the catalog, shared with the assembler.
+#[derive(Default)]
+struct ResolvedTypes(RwLock<HashMap<(u32, i32), PgType>>);
+
+impl TypeResolver for ResolvedTypes {
+    fn resolve(&self, oid: u32, typmod: i32) -> PgType {
+        if let Some(t) = PgType::from_builtin_oid(oid, typmod) {
+            return t;
+        }
+        let known = self.0.read().map(|m| m.get(&(oid, typmod)).cloned()).unwrap_or(None);
+        known.unwrap_or_else(|| PgType::Other { name: format!("oid {oid}") })
+    }
+}
+
+fn text_decoder(t: &PgType, s: &str) -> Result<crate::model::Value, String> {
+    value_text::decode_text(t, s).map_err(|e| e.to_string())
+}
+
+fn binary_decoder(t: &PgType, b: &[u8]) -> Result<crate::model::Value, String> {
+    value_binary::decode_binary(t, b).map_err(|e| e.to_string())
+}
+
+/// Committed transactions from a logical replication slot, in commit order.
+pub struct ChangeStream {
+    stream: ReplicationStream,
+    catalog: Client,
+    types: TypeCache,
+    resolved: Arc<ResolvedTypes>,
+    assembler: TransactionAssembler,
+    in_stream: bool,
+    pending: std::collections::VecDeque<AssemblerEvent>,
+    heartbeat_interval: Duration,
+    last_data: Instant,
+    confirmed: Lsn,
+    /// End of the last transaction handed out.
+    received: Lsn,
+    pub slot: SlotInfo,
+}
+
+impl ChangeStream {
+    /// Makes sure the slot exists (creating it without a snapshot when
+    /// missing), then starts streaming from `config.start`. `catalog` is a
+    /// plain SQL connection to the same database (type lookups, heartbeats).
+    pub async fn open(url: &SecretUrl, catalog: Client, config: &ChangeStreamConfig) -> Result<Self, ChangeStreamError> {
+        let sql = |what: &str| {
+            let what = what.to_string();
+            move |e: tokio_postgres::Error| ChangeStreamError::Sql { what: what.clone(), reason: error_text(&e) }
+        };
+        let existing = catalog
+            .query_opt(
+                "SELECT plugin::text, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND database = current_database()",
+                &[&config.slot],
+            )
+            .await
+            .map_err(sql("reading pg_replication_slots"))?;
+        let mut client = ReplicationClient::connect_url(url, &config.application_name).await?;
+        let slot = match existing {
+            Some(row) => {
+                let plugin: Option<String> = row.get(0);
+                if plugin.as_deref() != Some("pgoutput") {
+                    return Err(ChangeStreamError::WrongPlugin {
+                        slot: config.slot.clone(),
+                        plugin: plugin.unwrap_or_default(),
+                    });
+                }
+                if let Some(pid) = row.get::<_, Option<i32>>(1) {
+                    return Err(ChangeStreamError::SlotInUse { slot: config.slot.clone(), pid });
+                }
+                let lsn: Option<String> = row.get(2);
+                let position = lsn.and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
+                SlotInfo { created: false, position }
+            }
+            None => {
+                let created = client.create_replication_slot(&config.slot, false, SnapshotAction::NoExport).await?;
+                tracing::info!(slot = %config.slot, at = %created.consistent_point, "created replication slot");
+                SlotInfo { created: true, position: created.consistent_point }
+            }
+        };
+
+        let version: i32 = catalog
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(sql("reading server_version_num"))?
+            .get(0);
+        let options = StartReplicationOptions {
+            // Streaming of in-progress transactions needs protocol 2 (PG 14+).
+            proto_version: if version >= 140000 { 2 } else { 1 },
+            publication_names: vec![config.publication.clone()],
+            streaming: version >= 140000,
+            messages: true,
+            binary: false,
+            status_interval: Duration::from_secs(1),
+        };
+        let stream = client.start_replication(&config.slot, config.start, &options).await?;
+        let resolved = Arc::new(ResolvedTypes::default());
+        let assembler = TransactionAssembler::new(
+            AssemblerConfig { spill_threshold_bytes: config.spill_threshold_bytes, spill_dir: config.spill_dir.clone() },
+            ValueDecoders { text: text_decoder, binary: binary_decoder },
+            resolved.clone(),
+        );
+        Ok(ChangeStream {
+            stream,
+            catalog,
+            types: TypeCache::new(),
+            resolved,
+            assembler,
+            in_stream: false,
+            pending: Default::default(),
+            heartbeat_interval: config.heartbeat_interval,
+            last_data: Instant::now(),
+            confirmed: Lsn::ZERO,
+            received: Lsn::ZERO,
+            slot,
+        })
+    }
+
+    /// The next event: a committed transaction (whole or spilled), a
+    /// relation (schema) message, or a logical message other than xdb's
+    /// heartbeats. `None` when the server ended the stream.
+    ///
+    /// Cancel-safe between events: the underlying reader keeps partial
+    /// frames in its own buffer.
+    pub async fn next(&mut self) -> Result<Option<AssemblerEvent>, ChangeStreamError> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                if let AssemblerEvent::Message { prefix, .. } = &ev {
+                    if prefix == HEARTBEAT_PREFIX {
+                        continue;
+                    }
+                }
+                return Ok(Some(ev));
+            }
+            let idle_deadline = self.last_data + self.heartbeat_interval;
+            let event = tokio::select! {
+                ev = self.stream.next() => ev?,
+                _ = tokio::time::sleep_until(idle_deadline.into()) => {
+                    self.heartbeat().await?;
+                    continue;
+                }
+            };
+            match event {
+                None => return Ok(None),
+                Some(ReplicationEvent::Keepalive { .. }) => {}
+                Some(ReplicationEvent::XLogData { wal_start, data, .. }) => {
+                    self.last_data = Instant::now();
+                    self.before_feed(&data).await?;
+                    let events = self.assembler.feed(wal_start, &data)?;
+                    for ev in &events {
+                        match ev {
+                            AssemblerEvent::Transaction(tx) => self.received = self.received.max(tx.end_lsn),
+                            AssemblerEvent::Spilled(tx) => self.received = self.received.max(tx.end_lsn),
+                            _ => {}
+                        }
+                    }
+                    self.pending.extend(events);
+                }
+            }
+        }
+    }
+
+    /// Tracks stream blocks and resolves a Relation's non-built-in column
+    /// types against the catalog before the assembler needs them.
+    async fn before_feed(&mut self, data: &Bytes) -> Result<(), ChangeStreamError> {
+        match data.first() {
+            Some(b'S') => self.in_stream = true,
+            Some(b'E') => self.in_stream = false,
+            Some(b'R') => {
+                if let Ok(PgoutputMessage::Relation(rel)) = pgoutput::decode(data, self.in_stream) {
+                    for c in &rel.columns {
+                        if PgType::from_builtin_oid(c.type_oid, c.typmod).is_some() {
+                            continue;
+                        }
+                        let t = self.types.resolve(&self.catalog, c.type_oid, c.typmod).await?;
+                        if let Ok(mut m) = self.resolved.0.write() {
+                            m.insert((c.type_oid, c.typmod), t);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes a heartbeat into the source's WAL. It comes back as an empty
+    /// transaction whose confirmation moves the slot forward on an idle
+    /// database, so retained WAL does not grow.
+    async fn heartbeat(&mut self) -> Result<(), ChangeStreamError> {
+        self.last_data = Instant::now();
+        tracing::debug!("idle for {:?}: writing a heartbeat", self.heartbeat_interval);
+        self.catalog
+            .execute("SELECT pg_logical_emit_message(true, $1, now()::text)", &[&HEARTBEAT_PREFIX])
+            .await
+            .map_err(|e| ChangeStreamError::Sql {
+                what: "writing a heartbeat (pg_logical_emit_message)".into(),
+                reason: error_text(&e),
+            })?;
+        Ok(())
+    }
+
+    /// Declares everything up to `lsn` durably handled: it is reported as
+    /// written, flushed and applied in the next status update.
+    pub fn confirm(&mut self, lsn: Lsn) {
+        if lsn > self.confirmed {
+            self.confirmed = lsn;
+            self.stream.set_positions(lsn, lsn, lsn);
+        }
+    }
+
+    /// The last confirmed position.
+    pub fn confirmed(&self) -> Lsn {
+        self.confirmed
+    }
+
+    /// End of the last transaction received.
+    pub fn received(&self) -> Lsn {
+        self.received
+    }
+
+    /// The server's current WAL end as last reported.
+    pub fn server_wal_end(&self) -> Lsn {
+        self.stream.server_wal_end()
+    }
+
+    /// The plain SQL connection to the source this stream uses.
+    pub fn catalog(&self) -> &Client {
+        &self.catalog
+    }
+
+    /// Replaces a relation's schema with a richer one (catalog primary key).
+    pub fn insert_relation(&mut self, schema: Arc<crate::model::TableSchema>) {
+        self.assembler.insert_relation(schema);
+    }
+
+    /// Sends the confirmed position and ends the stream cleanly.
+    pub async fn close(mut self) -> Result<(), ChangeStreamError> {
+        self.stream.send_status_update(false).await?;
+        self.stream.stop().await?;
+        Ok(())
+    }
+}

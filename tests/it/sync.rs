@@ -1,0 +1,379 @@
+//! `xdb snapshot` and `xdb sync` end to end against the real servers: the
+//! copy to every target kind, writes during the copy, kill -9 during copy
+//! and during streaming, TOAST, PK changes, schema drift, target outage.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+use crate::support::{self, MyDb, PgDb, PlanFile};
+
+pub enum Target {
+    Sqlite(std::path::PathBuf),
+    Mysql(MyDb),
+    Postgres(PgDb),
+}
+
+impl Target {
+    pub async fn sqlite(prefix: &str) -> Target {
+        let dir = std::env::temp_dir().join(support::unique(prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        Target::Sqlite(dir.join("target.db"))
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Target::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Target::Mysql(db) => db.url(),
+            Target::Postgres(db) => db.super_url(),
+        }
+    }
+
+    /// Rows of a query as text (NULL as "NULL"), in the query's order.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match self {
+            Target::Sqlite(p) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let n = st.column_count();
+                let rows = st
+                    .query_map([], |r| {
+                        Ok((0..n)
+                            .map(|i| match r.get_ref(i).unwrap() {
+                                rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                                rusqlite::types::ValueRef::Blob(b) => format!("blob:{}", b.len()),
+                            })
+                            .collect::<Vec<_>>())
+                    })
+                    .unwrap();
+                rows.map(|r| r.unwrap()).collect()
+            }
+            Target::Mysql(db) => {
+                let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
+                let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+                rows.into_iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| match r.as_ref(i).unwrap() {
+                                mysql_async::Value::NULL => "NULL".to_string(),
+                                mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                                mysql_async::Value::Int(v) => v.to_string(),
+                                mysql_async::Value::UInt(v) => v.to_string(),
+                                other => format!("{other:?}"),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            Target::Postgres(db) => pg_rows(&db.super_client().await, sql).await,
+        }
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.rows(&format!("SELECT COUNT(*) FROM {table}")).await[0][0].parse().unwrap()
+    }
+}
+
+/// Rows of a PostgreSQL query, every column cast to text by the caller.
+pub async fn pg_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    let rows = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn plan(db: &PgDb, target: &Target, tables: &str, extra: &str) -> PlanFile {
+    PlanFile::new(&format!(
+        "name: sync\nsource:\n  url: {}\n  slot: {}_slot\n  publication: {}_pub\n  heartbeat_interval_secs: 1\n\
+         target:\n  url: {}\ntables: [{tables}]\n{extra}",
+        db.repl_url(),
+        db.name,
+        db.name,
+        target.url()
+    ))
+}
+
+pub fn xdb(plan: &PlanFile, args: &[&str]) -> std::process::Output {
+    let mut full = vec![args[0], "--plan", plan.path.to_str().unwrap()];
+    full.extend(&args[1..]);
+    let out = Command::new(env!("CARGO_BIN_EXE_xdb")).args(&full).output().expect("run xdb");
+    out
+}
+
+fn spawn(plan: &PlanFile, args: &[&str]) -> Child {
+    let mut full = vec![args[0], "--plan", plan.path.to_str().unwrap()];
+    full.extend(&args[1..]);
+    Command::new(env!("CARGO_BIN_EXE_xdb"))
+        .args(&full)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xdb")
+}
+
+fn kill9(child: &mut Child) {
+    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "xdb failed: {}", support::text(out));
+}
+
+const SHOP: &str = "
+    CREATE TYPE status AS ENUM ('new', 'paid', 'shipped');
+    CREATE TABLE items (
+        id bigint PRIMARY KEY, name text NOT NULL, price numeric(12,2), qty int, at timestamptz,
+        st status, tags text[], doc jsonb, body text);
+    CREATE INDEX items_name ON items (name);
+    ALTER TABLE items OWNER TO xdb_repl;";
+
+async fn fill(db: &PgDb, from: i64, to: i64) {
+    db.exec(&format!(
+        "INSERT INTO items SELECT g, 'item ' || g, (g % 1000) + 0.25, g % 7, '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second',
+           (ARRAY['new','paid','shipped']::status[])[1 + g % 3], ARRAY['t' || g % 5, 'x'], jsonb_build_object('g', g, 'even', g % 2 = 0),
+           CASE WHEN g % 1000 = 0 THEN repeat(md5(g::text), 400) ELSE 'short' END
+         FROM generate_series({from}, {to}) g"
+    ))
+    .await;
+}
+
+/// The comparable content of `items` on the source, ordered by id.
+async fn source_items(db: &PgDb) -> Vec<Vec<String>> {
+    pg_rows(
+        &db.super_client().await,
+        "SELECT id::text, name, price::text, qty::text, st::text, length(body)::text FROM items ORDER BY id",
+    )
+    .await
+}
+
+async fn target_items(t: &Target) -> Vec<Vec<String>> {
+    let table = match t {
+        Target::Postgres(_) => "public.items",
+        _ => "items",
+    };
+    let len = match t {
+        Target::Mysql(_) => "CHAR_LENGTH(body)",
+        _ => "length(body)",
+    };
+    let cast = |c: &str| match t {
+        Target::Mysql(_) => format!("CAST({c} AS CHAR)"),
+        Target::Sqlite(_) => format!("CAST({c} AS TEXT)"),
+        Target::Postgres(_) => format!("{c}::text"),
+    };
+    t.rows(&format!(
+        "SELECT {}, name, {}, {}, {}, {} FROM {table} ORDER BY id",
+        cast("id"),
+        cast("price"),
+        cast("qty"),
+        cast("st"),
+        cast(len)
+    ))
+    .await
+}
+
+async fn copy_to(target: Target) {
+    let db = PgDb::create("xdb_copy").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 30_000).await;
+    db.exec("ANALYZE items").await;
+    let plan = plan(&db, &target, "items", "copy:\n  chunk_rows: 7000\n  parallelism: 2\n");
+    let out = xdb(&plan, &["snapshot"]);
+    ok(&out);
+    let text = support::text(&out);
+    assert!(text.contains("public.items") && text.contains("30000"), "summary names the table and rows: {text}");
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+    // Nothing more to do the second time.
+    let again = xdb(&plan, &["snapshot"]);
+    ok(&again);
+    assert!(support::text(&again).contains("already copied"), "{}", support::text(&again));
+    assert_eq!(target.count(if matches!(target, Target::Postgres(_)) { "public.items" } else { "items" }).await, 30_000);
+}
+
+#[tokio::test]
+async fn snapshot_copies_to_sqlite() {
+    copy_to(Target::sqlite("xdb_copy_sqlite").await).await;
+}
+
+#[tokio::test]
+async fn snapshot_copies_to_mariadb() {
+    copy_to(Target::Mysql(MyDb::create("xdb_copy_my").await)).await;
+}
+
+#[tokio::test]
+async fn snapshot_copies_to_postgres() {
+    copy_to(Target::Postgres(PgDb::create("xdb_copy_pgt").await)).await;
+}
+
+#[tokio::test]
+async fn kill_during_copy_then_resume_loses_and_doubles_nothing() {
+    let db = PgDb::create("xdb_copy_kill").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 200_000).await;
+    db.exec("ANALYZE items").await;
+    let target = Target::Mysql(MyDb::create("xdb_copy_kill_my").await);
+    let plan = plan(&db, &target, "items", "copy:\n  chunk_rows: 10000\n  parallelism: 2\n");
+    let mut child = spawn(&plan, &["snapshot"]);
+    wait_until("a few finished ranges", Duration::from_secs(120), || async {
+        let r = target.rows("SELECT COUNT(*) FROM xdb_copy_ranges").await;
+        r.first().and_then(|r| r[0].parse::<i64>().ok()).unwrap_or(0) >= 3
+    })
+    .await;
+    kill9(&mut child);
+    // Changes made while xdb was down must arrive through the stream.
+    db.exec("UPDATE items SET name = 'renamed' WHERE id % 5000 = 0; DELETE FROM items WHERE id % 7777 = 0;").await;
+    fill(&db, 200_001, 200_100).await;
+    let out = xdb(&plan, &["sync", "--until-caught-up"]);
+    ok(&out);
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+}
+
+#[tokio::test]
+async fn sync_with_writes_during_copy_kill_and_restart() {
+    let db = PgDb::create("xdb_sync_live").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 50_000).await;
+    let target = Target::sqlite("xdb_sync_live").await;
+    let plan = plan(&db, &target, "items", "copy:\n  chunk_rows: 10000\n");
+    // A writer that keeps changing the source while the copy runs.
+    let writer_db = db.super_url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = tokio::spawn(async move {
+        let c = support::pg_connect(&writer_db).await;
+        let mut i = 0i64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            i += 1;
+            let id = 50_000 + i;
+            c.batch_execute(&format!(
+                "BEGIN; INSERT INTO items (id, name, qty) VALUES ({id}, 'live', 1);
+                 UPDATE items SET qty = qty + 1 WHERE id = {};
+                 DELETE FROM items WHERE id = {}; COMMIT;",
+                1 + (i * 37) % 50_000,
+                1 + (i * 101) % 50_000
+            ))
+            .await
+            .unwrap();
+        }
+        i
+    });
+    let mut child = spawn(&plan, &["sync"]);
+    // Let it copy and stream a while, then kill it hard mid-stream.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    kill9(&mut child);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes > 10, "the writer ran ({writes} transactions)");
+    let out = xdb(&plan, &["sync", "--until-caught-up"]);
+    ok(&out);
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+}
+
+#[tokio::test]
+async fn toast_pk_change_truncate_and_keyless_tables_apply_exactly() {
+    let db = PgDb::create("xdb_sync_ops").await;
+    db.exec(SHOP).await;
+    db.exec("CREATE TABLE log (a int, b text); ALTER TABLE log REPLICA IDENTITY FULL; ALTER TABLE log OWNER TO xdb_repl;")
+        .await;
+    fill(&db, 1, 10).await;
+    let target = Target::Postgres(PgDb::create("xdb_sync_ops_t").await);
+    let plan = plan(&db, &target, "items, log", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let big: String = (0..30_000).map(|i| char::from(b'a' + ((i * 31) % 26) as u8)).collect();
+    db.exec(&format!(
+        "UPDATE items SET body = '{big}' WHERE id = 2;
+         UPDATE items SET qty = 99 WHERE id = 2;
+         UPDATE items SET id = 200 WHERE id = 3;
+         INSERT INTO log VALUES (1, 'x'), (1, 'x'), (2, NULL);
+         DELETE FROM log WHERE a = 2;
+         UPDATE log SET b = 'y' WHERE a = 1;"
+    ))
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+    let body = target.rows("SELECT length(body), qty FROM public.items WHERE id = 2").await;
+    assert_eq!(body, vec![vec!["30000".to_string(), "99".to_string()]], "unchanged TOAST kept");
+    let log = target.rows("SELECT a, b FROM public.log ORDER BY a, b").await;
+    assert_eq!(log, vec![vec!["1".to_string(), "y".to_string()], vec!["1".to_string(), "y".to_string()]]);
+    db.exec("TRUNCATE items").await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target.count("public.items").await, 0);
+}
+
+#[tokio::test]
+async fn added_column_follows_and_dropped_column_stops_with_instructions() {
+    let db = PgDb::create("xdb_sync_drift").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 5).await;
+    let target = Target::Mysql(MyDb::create("xdb_sync_drift_my").await);
+    let plan = plan(&db, &target, "items", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    db.exec("ALTER TABLE items ADD COLUMN note varchar(40); UPDATE items SET note = 'n' || id WHERE id <= 2;").await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let notes = target.rows("SELECT id, note FROM items ORDER BY id LIMIT 3").await;
+    assert_eq!(notes[0], vec!["1".to_string(), "n1".to_string()]);
+    assert_eq!(notes[2][1], "NULL");
+    db.exec("ALTER TABLE items DROP COLUMN qty; UPDATE items SET name = 'after drop' WHERE id = 1;").await;
+    let out = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::text(&out));
+    let text = support::text(&out);
+    assert!(text.contains("qty") && text.contains("dropped") && text.contains("xdb sync"), "{text}");
+    let name = target.rows("SELECT name FROM items WHERE id = 1").await;
+    assert_ne!(name[0][0], "after drop", "nothing after the drop was applied");
+}
+
+#[tokio::test]
+async fn target_outage_is_retried_and_nothing_is_lost() {
+    let db = PgDb::create("xdb_sync_outage").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 100).await;
+    let tdb = PgDb::create("xdb_sync_outage_t").await;
+    let tname = tdb.name.clone();
+    let target = Target::Postgres(tdb);
+    let plan = plan(&db, &target, "items", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let mut child = spawn(&plan, &["sync"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The target goes away: no new connections, existing ones terminated.
+    let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
+    admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS false")).await.unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&tname])
+        .await
+        .unwrap();
+    fill(&db, 101, 300).await;
+    db.exec("UPDATE items SET qty = 1000 WHERE id <= 50").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS true")).await.unwrap();
+    wait_until("the target to catch up", Duration::from_secs(60), || async {
+        target.count("public.items").await == 300
+    })
+    .await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM is a clean stop");
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+}
