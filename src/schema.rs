@@ -65,7 +65,11 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
                 c.name,
                 c.pg_type.sql_name(),
                 mc.target_type,
-                if mc.policy == crate::plan::LossyPolicy::Error { String::new() } else { format!(" (lossy: {:?})", mc.policy).to_lowercase() }
+                if mc.policy == crate::plan::LossyPolicy::Error {
+                    String::new()
+                } else {
+                    format!(" (lossy: {:?})", mc.policy).to_lowercase()
+                }
             );
         }
         for stmt in mapping::create_table_ddl(m, &kind) {

@@ -42,6 +42,42 @@ pub struct LoadCounters {
     pub bytes: AtomicU64,
 }
 
+impl LoadCounters {
+    fn add(&self, rows: u64, bytes: u64) {
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// One attempt's share of a table's counters: a failed attempt takes its
+/// rows back out so a retried range is not counted twice.
+#[derive(Debug)]
+struct AttemptCounters {
+    table: Arc<LoadCounters>,
+    own: LoadCounters,
+}
+
+impl AttemptCounters {
+    fn new(table: &Arc<LoadCounters>) -> Arc<AttemptCounters> {
+        Arc::new(AttemptCounters { table: table.clone(), own: LoadCounters::default() })
+    }
+
+    fn add_rows(&self, rows: u64) {
+        self.table.add(rows, 0);
+        self.own.add(rows, 0);
+    }
+
+    fn add_bytes(&self, bytes: u64) {
+        self.table.add(0, bytes);
+        self.own.add(0, bytes);
+    }
+
+    fn roll_back(&self) {
+        self.table.rows.fetch_sub(self.own.rows.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        self.table.bytes.fetch_sub(self.own.bytes.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
 /// Encoded bytes handed to the server at a time.
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -71,14 +107,6 @@ impl Loader {
         })
     }
 
-    fn dialect(&self) -> SqlDialect {
-        match self {
-            Loader::Mysql(..) => SqlDialect::Mysql,
-            Loader::Sqlite(..) => SqlDialect::Sqlite,
-            Loader::Postgres(..) => SqlDialect::Postgres,
-        }
-    }
-
     /// Loads the rows arriving on `rows` into `table`, then, once `read_done`
     /// says the reader finished cleanly with the same row count, records the
     /// range and commits. Any failure rolls the whole range back.
@@ -87,24 +115,21 @@ impl Loader {
         table: &Arc<MappedTable>,
         rows: mpsc::Receiver<Vec<Row>>,
         read_done: oneshot::Receiver<Result<u64, String>>,
-        clear_predicate: Option<String>,
         record: &RangeRecord,
         counters: &Arc<LoadCounters>,
     ) -> Result<u64, CopyError> {
-        let d = self.dialect();
-        let target = d.table_ident(&table.source.name);
-        let clear = clear_predicate.map(|p| format!("DELETE FROM {target} WHERE {p}"));
         let fail = |reason: String| CopyError::Write { table: table.source.name.to_string(), reason };
-        match self {
+        let counters = &AttemptCounters::new(counters);
+        let result = match self {
             Loader::Mysql(conn, label) => {
-                let r = load_mysql(conn, table, rows, read_done, clear, record, counters).await;
+                let r = load_mysql(conn, table, rows, read_done, record, counters).await;
                 if r.is_err() {
                     let _ = conn.query_drop("ROLLBACK").await;
                 }
                 r.map_err(|e| fail(format!("{label}: {e}")))
             }
             Loader::Postgres(client, label) => {
-                let r = load_postgres(client, table, rows, read_done, clear, record, counters).await;
+                let r = load_postgres(client, table, rows, read_done, record, counters).await;
                 if r.is_err() {
                     let _ = client.batch_execute("ROLLBACK").await;
                 }
@@ -112,13 +137,14 @@ impl Loader {
             }
             Loader::Sqlite(slot, label) => {
                 let Some(conn) = slot.take() else {
+                    counters.roll_back();
                     return Err(fail(format!("{label}: connection lost after an earlier failure")));
                 };
                 let t = table.clone();
                 let c = counters.clone();
                 let rec = record.clone();
                 let joined =
-                    tokio::task::spawn_blocking(move || load_sqlite(conn, &t, rows, read_done, clear, &rec, &c)).await;
+                    tokio::task::spawn_blocking(move || load_sqlite(conn, &t, rows, read_done, &rec, &c)).await;
                 match joined {
                     Ok((conn, r)) => {
                         *slot = Some(conn);
@@ -127,7 +153,11 @@ impl Loader {
                     Err(e) => Err(fail(format!("{label}: loader thread failed: {e}"))),
                 }
             }
+        };
+        if result.is_err() {
+            counters.roll_back();
         }
+        result
     }
 }
 
@@ -136,15 +166,11 @@ async fn load_mysql(
     table: &Arc<MappedTable>,
     rows: mpsc::Receiver<Vec<Row>>,
     read_done: oneshot::Receiver<Result<u64, String>>,
-    clear: Option<String>,
     record: &RangeRecord,
-    counters: &Arc<LoadCounters>,
+    counters: &Arc<AttemptCounters>,
 ) -> Result<u64, String> {
     let e = |e: mysql_async::Error| e.to_string();
     conn.query_drop("START TRANSACTION").await.map_err(e)?;
-    if let Some(sql) = clear {
-        conn.query_drop(sql).await.map_err(e)?;
-    }
     let sent = Arc::new(AtomicU64::new(0));
     let encode_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let state = (rows, table.clone(), sent.clone(), encode_error.clone(), counters.clone());
@@ -164,12 +190,12 @@ async fn load_mysql(
                 }
             }
             sent.fetch_add(n, Ordering::Relaxed);
-            counters.rows.fetch_add(n, Ordering::Relaxed);
+            counters.add_rows(n);
         }
         if buf.is_empty() {
             return None;
         }
-        counters.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        counters.add_bytes(buf.len() as u64);
         Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (rx, t, sent, err, counters)))
     });
     conn.set_infile_handler(async move { Ok(stream.boxed()) });
@@ -220,15 +246,11 @@ async fn load_postgres(
     table: &Arc<MappedTable>,
     mut rows: mpsc::Receiver<Vec<Row>>,
     read_done: oneshot::Receiver<Result<u64, String>>,
-    clear: Option<String>,
     record: &RangeRecord,
-    counters: &Arc<LoadCounters>,
+    counters: &Arc<AttemptCounters>,
 ) -> Result<u64, String> {
     let e = |e: tokio_postgres::Error| error_text(&e);
     client.batch_execute("BEGIN").await.map_err(e)?;
-    if let Some(sql) = clear {
-        client.batch_execute(&sql).await.map_err(e)?;
-    }
     let sink = client.copy_in::<_, Bytes>(table.pg_copy_sql().as_str()).await.map_err(e)?;
     let mut sink = std::pin::pin!(sink);
     let mut sent = 0u64;
@@ -238,14 +260,14 @@ async fn load_postgres(
             table.append_pg_copy_row(row, &mut buf).map_err(|c| c.to_string())?;
         }
         sent += batch.len() as u64;
-        counters.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counters.add_rows(batch.len() as u64);
         if buf.len() >= CHUNK_BYTES {
-            counters.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            counters.add_bytes(buf.len() as u64);
             sink.send(Bytes::from(std::mem::take(&mut buf))).await.map_err(e)?;
         }
     }
     if !buf.is_empty() {
-        counters.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        counters.add_bytes(buf.len() as u64);
         sink.send(Bytes::from(buf)).await.map_err(e)?;
     }
     let loaded = sink.as_mut().finish().await.map_err(e)?;
@@ -269,16 +291,12 @@ fn load_sqlite(
     table: &MappedTable,
     mut rows: mpsc::Receiver<Vec<Row>>,
     read_done: oneshot::Receiver<Result<u64, String>>,
-    clear: Option<String>,
     record: &RangeRecord,
-    counters: &LoadCounters,
+    counters: &AttemptCounters,
 ) -> (rusqlite::Connection, Result<u64, String>) {
     let r = (|| -> Result<u64, String> {
         let e = |e: rusqlite::Error| e.to_string();
         let tx = conn.unchecked_transaction().map_err(e)?;
-        if let Some(sql) = clear {
-            tx.execute_batch(&sql).map_err(e)?;
-        }
         let d = SqlDialect::Sqlite;
         let cols: Vec<String> = table.columns.iter().map(|c| d.ident(&c.name)).collect();
         let marks = vec!["?"; cols.len()].join(", ");
@@ -293,7 +311,7 @@ fn load_sqlite(
                     st.execute(rusqlite::params_from_iter(params)).map_err(e)?;
                 }
                 sent += batch.len() as u64;
-                counters.rows.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters.add_rows(batch.len() as u64);
             }
         }
         match read_done.blocking_recv() {
@@ -302,11 +320,8 @@ fn load_sqlite(
             Ok(Err(reason)) => return Err(format!("reading the source failed: {reason}")),
             Err(_) => return Err("the source reader stopped".into()),
         }
-        tx.execute(
-            &state::insert_range(d),
-            rusqlite::params![record.slot, record.table, record.range_no, sent as i64],
-        )
-        .map_err(e)?;
+        tx.execute(&state::insert_range(d), rusqlite::params![record.slot, record.table, record.range_no, sent as i64])
+            .map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(sent)
     })();

@@ -28,7 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::mapping::{self, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Lsn, TableSchema};
 use crate::plan::Plan;
-use crate::sink::dialect::SqlDialect;
 use crate::sink::target::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
 use crate::source::postgres::client::{self, error_text};
@@ -200,7 +199,8 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
             let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await.map_err(rerr)?;
             tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
             target.record_position(&slot, created.consistent_point, created.consistent_point).await.map_err(terr)?;
-            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+            let snapshot =
+                created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
             (snapshot, created.consistent_point, created.consistent_point, Vec::new())
         }
         Some(row) => {
@@ -226,7 +226,8 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
                 sync_lsn = %created.consistent_point,
                 "copying unfinished tables from a fresh snapshot (the earlier one ended with its connection)"
             );
-            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+            let snapshot =
+                created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
             (snapshot, created.consistent_point, consistent_point, done)
         }
     };
@@ -311,13 +312,12 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         snapshot,
         slot: slot.clone(),
         sync_lsn,
-        kind: kind.clone(),
+        kind,
         jobs: jobs.clone(),
         queue,
         warnings: Mutex::new(Vec::new()),
     });
-    let results =
-        futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
+    let results = futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
     display.stop().await;
     results?;
     // The replication connection held the snapshot open until every worker
@@ -368,8 +368,13 @@ fn already_done(plan: &Plan, states: &[crate::sink::target::TableState], consist
 }
 
 /// Maps every table, reporting all problems at once.
-pub fn map_tables(plan: &Plan, kind: &TargetKind, schemas: &[Arc<TableSchema>]) -> Result<Vec<Arc<MappedTable>>, CopyError> {
-    let rules = MappingRules::load(kind, plan.mapping.rules.as_deref()).map_err(|e| CopyError::Mapping(e.to_string()))?;
+pub fn map_tables(
+    plan: &Plan,
+    kind: &TargetKind,
+    schemas: &[Arc<TableSchema>],
+) -> Result<Vec<Arc<MappedTable>>, CopyError> {
+    let rules =
+        MappingRules::load(kind, plan.mapping.rules.as_deref()).map_err(|e| CopyError::Mapping(e.to_string()))?;
     let overrides = MappingOverrides::from_plan(&plan.mapping);
     let mut mapped = Vec::new();
     let mut errors = Vec::new();
@@ -404,7 +409,11 @@ async fn plan_ranges(
         return Ok((rows, vec![CopyRange::Whole]));
     }
     if let Some(col) = ranges::int_split_column(table) {
-        let sql = format!("SELECT min({c})::int8, max({c})::int8 FROM {}", table.name.pg_quoted(), c = crate::model::pg_ident(col));
+        let sql = format!(
+            "SELECT min({c})::int8, max({c})::int8 FROM {}",
+            table.name.pg_quoted(),
+            c = crate::model::pg_ident(col)
+        );
         let r = client.query_one(sql.as_str(), &[]).await.map_err(err)?;
         if let (Some(min), Some(max)) = (r.get::<_, Option<i64>>(0), r.get::<_, Option<i64>>(1)) {
             return Ok((rows, ranges::split_int_key(col, min, max, rows, chunk_rows)));
@@ -474,30 +483,11 @@ async fn copy_range(
         let _ = done_tx.send(r.as_ref().map(|n| *n).map_err(|e| e.to_string()));
         r
     };
-    let dialect = match ctx.kind {
-        TargetKind::Sqlite => SqlDialect::Sqlite,
-        TargetKind::Postgres => SqlDialect::Postgres,
-        TargetKind::Mysql { .. } => SqlDialect::Mysql,
-    };
-    // A retried key range may have landed partly before a lost connection
-    // committed nothing; clearing it is cheap and makes the retry exact.
-    let clear = match &item.range {
-        CopyRange::IntKey { column, lo, hi } => {
-            let c = dialect.ident(column);
-            let mut parts = Vec::new();
-            if let Some(lo) = lo {
-                parts.push(format!("{c} >= {lo}"));
-            }
-            if let Some(hi) = hi {
-                parts.push(format!("{c} < {hi}"));
-            }
-            (!parts.is_empty()).then(|| parts.join(" AND "))
-        }
-        _ => None,
-    };
+    // A range loads and records itself in one target transaction, so a
+    // failed attempt left nothing behind and the retry needs no clearing.
     let record = RangeRecord { slot: ctx.slot.clone(), table: job.state_name.clone(), range_no: item.range_no };
     let counters: &Arc<LoadCounters> = &job.progress.counters;
-    let write = loader.load_range(&job.mapped, rx, done_rx, clear, &record, counters);
+    let write = loader.load_range(&job.mapped, rx, done_rx, &record, counters);
     let (r, w) = tokio::join!(read, write);
     // The writer's error is the more telling one when both failed (a
     // reader stops when the writer hangs up).
@@ -508,7 +498,8 @@ async fn copy_range(
 
 /// Builds the table's secondary indexes and marks it done.
 async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyError> {
-    let source = client::connect(&ctx.plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
+    let source =
+        client::connect(&ctx.plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
     let indexes = load_indexes(&source, job.schema.oid).await.map_err(|e| CopyError::Source(e.to_string()))?;
     let (ddl, skipped) = crate::copy::index_ddl(&job.mapped, &indexes, &ctx.kind);
     if let Ok(mut w) = ctx.warnings.lock() {
@@ -545,7 +536,9 @@ pub fn index_ddl(
                 "{}: index {} is an expression or partial index and was not rebuilt on the target ({def})",
                 mapped.source.name, ix.name
             )),
-            None => defs.push(mapping::IndexDef { name: ix.name.clone(), columns: ix.columns.clone(), unique: ix.unique }),
+            None => {
+                defs.push(mapping::IndexDef { name: ix.name.clone(), columns: ix.columns.clone(), unique: ix.unique })
+            }
         }
     }
     (mapping::create_index_ddl(mapped, &defs, kind), skipped)

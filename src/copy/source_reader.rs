@@ -33,10 +33,10 @@ impl SnapshotReader {
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
             snapshot.replace('\'', "''")
         );
-        client.batch_execute(&sql).await.map_err(|e| CopyError::Snapshot {
-            snapshot: snapshot.to_string(),
-            reason: error_text(&e),
-        })?;
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| CopyError::Snapshot { snapshot: snapshot.to_string(), reason: error_text(&e) })?;
         Ok(SnapshotReader { client })
     }
 

@@ -135,6 +135,19 @@ impl TableSchema {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// The same table with only the columns named in `keep` (in table
+    /// order); `None` when a primary-key column would be lost.
+    pub fn restricted_to(&self, keep: &[String]) -> Option<TableSchema> {
+        let kept: Vec<usize> = (0..self.columns.len()).filter(|&i| keep.contains(&self.columns[i].name)).collect();
+        let primary_key =
+            self.primary_key.iter().map(|k| kept.iter().position(|i| i == k)).collect::<Option<Vec<usize>>>()?;
+        Some(TableSchema {
+            columns: kept.iter().map(|&i| self.columns[i].clone()).collect(),
+            primary_key,
+            ..self.clone()
+        })
+    }
+
     /// The columns that identify a row on the target: the primary key, or
     /// every column for a keyless REPLICA IDENTITY FULL table.
     pub fn match_columns(&self) -> Vec<usize> {

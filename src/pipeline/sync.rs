@@ -66,7 +66,7 @@ impl SyncError {
 }
 
 /// Options of `xdb sync`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     pub copy: CopyOptions,
     /// Stop once the target has applied everything the source had written
@@ -74,12 +74,6 @@ pub struct SyncOptions {
     pub until_caught_up: bool,
     /// Give up after this many consecutive failed reconnects (None: never).
     pub max_retries: Option<u32>,
-}
-
-impl Default for SyncOptions {
-    fn default() -> Self {
-        SyncOptions { copy: CopyOptions::default(), until_caught_up: false, max_retries: None }
-    }
 }
 
 /// Shared live state (status line, metrics endpoint).
@@ -101,6 +95,9 @@ impl Item {
         }
     }
 }
+
+/// The prefix of the marker `--until-caught-up` waits for.
+pub const CATCH_UP_PREFIX: &str = "xdb.caught_up";
 
 /// Runs until a signal (Ok), a permanent error, or — with
 /// `until_caught_up` — until the target has caught up.
@@ -161,9 +158,19 @@ async fn stream_once(
             .ok_or_else(|| SyncError::Source(format!("table {t} no longer exists on the source")))?;
         schemas.insert(t.clone(), Arc::new(s));
     }
-    let schema_list: Vec<Arc<TableSchema>> = plan.tables.iter().filter_map(|t| schemas.get(t).cloned()).collect();
+    let mut schema_list: Vec<Arc<TableSchema>> = Vec::new();
+    let mut target_only = Vec::new();
+    for t in &plan.tables {
+        let Some(s) = schemas.get(t) else { continue };
+        let (on_target, extra) = as_on_target(&mut target, s).await?;
+        schema_list.push(on_target);
+        target_only.push((t.clone(), extra));
+    }
     let mapped = copy::map_tables(plan, &kind, &schema_list)?;
     let mut writer = SinkWriter::new(target, kind, plan, mapped, sync_lsns, applied)?;
+    for (table, extra) in target_only {
+        writer.expect_dropped_columns(table, extra);
+    }
 
     let config = ChangeStreamConfig {
         slot: slot.clone(),
@@ -176,11 +183,14 @@ async fn stream_once(
     };
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %slot, from = %applied, "streaming changes");
+    // With --until-caught-up, "caught up" means past a marker written now:
+    // XLogData's wal_end is only the position of the record being sent, so
+    // it cannot tell a drained channel from a backlog still on its way.
+    let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
 
     let (item_tx, mut item_rx) = mpsc::channel::<Item>(64);
     let (confirm_tx, mut confirm_rx) = watch::channel(applied);
     let (wal_tx, wal_rx) = watch::channel(Lsn::ZERO);
-    let until_caught_up = options.until_caught_up;
 
     // The reader: stream events in, items out; confirmations in from the applier.
     let reader = async move {
@@ -236,11 +246,9 @@ async fn stream_once(
                     m.source_wal_lsn = m.source_wal_lsn.max(wal_rx.borrow().0).max(m.applied_lsn);
                 }
                 let _ = confirm_tx.send(writer.applied());
-                if until_caught_up {
-                    let wal = *wal_rx.borrow();
-                    if wal != Lsn::ZERO && writer.applied() >= wal && item_rx.is_empty() {
-                        return Ok(true);
-                    }
+                if marker.is_some_and(|m| writer.applied() >= m) {
+                    tracing::info!(applied = %writer.applied(), "caught up with the source");
+                    return Ok(true);
                 }
             }
         }
@@ -253,6 +261,33 @@ async fn stream_once(
     a?;
     r?;
     Ok(())
+}
+
+/// The table as the target holds it. Columns added on the source since the
+/// target table was made are left out, so that the stream's Relation
+/// message for them goes through the schema-drift path, which adds them to
+/// the target before any change that uses them is applied. Also returns the
+/// target's columns the source no longer has (dropped while xdb was away).
+async fn as_on_target(
+    target: &mut TargetConn,
+    schema: &Arc<TableSchema>,
+) -> Result<(Arc<TableSchema>, Vec<String>), SyncError> {
+    let table = &schema.name;
+    let names =
+        target.column_names(table).await.map_err(|e| SyncError::Target(e.to_string()))?.ok_or_else(|| {
+            SyncError::Target(format!("the target has no table for {table}; run `xdb snapshot` first"))
+        })?;
+    let extra: Vec<String> = names.iter().filter(|n| schema.column_index(n).is_none()).cloned().collect();
+    if schema.columns.iter().all(|c| names.contains(&c.name)) {
+        return Ok((schema.clone(), extra));
+    }
+    let restricted = schema.restricted_to(&names).map(Arc::new).ok_or_else(|| {
+        SyncError::SchemaDrift(format!(
+            "schema change on {table}: a primary-key column is missing on the target; recreate the target table \
+             (drop it and run `xdb snapshot` again)"
+        ))
+    })?;
+    Ok((restricted, extra))
 }
 
 async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &SharedMetrics) -> Result<(), SyncError> {

@@ -389,8 +389,40 @@ impl TargetConn {
         Ok(())
     }
 
-    /// Rows in a target table, or `None` when it does not exist.
-    pub async fn table_rows(&mut self, source_table: &crate::model::TableName) -> Result<Option<u64>, TargetError> {
+    /// The column names of a target table (as the target reports them), or
+    /// `None` when the table does not exist.
+    pub async fn column_names(
+        &mut self,
+        source_table: &crate::model::TableName,
+    ) -> Result<Option<Vec<String>>, TargetError> {
+        if !self.table_exists(source_table).await? {
+            return Ok(None);
+        }
+        let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.dialect().table_ident(source_table));
+        let names = match self {
+            TargetConn::Mysql { conn, .. } => match conn.query_iter(sql.as_str()).await {
+                Ok(result) => {
+                    let names: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+                    result.drop_result().await.map(|_| names).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            TargetConn::Sqlite { conn, .. } => conn
+                .prepare(&sql)
+                .map(|st| st.column_names().into_iter().map(String::from).collect())
+                .map_err(|e| e.to_string()),
+            TargetConn::Postgres { client, .. } => client
+                .prepare(&sql)
+                .await
+                .map(|st| st.columns().iter().map(|c| c.name().to_string()).collect())
+                .map_err(|e| client::error_text(&e)),
+        }
+        .map_err(|reason| self.err(&format!("reading the columns of {source_table}"), reason))?;
+        Ok(Some(names))
+    }
+
+    /// Whether the target table for `source_table` exists.
+    pub async fn table_exists(&mut self, source_table: &crate::model::TableName) -> Result<bool, TargetError> {
         let d = self.dialect();
         let ident = d.table_ident(source_table);
         let flat = super::dialect::flat_table_name(source_table);
@@ -417,20 +449,26 @@ impl TargetConn {
                 .map_err(|e| client::error_text(&e)),
         }
         .map_err(|reason| self.err(&format!("looking for table {table}"), reason))?;
-        if !exists {
+        Ok(exists)
+    }
+
+    /// Rows in a target table, or `None` when it does not exist.
+    pub async fn table_rows(&mut self, source_table: &crate::model::TableName) -> Result<Option<u64>, TargetError> {
+        if !self.table_exists(source_table).await? {
             return Ok(None);
         }
+        let ident = self.dialect().table_ident(source_table);
         let sql = format!("SELECT COUNT(*) FROM {ident}");
         let n: Option<i64> = match self {
             TargetConn::Mysql { conn, .. } => conn.query_first(sql.as_str()).await.map_err(|e| e.to_string()),
-            TargetConn::Sqlite { conn, .. } => conn.query_row(&sql, [], |r| r.get(0)).map(Some).map_err(|e| e.to_string()),
-            TargetConn::Postgres { client, .. } => client
-                .query_one(sql.as_str(), &[])
-                .await
-                .map(|r| Some(r.get(0)))
-                .map_err(|e| client::error_text(&e)),
+            TargetConn::Sqlite { conn, .. } => {
+                conn.query_row(&sql, [], |r| r.get(0)).map(Some).map_err(|e| e.to_string())
+            }
+            TargetConn::Postgres { client, .. } => {
+                client.query_one(sql.as_str(), &[]).await.map(|r| Some(r.get(0))).map_err(|e| client::error_text(&e))
+            }
         }
-        .map_err(|reason| self.err(&format!("counting rows of {table}"), reason))?;
+        .map_err(|reason| self.err(&format!("counting rows of {ident}"), reason))?;
         Ok(Some(n.unwrap_or(0) as u64))
     }
 }

@@ -68,6 +68,10 @@ pub struct SinkWriter {
     consistent_point: Lsn,
     limits: OpLimits,
     pg_statements: HashMap<String, tokio_postgres::Statement>,
+    /// Target columns the source catalog no longer has: the stream may
+    /// still carry them (changes from before the drop); a Relation without
+    /// them means they were dropped.
+    target_only: HashMap<TableName, Vec<String>>,
 }
 
 impl SinkWriter {
@@ -80,7 +84,8 @@ impl SinkWriter {
         sync_lsn: HashMap<String, Lsn>,
         applied: Lsn,
     ) -> Result<Self, SinkError> {
-        let rules = MappingRules::load(&kind, plan.mapping.rules.as_deref()).map_err(|e| SinkError::Mapping(e.to_string()))?;
+        let rules =
+            MappingRules::load(&kind, plan.mapping.rules.as_deref()).map_err(|e| SinkError::Mapping(e.to_string()))?;
         let primary_keys = mapped
             .iter()
             .map(|m| {
@@ -109,6 +114,7 @@ impl SinkWriter {
             consistent_point: applied,
             limits: OpLimits { max_params },
             pg_statements: HashMap::new(),
+            target_only: HashMap::new(),
         })
     }
 
@@ -121,8 +127,7 @@ impl SinkWriter {
     /// (the stream's view of it).
     pub fn with_catalog_key(&self, schema: &TableSchema) -> Option<TableSchema> {
         let names = self.primary_keys.get(&schema.name)?;
-        let pk: Vec<usize> =
-            names.iter().filter_map(|n| schema.columns.iter().position(|c| &c.name == n)).collect();
+        let pk: Vec<usize> = names.iter().filter_map(|n| schema.columns.iter().position(|c| &c.name == n)).collect();
         if pk.len() != names.len() || pk == schema.primary_key {
             return None;
         }
@@ -225,19 +230,26 @@ impl SinkWriter {
 
     /// A Relation message: adds new columns on the target; stops on dropped
     /// or re-typed columns (invariant 7).
+    /// Declares columns that exist on the target but not in the source's
+    /// current catalog (dropped on the source while xdb was not running).
+    pub fn expect_dropped_columns(&mut self, table: TableName, columns: Vec<String>) {
+        if !columns.is_empty() {
+            self.target_only.insert(table, columns);
+        }
+    }
+
     pub async fn relation_changed(&mut self, schema: Arc<TableSchema>) -> Result<(), SinkError> {
         let Some(current) = self.mapped.get(&schema.name).cloned() else { return Ok(()) };
         let old = &current.source;
         let table = &schema.name;
         let mut problems = Vec::new();
+        let target_only = self.target_only.get(table).cloned().unwrap_or_default();
+        for c in target_only.iter().filter(|c| !schema.columns.iter().any(|n| &n.name == *c)) {
+            problems.push(dropped_column(table, c, &self.kind));
+        }
         for c in &old.columns {
             match schema.columns.iter().find(|n| n.name == c.name) {
-                None => problems.push(format!(
-                    "column {} was dropped on the source. xdb stopped before applying any later change. To continue, \
-                     drop it on the target as well (or keep it: rows written from now on leave it NULL), then run \
-                     `xdb sync` again",
-                    c.name
-                )),
+                None => problems.push(dropped_column(table, &c.name, &self.kind)),
                 Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => problems.push(format!(
                     "column {} changed type from {} to {} on the source. xdb stopped before applying any later \
                      change. To continue, change the target column to the new type's mapping ({}), then run \
@@ -266,6 +278,7 @@ impl SinkWriter {
             .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?;
         let added: Vec<usize> = (0..keyed.columns.len())
             .filter(|&i| !old.columns.iter().any(|o| o.name == keyed.columns[i].name))
+            .filter(|&i| !target_only.contains(&keyed.columns[i].name))
             .collect();
         for i in added {
             let ddl = mapping::add_column_ddl(&new_mapped, i, &self.kind);
@@ -412,4 +425,19 @@ fn op_params<P>(
         Op::Truncate { .. } => {}
     }
     Ok(out)
+}
+
+/// The schema-drift message for a column dropped on the source.
+fn dropped_column(table: &TableName, column: &str, kind: &TargetKind) -> String {
+    let d = match kind {
+        TargetKind::Sqlite => SqlDialect::Sqlite,
+        TargetKind::Postgres => SqlDialect::Postgres,
+        TargetKind::Mysql { .. } => SqlDialect::Mysql,
+    };
+    format!(
+        "column {column} was dropped on the source. xdb stopped before applying any later change. To continue, drop \
+         it on the target as well (`ALTER TABLE {} DROP COLUMN {}`), then run `xdb sync` again",
+        d.table_ident(table),
+        d.ident(column)
+    )
 }

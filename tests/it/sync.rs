@@ -16,7 +16,7 @@ pub enum Target {
 }
 
 impl Target {
-    pub async fn sqlite(prefix: &str) -> Target {
+    pub fn sqlite(prefix: &str) -> Target {
         let dir = std::env::temp_dir().join(support::unique(prefix));
         std::fs::create_dir_all(&dir).unwrap();
         Target::Sqlite(dir.join("target.db"))
@@ -164,7 +164,7 @@ async fn fill(db: &PgDb, from: i64, to: i64) {
 async fn source_items(db: &PgDb) -> Vec<Vec<String>> {
     pg_rows(
         &db.super_client().await,
-        "SELECT id::text, name, price::text, qty::text, st::text, length(body)::text FROM items ORDER BY id",
+        "SELECT id::text, name, price::text, qty::text, st::text, length(body)::text FROM items ORDER BY items.id",
     )
     .await
 }
@@ -184,7 +184,7 @@ async fn target_items(t: &Target) -> Vec<Vec<String>> {
         Target::Postgres(_) => format!("{c}::text"),
     };
     t.rows(&format!(
-        "SELECT {}, name, {}, {}, {}, {} FROM {table} ORDER BY id",
+        "SELECT {}, name, {}, {}, {}, {} FROM {table} AS x ORDER BY x.id",
         cast("id"),
         cast("price"),
         cast("qty"),
@@ -209,12 +209,15 @@ async fn copy_to(target: Target) {
     let again = xdb(&plan, &["snapshot"]);
     ok(&again);
     assert!(support::text(&again).contains("already copied"), "{}", support::text(&again));
-    assert_eq!(target.count(if matches!(target, Target::Postgres(_)) { "public.items" } else { "items" }).await, 30_000);
+    assert_eq!(
+        target.count(if matches!(target, Target::Postgres(_)) { "public.items" } else { "items" }).await,
+        30_000
+    );
 }
 
 #[tokio::test]
 async fn snapshot_copies_to_sqlite() {
-    copy_to(Target::sqlite("xdb_copy_sqlite").await).await;
+    copy_to(Target::sqlite("xdb_copy_sqlite")).await;
 }
 
 #[tokio::test]
@@ -237,6 +240,13 @@ async fn kill_during_copy_then_resume_loses_and_doubles_nothing() {
     let plan = plan(&db, &target, "items", "copy:\n  chunk_rows: 10000\n  parallelism: 2\n");
     let mut child = spawn(&plan, &["snapshot"]);
     wait_until("a few finished ranges", Duration::from_secs(120), || async {
+        // The state table appears once the copy has started.
+        let exists = target
+            .rows("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'xdb_copy_ranges'")
+            .await;
+        if exists[0][0] == "0" {
+            return false;
+        }
         let r = target.rows("SELECT COUNT(*) FROM xdb_copy_ranges").await;
         r.first().and_then(|r| r[0].parse::<i64>().ok()).unwrap_or(0) >= 3
     })
@@ -255,7 +265,7 @@ async fn sync_with_writes_during_copy_kill_and_restart() {
     let db = PgDb::create("xdb_sync_live").await;
     db.exec(SHOP).await;
     fill(&db, 1, 50_000).await;
-    let target = Target::sqlite("xdb_sync_live").await;
+    let target = Target::sqlite("xdb_sync_live");
     let plan = plan(&db, &target, "items", "copy:\n  chunk_rows: 10000\n");
     // A writer that keeps changing the source while the copy runs.
     let writer_db = db.super_url();
@@ -296,8 +306,10 @@ async fn sync_with_writes_during_copy_kill_and_restart() {
 async fn toast_pk_change_truncate_and_keyless_tables_apply_exactly() {
     let db = PgDb::create("xdb_sync_ops").await;
     db.exec(SHOP).await;
-    db.exec("CREATE TABLE log (a int, b text); ALTER TABLE log REPLICA IDENTITY FULL; ALTER TABLE log OWNER TO xdb_repl;")
-        .await;
+    db.exec(
+        "CREATE TABLE log (a int, b text); ALTER TABLE log REPLICA IDENTITY FULL; ALTER TABLE log OWNER TO xdb_repl;",
+    )
+    .await;
     fill(&db, 1, 10).await;
     let target = Target::Postgres(PgDb::create("xdb_sync_ops_t").await);
     let plan = plan(&db, &target, "items, log", "");
@@ -368,10 +380,9 @@ async fn target_outage_is_retried_and_nothing_is_lost() {
     db.exec("UPDATE items SET qty = 1000 WHERE id <= 50").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS true")).await.unwrap();
-    wait_until("the target to catch up", Duration::from_secs(60), || async {
-        target.count("public.items").await == 300
-    })
-    .await;
+    let want = source_items(&db).await;
+    wait_until("the target to catch up", Duration::from_secs(60), || async { target_items(&target).await == want })
+        .await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean stop");

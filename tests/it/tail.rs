@@ -107,6 +107,8 @@ async fn prints_every_operation_with_typed_values() {
         "CREATE TYPE mood AS ENUM ('sad', 'happy');
          CREATE TABLE t (id bigint PRIMARY KEY, n numeric(20,4), ts timestamptz, d date, b bool, u uuid, j jsonb,
                          tags text[], m mood, raw bytea, body text, f float8, iv interval);
+         -- EXTERNAL: stored out of line uncompressed, so the test string is TOASTed whatever its entropy.
+         ALTER TABLE t ALTER body SET STORAGE EXTERNAL;
          ALTER TABLE t OWNER TO xdb_repl;
          CREATE TABLE full_t (a int, b text); ALTER TABLE full_t REPLICA IDENTITY FULL; ALTER TABLE full_t OWNER TO xdb_repl;",
     )
@@ -131,7 +133,8 @@ async fn prints_every_operation_with_typed_values() {
     let (code, out, err, _) = finish(child, Duration::from_secs(60));
     assert_eq!(code, Some(0), "stderr: {err}");
     let l = lines(&out);
-    let ops: Vec<(&str, &str)> = l.iter().map(|j| (j["op"].as_str().unwrap(), j["table"].as_str().unwrap_or("-"))).collect();
+    let ops: Vec<(&str, &str)> =
+        l.iter().map(|j| (j["op"].as_str().unwrap(), j["table"].as_str().unwrap_or("-"))).collect();
     assert_eq!(
         ops,
         vec![
@@ -195,7 +198,8 @@ async fn restart_continues_after_the_last_printed_transaction() {
     }
     let ids = |out: &str| lines(out).iter().map(|j| j["new"]["id"].as_i64().unwrap()).collect::<Vec<_>>();
 
-    let (_, out, err, _) = finish(spawn_tail(&plan, &["--max-transactions", "1", "--no-ack"], &[]), Duration::from_secs(30));
+    let (_, out, err, _) =
+        finish(spawn_tail(&plan, &["--max-transactions", "1", "--no-ack"], &[]), Duration::from_secs(30));
     assert_eq!(ids(&out), vec![1], "{err}");
     let (_, out, err, _) = finish(spawn_tail(&plan, &["--max-transactions", "2"], &[]), Duration::from_secs(30));
     assert_eq!(ids(&out), vec![1, 2], "--no-ack left the slot where it was: {err}");
@@ -272,6 +276,10 @@ async fn missing_table_is_named_and_nothing_is_created() {
     assert_eq!(code, Some(1));
     assert!(err.contains("public.nope"), "{err}");
     let c = db.super_client().await;
-    let n: i64 = c.query_one("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "no slot created for a bad plan");
 }

@@ -235,12 +235,7 @@ pub async fn load_indexes(client: &Client, table_oid: u32) -> Result<Vec<SourceI
         .iter()
         .map(|r| {
             let special: bool = r.get(2);
-            SourceIndex {
-                name: r.get(0),
-                unique: r.get(1),
-                definition: special.then(|| r.get(3)),
-                columns: r.get(4),
-            }
+            SourceIndex { name: r.get(0), unique: r.get(1), definition: special.then(|| r.get(3)), columns: r.get(4) }
         })
         .collect())
 }

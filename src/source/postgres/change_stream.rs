@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_postgres::Client;
 
-use super::assembler::{AssemblerConfig, AssemblerError, AssemblerEvent, TransactionAssembler, TypeResolver, ValueDecoders};
+use super::assembler::{
+    AssemblerConfig, AssemblerError, AssemblerEvent, TransactionAssembler, TypeResolver, ValueDecoders,
+};
 use super::catalog::{CatalogError, TypeCache};
 use super::client::error_text;
 use super::pgoutput::{self, PgoutputMessage};
@@ -131,7 +133,11 @@ impl ChangeStream {
     /// Makes sure the slot exists (creating it without a snapshot when
     /// missing), then starts streaming from `config.start`. `catalog` is a
     /// plain SQL connection to the same database (type lookups, heartbeats).
-    pub async fn open(url: &SecretUrl, catalog: Client, config: &ChangeStreamConfig) -> Result<Self, ChangeStreamError> {
+    pub async fn open(
+        url: &SecretUrl,
+        catalog: Client,
+        config: &ChangeStreamConfig,
+    ) -> Result<Self, ChangeStreamError> {
         let sql = |what: &str| {
             let what = what.to_string();
             move |e: tokio_postgres::Error| ChangeStreamError::Sql { what: what.clone(), reason: error_text(&e) }
@@ -185,7 +191,10 @@ impl ChangeStream {
         let stream = client.start_replication(&config.slot, config.start, &options).await?;
         let resolved = Arc::new(ResolvedTypes::default());
         let assembler = TransactionAssembler::new(
-            AssemblerConfig { spill_threshold_bytes: config.spill_threshold_bytes, spill_dir: config.spill_dir.clone() },
+            AssemblerConfig {
+                spill_threshold_bytes: config.spill_threshold_bytes,
+                spill_dir: config.spill_dir.clone(),
+            },
             ValueDecoders { text: text_decoder, binary: binary_decoder },
             resolved.clone(),
         );
@@ -287,6 +296,24 @@ impl ChangeStream {
                 reason: error_text(&e),
             })?;
         Ok(())
+    }
+
+    /// Writes a marker message into the source's WAL and returns its LSN.
+    /// Every transaction committed before this call commits below that LSN,
+    /// so once the apply has passed it the target holds all of them: a
+    /// catch-up proven by the stream itself, not by slot positions.
+    pub async fn emit_marker(&self, prefix: &str) -> Result<Lsn, ChangeStreamError> {
+        let sql_error = |reason: String| ChangeStreamError::Sql {
+            what: "writing a marker (pg_logical_emit_message)".into(),
+            reason,
+        };
+        let row = self
+            .catalog
+            .query_one("SELECT pg_logical_emit_message(true, $1, '')::text", &[&prefix])
+            .await
+            .map_err(|e| sql_error(error_text(&e)))?;
+        let text: String = row.get(0);
+        text.parse::<Lsn>().map_err(|e| sql_error(format!("{text}: {e}")))
     }
 
     /// Declares everything up to `lsn` durably handled: it is reported as
