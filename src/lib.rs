@@ -13,6 +13,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod schema;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod status;

@@ -184,6 +184,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> ExitCode {
+    xdb::shutdown::install();
     match command {
         Command::Check(p) => {
             let plan = match load_plan(&p) {
