@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The xdb demo: a throw-away PostgreSQL source with a small shop schema,
-# replicated into SQLite (the embedded default target).
+# The xdb demo, end to end: a throw-away PostgreSQL source with a small shop
+# schema and a writer that keeps changing it, replicated into SQLite (the
+# embedded default target) by `xdb sync`; then `xdb validate` and the cutover
+# runbook in cutover-plans/pg-to-sqlite.yaml.
 #
-# Today xdb's preflight (`xdb check`) is what runs end to end; the copy,
-# tail, validation and cutover steps join this script as they are built.
+#   scripts/demo.sh                 XDB_DEMO_SECONDS=20 (how long the writer runs while sync tails)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+seconds=${XDB_DEMO_SECONDS:-20}
 
 scripts/dev-dbs.sh up
 eval "$(scripts/dev-dbs.sh env)"
@@ -18,28 +20,80 @@ xdb="$root/target/debug/xdb"
 work=${XDB_DEMO_DIR:-/tmp/xdb-demo}
 mkdir -p "$work"
 db=xdb_demo_shop
+src="${XDB_PG_SUPER_URL%/*}/$db"
 echo "== creating the demo source database '$db' (customers, products, orders, order_items)"
+psql "$XDB_PG_SUPER_URL" -qAtc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
 psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $db OWNER xdb_repl" >/dev/null
-psql "${XDB_PG_SUPER_URL%/*}/$db" -q -v ON_ERROR_STOP=1 -f scripts/demo/shop.sql >/dev/null
-psql "${XDB_PG_SUPER_URL%/*}/$db" -qAtc "REASSIGN OWNED BY postgres TO xdb_repl" >/dev/null 2>&1 || true
+psql "$src" -q -v ON_ERROR_STOP=1 -f scripts/demo/shop.sql >/dev/null
 for t in customers products orders order_items; do
-  psql "${XDB_PG_SUPER_URL%/*}/$db" -qAtc "ALTER TABLE $t OWNER TO xdb_repl" >/dev/null
+  psql "$src" -qAtc "ALTER TABLE $t OWNER TO xdb_repl" >/dev/null
 done
+# The application's own login: the cutover freezes it, xdb's role keeps going.
+psql "$src" -qAtc "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_app') THEN
+  CREATE ROLE shop_app LOGIN PASSWORD 'shop-app-pw'; END IF; END\$\$;
+  GRANT ALL ON ALL TABLES IN SCHEMA public TO shop_app; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO shop_app;" >/dev/null
 
 export SOURCE_PASSWORD="$XDB_PG_REPL_PASSWORD"
 export DEMO_SOURCE_PORT="$XDB_PG_PORT"
 export DEMO_SQLITE="$work/shop.db"
+rm -f "$DEMO_SQLITE" "$DEMO_SQLITE"-*
 plan=cutover-plans/pg-to-sqlite.yaml
 
 echo "== xdb check --plan $plan"
 "$xdb" check --plan "$plan" || { echo "xdb check found problems (see above)"; exit 1; }
 
+app="postgres://shop_app:shop-app-pw@127.0.0.1:$XDB_PG_PORT/$db"
+echo "== starting a writer (new orders, status changes, price changes) for ${seconds}s"
+touch "$work/writer.run"
+( while [ -f "$work/writer.run" ]; do psql "$app" -q -f scripts/demo/writer.sql >/dev/null 2>&1 || true; sleep 0.1; done ) &
+writer=$!
+
+stop_all() {
+  rm -f "$work/writer.run"
+  [ -n "${sync_pid:-}" ] && kill -TERM "$sync_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop_all EXIT
+
+echo "== xdb sync --plan $plan   (copy from one snapshot, then tail; log: $work/sync.log)"
+"$xdb" sync --plan "$plan" >"$work/sync.log" 2>&1 &
+sync_pid=$!
+end=$((SECONDS + seconds))
+while [ $SECONDS -lt $end ]; do
+  sleep 5
+  kill -0 "$sync_pid" 2>/dev/null || { echo "xdb sync stopped:"; tail -20 "$work/sync.log"; exit 1; }
+  "$xdb" status --plan "$plan" --log warn 2>&1 | sed -n '1,6p' | sed 's/^/   /'
+  echo
+done
+
+echo "== stopping the writer; sync drains what is left"
+rm -f "$work/writer.run"
+wait "$writer" 2>/dev/null || true
+kill -TERM "$sync_pid"; wait "$sync_pid" || true; sync_pid=
+"$xdb" sync --plan "$plan" --until-caught-up >>"$work/sync.log" 2>&1
+tail -2 "$work/sync.log"
+
+echo "== row counts, source vs SQLite"
+for t in customers products orders order_items; do
+  s=$(psql "$src" -qAtc "SELECT count(*) FROM $t")
+  d=$(sqlite3 "$DEMO_SQLITE" "SELECT count(*) FROM $t")
+  printf '   %-12s source %6s   sqlite %6s\n' "$t" "$s" "$d"
+done
+
+echo "== xdb validate --plan $plan"
+"$xdb" validate --plan "$plan" || { echo "validation found differences (see above)"; exit 1; }
+
+echo "== xdb cutover --plan $plan --yes"
+"$xdb" cutover --plan "$plan" --yes || { echo "the cutover stopped (see above); every completed step was rolled back"; exit 1; }
+
 cat <<MSG
 
-== demo source is ready
-PostgreSQL source: psql "postgres://xdb_repl:***@127.0.0.1:$XDB_PG_PORT/$db"
-Plan: $plan (target SQLite file: $DEMO_SQLITE)
-Next: xdb sync / validate / cutover join this demo as they are built (see README "Status").
+== done
+The SQLite copy of the shop is $DEMO_SQLITE — try:
+   sqlite3 $DEMO_SQLITE 'SELECT status, count(*) FROM orders GROUP BY status'
+The source is still there: psql "postgres://xdb_repl:***@127.0.0.1:$XDB_PG_PORT/$db"
+Next: change a row on the source and run \`xdb sync --plan $plan --until-caught-up\`;
+      \`xdb status --plan $plan\` shows lag and retained WAL; \`xdb cleanup --plan $plan\` drops the slot.
 Stop the servers with: scripts/dev-dbs.sh down
 MSG

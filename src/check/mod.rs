@@ -10,26 +10,73 @@ mod target;
 
 pub use report::{CheckItem, CheckReport, CheckSection, Status};
 
-use crate::plan::Plan;
+use crate::mapping::{self, MappingOverrides, MappingRules, TargetKind};
+use crate::model::TableSchema;
+use crate::plan::{Plan, TargetUrl};
+use crate::sink::target::TargetConn;
 
 /// Runs every check of the plan against the real servers.
 pub async fn run(plan: &Plan) -> CheckReport {
     let mut sections = Vec::new();
     let facts = source::check_source(plan, &mut sections).await;
+    target::check_target(plan, &mut sections).await;
     if !facts.tables.is_empty() {
-        let mut types = CheckSection::new("Column types");
-        for t in &facts.tables {
-            let mut names: Vec<String> = Vec::new();
-            for c in &t.columns {
-                let n = c.pg_type.sql_name();
-                if !names.contains(&n) {
-                    names.push(n);
+        sections.push(check_mapping(plan, &facts.tables).await);
+    }
+    CheckReport { sections }
+}
+
+/// Every column of every table through the plan's mapping rules: the same
+/// mapping the copy and the apply will use, so a type that cannot move is
+/// found here and not an hour into the copy.
+async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
+    let mut s = CheckSection::new("Type mapping");
+    let kind = match &plan.target.url {
+        TargetUrl::Sqlite(_) => Some(TargetKind::Sqlite),
+        TargetUrl::Postgres(_) => Some(TargetKind::Postgres),
+        // The MySQL flavour and version decide some mappings (JSON).
+        TargetUrl::Mysql(_) => match TargetConn::connect(&plan.target.url).await {
+            Ok(mut conn) => conn.target_kind().await.ok(),
+            Err(_) => None,
+        },
+    };
+    let Some(kind) = kind else {
+        s.info("not checked: the target is unreachable (see above)");
+        return s;
+    };
+    let rules = match MappingRules::load(&kind, plan.mapping.rules.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            s.fail(plan.scrub(&e.to_string()), "fix mapping.rules in the plan");
+            return s;
+        }
+    };
+    let overrides = MappingOverrides::from_plan(&plan.mapping);
+    for t in tables {
+        match mapping::map_table(&rules, t, &overrides) {
+            Ok(m) => {
+                let cols: Vec<String> = m
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {} → {}", c.name, c.source_type.sql_name(), c.target_type))
+                    .collect();
+                s.pass(format!("{} → {}: {}", t.name, kind, cols.join(", ")));
+                for w in &m.warnings {
+                    s.warn(
+                        format!("{}: {w}", t.name),
+                        "xdb writes every value itself, so this matters only for rows written directly on the \
+                         target after the cutover; add it there by hand if the application relies on it, or \
+                         override the column under mapping.columns",
+                    );
                 }
             }
-            types.info(format!("{}: {}", t.name, names.join(", ")));
+            Err(e) => {
+                let text = e.to_string();
+                let (title, fix) =
+                    text.split_once('\n').unwrap_or((text.as_str(), "add a column override under mapping.columns"));
+                s.fail(title.to_string(), fix.trim().to_string());
+            }
         }
-        sections.push(types);
     }
-    target::check_target(plan, &mut sections).await;
-    CheckReport { sections }
+    s
 }

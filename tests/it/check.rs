@@ -126,3 +126,28 @@ async fn wrong_mysql_password_is_reported_without_echo() {
     assert!(out.contains("Access denied"), "{out}");
     assert!(!out.contains("wrong-pw-999"), "password printed:\n{out}");
 }
+
+#[tokio::test]
+async fn a_type_without_mapping_is_a_blocker_naming_the_override() {
+    let src = PgDb::create("xdb_check_type").await;
+    src.exec(
+        "CREATE TYPE pair AS (a int, b text);
+         CREATE TABLE things (id int PRIMARY KEY, p pair, span int4range, ok text);
+         ALTER TABLE things OWNER TO xdb_repl;",
+    )
+    .await;
+    let my = MyDb::create("xdb_check_type").await;
+    let (code, out) = run_check(&plan_yaml(&src.repl_url(), &my.url(), "things"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Type mapping"), "{out}");
+    assert!(out.contains("✘ public.things.p: type `pair` has no mapping rule"), "{out}");
+    assert!(out.contains("public.things.p:"), "the fix names the override key:\n{out}");
+    // With the override in the plan, the same table passes.
+    let yaml = format!(
+        "{}mapping:\n  columns:\n    public.things.p: LONGTEXT\n    public.things.span: LONGTEXT\n",
+        plan_yaml(&src.repl_url(), &my.url(), "things")
+    );
+    let (code, out) = run_check(&yaml);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("p pair → LONGTEXT"), "{out}");
+}
