@@ -296,7 +296,7 @@ fn load_sqlite(
 ) -> (rusqlite::Connection, Result<u64, String>) {
     let r = (|| -> Result<u64, String> {
         let e = |e: rusqlite::Error| e.to_string();
-        let tx = conn.unchecked_transaction().map_err(e)?;
+        let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate).map_err(e)?;
         let d = SqlDialect::Sqlite;
         let cols: Vec<String> = table.columns.iter().map(|c| d.ident(&c.name)).collect();
         let marks = vec!["?"; cols.len()].join(", ");

@@ -94,10 +94,11 @@ impl TargetConn {
                     target: format!("sqlite://{}", path.display()),
                     reason: e.to_string(),
                 })?;
-                // WAL lets status/validate read while sync writes; busy_timeout
-                // rides out the short write locks instead of failing.
+                // WAL lets status/validate read while sync writes. SQLite has
+                // one writer at a time: a copy range holds the lock for its
+                // whole load, so the others wait (busy_timeout) instead of failing.
                 conn.execute_batch(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = OFF;",
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 300000; PRAGMA foreign_keys = OFF;",
                 )
                 .map_err(|e| TargetError::Connect {
                     target: format!("sqlite://{}", path.display()),

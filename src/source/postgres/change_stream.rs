@@ -126,6 +126,8 @@ pub struct ChangeStream {
     confirmed: Lsn,
     /// End of the last transaction handed out.
     received: Lsn,
+    /// An XLogData taken off the wire but not yet fed to the assembler.
+    inflight: Option<(Lsn, Bytes)>,
     pub slot: SlotInfo,
 }
 
@@ -210,6 +212,7 @@ impl ChangeStream {
             last_data: Instant::now(),
             confirmed: Lsn::ZERO,
             received: Lsn::ZERO,
+            inflight: None,
             slot,
         })
     }
@@ -230,6 +233,16 @@ impl ChangeStream {
                 }
                 return Ok(Some(ev));
             }
+            // A message taken off the wire whose type lookups were cut short
+            // by a cancelled `next()`: it must still reach the assembler.
+            if let Some((wal_start, data)) = self.inflight.clone() {
+                self.before_feed(&data).await?;
+                self.inflight = None;
+                let events = self.assembler.feed(wal_start, &data)?;
+                self.note_received(&events);
+                self.pending.extend(events);
+                continue;
+            }
             let idle_deadline = self.last_data + self.heartbeat_interval;
             let event = tokio::select! {
                 ev = self.stream.next() => ev?,
@@ -243,17 +256,21 @@ impl ChangeStream {
                 Some(ReplicationEvent::Keepalive { .. }) => {}
                 Some(ReplicationEvent::XLogData { wal_start, data, .. }) => {
                     self.last_data = Instant::now();
-                    self.before_feed(&data).await?;
-                    let events = self.assembler.feed(wal_start, &data)?;
-                    for ev in &events {
-                        match ev {
-                            AssemblerEvent::Transaction(tx) => self.received = self.received.max(tx.end_lsn),
-                            AssemblerEvent::Spilled(tx) => self.received = self.received.max(tx.end_lsn),
-                            _ => {}
-                        }
-                    }
-                    self.pending.extend(events);
+                    tracing::trace!(lsn = %wal_start, tag = ?data.first().map(|b| *b as char), len = data.len(), "pgoutput message");
+                    // Parked before the await below so that cancelling
+                    // `next()` there (sync selects on it) cannot lose it.
+                    self.inflight = Some((wal_start, data));
                 }
+            }
+        }
+    }
+
+    fn note_received(&mut self, events: &[AssemblerEvent]) {
+        for ev in events {
+            match ev {
+                AssemblerEvent::Transaction(tx) => self.received = self.received.max(tx.end_lsn),
+                AssemblerEvent::Spilled(tx) => self.received = self.received.max(tx.end_lsn),
+                _ => {}
             }
         }
     }
