@@ -38,7 +38,8 @@ pub fn server_label(config: &Config) -> String {
 /// `sslmode` and `sslrootcert` with libpq's meaning, exactly as the
 /// replication connection does (see [`super::replication::tls`]).
 pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, ConnectError> {
-    let invalid = |reason: String| ConnectError { server: url.redacted(), reason: scrub(&reason, url), retryable: false };
+    let invalid =
+        |reason: String| ConnectError { server: url.redacted(), reason: scrub(&reason, url), retryable: false };
     // tokio-postgres knows neither verify-ca/verify-full nor sslrootcert: xdb handles them.
     let (rest, tls) = take_tls_params(url.expose()).map_err(|e| invalid(e.to_string()))?;
     let mut config = Config::from_str(&rest).map_err(|e| invalid(format!("invalid URL: {e}")))?;
@@ -52,8 +53,11 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgClientSslMode::Require,
     });
     let server = server_label(&config);
-    let connector = PgTlsConnector::new(tls.clone())
-        .map_err(|e| ConnectError { server: server.clone(), reason: e.to_string(), retryable: false })?;
+    let connector = PgTlsConnector::new(tls.clone()).map_err(|e| ConnectError {
+        server: server.clone(),
+        reason: e.to_string(),
+        retryable: false,
+    })?;
     let (client, connection) = config.connect(connector).await.map_err(|e| {
         let mut reason = scrub(&error_text(&e), url);
         if reason.contains("server does not support TLS") {

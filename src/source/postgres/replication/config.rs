@@ -497,7 +497,8 @@ mod tests {
     #[test]
     fn takes_tls_params_out() {
         let (rest, tls) =
-            take_tls_params("postgres://u:p@h:1/d?sslmode=verify-full&application_name=a&sslrootcert=%2Fca.pem").unwrap();
+            take_tls_params("postgres://u:p@h:1/d?sslmode=verify-full&application_name=a&sslrootcert=%2Fca.pem")
+                .unwrap();
         assert_eq!(rest, "postgres://u:p@h:1/d?application_name=a");
         assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyFull, Some("/ca.pem")));
         let (rest, tls) = take_tls_params("postgres://u@h/d?sslmode=require").unwrap();

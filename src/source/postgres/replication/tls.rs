@@ -95,7 +95,10 @@ impl PgTls {
                 .map_err(|e| ReplicationError::Tls(format!("TLS setup: {e}")))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(WebPki { inner: webpki, check_name: verify == Verify::Full }))
+                .with_custom_certificate_verifier(Arc::new(WebPki {
+                    inner: webpki,
+                    check_name: verify == Verify::Full,
+                }))
                 .with_no_client_auth()
         };
         Ok(Arc::new(config))
