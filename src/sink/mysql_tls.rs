@@ -14,10 +14,11 @@
 //! | `VERIFY_IDENTITY` | always            | chain and host name             |
 //!
 //! Without `ssl-ca` the verifying modes trust the Mozilla roots built into
-//! mysql_async. Known limit: mysql_async 0.37 cannot skip the host-name
-//! check with this rustls (it looks for the text "NotValidForName" in an
-//! error that no longer says so), so `VERIFY_CA` against a certificate that
-//! does not name the URL's host fails like `VERIFY_IDENTITY`; the error says so.
+//! mysql_async. mysql_async 0.37 cannot skip the host-name check with this
+//! rustls (it looks for the text "NotValidForName" in an error that no longer
+//! says so), so for `VERIFY_CA` a name mismatch is answered by reconnecting
+//! with the expected name set to one the certificate presents: the chain is
+//! verified again on that connection, so only a CA-signed certificate passes.
 
 use std::path::Path;
 
@@ -182,8 +183,44 @@ pub async fn connect(opts: impl Into<Opts>, tls: &MysqlTls) -> Result<mysql_asyn
                 tls.describe()
             ))
         }
-        Err(e) => Err(describe_error(&e, tls, &server)),
+        Err(e) => match verify_ca_retry_name(&e, tls) {
+            Some(name) => {
+                let ssl = opts.ssl_opts().cloned().map(|s| s.with_danger_tls_hostname_override(Some(name)));
+                let retry = OptsBuilder::from_opts(opts).ssl_opts(ssl);
+                mysql_async::Conn::new(retry).await.map_err(|e| describe_error(&e, tls, &server))
+            }
+            None => Err(describe_error(&e, tls, &server)),
+        },
     }
+}
+
+/// For `VERIFY_CA` refused only for its host name: a name the certificate
+/// does present (from rustls' error context), to check the chain against.
+fn verify_ca_retry_name(e: &mysql_async::Error, tls: &MysqlTls) -> Option<String> {
+    if tls.mode != Some(MysqlSslMode::VerifyCa) {
+        return None;
+    }
+    let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { presented, .. })) =
+        find_rustls_error(e)
+    else {
+        return None;
+    };
+    presented.iter().find_map(|p| usable_name(p))
+}
+
+/// webpki lists presented names as `DnsName("db.example")` / `IpAddress(10.0.0.1)`.
+/// Anything else (or a format change) yields nothing, and the connection fails closed.
+fn usable_name(presented: &str) -> Option<String> {
+    if let Some(dns) = presented.strip_prefix("DnsName(\"").and_then(|r| r.strip_suffix("\")")) {
+        // A wildcard covers any single label.
+        let name = match dns.strip_prefix("*.") {
+            Some(rest) => format!("xdb.{rest}"),
+            None => dns.to_string(),
+        };
+        return rustls::pki_types::ServerName::try_from(name.as_str()).is_ok().then_some(name);
+    }
+    let ip = presented.strip_prefix("IpAddress(")?.strip_suffix(')')?;
+    ip.parse::<std::net::IpAddr>().ok().map(|_| ip.to_string())
 }
 
 /// A connection error in words; TLS failures name the server, the mode and the CA.
@@ -198,7 +235,7 @@ fn describe_error(e: &mysql_async::Error, tls: &MysqlTls, server: &str) -> Strin
             rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. } => {
                 format!(
                     "the server's certificate is not valid for host {:?} (VERIFY_IDENTITY compares the URL's host \
-                     with the certificate's names; mysql_async checks them for VERIFY_CA too): {c}",
+                     with the certificate's names; use that name or ssl-mode=VERIFY_CA): {c}",
                     server.rsplit_once(':').map_or(server, |(h, _)| h)
                 )
             }
@@ -238,6 +275,15 @@ mod tests {
         assert_eq!(ca.as_deref(), Some("/etc/ca.pem"));
         assert_eq!(take_tls_params("mysql://h/db").unwrap(), ("mysql://h/db".into(), None, None));
         assert!(take_tls_params("mysql://h/db?ssl-mode=sometimes").is_err());
+    }
+
+    #[test]
+    fn names_from_webpki_context() {
+        assert_eq!(usable_name("DnsName(\"db.example\")").as_deref(), Some("db.example"));
+        assert_eq!(usable_name("DnsName(\"*.example.com\")").as_deref(), Some("xdb.example.com"));
+        assert_eq!(usable_name("IpAddress(127.0.0.1)").as_deref(), Some("127.0.0.1"));
+        assert_eq!(usable_name("DirectoryName"), None);
+        assert_eq!(usable_name("DnsName(\"bad name\")"), None);
     }
 
     #[test]

@@ -270,13 +270,15 @@ async fn postgres_sslmode_require_against_a_server_without_tls() {
 struct TlsMariaDb {
     dir: PathBuf,
     port: u16,
+    /// mariadbd (under runuser when root), reaped on drop.
+    child: Option<std::process::Child>,
 }
 
 impl TlsMariaDb {
     fn start() -> TlsMariaDb {
         let dir = cert_dir("xdb_tls_my");
         let data = dir.join("data");
-        let my = TlsMariaDb { dir: dir.clone(), port: free_port() };
+        let mut my = TlsMariaDb { dir: dir.clone(), port: free_port(), child: None };
         run(
             as_dev("mariadb-install-db")
                 .arg("--no-defaults")
@@ -286,11 +288,11 @@ impl TlsMariaDb {
         );
         let bin = if Path::new("/usr/sbin/mariadbd").exists() { "/usr/sbin/mariadbd" } else { "mariadbd" };
         let sock = dir.join("sock");
-        as_dev(bin)
+        let child = as_dev(bin)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--port={}", my.port))
-            .arg("--bind-address=127.0.0.1")
+            .arg("--bind-address=127.0.0.1,127.0.0.2")
             .arg(format!("--socket={}", sock.display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-error={}", dir.join("err.log").display()))
@@ -303,6 +305,7 @@ impl TlsMariaDb {
             .stderr(Stdio::null())
             .spawn()
             .expect("start mariadbd");
+        my.child = Some(child);
         // Socket authentication admits the OS user that ran mariadb-install-db.
         let admin = |sql: &str| {
             as_dev("mariadb")
@@ -322,8 +325,8 @@ impl TlsMariaDb {
             std::thread::sleep(Duration::from_millis(300));
         }
         let users = format!(
-            "CREATE USER 'xdb'@'127.0.0.1' IDENTIFIED BY '{PW}' REQUIRE SSL; \
-             GRANT ALL PRIVILEGES ON *.* TO 'xdb'@'127.0.0.1'; CREATE DATABASE shop;"
+            "CREATE USER 'xdb'@'127.0.0.%' IDENTIFIED BY '{PW}' REQUIRE SSL; \
+             GRANT ALL PRIVILEGES ON *.* TO 'xdb'@'127.0.0.%'; CREATE DATABASE shop;"
         );
         assert_eq!(admin(&users).ok(), Some(true), "create the TLS user");
         my
@@ -334,7 +337,11 @@ impl TlsMariaDb {
     }
 
     fn url(&self, params: &str) -> String {
-        format!("mysql://xdb:{PW}@127.0.0.1:{}/shop?{params}", self.port)
+        self.url_at("127.0.0.1", params)
+    }
+
+    fn url_at(&self, host: &str, params: &str) -> String {
+        format!("mysql://xdb:{PW}@{host}:{}/shop?{params}", self.port)
     }
 }
 
@@ -351,6 +358,10 @@ impl Drop for TlsMariaDb {
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // only reaches runuser if mariadbd is gone already
+            let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -390,6 +401,18 @@ async fn mariadb_over_tls() {
     let e = target(&my.url(&format!("ssl-mode=VERIFY_CA&ssl-ca={}", other.display()))).await.err().expect("wrong CA");
     assert!(e.contains("not signed by a CA in") && e.contains(&format!("127.0.0.1:{}", my.port)), "{e}");
     assert!(!e.contains(PW), "{e}");
+    // 127.0.0.2 reaches the same server but is not in the certificate:
+    // VERIFY_IDENTITY refuses the name, VERIFY_CA only checks the chain.
+    let e = target(&my.url_at("127.0.0.2", &format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"))).await.err();
+    let e = e.expect("name mismatch refused");
+    assert!(e.contains("not valid for host \"127.0.0.2\""), "{e}");
+    let mut t = target(&my.url_at("127.0.0.2", &format!("ssl-mode=VERIFY_CA&ssl-ca={ca}")))
+        .await
+        .unwrap_or_else(|e| panic!("VERIFY_CA via 127.0.0.2: {e}"));
+    assert!(!mysql_cipher(&mut t).await.is_empty());
+    // ... and a wrong CA still fails on that path.
+    let e = target(&my.url_at("127.0.0.2", &format!("ssl-mode=VERIFY_CA&ssl-ca={}", other.display()))).await.err();
+    assert!(e.expect("wrong CA").contains("not signed by a CA in"));
     let _ = std::fs::remove_dir_all(other_dir);
 }
 

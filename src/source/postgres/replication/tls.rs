@@ -194,7 +194,7 @@ impl PgTls {
             Some(other) => other.to_string(),
             None => e.to_string(),
         };
-        format!("TLS handshake with PostgreSQL at {server} failed ({}): {what}", self.describe())
+        format!("handshake with PostgreSQL at {server} failed ({}): {what}", self.describe())
     }
 }
 
@@ -357,7 +357,11 @@ where
             tls.handshake(config, stream, &host, &host)
                 .await
                 .map(PgTlsStream)
-                .map_err(|e| io::Error::other(e.to_string()))
+                .map_err(|e| match e {
+                    // tokio-postgres says "error performing TLS handshake" itself.
+                    ReplicationError::Tls(text) => io::Error::other(text),
+                    other => io::Error::other(other.to_string()),
+                })
         })
     }
 }
