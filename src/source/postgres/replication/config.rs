@@ -119,8 +119,6 @@ const IGNORED_KEYS: &[&str] = &[
     "target_session_attrs",
     "gssencmode",
     "krbsrvname",
-    "sslcert",
-    "sslkey",
     "sslcrl",
     "sslcrldir",
     "sslsni",
@@ -154,6 +152,12 @@ impl Parts {
                     ));
                 }
                 return Ok(());
+            }
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(ReplicationError::Config(format!(
+                    "{key}: TLS client certificates are not supported; authenticate with a password \
+                     (scram-sha-256) and verify the server with sslmode=verify-full"
+                )));
             }
             k if IGNORED_KEYS.contains(&k) => return Ok(()),
             other => {

@@ -354,14 +354,11 @@ where
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
             let PgTlsConnect { tls, config, host } = self;
-            tls.handshake(config, stream, &host, &host)
-                .await
-                .map(PgTlsStream)
-                .map_err(|e| match e {
-                    // tokio-postgres says "error performing TLS handshake" itself.
-                    ReplicationError::Tls(text) => io::Error::other(text),
-                    other => io::Error::other(other.to_string()),
-                })
+            tls.handshake(config, stream, &host, &host).await.map(PgTlsStream).map_err(|e| match e {
+                // tokio-postgres says "error performing TLS handshake" itself.
+                ReplicationError::Tls(text) => io::Error::other(text),
+                other => io::Error::other(other.to_string()),
+            })
         })
     }
 }
