@@ -24,11 +24,11 @@ pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {
 type MysqlSettings = (String, String, i64, String, String, String, i64);
 
 async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
-    let opts = match mysql_async::Opts::from_url(url.expose()) {
+    let (opts, tls) = match crate::sink::mysql_tls::opts_from_url(url) {
         Ok(o) => o,
         Err(e) => {
             s.fail(
-                format!("invalid MySQL URL: {}", plan.scrub(&e.to_string())),
+                format!("invalid MySQL URL: {}", plan.scrub(&e)),
                 "fix target.url (mysql://user:${PASSWORD}@host:3306/database)",
             );
             return;
@@ -41,13 +41,16 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
     };
     // Connect without the database first, so a missing database is reported as such.
     let opts_no_db = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
-    let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(10), mysql_async::Conn::new(opts_no_db))
-        .await
+    let mut conn = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        crate::sink::mysql_tls::connect(opts_no_db, &tls),
+    )
+    .await
     {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             s.fail(
-                format!("target unreachable at {server}: {}", plan.scrub(&e.to_string())),
+                format!("target unreachable at {server}: {}", plan.scrub(&e)),
                 "check target.url (host, port, user, password) and that the server accepts TCP connections from this host",
             );
             return;

@@ -4,6 +4,7 @@
 
 pub mod apply_plan;
 pub mod dialect;
+pub mod mysql_tls;
 pub mod state;
 pub mod target;
 pub mod writer;

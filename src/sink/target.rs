@@ -220,7 +220,7 @@ impl TargetConn {
 
 async fn connect_mysql(u: &SecretUrl) -> Result<mysql_async::Conn, TargetError> {
     let err = |reason: String| TargetError::Connect { target: u.redacted(), reason: scrub(&reason, u) };
-    let opts = mysql_async::Opts::from_url(u.expose()).map_err(|e| err(e.to_string()))?;
+    let (opts, tls) = super::mysql_tls::opts_from_url(u).map_err(err)?;
     let opts = mysql_async::OptsBuilder::from_opts(opts)
         .init(vec![
             // Strict, UTC, utf8mb4: values land exactly or fail loudly.
@@ -229,8 +229,8 @@ async fn connect_mysql(u: &SecretUrl) -> Result<mysql_async::Conn, TargetError> 
             "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
         ])
         .prefer_socket(false);
-    match tokio::time::timeout(std::time::Duration::from_secs(15), mysql_async::Conn::new(opts)).await {
-        Ok(r) => r.map_err(|e| err(e.to_string())),
+    match tokio::time::timeout(std::time::Duration::from_secs(15), super::mysql_tls::connect(opts, &tls)).await {
+        Ok(r) => r.map_err(err),
         Err(_) => Err(err("no answer within 15 s".into())),
     }
 }

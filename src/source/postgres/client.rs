@@ -5,8 +5,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::config::SslMode as PgClientSslMode;
+use tokio_postgres::{Client, Config};
 
+use super::replication::tls::PgTlsConnector;
+use super::replication::{take_tls_params, SslMode};
 use crate::plan::SecretUrl;
 
 /// Connecting failed; the message names the server, never the password.
@@ -31,21 +34,40 @@ pub fn server_label(config: &Config) -> String {
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or(config.get_user().unwrap_or("")))
 }
 
-/// Opens a connection and spawns its driver task.
+/// Opens a connection and spawns its driver task. TLS follows the URL's
+/// `sslmode` and `sslrootcert` with libpq's meaning, exactly as the
+/// replication connection does (see [`super::replication::tls`]).
 pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, ConnectError> {
-    let mut config = Config::from_str(url.expose()).map_err(|e| ConnectError {
-        server: url.redacted(),
-        reason: scrub(&format!("invalid URL: {e}"), url),
-        retryable: false,
-    })?;
+    let invalid =
+        |reason: String| ConnectError { server: url.redacted(), reason: scrub(&reason, url), retryable: false };
+    // tokio-postgres knows neither verify-ca/verify-full nor sslrootcert: xdb handles them.
+    let (rest, tls) = take_tls_params(url.expose()).map_err(|e| invalid(e.to_string()))?;
+    let mut config = Config::from_str(&rest).map_err(|e| invalid(format!("invalid URL: {e}")))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name(application_name);
+    config.ssl_mode(match tls.mode {
+        SslMode::Disable | SslMode::Allow => PgClientSslMode::Disable,
+        SslMode::Prefer => PgClientSslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgClientSslMode::Require,
+    });
     let server = server_label(&config);
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        let reason = scrub(&error_text(&e), url);
-        let retryable = e.code().is_none();
+    let connector = PgTlsConnector::new(tls.clone()).map_err(|e| ConnectError {
+        server: server.clone(),
+        reason: e.to_string(),
+        retryable: false,
+    })?;
+    let (client, connection) = config.connect(connector).await.map_err(|e| {
+        let mut reason = scrub(&error_text(&e), url);
+        if reason.contains("server does not support TLS") {
+            reason = format!(
+                "the server does not support TLS but {} (enable ssl on the server, or use sslmode=prefer)",
+                tls.describe()
+            );
+        }
+        // A refused certificate stays refused until someone changes the server or the URL.
+        let retryable = e.code().is_none() && !reason.contains("TLS");
         ConnectError { server: server.clone(), reason, retryable }
     })?;
     tokio::spawn(async move {

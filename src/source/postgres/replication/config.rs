@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::tls::PgTls;
 use super::ReplicationError;
 use crate::plan::SecretUrl;
 
@@ -66,6 +67,8 @@ pub struct ReplicationConfig {
     pub dbname: String,
     pub application_name: String,
     pub ssl_mode: SslMode,
+    /// `sslrootcert`: PEM file of the CAs that verify the server (or `system`).
+    pub ssl_root_cert: Option<String>,
     /// `None`: wait forever (libpq's `connect_timeout=0`).
     pub connect_timeout: Option<Duration>,
     /// Extra `options` from the URL, appended after xdb's own `-c` settings.
@@ -82,6 +85,7 @@ impl fmt::Debug for ReplicationConfig {
             .field("dbname", &self.dbname)
             .field("application_name", &self.application_name)
             .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .field("connect_timeout", &self.connect_timeout)
             .field("options", &self.options)
             .finish()
@@ -99,6 +103,7 @@ struct Parts {
     application_name: Option<String>,
     fallback_application_name: Option<String>,
     sslmode: Option<String>,
+    sslrootcert: Option<String>,
     connect_timeout: Option<String>,
     options: Option<String>,
 }
@@ -114,9 +119,6 @@ const IGNORED_KEYS: &[&str] = &[
     "target_session_attrs",
     "gssencmode",
     "krbsrvname",
-    "sslcert",
-    "sslkey",
-    "sslrootcert",
     "sslcrl",
     "sslcrldir",
     "sslsni",
@@ -138,16 +140,24 @@ impl Parts {
             "application_name" => &mut self.application_name,
             "fallback_application_name" => &mut self.fallback_application_name,
             "sslmode" => &mut self.sslmode,
+            "sslrootcert" => &mut self.sslrootcert,
             "connect_timeout" => &mut self.connect_timeout,
             "options" => &mut self.options,
             "channel_binding" => {
                 if value == "require" {
                     return Err(ReplicationError::Config(
-                        "channel_binding=require needs TLS, which the replication connection does not support yet"
+                        "channel_binding=require is not supported (SCRAM runs without channel binding); \
+                         use sslmode=verify-full to authenticate the server"
                             .into(),
                     ));
                 }
                 return Ok(());
+            }
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(ReplicationError::Config(format!(
+                    "{key}: TLS client certificates are not supported; authenticate with a password \
+                     (scram-sha-256) and verify the server with sslmode=verify-full"
+                )));
             }
             k if IGNORED_KEYS.contains(&k) => return Ok(()),
             other => {
@@ -200,6 +210,7 @@ impl Parts {
             dbname,
             application_name: self.application_name.or(self.fallback_application_name).unwrap_or_else(|| "xdb".into()),
             ssl_mode,
+            ssl_root_cert: self.sslrootcert.filter(|r| !r.is_empty()),
             connect_timeout,
             options: self.options.filter(|o| !o.trim().is_empty()),
         })
@@ -229,6 +240,11 @@ impl ReplicationConfig {
         } else {
             Err(ReplicationError::Config("expected a postgres:// URL or a key=value connection string".into()))
         }
+    }
+
+    /// The TLS settings (`sslmode`, `sslrootcert`).
+    pub fn tls(&self) -> PgTls {
+        PgTls { mode: self.ssl_mode, root_cert: self.ssl_root_cert.clone() }
     }
 
     /// `host:port`, for messages.
@@ -300,6 +316,15 @@ fn parse_url(url: &str) -> Result<Parts, ReplicationError> {
 /// libpq's `key=value key2='quoted \' value'` format.
 fn parse_conninfo(text: &str) -> Result<Parts, ReplicationError> {
     let mut parts = Parts::default();
+    for (key, value) in conninfo_pairs(text)? {
+        parts.set(&key, value)?;
+    }
+    Ok(parts)
+}
+
+/// The `key=value` pairs of a conninfo string, unquoted.
+fn conninfo_pairs(text: &str) -> Result<Vec<(String, String)>, ReplicationError> {
+    let mut pairs = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
@@ -361,9 +386,54 @@ fn parse_conninfo(text: &str) -> Result<Parts, ReplicationError> {
                 }
             }
         }
-        parts.set(&key, value)?;
+        pairs.push((key, value));
     }
-    Ok(parts)
+    Ok(pairs)
+}
+
+/// Takes libpq's TLS settings (`sslmode`, `sslrootcert`) out of a URL or
+/// conninfo string, for clients such as tokio-postgres that only know
+/// `disable`/`prefer`/`require` and no `sslrootcert`. Returns the rest of the
+/// text, which keeps everything else as written. Errors never show the password.
+pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> {
+    let text = text.trim();
+    let mut mode = None;
+    let mut root_cert = None;
+    let lower = text.get(..14).unwrap_or(text).to_ascii_lowercase();
+    let rest = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        let Some((base, query)) = text.split_once('?') else {
+            return Ok((text.to_string(), PgTls { mode: SslMode::Prefer, root_cert: None }));
+        };
+        let mut kept = Vec::new();
+        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match decode(k, "parameter name")?.as_str() {
+                "sslmode" => mode = Some(decode(v, "parameter value")?),
+                "sslrootcert" => root_cert = Some(decode(v, "parameter value")?),
+                _ => kept.push(kv),
+            }
+        }
+        if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        }
+    } else {
+        let mut kept = Vec::new();
+        for (k, v) in conninfo_pairs(text)? {
+            match k.as_str() {
+                "sslmode" => mode = Some(v),
+                "sslrootcert" => root_cert = Some(v),
+                _ => kept.push(format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))),
+            }
+        }
+        kept.join(" ")
+    };
+    let mode = match mode.filter(|m| !m.is_empty()) {
+        Some(m) => SslMode::parse(&m)?,
+        None => SslMode::Prefer,
+    };
+    Ok((rest, PgTls { mode, root_cert: root_cert.filter(|r| !r.is_empty()) }))
 }
 
 /// Percent-decoding; `what` names the part in errors (the value itself is never shown).
@@ -426,6 +496,26 @@ mod tests {
         assert_eq!((c.host.as_str(), c.port, c.user.as_str(), c.dbname.as_str()), ("h", 1, "u", "d"));
         assert_eq!(c.password.as_deref(), Some("a ' b"));
         assert!(c.ssl_mode.requires_tls());
+    }
+
+    #[test]
+    fn takes_tls_params_out() {
+        let (rest, tls) =
+            take_tls_params("postgres://u:p@h:1/d?sslmode=verify-full&application_name=a&sslrootcert=%2Fca.pem")
+                .unwrap();
+        assert_eq!(rest, "postgres://u:p@h:1/d?application_name=a");
+        assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyFull, Some("/ca.pem")));
+        let (rest, tls) = take_tls_params("postgres://u@h/d?sslmode=require").unwrap();
+        assert_eq!((rest.as_str(), tls.mode), ("postgres://u@h/d", SslMode::Require));
+        assert_eq!(take_tls_params("postgres://u@h/d").unwrap().1.mode, SslMode::Prefer);
+        let (rest, tls) = take_tls_params("host=h password='a \\' b\\\\' sslmode=verify-ca sslrootcert=/c").unwrap();
+        assert_eq!(rest, "host='h' password='a \\' b\\\\'");
+        assert_eq!(parse(&format!("{rest} user=u")).password.as_deref(), Some("a ' b\\"));
+        assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyCa, Some("/c")));
+        let c = parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=/etc/ca.pem");
+        assert_eq!(c.tls(), PgTls { mode: SslMode::VerifyCa, root_cert: Some("/etc/ca.pem".into()) });
+        let e = take_tls_params("postgres://u:hunter2@h/d?sslmode=bogus").unwrap_err().to_string();
+        assert!(e.contains("bogus") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

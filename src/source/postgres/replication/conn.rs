@@ -31,15 +31,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Opens the socket and logs in, within the configured connect timeout.
+    /// Opens the socket, negotiates TLS as `sslmode` asks, and logs in,
+    /// within the configured connect timeout.
     pub async fn connect(config: &ReplicationConfig) -> Result<Conn, ReplicationError> {
-        if config.ssl_mode.requires_tls() {
-            return Err(ReplicationError::Config(format!(
-                "TLS (sslmode={}) is not supported yet by xdb's replication connection; \
-                 use sslmode=disable or prefer (plaintext) or connect through a TLS tunnel",
-                config.ssl_mode.as_str()
-            )));
-        }
         let server = config.server_label();
         let fut = Self::connect_inner(config, server.clone());
         match config.connect_timeout {
@@ -51,15 +45,35 @@ impl Conn {
     }
 
     async fn connect_inner(config: &ReplicationConfig, server: String) -> Result<Conn, ReplicationError> {
+        let tls = config.tls();
+        // Read the CA file before connecting: a bad sslrootcert is a configuration error, not a network one.
+        let tls_config = if tls.attempts_tls() { Some(tls.client_config()?) } else { None };
         let io: Box<dyn Stream> = if config.host.starts_with('/') {
-            Self::connect_unix(config, &server).await?
+            // The server never offers TLS on a Unix socket (it answers 'N'); only ask when TLS is mandatory,
+            // so that the refusal is reported.
+            let mut s = Self::connect_unix(config, &server).await?;
+            if tls.mode.requires_tls() {
+                if !ssl_request(&mut s, &server).await? {
+                    return Err(no_tls(&tls, &server));
+                }
+                return Err(ReplicationError::Tls(format!(
+                    "the server at {server} accepted TLS on a Unix socket, which xdb does not expect"
+                )));
+            }
+            s
         } else {
-            let tcp = tokio::net::TcpStream::connect((config.host.as_str(), config.port))
+            let mut tcp = tokio::net::TcpStream::connect((config.host.as_str(), config.port))
                 .await
                 .map_err(|e| ReplicationError::io(&server, "cannot connect", e))?;
             // Status updates are tiny and must not wait for Nagle.
             let _ = tcp.set_nodelay(true);
-            Box::new(tcp)
+            match tls_config {
+                Some(tls_config) if ssl_request(&mut tcp, &server).await? => {
+                    Box::new(tls.handshake(tls_config, tcp, &config.host, &server).await?)
+                }
+                Some(_) if tls.mode.requires_tls() => return Err(no_tls(&tls, &server)),
+                _ => Box::new(tcp),
+            }
         };
         let mut conn = Conn {
             io,
@@ -167,7 +181,8 @@ impl Conn {
                             "the server offers SASL mechanisms {mechanisms:?}; xdb supports SCRAM-SHA-256"
                         )));
                     }
-                    // No TLS, hence no channel binding to offer.
+                    // Channel binding is not offered (flag 'n'), even over TLS: the server is
+                    // authenticated by sslmode=verify-full instead.
                     let s = sasl::ScramSha256::new(password()?.as_bytes(), sasl::ChannelBinding::unsupported());
                     frontend::sasl_initial_response(sasl::SCRAM_SHA_256, s.message(), &mut self.wbuf)
                         .map_err(encode_err)?;
@@ -291,6 +306,31 @@ impl Conn {
             }
         }
     }
+}
+
+/// Sends SSLRequest; true when the server answers 'S' (go ahead with the TLS handshake).
+async fn ssl_request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, server: &str) -> Result<bool, ReplicationError> {
+    let mut buf = BytesMut::new();
+    frontend::ssl_request(&mut buf);
+    s.write_all(&buf).await.map_err(|e| ReplicationError::io(server, "sending SSLRequest", e))?;
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer).await.map_err(|e| ReplicationError::io(server, "reading the answer to SSLRequest", e))?;
+    match answer[0] {
+        b'S' => Ok(true),
+        b'N' => Ok(false),
+        // A server older than 7.0 would send an ErrorResponse here; nothing else is valid.
+        other => Err(ReplicationError::Protocol(format!(
+            "unexpected answer {:?} to SSLRequest from {server}",
+            other as char
+        ))),
+    }
+}
+
+fn no_tls(tls: &super::tls::PgTls, server: &str) -> ReplicationError {
+    ReplicationError::Tls(format!(
+        "the server at {server} does not support TLS but {} (enable ssl on the server, or use sslmode=prefer)",
+        tls.describe()
+    ))
 }
 
 pub fn unexpected(tag: u8, when: &str) -> ReplicationError {

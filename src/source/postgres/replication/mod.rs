@@ -13,11 +13,12 @@ mod config;
 mod conn;
 mod error;
 mod stream;
+pub mod tls;
 mod wire;
 
 use std::time::Duration;
 
-pub use config::{ReplicationConfig, SslMode};
+pub use config::{take_tls_params, ReplicationConfig, SslMode};
 pub use error::ReplicationError;
 pub use stream::{ReplicationEvent, ReplicationStream};
 
@@ -104,7 +105,7 @@ impl std::fmt::Debug for ReplicationClient {
 }
 
 impl ReplicationClient {
-    /// Connects and authenticates (trust, cleartext, md5, SCRAM-SHA-256).
+    /// Connects (over TLS as `sslmode` asks) and authenticates (trust, cleartext, md5, SCRAM-SHA-256).
     pub async fn connect(config: &ReplicationConfig) -> Result<Self, ReplicationError> {
         Ok(ReplicationClient { conn: Conn::connect(config).await? })
     }
