@@ -66,7 +66,7 @@ async fn read_source(env: &mut Env<'_>, margin: i64) -> Result<Vec<SeqValue>, Ac
         let rows = c
             .query(
                 "SELECT a.attname::text, pg_get_serial_sequence($1, a.attname::text) FROM pg_attribute a \
-                 WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
                  AND pg_get_serial_sequence($1, a.attname::text) IS NOT NULL ORDER BY a.attnum",
                 &[&q],
             )
@@ -75,7 +75,7 @@ async fn read_source(env: &mut Env<'_>, margin: i64) -> Result<Vec<SeqValue>, Ac
         for row in rows {
             let (column, sequence): (String, String) = (row.get(0), row.get(1));
             let sql = format!(
-                "SELECT s.last_value, s.is_called, p.seqincrement FROM {sequence} s, pg_sequence p WHERE p.seqrelid = $1::regclass"
+                "SELECT s.last_value, s.is_called, p.seqincrement FROM {sequence} s, pg_sequence p WHERE p.seqrelid = $1::text::regclass"
             );
             let r = c.query_one(&sql, &[&sequence]).await.map_err(|e| err(&format!("reading {sequence}"), &e))?;
             let next = next_value(r.get(0), r.get(1), r.get(2)).saturating_add(margin);
@@ -161,7 +161,7 @@ async fn set_one(t: &mut TargetConn, s: &SeqValue) -> Result<String, String> {
                 return Ok(format!("skipped: target column {table}.{} owns no sequence", s.column));
             };
             let sql = format!(
-                "SELECT setval($1::regclass, GREATEST($2::bigint, (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {seq})), false)"
+                "SELECT setval($1::text::regclass, GREATEST($2::bigint, (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {seq})), false)"
             );
             let r = c.query_one(&sql, &[&seq, &s.next]).await.map_err(|e| client::error_text(&e))?;
             let set: i64 = r.get(0);
