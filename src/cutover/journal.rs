@@ -21,19 +21,54 @@ use super::actions::freeze::FreezeRecord;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A run began; `steps` are the runbook's step names in order.
-    RunStarted { at_ms: i64, steps: Vec<String>, resume: bool },
-    StepStarted { at_ms: i64, step: usize, name: String },
-    StepDone { at_ms: i64, step: usize, name: String, ms: u64 },
-    StepFailed { at_ms: i64, step: usize, name: String, error: String },
+    RunStarted {
+        at_ms: i64,
+        steps: Vec<String>,
+        resume: bool,
+    },
+    StepStarted {
+        at_ms: i64,
+        step: usize,
+        name: String,
+    },
+    StepDone {
+        at_ms: i64,
+        step: usize,
+        name: String,
+        ms: u64,
+    },
+    StepFailed {
+        at_ms: i64,
+        step: usize,
+        name: String,
+        error: String,
+    },
     /// The rollback actions of a step all succeeded: the step is undone.
-    RollbackDone { at_ms: i64, step: usize, name: String },
-    RollbackFailed { at_ms: i64, step: usize, name: String, error: String },
+    RollbackDone {
+        at_ms: i64,
+        step: usize,
+        name: String,
+    },
+    RollbackFailed {
+        at_ms: i64,
+        step: usize,
+        name: String,
+        error: String,
+    },
     /// Written before the source's settings are changed.
-    Freeze { at_ms: i64, record: FreezeRecord },
+    Freeze {
+        at_ms: i64,
+        record: FreezeRecord,
+    },
     /// Writes were resumed: the freeze record is spent.
-    FreezeReleased { at_ms: i64 },
+    FreezeReleased {
+        at_ms: i64,
+    },
     /// The run ended: `ok` after the last step, not ok after the rollbacks.
-    RunFinished { at_ms: i64, ok: bool },
+    RunFinished {
+        at_ms: i64,
+        ok: bool,
+    },
 }
 
 /// Milliseconds since the Unix epoch.

@@ -42,28 +42,55 @@ pub enum FreezeScope {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Statements run in order on one side.
-    Sql { on: Side, statements: Vec<String> },
+    Sql {
+        on: Side,
+        statements: Vec<String>,
+    },
     /// A shell command (`sh -c`), with `SOURCE_URL` / `TARGET_URL` set.
-    Command { run: String, env: BTreeMap<String, String> },
+    Command {
+        run: String,
+        env: BTreeMap<String, String>,
+    },
     Sleep(Duration),
     /// Wait for the operator to press Enter.
-    Pause { message: Option<String> },
+    Pause {
+        message: Option<String>,
+    },
     /// An HTTP GET (http:// only) expecting a status code.
-    HttpCheck { url: String, expect_status: u16, timeout: Duration },
+    HttpCheck {
+        url: String,
+        expect_status: u16,
+        timeout: Duration,
+    },
     /// The same question asked of both sides; answers may differ by at most
     /// `max_difference` (numbers or timestamps in seconds; text must match).
-    Compare { source_sql: String, target_sql: String, max_difference: f64 },
+    Compare {
+        source_sql: String,
+        target_sql: String,
+        max_difference: f64,
+    },
     StopSourceWrites(FreezeScope),
     /// The exact inverse of the last `stop_source_writes`.
     ResumeSourceWrites,
     /// Wait until the target is at most this far behind the source.
-    WaitForLag { max_bytes: Option<u64>, max_seconds: Option<f64>, timeout: Duration },
+    WaitForLag {
+        max_bytes: Option<u64>,
+        max_seconds: Option<f64>,
+        timeout: Duration,
+    },
     /// Emit a marker into the source WAL and wait until the target applied it.
-    WaitForCatchup { timeout: Duration },
+    WaitForCatchup {
+        timeout: Duration,
+    },
     /// Set the target's sequences / AUTO_INCREMENT past the source's values.
-    SyncSequences { margin: i64 },
+    SyncSequences {
+        margin: i64,
+    },
     /// Compare the planned (or listed) tables on both sides.
-    Validate { checksums: bool, tables: Option<Vec<String>> },
+    Validate {
+        checksums: bool,
+        tables: Option<Vec<String>>,
+    },
 }
 
 impl Action {
@@ -132,7 +159,9 @@ pub struct Runbook {
 impl Runbook {
     /// True when running needs an operator (a confirm gate or a pause).
     pub fn needs_operator(&self) -> bool {
-        self.steps.iter().any(|s| s.confirm || s.action.needs_operator() || s.rollback.iter().any(|a| a.needs_operator()))
+        self.steps
+            .iter()
+            .any(|s| s.confirm || s.action.needs_operator() || s.rollback.iter().any(|a| a.needs_operator()))
     }
 }
 
@@ -240,7 +269,9 @@ impl<'de> Deserialize<'de> for Dur {
             _ => return Err(de::Error::custom("expected a duration such as 30s, 10m, 500ms or a number of seconds")),
         };
         parse_duration(&text).map(Dur).ok_or_else(|| {
-            de::Error::custom(format!("invalid duration {text:?}: write e.g. 30s, 10m, 2h, 500ms or a number of seconds"))
+            de::Error::custom(format!(
+                "invalid duration {text:?}: write e.g. 30s, 10m, 2h, 500ms or a number of seconds"
+            ))
         })
     }
 }
@@ -430,7 +461,9 @@ pub fn parse(value: &Value) -> Result<Runbook, RunbookError> {
             "pre_checks" => {
                 let ctx = Ctx { step: None, key: Some("pre_checks") };
                 let Value::Sequence(items) = v else {
-                    return Err(ctx.err("pre_checks must be a list of checks ({ command }, { http_check }, { sql, on, expect })"));
+                    return Err(ctx.err(
+                        "pre_checks must be a list of checks ({ command }, { http_check }, { sql, on, expect })",
+                    ));
                 };
                 for item in items {
                     runbook.pre_checks.push(parse_verify(&ctx, item)?);
@@ -499,7 +532,10 @@ fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
             "confirm" => step.confirm = at("confirm").body::<bool>("confirm (true or false)", v)?,
             "rollback" => step.rollback = parse_rollback(&at("rollback"), v)?,
             k if ACTIONS.contains(&k) => {
-                let ctx = Ctx { step: Some((n, name.clone())), key: Some(ACTIONS[ACTIONS.iter().position(|a| *a == k).unwrap_or(0)]) };
+                let ctx = Ctx {
+                    step: Some((n, name.clone())),
+                    key: Some(ACTIONS[ACTIONS.iter().position(|a| *a == k).unwrap_or(0)]),
+                };
                 if let Some(prev) = &action {
                     let prev: &Action = prev;
                     return Err(ctx.err(format!(
@@ -697,11 +733,7 @@ fn parse_rollback(ctx: &Ctx<'_>, v: &Value) -> Result<Vec<Action>, RunbookError>
             Value::Null => {
                 return Err(ctx.err("rollback names nothing: name an action (e.g. resume_source_writes)"));
             }
-            _ => {
-                return Err(ctx.err(
-                    "rollback must be an action name, one `{ action: … }` mapping, or a list of them",
-                ))
-            }
+            _ => return Err(ctx.err("rollback must be an action name, one `{ action: … }` mapping, or a list of them")),
         }
     }
     Ok(out)
@@ -868,11 +900,17 @@ steps:
     fn unknown_action_suggests_the_closest() {
         let e = parse_text("steps:\n  - name: Freeze\n    stop_source_write: {}\n").unwrap_err();
         assert_eq!(e.step, Some((1, "Freeze".into())));
-        assert!(e.message.contains("`stop_source_write`") && e.message.contains("did you mean `stop_source_writes`"), "{e}");
+        assert!(
+            e.message.contains("`stop_source_write`") && e.message.contains("did you mean `stop_source_writes`"),
+            "{e}"
+        );
         let e = parse_text("steps:\n  - name: A\n    sleep: 1s\n    retrys: 2\n").unwrap_err();
         assert!(e.message.contains("did you mean `retries`"), "{e}");
         let e = parse_text("steps:\n  - name: A\n    wait_for_lag: { max_byte: 10, timeout: 1m }\n").unwrap_err();
-        assert!(e.message.contains("unknown field `max_byte`") && e.message.contains("did you mean `max_bytes`"), "{e}");
+        assert!(
+            e.message.contains("unknown field `max_byte`") && e.message.contains("did you mean `max_bytes`"),
+            "{e}"
+        );
     }
 
     #[test]

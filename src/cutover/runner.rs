@@ -353,7 +353,10 @@ async fn roll_back(
             }
             Some(e) => {
                 let e = env.plan.scrub(&e);
-                record(env, Event::RollbackFailed { at_ms: now_ms(), step: i, name: step.name.clone(), error: e.clone() })?;
+                record(
+                    env,
+                    Event::RollbackFailed { at_ms: now_ms(), step: i, name: step.name.clone(), error: e.clone() },
+                )?;
                 failures.push(format!("step {} ({}): {e}", i + 1, step.name));
             }
         }
@@ -477,7 +480,8 @@ fn print_dry_run(
         p.line(&format!("pre-check {}: {}", i + 1, describe_verify(c)));
     }
     for (i, step) in runbook.steps.iter().enumerate() {
-        let skip = if i < start || (opts.resume && state.completed.contains(&i)) { " — already done, skipped" } else { "" };
+        let skip =
+            if i < start || (opts.resume && state.completed.contains(&i)) { " — already done, skipped" } else { "" };
         p.line(&format!("[{}/{n}] {} ({}){skip}", i + 1, step.name, step.action.kind()));
         if step.confirm {
             p.line("      asks the operator first (or --yes)");

@@ -18,7 +18,8 @@ pub async fn run(env: &mut Env<'_>, tables: Option<&[String]>, checksums: bool) 
         Some(names) => {
             let mut v = Vec::new();
             for n in names {
-                let t = TableName::parse(n).ok_or_else(|| ActionError(format!("validate: invalid table name {n:?}")))?;
+                let t =
+                    TableName::parse(n).ok_or_else(|| ActionError(format!("validate: invalid table name {n:?}")))?;
                 if !env.plan.tables.contains(&t) {
                     return Err(ActionError(format!("validate: {t} is not one of the plan's tables")));
                 }
@@ -35,12 +36,16 @@ pub async fn run(env: &mut Env<'_>, tables: Option<&[String]>, checksums: bool) 
             .await?
             .query_one(&format!("SELECT COUNT(*) FROM {}", t.pg_quoted()), &[])
             .await
-            .map_err(|e| ActionError(format!("source: counting {t}: {}", crate::source::postgres::client::error_text(&e))))?
+            .map_err(|e| {
+                ActionError(format!("source: counting {t}: {}", crate::source::postgres::client::error_text(&e)))
+            })?
             .get(0);
         let target = env.target().await?.table_rows(t).await.map_err(|e| ActionError(e.to_string()))?;
         match target {
             None => differ.push(format!("{t}: missing on the target")),
-            Some(n) if n as i64 != source => differ.push(format!("{t}: {source} rows on the source, {n} on the target")),
+            Some(n) if n as i64 != source => {
+                differ.push(format!("{t}: {source} rows on the source, {n} on the target"))
+            }
             Some(n) => notes.push(format!("{t}: {n} rows on both sides")),
         }
     }

@@ -22,8 +22,10 @@ impl AppRole {
     async fn create(db: &PgDb) -> AppRole {
         let name = unique("app");
         db.exec(&format!("CREATE ROLE {name} LOGIN PASSWORD '{APP_PASSWORD}'")).await;
-        db.exec(&format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {name}"))
-            .await;
+        db.exec(&format!(
+            "GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {name}"
+        ))
+        .await;
         AppRole { name }
     }
 
@@ -72,9 +74,9 @@ impl Drop for AppRole {
 async fn app_write(db: &PgDb, app: &AppRole) -> Result<(), String> {
     let (c, conn) = tokio_postgres::connect(&app.url(db), tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    c.batch_execute("INSERT INTO orders (v) VALUES ('from the app')").await.map_err(|e| {
-        e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
-    })
+    c.batch_execute("INSERT INTO orders (v) VALUES ('from the app')")
+        .await
+        .map_err(|e| e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
 }
 
 /// The application role's own settings for this database.
@@ -189,7 +191,8 @@ async fn a_full_cutover_freezes_the_app_proves_and_syncs_sequences_then_resume_r
     }
     assert!(o.contains("cutover complete") && o.contains("writes stopped on the source for"), "{o}");
     assert!(o.contains("1 table(s) equal by row count"), "{o}");
-    let super_pw = crate::support::env("XDB_PG_SUPER_URL").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
+    let super_pw =
+        crate::support::env("XDB_PG_SUPER_URL").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
     assert!(!o.contains(&super_pw) && !o.contains(APP_PASSWORD), "no password in the output:\n{o}");
     assert!(t0.elapsed() < Duration::from_secs(30), "the cutover took {:?}", t0.elapsed());
 
@@ -229,7 +232,8 @@ async fn a_failing_verify_rolls_back_newest_first_and_the_source_is_writable_aga
     let dir = std::env::temp_dir().join(unique("xdb_cut_sqlite"));
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite = dir.join("t.db");
-    let log = |n: &str| format!("{{ sql: {{ on: source, statements: \"INSERT INTO rb_log (what) VALUES ('{n}')\" }} }}");
+    let log =
+        |n: &str| format!("{{ sql: {{ on: source, statements: \"INSERT INTO rb_log (what) VALUES ('{n}')\" }} }}");
     let cutover = format!(
         r#"  steps:
     - name: Stop writes
@@ -341,7 +345,8 @@ async fn kill_9_mid_runbook_then_resume_completes_without_repeating_a_step() {
         app = app.name,
         flag = flag.display()
     );
-    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
+    let plan =
+        PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
     let mut child = Command::new(env!("CARGO_BIN_EXE_xdb"))
         .args(["cutover", "--plan", plan.path.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
@@ -350,7 +355,8 @@ async fn kill_9_mid_runbook_then_resume_completes_without_repeating_a_step() {
         .unwrap();
     let j = journal(&plan.path);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let at_step_3 = |text: String| text.lines().any(|l| l.contains("\"event\":\"step_started\"") && l.contains("\"step\":2,"));
+    let at_step_3 =
+        |text: String| text.lines().any(|l| l.contains("\"event\":\"step_started\"") && l.contains("\"step\":2,"));
     while !at_step_3(std::fs::read_to_string(&j).unwrap_or_default()) {
         assert!(Instant::now() < deadline, "the cutover never reached step 3");
         std::thread::sleep(Duration::from_millis(50));
@@ -425,7 +431,11 @@ fn invalid_runbooks_are_refused_with_step_and_location() {
         ("    - name: Freeze\n      stop_source_write: {}\n", "did you mean `stop_source_writes`", "plan.yaml:12:7"),
         ("    - name: A\n      sleep: 1s\n      retrys: 3\n", "did you mean `retries`", "plan.yaml:13:7"),
         ("    - name: Drain\n      wait_for_catchup: {}\n", "needs a timeout", "plan.yaml:12:7"),
-        ("    - name: B\n      sleep: 1s\n      rollback: resume_writes\n", "rollback names no action", "plan.yaml:13:7"),
+        (
+            "    - name: B\n      sleep: 1s\n      rollback: resume_writes\n",
+            "rollback names no action",
+            "plan.yaml:13:7",
+        ),
         ("    - name: C\n      command: x\n      sleep: 1s\n", "exactly one action", ""),
     ];
     for (steps, want, at) in cases {

@@ -84,7 +84,11 @@ pub fn describe_stop(scope: &FreezeScope, plan: &Plan) -> Vec<String> {
     match scope {
         FreezeScope::Roles(roles) => {
             for r in roles {
-                v.push(format!("on the source: ALTER ROLE {} IN DATABASE {} SET {GUC} = on", pg_ident(r), pg_ident(&db)));
+                v.push(format!(
+                    "on the source: ALTER ROLE {} IN DATABASE {} SET {GUC} = on",
+                    pg_ident(r),
+                    pg_ident(&db)
+                ));
             }
             v.push(format!(
                 "on the source: SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = current_database() AND usename IN ({})",
@@ -106,10 +110,7 @@ fn sql_err(what: &str, e: &tokio_postgres::Error) -> ActionError {
 }
 
 /// The current value of the setting at one scope (`None` when not set).
-async fn current_setting(
-    c: &tokio_postgres::Client,
-    scope: &SettingScope,
-) -> Result<Option<String>, ActionError> {
+async fn current_setting(c: &tokio_postgres::Client, scope: &SettingScope) -> Result<Option<String>, ActionError> {
     let (sql, role) = match scope {
         SettingScope::Database => (
             "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
@@ -186,7 +187,8 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
                 let previous = current_setting(c, &scope).await?;
                 settings.push(ChangedSetting { scope, value: value.to_string(), previous });
             }
-            let record = FreezeRecord { database: database.clone(), own_role: own_role.clone(), roles, settings, since };
+            let record =
+                FreezeRecord { database: database.clone(), own_role: own_role.clone(), roles, settings, since };
             env.record(Event::Freeze { at_ms: now_ms(), record: record.clone() })?;
             env.freeze = Some(record.clone());
             record
@@ -241,10 +243,7 @@ async fn check_frozen(c: &tokio_postgres::Client, r: &FreezeRecord, altered_at: 
     for s in &r.settings {
         let now = current_setting(c, &s.scope).await?;
         if now.as_deref() != Some(s.value.as_str()) {
-            return Err(ActionError(format!(
-                "{GUC} at {:?} reads back as {now:?}, expected {}",
-                s.scope, s.value
-            )));
+            return Err(ActionError(format!("{GUC} at {:?} reads back as {now:?}, expected {}", s.scope, s.value)));
         }
     }
     let sql = format!("SELECT usename::text || ' (pid ' || pid || ')' FROM pg_stat_activity WHERE {SESSIONS}");
@@ -287,8 +286,11 @@ pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
         ));
     };
     let c = env.source().await?;
-    let db: String =
-        c.query_one("SELECT current_database()::text", &[]).await.map_err(|e| sql_err("reading the session", &e))?.get(0);
+    let db: String = c
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .map_err(|e| sql_err("reading the session", &e))?
+        .get(0);
     if db != record.database {
         return Err(ActionError(format!(
             "resume_source_writes: the freeze was on database {}, the plan's source is {db}",

@@ -72,7 +72,8 @@ impl<'a> Env<'a> {
     pub async fn source(&mut self) -> Result<&tokio_postgres::Client, ActionError> {
         let stale = self.source.as_ref().is_some_and(|c| c.is_closed());
         if self.source.is_none() || stale {
-            let c = client::connect(&self.plan.source.url, "xdb-cutover").await.map_err(|e| ActionError(e.to_string()))?;
+            let c =
+                client::connect(&self.plan.source.url, "xdb-cutover").await.map_err(|e| ActionError(e.to_string()))?;
             c.batch_execute("SET default_transaction_read_only = off")
                 .await
                 .map_err(|e| ActionError(format!("source: {}", client::error_text(&e))))?;
@@ -253,11 +254,7 @@ pub fn describe(action: &Action, plan: &Plan) -> Vec<String> {
         Action::Sql { on, statements } => statements.iter().map(|s| format!("on the {on}: {}", s.trim())).collect(),
         Action::Command { run, env } => {
             let mut v = vec![format!("sh -c {run:?}")];
-            v.push(format!(
-                "with SOURCE_URL={} TARGET_URL={}",
-                plan.source.url.redacted(),
-                plan.target.url.redacted()
-            ));
+            v.push(format!("with SOURCE_URL={} TARGET_URL={}", plan.source.url.redacted(), plan.target.url.redacted()));
             for (k, val) in env {
                 v.push(format!("with {k}={val}"));
             }
@@ -265,7 +262,10 @@ pub fn describe(action: &Action, plan: &Plan) -> Vec<String> {
         }
         Action::Sleep(d) => vec![format!("sleep {}", fmt_duration(*d))],
         Action::Pause { message } => {
-            vec![format!("pause until the operator presses Enter{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+            vec![format!(
+                "pause until the operator presses Enter{}",
+                message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+            )]
         }
         Action::HttpCheck { url, expect_status, timeout } => {
             vec![format!("GET {url}, expecting status {expect_status} (within {})", fmt_duration(*timeout))]
@@ -461,7 +461,9 @@ async fn pause(env: &Env<'_>, message: Option<&str>) -> Result<Outcome, ActionEr
         return if env.yes {
             Ok(Outcome::note("pause skipped: no terminal and --yes was given"))
         } else {
-            Err(ActionError("pause needs an operator at a terminal: stdin is not one (pass --yes to skip pauses)".into()))
+            Err(ActionError(
+                "pause needs an operator at a terminal: stdin is not one (pass --yes to skip pauses)".into(),
+            ))
         };
     }
     println!("  {} — press Enter to continue", message.unwrap_or("paused"));
