@@ -543,3 +543,38 @@ async fn wait_for_catchup_and_lag_follow_the_applied_position_on_the_target() {
     assert!(o.contains("marker") && o.contains("applied") && o.contains("lag at the switch"), "{o}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_database_freeze_spares_xdbs_own_role_and_resumes_exactly() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_db"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let steps = "  steps:\n    - name: Freeze everything\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n    - name: xdb still writes\n      sql: { on: source, statements: \"INSERT INTO rb_log (what) VALUES ('xdb')\" }\n";
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, steps));
+    let out = run(&plan.path, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let e = app_write(&db, &app).await.unwrap_err();
+    assert!(e.contains("read-only transaction"), "{e}");
+
+    let resume = PlanFile::new(&plan_yaml(
+        &db.super_url(),
+        &target,
+        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
+    ));
+    let j = journal(&plan.path);
+    let out = run(&resume.path, &["--journal", j.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    app_write(&db, &app).await.expect("writable again");
+    let c = db.super_client().await;
+    let left: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "every setting xdb made is gone");
+    let _ = std::fs::remove_dir_all(&dir);
+}
