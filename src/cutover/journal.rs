@@ -64,6 +64,13 @@ pub enum Event {
     FreezeReleased {
         at_ms: i64,
     },
+    /// A `switch: true` step completed: the target's row counts then, per
+    /// planned table, to tell what a later rollback leaves behind.
+    SwitchCounts {
+        at_ms: i64,
+        step: usize,
+        counts: Vec<(String, u64)>,
+    },
     /// The run ended: `ok` after the last step, not ok after the rollbacks.
     RunFinished {
         at_ms: i64,
@@ -91,6 +98,8 @@ pub struct JournalState {
     pub steps: Vec<String>,
     /// True when the journal holds any run.
     pub any_run: bool,
+    /// The completed traffic switch (step index) and the target's row counts then.
+    pub switch: Option<(usize, Vec<(String, u64)>)>,
 }
 
 impl JournalState {
@@ -112,7 +121,13 @@ impl JournalState {
                         s.completed.push(*step);
                     }
                 }
-                Event::RollbackDone { step, .. } => s.completed.retain(|c| c != step),
+                Event::RollbackDone { step, .. } => {
+                    s.completed.retain(|c| c != step);
+                    if s.switch.as_ref().is_some_and(|(i, _)| i == step) {
+                        s.switch = None;
+                    }
+                }
+                Event::SwitchCounts { step, counts, .. } => s.switch = Some((*step, counts.clone())),
                 Event::Freeze { record, at_ms } => {
                     // A re-run of a freeze keeps the first record: its
                     // "previous" values are the ones from before xdb.

@@ -146,6 +146,21 @@ pub struct Step {
     pub rollback: Vec<Action>,
     /// Ask the operator before running.
     pub confirm: bool,
+    /// This step moves the application's traffic to the target: from here
+    /// on the target accepts writes the source does not have, and a
+    /// rollback past it says how many.
+    pub switch: bool,
+}
+
+/// Checks that keep watching after the last step; a breach runs the
+/// rollbacks of every completed step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostChecks {
+    /// How long to keep watching.
+    pub duration: Duration,
+    /// Time between rounds.
+    pub interval: Duration,
+    pub checks: Vec<Verify>,
 }
 
 /// The whole runbook.
@@ -154,6 +169,7 @@ pub struct Runbook {
     /// Run before anything changes; any failure aborts with nothing touched.
     pub pre_checks: Vec<Verify>,
     pub steps: Vec<Step>,
+    pub post_checks: Option<PostChecks>,
 }
 
 impl Runbook {
@@ -203,9 +219,10 @@ pub const ACTIONS: &[&str] = &[
 ];
 
 /// Step keys that are not actions.
-pub const STEP_KEYS: &[&str] = &["name", "verify", "timeout", "retries", "retry_delay", "rollback", "confirm"];
+pub const STEP_KEYS: &[&str] =
+    &["name", "verify", "timeout", "retries", "retry_delay", "rollback", "confirm", "switch"];
 
-const RUNBOOK_KEYS: &[&str] = &["steps", "pre_checks"];
+const RUNBOOK_KEYS: &[&str] = &["steps", "pre_checks", "post_checks"];
 
 /// ` — did you mean `x`?` when one candidate is close to `bad`.
 pub fn did_you_mean(bad: &str, candidates: &[&str]) -> String {
@@ -396,6 +413,19 @@ struct RawValidate {
     tables: Option<Vec<String>>,
 }
 
+fn default_post_interval() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostChecks {
+    duration: Dur,
+    #[serde(default = "default_post_interval")]
+    interval: Dur,
+    checks: Vec<Value>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVerify {
@@ -469,9 +499,24 @@ pub fn parse(value: &Value) -> Result<Runbook, RunbookError> {
                     runbook.pre_checks.push(parse_verify(&ctx, item)?);
                 }
             }
+            "post_checks" => {
+                let ctx = Ctx { step: None, key: Some("post_checks") };
+                let r: RawPostChecks = ctx.body("post_checks", v)?;
+                if r.checks.is_empty() {
+                    return Err(ctx.err("post_checks: checks is empty"));
+                }
+                if r.interval.0.is_zero() {
+                    return Err(ctx.err("post_checks: interval must be more than 0"));
+                }
+                let mut checks = Vec::new();
+                for c in &r.checks {
+                    checks.push(parse_verify(&ctx, c)?);
+                }
+                runbook.post_checks = Some(PostChecks { duration: r.duration.0, interval: r.interval.0, checks });
+            }
             other => {
                 return Err(Ctx { step: None, key: Some(other) }.err(format!(
-                    "unknown key `{other}`, expected one of `steps`, `pre_checks`{}",
+                    "unknown key `{other}`, expected one of `steps`, `pre_checks`, `post_checks`{}",
                     did_you_mean(other, RUNBOOK_KEYS)
                 )))
             }
@@ -520,6 +565,7 @@ fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
         retry_delay: Duration::from_secs(1),
         rollback: Vec::new(),
         confirm: false,
+        switch: false,
     };
     for (k, v) in map {
         let key = key_str(k);
@@ -530,6 +576,7 @@ fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
             "retry_delay" => step.retry_delay = at("retry_delay").body::<Dur>("retry_delay", v)?.0,
             "retries" => step.retries = at("retries").body::<u32>("retries (a whole number)", v)?,
             "confirm" => step.confirm = at("confirm").body::<bool>("confirm (true or false)", v)?,
+            "switch" => step.switch = at("switch").body::<bool>("switch (true or false)", v)?,
             "rollback" => step.rollback = parse_rollback(&at("rollback"), v)?,
             k if ACTIONS.contains(&k) => {
                 let ctx = Ctx {

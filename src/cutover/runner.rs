@@ -172,6 +172,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         .map_err(|e| CutoverError::Refused(e.0))?;
     let mut completed: Vec<usize> = if opts.resume { state.completed.clone() } else { Vec::new() };
     let mut summary = Summary::default();
+    let mut switch = if opts.resume { state.switch.clone() } else { None };
 
     for (i, step) in runbook.steps.iter().enumerate().skip(start) {
         let number = i + 1;
@@ -192,6 +193,15 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
                 let ms = started.elapsed().as_millis() as u64;
                 record(&mut env, Event::StepDone { at_ms: now_ms(), step: i, name: step.name.clone(), ms })?;
                 completed.push(i);
+                if step.switch {
+                    match super::validate_step::target_counts(&mut env).await {
+                        Ok(counts) => {
+                            record(&mut env, Event::SwitchCounts { at_ms: now_ms(), step: i, counts: counts.clone() })?;
+                            switch = Some((i, counts));
+                        }
+                        Err(e) => p.line(&format!("      (could not count the target's rows at the switch: {e})")),
+                    }
+                }
                 p.line(&format!("  ok ({})", fmt_duration(started.elapsed())));
                 summary.lag = outcome.lag.or(summary.lag.take());
                 summary.validation = outcome.validation.or(summary.validation.take());
@@ -204,17 +214,64 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
                     Event::StepFailed { at_ms: now_ms(), step: i, name: step.name.clone(), error: reason.clone() },
                 )?;
                 let failed_step = action_started.then_some(i);
-                let rollback_failures = roll_back(&runbook, failed_step, &mut completed, &mut env, &mut p).await?;
+                let rollback_failures =
+                    roll_back(&runbook, failed_step, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
                 record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
                 print_state(&mut p, &env, &completed, &runbook, &rollback_failures);
                 return Err(CutoverError::StepFailed { number, name: step.name.clone(), reason, rollback_failures });
             }
         }
     }
+    if let Some(post) = &runbook.post_checks {
+        if let Err(reason) = watch(post, &mut env, &mut p).await {
+            let reason = plan.scrub(&reason);
+            record(
+                &mut env,
+                Event::StepFailed { at_ms: now_ms(), step: n, name: "post_checks".into(), error: reason.clone() },
+            )?;
+            let rollback_failures =
+                roll_back(&runbook, None, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
+            record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
+            print_state(&mut p, &env, &completed, &runbook, &rollback_failures);
+            return Err(CutoverError::StepFailed {
+                number: n + 1,
+                name: "post_checks".into(),
+                reason,
+                rollback_failures,
+            });
+        }
+    }
     record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: true })?;
     summary.write_freeze = freeze_window(&Journal::read(&path)?);
     print_summary(&mut p, &summary);
     Ok(summary)
+}
+
+/// Runs the post-checks every `interval` for `duration`; the first breach
+/// is an error.
+async fn watch(post: &super::runbook::PostChecks, env: &mut Env<'_>, p: &mut Printer<'_>) -> Result<(), String> {
+    p.line(&format!(
+        "post-checks: {} check(s) every {} for {}",
+        post.checks.len(),
+        fmt_duration(post.interval),
+        fmt_duration(post.duration)
+    ));
+    let start = Instant::now();
+    let mut rounds = 0u64;
+    loop {
+        for c in &post.checks {
+            if let Err(e) = actions::verify(c, env).await {
+                p.line(&format!("  post-check breached after {}: {e}", fmt_duration(start.elapsed())));
+                return Err(format!("{}: {e}", describe_verify(c)));
+            }
+        }
+        rounds += 1;
+        if start.elapsed() + post.interval > post.duration {
+            p.line(&format!("  ok: {rounds} round(s) passed"));
+            return Ok(());
+        }
+        tokio::time::sleep(post.interval).await;
+    }
 }
 
 fn record(env: &mut Env<'_>, e: Event) -> Result<(), CutoverError> {
@@ -309,6 +366,7 @@ async fn roll_back(
     runbook: &Runbook,
     failed: Option<usize>,
     completed: &mut Vec<usize>,
+    switch: Option<&(usize, Vec<(String, u64)>)>,
     env: &mut Env<'_>,
     p: &mut Printer<'_>,
 ) -> Result<Vec<String>, CutoverError> {
@@ -324,6 +382,9 @@ async fn roll_back(
     let mut failures = Vec::new();
     for i in order {
         let Some(step) = runbook.steps.get(i) else { continue };
+        if let Some((_, before)) = switch.filter(|(s, _)| *s == i) {
+            warn_writes_since_switch(before, env, p).await;
+        }
         if step.rollback.is_empty() {
             p.line(&format!("  step {} ({}): no rollback — left as it is", i + 1, step.name));
             continue;
@@ -362,6 +423,25 @@ async fn roll_back(
         }
     }
     Ok(failures)
+}
+
+/// Rolling back past the traffic switch: the target took writes the source
+/// does not have. Says so plainly, with the target's own row counts.
+async fn warn_writes_since_switch(before: &[(String, u64)], env: &mut Env<'_>, p: &mut Printer<'_>) {
+    let msg = match super::validate_step::target_counts(env).await {
+        Ok(now) => {
+            let (total, detail) = super::validate_step::count_changes(before, &now);
+            format!(
+                "  WARNING: traffic reached the target; writes it accepted since the switch are NOT on the source: \
+                 {total:+} rows by the target's own counts ({detail}; rows updated in place do not show in counts)"
+            )
+        }
+        Err(e) => format!(
+            "  WARNING: traffic reached the target; writes it accepted since the switch are NOT on the source \
+             (could not count them: {e})"
+        ),
+    };
+    p.line(&msg);
 }
 
 async fn rollback_action(action: &Action, step: &Step, env: &mut Env<'_>) -> Result<Outcome, ActionError> {
@@ -486,6 +566,9 @@ fn print_dry_run(
         if step.confirm {
             p.line("      asks the operator first (or --yes)");
         }
+        if step.switch {
+            p.line("      the traffic switch: the target's row counts are recorded when it completes");
+        }
         for line in describe(&step.action, plan) {
             p.line(&format!("      {line}"));
         }
@@ -507,6 +590,16 @@ fn print_dry_run(
             for line in describe(a, plan) {
                 p.line(&format!("        {line}"));
             }
+        }
+    }
+    if let Some(post) = &runbook.post_checks {
+        p.line(&format!(
+            "after the last step, every {} for {}: (a breach runs the rollbacks)",
+            fmt_duration(post.interval),
+            fmt_duration(post.duration)
+        ));
+        for c in &post.checks {
+            p.line(&format!("  post-check: {}", describe_verify(c)));
         }
     }
 }

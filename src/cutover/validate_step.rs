@@ -61,3 +61,31 @@ pub async fn run(env: &mut Env<'_>, tables: Option<&[String]>, checksums: bool) 
         Err(ActionError(format!("validation found differences: {}", differ.join("; "))))
     }
 }
+
+/// The target's row count of every planned table (missing tables count 0),
+/// for telling what writes the target took after the traffic switch.
+pub async fn target_counts(env: &mut Env<'_>) -> Result<Vec<(String, u64)>, ActionError> {
+    let tables = env.plan.tables.clone();
+    let t = env.target().await?;
+    let mut out = Vec::new();
+    for table in &tables {
+        let n = t.table_rows(table).await.map_err(|e| ActionError(e.to_string()))?.unwrap_or(0);
+        out.push((table.to_string(), n));
+    }
+    Ok(out)
+}
+
+/// "orders +3, customers -1" — the tables whose counts changed.
+pub fn count_changes(before: &[(String, u64)], now: &[(String, u64)]) -> (i64, String) {
+    let mut total = 0i64;
+    let mut parts = Vec::new();
+    for (table, n) in now {
+        let was = before.iter().find(|(t, _)| t == table).map(|(_, n)| *n).unwrap_or(0);
+        let d = *n as i64 - was as i64;
+        if d != 0 {
+            total += d;
+            parts.push(format!("{table} {d:+}"));
+        }
+    }
+    (total, if parts.is_empty() { "no table's row count changed".into() } else { parts.join(", ") })
+}

@@ -578,3 +578,48 @@ async fn a_whole_database_freeze_spares_xdbs_own_role_and_resumes_exactly() {
     assert_eq!(left, 0, "every setting xdb made is gone");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breached_post_check_rolls_back_and_counts_the_writes_the_target_took_after_the_switch() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_post"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = dir.join("t.db");
+    rusqlite::Connection::open(&sqlite)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO orders (v) VALUES ('a'), ('b');",
+        )
+        .unwrap();
+    let cutover = format!(
+        r#"  steps:
+    - name: Stop writes
+      stop_source_writes: {{ roles: [{app}] }}
+      rollback: resume_source_writes
+    - name: Switch
+      switch: true
+      command: "true"
+      rollback: {{ command: "true" }}
+    - name: The application writes to the target
+      sql: {{ on: target, statements: ["INSERT INTO orders (v) VALUES ('c'), ('d'), ('e')"] }}
+  post_checks:
+    duration: 2s
+    interval: 200ms
+    checks:
+      - {{ sql: "SELECT COUNT(*) FROM orders", on: target, expect: 2 }}
+"#,
+        app = app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", sqlite.display()), &cutover));
+    let out = run(&plan.path, &[]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("post-check breached") && o.contains("post_checks"), "{o}");
+    assert!(
+        o.contains("writes it accepted since the switch are NOT on the source: +3 rows")
+            && o.contains("public.orders +3"),
+        "{o}"
+    );
+    app_write(&db, &app).await.expect("writes resumed after the breach");
+    let _ = std::fs::remove_dir_all(&dir);
+}
