@@ -623,3 +623,118 @@ async fn a_breached_post_check_rolls_back_and_counts_the_writes_the_target_took_
     app_write(&db, &app).await.expect("writes resumed after the breach");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whole story with `xdb sync` streaming and the application writing
+/// all along: every write the source acknowledged before the freeze is on
+/// the target, the marker proves the drain, and the freeze is short.
+#[tokio::test(flavor = "multi_thread")]
+async fn end_to_end_with_sync_streaming_and_the_application_writing() {
+    let (db, app) = source().await;
+    db.exec("ALTER TABLE orders OWNER TO xdb_repl").await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_e2e"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let slot = unique("xdb_cut_e2e");
+    let common = |url: &str, cutover: &str| {
+        format!(
+            "name: e2e\nsource:\n  url: {url}\n  slot: {slot}\n  publication: {slot}\n  heartbeat_interval_secs: 1\n\
+             target:\n  url: {target}\ntables: [public.orders]\n{cutover}"
+        )
+    };
+    let sync_plan = PlanFile::new(&common(&db.repl_url(), ""));
+    let cutover_plan = PlanFile::new(&common(
+        &db.super_url(),
+        &format!(
+            r#"cutover:
+  steps:
+    - name: Lag is small
+      wait_for_lag: {{ max_seconds: 5, timeout: 60s }}
+    - name: Stop the application
+      stop_source_writes: {{ roles: [{app}] }}
+      rollback: resume_source_writes
+    - name: Drain
+      wait_for_catchup: {{ timeout: 30s }}
+    - name: Validate
+      validate: {{}}
+    - name: Sequences
+      sync_sequences: {{}}
+"#,
+            app = app.name
+        ),
+    ));
+    let mut sync = Command::new(env!("CARGO_BIN_EXE_xdb"))
+        .args(["sync", "--plan", sync_plan.path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The application: inserts as fast as it can, remembering every id the
+    // source acknowledged; reconnects when its session is ended.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = app.url(&db);
+        tokio::spawn(async move {
+            let mut acked: Vec<i64> = Vec::new();
+            let mut refused = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                tokio::spawn(conn);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match c.query_one("INSERT INTO orders (v) VALUES ('live') RETURNING id", &[]).await {
+                        Ok(r) => acked.push(r.get(0)),
+                        Err(_) => {
+                            refused += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+            (acked, refused)
+        })
+    };
+    // Let the copy finish and the stream run under load.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = rusqlite::Connection::open(dir.join("t.db"))
+            .ok()
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM orders", [], |r| r.get::<_, i64>(0)).ok())
+            .unwrap_or(0);
+        if n > 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sync never streamed the application's writes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let path = cutover_plan.path.clone();
+    let out = tokio::task::spawn_blocking(move || run(&path, &[])).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, refused) = writer.await.unwrap();
+    let _ = Command::new("kill").args(["-TERM", &sync.id().to_string()]).status();
+    let _ = sync.wait();
+    let o = text(&out);
+    assert!(out.status.success(), "{o}");
+    assert!(refused > 0, "the application was refused after the freeze");
+    let c = rusqlite::Connection::open(dir.join("t.db")).unwrap();
+    let on_target: std::collections::HashSet<i64> = {
+        let mut st = c.prepare("SELECT id FROM orders").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    };
+    let missing: Vec<&i64> = acked.iter().filter(|id| !on_target.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes missing on the target, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let freeze_line =
+        o.lines().find(|l| l.contains("writes stopped on the source for")).unwrap_or_default().to_string();
+    assert!(freeze_line.contains(" s ") || freeze_line.contains(" ms "), "the freeze lasted seconds: {freeze_line}");
+    eprintln!("{} acknowledged writes, all on the target; {freeze_line}", acked.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
