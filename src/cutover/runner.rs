@@ -171,7 +171,8 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
     env.record(Event::RunStarted { at_ms: now_ms(), steps: names, resume: opts.resume })
         .map_err(|e| CutoverError::Refused(e.0))?;
     let mut completed: Vec<usize> = if opts.resume { state.completed.clone() } else { Vec::new() };
-    let mut summary = Summary::default();
+    // Steps before the resume point are completed by definition.
+    let mut summary = Summary { steps_skipped: start, ..Default::default() };
     let mut switch = if opts.resume { state.switch.clone() } else { None };
 
     for (i, step) in runbook.steps.iter().enumerate().skip(start) {
