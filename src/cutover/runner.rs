@@ -145,6 +145,9 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         )));
     }
 
+    // Listening from here on: a SIGINT/SIGTERM between steps is kept and
+    // fails the next step, so a stop request always leads to the rollbacks.
+    let mut interrupt = Interrupt::new();
     let mut env = Env::new(plan, None, opts.yes, opts.interactive);
     env.freeze = state.freeze.clone();
     p.line(&format!(
@@ -184,7 +187,13 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         }
         p.line(&format!("[{number}/{n}] {} ({})", step.name, step.action.kind()));
         let started = Instant::now();
-        let result = run_step(step, i, &mut env, &mut p).await;
+        let result = tokio::select! {
+            r = run_step(step, i, &mut env, &mut p) => r,
+            () = interrupt.wait() => {
+                env.drop_connections();
+                Err(StepError { reason: "interrupted by SIGINT/SIGTERM".into(), started: true })
+            }
+        };
         summary.steps_run += 1;
         match result {
             Ok(outcome) => {
@@ -224,7 +233,11 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         }
     }
     if let Some(post) = &runbook.post_checks {
-        if let Err(reason) = watch(post, &mut env, &mut p).await {
+        let watched = tokio::select! {
+            r = watch(post, &mut env, &mut p) => r,
+            () = interrupt.wait() => Err("interrupted by SIGINT/SIGTERM".to_string()),
+        };
+        if let Err(reason) = watched {
             let reason = plan.scrub(&reason);
             record(
                 &mut env,
@@ -277,6 +290,45 @@ async fn watch(post: &super::runbook::PostChecks, env: &mut Env<'_>, p: &mut Pri
 
 fn record(env: &mut Env<'_>, e: Event) -> Result<(), CutoverError> {
     env.record(e).map_err(|e| CutoverError::Journal(JournalError { path: "(journal)".into(), reason: e.0 }))
+}
+
+/// SIGINT/SIGTERM as a request to abort the cutover: the running step fails
+/// and the rollbacks run (they are not interruptible; `kill -9` and
+/// `--resume` remain for a stuck rollback).
+struct Interrupt {
+    #[cfg(unix)]
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Interrupt {
+    fn new() -> Interrupt {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+                (Ok(i), Ok(t)) => Some((i, t)),
+                _ => None,
+            };
+            Interrupt { signals }
+        }
+        #[cfg(not(unix))]
+        Interrupt {}
+    }
+
+    /// Completes when a stop was requested.
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            if let Some((i, t)) = &mut self.signals {
+                tokio::select! {
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// A failed step: why, and whether its action had started (a declined

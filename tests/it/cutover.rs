@@ -738,3 +738,37 @@ async fn end_to_end_with_sync_streaming_and_the_application_writing() {
     eprintln!("{} acknowledged writes, all on the target; {freeze_line}", acked.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_step_aborts_and_runs_the_rollbacks() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_term"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cutover = format!(
+        "  steps:\n    - name: Stop writes\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n    - name: Long\n      command: sleep 30\n",
+        app.name
+    );
+    let plan =
+        PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
+    let child = Command::new(env!("CARGO_BIN_EXE_xdb"))
+        .args(["cutover", "--plan", plan.path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let j = journal(&plan.path);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&j).unwrap_or_default().contains("\"step\":1,") {
+        assert!(Instant::now() < deadline, "the cutover never reached step 2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "stopped promptly");
+    assert!(o.contains("interrupted by SIGINT/SIGTERM") && o.contains("rolled back"), "{o}");
+    app_write(&db, &app).await.expect("writes resumed by the rollback");
+    let _ = std::fs::remove_dir_all(&dir);
+}
