@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cleanup;
 pub mod copy;
+pub mod cutover;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;

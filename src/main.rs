@@ -121,9 +121,31 @@ enum Command {
     /// Compare source and target: row counts, chunked checksums, the exact
     /// rows that differ. [not built yet: issue 7]
     Validate(PlanArg),
-    /// Run the plan's cutover runbook step by step, with rollbacks.
-    /// [not built yet: issue 8]
-    Cutover(PlanArg),
+    /// Run the plan's cutover runbook step by step: each step's action,
+    /// verification and outcome with durations; on a failed step the
+    /// rollbacks of that step and every completed one, newest first. A
+    /// journal beside the plan lets --resume continue after the last
+    /// completed step. See docs/cutover.md. Exit 0 when every step ran, 1
+    /// when a step failed (after its rollbacks), 2 for a bad runbook or
+    /// when nothing ran.
+    Cutover {
+        #[command(flatten)]
+        plan: PlanArg,
+        /// Print every step and the SQL it would run; contact no server.
+        #[arg(long)]
+        dry_run: bool,
+        /// Answer confirmations yes; let pauses pass (required for
+        /// `confirm`/`pause` steps when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Continue an interrupted or failed cutover at the first step the
+        /// journal does not show as completed.
+        #[arg(long)]
+        resume: bool,
+        /// The journal file (default: <plan file>.cutover.jsonl).
+        #[arg(long, value_name = "FILE")]
+        journal: Option<PathBuf>,
+    },
     /// Lag, applied position, slot state and retained WAL, and each table's
     /// copy state, read from the servers (works while `sync` runs elsewhere).
     Status {
@@ -229,7 +251,27 @@ async fn run(command: Command) -> ExitCode {
             tail(&plan, from_lsn, no_ack, max_transactions).await
         }
         Command::Validate(p) => gate(&p, "validate", 7),
-        Command::Cutover(p) => gate(&p, "cutover", 8),
+        Command::Cutover { plan, dry_run, yes, resume, journal } => {
+            let plan = match load_plan(&plan) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let options = xdb::cutover::CutoverOptions {
+                dry_run,
+                yes,
+                resume,
+                journal,
+                interactive: std::io::stdin().is_terminal(),
+            };
+            let mut out = std::io::stdout();
+            match xdb::cutover::run(&plan, &options, &mut out).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {}", plan.scrub(&e.to_string()));
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Status { plan, format } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,

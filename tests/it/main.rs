@@ -7,6 +7,7 @@ mod support;
 mod check;
 mod cleanup;
 mod compose;
+mod cutover;
 mod mapping_roundtrip;
 mod pgoutput_capture;
 mod plan_errors;

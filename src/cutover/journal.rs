@@ -1,0 +1,278 @@
+//! The cutover journal: one JSON object per line, appended and flushed to
+//! disk before the runner moves on, so that after a crash (even `kill -9`)
+//! `--resume` knows which steps completed, which were rolled back, and what
+//! `stop_source_writes` changed on the source (so the inverse restores
+//! exactly the previous settings).
+//!
+//! Invariant: a step counts as completed when its `step_done` is in the
+//! journal and no later `rollback_done` undid it. The freeze record is
+//! written *before* the source is changed, so a crash between the two still
+//! leaves the previous settings on file.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::actions::freeze::FreezeRecord;
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A run began; `steps` are the runbook's step names in order.
+    RunStarted {
+        at_ms: i64,
+        steps: Vec<String>,
+        resume: bool,
+    },
+    StepStarted {
+        at_ms: i64,
+        step: usize,
+        name: String,
+    },
+    StepDone {
+        at_ms: i64,
+        step: usize,
+        name: String,
+        ms: u64,
+    },
+    StepFailed {
+        at_ms: i64,
+        step: usize,
+        name: String,
+        error: String,
+    },
+    /// The rollback actions of a step all succeeded: the step is undone.
+    RollbackDone {
+        at_ms: i64,
+        step: usize,
+        name: String,
+    },
+    RollbackFailed {
+        at_ms: i64,
+        step: usize,
+        name: String,
+        error: String,
+    },
+    /// Written before the source's settings are changed.
+    Freeze {
+        at_ms: i64,
+        record: FreezeRecord,
+    },
+    /// Writes were resumed: the freeze record is spent.
+    FreezeReleased {
+        at_ms: i64,
+    },
+    /// A `switch: true` step completed: the target's row counts then, per
+    /// planned table, to tell what a later rollback leaves behind.
+    SwitchCounts {
+        at_ms: i64,
+        step: usize,
+        counts: Vec<(String, u64)>,
+    },
+    /// The run ended: `ok` after the last step, not ok after the rollbacks.
+    RunFinished {
+        at_ms: i64,
+        ok: bool,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What a journal says, replayed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JournalState {
+    /// Step indexes (0-based) completed and not rolled back.
+    pub completed: Vec<usize>,
+    /// The active freeze, when writes are stopped.
+    pub freeze: Option<FreezeRecord>,
+    /// When the active freeze was recorded.
+    pub freeze_at_ms: Option<i64>,
+    /// The last run started and never finished (crashed or killed).
+    pub unfinished: bool,
+    /// Step names of the last run, to refuse resuming a different runbook.
+    pub steps: Vec<String>,
+    /// True when the journal holds any run.
+    pub any_run: bool,
+    /// The completed traffic switch (step index) and the target's row counts then.
+    pub switch: Option<(usize, Vec<(String, u64)>)>,
+}
+
+impl JournalState {
+    /// Folds events in order (pure).
+    pub fn replay(events: &[Event]) -> JournalState {
+        let mut s = JournalState::default();
+        for e in events {
+            match e {
+                Event::RunStarted { steps, resume, .. } => {
+                    s.any_run = true;
+                    s.unfinished = true;
+                    if !resume {
+                        s.completed.clear();
+                    }
+                    s.steps = steps.clone();
+                }
+                Event::StepDone { step, .. } => {
+                    if !s.completed.contains(step) {
+                        s.completed.push(*step);
+                    }
+                }
+                Event::RollbackDone { step, .. } => {
+                    s.completed.retain(|c| c != step);
+                    if s.switch.as_ref().is_some_and(|(i, _)| i == step) {
+                        s.switch = None;
+                    }
+                }
+                Event::SwitchCounts { step, counts, .. } => s.switch = Some((*step, counts.clone())),
+                Event::Freeze { record, at_ms } => {
+                    // A re-run of a freeze keeps the first record: its
+                    // "previous" values are the ones from before xdb.
+                    if s.freeze.is_none() {
+                        s.freeze = Some(record.clone());
+                        s.freeze_at_ms = Some(*at_ms);
+                    }
+                }
+                Event::FreezeReleased { .. } => {
+                    s.freeze = None;
+                    s.freeze_at_ms = None;
+                }
+                Event::RunFinished { .. } => s.unfinished = false,
+                Event::StepStarted { .. } | Event::StepFailed { .. } | Event::RollbackFailed { .. } => {}
+            }
+        }
+        s.completed.sort_unstable();
+        s
+    }
+
+    /// The first step to run on `--resume`: the first one not completed.
+    pub fn resume_at(&self, steps: usize) -> usize {
+        (0..steps).find(|i| !self.completed.contains(i)).unwrap_or(steps)
+    }
+}
+
+/// A journal file, open for appending.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+/// The journal could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("cutover journal {path}: {reason}")]
+pub struct JournalError {
+    pub path: String,
+    pub reason: String,
+}
+
+/// The default journal path: beside the plan, `<plan file>.cutover.jsonl`.
+pub fn default_path(plan_file: &Path) -> PathBuf {
+    let mut name = plan_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "plan".into());
+    name.push(".cutover.jsonl");
+    plan_file.with_file_name(name)
+}
+
+impl Journal {
+    /// Reads every event of the journal at `path` (none when it does not exist).
+    pub fn read(path: &Path) -> Result<Vec<Event>, JournalError> {
+        let err = |reason: String| JournalError { path: path.display().to_string(), reason };
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let mut events = Vec::new();
+        let lines: Vec<String> =
+            std::io::BufReader::new(file).lines().collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?;
+        let last = lines.len().saturating_sub(1);
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Event>(line) {
+                Ok(e) => events.push(e),
+                // A crash mid-write leaves a torn last line: it recorded nothing.
+                Err(_) if i == last => break,
+                Err(e) => return Err(err(format!("line {}: {e}", i + 1))),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Opens (creating) the journal for appending.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| JournalError { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(Journal { path: path.to_path_buf(), file })
+    }
+
+    /// Where the journal lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends an event and syncs it to disk.
+    pub fn append(&mut self, event: &Event) -> Result<(), JournalError> {
+        let err = |reason: String| JournalError { path: self.path.display().to_string(), reason };
+        let mut line = serde_json::to_string(event).map_err(|e| err(e.to_string()))?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(|e| err(e.to_string()))?;
+        self.file.sync_data().map_err(|e| err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(step: usize) -> Event {
+        Event::StepDone { at_ms: 0, step, name: format!("s{step}"), ms: 1 }
+    }
+
+    #[test]
+    fn rolled_back_steps_are_not_completed() {
+        let events = vec![
+            Event::RunStarted { at_ms: 0, steps: vec!["a".into(), "b".into(), "c".into()], resume: false },
+            done(0),
+            done(1),
+            Event::StepFailed { at_ms: 0, step: 2, name: "c".into(), error: "x".into() },
+            Event::RollbackDone { at_ms: 0, step: 0, name: "a".into() },
+            Event::RunFinished { at_ms: 0, ok: false },
+        ];
+        let s = JournalState::replay(&events);
+        assert_eq!(s.completed, vec![1]);
+        assert_eq!(s.resume_at(3), 0);
+        assert!(!s.unfinished);
+    }
+
+    #[test]
+    fn a_killed_run_resumes_after_the_last_completed_step() {
+        let events = vec![
+            Event::RunStarted { at_ms: 0, steps: vec!["a".into(), "b".into()], resume: false },
+            done(0),
+            Event::StepStarted { at_ms: 0, step: 1, name: "b".into() },
+        ];
+        let s = JournalState::replay(&events);
+        assert!(s.unfinished);
+        assert_eq!(s.resume_at(2), 1);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored() {
+        let dir = std::env::temp_dir().join(format!("xdb_journal_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.jsonl");
+        let mut j = Journal::open(&path).unwrap();
+        j.append(&done(0)).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"event\":\"step_do").unwrap();
+        assert_eq!(Journal::read(&path).unwrap(), vec![done(0)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
