@@ -255,7 +255,7 @@ fn fit_decimal(n: &NumericValue, p: u32, s: u32) -> Fit {
 }
 
 /// A short text of a value for messages.
-pub(super) fn show_value(v: &Value) -> String {
+pub fn show_value(v: &Value) -> String {
     let s = match v {
         Value::Null => "NULL".to_string(),
         Value::Text(s) | Value::Json(s) => format!("'{s}'"),
