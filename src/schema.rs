@@ -24,7 +24,7 @@ use crate::copy::source_reader::SnapshotReader;
 use crate::copy::{map_tables, CopyError};
 use crate::mapping::{self, MappedColumn, MappedTable, TargetClass, TargetKind};
 use crate::model::{PgType, Row, TableSchema, Value};
-use crate::plan::{LossyPolicy, Plan};
+use crate::plan::{LossyPolicy, Plan, TargetUrl};
 use crate::sink::target::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
 use crate::source::postgres::client;
@@ -61,8 +61,16 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         domains.push(domain_columns(&source, s.oid).await?);
         schemas.push(Arc::new(s));
     }
-    let mut target = TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e.to_string()))?;
-    let kind = target.target_kind().await.map_err(|e| CopyError::Target(e.to_string()))?;
+    // Printing the DDL for SQLite needs no connection, and opening one would
+    // create the database file.
+    let mut target = match (&plan.target.url, apply) {
+        (TargetUrl::Sqlite(_), false) => None,
+        _ => Some(TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e.to_string()))?),
+    };
+    let kind = match target.as_mut() {
+        Some(t) => t.target_kind().await.map_err(|e| CopyError::Target(e.to_string()))?,
+        None => TargetKind::Sqlite,
+    };
     let mapped = map_tables(plan, &kind, &schemas)?;
 
     let mut out = SchemaOutcome::default();
@@ -103,7 +111,7 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         for s in skipped {
             let _ = writeln!(out.script, "-- not rebuilt: {s}");
         }
-        if apply {
+        if let (true, Some(target)) = (apply, target.as_mut()) {
             let name = m.source.name.to_string();
             match target.table_rows(&m.source.name).await.map_err(|e| CopyError::Target(e.to_string()))? {
                 Some(_) => out.existing.push(name),
@@ -162,7 +170,7 @@ pub fn column_notes(kind: &TargetKind, c: &MappedColumn) -> Vec<String> {
         TargetKind::Mysql { .. } => match (&c.source_type, c.class) {
             (PgType::TimestampTz(_), TargetClass::DateTime) => {
                 notes.push(format!(
-                    "stored in UTC (the offset is not kept); years before 1000 or after 9999 and ±infinity: {then}"
+                    "stored as UTC (DATETIME has no time zone: read it as UTC); years before 1000 or after 9999 and ±infinity: {then}"
                 ));
             }
             (PgType::Timestamp(_) | PgType::Date, TargetClass::DateTime | TargetClass::Date) => {
@@ -201,7 +209,7 @@ pub fn column_notes(kind: &TargetKind, c: &MappedColumn) -> Vec<String> {
         },
         TargetKind::Sqlite => match (&c.source_type, c.class) {
             (PgType::TimestampTz(_), TargetClass::Text) => {
-                notes.push("stored as ISO-8601 text in UTC with a trailing Z (the offset is not kept)".to_string());
+                notes.push("stored as ISO-8601 text in UTC with a trailing Z".to_string());
             }
             (PgType::Float4 | PgType::Float8, TargetClass::Float) => {
                 notes.push(format!("NaN (SQLite stores it as NULL): {then}"));
@@ -341,7 +349,7 @@ mod tests {
             ],
         );
         let notes: Vec<Vec<String>> = m.columns.iter().map(|c| column_notes(&maria, c)).collect();
-        assert!(notes[0][0].starts_with("stored in UTC"), "{notes:?}");
+        assert!(notes[0][0].starts_with("stored as UTC"), "{notes:?}");
         assert!(notes[0][0].ends_with("the copy stops with an error (policy error)"), "{notes:?}");
         assert!(notes[1][0].starts_with("holds 35 integer and 30 fraction digits"), "{notes:?}");
         assert_eq!(notes[2], vec!["NaN: the copy stops with an error (policy error)".to_string()]);

@@ -11,6 +11,7 @@ mod mapping_roundtrip;
 mod pgoutput_capture;
 mod plan_errors;
 mod replication;
+mod schema;
 mod sync;
 mod tail;
 mod value_decode;
