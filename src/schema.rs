@@ -111,6 +111,9 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         for s in skipped {
             let _ = writeln!(out.script, "-- not rebuilt: {s}");
         }
+        for (what, name, def) in constraints(&source, m.source.oid).await? {
+            let _ = writeln!(out.script, "-- not created: {what} {name}: {def}");
+        }
         if let (true, Some(target)) = (apply, target.as_mut()) {
             let name = m.source.name.to_string();
             match target.table_rows(&m.source.name).await.map_err(|e| CopyError::Target(e.to_string()))? {
@@ -148,6 +151,22 @@ async fn domain_columns(source: &tokio_postgres::Client, oid: u32) -> Result<Has
         .await
         .map_err(|e| CopyError::Source(format!("reading the domains of table OID {oid}: {e}")))?;
     Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+}
+
+/// The table's foreign keys and CHECK constraints, which xdb does not create
+/// on the target (tables load in parallel, and replication applies rows in
+/// source commit order, not in key order): kind, name, definition.
+async fn constraints(source: &tokio_postgres::Client, oid: u32) -> Result<Vec<(String, String, String)>, CopyError> {
+    let rows = source
+        .query(
+            "SELECT CASE contype WHEN 'f' THEN 'foreign key' ELSE 'check constraint' END, conname::text, \
+                    pg_get_constraintdef(oid) \
+             FROM pg_constraint WHERE conrelid = $1 AND contype IN ('f', 'c') ORDER BY contype DESC, conname",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| CopyError::Source(format!("reading the constraints of table OID {oid}: {e}")))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
 /// What happens to a value the target cannot hold, under `policy`.
@@ -213,6 +232,9 @@ pub fn column_notes(kind: &TargetKind, c: &MappedColumn) -> Vec<String> {
             }
             (PgType::Float4 | PgType::Float8, TargetClass::Float) => {
                 notes.push(format!("NaN (SQLite stores it as NULL): {then}"));
+            }
+            (PgType::Varchar(Some(n)) | PgType::Char(Some(n)), _) => {
+                notes.push(format!("length limit {n} is not enforced (SQLite ignores declared lengths)"));
             }
             _ => {}
         },

@@ -15,12 +15,14 @@
 //!   value, so a source row and its copy hash alike ([`RowHasher`]) exactly
 //!   when they hold the same data.
 //! * DDL: [`create_table_ddl`], [`create_index_ddl`], [`add_column_ddl`].
+//! * [`reference_markdown`] — docs/mapping.md, rendered from the rules.
 //!
 //! Everything here is pure except reading a rule file.
 
 mod canonical;
 mod convert;
 mod ddl;
+mod reference;
 mod rules;
 mod target_kind;
 mod text;
@@ -33,6 +35,7 @@ pub use canonical::{
 };
 pub use convert::{show_value, ConversionDetails, ConversionError};
 pub use ddl::{add_column_ddl, create_index_ddl, create_table_ddl, IndexDef};
+pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};
 

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS `orders` (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 -- built by the copy after the data is loaded:
 -- CREATE INDEX IF NOT EXISTS `orders_customer_placed_idx` ON `orders` (`customer_id`, `placed_at`);
+-- not created: foreign key orders_customer_id_fkey: FOREIGN KEY (customer_id) REFERENCES customers(id)
 
 -- public.order_items → order_items
 --   order_id                 bigint                         → BIGINT
@@ -103,3 +104,6 @@ CREATE TABLE IF NOT EXISTS `order_items` (
   `unit_price` DECIMAL(12,2) NOT NULL,
   PRIMARY KEY (`order_id`, `line_no`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
+-- not created: foreign key order_items_order_id_fkey: FOREIGN KEY (order_id) REFERENCES orders(id)
+-- not created: foreign key order_items_product_id_fkey: FOREIGN KEY (product_id) REFERENCES products(id)
+-- not created: check constraint order_items_quantity_positive: CHECK ((quantity > 0))

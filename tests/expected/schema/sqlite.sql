@@ -4,8 +4,10 @@
 -- note: public.customers.external_id: default `gen_random_uuid()` does not translate to SQLite; the target column has no default
 --   id                       bigint                         → INTEGER
 --   email                    character varying(320)         → TEXT
+--       lossy: length limit 320 is not enforced (SQLite ignores declared lengths)
 --   name                     text                           → TEXT
 --   bio                      character varying(20000)       → TEXT
+--       lossy: length limit 20000 is not enforced (SQLite ignores declared lengths)
 --   external_id              uuid                           → TEXT
 --   is_active                boolean                        → INTEGER
 --   signup_ip                inet                           → TEXT
@@ -32,6 +34,7 @@ CREATE TABLE IF NOT EXISTS "customers" (
 -- public.products → products
 --   id                       integer                        → INTEGER
 --   sku                      character varying(64)          → TEXT
+--       lossy: length limit 64 is not enforced (SQLite ignores declared lengths)
 --   title                    text                           → TEXT
 --   price                    money_amount (domain)          → TEXT
 --       lossy: domain money_amount is its base type numeric(12,2) here; its CHECK constraints are not created on the target
@@ -76,6 +79,7 @@ CREATE TABLE IF NOT EXISTS "orders" (
 );
 -- built by the copy after the data is loaded:
 -- CREATE INDEX IF NOT EXISTS "orders_customer_placed_idx" ON "orders" ("customer_id", "placed_at");
+-- not created: foreign key orders_customer_id_fkey: FOREIGN KEY (customer_id) REFERENCES customers(id)
 
 -- public.order_items → order_items
 --   order_id                 bigint                         → INTEGER
@@ -92,3 +96,6 @@ CREATE TABLE IF NOT EXISTS "order_items" (
   "unit_price" TEXT NOT NULL,
   PRIMARY KEY ("order_id", "line_no")
 );
+-- not created: foreign key order_items_order_id_fkey: FOREIGN KEY (order_id) REFERENCES orders(id)
+-- not created: foreign key order_items_product_id_fkey: FOREIGN KEY (product_id) REFERENCES products(id)
+-- not created: check constraint order_items_quantity_positive: CHECK ((quantity > 0))
