@@ -87,6 +87,16 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
             };
             let _ = writeln!(out.script, "--   {:<24} {:<30} → {}", c.name, source_type, mc.target_type);
             let mut notes = column_notes(&kind, mc);
+            // MySQL's AUTO_INCREMENT and SQLite's rowid move past inserted ids by
+            // themselves; a PostgreSQL identity sequence does not.
+            if kind == TargetKind::Postgres && mc.identity {
+                let (t, col) = (&m.target_ident, kind.dialect().ident(&c.name));
+                notes.push(format!(
+                    "identity: copied ids do not advance the target's sequence; before writers insert, run \
+                     SELECT setval(pg_get_serial_sequence('{t}', '{}'), max({col})) FROM {t}",
+                    c.name
+                ));
+            }
             if let Some(d) = domains.get(&c.name) {
                 notes.push(format!(
                     "domain {d} is its base type {} here; its CHECK constraints are not created on the target",

@@ -242,6 +242,19 @@ async fn postgres_schema_matches_reviewed_ddl_and_apply_is_idempotent() {
         .unwrap()
         .get(0);
     assert_eq!(price, "numeric(12,2)", "domains land as their base type");
+    // The setval the script's identity note prints makes new ids follow the copied ones.
+    c.batch_execute(
+        "INSERT INTO orders (id, customer_id, placed_at) VALUES (5, 1, now());
+         SELECT setval(pg_get_serial_sequence('\"public\".\"orders\"', 'id'), max(\"id\")) FROM \"public\".\"orders\";",
+    )
+    .await
+    .unwrap();
+    let next: i64 = c
+        .query_one("INSERT INTO orders (customer_id, placed_at) VALUES (1, now()) RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 6);
 }
 
 /// Values the MySQL family cannot hold, one kind per row, keyed by id; and a

@@ -2,6 +2,7 @@
 
 -- public.customers → public.customers
 --   id                       bigint                         → bigint
+--       lossy: identity: copied ids do not advance the target's sequence; before writers insert, run SELECT setval(pg_get_serial_sequence('"public"."customers"', 'id'), max("id")) FROM "public"."customers"
 --   email                    character varying(320)         → character varying(320)
 --   name                     text                           → text
 --   bio                      character varying(20000)       → character varying(20000)
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS "public"."customers" (
 
 -- public.products → public.products
 --   id                       integer                        → integer
+--       lossy: identity: copied ids do not advance the target's sequence; before writers insert, run SELECT setval(pg_get_serial_sequence('"public"."products"', 'id'), max("id")) FROM "public"."products"
 --   sku                      character varying(64)          → character varying(64)
 --   title                    text                           → text
 --   price                    money_amount (domain)          → numeric(12,2)
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS "public"."products" (
 
 -- public.orders → public.orders
 --   id                       bigint                         → bigint
+--       lossy: identity: copied ids do not advance the target's sequence; before writers insert, run SELECT setval(pg_get_serial_sequence('"public"."orders"', 'id'), max("id")) FROM "public"."orders"
 --   customer_id              bigint                         → bigint
 --   status                   order_status                   → "public"."order_status"
 --   total                    numeric(14,2)                  → numeric(14,2)
