@@ -124,11 +124,16 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         for (what, name, def) in constraints(&source, m.source.oid).await? {
             let _ = writeln!(out.script, "-- not created: {what} {name}: {def}");
         }
-        if let (true, Some(target)) = (apply, target.as_mut()) {
+        if let Some(target) = target.as_mut() {
             let name = m.source.name.to_string();
-            match target.table_rows(&m.source.name).await.map_err(|e| CopyError::Target(e.to_string()))? {
-                Some(_) => out.existing.push(name),
-                None => {
+            let existing = target.column_names(&m.source.name).await.map_err(|e| CopyError::Target(e.to_string()))?;
+            if let Some(diff) = existing.as_deref().and_then(|cols| column_difference(m, cols)) {
+                let _ = writeln!(out.script, "-- note: the existing target table {} differs: {diff}", m.target_name);
+            }
+            match (apply, existing) {
+                (false, _) => {}
+                (true, Some(_)) => out.existing.push(name),
+                (true, None) => {
                     let ddl = mapping::create_table_ddl(m, &kind);
                     target
                         .execute_batch(&ddl, &format!("creating the target table for {name}"))
@@ -161,6 +166,25 @@ async fn domain_columns(source: &tokio_postgres::Client, oid: u32) -> Result<Has
         .await
         .map_err(|e| CopyError::Source(format!("reading the domains of table OID {oid}: {e}")))?;
     Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+}
+
+/// How an existing target table's columns differ from the mapped ones (by
+/// name; types are not compared), or `None` when they match.
+fn column_difference(m: &MappedTable, existing: &[String]) -> Option<String> {
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let missing: Vec<&str> =
+        m.columns.iter().map(|c| c.name.as_str()).filter(|c| !existing.iter().any(|e| same(e, c))).collect();
+    let extra: Vec<&str> =
+        existing.iter().map(String::as_str).filter(|e| !m.columns.iter().any(|c| same(&c.name, e))).collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("it lacks the column(s) {}", missing.join(", ")));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("it has column(s) the source does not: {}", extra.join(", ")));
+    }
+    (!parts.is_empty())
+        .then(|| format!("{}; xdb leaves it as it is: alter or drop it before copying", parts.join("; ")))
 }
 
 /// The table's foreign keys and CHECK constraints, which xdb does not create

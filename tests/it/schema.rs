@@ -202,6 +202,17 @@ async fn mariadb_schema_matches_reviewed_ddl_and_apply_is_idempotent() {
     c.query_drop("CREATE UNIQUE INDEX sku ON products (sku)").await.expect("'a', 'a ' and 'A' collide as keys");
     let n: Option<i64> = c.query_first("SELECT count(*) FROM products WHERE sku = 'a'").await.unwrap();
     assert_eq!(n, Some(1));
+
+    // A table that no longer matches is kept, and the difference reported.
+    c.query_drop("ALTER TABLE orders DROP COLUMN note, ADD COLUMN legacy INT").await.unwrap();
+    let (code, out, err) = run_schema(&plan_yaml(&src.repl_url(), &my.url(), SHOP_TABLES, ""), &["--apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("-- note: the existing target table orders differs: it lacks the column(s) note; it has column(s) the source does not: legacy; xdb leaves it as it is"),
+        "{out}"
+    );
+    assert!(out.contains("kept the existing target table for public.orders (not changed)"), "{out}");
+    assert!(!out.contains("target table customers differs"), "{out}");
     let _ = c.disconnect().await;
 }
 
