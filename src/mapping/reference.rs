@@ -294,6 +294,26 @@ pub fn reference_markdown() -> String {
         );
     }
 
+    s.push_str(
+        "\n## Checking a plan: `xdb schema`\n\n\
+         * `xdb schema --plan P` prints the target DDL for the plan's tables: per column the source and target\n  \
+           type and a `lossy:` line wherever values or constraints can be lost, the CREATE TABLE, the indexes the\n  \
+           copy builds after loading, the indexes it cannot rebuild (expression, partial) and the foreign keys and\n  \
+           CHECK constraints it does not create.\n\
+         * `--apply` creates the tables that do not exist; an existing table is left as it is (a second run creates\n  \
+           nothing), and when its columns differ from the plan's the script says how.\n\
+         * `--scan` reads every source row through the conversion the copy uses and lists, per column, how many\n  \
+           values the target cannot hold, with up to five examples: key, value, reason and what the column's policy\n  \
+           does with it (`rejected`, `written as NULL`, `written as <nearest value>`), e.g.\n\n\
+         ```text\n\
+         public.events.at: 4 value(s) DATETIME(6) on MariaDB 10.11.6 cannot hold; the copy would stop at the first. ...\n    \
+             key id=2: 0001-01-01 00:00:00.000000 BC: DATETIME(6) holds 1000-01-01 00:00:00 to 9999-12-31 23:59:59.999999; rejected\n\
+         ```\n\n\
+         Exit codes: `0` done (and with `--scan`, every value maps exactly); `1` `--scan` found values the mapping\n\
+         would reject or alter, or the command failed (the reason is on stderr, after `error:`); `2` the plan is\n\
+         invalid.\n",
+    );
+
     let (header, _) = comments(BUILTIN_MYSQL);
     s.push_str(
         "\n## Overrides in the plan\n\n\
