@@ -255,12 +255,14 @@ fn fit_decimal(n: &NumericValue, p: u32, s: u32) -> Fit {
 }
 
 /// A short text of a value for messages.
-pub(super) fn show_value(v: &Value) -> String {
+pub fn show_value(v: &Value) -> String {
     let s = match v {
         Value::Null => "NULL".to_string(),
         Value::Text(s) | Value::Json(s) => format!("'{s}'"),
         Value::Numeric(NumericValue::Finite(s)) => s.clone(),
-        Value::Numeric(n) => format!("{n:?}"),
+        Value::Numeric(NumericValue::NaN) => "NaN".to_string(),
+        Value::Numeric(NumericValue::PosInfinity) => "Infinity".to_string(),
+        Value::Numeric(NumericValue::NegInfinity) => "-Infinity".to_string(),
         Value::Float4(f) => fmt_f64(*f as f64),
         Value::Float8(f) => fmt_f64(*f),
         other => {

@@ -119,11 +119,28 @@ pub(super) fn translate_default(
                 Some(lit)
             }
         }
-        (TargetKind::Mysql { .. }, PgDefault::Expr(_)) if is_now && class == TargetClass::DateTime => {
-            Some(match precision_of(target_type) {
-                Some(p) => format!("CURRENT_TIMESTAMP({p})"),
-                None => "CURRENT_TIMESTAMP".into(),
-            })
+        (TargetKind::Mysql { flavour, version }, PgDefault::Expr(_)) if is_now && class == TargetClass::DateTime => {
+            let call = |f: &str| match precision_of(target_type) {
+                Some(p) => format!("{f}({p})"),
+                None => f.to_string(),
+            };
+            // A timestamptz column holds UTC; CURRENT_TIMESTAMP would give the
+            // inserting session's local time once applications write after cutover.
+            match (&c.pg_type, flavour) {
+                (PgType::TimestampTz(_), MysqlFlavour::Mariadb) => Some(call("UTC_TIMESTAMP")),
+                (PgType::TimestampTz(_), MysqlFlavour::Mysql) if *version >= (8, 0, 13) => {
+                    Some(format!("({})", call("UTC_TIMESTAMP")))
+                }
+                (PgType::TimestampTz(_), MysqlFlavour::Mysql) => {
+                    warnings.push(format!(
+                        "{table}.{}: default `{d}` is CURRENT_TIMESTAMP on {kind}, in the session time zone, \
+                         while the column holds UTC: run writers with time_zone = '+00:00'",
+                        c.name
+                    ));
+                    Some(call("CURRENT_TIMESTAMP"))
+                }
+                _ => Some(call("CURRENT_TIMESTAMP")),
+            }
         }
         (TargetKind::Sqlite, PgDefault::Str(s)) => Some(sql_string(kind, s)),
         (TargetKind::Sqlite, PgDefault::Expr(_)) if is_now => Some(match c.pg_type {
@@ -145,7 +162,12 @@ pub(super) fn translate_default(
 fn column_def(t: &MappedTable, i: usize, kind: &TargetKind, inline_rowid_pk: bool, for_add: bool) -> String {
     let d = kind.dialect();
     let c: &MappedColumn = &t.columns[i];
-    let mut s = format!("{} {}", d.ident(&c.name), c.target_type);
+    // MariaDB's JSON is an alias of LONGTEXT with a json_valid CHECK: spell
+    // out what the server creates, so the reviewed DDL is what SHOW CREATE TABLE shows.
+    let mariadb_json = matches!(kind, TargetKind::Mysql { flavour: MysqlFlavour::Mariadb, .. })
+        && c.target_type.trim().eq_ignore_ascii_case("JSON");
+    let ty = if mariadb_json { "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" } else { c.target_type.as_str() };
+    let mut s = format!("{} {ty}", d.ident(&c.name));
     let int_identity = c.identity && matches!(c.source_type, PgType::Int2 | PgType::Int4 | PgType::Int8);
     let not_null = !c.nullable && (!for_add || c.default.is_some());
     match kind {
@@ -179,6 +201,9 @@ fn column_def(t: &MappedTable, i: usize, kind: &TargetKind, inline_rowid_pk: boo
     if let Some(check) = &c.check {
         s.push(' ');
         s.push_str(check);
+    }
+    if mariadb_json {
+        s.push_str(&format!(" CHECK (json_valid({}))", d.ident(&c.name)));
     }
     s
 }

@@ -15,12 +15,14 @@
 //!   value, so a source row and its copy hash alike ([`RowHasher`]) exactly
 //!   when they hold the same data.
 //! * DDL: [`create_table_ddl`], [`create_index_ddl`], [`add_column_ddl`].
+//! * [`reference_markdown`] — docs/mapping.md, rendered from the rules.
 //!
 //! Everything here is pure except reading a rule file.
 
 mod canonical;
 mod convert;
 mod ddl;
+mod reference;
 mod rules;
 mod target_kind;
 mod text;
@@ -31,8 +33,9 @@ pub use canonical::{
     canonical, canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, canonical_json, CanonicalValue,
     RowHasher,
 };
-pub use convert::{ConversionDetails, ConversionError};
+pub use convert::{show_value, ConversionDetails, ConversionError};
 pub use ddl::{add_column_ddl, create_index_ddl, create_table_ddl, IndexDef};
+pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};
 
@@ -389,7 +392,7 @@ mod tests {
         let ddl = create_table_ddl(&mt, &maria());
         assert_eq!(
             ddl,
-            vec!["CREATE TABLE IF NOT EXISTS `shop__orders` (\n  `id` BIGINT NOT NULL AUTO_INCREMENT,\n  `code` VARCHAR(768) NOT NULL DEFAULT 'it''s',\n  `at` DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),\n  `odd` INT NULL,\n  `flag` TINYINT(1) NULL,\n  PRIMARY KEY (`id`, `code`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"]
+            vec!["CREATE TABLE IF NOT EXISTS `shop__orders` (\n  `id` BIGINT NOT NULL AUTO_INCREMENT,\n  `code` VARCHAR(768) NOT NULL DEFAULT 'it''s',\n  `at` DATETIME(6) NOT NULL DEFAULT UTC_TIMESTAMP(6),\n  `odd` INT NULL,\n  `flag` TINYINT(1) NULL,\n  PRIMARY KEY (`id`, `code`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"]
         );
         assert!(mt.warnings.iter().any(|w| w.contains("shop.orders.odd: default `my_func()` does not translate")));
         assert!(mt.warnings.iter().any(|w| w.contains("shop.orders.code: key column")));

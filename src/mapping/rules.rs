@@ -11,9 +11,9 @@ use super::{MappingError, TargetKind};
 use crate::model::{PgType, TableName};
 use crate::plan::{LossyPolicy, Mapping};
 
-const BUILTIN_MYSQL: &str = include_str!("../../mappings/pg-to-mysql.yaml");
-const BUILTIN_SQLITE: &str = include_str!("../../mappings/pg-to-sqlite.yaml");
-const BUILTIN_POSTGRES: &str = include_str!("../../mappings/pg-to-postgres.yaml");
+pub(super) const BUILTIN_MYSQL: &str = include_str!("../../mappings/pg-to-mysql.yaml");
+pub(super) const BUILTIN_SQLITE: &str = include_str!("../../mappings/pg-to-sqlite.yaml");
+pub(super) const BUILTIN_POSTGRES: &str = include_str!("../../mappings/pg-to-postgres.yaml");
 
 /// The rule-name keys every rule file must define (one per [`PgType`] kind
 /// except `Other`).

@@ -12,6 +12,7 @@ mod mapping_roundtrip;
 mod pgoutput_capture;
 mod plan_errors;
 mod replication;
+mod schema;
 mod sync;
 mod tail;
 mod tls;
