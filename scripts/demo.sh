@@ -24,6 +24,8 @@ src="${XDB_PG_SUPER_URL%/*}/$db"
 echo "== creating the demo source database '$db' (customers, products, orders, order_items)"
 psql "$XDB_PG_SUPER_URL" -qAtc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
 psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+psql "$XDB_PG_SUPER_URL" -qAtc "DO \$\$BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_app') THEN
+  DROP OWNED BY shop_app; DROP ROLE shop_app; END IF; END\$\$;" >/dev/null
 psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $db OWNER xdb_repl" >/dev/null
 psql "$src" -q -v ON_ERROR_STOP=1 -f scripts/demo/shop.sql >/dev/null
 for t in customers products orders order_items; do
@@ -32,7 +34,8 @@ done
 # The application's own login: the cutover freezes it, xdb's role keeps going.
 psql "$src" -qAtc "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_app') THEN
   CREATE ROLE shop_app LOGIN PASSWORD 'shop-app-pw'; END IF; END\$\$;
-  GRANT ALL ON ALL TABLES IN SCHEMA public TO shop_app; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO shop_app;" >/dev/null
+  GRANT ALL ON ALL TABLES IN SCHEMA public TO shop_app; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO shop_app;
+  GRANT pg_signal_backend TO xdb_repl;" >/dev/null
 
 export SOURCE_PASSWORD="$XDB_PG_REPL_PASSWORD"
 export DEMO_SOURCE_PORT="$XDB_PG_PORT"
@@ -67,12 +70,16 @@ while [ $SECONDS -lt $end ]; do
   echo
 done
 
-echo "== stopping the writer; sync drains what is left"
+echo "== xdb validate --plan $plan   (while sync tails and the writer writes)"
+"$xdb" validate --plan "$plan" || { echo "validation found differences (see above)"; exit 1; }
+
+echo "== xdb cutover --plan $plan --yes   (the writer is still writing: the runbook freezes it)"
+"$xdb" cutover --plan "$plan" --yes || { echo "the cutover stopped (see above); completed steps were rolled back"; exit 1; }
+
+echo "== stopping the writer and sync"
 rm -f "$work/writer.run"
 wait "$writer" 2>/dev/null || true
 kill -TERM "$sync_pid"; wait "$sync_pid" || true; sync_pid=
-"$xdb" sync --plan "$plan" --until-caught-up >>"$work/sync.log" 2>&1
-tail -2 "$work/sync.log"
 
 echo "== row counts, source vs SQLite"
 for t in customers products orders order_items; do
@@ -81,18 +88,14 @@ for t in customers products orders order_items; do
   printf '   %-12s source %6s   sqlite %6s\n' "$t" "$s" "$d"
 done
 
-echo "== xdb validate --plan $plan"
-"$xdb" validate --plan "$plan" || { echo "validation found differences (see above)"; exit 1; }
-
-echo "== xdb cutover --plan $plan --yes"
-"$xdb" cutover --plan "$plan" --yes || { echo "the cutover stopped (see above); every completed step was rolled back"; exit 1; }
-
 cat <<MSG
 
 == done
 The SQLite copy of the shop is $DEMO_SQLITE — try:
    sqlite3 $DEMO_SQLITE 'SELECT status, count(*) FROM orders GROUP BY status'
-The source is still there: psql "postgres://xdb_repl:***@127.0.0.1:$XDB_PG_PORT/$db"
+The source is still there, frozen read-only by the cutover:
+   psql "postgres://xdb_repl:***@127.0.0.1:$XDB_PG_PORT/$db"
+   (to write there again: ALTER DATABASE $db RESET default_transaction_read_only)
 Next: change a row on the source and run \`xdb sync --plan $plan --until-caught-up\`;
       \`xdb status --plan $plan\` shows lag and retained WAL; \`xdb cleanup --plan $plan\` drops the slot.
 Stop the servers with: scripts/dev-dbs.sh down

@@ -305,7 +305,13 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         options.terminal,
         options.log_interval,
     );
-    let workers = plan.copy_parallelism().max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+    let mut workers = plan.copy_parallelism().max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+    if kind == TargetKind::Sqlite && workers > 1 {
+        // SQLite has one writer at a time: a second loader would only wait
+        // for the first one's lock (and stall the runtime while waiting).
+        tracing::info!(requested = workers, "SQLite target: copying with one worker");
+        workers = 1;
+    }
     tracing::info!(tables = jobs.len(), workers, snapshot = %snapshot, "copying");
     let ctx = Arc::new(WorkerContext {
         plan: plan.clone(),

@@ -472,3 +472,98 @@ async fn copy_under_writes_to_mariadb() {
 async fn copy_under_writes_to_postgres() {
     copy_under_writes(Target::Postgres(PgDb::create("xdb_copy_live_pgt").await)).await;
 }
+
+/// Invariants 3–7 under fire: a mixed write load (multi-statement
+/// transactions, TOAST-unchanged updates, deletes, primary-key changes, a
+/// rolled-back transaction, a TRUNCATE + refill) runs while `xdb sync` copies
+/// and tails, and `sync` is killed with SIGKILL ten times at pseudo-random
+/// moments and restarted. The target must end equal to the source: no lost
+/// change, no duplicate, no nulled TOAST value.
+async fn mixed_load_with_kills(target: Target) {
+    let db = PgDb::create("xdb_chaos").await;
+    db.exec(SHOP).await;
+    // Out-of-line storage: every 1000th row's body is a real TOAST pointer.
+    db.exec("ALTER TABLE items ALTER body SET STORAGE EXTERNAL").await;
+    fill(&db, 1, 20_000).await;
+    db.exec("ANALYZE items").await;
+    let plan =
+        plan(&db, &target, "items", "copy:\n  chunk_rows: 4000\n  parallelism: 2\napply:\n  max_batch_rows: 500\n");
+    let writer_db = db.super_url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = tokio::spawn(async move {
+        let c = support::pg_connect(&writer_db).await;
+        let mut seed = 12345u64;
+        let mut next = |m: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let mut i = 0i64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            i += 1;
+            let id = 1 + next(20_000) as i64;
+            let sql = match i % 7 {
+                0 => format!(
+                    "BEGIN; INSERT INTO items (id, name, qty) VALUES ({n}, 'new', 1) ON CONFLICT DO NOTHING;
+                     UPDATE items SET qty = qty + 1 WHERE id = {id}; DELETE FROM items WHERE id = {d}; COMMIT;",
+                    n = 100_000 + i,
+                    d = 1 + next(20_000)
+                ),
+                // Touches only qty: a TOASTed body travels as "unchanged".
+                1 | 2 => format!("UPDATE items SET qty = qty + 1 WHERE id = {}", 1000 * (1 + next(20))),
+                3 => format!("UPDATE items SET id = id + 1000000 WHERE id = {id}"),
+                4 => format!("BEGIN; INSERT INTO items (id, name) VALUES ({}, 'rolled back'); ROLLBACK;", 500_000 + i),
+                5 => format!(
+                    "UPDATE items SET name = name || '+', price = price + 1 WHERE id BETWEEN {id} AND {}",
+                    id + 20
+                ),
+                _ => format!("DELETE FROM items WHERE id = {id}"),
+            };
+            c.batch_execute(&sql).await.unwrap();
+            if i == 400 {
+                // A TRUNCATE mid-stream, refilled in the same transaction.
+                c.batch_execute(
+                    "BEGIN; TRUNCATE items;
+                     INSERT INTO items (id, name, qty, body) SELECT g, 'refill ' || g, 0,
+                       CASE WHEN g % 1000 = 0 THEN repeat(md5(g::text), 400) ELSE 'short' END
+                     FROM generate_series(1, 20000) g; COMMIT;",
+                )
+                .await
+                .unwrap();
+            }
+        }
+        i
+    });
+    let mut seed = 777u64;
+    let mut kills = 0;
+    let mut child = spawn(&plan, &["sync"]);
+    while kills < 10 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(300 + (seed >> 33) % 1500)).await;
+        kill9(&mut child);
+        kills += 1;
+        child = spawn(&plan, &["sync"]);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes > 400, "the load ran past the TRUNCATE ({writes} transactions)");
+    kill9(&mut child);
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_with_ten_kills_to_sqlite() {
+    mixed_load_with_kills(Target::sqlite("xdb_chaos")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_with_ten_kills_to_mariadb() {
+    mixed_load_with_kills(Target::Mysql(MyDb::create("xdb_chaos_my").await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_with_ten_kills_to_postgres() {
+    mixed_load_with_kills(Target::Postgres(PgDb::create("xdb_chaos_pgt").await)).await;
+}
