@@ -59,9 +59,9 @@ pub struct TailSummary {
 const SPILL_CHUNK: usize = 10_000;
 
 /// Bytes of a streamed transaction held in memory before it spills to a
-/// temporary file: `XDB_SPILL_THRESHOLD_BYTES`, default 64 MiB.
+/// temporary file: `XDB_SPILL_THRESHOLD_BYTES`, default 16 MiB (peak memory is about three times the threshold).
 pub fn spill_threshold_bytes() -> usize {
-    std::env::var("XDB_SPILL_THRESHOLD_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(64 << 20)
+    std::env::var("XDB_SPILL_THRESHOLD_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(16 << 20)
 }
 
 /// Streams until a signal, the end of the output, or `max_transactions`.

@@ -567,3 +567,87 @@ async fn mixed_load_with_ten_kills_to_mariadb() {
 async fn mixed_load_with_ten_kills_to_postgres() {
     mixed_load_with_kills(Target::Postgres(PgDb::create("xdb_chaos_pgt").await)).await;
 }
+
+/// The same values reaching the target through the copy (COPY binary) and
+/// through the stream (pgoutput text) land identical: no time-zone,
+/// precision or JSON-spelling shift between the two paths.
+async fn copy_and_stream_agree(target: Target) {
+    let db = PgDb::create("xdb_paths").await;
+    db.exec(
+        "CREATE TABLE v (id int PRIMARY KEY, ts timestamptz, t timestamp(3), n numeric(30,10), big numeric,
+                         f float8, j jsonb, js json, d date, u uuid, b bytea, a int[], iv interval);
+         ALTER TABLE v OWNER TO xdb_repl;",
+    )
+    .await;
+    let values = "'2024-03-31 01:59:59.999999+01', '1999-12-31 23:59:59.123', 12345678901234567890.0123456789,
+                  -0.000000000000000000001, 1.0000000000000002, '{\"b\": [1, 2.50, \"x\"], \"a\": null}',
+                  '{\"b\" : 1,  \"a\":2}', '2000-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10',
+                  '{1,NULL,3}', '1 year 2 mons 3 days 04:05:06.789'";
+    db.exec(&format!("SET TimeZone = 'America/New_York'; INSERT INTO v VALUES (1, {values})")).await;
+    let plan = plan(&db, &target, "v", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    db.exec(&format!("SET TimeZone = 'Asia/Kolkata'; INSERT INTO v VALUES (2, {values})")).await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let cols = "ts, t, n, big, f, j, js, d, u, b, a, iv";
+    let (table, cast): (&str, fn(&str) -> String) = match target {
+        Target::Postgres(_) => ("public.v", |c| format!("{c}::text")),
+        Target::Mysql(_) => ("v", |c| format!("HEX(CAST({c} AS BINARY))")),
+        Target::Sqlite(_) => ("v", |c| format!("quote({c})")),
+    };
+    let list: Vec<String> = cols.split(", ").map(cast).collect();
+    let rows = target.rows(&format!("SELECT {} FROM {table} ORDER BY id", list.join(", "))).await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0], rows[1], "copy path (row 1) and stream path (row 2) differ");
+}
+
+#[tokio::test]
+async fn copy_and_stream_agree_on_sqlite() {
+    copy_and_stream_agree(Target::sqlite("xdb_paths")).await;
+}
+
+#[tokio::test]
+async fn copy_and_stream_agree_on_mariadb() {
+    copy_and_stream_agree(Target::Mysql(MyDb::create("xdb_paths_my").await)).await;
+}
+
+#[tokio::test]
+async fn copy_and_stream_agree_on_postgres() {
+    copy_and_stream_agree(Target::Postgres(PgDb::create("xdb_paths_pgt").await)).await;
+}
+
+/// A 1,000,000-row single transaction applied by `sync` with the default
+/// spill threshold: peak RSS stays under 256 MiB (PostgreSQL streams it in
+/// chunks, xdb spills it to a file and applies it in one target transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn million_row_transaction_in_bounded_memory() {
+    let db = PgDb::create("xdb_big_tx").await;
+    db.exec("CREATE TABLE big (id int PRIMARY KEY, v text); ALTER TABLE big OWNER TO xdb_repl;").await;
+    let target = Target::sqlite("xdb_big_tx");
+    let plan = plan(&db, &target, "big", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    db.exec("INSERT INTO big SELECT g, 'value ' || g FROM generate_series(1, 1000000) g").await;
+    let child = spawn(&plan, &["sync", "--until-caught-up"]);
+    let pid = child.id();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let peak2 = peak.clone();
+    let sampler = std::thread::spawn(move || loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            Ok(s) => {
+                if let Some(kb) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1))
+                {
+                    peak2.fetch_max(kb.parse().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Err(_) => return,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let _ = sampler.join();
+    ok(&out);
+    assert_eq!(target.count("big").await, 1_000_000);
+    let peak_mib = peak.load(std::sync::atomic::Ordering::Relaxed) / 1024;
+    assert!(peak_mib > 0, "RSS was sampled");
+    assert!(peak_mib < 256, "peak RSS {peak_mib} MiB for a 1M-row transaction");
+    eprintln!("1M-row transaction: peak RSS {peak_mib} MiB");
+}

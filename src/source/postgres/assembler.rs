@@ -86,7 +86,7 @@ pub struct AssemblerConfig {
 
 impl Default for AssemblerConfig {
     fn default() -> Self {
-        AssemblerConfig { spill_threshold_bytes: 64 << 20, spill_dir: std::env::temp_dir() }
+        AssemblerConfig { spill_threshold_bytes: 16 << 20, spill_dir: std::env::temp_dir() }
     }
 }
 
