@@ -51,6 +51,19 @@ SQL
 
 SELECT_MYSQL="SELECT id, customer_id, title, amount, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), doc::text, CASE WHEN paid THEN 1 ELSE 0 END, ref::text, note FROM orders"
 
+# Creates the target table exactly as xdb would, for the baseline to load into.
+schema_apply() {
+  cat > "$WORK/schema.yaml" <<YAML
+name: bench
+source:
+  url: $PGBASE/$SRC
+target:
+  url: $1
+tables: [public.orders]
+YAML
+  "$XDB" schema --apply --plan "$WORK/schema.yaml" >/dev/null
+}
+
 results=()
 run_xdb() { # target_url label
   cat > "$WORK/plan.yaml" <<YAML
@@ -76,11 +89,10 @@ for target in $TARGETS; do
   case $target in
     mysql)
       DB=xdb_bench_my
-      mk() { mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
-        CREATE TABLE $DB.orders (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, title LONGTEXT NOT NULL, amount DECIMAL(12,2) NOT NULL,
-          created_at DATETIME(6) NOT NULL, updated_at DATETIME(6) NOT NULL, doc LONGTEXT NOT NULL, paid TINYINT(1) NOT NULL,
-          ref CHAR(36) NOT NULL, note LONGTEXT) ENGINE=InnoDB;"; }
-      mk
+      # The baseline loads into the very table xdb creates (xdb schema --apply):
+      # same types, same json_valid CHECK, same collation; only the data path differs.
+      mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
+      schema_apply "mysql://xdb:$XDB_MYSQL_PASSWORD@127.0.0.1:$XDB_MYSQL_PORT/$DB"
       t0=$(now)
       psql "$PGBASE/$SRC" -qAtc "\\copy ($SELECT_MYSQL) TO STDOUT" \
         | mariadb "${MYARGS[@]}" --local-infile=1 "$DB" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE orders"
@@ -88,13 +100,13 @@ for target in $TARGETS; do
       BASE=$(python3 -c "print($t1-$t0)")
       n=$(mariadb "${MYARGS[@]}" -N -e "SELECT COUNT(*) FROM $DB.orders")
       [ "$n" = "$ROWS" ] || { echo "baseline loaded $n rows, expected $ROWS"; exit 1; }
-      mariadb "${MYARGS[@]}" -e "DROP DATABASE $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;"
+      mariadb "${MYARGS[@]}" -e "DROP DATABASE $DB; CREATE DATABASE $DB"
       label="PostgreSQL → MariaDB"
       url="mysql://xdb:$XDB_MYSQL_PASSWORD@127.0.0.1:$XDB_MYSQL_PORT/$DB"
       ;;
     sqlite)
       rm -f "$WORK/base.db" "$WORK/xdb.db"
-      sqlite3 "$WORK/base.db" "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, title TEXT NOT NULL, amount TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, doc TEXT NOT NULL, paid INTEGER NOT NULL, ref TEXT NOT NULL, note TEXT)"
+      schema_apply "sqlite://$WORK/base.db"
       t0=$(now)
       psql "$PGBASE/$SRC" -qAtc "\\copy ($SELECT_MYSQL) TO STDOUT" > "$WORK/orders.tsv"
       sqlite3 "$WORK/base.db" ".mode tabs" ".import $WORK/orders.tsv orders"

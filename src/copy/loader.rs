@@ -241,6 +241,63 @@ async fn check_reader(read_done: oneshot::Receiver<Result<u64, String>>, loaded:
     }
 }
 
+impl Loader {
+    /// Loads a range arriving as COPY binary bytes straight from the source
+    /// (PostgreSQL target whose columns have the source's types), then
+    /// records it and commits, as [`load_range`](Self::load_range) does.
+    pub async fn load_range_raw(
+        &mut self,
+        table: &Arc<MappedTable>,
+        chunks: mpsc::Receiver<Bytes>,
+        read_done: oneshot::Receiver<Result<u64, String>>,
+        record: &RangeRecord,
+        counters: &Arc<LoadCounters>,
+    ) -> Result<u64, CopyError> {
+        let fail = |reason: String| CopyError::Write { table: table.source.name.to_string(), reason };
+        let Loader::Postgres(client, label) = self else {
+            return Err(fail("a byte-for-byte copy needs a PostgreSQL target".into()));
+        };
+        let counters = &AttemptCounters::new(counters);
+        let r = load_postgres_raw(client, table, chunks, read_done, record, counters).await;
+        if r.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
+            counters.roll_back();
+        }
+        r.map_err(|e| fail(format!("{label}: {e}")))
+    }
+}
+
+async fn load_postgres_raw(
+    client: &tokio_postgres::Client,
+    table: &Arc<MappedTable>,
+    mut chunks: mpsc::Receiver<Bytes>,
+    read_done: oneshot::Receiver<Result<u64, String>>,
+    record: &RangeRecord,
+    counters: &Arc<AttemptCounters>,
+) -> Result<u64, String> {
+    let e = |e: tokio_postgres::Error| error_text(&e);
+    client.batch_execute("BEGIN").await.map_err(e)?;
+    let sql = format!("{} (FORMAT binary)", table.pg_copy_sql());
+    let sink = client.copy_in::<_, Bytes>(sql.as_str()).await.map_err(e)?;
+    let mut sink = std::pin::pin!(sink);
+    while let Some(chunk) = chunks.recv().await {
+        counters.add_bytes(chunk.len() as u64);
+        sink.send(chunk).await.map_err(e)?;
+    }
+    let loaded = sink.as_mut().finish().await.map_err(e)?;
+    counters.add_rows(loaded);
+    check_reader(read_done, loaded).await?;
+    client
+        .execute(
+            state::insert_range(SqlDialect::Postgres).as_str(),
+            &[&record.slot, &record.table, &(record.range_no as i32), &(loaded as i64)],
+        )
+        .await
+        .map_err(e)?;
+    client.batch_execute("COMMIT").await.map_err(e)?;
+    Ok(loaded)
+}
+
 async fn load_postgres(
     client: &tokio_postgres::Client,
     table: &Arc<MappedTable>,

@@ -14,7 +14,7 @@ use super::CopyError;
 use crate::model::{pg_ident, PgType, Row, TableSchema, Value};
 use crate::plan::SecretUrl;
 use crate::source::postgres::client::{self, error_text};
-use crate::source::postgres::copy_binary::CopyBinaryReader;
+use crate::source::postgres::copy_binary::{CopyBinaryError, CopyBinaryReader};
 
 /// Rows handed to the writer at a time.
 pub const ROW_BATCH: usize = 2048;
@@ -102,6 +102,38 @@ impl SnapshotReader {
             let _ = out.send(batch).await;
         }
         Ok(reader.rows_read())
+    }
+    /// Streams one range of `table` as the server's COPY binary bytes,
+    /// untouched, into `out` (for a target that takes the same binary
+    /// format). Frames are checked and rows counted, values not decoded.
+    pub async fn read_range_raw(
+        &self,
+        table: &TableSchema,
+        range: &CopyRange,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Result<u64, CopyError> {
+        let cols: Vec<String> = table.columns.iter().map(|c| pg_ident(&c.name)).collect();
+        let mut sql = format!("COPY (SELECT {} FROM {}", cols.join(", "), table.name.pg_quoted());
+        if let Some(p) = range.predicate() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&p);
+        }
+        sql.push_str(") TO STDOUT (FORMAT binary)");
+        let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
+        let frame_err = |e: CopyBinaryError| CopyError::Read { table: table.name.to_string(), reason: e.to_string() };
+        let stream = self.client.copy_out(sql.as_str()).await.map_err(err)?;
+        let mut stream = std::pin::pin!(stream);
+        let mut frames = CopyBinaryReader::new(vec![PgType::Bytea; table.columns.len()]);
+        while let Some(chunk) = stream.next().await {
+            let chunk: Bytes = chunk.map_err(err)?;
+            frames.feed(chunk.clone());
+            while frames.skip_row().map_err(frame_err)? {}
+            if out.send(chunk).await.is_err() {
+                return Ok(frames.rows_read());
+            }
+        }
+        frames.finish().map_err(frame_err)?;
+        Ok(frames.rows_read())
     }
 }
 

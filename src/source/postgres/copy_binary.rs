@@ -86,6 +86,42 @@ impl CopyBinaryReader {
     /// trailer has been read (see [`finish`](Self::finish) and
     /// [`is_done`](Self::is_done)).
     pub fn next_row(&mut self) -> Result<Option<Row>, CopyBinaryError> {
+        let Some(end) = self.next_extent()? else { return Ok(None) };
+        let row_no = self.rows + 1;
+        let mut row = Vec::with_capacity(self.types.len());
+        let mut pos = 2;
+        for (column, ty) in self.types.iter().enumerate() {
+            // Bounds were checked by the scan; `get` keeps it panic-free anyway.
+            let len = self.buf.get(pos..pos + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(-1);
+            pos += 4;
+            if len < 0 {
+                row.push(Value::Null);
+                continue;
+            }
+            let field = self.buf.get(pos..pos + len as usize).unwrap_or_default();
+            pos += len as usize;
+            let v =
+                decode_binary(ty, field).map_err(|source| CopyBinaryError::Value { row: row_no, column, source })?;
+            row.push(v);
+        }
+        self.consume(end);
+        self.rows += 1;
+        Ok(Some(row))
+    }
+
+    /// Checks the framing of the next complete row and steps over it without
+    /// decoding its values (a byte-for-byte copy only needs the row count);
+    /// false when more input is needed or the trailer has been read.
+    pub fn skip_row(&mut self) -> Result<bool, CopyBinaryError> {
+        let Some(end) = self.next_extent()? else { return Ok(false) };
+        self.consume(end);
+        self.rows += 1;
+        Ok(true)
+    }
+
+    /// The length of the next row once it is wholly buffered, after the
+    /// header and before the trailer.
+    fn next_extent(&mut self) -> Result<Option<usize>, CopyBinaryError> {
         if self.state == State::Header && !self.read_header()? {
             return Ok(None);
         }
@@ -108,8 +144,7 @@ impl CopyBinaryReader {
         if count < 0 || count as usize != self.types.len() {
             return Err(CopyBinaryError::FieldCount { row: row_no, expected: self.types.len(), found: count });
         }
-        // First make sure the whole row is buffered, then decode it: a row
-        // split across chunks is simply waited for.
+        // A row split across chunks is simply waited for.
         let mut end = 2;
         for column in 0..self.types.len() {
             let Some(len) = self.buf.get(end..end + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
@@ -127,25 +162,7 @@ impl CopyBinaryReader {
                 return Ok(None);
             }
         }
-        let mut row = Vec::with_capacity(self.types.len());
-        let mut pos = 2;
-        for (column, ty) in self.types.iter().enumerate() {
-            // Bounds were checked by the scan above; `get` keeps it panic-free anyway.
-            let len = self.buf.get(pos..pos + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(-1);
-            pos += 4;
-            if len < 0 {
-                row.push(Value::Null);
-                continue;
-            }
-            let field = self.buf.get(pos..pos + len as usize).unwrap_or_default();
-            pos += len as usize;
-            let v =
-                decode_binary(ty, field).map_err(|source| CopyBinaryError::Value { row: row_no, column, source })?;
-            row.push(v);
-        }
-        self.consume(end);
-        self.rows += 1;
-        Ok(Some(row))
+        Ok(Some(end))
     }
 
     /// Reads the header when it is all buffered; false when more is needed.
