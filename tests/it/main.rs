@@ -13,4 +13,5 @@ mod plan_errors;
 mod replication;
 mod sync;
 mod tail;
+mod validate;
 mod value_decode;
