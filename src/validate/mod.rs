@@ -117,7 +117,8 @@ type Item = (usize, usize);
 pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport, ValidateError> {
     let started = Instant::now();
     let names = select_tables(plan, opts.tables.as_deref())?;
-    let catalog = client::connect(&plan.source.url, "xdb validate").await.map_err(|e| ValidateError::Source(e.to_string()))?;
+    let catalog =
+        client::connect(&plan.source.url, "xdb validate").await.map_err(|e| ValidateError::Source(e.to_string()))?;
     let mut types = TypeCache::new();
     let mut schemas = Vec::new();
     for t in &names {
@@ -130,8 +131,7 @@ pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport
     drop(catalog);
     let mut target = TargetSession::connect(&plan.target.url).await?;
     let kind = target.conn().target_kind().await.map_err(|e| ValidateError::Target(e.to_string()))?;
-    let mapped =
-        crate::copy::map_tables(plan, &kind, &schemas).map_err(|e| ValidateError::Mapping(e.to_string()))?;
+    let mapped = crate::copy::map_tables(plan, &kind, &schemas).map_err(|e| ValidateError::Mapping(e.to_string()))?;
     let live = source::slot_active(&plan.source.url, &plan.source.slot).await? == Some(true)
         && target.applied(&plan.source.slot).await.is_some();
     if live {
@@ -365,8 +365,7 @@ impl Validation<'_> {
                 for c in 0..ctx.chunks.len() {
                     match after_repair.get(&(t, c)) {
                         Some(Ok(o)) => {
-                            sum.remaining +=
-                                (o.diff.missing.len() + o.diff.extra.len() + o.diff.changed.len()) as u64;
+                            sum.remaining += (o.diff.missing.len() + o.diff.extra.len() + o.diff.changed.len()) as u64;
                         }
                         Some(Err(e)) => failed = Some(e.to_string()),
                         None => {}

@@ -111,7 +111,8 @@ impl SourceSession {
             t = table.name.pg_quoted(),
             n = chunk_rows.max(1)
         );
-        let rows = self.client.query(sql.as_str(), &[]).await.map_err(serr(format!("planning chunks of {}", table.name)))?;
+        let rows =
+            self.client.query(sql.as_str(), &[]).await.map_err(serr(format!("planning chunks of {}", table.name)))?;
         let mut bounds: Vec<KeyBound> = Vec::with_capacity(rows.len());
         for r in rows {
             let mut b = Vec::with_capacity(key.kinds.len());
@@ -149,9 +150,7 @@ impl SourceSession {
         while let Some(part) = stream.next().await {
             let part: Bytes = part.map_err(serr(what.clone()))?;
             reader.feed(part);
-            while let Some(mut row) =
-                reader.next_row().map_err(|e| ValidateError::Source(format!("{what}: {e}")))?
-            {
+            while let Some(mut row) = reader.next_row().map_err(|e| ValidateError::Source(format!("{what}: {e}")))? {
                 for (i, name) in &unknown {
                     if let Some(slot) = row.get_mut(*i) {
                         if let Value::Text(t) = std::mem::replace(slot, Value::Null) {

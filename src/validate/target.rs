@@ -7,7 +7,9 @@ use mysql_async::prelude::Queryable;
 use super::chunks::{self, Chunk, SplitKey, TargetPredicate};
 use super::diff::CanonRow;
 use super::ValidateError;
-use crate::mapping::{canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedTable};
+use crate::mapping::{
+    canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedTable,
+};
 use crate::model::{Lsn, Row};
 use crate::plan::TargetUrl;
 use crate::sink::apply_plan::Op;
@@ -106,7 +108,9 @@ impl TargetSession {
             .table_rows(&mapped.source.name)
             .await
             .map_err(|e| ValidateError::Target(e.to_string()))?
-            .ok_or_else(|| ValidateError::Target(format!("table {} does not exist on the target", mapped.target_name)))?;
+            .ok_or_else(|| {
+                ValidateError::Target(format!("table {} does not exist on the target", mapped.target_name))
+            })?;
         Ok(n)
     }
 

@@ -142,7 +142,9 @@ async fn planted_differences(target: Target) {
     }
     // … and the same instant written under another time zone.
     match &target {
-        Target::Sqlite(_) => target_exec(&target, "UPDATE vt SET at = '2024-01-01 03:10:00.00007+02:00' WHERE id = 70").await,
+        Target::Sqlite(_) => {
+            target_exec(&target, "UPDATE vt SET at = '2024-01-01 03:10:00.00007+02:00' WHERE id = 70").await
+        }
         Target::Postgres(t) => t.exec(&format!("ALTER DATABASE {} SET timezone TO 'Asia/Kolkata'", t.name)).await,
         // DATETIME holds no zone: xdb writes UTC, and reads it back as UTC.
         Target::Mysql(_) => {}
@@ -157,10 +159,11 @@ async fn planted_differences(target: Target) {
     assert_eq!(strs(&t["missing"]), vec!["id=10"], "{text}");
     assert_eq!(strs(&t["extra"]), vec!["id=5000"], "{text}");
     let ch = changed(t);
-    let expect: Vec<(String, Vec<String>)> = [("id=20", "at"), ("id=30", "amount"), ("id=40", "doc"), ("id=50", "data")]
-        .iter()
-        .map(|(k, c)| (k.to_string(), vec![c.to_string()]))
-        .collect();
+    let expect: Vec<(String, Vec<String>)> =
+        [("id=20", "at"), ("id=30", "amount"), ("id=40", "doc"), ("id=50", "data")]
+            .iter()
+            .map(|(k, c)| (k.to_string(), vec![c.to_string()]))
+            .collect();
     assert_eq!(ch, expect, "exactly the planted changes, no false alarms: {text}");
     let at = &t["changed"].as_array().unwrap().iter().find(|c| c["key"] == "id=20").unwrap()["columns"][0];
     assert_eq!(at["source"], "1704068400000020", "timestamps as UTC microseconds");
