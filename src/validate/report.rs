@@ -264,9 +264,6 @@ impl ValidationReport {
             if let Some(e) = &t.error {
                 let _ = writeln!(out, "\n{}: could not validate: {e}", t.table);
             }
-            if let Some(n) = &t.note {
-                let _ = writeln!(out, "\n{}: note: {n}", t.table);
-            }
             if t.differences() == 0 && t.source_rows == t.target_rows {
                 continue;
             }
@@ -309,6 +306,11 @@ impl ValidationReport {
                     "  repair: {} ranges rewritten from the source ({} rows deleted, {} written); {} differences remain",
                     r.chunks, r.rows_deleted, r.rows_written, r.remaining
                 );
+            }
+        }
+        for t in &self.tables {
+            if let Some(n) = &t.note {
+                let _ = writeln!(out, "\nnote: {}: {n}", t.table);
             }
         }
         let verdict = if self.has_errors() {
