@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use super::chunks::{self, Chunk, KeyBound, SplitKey};
 use super::diff::CanonRow;
 use super::ValidateError;
-use crate::mapping::{canonical, CanonicalValue, MappedTable};
+use crate::mapping::{canonical, CanonicalValue, MappedTable, RowHasher};
 use crate::model::{pg_ident, Lsn, PgType, Row, TableSchema, Value};
 use crate::plan::SecretUrl;
 use crate::source::postgres::client::{self, error_text};
@@ -128,13 +128,15 @@ impl SourceSession {
         Ok(chunks::chunks_from_bounds(bounds))
     }
 
-    /// The source rows of a chunk, decoded.
-    pub async fn read_rows(
+    /// Streams the source rows of a chunk, decoded, into `f`; returns the
+    /// number of rows.
+    pub async fn for_each_row(
         &self,
         table: &TableSchema,
         key: Option<&SplitKey>,
         chunk: &Chunk,
-    ) -> Result<Vec<Row>, ValidateError> {
+        f: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<u64, ValidateError> {
         let (select, types, unknown) = select_list(table);
         let mut sql = format!("COPY (SELECT {select} FROM {}", table.name.pg_quoted());
         if let Some(p) = chunks::source_predicate(table, key, chunk) {
@@ -146,7 +148,6 @@ impl SourceSession {
         let stream = self.client.copy_out(sql.as_str()).await.map_err(serr(what.clone()))?;
         let mut stream = std::pin::pin!(stream);
         let mut reader = CopyBinaryReader::new(types);
-        let mut out = Vec::new();
         while let Some(part) = stream.next().await {
             let part: Bytes = part.map_err(serr(what.clone()))?;
             reader.feed(part);
@@ -158,10 +159,22 @@ impl SourceSession {
                         }
                     }
                 }
-                out.push(row);
+                f(row);
             }
         }
         reader.finish().map_err(|e| ValidateError::Source(format!("{what}: {e}")))?;
+        Ok(reader.rows_read())
+    }
+
+    /// The source rows of a chunk, decoded.
+    pub async fn read_rows(
+        &self,
+        table: &TableSchema,
+        key: Option<&SplitKey>,
+        chunk: &Chunk,
+    ) -> Result<Vec<Row>, ValidateError> {
+        let mut out = Vec::new();
+        self.for_each_row(table, key, chunk, &mut |r| out.push(r)).await?;
         Ok(out)
     }
 
@@ -172,21 +185,53 @@ impl SourceSession {
         key: Option<&SplitKey>,
         chunk: &Chunk,
     ) -> Result<Vec<CanonRow>, ValidateError> {
-        let rows = self.read_rows(&mapped.source, key, chunk).await?;
         let match_cols = mapped.source.match_columns();
-        Ok(rows.iter().map(|r| canonical_row(mapped, &match_cols, r)).collect())
+        let mut out = Vec::new();
+        self.for_each_row(&mapped.source, key, chunk, &mut |r| out.push(canonical_row(mapped, &match_cols, &r)))
+            .await?;
+        Ok(out)
+    }
+
+    /// The row count and checksum of a chunk, rows hashed as they stream
+    /// in (nothing kept).
+    pub async fn digest(
+        &self,
+        mapped: &MappedTable,
+        key: Option<&SplitKey>,
+        chunk: &Chunk,
+    ) -> Result<Digest, ValidateError> {
+        let mut hasher = RowHasher::new();
+        let mut values = Vec::with_capacity(mapped.columns.len());
+        self.for_each_row(&mapped.source, key, chunk, &mut |r| {
+            values.clear();
+            values.extend((0..r.len()).map(|i| canonical_value(mapped, &r, i)));
+            hasher.add_row(&values);
+        })
+        .await?;
+        Ok(Digest { rows: hasher.count(), checksum: hasher.checksum() })
+    }
+}
+
+/// A chunk side's row count and order-independent checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub rows: u64,
+    pub checksum: u128,
+}
+
+/// Column `i` of a source row in canonical form, as the lossy policy leaves
+/// it (a value the policy rejects is compared as it is).
+fn canonical_value(mapped: &MappedTable, row: &Row, i: usize) -> CanonicalValue {
+    match mapped.prepare(i, row) {
+        Ok(v) => canonical(&v),
+        Err(_) => row.get(i).map(canonical).unwrap_or(CanonicalValue(None)),
     }
 }
 
 /// A source row in canonical form, each value as the mapping's lossy policy
 /// leaves it (a value the policy rejects is compared as it is).
 pub fn canonical_row(mapped: &MappedTable, match_cols: &[usize], row: &Row) -> CanonRow {
-    let values: Vec<_> = (0..row.len())
-        .map(|i| match mapped.prepare(i, row) {
-            Ok(v) => canonical(&v),
-            Err(_) => canonical(&row[i]),
-        })
-        .collect();
+    let values: Vec<_> = (0..row.len()).map(|i| canonical_value(mapped, row, i)).collect();
     let key = match_cols.iter().map(|&i| values.get(i).cloned().unwrap_or(CanonicalValue(None))).collect();
     CanonRow { key, values }
 }

@@ -6,9 +6,10 @@ use mysql_async::prelude::Queryable;
 
 use super::chunks::{self, Chunk, SplitKey, TargetPredicate};
 use super::diff::CanonRow;
+use super::source::Digest;
 use super::ValidateError;
 use crate::mapping::{
-    canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedTable,
+    canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedTable, RowHasher,
 };
 use crate::model::{Lsn, Row};
 use crate::plan::TargetUrl;
@@ -114,13 +115,14 @@ impl TargetSession {
         Ok(n)
     }
 
-    /// The target rows of a chunk in canonical form.
-    pub async fn read_chunk(
+    /// Streams the target rows of a chunk, each in canonical form, into `f`.
+    async fn scan(
         &mut self,
         mapped: &MappedTable,
         key: Option<&SplitKey>,
         chunk: &Chunk,
-    ) -> Result<Vec<CanonRow>, ValidateError> {
+        f: &mut (dyn FnMut(&mut Vec<CanonicalValue>) + Send),
+    ) -> Result<(), ValidateError> {
         let d = self.conn.dialect();
         let pred = self.predicate(mapped, key, chunk);
         let params = self.params(mapped, key, chunk, pred.as_ref())?;
@@ -137,23 +139,20 @@ impl TargetSession {
             sql.push_str(" WHERE ");
             sql.push_str(&p.sql);
         }
-        let match_cols = mapped.source.match_columns();
-        let make = |values: Vec<CanonicalValue>| {
-            let key = match_cols.iter().map(|&i| values.get(i).cloned().unwrap_or(CanonicalValue(None))).collect();
-            CanonRow { key, values }
-        };
         let context = format!("reading {} ({})", mapped.target_name, chunk.describe(&mapped.source, key));
         let e = terr(context);
-        let mut out = Vec::new();
+        let mut values: Vec<CanonicalValue> = Vec::with_capacity(mapped.columns.len());
         match (&mut self.conn, params) {
             (TargetConn::Mysql { conn, .. }, Params::Mysql(p)) => {
                 let p = if p.is_empty() { mysql_async::Params::Empty } else { mysql_async::Params::Positional(p) };
-                let rows: Vec<mysql_async::Row> = conn.exec(sql.as_str(), p).await.map_err(|x| e(x.to_string()))?;
-                for r in rows {
-                    let vals = r.unwrap();
-                    let values =
-                        vals.iter().zip(&mapped.columns).map(|(v, c)| canonical_from_mysql(v, c)).collect::<Vec<_>>();
-                    out.push(make(values));
+                let mut result = conn.exec_iter(sql.as_str(), p).await.map_err(|x| e(x.to_string()))?;
+                while let Some(r) = result.next().await.map_err(|x| e(x.to_string()))? {
+                    values.clear();
+                    for (i, c) in mapped.columns.iter().enumerate() {
+                        let v = r.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
+                        values.push(canonical_from_mysql(v, c));
+                    }
+                    f(&mut values);
                 }
             }
             (TargetConn::Sqlite { conn, .. }, Params::Sqlite(p)) => {
@@ -161,12 +160,12 @@ impl TargetSession {
                     let mut st = conn.prepare_cached(&sql)?;
                     let mut rows = st.query(rusqlite::params_from_iter(p))?;
                     while let Some(r) = rows.next()? {
-                        let mut values = Vec::with_capacity(mapped.columns.len());
+                        values.clear();
                         for (i, c) in mapped.columns.iter().enumerate() {
                             let v: rusqlite::types::Value = r.get(i)?;
                             values.push(canonical_from_sqlite(&v, c));
                         }
-                        out.push(make(values));
+                        f(&mut values);
                     }
                     Ok(())
                 })();
@@ -177,18 +176,46 @@ impl TargetSession {
                     p.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
                 let rows = client.query(sql.as_str(), &refs).await.map_err(|x| e(error_text(&x)))?;
                 for r in rows {
-                    let values = mapped
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| canonical_from_pg_text(r.get::<_, Option<&str>>(i), c))
-                        .collect();
-                    out.push(make(values));
+                    values.clear();
+                    for (i, c) in mapped.columns.iter().enumerate() {
+                        values.push(canonical_from_pg_text(r.get::<_, Option<&str>>(i), c));
+                    }
+                    f(&mut values);
                 }
             }
             _ => return Err(ValidateError::Target("internal: parameters of another target kind".into())),
         }
+        Ok(())
+    }
+
+    /// The target rows of a chunk in canonical form.
+    pub async fn read_chunk(
+        &mut self,
+        mapped: &MappedTable,
+        key: Option<&SplitKey>,
+        chunk: &Chunk,
+    ) -> Result<Vec<CanonRow>, ValidateError> {
+        let match_cols = mapped.source.match_columns();
+        let mut out = Vec::new();
+        self.scan(mapped, key, chunk, &mut |values| {
+            let values = std::mem::take(values);
+            let key = match_cols.iter().map(|&i| values.get(i).cloned().unwrap_or(CanonicalValue(None))).collect();
+            out.push(CanonRow { key, values });
+        })
+        .await?;
         Ok(out)
+    }
+
+    /// The row count and checksum of a chunk, rows hashed as they stream in.
+    pub async fn digest(
+        &mut self,
+        mapped: &MappedTable,
+        key: Option<&SplitKey>,
+        chunk: &Chunk,
+    ) -> Result<Digest, ValidateError> {
+        let mut hasher = RowHasher::new();
+        self.scan(mapped, key, chunk, &mut |values| hasher.add_row(values)).await?;
+        Ok(Digest { rows: hasher.count(), checksum: hasher.checksum() })
     }
 
     /// Replaces a chunk's rows on the target with `rows` (read from the
