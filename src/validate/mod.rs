@@ -28,6 +28,7 @@
 
 pub mod chunks;
 pub mod diff;
+pub mod json;
 pub mod report;
 pub mod source;
 pub mod target;

@@ -222,9 +222,13 @@ pub struct Digest {
 /// Column `i` of a source row in canonical form, as the lossy policy leaves
 /// it (a value the policy rejects is compared as it is).
 fn canonical_value(mapped: &MappedTable, row: &Row, i: usize) -> CanonicalValue {
+    let canon = |v: &Value| match v {
+        Value::Json(s) => CanonicalValue(Some(super::json::fast_canonical_json(s))),
+        v => canonical(v),
+    };
     match mapped.prepare(i, row) {
-        Ok(v) => canonical(&v),
-        Err(_) => row.get(i).map(canonical).unwrap_or(CanonicalValue(None)),
+        Ok(v) => canon(&v),
+        Err(_) => row.get(i).map(canon).unwrap_or(CanonicalValue(None)),
     }
 }
 

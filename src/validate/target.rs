@@ -9,14 +9,23 @@ use super::diff::CanonRow;
 use super::source::Digest;
 use super::ValidateError;
 use crate::mapping::{
-    canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedTable, RowHasher,
+    canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedColumn, MappedTable, RowHasher,
 };
-use crate::model::{Lsn, Row};
+use crate::model::{Lsn, PgType, Row};
 use crate::plan::TargetUrl;
 use crate::sink::apply_plan::Op;
 use crate::sink::dialect::SqlDialect;
 use crate::sink::target::TargetConn;
 use crate::source::postgres::client::error_text;
+
+/// True for json/jsonb columns (canonicalized by the fast JSON path).
+fn is_json(c: &MappedColumn) -> bool {
+    matches!(c.source_type, PgType::Json | PgType::Jsonb)
+}
+
+fn json_text(s: &str) -> CanonicalValue {
+    CanonicalValue(Some(super::json::fast_canonical_json(s)))
+}
 
 /// Rows per INSERT statement when a range is rewritten.
 const INSERT_ROWS: usize = 500;
@@ -150,7 +159,10 @@ impl TargetSession {
                     values.clear();
                     for (i, c) in mapped.columns.iter().enumerate() {
                         let v = r.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
-                        values.push(canonical_from_mysql(v, c));
+                        values.push(match (v, is_json(c)) {
+                            (mysql_async::Value::Bytes(b), true) => json_text(&String::from_utf8_lossy(b)),
+                            _ => canonical_from_mysql(v, c),
+                        });
                     }
                     f(&mut values);
                 }
@@ -163,7 +175,10 @@ impl TargetSession {
                         values.clear();
                         for (i, c) in mapped.columns.iter().enumerate() {
                             let v: rusqlite::types::Value = r.get(i)?;
-                            values.push(canonical_from_sqlite(&v, c));
+                            values.push(match (&v, is_json(c)) {
+                                (rusqlite::types::Value::Text(t), true) => json_text(t),
+                                _ => canonical_from_sqlite(&v, c),
+                            });
                         }
                         f(&mut values);
                     }
@@ -178,7 +193,11 @@ impl TargetSession {
                 for r in rows {
                     values.clear();
                     for (i, c) in mapped.columns.iter().enumerate() {
-                        values.push(canonical_from_pg_text(r.get::<_, Option<&str>>(i), c));
+                        let v = r.get::<_, Option<&str>>(i);
+                        values.push(match (v, is_json(c)) {
+                            (Some(t), true) => json_text(t),
+                            _ => canonical_from_pg_text(v, c),
+                        });
                     }
                     f(&mut values);
                 }
