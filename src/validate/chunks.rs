@@ -120,6 +120,35 @@ pub fn chunks_from_bounds(bounds: Vec<KeyBound>) -> Vec<Chunk> {
     out
 }
 
+/// Boundaries that split integer keys `[min, max]` into ranges of about
+/// `chunk_rows` of `rows` rows, assuming they spread evenly.
+pub fn int_bounds(min: i64, max: i64, rows: u64, chunk_rows: u64) -> Vec<KeyBound> {
+    let span = (max as i128 - min as i128 + 1).max(1);
+    let parts = (rows.div_ceil(chunk_rows.max(1)) as i128).clamp(1, span);
+    let width = (span + parts - 1) / parts;
+    (1..parts)
+        .map(|i| min as i128 + i * width)
+        .filter(|&b| b <= max as i128)
+        .map(|b| vec![Value::Int8(b as i64)])
+        .collect()
+}
+
+/// Splits a bounded single-integer-key range in two halves, `None` when it
+/// is open or holds one key.
+pub fn bisect(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
+    let (Some(lo), Some(hi)) = (&chunk.lo, &chunk.hi) else { return None };
+    let ([Value::Int8(lo)], [Value::Int8(hi)]) = (lo.as_slice(), hi.as_slice()) else { return None };
+    if (*hi as i128) - (*lo as i128) < 2 {
+        return None;
+    }
+    let mid = ((*lo as i128 + *hi as i128) / 2) as i64;
+    let mid = vec![Value::Int8(mid)];
+    Some((
+        Chunk { number: chunk.number, lo: chunk.lo.clone(), hi: Some(mid.clone()) },
+        Chunk { number: chunk.number, lo: Some(mid), hi: chunk.hi.clone() },
+    ))
+}
+
 /// A PostgreSQL literal for a key value (COPY takes no parameters).
 /// Assumes `standard_conforming_strings = on`, which the reader sets.
 fn pg_literal(v: &Value) -> String {
@@ -294,6 +323,21 @@ mod tests {
         assert_eq!(c[1].hi, c[2].lo);
         assert_eq!(c[2].hi, None);
         assert_eq!(chunks_from_bounds(vec![]), vec![Chunk::whole()]);
+    }
+
+    #[test]
+    fn integer_splits() {
+        let b = int_bounds(1, 100, 100, 10);
+        assert_eq!(b.len(), 9);
+        assert_eq!(b[0], vec![Value::Int8(11)]);
+        assert!(int_bounds(5, 5, 1000, 10).is_empty());
+        assert_eq!(int_bounds(i64::MIN, i64::MAX, 30, 10).len(), 2);
+        let c = Chunk { number: 3, lo: Some(vec![Value::Int8(0)]), hi: Some(vec![Value::Int8(10)]) };
+        let (a, z) = bisect(&c).unwrap();
+        assert_eq!((a.hi.clone(), z.lo.clone()), (Some(vec![Value::Int8(5)]), Some(vec![Value::Int8(5)])));
+        assert_eq!(bisect(&Chunk { number: 0, lo: None, hi: Some(vec![Value::Int8(1)]) }), None);
+        let one = Chunk { number: 0, lo: Some(vec![Value::Int8(1)]), hi: Some(vec![Value::Int8(2)]) };
+        assert_eq!(bisect(&one), None);
     }
 
     #[test]

@@ -99,6 +99,8 @@ impl Default for ValidateOptions {
 /// A table being compared: its mapping, split key and ranges.
 struct TableCtx {
     mapped: Arc<MappedTable>,
+    /// Rows per range (larger differing ranges are bisected).
+    chunk_rows: u64,
     key: Option<SplitKey>,
     chunks: Vec<Chunk>,
 }
@@ -263,7 +265,7 @@ impl Validation<'_> {
                     Vec::new()
                 }
             };
-            tables.push(TableCtx { mapped: m.clone(), key, chunks });
+            tables.push(TableCtx { mapped: m.clone(), chunk_rows: self.opts.chunk_rows.max(1), key, chunks });
         }
         let tables = Arc::new(tables);
         let items: Vec<Item> =
@@ -509,6 +511,23 @@ async fn compare_chunk(
     let (s, t) = (s?, t?);
     if s == t {
         return Ok(ChunkOutcome { source_rows: s.rows, target_rows: t.rows, diff: ChunkDiff::default() });
+    }
+    // A large differing range (sparse keys) is bisected, so only small
+    // ranges are ever held in memory to be diffed.
+    if s.rows.max(t.rows) > 4 * ctx.chunk_rows {
+        if let Some((a, b)) = chunks::bisect(chunk) {
+            let x = Box::pin(compare_chunk(source, target, ctx, &a)).await?;
+            let y = Box::pin(compare_chunk(source, target, ctx, &b)).await?;
+            let mut diff = x.diff;
+            diff.missing.extend(y.diff.missing);
+            diff.extra.extend(y.diff.extra);
+            diff.changed.extend(y.diff.changed);
+            return Ok(ChunkOutcome {
+                source_rows: x.source_rows + y.source_rows,
+                target_rows: x.target_rows + y.target_rows,
+                diff,
+            });
+        }
     }
     // The range differs: read it again, keeping the rows, and merge by key.
     let (s, t) = tokio::join!(source.read_chunk(&ctx.mapped, key, chunk), target.read_chunk(&ctx.mapped, key, chunk));

@@ -302,3 +302,28 @@ async fn validate_during_live_sync_reports_equality() {
     assert_eq!(json["live_sync"], true, "the running sync was detected: {text}");
     assert_eq!(c, 0, "no false alarm under load ({:?}): {text}", started.elapsed());
 }
+
+/// Sparse integer keys make uneven ranges; a large differing range is
+/// bisected down to small ones and the exact keys are still found.
+#[tokio::test]
+async fn validate_sparse_keys_bisects_large_ranges() {
+    let db = PgDb::create("xdb_val_sparse").await;
+    db.exec(
+        "CREATE TABLE sp (id bigint PRIMARY KEY, v text); ALTER TABLE sp OWNER TO xdb_repl;
+         INSERT INTO sp SELECT g, 'v' || g FROM generate_series(1, 100) g;
+         INSERT INTO sp SELECT g, 'v' || g FROM generate_series(1000000, 1005000) g;",
+    )
+    .await;
+    let target = Target::sqlite("xdb_val_sparse").await;
+    let plan = plan(&db, &target, "sp", "");
+    let out = xdb(&plan, &["snapshot"]);
+    assert!(out.status.success(), "snapshot: {}", support::text(&out));
+    target_exec(&target, "UPDATE sp SET v = 'x' WHERE id = 1004321; DELETE FROM sp WHERE id = 1000007").await;
+    let (c, json, text) = validate_json(&plan, &[]);
+    assert_eq!(c, 1, "{text}");
+    let t = &json["tables"][0];
+    assert_eq!(strs(&t["missing"]), vec!["id=1000007"], "{text}");
+    assert_eq!(changed(t), vec![("id=1004321".to_string(), vec!["v".to_string()])], "{text}");
+    assert_eq!(t["source_rows"], 5101);
+    assert_eq!(t["target_rows"], 5100);
+}
