@@ -19,3 +19,4 @@ pub mod sink;
 pub mod source;
 pub mod status;
 pub mod tail;
+pub mod validate;

@@ -16,4 +16,5 @@ mod schema;
 mod sync;
 mod tail;
 mod tls;
+mod validate;
 mod value_decode;
