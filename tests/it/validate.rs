@@ -198,7 +198,7 @@ async fn planted_differences(target: Target) {
 
 #[tokio::test]
 async fn validate_finds_planted_differences_on_sqlite() {
-    planted_differences(Target::sqlite("xdb_val_sqlite").await).await;
+    planted_differences(Target::sqlite("xdb_val_sqlite")).await;
 }
 
 #[tokio::test]
@@ -314,7 +314,7 @@ async fn validate_sparse_keys_bisects_large_ranges() {
          INSERT INTO sp SELECT g, 'v' || g FROM generate_series(1000000, 1005000) g;",
     )
     .await;
-    let target = Target::sqlite("xdb_val_sparse").await;
+    let target = Target::sqlite("xdb_val_sparse");
     let plan = plan(&db, &target, "sp", "");
     let out = xdb(&plan, &["snapshot"]);
     assert!(out.status.success(), "snapshot: {}", support::text(&out));
