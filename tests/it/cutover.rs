@@ -190,7 +190,7 @@ async fn a_full_cutover_freezes_the_app_proves_and_syncs_sequences_then_resume_r
         assert!(o.contains(&format!("[{n}/5]")), "step {n} printed:\n{o}");
     }
     assert!(o.contains("cutover complete") && o.contains("writes stopped on the source for"), "{o}");
-    assert!(o.contains("1 table(s) equal by row count"), "{o}");
+    assert!(o.contains("1 table(s) equal (row counts and checksums)"), "{o}");
     let super_pw =
         crate::support::env("XDB_PG_SUPER_URL").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
     assert!(!o.contains(&super_pw) && !o.contains(APP_PASSWORD), "no password in the output:\n{o}");
