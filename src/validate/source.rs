@@ -89,7 +89,11 @@ impl SourceSession {
             // ranges smaller; a large differing range is bisected later.
             let c = pg_ident(table.columns.get(*col).map(|c| c.name.as_str()).unwrap_or(""));
             let sql = format!("SELECT min({c})::int8, max({c})::int8, count(*) FROM {}", table.name.pg_quoted());
-            let r = self.client.query_one(sql.as_str(), &[]).await.map_err(serr(format!("planning chunks of {}", table.name)))?;
+            let r = self
+                .client
+                .query_one(sql.as_str(), &[])
+                .await
+                .map_err(serr(format!("planning chunks of {}", table.name)))?;
             let (min, max, rows): (Option<i64>, Option<i64>, i64) = (r.get(0), r.get(1), r.get(2));
             let (Some(min), Some(max)) = (min, max) else { return Ok(vec![Chunk::whole()]) };
             return Ok(chunks::chunks_from_bounds(chunks::int_bounds(min, max, rows.max(0) as u64, chunk_rows)));
