@@ -19,6 +19,15 @@ use crate::sink::dialect::SqlDialect;
 use crate::sink::target::TargetConn;
 use crate::source::postgres::client::error_text;
 
+/// Runs blocking work in place, handing the thread's other tasks to another
+/// worker thread when the runtime has several (the CLI's does).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// True for json/jsonb columns (canonicalized by the fast JSON path).
 fn is_json(c: &MappedColumn) -> bool {
     matches!(c.source_type, PgType::Json | PgType::Jsonb)
@@ -169,7 +178,9 @@ impl TargetSession {
                 }
             }
             (TargetConn::Sqlite { conn, .. }, Params::Sqlite(p)) => {
-                let r: Result<(), rusqlite::Error> = (|| {
+                // SQLite reads block: let the runtime move its other tasks
+                // (source streams, other workers) to another thread meanwhile.
+                let r: Result<(), rusqlite::Error> = blocking(|| {
                     let mut st = conn.prepare_cached(&sql)?;
                     let mut rows = st.query(rusqlite::params_from_iter(p))?;
                     while let Some(r) = rows.next()? {
@@ -184,7 +195,7 @@ impl TargetSession {
                         f(&mut values);
                     }
                     Ok(())
-                })();
+                });
                 r.map_err(|x| e(x.to_string()))?;
             }
             (TargetConn::Postgres { client, .. }, Params::Postgres(p)) => {
