@@ -206,6 +206,39 @@ fn mysql_row_bytes(t: &str) -> u64 {
     }
 }
 
+/// Sizes the key columns that became VARCHAR/VARBINARY so the whole
+/// primary key fits InnoDB's 3072-byte limit: they share what the other key
+/// columns leave (utf8mb4 counts 4 bytes a character).
+fn fit_mysql_key(
+    columns: &mut [MappedColumn],
+    widened: &[String],
+    primary_key: &[usize],
+    tname: &str,
+    kind: &TargetKind,
+    warnings: &mut Vec<String>,
+) {
+    const KEY_BYTES: u64 = 3072;
+    let others: u64 = primary_key
+        .iter()
+        .filter_map(|&i| columns.get(i))
+        .filter(|c| !widened.contains(&c.name))
+        .map(|c| mysql_row_bytes(&c.target_type).max(8))
+        .sum();
+    let share = KEY_BYTES.saturating_sub(others) / widened.len() as u64;
+    for c in columns.iter_mut().filter(|c| widened.contains(&c.name)) {
+        let source = c.source_type.sql_name();
+        c.target_type = if c.target_type.starts_with("VARBINARY") {
+            format!("VARBINARY({})", share.max(1))
+        } else {
+            format!("VARCHAR({})", (share / 4).max(1))
+        };
+        warnings.push(format!(
+            "{tname}.{}: key column of type {source} is {} on {kind} (a TEXT or BLOB cannot be a key); longer values fail",
+            c.name, c.target_type
+        ));
+    }
+}
+
 fn map_inner(
     rules: &MappingRules,
     table: &TableSchema,
@@ -216,6 +249,8 @@ fn map_inner(
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut columns = Vec::with_capacity(table.columns.len());
+    // Key columns turned from TEXT/BLOB into VARCHAR/VARBINARY (sized below).
+    let mut widened: Vec<String> = Vec::new();
     for (i, c) in table.columns.iter().enumerate() {
         let is_key = table.primary_key.contains(&i);
         let over = overrides.column_type(&table.name, &c.name);
@@ -246,11 +281,7 @@ fn map_inner(
         if kind.is_mysql() && is_key && over.is_none() && is_mysql_lob(&target_type) {
             let wide =
                 if target_type.to_ascii_uppercase().contains("BLOB") { "VARBINARY(3072)" } else { "VARCHAR(768)" };
-            warnings.push(format!(
-                "{tname}.{}: key column of type {} is {wide} on {kind} (a {target_type} cannot be a key); longer values fail",
-                c.name,
-                c.pg_type.sql_name()
-            ));
+            widened.push(c.name.clone());
             target_type = wide.to_string();
         }
         let class = TargetClass::of(&kind, &target_type);
@@ -277,6 +308,9 @@ fn map_inner(
     }
     if !errors.is_empty() {
         return Err(errors);
+    }
+    if !widened.is_empty() {
+        fit_mysql_key(&mut columns, &widened, &table.primary_key, &tname, &kind, &mut warnings);
     }
     // InnoDB rows hold at most 65535 bytes of inline columns: move the widest
     // non-key VARCHARs to LONGTEXT until the row fits.
@@ -392,7 +426,7 @@ mod tests {
         let ddl = create_table_ddl(&mt, &maria());
         assert_eq!(
             ddl,
-            vec!["CREATE TABLE IF NOT EXISTS `shop__orders` (\n  `id` BIGINT NOT NULL AUTO_INCREMENT,\n  `code` VARCHAR(768) NOT NULL DEFAULT 'it''s',\n  `at` DATETIME(6) NOT NULL DEFAULT UTC_TIMESTAMP(6),\n  `odd` INT NULL,\n  `flag` TINYINT(1) NULL,\n  PRIMARY KEY (`id`, `code`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"]
+            vec!["CREATE TABLE IF NOT EXISTS `shop__orders` (\n  `id` BIGINT NOT NULL AUTO_INCREMENT,\n  `code` VARCHAR(766) NOT NULL DEFAULT 'it''s',\n  `at` DATETIME(6) NOT NULL DEFAULT UTC_TIMESTAMP(6),\n  `odd` INT NULL,\n  `flag` TINYINT(1) NULL,\n  PRIMARY KEY (`id`, `code`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"]
         );
         assert!(mt.warnings.iter().any(|w| w.contains("shop.orders.odd: default `my_func()` does not translate")));
         assert!(mt.warnings.iter().any(|w| w.contains("shop.orders.code: key column")));

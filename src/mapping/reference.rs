@@ -255,7 +255,7 @@ pub fn reference_markdown() -> String {
          (older MySQL only has the PAD SPACE `utf8mb4_bin`). `timestamptz` is stored in UTC (xdb's sessions run with\n\
          `time_zone = '+00:00'`), and a `now()` default becomes `UTC_TIMESTAMP`. MariaDB's `JSON` is `LONGTEXT` with a\n\
          `json_valid` CHECK, spelled out in the DDL. A key column whose type would be TEXT/BLOB becomes\n\
-         `VARCHAR(768)`/`VARBINARY(3072)` (InnoDB's key limit); if a row's VARCHARs exceed 65535 bytes the widest\n\
+         `VARCHAR`/`VARBINARY` sized so the whole key fits InnoDB's 3072 bytes (`VARCHAR(768)` alone); if a row's VARCHARs exceed 65535 bytes the widest\n\
          non-key ones become `LONGTEXT`. For example:\n\n```sql\n",
     );
     for kind in [mariadb(), mysql8()] {
