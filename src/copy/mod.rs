@@ -414,6 +414,14 @@ async fn plan_ranges(
     if rows <= chunk_rows {
         return Ok((rows, vec![CopyRange::Whole]));
     }
+    // PostgreSQL 14+ reads a ctid range with a TID Range Scan: each worker
+    // reads only its pages. A key range's WHERE clause is often a full
+    // sequential scan per range, so key ranges are the fallback for older servers.
+    let version: i32 =
+        client.query_one("SELECT current_setting('server_version_num')::int4", &[]).await.map_err(err)?.get(0);
+    if version >= 140_000 && pages > 0 {
+        return Ok((rows, ranges::split_pages(pages as u64, rows, chunk_rows)));
+    }
     if let Some(col) = ranges::int_split_column(table) {
         let sql = format!(
             "SELECT min({c})::int8, max({c})::int8 FROM {}",
