@@ -4,7 +4,7 @@
 //! read with `COPY (SELECT …) TO STDOUT (FORMAT binary)` and decoded by the
 //! sans-I/O [`CopyBinaryReader`].
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -18,6 +18,9 @@ use crate::source::postgres::copy_binary::{CopyBinaryError, CopyBinaryReader};
 
 /// Rows handed to the writer at a time.
 pub const ROW_BATCH: usize = 2048;
+
+/// COPY binary bytes handed to the writer at a time (byte-for-byte path).
+const RAW_BATCH_BYTES: usize = 256 * 1024;
 
 /// One worker's snapshot connection.
 pub struct SnapshotReader {
@@ -124,11 +127,28 @@ impl SnapshotReader {
         let stream = self.client.copy_out(sql.as_str()).await.map_err(err)?;
         let mut stream = std::pin::pin!(stream);
         let mut frames = CopyBinaryReader::new(vec![PgType::Bytea; table.columns.len()]);
+        // The server sends one CopyData message per row: gather them into
+        // large buffers, or the writer pays a channel hop and a socket write
+        // per row.
+        let mut pending = BytesMut::with_capacity(RAW_BATCH_BYTES + 64 * 1024);
         while let Some(chunk) = stream.next().await {
             let chunk: Bytes = chunk.map_err(err)?;
-            frames.feed(chunk.clone());
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= RAW_BATCH_BYTES {
+                let batch = pending.split().freeze();
+                frames.feed(batch.clone());
+                while frames.skip_row().map_err(frame_err)? {}
+                if out.send(batch).await.is_err() {
+                    return Ok(frames.rows_read());
+                }
+                pending.reserve(RAW_BATCH_BYTES + 64 * 1024);
+            }
+        }
+        if !pending.is_empty() {
+            let batch = pending.freeze();
+            frames.feed(batch.clone());
             while frames.skip_row().map_err(frame_err)? {}
-            if out.send(chunk).await.is_err() {
+            if out.send(batch).await.is_err() {
                 return Ok(frames.rows_read());
             }
         }

@@ -1,7 +1,9 @@
 //! `${VAR}` interpolation in plan strings.
 //!
-//! Values come from the process environment at load time. A missing variable
-//! is an error naming it; the substituted value never appears in an error.
+//! Values come from the process environment at load time, or with
+//! `${file:/path}` from a file (a password file: its content, without the
+//! trailing newline). A missing variable or unreadable file is an error
+//! naming it; the substituted value never appears in an error.
 
 /// Replaces every `${NAME}` (and `${NAME:-default}`) in `input` with the
 /// environment variable's value. `$$` stands for a literal `$`.
@@ -17,6 +19,13 @@ pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body.find('}').ok_or_else(|| "unterminated ${...}: add the closing `}`".to_string())?;
             let expr = &body[..end];
+            if let Some(path) = expr.strip_prefix("file:") {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("password file {path} (in ${{file:...}}) cannot be read: {e}"))?;
+                out.push_str(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text));
+                rest = &body[end + 1..];
+                continue;
+            }
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
@@ -64,5 +73,18 @@ mod tests {
         assert!(e.contains("NOPE is not set"), "{e}");
         assert!(interpolate("${PW", env).is_err());
         assert!(interpolate("${A B}", env).is_err());
+    }
+
+    #[test]
+    fn reads_password_files() {
+        let dir = std::env::temp_dir().join(format!("xdb-env-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "fil3-s3cret\n").unwrap();
+        let url = interpolate(&format!("postgres://u:${{file:{}}}@h/db", f.display()), env).unwrap();
+        assert_eq!(url, "postgres://u:fil3-s3cret@h/db");
+        let e = interpolate("${file:/nonexistent/xdb-pw}", env).unwrap_err();
+        assert!(e.contains("password file /nonexistent/xdb-pw") && e.contains("cannot be read"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,6 +11,7 @@ mod cutover;
 mod mapping_roundtrip;
 mod pgoutput_capture;
 mod plan_errors;
+mod readme;
 mod replication;
 mod schema;
 mod sync;
