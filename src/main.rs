@@ -96,6 +96,14 @@ enum Command {
         /// Seconds between status lines (applied position, lag, rows/s).
         #[arg(long, value_name = "SECS", default_value_t = 10)]
         status_interval: u64,
+        /// Once the copy is done and the tail has caught up, run the plan's
+        /// cutover runbook (see `xdb cutover`) while the tail keeps
+        /// applying; stop when the runbook ends. Exit code as `xdb cutover`.
+        #[arg(long, conflicts_with = "until_caught_up")]
+        cutover: bool,
+        /// With --cutover: answer the runbook's confirmations yes.
+        #[arg(long, short = 'y', requires = "cutover")]
+        yes: bool,
     },
     /// Print decoded changes from the replication stream as JSON lines, one
     /// per row change (lsn, commit_time, xid, table, op, key, new, old,
@@ -257,11 +265,14 @@ async fn run(command: Command) -> ExitCode {
             };
             snapshot(&plan).await
         }
-        Command::Sync { plan, until_caught_up, metrics_addr, status_interval } => {
+        Command::Sync { plan, until_caught_up, metrics_addr, status_interval, cutover, yes } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            if cutover {
+                return sync_then_cutover(plan, metrics_addr, status_interval, yes).await;
+            }
             sync(&plan, until_caught_up, metrics_addr, status_interval).await
         }
         Command::Tail { plan, from_lsn, no_ack, max_transactions } => {
@@ -471,6 +482,61 @@ async fn sync(
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `sync --cutover`: the sync runs in the background; once it has caught
+/// up, the runbook runs; when the runbook ends, the sync is stopped as by a
+/// signal (it confirms what it applied) and the runbook's outcome decides
+/// the exit code.
+async fn sync_then_cutover(
+    plan: Plan,
+    metrics_addr: Option<std::net::SocketAddr>,
+    status_interval: u64,
+    yes: bool,
+) -> ExitCode {
+    // The runbook is checked before anything starts.
+    if let Err(e) = xdb::cutover::load_runbook(&plan) {
+        eprintln!("error: invalid cutover runbook: {}", plan.scrub(&e.to_string()));
+        return ExitCode::from(2);
+    }
+    // One task: the sync future is not Send (it holds the replication stream).
+    let sync_run = sync(&plan, false, metrics_addr, status_interval);
+    tokio::pin!(sync_run);
+    let runbook = async {
+        match xdb::pipeline::sync::wait_until_caught_up(&plan).await {
+            Ok(applied) => tracing::info!(applied = %applied, "caught up: starting the cutover runbook"),
+            Err(e) => {
+                eprintln!("error: waiting for the tail to catch up: {}", plan.scrub(&e.to_string()));
+                return ExitCode::from(1);
+            }
+        }
+        let options = xdb::cutover::CutoverOptions {
+            dry_run: false,
+            yes,
+            resume: false,
+            journal: None,
+            interactive: std::io::stdin().is_terminal(),
+        };
+        let mut out = std::io::stdout();
+        match xdb::cutover::run(&plan, &options, &mut out).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", plan.scrub(&e.to_string()));
+                ExitCode::from(e.exit_code())
+            }
+        }
+    };
+    tokio::select! {
+        code = &mut sync_run => {
+            eprintln!("error: sync stopped before the cutover runbook finished");
+            if code == ExitCode::SUCCESS { ExitCode::from(1) } else { code }
+        }
+        code = runbook => {
+            xdb::shutdown::request();
+            let _ = sync_run.await;
+            code
         }
     }
 }

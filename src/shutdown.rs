@@ -9,11 +9,13 @@ use std::sync::OnceLock;
 use tokio::sync::watch;
 
 static STOP: OnceLock<watch::Receiver<bool>> = OnceLock::new();
+static REQUEST: OnceLock<watch::Sender<bool>> = OnceLock::new();
 
 /// Installs the handlers (idempotent). Must run inside a tokio runtime.
 pub fn install() {
     STOP.get_or_init(|| {
         let (tx, rx) = watch::channel(false);
+        let _ = REQUEST.set(tx.clone());
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -51,4 +53,13 @@ pub async fn requested() {
     let Some(rx) = STOP.get() else { return };
     let mut rx = rx.clone();
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Asks everything waiting in [`requested`] to stop, as a signal would (a
+/// finished `sync --cutover` stops its sync this way).
+pub fn request() {
+    install();
+    if let Some(tx) = REQUEST.get() {
+        let _ = tx.send(true);
+    }
 }

@@ -320,3 +320,41 @@ async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &Shared
     }
     Ok(())
 }
+
+/// Waits until `sync` (running elsewhere in this process or in another one)
+/// has finished the copy of every planned table and applied everything the
+/// source had committed when the copy was seen done: a marker is written
+/// into the source WAL and the target's applied position must pass it.
+pub async fn wait_until_caught_up(plan: &Plan) -> Result<Lsn, SyncError> {
+    let slot = &plan.source.slot;
+    let target_err = |e: crate::sink::target::TargetError| SyncError::Target(e.to_string());
+    let mut target = loop {
+        match TargetConn::connect(&plan.target.url).await {
+            Ok(t) => break t,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => return Err(target_err(e)),
+        }
+    };
+    loop {
+        let tables = target.read_tables(slot).await.unwrap_or_default();
+        let done = plan.tables.iter().all(|t| tables.iter().any(|s| s.table == t.to_string() && s.copy_done));
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let source = client::connect(&plan.source.url, "xdb sync").await.map_err(|e| SyncError::Source(e.to_string()))?;
+    let row = source
+        .query_one("SELECT pg_logical_emit_message(true, $1, '')::text", &[&CATCH_UP_PREFIX])
+        .await
+        .map_err(|e| SyncError::Source(client::error_text(&e)))?;
+    let text: String = row.get(0);
+    let marker: Lsn = text.parse().map_err(|e| SyncError::Source(format!("marker LSN {text}: {e}")))?;
+    loop {
+        let applied = target.read_position(slot).await.map_err(target_err)?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
+        if applied >= marker {
+            return Ok(applied);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -675,3 +675,30 @@ async fn composite_text_key_fits_mariadb() {
         .collect();
     assert_eq!(rows, want);
 }
+
+/// `sync --cutover`: copy, catch up, then the runbook runs while the tail
+/// keeps applying; the process ends with the runbook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_with_cutover_runs_the_runbook_once_caught_up() {
+    let db = PgDb::create("xdb_sync_cut").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 2000).await;
+    let target = Target::sqlite("xdb_sync_cut");
+    let steps = "cutover:\n  steps:\n    - name: Drain\n      wait_for_catchup: { timeout: 1m }\n    - name: Prove\n      validate: {}\n";
+    let plan = plan(&db, &target, "items", steps);
+    let p = plan.path.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_xdb"))
+            .args(["sync", "--plan", p.to_str().unwrap(), "--cutover", "--yes"])
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fill(&db, 2001, 2100).await;
+    let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("sync --cutover ends").unwrap();
+    let text = support::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("caught up: starting the cutover runbook"), "{text}");
+    assert!(text.contains("cutover complete"), "{text}");
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+}
