@@ -271,7 +271,7 @@ async fn run(command: Command) -> ExitCode {
                 Err(code) => return code,
             };
             if cutover {
-                return sync_then_cutover(plan, metrics_addr, status_interval, yes).await;
+                return Box::pin(sync_then_cutover(plan, metrics_addr, status_interval, yes)).await;
             }
             sync(&plan, until_caught_up, metrics_addr, status_interval).await
         }
