@@ -15,6 +15,8 @@ ROWS=${2:-100000}
 TARGETS=${XDB_BENCH_TARGETS:-sqlite mysql postgres native}
 
 scripts/dev-dbs.sh up >/dev/null
+command -v pgbench >/dev/null || apt-get install -y -qq postgresql-contrib >/dev/null
+command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
 eval "$(scripts/dev-dbs.sh env)"
 cargo build --release --quiet --bin xdb
 XDB=$(pwd)/target/release/xdb

@@ -71,6 +71,8 @@ install_missing() {
   { [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null; } || pkgs+=(mariadb-server)
   command -v mariadb >/dev/null || pkgs+=(mariadb-client)
   command -v sqlite3 >/dev/null || pkgs+=(sqlite3)
+  # The TLS tests make a throw-away CA and server certificates.
+  command -v openssl >/dev/null || pkgs+=(openssl)
   if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   pg_bindir >/dev/null || die "no PostgreSQL server binaries found under /usr/lib/postgresql/*/bin after install"
 }
