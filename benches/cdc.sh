@@ -108,7 +108,7 @@ YAML
     if [ "$target" = native ]; then
       psql "$PGBASE/xdb_cdc_t" -qAtc "SELECT coalesce(latest_end_lsn, received_lsn) - '0/0'::pg_lsn FROM pg_stat_subscription WHERE subname = 'cdc_sub'"
     else
-      curl -s 127.0.0.1:9187/metrics | awk '/^xdb_applied_lsn/ {printf "%d\n", $2}'
+      curl -s 127.0.0.1:9187/metrics | awk '/^xdb_applied_lsn/ {print $2}'
     fi
   }
   wal() { psql "$PGBASE/$SRC" -qAtc "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"; }

@@ -37,6 +37,39 @@ pub enum Op<'a> {
     Truncate { table: &'a Arc<TableSchema> },
 }
 
+/// Splits multi-row statements into pieces whose sizes are powers of two
+/// (in order: 1000 rows become 512, 256, 128, 64, 32, 8). Statement text
+/// depends on the row count, and targets cache prepared statements by text:
+/// without this, every distinct batch size is another cached statement
+/// (hundreds of MB of SQLite statement cache under a steady load).
+pub fn split_pow2(ops: Vec<Op<'_>>) -> Vec<Op<'_>> {
+    fn pieces<T>(mut v: Vec<T>) -> Vec<Vec<T>> {
+        let mut out = Vec::new();
+        while !v.is_empty() {
+            let size = 1usize << (usize::BITS - 1 - v.len().leading_zeros());
+            let rest = v.split_off(size);
+            out.push(std::mem::replace(&mut v, rest));
+        }
+        out
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Upsert { table, rows } if !rows.len().is_power_of_two() => {
+                out.extend(pieces(rows).into_iter().map(|rows| Op::Upsert { table, rows }))
+            }
+            Op::Insert { table, rows } if !rows.len().is_power_of_two() => {
+                out.extend(pieces(rows).into_iter().map(|rows| Op::Insert { table, rows }))
+            }
+            Op::DeleteByKey { table, keys } if !keys.len().is_power_of_two() => {
+                out.extend(pieces(keys).into_iter().map(|keys| Op::DeleteByKey { table, keys }))
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// A change could not be turned into a statement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyPlanError {
@@ -263,6 +296,19 @@ mod tests {
 
     fn row(a: i64, b: i64) -> Row {
         vec![Value::Int8(a), Value::Int8(b)]
+    }
+
+    #[test]
+    fn splits_into_powers_of_two_in_order() {
+        let t = table("t", true);
+        let rows: Vec<Row> = (0..1000).map(|i| row(i, i)).collect();
+        let ops = split_pow2(vec![Op::Upsert { table: &t, rows: rows.iter().collect() }]);
+        let sizes: Vec<usize> =
+            ops.iter().map(|o| if let Op::Upsert { rows, .. } = o { rows.len() } else { 0 }).collect();
+        assert_eq!(sizes, vec![512, 256, 128, 64, 32, 8]);
+        let order: Vec<&Row> =
+            ops.iter().flat_map(|o| if let Op::Upsert { rows, .. } = o { rows.clone() } else { vec![] }).collect();
+        assert!(order.iter().zip(rows.iter()).all(|(a, b)| *a == b) && order.len() == 1000, "order kept");
     }
 
     fn tx(changes: Vec<Change>) -> Transaction {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use super::apply_plan::{plan_ops, ApplyPlanError, Op, OpLimits};
+use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
 use super::dialect::SqlDialect;
 use super::state;
 use super::target::{StateParam, TargetConn, TargetError};
@@ -324,9 +324,9 @@ impl SinkWriter {
 
     async fn apply_ops(&mut self, txs: &[Transaction]) -> Result<(), SinkError> {
         let sync_lsn = &self.sync_lsn;
-        let ops = plan_ops(txs, self.limits, |table, tx| {
+        let ops = split_pow2(plan_ops(txs, self.limits, |table, tx| {
             sync_lsn.get(&table.name.to_string()).is_some_and(|&s| tx.commit_lsn <= s)
-        })?;
+        })?);
         for op in &ops {
             self.execute_op(op).await?;
         }
