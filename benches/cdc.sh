@@ -45,7 +45,7 @@ INSERT INTO orders
 SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0, now(), now(),
        jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7), g % 3 = 0, md5(g::text)::uuid, 'note ' || g
 FROM generate_series(1, $ROWS) g;
-SELECT setval('orders_id_seq', $ROWS);
+SELECT setval('orders_id_seq', $ROWS) \\gset
 ALTER TABLE orders OWNER TO xdb_repl; ALTER SEQUENCE orders_id_seq OWNER TO xdb_repl;
 VACUUM ANALYZE orders;
 SQL
@@ -112,10 +112,11 @@ YAML
     fi
   }
   wal() { psql "$PGBASE/$SRC" -qAtc "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"; }
-  ( while [ -f "$WORK/sampling" ]; do w=$(wal); a=$(applied); python3 -c "print(max(0, int(float('$w')) - int(float('${a:-0}'))))" >> "$WORK/lag"; sleep 1; done ) &
   touch "$WORK/sampling"
+  ( while [ -f "$WORK/sampling" ]; do w=$(wal); a=$(applied); python3 -c "print(max(0, int(float('$w')) - int(float('${a:-0}'))))" >> "$WORK/lag"; sleep 1; done ) &
+  SAMPLER=$!
   tps=$(pgbench -n -c 2 -j 2 -T "$SECS" -f "$WORK/load.sql" "$PGBASE/$SRC" 2>/dev/null | awk '/^tps/ {print $3; exit}')
-  rm -f "$WORK/sampling"; wait 2>/dev/null || true
+  rm -f "$WORK/sampling"; wait "$SAMPLER" 2>/dev/null || true
   # A transactional marker after the last pgbench commit: xdb applies it
   # (an empty transaction), so its applied position passes it exactly.
   end=$(psql "$PGBASE/$SRC" -qAtc "SELECT pg_logical_emit_message(true, 'bench', 'end') - '0/0'::pg_lsn")
