@@ -113,7 +113,10 @@ YAML
   }
   wal() { psql "$PGBASE/$SRC" -qAtc "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"; }
   touch "$WORK/sampling"
-  ( while [ -f "$WORK/sampling" ]; do w=$(wal); a=$(applied); python3 -c "print(max(0, int(float('$w')) - int(float('${a:-0}'))))" >> "$WORK/lag"; sleep 1; done ) &
+  ( while [ -f "$WORK/sampling" ]; do w=$(wal); a=$(applied)
+      # Skip samples before the first applied position is known.
+      [ -n "$a" ] && python3 -c "a=int(float('$a')); print(max(0, int(float('$w')) - a)) if a > 0 else None" >> "$WORK/lag"
+      sleep 1; done ) &
   SAMPLER=$!
   tps=$(pgbench -n -c 2 -j 2 -T "$SECS" -f "$WORK/load.sql" "$PGBASE/$SRC" 2>/dev/null | awk '/^tps/ {print $3; exit}')
   rm -f "$WORK/sampling"; wait "$SAMPLER" 2>/dev/null || true
@@ -127,7 +130,7 @@ YAML
   n1=$(psql "$PGBASE/$SRC" -qAtc "SELECT count(*) FROM orders")
   changes=$(python3 -c "print(int(float('${tps:-0}') * $SECS * 1.3))")
   p50=$(pct "$WORK/lag" 50); p99=$(pct "$WORK/lag" 99)
-  line="$label: copy ${copy_s}s; load ${tps} TPS (≈ $changes row changes, $((n1 - n0)) inserts); slot lag p50 ${p50} B, p99 ${p99} B; catch-up ${catchup} s"
+  line="$label: copy ${copy_s}s; load ${tps} TPS (≈ $changes row changes, $((n1 - n0)) inserts); lag (source WAL − applied) p50 ${p50} B, p99 ${p99} B; catch-up ${catchup} s"
   echo "== $line"
   results+=("$line")
   if [ "$target" = native ]; then
