@@ -73,6 +73,8 @@ install_missing() {
   command -v sqlite3 >/dev/null || pkgs+=(sqlite3)
   # The TLS tests make a throw-away CA and server certificates.
   command -v openssl >/dev/null || pkgs+=(openssl)
+  # The PostgreSQL-upgrade cutover example switches traffic in pgbouncer.
+  [ -x /usr/sbin/pgbouncer ] || pkgs+=(pgbouncer)
   if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   pg_bindir >/dev/null || die "no PostgreSQL server binaries found under /usr/lib/postgresql/*/bin after install"
 }

@@ -17,5 +17,6 @@ mod schema;
 mod sync;
 mod tail;
 mod tls;
+mod upgrade;
 mod validate;
 mod value_decode;

@@ -308,7 +308,7 @@ pub fn describe(action: &Action, plan: &Plan) -> Vec<String> {
         Action::Validate { checksums, tables } => vec![format!(
             "validate {} on both sides{}",
             tables.as_ref().map(|t| t.join(", ")).unwrap_or_else(|| "every planned table".into()),
-            if *checksums { " (row counts; checksums once the validator lands)" } else { " (row counts)" }
+            if *checksums { " (row counts and checksums of every row)" } else { " (row counts)" }
         )],
     }
 }
