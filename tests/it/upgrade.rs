@@ -40,8 +40,42 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
     assert_eq!(db, src.name, "the application starts on the source");
     app.batch_execute("INSERT INTO orders (customer_id, note) VALUES (1, 'before the cutover')").await.unwrap();
 
+    // The application keeps writing through pgbouncer during the whole
+    // cutover; a write counts once the server acknowledged it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, app_url) = (stop.clone(), app_url.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut conn: Option<tokio_postgres::Client> = None;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if conn.as_ref().is_none_or(|c| c.is_closed()) {
+                    conn = match tokio_postgres::connect(&app_url, tokio_postgres::NoTls).await {
+                        Ok((c, connection)) => {
+                            tokio::spawn(connection);
+                            Some(c)
+                        }
+                        Err(_) => None,
+                    };
+                }
+                if let Some(c) = &conn {
+                    i += 1;
+                    let note = format!("w{i}");
+                    match c.execute("INSERT INTO orders (customer_id, note) VALUES (3, $1)", &[&note]).await {
+                        Ok(_) => acked.push(note),
+                        Err(_) => conn = None,
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
     let super_pw = support::env("XDB_PG_SUPER_PASSWORD");
-    let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+    let run = Command::new(env!("CARGO_BIN_EXE_xdb"))
         .args(["sync", "--plan", root.join("cutover-plans/pg-to-postgres-upgrade.yaml").to_str().unwrap()])
         .args(["--cutover", "--yes"])
         .env("SOURCE_PASSWORD", &super_pw)
@@ -52,13 +86,27 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
         .env("TARGET_DB", &tgt.name)
         .env("XDB_SCRIPTS", root.join("scripts"))
         .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
+        .output();
+    let out = run.unwrap();
+    // Writes keep coming for a moment after the switch: they land on the target.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = writer.await.unwrap();
     let text = support::text(&out);
     // The plan's journal lands beside the plan: leave the repository clean.
     let _ = std::fs::remove_file(root.join("cutover-plans/pg-to-postgres-upgrade.yaml.cutover.jsonl"));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("cutover complete"), "{text}");
+    // The write freeze is measured and reported, in seconds.
+    let freeze = text
+        .lines()
+        .find_map(|l| l.split("writes stopped on the source for ").nth(1))
+        .unwrap_or_else(|| panic!("no freeze duration reported:\n{text}"));
+    assert!(
+        freeze.contains("ms")
+            || freeze.trim_start().split(' ').next().is_some_and(|n| n.parse::<f64>().is_ok_and(|s| s < 60.0)),
+        "freeze {freeze}"
+    );
     assert!(!text.contains(&super_pw), "password printed:\n{text}");
 
     // The same application connection now reaches the target, and can write there.
@@ -70,6 +118,15 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
         app.query_one("SELECT count(*) FROM orders WHERE note = 'before the cutover'", &[]).await.unwrap().get(0);
     assert_eq!(notes, 1, "the write made through pgbouncer before the cutover is on the target");
     app.batch_execute("INSERT INTO orders (customer_id, note) VALUES (2, 'after the cutover')").await.unwrap();
+    // Every write the application saw acknowledged — on the source before the
+    // freeze, or on the target after the switch — is on the target, once.
+    let rows = app.query("SELECT note FROM orders WHERE note LIKE 'w%'", &[]).await.unwrap();
+    let mut on_target: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    on_target.sort();
+    let mut want = acked.clone();
+    want.sort();
+    assert!(acked.len() > 20, "the writer ran ({} writes)", acked.len());
+    assert_eq!(on_target, want, "acknowledged writes missing or doubled on the target");
     pgbouncer(&["down"]);
     // Frozen on the source: the application role cannot write there any more.
     let c = support::pg_connect(&src.super_url()).await;
