@@ -73,7 +73,7 @@ for target in $TARGETS; do
       url="postgres://xdb_repl:\${PGPW}@127.0.0.1:$XDB_PG_PORT/xdb_cdc_t"; label="xdb → PostgreSQL" ;;
     *) echo "unknown target $target"; exit 2 ;;
   esac
-  : > "$WORK/lag"
+  : > "$WORK/lag"; : > "$WORK/lag_s"
   if [ "$target" = native ]; then
     label="native logical replication → PostgreSQL"
     pg_dump -s -t orders "$PGBASE/$SRC" | psql -q "$PGBASE/xdb_cdc_t" >/dev/null
@@ -116,6 +116,8 @@ YAML
   ( while [ -f "$WORK/sampling" ]; do w=$(wal); a=$(applied)
       # Skip samples before the first applied position is known.
       [ -n "$a" ] && python3 -c "a=int(float('$a')); print(max(0, int(float('$w')) - a)) if a > 0 else None" >> "$WORK/lag"
+      # xdb's own lag in seconds: now minus the commit time of the last applied transaction.
+      [ "$target" != native ] && curl -s 127.0.0.1:9187/metrics | awk '/^xdb_lag_seconds/ {print $2}' >> "$WORK/lag_s"
       sleep 1; done ) &
   SAMPLER=$!
   tps=$(pgbench -n -c 2 -j 2 -T "$SECS" -f "$WORK/load.sql" "$PGBASE/$SRC" 2>/dev/null | awk '/^tps/ {print $3; exit}')
@@ -130,7 +132,9 @@ YAML
   n1=$(psql "$PGBASE/$SRC" -qAtc "SELECT count(*) FROM orders")
   changes=$(python3 -c "print(int(float('${tps:-0}') * $SECS * 1.3))")
   p50=$(pct "$WORK/lag" 50); p99=$(pct "$WORK/lag" 99)
-  line="$label: copy ${copy_s}s; load ${tps} TPS (≈ $changes row changes, $((n1 - n0)) inserts); lag (source WAL − applied) p50 ${p50} B, p99 ${p99} B; catch-up ${catchup} s"
+  secs=""
+  if [ -s "$WORK/lag_s" ]; then secs=", $(pct "$WORK/lag_s" 50) s / $(pct "$WORK/lag_s" 99) s"; fi
+  line="$label: copy ${copy_s}s; load ${tps} TPS (≈ $changes row changes, $((n1 - n0)) inserts); lag (source WAL − applied) p50 ${p50} B, p99 ${p99} B${secs}; catch-up ${catchup} s"
   echo "== $line"
   results+=("$line")
   if [ "$target" = native ]; then
