@@ -120,6 +120,7 @@ YAML
       [ "$target" != native ] && curl -s 127.0.0.1:9187/metrics | awk '/^xdb_lag_seconds/ {print $2}' >> "$WORK/lag_s"
       sleep 1; done ) &
   SAMPLER=$!
+  w0=$(wal)
   tps=$(pgbench -n -c 2 -j 2 -T "$SECS" -f "$WORK/load.sql" "$PGBASE/$SRC" 2>/dev/null | awk '/^tps/ {print $3; exit}')
   rm -f "$WORK/sampling"; wait "$SAMPLER" 2>/dev/null || true
   # A transactional marker after the last pgbench commit: xdb applies it
@@ -132,9 +133,12 @@ YAML
   n1=$(psql "$PGBASE/$SRC" -qAtc "SELECT count(*) FROM orders")
   changes=$(python3 -c "print(int(float('${tps:-0}') * $SECS * 1.3))")
   p50=$(pct "$WORK/lag" 50); p99=$(pct "$WORK/lag" 99)
+  # Bytes behind, and the same in seconds at the load's own WAL rate.
+  rate=$(python3 -c "print(max(1.0, (float('$end') - float('$w0')) / $SECS))")
+  lag=$(python3 -c "r=$rate; print(f'p50 {$p50/1e6:.2f} MB (~{$p50/r:.2f} s), p99 {$p99/1e6:.2f} MB (~{$p99/r:.2f} s) at {r/1e6:.1f} MB/s of WAL')")
   secs=""
-  if [ -s "$WORK/lag_s" ]; then secs=", $(pct "$WORK/lag_s" 50) s / $(pct "$WORK/lag_s" 99) s"; fi
-  line="$label: copy ${copy_s}s; load ${tps} TPS (≈ $changes row changes, $((n1 - n0)) inserts); lag (source WAL − applied) p50 ${p50} B, p99 ${p99} B${secs}; catch-up ${catchup} s"
+  if [ -s "$WORK/lag_s" ]; then secs="; xdb_lag_seconds p50/p99 $(pct "$WORK/lag_s" 50)/$(pct "$WORK/lag_s" 99) s"; fi
+  line="$label: copy ${copy_s}s; load ${tps} TPS (≈ $changes row changes, $((n1 - n0)) inserts); lag (source WAL − applied) ${lag}${secs}; catch-up ${catchup} s"
   echo "== $line"
   results+=("$line")
   if [ "$target" = native ]; then
