@@ -527,9 +527,7 @@ async fn copy_range(
 fn byte_for_byte(mapped: &MappedTable) -> bool {
     mapped.kind == TargetKind::Postgres
         && mapped.columns.iter().all(|c| {
-            !matches!(c.source_type, crate::model::PgType::Other { .. })
-                && !matches!(&c.source_type, crate::model::PgType::Array(inner) if matches!(**inner, crate::model::PgType::Other { .. }))
-                && c.target_type == mapping::pg_type_sql(&c.source_type)
+            !source_reader::needs_text(&c.source_type) && c.target_type == mapping::pg_type_sql(&c.source_type)
         })
 }
 

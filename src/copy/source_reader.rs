@@ -87,13 +87,7 @@ impl SnapshotReader {
                     .next_row()
                     .map_err(|e| CopyError::Read { table: table.name.to_string(), reason: e.to_string() })?;
                 let Some(mut row) = row else { break };
-                for (i, name) in &unknown {
-                    if let Some(slot) = row.get_mut(*i) {
-                        if let Value::Text(t) = std::mem::replace(slot, Value::Null) {
-                            *slot = Value::Unknown { type_name: name.clone(), text: t };
-                        }
-                    }
-                }
+                mark_unknown(&mut row, &unknown);
                 batch.push(row);
                 if batch.len() >= ROW_BATCH && out.send(std::mem::take(&mut batch)).await.is_err() {
                     return Ok(reader.rows_read());
@@ -160,7 +154,8 @@ impl SnapshotReader {
 /// The select list of a table copy with the types the binary reader
 /// decodes: columns of types xdb does not decode are read as text and
 /// become [`Value::Unknown`] (their positions and type names are returned).
-fn select_list(table: &TableSchema) -> (String, Vec<PgType>, Vec<(usize, String)>) {
+/// The validator reads the source the same way.
+pub(crate) fn select_list(table: &TableSchema) -> (String, Vec<PgType>, Vec<(usize, String)>) {
     let mut cols = Vec::with_capacity(table.columns.len());
     let mut types = Vec::with_capacity(table.columns.len());
     let mut unknown = Vec::new();
@@ -177,7 +172,20 @@ fn select_list(table: &TableSchema) -> (String, Vec<PgType>, Vec<(usize, String)
     (cols.join(", "), types, unknown)
 }
 
-fn needs_text(t: &PgType) -> bool {
+/// Turns the text read for columns of undecoded types (positions from
+/// [`select_list`]) into [`Value::Unknown`] carrying the type's name.
+pub(crate) fn mark_unknown(row: &mut Row, unknown: &[(usize, String)]) {
+    for (i, name) in unknown {
+        if let Some(slot) = row.get_mut(*i) {
+            if let Value::Text(t) = std::mem::replace(slot, Value::Null) {
+                *slot = Value::Unknown { type_name: name.clone(), text: t };
+            }
+        }
+    }
+}
+
+/// Types xdb does not decode from COPY binary: read as text instead.
+pub(crate) fn needs_text(t: &PgType) -> bool {
     match t {
         PgType::Other { .. } => true,
         PgType::Array(inner) => needs_text(inner),

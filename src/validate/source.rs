@@ -12,8 +12,9 @@ use tokio_postgres::Client;
 use super::chunks::{self, Chunk, KeyBound, SplitKey};
 use super::diff::CanonRow;
 use super::ValidateError;
+use crate::copy::source_reader::{mark_unknown, select_list};
 use crate::mapping::{canonical, CanonicalValue, MappedTable, RowHasher};
-use crate::model::{pg_ident, Lsn, PgType, Row, TableSchema, Value};
+use crate::model::{pg_ident, Lsn, Row, TableSchema, Value};
 use crate::plan::SecretUrl;
 use crate::source::postgres::client::{self, error_text};
 use crate::source::postgres::copy_binary::CopyBinaryReader;
@@ -167,13 +168,7 @@ impl SourceSession {
             let part: Bytes = part.map_err(serr(what.clone()))?;
             reader.feed(part);
             while let Some(mut row) = reader.next_row().map_err(|e| ValidateError::Source(format!("{what}: {e}")))? {
-                for (i, name) in &unknown {
-                    if let Some(slot) = row.get_mut(*i) {
-                        if let Value::Text(t) = std::mem::replace(slot, Value::Null) {
-                            *slot = Value::Unknown { type_name: name.clone(), text: t };
-                        }
-                    }
-                }
+                mark_unknown(&mut row, &unknown);
                 f(row);
             }
         }
@@ -286,31 +281,4 @@ pub async fn slot_active(url: &SecretUrl, slot: &str) -> Result<Option<bool>, Va
         .await
         .map_err(serr("reading pg_replication_slots"))?;
     Ok(row.map(|r| r.get::<_, bool>(0)))
-}
-
-/// The select list with the types the binary reader decodes (types xdb does
-/// not decode are read as text), as the copy reads them.
-fn select_list(table: &TableSchema) -> (String, Vec<PgType>, Vec<(usize, String)>) {
-    let mut cols = Vec::with_capacity(table.columns.len());
-    let mut types = Vec::with_capacity(table.columns.len());
-    let mut unknown = Vec::new();
-    for (i, c) in table.columns.iter().enumerate() {
-        if needs_text(&c.pg_type) {
-            cols.push(format!("{}::text", pg_ident(&c.name)));
-            types.push(PgType::Text);
-            unknown.push((i, c.pg_type.sql_name()));
-        } else {
-            cols.push(pg_ident(&c.name));
-            types.push(c.pg_type.clone());
-        }
-    }
-    (cols.join(", "), types, unknown)
-}
-
-fn needs_text(t: &PgType) -> bool {
-    match t {
-        PgType::Other { .. } => true,
-        PgType::Array(inner) => needs_text(inner),
-        _ => false,
-    }
 }
