@@ -287,15 +287,7 @@ async fn load_postgres_raw(
     let loaded = sink.as_mut().finish().await.map_err(e)?;
     counters.add_rows(loaded);
     check_reader(read_done, loaded).await?;
-    client
-        .execute(
-            state::insert_range(SqlDialect::Postgres).as_str(),
-            &[&record.slot, &record.table, &(record.range_no as i32), &(loaded as i64)],
-        )
-        .await
-        .map_err(e)?;
-    client.batch_execute("COMMIT").await.map_err(e)?;
-    Ok(loaded)
+    record_and_commit_pg(client, record, loaded).await
 }
 
 async fn load_postgres(
@@ -332,15 +324,22 @@ async fn load_postgres(
         return Err(format!("{sent} rows sent but {loaded} loaded"));
     }
     check_reader(read_done, sent).await?;
+    record_and_commit_pg(client, record, sent).await
+}
+
+/// Records the loaded range in the state table and commits: the range and
+/// its record land together or not at all.
+async fn record_and_commit_pg(client: &tokio_postgres::Client, record: &RangeRecord, rows: u64) -> Result<u64, String> {
+    let e = |e: tokio_postgres::Error| error_text(&e);
     client
         .execute(
             state::insert_range(SqlDialect::Postgres).as_str(),
-            &[&record.slot, &record.table, &(record.range_no as i32), &(sent as i64)],
+            &[&record.slot, &record.table, &(record.range_no as i32), &(rows as i64)],
         )
         .await
         .map_err(e)?;
     client.batch_execute("COMMIT").await.map_err(e)?;
-    Ok(sent)
+    Ok(rows)
 }
 
 fn load_sqlite(
