@@ -344,12 +344,9 @@ pub async fn wait_until_caught_up(plan: &Plan) -> Result<Lsn, SyncError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let source = client::connect(&plan.source.url, "xdb sync").await.map_err(|e| SyncError::Source(e.to_string()))?;
-    let row = source
-        .query_one("SELECT pg_logical_emit_message(true, $1, '')::text", &[&CATCH_UP_PREFIX])
+    let marker = crate::source::postgres::change_stream::write_marker(&source, CATCH_UP_PREFIX, "")
         .await
-        .map_err(|e| SyncError::Source(client::error_text(&e)))?;
-    let text: String = row.get(0);
-    let marker: Lsn = text.parse().map_err(|e| SyncError::Source(format!("marker LSN {text}: {e}")))?;
+        .map_err(|e| SyncError::Source(format!("writing the catch-up marker: {e}")))?;
     loop {
         let applied = target.read_position(slot).await.map_err(target_err)?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
         if applied >= marker {

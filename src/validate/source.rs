@@ -258,15 +258,18 @@ pub fn canonical_row(mapped: &MappedTable, match_cols: &[usize], row: &Row) -> C
 pub async fn marker_lsn(url: &SecretUrl) -> Result<Lsn, ValidateError> {
     let c = connect(url).await?;
     let prefix = crate::source::postgres::change_stream::HEARTBEAT_PREFIX;
-    let row = match c.query_one("SELECT pg_logical_emit_message(true, $1, 'validate')::text", &[&prefix]).await {
-        Ok(r) => r,
+    match crate::source::postgres::change_stream::write_marker(&c, prefix, "validate").await {
+        Ok(lsn) => Ok(lsn),
         Err(e) => {
-            tracing::debug!("cannot write a marker message ({}); using pg_current_wal_lsn()", error_text(&e));
-            c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.map_err(serr("reading the WAL position"))?
+            tracing::debug!("cannot write a marker message ({e}); using pg_current_wal_lsn()");
+            let row = c
+                .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                .await
+                .map_err(serr("reading the WAL position"))?;
+            let text: String = row.get(0);
+            text.parse().map_err(|e| ValidateError::Source(format!("reading the WAL position: {e}")))
         }
-    };
-    let text: String = row.get(0);
-    text.parse().map_err(|e| ValidateError::Source(format!("reading the WAL position: {e}")))
+    }
 }
 
 /// Whether a replication connection streams from `slot` now (a running

@@ -125,9 +125,9 @@ fn marker() -> String {
 pub async fn wait_for_catchup(env: &mut Env<'_>, timeout: Duration) -> Result<Outcome, ActionError> {
     let start = Instant::now();
     let m = marker();
-    let sql = format!("SELECT pg_logical_emit_message(true, 'xdb.catchup', '{m}')::text");
-    let text = env.source_scalar(&sql).await?.unwrap_or_default();
-    let marker_lsn: Lsn = text.parse().map_err(|e| ActionError(format!("source: {e}")))?;
+    let marker_lsn = crate::source::postgres::change_stream::write_marker(env.source().await?, "xdb.catchup", &m)
+        .await
+        .map_err(|e| ActionError(format!("source: writing the catch-up marker: {e}")))?;
     let mut last = None;
     loop {
         last = applied_lsn(env).await?.or(last);

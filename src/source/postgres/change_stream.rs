@@ -315,22 +315,13 @@ impl ChangeStream {
         Ok(())
     }
 
-    /// Writes a marker message into the source's WAL and returns its LSN.
-    /// Every transaction committed before this call commits below that LSN,
-    /// so once the apply has passed it the target holds all of them: a
-    /// catch-up proven by the stream itself, not by slot positions.
+    /// Writes a marker message into the source's WAL and returns its LSN
+    /// (see [`write_marker`]).
     pub async fn emit_marker(&self, prefix: &str) -> Result<Lsn, ChangeStreamError> {
-        let sql_error = |reason: String| ChangeStreamError::Sql {
+        write_marker(&self.catalog, prefix, "").await.map_err(|reason| ChangeStreamError::Sql {
             what: "writing a marker (pg_logical_emit_message)".into(),
             reason,
-        };
-        let row = self
-            .catalog
-            .query_one("SELECT pg_logical_emit_message(true, $1, '')::text", &[&prefix])
-            .await
-            .map_err(|e| sql_error(error_text(&e)))?;
-        let text: String = row.get(0);
-        text.parse::<Lsn>().map_err(|e| sql_error(format!("{text}: {e}")))
+        })
     }
 
     /// Declares everything up to `lsn` durably handled: it is reported as
@@ -373,4 +364,18 @@ impl ChangeStream {
         self.stream.stop().await?;
         Ok(())
     }
+}
+
+/// Writes a transactional logical message into the source's WAL, in a
+/// transaction of its own, and returns its LSN. Every transaction committed
+/// before this call commits below that LSN, so once an apply has passed it
+/// the target holds all of them: a catch-up proven by the stream itself, not
+/// by slot positions. The error is the server's message.
+pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Result<Lsn, String> {
+    let row = client
+        .query_one("SELECT pg_logical_emit_message(true, $1, $2)::text", &[&prefix, &content])
+        .await
+        .map_err(|e| error_text(&e))?;
+    let text: String = row.get(0);
+    text.parse::<Lsn>().map_err(|e| format!("{text}: {e}"))
 }
