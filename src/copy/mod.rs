@@ -205,7 +205,12 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         }
         Some(row) => {
             if let Some(pid) = row.get::<_, Option<i32>>(0) {
-                return Err(CopyError::SlotInUse { slot, pid });
+                let still = crate::source::postgres::change_stream::wait_until_slot_free(&source, &slot, pid)
+                    .await
+                    .map_err(|e| CopyError::Source(error_text(&e)))?;
+                if let Some(pid) = still {
+                    return Err(CopyError::SlotInUse { slot, pid });
+                }
             }
             let confirmed: Lsn = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
             let consistent_point = match position {

@@ -710,3 +710,31 @@ async fn sync_with_cutover_runs_the_runbook_once_caught_up() {
     assert!(text.contains("cutover complete"), "{text}");
     assert_eq!(target_items(&target).await, source_items(&db).await);
 }
+
+/// A slot held by a running `sync` is reported (after a short wait) naming
+/// the holder; right after a `kill -9` of that sync, a new one waits for
+/// PostgreSQL to release the slot instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_slot_is_waited_for_then_reported() {
+    let db = PgDb::create("xdb_slot_held").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 100).await;
+    let target = Target::sqlite("xdb_slot_held");
+    let plan = plan(&db, &target, "items", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let mut holder = spawn(&plan, &["sync"]);
+    let slot = format!("{}_slot", db.name);
+    let c = db.super_client().await;
+    wait_until("the first sync to stream", Duration::from_secs(30), || async {
+        let rows = pg_rows(&c, &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'")).await;
+        rows.first().is_some_and(|r| r[0] == "t")
+    })
+    .await;
+    let second = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert_eq!(second.status.code(), Some(1), "{}", support::text(&second));
+    assert!(support::text(&second).contains("is in use by another connection"), "{}", support::text(&second));
+    db.exec("UPDATE items SET qty = 42 WHERE id = 1").await;
+    kill9(&mut holder);
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+}

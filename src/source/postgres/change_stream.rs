@@ -163,7 +163,12 @@ impl ChangeStream {
                     });
                 }
                 if let Some(pid) = row.get::<_, Option<i32>>(1) {
-                    return Err(ChangeStreamError::SlotInUse { slot: config.slot.clone(), pid });
+                    if let Some(pid) = wait_until_slot_free(&catalog, &config.slot, pid)
+                        .await
+                        .map_err(sql("reading pg_replication_slots"))?
+                    {
+                        return Err(ChangeStreamError::SlotInUse { slot: config.slot.clone(), pid });
+                    }
                 }
                 let lsn: Option<String> = row.get(2);
                 let position = lsn.and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
@@ -378,4 +383,38 @@ pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Resul
         .map_err(|e| error_text(&e))?;
     let text: String = row.get(0);
     text.parse::<Lsn>().map_err(|e| format!("{text}: {e}"))
+}
+
+/// How long a slot held by another connection is waited for before that is
+/// reported as an error.
+const SLOT_RELEASE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Waits for another connection to let go of `slot`: after a crash or a
+/// `kill -9` of xdb, PostgreSQL's walsender keeps the slot until it notices
+/// its client is gone, which can take a moment. Returns the pid still
+/// holding the slot after [`SLOT_RELEASE_PATIENCE`], or `None` once it is free.
+pub async fn wait_until_slot_free(
+    client: &Client,
+    slot: &str,
+    holder: i32,
+) -> Result<Option<i32>, tokio_postgres::Error> {
+    let deadline = Instant::now() + SLOT_RELEASE_PATIENCE;
+    let mut holder = holder;
+    tracing::info!(slot, pid = holder, "the replication slot is still held by another connection; waiting for it");
+    loop {
+        if Instant::now() >= deadline {
+            return Ok(Some(holder));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let row = client
+            .query_opt(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()",
+                &[&slot],
+            )
+            .await?;
+        match row.and_then(|r| r.get::<_, Option<i32>>(0)) {
+            None => return Ok(None),
+            Some(pid) => holder = pid,
+        }
+    }
 }
