@@ -9,12 +9,13 @@
 #   scripts/pgbouncer.sh current                              the database "app" points at
 #   scripts/pgbouncer.sh down                                 stop
 #
-# Port: $XDB_PGBOUNCER_PORT (default 56432). Runs as the dev servers' unprivileged user.
+# Port: $XDB_PGBOUNCER_PORT (default 26432: below the kernel's ephemeral range,
+# so a busy test run's outgoing connections cannot already occupy it). Runs as the dev servers' unprivileged user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV_DIR=${XDB_DEV_DIR:-/tmp/xdb-dev}
 DEV_USER=${XDB_DEV_USER:-xdbdev}
-PORT=${XDB_PGBOUNCER_PORT:-56432}
+PORT=${XDB_PGBOUNCER_PORT:-26432}
 DIR=$DEV_DIR/pgbouncer
 INI=$DIR/pgbouncer.ini
 PG_PORT=${XDB_PG_PORT:-55432}
@@ -49,6 +50,7 @@ INI
     else
       as_dev /usr/sbin/pgbouncer -d "$INI"
       for _ in $(seq 1 50); do admin "SHOW VERSION" >/dev/null 2>&1 && break; sleep 0.1; done
+      admin "SHOW VERSION" >/dev/null 2>&1 || { echo "pgbouncer did not start:" >&2; tail -5 "$DIR/pgbouncer.log" >&2; exit 1; }
     fi
     echo "pgbouncer: 127.0.0.1:$PORT, database app → $src"
     ;;

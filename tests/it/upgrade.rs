@@ -33,7 +33,7 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
     ))
     .await;
     pgbouncer(&["up", &src.name, "shop_app", APP_PASSWORD]);
-    let port = std::env::var("XDB_PGBOUNCER_PORT").unwrap_or_else(|_| "56432".into());
+    let port = std::env::var("XDB_PGBOUNCER_PORT").unwrap_or_else(|_| "26432".into());
     let app_url = format!("postgres://shop_app@127.0.0.1:{port}/app");
     let app = support::pg_connect(&app_url).await;
     let db: String = app.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
