@@ -9,6 +9,7 @@ pub mod check;
 pub mod cleanup;
 pub mod copy;
 pub mod cutover;
+pub mod error_policy;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;

@@ -50,6 +50,17 @@ struct PlanArg {
     plan: PathBuf,
 }
 
+#[derive(Args)]
+struct RecopyArg {
+    /// The replication slot is gone or has moved past what the target
+    /// holds, so the stream cannot continue where it was: drop the slot,
+    /// forget xdb's copy state and copy every planned table again from a
+    /// new slot (tables xdb filled are emptied first). Without it, xdb
+    /// refuses and says what happened.
+    #[arg(long)]
+    recopy: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Preflight: check source, tables, publication, slot and target, and
@@ -78,7 +89,12 @@ enum Command {
     /// tables, copies tables in parallel (split into key or page ranges),
     /// builds indexes afterwards. Resumable: tables finished by an earlier
     /// run are kept, unfinished ones are copied again from a fresh snapshot.
-    Snapshot(PlanArg),
+    Snapshot {
+        #[command(flatten)]
+        plan: PlanArg,
+        #[command(flatten)]
+        recovery: RecopyArg,
+    },
     /// The main job: the initial copy (when not done), then every committed
     /// source change applied to the target, in commit order, exactly once,
     /// continuously, until SIGINT/SIGTERM. Reconnects to either side after
@@ -104,6 +120,14 @@ enum Command {
         /// With --cutover: answer the runbook's confirmations yes.
         #[arg(long, short = 'y', requires = "cutover")]
         yes: bool,
+        #[command(flatten)]
+        recovery: RecopyArg,
+        /// The slot has confirmed past the position stored on the target
+        /// (another reader acknowledged changes the target never got) and
+        /// you know that nothing the plan copies was written in between:
+        /// stream from where the slot now is. Without it `sync` refuses.
+        #[arg(long)]
+        accept_slot_position: bool,
     },
     /// Print decoded changes from the replication stream as JSON lines, one
     /// per row change (lsn, commit_time, xid, table, op, key, new, old,
@@ -258,14 +282,23 @@ async fn run(command: Command) -> ExitCode {
             };
             schema(&plan, apply, scan).await
         }
-        Command::Snapshot(p) => {
-            let plan = match load_plan(&p) {
+        Command::Snapshot { plan, recovery } => {
+            let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            snapshot(&plan).await
+            snapshot(&plan, recovery.recopy).await
         }
-        Command::Sync { plan, until_caught_up, metrics_addr, status_interval, cutover, yes } => {
+        Command::Sync {
+            plan,
+            until_caught_up,
+            metrics_addr,
+            status_interval,
+            cutover,
+            yes,
+            recovery,
+            accept_slot_position,
+        } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
@@ -273,7 +306,13 @@ async fn run(command: Command) -> ExitCode {
             if cutover {
                 return Box::pin(sync_then_cutover(plan, metrics_addr, status_interval, yes)).await;
             }
-            sync(&plan, until_caught_up, metrics_addr, status_interval).await
+            let options = xdb::pipeline::sync::SyncOptions {
+                copy: copy_options(recovery.recopy),
+                until_caught_up,
+                max_retries: None,
+                accept_slot_position,
+            };
+            sync(&plan, options, metrics_addr, status_interval).await
         }
         Command::Tail { plan, from_lsn, no_ack, max_transactions } => {
             let plan = match load_plan(&plan) {
@@ -393,15 +432,16 @@ async fn schema(plan: &Plan, apply: bool, scan: bool) -> ExitCode {
     }
 }
 
-fn copy_options() -> xdb::copy::CopyOptions {
+fn copy_options(recopy: bool) -> xdb::copy::CopyOptions {
     xdb::copy::CopyOptions {
         terminal: std::io::stderr().is_terminal(),
         log_interval: std::time::Duration::from_secs(10),
+        recopy,
     }
 }
 
-async fn snapshot(plan: &Plan) -> ExitCode {
-    match xdb::copy::run(plan, &copy_options()).await {
+async fn snapshot(plan: &Plan, recopy: bool) -> ExitCode {
+    match xdb::copy::run(plan, &copy_options(recopy)).await {
         Ok(outcome) => {
             for w in &outcome.warnings {
                 eprintln!("warning: {}", plan.scrub(w));
@@ -427,7 +467,7 @@ async fn snapshot(plan: &Plan) -> ExitCode {
 
 async fn sync(
     plan: &Plan,
-    until_caught_up: bool,
+    options: xdb::pipeline::sync::SyncOptions,
     metrics_addr: Option<std::net::SocketAddr>,
     status_interval: u64,
 ) -> ExitCode {
@@ -470,7 +510,6 @@ async fn sync(
             }
         })
     };
-    let options = xdb::pipeline::sync::SyncOptions { copy: copy_options(), until_caught_up, max_retries: None };
     let r = xdb::pipeline::sync::run(plan, &options, metrics.clone()).await;
     status.abort();
     match r {
@@ -502,7 +541,8 @@ async fn sync_then_cutover(
         return ExitCode::from(2);
     }
     // One task: the sync future is not Send (it holds the replication stream).
-    let sync_run = sync(&plan, false, metrics_addr, status_interval);
+    let options = xdb::pipeline::sync::SyncOptions { copy: copy_options(false), ..Default::default() };
+    let sync_run = sync(&plan, options, metrics_addr, status_interval);
     tokio::pin!(sync_run);
     let runbook = async {
         match xdb::pipeline::sync::wait_until_caught_up(&plan).await {

@@ -65,10 +65,10 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
     // create the database file.
     let mut target = match (&plan.target.url, apply) {
         (TargetUrl::Sqlite(_), false) => None,
-        _ => Some(TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e.to_string()))?),
+        _ => Some(TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e))?),
     };
     let kind = match target.as_mut() {
-        Some(t) => t.target_kind().await.map_err(|e| CopyError::Target(e.to_string()))?,
+        Some(t) => t.target_kind().await.map_err(|e| CopyError::Target(e))?,
         None => TargetKind::Sqlite,
     };
     let mapped = map_tables(plan, &kind, &schemas)?;
@@ -126,7 +126,7 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         }
         if let Some(target) = target.as_mut() {
             let name = m.source.name.to_string();
-            let existing = target.column_names(&m.source.name).await.map_err(|e| CopyError::Target(e.to_string()))?;
+            let existing = target.column_names(&m.source.name).await.map_err(|e| CopyError::Target(e))?;
             if let Some(diff) = existing.as_deref().and_then(|cols| column_difference(m, cols)) {
                 let _ = writeln!(out.script, "-- note: the existing target table {} differs: {diff}", m.target_name);
             }
@@ -138,7 +138,7 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
                     target
                         .execute_batch(&ddl, &format!("creating the target table for {name}"))
                         .await
-                        .map_err(|e| CopyError::Target(e.to_string()))?;
+                        .map_err(|e| CopyError::Target(e))?;
                     out.created.push(name);
                 }
             }

@@ -50,7 +50,7 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             s.fail(
-                format!("target unreachable at {server}: {}", plan.scrub(&e)),
+                format!("target unreachable at {server}: {}", plan.scrub(&e.reason)),
                 "check target.url (host, port, user, password) and that the server accepts TCP connections from this host",
             );
             return;

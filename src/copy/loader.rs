@@ -25,6 +25,7 @@ use crate::plan::TargetUrl;
 use crate::sink::dialect::SqlDialect;
 use crate::sink::state;
 use crate::sink::target::TargetConn;
+use crate::error_policy::{self, Retry};
 use crate::source::postgres::client::error_text;
 
 /// Where a loaded range is recorded.
@@ -92,7 +93,7 @@ impl Loader {
     /// Connects to the target (same session settings as every xdb target
     /// connection: strict mode, UTC, utf8mb4 on MySQL).
     pub async fn connect(url: &TargetUrl) -> Result<Loader, CopyError> {
-        let conn = TargetConn::connect(url).await.map_err(|e| CopyError::Target(e.to_string()))?;
+        let conn = TargetConn::connect(url).await.map_err(|e| CopyError::Target(e))?;
         let label = conn.label();
         Ok(match conn {
             TargetConn::Mysql { conn, .. } => Loader::Mysql(conn, label),
@@ -100,7 +101,7 @@ impl Loader {
                 // A crash loses at most the open range, which is re-copied
                 // anyway; fsync per commit would only slow the load.
                 conn.execute_batch("PRAGMA synchronous = OFF")
-                    .map_err(|e| CopyError::Target(format!("{label}: {e}")))?;
+                    .map_err(|e| CopyError::Write { table: String::new(), retry: error_policy::sqlite(&e), reason: format!("{label}: {e}") })?;
                 Loader::Sqlite(Some(conn), label)
             }
             TargetConn::Postgres { client, .. } => Loader::Postgres(client, label),
@@ -118,7 +119,7 @@ impl Loader {
         record: &RangeRecord,
         counters: &Arc<LoadCounters>,
     ) -> Result<u64, CopyError> {
-        let fail = |reason: String| CopyError::Write { table: table.source.name.to_string(), reason };
+        let fail = |f: LoadFailure| CopyError::Write { table: table.source.name.to_string(), reason: f.reason, retry: f.retry };
         let counters = &AttemptCounters::new(counters);
         let result = match self {
             Loader::Mysql(conn, label) => {
@@ -126,19 +127,19 @@ impl Loader {
                 if r.is_err() {
                     let _ = conn.query_drop("ROLLBACK").await;
                 }
-                r.map_err(|e| fail(format!("{label}: {e}")))
+                r.map_err(|e| fail(e.labelled(label)))
             }
             Loader::Postgres(client, label) => {
                 let r = load_postgres(client, table, rows, read_done, record, counters).await;
                 if r.is_err() {
                     let _ = client.batch_execute("ROLLBACK").await;
                 }
-                r.map_err(|e| fail(format!("{label}: {e}")))
+                r.map_err(|e| fail(e.labelled(label)))
             }
             Loader::Sqlite(slot, label) => {
                 let Some(conn) = slot.take() else {
                     counters.roll_back();
-                    return Err(fail(format!("{label}: connection lost after an earlier failure")));
+                    return Err(fail(LoadFailure::transient(format!("{label}: connection lost after an earlier failure"))));
                 };
                 let t = table.clone();
                 let c = counters.clone();
@@ -148,9 +149,9 @@ impl Loader {
                 match joined {
                     Ok((conn, r)) => {
                         *slot = Some(conn);
-                        r.map_err(|e| fail(format!("{label}: {e}")))
+                        r.map_err(|e| fail(e.labelled(label)))
                     }
-                    Err(e) => Err(fail(format!("{label}: loader thread failed: {e}"))),
+                    Err(e) => Err(fail(format!("{label}: loader thread failed: {e}").into())),
                 }
             }
         };
@@ -168,8 +169,8 @@ async fn load_mysql(
     read_done: oneshot::Receiver<Result<u64, String>>,
     record: &RangeRecord,
     counters: &Arc<AttemptCounters>,
-) -> Result<u64, String> {
-    let e = |e: mysql_async::Error| e.to_string();
+) -> Result<u64, LoadFailure> {
+    let e = LoadFailure::from;
     conn.query_drop("START TRANSACTION").await.map_err(e)?;
     let sent = Arc::new(AtomicU64::new(0));
     let encode_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
@@ -201,7 +202,7 @@ async fn load_mysql(
     conn.set_infile_handler(async move { Ok(stream.boxed()) });
     let load = conn.query_drop(table.load_data_sql("xdb-copy")).await;
     if let Some(msg) = encode_error.lock().ok().and_then(|mut s| s.take()) {
-        return Err(msg);
+        return Err(msg.into());
     }
     load.map_err(e)?;
     let loaded = conn.affected_rows();
@@ -213,12 +214,14 @@ async fn load_mysql(
         return Err(format!(
             "LOAD DATA reported {warnings} warning(s), so some values would not land exactly; nothing was kept: {}",
             list.join("; ")
-        ));
+        )
+        .into());
     }
     if loaded != sent {
         return Err(format!(
             "{sent} rows sent but {loaded} loaded (a duplicate key in the target table?); nothing was kept"
-        ));
+        )
+        .into());
     }
     check_reader(read_done, sent).await?;
     conn.exec_drop(
@@ -232,12 +235,12 @@ async fn load_mysql(
 }
 
 /// Waits for the reader: a range is committed only when it was read whole.
-async fn check_reader(read_done: oneshot::Receiver<Result<u64, String>>, loaded: u64) -> Result<(), String> {
+async fn check_reader(read_done: oneshot::Receiver<Result<u64, String>>, loaded: u64) -> Result<(), LoadFailure> {
     match read_done.await {
         Ok(Ok(read)) if read == loaded => Ok(()),
-        Ok(Ok(read)) => Err(format!("read {read} rows from the source but wrote {loaded}")),
-        Ok(Err(reason)) => Err(format!("reading the source failed: {reason}")),
-        Err(_) => Err("the source reader stopped".into()),
+        Ok(Ok(read)) => Err(format!("read {read} rows from the source but wrote {loaded}").into()),
+        Ok(Err(reason)) => Err(format!("reading the source failed: {reason}").into()),
+        Err(_) => Err(String::from("the source reader stopped").into()),
     }
 }
 
@@ -253,9 +256,9 @@ impl Loader {
         record: &RangeRecord,
         counters: &Arc<LoadCounters>,
     ) -> Result<u64, CopyError> {
-        let fail = |reason: String| CopyError::Write { table: table.source.name.to_string(), reason };
+        let fail = |f: LoadFailure| CopyError::Write { table: table.source.name.to_string(), reason: f.reason, retry: f.retry };
         let Loader::Postgres(client, label) = self else {
-            return Err(fail("a byte-for-byte copy needs a PostgreSQL target".into()));
+            return Err(fail(String::from("a byte-for-byte copy needs a PostgreSQL target").into()));
         };
         let counters = &AttemptCounters::new(counters);
         let r = load_postgres_raw(client, table, chunks, read_done, record, counters).await;
@@ -263,7 +266,7 @@ impl Loader {
             let _ = client.batch_execute("ROLLBACK").await;
             counters.roll_back();
         }
-        r.map_err(|e| fail(format!("{label}: {e}")))
+        r.map_err(|e| fail(e.labelled(label)))
     }
 }
 
@@ -274,8 +277,8 @@ async fn load_postgres_raw(
     read_done: oneshot::Receiver<Result<u64, String>>,
     record: &RangeRecord,
     counters: &Arc<AttemptCounters>,
-) -> Result<u64, String> {
-    let e = |e: tokio_postgres::Error| error_text(&e);
+) -> Result<u64, LoadFailure> {
+    let e = LoadFailure::from;
     client.batch_execute("BEGIN").await.map_err(e)?;
     let sql = format!("{} (FORMAT binary)", table.pg_copy_sql());
     let sink = client.copy_in::<_, Bytes>(sql.as_str()).await.map_err(e)?;
@@ -297,8 +300,8 @@ async fn load_postgres(
     read_done: oneshot::Receiver<Result<u64, String>>,
     record: &RangeRecord,
     counters: &Arc<AttemptCounters>,
-) -> Result<u64, String> {
-    let e = |e: tokio_postgres::Error| error_text(&e);
+) -> Result<u64, LoadFailure> {
+    let e = LoadFailure::from;
     client.batch_execute("BEGIN").await.map_err(e)?;
     let sink = client.copy_in::<_, Bytes>(table.pg_copy_sql().as_str()).await.map_err(e)?;
     let mut sink = std::pin::pin!(sink);
@@ -321,7 +324,7 @@ async fn load_postgres(
     }
     let loaded = sink.as_mut().finish().await.map_err(e)?;
     if loaded != sent {
-        return Err(format!("{sent} rows sent but {loaded} loaded"));
+        return Err(format!("{sent} rows sent but {loaded} loaded").into());
     }
     check_reader(read_done, sent).await?;
     record_and_commit_pg(client, record, sent).await
@@ -329,8 +332,8 @@ async fn load_postgres(
 
 /// Records the loaded range in the state table and commits: the range and
 /// its record land together or not at all.
-async fn record_and_commit_pg(client: &tokio_postgres::Client, record: &RangeRecord, rows: u64) -> Result<u64, String> {
-    let e = |e: tokio_postgres::Error| error_text(&e);
+async fn record_and_commit_pg(client: &tokio_postgres::Client, record: &RangeRecord, rows: u64) -> Result<u64, LoadFailure> {
+    let e = LoadFailure::from;
     client
         .execute(
             state::insert_range(SqlDialect::Postgres).as_str(),
@@ -349,9 +352,9 @@ fn load_sqlite(
     read_done: oneshot::Receiver<Result<u64, String>>,
     record: &RangeRecord,
     counters: &AttemptCounters,
-) -> (rusqlite::Connection, Result<u64, String>) {
-    let r = (|| -> Result<u64, String> {
-        let e = |e: rusqlite::Error| e.to_string();
+) -> (rusqlite::Connection, Result<u64, LoadFailure>) {
+    let r = (|| -> Result<u64, LoadFailure> {
+        let e = LoadFailure::from;
         let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate).map_err(e)?;
         let d = SqlDialect::Sqlite;
         let cols: Vec<String> = table.columns.iter().map(|c| d.ident(&c.name)).collect();
@@ -372,9 +375,9 @@ fn load_sqlite(
         }
         match read_done.blocking_recv() {
             Ok(Ok(read)) if read == sent => {}
-            Ok(Ok(read)) => return Err(format!("read {read} rows from the source but wrote {sent}")),
-            Ok(Err(reason)) => return Err(format!("reading the source failed: {reason}")),
-            Err(_) => return Err("the source reader stopped".into()),
+            Ok(Ok(read)) => return Err(format!("read {read} rows from the source but wrote {sent}").into()),
+            Ok(Err(reason)) => return Err(format!("reading the source failed: {reason}").into()),
+            Err(_) => return Err(LoadFailure::from(String::from("the source reader stopped"))),
         }
         tx.execute(&state::insert_range(d), rusqlite::params![record.slot, record.table, record.range_no, sent as i64])
             .map_err(e)?;
@@ -382,4 +385,48 @@ fn load_sqlite(
         Ok(sent)
     })();
     (conn, r)
+}
+
+/// Why loading a range failed: the text for people, and whether the range
+/// is worth another attempt, decided from the driver's error code
+/// ([`crate::error_policy`]). Failures of xdb's own checks (row counts, a
+/// value the mapping rejects) are never retried.
+#[derive(Debug)]
+pub struct LoadFailure {
+    reason: String,
+    retry: Retry,
+}
+
+impl LoadFailure {
+    fn transient(reason: String) -> Self {
+        LoadFailure { reason, retry: Retry::Transient }
+    }
+
+    fn labelled(self, label: &str) -> Self {
+        LoadFailure { reason: format!("{label}: {}", self.reason), retry: self.retry }
+    }
+}
+
+impl From<String> for LoadFailure {
+    fn from(reason: String) -> Self {
+        LoadFailure { reason, retry: Retry::Fatal }
+    }
+}
+
+impl From<mysql_async::Error> for LoadFailure {
+    fn from(e: mysql_async::Error) -> Self {
+        LoadFailure { retry: error_policy::mysql(&e), reason: e.to_string() }
+    }
+}
+
+impl From<tokio_postgres::Error> for LoadFailure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        LoadFailure { retry: error_policy::postgres(&e), reason: error_text(&e) }
+    }
+}
+
+impl From<rusqlite::Error> for LoadFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        LoadFailure { retry: error_policy::sqlite(&e), reason: e.to_string() }
+    }
 }

@@ -31,7 +31,7 @@ use crate::plan::Plan;
 use crate::sink::target::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
 use crate::source::postgres::client::{self, error_text};
-use crate::source::postgres::publication;
+use crate::source::postgres::{publication, streamable};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 use loader::{LoadCounters, Loader, RangeRecord};
 use progress::{ProgressDisplay, TableProgress};
@@ -43,8 +43,8 @@ use source_reader::SnapshotReader;
 pub enum CopyError {
     #[error("source: {0}")]
     Source(String),
-    #[error("target: {0}")]
-    Target(String),
+    #[error("{0}")]
+    Target(#[from] crate::sink::target::TargetError),
     #[error(
         "cannot import the exported snapshot {snapshot}: {reason} (the connection that exported it has closed; \
          run the command again: unfinished tables are copied from a fresh snapshot)"
@@ -53,7 +53,7 @@ pub enum CopyError {
     #[error("reading {table} from the source: {reason}")]
     Read { table: String, reason: String },
     #[error("writing {table} to the target: {reason}")]
-    Write { table: String, reason: String },
+    Write { table: String, reason: String, retry: crate::error_policy::Retry },
     #[error("type mapping:\n{0}")]
     Mapping(String),
     #[error("table {0} does not exist on the source")]
@@ -70,21 +70,26 @@ pub enum CopyError {
     SlotInUse { slot: String, pid: i32 },
     #[error("replication connection: {0}")]
     Replication(String),
+    #[error(
+        "replication slot {slot} does not exist on the source, but the target holds a copy streamed up to \
+         {applied}: the changes made since then went with the slot (a failover to a standby without it, or \
+         someone dropped it), so the stream cannot continue where it was. Copy every table again from a new \
+         slot: run the same command with --recopy"
+    )]
+    SlotMissing { slot: String, applied: Lsn },
+    #[error("{0}")]
+    Unstreamable(#[from] streamable::UnstreamableTables),
 }
 
 impl CopyError {
     /// True when retrying the same range later may succeed (the target or the
     /// network went away for a while).
     pub fn is_retryable(&self) -> bool {
-        let reason = match self {
-            CopyError::Write { reason, .. } => reason,
-            CopyError::Target(r) => r,
-            _ => return false,
-        };
-        let r = reason.to_ascii_lowercase();
-        ["connection", "broken pipe", "reset", "gone away", "timed out", "deadlock", "lock wait", "database is locked"]
-            .iter()
-            .any(|n| r.contains(n))
+        match self {
+            CopyError::Write { retry, .. } => retry.is_transient(),
+            CopyError::Target(e) => e.is_retryable(),
+            _ => false,
+        }
     }
 }
 
@@ -95,11 +100,14 @@ pub struct CopyOptions {
     pub terminal: bool,
     /// Seconds between progress log lines when not on a terminal.
     pub log_interval: Duration,
+    /// Copy every table again from a new slot (`--recopy`): the way out
+    /// when the slot was lost or moved past the target's position.
+    pub recopy: bool,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { terminal: false, log_interval: Duration::from_secs(10) }
+        CopyOptions { terminal: false, log_interval: Duration::from_secs(10), recopy: false }
     }
 }
 
@@ -157,19 +165,21 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         schemas.push(Arc::new(schema));
     }
 
-    let mut target = TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e.to_string()))?;
-    let kind = target.target_kind().await.map_err(|e| CopyError::Target(e.to_string()))?;
+    let mut target = TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e))?;
+    let kind = target.target_kind().await.map_err(|e| CopyError::Target(e))?;
     let mapped = map_tables(plan, &kind, &schemas)?;
-    let terr = |e: crate::sink::target::TargetError| CopyError::Target(e.to_string());
+    let terr = |e: crate::sink::target::TargetError| CopyError::Target(e);
     target.ensure_state_tables().await.map_err(terr)?;
 
+    // Before anything is published or a slot created (invariant "keys").
+    streamable::check(&source, &plan.tables).await.map_err(|e| CopyError::Source(e.to_string()))??;
     if publication::ensure(&source, &plan.source.publication, &plan.tables)
         .await
         .map_err(|e| CopyError::Source(e.to_string()))?
     {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
-    let slot_row = source
+    let mut slot_row = source
         .query_opt(
             "SELECT active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
              WHERE slot_name = $1 AND database = current_database()",
@@ -177,8 +187,16 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         )
         .await
         .map_err(|e| CopyError::Source(error_text(&e)))?;
-    let states = target.read_tables(&slot).await.map_err(terr)?;
-    let position = target.read_position(&slot).await.map_err(terr)?;
+    let mut states = target.read_tables(&slot).await.map_err(terr)?;
+    let mut position = target.read_position(&slot).await.map_err(terr)?;
+    if options.recopy {
+        slot_row = start_over(&source, &mut target, &slot, slot_row).await?;
+        // Every table xdb was filling is emptied and copied again.
+        for st in &mut states {
+            st.copy_done = false;
+        }
+        position = None;
+    }
     // Tables xdb itself was filling (so it may empty them again).
     let known: Vec<String> = states.iter().map(|s| s.table.clone()).collect();
     let done: Vec<String> = states.iter().filter(|s| s.copy_done).map(|s| s.table.clone()).collect();
@@ -189,12 +207,12 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
     let rerr = |e: crate::source::postgres::replication::ReplicationError| CopyError::Replication(e.to_string());
     let (snapshot, sync_lsn, consistent_point, done) = match slot_row {
         None => {
-            if position.is_some() || !states.is_empty() {
-                tracing::warn!(
-                    slot = %slot,
-                    "the replication slot is gone, so the stream cannot continue where it was: every table is copied again"
-                );
-                target.forget_slot(&slot).await.map_err(terr)?;
+            // Invariant "slot continuity": the changes between the target's
+            // position and now went with the slot. Copying everything again
+            // may take hours, so it is the operator's call (`--recopy`).
+            if position.is_some() || states.iter().any(|s| s.copy_done) {
+                let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
+                return Err(CopyError::SlotMissing { slot, applied });
             }
             let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await.map_err(rerr)?;
             tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
@@ -378,6 +396,29 @@ fn already_done(plan: &Plan, states: &[crate::sink::target::TableState], consist
     CopyOutcome { tables, consistent_point, summary: String::new(), warnings: Vec::new() }
 }
 
+/// `--recopy`: drops the plan's slot (when it exists and nobody holds it)
+/// and forgets xdb's state for it on the target, so the copy starts over
+/// from a new slot. Returns the (now absent) slot row.
+async fn start_over(
+    source: &tokio_postgres::Client,
+    target: &mut TargetConn,
+    slot: &str,
+    slot_row: Option<tokio_postgres::Row>,
+) -> Result<Option<tokio_postgres::Row>, CopyError> {
+    if let Some(row) = slot_row {
+        if let Some(pid) = row.get::<_, Option<i32>>(0) {
+            return Err(CopyError::SlotInUse { slot: slot.to_string(), pid });
+        }
+        source
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .map_err(|e| CopyError::Source(format!("dropping replication slot {slot} for --recopy: {}", error_text(&e))))?;
+        tracing::warn!(slot, "--recopy: dropped the replication slot; every table is copied again from a new one");
+    }
+    target.forget_slot(slot).await?;
+    Ok(None)
+}
+
 /// Maps every table, reporting all problems at once.
 pub fn map_tables(
     plan: &Plan,
@@ -409,13 +450,20 @@ async fn plan_ranges(
     chunk_rows: u64,
 ) -> Result<(u64, Vec<CopyRange>), CopyError> {
     let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
+    // A partitioned table holds nothing itself: its leaves do. A ctid range
+    // applies to every leaf, so the ranges span the largest leaf's pages.
     let row = client
-        .query_one("SELECT reltuples::float8, relpages::int8 FROM pg_class WHERE oid = $1", &[&table.oid])
+        .query_one(
+            "SELECT coalesce(sum(reltuples) FILTER (WHERE reltuples >= 0), -1)::float8, \
+                    coalesce(sum(relpages), 0)::int8, coalesce(max(relpages), 0)::int8 \
+             FROM pg_class WHERE oid IN (SELECT relid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf)",
+            &[&table.oid],
+        )
         .await
         .map_err(err)?;
-    let (tuples, pages): (f64, i64) = (row.get(0), row.get(1));
+    let (tuples, all_pages, pages): (f64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     // reltuples is -1 before the first ANALYZE: guess from the page count.
-    let rows = if tuples >= 0.0 { tuples as u64 } else { pages.max(0) as u64 * 60 };
+    let rows = if tuples >= 0.0 { tuples as u64 } else { all_pages.max(0) as u64 * 60 };
     if rows <= chunk_rows {
         return Ok((rows, vec![CopyRange::Whole]));
     }
@@ -545,16 +593,16 @@ async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyErr
     if let Ok(mut w) = ctx.warnings.lock() {
         w.extend(skipped);
     }
-    let mut target = TargetConn::connect(&ctx.plan.target.url).await.map_err(|e| CopyError::Target(e.to_string()))?;
+    let mut target = TargetConn::connect(&ctx.plan.target.url).await.map_err(|e| CopyError::Target(e))?;
     target
         .execute_batch(&ddl, &format!("building indexes of {}", job.state_name))
         .await
-        .map_err(|e| CopyError::Target(e.to_string()))?;
+        .map_err(|e| CopyError::Target(e))?;
     let rows = job.progress.counters.rows.load(Ordering::Relaxed);
     target
         .record_table(&ctx.slot, &job.state_name, ctx.sync_lsn, true, rows)
         .await
-        .map_err(|e| CopyError::Target(e.to_string()))?;
+        .map_err(|e| CopyError::Target(e))?;
     job.progress.finish();
     tracing::info!(table = %job.state_name, rows, seconds = format!("{:.2}", job.progress.seconds()), "table copied");
     Ok(())

@@ -8,6 +8,17 @@ pub struct Lsn(pub u64);
 impl Lsn {
     /// The zero position, used as "nothing yet".
     pub const ZERO: Lsn = Lsn(0);
+
+    /// Invariant "per-table sync LSN": true when a copy consistent at
+    /// `self` (a slot's consistent point) already holds the transaction
+    /// whose commit record starts at `commit_lsn`, so the stream's copy of
+    /// it must be skipped. PostgreSQL's own rule (its apply worker applies
+    /// when `sync_lsn <= commit_lsn`): the consistent point is the end of
+    /// the record that made the snapshot consistent, and a commit record may
+    /// start exactly there; that transaction is not in the snapshot.
+    pub fn snapshot_holds_commit(self, commit_lsn: Lsn) -> bool {
+        commit_lsn < self
+    }
 }
 
 impl fmt::Display for Lsn {
@@ -41,6 +52,14 @@ impl From<u64> for Lsn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_at_the_consistent_point_is_not_in_the_snapshot() {
+        let sync_lsn = Lsn(0x16_B374_D848);
+        assert!(!sync_lsn.snapshot_holds_commit(sync_lsn), "a commit starting at the consistent point is streamed");
+        assert!(sync_lsn.snapshot_holds_commit(Lsn(sync_lsn.0 - 1)));
+        assert!(!sync_lsn.snapshot_holds_commit(Lsn(sync_lsn.0 + 1)));
+    }
 
     #[test]
     fn round_trips_text_form() {

@@ -25,11 +25,11 @@ use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
 use crate::model::{Lsn, TableName, TableSchema, Transaction};
 use crate::plan::Plan;
-use crate::sink::target::TargetConn;
+use crate::sink::target::{TargetConn, TargetError};
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::source::postgres::assembler::{AssemblerEvent, SpilledTransaction};
-use crate::source::postgres::catalog::{load_table, TypeCache};
-use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError};
+use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
 use crate::source::postgres::client;
 
 /// Why `sync` stopped with an error.
@@ -42,24 +42,31 @@ pub enum SyncError {
     #[error("{0}")]
     Sink(#[from] SinkError),
     #[error("source: {0}")]
+    SourceConnect(#[from] client::ConnectError),
+    #[error("source: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("source: {0}")]
     Source(String),
-    #[error("target: {0}")]
-    Target(String),
+    #[error("{0}")]
+    Target(#[from] TargetError),
+    #[error("the target has no table for {0}; run `xdb snapshot` first")]
+    NoTargetTable(String),
     #[error("{0}")]
     SchemaDrift(String),
 }
 
 impl SyncError {
+    /// Decided by error code where the driver error was converted
+    /// ([`crate::error_policy`]), never by message text.
     fn is_retryable(&self) -> bool {
         match self {
             SyncError::Stream(e) => e.is_retryable(),
             SyncError::Sink(e) => e.is_retryable(),
-            SyncError::Source(r) | SyncError::Target(r) => {
-                let r = r.to_ascii_lowercase();
-                ["connect", "connection", "refused", "reset", "broken pipe", "gone away", "timed out", "terminat"]
-                    .iter()
-                    .any(|n| r.contains(n))
+            SyncError::SourceConnect(e) => e.retryable,
+            SyncError::Catalog(CatalogError::Query { source, .. }) => {
+                crate::error_policy::postgres(source).is_transient()
             }
+            SyncError::Target(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -74,6 +81,9 @@ pub struct SyncOptions {
     pub until_caught_up: bool,
     /// Give up after this many consecutive failed reconnects (None: never).
     pub max_retries: Option<u32>,
+    /// Stream even when the slot has confirmed past the target's position
+    /// (the operator's explicit override of invariant "slot continuity").
+    pub accept_slot_position: bool,
 }
 
 /// Shared live state (status line, metrics endpoint).
@@ -136,25 +146,24 @@ async fn stream_once(
     stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<(), SyncError> {
     let slot = plan.source.slot.clone();
-    let mut target = TargetConn::connect(&plan.target.url).await.map_err(|e| SyncError::Target(e.to_string()))?;
-    let position = target.read_position(&slot).await.map_err(|e| SyncError::Target(e.to_string()))?;
+    let mut target = TargetConn::connect(&plan.target.url).await?;
+    let position = target.read_position(&slot).await?;
     let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
     let sync_lsns: HashMap<String, Lsn> = target
         .read_tables(&slot)
         .await
-        .map_err(|e| SyncError::Target(e.to_string()))?
+        ?
         .into_iter()
         .map(|t| (t.table, t.sync_lsn))
         .collect();
-    let kind = target.target_kind().await.map_err(|e| SyncError::Target(e.to_string()))?;
+    let kind = target.target_kind().await?;
 
-    let catalog = client::connect(&plan.source.url, "xdb sync").await.map_err(|e| SyncError::Source(e.to_string()))?;
+    let catalog = client::connect(&plan.source.url, "xdb sync").await?;
     let mut types = TypeCache::new();
     let mut schemas: HashMap<TableName, Arc<TableSchema>> = HashMap::new();
     for t in &plan.tables {
         let s = load_table(&catalog, &mut types, t)
-            .await
-            .map_err(|e| SyncError::Source(e.to_string()))?
+            .await?
             .ok_or_else(|| SyncError::Source(format!("table {t} no longer exists on the source")))?;
         schemas.insert(t.clone(), Arc::new(s));
     }
@@ -180,6 +189,7 @@ async fn stream_once(
         spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
         spill_dir: std::env::temp_dir(),
         application_name: "xdb sync".into(),
+        continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
     };
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %slot, from = %applied, "streaming changes");
@@ -274,8 +284,8 @@ async fn as_on_target(
 ) -> Result<(Arc<TableSchema>, Vec<String>), SyncError> {
     let table = &schema.name;
     let names =
-        target.column_names(table).await.map_err(|e| SyncError::Target(e.to_string()))?.ok_or_else(|| {
-            SyncError::Target(format!("the target has no table for {table}; run `xdb snapshot` first"))
+        target.column_names(table).await?.ok_or_else(|| {
+            SyncError::NoTargetTable(table.to_string())
         })?;
     let extra: Vec<String> = names.iter().filter(|n| schema.column_index(n).is_none()).cloned().collect();
     if schema.columns.iter().all(|c| names.contains(&c.name)) {
@@ -327,12 +337,11 @@ async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &Shared
 /// into the source WAL and the target's applied position must pass it.
 pub async fn wait_until_caught_up(plan: &Plan) -> Result<Lsn, SyncError> {
     let slot = &plan.source.slot;
-    let target_err = |e: crate::sink::target::TargetError| SyncError::Target(e.to_string());
     let mut target = loop {
         match TargetConn::connect(&plan.target.url).await {
             Ok(t) => break t,
             Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_secs(1)).await,
-            Err(e) => return Err(target_err(e)),
+            Err(e) => return Err(e.into()),
         }
     };
     loop {
@@ -343,12 +352,12 @@ pub async fn wait_until_caught_up(plan: &Plan) -> Result<Lsn, SyncError> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let source = client::connect(&plan.source.url, "xdb sync").await.map_err(|e| SyncError::Source(e.to_string()))?;
+    let source = client::connect(&plan.source.url, "xdb sync").await?;
     let marker = crate::source::postgres::change_stream::write_marker(&source, CATCH_UP_PREFIX, "")
         .await
         .map_err(|e| SyncError::Source(format!("writing the catch-up marker: {e}")))?;
     loop {
-        let applied = target.read_position(slot).await.map_err(target_err)?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
+        let applied = target.read_position(slot).await?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
         if applied >= marker {
             return Ok(applied);
         }

@@ -26,6 +26,7 @@ use mysql_async::{Opts, OptsBuilder, SslOpts};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use crate::error_policy::{self, Retry};
 use crate::plan::SecretUrl;
 
 /// The `ssl-mode` of a MySQL URL.
@@ -164,32 +165,45 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "a TLS parameter of the URL is not valid UTF-8".to_string())
 }
 
+/// Connecting to MySQL/MariaDB failed: the reason for people, the retry
+/// decision from the driver's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct MysqlConnectError {
+    pub reason: String,
+    pub retry: Retry,
+}
+
 /// Connects with `opts` (from [`opts_from_url`], possibly extended). With
 /// `PREFERRED`, a server without TLS gets a second, plaintext attempt, as the
 /// `mysql` client does. Errors explain TLS failures (mode, CA, server).
-pub async fn connect(opts: impl Into<Opts>, tls: &MysqlTls) -> Result<mysql_async::Conn, String> {
+pub async fn connect(opts: impl Into<Opts>, tls: &MysqlTls) -> Result<mysql_async::Conn, MysqlConnectError> {
     let opts: Opts = opts.into();
+    let fail = |e: &mysql_async::Error, reason: String| MysqlConnectError { reason, retry: error_policy::mysql(e) };
     let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     match mysql_async::Conn::new(opts.clone()).await {
         Ok(c) => Ok(c),
         Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)) => {
             if tls.mode == Some(MysqlSslMode::Preferred) {
                 let plain = OptsBuilder::from_opts(opts).ssl_opts(None::<SslOpts>);
-                return mysql_async::Conn::new(plain).await.map_err(|e| e.to_string());
+                return mysql_async::Conn::new(plain).await.map_err(|e| fail(&e, e.to_string()));
             }
-            Err(format!(
+            Err(MysqlConnectError {
+                retry: Retry::Fatal,
+                reason: format!(
                 "the server at {server} does not support TLS but {} (start it with --ssl-cert, --ssl-key and \
                  --ssl-ca, or use ssl-mode=PREFERRED)",
-                tls.describe()
-            ))
+                    tls.describe()
+                ),
+            })
         }
         Err(e) => match verify_ca_retry_name(&e, tls) {
             Some(name) => {
                 let ssl = opts.ssl_opts().cloned().map(|s| s.with_danger_tls_hostname_override(Some(name)));
                 let retry = OptsBuilder::from_opts(opts).ssl_opts(ssl);
-                mysql_async::Conn::new(retry).await.map_err(|e| describe_error(&e, tls, &server))
+                mysql_async::Conn::new(retry).await.map_err(|e| fail(&e, describe_error(&e, tls, &server)))
             }
-            None => Err(describe_error(&e, tls, &server)),
+            None => Err(fail(&e, describe_error(&e, tls, &server))),
         },
     }
 }

@@ -8,6 +8,7 @@ use mysql_async::prelude::Queryable;
 
 use super::dialect::SqlDialect;
 use super::state;
+use crate::error_policy::{self, DriverError, Retry};
 use crate::model::Lsn;
 use crate::plan::{SecretUrl, TargetUrl};
 use crate::source::postgres::client;
@@ -15,37 +16,27 @@ use crate::source::postgres::client;
 /// A target operation failed; the message names the target (password masked).
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
+    /// Connecting failed. The reason is already scrubbed of the password;
+    /// `retry` was decided from the driver's error code.
     #[error("cannot connect to the target {target}: {reason}")]
-    Connect { target: String, reason: String },
-    #[error("target {target}: {context}: {reason}")]
-    Sql { target: String, context: String, reason: String },
+    Connect { target: String, reason: String, retry: Retry },
+    #[error("target {target}: {context}: {source}")]
+    Sql {
+        target: String,
+        context: String,
+        #[source]
+        source: DriverError,
+    },
 }
 
 impl TargetError {
-    /// True when retrying later may succeed (connection lost, server restarting,
-    /// lock wait timeout, deadlock).
+    /// True when retrying later may succeed (connection lost, server
+    /// restarting, lock wait timeout, deadlock), decided by error code in
+    /// [`crate::error_policy`].
     pub fn is_retryable(&self) -> bool {
         match self {
-            TargetError::Connect { .. } => true,
-            TargetError::Sql { reason, .. } => {
-                let r = reason.to_ascii_lowercase();
-                [
-                    "connection",
-                    "broken pipe",
-                    "reset",
-                    "deadlock",
-                    "lock wait timeout",
-                    "database is locked",
-                    "server has gone away",
-                    "i/o",
-                    "io error",
-                    "closed",
-                    "shutting down",
-                    "terminating",
-                ]
-                .iter()
-                .any(|needle| r.contains(needle))
-            }
+            TargetError::Connect { retry, .. } => retry.is_transient(),
+            TargetError::Sql { source, .. } => source.retry().is_transient(),
         }
     }
 }
@@ -93,6 +84,7 @@ impl TargetConn {
                 let conn = rusqlite::Connection::open(path).map_err(|e| TargetError::Connect {
                     target: format!("sqlite://{}", path.display()),
                     reason: e.to_string(),
+                    retry: error_policy::sqlite(&e),
                 })?;
                 // WAL lets status/validate read while sync writes. SQLite has
                 // one writer at a time: a copy range holds the lock for its
@@ -103,13 +95,18 @@ impl TargetConn {
                 .map_err(|e| TargetError::Connect {
                     target: format!("sqlite://{}", path.display()),
                     reason: e.to_string(),
+                    retry: error_policy::sqlite(&e),
                 })?;
                 Ok(TargetConn::Sqlite { conn, path: path.clone() })
             }
             TargetUrl::Postgres(u) => {
                 let client = client::connect(u, "xdb")
                     .await
-                    .map_err(|e| TargetError::Connect { target: u.redacted(), reason: e.reason.clone() })?;
+                    .map_err(|e| TargetError::Connect {
+                        target: u.redacted(),
+                        reason: e.reason.clone(),
+                        retry: if e.retryable { Retry::Transient } else { Retry::Fatal },
+                    })?;
                 Ok(TargetConn::Postgres { client, label: u.redacted() })
             }
         }
@@ -132,24 +129,24 @@ impl TargetConn {
         }
     }
 
-    fn err(&self, context: &str, reason: String) -> TargetError {
-        TargetError::Sql { target: self.label(), context: context.to_string(), reason }
+    fn err(&self, context: &str, source: DriverError) -> TargetError {
+        TargetError::Sql { target: self.label(), context: context.to_string(), source }
     }
 
     async fn mysql_first(&mut self, sql: &str) -> Result<Option<String>, TargetError> {
         let TargetConn::Mysql { conn, .. } = self else { return Ok(None) };
         let r: Result<Option<String>, _> = conn.query_first(sql).await;
-        r.map_err(|e| self.err(sql, e.to_string()))
+        r.map_err(|e| self.err(sql, e.into()))
     }
 
     /// Runs statements (DDL or anything without results), in order.
     pub async fn execute_batch(&mut self, statements: &[String], context: &str) -> Result<(), TargetError> {
         for sql in statements {
             let r = match self {
-                TargetConn::Mysql { conn, .. } => conn.query_drop(sql.as_str()).await.map_err(|e| e.to_string()),
-                TargetConn::Sqlite { conn, .. } => conn.execute_batch(sql).map_err(|e| e.to_string()),
+                TargetConn::Mysql { conn, .. } => conn.query_drop(sql.as_str()).await.map_err(DriverError::from),
+                TargetConn::Sqlite { conn, .. } => conn.execute_batch(sql).map_err(DriverError::from),
                 TargetConn::Postgres { client, .. } => {
-                    client.batch_execute(sql).await.map_err(|e| client::error_text(&e))
+                    client.batch_execute(sql).await.map_err(DriverError::from)
                 }
             };
             r.map_err(|reason| self.err(&format!("{context} ({})", short(sql)), reason))?;
@@ -167,18 +164,18 @@ impl TargetConn {
     pub async fn read_position(&mut self, slot: &str) -> Result<Option<AppliedPosition>, TargetError> {
         let sql = state::select_position(self.dialect());
         let row: Option<(i64, i64, i64)> = match self {
-            TargetConn::Mysql { conn, .. } => conn.exec_first(sql.as_str(), (slot,)).await.map_err(|e| e.to_string()),
+            TargetConn::Mysql { conn, .. } => conn.exec_first(sql.as_str(), (slot,)).await.map_err(DriverError::from),
             TargetConn::Sqlite { conn, .. } => {
                 use rusqlite::OptionalExtension;
                 conn.query_row(&sql, [slot], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
-                    .map_err(|e| e.to_string())
+                    .map_err(DriverError::from)
             }
             TargetConn::Postgres { client, .. } => client
                 .query_opt(sql.as_str(), &[&slot])
                 .await
                 .map(|r| r.map(|r| (r.get(0), r.get(1), r.get(2))))
-                .map_err(|e| client::error_text(&e)),
+                .map_err(DriverError::from),
         }
         .map_err(|reason| self.err("reading the applied position", reason))?;
         Ok(row.map(|(l, t, c)| AppliedPosition {
@@ -192,18 +189,18 @@ impl TargetConn {
     pub async fn read_tables(&mut self, slot: &str) -> Result<Vec<TableState>, TargetError> {
         let sql = state::select_tables(self.dialect());
         let rows: Vec<(String, i64, i64, i64)> = match self {
-            TargetConn::Mysql { conn, .. } => conn.exec(sql.as_str(), (slot,)).await.map_err(|e| e.to_string()),
+            TargetConn::Mysql { conn, .. } => conn.exec(sql.as_str(), (slot,)).await.map_err(DriverError::from),
             TargetConn::Sqlite { conn, .. } => (|| {
                 let mut st = conn.prepare(&sql)?;
                 let rows = st.query_map([slot], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
                 rows.collect::<Result<Vec<_>, _>>()
             })()
-            .map_err(|e| e.to_string()),
+            .map_err(DriverError::from),
             TargetConn::Postgres { client, .. } => client
                 .query(sql.as_str(), &[&slot])
                 .await
                 .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1), r.get::<_, i16>(2) as i64, r.get(3))).collect())
-                .map_err(|e| client::error_text(&e)),
+                .map_err(DriverError::from),
         }
         .map_err(|reason| self.err("reading table copy states", reason))?;
         Ok(rows
@@ -219,8 +216,8 @@ impl TargetConn {
 }
 
 async fn connect_mysql(u: &SecretUrl) -> Result<mysql_async::Conn, TargetError> {
-    let err = |reason: String| TargetError::Connect { target: u.redacted(), reason: scrub(&reason, u) };
-    let (opts, tls) = super::mysql_tls::opts_from_url(u).map_err(err)?;
+    let err = |reason: String, retry: Retry| TargetError::Connect { target: u.redacted(), reason: scrub(&reason, u), retry };
+    let (opts, tls) = super::mysql_tls::opts_from_url(u).map_err(|r| err(r, Retry::Fatal))?;
     let opts = mysql_async::OptsBuilder::from_opts(opts)
         .init(vec![
             // Strict, UTC, utf8mb4: values land exactly or fail loudly.
@@ -230,8 +227,8 @@ async fn connect_mysql(u: &SecretUrl) -> Result<mysql_async::Conn, TargetError> 
         ])
         .prefer_socket(false);
     match tokio::time::timeout(std::time::Duration::from_secs(15), super::mysql_tls::connect(opts, &tls)).await {
-        Ok(r) => r.map_err(err),
-        Err(_) => Err(err("no answer within 15 s".into())),
+        Ok(r) => r.map_err(|e| err(e.reason, e.retry)),
+        Err(_) => Err(err("no answer within 15 s".into(), Retry::Transient)),
     }
 }
 
@@ -268,7 +265,7 @@ impl TargetConn {
             TargetConn::Mysql { .. } => Ok(self.mysql_first("SELECT VERSION()").await?.unwrap_or_default()),
             TargetConn::Sqlite { .. } => Ok(rusqlite::version().to_string()),
             TargetConn::Postgres { client, .. } => {
-                let r = client.query_one("SHOW server_version", &[]).await.map_err(|e| client::error_text(&e));
+                let r = client.query_one("SHOW server_version", &[]).await.map_err(DriverError::from);
                 let r = r.map(|row| row.get::<_, String>(0));
                 r.map_err(|reason| self.err("reading the server version", reason))
             }
@@ -308,7 +305,7 @@ impl TargetConn {
                     .collect();
                 match conn.exec_drop(sql, p).await {
                     Ok(()) => Ok(conn.affected_rows()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(DriverError::from(e)),
                 }
             }
             TargetConn::Sqlite { conn, .. } => {
@@ -321,7 +318,7 @@ impl TargetConn {
                         StateParam::I16(i) => rusqlite::types::Value::Integer(*i as i64),
                     })
                     .collect();
-                conn.execute(sql, rusqlite::params_from_iter(p)).map(|n| n as u64).map_err(|e| e.to_string())
+                conn.execute(sql, rusqlite::params_from_iter(p)).map(|n| n as u64).map_err(DriverError::from)
             }
             TargetConn::Postgres { client, .. } => {
                 let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
@@ -333,7 +330,7 @@ impl TargetConn {
                         StateParam::I16(i) => i,
                     })
                     .collect();
-                client.execute(sql, &p).await.map_err(|e| client::error_text(&e))
+                client.execute(sql, &p).await.map_err(DriverError::from)
             }
         };
         r.map_err(|reason| self.err(&format!("{context} ({})", short(sql)), reason))
@@ -404,19 +401,19 @@ impl TargetConn {
             TargetConn::Mysql { conn, .. } => match conn.query_iter(sql.as_str()).await {
                 Ok(result) => {
                     let names: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
-                    result.drop_result().await.map(|_| names).map_err(|e| e.to_string())
+                    result.drop_result().await.map(|_| names).map_err(DriverError::from)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(DriverError::from(e)),
             },
             TargetConn::Sqlite { conn, .. } => conn
                 .prepare(&sql)
                 .map(|st| st.column_names().into_iter().map(String::from).collect())
-                .map_err(|e| e.to_string()),
+                .map_err(DriverError::from),
             TargetConn::Postgres { client, .. } => client
                 .prepare(&sql)
                 .await
                 .map(|st| st.columns().iter().map(|c| c.name().to_string()).collect())
-                .map_err(|e| client::error_text(&e)),
+                .map_err(DriverError::from),
         }
         .map_err(|reason| self.err(&format!("reading the columns of {source_table}"), reason))?;
         Ok(Some(names))
@@ -436,18 +433,18 @@ impl TargetConn {
                 )
                 .await
                 .map(|n| n.unwrap_or(0) > 0)
-                .map_err(|e| e.to_string()),
+                .map_err(DriverError::from),
             TargetConn::Sqlite { conn, .. } => conn
                 .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
                     r.get::<_, i64>(0)
                 })
                 .map(|n| n > 0)
-                .map_err(|e| e.to_string()),
+                .map_err(DriverError::from),
             TargetConn::Postgres { client, .. } => client
                 .query_one("SELECT to_regclass($1) IS NOT NULL", &[&ident])
                 .await
                 .map(|r| r.get::<_, bool>(0))
-                .map_err(|e| client::error_text(&e)),
+                .map_err(DriverError::from),
         }
         .map_err(|reason| self.err(&format!("looking for table {table}"), reason))?;
         Ok(exists)
@@ -461,12 +458,12 @@ impl TargetConn {
         let ident = self.dialect().table_ident(source_table);
         let sql = format!("SELECT COUNT(*) FROM {ident}");
         let n: Option<i64> = match self {
-            TargetConn::Mysql { conn, .. } => conn.query_first(sql.as_str()).await.map_err(|e| e.to_string()),
+            TargetConn::Mysql { conn, .. } => conn.query_first(sql.as_str()).await.map_err(DriverError::from),
             TargetConn::Sqlite { conn, .. } => {
-                conn.query_row(&sql, [], |r| r.get(0)).map(Some).map_err(|e| e.to_string())
+                conn.query_row(&sql, [], |r| r.get(0)).map(Some).map_err(DriverError::from)
             }
             TargetConn::Postgres { client, .. } => {
-                client.query_one(sql.as_str(), &[]).await.map(|r| Some(r.get(0))).map_err(|e| client::error_text(&e))
+                client.query_one(sql.as_str(), &[]).await.map(|r| Some(r.get(0))).map_err(DriverError::from)
             }
         }
         .map_err(|reason| self.err(&format!("counting rows of {ident}"), reason))?;

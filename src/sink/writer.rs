@@ -22,7 +22,7 @@ use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, Mappi
 use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
 use crate::plan::{Plan, TargetUrl};
 use crate::source::postgres::assembler::SpilledTransaction;
-use crate::source::postgres::client::error_text;
+use crate::error_policy::DriverError;
 
 /// Changes per statement group read back from a spilled transaction.
 const SPILL_CHUNK: usize = 5_000;
@@ -156,6 +156,19 @@ impl SinkWriter {
                             }
                             self.conn = c;
                             self.pg_statements.clear();
+                            // The COMMIT whose reply was lost may have
+                            // landed: re-read the stored position so that
+                            // `apply` skips what the target already holds
+                            // (a key-less table would otherwise get the
+                            // rows twice).
+                            match self.conn.read_position(&self.slot).await {
+                                Ok(Some(p)) if p.applied_lsn > self.applied => {
+                                    tracing::info!(applied = %p.applied_lsn, "the target committed the batch before the connection was lost");
+                                    self.applied = p.applied_lsn;
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!("{e}"),
+                            }
                         }
                         Err(e) => tracing::warn!("{e}"),
                     }
@@ -325,7 +338,7 @@ impl SinkWriter {
     async fn apply_ops(&mut self, txs: &[Transaction]) -> Result<(), SinkError> {
         let sync_lsn = &self.sync_lsn;
         let ops = split_pow2(plan_ops(txs, self.limits, |table, tx| {
-            sync_lsn.get(&table.name.to_string()).is_some_and(|&s| tx.commit_lsn <= s)
+            sync_lsn.get(&table.name.to_string()).is_some_and(|&s| s.snapshot_holds_commit(tx.commit_lsn))
         })?);
         for op in &ops {
             self.execute_op(op).await?;
@@ -348,7 +361,7 @@ impl SinkWriter {
                 conn.exec_drop(sql.as_str(), params).await.map_err(|e| TargetError::Sql {
                     target: label.clone(),
                     context: context(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })?;
             }
             TargetConn::Sqlite { conn, path } => {
@@ -357,11 +370,11 @@ impl SinkWriter {
                 let r = conn
                     .prepare_cached(&sql)
                     .and_then(|mut st| st.execute(rusqlite::params_from_iter(params)))
-                    .map_err(|e| e.to_string());
-                r.map_err(|reason| TargetError::Sql {
+                    .map_err(DriverError::from);
+                r.map_err(|source| TargetError::Sql {
                     target: format!("sqlite://{}", path.display()),
                     context: context(),
-                    reason,
+                    source,
                 })?;
             }
             TargetConn::Postgres { client, label } => {
@@ -370,7 +383,7 @@ impl SinkWriter {
                 let err = |e: tokio_postgres::Error| TargetError::Sql {
                     target: label.clone(),
                     context: context(),
-                    reason: error_text(&e),
+                    source: e.into(),
                 };
                 let st = match self.pg_statements.get(&sql) {
                     Some(st) => st.clone(),

@@ -77,6 +77,7 @@ pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Res
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     let config = ChangeStreamConfig {
+        continuity: Default::default(),
         slot: plan.source.slot.clone(),
         publication: plan.source.publication.clone(),
         start: options.from_lsn.unwrap_or(Lsn::ZERO),

@@ -40,8 +40,35 @@ pub enum ChangeStreamError {
     Assemble(#[from] AssemblerError),
     #[error("{0}")]
     Catalog(#[from] CatalogError),
+    #[error("on the source: {what}: {}", error_text(.source))]
+    Sql {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("on the source: {what}: {reason}")]
-    Sql { what: String, reason: String },
+    Marker { what: String, reason: String },
+    #[error(
+        "replication slot {slot} does not exist on the source, but the target has applied changes up to {applied}: \
+         the changes made since then are gone with the slot (a failover to a standby without it, or someone dropped \
+         it). xdb will not create a new slot and go on as if nothing happened. To recover, copy every table again \
+         from a new slot: `xdb sync --plan P --recopy` (or `xdb snapshot --plan P --recopy`)"
+    )]
+    SlotMissing { slot: String, applied: Lsn },
+    #[error(
+        "replication slot {slot} has confirmed changes up to {confirmed}, but the target has applied only up to \
+         {applied}: {bytes} bytes of WAL that the target never received have been released by another reader of \
+         this slot (`xdb tail --plan-slot`, a second plan naming the same slot, pg_replication_slot_advance). \
+         Streaming from here would lose them. To recover, copy every table again from a new slot: \
+         `xdb sync --plan P --recopy`; or, if you know nothing was written in between, accept the gap with \
+         `xdb sync --plan P --accept-slot-position`"
+    )]
+    SlotAhead { slot: String, confirmed: Lsn, applied: Lsn, bytes: u64 },
+    #[error(
+        "replication slot {slot} belongs to database {database}, not to the plan's source database: \
+         name another slot in the plan (source.slot)"
+    )]
+    SlotOtherDatabase { slot: String, database: String },
     #[error(
         "replication slot {slot} is in use by another connection (pid {pid}): is another `xdb sync` or `xdb tail` \
          running with this plan? Stop it, or wait for it to exit"
@@ -59,6 +86,11 @@ impl ChangeStreamError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ChangeStreamError::Replication(e) => e.is_retryable(),
+            // A source restart ends the heartbeat and catalog connection too.
+            ChangeStreamError::Sql { source, .. } => crate::error_policy::postgres(source).is_transient(),
+            ChangeStreamError::Catalog(CatalogError::Query { source, .. }) => {
+                crate::error_policy::postgres(source).is_transient()
+            }
             _ => false,
         }
     }
@@ -79,6 +111,25 @@ pub struct ChangeStreamConfig {
     pub spill_dir: PathBuf,
     /// `application_name` on the source (visible in pg_stat_replication).
     pub application_name: String,
+    /// The slot must already exist and must not have confirmed past
+    /// `start` (invariant "slot continuity"): `sync`, whose `start` is the
+    /// position stored on the target. When false a missing slot is created
+    /// (`tail`).
+    pub continuity: Continuity,
+}
+
+/// What `open` demands of an existing slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Continuity {
+    /// A missing slot is created; any position is accepted (`tail`).
+    #[default]
+    Any,
+    /// The slot must exist and its confirmed position must not be past
+    /// `start`: anything else means changes the target never saw are gone.
+    Strict,
+    /// As `Strict`, but a slot confirmed past `start` is accepted: the
+    /// operator said, with `--accept-slot-position`, that nothing was lost.
+    AcceptAhead,
 }
 
 /// The slot as found or created at open.
@@ -142,12 +193,12 @@ impl ChangeStream {
     ) -> Result<Self, ChangeStreamError> {
         let sql = |what: &str| {
             let what = what.to_string();
-            move |e: tokio_postgres::Error| ChangeStreamError::Sql { what: what.clone(), reason: error_text(&e) }
+            move |e: tokio_postgres::Error| ChangeStreamError::Sql { what: what.clone(), source: e }
         };
         let existing = catalog
             .query_opt(
-                "SELECT plugin::text, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
-                 WHERE slot_name = $1 AND database = current_database()",
+                "SELECT plugin::text, active_pid, confirmed_flush_lsn::text, database::text, \
+                 database = current_database() FROM pg_replication_slots WHERE slot_name = $1",
                 &[&config.slot],
             )
             .await
@@ -155,6 +206,12 @@ impl ChangeStream {
         let mut client = ReplicationClient::connect_url(url, &config.application_name).await?;
         let slot = match existing {
             Some(row) => {
+                if !row.get::<_, Option<bool>>(4).unwrap_or(false) {
+                    return Err(ChangeStreamError::SlotOtherDatabase {
+                        slot: config.slot.clone(),
+                        database: row.get::<_, Option<String>>(3).unwrap_or_else(|| "(physical slot)".into()),
+                    });
+                }
                 let plugin: Option<String> = row.get(0);
                 if plugin.as_deref() != Some("pgoutput") {
                     return Err(ChangeStreamError::WrongPlugin {
@@ -172,7 +229,18 @@ impl ChangeStream {
                 }
                 let lsn: Option<String> = row.get(2);
                 let position = lsn.and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
+                if config.continuity == Continuity::Strict && position > config.start {
+                    return Err(ChangeStreamError::SlotAhead {
+                        slot: config.slot.clone(),
+                        confirmed: position,
+                        applied: config.start,
+                        bytes: position.0 - config.start.0,
+                    });
+                }
                 SlotInfo { created: false, position }
+            }
+            None if config.continuity != Continuity::Any => {
+                return Err(ChangeStreamError::SlotMissing { slot: config.slot.clone(), applied: config.start });
             }
             None => {
                 let created = client.create_replication_slot(&config.slot, false, SnapshotAction::NoExport).await?;
@@ -315,7 +383,7 @@ impl ChangeStream {
             .await
             .map_err(|e| ChangeStreamError::Sql {
                 what: "writing a heartbeat (pg_logical_emit_message)".into(),
-                reason: error_text(&e),
+                source: e,
             })?;
         Ok(())
     }
@@ -323,7 +391,7 @@ impl ChangeStream {
     /// Writes a marker message into the source's WAL and returns its LSN
     /// (see [`write_marker`]).
     pub async fn emit_marker(&self, prefix: &str) -> Result<Lsn, ChangeStreamError> {
-        write_marker(&self.catalog, prefix, "").await.map_err(|reason| ChangeStreamError::Sql {
+        write_marker(&self.catalog, prefix, "").await.map_err(|reason| ChangeStreamError::Marker {
             what: "writing a marker (pg_logical_emit_message)".into(),
             reason,
         })

@@ -66,8 +66,9 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
                 tls.describe()
             );
         }
-        // A refused certificate stays refused until someone changes the server or the URL.
-        let retryable = e.code().is_none() && !reason.contains("TLS");
+        // By code: a wrong password or a refused certificate stays wrong
+        // until someone changes the server or the URL.
+        let retryable = crate::error_policy::postgres(&e).is_transient();
         ConnectError { server: server.clone(), reason, retryable }
     })?;
     tokio::spawn(async move {

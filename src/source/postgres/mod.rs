@@ -10,5 +10,6 @@ pub mod copy_binary;
 pub mod pgoutput;
 pub mod publication;
 pub mod replication;
+pub mod streamable;
 pub mod value_binary;
 pub mod value_text;

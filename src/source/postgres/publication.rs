@@ -20,6 +20,12 @@ pub enum PublicationError {
          ALTER PUBLICATION {publication} ADD TABLE {missing}; (as its owner) or name another publication in the plan"
     )]
     MissingTables { publication: String, missing: String },
+    #[error(
+        "publication {publication} lists the partitioned table(s) {tables} but does not publish via the \
+         partition root, so their changes would arrive under leaf-partition names and be lost: run \
+         ALTER PUBLICATION {publication} SET (publish_via_partition_root = true); (as its owner)"
+    )]
+    NotViaRoot { publication: String, tables: String },
 }
 
 fn quote(s: &str) -> String {
@@ -33,12 +39,19 @@ pub async fn ensure(client: &Client, name: &str, tables: &[TableName]) -> Result
         |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
     let exists =
         client.query_opt("SELECT puballtables FROM pg_publication WHERE pubname = $1", &[&name]).await.map_err(err)?;
+    let version: i32 =
+        client.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(err)?.get(0);
     match exists {
         None => {
             let list = tables.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", ");
+            // Via the root (13+): a partitioned table's changes arrive
+            // under the planned parent's name, whichever partition they hit,
+            // including partitions attached later. Without it pgoutput names
+            // the leaf, which is not in the plan, and every change is lost.
+            let via_root = if version >= 130000 { ", publish_via_partition_root = true" } else { "" };
             client
                 .batch_execute(&format!(
-                    "CREATE PUBLICATION {q} FOR TABLE {list} WITH (publish = 'insert, update, delete, truncate'); \
+                    "CREATE PUBLICATION {q} FOR TABLE {list} WITH (publish = 'insert, update, delete, truncate'{via_root}); \
                      COMMENT ON PUBLICATION {q} IS '{CREATED_BY_XDB}'",
                     q = quote(name)
                 ))
@@ -47,6 +60,9 @@ pub async fn ensure(client: &Client, name: &str, tables: &[TableName]) -> Result
             Ok(true)
         }
         Some(row) => {
+            if version >= 130000 {
+                ensure_via_root(client, name, tables).await?;
+            }
             if row.get::<_, bool>(0) {
                 return Ok(false);
             }
@@ -69,6 +85,46 @@ pub async fn ensure(client: &Client, name: &str, tables: &[TableName]) -> Result
             }
         }
     }
+}
+
+/// A publication that lists a partitioned table must publish via the root,
+/// or the stream names leaf partitions that are not in the plan. xdb fixes
+/// its own publication; someone else's is refused with the statement.
+async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> Result<(), PublicationError> {
+    let err =
+        |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
+    let via_root: bool =
+        client.query_one("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", &[&name]).await.map_err(err)?.get(0);
+    if via_root {
+        return Ok(());
+    }
+    let mut partitioned = Vec::new();
+    for t in tables {
+        let p: Option<bool> = client
+            .query_opt(
+                "SELECT c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&t.schema, &t.name],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0));
+        if p == Some(true) {
+            partitioned.push(t.pg_quoted());
+        }
+    }
+    if partitioned.is_empty() {
+        return Ok(());
+    }
+    if created_by_xdb(client, name).await.map_err(err)? {
+        client
+            .batch_execute(&format!("ALTER PUBLICATION {} SET (publish_via_partition_root = true)", quote(name)))
+            .await
+            .map_err(err)?;
+        tracing::info!(publication = name, "publishing partitioned tables via their root");
+        return Ok(());
+    }
+    Err(PublicationError::NotViaRoot { publication: name.to_string(), tables: partitioned.join(", ") })
 }
 
 /// True when the publication exists and carries xdb's comment.
