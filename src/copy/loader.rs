@@ -19,13 +19,13 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::CopyError;
+use crate::error_policy::{self, Retry};
 use crate::mapping::MappedTable;
 use crate::model::Row;
 use crate::plan::TargetUrl;
 use crate::sink::dialect::SqlDialect;
 use crate::sink::state;
 use crate::sink::target::TargetConn;
-use crate::error_policy::{self, Retry};
 use crate::source::postgres::client::error_text;
 
 /// Where a loaded range is recorded.
@@ -100,8 +100,11 @@ impl Loader {
             TargetConn::Sqlite { conn, .. } => {
                 // A crash loses at most the open range, which is re-copied
                 // anyway; fsync per commit would only slow the load.
-                conn.execute_batch("PRAGMA synchronous = OFF")
-                    .map_err(|e| CopyError::Write { table: String::new(), retry: error_policy::sqlite(&e), reason: format!("{label}: {e}") })?;
+                conn.execute_batch("PRAGMA synchronous = OFF").map_err(|e| CopyError::Write {
+                    table: String::new(),
+                    retry: error_policy::sqlite(&e),
+                    reason: format!("{label}: {e}"),
+                })?;
                 Loader::Sqlite(Some(conn), label)
             }
             TargetConn::Postgres { client, .. } => Loader::Postgres(client, label),
@@ -119,7 +122,11 @@ impl Loader {
         record: &RangeRecord,
         counters: &Arc<LoadCounters>,
     ) -> Result<u64, CopyError> {
-        let fail = |f: LoadFailure| CopyError::Write { table: table.source.name.to_string(), reason: f.reason, retry: f.retry };
+        let fail = |f: LoadFailure| CopyError::Write {
+            table: table.source.name.to_string(),
+            reason: f.reason,
+            retry: f.retry,
+        };
         let counters = &AttemptCounters::new(counters);
         let result = match self {
             Loader::Mysql(conn, label) => {
@@ -139,7 +146,9 @@ impl Loader {
             Loader::Sqlite(slot, label) => {
                 let Some(conn) = slot.take() else {
                     counters.roll_back();
-                    return Err(fail(LoadFailure::transient(format!("{label}: connection lost after an earlier failure"))));
+                    return Err(fail(LoadFailure::transient(format!(
+                        "{label}: connection lost after an earlier failure"
+                    ))));
                 };
                 let t = table.clone();
                 let c = counters.clone();
@@ -256,7 +265,11 @@ impl Loader {
         record: &RangeRecord,
         counters: &Arc<LoadCounters>,
     ) -> Result<u64, CopyError> {
-        let fail = |f: LoadFailure| CopyError::Write { table: table.source.name.to_string(), reason: f.reason, retry: f.retry };
+        let fail = |f: LoadFailure| CopyError::Write {
+            table: table.source.name.to_string(),
+            reason: f.reason,
+            retry: f.retry,
+        };
         let Loader::Postgres(client, label) = self else {
             return Err(fail(String::from("a byte-for-byte copy needs a PostgreSQL target").into()));
         };
@@ -332,7 +345,11 @@ async fn load_postgres(
 
 /// Records the loaded range in the state table and commits: the range and
 /// its record land together or not at all.
-async fn record_and_commit_pg(client: &tokio_postgres::Client, record: &RangeRecord, rows: u64) -> Result<u64, LoadFailure> {
+async fn record_and_commit_pg(
+    client: &tokio_postgres::Client,
+    record: &RangeRecord,
+    rows: u64,
+) -> Result<u64, LoadFailure> {
     let e = LoadFailure::from;
     client
         .execute(

@@ -31,8 +31,8 @@ use crate::plan::Plan;
 use crate::sink::target::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
 use crate::source::postgres::client::{self, error_text};
-use crate::source::postgres::{publication, streamable};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
+use crate::source::postgres::{publication, streamable};
 use loader::{LoadCounters, Loader, RangeRecord};
 use progress::{ProgressDisplay, TableProgress};
 use ranges::CopyRange;
@@ -409,10 +409,9 @@ async fn start_over(
         if let Some(pid) = row.get::<_, Option<i32>>(0) {
             return Err(CopyError::SlotInUse { slot: slot.to_string(), pid });
         }
-        source
-            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-            .await
-            .map_err(|e| CopyError::Source(format!("dropping replication slot {slot} for --recopy: {}", error_text(&e))))?;
+        source.execute("SELECT pg_drop_replication_slot($1)", &[&slot]).await.map_err(|e| {
+            CopyError::Source(format!("dropping replication slot {slot} for --recopy: {}", error_text(&e)))
+        })?;
         tracing::warn!(slot, "--recopy: dropped the replication slot; every table is copied again from a new one");
     }
     target.forget_slot(slot).await?;

@@ -49,6 +49,8 @@ pub enum SyncError {
     Source(String),
     #[error("{0}")]
     Target(#[from] TargetError),
+    #[error("the source ended the replication stream (server shutting down or restarting)")]
+    StreamEnded,
     #[error("the target has no table for {0}; run `xdb snapshot` first")]
     NoTargetTable(String),
     #[error("{0}")]
@@ -67,6 +69,7 @@ impl SyncError {
                 crate::error_policy::postgres(source).is_transient()
             }
             SyncError::Target(e) => e.is_retryable(),
+            SyncError::StreamEnded => true,
             _ => false,
         }
     }
@@ -149,13 +152,8 @@ async fn stream_once(
     let mut target = TargetConn::connect(&plan.target.url).await?;
     let position = target.read_position(&slot).await?;
     let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
-    let sync_lsns: HashMap<String, Lsn> = target
-        .read_tables(&slot)
-        .await
-        ?
-        .into_iter()
-        .map(|t| (t.table, t.sync_lsn))
-        .collect();
+    let sync_lsns: HashMap<String, Lsn> =
+        target.read_tables(&slot).await?.into_iter().map(|t| (t.table, t.sync_lsn)).collect();
     let kind = target.target_kind().await?;
 
     let catalog = client::connect(&plan.source.url, "xdb sync").await?;
@@ -215,7 +213,9 @@ async fn stream_once(
                     ev = stream.next() => {
                         let _ = wal_tx.send(stream.server_wal_end());
                         let item = match ev? {
-                            None => return Ok(()),
+                            // Only xdb ends the stream on purpose, and not
+                            // here: the server went away (shutdown, restart).
+                            None => return Err(SyncError::StreamEnded),
                             Some(AssemblerEvent::Transaction(tx)) => Item::Tx(tx),
                             Some(AssemblerEvent::Spilled(s)) => Item::Spilled(s),
                             Some(AssemblerEvent::Relation { current, .. }) => Item::Relation(current),
@@ -251,7 +251,16 @@ async fn stream_once(
                     }
                 };
                 let Some(batch) = batch else { return Ok(false) };
-                apply_items(&mut writer, batch, metrics).await?;
+                // A signal also ends a batch that is waiting for the target
+                // to come back: its target transaction was never committed,
+                // so it is rolled back with the connection, whole.
+                tokio::select! {
+                    r = apply_items(&mut writer, batch, metrics) => r?,
+                    _ = &mut *stop => {
+                        tracing::info!("stopping on signal: the batch in flight was abandoned whole (not committed)");
+                        return Ok(false);
+                    }
+                }
                 if let Ok(mut m) = metrics.lock() {
                     m.source_wal_lsn = m.source_wal_lsn.max(wal_rx.borrow().0).max(m.applied_lsn);
                 }
@@ -283,10 +292,7 @@ async fn as_on_target(
     schema: &Arc<TableSchema>,
 ) -> Result<(Arc<TableSchema>, Vec<String>), SyncError> {
     let table = &schema.name;
-    let names =
-        target.column_names(table).await?.ok_or_else(|| {
-            SyncError::NoTargetTable(table.to_string())
-        })?;
+    let names = target.column_names(table).await?.ok_or_else(|| SyncError::NoTargetTable(table.to_string()))?;
     let extra: Vec<String> = names.iter().filter(|n| schema.column_index(n).is_none()).cloned().collect();
     if schema.columns.iter().all(|c| names.contains(&c.name)) {
         return Ok((schema.clone(), extra));

@@ -191,7 +191,7 @@ pub async fn connect(opts: impl Into<Opts>, tls: &MysqlTls) -> Result<mysql_asyn
             Err(MysqlConnectError {
                 retry: Retry::Fatal,
                 reason: format!(
-                "the server at {server} does not support TLS but {} (start it with --ssl-cert, --ssl-key and \
+                    "the server at {server} does not support TLS but {} (start it with --ssl-cert, --ssl-key and \
                  --ssl-ca, or use ssl-mode=PREFERRED)",
                     tls.describe()
                 ),

@@ -100,13 +100,11 @@ impl TargetConn {
                 Ok(TargetConn::Sqlite { conn, path: path.clone() })
             }
             TargetUrl::Postgres(u) => {
-                let client = client::connect(u, "xdb")
-                    .await
-                    .map_err(|e| TargetError::Connect {
-                        target: u.redacted(),
-                        reason: e.reason.clone(),
-                        retry: if e.retryable { Retry::Transient } else { Retry::Fatal },
-                    })?;
+                let client = client::connect(u, "xdb").await.map_err(|e| TargetError::Connect {
+                    target: u.redacted(),
+                    reason: e.reason.clone(),
+                    retry: if e.retryable { Retry::Transient } else { Retry::Fatal },
+                })?;
                 Ok(TargetConn::Postgres { client, label: u.redacted() })
             }
         }
@@ -145,9 +143,7 @@ impl TargetConn {
             let r = match self {
                 TargetConn::Mysql { conn, .. } => conn.query_drop(sql.as_str()).await.map_err(DriverError::from),
                 TargetConn::Sqlite { conn, .. } => conn.execute_batch(sql).map_err(DriverError::from),
-                TargetConn::Postgres { client, .. } => {
-                    client.batch_execute(sql).await.map_err(DriverError::from)
-                }
+                TargetConn::Postgres { client, .. } => client.batch_execute(sql).await.map_err(DriverError::from),
             };
             r.map_err(|reason| self.err(&format!("{context} ({})", short(sql)), reason))?;
         }
@@ -216,7 +212,8 @@ impl TargetConn {
 }
 
 async fn connect_mysql(u: &SecretUrl) -> Result<mysql_async::Conn, TargetError> {
-    let err = |reason: String, retry: Retry| TargetError::Connect { target: u.redacted(), reason: scrub(&reason, u), retry };
+    let err =
+        |reason: String, retry: Retry| TargetError::Connect { target: u.redacted(), reason: scrub(&reason, u), retry };
     let (opts, tls) = super::mysql_tls::opts_from_url(u).map_err(|r| err(r, Retry::Fatal))?;
     let opts = mysql_async::OptsBuilder::from_opts(opts)
         .init(vec![

@@ -18,11 +18,11 @@ use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
 use super::dialect::SqlDialect;
 use super::state;
 use super::target::{StateParam, TargetConn, TargetError};
+use crate::error_policy::DriverError;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
 use crate::plan::{Plan, TargetUrl};
 use crate::source::postgres::assembler::SpilledTransaction;
-use crate::error_policy::DriverError;
 
 /// Changes per statement group read back from a spilled transaction.
 const SPILL_CHUNK: usize = 5_000;

@@ -14,6 +14,7 @@ mod plan_errors;
 mod readme;
 mod replication;
 mod schema;
+mod stream_safety;
 mod sync;
 mod tail;
 mod tls;

@@ -110,7 +110,7 @@ pub fn xdb(plan: &PlanFile, args: &[&str]) -> std::process::Output {
     out
 }
 
-fn spawn(plan: &PlanFile, args: &[&str]) -> Child {
+pub fn spawn(plan: &PlanFile, args: &[&str]) -> Child {
     let mut full = vec![args[0], "--plan", plan.path.to_str().unwrap()];
     full.extend(&args[1..]);
     Command::new(env!("CARGO_BIN_EXE_xdb"))
@@ -121,12 +121,12 @@ fn spawn(plan: &PlanFile, args: &[&str]) -> Child {
         .expect("spawn xdb")
 }
 
-fn kill9(child: &mut Child) {
+pub fn kill9(child: &mut Child) {
     let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
     let _ = child.wait();
 }
 
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -138,7 +138,7 @@ where
     }
 }
 
-fn ok(out: &std::process::Output) {
+pub fn ok(out: &std::process::Output) {
     assert!(out.status.success(), "xdb failed: {}", support::text(out));
 }
 

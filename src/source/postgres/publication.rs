@@ -93,8 +93,11 @@ pub async fn ensure(client: &Client, name: &str, tables: &[TableName]) -> Result
 async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> Result<(), PublicationError> {
     let err =
         |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
-    let via_root: bool =
-        client.query_one("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", &[&name]).await.map_err(err)?.get(0);
+    let via_root: bool = client
+        .query_one("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(err)?
+        .get(0);
     if via_root {
         return Ok(());
     }

@@ -104,6 +104,12 @@ impl ReplicationStream {
                         return Ok(None);
                     }
                     b'N' | b'S' => continue,
+                    // The walsender ended the copy on its own (a shutting-down
+                    // server may skip CopyDone): the stream is over.
+                    b'C' | b'Z' => {
+                        self.done = true;
+                        return Ok(None);
+                    }
                     b'E' => {
                         self.done = true;
                         return Err(wire::parse_error(&f.body));
