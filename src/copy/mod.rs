@@ -1,7 +1,8 @@
 //! The initial bulk copy: every planned table read from the replication
 //! slot's exported snapshot and written with each target's fastest path.
 //!
-//! Invariants kept here (DESIGN.md 1 and 2):
+//! Invariants kept here (docs/architecture.md: *snapshot handoff*, *per-table sync LSN*,
+//! *slot continuity*):
 //! - the slot is created with an exported snapshot and every worker imports
 //!   it before the replication connection does anything else, so a change is
 //!   either in the copy or on the stream, never both or neither;

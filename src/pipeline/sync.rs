@@ -1,7 +1,8 @@
 //! `xdb sync`: the initial copy when not done, then every committed source
 //! transaction applied to the target, continuously, until stopped.
 //!
-//! Invariants kept here (DESIGN.md 2–4, 7, 9):
+//! Invariants kept here (docs/architecture.md: *per-table sync LSN*, *commit order*,
+//! *exactly once*, *schema drift*, *bounded memory*, *slot continuity*):
 //! - transactions are applied whole, in commit order, several per target
 //!   transaction; the applied end LSN is written in the same target
 //!   transaction, and only after that commit is it confirmed to the source;

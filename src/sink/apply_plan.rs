@@ -1,7 +1,7 @@
 //! Turns a group of whole source transactions into the statements a sink
 //! runs in one target transaction.
 //!
-//! Invariants kept here (DESIGN.md 3, 5, 6):
+//! Invariants kept here (docs/architecture.md: *commit order*, *TOAST*, *keys*):
 //! - statements come out in source commit order; runs of the same kind on
 //!   the same table are merged only when they are adjacent, so no change
 //!   moves past another;

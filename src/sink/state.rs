@@ -1,5 +1,5 @@
 //! xdb's own bookkeeping on the target, written in the same transactions as
-//! the data it describes (DESIGN.md invariant 4):
+//! the data it describes (invariant *exactly once*, docs/architecture.md):
 //!
 //! - `state`: per slot, the end LSN of the last applied source commit — the
 //!   only position xdb ever confirms to PostgreSQL — and the slot's

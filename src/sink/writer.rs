@@ -1,6 +1,6 @@
 //! The sink writer: applies groups of whole source transactions to the
 //! target, each group in one target transaction that also records the
-//! applied position (DESIGN.md invariants 3–7).
+//! applied position (invariants *commit order*, *exactly once*, *TOAST*, *keys*, *schema drift*).
 //!
 //! What it may skip: a transaction that ends at or below the recorded
 //! applied position (already applied before a restart), and a change to a

@@ -3,7 +3,7 @@
 //!
 //! Per table: the primary key is cut into ranges of about `chunk_rows` rows
 //! ([`chunks`]); each range is read on both sides, every row is put in the
-//! canonical form of DESIGN.md (so a PostgreSQL row and its MySQL, SQLite or
+//! canonical form of `mapping::canonical` (so a PostgreSQL row and its MySQL, SQLite or
 //! PostgreSQL copy compare equal exactly when they hold the same data), and
 //! the order-independent checksums of both sides are compared. A range whose
 //! checksums differ is merged by key ([`diff`]) into missing, extra and
