@@ -348,7 +348,7 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
             } else if wal_status.as_deref() == Some("lost") {
                 s.fail(
                     format!("slot {slot}: its WAL was removed (wal_status = lost): changes are gone and a fresh copy is needed"),
-                    format!("xdb cleanup --plan {} && xdb sync --plan {}", plan.file.display(), plan.file.display()),
+                    format!("xdb sync --plan {} --recopy", plan.file.display()),
                 );
             } else if active {
                 s.warn(

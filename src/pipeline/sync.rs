@@ -110,6 +110,9 @@ impl Item {
     }
 }
 
+/// How often a reader blocked on a full queue sends a status update.
+const STATUS_WHILE_BLOCKED: Duration = Duration::from_secs(10);
+
 /// The prefix of the marker `--until-caught-up` waits for.
 pub const CATCH_UP_PREFIX: &str = "xdb.caught_up";
 
@@ -222,9 +225,21 @@ async fn stream_once(
                             Some(AssemblerEvent::Relation { current, .. }) => Item::Relation(current),
                             Some(AssemblerEvent::Message { .. }) => continue,
                         };
-                        if item_tx.send(item).await.is_err() {
-                            return Ok(());
-                        }
+                        // While the applier is behind (queue full), keep
+                        // telling the walsender we are alive, or
+                        // wal_sender_timeout ends the connection.
+                        let permit = loop {
+                            tokio::select! {
+                                p = item_tx.reserve() => break p,
+                                _ = tokio::time::sleep(STATUS_WHILE_BLOCKED) => {
+                                    let lsn = *confirm_rx.borrow_and_update();
+                                    stream.confirm(lsn);
+                                    stream.send_status().await?;
+                                }
+                            }
+                        };
+                        let Ok(permit) = permit else { return Ok(()) };
+                        permit.send(item);
                     }
                 }
             }

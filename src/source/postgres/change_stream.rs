@@ -406,6 +406,13 @@ impl ChangeStream {
         }
     }
 
+    /// Sends a status update now (the confirmed position, no reply asked):
+    /// keeps the connection alive while the reader is not reading.
+    pub async fn send_status(&mut self) -> Result<(), ChangeStreamError> {
+        self.stream.send_status_update(false).await?;
+        Ok(())
+    }
+
     /// The last confirmed position.
     pub fn confirmed(&self) -> Lsn {
         self.confirmed
