@@ -456,7 +456,8 @@ async fn plan_ranges(
         .query_one(
             "SELECT coalesce(sum(reltuples) FILTER (WHERE reltuples >= 0), -1)::float8, \
                     coalesce(sum(relpages), 0)::int8, coalesce(max(relpages), 0)::int8 \
-             FROM pg_class WHERE oid IN (SELECT relid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf)",
+             FROM pg_class WHERE (oid = $1 AND relkind <> 'p') \
+                OR oid IN (SELECT relid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf)",
             &[&table.oid],
         )
         .await
