@@ -107,16 +107,26 @@ enum Command {
     },
     /// Print decoded changes from the replication stream as JSON lines, one
     /// per row change (lsn, commit_time, xid, table, op, key, new, old,
-    /// unchanged_toast). Creates the publication and slot when missing.
-    /// Each transaction is confirmed to the source after it is printed, so
-    /// a restart continues after the last printed one. Stops on
-    /// SIGINT/SIGTERM.
+    /// unchanged_toast). Creates the publication when missing. By default
+    /// reads a temporary replication slot of its own, starting now, which
+    /// PostgreSQL drops when tail exits: the plan's slot, and so what the
+    /// next `xdb sync` receives, is never touched. Stops on SIGINT/SIGTERM.
     Tail {
         #[command(flatten)]
         plan: PlanArg,
-        /// Start at this LSN (e.g. 0/16B3748) instead of the slot's
-        /// confirmed position; PostgreSQL never goes back before it.
-        #[arg(long, value_name = "LSN")]
+        /// Read the plan's own slot (source.slot; created when missing)
+        /// instead of a temporary one: changes waiting in it are printed
+        /// too. Each printed transaction is confirmed there, so a restart
+        /// continues after it, but only while no `xdb sync` uses the slot:
+        /// once the target holds an applied position for it (or cannot be
+        /// read), tail confirms nothing (as --no-ack) and says so, so the
+        /// next sync still receives every change.
+        #[arg(long)]
+        plan_slot: bool,
+        /// With --plan-slot: start at this LSN (e.g. 0/16B3748) instead of
+        /// the slot's confirmed position; PostgreSQL never goes back before
+        /// it. (A temporary slot starts when tail starts.)
+        #[arg(long, value_name = "LSN", requires = "plan_slot")]
         from_lsn: Option<String>,
         /// Do not confirm: the slot stays where it is and the next run
         /// prints the same changes again.
@@ -275,12 +285,12 @@ async fn run(command: Command) -> ExitCode {
             }
             sync(&plan, until_caught_up, metrics_addr, status_interval).await
         }
-        Command::Tail { plan, from_lsn, no_ack, max_transactions } => {
+        Command::Tail { plan, plan_slot, from_lsn, no_ack, max_transactions } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            tail(&plan, from_lsn, no_ack, max_transactions).await
+            tail(&plan, plan_slot, from_lsn, no_ack, max_transactions).await
         }
         Command::Validate { plan, tables, repair, format, chunk_rows, parallelism, counts_only } => {
             let plan = match load_plan(&plan) {
@@ -541,7 +551,13 @@ async fn sync_then_cutover(
     }
 }
 
-async fn tail(plan: &Plan, from_lsn: Option<String>, no_ack: bool, max_transactions: Option<u64>) -> ExitCode {
+async fn tail(
+    plan: &Plan,
+    plan_slot: bool,
+    from_lsn: Option<String>,
+    no_ack: bool,
+    max_transactions: Option<u64>,
+) -> ExitCode {
     let from_lsn = match from_lsn.map(|s| s.parse::<xdb::model::Lsn>()).transpose() {
         Ok(l) => l,
         Err(e) => {
@@ -549,7 +565,7 @@ async fn tail(plan: &Plan, from_lsn: Option<String>, no_ack: bool, max_transacti
             return ExitCode::from(2);
         }
     };
-    let options = xdb::tail::TailOptions { from_lsn, no_ack, max_transactions };
+    let options = xdb::tail::TailOptions { plan_slot, from_lsn, no_ack, max_transactions };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     match xdb::tail::run(plan, &options, &mut out).await {
@@ -561,6 +577,10 @@ async fn tail(plan: &Plan, from_lsn: Option<String>, no_ack: bool, max_transacti
                 "tail stopped"
             );
             ExitCode::SUCCESS
+        }
+        Err(e @ xdb::tail::TailError::FromLsnNeedsPlanSlot(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));

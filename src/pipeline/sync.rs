@@ -180,6 +180,7 @@ async fn stream_once(
         spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
         spill_dir: std::env::temp_dir(),
         application_name: "xdb sync".into(),
+        temporary: false,
     };
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %slot, from = %applied, "streaming changes");

@@ -79,6 +79,10 @@ pub struct ChangeStreamConfig {
     pub spill_dir: PathBuf,
     /// `application_name` on the source (visible in pg_stat_replication).
     pub application_name: String,
+    /// Create a missing slot as TEMPORARY: it lives only as long as this
+    /// stream's connection, so a reader that must not leave anything behind
+    /// (`xdb tail` by default) gets a slot of its own, starting now.
+    pub temporary: bool,
 }
 
 /// The slot as found or created at open.
@@ -175,8 +179,14 @@ impl ChangeStream {
                 SlotInfo { created: false, position }
             }
             None => {
-                let created = client.create_replication_slot(&config.slot, false, SnapshotAction::NoExport).await?;
-                tracing::info!(slot = %config.slot, at = %created.consistent_point, "created replication slot");
+                let created =
+                    client.create_replication_slot(&config.slot, config.temporary, SnapshotAction::NoExport).await?;
+                tracing::info!(
+                    slot = %config.slot,
+                    temporary = config.temporary,
+                    at = %created.consistent_point,
+                    "created replication slot"
+                );
                 SlotInfo { created: true, position: created.consistent_point }
             }
         };
