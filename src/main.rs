@@ -61,7 +61,7 @@ enum Command {
     /// with the type chosen for every column and a note on every mapping
     /// that can lose information. Secondary indexes are listed; the copy
     /// builds them after loading. Exit 1 when --scan finds values the
-    /// mapping would reject or alter.
+    /// mapping would reject or alter, 130/143 when SIGINT/SIGTERM stop the scan.
     Schema {
         #[command(flatten)]
         plan: PlanArg,
@@ -78,11 +78,13 @@ enum Command {
     /// tables, copies tables in parallel (split into key or page ranges),
     /// builds indexes afterwards. Resumable: tables finished by an earlier
     /// run are kept, unfinished ones are copied again from a fresh snapshot.
+    /// SIGINT/SIGTERM stop it, keeping what is committed: exit 130/143.
     Snapshot(PlanArg),
     /// The main job: the initial copy (when not done), then every committed
     /// source change applied to the target, in commit order, exactly once,
-    /// continuously, until SIGINT/SIGTERM. Reconnects to either side after
-    /// an outage and resumes from the position recorded on the target.
+    /// continuously, until SIGINT/SIGTERM (exit 0; during the copy, exit
+    /// 130/143 as `snapshot`). Reconnects to either side after an outage
+    /// and resumes from the position recorded on the target.
     Sync {
         #[command(flatten)]
         plan: PlanArg,
@@ -141,7 +143,7 @@ enum Command {
     /// exact keys and columns that differ. Consistent while `xdb sync` runs
     /// (compares at positions the target has applied; re-checks a
     /// mismatching range before reporting it). Exit 0 equal, 1 differences
-    /// found, 2 could not validate.
+    /// found, 2 could not validate, 130/143 stopped by SIGINT/SIGTERM.
     Validate {
         #[command(flatten)]
         plan: PlanArg,
@@ -320,6 +322,7 @@ async fn run(command: Command) -> ExitCode {
                         ExitCode::from(2)
                     }
                 }
+                Err(e @ xdb::validate::ValidateError::Interrupted { .. }) => interrupted(&plan, &e),
                 Err(e) => {
                     eprintln!("error: could not validate: {}", plan.scrub(&e.to_string()));
                     ExitCode::from(2)
@@ -396,6 +399,7 @@ async fn schema(plan: &Plan, apply: bool, scan: bool) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(e @ xdb::copy::CopyError::ScanInterrupted) => interrupted(plan, &e),
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));
             ExitCode::from(1)
@@ -428,11 +432,19 @@ async fn snapshot(plan: &Plan) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(e @ xdb::copy::CopyError::Interrupted { .. }) => interrupted(plan, &e),
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));
             ExitCode::from(1)
         }
     }
+}
+
+/// A command cut short by SIGINT/SIGTERM: says what was kept and exits 130
+/// (SIGINT) or 143 (SIGTERM), so a script can tell unfinished from done.
+fn interrupted(plan: &Plan, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{}", plan.scrub(&e.to_string()));
+    ExitCode::from(xdb::shutdown::interrupted_exit_code())
 }
 
 async fn sync(
@@ -488,6 +500,9 @@ async fn sync(
             let applied = metrics.lock().map(|m| m.applied_lsn).unwrap_or(0);
             tracing::info!(applied = %xdb::model::Lsn(applied), "sync stopped cleanly");
             ExitCode::SUCCESS
+        }
+        Err(e @ xdb::pipeline::sync::SyncError::Copy(xdb::copy::CopyError::Interrupted { .. })) => {
+            interrupted(plan, &e)
         }
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));

@@ -145,8 +145,17 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         }
     }
     if scan {
-        for (m, s) in mapped.iter().zip(&schemas) {
-            out.scan.extend(scan_table(plan, m, s).await?);
+        // A scan reads every source row and can take as long as a copy:
+        // a signal ends it (it writes nothing, so dropping it is safe).
+        let all = async {
+            for (m, s) in mapped.iter().zip(&schemas) {
+                out.scan.extend(scan_table(plan, m, s).await?);
+            }
+            Ok::<_, CopyError>(())
+        };
+        tokio::select! {
+            r = all => r?,
+            () = crate::shutdown::requested() => return Err(CopyError::ScanInterrupted),
         }
     }
     Ok(out)

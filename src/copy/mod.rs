@@ -70,6 +70,16 @@ pub enum CopyError {
     SlotInUse { slot: String, pid: i32 },
     #[error("replication connection: {0}")]
     Replication(String),
+    /// SIGINT/SIGTERM during the copy: stopped before the end.
+    #[error(
+        "interrupted: {tables_done} of {tables} tables copied, {ranges} ranges committed by this run (ranges in \
+         flight were rolled back); run `xdb snapshot` or `xdb sync` again to continue: copied tables are kept, a \
+         table stopped part-way is copied again from a fresh snapshot"
+    )]
+    Interrupted { tables_done: usize, tables: usize, ranges: usize },
+    /// SIGINT/SIGTERM during `xdb schema --scan` (it only reads).
+    #[error("interrupted: the scan stopped before reading every source row, so it reports nothing; run it again")]
+    ScanInterrupted,
 }
 
 impl CopyError {
@@ -142,9 +152,48 @@ struct TableJob {
 
 const RANGE_ATTEMPTS: u32 = 5;
 
+/// What is finished so far, for the message of an interrupted copy.
+#[derive(Default)]
+struct Tally {
+    tables: AtomicUsize,
+    /// Tables marked done on the target, by an earlier run or this one.
+    tables_done: AtomicUsize,
+    /// Ranges committed on the target by this run.
+    ranges: AtomicUsize,
+}
+
+impl Tally {
+    fn interrupted(&self) -> CopyError {
+        CopyError::Interrupted {
+            tables_done: self.tables_done.load(Ordering::Acquire),
+            tables: self.tables.load(Ordering::Acquire),
+            ranges: self.ranges.load(Ordering::Acquire),
+        }
+    }
+}
+
 /// Copies every table of the plan that is not copied yet, creating the slot
 /// (with its exported snapshot) when missing. Keeps the slot for `sync`.
+///
+/// Stops on SIGINT/SIGTERM with [`CopyError::Interrupted`]: a copy can take
+/// hours, and kill -9 must not be the only way out. The copy's futures are
+/// simply dropped, which is safe because each range is loaded and recorded
+/// in one target transaction (the one in flight rolls back with its
+/// connection) and a table is marked done in one statement after its last
+/// range; the next run continues from that recorded state.
 pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, CopyError> {
+    let tally = Arc::new(Tally::default());
+    tally.tables.store(plan.tables.len(), Ordering::Release);
+    tokio::select! {
+        r = copy_tables(plan, options, tally.clone()) => r,
+        () = crate::shutdown::requested() => {
+            tracing::info!("stopping the copy on signal");
+            Err(tally.interrupted())
+        }
+    }
+}
+
+async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> Result<CopyOutcome, CopyError> {
     let slot = plan.source.slot.clone();
     let source = client::connect(&plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
     let mut types = TypeCache::new();
@@ -237,6 +286,10 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         }
     };
 
+    tally
+        .tables_done
+        .store(mapped.iter().filter(|m| done.contains(&m.source.name.to_string())).count(), Ordering::Release);
+
     // Prepare the target tables of everything still to copy.
     let mut jobs: Vec<Arc<TableJob>> = Vec::new();
     let mut warnings = Vec::new();
@@ -327,6 +380,7 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         jobs: jobs.clone(),
         queue,
         warnings: Mutex::new(Vec::new()),
+        tally,
     });
     let results = futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
     display.stop().await;
@@ -451,6 +505,7 @@ struct WorkerContext {
     jobs: Vec<Arc<TableJob>>,
     queue: Arc<Mutex<VecDeque<WorkItem>>>,
     warnings: Mutex<Vec<String>>,
+    tally: Arc<Tally>,
 }
 
 async fn worker(ctx: Arc<WorkerContext>, id: usize) -> Result<(), CopyError> {
@@ -468,7 +523,10 @@ async fn worker(ctx: Arc<WorkerContext>, id: usize) -> Result<(), CopyError> {
         loop {
             attempt += 1;
             match copy_range(&ctx, &reader, &mut loader, &job, &item).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    ctx.tally.ranges.fetch_add(1, Ordering::AcqRel);
+                    break;
+                }
                 Err(e) if e.is_retryable() && attempt < RANGE_ATTEMPTS => {
                     let wait = Duration::from_secs(1 << attempt);
                     tracing::warn!(worker = id, table = %job.state_name, range = item.range_no, "{e}; retrying in {wait:?}");
@@ -555,6 +613,7 @@ async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyErr
         .record_table(&ctx.slot, &job.state_name, ctx.sync_lsn, true, rows)
         .await
         .map_err(|e| CopyError::Target(e.to_string()))?;
+    ctx.tally.tables_done.fetch_add(1, Ordering::AcqRel);
     job.progress.finish();
     tracing::info!(table = %job.state_name, rows, seconds = format!("{:.2}", job.progress.seconds()), "table copied");
     Ok(())
