@@ -72,7 +72,7 @@ enum Command {
     /// with the type chosen for every column and a note on every mapping
     /// that can lose information. Secondary indexes are listed; the copy
     /// builds them after loading. Exit 1 when --scan finds values the
-    /// mapping would reject or alter.
+    /// mapping would reject or alter, 130/143 when SIGINT/SIGTERM stop the scan.
     Schema {
         #[command(flatten)]
         plan: PlanArg,
@@ -89,6 +89,7 @@ enum Command {
     /// tables, copies tables in parallel (split into key or page ranges),
     /// builds indexes afterwards. Resumable: tables finished by an earlier
     /// run are kept, unfinished ones are copied again from a fresh snapshot.
+    /// SIGINT/SIGTERM stop it, keeping what is committed: exit 130/143.
     Snapshot {
         #[command(flatten)]
         plan: PlanArg,
@@ -97,8 +98,9 @@ enum Command {
     },
     /// The main job: the initial copy (when not done), then every committed
     /// source change applied to the target, in commit order, exactly once,
-    /// continuously, until SIGINT/SIGTERM. Reconnects to either side after
-    /// an outage and resumes from the position recorded on the target.
+    /// continuously, until SIGINT/SIGTERM (exit 0; during the copy, exit
+    /// 130/143 as `snapshot`). Reconnects to either side after an outage
+    /// and resumes from the position recorded on the target.
     Sync {
         #[command(flatten)]
         plan: PlanArg,
@@ -131,16 +133,26 @@ enum Command {
     },
     /// Print decoded changes from the replication stream as JSON lines, one
     /// per row change (lsn, commit_time, xid, table, op, key, new, old,
-    /// unchanged_toast). Creates the publication and slot when missing.
-    /// Each transaction is confirmed to the source after it is printed, so
-    /// a restart continues after the last printed one. Stops on
-    /// SIGINT/SIGTERM.
+    /// unchanged_toast). Creates the publication when missing. By default
+    /// reads a temporary replication slot of its own, starting now, which
+    /// PostgreSQL drops when tail exits: the plan's slot, and so what the
+    /// next `xdb sync` receives, is never touched. Stops on SIGINT/SIGTERM.
     Tail {
         #[command(flatten)]
         plan: PlanArg,
-        /// Start at this LSN (e.g. 0/16B3748) instead of the slot's
-        /// confirmed position; PostgreSQL never goes back before it.
-        #[arg(long, value_name = "LSN")]
+        /// Read the plan's own slot (source.slot; created when missing)
+        /// instead of a temporary one: changes waiting in it are printed
+        /// too. Each printed transaction is confirmed there, so a restart
+        /// continues after it, but only while no `xdb sync` uses the slot:
+        /// once the target holds an applied position for it (or cannot be
+        /// read), tail confirms nothing (as --no-ack) and says so, so the
+        /// next sync still receives every change.
+        #[arg(long)]
+        plan_slot: bool,
+        /// With --plan-slot: start at this LSN (e.g. 0/16B3748) instead of
+        /// the slot's confirmed position; PostgreSQL never goes back before
+        /// it. (A temporary slot starts when tail starts.)
+        #[arg(long, value_name = "LSN", requires = "plan_slot")]
         from_lsn: Option<String>,
         /// Do not confirm: the slot stays where it is and the next run
         /// prints the same changes again.
@@ -155,7 +167,7 @@ enum Command {
     /// exact keys and columns that differ. Consistent while `xdb sync` runs
     /// (compares at positions the target has applied; re-checks a
     /// mismatching range before reporting it). Exit 0 equal, 1 differences
-    /// found, 2 could not validate.
+    /// found, 2 could not validate, 130/143 stopped by SIGINT/SIGTERM.
     Validate {
         #[command(flatten)]
         plan: PlanArg,
@@ -314,12 +326,12 @@ async fn run(command: Command) -> ExitCode {
             };
             sync(&plan, options, metrics_addr, status_interval).await
         }
-        Command::Tail { plan, from_lsn, no_ack, max_transactions } => {
+        Command::Tail { plan, plan_slot, from_lsn, no_ack, max_transactions } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            tail(&plan, from_lsn, no_ack, max_transactions).await
+            tail(&plan, plan_slot, from_lsn, no_ack, max_transactions).await
         }
         Command::Validate { plan, tables, repair, format, chunk_rows, parallelism, counts_only } => {
             let plan = match load_plan(&plan) {
@@ -349,6 +361,7 @@ async fn run(command: Command) -> ExitCode {
                         ExitCode::from(2)
                     }
                 }
+                Err(e @ xdb::validate::ValidateError::Interrupted { .. }) => interrupted(&plan, &e),
                 Err(e) => {
                     eprintln!("error: could not validate: {}", plan.scrub(&e.to_string()));
                     ExitCode::from(2)
@@ -425,6 +438,7 @@ async fn schema(plan: &Plan, apply: bool, scan: bool) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(e @ xdb::copy::CopyError::ScanInterrupted) => interrupted(plan, &e),
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));
             ExitCode::from(1)
@@ -458,11 +472,19 @@ async fn snapshot(plan: &Plan, recopy: bool) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(e @ xdb::copy::CopyError::Interrupted { .. }) => interrupted(plan, &e),
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));
             ExitCode::from(1)
         }
     }
+}
+
+/// A command cut short by SIGINT/SIGTERM: says what was kept and exits 130
+/// (SIGINT) or 143 (SIGTERM), so a script can tell unfinished from done.
+fn interrupted(plan: &Plan, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{}", plan.scrub(&e.to_string()));
+    ExitCode::from(xdb::shutdown::interrupted_exit_code())
 }
 
 async fn sync(
@@ -517,6 +539,9 @@ async fn sync(
             let applied = metrics.lock().map(|m| m.applied_lsn).unwrap_or(0);
             tracing::info!(applied = %xdb::model::Lsn(applied), "sync stopped cleanly");
             ExitCode::SUCCESS
+        }
+        Err(e @ xdb::pipeline::sync::SyncError::Copy(xdb::copy::CopyError::Interrupted { .. })) => {
+            interrupted(plan, &e)
         }
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));
@@ -581,7 +606,13 @@ async fn sync_then_cutover(
     }
 }
 
-async fn tail(plan: &Plan, from_lsn: Option<String>, no_ack: bool, max_transactions: Option<u64>) -> ExitCode {
+async fn tail(
+    plan: &Plan,
+    plan_slot: bool,
+    from_lsn: Option<String>,
+    no_ack: bool,
+    max_transactions: Option<u64>,
+) -> ExitCode {
     let from_lsn = match from_lsn.map(|s| s.parse::<xdb::model::Lsn>()).transpose() {
         Ok(l) => l,
         Err(e) => {
@@ -589,7 +620,7 @@ async fn tail(plan: &Plan, from_lsn: Option<String>, no_ack: bool, max_transacti
             return ExitCode::from(2);
         }
     };
-    let options = xdb::tail::TailOptions { from_lsn, no_ack, max_transactions };
+    let options = xdb::tail::TailOptions { plan_slot, from_lsn, no_ack, max_transactions };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     match xdb::tail::run(plan, &options, &mut out).await {
@@ -601,6 +632,10 @@ async fn tail(plan: &Plan, from_lsn: Option<String>, no_ack: bool, max_transacti
                 "tail stopped"
             );
             ExitCode::SUCCESS
+        }
+        Err(e @ xdb::tail::TailError::FromLsnNeedsPlanSlot(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("error: {}", plan.scrub(&e.to_string()));

@@ -65,10 +65,10 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
     // create the database file.
     let mut target = match (&plan.target.url, apply) {
         (TargetUrl::Sqlite(_), false) => None,
-        _ => Some(TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e))?),
+        _ => Some(TargetConn::connect(&plan.target.url).await?),
     };
     let kind = match target.as_mut() {
-        Some(t) => t.target_kind().await.map_err(|e| CopyError::Target(e))?,
+        Some(t) => t.target_kind().await?,
         None => TargetKind::Sqlite,
     };
     let mapped = map_tables(plan, &kind, &schemas)?;
@@ -126,7 +126,7 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         }
         if let Some(target) = target.as_mut() {
             let name = m.source.name.to_string();
-            let existing = target.column_names(&m.source.name).await.map_err(|e| CopyError::Target(e))?;
+            let existing = target.column_names(&m.source.name).await?;
             if let Some(diff) = existing.as_deref().and_then(|cols| column_difference(m, cols)) {
                 let _ = writeln!(out.script, "-- note: the existing target table {} differs: {diff}", m.target_name);
             }
@@ -135,18 +135,24 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
                 (true, Some(_)) => out.existing.push(name),
                 (true, None) => {
                     let ddl = mapping::create_table_ddl(m, &kind);
-                    target
-                        .execute_batch(&ddl, &format!("creating the target table for {name}"))
-                        .await
-                        .map_err(|e| CopyError::Target(e))?;
+                    target.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
                     out.created.push(name);
                 }
             }
         }
     }
     if scan {
-        for (m, s) in mapped.iter().zip(&schemas) {
-            out.scan.extend(scan_table(plan, m, s).await?);
+        // A scan reads every source row and can take as long as a copy:
+        // a signal ends it (it writes nothing, so dropping it is safe).
+        let all = async {
+            for (m, s) in mapped.iter().zip(&schemas) {
+                out.scan.extend(scan_table(plan, m, s).await?);
+            }
+            Ok::<_, CopyError>(())
+        };
+        tokio::select! {
+            r = all => r?,
+            () = crate::shutdown::requested() => return Err(CopyError::ScanInterrupted),
         }
     }
     Ok(out)

@@ -93,7 +93,7 @@ impl Loader {
     /// Connects to the target (same session settings as every xdb target
     /// connection: strict mode, UTC, utf8mb4 on MySQL).
     pub async fn connect(url: &TargetUrl) -> Result<Loader, CopyError> {
-        let conn = TargetConn::connect(url).await.map_err(|e| CopyError::Target(e))?;
+        let conn = TargetConn::connect(url).await?;
         let label = conn.label();
         Ok(match conn {
             TargetConn::Mysql { conn, .. } => Loader::Mysql(conn, label),

@@ -80,6 +80,16 @@ pub enum CopyError {
     SlotMissing { slot: String, applied: Lsn },
     #[error("{0}")]
     Unstreamable(#[from] streamable::UnstreamableTables),
+    /// SIGINT/SIGTERM during the copy: stopped before the end.
+    #[error(
+        "interrupted: {tables_done} of {tables} tables copied, {ranges} ranges committed by this run (ranges in \
+         flight were rolled back); run `xdb snapshot` or `xdb sync` again to continue: copied tables are kept, a \
+         table stopped part-way is copied again from a fresh snapshot"
+    )]
+    Interrupted { tables_done: usize, tables: usize, ranges: usize },
+    /// SIGINT/SIGTERM during `xdb schema --scan` (it only reads).
+    #[error("interrupted: the scan stopped before reading every source row, so it reports nothing; run it again")]
+    ScanInterrupted,
 }
 
 impl CopyError {
@@ -151,9 +161,48 @@ struct TableJob {
 
 const RANGE_ATTEMPTS: u32 = 5;
 
+/// What is finished so far, for the message of an interrupted copy.
+#[derive(Default)]
+struct Tally {
+    tables: AtomicUsize,
+    /// Tables marked done on the target, by an earlier run or this one.
+    tables_done: AtomicUsize,
+    /// Ranges committed on the target by this run.
+    ranges: AtomicUsize,
+}
+
+impl Tally {
+    fn interrupted(&self) -> CopyError {
+        CopyError::Interrupted {
+            tables_done: self.tables_done.load(Ordering::Acquire),
+            tables: self.tables.load(Ordering::Acquire),
+            ranges: self.ranges.load(Ordering::Acquire),
+        }
+    }
+}
+
 /// Copies every table of the plan that is not copied yet, creating the slot
 /// (with its exported snapshot) when missing. Keeps the slot for `sync`.
+///
+/// Stops on SIGINT/SIGTERM with [`CopyError::Interrupted`]: a copy can take
+/// hours, and kill -9 must not be the only way out. The copy's futures are
+/// simply dropped, which is safe because each range is loaded and recorded
+/// in one target transaction (the one in flight rolls back with its
+/// connection) and a table is marked done in one statement after its last
+/// range; the next run continues from that recorded state.
 pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, CopyError> {
+    let tally = Arc::new(Tally::default());
+    tally.tables.store(plan.tables.len(), Ordering::Release);
+    tokio::select! {
+        r = copy_tables(plan, options, tally.clone()) => r,
+        () = crate::shutdown::requested() => {
+            tracing::info!("stopping the copy on signal");
+            Err(tally.interrupted())
+        }
+    }
+}
+
+async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> Result<CopyOutcome, CopyError> {
     let slot = plan.source.slot.clone();
     let source = client::connect(&plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
     let mut types = TypeCache::new();
@@ -166,11 +215,10 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         schemas.push(Arc::new(schema));
     }
 
-    let mut target = TargetConn::connect(&plan.target.url).await.map_err(|e| CopyError::Target(e))?;
-    let kind = target.target_kind().await.map_err(|e| CopyError::Target(e))?;
+    let mut target = TargetConn::connect(&plan.target.url).await?;
+    let kind = target.target_kind().await?;
     let mapped = map_tables(plan, &kind, &schemas)?;
-    let terr = |e: crate::sink::target::TargetError| CopyError::Target(e);
-    target.ensure_state_tables().await.map_err(terr)?;
+    target.ensure_state_tables().await?;
 
     // Before anything is published or a slot created (invariant "keys").
     streamable::check(&source, &plan.tables).await.map_err(|e| CopyError::Source(e.to_string()))??;
@@ -188,8 +236,8 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         )
         .await
         .map_err(|e| CopyError::Source(error_text(&e)))?;
-    let mut states = target.read_tables(&slot).await.map_err(terr)?;
-    let mut position = target.read_position(&slot).await.map_err(terr)?;
+    let mut states = target.read_tables(&slot).await?;
+    let mut position = target.read_position(&slot).await?;
     if options.recopy {
         slot_row = start_over(&source, &mut target, &slot, slot_row).await?;
         // Every table xdb was filling is emptied and copied again.
@@ -217,7 +265,7 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
             }
             let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await.map_err(rerr)?;
             tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
-            target.record_position(&slot, created.consistent_point, created.consistent_point).await.map_err(terr)?;
+            target.record_position(&slot, created.consistent_point, created.consistent_point).await?;
             let snapshot =
                 created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
             (snapshot, created.consistent_point, created.consistent_point, Vec::new())
@@ -235,7 +283,7 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
             let consistent_point = match position {
                 Some(p) => p.consistent_point,
                 None => {
-                    target.record_position(&slot, confirmed, confirmed).await.map_err(terr)?;
+                    target.record_position(&slot, confirmed, confirmed).await?;
                     confirmed
                 }
             };
@@ -256,6 +304,10 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         }
     };
 
+    tally
+        .tables_done
+        .store(mapped.iter().filter(|m| done.contains(&m.source.name.to_string())).count(), Ordering::Release);
+
     // Prepare the target tables of everything still to copy.
     let mut jobs: Vec<Arc<TableJob>> = Vec::new();
     let mut warnings = Vec::new();
@@ -266,23 +318,23 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
             kept.push(name);
             continue;
         }
-        match target.table_rows(&m.source.name).await.map_err(terr)? {
+        match target.table_rows(&m.source.name).await? {
             None => {
                 let ddl = mapping::create_table_ddl(m, &kind);
-                target.execute_batch(&ddl, &format!("creating the target table for {name}")).await.map_err(terr)?;
+                target.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
             }
             Some(0) => {}
             Some(rows) if known.contains(&name) => {
                 tracing::info!(table = %name, rows, "emptying a partly copied table before copying it again");
                 let d = target.dialect();
                 let sql = format!("DELETE FROM {}", d.table_ident(&m.source.name));
-                target.execute_batch(&[sql], &format!("emptying {name}")).await.map_err(terr)?;
+                target.execute_batch(&[sql], &format!("emptying {name}")).await?;
             }
             Some(rows) => return Err(CopyError::TargetNotEmpty { table: name, rows }),
         }
         warnings.extend(m.warnings.iter().cloned());
-        target.clear_ranges(&slot, &name).await.map_err(terr)?;
-        target.record_table(&slot, &name, sync_lsn, false, 0).await.map_err(terr)?;
+        target.clear_ranges(&slot, &name).await?;
+        target.record_table(&slot, &name, sync_lsn, false, 0).await?;
         let schema = schemas.iter().find(|s| s.name == m.source.name).cloned().unwrap_or_else(|| m.source.clone());
         jobs.push(Arc::new(TableJob {
             schema,
@@ -346,6 +398,7 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
         jobs: jobs.clone(),
         queue,
         warnings: Mutex::new(Vec::new()),
+        tally,
     });
     let results = futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
     display.stop().await;
@@ -500,6 +553,7 @@ struct WorkerContext {
     jobs: Vec<Arc<TableJob>>,
     queue: Arc<Mutex<VecDeque<WorkItem>>>,
     warnings: Mutex<Vec<String>>,
+    tally: Arc<Tally>,
 }
 
 async fn worker(ctx: Arc<WorkerContext>, id: usize) -> Result<(), CopyError> {
@@ -517,7 +571,10 @@ async fn worker(ctx: Arc<WorkerContext>, id: usize) -> Result<(), CopyError> {
         loop {
             attempt += 1;
             match copy_range(&ctx, &reader, &mut loader, &job, &item).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    ctx.tally.ranges.fetch_add(1, Ordering::AcqRel);
+                    break;
+                }
                 Err(e) if e.is_retryable() && attempt < RANGE_ATTEMPTS => {
                     let wait = Duration::from_secs(1 << attempt);
                     tracing::warn!(worker = id, table = %job.state_name, range = item.range_no, "{e}; retrying in {wait:?}");
@@ -594,16 +651,11 @@ async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyErr
     if let Ok(mut w) = ctx.warnings.lock() {
         w.extend(skipped);
     }
-    let mut target = TargetConn::connect(&ctx.plan.target.url).await.map_err(|e| CopyError::Target(e))?;
-    target
-        .execute_batch(&ddl, &format!("building indexes of {}", job.state_name))
-        .await
-        .map_err(|e| CopyError::Target(e))?;
+    let mut target = TargetConn::connect(&ctx.plan.target.url).await?;
+    target.execute_batch(&ddl, &format!("building indexes of {}", job.state_name)).await?;
     let rows = job.progress.counters.rows.load(Ordering::Relaxed);
-    target
-        .record_table(&ctx.slot, &job.state_name, ctx.sync_lsn, true, rows)
-        .await
-        .map_err(|e| CopyError::Target(e))?;
+    target.record_table(&ctx.slot, &job.state_name, ctx.sync_lsn, true, rows).await?;
+    ctx.tally.tables_done.fetch_add(1, Ordering::AcqRel);
     job.progress.finish();
     tracing::info!(table = %job.state_name, rows, seconds = format!("{:.2}", job.progress.seconds()), "table copied");
     Ok(())

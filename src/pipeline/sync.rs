@@ -192,6 +192,7 @@ async fn stream_once(
         spill_dir: std::env::temp_dir(),
         application_name: "xdb sync".into(),
         continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
+        temporary: false,
     };
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %slot, from = %applied, "streaming changes");

@@ -1,8 +1,15 @@
 //! `xdb tail`: decoded changes from the replication stream as JSON lines.
 //!
-//! Each transaction is printed, flushed, and only then confirmed to the
-//! source, so a transaction is never lost between a crash and the slot; a
-//! restart prints nothing that was confirmed before.
+//! By default tail reads a TEMPORARY slot of its own, created as it starts
+//! (PostgreSQL drops it when the connection ends): confirming on the plan's
+//! slot would move the position the next `xdb sync` starts from, and every
+//! change tail printed would never reach the target (issue 14). Reading the
+//! plan's slot is an explicit choice (`plan_slot`), and even then nothing is
+//! confirmed there once a sync has recorded a position on the target.
+//!
+//! Each transaction is printed, flushed, and only then confirmed, so a
+//! transaction is never lost between a crash and the slot; with the plan's
+//! slot, a restart prints nothing that was confirmed before.
 
 pub mod json;
 
@@ -17,13 +24,17 @@ use crate::plan::Plan;
 use crate::source::postgres::assembler::AssemblerEvent;
 use crate::source::postgres::catalog::{load_table, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError};
-use crate::source::postgres::{client, publication};
+use crate::source::postgres::{client, publication, streamable};
 
 /// Options of `xdb tail`.
 #[derive(Debug, Clone, Default)]
 pub struct TailOptions {
+    /// Read the plan's own slot (`source.slot`) instead of a temporary one.
+    /// Confirms there only while the target holds no applied position for
+    /// it (no sync uses it yet); otherwise runs as `no_ack`.
+    pub plan_slot: bool,
     /// Start here instead of the slot's confirmed position (the server
-    /// never goes back before what was confirmed).
+    /// never goes back before what was confirmed). Only with `plan_slot`.
     pub from_lsn: Option<Lsn>,
     /// Print without confirming: the slot does not move, the next run shows
     /// the same changes again.
@@ -43,8 +54,17 @@ pub enum TailError {
     Stream(#[from] ChangeStreamError),
     #[error("table {0} does not exist on the source")]
     MissingTable(String),
+    #[error("{0}")]
+    Unstreamable(#[from] streamable::UnstreamableTables),
     #[error("writing the output: {0}")]
     Output(std::io::Error),
+    /// A temporary slot starts at its creation; the server would silently
+    /// start there instead of at an earlier LSN.
+    #[error(
+        "--from-lsn needs --plan-slot: tail's own temporary slot starts when tail starts and cannot go back to \
+         {0}; to re-read older changes, read the plan's slot (--plan-slot --from-lsn {0})"
+    )]
+    FromLsnNeedsPlanSlot(Lsn),
 }
 
 /// What a run printed.
@@ -66,6 +86,27 @@ pub fn spill_threshold_bytes() -> usize {
 
 /// Streams until a signal, the end of the output, or `max_transactions`.
 pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Result<TailSummary, TailError> {
+    if let (false, Some(lsn)) = (options.plan_slot, options.from_lsn) {
+        return Err(TailError::FromLsnNeedsPlanSlot(lsn));
+    }
+    let mut options = options.clone();
+    let slot = if options.plan_slot {
+        if !options.no_ack {
+            if let Some(reason) = sync_uses_slot(plan).await {
+                eprintln!(
+                    "xdb tail: {}: not confirming anything on slot {} (running as --no-ack), so the next \
+                     `xdb sync` still receives every change printed here",
+                    plan.scrub(&reason),
+                    plan.source.slot
+                );
+                options.no_ack = true;
+            }
+        }
+        plan.source.slot.clone()
+    } else {
+        own_slot_name()
+    };
+    let options = &options;
     let catalog = client::connect(&plan.source.url, "xdb tail").await?;
     let mut types = TypeCache::new();
     for t in &plan.tables {
@@ -73,22 +114,26 @@ pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Res
             return Err(TailError::MissingTable(t.to_string()));
         }
     }
+    // Before anything is published (invariant *keys*).
+    streamable::check(&catalog, &plan.tables).await.map_err(ChangeStreamError::from)??;
     if publication::ensure(&catalog, &plan.source.publication, &plan.tables).await? {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     let config = ChangeStreamConfig {
         continuity: Default::default(),
-        slot: plan.source.slot.clone(),
+        slot: slot.clone(),
         publication: plan.source.publication.clone(),
         start: options.from_lsn.unwrap_or(Lsn::ZERO),
         heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
         spill_threshold_bytes: spill_threshold_bytes(),
         spill_dir: std::env::temp_dir(),
         application_name: "xdb tail".into(),
+        temporary: !options.plan_slot,
     };
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(
-        slot = %plan.source.slot,
+        slot = %slot,
+        temporary = config.temporary,
         created = stream.slot.created,
         from = %stream.slot.position.max(config.start),
         "streaming changes"
@@ -222,6 +267,39 @@ fn write_line(out: &mut dyn Write, line: &serde_json::Value) -> Result<bool, Tai
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(TailError::Output(e)),
+    }
+}
+
+/// A slot name of this process's own: slot names are unique across the
+/// whole server, so the pid alone could meet another host's tail.
+fn own_slot_name() -> String {
+    let micros = chrono::Utc::now().timestamp_micros().rem_euclid(1_000_000_000_000);
+    format!("xdb_tail_{}_{micros}", std::process::id())
+}
+
+/// Why tail must not confirm on the plan's slot: a sync has recorded an
+/// applied position for it on the target (confirming would move the point
+/// the next sync streams from past changes it never applied), or the
+/// target could not be read to rule that out. `None` when no sync uses it.
+async fn sync_uses_slot(plan: &Plan) -> Option<String> {
+    use crate::plan::TargetUrl;
+    use crate::sink::target::TargetConn;
+    // Opening a missing SQLite file would create it: no file, no sync.
+    if let TargetUrl::Sqlite(path) = &plan.target.url {
+        if !path.exists() {
+            return None;
+        }
+    }
+    let mut target = match TargetConn::connect(&plan.target.url).await {
+        Ok(t) => t,
+        Err(e) => return Some(format!("cannot read the target to check for a sync using this slot ({e})")),
+    };
+    match target.read_position(&plan.source.slot).await {
+        Ok(None) => None,
+        Ok(Some(p)) => Some(format!("`xdb sync` uses this slot (the target has applied it up to {})", p.applied_lsn)),
+        // Typically no state tables yet; but an unreadable target cannot
+        // prove that no sync depends on the slot.
+        Err(e) => Some(format!("cannot read the target's applied position for this slot ({e})")),
     }
 }
 

@@ -73,6 +73,12 @@ pub enum ValidateError {
          `xdb sync` running and keeping up?"
     )]
     Lag { lsn: Lsn, applied: String, seconds: u64 },
+    /// SIGINT/SIGTERM before every range was compared.
+    #[error(
+        "interrupted: validation stopped before comparing every range, so it has no result; run it again{}",
+        if *repair { " (ranges already repaired stay repaired; a repair in progress was rolled back)" } else { "" }
+    )]
+    Interrupted { repair: bool },
 }
 
 /// What to validate and how.
@@ -141,7 +147,20 @@ pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport
         tracing::info!(slot = %plan.source.slot, "a sync is running: comparing at positions the target has applied");
     }
     let mut v = Validation { plan, opts, live, target };
-    let tables = if opts.checksums { v.checksums(&mapped).await? } else { v.counts(&mapped).await? };
+    // A validation of large tables can run for hours: a signal ends it. Its
+    // workers only read, except --repair's rewrites, each one target
+    // transaction that rolls back with its connection when cut short.
+    let compare = async {
+        if opts.checksums {
+            v.checksums(&mapped).await
+        } else {
+            v.counts(&mapped).await
+        }
+    };
+    let tables = tokio::select! {
+        r = compare => r?,
+        () = crate::shutdown::requested() => return Err(ValidateError::Interrupted { repair: opts.repair }),
+    };
     Ok(ValidationReport {
         plan: plan.name.clone(),
         checksums: opts.checksums,

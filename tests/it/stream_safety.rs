@@ -41,7 +41,7 @@ async fn keyless_table_is_refused_before_anything_is_published() {
     .await;
     let target = Target::sqlite("xdb_safe_keyless");
     let plan = plan(&db, &target, "ok, events", "");
-    for cmd in [&["snapshot"][..], &["sync", "--until-caught-up"][..]] {
+    for cmd in [&["snapshot"][..], &["sync", "--until-caught-up"][..], &["tail", "--max-transactions", "1"][..]] {
         let out = xdb(&plan, cmd);
         fails_with(&out, &["public.events", "REPLICA IDENTITY FULL", "nothing was published"]);
     }

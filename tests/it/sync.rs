@@ -738,3 +738,123 @@ async fn a_held_slot_is_waited_for_then_reported() {
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
     assert_eq!(target_items(&target).await, source_items(&db).await);
 }
+
+/// Issue 14: SIGINT and SIGTERM used to be ignored during the copy (the
+/// handlers installed for the streaming phase swallowed them), so a copy of
+/// hours could only be stopped with kill -9. Now the command stops within
+/// seconds, exits 128 + the signal number, says what it kept, and the next
+/// run finishes the copy exactly.
+async fn interrupted_copy_is_kept_and_resumed(command: &str, signal: &str, expected_code: i32) {
+    let db = PgDb::create("xdb_copy_signal").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 300_000).await;
+    db.exec("ANALYZE items").await;
+    let target = Target::Mysql(MyDb::create("xdb_copy_signal_my").await);
+    let plan = plan(&db, &target, "items", "copy:\n  chunk_rows: 5000\n  parallelism: 2\n");
+    let mut child = spawn(&plan, &[command]);
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    wait_until("a few finished ranges", Duration::from_secs(60), || async {
+        let exists = target
+            .rows("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'xdb_copy_ranges'")
+            .await;
+        if exists[0][0] == "0" {
+            return false;
+        }
+        let r = target.rows("SELECT COUNT(*) FROM xdb_copy_ranges").await;
+        r.first().and_then(|r| r[0].parse::<i64>().ok()).unwrap_or(0) >= 2
+    })
+    .await;
+    let sent = Instant::now();
+    let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed() > Duration::from_secs(15) {
+            kill9(&mut child);
+            panic!("xdb {command} ignored {signal} for 15 s: {}", err_reader.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = err_reader.join().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(5), "took {:?} to stop: {err}", sent.elapsed());
+    assert_eq!(status.code(), Some(expected_code), "{err}");
+    assert!(err.contains("interrupted: 0 of 1 tables copied"), "{err}");
+    assert!(err.contains("ranges") && err.contains("again to continue"), "{err}");
+
+    if command == "sync" {
+        ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    } else {
+        ok(&xdb(&plan, &["snapshot"]));
+    }
+    assert_eq!(target_items(&target).await, source_items(&db).await);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_snapshot_and_the_next_run_completes_it() {
+    interrupted_copy_is_kept_and_resumed("snapshot", "-INT", 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_copy_of_sync_and_the_next_run_completes_it() {
+    interrupted_copy_is_kept_and_resumed("sync", "-TERM", 143).await;
+}
+
+/// Sends `signal` to `child` once it has run for `after`; returns its exit
+/// code, stderr, and how long it took to stop after the signal.
+fn signal_after(mut child: Child, signal: &str, after: Duration) -> (Option<i32>, String, Duration) {
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    std::thread::sleep(after);
+    let sent = Instant::now();
+    let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed() > Duration::from_secs(15) {
+            kill9(&mut child);
+            panic!("ignored {signal} for 15 s: {}", err_reader.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), err_reader.join().unwrap(), sent.elapsed())
+}
+
+/// `xdb schema --scan` and `xdb validate` read every row and can run for
+/// hours on a large table: SIGINT/SIGTERM end them too, with 130/143 and a
+/// message saying there is no result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_and_validate_stop_on_signals() {
+    let db = PgDb::create("xdb_read_signal").await;
+    db.exec(
+        "CREATE TABLE big (id int PRIMARY KEY, v text); ALTER TABLE big OWNER TO xdb_repl;
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g; ANALYZE big;",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_read_signal_my").await);
+    let plan = plan(&db, &target, "big", "copy:\n  chunk_rows: 200000\n  parallelism: 2\n");
+    ok(&xdb(&plan, &["snapshot"]));
+
+    let (code, err, took) = signal_after(spawn(&plan, &["schema", "--scan"]), "-INT", Duration::from_secs(1));
+    assert_eq!(code, Some(130), "{err}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
+    assert!(err.contains("interrupted: the scan stopped"), "{err}");
+
+    let validate = spawn(&plan, &["validate", "--chunk-rows", "200", "--parallelism", "1"]);
+    let (code, err, took) = signal_after(validate, "-TERM", Duration::from_secs(2));
+    assert_eq!(code, Some(143), "{err}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
+    assert!(err.contains("interrupted: validation stopped"), "{err}");
+}

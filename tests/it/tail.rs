@@ -81,14 +81,21 @@ fn sigterm(child: &Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
 }
 
-/// Waits until the slot exists (tail created it) so that changes made
-/// afterwards are streamed.
+/// Waits until a tail streams from a slot of this database (its own
+/// temporary one, or the plan's with `--plan-slot`) that has reached its
+/// consistent point, so that changes made afterwards are streamed.
 async fn wait_for_slot(db: &PgDb) {
     let c = db.super_client().await;
-    let slot = format!("{}_slot", db.name);
-    for _ in 0..300 {
+    for _ in 0..600 {
+        // The walsender of `xdb tail` (application_name), not one a sync
+        // that just exited may still hold for a moment.
         let n: i64 = c
-            .query_one("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND active", &[&slot])
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
+                 WHERE s.database = current_database() AND r.application_name = 'xdb tail' \
+                 AND s.confirmed_flush_lsn IS NOT NULL",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -97,7 +104,28 @@ async fn wait_for_slot(db: &PgDb) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("xdb tail did not start streaming from slot {slot}");
+    panic!("xdb tail did not start streaming in database {}", db.name);
+}
+
+/// The plan slot's confirmed_flush_lsn, as text.
+async fn plan_slot_confirmed(db: &PgDb) -> String {
+    let c = db.super_client().await;
+    let slot = format!("{}_slot", db.name);
+    c.query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await
+        .unwrap_or_else(|e| panic!("slot {slot}: {e}"))
+        .get(0)
+}
+
+/// Replication slots of the test database, by name.
+async fn slot_names(db: &PgDb) -> Vec<String> {
+    let c = db.super_client().await;
+    c.query("SELECT slot_name::text FROM pg_replication_slots WHERE database = $1 ORDER BY 1", &[&db.name])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 #[tokio::test]
@@ -186,8 +214,10 @@ async fn restart_continues_after_the_last_printed_transaction() {
     let db = PgDb::create("xdb_tail_restart").await;
     db.exec("CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO xdb_repl;").await;
     let plan = plan_for(&db, "t", 10);
-    // First run creates slot and publication; nothing to print yet.
-    let child = spawn_tail(&plan, &[], &[]);
+    // First run creates slot and publication; nothing to print yet. The
+    // plan's slot is read only on request, and with no target position
+    // (no sync ever ran) tail confirms on it as it prints.
+    let child = spawn_tail(&plan, &["--plan-slot"], &[]);
     wait_for_slot(&db).await;
     sigterm(&child);
     let (code, _, err, _) = finish(child, Duration::from_secs(30));
@@ -198,12 +228,16 @@ async fn restart_continues_after_the_last_printed_transaction() {
     }
     let ids = |out: &str| lines(out).iter().map(|j| j["new"]["id"].as_i64().unwrap()).collect::<Vec<_>>();
 
-    let (_, out, err, _) =
-        finish(spawn_tail(&plan, &["--max-transactions", "1", "--no-ack"], &[]), Duration::from_secs(30));
+    let (_, out, err, _) = finish(
+        spawn_tail(&plan, &["--plan-slot", "--max-transactions", "1", "--no-ack"], &[]),
+        Duration::from_secs(30),
+    );
     assert_eq!(ids(&out), vec![1], "{err}");
-    let (_, out, err, _) = finish(spawn_tail(&plan, &["--max-transactions", "2"], &[]), Duration::from_secs(30));
+    let (_, out, err, _) =
+        finish(spawn_tail(&plan, &["--plan-slot", "--max-transactions", "2"], &[]), Duration::from_secs(30));
     assert_eq!(ids(&out), vec![1, 2], "--no-ack left the slot where it was: {err}");
-    let (_, out, err, _) = finish(spawn_tail(&plan, &["--max-transactions", "1"], &[]), Duration::from_secs(30));
+    let (_, out, err, _) =
+        finish(spawn_tail(&plan, &["--plan-slot", "--max-transactions", "1"], &[]), Duration::from_secs(30));
     assert_eq!(ids(&out), vec![3], "confirmed transactions are not delivered again: {err}");
 }
 
@@ -240,7 +274,7 @@ async fn idle_slot_moves_forward_with_heartbeats() {
     let db = PgDb::create("xdb_tail_idle").await;
     db.exec("CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO xdb_repl;").await;
     let plan = plan_for(&db, "t", 1);
-    let child = spawn_tail(&plan, &[], &[]);
+    let child = spawn_tail(&plan, &["--plan-slot"], &[]);
     wait_for_slot(&db).await;
     let c = db.super_client().await;
     let slot = format!("{}_slot", db.name);
@@ -282,4 +316,113 @@ async fn missing_table_is_named_and_nothing_is_created() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "no slot created for a bad plan");
+}
+
+/// Runs `xdb tail` with `extra` until it has printed `n` transactions,
+/// making them (one row each, ids `from..from+n`) once it streams.
+async fn tail_while_writing(
+    db: &PgDb,
+    plan: &PlanFile,
+    extra: &[&str],
+    from: i64,
+    n: i64,
+) -> (Option<i32>, String, String) {
+    let max = n.to_string();
+    let mut args = vec!["--max-transactions", max.as_str()];
+    args.extend_from_slice(extra);
+    let child = spawn_tail(plan, &args, &[]);
+    wait_for_slot(db).await;
+    for id in from..from + n {
+        db.exec(&format!("INSERT INTO items VALUES ({id}, 'written while tail ran')")).await;
+    }
+    let (code, out, err, _) = finish(child, Duration::from_secs(60));
+    (code, out, err)
+}
+
+fn sync_plan(db: &PgDb, target: &crate::sync::Target) -> PlanFile {
+    crate::sync::plan(db, target, "items", "")
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "xdb failed: {}", crate::support::text(out));
+}
+
+const ITEMS: &str = "CREATE TABLE items (id bigint PRIMARY KEY, v text); ALTER TABLE items OWNER TO xdb_repl;
+                     INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 100) g;";
+
+/// Issue 14: a `tail` between two `sync` runs used to read (and confirm on)
+/// the plan's slot, so the next sync started after what tail printed and
+/// those rows never reached the target. By default tail now reads a
+/// temporary slot of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_between_syncs_loses_nothing() {
+    let db = PgDb::create("xdb_tail_between").await;
+    db.exec(ITEMS).await;
+    let target = crate::sync::Target::Mysql(crate::support::MyDb::create("xdb_tail_between_my").await);
+    let plan = sync_plan(&db, &target);
+    ok(&crate::sync::xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target.count("items").await, 100);
+
+    // Sync is stopped; rows written now must wait in the plan's slot.
+    let (code, out, err) = tail_while_writing(&db, &plan, &[], 101, 10).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines(&out).len(), 10, "tail printed the 10 rows: {out}\n{err}");
+
+    ok(&crate::sync::xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target.count("items").await, 110, "rows printed by tail reached the target too");
+    let v = crate::sync::xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", crate::support::text(&v));
+}
+
+/// By default tail never moves the plan's slot, and its own temporary slot
+/// is gone once it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_tail_leaves_the_plan_slot_where_it_is() {
+    let db = PgDb::create("xdb_tail_own_slot").await;
+    db.exec(ITEMS).await;
+    let target = crate::sync::Target::sqlite("xdb_tail_own_slot");
+    let plan = sync_plan(&db, &target);
+    ok(&crate::sync::xdb(&plan, &["snapshot"]));
+    let plan_slot = format!("{}_slot", db.name);
+    let before = plan_slot_confirmed(&db).await;
+
+    let (code, out, err) = tail_while_writing(&db, &plan, &[], 101, 3).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines(&out).len(), 3, "{out}\n{err}");
+    assert_eq!(plan_slot_confirmed(&db).await, before, "tail moved the plan's slot: {err}");
+    assert_eq!(slot_names(&db).await, vec![plan_slot], "tail's temporary slot outlived it");
+}
+
+/// `--plan-slot` reads the plan's slot; once a sync has recorded a position
+/// on the target, tail must not confirm there (that would skip rows for the
+/// next sync): it runs as --no-ack and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_slot_with_a_target_position_is_never_confirmed() {
+    let db = PgDb::create("xdb_tail_plan_slot").await;
+    db.exec(ITEMS).await;
+    let target = crate::sync::Target::sqlite("xdb_tail_plan_slot");
+    let plan = sync_plan(&db, &target);
+    ok(&crate::sync::xdb(&plan, &["snapshot"]));
+    let before = plan_slot_confirmed(&db).await;
+
+    let (code, out, err) = tail_while_writing(&db, &plan, &["--plan-slot"], 101, 3).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines(&out).len(), 3, "{out}\n{err}");
+    assert!(err.contains("not confirming"), "tail says it runs as --no-ack: {err}");
+    assert_eq!(plan_slot_confirmed(&db).await, before, "tail --plan-slot moved the slot: {err}");
+
+    ok(&crate::sync::xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target.count("items").await, 103);
+}
+
+/// A temporary slot starts at its creation: an earlier --from-lsn cannot be
+/// honoured, so it is refused rather than silently moved.
+#[tokio::test]
+async fn from_lsn_requires_the_plan_slot() {
+    let db = PgDb::create("xdb_tail_from_lsn").await;
+    db.exec(ITEMS).await;
+    let plan = plan_for(&db, "items", 10);
+    let (code, _, err, _) = finish(spawn_tail(&plan, &["--from-lsn", "0/1"], &[]), Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--plan-slot"), "{err}");
 }

@@ -112,10 +112,13 @@ pub struct ChangeStreamConfig {
     /// `application_name` on the source (visible in pg_stat_replication).
     pub application_name: String,
     /// The slot must already exist and must not have confirmed past
-    /// `start` (invariant "slot continuity"): `sync`, whose `start` is the
-    /// position stored on the target. When false a missing slot is created
-    /// (`tail`).
+    /// `start` (invariant *slot continuity*): `sync`, whose `start` is the
+    /// position stored on the target. `tail` accepts any.
     pub continuity: Continuity,
+    /// Create a missing slot as TEMPORARY: it lives only as long as this
+    /// stream's connection, so a reader that must not leave anything behind
+    /// (`xdb tail` by default) gets a slot of its own, starting now.
+    pub temporary: bool,
 }
 
 /// What `open` demands of an existing slot.
@@ -243,8 +246,14 @@ impl ChangeStream {
                 return Err(ChangeStreamError::SlotMissing { slot: config.slot.clone(), applied: config.start });
             }
             None => {
-                let created = client.create_replication_slot(&config.slot, false, SnapshotAction::NoExport).await?;
-                tracing::info!(slot = %config.slot, at = %created.consistent_point, "created replication slot");
+                let created =
+                    client.create_replication_slot(&config.slot, config.temporary, SnapshotAction::NoExport).await?;
+                tracing::info!(
+                    slot = %config.slot,
+                    temporary = config.temporary,
+                    at = %created.consistent_point,
+                    "created replication slot"
+                );
                 SlotInfo { created: true, position: created.consistent_point }
             }
         };
