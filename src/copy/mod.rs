@@ -80,6 +80,12 @@ pub enum CopyError {
     SlotMissing { slot: String, applied: Lsn },
     #[error("{0}")]
     Unstreamable(#[from] streamable::UnstreamableTables),
+    #[error(
+        "{source}\n(the replication slot {slot} created by this run is kept for the next run and retains WAL \
+         on the source until then: fix the problem and run the command again, or drop the slot with \
+         `xdb cleanup --plan {plan}`)"
+    )]
+    SlotKept { slot: String, plan: String, source: Box<CopyError> },
     /// SIGINT/SIGTERM during the copy: stopped before the end.
     #[error(
         "interrupted: {tables_done} of {tables} tables copied, {ranges} ranges committed by this run (ranges in \
@@ -169,6 +175,9 @@ struct Tally {
     tables_done: AtomicUsize,
     /// Ranges committed on the target by this run.
     ranges: AtomicUsize,
+    /// This run created the plan's slot: an error after that says the slot
+    /// is kept and retains WAL.
+    created_slot: std::sync::atomic::AtomicBool,
 }
 
 impl Tally {
@@ -193,12 +202,22 @@ impl Tally {
 pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, CopyError> {
     let tally = Arc::new(Tally::default());
     tally.tables.store(plan.tables.len(), Ordering::Release);
-    tokio::select! {
+    let r = tokio::select! {
         r = copy_tables(plan, options, tally.clone()) => r,
         () = crate::shutdown::requested() => {
             tracing::info!("stopping the copy on signal");
             Err(tally.interrupted())
         }
+    };
+    match r {
+        Err(e) if tally.created_slot.load(Ordering::Acquire) && !matches!(e, CopyError::Interrupted { .. }) => {
+            Err(CopyError::SlotKept {
+                slot: plan.source.slot.clone(),
+                plan: plan.file.display().to_string(),
+                source: Box::new(e),
+            })
+        }
+        r => r,
     }
 }
 
@@ -250,6 +269,17 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     let known: Vec<String> = states.iter().map(|s| s.table.clone()).collect();
     let done: Vec<String> = states.iter().filter(|s| s.copy_done).map(|s| s.table.clone()).collect();
 
+    // What can be checked on the target is checked before a slot exists:
+    // a table xdb would refuse to fill must not leave a slot behind.
+    for m in &mapped {
+        let name = m.source.name.to_string();
+        if done.contains(&name) || known.contains(&name) {
+            continue;
+        }
+        if let Some(rows @ 1..) = target.table_rows(&m.source.name).await? {
+            return Err(CopyError::TargetNotEmpty { table: name, rows });
+        }
+    }
     let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy")
         .await
         .map_err(|e| CopyError::Replication(e.to_string()))?;
@@ -264,6 +294,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
                 return Err(CopyError::SlotMissing { slot, applied });
             }
             let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await.map_err(rerr)?;
+            tally.created_slot.store(true, Ordering::Release);
             tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
             target.record_position(&slot, created.consistent_point, created.consistent_point).await?;
             let snapshot =
