@@ -18,8 +18,9 @@
 //! the row already has still counts it). UPDATEs of whole rows are applied
 //! as upserts (fast, merged), which would insert a row the target had lost:
 //! each upsert run is therefore preceded by a count of the rows it updates
-//! ([`Op::ExpectRows`]), so a lost row stops sync instead of coming back
-//! with only the columns of its last change. (An INSERT stays an upsert.)
+//! ([`Op::ExpectRows`]; a run of a single UPDATE is a plain UPDATE by key),
+//! so a lost row stops sync instead of coming back with only the columns of
+//! its last change. An INSERT stays an upsert.
 //! When a merged statement matches too few rows, the group is rolled back
 //! and run again one row per statement, transaction by transaction, only to
 //! name the exact key and commit LSN in the error.
