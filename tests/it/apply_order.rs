@@ -59,7 +59,9 @@ async fn unique_swaps_apply(target: Target) {
                                (40, 6, 1, 'm'), (43, 6, 2, 'n');",
     )
     .await;
-    let plan = plan(&db, &target, "li", "");
+    // A batch waits long enough for every transaction below: they land in
+    // one target transaction.
+    let plan = plan(&db, &target, "li", "apply:\n  max_batch_delay_ms: 3000\n");
     ok(&xdb(&plan, &["snapshot"]));
 
     // One source transaction each (one simple-query string is one transaction).
