@@ -24,12 +24,12 @@ use tokio::sync::{mpsc, watch};
 use super::batcher::{next_batch_items, BatchPolicy};
 use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
-use crate::model::{Lsn, TableName, TableSchema, Transaction};
+use crate::model::{Lsn, ReplicaIdentity, TableName, TableSchema, Transaction};
 use crate::plan::Plan;
 use crate::sink::target::{TargetConn, TargetError};
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::source::postgres::assembler::{AssemblerEvent, SpilledTransaction};
-use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::catalog::{load_indexes, load_table, CatalogError, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
 use crate::source::postgres::client;
 
@@ -182,6 +182,33 @@ async fn stream_once(
     for (table, extra) in target_only {
         writer.expect_dropped_columns(table, extra);
     }
+    // The copy rebuilt the source's unique indexes on the target: the writer
+    // must keep source order wherever one of them could see it.
+    for s in schemas.values() {
+        let indexes = load_indexes(&catalog, s.oid).await.map_err(|e| SyncError::Source(e.to_string()))?;
+        let mut cols: Vec<String> = Vec::new();
+        for ix in indexes.iter().filter(|ix| ix.unique) {
+            // An expression or partial unique index is not rebuilt, but an
+            // operator may have recreated it by hand: count every column.
+            let names = if ix.definition.is_some() {
+                s.columns.iter().map(|c| c.name.clone()).collect()
+            } else {
+                ix.columns.clone()
+            };
+            cols.extend(names.into_iter().filter(|n| !cols.contains(n)).collect::<Vec<_>>());
+        }
+        writer.expect_unique_columns(s.name.clone(), cols);
+    }
+    // pgoutput marks every column as key under REPLICA IDENTITY FULL (the
+    // assembler then leaves the key empty): a table that has a primary key
+    // is matched on it, not on all its old values (which finds nothing when
+    // a value does not compare equal on the target, and fails outright on a
+    // PostgreSQL target for a `json` column, which has no equality).
+    let catalog_keys: HashMap<TableName, Vec<String>> = schemas
+        .values()
+        .filter(|s| !s.primary_key.is_empty())
+        .map(|s| (s.name.clone(), s.primary_key.iter().map(|&i| s.columns[i].name.clone()).collect()))
+        .collect();
 
     let config = ChangeStreamConfig {
         slot: slot.clone(),
@@ -223,7 +250,16 @@ async fn stream_once(
                             None => return Err(SyncError::StreamEnded),
                             Some(AssemblerEvent::Transaction(tx)) => Item::Tx(tx),
                             Some(AssemblerEvent::Spilled(s)) => Item::Spilled(s),
-                            Some(AssemblerEvent::Relation { current, .. }) => Item::Relation(current),
+                            Some(AssemblerEvent::Relation { current, .. }) => {
+                                match with_catalog_key(&current, &catalog_keys) {
+                                    Some(keyed) => {
+                                        let keyed = Arc::new(keyed);
+                                        stream.insert_relation(keyed.clone());
+                                        Item::Relation(keyed)
+                                    }
+                                    None => Item::Relation(current),
+                                }
+                            }
                             Some(AssemblerEvent::Message { .. }) => continue,
                         };
                         // While the applier is behind (queue full), keep
@@ -297,6 +333,20 @@ async fn stream_once(
     a?;
     r?;
     Ok(())
+}
+
+/// `schema` (from the stream) with its catalog primary key, when the stream
+/// left the key empty (REPLICA IDENTITY FULL) and the catalog has one whose
+/// columns the stream carries.
+fn with_catalog_key(schema: &TableSchema, catalog_keys: &HashMap<TableName, Vec<String>>) -> Option<TableSchema> {
+    if schema.replica_identity != ReplicaIdentity::Full || !schema.primary_key.is_empty() {
+        return None;
+    }
+    let names = catalog_keys.get(&schema.name)?;
+    let pk = names.iter().map(|n| schema.column_index(n)).collect::<Option<Vec<usize>>>()?;
+    let mut keyed = schema.clone();
+    keyed.primary_key = pk;
+    Some(keyed)
 }
 
 /// The table as the target holds it. Columns added on the source since the

@@ -94,18 +94,22 @@ impl SqlDialect {
                 let wh: Vec<String> = table.primary_key.iter().map(|&i| format!("{} = {}", col(i), next(i))).collect();
                 let _ = write!(sql, "UPDATE {t} SET {} WHERE {}", sets.join(", "), wh.join(" AND "));
             }
-            Op::DeleteByKey { keys, .. } => {
+            Op::DeleteByKey { keys, .. } | Op::ExpectRows { keys, .. } => {
+                let verb = match op {
+                    Op::DeleteByKey { .. } => "DELETE",
+                    _ => "SELECT COUNT(*)",
+                };
                 let pk = &table.primary_key;
                 if pk.len() == 1 {
                     let phs: Vec<String> = keys.iter().map(|_| next(pk[0])).collect();
-                    let _ = write!(sql, "DELETE FROM {t} WHERE {} IN ({})", col(pk[0]), phs.join(", "));
+                    let _ = write!(sql, "{verb} FROM {t} WHERE {} IN ({})", col(pk[0]), phs.join(", "));
                 } else {
                     let cols: Vec<String> = pk.iter().map(|&i| col(i)).collect();
                     let tuples: Vec<String> = keys
                         .iter()
                         .map(|_| format!("({})", pk.iter().map(|&i| next(i)).collect::<Vec<_>>().join(", ")))
                         .collect();
-                    let _ = write!(sql, "DELETE FROM {t} WHERE ({}) IN ({})", cols.join(", "), tuples.join(", "));
+                    let _ = write!(sql, "{verb} FROM {t} WHERE ({}) IN ({})", cols.join(", "), tuples.join(", "));
                 }
             }
             Op::UpdateOneMatching { set_cols, .. } => {
@@ -217,6 +221,8 @@ mod tests {
         );
         let del = Op::DeleteByKey { table: &t, keys: vec![&r1, &r2] };
         assert_eq!(SqlDialect::Sqlite.render(&del), "DELETE FROM \"shop__t\" WHERE \"id\" IN (?, ?)");
+        let check = Op::ExpectRows { table: &t, keys: vec![&r1, &r2], op: "UPDATE" };
+        assert_eq!(SqlDialect::Mysql.render(&check), "SELECT COUNT(*) FROM `shop__t` WHERE `id` IN (?, ?)");
         let upd = Op::UpdateByKey { table: &t, set_cols: vec![0, 1], new: &r2, key_row: &r1 };
         assert_eq!(
             SqlDialect::Postgres.render(&upd),

@@ -222,6 +222,10 @@ async fn connect_mysql(u: &SecretUrl) -> Result<mysql_async::Conn, TargetError> 
             "SET SESSION time_zone = '+00:00'",
             "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
         ])
+        // Affected rows count the rows an UPDATE matched, not only those it
+        // changed: the sink tells "matched no row" (an error) from "set the
+        // values the row already had" (fine) by this count.
+        .client_found_rows(true)
         .prefer_socket(false);
     match tokio::time::timeout(std::time::Duration::from_secs(15), super::mysql_tls::connect(opts, &tls)).await {
         Ok(r) => r.map_err(|e| err(e.reason, e.retry)),

@@ -7,6 +7,23 @@
 //! table committed at or below that table's sync LSN (the copy holds it).
 //! The position it reports as applied is the end LSN of the last committed
 //! group, never more.
+//!
+//! What it never does: skip a change silently. Every UPDATE and DELETE
+//! must match its row on the target (by key; by whole old row for a table
+//! without one), or the group is rolled back and sync stops with
+//! [`SinkError::NoRowMatched`], naming the table, the key and the commit
+//! LSN. Affected-row counts tell: an UPDATE or keyless DELETE must change
+//! one row, a multi-row `DELETE … IN (…)` as many as it has keys (MySQL
+//! connections use found-rows semantics, so an UPDATE that sets the values
+//! the row already has still counts it). UPDATEs of whole rows are applied
+//! as upserts (fast, merged), which would insert a row the target had lost:
+//! each upsert run is therefore preceded by a count of the rows it updates
+//! ([`Op::ExpectRows`]; a run of a single UPDATE is a plain UPDATE by key),
+//! so a lost row stops sync instead of coming back with only the columns of
+//! its last change. An INSERT stays an upsert.
+//! When a merged statement matches too few rows, the group is rolled back
+//! and run again one row per statement, transaction by transaction, only to
+//! name the exact key and commit LSN in the error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +35,6 @@ use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
 use super::dialect::SqlDialect;
 use super::state;
 use super::target::{StateParam, TargetConn, TargetError};
-use crate::error_policy::DriverError;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
 use crate::plan::{Plan, TargetUrl};
@@ -42,12 +58,50 @@ pub enum SinkError {
     Mapping(String),
     #[error("reading a spilled transaction: {0}")]
     Spill(String),
+    /// An UPDATE or DELETE from the stream found no row on the target:
+    /// the target lost the row (or changed it) outside of xdb. Applying on
+    /// would hide that, so nothing of the group is committed.
+    #[error("{}", no_row_text(.table, .op, .keys, .commit_lsn))]
+    NoRowMatched {
+        table: TableName,
+        /// `UPDATE` or `DELETE`.
+        op: &'static str,
+        /// The key (or whole old row) of each candidate, as `col=value`
+        /// lists: one when the statement was for one row.
+        keys: Vec<String>,
+        /// The source commit of the change, once known.
+        commit_lsn: Option<Lsn>,
+    },
+}
+
+fn no_row_text(table: &TableName, op: &str, keys: &[String], commit_lsn: &Option<Lsn>) -> String {
+    let which = match keys {
+        [one] => format!("for {one}"),
+        many => format!("for one of {}", many.join("; ")),
+    };
+    let at = commit_lsn.map(|l| format!(" (at commit LSN {l})")).unwrap_or_default();
+    format!(
+        "{table}: {op} matched no row on the target {which}{at}. The target lost or changed this row outside of \
+         xdb; xdb stopped and applied nothing of this batch, and will stop here again until the row is back. To \
+         continue, stop `xdb sync` and re-copy the table's rows from the source: `xdb validate --plan P --tables \
+         {table} --repair` (or empty the target table and run `xdb snapshot` again), then run `xdb sync` again"
+    )
 }
 
 impl SinkError {
     /// True when the same group may succeed after a reconnect.
     pub fn is_retryable(&self) -> bool {
         matches!(self, SinkError::Target(e) if e.is_retryable())
+    }
+
+    /// The error with the source commit it happened in, when not yet known.
+    fn at(self, lsn: Lsn) -> SinkError {
+        match self {
+            SinkError::NoRowMatched { table, op, keys, commit_lsn: None } => {
+                SinkError::NoRowMatched { table, op, keys, commit_lsn: Some(lsn) }
+            }
+            other => other,
+        }
     }
 }
 
@@ -72,6 +126,9 @@ pub struct SinkWriter {
     /// still carry them (changes from before the drop); a Relation without
     /// them means they were dropped.
     target_only: HashMap<TableName, Vec<String>>,
+    /// Columns covered by a secondary unique index on the target, by table:
+    /// changes to one key are folded only when they agree on these.
+    unique_columns: HashMap<TableName, Vec<String>>,
 }
 
 impl SinkWriter {
@@ -115,6 +172,7 @@ impl SinkWriter {
             limits: OpLimits { max_params },
             pg_statements: HashMap::new(),
             target_only: HashMap::new(),
+            unique_columns: HashMap::new(),
         })
     }
 
@@ -191,19 +249,39 @@ impl SinkWriter {
             owned = todo.into_iter().cloned().collect();
             &owned
         };
+        match self.apply_group(slice, end, time, false).await {
+            Err(SinkError::NoRowMatched { .. }) => {
+                // Rolled back. Again, one row per statement, only to name the
+                // exact change: this fails the same way (or, if the target
+                // changed meanwhile, applies correctly).
+                self.apply_group(slice, end, time, true).await?
+            }
+            r => r?,
+        }
+        self.applied = end;
+        Ok(())
+    }
+
+    /// One target transaction: `txs`, then the applied position. Rolled
+    /// back on error.
+    async fn apply_group(
+        &mut self,
+        txs: &[Transaction],
+        end: Lsn,
+        time: i64,
+        one_by_one: bool,
+    ) -> Result<(), SinkError> {
         self.begin().await?;
         let r = async {
-            self.apply_ops(slice).await?;
+            self.apply_ops(txs, one_by_one).await?;
             self.write_position(end, time).await?;
             self.commit().await
         }
         .await;
         if r.is_err() {
             self.rollback().await;
-            return r;
         }
-        self.applied = end;
-        Ok(())
+        r
     }
 
     /// Applies a spilled (very large) transaction chunk by chunk inside one
@@ -227,7 +305,7 @@ impl SinkWriter {
                     commit_time_micros: tx.commit_time_micros,
                     changes,
                 };
-                self.apply_ops(std::slice::from_ref(&chunk)).await?;
+                self.apply_ops(std::slice::from_ref(&chunk), false).await.map_err(|e| e.at(chunk.commit_lsn))?;
             }
             self.write_position(end, time).await?;
             self.commit().await
@@ -248,6 +326,14 @@ impl SinkWriter {
     pub fn expect_dropped_columns(&mut self, table: TableName, columns: Vec<String>) {
         if !columns.is_empty() {
             self.target_only.insert(table, columns);
+        }
+    }
+
+    /// Declares the columns of `table` that a secondary unique index covers
+    /// on the target (see [`plan_ops`]).
+    pub fn expect_unique_columns(&mut self, table: TableName, columns: Vec<String>) {
+        if !columns.is_empty() {
+            self.unique_columns.insert(table, columns);
         }
     }
 
@@ -335,17 +421,43 @@ impl SinkWriter {
         Ok(())
     }
 
-    async fn apply_ops(&mut self, txs: &[Transaction]) -> Result<(), SinkError> {
-        let sync_lsn = &self.sync_lsn;
-        let ops = split_pow2(plan_ops(txs, self.limits, |table, tx| {
-            sync_lsn.get(&table.name.to_string()).is_some_and(|&s| s.snapshot_holds_commit(tx.commit_lsn))
-        })?);
+    /// Applies `txs` as merged statements, or with `one_by_one` one row per
+    /// statement, transaction by transaction (errors then carry the commit
+    /// LSN).
+    async fn apply_ops(&mut self, txs: &[Transaction], one_by_one: bool) -> Result<(), SinkError> {
+        if one_by_one {
+            for tx in txs {
+                let ops = self.plan(std::slice::from_ref(tx), OpLimits { max_params: 0 })?;
+                for op in &ops {
+                    self.execute_op(op).await.map_err(|e| e.at(tx.commit_lsn))?;
+                }
+            }
+            return Ok(());
+        }
+        let ops = split_pow2(self.plan(txs, self.limits)?);
         for op in &ops {
             self.execute_op(op).await?;
         }
         Ok(())
     }
 
+    fn plan<'a>(&self, txs: &'a [Transaction], limits: OpLimits) -> Result<Vec<Op<'a>>, ApplyPlanError> {
+        let sync_lsn = &self.sync_lsn;
+        let unique = &self.unique_columns;
+        plan_ops(
+            txs,
+            limits,
+            |table, tx| sync_lsn.get(&table.name.to_string()).is_some_and(|&s| s.snapshot_holds_commit(tx.commit_lsn)),
+            |table| {
+                let names = unique.get(&table.name).map(Vec::as_slice).unwrap_or_default();
+                names.iter().filter_map(|n| table.column_index(n)).collect()
+            },
+        )
+    }
+
+    /// Runs one statement and checks that it matched what it must (module
+    /// doc): an UPDATE or keyless DELETE one row, a DELETE by keys one row
+    /// per key, an [`Op::ExpectRows`] every key.
     async fn execute_op(&mut self, op: &Op<'_>) -> Result<(), SinkError> {
         let table = op.table();
         let Some(mapped) = self.mapped.get(&table.name).cloned() else {
@@ -354,28 +466,38 @@ impl SinkWriter {
         };
         let d = self.conn.dialect();
         let context = || format!("applying changes to {}", table.name);
-        match &mut self.conn {
+        // Rows changed (or, for ExpectRows, counted).
+        let n: u64 = match &mut self.conn {
             TargetConn::Mysql { conn, label, .. } => {
                 let sql = d.render(op);
                 let params = op_params(op, |row, cols| mapped.mysql_params(row, cols))?;
-                conn.exec_drop(sql.as_str(), params).await.map_err(|e| TargetError::Sql {
+                let err = |e: mysql_async::Error| TargetError::Sql {
                     target: label.clone(),
                     context: context(),
                     source: e.into(),
-                })?;
+                };
+                if matches!(op, Op::ExpectRows { .. }) {
+                    conn.exec_first::<u64, _, _>(sql.as_str(), params).await.map_err(err)?.unwrap_or(0)
+                } else {
+                    conn.exec_drop(sql.as_str(), params).await.map_err(err)?;
+                    conn.affected_rows()
+                }
             }
             TargetConn::Sqlite { conn, path } => {
                 let sql = d.render(op);
                 let params = op_params(op, |row, cols| mapped.sqlite_params(row, cols))?;
-                let r = conn
-                    .prepare_cached(&sql)
-                    .and_then(|mut st| st.execute(rusqlite::params_from_iter(params)))
-                    .map_err(DriverError::from);
-                r.map_err(|source| TargetError::Sql {
+                let r = conn.prepare_cached(&sql).and_then(|mut st| {
+                    if matches!(op, Op::ExpectRows { .. }) {
+                        st.query_row(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0)).map(|n| n as u64)
+                    } else {
+                        st.execute(rusqlite::params_from_iter(params)).map(|n| n as u64)
+                    }
+                });
+                r.map_err(|e| TargetError::Sql {
                     target: format!("sqlite://{}", path.display()),
                     context: context(),
-                    source,
-                })?;
+                    source: e.into(),
+                })?
             }
             TargetConn::Postgres { client, label } => {
                 let sql = d.render_with(op, &|n, col| mapped.pg_placeholder(n, col));
@@ -398,11 +520,45 @@ impl SinkWriter {
                 };
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                     params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                client.execute(&st, &refs).await.map_err(err)?;
+                if matches!(op, Op::ExpectRows { .. }) {
+                    client.query_one(&st, &refs).await.map_err(err)?.get::<_, i64>(0) as u64
+                } else {
+                    client.execute(&st, &refs).await.map_err(err)?
+                }
             }
-        }
-        Ok(())
+        };
+        check_matched(op, n)
     }
+}
+
+/// The error for a statement that matched fewer rows than its changes
+/// need (see the module doc); `n` is its affected (or counted) rows.
+fn check_matched(op: &Op<'_>, n: u64) -> Result<(), SinkError> {
+    let table = op.table();
+    let key = |row: &Row| -> String {
+        let cols = &table.primary_key;
+        let shown: Vec<String> =
+            cols.iter().map(|&i| format!("{}={}", table.columns[i].name, mapping::show_value(&row[i]))).collect();
+        format!("key {}", shown.join(", "))
+    };
+    let whole_row = |row: &Row| -> String {
+        let shown: Vec<String> = (0..table.columns.len())
+            .map(|i| format!("{}={}", table.columns[i].name, mapping::show_value(&row[i])))
+            .collect();
+        format!("row ({})", shown.join(", "))
+    };
+    let (op_name, expected, keys): (&'static str, usize, Vec<String>) = match op {
+        Op::UpdateByKey { key_row, .. } => ("UPDATE", 1, vec![key(key_row)]),
+        Op::DeleteByKey { keys, .. } => ("DELETE", keys.len(), keys.iter().map(|k| key(k)).collect()),
+        Op::ExpectRows { keys, op, .. } => (op, keys.len(), keys.iter().map(|k| key(k)).collect()),
+        Op::UpdateOneMatching { old, .. } => ("UPDATE", 1, vec![whole_row(old)]),
+        Op::DeleteOneMatching { old, .. } => ("DELETE", 1, vec![whole_row(old)]),
+        Op::Upsert { .. } | Op::Insert { .. } | Op::Truncate { .. } => return Ok(()),
+    };
+    if n >= expected as u64 {
+        return Ok(());
+    }
+    Err(SinkError::NoRowMatched { table: table.name.clone(), op: op_name, keys, commit_lsn: None })
 }
 
 /// The parameters of `op` in placeholder order, converted by `conv`
@@ -425,7 +581,7 @@ fn op_params<P>(
             out.extend(conv(new, set_cols)?);
             out.extend(conv(key_row, pk)?);
         }
-        Op::DeleteByKey { keys, .. } => {
+        Op::DeleteByKey { keys, .. } | Op::ExpectRows { keys, .. } => {
             for k in keys {
                 out.extend(conv(k, pk)?);
             }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod apply_order;
 mod check;
 mod cleanup;
 mod compose;
