@@ -375,3 +375,44 @@ async fn source_restart_mid_stream_is_survived() {
     assert!(sync.wait().unwrap().success());
     validate(&plan);
 }
+
+/// A schema change carried inside a streamed (large, in-progress)
+/// transaction that is rolled back must not alter the target. (PostgreSQL
+/// 15 streams this transaction without its changes, so this end-to-end run
+/// passes on the old assembler too; the assembler's unit tests
+/// `aborted_streamed_relation_change_is_never_reported` and
+/// `committed_streamed_relation_change_comes_before_its_transaction` are the
+/// ones that fail when the rule is broken.)
+#[tokio::test]
+async fn aborted_streamed_transaction_leaves_no_schema_change() {
+    let db = PgDb::create("xdb_safe_abort").await;
+    db.exec(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t OWNER TO xdb_repl;
+         INSERT INTO t VALUES (1, 'one');
+         ALTER DATABASE {} SET logical_decoding_work_mem = '64kB';",
+        db.name
+    ))
+    .await;
+    let target = Target::sqlite("xdb_safe_abort");
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let c = db.super_client().await;
+    // Large enough to be streamed before it ends (64 kB decoding memory).
+    c.batch_execute(
+        "BEGIN; ALTER TABLE t ADD COLUMN extra int DEFAULT 7;
+         INSERT INTO t SELECT g, repeat('x', 100), g FROM generate_series(1000, 6000) g; ROLLBACK;
+         INSERT INTO t VALUES (2, 'after the rollback');",
+    )
+    .await
+    .unwrap();
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let cols: Vec<String> = target
+        .rows("SELECT name FROM pragma_table_info('t') ORDER BY cid")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(cols, ["id", "v"], "the rolled-back ADD COLUMN must not reach the target");
+    assert_eq!(target.count("t").await, 2);
+    validate(&plan);
+}

@@ -623,6 +623,19 @@ impl TransactionAssembler {
                 self.finish(buf, commit_lsn, end_lsn, commit_time_micros, &mut events)?;
             }
             PgoutputMessage::Origin { .. } => {}
+            PgoutputMessage::Relation(body) if streaming => {
+                // Inside a streamed transaction the new shape may yet be
+                // rolled back (Stream Abort): it is kept with the transaction
+                // and reported, and made current, only at Stream Commit, so
+                // an aborted ALTER never reaches the target.
+                let xid = body.xid;
+                let current = Arc::new(self.relation_schema(body, lsn)?);
+                let buf = Self::owner(&mut self.current, &mut self.streams, self.in_stream, lsn, "a relation")?;
+                buf.note_subxact(xid);
+                buf.relations.push(current);
+                let i = buf.relations.len() - 1;
+                buf.push(Item::Relation(i), &self.config)?;
+            }
             PgoutputMessage::Relation(body) => {
                 let xid = body.xid;
                 let current = Arc::new(self.relation_schema(body, lsn)?);
@@ -688,7 +701,19 @@ impl TransactionAssembler {
                     .streams
                     .remove(&xid)
                     .ok_or_else(|| self.protocol(lsn, format!("Stream Commit of {xid}, which never streamed")))?;
+                // The relations it announced (and did not roll back) become
+                // current now, reported before the transaction they shape.
+                let announced = buf.relations.clone();
+                let mut shapes: HashMap<u32, Arc<TableSchema>> = HashMap::new();
+                for current in &announced {
+                    let previous = shapes.get(&current.oid).or_else(|| self.relations.get(&current.oid)).cloned();
+                    shapes.insert(current.oid, current.clone());
+                    events.push(AssemblerEvent::Relation { previous, current: current.clone() });
+                }
+                // Decoded against the map as it was: changes before an
+                // announcement inside the transaction have the older shape.
                 self.finish(buf, commit_lsn, end_lsn, commit_time_micros, &mut events)?;
+                self.relations.extend(shapes);
             }
             PgoutputMessage::StreamAbort { xid, subxid, .. } => {
                 if subxid == xid {
@@ -1119,11 +1144,15 @@ mod tests {
         h.feed(relation(Some(10), 1, b'd', false));
         h.feed(insert(Some(10), 1, "a1"));
         h.feed(PgoutputMessage::StreamStop);
+        // pgoutput sends the schema once per streamed transaction, and again
+        // outside streams until a streamed one that sent it commits.
         h.feed(PgoutputMessage::StreamStart { xid: 20, first_segment: true });
+        h.feed(relation(Some(20), 1, b'd', false));
         h.feed(insert(Some(20), 1, "b1"));
         h.feed(PgoutputMessage::StreamStop);
         // An ordinary transaction between the blocks.
         h.feed(begin(30));
+        h.feed(relation(None, 1, b'd', false));
         h.feed(insert(None, 1, "c1"));
         assert_eq!(inserted_ids(&only_txn(h.feed(commit())).changes), ["c1"]);
         h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: false });
@@ -1158,6 +1187,52 @@ mod tests {
         assert!(h.try_feed(PgoutputMessage::StreamStart { xid: 20, first_segment: false }).is_err());
     }
 
+    /// A schema change inside a streamed transaction that rolls back must
+    /// leave no trace: no Relation event, and the old shape stays current.
+    #[test]
+    fn aborted_streamed_relation_change_is_never_reported() {
+        let mut h = Harness::new(usize::MAX);
+        h.feed(begin(1));
+        h.feed(relation(None, 1, b'd', false));
+        h.feed(insert(None, 1, "1"));
+        h.feed(commit());
+        h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: true });
+        let ev = h.feed(relation(Some(10), 1, b'd', true));
+        assert!(ev.is_empty(), "a relation inside a stream is held until its commit");
+        h.feed(PgoutputMessage::Insert { xid: Some(10), relation_oid: 1, new: vec![t("2"), t("y"), t("z")] });
+        h.feed(PgoutputMessage::StreamStop);
+        let ev = h.feed(PgoutputMessage::StreamAbort { xid: 10, subxid: 10, abort_lsn: None, abort_time_micros: None });
+        assert!(ev.is_empty());
+        assert_eq!(h.a.relation(1).unwrap().columns.len(), 2, "the aborted shape never became current");
+    }
+
+    #[test]
+    fn committed_streamed_relation_change_comes_before_its_transaction() {
+        let mut h = Harness::new(usize::MAX);
+        h.feed(begin(1));
+        h.feed(relation(None, 1, b'd', false));
+        h.feed(commit());
+        h.feed(PgoutputMessage::StreamStart { xid: 10, first_segment: true });
+        h.feed(insert(Some(10), 1, "1"));
+        h.feed(relation(Some(10), 1, b'd', true));
+        h.feed(PgoutputMessage::Insert { xid: Some(10), relation_oid: 1, new: vec![t("2"), t("y"), t("z")] });
+        h.feed(PgoutputMessage::StreamStop);
+        let ev = h.feed(PgoutputMessage::StreamCommit {
+            xid: 10,
+            flags: 0,
+            commit_lsn: Lsn(0x1000),
+            end_lsn: Lsn(0x1008),
+            commit_time_micros: 5,
+        });
+        assert_eq!(ev.len(), 2, "Relation, then the transaction");
+        let AssemblerEvent::Relation { previous, current } = &ev[0] else { panic!("Relation first") };
+        assert_eq!((previous.as_ref().unwrap().columns.len(), current.columns.len()), (2, 3));
+        let AssemblerEvent::Transaction(txn) = &ev[1] else { panic!("then the transaction") };
+        let widths: Vec<_> = txn.changes.iter().map(|c| c.tables()[0].columns.len()).collect();
+        assert_eq!(widths, vec![2, 3], "changes before the ALTER keep the older shape");
+        assert_eq!(h.a.relation(1).unwrap().columns.len(), 3);
+    }
+
     #[test]
     fn large_transactions_spill_and_read_back_in_order() {
         let mut h = Harness::new(200);
@@ -1183,7 +1258,9 @@ mod tests {
             end_lsn: Lsn(0x1008),
             commit_time_micros: 5,
         });
-        let mut spilled = match ev.into_iter().next() {
+        // The relations announced (and kept) inside the stream come first.
+        let mut ev = ev.into_iter().skip_while(|e| matches!(e, AssemblerEvent::Relation { .. }));
+        let mut spilled = match ev.next() {
             Some(AssemblerEvent::Spilled(s)) => s,
             e => panic!("{e:?}"),
         };
