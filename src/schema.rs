@@ -49,15 +49,12 @@ pub struct SchemaOutcome {
 /// Builds (and with `apply`, creates) the target tables; with `scan`, reads
 /// every source row through the conversion the copy will use.
 pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, CopyError> {
-    let source = client::connect(&plan.source.url, "xdb schema").await.map_err(|e| CopyError::Source(e.to_string()))?;
+    let source = client::connect(&plan.source.url, "xdb schema").await?;
     let mut types = TypeCache::new();
     let mut schemas = Vec::new();
     let mut domains = Vec::new();
     for t in &plan.tables {
-        let s = load_table(&source, &mut types, t)
-            .await
-            .map_err(|e| CopyError::Source(e.to_string()))?
-            .ok_or_else(|| CopyError::MissingTable(t.to_string()))?;
+        let s = load_table(&source, &mut types, t).await?.ok_or_else(|| CopyError::MissingTable(t.to_string()))?;
         domains.push(domain_columns(&source, s.oid).await?);
         schemas.push(Arc::new(s));
     }
@@ -110,7 +107,7 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         for stmt in mapping::create_table_ddl(m, &kind) {
             let _ = writeln!(out.script, "{stmt};");
         }
-        let indexes = load_indexes(&source, m.source.oid).await.map_err(|e| CopyError::Source(e.to_string()))?;
+        let indexes = load_indexes(&source, m.source.oid).await?;
         let (index_ddl, skipped) = crate::copy::index_ddl(m, &indexes, &kind);
         if !index_ddl.is_empty() {
             let _ = writeln!(out.script, "-- built by the copy after the data is loaded:");

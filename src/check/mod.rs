@@ -4,6 +4,7 @@
 //! probe on each target leaves nothing behind. Each failure comes with the
 //! exact fix: the SQL or configuration line to change.
 
+mod continuity;
 mod report;
 mod source;
 mod target;
@@ -20,6 +21,7 @@ pub async fn run(plan: &Plan) -> CheckReport {
     let mut sections = Vec::new();
     let facts = source::check_source(plan, &mut sections).await;
     target::check_target(plan, &mut sections).await;
+    sections.push(continuity::check(plan).await);
     if !facts.tables.is_empty() {
         sections.push(check_mapping(plan, &facts.tables).await);
     }

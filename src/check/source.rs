@@ -173,6 +173,32 @@ async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<V
             (_, ReplicaIdentity::Nothing) => None,
             (true, _) => None,
         };
+        if key_desc.is_some() {
+            // What only the partitions or the table's kind can refuse
+            // (a leaf without a key, an inheritance parent, PostgreSQL 12).
+            match crate::source::postgres::streamable::check(c, std::slice::from_ref(t))
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(()) => {}
+                Err(refused) => {
+                    for u in refused.0 {
+                        s.fail(format!("{t}: {}", u.reason), u.fix);
+                    }
+                }
+            }
+            let partitions: i64 = c
+                .query_one("SELECT count(*) FROM pg_partition_tree($1::oid::regclass) WHERE isleaf", &[&schema.oid])
+                .await
+                .map_err(q)?
+                .get(0);
+            if partitions > 0 {
+                s.info(format!(
+                    "{t}: partitioned ({partitions} partitions now): copied as one table and streamed via its root, \
+                     so partitions created or attached later follow; on the target it is one plain table"
+                ));
+            }
+        }
         match key_desc {
             Some(k) if can_select => s.pass(format!("{t}: {} columns, {k}", schema.columns.len())),
             Some(_) => {}
@@ -357,7 +383,8 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                 );
             } else {
                 s.pass(format!(
-                    "slot {slot}: exists (pgoutput, confirmed up to {}), streaming resumes from it",
+                    "slot {slot}: exists (pgoutput, confirmed up to {}); see \"Stream continuity\" for whether it \
+                     matches the target",
                     confirmed.as_deref().unwrap_or("?")
                 ));
             }

@@ -44,6 +44,14 @@ use source_reader::SnapshotReader;
 pub enum CopyError {
     #[error("source: {0}")]
     Source(String),
+    #[error("source: {0}")]
+    SourceConnect(#[from] client::ConnectError),
+    #[error("source: {0}")]
+    Publication(#[from] publication::PublicationError),
+    #[error("source: {0}")]
+    Catalog(#[from] crate::source::postgres::catalog::CatalogError),
+    #[error("source: {}", error_text(.0))]
+    SourceSql(#[source] tokio_postgres::Error),
     #[error("{0}")]
     Target(#[from] crate::sink::target::TargetError),
     #[error(
@@ -102,9 +110,14 @@ impl CopyError {
     /// True when retrying the same range later may succeed (the target or the
     /// network went away for a while).
     pub fn is_retryable(&self) -> bool {
+        use crate::source::postgres::catalog::CatalogError;
         match self {
             CopyError::Write { retry, .. } => retry.is_transient(),
             CopyError::Target(e) => e.is_retryable(),
+            CopyError::SourceConnect(e) => e.retryable,
+            CopyError::SourceSql(e) | CopyError::Catalog(CatalogError::Query { source: e, .. }) => {
+                crate::error_policy::postgres(e).is_transient()
+            }
             _ => false,
         }
     }
@@ -223,14 +236,11 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
 
 async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> Result<CopyOutcome, CopyError> {
     let slot = plan.source.slot.clone();
-    let source = client::connect(&plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
+    let source = client::connect(&plan.source.url, "xdb copy").await?;
     let mut types = TypeCache::new();
     let mut schemas = Vec::new();
     for t in &plan.tables {
-        let schema = load_table(&source, &mut types, t)
-            .await
-            .map_err(|e| CopyError::Source(e.to_string()))?
-            .ok_or_else(|| CopyError::MissingTable(t.to_string()))?;
+        let schema = load_table(&source, &mut types, t).await?.ok_or_else(|| CopyError::MissingTable(t.to_string()))?;
         schemas.push(Arc::new(schema));
     }
 
@@ -240,11 +250,8 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     target.ensure_state_tables().await?;
 
     // Before anything is published or a slot created (invariant "keys").
-    streamable::check(&source, &plan.tables).await.map_err(|e| CopyError::Source(e.to_string()))??;
-    if publication::ensure(&source, &plan.source.publication, &plan.tables)
-        .await
-        .map_err(|e| CopyError::Source(e.to_string()))?
-    {
+    streamable::check(&source, &plan.tables).await??;
+    if publication::ensure(&source, &plan.source.publication, &plan.tables).await? {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     let mut slot_row = source
@@ -254,7 +261,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             &[&slot],
         )
         .await
-        .map_err(|e| CopyError::Source(error_text(&e)))?;
+        .map_err(CopyError::SourceSql)?;
     let mut states = target.read_tables(&slot).await?;
     let mut position = target.read_position(&slot).await?;
     if options.recopy {
@@ -305,7 +312,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             if let Some(pid) = row.get::<_, Option<i32>>(0) {
                 let still = crate::source::postgres::change_stream::wait_until_slot_free(&source, &slot, pid)
                     .await
-                    .map_err(|e| CopyError::Source(error_text(&e)))?;
+                    .map_err(CopyError::SourceSql)?;
                 if let Some(pid) = still {
                     return Err(CopyError::SlotInUse { slot, pid });
                 }
@@ -675,9 +682,8 @@ fn byte_for_byte(mapped: &MappedTable) -> bool {
 
 /// Builds the table's secondary indexes and marks it done.
 async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyError> {
-    let source =
-        client::connect(&ctx.plan.source.url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
-    let indexes = load_indexes(&source, job.schema.oid).await.map_err(|e| CopyError::Source(e.to_string()))?;
+    let source = client::connect(&ctx.plan.source.url, "xdb copy").await?;
+    let indexes = load_indexes(&source, job.schema.oid).await?;
     let (ddl, skipped) = crate::copy::index_ddl(&job.mapped, &indexes, &ctx.kind);
     if let Ok(mut w) = ctx.warnings.lock() {
         w.extend(skipped);

@@ -31,7 +31,7 @@ impl SnapshotReader {
     /// Connects and imports `snapshot` (the exporting connection must still
     /// be open).
     pub async fn open(url: &SecretUrl, snapshot: &str) -> Result<Self, CopyError> {
-        let client = client::connect(url, "xdb copy").await.map_err(|e| CopyError::Source(e.to_string()))?;
+        let client = client::connect(url, "xdb copy").await?;
         let sql = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
             snapshot.replace('\'', "''")
@@ -46,11 +46,8 @@ impl SnapshotReader {
     /// Connects in a REPEATABLE READ transaction of its own (no exported
     /// snapshot): for scans that need a consistent read, not a handoff.
     pub async fn open_own(url: &SecretUrl) -> Result<Self, CopyError> {
-        let client = client::connect(url, "xdb scan").await.map_err(|e| CopyError::Source(e.to_string()))?;
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(|e| CopyError::Source(error_text(&e)))?;
+        let client = client::connect(url, "xdb scan").await?;
+        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(CopyError::SourceSql)?;
         Ok(SnapshotReader { client })
     }
 

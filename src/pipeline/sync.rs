@@ -119,7 +119,7 @@ pub const CATCH_UP_PREFIX: &str = "xdb.caught_up";
 /// Runs until a signal (Ok), a permanent error, or — with
 /// `until_caught_up` — until the target has caught up.
 pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> Result<(), SyncError> {
-    let outcome = copy::run(plan, &options.copy).await?;
+    let outcome = copy_phase(plan, options).await?;
     if !outcome.summary.is_empty() {
         eprint!("{}", outcome.summary);
     }
@@ -142,6 +142,28 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
                 }
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The copy (or the check that it is done), retried like the stream when
+/// the source or the target is away for a while (a restart while `sync`
+/// starts). Finished ranges are kept across attempts.
+async fn copy_phase(plan: &Plan, options: &SyncOptions) -> Result<copy::CopyOutcome, SyncError> {
+    let mut failures = 0u32;
+    loop {
+        match copy::run(plan, &options.copy).await {
+            Ok(o) => return Ok(o),
+            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
+                failures += 1;
+                let wait = Duration::from_millis((500u64 << failures.min(6)).min(30_000));
+                tracing::warn!("{e}; retrying the copy in {wait:?} (attempt {failures})");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = crate::shutdown::requested() => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }

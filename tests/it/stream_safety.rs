@@ -55,7 +55,11 @@ async fn keyless_table_is_refused_before_anything_is_published() {
 
 #[tokio::test]
 async fn partitioned_parent_with_composite_key_streams_every_partition_including_attached_ones() {
-    for target in [Target::sqlite("xdb_safe_part"), Target::Mysql(support::MyDb::create("xdb_safe_part").await)] {
+    for target in [
+        Target::sqlite("xdb_safe_part"),
+        Target::Mysql(support::MyDb::create("xdb_safe_part").await),
+        Target::Postgres(PgDb::create("xdb_safe_part_t").await),
+    ] {
         partitioned(target).await;
     }
 }
@@ -73,6 +77,8 @@ async fn partitioned(target: Target) {
     )
     .await;
     let plan = plan(&db, &target, "payment", "");
+    let check = support::text(&xdb(&plan, &["check"]));
+    assert!(check.contains("public.payment: partitioned (2 partitions now)"), "{check}");
     ok(&xdb(&plan, &["snapshot"]));
     let mut sync = spawn(&plan, &["sync"]);
     let c = db.super_client().await;
@@ -130,6 +136,7 @@ async fn slot_dropped_while_sync_is_stopped_is_refused_and_recopy_recovers() {
     let slot = format!("{}_slot", db.name);
     db.exec(&format!("SELECT pg_drop_replication_slot('{slot}')")).await;
     db.exec("INSERT INTO t SELECT g, 'gap' FROM generate_series(101, 150) g").await;
+    fails_with(&xdb(&plan, &["check"]), &["Stream continuity", "does not exist", "--recopy"]);
     let out = xdb(&plan, &["sync", "--until-caught-up"]);
     fails_with(&out, &[&slot, "does not exist", "--recopy"]);
     assert!(!slot_exists(&db, &slot).await, "the slot must not be re-created by a refusal");
@@ -197,6 +204,8 @@ async fn slot_moved_past_the_target_by_another_reader_is_refused() {
     db.exec("INSERT INTO t SELECT g, 'read by someone else' FROM generate_series(11, 20) g").await;
     // Another consumer of the slot acknowledges those changes.
     db.exec(&format!("SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())")).await;
+    // `check` says it first; `sync` refuses.
+    fails_with(&xdb(&plan, &["check"]), &["Stream continuity", "has confirmed changes up to", "--recopy"]);
     let out = xdb(&plan, &["sync", "--until-caught-up"]);
     fails_with(&out, &[&slot, "has confirmed changes up to", "bytes", "--recopy", "--accept-slot-position"]);
     assert_eq!(target.count("t").await, 10, "nothing applied by the refused run");
@@ -357,6 +366,12 @@ async fn source_restart_mid_stream_is_survived() {
         }
     };
     insert(1, 300).await;
+    // Mid-stream: the first rows have arrived, so sync is past its copy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while target.rows("SELECT count(*) FROM t").await[0][0] != "299" {
+        assert!(std::time::Instant::now() < deadline, "the first rows did not arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     pg.pg_ctl(&["-m", "fast", "-w", "restart"]);
     insert(300, 600).await;
     // sync must still be running, reconnect, and apply everything.
