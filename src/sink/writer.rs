@@ -58,6 +58,22 @@ pub enum SinkError {
     Mapping(String),
     #[error("reading a spilled transaction: {0}")]
     Spill(String),
+    /// The target refused one row change for good (a value too long, a
+    /// constraint): the table, the row's key and its values, the source
+    /// commit, and the driver error with its code.
+    #[error(
+        "{table}: the target refused the {op} of {row} (source commit LSN {commit_lsn}): {source}. xdb stopped \
+         and applied nothing of this batch; fix the target (for example widen the column) or the source row, then \
+         run `xdb sync` again"
+    )]
+    RowRefused {
+        table: TableName,
+        op: &'static str,
+        row: String,
+        commit_lsn: Lsn,
+        #[source]
+        source: TargetError,
+    },
     /// An UPDATE or DELETE from the stream found no row on the target:
     /// the target lost the row (or changed it) outside of xdb. Applying on
     /// would hide that, so nothing of the group is committed.
@@ -250,6 +266,12 @@ impl SinkWriter {
             &owned
         };
         match self.apply_group(slice, end, time, false).await {
+            // A data error of a merged statement names no row: again, one
+            // row per statement, to name the one the target refuses.
+            Err(SinkError::Target(e)) if !e.is_retryable() => {
+                tracing::info!("{e}; applying the batch row by row to name the refused row");
+                self.apply_group(slice, end, time, true).await?
+            }
             Err(SinkError::NoRowMatched { .. }) => {
                 // Rolled back. Again, one row per statement, only to name the
                 // exact change: this fails the same way (or, if the target
@@ -429,7 +451,16 @@ impl SinkWriter {
             for tx in txs {
                 let ops = self.plan(std::slice::from_ref(tx), OpLimits { max_params: 0 })?;
                 for op in &ops {
-                    self.execute_op(op).await.map_err(|e| e.at(tx.commit_lsn))?;
+                    self.execute_op(op).await.map_err(|e| match e {
+                        SinkError::Target(source) if !source.is_retryable() => SinkError::RowRefused {
+                            table: op.table().name.clone(),
+                            op: op_name(op),
+                            row: describe_row(op),
+                            commit_lsn: tx.commit_lsn,
+                            source,
+                        },
+                        other => other.at(tx.commit_lsn),
+                    })?;
                 }
             }
             return Ok(());
@@ -533,6 +564,40 @@ impl SinkWriter {
 
 /// The error for a statement that matched fewer rows than its changes
 /// need (see the module doc); `n` is its affected (or counted) rows.
+fn op_name(op: &Op<'_>) -> &'static str {
+    match op {
+        Op::Upsert { .. } | Op::Insert { .. } => "INSERT",
+        Op::UpdateByKey { .. } | Op::UpdateOneMatching { .. } => "UPDATE",
+        Op::DeleteByKey { .. } | Op::DeleteOneMatching { .. } => "DELETE",
+        Op::ExpectRows { op, .. } => op,
+        Op::Truncate { .. } => "TRUNCATE",
+    }
+}
+
+/// The row an op (of one row, as in row-by-row mode) writes: its key and
+/// every value, as they can be pasted into a WHERE clause.
+fn describe_row(op: &Op<'_>) -> String {
+    let table = op.table();
+    let show = |row: &Row, cols: &mut dyn Iterator<Item = usize>| -> String {
+        cols.map(|i| format!("{}={}", table.columns[i].name, mapping::show_value(&row[i])))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let all = || 0..table.columns.len();
+    match op {
+        Op::Upsert { rows, .. } | Op::Insert { rows, .. } => {
+            rows.first().map(|r| format!("row ({})", show(r, &mut all()))).unwrap_or_default()
+        }
+        Op::UpdateByKey { new, .. } | Op::UpdateOneMatching { new, .. } => format!("row ({})", show(new, &mut all())),
+        Op::DeleteByKey { keys, .. } | Op::ExpectRows { keys, .. } => keys
+            .first()
+            .map(|k| format!("key ({})", show(k, &mut table.primary_key.iter().copied())))
+            .unwrap_or_default(),
+        Op::DeleteOneMatching { old, .. } => format!("row ({})", show(old, &mut all())),
+        Op::Truncate { .. } => "the table".into(),
+    }
+}
+
 fn check_matched(op: &Op<'_>, n: u64) -> Result<(), SinkError> {
     let table = op.table();
     let key = |row: &Row| -> String {

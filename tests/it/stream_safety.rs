@@ -431,3 +431,33 @@ async fn aborted_streamed_transaction_leaves_no_schema_change() {
     assert_eq!(target.count("t").await, 2);
     validate(&plan);
 }
+
+/// A data error is not retried (the old word list matched "connection" in
+/// the column name and retried for ten minutes): `sync` stops at once and
+/// names the table, the row and the driver's code.
+#[tokio::test]
+async fn data_error_stops_sync_at_once_naming_the_row() {
+    use mysql_async::prelude::Queryable;
+    let db = PgDb::create("xdb_safe_data").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, connection_note text); ALTER TABLE t OWNER TO xdb_repl;
+             INSERT INTO t VALUES (1, 'short');",
+    )
+    .await;
+    let my = support::MyDb::create("xdb_safe_data").await;
+    let url = my.url();
+    let target = Target::Mysql(my);
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    // An existing target column narrower than the source's values.
+    let mut c = mysql_async::Conn::from_url(url).await.unwrap();
+    c.query_drop("ALTER TABLE t MODIFY connection_note VARCHAR(8)").await.unwrap();
+    let _ = c.disconnect().await;
+    db.exec("INSERT INTO t VALUES (2, 'ok'), (3, 'a note far too long for eight characters'), (4, 'ok')").await;
+    let started = std::time::Instant::now();
+    let out = xdb(&plan, &["sync", "--until-caught-up"]);
+    let text = fails_with(&out, &["public.t", "id=3", "1406", "connection_note"]);
+    assert!(started.elapsed() < Duration::from_secs(30), "not retried: {text}");
+    assert!(!text.contains("retrying"), "a data error must not be retried: {text}");
+    assert_eq!(target.count("t").await, 1, "nothing of the batch applied");
+}
