@@ -72,7 +72,7 @@ pub enum SinkError {
         row: String,
         commit_lsn: Lsn,
         #[source]
-        source: TargetError,
+        source: Box<TargetError>,
     },
     /// An UPDATE or DELETE from the stream found no row on the target:
     /// the target lost the row (or changed it) outside of xdb. Applying on
@@ -457,7 +457,7 @@ impl SinkWriter {
                             op: op_name(op),
                             row: describe_row(op),
                             commit_lsn: tx.commit_lsn,
-                            source,
+                            source: Box::new(source),
                         },
                         other => other.at(tx.commit_lsn),
                     })?;
