@@ -126,22 +126,46 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
     for w in &outcome.warnings {
         tracing::warn!("{w}");
     }
-    let mut failures = 0u32;
+    let mut backoff = Backoff { failures: 0, max: options.max_retries };
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
-        let attempt = stream_once(plan, options, &metrics, &mut stop).await;
-        match attempt {
+        match stream_once(plan, options, &metrics, &mut stop).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
-                failures += 1;
-                let wait = Duration::from_millis((500u64 << failures.min(6)).min(30_000));
-                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = &mut stop => return Ok(()),
+            Err(e) if e.is_retryable() && backoff.may_retry() => {
+                if !backoff.wait(&e, "reconnecting", &mut stop).await {
+                    return Ok(());
                 }
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Exponential backoff between attempts (0.5 s doubling to 30 s), cut
+/// short by a signal.
+struct Backoff {
+    failures: u32,
+    max: Option<u32>,
+}
+
+impl Backoff {
+    fn may_retry(&self) -> bool {
+        self.max.is_none_or(|m| self.failures < m)
+    }
+
+    /// Waits before the next attempt; false when a signal came first.
+    async fn wait(
+        &mut self,
+        why: &dyn std::fmt::Display,
+        what: &str,
+        stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        self.failures += 1;
+        let wait = Duration::from_millis((500u64 << self.failures.min(6)).min(30_000));
+        tracing::warn!("{why}; {what} in {wait:?} (attempt {})", self.failures);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = &mut *stop => false,
         }
     }
 }
@@ -150,17 +174,14 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
 /// the source or the target is away for a while (a restart while `sync`
 /// starts). Finished ranges are kept across attempts.
 async fn copy_phase(plan: &Plan, options: &SyncOptions) -> Result<copy::CopyOutcome, SyncError> {
-    let mut failures = 0u32;
+    let mut backoff = Backoff { failures: 0, max: options.max_retries };
+    let mut stop = std::pin::pin!(crate::shutdown::requested());
     loop {
         match copy::run(plan, &options.copy).await {
             Ok(o) => return Ok(o),
-            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
-                failures += 1;
-                let wait = Duration::from_millis((500u64 << failures.min(6)).min(30_000));
-                tracing::warn!("{e}; retrying the copy in {wait:?} (attempt {failures})");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = crate::shutdown::requested() => return Err(e.into()),
+            Err(e) if e.is_retryable() && backoff.may_retry() => {
+                if !backoff.wait(&e, "retrying the copy", &mut stop).await {
+                    return Err(e.into());
                 }
             }
             Err(e) => return Err(e.into()),

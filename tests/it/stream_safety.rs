@@ -122,16 +122,22 @@ async fn partitioned(target: Target) {
     validate(&plan);
 }
 
+/// A source with `t(id, v)` holding `rows` rows, a SQLite target, a plan.
+async fn small_table(prefix: &str, rows: i32) -> (PgDb, Target, PlanFile) {
+    let db = PgDb::create(prefix).await;
+    db.exec(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t OWNER TO xdb_repl;
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, {rows}) g;"
+    ))
+    .await;
+    let target = Target::sqlite(prefix);
+    let plan = plan(&db, &target, "t", "");
+    (db, target, plan)
+}
+
 #[tokio::test]
 async fn slot_dropped_while_sync_is_stopped_is_refused_and_recopy_recovers() {
-    let db = PgDb::create("xdb_safe_lost").await;
-    db.exec(
-        "CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t OWNER TO xdb_repl;
-             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;",
-    )
-    .await;
-    let target = Target::sqlite("xdb_safe_lost");
-    let plan = plan(&db, &target, "t", "");
+    let (db, target, plan) = small_table("xdb_safe_lost", 100).await;
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
     let slot = format!("{}_slot", db.name);
     db.exec(&format!("SELECT pg_drop_replication_slot('{slot}')")).await;
@@ -147,14 +153,7 @@ async fn slot_dropped_while_sync_is_stopped_is_refused_and_recopy_recovers() {
 
 #[tokio::test]
 async fn slot_dropped_while_sync_runs_stops_sync_instead_of_recreating_it() {
-    let db = PgDb::create("xdb_safe_drop").await;
-    db.exec(
-        "CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t OWNER TO xdb_repl;
-             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;",
-    )
-    .await;
-    let target = Target::sqlite("xdb_safe_drop");
-    let plan = plan(&db, &target, "t", "");
+    let (db, _target, plan) = small_table("xdb_safe_drop", 100).await;
     ok(&xdb(&plan, &["snapshot"]));
     let slot = format!("{}_slot", db.name);
     let mut sync = spawn(&plan, &["sync"]);
@@ -191,14 +190,7 @@ async fn slot_dropped_while_sync_runs_stops_sync_instead_of_recreating_it() {
 
 #[tokio::test]
 async fn slot_moved_past_the_target_by_another_reader_is_refused() {
-    let db = PgDb::create("xdb_safe_ahead").await;
-    db.exec(
-        "CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t OWNER TO xdb_repl;
-             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g;",
-    )
-    .await;
-    let target = Target::sqlite("xdb_safe_ahead");
-    let plan = plan(&db, &target, "t", "");
+    let (db, target, plan) = small_table("xdb_safe_ahead", 10).await;
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
     let slot = format!("{}_slot", db.name);
     db.exec("INSERT INTO t SELECT g, 'read by someone else' FROM generate_series(11, 20) g").await;
