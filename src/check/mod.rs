@@ -54,6 +54,9 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
         }
     };
     let overrides = MappingOverrides::from_plan(&plan.mapping);
+    for problem in crate::sink::dialect::name_problems(kind.dialect(), &tables.iter().collect::<Vec<_>>()) {
+        s.fail(problem, "see the naming rule in the README (`xdb schema`)");
+    }
     for t in tables {
         match mapping::map_table(&rules, t, &overrides) {
             Ok(m) => {

@@ -254,14 +254,21 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     if publication::ensure(&source, &plan.source.publication, &plan.tables).await? {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
-    let mut slot_row = source
-        .query_opt(
-            "SELECT active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
-             WHERE slot_name = $1 AND database = current_database()",
-            &[&slot],
-        )
-        .await
-        .map_err(CopyError::SourceSql)?;
+    let slot_query = "SELECT active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
+                      WHERE slot_name = $1 AND database = current_database()";
+    let mut slot_row = source.query_opt(slot_query, &[&slot]).await.map_err(CopyError::SourceSql)?;
+    // Held by a reader that is going away (a killed xdb's walsender): wait
+    // for it, then look again. A slot whose creation was cut short by the
+    // kill is dropped by PostgreSQL then, and must not count as existing.
+    if let Some(pid) = slot_row.as_ref().and_then(|r| r.get::<_, Option<i32>>(0)) {
+        let still = crate::source::postgres::change_stream::wait_until_slot_free(&source, &slot, pid)
+            .await
+            .map_err(CopyError::SourceSql)?;
+        if let Some(pid) = still {
+            return Err(CopyError::SlotInUse { slot, pid });
+        }
+        slot_row = source.query_opt(slot_query, &[&slot]).await.map_err(CopyError::SourceSql)?;
+    }
     let mut states = target.read_tables(&slot).await?;
     let mut position = target.read_position(&slot).await?;
     if options.recopy {
@@ -296,7 +303,8 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             // Invariant "slot continuity": the changes between the target's
             // position and now went with the slot. Copying everything again
             // may take hours, so it is the operator's call (`--recopy`).
-            if position.is_some() || states.iter().any(|s| s.copy_done) {
+            // (A position of 0/0 records nothing streamed.)
+            if position.is_some_and(|p| p.applied_lsn != Lsn::ZERO) || states.iter().any(|s| s.copy_done) {
                 let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
                 return Err(CopyError::SlotMissing { slot, applied });
             }
@@ -309,14 +317,6 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             (snapshot, created.consistent_point, created.consistent_point, Vec::new())
         }
         Some(row) => {
-            if let Some(pid) = row.get::<_, Option<i32>>(0) {
-                let still = crate::source::postgres::change_stream::wait_until_slot_free(&source, &slot, pid)
-                    .await
-                    .map_err(CopyError::SourceSql)?;
-                if let Some(pid) = still {
-                    return Err(CopyError::SlotInUse { slot, pid });
-                }
-            }
             let confirmed: Lsn = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
             let consistent_point = match position {
                 Some(p) => p.consistent_point,
@@ -520,7 +520,9 @@ pub fn map_tables(
         MappingRules::load(kind, plan.mapping.rules.as_deref()).map_err(|e| CopyError::Mapping(e.to_string()))?;
     let overrides = MappingOverrides::from_plan(&plan.mapping);
     let mut mapped = Vec::new();
-    let mut errors = Vec::new();
+    let all: Vec<&TableSchema> = schemas.iter().map(|s| s.as_ref()).collect();
+    let mut errors: Vec<String> =
+        crate::sink::dialect::name_problems(kind.dialect(), &all).into_iter().map(|p| format!("  - {p}")).collect();
     for s in schemas {
         match mapping::map_table(&rules, s, &overrides) {
             Ok(m) => mapped.push(Arc::new(m)),
