@@ -126,6 +126,14 @@ async fn source_version(major: u32) {
     assert_eq!(target.count("orders").await, src, "PostgreSQL {major}: every row exactly once");
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate on PostgreSQL {major}: {}", support::text(&v));
+    // With the slot in place, check and status read its state (columns that
+    // differ between versions: wal_status 13+, failover 17+).
+    let again = xdb(&plan, &["check"]);
+    let text = support::text(&again);
+    assert!(again.status.success(), "check with the slot on PostgreSQL {major}: {text}");
+    assert!(text.contains("streaming resumes from it"), "{text}");
+    assert_eq!(text.contains("not a failover slot"), major >= 17, "failover is reported from 17 on: {text}");
+    ok(&xdb(&plan, &["status"]));
     drop(c);
     drop(pg);
     eprintln!("PostgreSQL {major}: {:?}", started.elapsed());
