@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{self, MyDb, OwnPostgres, PlanFile};
-use crate::sync::{ok, xdb, Target};
+use crate::sync::{ok, spawn, wait_until, xdb, Target};
 
 /// The bin directory of `major` from `XDB_PG_MATRIX` ("13=/path/bin 14=…");
 /// a missing one is a failure, never a skip.
@@ -126,6 +126,24 @@ async fn source_version(major: u32) {
     assert_eq!(target.count("orders").await, src, "PostgreSQL {major}: every row exactly once");
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate on PostgreSQL {major}: {}", support::text(&v));
+    // Idle source: only the heartbeat's transaction (empty below 14) can
+    // move the slot (invariant *idle slots*).
+    let confirmed = || async {
+        let row = c
+            .query_one(
+                "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&format!("xdb_pg{major}")],
+            )
+            .await
+            .unwrap();
+        row.get::<_, Option<i64>>(0).unwrap_or(0)
+    };
+    let before = confirmed().await;
+    let mut idle = spawn(&plan, &["sync"]);
+    wait_until("a heartbeat to move the idle slot", Duration::from_secs(20), || async { confirmed().await > before })
+        .await;
+    let _ = Command::new("kill").args(["-TERM", &idle.id().to_string()]).status();
+    assert!(idle.wait().unwrap().success(), "xdb sync ends cleanly on SIGTERM");
     // With the slot in place, check and status read its state (columns that
     // differ between versions: wal_status 13+, failover 17+).
     let again = xdb(&plan, &["check"]);
