@@ -281,19 +281,7 @@ impl ChangeStream {
             .await
             .map_err(sql("reading server_version_num"))?
             .get(0);
-        let options = StartReplicationOptions {
-            // Streaming of in-progress transactions needs protocol 2 (PG 14+).
-            // Below 14 a large transaction arrives whole at its commit and
-            // the assembler spills it (invariant *bounded memory*).
-            proto_version: if version >= MESSAGES_SINCE { 2 } else { 1 },
-            publication_names: vec![config.publication.clone()],
-            streaming: version >= MESSAGES_SINCE,
-            // pgoutput rejects the `messages` option before 14. The markers
-            // still work there: see [`MESSAGES_SINCE`].
-            messages: version >= MESSAGES_SINCE,
-            binary: false,
-            status_interval: Duration::from_secs(1),
-        };
+        let options = start_options(version, &config.publication);
         let stream = client.start_replication(&config.slot, config.start, &options).await?;
         let resolved = Arc::new(ResolvedTypes::default());
         let assembler = TransactionAssembler::new(
@@ -495,6 +483,23 @@ pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Resul
     text.parse::<Lsn>().map_err(|e| format!("{text}: {e}"))
 }
 
+/// What to ask pgoutput for on a server of `server_version_num` `version`.
+fn start_options(version: i32, publication: &str) -> StartReplicationOptions {
+    StartReplicationOptions {
+        // Streaming of in-progress transactions needs protocol 2 (PG 14+).
+        // Below 14 a large transaction arrives whole at its commit and the
+        // assembler spills it (invariant *bounded memory*).
+        proto_version: if version >= MESSAGES_SINCE { 2 } else { 1 },
+        publication_names: vec![publication.to_string()],
+        streaming: version >= MESSAGES_SINCE,
+        // pgoutput rejects the `messages` option before 14. The markers
+        // still work there: see [`MESSAGES_SINCE`].
+        messages: version >= MESSAGES_SINCE,
+        binary: false,
+        status_interval: Duration::from_secs(1),
+    }
+}
+
 /// How long a slot held by another connection is waited for before that is
 /// reported as an error.
 const SLOT_RELEASE_PATIENCE: Duration = Duration::from_secs(15);
@@ -525,6 +530,23 @@ pub async fn wait_until_slot_free(
         match row.and_then(|r| r.get::<_, Option<i32>>(0)) {
             None => return Ok(None),
             Some(pid) => holder = pid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_ask_for_messages_and_streaming_only_from_14() {
+        for version in [120022, 130023] {
+            let o = start_options(version, "p");
+            assert_eq!((o.proto_version, o.streaming, o.messages), (1, false, false), "{version}");
+        }
+        for version in [140000, 150014, 180004] {
+            let o = start_options(version, "p");
+            assert_eq!((o.proto_version, o.streaming, o.messages), (2, true, true), "{version}");
         }
     }
 }
