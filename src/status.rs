@@ -87,9 +87,10 @@ pub async fn read(plan: &Plan) -> StatusReport {
             }
             let slot = c
                 .query_opt(
-                    "SELECT active, active_pid, confirmed_flush_lsn::text, wal_status::text, \
+                    // wal_status is 13+: through to_jsonb it reads as NULL on 12.
+                    "SELECT active, active_pid, confirmed_flush_lsn::text, to_jsonb(s) ->> 'wal_status', \
                             pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
-                     FROM pg_replication_slots WHERE slot_name = $1",
+                     FROM pg_replication_slots s WHERE slot_name = $1",
                     &[&plan.source.slot],
                 )
                 .await;

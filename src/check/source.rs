@@ -6,7 +6,16 @@ use tokio_postgres::Client;
 use super::report::CheckSection;
 use crate::model::{ReplicaIdentity, TableName, TableSchema};
 use crate::plan::Plan;
+use crate::source::postgres::change_stream::MESSAGES_SINCE;
 use crate::source::postgres::{catalog, client};
+
+/// The oldest source: logical replication with pgoutput exists since 10, but
+/// xdb is tested from 12 (tests/it/versions.rs); 12 cannot publish a
+/// partitioned table by its parent (`streamable.rs` refuses that).
+const MIN_VERSION_NUM: i32 = 120000;
+
+/// The newest major the version matrix (tests/it/versions.rs) runs against.
+const TESTED_UP_TO: i32 = 18;
 
 /// What the source checks learnt, for later sections (type mapping).
 pub struct SourceFacts {
@@ -79,18 +88,32 @@ async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<
     let slot_exists: bool = row.get(10);
 
     s.pass(format!("reachable as {user}"));
-    if version_num < 100000 {
+    let major = version_num / 10000;
+    if version_num < MIN_VERSION_NUM {
         s.fail(
-            format!("PostgreSQL {version}: logical replication with pgoutput needs 10 or newer"),
-            "upgrade the source to a supported PostgreSQL version",
+            format!("PostgreSQL {version}: xdb supports sources from PostgreSQL 12 through {TESTED_UP_TO}"),
+            "upgrade the source to PostgreSQL 12 or newer (14 or newer streams large transactions)",
         );
-    } else if version_num < 140000 {
+    } else if version_num < MESSAGES_SINCE {
         s.warn(
-            format!("PostgreSQL {version}: large transactions cannot be streamed before 14 (they are spilled to disk)"),
+            format!(
+                "PostgreSQL {version} (xdb supports 12 through {TESTED_UP_TO}): before 14 a large transaction is not \
+                 streamed while it runs; it arrives whole at its commit and xdb spills it to disk{}",
+                if major == 12 {
+                    "; partitioned tables are planned by their partitions (13+ publishes the parent)"
+                } else {
+                    ""
+                }
+            ),
             "nothing to do; PostgreSQL 14+ lowers memory and lag for huge transactions",
         );
+    } else if major > TESTED_UP_TO {
+        s.warn(
+            format!("PostgreSQL {version}: newer than the versions xdb is tested with (12 through {TESTED_UP_TO})"),
+            "try a snapshot, sync and validate against a copy of the database first",
+        );
     } else {
-        s.pass(format!("PostgreSQL {version}"));
+        s.pass(format!("PostgreSQL {version} (xdb supports 12 through {TESTED_UP_TO})"));
     }
     if wal_level == "logical" {
         s.pass("wal_level = logical");
@@ -337,9 +360,12 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
     let slot = &plan.source.slot;
     let row = c
         .query_opt(
-            "SELECT plugin::text, slot_type::text, database::text, active, active_pid, wal_status::text, \
-                    confirmed_flush_lsn::text, current_database()::text \
-             FROM pg_replication_slots WHERE slot_name = $1",
+            // Through to_jsonb, a column the server's version lacks reads
+            // as NULL: wal_status is 13+, failover 17+.
+            "SELECT plugin::text, slot_type::text, database::text, active, active_pid, \
+                    to_jsonb(s) ->> 'wal_status', confirmed_flush_lsn::text, current_database()::text, \
+                    (to_jsonb(s) ->> 'failover')::boolean \
+             FROM pg_replication_slots s WHERE slot_name = $1",
             &[slot],
         )
         .await
@@ -355,6 +381,7 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
             let wal_status: Option<String> = r.get(5);
             let confirmed: Option<String> = r.get(6);
             let current_db: String = r.get(7);
+            let failover: Option<bool> = r.get(8);
             let drop_fix = format!(
                 "use another slot name in the plan (source.slot), or drop this one: SELECT pg_drop_replication_slot('{slot}');"
             );
@@ -387,6 +414,17 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                      matches the target",
                     confirmed.as_deref().unwrap_or("?")
                 ));
+                // PostgreSQL 17+: only a failover slot is synchronized to
+                // standbys (sync_replication_slots), so only it survives a
+                // failover of the source (invariant *slot continuity*).
+                match failover {
+                    Some(true) => s.info(format!("slot {slot}: a failover slot (kept on standbys that sync slots)")),
+                    Some(false) => s.info(format!(
+                        "slot {slot}: not a failover slot: a failover of the source loses it, and `xdb sync` \
+                         then refuses to go on (a new copy is needed)"
+                    )),
+                    None => {}
+                }
             }
         }
     }

@@ -22,3 +22,4 @@ mod tls;
 mod upgrade;
 mod validate;
 mod value_decode;
+mod versions;

@@ -3,13 +3,12 @@
 //! (`xdb validate`, every column of every row) or a clear refusal that
 //! touched nothing.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{self, PgDb, PlanFile};
+use crate::support::{self, OwnPostgres, PgDb, PlanFile};
 use crate::sync::{ok, plan, spawn, wait_until, xdb, Target};
 
 fn fails_with(out: &std::process::Output, needles: &[&str]) -> String {
@@ -255,82 +254,6 @@ async fn copy_and_stream_meet_exactly_at_the_consistent_point_under_load() {
         assert_eq!(target.count("t").await, src, "round {round}: every row exactly once");
         validate(&plan);
         ok(&xdb(&plan, &["cleanup", "--yes"]));
-    }
-}
-
-/// A PostgreSQL server of the test's own, so that it can be restarted.
-struct OwnPostgres {
-    dir: PathBuf,
-    port: u16,
-}
-
-fn as_dev(program: &std::path::Path) -> Command {
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", &std::env::var("XDB_DEV_USER").unwrap_or_else(|_| "xdbdev".into()), "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-impl OwnPostgres {
-    fn start() -> OwnPostgres {
-        let bindir = PathBuf::from(support::env("XDB_PG_BINDIR"));
-        let dir = std::env::temp_dir().join(support::unique("xdb_own_pg"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let user = std::env::var("XDB_DEV_USER").unwrap_or_else(|_| "xdbdev".into());
-        let _ = Command::new("chown").arg(&user).arg(&dir).status();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let data = dir.join("data");
-        let out = as_dev(&bindir.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-N"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "initdb: {}", support::text(&out));
-        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
-        conf.push_str(&format!(
-            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nwal_level = logical\n\
-             max_wal_senders = 10\nmax_replication_slots = 10\nfsync = off\nshared_buffers = 16MB\n",
-            dir.display()
-        ));
-        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
-        let pg = OwnPostgres { dir, port };
-        pg.pg_ctl(&["-w", "-t", "60", "start"]);
-        pg
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let bindir = PathBuf::from(support::env("XDB_PG_BINDIR"));
-        let out = as_dev(&bindir.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .arg("-l")
-            .arg(self.dir.join("postgres.log"))
-            .args(args)
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "pg_ctl {args:?}: {}", support::text(&out));
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let bindir = PathBuf::from(std::env::var("XDB_PG_BINDIR").unwrap_or_default());
-        let _ = as_dev(&bindir.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

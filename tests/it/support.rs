@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Reads a harness variable; a missing one is a failure, never a skip.
@@ -172,4 +173,92 @@ pub fn xdb(args: &[&str]) -> Output {
 
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A PostgreSQL server of the test's own (initdb, pg_ctl as the unprivileged
+/// dev user when the tests run as root, since initdb refuses root), on a
+/// free loopback port with trust authentication: it can be restarted, and it
+/// can be another major version than the shared server. Stopped and removed
+/// on drop, even when the test panics.
+pub struct OwnPostgres {
+    bindir: PathBuf,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+fn as_dev(program: &Path) -> Command {
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", &std::env::var("XDB_DEV_USER").unwrap_or_else(|_| "xdbdev".into()), "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl OwnPostgres {
+    /// A server of the same version as the shared one (`XDB_PG_BINDIR`).
+    pub fn start() -> OwnPostgres {
+        OwnPostgres::start_from(Path::new(&env("XDB_PG_BINDIR")))
+    }
+
+    /// A server from the binaries in `bindir` (initdb, pg_ctl, postgres).
+    pub fn start_from(bindir: &Path) -> OwnPostgres {
+        for tool in ["initdb", "pg_ctl", "postgres"] {
+            assert!(bindir.join(tool).is_file(), "{} is missing: run scripts/test.sh", bindir.join(tool).display());
+        }
+        let dir = std::env::temp_dir().join(unique("xdb_own_pg"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let user = std::env::var("XDB_DEV_USER").unwrap_or_else(|_| "xdbdev".into());
+        let _ = Command::new("chown").arg(&user).arg(&dir).status();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = dir.join("data");
+        let out = as_dev(&bindir.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", text(&out));
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str(&format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nwal_level = logical\n\
+             max_wal_senders = 10\nmax_replication_slots = 10\nfsync = off\nshared_buffers = 16MB\n",
+            dir.display()
+        ));
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        let pg = OwnPostgres { bindir: bindir.to_path_buf(), dir, port };
+        pg.pg_ctl(&["-w", "-t", "60", "start"]);
+        pg
+    }
+
+    pub fn pg_ctl(&self, args: &[&str]) {
+        let out = as_dev(&self.bindir.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("postgres.log"))
+            .args(args)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl {args:?}: {}", text(&out));
+    }
+
+    /// The superuser `postgres`, database `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = as_dev(&self.bindir.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -31,6 +31,24 @@ use crate::plan::SecretUrl;
 /// The prefix of xdb's own heartbeat messages (filtered out of the stream).
 pub const HEARTBEAT_PREFIX: &str = "xdb.heartbeat";
 
+/// The first `server_version_num` whose pgoutput takes the `messages`
+/// option (and protocol 2 with `streaming`): 14.
+///
+/// xdb's markers (heartbeats, `--until-caught-up`, cutover's catch-up,
+/// validate) are transactional `pg_logical_emit_message` calls, and what
+/// proves a catch-up is the *transaction* that carries the message: it
+/// commits after the message's LSN, and once the target has applied it,
+/// every transaction committed before the marker was written is applied
+/// too. Since 14 the message itself comes down the stream inside it. Below
+/// 14 pgoutput cannot send messages, but it sends every decoded
+/// transaction of the slot's database as Begin … Commit even when it holds
+/// nothing published (PostgreSQL skips such empty transactions only from
+/// 15 on, where messages are on), so the marker's transaction still
+/// arrives, empty, with a commit LSN past the marker, and is applied and
+/// confirmed like any other. That needs no object on the source (no marker
+/// table to publish, nothing for `cleanup` to drop).
+pub const MESSAGES_SINCE: i32 = 140000;
+
 /// What went wrong while streaming.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeStreamError {
@@ -263,15 +281,7 @@ impl ChangeStream {
             .await
             .map_err(sql("reading server_version_num"))?
             .get(0);
-        let options = StartReplicationOptions {
-            // Streaming of in-progress transactions needs protocol 2 (PG 14+).
-            proto_version: if version >= 140000 { 2 } else { 1 },
-            publication_names: vec![config.publication.clone()],
-            streaming: version >= 140000,
-            messages: true,
-            binary: false,
-            status_interval: Duration::from_secs(1),
-        };
+        let options = start_options(version, &config.publication);
         let stream = client.start_replication(&config.slot, config.start, &options).await?;
         let resolved = Arc::new(ResolvedTypes::default());
         let assembler = TransactionAssembler::new(
@@ -381,9 +391,11 @@ impl ChangeStream {
         Ok(())
     }
 
-    /// Writes a heartbeat into the source's WAL. It comes back as an empty
-    /// transaction whose confirmation moves the slot forward on an idle
-    /// database, so retained WAL does not grow.
+    /// Writes a heartbeat into the source's WAL. It comes back as a
+    /// transaction without changes (holding the message from 14 on, empty
+    /// below: see [`MESSAGES_SINCE`]) whose confirmation moves the slot
+    /// forward on an idle database, so retained WAL does not grow
+    /// (invariant *idle slots*).
     async fn heartbeat(&mut self) -> Result<(), ChangeStreamError> {
         self.last_data = Instant::now();
         tracing::debug!("idle for {:?}: writing a heartbeat", self.heartbeat_interval);
@@ -459,7 +471,9 @@ impl ChangeStream {
 /// transaction of its own, and returns its LSN. Every transaction committed
 /// before this call commits below that LSN, so once an apply has passed it
 /// the target holds all of them: a catch-up proven by the stream itself, not
-/// by slot positions. The error is the server's message.
+/// by slot positions. The transaction carrying the message reaches the
+/// stream on every supported version (see [`MESSAGES_SINCE`]). The error is
+/// the server's message.
 pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Result<Lsn, String> {
     let row = client
         .query_one("SELECT pg_logical_emit_message(true, $1, $2)::text", &[&prefix, &content])
@@ -467,6 +481,23 @@ pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Resul
         .map_err(|e| error_text(&e))?;
     let text: String = row.get(0);
     text.parse::<Lsn>().map_err(|e| format!("{text}: {e}"))
+}
+
+/// What to ask pgoutput for on a server of `server_version_num` `version`.
+fn start_options(version: i32, publication: &str) -> StartReplicationOptions {
+    StartReplicationOptions {
+        // Streaming of in-progress transactions needs protocol 2 (PG 14+).
+        // Below 14 a large transaction arrives whole at its commit and the
+        // assembler spills it (invariant *bounded memory*).
+        proto_version: if version >= MESSAGES_SINCE { 2 } else { 1 },
+        publication_names: vec![publication.to_string()],
+        streaming: version >= MESSAGES_SINCE,
+        // pgoutput rejects the `messages` option before 14. The markers
+        // still work there: see [`MESSAGES_SINCE`].
+        messages: version >= MESSAGES_SINCE,
+        binary: false,
+        status_interval: Duration::from_secs(1),
+    }
 }
 
 /// How long a slot held by another connection is waited for before that is
@@ -499,6 +530,23 @@ pub async fn wait_until_slot_free(
         match row.and_then(|r| r.get::<_, Option<i32>>(0)) {
             None => return Ok(None),
             Some(pid) => holder = pid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_ask_for_messages_and_streaming_only_from_14() {
+        for version in [120022, 130023] {
+            let o = start_options(version, "p");
+            assert_eq!((o.proto_version, o.streaming, o.messages), (1, false, false), "{version}");
+        }
+        for version in [140000, 150014, 180004] {
+            let o = start_options(version, "p");
+            assert_eq!((o.proto_version, o.streaming, o.messages), (2, true, true), "{version}");
         }
     }
 }
