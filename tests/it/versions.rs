@@ -149,7 +149,7 @@ async fn source_version(major: u32) {
     let again = xdb(&plan, &["check"]);
     let text = support::text(&again);
     assert!(again.status.success(), "check with the slot on PostgreSQL {major}: {text}");
-    assert!(text.contains("streaming resumes from it"), "{text}");
+    assert!(text.contains("streaming continues where the target stopped"), "{text}");
     assert_eq!(text.contains("not a failover slot"), major >= 17, "failover is reported from 17 on: {text}");
     ok(&xdb(&plan, &["status"]));
     drop(c);
