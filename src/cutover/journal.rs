@@ -122,7 +122,11 @@ impl JournalState {
                     }
                 }
                 Event::RollbackDone { step, .. } => {
-                    s.completed.retain(|c| c != step);
+                    // Every step after a rolled-back one ran on top of a
+                    // state that no longer holds (a drain or validation
+                    // after a freeze that was undone proves nothing), so
+                    // `--resume` runs all of them again.
+                    s.completed.retain(|c| c < step);
                     if s.switch.as_ref().is_some_and(|(i, _)| i == step) {
                         s.switch = None;
                     }
@@ -148,9 +152,11 @@ impl JournalState {
         s
     }
 
-    /// The first step to run on `--resume`: the first one not completed.
-    pub fn resume_at(&self, steps: usize) -> usize {
-        (0..steps).find(|i| !self.completed.contains(i)).unwrap_or(steps)
+    /// The first step to run on `--resume`: the first one not completed,
+    /// or the first that always runs again (`rerun(i)`: waits, drains,
+    /// validations).
+    pub fn resume_at(&self, steps: usize, rerun: impl Fn(usize) -> bool) -> usize {
+        (0..steps).find(|&i| !self.completed.contains(&i) || rerun(i)).unwrap_or(steps)
     }
 }
 
@@ -247,8 +253,9 @@ mod tests {
             Event::RunFinished { at_ms: 0, ok: false },
         ];
         let s = JournalState::replay(&events);
-        assert_eq!(s.completed, vec![1]);
-        assert_eq!(s.resume_at(3), 0);
+        // Step 1 ran after step 0, which was rolled back: it runs again.
+        assert!(s.completed.is_empty());
+        assert_eq!(s.resume_at(3, |_| false), 0);
         assert!(!s.unfinished);
     }
 
@@ -261,7 +268,27 @@ mod tests {
         ];
         let s = JournalState::replay(&events);
         assert!(s.unfinished);
-        assert_eq!(s.resume_at(2), 1);
+        assert_eq!(s.resume_at(2, |_| false), 1);
+        // A completed wait or validation runs again on resume.
+        assert_eq!(s.resume_at(2, |i| i == 0), 0);
+    }
+
+    #[test]
+    fn a_rollback_re_arms_every_later_step_even_one_without_a_rollback() {
+        // Freeze (0), drain (1), validate (2) done; sequences (3) failed;
+        // only the freeze had a rollback.
+        let events = vec![
+            Event::RunStarted { at_ms: 0, steps: (0..5).map(|i| format!("s{i}")).collect(), resume: false },
+            done(0),
+            done(1),
+            done(2),
+            Event::StepFailed { at_ms: 0, step: 3, name: "s3".into(), error: "x".into() },
+            Event::RollbackDone { at_ms: 0, step: 0, name: "s0".into() },
+            Event::RunFinished { at_ms: 0, ok: false },
+        ];
+        let s = JournalState::replay(&events);
+        assert!(s.completed.is_empty(), "{:?}", s.completed);
+        assert_eq!(s.resume_at(5, |_| false), 0);
     }
 
     #[test]

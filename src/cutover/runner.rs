@@ -116,7 +116,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
                 state.steps.join(", ")
             )));
         }
-        state.resume_at(n)
+        state.resume_at(n, |i| runbook.steps[i].action.reruns_on_resume())
     } else {
         if state.unfinished {
             return Err(CutoverError::Refused(format!(
@@ -180,7 +180,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
 
     for (i, step) in runbook.steps.iter().enumerate().skip(start) {
         let number = i + 1;
-        if completed.contains(&i) {
+        if completed.contains(&i) && !step.action.reruns_on_resume() {
             p.line(&format!("[{number}/{n}] {} — already done (journal), skipped", step.name));
             summary.steps_skipped += 1;
             continue;
@@ -202,7 +202,9 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
                 }
                 let ms = started.elapsed().as_millis() as u64;
                 record(&mut env, Event::StepDone { at_ms: now_ms(), step: i, name: step.name.clone(), ms })?;
-                completed.push(i);
+                if !completed.contains(&i) {
+                    completed.push(i);
+                }
                 if step.switch {
                     match super::validate_step::target_counts(&mut env).await {
                         Ok(counts) => {
@@ -613,8 +615,14 @@ fn print_dry_run(
         p.line(&format!("pre-check {}: {}", i + 1, describe_verify(c)));
     }
     for (i, step) in runbook.steps.iter().enumerate() {
-        let skip =
-            if i < start || (opts.resume && state.completed.contains(&i)) { " — already done, skipped" } else { "" };
+        let done = i < start || (opts.resume && state.completed.contains(&i));
+        let skip = if done && !step.action.reruns_on_resume() {
+            " — already done, skipped"
+        } else if done {
+            " — done before, runs again (waits and validations always do on --resume)"
+        } else {
+            ""
+        };
         p.line(&format!("[{}/{n}] {} ({}){skip}", i + 1, step.name, step.action.kind()));
         if step.confirm {
             p.line("      asks the operator first (or --yes)");

@@ -772,3 +772,54 @@ async fn sigterm_mid_step_aborts_and_runs_the_rollbacks() {
     app_write(&db, &app).await.expect("writes resumed by the rollback");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 17: a failed step rolled the freeze back, the application wrote
+/// while nothing was frozen; `--resume` must freeze again *and* validate
+/// again — the validation done before the rollback proves nothing now.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_after_a_rollback_validates_again_and_does_not_switch_on_stale_proof() {
+    let (db, app) = source().await;
+    db.exec("CREATE TABLE flag (x int)").await;
+    let my = MyDb::create("xdb_cut_rb").await;
+    {
+        use mysql_async::prelude::Queryable;
+        let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
+        c.query_drop("CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, v TEXT)").await.unwrap();
+        c.query_drop("INSERT INTO orders (id, v) VALUES (1,'row 1'),(2,'row 2'),(3,'row 3'),(4,'row 4'),(5,'row 5')")
+            .await
+            .unwrap();
+        let _ = c.disconnect().await;
+    }
+    let cutover = format!(
+        r#"  steps:
+    - name: Stop writes
+      stop_source_writes: {{ roles: [{app}] }}
+      rollback: resume_source_writes
+    - name: Validate
+      validate: {{}}
+    - name: Needs the flag
+      sql: {{ on: source, statements: "SELECT 1" }}
+      verify: {{ sql: "SELECT COUNT(*) FROM flag", on: source, expect: 1 }}
+    - name: Switch
+      sql: {{ on: source, statements: "INSERT INTO rb_log (what) VALUES ('switched')" }}
+"#,
+        app = app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &my.url(), &cutover));
+    let out = run(&plan.path, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The rollback unfroze the source: the application writes a row the
+    // target never sees (no sync runs in this test).
+    app_write(&db, &app).await.expect("writes resumed by the rollback");
+    db.exec("INSERT INTO flag VALUES (1)").await;
+
+    let out = run(&plan.path, &["--resume"]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the resumed run must find the difference:\n{o}");
+    assert!(!o.contains("Validate — already done"), "{o}");
+    assert!(o.contains("step 2 (\"Validate\") failed") && o.contains("validation found differences"), "{o}");
+    let c = db.super_client().await;
+    let switched: i64 = c.query_one("SELECT COUNT(*) FROM rb_log WHERE what = 'switched'", &[]).await.unwrap().get(0);
+    assert_eq!(switched, 0, "no switch on a stale validation");
+    app_write(&db, &app).await.expect("the failed resume rolled its freeze back");
+}
