@@ -823,3 +823,40 @@ async fn resume_after_a_rollback_validates_again_and_does_not_switch_on_stale_pr
     assert_eq!(switched, 0, "no switch on a stale validation");
     app_write(&db, &app).await.expect("the failed resume rolled its freeze back");
 }
+
+/// Issue 17: the journal is a file anyone with the account can edit; a
+/// value read back from it is never pasted into SQL unchecked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_journal_value_is_refused_not_executed() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_inj"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let steps = format!(
+        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
+        app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, &steps));
+    let out = run(&plan.path, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = journal(&plan.path);
+    let tampered = std::fs::read_to_string(&j)
+        .unwrap()
+        .replace("\"previous\":null", "\"previous\":\"off; CREATE TABLE injected (x int)\"");
+    assert!(tampered.contains("injected"), "the journal records the previous value: {tampered}");
+    std::fs::write(&j, tampered).unwrap();
+
+    let resume = PlanFile::new(&plan_yaml(
+        &db.super_url(),
+        &target,
+        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
+    ));
+    let out = run(&resume.path, &["--journal", j.to_str().unwrap()]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("not a boolean"), "{o}");
+    let c = db.super_client().await;
+    let n: i64 = c.query_one("SELECT COUNT(*) FROM pg_tables WHERE tablename = 'injected'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "the journal's text was executed:\n{o}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -62,17 +62,41 @@ pub struct FreezeRecord {
     pub since: String,
 }
 
-fn alter(database: &str, s: &ChangedSetting, value: Option<&str>) -> String {
+/// A value for `default_transaction_read_only` that is not one of
+/// PostgreSQL's boolean spellings. Values come back from the journal, a
+/// plain file: they are checked, never pasted into SQL as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{GUC} value {value:?} in the cutover journal is not a boolean (on, off, true, false, yes, no, 1, 0): refusing to run it as SQL; check the journal, or restore the setting by hand")]
+pub struct InvalidSetting {
+    pub value: String,
+}
+
+impl From<InvalidSetting> for ActionError {
+    fn from(e: InvalidSetting) -> Self {
+        ActionError(e.to_string())
+    }
+}
+
+/// The canonical `on` / `off` for a boolean setting value.
+pub fn bool_setting(value: &str) -> Result<&'static str, InvalidSetting> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok("on"),
+        "off" | "false" | "no" | "0" => Ok("off"),
+        _ => Err(InvalidSetting { value: value.to_string() }),
+    }
+}
+
+fn alter(database: &str, s: &ChangedSetting, value: Option<&str>) -> Result<String, InvalidSetting> {
     let set = match value {
-        Some(v) => format!("SET {GUC} = {v}"),
+        Some(v) => format!("SET {GUC} = {}", bool_setting(v)?),
         None => format!("RESET {GUC}"),
     };
-    match &s.scope {
+    Ok(match &s.scope {
         SettingScope::Database => format!("ALTER DATABASE {} {set}", pg_ident(database)),
         SettingScope::RoleInDatabase { role } => {
             format!("ALTER ROLE {} IN DATABASE {} {set}", pg_ident(role), pg_ident(database))
         }
-    }
+    })
 }
 
 /// The statements stopping writes, for `--dry-run` (the database name comes
@@ -194,10 +218,16 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
             record
         }
     };
+    // Every statement, the inverse's too, is checked before the first
+    // change: a freeze that could not be undone is never started.
+    for s in &record.settings {
+        alter(&record.database, s, Some(&s.value))?;
+        alter(&record.database, s, s.previous.as_deref())?;
+    }
     let c = env.source().await?;
     let mut notes = Vec::new();
     for s in &record.settings {
-        let sql = alter(&record.database, s, Some(&s.value));
+        let sql = alter(&record.database, s, Some(&s.value))?;
         c.batch_execute(&sql).await.map_err(|e| sql_err(&sql, &e))?;
         notes.push(sql);
     }
@@ -297,9 +327,15 @@ pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
             record.database
         )));
     }
+    // All checked before the first runs: no half-restored source.
+    let statements: Vec<String> = record
+        .settings
+        .iter()
+        .rev()
+        .map(|s| alter(&record.database, s, s.previous.as_deref()))
+        .collect::<Result<_, _>>()?;
     let mut notes = Vec::new();
-    for s in record.settings.iter().rev() {
-        let sql = alter(&record.database, s, s.previous.as_deref());
+    for sql in statements {
         c.batch_execute(&sql).await.map_err(|e| sql_err(&sql, &e))?;
         notes.push(sql);
     }
@@ -308,4 +344,27 @@ pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
     env.record(Event::FreezeReleased { at_ms: now_ms() })?;
     env.freeze = None;
     Ok(Outcome { notes, ..Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_boolean_values_become_sql() {
+        let s = ChangedSetting {
+            scope: SettingScope::RoleInDatabase { role: "app".into() },
+            value: "on".into(),
+            previous: None,
+        };
+        assert_eq!(
+            alter("shop", &s, Some("TRUE")).unwrap(),
+            "ALTER ROLE \"app\" IN DATABASE \"shop\" SET default_transaction_read_only = on"
+        );
+        assert!(alter("shop", &s, Some("off")).unwrap().ends_with("= off"));
+        assert!(alter("shop", &s, None).unwrap().ends_with("RESET default_transaction_read_only"));
+        for bad in ["off; DROP TABLE t", "'off'", "", "of f", "on --"] {
+            assert!(alter("shop", &s, Some(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
 }
