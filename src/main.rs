@@ -194,8 +194,9 @@ enum Command {
     /// Run the plan's cutover runbook step by step: each step's action,
     /// verification and outcome with durations; on a failed step the
     /// rollbacks of that step and every completed one, newest first. A
-    /// journal beside the plan lets --resume continue after the last
-    /// completed step. See docs/cutover.md. Exit 0 when every step ran, 1
+    /// journal in the state directory ($XDB_STATE_DIR, else
+    /// $XDG_STATE_HOME/xdb or ~/.local/state/xdb), one per plan and
+    /// source, lets --resume continue after the last completed step. See docs/cutover.md. Exit 0 when every step ran, 1
     /// when a step failed (after its rollbacks), 2 for a bad runbook or
     /// when nothing ran.
     Cutover {
@@ -212,7 +213,8 @@ enum Command {
         /// journal does not show as completed.
         #[arg(long)]
         resume: bool,
-        /// The journal file (default: <plan file>.cutover.jsonl).
+        /// The journal file (default: <state dir>/cutover/<plan
+        /// name>/<source system id>-<database>.jsonl).
         #[arg(long, value_name = "FILE")]
         journal: Option<PathBuf>,
     },

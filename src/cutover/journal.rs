@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::actions::freeze::FreezeRecord;
+use crate::source::postgres::identity::SourceIdentity;
+use crate::state_dir;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +102,9 @@ pub struct JournalState {
     pub any_run: bool,
     /// The completed traffic switch (step index) and the target's row counts then.
     pub switch: Option<(usize, Vec<(String, u64)>)>,
+    /// The last run finished with every step done: `--resume` has nothing
+    /// left to do (a finished cutover is never re-armed).
+    pub finished_ok: bool,
 }
 
 impl JournalState {
@@ -111,6 +116,7 @@ impl JournalState {
                 Event::RunStarted { steps, resume, .. } => {
                     s.any_run = true;
                     s.unfinished = true;
+                    s.finished_ok = false;
                     if !resume {
                         s.completed.clear();
                     }
@@ -144,7 +150,10 @@ impl JournalState {
                     s.freeze = None;
                     s.freeze_at_ms = None;
                 }
-                Event::RunFinished { .. } => s.unfinished = false,
+                Event::RunFinished { ok, .. } => {
+                    s.unfinished = false;
+                    s.finished_ok = *ok;
+                }
                 Event::StepStarted { .. } | Event::StepFailed { .. } | Event::RollbackFailed { .. } => {}
             }
         }
@@ -175,11 +184,34 @@ pub struct JournalError {
     pub reason: String,
 }
 
-/// The default journal path: beside the plan, `<plan file>.cutover.jsonl`.
-pub fn default_path(plan_file: &Path) -> PathBuf {
-    let mut name = plan_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "plan".into());
-    name.push(".cutover.jsonl");
-    plan_file.with_file_name(name)
+/// The default journal path, in the state directory (never beside the
+/// plan, see [`crate::state_dir`]), keyed by plan name and source identity:
+/// `<state>/cutover/<plan name>/<system identifier>-<database>.jsonl`. A
+/// journal — and the freeze it records — thus only ever speaks about the
+/// source it was written for.
+pub fn default_path(state_root: &Path, plan_name: &str, source: &SourceIdentity) -> PathBuf {
+    plan_dir(state_root, plan_name).join(format!(
+        "{}-{}.jsonl",
+        state_dir::component(&source.system_identifier),
+        state_dir::component(&source.database)
+    ))
+}
+
+fn plan_dir(state_root: &Path, plan_name: &str) -> PathBuf {
+    state_root.join("cutover").join(state_dir::component(plan_name))
+}
+
+/// Every journal of a plan name in the state directory (any source), for
+/// `--dry-run`, which contacts no server and so cannot tell which source
+/// is meant.
+pub fn journals_for_plan(state_root: &Path, plan_name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(plan_dir(state_root, plan_name)) else { return Vec::new() };
+    let mut v: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    v.sort();
+    v
 }
 
 impl Journal {
@@ -209,8 +241,12 @@ impl Journal {
         Ok(events)
     }
 
-    /// Opens (creating) the journal for appending.
+    /// Opens (creating it and its directory) the journal for appending.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JournalError { path: path.display().to_string(), reason: e.to_string() })?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -16,6 +16,8 @@ use super::actions::{self, describe, describe_verify, fmt_duration, ActionError,
 use super::journal::{self, now_ms, Event, Journal, JournalError, JournalState};
 use super::runbook::{Action, Runbook, Step};
 use crate::plan::{Plan, PlanError};
+use crate::source::postgres::{client, identity};
+use crate::state_dir;
 
 /// How `xdb cutover` runs.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +28,8 @@ pub struct CutoverOptions {
     pub yes: bool,
     /// Continue after the last completed step of the journal.
     pub resume: bool,
-    /// Journal file; default `<plan file>.cutover.jsonl` beside the plan.
+    /// Journal file; default: in the state directory, keyed by plan name
+    /// and source identity (see [`journal::default_path`]).
     pub journal: Option<PathBuf>,
     /// stdin is a terminal (an operator can answer).
     pub interactive: bool,
@@ -58,6 +61,11 @@ pub enum CutoverError {
     Refused(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("{0}; nothing was changed")]
+    StateDir(#[from] crate::state_dir::NoStateDir),
+    /// The source could not be reached or identified before anything ran.
+    #[error("source: {0}; nothing was changed")]
+    Source(String),
     /// A pre-check failed (nothing was changed).
     #[error("pre-check {number} failed: {reason}; nothing was changed")]
     PreCheck { number: usize, reason: String },
@@ -80,7 +88,10 @@ impl CutoverError {
     /// 2 when nothing ran (bad plan, refused), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CutoverError::Invalid(_) | CutoverError::Refused(_) => 2,
+            CutoverError::Invalid(_)
+            | CutoverError::Refused(_)
+            | CutoverError::StateDir(_)
+            | CutoverError::Source(_) => 2,
             _ => 1,
         }
     }
@@ -103,31 +114,12 @@ impl Printer<'_> {
 pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Result<Summary, CutoverError> {
     let runbook = super::load_runbook(plan)?;
     let mut p = Printer { out, plan };
-    let path = opts.journal.clone().unwrap_or_else(|| journal::default_path(&plan.file));
-    let state = JournalState::replay(&Journal::read(&path)?);
     let names: Vec<String> = runbook.steps.iter().map(|s| s.name.clone()).collect();
     let n = runbook.steps.len();
 
-    let start = if opts.resume {
-        if state.any_run && state.steps != names {
-            return Err(CutoverError::Refused(format!(
-                "the runbook's steps changed since the journal {} was written (it had: {}); resume with the same runbook, or move the journal away to start over",
-                path.display(),
-                state.steps.join(", ")
-            )));
-        }
-        state.resume_at(n, |i| runbook.steps[i].action.reruns_on_resume())
-    } else {
-        if state.unfinished {
-            return Err(CutoverError::Refused(format!(
-                "the journal {} shows a cutover that started and never finished: continue it with --resume (or move the journal away once the source and target are checked by hand)",
-                path.display()
-            )));
-        }
-        0
-    };
-
     if opts.dry_run {
+        let (path, state) = dry_run_journal(plan, opts, &mut p)?;
+        let start = start_at(&runbook, opts, &state, &path)?;
         print_dry_run(&mut p, &runbook, opts, start, &state, &path);
         return Ok(Summary::default());
     }
@@ -145,11 +137,45 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         )));
     }
 
+    // The journal belongs to one source: which one is read from the server,
+    // not from the URL's spelling.
+    let mut env = Env::new(plan, None, opts.yes, opts.interactive);
+    let identity = {
+        let c = env.source().await.map_err(|e| CutoverError::Source(plan.scrub(&e.0)))?;
+        identity::read(c)
+            .await
+            .map_err(|e| CutoverError::Source(format!("reading the source's identity: {}", client::error_text(&e))))?
+    };
+    let path = match &opts.journal {
+        Some(p) => p.clone(),
+        None => journal::default_path(&state_dir::root()?, &plan.name, &identity),
+    };
+    let state = JournalState::replay(&Journal::read(&path)?);
+    let start = start_at(&runbook, opts, &state, &path)?;
+    if opts.resume && state.finished_ok {
+        // A finished cutover is never re-armed: its waits and validations
+        // would run against a source that is no longer the live one.
+        p.line(&format!(
+            "xdb cutover: the cutover in journal {} finished with every step done; nothing to resume",
+            path.display()
+        ));
+        return Ok(Summary { steps_skipped: n, ..Default::default() });
+    }
+
     // Listening from here on: a SIGINT/SIGTERM between steps is kept and
     // fails the next step, so a stop request always leads to the rollbacks.
     let mut interrupt = Interrupt::new();
-    let mut env = Env::new(plan, None, opts.yes, opts.interactive);
-    env.freeze = state.freeze.clone();
+    env.freeze = match state.freeze.clone() {
+        Some(r) if r.source.as_ref().is_some_and(|s| *s != identity) => {
+            p.line(&format!(
+                "journal {}: its freeze record is for {}, not for this source ({identity}): ignored",
+                path.display(),
+                r.source.as_ref().map(ToString::to_string).unwrap_or_default()
+            ));
+            None
+        }
+        other => other,
+    };
     p.line(&format!(
         "xdb cutover: plan {} — {n} step(s){}; journal {}",
         plan.name,
@@ -261,6 +287,78 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
     summary.write_freeze = freeze_window(&Journal::read(&path)?);
     print_summary(&mut p, &summary);
     Ok(summary)
+}
+
+/// The first step to run, or a refusal: a resumed runbook must be the one
+/// journaled, and a run that never finished is only ever resumed.
+fn start_at(
+    runbook: &Runbook,
+    opts: &CutoverOptions,
+    state: &JournalState,
+    path: &std::path::Path,
+) -> Result<usize, CutoverError> {
+    let names: Vec<String> = runbook.steps.iter().map(|s| s.name.clone()).collect();
+    if opts.resume {
+        if state.any_run && state.steps != names {
+            return Err(CutoverError::Refused(format!(
+                "the runbook's steps changed since the journal {} was written (it had: {}); resume with the same runbook, or move the journal away to start over",
+                path.display(),
+                state.steps.join(", ")
+            )));
+        }
+        Ok(state.resume_at(names.len(), |i| runbook.steps[i].action.reruns_on_resume()))
+    } else if state.unfinished {
+        Err(CutoverError::Refused(format!(
+            "the journal {} shows a cutover that started and never finished: continue it with --resume (or move the journal away once the source and target are checked by hand)",
+            path.display()
+        )))
+    } else {
+        Ok(0)
+    }
+}
+
+/// The journal a dry run reads: `--journal`, or the plan's journal in the
+/// state directory when there is exactly one (a dry run contacts no server,
+/// so it cannot tell which source's journal is meant; every one is listed).
+fn dry_run_journal(
+    plan: &Plan,
+    opts: &CutoverOptions,
+    p: &mut Printer<'_>,
+) -> Result<(PathBuf, JournalState), CutoverError> {
+    if let Some(path) = &opts.journal {
+        return Ok((path.clone(), JournalState::replay(&Journal::read(path)?)));
+    }
+    let root = state_dir::root()?;
+    let found = journal::journals_for_plan(&root, &plan.name);
+    let mut states = Vec::new();
+    for path in found {
+        let state = JournalState::replay(&Journal::read(&path)?);
+        let mut what = Vec::new();
+        if state.unfinished {
+            what.push("a run that never finished".to_string());
+        }
+        if let Some(f) = &state.freeze {
+            what.push(format!(
+                "source writes recorded as stopped{}",
+                f.source.as_ref().map(|s| format!(" on {s}")).unwrap_or_default()
+            ));
+        }
+        if !what.is_empty() {
+            p.line(&format!("journal {}: {}", path.display(), what.join("; ")));
+        }
+        states.push((path, state));
+    }
+    match states.len() {
+        1 => Ok(states.remove(0)),
+        0 => Ok((root.join("cutover").join(state_dir::component(&plan.name)), JournalState::default())),
+        k => {
+            p.line(&format!(
+                "{k} journals for plan {} (one per source): the real run uses the one of the plan's source",
+                plan.name
+            ));
+            Ok((root.join("cutover").join(state_dir::component(&plan.name)), JournalState::default()))
+        }
+    }
 }
 
 /// Runs the post-checks every `interval` for `duration`; the first breach

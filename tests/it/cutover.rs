@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{env, text, unique, xdb, MyDb, PgDb, PlanFile};
+use crate::support::{env, text, unique, MyDb, PgDb, PlanFile};
 
 const APP_PASSWORD: &str = "app_pw_7f3k";
 
@@ -114,14 +114,50 @@ fn plan_yaml(source_url: &str, target_url: &str, cutover: &str) -> String {
     )
 }
 
+/// `xdb cutover` with its state directory in the plan's (temporary) directory.
 fn run(plan: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["cutover", "--plan", plan.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    xdb(&args)
+    cutover_cmd(plan).args(extra).output().expect("run xdb")
+}
+
+fn cutover_cmd(plan: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xdb"));
+    c.args(["cutover", "--plan", plan.to_str().unwrap()]).env("XDB_STATE_DIR", state_dir(plan));
+    c
+}
+
+fn state_dir(plan: &Path) -> PathBuf {
+    plan.with_file_name("state")
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The plan's journal in its state directory (the only one, when any).
+fn journal_path(plan: &Path) -> Option<PathBuf> {
+    let found: Vec<PathBuf> =
+        files_under(&state_dir(plan)).into_iter().filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect();
+    assert!(found.len() <= 1, "one journal per plan and source: {found:?}");
+    found.into_iter().next()
 }
 
 fn journal(plan: &Path) -> PathBuf {
-    plan.with_file_name("plan.yaml.cutover.jsonl")
+    journal_path(plan).unwrap_or_else(|| panic!("no journal under {}", state_dir(plan).display()))
+}
+
+fn journal_text(plan: &Path) -> String {
+    journal_path(plan).and_then(|j| std::fs::read_to_string(j).ok()).unwrap_or_default()
 }
 
 fn psql() -> String {
@@ -347,17 +383,15 @@ async fn kill_9_mid_runbook_then_resume_completes_without_repeating_a_step() {
     );
     let plan =
         PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xdb"))
-        .args(["cutover", "--plan", plan.path.to_str().unwrap()])
+    let mut child = cutover_cmd(&plan.path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let j = journal(&plan.path);
     let deadline = Instant::now() + Duration::from_secs(30);
     let at_step_3 =
         |text: String| text.lines().any(|l| l.contains("\"event\":\"step_started\"") && l.contains("\"step\":2,"));
-    while !at_step_3(std::fs::read_to_string(&j).unwrap_or_default()) {
+    while !at_step_3(journal_text(&plan.path)) {
         assert!(Instant::now() < deadline, "the cutover never reached step 3");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -413,7 +447,7 @@ async fn dry_run_changes_nothing_and_prints_no_password() {
     let pg_pw = env("XDB_PG_SUPER_URL").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
     let my_pw = env("XDB_MYSQL_URL").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
     assert!(!o.contains(&pg_pw) && !o.contains(&my_pw), "no password:\n{o}");
-    assert!(!journal(&plan.path).exists(), "a dry run writes no journal");
+    assert!(journal_path(&plan.path).is_none(), "a dry run writes no journal");
     let c = db.super_client().await;
     let n: i64 = c.query_one("SELECT COUNT(*) FROM orders", &[]).await.unwrap().get(0);
     assert_eq!(n, 5);
@@ -451,7 +485,7 @@ fn invalid_runbooks_are_refused_with_step_and_location() {
             assert!(o.contains(&format!("{}/{}", plan.dir.display(), at)), "{at}: {o}");
         }
         assert!(!o.contains("secretpw"), "{o}");
-        assert!(!journal(&plan.path).exists());
+        assert!(journal_path(&plan.path).is_none());
     }
 }
 
@@ -750,15 +784,13 @@ async fn sigterm_mid_step_aborts_and_runs_the_rollbacks() {
     );
     let plan =
         PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
-    let child = Command::new(env!("CARGO_BIN_EXE_xdb"))
-        .args(["cutover", "--plan", plan.path.to_str().unwrap()])
+    let child = cutover_cmd(&plan.path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let j = journal(&plan.path);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&j).unwrap_or_default().contains("\"step\":1,") {
+    while !journal_text(&plan.path).contains("\"step\":1,") {
         assert!(Instant::now() < deadline, "the cutover never reached step 2");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -858,5 +890,80 @@ async fn a_tampered_journal_value_is_refused_not_executed() {
     let c = db.super_client().await;
     let n: i64 = c.query_one("SELECT COUNT(*) FROM pg_tables WHERE tablename = 'injected'", &[]).await.unwrap().get(0);
     assert_eq!(n, 0, "the journal's text was executed:\n{o}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17: a journal beside the plan was committed with it, and a fresh
+/// clone's dry run reported another machine's freeze. Journals live in the
+/// state directory, one per plan name and source identity; nothing is
+/// written beside the plan; a finished run is not re-armed by `--resume`; a
+/// freeze record is honoured only for the source it was made on.
+#[tokio::test(flavor = "multi_thread")]
+async fn journals_live_in_the_state_directory_per_source_and_never_beside_the_plan() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_state"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let steps = format!(
+        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n    - name: Resume\n      resume_source_writes: {{}}\n",
+        app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, &steps));
+    let xdg = dir.join("xdg");
+    let with_xdg = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xdb"))
+            .args(["cutover", "--plan", plan.path.to_str().unwrap()])
+            .args(extra)
+            .env_remove("XDB_STATE_DIR")
+            .env("XDG_STATE_HOME", &xdg)
+            .output()
+            .unwrap()
+    };
+    let out = with_xdg(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(files_under(&plan.dir), vec![plan.path.clone()], "nothing is written beside the plan");
+
+    let sysid: String = db
+        .super_client()
+        .await
+        .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let j = xdg.join("xdb/cutover/cutover_test").join(format!("{sysid}-{}.jsonl", db.name));
+    assert_eq!(files_under(&xdg), vec![j.clone()], "one journal, keyed by plan name and source identity");
+
+    // Finished: --resume has nothing to do (the freeze is not re-run).
+    let out = with_xdg(&["--resume"]);
+    let o = text(&out);
+    assert!(out.status.success() && o.contains("nothing to resume") && !o.contains("[1/2]"), "{o}");
+    // The dry run finds the journal and reports no freeze: it was released.
+    let out = with_xdg(&["--dry-run"]);
+    assert!(out.status.success() && !text(&out).contains("recorded as stopped"), "{}", text(&out));
+
+    // A freeze record written for another source is not honoured here.
+    let freeze_only = PlanFile::new(&plan_yaml(
+        &db.super_url(),
+        &target,
+        &format!(
+            "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
+            app.name
+        ),
+    ));
+    let other = dir.join("other.jsonl");
+    let out = run(&freeze_only.path, &["--journal", other.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let moved = std::fs::read_to_string(&other).unwrap().replace(&sysid, "1234567890");
+    std::fs::write(&other, moved).unwrap();
+    let resume = PlanFile::new(&plan_yaml(
+        &db.super_url(),
+        &target,
+        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
+    ));
+    let out = run(&resume.path, &["--journal", other.to_str().unwrap()]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("not for this source") && o.contains("ignored"), "{o}");
+    assert!(app_write(&db, &app).await.is_err(), "the settings were left alone");
     let _ = std::fs::remove_dir_all(&dir);
 }

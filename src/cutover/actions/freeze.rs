@@ -25,6 +25,7 @@ use crate::cutover::runbook::FreezeScope;
 use crate::model::pg_ident;
 use crate::plan::Plan;
 use crate::source::postgres::client;
+use crate::source::postgres::identity::{self, SourceIdentity};
 
 const GUC: &str = "default_transaction_read_only";
 
@@ -60,6 +61,10 @@ pub struct FreezeRecord {
     /// Server time the freeze began (`now()` text), so resuming can end the
     /// sessions that logged in since.
     pub since: String,
+    /// The source the freeze was made on; a record is honoured only for the
+    /// same source (absent in journals of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceIdentity>,
 }
 
 /// A value for `default_transaction_read_only` that is not one of
@@ -211,8 +216,15 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
                 let previous = current_setting(c, &scope).await?;
                 settings.push(ChangedSetting { scope, value: value.to_string(), previous });
             }
-            let record =
-                FreezeRecord { database: database.clone(), own_role: own_role.clone(), roles, settings, since };
+            let source = identity::read(c).await.map_err(|e| sql_err("reading the source's identity", &e))?;
+            let record = FreezeRecord {
+                database: database.clone(),
+                own_role: own_role.clone(),
+                roles,
+                settings,
+                since,
+                source: Some(source),
+            };
             env.record(Event::Freeze { at_ms: now_ms(), record: record.clone() })?;
             env.freeze = Some(record.clone());
             record
