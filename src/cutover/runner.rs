@@ -255,7 +255,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
                 let rollback_failures =
                     roll_back(&runbook, failed_step, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
                 record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
-                print_state(&mut p, &env, &completed, &runbook, &rollback_failures);
+                print_state(&mut p, &mut env, &completed, &runbook, &rollback_failures).await;
                 return Err(CutoverError::StepFailed { number, name: step.name.clone(), reason, rollback_failures });
             }
         }
@@ -274,7 +274,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
             let rollback_failures =
                 roll_back(&runbook, None, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
             record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
-            print_state(&mut p, &env, &completed, &runbook, &rollback_failures);
+            print_state(&mut p, &mut env, &completed, &runbook, &rollback_failures).await;
             return Err(CutoverError::StepFailed {
                 number: n + 1,
                 name: "post_checks".into(),
@@ -625,15 +625,44 @@ async fn rollback_action(action: &Action, step: &Step, env: &mut Env<'_>) -> Res
     Err(last.unwrap_or_else(|| ActionError("rollback did not run".into())))
 }
 
-/// After a failure: what is in effect now.
-fn print_state(p: &mut Printer<'_>, env: &Env<'_>, completed: &[usize], runbook: &Runbook, failures: &[String]) {
+/// After a failure: what is in effect now. The freeze is reported from
+/// the settings read back from the source, never from the journal alone: a
+/// freeze whose ALTER was refused is no freeze.
+async fn print_state(
+    p: &mut Printer<'_>,
+    env: &mut Env<'_>,
+    completed: &[usize],
+    runbook: &Runbook,
+    failures: &[String],
+) {
     p.line("state now:");
-    match &env.freeze {
-        Some(f) => p.line(&format!(
-            "  source writes: STILL STOPPED on database {} (roles: {}) — run resume_source_writes",
-            f.database,
-            if f.roles.is_empty() { "all but xdb's own".to_string() } else { f.roles.join(", ") }
-        )),
+    match env.freeze.clone() {
+        Some(f) => {
+            let read = match env.source().await {
+                Ok(c) => actions::freeze::read_back(c, &f).await,
+                Err(e) => Err(e),
+            };
+            let roles = if f.roles.is_empty() { "all but xdb's own".to_string() } else { f.roles.join(", ") };
+            match read {
+                Ok(r) if r.frozen => p.line(&format!(
+                    "  source writes: STILL STOPPED on database {} (roles: {roles}; read back: {}) — run resume_source_writes",
+                    f.database,
+                    r.changed.join(", ")
+                )),
+                Ok(r) if r.changed.is_empty() => p.line(&format!(
+                    "  source writes: not stopped — the settings on database {} read back as before the freeze",
+                    f.database
+                )),
+                Ok(r) => p.line(&format!(
+                    "  source writes: not stopped, but settings xdb changed are still in place: {}",
+                    r.changed.join(", ")
+                )),
+                Err(e) => p.line(&format!(
+                    "  source writes: UNKNOWN — the journal records a freeze on database {} (roles: {roles}) but the settings could not be read back: {e}",
+                    f.database
+                )),
+            }
+        }
         None => p.line("  source writes: not stopped by xdb"),
     }
     if completed.is_empty() {

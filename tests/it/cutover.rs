@@ -967,3 +967,30 @@ async fn journals_live_in_the_state_directory_per_source_and_never_beside_the_pl
     assert!(app_write(&db, &app).await.is_err(), "the settings were left alone");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 17: a login that does not own the database fails on its first
+/// `ALTER DATABASE` (42501) and changes nothing; the report must say what
+/// the settings read back as, not that writes are "STILL STOPPED".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_that_changed_nothing_is_not_reported_as_one() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_noown"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let steps =
+        "  steps:\n    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n";
+    // The application's own login as the plan's source: not the owner.
+    let plan = PlanFile::new(&plan_yaml(&app.url(&db), &target, steps));
+    let out = run(&plan.path, &[]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("42501"), "{o}");
+    assert!(!o.contains("STILL STOPPED"), "nothing was frozen:\n{o}");
+    assert!(o.contains("source writes: not stopped"), "{o}");
+    assert!(!o.contains("rollback(s) FAILED"), "there was nothing to roll back:\n{o}");
+    app_write(&db, &app).await.expect("the source stays writable");
+    // The journal holds no active freeze: a resume has nothing to restore.
+    let j = std::fs::read_to_string(journal(&plan.path)).unwrap();
+    assert!(j.contains("\"event\":\"freeze_released\""), "{j}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

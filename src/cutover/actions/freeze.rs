@@ -240,7 +240,19 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
     let mut notes = Vec::new();
     for s in &record.settings {
         let sql = alter(&record.database, s, Some(&s.value))?;
-        c.batch_execute(&sql).await.map_err(|e| sql_err(&sql, &e))?;
+        if let Err(e) = c.batch_execute(&sql).await {
+            let mut err = sql_err(&sql, &e);
+            // A refused ALTER (42501: not the owner) may have changed
+            // nothing: only what reads back decides whether a freeze exists.
+            if let Ok(read) = read_back(c, &record).await {
+                if read.changed.is_empty() {
+                    env.record(Event::FreezeReleased { at_ms: now_ms() })?;
+                    env.freeze = None;
+                    err.0.push_str("; nothing was changed (the settings read back as they were)");
+                }
+            }
+            return Err(err);
+        }
         notes.push(sql);
     }
     // Sessions that began before the settings changed hold the old default.
@@ -317,6 +329,48 @@ async fn check_frozen(c: &tokio_postgres::Client, r: &FreezeRecord, altered_at: 
         )));
     }
     Ok(())
+}
+
+/// What a freeze record's settings read back as on the source now.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBack {
+    /// Settings that differ from their value before the freeze, with the
+    /// value now (`None`: not set), as `ALTER … SET` text for the operator.
+    pub changed: Vec<String>,
+    /// Some `default_transaction_read_only = on` xdb set is in effect.
+    pub frozen: bool,
+}
+
+/// Compares two setting values as booleans when both are (`true` = `on`).
+fn same_value(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => match (bool_setting(a), bool_setting(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        },
+        (a, b) => a == b,
+    }
+}
+
+/// Reads the record's settings back from the source: what is actually in
+/// effect, which is the only thing ever reported as a freeze.
+pub async fn read_back(c: &tokio_postgres::Client, record: &FreezeRecord) -> Result<ReadBack, ActionError> {
+    let mut out = ReadBack::default();
+    for s in &record.settings {
+        let now = current_setting(c, &s.scope).await?;
+        if same_value(now.as_deref(), s.previous.as_deref()) {
+            continue;
+        }
+        if s.value == "on" && same_value(now.as_deref(), Some("on")) {
+            out.frozen = true;
+        }
+        let at = match &s.scope {
+            SettingScope::Database => format!("database {}", record.database),
+            SettingScope::RoleInDatabase { role } => format!("role {role} in database {}", record.database),
+        };
+        out.changed.push(format!("{GUC} = {} for {at}", now.as_deref().unwrap_or("(not set)")));
+    }
+    Ok(out)
 }
 
 /// Resumes writes exactly as they were before the freeze.
