@@ -146,6 +146,11 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
             .await
             .map_err(|e| CutoverError::Source(format!("reading the source's identity: {}", client::error_text(&e))))?
     };
+    // A runbook on a plan whose target is its own source would "prove" the
+    // source equal to itself and switch to it.
+    identity::refuse_target_is_source(&identity, &plan.target.url)
+        .await
+        .map_err(|e| CutoverError::Refused(plan.scrub(&e.to_string())))?;
     let path = match &opts.journal {
         Some(p) => p.clone(),
         None => journal::default_path(&state_dir::root()?, &plan.name, &identity),

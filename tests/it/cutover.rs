@@ -994,3 +994,22 @@ async fn a_freeze_that_changed_nothing_is_not_reported_as_one() {
     assert!(j.contains("\"event\":\"freeze_released\""), "{j}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 17: a plan whose target is its own source is refused before any
+/// step runs (the validation would compare the source with itself).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cutover_whose_target_is_the_source_is_refused() {
+    let (db, app) = source().await;
+    let steps = format!(
+        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
+        app.name
+    );
+    // Same database, another login: the URL text differs, the database does not.
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &db.repl_url(), &steps));
+    let out = run(&plan.path, &[]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}");
+    assert!(o.contains("the target is the source"), "{o}");
+    app_write(&db, &app).await.expect("nothing was frozen");
+    assert!(journal_path(&plan.path).is_none(), "nothing ran, no journal");
+}
