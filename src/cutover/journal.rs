@@ -105,6 +105,9 @@ pub struct JournalState {
     /// The last run finished with every step done: `--resume` has nothing
     /// left to do (a finished cutover is never re-armed).
     pub finished_ok: bool,
+    /// The step the last run was in when it stopped (started, neither done
+    /// nor failed: killed mid-step), for `--rollback`.
+    pub interrupted: Option<usize>,
 }
 
 impl JournalState {
@@ -117,12 +120,15 @@ impl JournalState {
                     s.any_run = true;
                     s.unfinished = true;
                     s.finished_ok = false;
+                    s.interrupted = None;
                     if !resume {
                         s.completed.clear();
                     }
                     s.steps = steps.clone();
                 }
+                Event::StepStarted { step, .. } => s.interrupted = Some(*step),
                 Event::StepDone { step, .. } => {
+                    s.interrupted = None;
                     if !s.completed.contains(step) {
                         s.completed.push(*step);
                     }
@@ -151,10 +157,12 @@ impl JournalState {
                     s.freeze_at_ms = None;
                 }
                 Event::RunFinished { ok, .. } => {
+                    s.interrupted = None;
                     s.unfinished = false;
                     s.finished_ok = *ok;
                 }
-                Event::StepStarted { .. } | Event::StepFailed { .. } | Event::RollbackFailed { .. } => {}
+                Event::StepFailed { .. } => s.interrupted = None,
+                Event::RollbackFailed { .. } => {}
             }
         }
         s.completed.sort_unstable();

@@ -28,6 +28,9 @@ pub struct CutoverOptions {
     pub yes: bool,
     /// Continue after the last completed step of the journal.
     pub resume: bool,
+    /// Undo what the journal shows in effect (the interrupted step, then
+    /// every completed one, newest first) instead of running steps.
+    pub rollback: bool,
     /// Journal file; default: in the state directory, keyed by plan name
     /// and source identity (see [`journal::default_path`]).
     pub journal: Option<PathBuf>,
@@ -63,6 +66,9 @@ pub enum CutoverError {
     Journal(#[from] JournalError),
     #[error("{0}; nothing was changed")]
     StateDir(#[from] crate::state_dir::NoStateDir),
+    /// `--rollback`: some rollbacks failed.
+    #[error("{} rollback(s) failed: {}", .0.len(), .0.join("; "))]
+    RollbackFailed(Vec<String>),
     /// The source could not be reached or identified before anything ran.
     #[error("source: {0}; nothing was changed")]
     Source(String),
@@ -156,6 +162,40 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         None => journal::default_path(&state_dir::root()?, &plan.name, &identity),
     };
     let state = JournalState::replay(&Journal::read(&path)?);
+    let freeze = match state.freeze.clone() {
+        Some(r) if r.source.as_ref().is_some_and(|s| *s != identity) => {
+            p.line(&format!(
+                "journal {}: its freeze record is for {}, not for this source ({identity}): ignored",
+                path.display(),
+                r.source.as_ref().map(ToString::to_string).unwrap_or_default()
+            ));
+            None
+        }
+        other => other,
+    };
+    if opts.rollback {
+        env.freeze = freeze;
+        return roll_back_run(&runbook, &state, &path, &mut env, &mut p).await;
+    }
+    if !opts.resume && state.unfinished {
+        // Said first: the application may be unable to write right now.
+        let frozen = match &freeze {
+            Some(r) => {
+                let read = match env.source().await {
+                    Ok(c) => actions::freeze::read_back(c, r).await,
+                    Err(e) => Err(e),
+                };
+                super::notice::message(plan, &state, r, &path, read.as_ref().map_err(|e| e.0.as_str()))
+            }
+            None => None,
+        };
+        let file = plan.file.display();
+        return Err(CutoverError::Refused(format!(
+            "{}the journal {} shows a cutover that started and never finished: continue it with `xdb cutover --plan {file} --resume`, or undo what it did with `xdb cutover --plan {file} --rollback`",
+            frozen.map(|f| format!("{f}\n")).unwrap_or_default(),
+            path.display()
+        )));
+    }
     let start = start_at(&runbook, opts, &state, &path)?;
     if opts.resume && state.finished_ok {
         // A finished cutover is never re-armed: its waits and validations
@@ -170,17 +210,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
     // Listening from here on: a SIGINT/SIGTERM between steps is kept and
     // fails the next step, so a stop request always leads to the rollbacks.
     let mut interrupt = Interrupt::new();
-    env.freeze = match state.freeze.clone() {
-        Some(r) if r.source.as_ref().is_some_and(|s| *s != identity) => {
-            p.line(&format!(
-                "journal {}: its freeze record is for {}, not for this source ({identity}): ignored",
-                path.display(),
-                r.source.as_ref().map(ToString::to_string).unwrap_or_default()
-            ));
-            None
-        }
-        other => other,
-    };
+    env.freeze = freeze;
     p.line(&format!(
         "xdb cutover: plan {} — {n} step(s){}; journal {}",
         plan.name,
@@ -292,6 +322,45 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
     summary.write_freeze = freeze_window(&Journal::read(&path)?);
     print_summary(&mut p, &summary);
     Ok(summary)
+}
+
+/// `--rollback`: undoes what the journal shows in effect — the step a
+/// killed run was in, then every completed step, newest first — exactly as
+/// a failed step's rollbacks would have.
+async fn roll_back_run(
+    runbook: &Runbook,
+    state: &JournalState,
+    path: &std::path::Path,
+    env: &mut Env<'_>,
+    p: &mut Printer<'_>,
+) -> Result<Summary, CutoverError> {
+    let names: Vec<String> = runbook.steps.iter().map(|s| s.name.clone()).collect();
+    if !state.any_run {
+        return Err(CutoverError::Refused(format!(
+            "the journal {} records no cutover: nothing to roll back",
+            path.display()
+        )));
+    }
+    if state.steps != names {
+        return Err(CutoverError::Refused(format!(
+            "the runbook's steps changed since the journal {} was written (it had: {}); roll back with the same runbook",
+            path.display(),
+            state.steps.join(", ")
+        )));
+    }
+    p.line(&format!("xdb cutover --rollback: plan {}; journal {}", p.plan.name, path.display()));
+    env.journal = Some(Journal::open(path)?);
+    env.record(Event::RunStarted { at_ms: now_ms(), steps: names, resume: true })
+        .map_err(|e| CutoverError::Refused(e.0))?;
+    let mut completed = state.completed.clone();
+    let failures = roll_back(runbook, state.interrupted, &mut completed, state.switch.as_ref(), env, p).await?;
+    record(env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
+    print_state(p, env, &completed, runbook, &failures).await;
+    if failures.is_empty() {
+        Ok(Summary::default())
+    } else {
+        Err(CutoverError::RollbackFailed(failures))
+    }
 }
 
 /// The first step to run, or a refusal: a resumed runbook must be the one
@@ -680,7 +749,10 @@ async fn print_state(
     if !failures.is_empty() {
         p.line(&format!("  {} rollback(s) FAILED: fix by hand, then `xdb cutover --resume`", failures.len()));
     } else {
-        p.line("  `xdb cutover --resume` runs again from the first step not in effect");
+        let file = p.plan.file.display().to_string();
+        p.line(&format!(
+            "  `xdb cutover --plan {file} --resume` runs again from the first step not in effect; `--rollback` undoes what is"
+        ));
     }
 }
 

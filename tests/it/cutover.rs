@@ -1013,3 +1013,70 @@ async fn a_cutover_whose_target_is_the_source_is_refused() {
     app_write(&db, &app).await.expect("nothing was frozen");
     assert!(journal_path(&plan.path).is_none(), "nothing ran, no journal");
 }
+
+/// Issue 17: `kill -9` right after the freeze leaves the source frozen with
+/// no one to say so. The next `xdb status`, `xdb sync` and `xdb cutover`
+/// say it first, with the exact commands; `--rollback` undoes the freeze.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_past_the_freeze_status_sync_and_cutover_say_the_source_is_frozen() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_k9f"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = dir.join("t.db");
+    // A target table xdb did not fill: `sync` stops at once after its notice.
+    rusqlite::Connection::open(&sqlite)
+        .unwrap()
+        .execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO orders VALUES (1, 'x');")
+        .unwrap();
+    let cutover = format!(
+        "  steps:\n    - name: Stop writes\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n    - name: Hang\n      command: sleep 60\n",
+        app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", sqlite.display()), &cutover));
+    let mut child = cutover_cmd(&plan.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !journal_text(&plan.path).contains("\"event\":\"step_done\"") {
+        assert!(Instant::now() < deadline, "the freeze never completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, right after the freeze step
+    let _ = child.wait();
+    assert!(app_write(&db, &app).await.is_err(), "frozen");
+
+    let p = plan.path.to_str().unwrap();
+    let resume = format!("xdb cutover --plan {p} --resume");
+    let rollback = format!("xdb cutover --plan {p} --rollback");
+    let said_first = |o: &str, what: &str| {
+        let first = o.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        assert!(first.contains("FROZEN"), "{what}: the first line must say the source is frozen:\n{o}");
+        assert!(o.contains(&resume) && o.contains(&rollback), "{what}: the exact commands:\n{o}");
+    };
+    for cmd in ["status", "sync"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+            .args([cmd, "--plan", p])
+            .env("XDB_STATE_DIR", state_dir(&plan.path))
+            .output()
+            .unwrap();
+        said_first(&text(&out), cmd);
+    }
+    let out = run(&plan.path, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    said_first(&text(&out), "cutover");
+
+    let out = run(&plan.path, &["--rollback"]);
+    let o = text(&out);
+    assert!(out.status.success(), "{o}");
+    app_write(&db, &app).await.expect("--rollback resumed the writes");
+    assert!(app_settings(&db, &app).await.is_empty());
+    let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+        .args(["status", "--plan", p])
+        .env("XDB_STATE_DIR", state_dir(&plan.path))
+        .output()
+        .unwrap();
+    assert!(!text(&out).contains("FROZEN"), "{}", text(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
