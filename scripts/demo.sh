@@ -37,6 +37,10 @@ psql "$src" -qAtc "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolnam
   GRANT ALL ON ALL TABLES IN SCHEMA public TO shop_app; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO shop_app;
   GRANT pg_signal_backend TO xdb_repl;" >/dev/null
 
+# xdb's local state (the cutover journal) stays with the demo's other files:
+# the source is recreated above, so the last demo's journal is dropped too.
+export XDB_STATE_DIR="$work/state"
+rm -rf "$XDB_STATE_DIR"
 export SOURCE_PASSWORD="$XDB_PG_REPL_PASSWORD"
 export DEMO_SOURCE_PORT="$XDB_PG_PORT"
 export DEMO_SQLITE="$work/shop.db"

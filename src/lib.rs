@@ -18,6 +18,7 @@ pub mod schema;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod state_dir;
 pub mod status;
 pub mod tail;
 pub mod validate;

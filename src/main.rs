@@ -194,8 +194,9 @@ enum Command {
     /// Run the plan's cutover runbook step by step: each step's action,
     /// verification and outcome with durations; on a failed step the
     /// rollbacks of that step and every completed one, newest first. A
-    /// journal beside the plan lets --resume continue after the last
-    /// completed step. See docs/cutover.md. Exit 0 when every step ran, 1
+    /// journal in the state directory ($XDB_STATE_DIR, else
+    /// $XDG_STATE_HOME/xdb or ~/.local/state/xdb), one per plan and
+    /// source, lets --resume continue after the last completed step. See docs/cutover.md. Exit 0 when every step ran, 1
     /// when a step failed (after its rollbacks), 2 for a bad runbook or
     /// when nothing ran.
     Cutover {
@@ -210,9 +211,15 @@ enum Command {
         yes: bool,
         /// Continue an interrupted or failed cutover at the first step the
         /// journal does not show as completed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rollback")]
         resume: bool,
-        /// The journal file (default: <plan file>.cutover.jsonl).
+        /// Undo an interrupted or failed cutover: the rollbacks of the step
+        /// it stopped in and of every completed step, newest first (for
+        /// example after kill -9 left the source frozen).
+        #[arg(long, conflicts_with = "dry_run")]
+        rollback: bool,
+        /// The journal file (default: <state dir>/cutover/<plan
+        /// name>/<source system id>-<database>.jsonl).
         #[arg(long, value_name = "FILE")]
         journal: Option<PathBuf>,
     },
@@ -368,7 +375,7 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Cutover { plan, dry_run, yes, resume, journal } => {
+        Command::Cutover { plan, dry_run, yes, resume, rollback, journal } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
@@ -377,6 +384,7 @@ async fn run(command: Command) -> ExitCode {
                 dry_run,
                 yes,
                 resume,
+                rollback,
                 journal,
                 interactive: std::io::stdin().is_terminal(),
             };
@@ -394,7 +402,15 @@ async fn run(command: Command) -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            // An unfinished cutover that left the source frozen is said first.
+            let frozen = xdb::cutover::notice::frozen_source(&plan).await;
             let report = xdb::status::read(&plan).await;
+            if let Some(n) = &frozen {
+                match format {
+                    OutputFormat::Text => println!("{}\n", plan.scrub(n)),
+                    OutputFormat::Json => eprintln!("{}", plan.scrub(n)),
+                }
+            }
             match format {
                 OutputFormat::Text => print!("{}", plan.scrub(&report.render())),
                 OutputFormat::Json => {
@@ -493,6 +509,11 @@ async fn sync(
     metrics_addr: Option<std::net::SocketAddr>,
     status_interval: u64,
 ) -> ExitCode {
+    // Said before anything else: the application may be unable to write,
+    // and `sync` must keep running for a resumed cutover to drain.
+    if let Some(n) = xdb::cutover::notice::frozen_source(plan).await {
+        eprintln!("{}", plan.scrub(&n));
+    }
     let metrics: xdb::pipeline::metrics::SharedMetrics = Default::default();
     if let Ok(mut m) = metrics.lock() {
         m.slot = plan.source.slot.clone();
@@ -581,6 +602,7 @@ async fn sync_then_cutover(
             dry_run: false,
             yes,
             resume: false,
+            rollback: false,
             journal: None,
             interactive: std::io::stdin().is_terminal(),
         };

@@ -197,6 +197,7 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             let user: String = r.get(3);
             let db: String = r.get(4);
             s.pass(format!("reachable as {user}: PostgreSQL {version}"));
+            check_not_the_source(plan, &c, s).await;
             if recovery {
                 s.fail("the target is a standby (in recovery): it cannot be written", "point target.url at a primary");
             } else if create {
@@ -209,5 +210,24 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             }
         }
         Err(e) => s.fail(format!("could not read server settings: {}", client::error_text(&e)), "see the error above"),
+    }
+}
+
+/// ✘ when the target database is the source's own (same system identifier
+/// and database name, however the URLs are spelt): `snapshot` would create
+/// the slot, publication and `xdb` schema in the source.
+async fn check_not_the_source(plan: &Plan, target: &tokio_postgres::Client, s: &mut CheckSection) {
+    use crate::source::postgres::identity;
+    let (Ok(t), Ok(src)) = (identity::read(target).await, identity::of_url(&plan.source.url).await) else {
+        s.warn(
+            "could not read the identities of source and target (pg_control_system()): cannot tell whether the target is the source",
+            "make sure target.url does not name the source database",
+        );
+        return;
+    };
+    if t == src {
+        s.fail(identity::TargetIsSource(t).to_string(), "point target.url at another database (or another server)");
+    } else {
+        s.pass("the target is not the source database");
     }
 }

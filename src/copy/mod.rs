@@ -79,6 +79,8 @@ pub enum CopyError {
     SlotInUse { slot: String, pid: i32 },
     #[error("replication connection: {0}")]
     Replication(String),
+    #[error("{0}")]
+    TargetIsSource(#[from] crate::source::postgres::identity::TargetCheckError),
     #[error(
         "replication slot {slot} does not exist on the source, but the target holds a copy streamed up to \
          {applied}: the changes made since then went with the slot (a failover to a standby without it, or \
@@ -237,6 +239,17 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
 async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> Result<CopyOutcome, CopyError> {
     let slot = plan.source.slot.clone();
     let source = client::connect(&plan.source.url, "xdb copy").await?;
+    // Before anything is created (slot, publication, `xdb` schema): a
+    // target that is the source itself would get all three in the source.
+    match crate::source::postgres::identity::read(&source).await {
+        Ok(id) => crate::source::postgres::identity::refuse_target_is_source(&id, &plan.target.url).await?,
+        // pg_control_system() is readable by every role on supported
+        // servers; should a hardened one deny it, the copy still runs.
+        Err(e) => tracing::warn!(
+            "could not read the source's identity, so cannot tell whether the target is the source: {}",
+            client::error_text(&e)
+        ),
+    }
     let mut types = TypeCache::new();
     let mut schemas = Vec::new();
     for t in &plan.tables {

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::actions::freeze::FreezeRecord;
+use crate::source::postgres::identity::SourceIdentity;
+use crate::state_dir;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +102,12 @@ pub struct JournalState {
     pub any_run: bool,
     /// The completed traffic switch (step index) and the target's row counts then.
     pub switch: Option<(usize, Vec<(String, u64)>)>,
+    /// The last run finished with every step done: `--resume` has nothing
+    /// left to do (a finished cutover is never re-armed).
+    pub finished_ok: bool,
+    /// The step the last run was in when it stopped (started, neither done
+    /// nor failed: killed mid-step), for `--rollback`.
+    pub interrupted: Option<usize>,
 }
 
 impl JournalState {
@@ -111,18 +119,26 @@ impl JournalState {
                 Event::RunStarted { steps, resume, .. } => {
                     s.any_run = true;
                     s.unfinished = true;
+                    s.finished_ok = false;
+                    s.interrupted = None;
                     if !resume {
                         s.completed.clear();
                     }
                     s.steps = steps.clone();
                 }
+                Event::StepStarted { step, .. } => s.interrupted = Some(*step),
                 Event::StepDone { step, .. } => {
+                    s.interrupted = None;
                     if !s.completed.contains(step) {
                         s.completed.push(*step);
                     }
                 }
                 Event::RollbackDone { step, .. } => {
-                    s.completed.retain(|c| c != step);
+                    // Every step after a rolled-back one ran on top of a
+                    // state that no longer holds (a drain or validation
+                    // after a freeze that was undone proves nothing), so
+                    // `--resume` runs all of them again.
+                    s.completed.retain(|c| c < step);
                     if s.switch.as_ref().is_some_and(|(i, _)| i == step) {
                         s.switch = None;
                     }
@@ -140,17 +156,24 @@ impl JournalState {
                     s.freeze = None;
                     s.freeze_at_ms = None;
                 }
-                Event::RunFinished { .. } => s.unfinished = false,
-                Event::StepStarted { .. } | Event::StepFailed { .. } | Event::RollbackFailed { .. } => {}
+                Event::RunFinished { ok, .. } => {
+                    s.interrupted = None;
+                    s.unfinished = false;
+                    s.finished_ok = *ok;
+                }
+                Event::StepFailed { .. } => s.interrupted = None,
+                Event::RollbackFailed { .. } => {}
             }
         }
         s.completed.sort_unstable();
         s
     }
 
-    /// The first step to run on `--resume`: the first one not completed.
-    pub fn resume_at(&self, steps: usize) -> usize {
-        (0..steps).find(|i| !self.completed.contains(i)).unwrap_or(steps)
+    /// The first step to run on `--resume`: the first one not completed,
+    /// or the first that always runs again (`rerun(i)`: waits, drains,
+    /// validations).
+    pub fn resume_at(&self, steps: usize, rerun: impl Fn(usize) -> bool) -> usize {
+        (0..steps).find(|&i| !self.completed.contains(&i) || rerun(i)).unwrap_or(steps)
     }
 }
 
@@ -169,11 +192,34 @@ pub struct JournalError {
     pub reason: String,
 }
 
-/// The default journal path: beside the plan, `<plan file>.cutover.jsonl`.
-pub fn default_path(plan_file: &Path) -> PathBuf {
-    let mut name = plan_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "plan".into());
-    name.push(".cutover.jsonl");
-    plan_file.with_file_name(name)
+/// The default journal path, in the state directory (never beside the
+/// plan, see [`crate::state_dir`]), keyed by plan name and source identity:
+/// `<state>/cutover/<plan name>/<system identifier>-<database>.jsonl`. A
+/// journal — and the freeze it records — thus only ever speaks about the
+/// source it was written for.
+pub fn default_path(state_root: &Path, plan_name: &str, source: &SourceIdentity) -> PathBuf {
+    plan_dir(state_root, plan_name).join(format!(
+        "{}-{}.jsonl",
+        state_dir::component(&source.system_identifier),
+        state_dir::component(&source.database)
+    ))
+}
+
+fn plan_dir(state_root: &Path, plan_name: &str) -> PathBuf {
+    state_root.join("cutover").join(state_dir::component(plan_name))
+}
+
+/// Every journal of a plan name in the state directory (any source), for
+/// `--dry-run`, which contacts no server and so cannot tell which source
+/// is meant.
+pub fn journals_for_plan(state_root: &Path, plan_name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(plan_dir(state_root, plan_name)) else { return Vec::new() };
+    let mut v: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    v.sort();
+    v
 }
 
 impl Journal {
@@ -203,8 +249,12 @@ impl Journal {
         Ok(events)
     }
 
-    /// Opens (creating) the journal for appending.
+    /// Opens (creating it and its directory) the journal for appending.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JournalError { path: path.display().to_string(), reason: e.to_string() })?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -247,8 +297,9 @@ mod tests {
             Event::RunFinished { at_ms: 0, ok: false },
         ];
         let s = JournalState::replay(&events);
-        assert_eq!(s.completed, vec![1]);
-        assert_eq!(s.resume_at(3), 0);
+        // Step 1 ran after step 0, which was rolled back: it runs again.
+        assert!(s.completed.is_empty());
+        assert_eq!(s.resume_at(3, |_| false), 0);
         assert!(!s.unfinished);
     }
 
@@ -261,7 +312,27 @@ mod tests {
         ];
         let s = JournalState::replay(&events);
         assert!(s.unfinished);
-        assert_eq!(s.resume_at(2), 1);
+        assert_eq!(s.resume_at(2, |_| false), 1);
+        // A completed wait or validation runs again on resume.
+        assert_eq!(s.resume_at(2, |i| i == 0), 0);
+    }
+
+    #[test]
+    fn a_rollback_re_arms_every_later_step_even_one_without_a_rollback() {
+        // Freeze (0), drain (1), validate (2) done; sequences (3) failed;
+        // only the freeze had a rollback.
+        let events = vec![
+            Event::RunStarted { at_ms: 0, steps: (0..5).map(|i| format!("s{i}")).collect(), resume: false },
+            done(0),
+            done(1),
+            done(2),
+            Event::StepFailed { at_ms: 0, step: 3, name: "s3".into(), error: "x".into() },
+            Event::RollbackDone { at_ms: 0, step: 0, name: "s0".into() },
+            Event::RunFinished { at_ms: 0, ok: false },
+        ];
+        let s = JournalState::replay(&events);
+        assert!(s.completed.is_empty(), "{:?}", s.completed);
+        assert_eq!(s.resume_at(5, |_| false), 0);
     }
 
     #[test]

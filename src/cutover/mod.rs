@@ -12,6 +12,7 @@
 
 pub mod actions;
 pub mod journal;
+pub mod notice;
 pub mod runbook;
 pub mod runner;
 pub mod validate_step;

@@ -116,6 +116,20 @@ impl Action {
     pub fn needs_operator(&self) -> bool {
         matches!(self, Action::Pause { .. })
     }
+
+    /// Waits, drains and validations prove something about *now*: a proof
+    /// from an earlier run says nothing about writes made since (for
+    /// example while a rollback had unfrozen the source), so `--resume`
+    /// runs them again even when the journal has them completed.
+    pub fn reruns_on_resume(&self) -> bool {
+        matches!(
+            self,
+            Action::WaitForLag { .. }
+                | Action::WaitForCatchup { .. }
+                | Action::Validate { .. }
+                | Action::Compare { .. }
+        )
+    }
 }
 
 /// A check after a step's action (or before the runbook, as a pre-check).

@@ -16,6 +16,8 @@ use super::actions::{self, describe, describe_verify, fmt_duration, ActionError,
 use super::journal::{self, now_ms, Event, Journal, JournalError, JournalState};
 use super::runbook::{Action, Runbook, Step};
 use crate::plan::{Plan, PlanError};
+use crate::source::postgres::{client, identity};
+use crate::state_dir;
 
 /// How `xdb cutover` runs.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +28,11 @@ pub struct CutoverOptions {
     pub yes: bool,
     /// Continue after the last completed step of the journal.
     pub resume: bool,
-    /// Journal file; default `<plan file>.cutover.jsonl` beside the plan.
+    /// Undo what the journal shows in effect (the interrupted step, then
+    /// every completed one, newest first) instead of running steps.
+    pub rollback: bool,
+    /// Journal file; default: in the state directory, keyed by plan name
+    /// and source identity (see [`journal::default_path`]).
     pub journal: Option<PathBuf>,
     /// stdin is a terminal (an operator can answer).
     pub interactive: bool,
@@ -58,6 +64,14 @@ pub enum CutoverError {
     Refused(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("{0}; nothing was changed")]
+    StateDir(#[from] crate::state_dir::NoStateDir),
+    /// `--rollback`: some rollbacks failed.
+    #[error("{} rollback(s) failed: {}", .0.len(), .0.join("; "))]
+    RollbackFailed(Vec<String>),
+    /// The source could not be reached or identified before anything ran.
+    #[error("source: {0}; nothing was changed")]
+    Source(String),
     /// A pre-check failed (nothing was changed).
     #[error("pre-check {number} failed: {reason}; nothing was changed")]
     PreCheck { number: usize, reason: String },
@@ -80,7 +94,10 @@ impl CutoverError {
     /// 2 when nothing ran (bad plan, refused), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CutoverError::Invalid(_) | CutoverError::Refused(_) => 2,
+            CutoverError::Invalid(_)
+            | CutoverError::Refused(_)
+            | CutoverError::StateDir(_)
+            | CutoverError::Source(_) => 2,
             _ => 1,
         }
     }
@@ -103,31 +120,12 @@ impl Printer<'_> {
 pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Result<Summary, CutoverError> {
     let runbook = super::load_runbook(plan)?;
     let mut p = Printer { out, plan };
-    let path = opts.journal.clone().unwrap_or_else(|| journal::default_path(&plan.file));
-    let state = JournalState::replay(&Journal::read(&path)?);
     let names: Vec<String> = runbook.steps.iter().map(|s| s.name.clone()).collect();
     let n = runbook.steps.len();
 
-    let start = if opts.resume {
-        if state.any_run && state.steps != names {
-            return Err(CutoverError::Refused(format!(
-                "the runbook's steps changed since the journal {} was written (it had: {}); resume with the same runbook, or move the journal away to start over",
-                path.display(),
-                state.steps.join(", ")
-            )));
-        }
-        state.resume_at(n)
-    } else {
-        if state.unfinished {
-            return Err(CutoverError::Refused(format!(
-                "the journal {} shows a cutover that started and never finished: continue it with --resume (or move the journal away once the source and target are checked by hand)",
-                path.display()
-            )));
-        }
-        0
-    };
-
     if opts.dry_run {
+        let (path, state) = dry_run_journal(plan, opts, &mut p)?;
+        let start = start_at(&runbook, opts, &state, &path)?;
         print_dry_run(&mut p, &runbook, opts, start, &state, &path);
         return Ok(Summary::default());
     }
@@ -145,11 +143,74 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         )));
     }
 
+    // The journal belongs to one source: which one is read from the server,
+    // not from the URL's spelling.
+    let mut env = Env::new(plan, None, opts.yes, opts.interactive);
+    let identity = {
+        let c = env.source().await.map_err(|e| CutoverError::Source(plan.scrub(&e.0)))?;
+        identity::read(c)
+            .await
+            .map_err(|e| CutoverError::Source(format!("reading the source's identity: {}", client::error_text(&e))))?
+    };
+    // A runbook on a plan whose target is its own source would "prove" the
+    // source equal to itself and switch to it.
+    identity::refuse_target_is_source(&identity, &plan.target.url)
+        .await
+        .map_err(|e| CutoverError::Refused(plan.scrub(&e.to_string())))?;
+    let path = match &opts.journal {
+        Some(p) => p.clone(),
+        None => journal::default_path(&state_dir::root()?, &plan.name, &identity),
+    };
+    let state = JournalState::replay(&Journal::read(&path)?);
+    let freeze = match state.freeze.clone() {
+        Some(r) if r.source.as_ref().is_some_and(|s| *s != identity) => {
+            p.line(&format!(
+                "journal {}: its freeze record is for {}, not for this source ({identity}): ignored",
+                path.display(),
+                r.source.as_ref().map(ToString::to_string).unwrap_or_default()
+            ));
+            None
+        }
+        other => other,
+    };
+    if opts.rollback {
+        env.freeze = freeze;
+        return roll_back_run(&runbook, &state, &path, &mut env, &mut p).await;
+    }
+    if !opts.resume && state.unfinished {
+        // Said first: the application may be unable to write right now.
+        let frozen = match &freeze {
+            Some(r) => {
+                let read = match env.source().await {
+                    Ok(c) => actions::freeze::read_back(c, r).await,
+                    Err(e) => Err(e),
+                };
+                super::notice::message(plan, &state, r, &path, read.as_ref().map_err(|e| e.0.as_str()))
+            }
+            None => None,
+        };
+        let file = plan.file.display();
+        return Err(CutoverError::Refused(format!(
+            "{}the journal {} shows a cutover that started and never finished: continue it with `xdb cutover --plan {file} --resume`, or undo what it did with `xdb cutover --plan {file} --rollback`",
+            frozen.map(|f| format!("{f}\n")).unwrap_or_default(),
+            path.display()
+        )));
+    }
+    let start = start_at(&runbook, opts, &state, &path)?;
+    if opts.resume && state.finished_ok {
+        // A finished cutover is never re-armed: its waits and validations
+        // would run against a source that is no longer the live one.
+        p.line(&format!(
+            "xdb cutover: the cutover in journal {} finished with every step done; nothing to resume",
+            path.display()
+        ));
+        return Ok(Summary { steps_skipped: n, ..Default::default() });
+    }
+
     // Listening from here on: a SIGINT/SIGTERM between steps is kept and
     // fails the next step, so a stop request always leads to the rollbacks.
     let mut interrupt = Interrupt::new();
-    let mut env = Env::new(plan, None, opts.yes, opts.interactive);
-    env.freeze = state.freeze.clone();
+    env.freeze = freeze;
     p.line(&format!(
         "xdb cutover: plan {} — {n} step(s){}; journal {}",
         plan.name,
@@ -180,7 +241,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
 
     for (i, step) in runbook.steps.iter().enumerate().skip(start) {
         let number = i + 1;
-        if completed.contains(&i) {
+        if completed.contains(&i) && !step.action.reruns_on_resume() {
             p.line(&format!("[{number}/{n}] {} — already done (journal), skipped", step.name));
             summary.steps_skipped += 1;
             continue;
@@ -202,7 +263,9 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
                 }
                 let ms = started.elapsed().as_millis() as u64;
                 record(&mut env, Event::StepDone { at_ms: now_ms(), step: i, name: step.name.clone(), ms })?;
-                completed.push(i);
+                if !completed.contains(&i) {
+                    completed.push(i);
+                }
                 if step.switch {
                     match super::validate_step::target_counts(&mut env).await {
                         Ok(counts) => {
@@ -227,7 +290,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
                 let rollback_failures =
                     roll_back(&runbook, failed_step, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
                 record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
-                print_state(&mut p, &env, &completed, &runbook, &rollback_failures);
+                print_state(&mut p, &mut env, &completed, &runbook, &rollback_failures).await;
                 return Err(CutoverError::StepFailed { number, name: step.name.clone(), reason, rollback_failures });
             }
         }
@@ -246,7 +309,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
             let rollback_failures =
                 roll_back(&runbook, None, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
             record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
-            print_state(&mut p, &env, &completed, &runbook, &rollback_failures);
+            print_state(&mut p, &mut env, &completed, &runbook, &rollback_failures).await;
             return Err(CutoverError::StepFailed {
                 number: n + 1,
                 name: "post_checks".into(),
@@ -259,6 +322,117 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
     summary.write_freeze = freeze_window(&Journal::read(&path)?);
     print_summary(&mut p, &summary);
     Ok(summary)
+}
+
+/// `--rollback`: undoes what the journal shows in effect — the step a
+/// killed run was in, then every completed step, newest first — exactly as
+/// a failed step's rollbacks would have.
+async fn roll_back_run(
+    runbook: &Runbook,
+    state: &JournalState,
+    path: &std::path::Path,
+    env: &mut Env<'_>,
+    p: &mut Printer<'_>,
+) -> Result<Summary, CutoverError> {
+    let names: Vec<String> = runbook.steps.iter().map(|s| s.name.clone()).collect();
+    if !state.any_run {
+        return Err(CutoverError::Refused(format!(
+            "the journal {} records no cutover: nothing to roll back",
+            path.display()
+        )));
+    }
+    if state.steps != names {
+        return Err(CutoverError::Refused(format!(
+            "the runbook's steps changed since the journal {} was written (it had: {}); roll back with the same runbook",
+            path.display(),
+            state.steps.join(", ")
+        )));
+    }
+    p.line(&format!("xdb cutover --rollback: plan {}; journal {}", p.plan.name, path.display()));
+    env.journal = Some(Journal::open(path)?);
+    env.record(Event::RunStarted { at_ms: now_ms(), steps: names, resume: true })
+        .map_err(|e| CutoverError::Refused(e.0))?;
+    let mut completed = state.completed.clone();
+    let failures = roll_back(runbook, state.interrupted, &mut completed, state.switch.as_ref(), env, p).await?;
+    record(env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
+    print_state(p, env, &completed, runbook, &failures).await;
+    if failures.is_empty() {
+        Ok(Summary::default())
+    } else {
+        Err(CutoverError::RollbackFailed(failures))
+    }
+}
+
+/// The first step to run, or a refusal: a resumed runbook must be the one
+/// journaled, and a run that never finished is only ever resumed.
+fn start_at(
+    runbook: &Runbook,
+    opts: &CutoverOptions,
+    state: &JournalState,
+    path: &std::path::Path,
+) -> Result<usize, CutoverError> {
+    let names: Vec<String> = runbook.steps.iter().map(|s| s.name.clone()).collect();
+    if opts.resume {
+        if state.any_run && state.steps != names {
+            return Err(CutoverError::Refused(format!(
+                "the runbook's steps changed since the journal {} was written (it had: {}); resume with the same runbook, or move the journal away to start over",
+                path.display(),
+                state.steps.join(", ")
+            )));
+        }
+        Ok(state.resume_at(names.len(), |i| runbook.steps[i].action.reruns_on_resume()))
+    } else if state.unfinished {
+        Err(CutoverError::Refused(format!(
+            "the journal {} shows a cutover that started and never finished: continue it with --resume (or move the journal away once the source and target are checked by hand)",
+            path.display()
+        )))
+    } else {
+        Ok(0)
+    }
+}
+
+/// The journal a dry run reads: `--journal`, or the plan's journal in the
+/// state directory when there is exactly one (a dry run contacts no server,
+/// so it cannot tell which source's journal is meant; every one is listed).
+fn dry_run_journal(
+    plan: &Plan,
+    opts: &CutoverOptions,
+    p: &mut Printer<'_>,
+) -> Result<(PathBuf, JournalState), CutoverError> {
+    if let Some(path) = &opts.journal {
+        return Ok((path.clone(), JournalState::replay(&Journal::read(path)?)));
+    }
+    let root = state_dir::root()?;
+    let found = journal::journals_for_plan(&root, &plan.name);
+    let mut states = Vec::new();
+    for path in found {
+        let state = JournalState::replay(&Journal::read(&path)?);
+        let mut what = Vec::new();
+        if state.unfinished {
+            what.push("a run that never finished".to_string());
+        }
+        if let Some(f) = &state.freeze {
+            what.push(format!(
+                "source writes recorded as stopped{}",
+                f.source.as_ref().map(|s| format!(" on {s}")).unwrap_or_default()
+            ));
+        }
+        if !what.is_empty() {
+            p.line(&format!("journal {}: {}", path.display(), what.join("; ")));
+        }
+        states.push((path, state));
+    }
+    match states.len() {
+        1 => Ok(states.remove(0)),
+        0 => Ok((root.join("cutover").join(state_dir::component(&plan.name)), JournalState::default())),
+        k => {
+            p.line(&format!(
+                "{k} journals for plan {} (one per source): the real run uses the one of the plan's source",
+                plan.name
+            ));
+            Ok((root.join("cutover").join(state_dir::component(&plan.name)), JournalState::default()))
+        }
+    }
 }
 
 /// Runs the post-checks every `interval` for `duration`; the first breach
@@ -525,15 +699,44 @@ async fn rollback_action(action: &Action, step: &Step, env: &mut Env<'_>) -> Res
     Err(last.unwrap_or_else(|| ActionError("rollback did not run".into())))
 }
 
-/// After a failure: what is in effect now.
-fn print_state(p: &mut Printer<'_>, env: &Env<'_>, completed: &[usize], runbook: &Runbook, failures: &[String]) {
+/// After a failure: what is in effect now. The freeze is reported from
+/// the settings read back from the source, never from the journal alone: a
+/// freeze whose ALTER was refused is no freeze.
+async fn print_state(
+    p: &mut Printer<'_>,
+    env: &mut Env<'_>,
+    completed: &[usize],
+    runbook: &Runbook,
+    failures: &[String],
+) {
     p.line("state now:");
-    match &env.freeze {
-        Some(f) => p.line(&format!(
-            "  source writes: STILL STOPPED on database {} (roles: {}) — run resume_source_writes",
-            f.database,
-            if f.roles.is_empty() { "all but xdb's own".to_string() } else { f.roles.join(", ") }
-        )),
+    match env.freeze.clone() {
+        Some(f) => {
+            let read = match env.source().await {
+                Ok(c) => actions::freeze::read_back(c, &f).await,
+                Err(e) => Err(e),
+            };
+            let roles = if f.roles.is_empty() { "all but xdb's own".to_string() } else { f.roles.join(", ") };
+            match read {
+                Ok(r) if r.frozen => p.line(&format!(
+                    "  source writes: STILL STOPPED on database {} (roles: {roles}; read back: {}) — run resume_source_writes",
+                    f.database,
+                    r.changed.join(", ")
+                )),
+                Ok(r) if r.changed.is_empty() => p.line(&format!(
+                    "  source writes: not stopped — the settings on database {} read back as before the freeze",
+                    f.database
+                )),
+                Ok(r) => p.line(&format!(
+                    "  source writes: not stopped, but settings xdb changed are still in place: {}",
+                    r.changed.join(", ")
+                )),
+                Err(e) => p.line(&format!(
+                    "  source writes: UNKNOWN — the journal records a freeze on database {} (roles: {roles}) but the settings could not be read back: {e}",
+                    f.database
+                )),
+            }
+        }
         None => p.line("  source writes: not stopped by xdb"),
     }
     if completed.is_empty() {
@@ -546,7 +749,10 @@ fn print_state(p: &mut Printer<'_>, env: &Env<'_>, completed: &[usize], runbook:
     if !failures.is_empty() {
         p.line(&format!("  {} rollback(s) FAILED: fix by hand, then `xdb cutover --resume`", failures.len()));
     } else {
-        p.line("  `xdb cutover --resume` runs again from the first step not in effect");
+        let file = p.plan.file.display().to_string();
+        p.line(&format!(
+            "  `xdb cutover --plan {file} --resume` runs again from the first step not in effect; `--rollback` undoes what is"
+        ));
     }
 }
 
@@ -613,8 +819,14 @@ fn print_dry_run(
         p.line(&format!("pre-check {}: {}", i + 1, describe_verify(c)));
     }
     for (i, step) in runbook.steps.iter().enumerate() {
-        let skip =
-            if i < start || (opts.resume && state.completed.contains(&i)) { " — already done, skipped" } else { "" };
+        let done = i < start || (opts.resume && state.completed.contains(&i));
+        let skip = if done && !step.action.reruns_on_resume() {
+            " — already done, skipped"
+        } else if done {
+            " — done before, runs again (waits and validations always do on --resume)"
+        } else {
+            ""
+        };
         p.line(&format!("[{}/{n}] {} ({}){skip}", i + 1, step.name, step.action.kind()));
         if step.confirm {
             p.line("      asks the operator first (or --yes)");

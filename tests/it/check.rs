@@ -151,3 +151,43 @@ async fn a_type_without_mapping_is_a_blocker_naming_the_override() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("p pair → LONGTEXT"), "{out}");
 }
+
+/// Issue 17: a target that is the source itself (same server and
+/// database, whatever the URL says) passed `check`, and `snapshot` then
+/// created a slot, a publication and the `xdb` schema in the source.
+#[tokio::test]
+async fn a_target_that_is_the_source_is_refused_before_anything_is_created() {
+    let src = PgDb::create("xdb_check_self").await;
+    shop_source(&src).await;
+    src.exec(&format!("GRANT CREATE ON DATABASE {} TO xdb_repl", src.name)).await;
+    // The same database, spelt differently: another login.
+    let (code, out) = run_check(&plan_yaml(&src.repl_url(), &src.super_url(), "public.orders"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✘") && out.contains("the target is the source"), "{out}");
+
+    let slot = support::unique("xdb_self_slot");
+    let yaml = format!(
+        "name: selftest\nsource:\n  url: {}\n  slot: {slot}\n  publication: {slot}\ntarget:\n  url: {}\ntables: [public.orders]\n",
+        src.repl_url(),
+        src.super_url()
+    );
+    let plan = PlanFile::new(&yaml);
+    for cmd in ["snapshot", "sync"] {
+        let out = support::xdb(&[cmd, "--plan", plan.path.to_str().unwrap()]);
+        let o = support::text(&out);
+        assert!(!out.status.success(), "{cmd}: {o}");
+        assert!(o.contains("the target is the source"), "{cmd}: {o}");
+    }
+    let c = src.super_client().await;
+    let created: i64 = c
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM pg_replication_slots WHERE slot_name = $1)
+                  + (SELECT COUNT(*) FROM pg_publication WHERE pubname = $1)
+                  + (SELECT COUNT(*) FROM pg_namespace WHERE nspname = 'xdb')",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0, "nothing may be created in the source");
+}

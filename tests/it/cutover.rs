@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{env, text, unique, xdb, MyDb, PgDb, PlanFile};
+use crate::support::{env, text, unique, MyDb, PgDb, PlanFile};
 
 const APP_PASSWORD: &str = "app_pw_7f3k";
 
@@ -114,14 +114,50 @@ fn plan_yaml(source_url: &str, target_url: &str, cutover: &str) -> String {
     )
 }
 
+/// `xdb cutover` with its state directory in the plan's (temporary) directory.
 fn run(plan: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["cutover", "--plan", plan.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    xdb(&args)
+    cutover_cmd(plan).args(extra).output().expect("run xdb")
+}
+
+fn cutover_cmd(plan: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xdb"));
+    c.args(["cutover", "--plan", plan.to_str().unwrap()]).env("XDB_STATE_DIR", state_dir(plan));
+    c
+}
+
+fn state_dir(plan: &Path) -> PathBuf {
+    plan.with_file_name("state")
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The plan's journal in its state directory (the only one, when any).
+fn journal_path(plan: &Path) -> Option<PathBuf> {
+    let found: Vec<PathBuf> =
+        files_under(&state_dir(plan)).into_iter().filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect();
+    assert!(found.len() <= 1, "one journal per plan and source: {found:?}");
+    found.into_iter().next()
 }
 
 fn journal(plan: &Path) -> PathBuf {
-    plan.with_file_name("plan.yaml.cutover.jsonl")
+    journal_path(plan).unwrap_or_else(|| panic!("no journal under {}", state_dir(plan).display()))
+}
+
+fn journal_text(plan: &Path) -> String {
+    journal_path(plan).and_then(|j| std::fs::read_to_string(j).ok()).unwrap_or_default()
 }
 
 fn psql() -> String {
@@ -347,17 +383,15 @@ async fn kill_9_mid_runbook_then_resume_completes_without_repeating_a_step() {
     );
     let plan =
         PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xdb"))
-        .args(["cutover", "--plan", plan.path.to_str().unwrap()])
+    let mut child = cutover_cmd(&plan.path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let j = journal(&plan.path);
     let deadline = Instant::now() + Duration::from_secs(30);
     let at_step_3 =
         |text: String| text.lines().any(|l| l.contains("\"event\":\"step_started\"") && l.contains("\"step\":2,"));
-    while !at_step_3(std::fs::read_to_string(&j).unwrap_or_default()) {
+    while !at_step_3(journal_text(&plan.path)) {
         assert!(Instant::now() < deadline, "the cutover never reached step 3");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -413,7 +447,7 @@ async fn dry_run_changes_nothing_and_prints_no_password() {
     let pg_pw = env("XDB_PG_SUPER_URL").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
     let my_pw = env("XDB_MYSQL_URL").split(':').nth(2).unwrap().split('@').next().unwrap().to_string();
     assert!(!o.contains(&pg_pw) && !o.contains(&my_pw), "no password:\n{o}");
-    assert!(!journal(&plan.path).exists(), "a dry run writes no journal");
+    assert!(journal_path(&plan.path).is_none(), "a dry run writes no journal");
     let c = db.super_client().await;
     let n: i64 = c.query_one("SELECT COUNT(*) FROM orders", &[]).await.unwrap().get(0);
     assert_eq!(n, 5);
@@ -451,7 +485,7 @@ fn invalid_runbooks_are_refused_with_step_and_location() {
             assert!(o.contains(&format!("{}/{}", plan.dir.display(), at)), "{at}: {o}");
         }
         assert!(!o.contains("secretpw"), "{o}");
-        assert!(!journal(&plan.path).exists());
+        assert!(journal_path(&plan.path).is_none());
     }
 }
 
@@ -750,15 +784,13 @@ async fn sigterm_mid_step_aborts_and_runs_the_rollbacks() {
     );
     let plan =
         PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
-    let child = Command::new(env!("CARGO_BIN_EXE_xdb"))
-        .args(["cutover", "--plan", plan.path.to_str().unwrap()])
+    let child = cutover_cmd(&plan.path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let j = journal(&plan.path);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&j).unwrap_or_default().contains("\"step\":1,") {
+    while !journal_text(&plan.path).contains("\"step\":1,") {
         assert!(Instant::now() < deadline, "the cutover never reached step 2");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -770,5 +802,281 @@ async fn sigterm_mid_step_aborts_and_runs_the_rollbacks() {
     assert!(t0.elapsed() < Duration::from_secs(15), "stopped promptly");
     assert!(o.contains("interrupted by SIGINT/SIGTERM") && o.contains("rolled back"), "{o}");
     app_write(&db, &app).await.expect("writes resumed by the rollback");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17: a failed step rolled the freeze back, the application wrote
+/// while nothing was frozen; `--resume` must freeze again *and* validate
+/// again — the validation done before the rollback proves nothing now.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_after_a_rollback_validates_again_and_does_not_switch_on_stale_proof() {
+    let (db, app) = source().await;
+    db.exec("CREATE TABLE flag (x int)").await;
+    let my = MyDb::create("xdb_cut_rb").await;
+    {
+        use mysql_async::prelude::Queryable;
+        let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
+        c.query_drop("CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, v TEXT)").await.unwrap();
+        c.query_drop("INSERT INTO orders (id, v) VALUES (1,'row 1'),(2,'row 2'),(3,'row 3'),(4,'row 4'),(5,'row 5')")
+            .await
+            .unwrap();
+        let _ = c.disconnect().await;
+    }
+    let cutover = format!(
+        r#"  steps:
+    - name: Stop writes
+      stop_source_writes: {{ roles: [{app}] }}
+      rollback: resume_source_writes
+    - name: Validate
+      validate: {{}}
+    - name: Needs the flag
+      sql: {{ on: source, statements: "SELECT 1" }}
+      verify: {{ sql: "SELECT COUNT(*) FROM flag", on: source, expect: 1 }}
+    - name: Switch
+      sql: {{ on: source, statements: "INSERT INTO rb_log (what) VALUES ('switched')" }}
+"#,
+        app = app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &my.url(), &cutover));
+    let out = run(&plan.path, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The rollback unfroze the source: the application writes a row the
+    // target never sees (no sync runs in this test).
+    app_write(&db, &app).await.expect("writes resumed by the rollback");
+    db.exec("INSERT INTO flag VALUES (1)").await;
+
+    let out = run(&plan.path, &["--resume"]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the resumed run must find the difference:\n{o}");
+    assert!(!o.contains("Validate — already done"), "{o}");
+    assert!(o.contains("step 2 (\"Validate\") failed") && o.contains("validation found differences"), "{o}");
+    let c = db.super_client().await;
+    let switched: i64 = c.query_one("SELECT COUNT(*) FROM rb_log WHERE what = 'switched'", &[]).await.unwrap().get(0);
+    assert_eq!(switched, 0, "no switch on a stale validation");
+    app_write(&db, &app).await.expect("the failed resume rolled its freeze back");
+}
+
+/// Issue 17: the journal is a file anyone with the account can edit; a
+/// value read back from it is never pasted into SQL unchecked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_journal_value_is_refused_not_executed() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_inj"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let steps = format!(
+        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
+        app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, &steps));
+    let out = run(&plan.path, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = journal(&plan.path);
+    let tampered = std::fs::read_to_string(&j)
+        .unwrap()
+        .replace("\"previous\":null", "\"previous\":\"off; CREATE TABLE injected (x int)\"");
+    assert!(tampered.contains("injected"), "the journal records the previous value: {tampered}");
+    std::fs::write(&j, tampered).unwrap();
+
+    let resume = PlanFile::new(&plan_yaml(
+        &db.super_url(),
+        &target,
+        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
+    ));
+    let out = run(&resume.path, &["--journal", j.to_str().unwrap()]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("not a boolean"), "{o}");
+    let c = db.super_client().await;
+    let n: i64 = c.query_one("SELECT COUNT(*) FROM pg_tables WHERE tablename = 'injected'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "the journal's text was executed:\n{o}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17: a journal beside the plan was committed with it, and a fresh
+/// clone's dry run reported another machine's freeze. Journals live in the
+/// state directory, one per plan name and source identity; nothing is
+/// written beside the plan; a finished run is not re-armed by `--resume`; a
+/// freeze record is honoured only for the source it was made on.
+#[tokio::test(flavor = "multi_thread")]
+async fn journals_live_in_the_state_directory_per_source_and_never_beside_the_plan() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_state"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let steps = format!(
+        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n    - name: Resume\n      resume_source_writes: {{}}\n",
+        app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, &steps));
+    let xdg = dir.join("xdg");
+    let with_xdg = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xdb"))
+            .args(["cutover", "--plan", plan.path.to_str().unwrap()])
+            .args(extra)
+            .env_remove("XDB_STATE_DIR")
+            .env("XDG_STATE_HOME", &xdg)
+            .output()
+            .unwrap()
+    };
+    let out = with_xdg(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(files_under(&plan.dir), vec![plan.path.clone()], "nothing is written beside the plan");
+
+    let sysid: String = db
+        .super_client()
+        .await
+        .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let j = xdg.join("xdb/cutover/cutover_test").join(format!("{sysid}-{}.jsonl", db.name));
+    assert_eq!(files_under(&xdg), vec![j.clone()], "one journal, keyed by plan name and source identity");
+
+    // Finished: --resume has nothing to do (the freeze is not re-run).
+    let out = with_xdg(&["--resume"]);
+    let o = text(&out);
+    assert!(out.status.success() && o.contains("nothing to resume") && !o.contains("[1/2]"), "{o}");
+    // The dry run finds the journal and reports no freeze: it was released.
+    let out = with_xdg(&["--dry-run"]);
+    assert!(out.status.success() && !text(&out).contains("recorded as stopped"), "{}", text(&out));
+
+    // A freeze record written for another source is not honoured here.
+    let freeze_only = PlanFile::new(&plan_yaml(
+        &db.super_url(),
+        &target,
+        &format!(
+            "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
+            app.name
+        ),
+    ));
+    let other = dir.join("other.jsonl");
+    let out = run(&freeze_only.path, &["--journal", other.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let moved = std::fs::read_to_string(&other).unwrap().replace(&sysid, "1234567890");
+    std::fs::write(&other, moved).unwrap();
+    let resume = PlanFile::new(&plan_yaml(
+        &db.super_url(),
+        &target,
+        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
+    ));
+    let out = run(&resume.path, &["--journal", other.to_str().unwrap()]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("not for this source") && o.contains("ignored"), "{o}");
+    assert!(app_write(&db, &app).await.is_err(), "the settings were left alone");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17: a login that does not own the database fails on its first
+/// `ALTER DATABASE` (42501) and changes nothing; the report must say what
+/// the settings read back as, not that writes are "STILL STOPPED".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_that_changed_nothing_is_not_reported_as_one() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_noown"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let steps =
+        "  steps:\n    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n";
+    // The application's own login as the plan's source: not the owner.
+    let plan = PlanFile::new(&plan_yaml(&app.url(&db), &target, steps));
+    let out = run(&plan.path, &[]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    assert!(o.contains("42501"), "{o}");
+    assert!(!o.contains("STILL STOPPED"), "nothing was frozen:\n{o}");
+    assert!(o.contains("source writes: not stopped"), "{o}");
+    assert!(!o.contains("rollback(s) FAILED"), "there was nothing to roll back:\n{o}");
+    app_write(&db, &app).await.expect("the source stays writable");
+    // The journal holds no active freeze: a resume has nothing to restore.
+    let j = std::fs::read_to_string(journal(&plan.path)).unwrap();
+    assert!(j.contains("\"event\":\"freeze_released\""), "{j}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17: a plan whose target is its own source is refused before any
+/// step runs (the validation would compare the source with itself).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cutover_whose_target_is_the_source_is_refused() {
+    let (db, app) = source().await;
+    let steps = format!(
+        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
+        app.name
+    );
+    // Same database, another login: the URL text differs, the database does not.
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &db.repl_url(), &steps));
+    let out = run(&plan.path, &[]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}");
+    assert!(o.contains("the target is the source"), "{o}");
+    app_write(&db, &app).await.expect("nothing was frozen");
+    assert!(journal_path(&plan.path).is_none(), "nothing ran, no journal");
+}
+
+/// Issue 17: `kill -9` right after the freeze leaves the source frozen with
+/// no one to say so. The next `xdb status`, `xdb sync` and `xdb cutover`
+/// say it first, with the exact commands; `--rollback` undoes the freeze.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_past_the_freeze_status_sync_and_cutover_say_the_source_is_frozen() {
+    let (db, app) = source().await;
+    let dir = std::env::temp_dir().join(unique("xdb_cut_k9f"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = dir.join("t.db");
+    // A target table xdb did not fill: `sync` stops at once after its notice.
+    rusqlite::Connection::open(&sqlite)
+        .unwrap()
+        .execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO orders VALUES (1, 'x');")
+        .unwrap();
+    let cutover = format!(
+        "  steps:\n    - name: Stop writes\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n    - name: Hang\n      command: sleep 60\n",
+        app.name
+    );
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", sqlite.display()), &cutover));
+    let mut child = cutover_cmd(&plan.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !journal_text(&plan.path).contains("\"event\":\"step_done\"") {
+        assert!(Instant::now() < deadline, "the freeze never completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, right after the freeze step
+    let _ = child.wait();
+    assert!(app_write(&db, &app).await.is_err(), "frozen");
+
+    let p = plan.path.to_str().unwrap();
+    let resume = format!("xdb cutover --plan {p} --resume");
+    let rollback = format!("xdb cutover --plan {p} --rollback");
+    let said_first = |o: &str, what: &str| {
+        let first = o.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        assert!(first.contains("FROZEN"), "{what}: the first line must say the source is frozen:\n{o}");
+        assert!(o.contains(&resume) && o.contains(&rollback), "{what}: the exact commands:\n{o}");
+    };
+    for cmd in ["status", "sync"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+            .args([cmd, "--plan", p])
+            .env("XDB_STATE_DIR", state_dir(&plan.path))
+            .output()
+            .unwrap();
+        said_first(&text(&out), cmd);
+    }
+    let out = run(&plan.path, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    said_first(&text(&out), "cutover");
+
+    let out = run(&plan.path, &["--rollback"]);
+    let o = text(&out);
+    assert!(out.status.success(), "{o}");
+    app_write(&db, &app).await.expect("--rollback resumed the writes");
+    assert!(app_settings(&db, &app).await.is_empty());
+    let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+        .args(["status", "--plan", p])
+        .env("XDB_STATE_DIR", state_dir(&plan.path))
+        .output()
+        .unwrap();
+    assert!(!text(&out).contains("FROZEN"), "{}", text(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -698,6 +698,8 @@ async fn sync_with_cutover_runs_the_runbook_once_caught_up() {
     let run = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_xdb"))
             .args(["sync", "--plan", p.to_str().unwrap(), "--cutover", "--yes"])
+            // The journal is local state: keep it in the plan's temporary directory.
+            .env("XDB_STATE_DIR", p.with_file_name("state"))
             .output()
             .unwrap()
     });

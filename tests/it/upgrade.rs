@@ -18,6 +18,14 @@ fn pgbouncer(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The file names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_plan_switches_pgbouncer_to_the_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -75,6 +83,9 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let super_pw = support::env("XDB_PG_SUPER_PASSWORD");
+    // The plan lives in the repository: the run must not write beside it.
+    let plans_before = listing(&root.join("cutover-plans"));
+    let state = std::env::temp_dir().join(support::unique("xdb_upg_state"));
     let run = Command::new(env!("CARGO_BIN_EXE_xdb"))
         .args(["sync", "--plan", root.join("cutover-plans/pg-to-postgres-upgrade.yaml").to_str().unwrap()])
         .args(["--cutover", "--yes"])
@@ -85,6 +96,7 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
         .env("SOURCE_DB", &src.name)
         .env("TARGET_DB", &tgt.name)
         .env("XDB_SCRIPTS", root.join("scripts"))
+        .env("XDB_STATE_DIR", &state)
         .current_dir(std::env::temp_dir())
         .output();
     let out = run.unwrap();
@@ -93,9 +105,11 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let acked = writer.await.unwrap();
     let text = support::text(&out);
-    // The plan's journal lands beside the plan: leave the repository clean.
-    let _ = std::fs::remove_file(root.join("cutover-plans/pg-to-postgres-upgrade.yaml.cutover.jsonl"));
     assert!(out.status.success(), "{text}");
+    assert_eq!(listing(&root.join("cutover-plans")), plans_before, "files written beside the plan:\n{text}");
+    let journals = std::fs::read_dir(state.join("cutover/shop-pg-upgrade")).map(|d| d.count()).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&state);
+    assert_eq!(journals, 1, "the journal is in the state directory, under the plan's name");
     assert!(text.contains("cutover complete"), "{text}");
     // The write freeze is measured and reported, in seconds.
     let freeze = text

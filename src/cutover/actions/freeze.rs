@@ -25,6 +25,7 @@ use crate::cutover::runbook::FreezeScope;
 use crate::model::pg_ident;
 use crate::plan::Plan;
 use crate::source::postgres::client;
+use crate::source::postgres::identity::{self, SourceIdentity};
 
 const GUC: &str = "default_transaction_read_only";
 
@@ -60,19 +61,47 @@ pub struct FreezeRecord {
     /// Server time the freeze began (`now()` text), so resuming can end the
     /// sessions that logged in since.
     pub since: String,
+    /// The source the freeze was made on; a record is honoured only for the
+    /// same source (absent in journals of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceIdentity>,
 }
 
-fn alter(database: &str, s: &ChangedSetting, value: Option<&str>) -> String {
+/// A value for `default_transaction_read_only` that is not one of
+/// PostgreSQL's boolean spellings. Values come back from the journal, a
+/// plain file: they are checked, never pasted into SQL as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{GUC} value {value:?} in the cutover journal is not a boolean (on, off, true, false, yes, no, 1, 0): refusing to run it as SQL; check the journal, or restore the setting by hand")]
+pub struct InvalidSetting {
+    pub value: String,
+}
+
+impl From<InvalidSetting> for ActionError {
+    fn from(e: InvalidSetting) -> Self {
+        ActionError(e.to_string())
+    }
+}
+
+/// The canonical `on` / `off` for a boolean setting value.
+pub fn bool_setting(value: &str) -> Result<&'static str, InvalidSetting> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok("on"),
+        "off" | "false" | "no" | "0" => Ok("off"),
+        _ => Err(InvalidSetting { value: value.to_string() }),
+    }
+}
+
+fn alter(database: &str, s: &ChangedSetting, value: Option<&str>) -> Result<String, InvalidSetting> {
     let set = match value {
-        Some(v) => format!("SET {GUC} = {v}"),
+        Some(v) => format!("SET {GUC} = {}", bool_setting(v)?),
         None => format!("RESET {GUC}"),
     };
-    match &s.scope {
+    Ok(match &s.scope {
         SettingScope::Database => format!("ALTER DATABASE {} {set}", pg_ident(database)),
         SettingScope::RoleInDatabase { role } => {
             format!("ALTER ROLE {} IN DATABASE {} {set}", pg_ident(role), pg_ident(database))
         }
-    }
+    })
 }
 
 /// The statements stopping writes, for `--dry-run` (the database name comes
@@ -187,18 +216,43 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
                 let previous = current_setting(c, &scope).await?;
                 settings.push(ChangedSetting { scope, value: value.to_string(), previous });
             }
-            let record =
-                FreezeRecord { database: database.clone(), own_role: own_role.clone(), roles, settings, since };
+            let source = identity::read(c).await.map_err(|e| sql_err("reading the source's identity", &e))?;
+            let record = FreezeRecord {
+                database: database.clone(),
+                own_role: own_role.clone(),
+                roles,
+                settings,
+                since,
+                source: Some(source),
+            };
             env.record(Event::Freeze { at_ms: now_ms(), record: record.clone() })?;
             env.freeze = Some(record.clone());
             record
         }
     };
+    // Every statement, the inverse's too, is checked before the first
+    // change: a freeze that could not be undone is never started.
+    for s in &record.settings {
+        alter(&record.database, s, Some(&s.value))?;
+        alter(&record.database, s, s.previous.as_deref())?;
+    }
     let c = env.source().await?;
     let mut notes = Vec::new();
     for s in &record.settings {
-        let sql = alter(&record.database, s, Some(&s.value));
-        c.batch_execute(&sql).await.map_err(|e| sql_err(&sql, &e))?;
+        let sql = alter(&record.database, s, Some(&s.value))?;
+        if let Err(e) = c.batch_execute(&sql).await {
+            let mut err = sql_err(&sql, &e);
+            // A refused ALTER (42501: not the owner) may have changed
+            // nothing: only what reads back decides whether a freeze exists.
+            if let Ok(read) = read_back(c, &record).await {
+                if read.changed.is_empty() {
+                    env.record(Event::FreezeReleased { at_ms: now_ms() })?;
+                    env.freeze = None;
+                    err.0.push_str("; nothing was changed (the settings read back as they were)");
+                }
+            }
+            return Err(err);
+        }
         notes.push(sql);
     }
     // Sessions that began before the settings changed hold the old default.
@@ -277,6 +331,48 @@ async fn check_frozen(c: &tokio_postgres::Client, r: &FreezeRecord, altered_at: 
     Ok(())
 }
 
+/// What a freeze record's settings read back as on the source now.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBack {
+    /// Settings that differ from their value before the freeze, with the
+    /// value now (`None`: not set), as `ALTER … SET` text for the operator.
+    pub changed: Vec<String>,
+    /// Some `default_transaction_read_only = on` xdb set is in effect.
+    pub frozen: bool,
+}
+
+/// Compares two setting values as booleans when both are (`true` = `on`).
+fn same_value(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => match (bool_setting(a), bool_setting(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        },
+        (a, b) => a == b,
+    }
+}
+
+/// Reads the record's settings back from the source: what is actually in
+/// effect, which is the only thing ever reported as a freeze.
+pub async fn read_back(c: &tokio_postgres::Client, record: &FreezeRecord) -> Result<ReadBack, ActionError> {
+    let mut out = ReadBack::default();
+    for s in &record.settings {
+        let now = current_setting(c, &s.scope).await?;
+        if same_value(now.as_deref(), s.previous.as_deref()) {
+            continue;
+        }
+        if s.value == "on" && same_value(now.as_deref(), Some("on")) {
+            out.frozen = true;
+        }
+        let at = match &s.scope {
+            SettingScope::Database => format!("database {}", record.database),
+            SettingScope::RoleInDatabase { role } => format!("role {role} in database {}", record.database),
+        };
+        out.changed.push(format!("{GUC} = {} for {at}", now.as_deref().unwrap_or("(not set)")));
+    }
+    Ok(out)
+}
+
 /// Resumes writes exactly as they were before the freeze.
 pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
     let Some(record) = env.freeze.clone() else {
@@ -297,9 +393,15 @@ pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
             record.database
         )));
     }
+    // All checked before the first runs: no half-restored source.
+    let statements: Vec<String> = record
+        .settings
+        .iter()
+        .rev()
+        .map(|s| alter(&record.database, s, s.previous.as_deref()))
+        .collect::<Result<_, _>>()?;
     let mut notes = Vec::new();
-    for s in record.settings.iter().rev() {
-        let sql = alter(&record.database, s, s.previous.as_deref());
+    for sql in statements {
         c.batch_execute(&sql).await.map_err(|e| sql_err(&sql, &e))?;
         notes.push(sql);
     }
@@ -308,4 +410,27 @@ pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
     env.record(Event::FreezeReleased { at_ms: now_ms() })?;
     env.freeze = None;
     Ok(Outcome { notes, ..Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_boolean_values_become_sql() {
+        let s = ChangedSetting {
+            scope: SettingScope::RoleInDatabase { role: "app".into() },
+            value: "on".into(),
+            previous: None,
+        };
+        assert_eq!(
+            alter("shop", &s, Some("TRUE")).unwrap(),
+            "ALTER ROLE \"app\" IN DATABASE \"shop\" SET default_transaction_read_only = on"
+        );
+        assert!(alter("shop", &s, Some("off")).unwrap().ends_with("= off"));
+        assert!(alter("shop", &s, None).unwrap().ends_with("RESET default_transaction_read_only"));
+        for bad in ["off; DROP TABLE t", "'off'", "", "of f", "on --"] {
+            assert!(alter("shop", &s, Some(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
 }
