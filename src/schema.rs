@@ -331,7 +331,7 @@ async fn scan_table(plan: &Plan, mapped: &Arc<MappedTable>, schema: &TableSchema
         }
         found
     });
-    reader.read_range(schema, &CopyRange::Whole, &tx).await?;
+    reader.read_range(schema, &plan.read_from(&schema.name), &CopyRange::Whole, &tx).await?;
     drop(tx);
     let found = check.await.map_err(|e| CopyError::Source(e.to_string()))?;
     Ok(found

@@ -199,7 +199,7 @@ async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<V
         if key_desc.is_some() {
             // What only the partitions or the table's kind can refuse
             // (a leaf without a key, an inheritance parent, PostgreSQL 12).
-            match crate::source::postgres::streamable::check(c, std::slice::from_ref(t))
+            match crate::source::postgres::streamable::check(c, std::slice::from_ref(t), &plan.only_tables)
                 .await
                 .map_err(|e| e.to_string())?
             {

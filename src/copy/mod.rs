@@ -263,8 +263,8 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     target.ensure_state_tables().await?;
 
     // Before anything is published or a slot created (invariant "keys").
-    streamable::check(&source, &plan.tables).await??;
-    if publication::ensure(&source, &plan.source.publication, &plan.tables).await? {
+    streamable::check(&source, &plan.tables, &plan.only_tables).await??;
+    if publication::ensure(&source, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     let slot_query = "SELECT active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
@@ -401,7 +401,8 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     let mut items = Vec::new();
     let mut estimates = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        let (rows, table_ranges) = plan_ranges(planner.client(), &job.schema, plan.copy.chunk_rows).await?;
+        let (rows, table_ranges) =
+            plan_ranges(planner.client(), &job.schema, &plan.read_from(&job.schema.name), plan.copy.chunk_rows).await?;
         estimates.push(rows);
         job.remaining.store(table_ranges.len(), Ordering::Relaxed);
         for (n, range) in table_ranges.into_iter().enumerate() {
@@ -553,6 +554,7 @@ pub fn map_tables(
 async fn plan_ranges(
     client: &tokio_postgres::Client,
     table: &TableSchema,
+    from: &str,
     chunk_rows: u64,
 ) -> Result<(u64, Vec<CopyRange>), CopyError> {
     let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
@@ -583,11 +585,7 @@ async fn plan_ranges(
         return Ok((rows, ranges::split_pages(pages as u64, rows, chunk_rows)));
     }
     if let Some(col) = ranges::int_split_column(table) {
-        let sql = format!(
-            "SELECT min({c})::int8, max({c})::int8 FROM {}",
-            table.name.pg_quoted(),
-            c = crate::model::pg_ident(col)
-        );
+        let sql = format!("SELECT min({c})::int8, max({c})::int8 FROM {from}", c = crate::model::pg_ident(col));
         let r = client.query_one(sql.as_str(), &[]).await.map_err(err)?;
         if let (Some(min), Some(max)) = (r.get::<_, Option<i64>>(0), r.get::<_, Option<i64>>(1)) {
             return Ok((rows, ranges::split_int_key(col, min, max, rows, chunk_rows)));
@@ -661,7 +659,7 @@ async fn copy_range(
     let (r, w) = if byte_for_byte(&job.mapped) {
         let (tx, rx) = mpsc::channel(16);
         let read = async {
-            let r = reader.read_range_raw(&job.schema, &item.range, &tx).await;
+            let r = reader.read_range_raw(&job.schema, &ctx.plan.read_from(&job.schema.name), &item.range, &tx).await;
             drop(tx);
             let _ = done_tx.send(report(&r));
             r
@@ -670,7 +668,7 @@ async fn copy_range(
     } else {
         let (tx, rx) = mpsc::channel(4);
         let read = async {
-            let r = reader.read_range(&job.schema, &item.range, &tx).await;
+            let r = reader.read_range(&job.schema, &ctx.plan.read_from(&job.schema.name), &item.range, &tx).await;
             drop(tx);
             let _ = done_tx.send(report(&r));
             r

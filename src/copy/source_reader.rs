@@ -61,11 +61,12 @@ impl SnapshotReader {
     pub async fn read_range(
         &self,
         table: &TableSchema,
+        from: &str,
         range: &CopyRange,
         out: &mpsc::Sender<Vec<Row>>,
     ) -> Result<u64, CopyError> {
         let (select, types, unknown) = select_list(table);
-        let mut sql = format!("COPY (SELECT {select} FROM {}", table.name.pg_quoted());
+        let mut sql = format!("COPY (SELECT {select} FROM {from}");
         if let Some(p) = range.predicate() {
             sql.push_str(" WHERE ");
             sql.push_str(&p);
@@ -103,11 +104,12 @@ impl SnapshotReader {
     pub async fn read_range_raw(
         &self,
         table: &TableSchema,
+        from: &str,
         range: &CopyRange,
         out: &mpsc::Sender<Bytes>,
     ) -> Result<u64, CopyError> {
         let cols: Vec<String> = table.columns.iter().map(|c| pg_ident(&c.name)).collect();
-        let mut sql = format!("COPY (SELECT {} FROM {}", cols.join(", "), table.name.pg_quoted());
+        let mut sql = format!("COPY (SELECT {} FROM {from}", cols.join(", "));
         if let Some(p) = range.predicate() {
             sql.push_str(" WHERE ");
             sql.push_str(&p);

@@ -32,6 +32,9 @@ pub struct Plan {
     pub target: Target,
     /// The tables to replicate, schema-qualified, in plan order, no duplicates.
     pub tables: Vec<TableName>,
+    /// Tables listed as `ONLY schema.table`: inheritance parents whose own
+    /// rows are copied and streamed, without their children's.
+    pub only_tables: Vec<TableName>,
     pub mapping: Mapping,
     pub copy: Copy,
     pub apply: Apply,
@@ -209,14 +212,33 @@ impl<'de> Deserialize<'de> for TargetUrlField {
     }
 }
 
-struct PlanTable(TableName);
+impl Plan {
+    /// How the source query names a planned table: `ONLY "s"."t"` for a
+    /// table listed as `ONLY s.t` (its children's rows left out, as the
+    /// publication leaves out their changes), else `"s"."t"`.
+    pub fn read_from(&self, t: &TableName) -> String {
+        if self.only_tables.contains(t) {
+            format!("ONLY {}", t.pg_quoted())
+        } else {
+            t.pg_quoted()
+        }
+    }
+}
+
+/// A `tables:` entry: `schema.table`, or `ONLY schema.table` for an
+/// inheritance parent read without its children.
+struct PlanTable(TableName, bool);
 
 impl<'de> Deserialize<'de> for PlanTable {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        TableName::parse(&s)
-            .map(PlanTable)
-            .ok_or_else(|| de::Error::custom(format!("invalid table name {s:?}: expected schema.table or table")))
+        let (name, only) = match s.trim().split_once(char::is_whitespace) {
+            Some((kw, rest)) if kw.eq_ignore_ascii_case("only") => (rest.trim(), true),
+            _ => (s.as_str(), false),
+        };
+        TableName::parse(name).map(|t| PlanTable(t, only)).ok_or_else(|| {
+            de::Error::custom(format!("invalid table name {s:?}: expected schema.table, table or ONLY schema.table"))
+        })
     }
 }
 
@@ -284,9 +306,13 @@ impl Plan {
             ));
         }
         let mut tables: Vec<TableName> = Vec::with_capacity(raw.tables.len());
-        for PlanTable(t) in raw.tables {
+        let mut only_tables = Vec::new();
+        for PlanTable(t, only) in raw.tables {
             if tables.contains(&t) {
                 return Err(at_key("tables", format!("table {t} is listed twice")));
+            }
+            if only {
+                only_tables.push(t.clone());
             }
             tables.push(t);
         }
@@ -326,6 +352,7 @@ impl Plan {
             },
             target: Target { url: raw.target.url.0 },
             tables,
+            only_tables,
             mapping: raw.mapping,
             copy: raw.copy,
             apply: raw.apply,

@@ -115,8 +115,8 @@ pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Res
         }
     }
     // Before anything is published (invariant *keys*).
-    streamable::check(&catalog, &plan.tables).await.map_err(ChangeStreamError::from)??;
-    if publication::ensure(&catalog, &plan.source.publication, &plan.tables).await? {
+    streamable::check(&catalog, &plan.tables, &plan.only_tables).await.map_err(ChangeStreamError::from)??;
+    if publication::ensure(&catalog, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     let config = ChangeStreamConfig {

@@ -198,6 +198,7 @@ impl Validation<'_> {
     /// has applied everything the snapshot sees.
     async fn snapshot(&mut self) -> Result<(SourceSession, String), ValidateError> {
         let (session, name) = SourceSession::export(&self.plan.source.url).await?;
+        let session = session.with_only(&self.plan.only_tables);
         if self.live {
             let lsn = source::marker_lsn(&self.plan.source.url).await?;
             let start = Instant::now();
@@ -491,7 +492,7 @@ async fn worker(
     tables: Arc<Vec<TableCtx>>,
     shared: Arc<Shared>,
 ) -> Result<(), ValidateError> {
-    let source = SourceSession::import(&plan.source.url, &snapshot).await?;
+    let source = SourceSession::import(&plan.source.url, &snapshot).await?.with_only(&plan.only_tables);
     let mut target = TargetSession::connect(&plan.target.url).await?;
     loop {
         let item = match shared.queue.lock() {

@@ -22,6 +22,7 @@ use crate::source::postgres::copy_binary::CopyBinaryReader;
 /// One connection inside the validation's snapshot.
 pub struct SourceSession {
     client: Client,
+    only: Vec<crate::model::TableName>,
 }
 
 fn serr(what: impl Into<String>) -> impl Fn(tokio_postgres::Error) -> ValidateError {
@@ -49,7 +50,7 @@ impl SourceSession {
             .await
             .map_err(serr("starting the snapshot"))?;
         let row = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(serr("exporting the snapshot"))?;
-        Ok((SourceSession { client }, row.get(0)))
+        Ok((SourceSession { client, only: Vec::new() }, row.get(0)))
     }
 
     /// A connection that imports `snapshot` (its exporter must still be open).
@@ -60,7 +61,22 @@ impl SourceSession {
             snapshot.replace('\'', "''")
         );
         client.batch_execute(&sql).await.map_err(serr(format!("importing snapshot {snapshot}")))?;
-        Ok(SourceSession { client })
+        Ok(SourceSession { client, only: Vec::new() })
+    }
+
+    /// Tables the plan lists as `ONLY s.t` (read without their children).
+    pub fn with_only(mut self, only: &[crate::model::TableName]) -> SourceSession {
+        self.only = only.to_vec();
+        self
+    }
+
+    /// How queries name `table` (see [`crate::plan::Plan::read_from`]).
+    fn from(&self, table: &TableSchema) -> String {
+        if self.only.contains(&table.name) {
+            format!("ONLY {}", table.name.pg_quoted())
+        } else {
+            table.name.pg_quoted()
+        }
     }
 
     /// The connection (catalog reads at the snapshot).
@@ -70,7 +86,7 @@ impl SourceSession {
 
     /// Rows of `table` at the snapshot.
     pub async fn count(&self, table: &TableSchema) -> Result<u64, ValidateError> {
-        let sql = format!("SELECT count(*) FROM {}", table.name.pg_quoted());
+        let sql = format!("SELECT count(*) FROM {}", self.from(table));
         let row = self.client.query_one(sql.as_str(), &[]).await.map_err(serr(format!("counting {}", table.name)))?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
@@ -89,7 +105,7 @@ impl SourceSession {
             // aggregates instead of numbering every row. Gaps make some
             // ranges smaller; a large differing range is bisected later.
             let c = pg_ident(table.columns.get(*col).map(|c| c.name.as_str()).unwrap_or(""));
-            let sql = format!("SELECT min({c})::int8, max({c})::int8, count(*) FROM {}", table.name.pg_quoted());
+            let sql = format!("SELECT min({c})::int8, max({c})::int8, count(*) FROM {}", self.from(table));
             let r = self
                 .client
                 .query_one(sql.as_str(), &[])
@@ -124,7 +140,7 @@ impl SourceSession {
             texts = texts.join(", "),
             cols = cols.join(", "),
             order = order.join(", "),
-            t = table.name.pg_quoted(),
+            t = self.from(table),
             n = chunk_rows.max(1)
         );
         let rows =
@@ -154,7 +170,7 @@ impl SourceSession {
         f: &mut (dyn FnMut(Row) + Send),
     ) -> Result<u64, ValidateError> {
         let (select, types, unknown) = select_list(table);
-        let mut sql = format!("COPY (SELECT {select} FROM {}", table.name.pg_quoted());
+        let mut sql = format!("COPY (SELECT {select} FROM {}", self.from(table));
         if let Some(p) = chunks::source_predicate(table, key, chunk) {
             sql.push_str(" WHERE ");
             sql.push_str(&p);

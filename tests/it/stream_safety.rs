@@ -376,3 +376,38 @@ async fn data_error_stops_sync_at_once_naming_the_row() {
     assert!(!text.contains("retrying"), "a data error must not be retried: {text}");
     assert_eq!(target.count("t").await, 1, "nothing of the batch applied");
 }
+
+/// An inheritance parent is refused unless the plan says `ONLY`; with it,
+/// the parent's own rows are copied, streamed and validated, its children's
+/// left out on every path.
+#[tokio::test]
+async fn inheritance_parent_needs_only_and_then_moves_its_own_rows() {
+    let db = PgDb::create("xdb_safe_inh").await;
+    db.exec(
+        "CREATE TABLE measurement (id int PRIMARY KEY, city text, v int);
+         CREATE TABLE measurement_2024 (CHECK (id > 1000)) INHERITS (measurement);
+         ALTER TABLE measurement_2024 ADD PRIMARY KEY (id);
+         ALTER TABLE measurement OWNER TO xdb_repl; ALTER TABLE measurement_2024 OWNER TO xdb_repl;
+         INSERT INTO measurement SELECT g, 'Zürich', g FROM generate_series(1, 200) g;
+         INSERT INTO measurement_2024 SELECT g, 'Genève', g FROM generate_series(1001, 1300) g;",
+    )
+    .await;
+    let target = Target::sqlite("xdb_safe_inh");
+    let refused = plan(&db, &target, "public.measurement", "");
+    fails_with(&xdb(&refused, &["snapshot"]), &["inheritance parent", "ONLY public.measurement"]);
+    let plan = plan(&db, &target, "ONLY public.measurement", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    assert_eq!(target.count("measurement").await, 200, "the parent's own rows only");
+    db.exec(
+        "INSERT INTO measurement VALUES (201, 'Bern', 1);
+         UPDATE measurement SET v = v + 1 WHERE id % 3 = 0;
+         DELETE FROM ONLY measurement WHERE id % 10 = 0;
+         INSERT INTO measurement_2024 VALUES (1301, 'Basel', 1);",
+    )
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let c = db.super_client().await;
+    let own: i64 = c.query_one("SELECT count(*) FROM ONLY measurement", &[]).await.unwrap().get(0);
+    assert_eq!(target.count("measurement").await, own);
+    validate(&plan);
+}

@@ -34,7 +34,12 @@ fn quote(s: &str) -> String {
 
 /// Makes sure `name` exists and publishes all of `tables`. Returns true when
 /// it was created now.
-pub async fn ensure(client: &Client, name: &str, tables: &[TableName]) -> Result<bool, PublicationError> {
+pub async fn ensure(
+    client: &Client,
+    name: &str,
+    tables: &[TableName],
+    only: &[TableName],
+) -> Result<bool, PublicationError> {
     let err =
         |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
     let exists =
@@ -43,7 +48,13 @@ pub async fn ensure(client: &Client, name: &str, tables: &[TableName]) -> Result
         client.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(err)?.get(0);
     match exists {
         None => {
-            let list = tables.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", ");
+            // `ONLY parent`: the children's changes are not published,
+            // just as the copy leaves their rows out.
+            let list = tables
+                .iter()
+                .map(|t| if only.contains(t) { format!("ONLY {}", t.pg_quoted()) } else { t.pg_quoted() })
+                .collect::<Vec<_>>()
+                .join(", ");
             // Via the root (13+): a partitioned table's changes arrive
             // under the planned parent's name, whichever partition they hit,
             // including partitions attached later. Without it pgoutput names

@@ -11,10 +11,11 @@
 //! publishes via the root, so changes to any partition — including ones
 //! attached later — arrive under the parent's name. Every leaf partition
 //! needs a replica identity too, because the leaf is what the
-//! application writes to. An inheritance parent is refused: its children
-//! would be read by the copy (`SELECT … FROM parent` includes them) but
-//! their changes are published under their own names, so copy and stream
-//! would disagree.
+//! application writes to. An inheritance parent is refused unless the plan
+//! lists it as `ONLY schema.table`: its children would be read by the copy
+//! (`SELECT … FROM parent` includes them) but their changes are published
+//! under their own names, so copy and stream would disagree. With `ONLY`,
+//! the copy, the publication and validation take the parent's own rows.
 
 use tokio_postgres::Client;
 
@@ -46,7 +47,11 @@ fn render(list: &[Unstreamable]) -> String {
 }
 
 /// Checks every table of the plan; `Ok(Ok(()))` when all can be published.
-pub async fn check(client: &Client, tables: &[TableName]) -> Result<Result<(), UnstreamableTables>, CatalogError> {
+pub async fn check(
+    client: &Client,
+    tables: &[TableName],
+    only: &[TableName],
+) -> Result<Result<(), UnstreamableTables>, CatalogError> {
     let version: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await
@@ -54,12 +59,17 @@ pub async fn check(client: &Client, tables: &[TableName]) -> Result<Result<(), U
         .get(0);
     let mut refused = Vec::new();
     for t in tables {
-        refused.extend(check_table(client, t, version).await?);
+        refused.extend(check_table(client, t, version, only.contains(t)).await?);
     }
     Ok(if refused.is_empty() { Ok(()) } else { Err(UnstreamableTables(refused)) })
 }
 
-async fn check_table(client: &Client, table: &TableName, version: i32) -> Result<Vec<Unstreamable>, CatalogError> {
+async fn check_table(
+    client: &Client,
+    table: &TableName,
+    version: i32,
+    only: bool,
+) -> Result<Vec<Unstreamable>, CatalogError> {
     let q = |source| CatalogError::Query { what: format!("the replica identity of {table}"), source };
     // The table itself and, for a partitioned table, every leaf partition.
     let rows = client
@@ -96,14 +106,14 @@ async fn check_table(client: &Client, table: &TableName, version: i32) -> Result
             ));
             continue;
         }
-        if is_planned && relkind == "r" && has_children {
+        if is_planned && relkind == "r" && has_children && !only {
             out.push(refuse(
                 "an inheritance parent: the copy would read its children's rows, but their changes are \
                  published under the children's own names, so copy and stream would disagree"
                     .into(),
                 format!(
-                    "plan the child tables (each on its own), and move the rows of {table} itself into a \
-                     child or a table of their own; inheritance parents are not supported yet"
+                    "list it as `ONLY {table}` in the plan's tables to copy and stream its own rows only \
+                     (and plan the children it should also move, each on its own)"
                 ),
             ));
             continue;
