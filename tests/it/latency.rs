@@ -1,0 +1,176 @@
+//! Commit-to-apply latency probe (issue 18), run by `benches/latency.sh`:
+//! not part of the default suite (`#[ignore]`, timings asserted nowhere).
+//!
+//! For each target: `xdb sync` streams a source; a row with a unique key is
+//! inserted (autocommit) and the target polled every 2 ms until the row is
+//! there; the time from the INSERT's commit returning to the row being
+//! visible is one sample. N samples on an idle source, then N while pgbench
+//! runs single-row INSERT + UPDATE transactions on 2 clients. Prints p50 /
+//! p99 / max per target and phase.
+//!
+//! XDB_LATENCY_BIN: the xdb binary to measure (default: this build's);
+//! XDB_LATENCY_TARGETS (default "sqlite mysql postgres"); XDB_LATENCY_N
+//! (default 200); XDB_LATENCY_RATE: pgbench `-R` TPS cap (default none).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+use crate::support::{MyDb, PgDb};
+use crate::sync::{ok, plan, wait_until, Target};
+
+/// A persistent connection to the target that asks whether a row is there
+/// (a new connection per poll would cost more than what is measured).
+enum Poller {
+    Sqlite(rusqlite::Connection),
+    Mysql(mysql_async::Conn),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Poller {
+    async fn connect(target: &Target) -> Poller {
+        match target {
+            Target::Sqlite(p) => Poller::Sqlite(rusqlite::Connection::open(p).unwrap()),
+            Target::Mysql(db) => Poller::Mysql(mysql_async::Conn::from_url(db.url()).await.unwrap()),
+            Target::Postgres(db) => Poller::Postgres(db.super_client().await),
+        }
+    }
+
+    /// Whether row `id` of `probe` is visible; a busy or missing table is "not yet".
+    async fn has(&mut self, id: i64) -> bool {
+        match self {
+            Poller::Sqlite(c) => c
+                .query_row("SELECT COUNT(*) FROM probe WHERE id = ?1", [id], |r| r.get::<_, i64>(0))
+                .map(|n| n == 1)
+                .unwrap_or(false),
+            Poller::Mysql(c) => c
+                .exec_first::<i64, _, _>("SELECT COUNT(*) FROM probe WHERE id = ?", (id,))
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|n| n == 1),
+            Poller::Postgres(c) => c
+                .query_one("SELECT COUNT(*) FROM probe WHERE id = $1", &[&id])
+                .await
+                .map(|r| r.get::<_, i64>(0) == 1)
+                .unwrap_or(false),
+        }
+    }
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
+}
+
+/// `n` probes with keys from `first`: milliseconds from commit to visible.
+async fn probe(source: &tokio_postgres::Client, poller: &mut Poller, first: i64, n: usize) -> Vec<f64> {
+    let mut ms = Vec::with_capacity(n);
+    for id in first..first + n as i64 {
+        // Spread the probes so that each starts on a stream in its steady
+        // state, not right behind the previous probe's batch.
+        tokio::time::sleep(Duration::from_millis(20 + (id as u64 * 7919) % 30)).await;
+        source.execute("INSERT INTO probe VALUES ($1, 'probe ' || $1::text)", &[&id]).await.unwrap();
+        let start = Instant::now();
+        while !poller.has(id).await {
+            assert!(start.elapsed() < Duration::from_secs(60), "probe {id} never reached the target");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ms.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms
+}
+
+async fn count(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT COUNT(*) FROM load_ins", &[]).await.unwrap().get(0)
+}
+
+fn summary(ms: &[f64]) -> String {
+    format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={})", pct(ms, 50.0), pct(ms, 99.0), pct(ms, 100.0), ms.len())
+}
+
+fn pgbench(db: &PgDb, dir: &std::path::Path) -> Child {
+    let script = dir.join("load.sql");
+    std::fs::write(
+        &script,
+        "\\set id random(1, 10000)\nBEGIN;\nINSERT INTO load_ins (v) VALUES ('bench');\n\
+         UPDATE load SET n = n + 1 WHERE id = :id;\nCOMMIT;\n",
+    )
+    .unwrap();
+    let mut args: Vec<String> = ["-n", "-c", "2", "-j", "2", "-T", "3600", "-f"].map(String::from).to_vec();
+    args.push(script.display().to_string());
+    if let Ok(rate) = std::env::var("XDB_LATENCY_RATE") {
+        args.extend(["-R".to_string(), rate]);
+    }
+    args.push(db.super_url());
+    Command::new("pgbench").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run pgbench")
+}
+
+async fn measure(target: Target, label: &str) -> String {
+    let n: usize = std::env::var("XDB_LATENCY_N").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let bin = std::env::var("XDB_LATENCY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_xdb").to_string());
+    let db = PgDb::create("xdb_lat").await;
+    db.exec(
+        "CREATE TABLE probe (id bigint PRIMARY KEY, marker text NOT NULL);
+         CREATE TABLE load (id bigint PRIMARY KEY, n bigint NOT NULL);
+         CREATE TABLE load_ins (id bigserial PRIMARY KEY, v text NOT NULL);
+         INSERT INTO load SELECT g, 0 FROM generate_series(1, 10000) g;
+         ALTER TABLE probe OWNER TO xdb_repl; ALTER TABLE load OWNER TO xdb_repl; ALTER TABLE load_ins OWNER TO xdb_repl;",
+    )
+    .await;
+    let plan = plan(&db, &target, "probe, load, load_ins", "");
+    ok(&crate::sync::xdb(&plan, &["snapshot"]));
+    let mut child = Command::new(&bin)
+        .args(["sync", "--plan", plan.path.to_str().unwrap(), "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn xdb");
+    let source = db.super_client().await;
+    source.execute("INSERT INTO probe VALUES (0, 'warm-up')", &[]).await.unwrap();
+    let mut poller = Poller::connect(&target).await;
+    wait_until("sync to stream", Duration::from_secs(60), || async { target.count("probe").await == 1 }).await;
+    let idle = probe(&source, &mut poller, 1, n).await;
+
+    let mut bench = pgbench(&db, &plan.dir);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (c0, t0) = (count(&source).await, Instant::now());
+    let loaded = probe(&source, &mut poller, 1_000_000, n).await;
+    let tps = (count(&source).await - c0) as f64 / t0.elapsed().as_secs_f64();
+    let _ = bench.kill();
+    let _ = bench.wait();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    if let Target::Mysql(_) = target {
+        // The poller's connection would hold the drop of the database.
+        if let Poller::Mysql(c) = poller {
+            let _ = c.disconnect().await;
+        }
+    }
+    format!("{label}: idle {}; under load (~{tps:.0} TPS) {}", summary(&idle), summary(&loaded))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by benches/latency.sh"]
+async fn commit_to_apply_latency() {
+    let targets = std::env::var("XDB_LATENCY_TARGETS").unwrap_or_else(|_| "sqlite mysql postgres".into());
+    let mut lines = Vec::new();
+    for t in targets.split_whitespace() {
+        let line = match t {
+            "sqlite" => measure(Target::sqlite("xdb_lat"), "→ SQLite").await,
+            "mysql" => measure(Target::Mysql(MyDb::create("xdb_lat_my").await), "→ MariaDB").await,
+            "postgres" => measure(Target::Postgres(PgDb::create("xdb_lat_pgt").await), "→ PostgreSQL").await,
+            other => panic!("unknown target {other}"),
+        };
+        println!("LATENCY {line}");
+        lines.push(line);
+    }
+    println!(
+        "\n== commit-to-apply latency ({})",
+        std::env::var("XDB_LATENCY_BIN").unwrap_or_else(|_| "this build".into())
+    );
+    for l in lines {
+        println!("{l}");
+    }
+}
