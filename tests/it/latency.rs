@@ -70,7 +70,7 @@ async fn probe(source: &tokio_postgres::Client, poller: &mut Poller, first: i64,
         // Spread the probes so that each starts on a stream in its steady
         // state, not right behind the previous probe's batch.
         tokio::time::sleep(Duration::from_millis(20 + (id as u64 * 7919) % 30)).await;
-        source.execute("INSERT INTO probe VALUES ($1, 'probe ' || $1::text)", &[&id]).await.unwrap();
+        source.execute("INSERT INTO probe VALUES ($1, $2)", &[&id, &format!("probe {id}")]).await.unwrap();
         let start = Instant::now();
         while !poller.has(id).await {
             assert!(start.elapsed() < Duration::from_secs(60), "probe {id} never reached the target");
@@ -88,6 +88,16 @@ async fn count(c: &tokio_postgres::Client) -> i64 {
 
 fn summary(ms: &[f64]) -> String {
     format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={})", pct(ms, 50.0), pct(ms, 99.0), pct(ms, 100.0), ms.len())
+}
+
+/// A child process that does not outlive a failed measurement.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn pgbench(db: &PgDb, dir: &std::path::Path) -> Child {
@@ -121,27 +131,28 @@ async fn measure(target: Target, label: &str) -> String {
     .await;
     let plan = plan(&db, &target, "probe, load, load_ins", "");
     ok(&crate::sync::xdb(&plan, &["snapshot"]));
-    let mut child = Command::new(&bin)
-        .args(["sync", "--plan", plan.path.to_str().unwrap(), "--log", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn xdb");
+    let mut child = KillOnDrop(
+        Command::new(&bin)
+            .args(["sync", "--plan", plan.path.to_str().unwrap(), "--log", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn xdb"),
+    );
     let source = db.super_client().await;
     source.execute("INSERT INTO probe VALUES (0, 'warm-up')", &[]).await.unwrap();
     let mut poller = Poller::connect(&target).await;
     wait_until("sync to stream", Duration::from_secs(60), || async { target.count("probe").await == 1 }).await;
     let idle = probe(&source, &mut poller, 1, n).await;
 
-    let mut bench = pgbench(&db, &plan.dir);
+    let bench = KillOnDrop(pgbench(&db, &plan.dir));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (c0, t0) = (count(&source).await, Instant::now());
     let loaded = probe(&source, &mut poller, 1_000_000, n).await;
     let tps = (count(&source).await - c0) as f64 / t0.elapsed().as_secs_f64();
-    let _ = bench.kill();
-    let _ = bench.wait();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    drop(bench);
+    let _ = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status();
+    let _ = child.0.wait();
     if let Target::Mysql(_) = target {
         // The poller's connection would hold the drop of the database.
         if let Poller::Mysql(c) = poller {
