@@ -4,6 +4,9 @@
 # inserted one at a time on an idle source, then N more while pgbench runs
 # single-row INSERT + UPDATE transactions on 2 clients; each row's time from
 # its commit to being visible on the target (polled every 2 ms) is a sample.
+# PostgreSQL's own logical replication from the same source, polled for the
+# same rows, is reported next to each: the floor the source itself sets
+# (walsender decoding, and on a shared server everyone else's WAL).
 # Prints p50 / p99 / max per target and phase (tests/it/latency.rs).
 #
 #   benches/latency.sh [N]                       default 200 samples per phase
@@ -20,4 +23,4 @@ eval "$(scripts/dev-dbs.sh env)"
 profile=()
 [ "${XDB_LATENCY_PROFILE:-debug}" = release ] && profile=(--release)
 cargo test "${profile[@]}" --quiet --test it latency::commit_to_apply_latency -- --ignored --nocapture --test-threads 1 2>&1 \
-  | grep -E '^(LATENCY|==|→)|panicked|FAILED'
+  | grep -E '^(LATENCY|==|xdb)|panicked|FAILED'
