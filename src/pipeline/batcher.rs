@@ -1,13 +1,19 @@
 //! Groups whole source transactions into target transactions.
 //!
-//! A batch closes on rows (`max_batch_rows`), on time (`max_batch_delay`
-//! after its first transaction arrived) or when the stream has nothing more
-//! ready; a transaction is never split, so a batch may exceed the row limit
-//! by one transaction (invariant 3).
+//! Batching must not cost latency when nothing is waiting: a batch closes as
+//! soon as the channel is empty *and* the producer (the stream reader) holds
+//! nothing more it could hand over without waiting on the network. What has
+//! piled up meanwhile (while the previous batch was being applied) is taken
+//! whole, up to `max_batch_rows`, so throughput under load comes from the
+//! backlog, not from waiting. Only while the reader is still handing over
+//! data it already holds does a batch wait for it, and then at most
+//! `max_batch_delay` after its first item: the delay is an upper bound, not a
+//! pause. A transaction is never split, so a batch may exceed the row limit
+//! by one transaction (invariant *commit order*).
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::model::Transaction;
@@ -16,38 +22,54 @@ use crate::model::Transaction;
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
     pub max_rows: usize,
+    /// The longest a batch waits, after its first item, for items the
+    /// producer still holds (see [`ProducerPending`]). Never waited when the
+    /// producer holds nothing.
     pub max_delay: Duration,
 }
 
-/// Waits for the next batch. `None` when the channel is closed and empty.
-pub async fn next_batch(rx: &mut mpsc::Receiver<Transaction>, policy: BatchPolicy) -> Option<Vec<Transaction>> {
-    let first = rx.recv().await?;
-    let deadline = Instant::now() + policy.max_delay;
-    let mut rows = first.changes.len();
-    let mut batch = vec![first];
-    while rows < policy.max_rows {
-        // Take what is ready at once; wait (until the deadline) only when
-        // nothing is, so a busy stream fills batches and a quiet one is not held.
-        let tx = match rx.try_recv() {
-            Ok(tx) => tx,
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(tx)) => tx,
-                Ok(None) | Err(_) => break,
-            },
-        };
-        rows += tx.changes.len();
-        batch.push(tx);
-    }
-    Some(batch)
+/// Whether the producer of a channel holds items it has not sent yet and
+/// will send without waiting for its own input (for the stream reader:
+/// decoded events or bytes read off the socket). `true` means "more is on
+/// its way right now"; `false` means the producer is waiting for input, so
+/// a batch waiting for more would only add latency.
+///
+/// A `watch` so that a batch waiting on a busy producer is woken the moment
+/// it goes idle. A producer that never says anything (no sender, or the
+/// sender dropped) counts as idle.
+pub type ProducerPending = watch::Receiver<bool>;
+
+/// A [`ProducerPending`] that is always idle: batches close as soon as the
+/// channel is empty.
+pub fn never_pending() -> ProducerPending {
+    watch::channel(false).1
 }
 
-/// Like [`next_batch`] for any item: `rows` sizes an item, and an item that
-/// is not `batchable` (a schema change, a spilled transaction) closes the
-/// batch it lands in, so it is handled between whole groups.
+/// Waits for the next batch of transactions (see [`next_batch_items`]).
+/// `None` when the channel is closed and empty.
+pub async fn next_batch(
+    rx: &mut mpsc::Receiver<Transaction>,
+    policy: BatchPolicy,
+    pending: &mut ProducerPending,
+) -> Option<Vec<Transaction>> {
+    next_batch_items(rx, policy, pending, |t| t.changes.len(), |_| true).await
+}
+
+/// Waits for the first item, then takes what is already queued, up to
+/// `policy.max_rows`: `rows` sizes an item, and an item that is not
+/// `batchable` (a schema change, a spilled transaction) closes the batch it
+/// lands in, so it is handled between whole groups. When the queue is empty
+/// the batch closes at once unless `pending` says the producer is about to
+/// send more; then it waits for that, until `policy.max_delay` after the
+/// first item at most. `None` when the channel is closed and empty.
+///
+/// Items are returned in the order received (invariant *commit order*); the
+/// channel stays bounded (invariant *bounded memory*): nothing here reads
+/// ahead of what the batch takes.
 pub async fn next_batch_items<T>(
     rx: &mut mpsc::Receiver<T>,
     policy: BatchPolicy,
+    pending: &mut ProducerPending,
     rows: impl Fn(&T) -> usize,
     batchable: impl Fn(&T) -> bool,
 ) -> Option<Vec<T>> {
@@ -60,9 +82,9 @@ pub async fn next_batch_items<T>(
         let item = match rx.try_recv() {
             Ok(item) => item,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(item)) => item,
-                Ok(None) | Err(_) => break,
+            Err(mpsc::error::TryRecvError::Empty) => match wait_for_more(rx, pending, deadline).await {
+                Some(item) => item,
+                None => break,
             },
         };
         n += rows(&item);
@@ -70,6 +92,34 @@ pub async fn next_batch_items<T>(
         batch.push(item);
     }
     Some(batch)
+}
+
+/// The next item when the producer still holds some, `None` as soon as it
+/// holds none (or at `deadline`, or when the channel closes).
+async fn wait_for_more<T>(rx: &mut mpsc::Receiver<T>, pending: &mut ProducerPending, deadline: Instant) -> Option<T> {
+    loop {
+        // Read before the last look at the queue: a producer that sends its
+        // last item and then goes idle is seen either with the item queued
+        // or still busy, never idle with the item missed.
+        let busy = *pending.borrow_and_update();
+        match rx.try_recv() {
+            Ok(item) => return Some(item),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if !busy => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        tokio::select! {
+            biased;
+            item = rx.recv() => return item,
+            changed = pending.changed() => {
+                // A dropped sender cannot announce more: idle from now on.
+                if changed.is_err() {
+                    return rx.try_recv().ok();
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -102,22 +152,103 @@ mod tests {
         }
         drop(tx_s);
         let policy = BatchPolicy { max_rows: 7, max_delay: Duration::from_secs(5) };
-        let b1 = next_batch(&mut rx, policy).await.unwrap();
+        let mut idle = never_pending();
+        let b1 = next_batch(&mut rx, policy, &mut idle).await.unwrap();
         assert_eq!(b1.len(), 3, "3+3 < 7, the third transaction closes the batch at 9 rows");
-        let b2 = next_batch(&mut rx, policy).await.unwrap();
+        let b2 = next_batch(&mut rx, policy, &mut idle).await.unwrap();
         assert_eq!(b2.len(), 2);
-        assert!(next_batch(&mut rx, policy).await.is_none());
+        assert!(next_batch(&mut rx, policy, &mut idle).await.is_none());
+    }
+
+    /// The latency rule: nothing else queued and the producer idle, so the
+    /// batch is applied at once, however long `max_delay` is. (Paused time
+    /// jumps straight to any timer the batcher waits on, so a wait would
+    /// show as elapsed time.)
+    #[tokio::test(start_paused = true)]
+    async fn an_item_arriving_alone_is_returned_at_once() {
+        let (tx_s, mut rx) = mpsc::channel(16);
+        let (_pending_tx, mut pending) = watch::channel(false);
+        tx_s.send(tx(1, 1)).await.unwrap();
+        let policy = BatchPolicy { max_rows: 100, max_delay: Duration::from_secs(5) };
+        let start = Instant::now();
+        let b = next_batch(&mut rx, policy, &mut pending).await.unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(start.elapsed(), Duration::ZERO, "the batch waited for the delay");
+        drop(tx_s);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn closes_on_time_when_the_stream_is_quiet() {
+    async fn items_already_queued_are_grouped_up_to_the_limit() {
         let (tx_s, mut rx) = mpsc::channel(16);
+        for i in 0..10 {
+            tx_s.send(tx(i, 1)).await.unwrap();
+        }
+        let policy = BatchPolicy { max_rows: 4, max_delay: Duration::from_secs(5) };
+        let mut idle = never_pending();
+        let start = Instant::now();
+        let sizes: Vec<Vec<u64>> = [
+            next_batch(&mut rx, policy, &mut idle).await.unwrap(),
+            next_batch(&mut rx, policy, &mut idle).await.unwrap(),
+            next_batch(&mut rx, policy, &mut idle).await.unwrap(),
+        ]
+        .iter()
+        .map(|b| b.iter().map(|t| t.commit_lsn.0).collect())
+        .collect();
+        assert_eq!(sizes, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]], "in order, up to the limit");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        drop(tx_s);
+    }
+
+    /// While the producer says it holds more, the batch waits for it; the
+    /// moment it goes idle, the batch closes (not at the delay).
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_a_busy_producer_only_until_it_goes_idle() {
+        let (tx_s, mut rx) = mpsc::channel(16);
+        let (pending_tx, mut pending) = watch::channel(true);
+        tx_s.send(tx(1, 1)).await.unwrap();
+        let producer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx_s.send(tx(2, 1)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pending_tx.send_replace(false);
+            // Keep both ends open: only the idle signal may close the batch.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop((tx_s, pending_tx));
+        });
+        let policy = BatchPolicy { max_rows: 100, max_delay: Duration::from_secs(5) };
+        let start = Instant::now();
+        let b = next_batch(&mut rx, policy, &mut pending).await.unwrap();
+        assert_eq!(b.iter().map(|t| t.commit_lsn.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(start.elapsed(), Duration::from_millis(20), "closed when the producer went idle");
+        producer.abort();
+    }
+
+    /// `max_delay` bounds the wait for a producer that stays busy.
+    #[tokio::test(start_paused = true)]
+    async fn the_delay_bounds_the_wait_for_a_busy_producer() {
+        let (tx_s, mut rx) = mpsc::channel(16);
+        let (_pending_tx, mut pending) = watch::channel(true);
         tx_s.send(tx(1, 1)).await.unwrap();
         let policy = BatchPolicy { max_rows: 100, max_delay: Duration::from_millis(100) };
         let start = Instant::now();
-        let b = next_batch(&mut rx, policy).await.unwrap();
+        let b = next_batch(&mut rx, policy, &mut pending).await.unwrap();
         assert_eq!(b.len(), 1);
-        assert!(start.elapsed() >= Duration::from_millis(100));
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        drop(tx_s);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_that_is_not_batchable_closes_the_batch() {
+        let (tx_s, mut rx) = mpsc::channel(16);
+        for i in [1, 2, 0, 3] {
+            tx_s.send(i).await.unwrap();
+        }
+        let policy = BatchPolicy { max_rows: 100, max_delay: Duration::from_secs(5) };
+        let mut idle = never_pending();
+        let b = next_batch_items(&mut rx, policy, &mut idle, |_| 1, |i| *i != 0).await.unwrap();
+        assert_eq!(b, vec![1, 2, 0]);
+        let b = next_batch_items(&mut rx, policy, &mut idle, |_| 1, |i| *i != 0).await.unwrap();
+        assert_eq!(b, vec![3]);
         drop(tx_s);
     }
 }

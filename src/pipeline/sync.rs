@@ -265,6 +265,7 @@ async fn stream_once(
         temporary: false,
     };
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
+    let mut reader_pending = stream.pending_signal();
     tracing::info!(slot = %slot, from = %applied, "streaming changes");
     // With --until-caught-up, "caught up" means past a marker written now:
     // XLogData's wal_end is only the position of the record being sent, so
@@ -340,7 +341,13 @@ async fn stream_once(
         let result: Result<bool, SyncError> = async {
             loop {
                 let batch = tokio::select! {
-                    b = next_batch_items(&mut item_rx, policy, Item::rows, |i| matches!(i, Item::Tx(_))) => b,
+                    // Applied as soon as nothing more is queued or on its way
+                    // (the reader is waiting for the server): batching costs no
+                    // latency on a quiet source, and under load the next batch
+                    // piles up while this one is applied.
+                    b = next_batch_items(
+                        &mut item_rx, policy, &mut reader_pending, Item::rows, |i| matches!(i, Item::Tx(_)),
+                    ) => b,
                     _ = &mut *stop => {
                         tracing::info!("stopping on signal: the batch in flight was committed or abandoned whole");
                         return Ok(false);

@@ -123,7 +123,9 @@ pub struct Apply {
     /// transactions only).
     #[serde(default = "default_max_batch_rows")]
     pub max_batch_rows: usize,
-    /// Milliseconds a batch may wait for more transactions before commit.
+    /// The longest a batch waits for more transactions that the stream is
+    /// still handing over (already received). An upper bound only: when
+    /// nothing more is queued or on its way, a batch is applied at once.
     #[serde(default = "default_max_batch_delay_ms")]
     pub max_batch_delay_ms: u64,
 }

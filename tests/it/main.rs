@@ -9,6 +9,7 @@ mod check;
 mod cleanup;
 mod compose;
 mod cutover;
+mod latency;
 mod mapping_roundtrip;
 mod pgoutput_capture;
 mod plan_errors;

@@ -860,3 +860,49 @@ async fn scan_and_validate_stop_on_signals() {
     assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
     assert!(err.contains("interrupted: validation stopped"), "{err}");
 }
+
+/// Batching costs no latency on a quiet source: with a batch delay of 5 s, a
+/// single insert is on the target well within it, because a batch is applied
+/// as soon as nothing more is queued or on its way (issue 18; before, every
+/// lone transaction waited out `apply.max_batch_delay_ms`). Not a benchmark
+/// (`benches/latency.sh` measures): only "far below the delay".
+async fn lone_insert_does_not_wait_for_the_batch_delay(target: Target) {
+    let db = PgDb::create("xdb_latency").await;
+    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL); ALTER TABLE t OWNER TO xdb_repl;").await;
+    let plan = plan(&db, &target, "t", "apply:\n  max_batch_rows: 5000\n  max_batch_delay_ms: 5000\n");
+    ok(&xdb(&plan, &["snapshot"]));
+    let mut child = spawn(&plan, &["sync"]);
+    // Streaming: a first row arrives (with time for the old behaviour too).
+    db.exec("INSERT INTO t VALUES (0, 'warm-up')").await;
+    wait_until("sync to stream", Duration::from_secs(60), || async { target.count("t").await == 1 }).await;
+    for id in 1..=3 {
+        // Quiet source: the previous batch is long applied.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = Instant::now();
+        db.exec(&format!("INSERT INTO t VALUES ({id}, 'row {id}')")).await;
+        let sql = format!("SELECT COUNT(*) FROM t WHERE id = {id}");
+        while target.rows(&sql).await[0][0] != "1" {
+            assert!(start.elapsed() < Duration::from_secs(10), "row {id} never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(2), "row {id} took {took:?} with max_batch_delay_ms 5000");
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success(), "SIGTERM is a clean stop");
+}
+
+#[tokio::test]
+async fn lone_insert_does_not_wait_for_the_batch_delay_on_sqlite() {
+    lone_insert_does_not_wait_for_the_batch_delay(Target::sqlite("xdb_latency")).await;
+}
+
+#[tokio::test]
+async fn lone_insert_does_not_wait_for_the_batch_delay_on_mariadb() {
+    lone_insert_does_not_wait_for_the_batch_delay(Target::Mysql(MyDb::create("xdb_latency_my").await)).await;
+}
+
+#[tokio::test]
+async fn lone_insert_does_not_wait_for_the_batch_delay_on_postgres() {
+    lone_insert_does_not_wait_for_the_batch_delay(Target::Postgres(PgDb::create("xdb_latency_pgt").await)).await;
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::assembler::{
@@ -200,6 +201,11 @@ pub struct ChangeStream {
     received: Lsn,
     /// An XLogData taken off the wire but not yet fed to the assembler.
     inflight: Option<(Lsn, Bytes)>,
+    /// `true` while this stream holds data it has not returned yet (events,
+    /// read bytes); `false` while it waits for the server. Lets a consumer
+    /// that batches close a batch at once instead of waiting for more that
+    /// is not coming (see [`ChangeStream::pending_signal`]).
+    holding: watch::Sender<bool>,
     pub slot: SlotInfo,
 }
 
@@ -305,6 +311,7 @@ impl ChangeStream {
             confirmed: Lsn::ZERO,
             received: Lsn::ZERO,
             inflight: None,
+            holding: watch::channel(false).0,
             slot,
         })
     }
@@ -335,6 +342,10 @@ impl ChangeStream {
                 self.pending.extend(events);
                 continue;
             }
+            // Nothing decoded is left: say whether what comes next is
+            // already here (read bytes) or must come from the server, so a
+            // waiting batch closes now rather than at its delay.
+            self.set_holding(self.stream.has_buffered());
             let idle_deadline = self.last_data + self.heartbeat_interval;
             let event = tokio::select! {
                 ev = self.stream.next() => ev?,
@@ -343,6 +354,9 @@ impl ChangeStream {
                     continue;
                 }
             };
+            // Something arrived: held until handed over (this may be the
+            // first message of a transaction whose rest is in the buffer).
+            self.set_holding(true);
             match event {
                 None => return Ok(None),
                 Some(ReplicationEvent::Keepalive { .. }) => {}
@@ -355,6 +369,21 @@ impl ChangeStream {
                 }
             }
         }
+    }
+
+    /// Whether this stream holds data it has not returned yet: `true` from
+    /// the moment something is read off the connection until it has all been
+    /// returned by [`next`](Self::next) and nothing more is buffered; `false`
+    /// while it waits for the server. `sync`'s batcher closes a batch when
+    /// its queue is empty and this is `false` (nothing is on its way, so
+    /// waiting would only add latency).
+    pub fn pending_signal(&self) -> watch::Receiver<bool> {
+        self.holding.subscribe()
+    }
+
+    fn set_holding(&self, holding: bool) {
+        // Only a change wakes the receiver: this runs for every message.
+        self.holding.send_if_modified(|v| std::mem::replace(v, holding) != holding);
     }
 
     fn note_received(&mut self, events: &[AssemblerEvent]) {

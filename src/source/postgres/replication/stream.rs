@@ -153,6 +153,13 @@ impl ReplicationStream {
         self.conn.flush().await
     }
 
+    /// True when bytes read from the server wait in the buffer (a whole
+    /// frame, or part of one whose rest is on its way): the next
+    /// [`next`](Self::next) will not wait for the server to send anything new.
+    pub fn has_buffered(&self) -> bool {
+        !self.conn.rbuf.is_empty()
+    }
+
     /// The highest WAL end the server has reported.
     pub fn server_wal_end(&self) -> Lsn {
         self.server_wal_end
