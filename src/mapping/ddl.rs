@@ -66,6 +66,27 @@ fn parse_pg_default(d: &str) -> PgDefault {
     PgDefault::Expr(e.trim().to_string())
 }
 
+/// True when a PostgreSQL default is a constant (a number, a string
+/// literal with casts, `NULL`, `true`/`false`): the value every existing
+/// row got when a column was added with it, which the target can give its
+/// rows the same way. Anything else (`now()`, `gen_random_uuid()`,
+/// `nextval(…)`, an operator) is not: for `now()` PostgreSQL stored the
+/// ALTER's own time, for a volatile one a value per row, so the values
+/// must be read from the source (invariant *schema drift*).
+pub fn is_constant_default(d: &str) -> bool {
+    match parse_pg_default(d) {
+        PgDefault::Str(_) => {
+            // `'a'::text` is a constant; `'a'::text || 'b'` is parsed as
+            // the string `a` too, so look at what follows the literal.
+            let t = d.trim();
+            let close = t.rfind('\'').unwrap_or(0);
+            let tail = &t[close + 1..];
+            t.starts_with('\'') && tail.chars().all(|c| c.is_ascii_alphanumeric() || " _:,.()[]\"".contains(c))
+        }
+        PgDefault::Expr(e) => is_number(&e) || matches!(e.to_ascii_lowercase().as_str(), "null" | "true" | "false"),
+    }
+}
+
 fn is_number(s: &str) -> bool {
     let b = s.strip_prefix('-').unwrap_or(s);
     !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit() || c == b'.') && b.bytes().filter(|c| *c == b'.').count() <= 1
@@ -318,10 +339,23 @@ pub fn create_index_ddl(t: &MappedTable, indexes: &[IndexDef], kind: &TargetKind
 /// ALTER TABLE … ADD COLUMN for a column added on the source (schema
 /// drift). The column is NOT NULL only when it has a default: existing
 /// rows need a value.
+///
+/// SQLite refuses ADD COLUMN with an expression default (`Cannot add a
+/// column with non-constant default`): there the column is added without
+/// it (and so nullable); the writer fills the existing rows from the
+/// source, as it does for every non-constant default.
 pub fn add_column_ddl(t: &MappedTable, col: usize, kind: &TargetKind) -> String {
     let if_not_exists = match kind {
         TargetKind::Sqlite | TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. } => "",
         _ => "IF NOT EXISTS ",
     };
-    format!("ALTER TABLE {} ADD COLUMN {if_not_exists}{}", t.target_ident, column_def(t, col, kind, false, true))
+    let expr_default = t.columns[col].default.as_deref().is_some_and(|d| d.trim_start().starts_with('('));
+    let def = if matches!(kind, TargetKind::Sqlite) && expr_default {
+        let mut t = t.clone();
+        t.columns[col].default = None;
+        column_def(&t, col, kind, false, true)
+    } else {
+        column_def(t, col, kind, false, true)
+    };
+    format!("ALTER TABLE {} ADD COLUMN {if_not_exists}{def}", t.target_ident)
 }

@@ -34,7 +34,7 @@ pub use canonical::{
     RowHasher,
 };
 pub use convert::{show_value, ConversionDetails, ConversionError};
-pub use ddl::{add_column_ddl, create_index_ddl, create_table_ddl, IndexDef};
+pub use ddl::{add_column_ddl, create_index_ddl, create_table_ddl, is_constant_default, IndexDef};
 pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};
@@ -439,6 +439,20 @@ mod tests {
             add_column_ddl(&mt, 3, &maria()),
             "ALTER TABLE `shop__orders` ADD COLUMN IF NOT EXISTS `odd` INT NULL"
         );
+    }
+
+    /// Constant defaults are given to existing rows by the target itself;
+    /// anything else is filled from the source (invariant *schema drift*).
+    #[test]
+    fn constant_defaults() {
+        for d in ["7", "'-1'::integer", "(-1)", "'it''s'::character varying", "NULL", "true", "1.5", "'{}'::jsonb"] {
+            assert!(is_constant_default(d), "{d}");
+        }
+        for d in
+            ["now()", "gen_random_uuid()", "nextval('t_n_seq'::regclass)", "CURRENT_DATE", "('a'::text || 'b'::text)"]
+        {
+            assert!(!is_constant_default(d), "{d}");
+        }
     }
 
     #[test]

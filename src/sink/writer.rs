@@ -29,16 +29,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 
 use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
 use super::dialect::SqlDialect;
 use super::state;
 use super::target::{StateParam, TargetConn, TargetError};
+use crate::copy::source_reader::{mark_unknown, select_list};
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
-use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
-use crate::plan::{Plan, TargetUrl};
+use crate::model::{Column, Lsn, Row, TableName, TableSchema, Transaction, Value};
+use crate::plan::{Plan, SecretUrl, TargetUrl};
 use crate::source::postgres::assembler::SpilledTransaction;
+use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::client::{self, error_text, ConnectError};
+use crate::source::postgres::copy_binary::CopyBinaryReader;
 
 /// Changes per statement group read back from a spilled transaction.
 const SPILL_CHUNK: usize = 5_000;
@@ -54,6 +60,24 @@ pub enum SinkError {
     Plan(#[from] ApplyPlanError),
     #[error("{0}")]
     SchemaDrift(String),
+    /// Connecting to the source to re-read its catalog or the values of an
+    /// added column.
+    #[error("{0}")]
+    SourceConnect(#[from] ConnectError),
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
+    /// Giving the rows already on the target the source's values of a
+    /// column added on the source failed after the column was added on a
+    /// target whose DDL is not transactional (MySQL, MariaDB): a restart
+    /// would find the column there and not fill it again, so this is never
+    /// retried and names the repair.
+    #[error(
+        "{table}: column {column} was added on the source with a default whose values xdb copies from the source \
+         rows; copying them to the rows already on the target failed: {reason}. xdb stopped before applying any \
+         later change. The column is on the target now, but its values may be missing: stop `xdb sync`, run `xdb \
+         validate --plan P --tables {table} --repair`, then run `xdb sync` again"
+    )]
+    Fill { table: TableName, column: String, reason: String },
     #[error("type mapping: {0}")]
     Mapping(String),
     #[error("reading a spilled transaction: {0}")]
@@ -107,7 +131,14 @@ fn no_row_text(table: &TableName, op: &str, keys: &[String], commit_lsn: &Option
 impl SinkError {
     /// True when the same group may succeed after a reconnect.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SinkError::Target(e) if e.is_retryable())
+        match self {
+            SinkError::Target(e) => e.is_retryable(),
+            SinkError::SourceConnect(e) => e.retryable,
+            SinkError::Catalog(CatalogError::Query { source, .. }) => {
+                crate::error_policy::postgres(source).is_transient()
+            }
+            _ => false,
+        }
     }
 
     /// The error with the source commit it happened in, when not yet known.
@@ -125,6 +156,10 @@ impl SinkError {
 pub struct SinkWriter {
     conn: TargetConn,
     url: TargetUrl,
+    /// The source, connected to when a Relation adds columns: its catalog
+    /// knows their defaults and NOT NULL (pgoutput does not send them), and
+    /// its rows the values of a non-constant default.
+    source_url: SecretUrl,
     kind: TargetKind,
     slot: String,
     rules: MappingRules,
@@ -176,6 +211,7 @@ impl SinkWriter {
         Ok(SinkWriter {
             conn,
             url: plan.target.url.clone(),
+            source_url: plan.source.url.clone(),
             kind,
             slot: plan.source.slot.clone(),
             rules,
@@ -395,18 +431,130 @@ impl SinkWriter {
                 c.identity = o.identity;
             }
         }
-        let new_mapped = mapping::map_table(&self.rules, &keyed, &self.overrides)
-            .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?;
         let added: Vec<usize> = (0..keyed.columns.len())
             .filter(|&i| !old.columns.iter().any(|o| o.name == keyed.columns[i].name))
             .filter(|&i| !target_only.contains(&keyed.columns[i].name))
             .collect();
-        for i in added {
-            let ddl = mapping::add_column_ddl(&new_mapped, i, &self.kind);
-            tracing::info!(table = %table, column = %keyed.columns[i].name, "column added on the source: {ddl}");
-            self.conn.execute_batch(&[ddl], &format!("adding column {} to {table}", keyed.columns[i].name)).await?;
+        if added.is_empty() {
+            let new_mapped = mapping::map_table(&self.rules, &keyed, &self.overrides)
+                .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?;
+            self.mapped.insert(table.clone(), Arc::new(new_mapped));
+            return Ok(());
         }
-        self.mapped.insert(table.clone(), Arc::new(new_mapped));
+        // A Relation carries no defaults and no NOT NULL: without the
+        // catalog, a column added `NOT NULL DEFAULT 7` would arrive on the
+        // target nullable and NULL in every existing row.
+        let source = client::connect(&self.source_url, "xdb sync").await?;
+        if let Some(catalog) = load_table(&source, &mut TypeCache::new(), table).await? {
+            for &i in &added {
+                if let Some(c) = catalog.columns.iter().find(|c| c.name == keyed.columns[i].name) {
+                    let k = &mut keyed.columns[i];
+                    k.nullable = c.nullable;
+                    k.default = c.default.clone();
+                    k.identity = c.identity;
+                }
+            }
+        }
+        let new_mapped = Arc::new(
+            mapping::map_table(&self.rules, &keyed, &self.overrides)
+                .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?,
+        );
+        // Existing rows get a constant default from the target itself (the
+        // column is added with it); any other default gave each source row a
+        // value of its own (or, for `now()`, the ALTER's time), which only
+        // the source knows: those columns are filled from it.
+        let fill: Vec<usize> =
+            added.iter().copied().filter(|&i| needs_fill(&keyed.columns[i], &new_mapped.columns[i])).collect();
+        self.mapped.insert(table.clone(), new_mapped.clone());
+        // MySQL commits DDL implicitly; elsewhere the columns and their
+        // values land in one target transaction, so a failure (or a kill)
+        // leaves neither and the restart does it all again.
+        let transactional_ddl = !self.kind.is_mysql();
+        if transactional_ddl {
+            self.begin().await?;
+        }
+        let r = async {
+            for &i in &added {
+                let name = &keyed.columns[i].name;
+                let ddl = mapping::add_column_ddl(&new_mapped, i, &self.kind);
+                tracing::info!(table = %table, column = %name, "column added on the source: {ddl}");
+                self.conn.execute_batch(&[ddl], &format!("adding column {name} to {table}")).await?;
+            }
+            if !fill.is_empty() {
+                if !transactional_ddl {
+                    self.begin().await?;
+                }
+                let filled = self.fill_added(&new_mapped, &fill, &source).await;
+                filled.map_err(|e| match e {
+                    e if transactional_ddl => e,
+                    e => SinkError::Fill {
+                        table: table.clone(),
+                        column: fill.iter().map(|&i| keyed.columns[i].name.as_str()).collect::<Vec<_>>().join(", "),
+                        reason: e.to_string(),
+                    },
+                })?;
+            }
+            if transactional_ddl || !fill.is_empty() {
+                self.commit().await?;
+            }
+            Ok(())
+        }
+        .await;
+        if r.is_err() {
+            self.rollback().await;
+            // The target does not have the columns (or not filled): the
+            // mapping must not claim it does.
+            self.mapped.insert(table.clone(), current);
+        }
+        r
+    }
+
+    /// Gives the rows already on the target the source's values of the
+    /// columns `cols` (positions in `mapped.source`), just added.
+    ///
+    /// The source is read as it is now, not as of the stream's position:
+    /// every later change to a row is still to come on the stream, with the
+    /// row's new image, and is applied after this. So only rows the target
+    /// already has are updated, by key, and a count of zero is no error
+    /// (not invariant *no silent no-op*: a row deleted on the source since
+    /// is deleted by the stream, one inserted since is inserted by it), and
+    /// each row ends with the source's value.
+    async fn fill_added(
+        &mut self,
+        mapped: &Arc<MappedTable>,
+        cols: &[usize],
+        source: &tokio_postgres::Client,
+    ) -> Result<(), SinkError> {
+        let table = &mapped.source;
+        let names = || cols.iter().map(|&i| table.columns[i].name.as_str()).collect::<Vec<_>>().join(", ");
+        let fail = |reason: String| SinkError::Fill { table: table.name.clone(), column: names(), reason };
+        if table.primary_key.is_empty() {
+            return Err(fail("the table has no primary key to match the rows by".into()));
+        }
+        let keep: Vec<String> = table.primary_key.iter().chain(cols).map(|&i| table.columns[i].name.clone()).collect();
+        let sub = table.restricted_to(&keep).ok_or_else(|| fail("the key is not among the columns read".into()))?;
+        let at: Vec<usize> = sub.columns.iter().filter_map(|c| table.column_index(&c.name)).collect();
+        let (select, types, unknown) = select_list(&sub);
+        let sql = format!("COPY (SELECT {select} FROM {}) TO STDOUT (FORMAT binary)", table.name.pg_quoted());
+        let stream = source.copy_out(sql.as_str()).await.map_err(|e| fail(error_text(&e)))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut reader = CopyBinaryReader::new(types);
+        let set_cols = cols.to_vec();
+        while let Some(part) = stream.next().await {
+            let part: Bytes = part.map_err(|e| fail(error_text(&e)))?;
+            reader.feed(part);
+            while let Some(mut r) = reader.next_row().map_err(|e| fail(e.to_string()))? {
+                mark_unknown(&mut r, &unknown);
+                let mut full: Row = vec![Value::Null; table.columns.len()];
+                for (v, &i) in r.into_iter().zip(&at) {
+                    full[i] = v;
+                }
+                let op = Op::UpdateByKey { table, set_cols: set_cols.clone(), new: &full, key_row: &full };
+                self.run_op(&op).await?;
+            }
+        }
+        reader.finish().map_err(|e| fail(e.to_string()))?;
+        tracing::info!(table = %table.name, columns = %names(), rows = reader.rows_read(), "filled added columns from the source");
         Ok(())
     }
 
@@ -490,10 +638,18 @@ impl SinkWriter {
     /// doc): an UPDATE or keyless DELETE one row, a DELETE by keys one row
     /// per key, an [`Op::ExpectRows`] every key.
     async fn execute_op(&mut self, op: &Op<'_>) -> Result<(), SinkError> {
+        let n = self.run_op(op).await?;
+        check_matched(op, n)
+    }
+
+    /// Runs one statement; returns the rows it changed (or, for
+    /// [`Op::ExpectRows`], counted).
+    async fn run_op(&mut self, op: &Op<'_>) -> Result<u64, SinkError> {
         let table = op.table();
         let Some(mapped) = self.mapped.get(&table.name).cloned() else {
-            // Not a planned table (a publication shared with other tables).
-            return Ok(());
+            // Not a planned table (a publication shared with other tables):
+            // as if it matched what it must.
+            return Ok(u64::MAX);
         };
         let d = self.conn.dialect();
         let context = || format!("applying changes to {}", table.name);
@@ -558,7 +714,18 @@ impl SinkWriter {
                 }
             }
         };
-        check_matched(op, n)
+        Ok(n)
+    }
+}
+
+/// True when a column just added on the source must be filled from the
+/// source's rows (see [`SinkWriter::relation_changed`]): an identity, a
+/// non-constant default, or a constant one the target column does not get.
+fn needs_fill(source: &Column, target: &mapping::MappedColumn) -> bool {
+    match &source.default {
+        _ if source.identity => true,
+        None => false,
+        Some(d) => !mapping::is_constant_default(d) || target.default.is_none(),
     }
 }
 

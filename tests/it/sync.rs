@@ -357,6 +357,53 @@ async fn added_column_follows_and_dropped_column_stops_with_instructions() {
     assert_ne!(name[0][0], "after drop", "nothing after the drop was applied");
 }
 
+/// A table for the schema-change tests (issue 16): 100 rows.
+const DRIFT: &str = "
+    CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, qty int, code varchar(10), note varchar(20));
+    ALTER TABLE t OWNER TO xdb_repl;
+    INSERT INTO t SELECT g, 'name ' || g, g * 3, 'c' || g, 'note ' || g FROM generate_series(1, 100) g;";
+
+/// Columns added on the source while streaming, with defaults (invariant
+/// *schema drift*): the rows already on the target get the values the
+/// source's rows have. A constant default (PostgreSQL keeps it as the
+/// value of every existing row), `now()` (evaluated once, by the ALTER),
+/// and volatile ones evaluated per row (`gen_random_uuid()`, a sequence).
+/// `xdb validate` compares every column of every row.
+async fn added_columns_get_the_source_values(target: Target) {
+    let db = PgDb::create("xdb_drift_add").await;
+    db.exec(DRIFT).await;
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    db.exec(
+        "ALTER TABLE t ADD COLUMN flag int NOT NULL DEFAULT 7;
+         ALTER TABLE t ADD COLUMN label varchar(20) DEFAULT 'it''s';
+         ALTER TABLE t ADD COLUMN made timestamptz NOT NULL DEFAULT now();
+         ALTER TABLE t ADD COLUMN tag uuid DEFAULT gen_random_uuid();
+         ALTER TABLE t ADD COLUMN n bigserial;
+         UPDATE t SET name = 'changed' WHERE id = 1;
+         INSERT INTO t (id, name, flag) VALUES (101, 'new', 8);",
+    )
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+#[tokio::test]
+async fn added_columns_get_the_source_values_on_sqlite() {
+    added_columns_get_the_source_values(Target::sqlite("xdb_drift_add")).await;
+}
+
+#[tokio::test]
+async fn added_columns_get_the_source_values_on_mariadb() {
+    added_columns_get_the_source_values(Target::Mysql(MyDb::create("xdb_drift_add_my").await)).await;
+}
+
+#[tokio::test]
+async fn added_columns_get_the_source_values_on_postgres() {
+    added_columns_get_the_source_values(Target::Postgres(PgDb::create("xdb_drift_add_pgt").await)).await;
+}
+
 #[tokio::test]
 async fn target_outage_is_retried_and_nothing_is_lost() {
     let db = PgDb::create("xdb_sync_outage").await;
