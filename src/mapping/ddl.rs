@@ -359,3 +359,69 @@ pub fn add_column_ddl(t: &MappedTable, col: usize, kind: &TargetKind) -> String 
     };
     format!("ALTER TABLE {} ADD COLUMN {if_not_exists}{def}", t.target_ident)
 }
+
+/// True when every value of a `from` column is, unchanged, a value of the
+/// `to` type: PostgreSQL's ALTER … TYPE rewrote no value, so the target
+/// only needs its column to hold the new type (int to bigint, a longer
+/// varchar, varchar to text, more numeric digits or fractional seconds).
+pub fn type_keeps_values(from: &PgType, to: &PgType) -> bool {
+    use PgType::*;
+    let p = |x: &Option<u32>| x.unwrap_or(6);
+    match (from, to) {
+        (a, b) if a == b => true,
+        // Narrower integers too: PostgreSQL refused the ALTER unless every
+        // value fits, and a value that fits is the same number.
+        (Int2 | Int4 | Int8, Int2 | Int4 | Int8) | (Float4, Float8) => true,
+        (Int2 | Int4 | Int8, Numeric { precision: None, .. }) => true,
+        (Numeric { .. }, Numeric { precision: None, .. }) => true,
+        (Numeric { precision: Some(p1), scale: s1 }, Numeric { precision: Some(p2), scale: s2 }) => {
+            let (s1, s2) = (s1.unwrap_or(0), s2.unwrap_or(0));
+            s2 >= s1 && p2.saturating_sub(s2) >= p1.saturating_sub(s1)
+        }
+        (Varchar(Some(n)), Varchar(Some(m))) => m >= n,
+        (Varchar(_), Varchar(None) | Text) | (Text, Varchar(None)) => true,
+        (Timestamp(a), Timestamp(b)) | (TimestampTz(a), TimestampTz(b)) | (Time(a), Time(b)) => p(b) >= p(a),
+        _ => false,
+    }
+}
+
+/// SQLite's type affinity of a declared column type (the rules of
+/// "Determination Of Column Affinity"): a column keeps its values across
+/// a change of declared type with the same affinity.
+pub fn sqlite_affinity(declared: &str) -> &'static str {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        "INTEGER"
+    } else if ["CHAR", "CLOB", "TEXT"].iter().any(|w| t.contains(w)) {
+        "TEXT"
+    } else if t.contains("BLOB") || t.trim().is_empty() {
+        "BLOB"
+    } else if ["REAL", "FLOA", "DOUB"].iter().any(|w| t.contains(w)) {
+        "REAL"
+    } else {
+        "NUMERIC"
+    }
+}
+
+/// The statement that changes column `col` of the target table to the
+/// type (and, on MySQL, the whole definition) of `t`, or `None` on SQLite,
+/// which cannot change a column's type.
+pub fn alter_column_type_ddl(t: &MappedTable, col: usize, kind: &TargetKind) -> Option<String> {
+    let d = kind.dialect();
+    let c = &t.columns[col];
+    match kind {
+        TargetKind::Sqlite => None,
+        // MODIFY restates the column: its NULL, default and AUTO_INCREMENT
+        // as the table was created with them.
+        TargetKind::Mysql { .. } => {
+            Some(format!("ALTER TABLE {} MODIFY COLUMN {}", t.target_ident, column_def(t, col, kind, false, false)))
+        }
+        TargetKind::Postgres => Some(format!(
+            "ALTER TABLE {} ALTER COLUMN {} TYPE {ty} USING {}::{ty}",
+            t.target_ident,
+            d.ident(&c.name),
+            d.ident(&c.name),
+            ty = c.target_type
+        )),
+    }
+}

@@ -400,6 +400,8 @@ impl SinkWriter {
         let old = &current.source;
         let table = &schema.name;
         let mut problems = Vec::new();
+        // Columns whose type changed: followed or stopped on once mapped.
+        let mut retyped: Vec<&str> = Vec::new();
         let target_only = self.target_only.get(table).cloned().unwrap_or_default();
         for c in target_only.iter().filter(|c| !schema.columns.iter().any(|n| &n.name == *c)) {
             problems.push(dropped_column(table, c, &self.kind));
@@ -407,15 +409,7 @@ impl SinkWriter {
         for c in &old.columns {
             match schema.columns.iter().find(|n| n.name == c.name) {
                 None => problems.push(dropped_column(table, &c.name, &self.kind)),
-                Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => problems.push(format!(
-                    "column {} changed type from {} to {} on the source. xdb stopped before applying any later \
-                     change. To continue, change the target column to the new type's mapping ({}), then run \
-                     `xdb sync` again",
-                    c.name,
-                    c.pg_type.sql_name(),
-                    n.pg_type.sql_name(),
-                    self.rules.target_type(&n.pg_type).unwrap_or_else(|| "see mappings/".into())
-                )),
+                Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => retyped.push(&c.name),
                 Some(_) => {}
             }
         }
@@ -435,30 +429,44 @@ impl SinkWriter {
             .filter(|&i| !old.columns.iter().any(|o| o.name == keyed.columns[i].name))
             .filter(|&i| !target_only.contains(&keyed.columns[i].name))
             .collect();
-        if added.is_empty() {
-            let new_mapped = mapping::map_table(&self.rules, &keyed, &self.overrides)
-                .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?;
-            self.mapped.insert(table.clone(), Arc::new(new_mapped));
-            return Ok(());
-        }
         // A Relation carries no defaults and no NOT NULL: without the
         // catalog, a column added `NOT NULL DEFAULT 7` would arrive on the
         // target nullable and NULL in every existing row.
-        let source = client::connect(&self.source_url, "xdb sync").await?;
-        if let Some(catalog) = load_table(&source, &mut TypeCache::new(), table).await? {
-            for &i in &added {
-                if let Some(c) = catalog.columns.iter().find(|c| c.name == keyed.columns[i].name) {
-                    let k = &mut keyed.columns[i];
-                    k.nullable = c.nullable;
-                    k.default = c.default.clone();
-                    k.identity = c.identity;
+        let mut source = None;
+        if !added.is_empty() {
+            let client = client::connect(&self.source_url, "xdb sync").await?;
+            if let Some(catalog) = load_table(&client, &mut TypeCache::new(), table).await? {
+                for &i in &added {
+                    if let Some(c) = catalog.columns.iter().find(|c| c.name == keyed.columns[i].name) {
+                        let k = &mut keyed.columns[i];
+                        k.nullable = c.nullable;
+                        k.default = c.default.clone();
+                        k.identity = c.identity;
+                    }
                 }
             }
+            source = Some(client);
         }
         let new_mapped = Arc::new(
             mapping::map_table(&self.rules, &keyed, &self.overrides)
                 .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?,
         );
+        let mut alters = Vec::new();
+        for name in retyped {
+            let Some(i) = keyed.column_index(name) else { continue };
+            match self.follow_type_change(&current, &new_mapped, i) {
+                Ok(Some(ddl)) => alters.push((name.to_string(), ddl)),
+                Ok(None) => {}
+                Err(stop) => problems.push(stop),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", problems.join("; "))));
+        }
+        if added.is_empty() && alters.is_empty() {
+            self.mapped.insert(table.clone(), new_mapped);
+            return Ok(());
+        }
         // Existing rows get a constant default from the target itself (the
         // column is added with it); any other default gave each source row a
         // value of its own (or, for `now()`, the ALTER's time), which only
@@ -474,6 +482,12 @@ impl SinkWriter {
             self.begin().await?;
         }
         let r = async {
+            for (name, ddl) in &alters {
+                tracing::info!(table = %table, column = %name, "column type changed on the source: {ddl}");
+                self.conn
+                    .execute_batch(std::slice::from_ref(ddl), &format!("changing the type of {name} in {table}"))
+                    .await?;
+            }
             for &i in &added {
                 let name = &keyed.columns[i].name;
                 let ddl = mapping::add_column_ddl(&new_mapped, i, &self.kind);
@@ -484,7 +498,8 @@ impl SinkWriter {
                 if !transactional_ddl {
                     self.begin().await?;
                 }
-                let filled = self.fill_added(&new_mapped, &fill, &source).await;
+                let Some(source) = &source else { unreachable!("filled columns are added ones") };
+                let filled = self.fill_added(&new_mapped, &fill, source).await;
                 filled.map_err(|e| match e {
                     e if transactional_ddl => e,
                     e => SinkError::Fill {
@@ -507,6 +522,48 @@ impl SinkWriter {
             self.mapped.insert(table.clone(), current);
         }
         r
+    }
+
+    /// How the target follows a type change of column `i` (of `new`; `old`
+    /// has it under the same name): `Ok(None)` when the target column holds
+    /// the new type's values as it is, `Ok(Some(ddl))` to change it, and
+    /// `Err(text)` when xdb does not follow the change by itself, with the
+    /// exact statement to run (invariant *schema drift*).
+    ///
+    /// Followed: changes that keep every source value as it is
+    /// ([`mapping::type_keeps_values`]). Any other change rewrote the
+    /// source's values in ways the target's own conversion need not match.
+    fn follow_type_change(&self, old: &MappedTable, new: &MappedTable, i: usize) -> Result<Option<String>, String> {
+        let n = &new.columns[i];
+        let Some(o) = old.columns.iter().find(|o| o.name == n.name) else { return Ok(None) };
+        let what = format!(
+            "column {} changed type from {} to {} on the source",
+            n.name,
+            o.source_type.sql_name(),
+            n.source_type.sql_name()
+        );
+        let same_on_target = o.target_type == n.target_type
+            || (matches!(self.kind, TargetKind::Sqlite)
+                && mapping::sqlite_affinity(&o.target_type) == mapping::sqlite_affinity(&n.target_type));
+        let keeps = mapping::type_keeps_values(&o.source_type, &n.source_type);
+        let stmt = mapping::alter_column_type_ddl(new, i, &self.kind);
+        match (keeps, same_on_target, stmt) {
+            (true, true, _) => Ok(None),
+            (true, false, Some(ddl)) => Ok(Some(ddl)),
+            (_, _, None) => Err(format!(
+                "{what}, which the SQLite target cannot follow (its column is declared {}; the new type maps to {}). \
+                 xdb stopped before applying any later change. To continue, recreate the table: stop `xdb sync`, \
+                 drop it on the target (`DROP TABLE {}`), run `xdb snapshot --plan P` again, then `xdb sync`",
+                o.target_type, n.target_type, new.target_ident
+            )),
+            (false, _, Some(ddl)) => Err(format!(
+                "{what}; xdb follows by itself only changes that keep every value as it is (a wider integer, a \
+                 longer varchar, varchar to text). xdb stopped before applying any later change. To continue, \
+                 run on the target `` {ddl} `` (the statement between the double backquotes), then run `xdb sync` again; if PostgreSQL's conversion changed values, \
+                 then also run `xdb validate --plan P --tables {} --repair`",
+                old.source.name
+            )),
+        }
     }
 
     /// Gives the rows already on the target the source's values of the

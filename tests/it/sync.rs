@@ -404,6 +404,92 @@ async fn added_columns_get_the_source_values_on_postgres() {
     added_columns_get_the_source_values(Target::Postgres(PgDb::create("xdb_drift_add_pgt").await)).await;
 }
 
+/// `sync` running in the background with stderr kept; see [`stopped`].
+fn drift_sync(plan: &PlanFile) -> Child {
+    spawn(plan, &["sync"])
+}
+
+/// Waits (60 s at most) for `child` to exit; its exit code and stderr.
+async fn stopped(mut child: Child) -> (Option<i32>, String) {
+    let mut status = None;
+    wait_until("sync to stop", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        let done = status.is_some();
+        async move { done }
+    })
+    .await;
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.unwrap().code(), err)
+}
+
+fn drift_table(target: &Target) -> &'static str {
+    match target {
+        Target::Postgres(_) => "public.t",
+        _ => "t",
+    }
+}
+
+/// Column type changes while streaming (invariant *schema drift*): one that
+/// keeps every value (int to bigint, a longer varchar, varchar to text) is
+/// followed with the target's ALTER (none on SQLite, where types are
+/// affinities); one that may rewrite values stops sync naming the table,
+/// the column and the exact statement, after which sync goes on.
+async fn type_changes_are_followed_or_stop_with_the_statement(target: Target) {
+    let db = PgDb::create("xdb_drift_type").await;
+    db.exec(DRIFT).await;
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let t = drift_table(&target);
+    let child = drift_sync(&plan);
+    db.exec("UPDATE t SET name = 'before' WHERE id = 1").await;
+    let q = format!("SELECT name FROM {t} WHERE id = 1");
+    wait_until("sync to stream", Duration::from_secs(60), || async { target.rows(&q).await[0][0] == "before" }).await;
+    db.exec(
+        "ALTER TABLE t ALTER COLUMN qty TYPE bigint; ALTER TABLE t ALTER COLUMN code TYPE varchar(50);
+         ALTER TABLE t ALTER COLUMN note TYPE text;
+         UPDATE t SET qty = 5000000000, code = repeat('c', 50), note = repeat('n', 300) WHERE id = 3;",
+    )
+    .await;
+    let q = format!("SELECT code FROM {t} WHERE id = 3");
+    wait_until("the type changes to be followed", Duration::from_secs(60), || async {
+        target.rows(&q).await[0][0] == "c".repeat(50)
+    })
+    .await;
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+    // Not followed by itself: PostgreSQL converted the values.
+    db.exec("ALTER TABLE t ALTER COLUMN qty TYPE numeric(20,1); UPDATE t SET qty = 7.5 WHERE id = 4;").await;
+    let (code, text) = stopped(child).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("public.t") && text.contains("qty") && text.contains("`xdb sync"), "{text}");
+    if let Target::Sqlite(_) = target {
+        assert!(text.contains("DROP TABLE"), "{text}");
+        return;
+    }
+    let stmt = text.split("`` ").nth(1).and_then(|s| s.split(" ``").next()).unwrap_or_else(|| panic!("{text}"));
+    target.rows(stmt).await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+#[tokio::test]
+async fn type_changes_are_followed_or_stop_with_the_statement_on_sqlite() {
+    type_changes_are_followed_or_stop_with_the_statement(Target::sqlite("xdb_drift_type")).await;
+}
+
+#[tokio::test]
+async fn type_changes_are_followed_or_stop_with_the_statement_on_mariadb() {
+    type_changes_are_followed_or_stop_with_the_statement(Target::Mysql(MyDb::create("xdb_drift_type_my").await)).await;
+}
+
+#[tokio::test]
+async fn type_changes_are_followed_or_stop_with_the_statement_on_postgres() {
+    type_changes_are_followed_or_stop_with_the_statement(Target::Postgres(PgDb::create("xdb_drift_type_pgt").await))
+        .await;
+}
+
 #[tokio::test]
 async fn target_outage_is_retried_and_nothing_is_lost() {
     let db = PgDb::create("xdb_sync_outage").await;
