@@ -425,3 +425,10 @@ pub fn alter_column_type_ddl(t: &MappedTable, col: usize, kind: &TargetKind) -> 
         )),
     }
 }
+
+/// ALTER TABLE … RENAME COLUMN for a column renamed on the source (the
+/// same statement on every target: MySQL 8.0, MariaDB 10.5, SQLite 3.25).
+pub fn rename_column_ddl(t: &MappedTable, from: &str, to: &str, kind: &TargetKind) -> String {
+    let d = kind.dialect();
+    format!("ALTER TABLE {} RENAME COLUMN {} TO {}", t.target_ident, d.ident(from), d.ident(to))
+}

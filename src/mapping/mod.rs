@@ -35,8 +35,8 @@ pub use canonical::{
 };
 pub use convert::{show_value, ConversionDetails, ConversionError};
 pub use ddl::{
-    add_column_ddl, alter_column_type_ddl, create_index_ddl, create_table_ddl, is_constant_default, sqlite_affinity,
-    type_keeps_values, IndexDef,
+    add_column_ddl, alter_column_type_ddl, create_index_ddl, create_table_ddl, is_constant_default, rename_column_ddl,
+    sqlite_affinity, type_keeps_values, IndexDef,
 };
 pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};

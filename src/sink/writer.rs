@@ -42,7 +42,7 @@ use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, Mappi
 use crate::model::{Column, Lsn, Row, TableName, TableSchema, Transaction, Value};
 use crate::plan::{Plan, SecretUrl, TargetUrl};
 use crate::source::postgres::assembler::SpilledTransaction;
-use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
 use crate::source::postgres::client::{self, error_text, ConnectError};
 use crate::source::postgres::copy_binary::CopyBinaryReader;
 
@@ -406,9 +406,35 @@ impl SinkWriter {
         for c in target_only.iter().filter(|c| !schema.columns.iter().any(|n| &n.name == *c)) {
             problems.push(dropped_column(table, c, &self.kind));
         }
-        for c in &old.columns {
+        // The source, connected to when the catalog must tell something.
+        let mut source: Option<tokio_postgres::Client> = None;
+        // (old name, new name) of renamed columns.
+        let mut renames: Vec<(String, String)> = Vec::new();
+        for (i, c) in old.columns.iter().enumerate() {
             match schema.columns.iter().find(|n| n.name == c.name) {
-                None => problems.push(dropped_column(table, &c.name, &self.kind)),
+                None => {
+                    // A rename looks like a drop in a Relation: a column gone,
+                    // a new one in its place with its type. Only the catalog's
+                    // attribute numbers tell it from a drop and an add (and
+                    // taking a drop for a rename would keep stale values).
+                    let candidate = schema.columns.get(i).filter(|n| {
+                        old.column_index(&n.name).is_none()
+                            && !target_only.contains(&n.name)
+                            && n.type_oid == c.type_oid
+                            && n.typmod == c.typmod
+                    });
+                    if let Some(n) = candidate {
+                        if source.is_none() {
+                            source = Some(client::connect(&self.source_url, "xdb sync").await?);
+                        }
+                        let client = source.as_ref().expect("connected above");
+                        if renamed_in_place(client, schema.oid, &n.name).await? {
+                            renames.push((c.name.clone(), n.name.clone()));
+                            continue;
+                        }
+                    }
+                    problems.push(dropped_column(table, &c.name, &self.kind))
+                }
                 Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => retyped.push(&c.name),
                 Some(_) => {}
             }
@@ -416,25 +442,37 @@ impl SinkWriter {
         if !problems.is_empty() {
             return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", problems.join("; "))));
         }
+        // The writer's other knowledge of the table is by column name.
+        for (from, to) in &renames {
+            let rename =
+                |names: &mut Vec<String>| names.iter_mut().filter(|n| *n == from).for_each(|n| *n = to.clone());
+            self.primary_keys.get_mut(table).map(rename);
+            self.unique_columns.get_mut(table).map(rename);
+        }
+        let was = |name: &str| -> String {
+            renames.iter().find(|(_, to)| to == name).map(|(from, _)| from.clone()).unwrap_or_else(|| name.to_string())
+        };
         let mut keyed = self.with_catalog_key(&schema).unwrap_or_else(|| (*schema).clone());
         // Keep what the catalog knew of columns the stream does not describe.
         for c in keyed.columns.iter_mut() {
-            if let Some(o) = old.columns.iter().find(|o| o.name == c.name) {
+            if let Some(o) = old.columns.iter().find(|o| o.name == was(&c.name)) {
                 c.nullable = o.nullable;
                 c.default = o.default.clone();
                 c.identity = o.identity;
             }
         }
         let added: Vec<usize> = (0..keyed.columns.len())
-            .filter(|&i| !old.columns.iter().any(|o| o.name == keyed.columns[i].name))
+            .filter(|&i| !old.columns.iter().any(|o| o.name == was(&keyed.columns[i].name)))
             .filter(|&i| !target_only.contains(&keyed.columns[i].name))
             .collect();
         // A Relation carries no defaults and no NOT NULL: without the
         // catalog, a column added `NOT NULL DEFAULT 7` would arrive on the
         // target nullable and NULL in every existing row.
-        let mut source = None;
         if !added.is_empty() {
-            let client = client::connect(&self.source_url, "xdb sync").await?;
+            let client = match source.take() {
+                Some(c) => c,
+                None => client::connect(&self.source_url, "xdb sync").await?,
+            };
             if let Some(catalog) = load_table(&client, &mut TypeCache::new(), table).await? {
                 for &i in &added {
                     if let Some(c) = catalog.columns.iter().find(|c| c.name == keyed.columns[i].name) {
@@ -463,7 +501,7 @@ impl SinkWriter {
         if !problems.is_empty() {
             return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", problems.join("; "))));
         }
-        if added.is_empty() && alters.is_empty() {
+        if added.is_empty() && alters.is_empty() && renames.is_empty() {
             self.mapped.insert(table.clone(), new_mapped);
             return Ok(());
         }
@@ -482,6 +520,11 @@ impl SinkWriter {
             self.begin().await?;
         }
         let r = async {
+            for (from, to) in &renames {
+                let ddl = mapping::rename_column_ddl(&new_mapped, from, to, &self.kind);
+                tracing::info!(table = %table, column = %to, "column renamed on the source: {ddl}");
+                self.conn.execute_batch(&[ddl], &format!("renaming column {from} of {table} to {to}")).await?;
+            }
             for (name, ddl) in &alters {
                 tracing::info!(table = %table, column = %name, "column type changed on the source: {ddl}");
                 self.conn

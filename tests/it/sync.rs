@@ -490,6 +490,65 @@ async fn type_changes_are_followed_or_stop_with_the_statement_on_postgres() {
         .await;
 }
 
+/// A column renamed while streaming is renamed on the target, values kept
+/// (it was reported as dropped, and the suggested DROP COLUMN lost them);
+/// a column dropped and another of its type added in its place is not
+/// taken for a rename (the catalog's attribute numbers tell them apart).
+async fn renamed_column_is_renamed_on_the_target(target: Target) {
+    let db = PgDb::create("xdb_drift_rename").await;
+    db.exec(DRIFT).await;
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let t = drift_table(&target);
+    let child = drift_sync(&plan);
+    db.exec("UPDATE t SET name = 'before' WHERE id = 1").await;
+    let q = format!("SELECT name FROM {t} WHERE id = 1");
+    wait_until("sync to stream", Duration::from_secs(60), || async { target.rows(&q).await[0][0] == "before" }).await;
+    db.exec("ALTER TABLE t RENAME COLUMN name TO title; UPDATE t SET title = 'after' WHERE id = 2;").await;
+    let q = format!("SELECT title FROM {t} WHERE id = 2");
+    wait_until("the rename to be followed", Duration::from_secs(60), || async {
+        target_has_value(&target, &q, "after").await
+    })
+    .await;
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+    db.exec("ALTER TABLE t DROP COLUMN note; ALTER TABLE t ADD COLUMN note2 varchar(20); UPDATE t SET qty = 0;").await;
+    let (code, text) = stopped(child).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("public.t") && text.contains("note") && text.contains("dropped"), "{text}");
+}
+
+/// True when `sql` (one value) gives `want`; false while it fails (a
+/// column not there yet).
+async fn target_has_value(target: &Target, sql: &str, want: &str) -> bool {
+    let ok = match target {
+        Target::Sqlite(p) => rusqlite::Connection::open(p).unwrap().prepare(sql).is_ok(),
+        Target::Mysql(db) => {
+            let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
+            let r: Result<Vec<mysql_async::Row>, _> = c.query(sql).await;
+            let _ = c.disconnect().await;
+            r.is_ok()
+        }
+        Target::Postgres(db) => db.super_client().await.simple_query(sql).await.is_ok(),
+    };
+    ok && target.rows(sql).await.first().is_some_and(|r| r[0] == want)
+}
+
+#[tokio::test]
+async fn renamed_column_is_renamed_on_the_target_on_sqlite() {
+    renamed_column_is_renamed_on_the_target(Target::sqlite("xdb_drift_rename")).await;
+}
+
+#[tokio::test]
+async fn renamed_column_is_renamed_on_the_target_on_mariadb() {
+    renamed_column_is_renamed_on_the_target(Target::Mysql(MyDb::create("xdb_drift_rename_my").await)).await;
+}
+
+#[tokio::test]
+async fn renamed_column_is_renamed_on_the_target_on_postgres() {
+    renamed_column_is_renamed_on_the_target(Target::Postgres(PgDb::create("xdb_drift_rename_pgt").await)).await;
+}
+
 #[tokio::test]
 async fn target_outage_is_retried_and_nothing_is_lost() {
     let db = PgDb::create("xdb_sync_outage").await;
