@@ -377,8 +377,6 @@ impl SinkWriter {
         Ok(())
     }
 
-    /// A Relation message: adds new columns on the target; stops on dropped
-    /// or re-typed columns (invariant 7).
     /// Declares columns that exist on the target but not in the source's
     /// current catalog (dropped on the source while xdb was not running).
     pub fn expect_dropped_columns(&mut self, table: TableName, columns: Vec<String>) {
@@ -395,6 +393,10 @@ impl SinkWriter {
         }
     }
 
+    /// A Relation message (invariant *schema drift*): follows added
+    /// columns (filling existing rows with the source's values), renames
+    /// the catalog confirms, and type changes that keep every value; stops
+    /// on dropped columns and other type changes with the statement to run.
     pub async fn relation_changed(&mut self, schema: Arc<TableSchema>) -> Result<(), SinkError> {
         let Some(current) = self.mapped.get(&schema.name).cloned() else { return Ok(()) };
         let old = &current.source;
