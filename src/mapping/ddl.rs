@@ -66,6 +66,27 @@ fn parse_pg_default(d: &str) -> PgDefault {
     PgDefault::Expr(e.trim().to_string())
 }
 
+/// True when a PostgreSQL default is a constant (a number, a string
+/// literal with casts, `NULL`, `true`/`false`): the value every existing
+/// row got when a column was added with it, which the target can give its
+/// rows the same way. Anything else (`now()`, `gen_random_uuid()`,
+/// `nextval(…)`, an operator) is not: for `now()` PostgreSQL stored the
+/// ALTER's own time, for a volatile one a value per row, so the values
+/// must be read from the source (invariant *schema drift*).
+pub fn is_constant_default(d: &str) -> bool {
+    match parse_pg_default(d) {
+        PgDefault::Str(_) => {
+            // `'a'::text` is a constant; `'a'::text || 'b'` is parsed as
+            // the string `a` too, so look at what follows the literal.
+            let t = d.trim();
+            let close = t.rfind('\'').unwrap_or(0);
+            let tail = &t[close + 1..];
+            t.starts_with('\'') && tail.chars().all(|c| c.is_ascii_alphanumeric() || " _:,.()[]\"".contains(c))
+        }
+        PgDefault::Expr(e) => is_number(&e) || matches!(e.to_ascii_lowercase().as_str(), "null" | "true" | "false"),
+    }
+}
+
 fn is_number(s: &str) -> bool {
     let b = s.strip_prefix('-').unwrap_or(s);
     !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit() || c == b'.') && b.bytes().filter(|c| *c == b'.').count() <= 1
@@ -318,10 +339,96 @@ pub fn create_index_ddl(t: &MappedTable, indexes: &[IndexDef], kind: &TargetKind
 /// ALTER TABLE … ADD COLUMN for a column added on the source (schema
 /// drift). The column is NOT NULL only when it has a default: existing
 /// rows need a value.
+///
+/// SQLite refuses ADD COLUMN with an expression default (`Cannot add a
+/// column with non-constant default`): there the column is added without
+/// it (and so nullable); the writer fills the existing rows from the
+/// source, as it does for every non-constant default.
 pub fn add_column_ddl(t: &MappedTable, col: usize, kind: &TargetKind) -> String {
     let if_not_exists = match kind {
         TargetKind::Sqlite | TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. } => "",
         _ => "IF NOT EXISTS ",
     };
-    format!("ALTER TABLE {} ADD COLUMN {if_not_exists}{}", t.target_ident, column_def(t, col, kind, false, true))
+    let expr_default = t.columns[col].default.as_deref().is_some_and(|d| d.trim_start().starts_with('('));
+    let def = if matches!(kind, TargetKind::Sqlite) && expr_default {
+        let mut t = t.clone();
+        t.columns[col].default = None;
+        column_def(&t, col, kind, false, true)
+    } else {
+        column_def(t, col, kind, false, true)
+    };
+    format!("ALTER TABLE {} ADD COLUMN {if_not_exists}{def}", t.target_ident)
+}
+
+/// True when every value of a `from` column is, unchanged, a value of the
+/// `to` type: PostgreSQL's ALTER … TYPE rewrote no value, so the target
+/// only needs its column to hold the new type (int to bigint, a longer
+/// varchar, varchar to text, more numeric digits or fractional seconds).
+pub fn type_keeps_values(from: &PgType, to: &PgType) -> bool {
+    use PgType::*;
+    let p = |x: &Option<u32>| x.unwrap_or(6);
+    match (from, to) {
+        (a, b) if a == b => true,
+        // Narrower integers too: PostgreSQL refused the ALTER unless every
+        // value fits, and a value that fits is the same number.
+        (Int2 | Int4 | Int8, Int2 | Int4 | Int8) | (Float4, Float8) => true,
+        (Int2 | Int4 | Int8, Numeric { precision: None, .. }) => true,
+        (Numeric { .. }, Numeric { precision: None, .. }) => true,
+        (Numeric { precision: Some(p1), scale: s1 }, Numeric { precision: Some(p2), scale: s2 }) => {
+            let (s1, s2) = (s1.unwrap_or(0), s2.unwrap_or(0));
+            s2 >= s1 && p2.saturating_sub(s2) >= p1.saturating_sub(s1)
+        }
+        (Varchar(Some(n)), Varchar(Some(m))) => m >= n,
+        (Varchar(_), Varchar(None) | Text) | (Text, Varchar(None)) => true,
+        (Timestamp(a), Timestamp(b)) | (TimestampTz(a), TimestampTz(b)) | (Time(a), Time(b)) => p(b) >= p(a),
+        _ => false,
+    }
+}
+
+/// SQLite's type affinity of a declared column type (the rules of
+/// "Determination Of Column Affinity"): a column keeps its values across
+/// a change of declared type with the same affinity.
+pub fn sqlite_affinity(declared: &str) -> &'static str {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        "INTEGER"
+    } else if ["CHAR", "CLOB", "TEXT"].iter().any(|w| t.contains(w)) {
+        "TEXT"
+    } else if t.contains("BLOB") || t.trim().is_empty() {
+        "BLOB"
+    } else if ["REAL", "FLOA", "DOUB"].iter().any(|w| t.contains(w)) {
+        "REAL"
+    } else {
+        "NUMERIC"
+    }
+}
+
+/// The statement that changes column `col` of the target table to the
+/// type (and, on MySQL, the whole definition) of `t`, or `None` on SQLite,
+/// which cannot change a column's type.
+pub fn alter_column_type_ddl(t: &MappedTable, col: usize, kind: &TargetKind) -> Option<String> {
+    let d = kind.dialect();
+    let c = &t.columns[col];
+    match kind {
+        TargetKind::Sqlite => None,
+        // MODIFY restates the column: its NULL, default and AUTO_INCREMENT
+        // as the table was created with them.
+        TargetKind::Mysql { .. } => {
+            Some(format!("ALTER TABLE {} MODIFY COLUMN {}", t.target_ident, column_def(t, col, kind, false, false)))
+        }
+        TargetKind::Postgres => Some(format!(
+            "ALTER TABLE {} ALTER COLUMN {} TYPE {ty} USING {}::{ty}",
+            t.target_ident,
+            d.ident(&c.name),
+            d.ident(&c.name),
+            ty = c.target_type
+        )),
+    }
+}
+
+/// ALTER TABLE … RENAME COLUMN for a column renamed on the source (the
+/// same statement on every target: MySQL 8.0, MariaDB 10.5, SQLite 3.25).
+pub fn rename_column_ddl(t: &MappedTable, from: &str, to: &str, kind: &TargetKind) -> String {
+    let d = kind.dialect();
+    format!("ALTER TABLE {} RENAME COLUMN {} TO {}", t.target_ident, d.ident(from), d.ident(to))
 }

@@ -34,7 +34,10 @@ pub use canonical::{
     RowHasher,
 };
 pub use convert::{show_value, ConversionDetails, ConversionError};
-pub use ddl::{add_column_ddl, create_index_ddl, create_table_ddl, IndexDef};
+pub use ddl::{
+    add_column_ddl, alter_column_type_ddl, create_index_ddl, create_table_ddl, is_constant_default, rename_column_ddl,
+    sqlite_affinity, type_keeps_values, IndexDef,
+};
 pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};
@@ -439,6 +442,43 @@ mod tests {
             add_column_ddl(&mt, 3, &maria()),
             "ALTER TABLE `shop__orders` ADD COLUMN IF NOT EXISTS `odd` INT NULL"
         );
+    }
+
+    /// Constant defaults are given to existing rows by the target itself;
+    /// anything else is filled from the source (invariant *schema drift*).
+    #[test]
+    fn constant_defaults() {
+        for d in ["7", "'-1'::integer", "(-1)", "'it''s'::character varying", "NULL", "true", "1.5", "'{}'::jsonb"] {
+            assert!(is_constant_default(d), "{d}");
+        }
+        for d in
+            ["now()", "gen_random_uuid()", "nextval('t_n_seq'::regclass)", "CURRENT_DATE", "('a'::text || 'b'::text)"]
+        {
+            assert!(!is_constant_default(d), "{d}");
+        }
+    }
+
+    /// Type changes xdb follows by itself keep every value (invariant
+    /// *schema drift*); SQLite keeps values within one affinity.
+    #[test]
+    fn type_changes_that_keep_values() {
+        use PgType::*;
+        let num = |p, s| Numeric { precision: Some(p), scale: Some(s) };
+        for (a, b) in [(Int4, Int8), (Int8, Int4), (Varchar(Some(10)), Varchar(Some(50))), (Varchar(Some(10)), Text)]
+            .into_iter()
+            .chain([(num(10, 2), num(12, 3)), (Timestamp(Some(0)), Timestamp(None)), (Float4, Float8)])
+        {
+            assert!(type_keeps_values(&a, &b), "{a:?} -> {b:?}");
+        }
+        for (a, b) in [(Varchar(Some(50)), Varchar(Some(10))), (Int8, num(20, 1)), (num(10, 2), num(10, 1))]
+            .into_iter()
+            .chain([(Text, Int4), (Timestamp(None), Timestamp(Some(0))), (Float8, Float4)])
+        {
+            assert!(!type_keeps_values(&a, &b), "{a:?} -> {b:?}");
+        }
+        assert_eq!(sqlite_affinity("BIGINT"), sqlite_affinity("INTEGER"));
+        assert_eq!(sqlite_affinity("VARCHAR(50)"), "TEXT");
+        assert_ne!(sqlite_affinity("INTEGER"), sqlite_affinity("TEXT"));
     }
 
     #[test]

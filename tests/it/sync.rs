@@ -357,6 +357,198 @@ async fn added_column_follows_and_dropped_column_stops_with_instructions() {
     assert_ne!(name[0][0], "after drop", "nothing after the drop was applied");
 }
 
+/// A table for the schema-change tests (issue 16): 100 rows.
+const DRIFT: &str = "
+    CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, qty int, code varchar(10), note varchar(20));
+    ALTER TABLE t OWNER TO xdb_repl;
+    INSERT INTO t SELECT g, 'name ' || g, g * 3, 'c' || g, 'note ' || g FROM generate_series(1, 100) g;";
+
+/// Columns added on the source while streaming, with defaults (invariant
+/// *schema drift*): the rows already on the target get the values the
+/// source's rows have. A constant default (PostgreSQL keeps it as the
+/// value of every existing row), `now()` (evaluated once, by the ALTER),
+/// and volatile ones evaluated per row (`gen_random_uuid()`, a sequence).
+/// `xdb validate` compares every column of every row.
+async fn added_columns_get_the_source_values(target: Target) {
+    let db = PgDb::create("xdb_drift_add").await;
+    db.exec(DRIFT).await;
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    db.exec(
+        "ALTER TABLE t ADD COLUMN flag int NOT NULL DEFAULT 7;
+         ALTER TABLE t ADD COLUMN label varchar(20) DEFAULT 'it''s';
+         ALTER TABLE t ADD COLUMN made timestamptz NOT NULL DEFAULT now();
+         ALTER TABLE t ADD COLUMN tag uuid DEFAULT gen_random_uuid();
+         ALTER TABLE t ADD COLUMN n bigserial;
+         UPDATE t SET name = 'changed' WHERE id = 1;
+         INSERT INTO t (id, name, flag) VALUES (101, 'new', 8);",
+    )
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+#[tokio::test]
+async fn added_columns_get_the_source_values_on_sqlite() {
+    added_columns_get_the_source_values(Target::sqlite("xdb_drift_add")).await;
+}
+
+#[tokio::test]
+async fn added_columns_get_the_source_values_on_mariadb() {
+    added_columns_get_the_source_values(Target::Mysql(MyDb::create("xdb_drift_add_my").await)).await;
+}
+
+#[tokio::test]
+async fn added_columns_get_the_source_values_on_postgres() {
+    added_columns_get_the_source_values(Target::Postgres(PgDb::create("xdb_drift_add_pgt").await)).await;
+}
+
+/// `sync` running in the background with stderr kept; see [`stopped`].
+fn drift_sync(plan: &PlanFile) -> Child {
+    spawn(plan, &["sync"])
+}
+
+/// Waits (60 s at most) for `child` to exit; its exit code and stderr.
+async fn stopped(mut child: Child) -> (Option<i32>, String) {
+    let mut status = None;
+    wait_until("sync to stop", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        let done = status.is_some();
+        async move { done }
+    })
+    .await;
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.unwrap().code(), err)
+}
+
+fn drift_table(target: &Target) -> &'static str {
+    match target {
+        Target::Postgres(_) => "public.t",
+        _ => "t",
+    }
+}
+
+/// Column type changes while streaming (invariant *schema drift*): one that
+/// keeps every value (int to bigint, a longer varchar, varchar to text) is
+/// followed with the target's ALTER (none on SQLite, where types are
+/// affinities); one that may rewrite values stops sync naming the table,
+/// the column and the exact statement, after which sync goes on.
+async fn type_changes_are_followed_or_stop_with_the_statement(target: Target) {
+    let db = PgDb::create("xdb_drift_type").await;
+    db.exec(DRIFT).await;
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let t = drift_table(&target);
+    let child = drift_sync(&plan);
+    db.exec("UPDATE t SET name = 'before' WHERE id = 1").await;
+    let q = format!("SELECT name FROM {t} WHERE id = 1");
+    wait_until("sync to stream", Duration::from_secs(60), || async { target.rows(&q).await[0][0] == "before" }).await;
+    db.exec(
+        "ALTER TABLE t ALTER COLUMN qty TYPE bigint; ALTER TABLE t ALTER COLUMN code TYPE varchar(50);
+         ALTER TABLE t ALTER COLUMN note TYPE text;
+         UPDATE t SET qty = 5000000000, code = repeat('c', 50), note = repeat('n', 300) WHERE id = 3;",
+    )
+    .await;
+    let q = format!("SELECT code FROM {t} WHERE id = 3");
+    wait_until("the type changes to be followed", Duration::from_secs(60), || async {
+        target.rows(&q).await[0][0] == "c".repeat(50)
+    })
+    .await;
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+    // Not followed by itself: PostgreSQL converted the values.
+    db.exec("ALTER TABLE t ALTER COLUMN qty TYPE numeric(20,1); UPDATE t SET qty = 7.5 WHERE id = 4;").await;
+    let (code, text) = stopped(child).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("public.t") && text.contains("qty") && text.contains("`xdb sync"), "{text}");
+    if let Target::Sqlite(_) = target {
+        assert!(text.contains("DROP TABLE"), "{text}");
+        return;
+    }
+    let stmt = text.split("`` ").nth(1).and_then(|s| s.split(" ``").next()).unwrap_or_else(|| panic!("{text}"));
+    target.rows(stmt).await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+#[tokio::test]
+async fn type_changes_are_followed_or_stop_with_the_statement_on_sqlite() {
+    type_changes_are_followed_or_stop_with_the_statement(Target::sqlite("xdb_drift_type")).await;
+}
+
+#[tokio::test]
+async fn type_changes_are_followed_or_stop_with_the_statement_on_mariadb() {
+    type_changes_are_followed_or_stop_with_the_statement(Target::Mysql(MyDb::create("xdb_drift_type_my").await)).await;
+}
+
+#[tokio::test]
+async fn type_changes_are_followed_or_stop_with_the_statement_on_postgres() {
+    type_changes_are_followed_or_stop_with_the_statement(Target::Postgres(PgDb::create("xdb_drift_type_pgt").await))
+        .await;
+}
+
+/// A column renamed while streaming is renamed on the target, values kept
+/// (it was reported as dropped, and the suggested DROP COLUMN lost them);
+/// a column dropped and another of its type added in its place is not
+/// taken for a rename (the catalog's attribute numbers tell them apart).
+async fn renamed_column_is_renamed_on_the_target(target: Target) {
+    let db = PgDb::create("xdb_drift_rename").await;
+    db.exec(DRIFT).await;
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let t = drift_table(&target);
+    let child = drift_sync(&plan);
+    db.exec("UPDATE t SET name = 'before' WHERE id = 1").await;
+    let q = format!("SELECT name FROM {t} WHERE id = 1");
+    wait_until("sync to stream", Duration::from_secs(60), || async { target.rows(&q).await[0][0] == "before" }).await;
+    db.exec("ALTER TABLE t RENAME COLUMN name TO title; UPDATE t SET title = 'after' WHERE id = 2;").await;
+    let q = format!("SELECT title FROM {t} WHERE id = 2");
+    wait_until("the rename to be followed", Duration::from_secs(60), || async {
+        target_has_value(&target, &q, "after").await
+    })
+    .await;
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+    db.exec("ALTER TABLE t DROP COLUMN note; ALTER TABLE t ADD COLUMN note2 varchar(20); UPDATE t SET qty = 0;").await;
+    let (code, text) = stopped(child).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("public.t") && text.contains("note") && text.contains("dropped"), "{text}");
+}
+
+/// True when `sql` (one value) gives `want`; false while it fails (a
+/// column not there yet).
+async fn target_has_value(target: &Target, sql: &str, want: &str) -> bool {
+    let ok = match target {
+        Target::Sqlite(p) => rusqlite::Connection::open(p).unwrap().prepare(sql).is_ok(),
+        Target::Mysql(db) => {
+            let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
+            let r: Result<Vec<mysql_async::Row>, _> = c.query(sql).await;
+            let _ = c.disconnect().await;
+            r.is_ok()
+        }
+        Target::Postgres(db) => db.super_client().await.simple_query(sql).await.is_ok(),
+    };
+    ok && target.rows(sql).await.first().is_some_and(|r| r[0] == want)
+}
+
+#[tokio::test]
+async fn renamed_column_is_renamed_on_the_target_on_sqlite() {
+    renamed_column_is_renamed_on_the_target(Target::sqlite("xdb_drift_rename")).await;
+}
+
+#[tokio::test]
+async fn renamed_column_is_renamed_on_the_target_on_mariadb() {
+    renamed_column_is_renamed_on_the_target(Target::Mysql(MyDb::create("xdb_drift_rename_my").await)).await;
+}
+
+#[tokio::test]
+async fn renamed_column_is_renamed_on_the_target_on_postgres() {
+    renamed_column_is_renamed_on_the_target(Target::Postgres(PgDb::create("xdb_drift_rename_pgt").await)).await;
+}
+
 #[tokio::test]
 async fn target_outage_is_retried_and_nothing_is_lost() {
     let db = PgDb::create("xdb_sync_outage").await;

@@ -239,3 +239,27 @@ pub async fn load_indexes(client: &Client, table_oid: u32) -> Result<Vec<SourceI
         })
         .collect())
 }
+
+/// True when column `name` of table `table_oid` keeps the attribute number
+/// of the column listed before it in a Relation message: no dropped
+/// attribute lies between the closest live column below it and it.
+///
+/// A column dropped and another added takes a new attribute number above
+/// every other, so the dropped one lies between them; a renamed column
+/// keeps its number. (A column dropped long ago in that gap makes a rename
+/// look like a drop, never the other way round.)
+pub async fn renamed_in_place(client: &Client, table_oid: u32, name: &str) -> Result<bool, CatalogError> {
+    let row = client
+        .query_opt(
+            "SELECT NOT EXISTS ( \
+                 SELECT 1 FROM pg_attribute d WHERE d.attrelid = b.attrelid AND d.attisdropped \
+                 AND d.attnum < b.attnum AND d.attnum > COALESCE(( \
+                     SELECT max(p.attnum) FROM pg_attribute p WHERE p.attrelid = b.attrelid AND p.attnum > 0 \
+                     AND p.attnum < b.attnum AND NOT p.attisdropped), 0)) \
+             FROM pg_attribute b WHERE b.attrelid = $1 AND b.attname = $2 AND NOT b.attisdropped",
+            &[&table_oid, &name],
+        )
+        .await
+        .map_err(|source| CatalogError::Query { what: format!("column {name} of table OID {table_oid}"), source })?;
+    Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
+}
