@@ -148,8 +148,12 @@ async fn lost_row_stops_sync(target: Target) {
 
     let orders = table(&target, "orders");
     target.rows(&format!("DELETE FROM {orders} WHERE id = 42")).await;
-    db.exec("INSERT INTO orders VALUES (1000, 'new', NULL)").await;
-    db.exec("UPDATE orders SET v = 'changed' WHERE id = 42").await;
+    // One source transaction: a batch is applied as soon as nothing more
+    // is queued, so two transactions need not share one.
+    db.exec(
+        "BEGIN; INSERT INTO orders VALUES (1000, 'new', NULL); UPDATE orders SET v = 'changed' WHERE id = 42; COMMIT;",
+    )
+    .await;
     let out = xdb(&plan, &["sync", "--until-caught-up"]);
     let text = support::text(&out);
     assert!(!out.status.success(), "sync must stop: {text}");
