@@ -345,7 +345,8 @@ impl ChangeStream {
             // Nothing decoded is left: say whether what comes next is
             // already here (read bytes) or must come from the server, so a
             // waiting batch closes now rather than at its delay.
-            self.set_holding(self.stream.has_buffered());
+            let holding = self.stream.has_buffered();
+            self.set_holding(holding);
             let idle_deadline = self.last_data + self.heartbeat_interval;
             let event = tokio::select! {
                 ev = self.stream.next() => ev?,

@@ -156,8 +156,20 @@ impl ReplicationStream {
     /// True when bytes read from the server wait in the buffer (a whole
     /// frame, or part of one whose rest is on its way): the next
     /// [`next`](Self::next) will not wait for the server to send anything new.
-    pub fn has_buffered(&self) -> bool {
-        !self.conn.rbuf.is_empty()
+    ///
+    /// An empty buffer is topped up with what the socket already holds (one
+    /// read that does not wait): under a backlog the walsender refills the
+    /// socket while the last read is being handed over, and that is data
+    /// waiting just as much as bytes in the buffer.
+    pub fn has_buffered(&mut self) -> bool {
+        if !self.conn.rbuf.is_empty() {
+            return true;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let fill = std::pin::pin!(self.conn.fill());
+        // Ready with an error counts as "something to read": the next real
+        // read meets the same error and reports it (`fill` is cancel-safe).
+        std::future::Future::poll(fill, &mut cx).is_ready()
     }
 
     /// The highest WAL end the server has reported.
