@@ -67,17 +67,12 @@ pub enum SinkError {
     #[error("{0}")]
     Catalog(#[from] CatalogError),
     /// Giving the rows already on the target the source's values of a
-    /// column added on the source failed after the column was added on a
-    /// target whose DDL is not transactional (MySQL, MariaDB): a restart
-    /// would find the column there and not fill it again, so this is never
-    /// retried and names the repair.
-    #[error(
-        "{table}: column {column} was added on the source with a default whose values xdb copies from the source \
-         rows; copying them to the rows already on the target failed: {reason}. xdb stopped before applying any \
-         later change. The column is on the target now, but its values may be missing: stop `xdb sync`, run `xdb \
-         validate --plan P --tables {table} --repair`, then run `xdb sync` again"
-    )]
-    Fill { table: TableName, column: String, reason: String },
+    /// column added on the source failed. Where the target's DDL is not
+    /// transactional (MySQL, MariaDB) the column stays added: a restart
+    /// would find it there and not fill it again, so this is never retried
+    /// and names the repair.
+    #[error("{}", fill_text(.table, .column, .reason, *.column_stays))]
+    Fill { table: TableName, column: String, reason: String, column_stays: bool },
     #[error("type mapping: {0}")]
     Mapping(String),
     #[error("reading a spilled transaction: {0}")]
@@ -112,6 +107,22 @@ pub enum SinkError {
         /// The source commit of the change, once known.
         commit_lsn: Option<Lsn>,
     },
+}
+
+fn fill_text(table: &TableName, column: &str, reason: &str, column_stays: bool) -> String {
+    let next = if column_stays {
+        format!(
+            "The column is on the target now, but its values may be missing: stop `xdb sync`, run `xdb validate \
+             --plan P --tables {table} --repair`, then run `xdb sync` again"
+        )
+    } else {
+        "Nothing of it was added on the target: fix the cause, then run `xdb sync` again".to_string()
+    };
+    format!(
+        "{table}: column {column} was added on the source with a default whose values xdb copies from the source \
+         rows; copying them to the rows already on the target failed: {reason}. xdb stopped before applying any \
+         later change. {next}"
+    )
 }
 
 fn no_row_text(table: &TableName, op: &str, keys: &[String], commit_lsn: &Option<Lsn>) -> String {
@@ -546,11 +557,13 @@ impl SinkWriter {
                 let Some(source) = &source else { unreachable!("filled columns are added ones") };
                 let filled = self.fill_added(&new_mapped, &fill, source).await;
                 filled.map_err(|e| match e {
+                    e @ SinkError::Fill { .. } => e,
                     e if transactional_ddl => e,
                     e => SinkError::Fill {
                         table: table.clone(),
                         column: fill.iter().map(|&i| keyed.columns[i].name.as_str()).collect::<Vec<_>>().join(", "),
                         reason: e.to_string(),
+                        column_stays: true,
                     },
                 })?;
             }
@@ -629,7 +642,9 @@ impl SinkWriter {
     ) -> Result<(), SinkError> {
         let table = &mapped.source;
         let names = || cols.iter().map(|&i| table.columns[i].name.as_str()).collect::<Vec<_>>().join(", ");
-        let fail = |reason: String| SinkError::Fill { table: table.name.clone(), column: names(), reason };
+        let column_stays = self.kind.is_mysql();
+        let fail =
+            |reason: String| SinkError::Fill { table: table.name.clone(), column: names(), reason, column_stays };
         if table.primary_key.is_empty() {
             return Err(fail("the table has no primary key to match the rows by".into()));
         }
