@@ -5,7 +5,7 @@
 
 use crate::plan::{Plan, TargetUrl};
 use crate::sink::state;
-use crate::sink::target::TargetConn;
+use crate::sink::TargetConn;
 use crate::source::postgres::{client, publication};
 
 /// What cleanup would do (or did).

@@ -25,7 +25,7 @@ use crate::copy::{map_tables, CopyError};
 use crate::mapping::{self, MappedColumn, MappedTable, TargetClass, TargetKind};
 use crate::model::{PgType, Row, TableSchema, Value};
 use crate::plan::{LossyPolicy, Plan, TargetUrl};
-use crate::sink::target::TargetConn;
+use crate::sink::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
 use crate::source::postgres::client;
 

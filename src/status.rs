@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::model::Lsn;
 use crate::plan::Plan;
-use crate::sink::target::TargetConn;
+use crate::sink::TargetConn;
 use crate::source::postgres::client;
 
 /// The status of one plan's replication.

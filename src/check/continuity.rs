@@ -7,7 +7,7 @@
 use super::report::CheckSection;
 use crate::model::Lsn;
 use crate::plan::{Plan, TargetUrl};
-use crate::sink::target::TargetConn;
+use crate::sink::TargetConn;
 use crate::source::postgres::client;
 
 pub(super) async fn check(plan: &Plan) -> CheckSection {

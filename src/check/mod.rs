@@ -14,7 +14,7 @@ pub use report::{CheckItem, CheckReport, CheckSection, Status};
 use crate::mapping::{self, MappingOverrides, MappingRules, TargetKind};
 use crate::model::TableSchema;
 use crate::plan::{Plan, TargetUrl};
-use crate::sink::target::TargetConn;
+use crate::sink::TargetConn;
 
 /// Runs every check of the plan against the real servers.
 pub async fn run(plan: &Plan) -> CheckReport {

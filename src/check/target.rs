@@ -24,7 +24,7 @@ pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {
 type MysqlSettings = (String, String, i64, String, String, String, i64);
 
 async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
-    let (opts, tls) = match crate::sink::mysql_tls::opts_from_url(url) {
+    let (opts, tls) = match crate::sink::mysql::tls::opts_from_url(url) {
         Ok(o) => o,
         Err(e) => {
             s.fail(
@@ -43,7 +43,7 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
     let opts_no_db = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
     let mut conn = match tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        crate::sink::mysql_tls::connect(opts_no_db, &tls),
+        crate::sink::mysql::tls::connect(opts_no_db, &tls),
     )
     .await
     {

@@ -14,7 +14,6 @@
 //!   and copied again from a fresh snapshot (a temporary slot's), with that
 //!   snapshot's LSN as their sync LSN; finished tables are kept.
 
-pub mod loader;
 pub mod progress;
 pub mod ranges;
 pub mod source_reader;
@@ -29,12 +28,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::mapping::{self, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Lsn, TableSchema};
 use crate::plan::Plan;
-use crate::sink::target::TargetConn;
+use crate::sink::load::{LoadCounters, Loader, RangeRecord};
+use crate::sink::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
 use crate::source::postgres::client::{self, error_text};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 use crate::source::postgres::{publication, streamable};
-use loader::{LoadCounters, Loader, RangeRecord};
 use progress::{ProgressDisplay, TableProgress};
 use ranges::CopyRange;
 use source_reader::SnapshotReader;
@@ -53,7 +52,7 @@ pub enum CopyError {
     #[error("source: {}", error_text(.0))]
     SourceSql(#[source] tokio_postgres::Error),
     #[error("{0}")]
-    Target(#[from] crate::sink::target::TargetError),
+    Target(#[from] crate::sink::TargetError),
     #[error(
         "cannot import the exported snapshot {snapshot}: {reason} (the connection that exported it has closed; \
          run the command again: unfinished tables are copied from a fresh snapshot)"
@@ -61,8 +60,8 @@ pub enum CopyError {
     Snapshot { snapshot: String, reason: String },
     #[error("reading {table} from the source: {reason}")]
     Read { table: String, reason: String },
-    #[error("writing {table} to the target: {reason}")]
-    Write { table: String, reason: String, retry: crate::error_policy::Retry },
+    #[error(transparent)]
+    Write(#[from] crate::sink::load::LoadError),
     #[error("type mapping:\n{0}")]
     Mapping(String),
     #[error("table {0} does not exist on the source")]
@@ -114,7 +113,7 @@ impl CopyError {
     pub fn is_retryable(&self) -> bool {
         use crate::source::postgres::catalog::CatalogError;
         match self {
-            CopyError::Write { retry, .. } => retry.is_transient(),
+            CopyError::Write(e) => e.retry.is_transient(),
             CopyError::Target(e) => e.is_retryable(),
             CopyError::SourceConnect(e) => e.retryable,
             CopyError::SourceSql(e) | CopyError::Catalog(CatalogError::Query { source: e, .. }) => {
@@ -486,7 +485,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     Ok(CopyOutcome { tables, consistent_point, summary: progress::summary_table(&progress), warnings })
 }
 
-fn already_done(plan: &Plan, states: &[crate::sink::target::TableState], consistent_point: Lsn) -> CopyOutcome {
+fn already_done(plan: &Plan, states: &[crate::sink::TableState], consistent_point: Lsn) -> CopyOutcome {
     let tables = plan
         .tables
         .iter()

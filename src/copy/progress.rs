@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::loader::LoadCounters;
+use crate::sink::load::LoadCounters;
 
 /// One table's progress.
 pub struct TableProgress {

@@ -1,10 +1,20 @@
-//! Sinks: where changes land. Every target has the same split — apply
-//! planning (shared, pure), dialect SQL, state tables, writer — so a new
-//! target copies a pattern.
+//! Sinks: where changes land. Each target kind has its own folder
+//! (`mysql/`, `sqlite/`, `postgres/`) holding its connection, its SQL and
+//! its bulk load; what every target shares sits beside them: the pure apply
+//! planning ([`apply_plan`]), SQL rendering per dialect ([`dialect`]),
+//! xdb's state tables ([`state`]), the connection that dispatches to the
+//! target's folder ([`conn`]), the copy worker's loader ([`load`]) and the
+//! change applier ([`writer`]). A new target is a new folder plus one
+//! variant in `conn` and `load`.
 
 pub mod apply_plan;
+pub mod conn;
 pub mod dialect;
-pub mod mysql_tls;
+pub mod load;
+pub mod mysql;
+pub mod postgres;
+pub mod sqlite;
 pub mod state;
-pub mod target;
 pub mod writer;
+
+pub use conn::{AppliedPosition, StateParam, TableState, TargetConn, TargetError};

@@ -31,12 +31,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use mysql_async::prelude::Queryable;
 
 use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
+use super::conn::{StateParam, TargetConn, TargetError};
 use super::dialect::SqlDialect;
 use super::state;
-use super::target::{StateParam, TargetConn, TargetError};
 use crate::copy::source_reader::{mark_unknown, select_list};
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Column, Lsn, Row, TableName, TableSchema, Transaction, Value};
@@ -183,7 +182,6 @@ pub struct SinkWriter {
     applied: Lsn,
     consistent_point: Lsn,
     limits: OpLimits,
-    pg_statements: HashMap<String, tokio_postgres::Statement>,
     /// Target columns the source catalog no longer has: the stream may
     /// still carry them (changes from before the drop); a Relation without
     /// them means they were dropped.
@@ -216,9 +214,6 @@ impl SinkWriter {
             TargetKind::Sqlite => 30_000,
             _ => 60_000,
         };
-        if let TargetConn::Sqlite { conn, .. } = &conn {
-            conn.set_prepared_statement_cache_capacity(256);
-        }
         Ok(SinkWriter {
             conn,
             url: plan.target.url.clone(),
@@ -233,7 +228,6 @@ impl SinkWriter {
             applied,
             consistent_point: applied,
             limits: OpLimits { max_params },
-            pg_statements: HashMap::new(),
             target_only: HashMap::new(),
             unique_columns: HashMap::new(),
         })
@@ -272,11 +266,7 @@ impl SinkWriter {
                     tokio::time::sleep(wait).await;
                     match TargetConn::connect(&self.url).await {
                         Ok(c) => {
-                            if let TargetConn::Sqlite { conn, .. } = &c {
-                                conn.set_prepared_statement_cache_capacity(256);
-                            }
                             self.conn = c;
-                            self.pg_statements.clear();
                             // The COMMIT whose reply was lost may have
                             // landed: re-read the stored position so that
                             // `apply` skips what the target already holds
@@ -769,68 +759,23 @@ impl SinkWriter {
             return Ok(u64::MAX);
         };
         let d = self.conn.dialect();
-        let context = || format!("applying changes to {}", table.name);
         // Rows changed (or, for ExpectRows, counted).
-        let n: u64 = match &mut self.conn {
-            TargetConn::Mysql { conn, label, .. } => {
-                let sql = d.render(op);
+        let r = match &mut self.conn {
+            TargetConn::Mysql(c) => {
                 let params = op_params(op, |row, cols| mapped.mysql_params(row, cols))?;
-                let err = |e: mysql_async::Error| TargetError::Sql {
-                    target: label.clone(),
-                    context: context(),
-                    source: e.into(),
-                };
-                if matches!(op, Op::ExpectRows { .. }) {
-                    conn.exec_first::<u64, _, _>(sql.as_str(), params).await.map_err(err)?.unwrap_or(0)
-                } else {
-                    conn.exec_drop(sql.as_str(), params).await.map_err(err)?;
-                    conn.affected_rows()
-                }
+                c.run_op(&d.render(op), op, params).await
             }
-            TargetConn::Sqlite { conn, path } => {
-                let sql = d.render(op);
+            TargetConn::Sqlite(c) => {
                 let params = op_params(op, |row, cols| mapped.sqlite_params(row, cols))?;
-                let r = conn.prepare_cached(&sql).and_then(|mut st| {
-                    if matches!(op, Op::ExpectRows { .. }) {
-                        st.query_row(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0)).map(|n| n as u64)
-                    } else {
-                        st.execute(rusqlite::params_from_iter(params)).map(|n| n as u64)
-                    }
-                });
-                r.map_err(|e| TargetError::Sql {
-                    target: format!("sqlite://{}", path.display()),
-                    context: context(),
-                    source: e.into(),
-                })?
+                c.run_op(&d.render(op), op, params)
             }
-            TargetConn::Postgres { client, label } => {
+            TargetConn::Postgres(c) => {
                 let sql = d.render_with(op, &|n, col| mapped.pg_placeholder(n, col));
                 let params = op_params(op, |row, cols| mapped.pg_params(row, cols))?;
-                let err = |e: tokio_postgres::Error| TargetError::Sql {
-                    target: label.clone(),
-                    context: context(),
-                    source: e.into(),
-                };
-                let st = match self.pg_statements.get(&sql) {
-                    Some(st) => st.clone(),
-                    None => {
-                        let st = client.prepare(&sql).await.map_err(err)?;
-                        if self.pg_statements.len() > 512 {
-                            self.pg_statements.clear();
-                        }
-                        self.pg_statements.insert(sql.clone(), st.clone());
-                        st
-                    }
-                };
-                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                if matches!(op, Op::ExpectRows { .. }) {
-                    client.query_one(&st, &refs).await.map_err(err)?.get::<_, i64>(0) as u64
-                } else {
-                    client.execute(&st, &refs).await.map_err(err)?
-                }
+                c.run_op(&sql, op, params).await
             }
         };
+        let n = r.map_err(|e| self.conn.err(&format!("applying changes to {}", table.name), e))?;
         Ok(n)
     }
 }

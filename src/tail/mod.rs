@@ -283,7 +283,7 @@ fn own_slot_name() -> String {
 /// target could not be read to rule that out. `None` when no sync uses it.
 async fn sync_uses_slot(plan: &Plan) -> Option<String> {
     use crate::plan::TargetUrl;
-    use crate::sink::target::TargetConn;
+    use crate::sink::TargetConn;
     // Opening a missing SQLite file would create it: no file, no sync.
     if let TargetUrl::Sqlite(path) = &plan.target.url {
         if !path.exists() {

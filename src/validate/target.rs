@@ -16,7 +16,10 @@ use crate::model::{Lsn, PgType, Row};
 use crate::plan::TargetUrl;
 use crate::sink::apply_plan::Op;
 use crate::sink::dialect::SqlDialect;
-use crate::sink::target::TargetConn;
+use crate::sink::mysql::MysqlConn;
+use crate::sink::postgres::PgConn;
+use crate::sink::sqlite::SqliteConn;
+use crate::sink::TargetConn;
 use crate::source::postgres::client::error_text;
 
 /// Runs blocking work in place, handing the thread's other tasks to another
@@ -59,7 +62,7 @@ fn terr(context: String) -> impl Fn(String) -> ValidateError {
 impl TargetSession {
     pub async fn connect(url: &TargetUrl) -> Result<TargetSession, ValidateError> {
         let mut conn = TargetConn::connect(url).await.map_err(|e| ValidateError::Target(e.to_string()))?;
-        if let TargetConn::Postgres { client, .. } = &mut conn {
+        if let TargetConn::Postgres(PgConn { client, .. }) = &mut conn {
             // Text forms the canonical readers parse.
             client
                 .batch_execute("SET bytea_output = 'hex'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3")
@@ -162,7 +165,7 @@ impl TargetSession {
         let e = terr(context);
         let mut values: Vec<CanonicalValue> = Vec::with_capacity(mapped.columns.len());
         match (&mut self.conn, params) {
-            (TargetConn::Mysql { conn, .. }, Params::Mysql(p)) => {
+            (TargetConn::Mysql(MysqlConn { conn, .. }), Params::Mysql(p)) => {
                 let p = if p.is_empty() { mysql_async::Params::Empty } else { mysql_async::Params::Positional(p) };
                 let mut result = conn.exec_iter(sql.as_str(), p).await.map_err(|x| e(x.to_string()))?;
                 while let Some(r) = result.next().await.map_err(|x| e(x.to_string()))? {
@@ -177,7 +180,7 @@ impl TargetSession {
                     f(&mut values);
                 }
             }
-            (TargetConn::Sqlite { conn, .. }, Params::Sqlite(p)) => {
+            (TargetConn::Sqlite(SqliteConn { conn, .. }), Params::Sqlite(p)) => {
                 // SQLite reads block: let the runtime move its other tasks
                 // (source streams, other workers) to another thread meanwhile.
                 let r: Result<(), rusqlite::Error> = blocking(|| {
@@ -198,7 +201,7 @@ impl TargetSession {
                 });
                 r.map_err(|x| e(x.to_string()))?;
             }
-            (TargetConn::Postgres { client, .. }, Params::Postgres(p)) => {
+            (TargetConn::Postgres(PgConn { client, .. }), Params::Postgres(p)) => {
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                     p.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
                 let rows = client.query(sql.as_str(), &refs).await.map_err(|x| e(error_text(&x)))?;
@@ -301,15 +304,15 @@ impl TargetSession {
         }
         let e = terr(format!("repairing {} ({})", mapped.target_name, chunk.describe(&mapped.source, key)));
         let deleted = match (&mut self.conn, params) {
-            (TargetConn::Mysql { conn, .. }, Params::Mysql(p)) => {
+            (TargetConn::Mysql(MysqlConn { conn, .. }), Params::Mysql(p)) => {
                 let p = if p.is_empty() { mysql_async::Params::Empty } else { mysql_async::Params::Positional(p) };
                 conn.exec_drop(sql.as_str(), p).await.map_err(|x| e(x.to_string()))?;
                 conn.affected_rows()
             }
-            (TargetConn::Sqlite { conn, .. }, Params::Sqlite(p)) => {
+            (TargetConn::Sqlite(SqliteConn { conn, .. }), Params::Sqlite(p)) => {
                 conn.execute(&sql, rusqlite::params_from_iter(p)).map_err(|x| e(x.to_string()))? as u64
             }
-            (TargetConn::Postgres { client, .. }, Params::Postgres(p)) => {
+            (TargetConn::Postgres(PgConn { client, .. }), Params::Postgres(p)) => {
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                     p.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
                 client.execute(sql.as_str(), &refs).await.map_err(|x| e(error_text(&x)))?
@@ -323,21 +326,21 @@ impl TargetSession {
         for batch in rows.chunks(per) {
             let op = Op::Insert { table: &mapped.source, rows: batch.iter().collect() };
             match &mut self.conn {
-                TargetConn::Mysql { conn, .. } => {
+                TargetConn::Mysql(MysqlConn { conn, .. }) => {
                     let mut p = Vec::new();
                     for r in batch {
                         p.extend(mapped.mysql_params(r, &all).map_err(conv)?);
                     }
                     conn.exec_drop(d.render(&op), p).await.map_err(|x| e(x.to_string()))?;
                 }
-                TargetConn::Sqlite { conn, .. } => {
+                TargetConn::Sqlite(SqliteConn { conn, .. }) => {
                     let mut p = Vec::new();
                     for r in batch {
                         p.extend(mapped.sqlite_params(r, &all).map_err(conv)?);
                     }
                     conn.execute(&d.render(&op), rusqlite::params_from_iter(p)).map_err(|x| e(x.to_string()))?;
                 }
-                TargetConn::Postgres { client, .. } => {
+                TargetConn::Postgres(PgConn { client, .. }) => {
                     let mut p = Vec::new();
                     for r in batch {
                         p.extend(mapped.pg_params(r, &all).map_err(conv)?);

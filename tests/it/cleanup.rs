@@ -23,7 +23,7 @@ async fn setup(db: &PgDb, publication_by_xdb: bool, sqlite: &std::path::Path) ->
         sqlite.display()
     ));
     let p = xdb::plan::Plan::load(&plan.path).unwrap();
-    let mut t = xdb::sink::target::TargetConn::connect(&TargetUrl::Sqlite(sqlite.to_path_buf())).await.unwrap();
+    let mut t = xdb::sink::TargetConn::connect(&TargetUrl::Sqlite(sqlite.to_path_buf())).await.unwrap();
     t.ensure_state_tables().await.unwrap();
     t.execute_batch(&[format!("INSERT INTO xdb_state VALUES ('{}', 100, 0, 100, 0)", p.source.slot)], "test")
         .await

@@ -557,7 +557,7 @@ async fn wait_for_catchup_and_lag_follow_the_applied_position_on_the_target() {
         let stop = stop.clone();
         let url = loaded.target.url.clone();
         tokio::spawn(async move {
-            let mut t = xdb::sink::target::TargetConn::connect(&url).await.unwrap();
+            let mut t = xdb::sink::TargetConn::connect(&url).await.unwrap();
             t.ensure_state_tables().await.unwrap();
             let c = crate::support::pg_connect(&source_url).await;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use xdb::plan::{SecretUrl, TargetUrl};
-use xdb::sink::target::TargetConn;
+use xdb::sink::TargetConn;
 use xdb::source::postgres::client;
 use xdb::source::postgres::replication::{
     ReplicationClient, ReplicationError, ReplicationEvent, SnapshotAction, StartReplicationOptions,
@@ -374,7 +374,7 @@ async fn target(url: &str) -> Result<TargetConn, String> {
 
 /// The session's cipher (empty when the connection is plaintext).
 async fn mysql_cipher(t: &mut TargetConn) -> String {
-    let TargetConn::Mysql { conn, .. } = t else { panic!("a MySQL target") };
+    let TargetConn::Mysql(xdb::sink::mysql::MysqlConn { conn, .. }) = t else { panic!("a MySQL target") };
     let row: Option<(String, String)> = conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'").await.unwrap();
     row.map(|(_, v)| v).unwrap_or_default()
 }

@@ -14,7 +14,7 @@ pub mod sequences;
 use std::time::Duration;
 
 use crate::plan::{Plan, TargetUrl};
-use crate::sink::target::TargetConn;
+use crate::sink::TargetConn;
 use crate::source::postgres::client;
 
 use super::journal::{Event, Journal};
@@ -135,55 +135,7 @@ impl<'a> Env<'a> {
 
 /// The first column of the first row of `sql` on the target, as text.
 pub async fn target_scalar(t: &mut TargetConn, sql: &str) -> Result<Option<String>, String> {
-    match t {
-        TargetConn::Mysql { conn, .. } => {
-            use mysql_async::prelude::Queryable;
-            let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(|e| e.to_string())?;
-            Ok(row.map(|r| r.as_ref(0).map(mysql_text).unwrap_or_else(|| "NULL".into())))
-        }
-        TargetConn::Sqlite { conn, .. } => {
-            let mut st = conn.prepare(sql).map_err(|e| e.to_string())?;
-            let mut rows = st.query([]).map_err(|e| e.to_string())?;
-            match rows.next().map_err(|e| e.to_string())? {
-                Some(r) => {
-                    use rusqlite::types::ValueRef;
-                    let v = r.get_ref(0).map_err(|e| e.to_string())?;
-                    Ok(Some(match v {
-                        ValueRef::Null => "NULL".into(),
-                        ValueRef::Integer(i) => i.to_string(),
-                        ValueRef::Real(f) => f.to_string(),
-                        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
-                    }))
-                }
-                None => Ok(None),
-            }
-        }
-        TargetConn::Postgres { client: c, .. } => {
-            let msgs = c.simple_query(sql).await.map_err(|e| client::error_text(&e))?;
-            for m in msgs {
-                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                    return Ok(Some(r.get(0).unwrap_or("NULL").to_string()));
-                }
-            }
-            Ok(None)
-        }
-    }
-}
-
-fn mysql_text(v: &mysql_async::Value) -> String {
-    use mysql_async::Value as V;
-    match v {
-        V::NULL => "NULL".into(),
-        V::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        V::Int(i) => i.to_string(),
-        V::UInt(u) => u.to_string(),
-        V::Float(f) => f.to_string(),
-        V::Double(d) => d.to_string(),
-        V::Date(y, mo, d, h, mi, s, us) => format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"),
-        V::Time(neg, d, h, mi, s, us) => {
-            format!("{}{:02}:{mi:02}:{s:02}.{us:06}", if *neg { "-" } else { "" }, u32::from(*h) + d * 24)
-        }
-    }
+    t.scalar_text(sql).await.map_err(|e| e.to_string())
 }
 
 /// Compares two answers: as numbers when both are numbers, as instants

@@ -14,7 +14,7 @@ use super::{ActionError, Env, Outcome};
 use crate::model::TableName;
 use crate::plan::Plan;
 use crate::sink::dialect::{flat_table_name, SqlDialect};
-use crate::sink::target::TargetConn;
+use crate::sink::TargetConn;
 use crate::source::postgres::client;
 
 /// One source sequence and the value the target must start at.
@@ -106,66 +106,13 @@ pub async fn sync(env: &mut Env<'_>, margin: i64) -> Result<Outcome, ActionError
 }
 
 async fn set_one(t: &mut TargetConn, s: &SeqValue) -> Result<String, String> {
+    let table = flat_table_name(&s.table);
     match t {
-        TargetConn::Mysql { conn, .. } => {
-            use mysql_async::prelude::Queryable;
-            let table = flat_table_name(&s.table);
-            let auto: Option<i64> = conn
-                .exec_first(
-                    "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
-                     AND table_name = ? AND extra LIKE '%auto_increment%'",
-                    (table.as_str(),),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if auto.unwrap_or(0) == 0 {
-                return Ok(format!("skipped: target table {table} has no AUTO_INCREMENT column"));
-            }
-            let sql = format!("ALTER TABLE {} AUTO_INCREMENT = {}", SqlDialect::Mysql.ident(&table), s.next.max(1));
-            conn.query_drop(sql.as_str()).await.map_err(|e| e.to_string())?;
-            Ok(format!("{sql} (next value {})", s.next))
-        }
-        TargetConn::Sqlite { conn, .. } => {
-            use rusqlite::OptionalExtension;
-            let table = flat_table_name(&s.table);
-            let ddl: Option<String> = conn
-                .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&table], |r| r.get(0))
-                .optional()
-                .map_err(|e| e.to_string())?;
-            let Some(ddl) = ddl else {
-                return Err(format!("target table {table} does not exist"));
-            };
-            if !ddl.to_ascii_uppercase().contains("AUTOINCREMENT") {
-                return Ok(format!(
-                    "skipped: {table} is not AUTOINCREMENT, so SQLite hands out max(rowid)+1 (the source's next is {})",
-                    s.next
-                ));
-            }
-            let seq = s.next.saturating_sub(1);
-            let n = conn
-                .execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?2) WHERE name = ?1", rusqlite::params![table, seq])
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)", rusqlite::params![table, seq])
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(format!("sqlite_sequence for {table} set to at least {seq} (next value {})", s.next))
-        }
-        TargetConn::Postgres { client: c, .. } => {
+        TargetConn::Mysql(c) => c.set_next_value(&table, s.next).await.map_err(|e| e.to_string()),
+        TargetConn::Sqlite(c) => c.set_next_value(&table, s.next),
+        TargetConn::Postgres(c) => {
             let table = SqlDialect::Postgres.table_ident(&s.table);
-            let row = c
-                .query_one("SELECT pg_get_serial_sequence($1, $2)", &[&table, &s.column])
-                .await
-                .map_err(|e| client::error_text(&e))?;
-            let Some(seq) = row.get::<_, Option<String>>(0) else {
-                return Ok(format!("skipped: target column {table}.{} owns no sequence", s.column));
-            };
-            let sql = format!(
-                "SELECT setval($1::text::regclass, GREATEST($2::bigint, (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {seq})), false)"
-            );
-            let r = c.query_one(&sql, &[&seq, &s.next]).await.map_err(|e| client::error_text(&e))?;
-            let set: i64 = r.get(0);
-            Ok(format!("setval({seq}) — next value {set}"))
+            c.set_next_value(&table, &s.column, s.next).await.map_err(|e| e.to_string())
         }
     }
 }

@@ -1,0 +1,93 @@
+//! Bulk load into MySQL/MariaDB: `LOAD DATA LOCAL INFILE` fed from memory
+//! through mysql_async's infile handler (no temporary files). LOCAL loads
+//! turn data errors and duplicate keys into warnings, so the loaded row
+//! count and the warning count are checked before commit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::mapping::MappedTable;
+use crate::model::Row;
+use crate::sink::dialect::SqlDialect;
+use crate::sink::load::{check_reader, AttemptCounters, LoadFailure, RangeRecord, CHUNK_BYTES};
+use crate::sink::state;
+
+/// Loads one range in one transaction with its `copy_ranges` row.
+pub(crate) async fn load_range(
+    conn: &mut mysql_async::Conn,
+    table: &Arc<MappedTable>,
+    rows: mpsc::Receiver<Vec<Row>>,
+    read_done: oneshot::Receiver<Result<u64, String>>,
+    record: &RangeRecord,
+    counters: &Arc<AttemptCounters>,
+) -> Result<u64, LoadFailure> {
+    let e = LoadFailure::from;
+    conn.query_drop("START TRANSACTION").await.map_err(e)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let encode_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let state = (rows, table.clone(), sent.clone(), encode_error.clone(), counters.clone());
+    let stream = futures_util::stream::unfold(state, |(mut rx, t, sent, err, counters)| async move {
+        let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
+        while buf.len() < CHUNK_BYTES {
+            let Some(batch) = rx.recv().await else { break };
+            let n = batch.len() as u64;
+            for row in &batch {
+                if let Err(conv) = t.append_load_data_row(row, &mut buf) {
+                    if let Ok(mut slot) = err.lock() {
+                        *slot = Some(conv.to_string());
+                    }
+                    // Ending the data early makes the row count differ;
+                    // the stored error says why.
+                    return None;
+                }
+            }
+            sent.fetch_add(n, Ordering::Relaxed);
+            counters.add_rows(n);
+        }
+        if buf.is_empty() {
+            return None;
+        }
+        counters.add_bytes(buf.len() as u64);
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (rx, t, sent, err, counters)))
+    });
+    conn.set_infile_handler(async move { Ok(stream.boxed()) });
+    let load = conn.query_drop(table.load_data_sql("xdb-copy")).await;
+    if let Some(msg) = encode_error.lock().ok().and_then(|mut s| s.take()) {
+        return Err(msg.into());
+    }
+    load.map_err(e)?;
+    let loaded = conn.affected_rows();
+    let warnings = conn.get_warnings();
+    let sent = sent.load(Ordering::Relaxed);
+    if warnings > 0 {
+        let w: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS LIMIT 5").await.unwrap_or_default();
+        let list: Vec<String> = w.into_iter().map(|(level, code, msg)| format!("{level} {code}: {msg}")).collect();
+        return Err(format!(
+            "LOAD DATA reported {warnings} warning(s), so some values would not land exactly; nothing was kept: {}",
+            list.join("; ")
+        )
+        .into());
+    }
+    if loaded != sent {
+        return Err(format!(
+            "{sent} rows sent but {loaded} loaded (a duplicate key in the target table?); nothing was kept"
+        )
+        .into());
+    }
+    check_reader(read_done, sent).await?;
+    conn.exec_drop(
+        state::insert_range(SqlDialect::Mysql),
+        (record.slot.as_str(), record.table.as_str(), record.range_no, sent as i64),
+    )
+    .await
+    .map_err(e)?;
+    conn.query_drop("COMMIT").await.map_err(e)?;
+    Ok(sent)
+}

@@ -1,0 +1,195 @@
+//! The MySQL/MariaDB target: its connection and session settings, the SQL
+//! it runs for xdb's state and for the batched apply, its bulk load
+//! ([`load`]) and its TLS options ([`tls`]). Everything that talks to a
+//! MySQL server on the way in lives in this folder.
+
+pub mod load;
+pub mod tls;
+
+use mysql_async::prelude::Queryable;
+
+use super::apply_plan::Op;
+use super::conn::{StateParam, TargetError};
+use crate::error_policy::{DriverError, Retry};
+use crate::mapping::MappedTable;
+use crate::plan::SecretUrl;
+
+/// An open MySQL/MariaDB connection with xdb's session settings.
+pub struct MysqlConn {
+    pub conn: mysql_async::Conn,
+    /// The target for messages (password masked).
+    pub label: String,
+    pub mariadb: bool,
+}
+
+impl MysqlConn {
+    /// Connects with xdb's session: strict mode, UTC, utf8mb4 with a binary
+    /// collation (values land exactly or fail loudly).
+    pub async fn connect(u: &SecretUrl) -> Result<MysqlConn, TargetError> {
+        let err = |reason: String, retry: Retry| TargetError::Connect {
+            target: u.redacted(),
+            reason: scrub(&reason, u),
+            retry,
+        };
+        let (opts, tls) = tls::opts_from_url(u).map_err(|r| err(r, Retry::Fatal))?;
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .init(vec![
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+                "SET SESSION time_zone = '+00:00'",
+                "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
+            ])
+            // Affected rows count the rows an UPDATE matched, not only those it
+            // changed: the sink tells "matched no row" (an error) from "set the
+            // values the row already had" (fine) by this count.
+            .client_found_rows(true)
+            .prefer_socket(false);
+        let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(15), tls::connect(opts, &tls)).await {
+            Ok(r) => r.map_err(|e| err(e.reason, e.retry))?,
+            Err(_) => return Err(err("no answer within 15 s".into(), Retry::Transient)),
+        };
+        let label = u.redacted();
+        let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| TargetError::Sql {
+            target: label.clone(),
+            context: "reading the server version".into(),
+            source: e.into(),
+        })?;
+        let mariadb = version.unwrap_or_default().to_ascii_lowercase().contains("mariadb");
+        Ok(MysqlConn { conn, label, mariadb })
+    }
+
+    pub async fn execute(&mut self, sql: &str) -> Result<(), DriverError> {
+        Ok(self.conn.query_drop(sql).await?)
+    }
+
+    /// One statement with `?` parameters; the rows it matched.
+    pub async fn execute_params(&mut self, sql: &str, params: &[StateParam]) -> Result<u64, DriverError> {
+        let p: Vec<mysql_async::Value> = params
+            .iter()
+            .map(|p| match p {
+                StateParam::Text(s) => mysql_async::Value::from(s.as_str()),
+                StateParam::I64(i) => mysql_async::Value::from(*i),
+                StateParam::I32(i) => mysql_async::Value::from(*i),
+                StateParam::I16(i) => mysql_async::Value::from(*i),
+            })
+            .collect();
+        self.conn.exec_drop(sql, p).await?;
+        Ok(self.conn.affected_rows())
+    }
+
+    pub async fn first_text(&mut self, sql: &str) -> Result<Option<String>, DriverError> {
+        Ok(self.conn.query_first(sql).await?)
+    }
+
+    /// The first column of the first row as text (`NULL` for NULL).
+    pub async fn scalar_text(&mut self, sql: &str) -> Result<Option<String>, DriverError> {
+        let row: Option<mysql_async::Row> = self.conn.query_first(sql).await?;
+        Ok(row.map(|r| r.as_ref(0).map(value_text).unwrap_or_else(|| "NULL".into())))
+    }
+
+    pub async fn position_row(&mut self, sql: &str, slot: &str) -> Result<Option<(i64, i64, i64)>, DriverError> {
+        Ok(self.conn.exec_first(sql, (slot,)).await?)
+    }
+
+    pub async fn table_state_rows(
+        &mut self,
+        sql: &str,
+        slot: &str,
+    ) -> Result<Vec<(String, i64, i64, i64)>, DriverError> {
+        Ok(self.conn.exec(sql, (slot,)).await?)
+    }
+
+    pub async fn column_names(&mut self, sql: &str) -> Result<Vec<String>, DriverError> {
+        let result = self.conn.query_iter(sql).await?;
+        let names: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+        result.drop_result().await?;
+        Ok(names)
+    }
+
+    pub async fn table_exists(&mut self, flat_name: &str) -> Result<bool, DriverError> {
+        let n: Option<i64> = self
+            .conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+                (flat_name,),
+            )
+            .await?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    pub async fn count(&mut self, sql: &str) -> Result<i64, DriverError> {
+        let n: Option<i64> = self.conn.query_first(sql).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Runs one planned apply operation; the rows it changed (or, for
+    /// `ExpectRows`, counted).
+    pub async fn run_op(
+        &mut self,
+        sql: &str,
+        op: &Op<'_>,
+        params: Vec<mysql_async::Value>,
+    ) -> Result<u64, DriverError> {
+        if matches!(op, Op::ExpectRows { .. }) {
+            Ok(self.conn.exec_first::<u64, _, _>(sql, params).await?.unwrap_or(0))
+        } else {
+            self.conn.exec_drop(sql, params).await?;
+            Ok(self.conn.affected_rows())
+        }
+    }
+
+    /// Moves the AUTO_INCREMENT of `table` to at least `next` (the source
+    /// sequence's next value); says what it did.
+    pub async fn set_next_value(&mut self, table: &str, next: i64) -> Result<String, DriverError> {
+        let auto: Option<i64> = self
+            .conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 AND table_name = ? AND extra LIKE '%auto_increment%'",
+                (table,),
+            )
+            .await?;
+        if auto.unwrap_or(0) == 0 {
+            return Ok(format!("skipped: target table {table} has no AUTO_INCREMENT column"));
+        }
+        let sql = format!(
+            "ALTER TABLE {} AUTO_INCREMENT = {}",
+            crate::sink::dialect::SqlDialect::Mysql.ident(table),
+            next.max(1)
+        );
+        self.conn.query_drop(sql.as_str()).await?;
+        Ok(format!("{sql} (next value {next})"))
+    }
+}
+
+/// Parameters of `cols` of `row`, bound for this target.
+pub fn params(
+    table: &MappedTable,
+    row: &crate::model::Row,
+    cols: &[usize],
+) -> Result<Vec<mysql_async::Value>, crate::mapping::ConversionError> {
+    table.mysql_params(row, cols)
+}
+
+fn scrub(text: &str, u: &SecretUrl) -> String {
+    match u.password() {
+        Some(p) if !p.is_empty() => text.replace(&p, "***"),
+        _ => text.to_string(),
+    }
+}
+
+/// A MySQL value as text, the way the `mysql` client prints it.
+pub fn value_text(v: &mysql_async::Value) -> String {
+    use mysql_async::Value as V;
+    match v {
+        V::NULL => "NULL".into(),
+        V::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        V::Int(i) => i.to_string(),
+        V::UInt(u) => u.to_string(),
+        V::Float(f) => f.to_string(),
+        V::Double(d) => d.to_string(),
+        V::Date(y, mo, d, h, mi, s, us) => format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"),
+        V::Time(neg, d, h, mi, s, us) => {
+            format!("{}{:02}:{mi:02}:{s:02}.{us:06}", if *neg { "-" } else { "" }, u32::from(*h) + d * 24)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Bulk load into SQLite: one prepared INSERT in a large transaction, run
+//! on a blocking thread (the driver is synchronous).
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::mapping::MappedTable;
+use crate::model::Row;
+use crate::sink::dialect::SqlDialect;
+use crate::sink::load::{AttemptCounters, LoadFailure, RangeRecord};
+use crate::sink::state;
+
+/// Loads one range in one transaction with its `copy_ranges` row.
+pub(crate) fn load_range(
+    conn: &rusqlite::Connection,
+    table: &MappedTable,
+    mut rows: mpsc::Receiver<Vec<Row>>,
+    read_done: oneshot::Receiver<Result<u64, String>>,
+    record: &RangeRecord,
+    counters: &AttemptCounters,
+) -> Result<u64, LoadFailure> {
+    let e = LoadFailure::from;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate).map_err(e)?;
+    let d = SqlDialect::Sqlite;
+    let cols: Vec<String> = table.columns.iter().map(|c| d.ident(&c.name)).collect();
+    let marks = vec!["?"; cols.len()].join(", ");
+    let sql = format!("INSERT INTO {} ({}) VALUES ({marks})", d.table_ident(&table.source.name), cols.join(", "));
+    let all: Vec<usize> = (0..table.columns.len()).collect();
+    let mut sent = 0u64;
+    {
+        let mut st = tx.prepare(&sql).map_err(e)?;
+        while let Some(batch) = rows.blocking_recv() {
+            for row in &batch {
+                let params = table.sqlite_params(row, &all).map_err(|c| c.to_string())?;
+                st.execute(rusqlite::params_from_iter(params)).map_err(e)?;
+            }
+            sent += batch.len() as u64;
+            counters.add_rows(batch.len() as u64);
+        }
+    }
+    match read_done.blocking_recv() {
+        Ok(Ok(read)) if read == sent => {}
+        Ok(Ok(read)) => return Err(format!("read {read} rows from the source but wrote {sent}").into()),
+        Ok(Err(reason)) => return Err(format!("reading the source failed: {reason}").into()),
+        Err(_) => return Err(LoadFailure::from(String::from("the source reader stopped"))),
+    }
+    tx.execute(&state::insert_range(d), rusqlite::params![record.slot, record.table, record.range_no, sent as i64])
+        .map_err(e)?;
+    tx.commit().map_err(e)?;
+    Ok(sent)
+}
