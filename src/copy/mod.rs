@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::mapping::{self, MappedTable, MappingOverrides, MappingRules, TargetKind};
-use crate::model::{Lsn, TableSchema};
+use crate::model::{Lsn, TableName, TableSchema};
 use crate::plan::Plan;
 use crate::sink::load::{LoadCounters, Loader, RangeRecord};
 use crate::sink::TargetConn;
@@ -60,6 +60,17 @@ pub enum CopyError {
     Snapshot { snapshot: String, reason: String },
     #[error("reading {table} from the source: {reason}")]
     Read { table: String, reason: String },
+    #[error(
+        "{tables} rewritten on the source (TRUNCATE or a rewriting ALTER TABLE) each of the {attempts} times the \
+         copy took a snapshot, which cannot see the rows of a table rewritten after it: run the command again \
+         when those statements have stopped"
+    )]
+    Rewritten { tables: String, attempts: u32 },
+    #[error(
+        "the columns of {table} changed on the source (ALTER TABLE) while the copy was starting; nothing was \
+         copied from that snapshot: run the command again (`xdb sync` retries by itself)"
+    )]
+    ShapeChanged { table: String },
     #[error(transparent)]
     Write(#[from] crate::sink::load::LoadError),
     #[error("type mapping:\n{0}")]
@@ -114,6 +125,9 @@ impl CopyError {
         use crate::source::postgres::catalog::CatalogError;
         match self {
             CopyError::Write(e) => e.retry.is_transient(),
+            CopyError::ShapeChanged { .. } => true,
+            // The kept slot is the next attempt's starting point.
+            CopyError::SlotKept { source, .. } => source.is_retryable(),
             CopyError::Target(e) => e.is_retryable(),
             CopyError::SourceConnect(e) => e.retryable,
             CopyError::SourceSql(e) | CopyError::Catalog(CatalogError::Query { source: e, .. }) => {
@@ -354,6 +368,13 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
         }
     };
 
+    // Invariant "snapshot handoff": the tables are held at the snapshot
+    // before anything is read (see `hold_at_snapshot`).
+    let to_copy: Vec<TableName> =
+        mapped.iter().filter(|m| !done.contains(&m.source.name.to_string())).map(|m| m.source.name.clone()).collect();
+    let (planner, snapshot, sync_lsn) = hold_at_snapshot(plan, &mut repl, &to_copy, snapshot, sync_lsn).await?;
+    same_shape_at_snapshot(&planner, &schemas, &to_copy).await?;
+
     tally
         .tables_done
         .store(mapped.iter().filter(|m| done.contains(&m.source.name.to_string())).count(), Ordering::Release);
@@ -396,7 +417,6 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     }
 
     // Plan the ranges at the snapshot.
-    let planner = SnapshotReader::open(&plan.source.url, &snapshot).await?;
     let mut items = Vec::new();
     let mut estimates = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
@@ -408,7 +428,6 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             items.push(WorkItem { table: i, range_no: n as i64, range });
         }
     }
-    drop(planner);
     let jobs: Vec<Arc<TableJob>> = jobs
         .into_iter()
         .zip(&estimates)
@@ -455,8 +474,10 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     display.stop().await;
     results?;
     // The replication connection held the snapshot open until every worker
-    // had imported it; the temporary slot (if any) goes with it.
+    // had imported it; the temporary slot (if any) goes with it. The
+    // planner's locks end here too.
     drop(repl);
+    drop(planner);
     if let Ok(w) = ctx.warnings.lock() {
         warnings.extend(w.iter().cloned());
     }
@@ -483,6 +504,78 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
         });
     }
     Ok(CopyOutcome { tables, consistent_point, summary: progress::summary_table(&progress), warnings })
+}
+
+/// Opens the planner's transaction at `snapshot` and takes ACCESS SHARE
+/// locks on `tables` (as pg_dump does): from then on nothing can rewrite
+/// them until the copy ends. A rewrite committed between the snapshot's
+/// export and the lock — TRUNCATE, or an ALTER TABLE that rewrites the
+/// table — is not MVCC-safe: the snapshot would see the table empty, and
+/// for a rewriting ALTER no change on the stream brings the rows back. Such
+/// a table is found by its storage (the relfilenode the snapshot sees is
+/// not the current one), and the copy starts again from a fresh snapshot
+/// (a temporary slot's, with its LSN as every table's sync LSN).
+async fn hold_at_snapshot(
+    plan: &Plan,
+    repl: &mut ReplicationClient,
+    tables: &[TableName],
+    mut snapshot: String,
+    mut sync_lsn: Lsn,
+) -> Result<(SnapshotReader, String, Lsn), CopyError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        let planner = SnapshotReader::open(&plan.source.url, &snapshot).await?;
+        let rewritten = planner.hold_tables(tables, &plan.only_tables).await?;
+        if rewritten.is_empty() {
+            return Ok((planner, snapshot, sync_lsn));
+        }
+        let names: Vec<String> = rewritten.iter().map(|t| t.to_string()).collect();
+        if attempt == ATTEMPTS {
+            return Err(CopyError::Rewritten { tables: names.join(", "), attempts: ATTEMPTS });
+        }
+        tracing::warn!(
+            tables = %names.join(", "),
+            "rewritten on the source (TRUNCATE or a rewriting ALTER TABLE) after the snapshot was taken, \
+             which cannot see their rows: taking a fresh snapshot"
+        );
+        drop(planner);
+        // The old snapshot ends with its connection; a fresh one exports the next.
+        *repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy")
+            .await
+            .map_err(|e| CopyError::Replication(e.to_string()))?;
+        let temp = format!("{}_copy_{}_{attempt}", plan.source.slot, std::process::id());
+        let created = repl
+            .create_replication_slot(&temp, true, SnapshotAction::Export)
+            .await
+            .map_err(|e| CopyError::Replication(e.to_string()))?;
+        snapshot = created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+        sync_lsn = created.consistent_point;
+        attempt += 1;
+    }
+}
+
+/// The tables' columns were read before the snapshot existed: a DDL
+/// committed in between (one the slot's creation waited for) would make the
+/// copy decode rows by the wrong shape. Read them again at the snapshot,
+/// under the lock, and stop (retryably) when they differ.
+async fn same_shape_at_snapshot(
+    planner: &SnapshotReader,
+    schemas: &[Arc<TableSchema>],
+    tables: &[TableName],
+) -> Result<(), CopyError> {
+    let mut types = TypeCache::new();
+    let shape = |s: &TableSchema| -> Vec<(String, u32, i32)> {
+        s.columns.iter().map(|c| (c.name.clone(), c.type_oid, c.typmod)).collect()
+    };
+    for t in tables {
+        let Some(before) = schemas.iter().find(|s| &s.name == t) else { continue };
+        let now = load_table(planner.client(), &mut types, t).await?;
+        if now.as_ref().map(|n| shape(n)) != Some(shape(before)) {
+            return Err(CopyError::ShapeChanged { table: t.to_string() });
+        }
+    }
+    Ok(())
 }
 
 fn already_done(plan: &Plan, states: &[crate::sink::TableState], consistent_point: Lsn) -> CopyOutcome {

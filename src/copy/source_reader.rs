@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use super::ranges::CopyRange;
 use super::CopyError;
-use crate::model::{pg_ident, PgType, Row, TableSchema, Value};
+use crate::model::{pg_ident, PgType, Row, TableName, TableSchema, Value};
 use crate::plan::SecretUrl;
 use crate::source::postgres::client::{self, error_text};
 use crate::source::postgres::copy_binary::{CopyBinaryError, CopyBinaryReader};
@@ -49,6 +49,38 @@ impl SnapshotReader {
         let client = client::connect(url, "xdb scan").await?;
         client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(CopyError::SourceSql)?;
         Ok(SnapshotReader { client })
+    }
+
+    /// Takes ACCESS SHARE locks on `tables` for the rest of this transaction
+    /// (`only` ones without their inheritance children) and returns those
+    /// whose storage was rewritten after the snapshot: the relfilenode the
+    /// snapshot sees in `pg_class` is not the one the server uses now.
+    /// Partitions and inheritance children are checked with their parent.
+    pub async fn hold_tables(&self, tables: &[TableName], only: &[TableName]) -> Result<Vec<TableName>, CopyError> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = tables
+            .iter()
+            .map(|t| if only.contains(t) { format!("ONLY {}", t.pg_quoted()) } else { t.pg_quoted() })
+            .collect();
+        let lock = format!("LOCK TABLE {} IN ACCESS SHARE MODE", list.join(", "));
+        self.client.batch_execute(&lock).await.map_err(CopyError::SourceSql)?;
+        let check = "WITH RECURSIVE tree(oid) AS ( \
+                       SELECT $1::text::regclass::oid \
+                       UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid WHERE $2) \
+                     SELECT count(*) FROM tree JOIN pg_class c ON c.oid = tree.oid \
+                     WHERE c.relkind IN ('r', 'm') AND c.relfilenode <> pg_relation_filenode(c.oid)";
+        let mut rewritten = Vec::new();
+        for t in tables {
+            let recurse = !only.contains(t);
+            let n: i64 =
+                self.client.query_one(check, &[&t.pg_quoted(), &recurse]).await.map_err(CopyError::SourceSql)?.get(0);
+            if n > 0 {
+                rewritten.push(t.clone());
+            }
+        }
+        Ok(rewritten)
     }
 
     /// The connection (for estimates and key bounds read at the snapshot).

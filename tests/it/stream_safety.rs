@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{self, OwnPostgres, PgDb, PlanFile};
+use mysql_async::prelude::Queryable;
+
+use crate::support::{self, MyDb, OwnPostgres, PgDb, PlanFile};
 use crate::sync::{ok, plan, spawn, wait_until, xdb, Target};
 
 fn fails_with(out: &std::process::Output, needles: &[&str]) -> String {
@@ -23,6 +25,13 @@ fn fails_with(out: &std::process::Output, needles: &[&str]) -> String {
 fn validate(plan: &PlanFile) {
     let v = xdb(plan, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+/// The slot exists and its creation finished (its snapshot is exported).
+async fn slot_ready(db: &PgDb, slot: &str) -> bool {
+    let c = db.super_client().await;
+    let q = "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL";
+    c.query_opt(q, &[&slot]).await.unwrap().is_some()
 }
 
 async fn slot_exists(db: &PgDb, slot: &str) -> bool {
@@ -192,7 +201,12 @@ async fn slot_moved_past_the_target_by_another_reader_is_refused() {
     let (db, target, plan) = small_table("xdb_safe_ahead", 10).await;
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
     let slot = format!("{}_slot", db.name);
-    db.exec("INSERT INTO t SELECT g, 'read by someone else' FROM generate_series(11, 20) g").await;
+    // Flushed at commit (the test server runs with synchronous_commit off),
+    // so that the slot can be advanced past it.
+    db.exec(
+        "SET synchronous_commit = on; INSERT INTO t SELECT g, 'read by someone else' FROM generate_series(11, 20) g",
+    )
+    .await;
     // Another consumer of the slot acknowledges those changes.
     db.exec(&format!("SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())")).await;
     // `check` says it first; `sync` refuses.
@@ -410,4 +424,93 @@ async fn inheritance_parent_needs_only_and_then_moves_its_own_rows() {
     let own: i64 = c.query_one("SELECT count(*) FROM ONLY measurement", &[]).await.unwrap().get(0);
     assert_eq!(target.count("measurement").await, own);
     validate(&plan);
+}
+
+/// A table rewritten after the slot's snapshot was exported but before the
+/// copy read it — here by `ALTER TABLE … TYPE`, as a TRUNCATE would — looks
+/// empty to that snapshot (rewrites are not MVCC-safe), and no change on the
+/// stream brings its rows back: the copy must notice and read it from a
+/// fresh snapshot. (Found by `mixed_load_with_ten_kills_*`, whose mid-run
+/// TRUNCATE landed in that window under load.) The window is held open by
+/// a target transaction that holds the row xdb records the slot's position
+/// in, right after creating the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_rewritten_while_the_copy_starts_is_copied_whole() {
+    let db = PgDb::create("xdb_safe_rewrite").await;
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v int, note text);
+         INSERT INTO items SELECT g, g, 'ü ' || g FROM generate_series(1, 1000) g;
+         ALTER TABLE items OWNER TO xdb_repl;",
+    )
+    .await;
+    // On another server than the source: a transaction holding an xid on
+    // the source's server would hold up the slot's creation itself.
+    let tdb = MyDb::create("xdb_safe_rewrite_t").await;
+    let mut holder = mysql_async::Conn::from_url(tdb.url()).await.unwrap();
+    let d = xdb::sink::dialect::SqlDialect::Mysql;
+    for sql in xdb::sink::state::create_statements(d) {
+        holder.query_drop(sql).await.unwrap();
+    }
+    let slot = format!("{}_slot", db.name);
+    holder.query_drop("BEGIN").await.unwrap();
+    holder
+        .query_drop(format!(
+            "INSERT INTO xdb_state (slot, applied_lsn, applied_commit_time_us, consistent_point, updated_at_us) \
+             VALUES ('{slot}', 0, 0, 0, 0)"
+        ))
+        .await
+        .unwrap();
+    let target = Target::Mysql(tdb);
+    let plan = plan(&db, &target, "items", "");
+    let mut child = spawn(&plan, &["sync", "--until-caught-up"]);
+    wait_until("the slot's snapshot", Duration::from_secs(60), || slot_ready(&db, &slot)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.exec("ALTER TABLE items ALTER COLUMN v TYPE bigint").await;
+    holder.query_drop("ROLLBACK").await.unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "sync: {err}");
+    db.exec("UPDATE items SET v = v + 1 WHERE id <= 10").await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    validate(&plan);
+    let rows = target.rows("SELECT count(*) FROM items").await;
+    assert_eq!(rows[0][0], "1000");
+    assert!(err.contains("taking a fresh snapshot"), "the rewrite is said: {err}");
+}
+
+/// A column type changed after xdb read the table's columns but before the
+/// slot's snapshot (the slot's creation waits for that ALTER to commit): the
+/// copy would decode the rows by the old shape. It notices at the snapshot,
+/// and `sync` starts again by itself with the new shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_changed_while_the_copy_starts_are_read_again() {
+    let db = PgDb::create("xdb_safe_shape").await;
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v int, note text);
+         INSERT INTO items SELECT g, g, 'ü ' || g FROM generate_series(1, 1000) g;
+         ALTER TABLE items OWNER TO xdb_repl;",
+    )
+    .await;
+    db.exec(&format!("CREATE PUBLICATION {}_pub FOR TABLE items WITH (publish_via_partition_root = true)", db.name))
+        .await;
+    let target = Target::sqlite("xdb_safe_shape");
+    let plan = plan(&db, &target, "items", "");
+    let slot = format!("{}_slot", db.name);
+    // An ALTER in progress (it holds a transaction id): the slot's creation
+    // waits for it, after xdb has read the columns.
+    let blocker = db.super_client().await;
+    blocker.batch_execute("BEGIN; ALTER TABLE items ALTER COLUMN v TYPE bigint").await.unwrap();
+    let mut child = spawn(&plan, &["sync", "--until-caught-up"]);
+    wait_until("the slot", Duration::from_secs(60), || slot_exists(&db, &slot)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "sync: {err}");
+    assert!(err.contains("changed on the source (ALTER TABLE) while the copy was starting"), "said: {err}");
+    validate(&plan);
+    let rows = target.rows("SELECT count(*) FROM items").await;
+    assert_eq!(rows[0][0], "1000");
 }
