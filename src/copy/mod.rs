@@ -571,7 +571,7 @@ async fn same_shape_at_snapshot(
     for t in tables {
         let Some(before) = schemas.iter().find(|s| &s.name == t) else { continue };
         let now = load_table(planner.client(), &mut types, t).await?;
-        if now.as_ref().map(|n| shape(n)) != Some(shape(before)) {
+        if now.as_ref().map(&shape) != Some(shape(before)) {
             return Err(CopyError::ShapeChanged { table: t.to_string() });
         }
     }
