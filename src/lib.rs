@@ -1,12 +1,31 @@
 //! xdb: CDC-based cross-database replication and cutover, from PostgreSQL to
-//! MySQL/MariaDB, SQLite or PostgreSQL.
+//! MySQL/MariaDB, SQLite or PostgreSQL. The design, the invariants by name
+//! and how to add a source or a target: `docs/architecture.md`.
 //!
-//! The pipeline: [`source::postgres`] reads a consistent snapshot and the
-//! logical-replication stream; [`mapping`] turns PostgreSQL values into a
-//! target's; [`sink`] writes them; [`plan`] is the YAML file that drives it.
+//! Modules by role, in the order data flows (dependencies point up this
+//! list: a module uses those above it, never those below):
+//!
+//! - **Vocabulary** — [`model`] (tables, values, changes, LSNs),
+//!   [`plan`] (the YAML plan and its URLs), [`error_policy`] (retry or stop,
+//!   decided by driver error code), [`shutdown`] (SIGINT/SIGTERM),
+//!   [`state_dir`] (local state outside the repository).
+//! - **Sources** — [`source`]: `source::postgres` reads the catalog, the
+//!   exported snapshot (COPY binary) and the pgoutput stream; its protocol
+//!   codecs are sans-I/O.
+//! - **Mapping** — [`mapping`]: PostgreSQL types and values to each target's,
+//!   with the lossy-value policies, the DDL and the canonical form validation
+//!   compares.
+//! - **Sinks** — [`sink`]: one folder per target (`mysql`, `sqlite`,
+//!   `postgres`) with its connection, SQL and bulk load; the shared apply
+//!   planning and the change writer.
+//! - **Pipelines** — [`copy`] (the initial copy), [`pipeline`] (copy then
+//!   stream: `sync`), [`validate`], [`tail`], [`schema`], [`cutover`] (the
+//!   runbook and its actions), [`check`] (preflight), [`status`], [`cleanup`].
+//! - **Commands** — [`cmd`]: one module per command, arguments to exit code.
 
 pub mod check;
 pub mod cleanup;
+pub mod cmd;
 pub mod copy;
 pub mod cutover;
 pub mod error_policy;

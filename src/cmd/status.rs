@@ -1,0 +1,32 @@
+//! `xdb status`: lag, positions, retained WAL, copy state.
+
+use std::process::ExitCode;
+
+use super::{print_report, OutputFormat, PlanArg};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let plan = match args.plan.load() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    // An unfinished cutover that left the source frozen is said first.
+    let frozen = crate::cutover::notice::frozen_source(&plan).await;
+    let report = crate::status::read(&plan).await;
+    if let Some(n) = &frozen {
+        match args.format {
+            OutputFormat::Text => println!("{}\n", plan.scrub(n)),
+            OutputFormat::Json => eprintln!("{}", plan.scrub(n)),
+        }
+    }
+    print_report(&plan, args.format, || report.render(), &report);
+    ExitCode::SUCCESS
+}
