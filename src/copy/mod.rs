@@ -88,7 +88,9 @@ pub enum CopyError {
     )]
     SlotInUse { slot: String, pid: i32 },
     #[error("replication connection: {0}")]
-    Replication(String),
+    Replication(#[from] crate::source::postgres::replication::ReplicationError),
+    #[error("the source created slot {slot} but exported no snapshot")]
+    NoSnapshot { slot: String },
     #[error("{0}")]
     TargetIsSource(#[from] crate::source::postgres::identity::TargetCheckError),
     #[error(
@@ -128,6 +130,7 @@ impl CopyError {
             CopyError::ShapeChanged { .. } => true,
             // The kept slot is the next attempt's starting point.
             CopyError::SlotKept { source, .. } => source.is_retryable(),
+            CopyError::Replication(e) => e.is_retryable(),
             CopyError::Target(e) => e.is_retryable(),
             CopyError::SourceConnect(e) => e.retryable,
             CopyError::SourceSql(e) | CopyError::Catalog(CatalogError::Query { source: e, .. }) => {
@@ -320,10 +323,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             return Err(CopyError::TargetNotEmpty { table: name, rows });
         }
     }
-    let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy")
-        .await
-        .map_err(|e| CopyError::Replication(e.to_string()))?;
-    let rerr = |e: crate::source::postgres::replication::ReplicationError| CopyError::Replication(e.to_string());
+    let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy").await?;
     let (snapshot, sync_lsn, consistent_point, done) = match slot_row {
         None => {
             // Invariant "slot continuity": the changes between the target's
@@ -334,12 +334,11 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
                 let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
                 return Err(CopyError::SlotMissing { slot, applied });
             }
-            let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await.map_err(rerr)?;
+            let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await?;
             tally.created_slot.store(true, Ordering::Release);
             tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
             target.record_position(&slot, created.consistent_point, created.consistent_point).await?;
-            let snapshot =
-                created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::NoSnapshot { slot: slot.clone() })?;
             (snapshot, created.consistent_point, created.consistent_point, Vec::new())
         }
         Some(row) => {
@@ -357,13 +356,12 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             // The snapshot the slot exported died with its connection: the
             // unfinished tables get a fresh one, with its own sync LSN.
             let temp = format!("{}_copy_{}", slot, std::process::id());
-            let created = repl.create_replication_slot(&temp, true, SnapshotAction::Export).await.map_err(rerr)?;
+            let created = repl.create_replication_slot(&temp, true, SnapshotAction::Export).await?;
             tracing::info!(
                 sync_lsn = %created.consistent_point,
                 "copying unfinished tables from a fresh snapshot (the earlier one ended with its connection)"
             );
-            let snapshot =
-                created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::NoSnapshot { slot: slot.clone() })?;
             (snapshot, created.consistent_point, consistent_point, done)
         }
     };
@@ -541,15 +539,10 @@ async fn hold_at_snapshot(
         );
         drop(planner);
         // The old snapshot ends with its connection; a fresh one exports the next.
-        *repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy")
-            .await
-            .map_err(|e| CopyError::Replication(e.to_string()))?;
+        *repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy").await?;
         let temp = format!("{}_copy_{}_{attempt}", plan.source.slot, std::process::id());
-        let created = repl
-            .create_replication_slot(&temp, true, SnapshotAction::Export)
-            .await
-            .map_err(|e| CopyError::Replication(e.to_string()))?;
-        snapshot = created.snapshot_name.ok_or_else(|| CopyError::Replication("no snapshot exported".into()))?;
+        let created = repl.create_replication_slot(&temp, true, SnapshotAction::Export).await?;
+        snapshot = created.snapshot_name.ok_or_else(|| CopyError::NoSnapshot { slot: temp.clone() })?;
         sync_lsn = created.consistent_point;
         attempt += 1;
     }
