@@ -721,8 +721,34 @@ impl SinkWriter {
             return Ok(());
         }
         let ops = split_pow2(self.plan(txs, self.limits)?);
+        if matches!(self.conn, TargetConn::Postgres(_)) {
+            return self.execute_ops_pipelined(&ops).await;
+        }
         for op in &ops {
             self.execute_op(op).await?;
+        }
+        Ok(())
+    }
+
+    /// [`execute_op`](Self::execute_op) for a whole group at once on a
+    /// PostgreSQL target: the statements are pipelined, then each result is
+    /// checked in order, so the first failing operation is the one named.
+    async fn execute_ops_pipelined(&mut self, ops: &[Op<'_>]) -> Result<(), SinkError> {
+        let d = self.conn.dialect();
+        let mut planned = Vec::with_capacity(ops.len());
+        let mut statements = Vec::with_capacity(ops.len());
+        for op in ops {
+            // Not a planned table (a publication shared with other tables): skipped.
+            let Some(mapped) = self.mapped.get(&op.table().name) else { continue };
+            let sql = d.render_with(op, &|n, col| mapped.pg_placeholder(n, col));
+            statements.push((sql, op_params(op, |row, cols| mapped.pg_params(row, cols))?));
+            planned.push(op.clone());
+        }
+        let TargetConn::Postgres(c) = &mut self.conn else { unreachable!("checked by the caller") };
+        let results = c.run_ops_pipelined(&planned, statements).await;
+        for (op, r) in planned.iter().zip(results) {
+            let n = r.map_err(|e| self.conn.err(&format!("applying changes to {}", op.table().name), e))?;
+            check_matched(op, n)?;
         }
         Ok(())
     }

@@ -120,6 +120,54 @@ impl PgConn {
         }
     }
 
+    /// Runs planned apply operations pipelined: every statement is sent
+    /// before the first answer is awaited (tokio-postgres pipelines the
+    /// requests it is polled for at once), so a group costs one round trip
+    /// instead of one per statement. The server runs them in order, inside
+    /// the open transaction; after a failure the later ones fail too (the
+    /// transaction is aborted) and the caller rolls back. One result per
+    /// operation, in order.
+    pub async fn run_ops_pipelined(
+        &mut self,
+        ops: &[Op<'_>],
+        statements: Vec<(String, Vec<Option<String>>)>,
+    ) -> Vec<Result<u64, DriverError>> {
+        // The statements not prepared yet, prepared together first.
+        let mut missing: Vec<&str> = Vec::new();
+        for (sql, _) in &statements {
+            if !self.statements.contains_key(sql) && !missing.contains(&sql.as_str()) {
+                missing.push(sql);
+            }
+        }
+        if !missing.is_empty() {
+            if self.statements.len() + missing.len() > STATEMENT_CACHE {
+                self.statements.clear();
+            }
+            let client = &self.client;
+            let prepared = futures_util::future::join_all(missing.iter().map(|sql| client.prepare(sql))).await;
+            for (sql, st) in missing.iter().zip(prepared) {
+                match st {
+                    Ok(st) => {
+                        self.statements.insert(sql.to_string(), st);
+                    }
+                    Err(e) => return vec![Err(e.into())],
+                }
+            }
+        }
+        let client = &self.client;
+        let cache = &self.statements;
+        let runs = ops.iter().zip(&statements).map(|(op, (sql, params))| async move {
+            let st = cache.get(sql).expect("prepared above");
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            if matches!(op, Op::ExpectRows { .. }) {
+                client.query_one(st, &refs).await.map(|r| r.get::<_, i64>(0) as u64)
+            } else {
+                client.execute(st, &refs).await
+            }
+        });
+        futures_util::future::join_all(runs).await.into_iter().map(|r| r.map_err(DriverError::from)).collect()
+    }
+
     /// Moves the sequence owned by `table`.`column` so that its next value
     /// is at least `next`; says what it did.
     pub async fn set_next_value(&mut self, table: &str, column: &str, next: i64) -> Result<String, DriverError> {

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Catch-up on a backlog: with the consumer stopped, pgbench commits TXS
+# single-row transactions (an UPDATE, and an INSERT in 3 of 10) on an
+# orders-like table; then the consumer starts and the time until the target
+# has applied everything is measured. xdb (`sync --until-caught-up`) and, in
+# the same run, PostgreSQL's native logical replication (a disabled
+# subscription enabled again) on the same backlog. Prints row changes/s and
+# the ratio xdb / native.
+#
+#   benches/backlog.sh [TXS] [ROWS]     default 50,000 transactions, 100,000 rows
+#   XDB_BENCH_TARGETS="postgres native mysql sqlite"   (default: postgres native)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TXS=${1:-50000}
+ROWS=${2:-100000}
+TARGETS=${XDB_BENCH_TARGETS:-postgres native}
+
+scripts/dev-dbs.sh up >/dev/null
+command -v pgbench >/dev/null || apt-get install -y -qq postgresql-contrib >/dev/null
+eval "$(scripts/dev-dbs.sh env)"
+[ -n "${XDB_BENCH_BIN:-}" ] || cargo build --release --quiet --bin xdb
+XDB=${XDB_BENCH_BIN:-$(pwd)/target/release/xdb}
+PGBASE=${XDB_PG_SUPER_URL%/*}
+SRC=xdb_backlog_src
+MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
+WORK=$(mktemp -d /tmp/xdb-backlog.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+export PGPW="$XDB_PG_REPL_PASSWORD" MYPW="$XDB_MYSQL_PASSWORD"
+q() { psql "$1" -qAtc "$2"; }
+
+make_source() {
+  q "$XDB_PG_SUPER_URL" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC'" >/dev/null
+  q "$XDB_PG_SUPER_URL" "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
+  q "$XDB_PG_SUPER_URL" "CREATE DATABASE $SRC OWNER xdb_repl" >/dev/null
+  psql "$PGBASE/$SRC" -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE orders (
+  id bigserial PRIMARY KEY, customer_id bigint NOT NULL, title text NOT NULL, amount numeric(12,2) NOT NULL,
+  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, doc jsonb NOT NULL, paid boolean NOT NULL,
+  ref uuid NOT NULL, note text);
+INSERT INTO orders
+SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0, now(), now(),
+       jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7), g % 3 = 0, md5(g::text)::uuid, 'note ' || g
+FROM generate_series(1, $ROWS) g;
+SELECT setval('orders_id_seq', $ROWS) \\gset
+ALTER TABLE orders OWNER TO xdb_repl; ALTER SEQUENCE orders_id_seq OWNER TO xdb_repl;
+VACUUM ANALYZE orders;
+SQL
+}
+
+cat > "$WORK/load.sql" <<SQL
+\\set id random(1, $ROWS)
+\\set r random(1, 10)
+BEGIN;
+UPDATE orders SET amount = amount + 0.01, updated_at = now(), paid = NOT paid WHERE id = :id;
+INSERT INTO orders (customer_id, title, amount, created_at, updated_at, doc, paid, ref)
+  SELECT :r, 'bench', 1.00, now(), now(), '{"sku": "B"}', false, gen_random_uuid() WHERE :r <= 3;
+END;
+SQL
+
+declare -A rate
+for target in $TARGETS; do
+  make_source
+  case $target in
+    sqlite) url="sqlite://$WORK/backlog.db"; rm -f "$WORK"/backlog.db*; label="xdb → SQLite" ;;
+    mysql)
+      mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS xdb_backlog; CREATE DATABASE xdb_backlog"
+      url="mysql://xdb:\${MYPW}@127.0.0.1:$XDB_MYSQL_PORT/xdb_backlog"; label="xdb → MariaDB" ;;
+    postgres|native)
+      q "$XDB_PG_SUPER_URL" "DROP DATABASE IF EXISTS xdb_backlog_t WITH (FORCE)" >/dev/null
+      q "$XDB_PG_SUPER_URL" "CREATE DATABASE xdb_backlog_t OWNER xdb_repl" >/dev/null
+      url="postgres://xdb_repl:\${PGPW}@127.0.0.1:$XDB_PG_PORT/xdb_backlog_t"; label="xdb → PostgreSQL" ;;
+    *) echo "unknown target $target"; exit 2 ;;
+  esac
+  # 1. The initial copy, then the consumer stops.
+  if [ "$target" = native ]; then
+    label="native logical replication → PostgreSQL"
+    pg_dump -s -t orders "$PGBASE/$SRC" | psql -q "$PGBASE/xdb_backlog_t" >/dev/null
+    q "$PGBASE/$SRC" "CREATE PUBLICATION backlog_pub FOR TABLE orders" >/dev/null
+    q "$PGBASE/$SRC" "SELECT pg_create_logical_replication_slot('backlog_native', 'pgoutput')" >/dev/null
+    q "$PGBASE/xdb_backlog_t" "CREATE SUBSCRIPTION backlog_sub CONNECTION '$PGBASE/$SRC' PUBLICATION backlog_pub WITH (create_slot = false, slot_name = 'backlog_native')" >/dev/null 2>&1
+    until [ "$(q "$PGBASE/xdb_backlog_t" "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ]; do sleep 0.5; done
+    q "$PGBASE/xdb_backlog_t" "ALTER SUBSCRIPTION backlog_sub DISABLE" >/dev/null
+    until [ "$(q "$PGBASE/$SRC" "SELECT active FROM pg_replication_slots WHERE slot_name = 'backlog_native'")" = f ]; do sleep 0.2; done
+  else
+    cat > "$WORK/plan.yaml" <<YAML
+name: backlog
+source:
+  url: postgres://xdb_repl:\${PGPW}@127.0.0.1:$XDB_PG_PORT/$SRC
+  slot: xdb_backlog
+target:
+  url: $url
+tables: [public.orders]
+YAML
+    "$XDB" snapshot --plan "$WORK/plan.yaml" --log warn >/dev/null
+  fi
+  # 2. The backlog, written while nothing consumes it.
+  pgbench -n -c 2 -j 2 -t $((TXS / 2)) -f "$WORK/load.sql" "$PGBASE/$SRC" >/dev/null 2>&1
+  changes=$(q "$PGBASE/$SRC" "SELECT $TXS + count(*) FROM orders WHERE title = 'bench'")
+  end=$(q "$PGBASE/$SRC" "SELECT pg_current_wal_insert_lsn()")
+  # 3. The consumer starts; timed until everything is applied.
+  t0=$(date +%s.%N)
+  if [ "$target" = native ]; then
+    q "$PGBASE/xdb_backlog_t" "ALTER SUBSCRIPTION backlog_sub ENABLE" >/dev/null
+    until [ "$(q "$PGBASE/xdb_backlog_t" "SELECT coalesce(latest_end_lsn >= '$end', false) FROM pg_stat_subscription WHERE subname = 'backlog_sub'")" = t ]; do sleep 0.05; done
+  else
+    "$XDB" sync --plan "$WORK/plan.yaml" --until-caught-up --log warn >/dev/null
+  fi
+  secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.2f}')")
+  rate[$target]=$(python3 -c "print(int($changes / $secs))")
+  echo "$label: $changes row changes ($TXS transactions) in $secs s = ${rate[$target]} changes/s"
+  if [ "$target" = native ]; then
+    q "$PGBASE/xdb_backlog_t" "ALTER SUBSCRIPTION backlog_sub DISABLE; ALTER SUBSCRIPTION backlog_sub SET (slot_name = NONE); DROP SUBSCRIPTION backlog_sub" >/dev/null 2>&1 || true
+  else
+    "$XDB" cleanup --plan "$WORK/plan.yaml" --yes --log warn >/dev/null || true
+  fi
+done
+if [ -n "${rate[postgres]:-}" ] && [ -n "${rate[native]:-}" ]; then
+  python3 -c "print(f'xdb → PostgreSQL / native: {${rate[postgres]} / ${rate[native]}:.2f}x')"
+fi
