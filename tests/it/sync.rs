@@ -743,6 +743,9 @@ async fn mixed_load_with_kills(target: Target) {
     kill9(&mut child);
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
     assert_eq!(target_items(&target).await, source_items(&db).await);
+    // And every column of every row, in canonical form.
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
