@@ -189,6 +189,11 @@ async fn copy_phase(plan: &Plan, options: &SyncOptions) -> Result<copy::CopyOutc
     }
 }
 
+/// One streaming session, in three phases: the writer (target position,
+/// tables and their shapes as the target has them), the stream (opened at
+/// the target's position, invariant *slot continuity*), then the reader and
+/// the applier joined by a bounded channel until a stop, an error or (with
+/// `--until-caught-up`) the catch-up marker.
 async fn stream_once(
     plan: &Plan,
     options: &SyncOptions,
@@ -196,18 +201,66 @@ async fn stream_once(
     stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<(), SyncError> {
     let slot = plan.source.slot.clone();
+    let catalog = client::connect(&plan.source.url, "xdb sync").await?;
+    let (writer, catalog_keys) = prepare_writer(plan, &catalog).await?;
+    let applied = writer.applied();
+
+    let config = ChangeStreamConfig {
+        slot: slot.clone(),
+        publication: plan.source.publication.clone(),
+        start: applied,
+        heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
+        spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
+        spill_dir: std::env::temp_dir(),
+        application_name: "xdb sync".into(),
+        continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
+        temporary: false,
+    };
+    let stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
+    let reader_pending = stream.pending_signal();
+    tracing::info!(slot = %slot, from = %applied, "streaming changes");
+    // With --until-caught-up, "caught up" means past a marker written now:
+    // XLogData's wal_end is only the position of the record being sent, so
+    // it cannot tell a drained channel from a backlog still on its way.
+    let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
+
+    let (item_tx, item_rx) = mpsc::channel::<Item>(64);
+    let (confirm_tx, confirm_rx) = watch::channel(applied);
+    let (wal_tx, wal_rx) = watch::channel(Lsn::ZERO);
+    let reader = read_stream(stream, item_tx, confirm_rx, wal_tx, catalog_keys);
+    let policy = BatchPolicy {
+        max_rows: plan.apply.max_batch_rows.max(1),
+        max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
+    };
+    let channels = ApplierChannels { items: item_rx, pending: reader_pending, confirm: confirm_tx, wal: wal_rx };
+    let applier = apply_stream(writer, channels, policy, marker, metrics, stop);
+    let (r, a) = tokio::join!(reader, applier);
+    a?;
+    r?;
+    Ok(())
+}
+
+/// The writer for this session: the target's applied position and per-table
+/// sync LSNs, the planned tables as the target has them (a column dropped
+/// on the source but kept on the target is expected), the unique columns
+/// whose order must be kept, and the catalog keys of tables streamed with
+/// REPLICA IDENTITY FULL.
+async fn prepare_writer(
+    plan: &Plan,
+    catalog: &tokio_postgres::Client,
+) -> Result<(SinkWriter, HashMap<TableName, Vec<String>>), SyncError> {
+    let slot = &plan.source.slot;
     let mut target = TargetConn::connect(&plan.target.url).await?;
-    let position = target.read_position(&slot).await?;
+    let position = target.read_position(slot).await?;
     let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
     let sync_lsns: HashMap<String, Lsn> =
-        target.read_tables(&slot).await?.into_iter().map(|t| (t.table, t.sync_lsn)).collect();
+        target.read_tables(slot).await?.into_iter().map(|t| (t.table, t.sync_lsn)).collect();
     let kind = target.target_kind().await?;
 
-    let catalog = client::connect(&plan.source.url, "xdb sync").await?;
     let mut types = TypeCache::new();
     let mut schemas: HashMap<TableName, Arc<TableSchema>> = HashMap::new();
     for t in &plan.tables {
-        let s = load_table(&catalog, &mut types, t)
+        let s = load_table(catalog, &mut types, t)
             .await?
             .ok_or_else(|| SyncError::Source(format!("table {t} no longer exists on the source")))?;
         schemas.insert(t.clone(), Arc::new(s));
@@ -228,7 +281,7 @@ async fn stream_once(
     // The copy rebuilt the source's unique indexes on the target: the writer
     // must keep source order wherever one of them could see it.
     for s in schemas.values() {
-        let indexes = load_indexes(&catalog, s.oid).await.map_err(|e| SyncError::Source(e.to_string()))?;
+        let indexes = load_indexes(catalog, s.oid).await.map_err(|e| SyncError::Source(e.to_string()))?;
         let mut cols: Vec<String> = Vec::new();
         for ix in indexes.iter().filter(|ix| ix.unique) {
             // An expression or partial unique index is not rebuilt, but an
@@ -252,137 +305,126 @@ async fn stream_once(
         .filter(|s| !s.primary_key.is_empty())
         .map(|s| (s.name.clone(), s.primary_key.iter().map(|&i| s.columns[i].name.clone()).collect()))
         .collect();
+    Ok((writer, catalog_keys))
+}
 
-    let config = ChangeStreamConfig {
-        slot: slot.clone(),
-        publication: plan.source.publication.clone(),
-        start: applied,
-        heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
-        spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
-        spill_dir: std::env::temp_dir(),
-        application_name: "xdb sync".into(),
-        continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
-        temporary: false,
-    };
-    let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
-    let mut reader_pending = stream.pending_signal();
-    tracing::info!(slot = %slot, from = %applied, "streaming changes");
-    // With --until-caught-up, "caught up" means past a marker written now:
-    // XLogData's wal_end is only the position of the record being sent, so
-    // it cannot tell a drained channel from a backlog still on its way.
-    let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
-
-    let (item_tx, mut item_rx) = mpsc::channel::<Item>(64);
-    let (confirm_tx, mut confirm_rx) = watch::channel(applied);
-    let (wal_tx, wal_rx) = watch::channel(Lsn::ZERO);
-
-    // The reader: stream events in, items out; confirmations in from the applier.
-    let reader = async move {
-        let result: Result<(), SyncError> = async {
-            loop {
-                tokio::select! {
-                    changed = confirm_rx.changed() => {
-                        if changed.is_err() { return Ok(()); }
-                        let lsn = *confirm_rx.borrow_and_update();
-                        stream.confirm(lsn);
-                    }
-                    ev = stream.next() => {
-                        let _ = wal_tx.send(stream.server_wal_end());
-                        let item = match ev? {
-                            // Only xdb ends the stream on purpose, and not
-                            // here: the server went away (shutdown, restart).
-                            None => return Err(SyncError::StreamEnded),
-                            Some(AssemblerEvent::Transaction(tx)) => Item::Tx(tx),
-                            Some(AssemblerEvent::Spilled(s)) => Item::Spilled(s),
-                            Some(AssemblerEvent::Relation { current, .. }) => {
-                                match with_catalog_key(&current, &catalog_keys) {
-                                    Some(keyed) => {
-                                        let keyed = Arc::new(keyed);
-                                        stream.insert_relation(keyed.clone());
-                                        Item::Relation(keyed)
-                                    }
-                                    None => Item::Relation(current),
+/// The reader: stream events in, items out; confirmations in from the
+/// applier. Whatever ends it, PostgreSQL is told what the target committed.
+async fn read_stream(
+    mut stream: ChangeStream,
+    item_tx: mpsc::Sender<Item>,
+    mut confirm_rx: watch::Receiver<Lsn>,
+    wal_tx: watch::Sender<Lsn>,
+    catalog_keys: HashMap<TableName, Vec<String>>,
+) -> Result<(), SyncError> {
+    let result: Result<(), SyncError> = async {
+        loop {
+            tokio::select! {
+                changed = confirm_rx.changed() => {
+                    if changed.is_err() { return Ok(()); }
+                    let lsn = *confirm_rx.borrow_and_update();
+                    stream.confirm(lsn);
+                }
+                ev = stream.next() => {
+                    let _ = wal_tx.send(stream.server_wal_end());
+                    let item = match ev? {
+                        // Only xdb ends the stream on purpose, and not
+                        // here: the server went away (shutdown, restart).
+                        None => return Err(SyncError::StreamEnded),
+                        Some(AssemblerEvent::Transaction(tx)) => Item::Tx(tx),
+                        Some(AssemblerEvent::Spilled(s)) => Item::Spilled(s),
+                        Some(AssemblerEvent::Relation { current, .. }) => {
+                            match with_catalog_key(&current, &catalog_keys) {
+                                Some(keyed) => {
+                                    let keyed = Arc::new(keyed);
+                                    stream.insert_relation(keyed.clone());
+                                    Item::Relation(keyed)
                                 }
+                                None => Item::Relation(current),
                             }
-                            Some(AssemblerEvent::Message { .. }) => continue,
-                        };
-                        // While the applier is behind (queue full), keep
-                        // telling the walsender we are alive, or
-                        // wal_sender_timeout ends the connection.
-                        let permit = loop {
-                            tokio::select! {
-                                p = item_tx.reserve() => break p,
-                                _ = tokio::time::sleep(STATUS_WHILE_BLOCKED) => {
-                                    let lsn = *confirm_rx.borrow_and_update();
-                                    stream.confirm(lsn);
-                                    stream.send_status().await?;
-                                }
+                        }
+                        Some(AssemblerEvent::Message { .. }) => continue,
+                    };
+                    // While the applier is behind (queue full), keep
+                    // telling the walsender we are alive, or
+                    // wal_sender_timeout ends the connection.
+                    let permit = loop {
+                        tokio::select! {
+                            p = item_tx.reserve() => break p,
+                            _ = tokio::time::sleep(STATUS_WHILE_BLOCKED) => {
+                                let lsn = *confirm_rx.borrow_and_update();
+                                stream.confirm(lsn);
+                                stream.send_status().await?;
                             }
-                        };
-                        let Ok(permit) = permit else { return Ok(()) };
-                        permit.send(item);
-                    }
+                        }
+                    };
+                    let Ok(permit) = permit else { return Ok(()) };
+                    permit.send(item);
                 }
             }
         }
-        .await;
-        // Whatever happened, tell PostgreSQL what the target committed.
-        let last = *confirm_rx.borrow();
-        stream.confirm(last);
-        let _ = stream.close().await;
-        result
-    };
+    }
+    .await;
+    let last = *confirm_rx.borrow();
+    stream.confirm(last);
+    let _ = stream.close().await;
+    result
+}
 
-    let policy = BatchPolicy {
-        max_rows: plan.apply.max_batch_rows.max(1),
-        max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
-    };
-    let applier = async {
-        let result: Result<bool, SyncError> = async {
-            loop {
-                let batch = tokio::select! {
-                    // Applied as soon as nothing more is queued or on its way
-                    // (the reader is waiting for the server): batching costs no
-                    // latency on a quiet source, and under load the next batch
-                    // piles up while this one is applied.
-                    b = next_batch_items(
-                        &mut item_rx, policy, &mut reader_pending, Item::rows, |i| matches!(i, Item::Tx(_)),
-                    ) => b,
-                    _ = &mut *stop => {
-                        tracing::info!("stopping on signal: the batch in flight was committed or abandoned whole");
-                        return Ok(false);
-                    }
-                };
-                let Some(batch) = batch else { return Ok(false) };
-                // A signal also ends a batch that is waiting for the target
-                // to come back: its target transaction was never committed,
-                // so it is rolled back with the connection, whole.
-                tokio::select! {
-                    r = apply_items(&mut writer, batch, metrics) => r?,
-                    _ = &mut *stop => {
-                        tracing::info!("stopping on signal: the batch in flight was abandoned whole (not committed)");
-                        return Ok(false);
-                    }
-                }
-                if let Ok(mut m) = metrics.lock() {
-                    m.source_wal_lsn = m.source_wal_lsn.max(wal_rx.borrow().0).max(m.applied_lsn);
-                }
-                let _ = confirm_tx.send(writer.applied());
-                if marker.is_some_and(|m| writer.applied() >= m) {
-                    tracing::info!(applied = %writer.applied(), "caught up with the source");
-                    return Ok(true);
-                }
+/// What the applier reads from and reports to the reader.
+struct ApplierChannels {
+    items: mpsc::Receiver<Item>,
+    /// Whether the reader holds more of the stream than it has queued.
+    pending: watch::Receiver<bool>,
+    confirm: watch::Sender<Lsn>,
+    wal: watch::Receiver<Lsn>,
+}
+
+/// The applier: batches of items applied with their position, each
+/// confirmed to the reader once committed. `Ok(true)` when the catch-up
+/// marker was passed, `Ok(false)` on a stop or when the reader ended.
+async fn apply_stream(
+    mut writer: SinkWriter,
+    mut ch: ApplierChannels,
+    policy: BatchPolicy,
+    marker: Option<Lsn>,
+    metrics: &SharedMetrics,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<bool, SyncError> {
+    loop {
+        let batch = tokio::select! {
+            // Applied as soon as nothing more is queued or on its way
+            // (the reader is waiting for the server): batching costs no
+            // latency on a quiet source, and under load the next batch
+            // piles up while this one is applied.
+            b = next_batch_items(
+                &mut ch.items, policy, &mut ch.pending, Item::rows, |i| matches!(i, Item::Tx(_)),
+            ) => b,
+            _ = &mut *stop => {
+                tracing::info!("stopping on signal: the batch in flight was committed or abandoned whole");
+                return Ok(false);
+            }
+        };
+        let Some(batch) = batch else { return Ok(false) };
+        // A signal also ends a batch that is waiting for the target
+        // to come back: its target transaction was never committed,
+        // so it is rolled back with the connection, whole.
+        tokio::select! {
+            r = apply_items(&mut writer, batch, metrics) => r?,
+            _ = &mut *stop => {
+                tracing::info!("stopping on signal: the batch in flight was abandoned whole (not committed)");
+                return Ok(false);
             }
         }
-        .await;
-        drop(confirm_tx);
-        drop(item_rx);
-        result
-    };
-    let (r, a) = tokio::join!(reader, applier);
-    a?;
-    r?;
-    Ok(())
+        if let Ok(mut m) = metrics.lock() {
+            m.source_wal_lsn = m.source_wal_lsn.max(ch.wal.borrow().0).max(m.applied_lsn);
+        }
+        let _ = ch.confirm.send(writer.applied());
+        if marker.is_some_and(|m| writer.applied() >= m) {
+            tracing::info!(applied = %writer.applied(), "caught up with the source");
+            return Ok(true);
+        }
+    }
 }
 
 /// `schema` (from the stream) with its catalog primary key, when the stream
