@@ -104,6 +104,17 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
                 let _ = writeln!(out.script, "--       lossy: {n}");
             }
         }
+        for g in &m.generated {
+            let _ = writeln!(
+                out.script,
+                "--   {:<24} {:<30} → {} GENERATED ALWAYS AS ({}) STORED",
+                g.name,
+                g.source_type.sql_name(),
+                g.target_type,
+                g.expression
+            );
+            let _ = writeln!(out.script, "--       generated: {}", g.describe(&m.source.name.to_string(), &kind));
+        }
         for stmt in mapping::create_table_ddl(m, &kind) {
             let _ = writeln!(out.script, "{stmt};");
         }
@@ -389,6 +400,7 @@ mod tests {
             columns,
             replica_identity: ReplicaIdentity::Full,
             primary_key: vec![],
+            generated: Vec::new(),
         };
         map_table(&MappingRules::builtin(&kind), &t, &MappingOverrides::default()).unwrap()
     }

@@ -66,6 +66,9 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
                     .map(|c| format!("{} {} → {}", c.name, c.source_type.sql_name(), c.target_type))
                     .collect();
                 s.pass(format!("{} → {}: {}", t.name, kind, cols.join(", ")));
+                for g in &m.generated {
+                    s.pass(g.describe(&t.name.to_string(), &kind));
+                }
                 for w in &m.warnings {
                     s.warn(
                         format!("{}: {w}", t.name),
