@@ -67,6 +67,9 @@ pub enum CopyError {
     Mapping(String),
     #[error("table {0} does not exist on the source")]
     MissingTable(String),
+    /// An existing target table that does not match the mapping.
+    #[error("{0}")]
+    ExistingTarget(String),
     #[error(
         "target table for {table} already holds {rows} rows that xdb did not copy: empty or drop it \
          (xdb never writes into a table it did not fill itself)"
@@ -262,6 +265,14 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     let mapped = map_tables(plan, &kind, &schemas)?;
     target.ensure_state_tables().await?;
 
+    // Existing target tables are checked, not trusted; before anything is
+    // created on the source.
+    let mismatches = crate::check::existing_target::check_plan(plan, &mut target, &source, &mapped)
+        .await
+        .map_err(|e| CopyError::Source(e.to_string()))?;
+    if !mismatches.is_empty() {
+        return Err(CopyError::ExistingTarget(crate::check::existing_target::refusal(&mismatches)));
+    }
     // Before anything is published or a slot created (invariant "keys").
     streamable::check(&source, &plan.tables, &plan.only_tables).await??;
     if publication::ensure(&source, &plan.source.publication, &plan.tables, &plan.only_tables).await? {

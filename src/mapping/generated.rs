@@ -286,8 +286,7 @@ impl Parser {
     /// Precedence climbing; `::` binds tightest, then `* /`, `+ -`, `||`.
     fn expr(&mut self, min: u8) -> Result<Ast, String> {
         let mut lhs = self.unary()?;
-        loop {
-            let Some(Tok::Op(op)) = self.peek().cloned() else { break };
+        while let Some(Tok::Op(op)) = self.peek().cloned() {
             let prec = match op {
                 "::" => 4,
                 "*" | "/" => 3,

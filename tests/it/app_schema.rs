@@ -190,3 +190,74 @@ async fn untranslatable_generated_column_is_refused_before_anything_is_created()
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
+
+const ACCOUNTS: &str = "
+    CREATE TABLE accounts (code text PRIMARY KEY, created timestamp NOT NULL, n int);
+    INSERT INTO accounts VALUES ('a', '2024-01-01 10:00:00.123456', 1), ('A', '2024-01-02 11:00:00.654321', 2);
+    ALTER TABLE accounts OWNER TO xdb_repl;";
+
+/// The statements after each `fix:` in an xdb refusal.
+fn fixes(text: &str) -> Vec<String> {
+    text.split("fix: ").skip(1).map(|s| s.split(";\n").next().unwrap().trim_end_matches(';').to_string()).collect()
+}
+
+/// An existing target table is checked against the mapping, not trusted by
+/// its column names: a case-insensitive collation on its text key (the
+/// source's 'a' and 'A' would be one row), DATETIME without fractional
+/// seconds, a non-transactional engine. `check` fails with the statement
+/// for each, `snapshot` refuses before creating anything on the source,
+/// and with the statements run the copy is exact.
+async fn existing_target_is_checked(target: Target, create: &str, want: &[&str]) {
+    let db = PgDb::create("xdb_app_exist").await;
+    db.exec(ACCOUNTS).await;
+    target.rows(create).await;
+    let plan = plan(&db, &target, "accounts", "");
+    let check = xdb(&plan, &["check"]);
+    let text = support::text(&check);
+    assert!(!check.status.success(), "{text}");
+    for w in want {
+        assert!(text.contains(w), "check does not say {w}: {text}");
+    }
+    let snap = xdb(&plan, &["snapshot"]);
+    let text = support::text(&snap);
+    assert!(!snap.status.success(), "{text}");
+    assert!(text.contains("nothing was created on the source"), "{text}");
+    let client = db.super_client().await;
+    let q = format!(
+        "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{0}_slot') + \
+                (SELECT count(*) FROM pg_publication WHERE pubname = '{0}_pub')",
+        db.name
+    );
+    assert_eq!(crate::sync::pg_rows(&client, &q).await, vec![vec!["0".to_string()]], "left on the source");
+    let fixes = fixes(&text);
+    assert_eq!(fixes.len(), want.len(), "{text}");
+    for f in &fixes {
+        target.rows(f).await;
+    }
+    let check = xdb(&plan, &["check"]);
+    assert!(!support::text(&check).contains("existing target table"), "{}", support::text(&check));
+    ok(&xdb(&plan, &["snapshot"]));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+#[tokio::test]
+async fn existing_target_is_checked_on_mariadb() {
+    existing_target_is_checked(
+        Target::Mysql(MyDb::create("xdb_app_exist_my").await),
+        "CREATE TABLE accounts (code varchar(200) COLLATE utf8mb4_general_ci PRIMARY KEY, created DATETIME NOT NULL,
+           n int) ENGINE=MyISAM DEFAULT CHARSET=utf8mb4",
+        &["engine MyISAM", "utf8mb4_general_ci", "fractional", "column code is varchar(200)"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn existing_target_is_checked_on_sqlite() {
+    existing_target_is_checked(
+        Target::sqlite("xdb_app_exist"),
+        "CREATE TABLE accounts (code TEXT COLLATE NOCASE PRIMARY KEY, created TEXT NOT NULL, n INTEGER)",
+        &["NOCASE"],
+    )
+    .await;
+}
