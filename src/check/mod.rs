@@ -58,6 +58,9 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
     for problem in crate::sink::dialect::name_problems(kind.dialect(), &tables.iter().collect::<Vec<_>>()) {
         s.fail(problem, "see the naming rule in the README (`xdb schema`)");
     }
+    for problem in mapping::unknown_columns(&plan.mapping, &tables.iter().collect::<Vec<_>>()) {
+        s.fail(problem, "correct the key in the plan (schema.table.column, as the source names the column)");
+    }
     let mut all_mapped = Vec::new();
     for t in tables {
         match mapping::map_table(&rules, t, &overrides) {

@@ -548,6 +548,7 @@ pub fn map_tables(
     let all: Vec<&TableSchema> = schemas.iter().map(|s| s.as_ref()).collect();
     let mut errors: Vec<String> =
         crate::sink::dialect::name_problems(kind.dialect(), &all).into_iter().map(|p| format!("  - {p}")).collect();
+    errors.extend(mapping::unknown_columns(&plan.mapping, &all).into_iter().map(|p| format!("  - {p}")));
     for s in schemas {
         match mapping::map_table(&rules, s, &overrides) {
             Ok(m) => mapped.push(Arc::new(m)),

@@ -23,6 +23,7 @@ mod canonical;
 mod convert;
 mod ddl;
 pub mod generated;
+mod override_keys;
 mod reference;
 mod rules;
 mod target_kind;
@@ -39,6 +40,7 @@ pub use ddl::{
     add_column_ddl, alter_column_type_ddl, create_index_ddl, create_table_ddl, is_constant_default, rename_column_ddl,
     sqlite_affinity, type_keeps_values, IndexDef,
 };
+pub use override_keys::unknown_columns;
 pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};

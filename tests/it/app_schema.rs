@@ -261,3 +261,32 @@ async fn existing_target_is_checked_on_sqlite() {
     )
     .await;
 }
+
+/// A misspelt column under `mapping.columns` or `mapping.policies` is an
+/// error naming the closest column, from `check` and before `snapshot`
+/// creates anything; never silently ignored.
+#[tokio::test]
+async fn misspelt_mapping_columns_are_refused_with_the_closest() {
+    let db = PgDb::create("xdb_app_keys").await;
+    db.exec(ACCOUNTS).await;
+    let target = Target::sqlite("xdb_app_keys");
+    let plan = plan(
+        &db,
+        &target,
+        "accounts",
+        "mapping:\n  columns:\n    public.accounts.cod: TEXT\n  policies:\n    public.accounts.craeted: clamp\n",
+    );
+    for cmd in ["check", "snapshot"] {
+        let out = xdb(&plan, &[cmd]);
+        let text = support::text(&out);
+        assert!(!out.status.success(), "{cmd}: {text}");
+        assert!(text.contains("has no column cod — did you mean `public.accounts.code`?"), "{cmd}: {text}");
+        assert!(text.contains("has no column craeted — did you mean `public.accounts.created`?"), "{cmd}: {text}");
+    }
+    let slots = crate::sync::pg_rows(
+        &db.super_client().await,
+        &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}_slot'", db.name),
+    )
+    .await;
+    assert_eq!(slots, vec![vec!["0".to_string()]]);
+}
