@@ -129,6 +129,9 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         for s in skipped {
             let _ = writeln!(out.script, "-- not rebuilt: {s}");
         }
+        for l in mapping::unenforced_unique(m, &crate::copy::index_defs(&indexes), &kind) {
+            let _ = writeln!(out.script, "-- lossy: {l}");
+        }
         for (what, name, def) in constraints(&source, m.source.oid).await? {
             let _ = writeln!(out.script, "-- not created: {what} {name}: {def}");
         }

@@ -106,6 +106,19 @@ async fn check_existing_tables(plan: &Plan, mapped: &[std::sync::Arc<mapping::Ma
     }
     let Ok(mut conn) = TargetConn::connect(&plan.target.url).await else { return };
     let Ok(source) = crate::source::postgres::client::connect(&plan.source.url, "xdb check").await else { return };
+    if let Some(kind) = mapped.first().map(|m| m.kind) {
+        for m in mapped {
+            let Ok(indexes) = crate::source::postgres::catalog::load_indexes(&source, m.source.oid).await else {
+                continue;
+            };
+            for l in mapping::unenforced_unique(m, &crate::copy::index_defs(&indexes), &kind) {
+                s.warn(
+                    format!("lossy: {l}"),
+                    "override the column type under mapping.columns, or accept it (the source enforces uniqueness                      until the cutover)",
+                );
+            }
+        }
+    }
     match existing_target::check_plan(plan, &mut conn, &source, mapped).await {
         Ok(found) if found.is_empty() => {}
         Ok(found) => {

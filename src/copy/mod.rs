@@ -726,6 +726,15 @@ async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyErr
 /// The DDL that rebuilds a table's secondary indexes on the target, and a
 /// note for each index that cannot be rebuilt column by column (expression
 /// and partial indexes), so the operator can recreate it by hand.
+/// The column indexes among `indexes` (expression and partial ones are not rebuilt).
+pub fn index_defs(indexes: &[crate::source::postgres::catalog::SourceIndex]) -> Vec<mapping::IndexDef> {
+    indexes
+        .iter()
+        .filter(|ix| ix.definition.is_none())
+        .map(|ix| mapping::IndexDef { name: ix.name.clone(), columns: ix.columns.clone(), unique: ix.unique })
+        .collect()
+}
+
 pub fn index_ddl(
     mapped: &mapping::MappedTable,
     indexes: &[crate::source::postgres::catalog::SourceIndex],

@@ -28,6 +28,7 @@ mod reference;
 mod rules;
 mod target_kind;
 mod text;
+mod unique;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub use override_keys::unknown_columns;
 pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};
+pub use unique::unenforced_unique;
 
 use crate::model::{PgType, TableSchema};
 use crate::plan::LossyPolicy;
