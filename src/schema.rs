@@ -275,6 +275,11 @@ pub fn column_notes(kind: &TargetKind, c: &MappedColumn) -> Vec<String> {
                     "stored as a JSON array (element types and lower bounds other than 1 are not kept)".to_string(),
                 );
             }
+            (PgType::Json | PgType::Jsonb, TargetClass::Json)
+                if matches!(kind, TargetKind::Mysql { flavour: crate::mapping::MysqlFlavour::Mysql, .. }) =>
+            {
+                notes.push(format!("JSON numbers with more digits than a double keeps: {then}"));
+            }
             _ => {}
         },
         TargetKind::Sqlite => match (&c.source_type, c.class) {

@@ -23,6 +23,7 @@ mod canonical;
 mod convert;
 mod ddl;
 pub mod generated;
+mod json_numbers;
 mod override_keys;
 mod reference;
 mod rules;
