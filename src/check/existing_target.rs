@@ -133,7 +133,7 @@ pub async fn check_table(
             let e = err(format!("reading the primary key of {ident}"));
             let rows = client
                 .query(
-                    "SELECT a.attname::text FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                    "SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
                      WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY k.ord",
                     &[&ident],
@@ -189,7 +189,7 @@ pub async fn check_table(
                     .as_ref()
                     .and_then(|p| p.iter().find(|p| p.name == c.name).map(|p| p.ty.clone()))
                     .unwrap_or_else(|| c.target_type.to_ascii_lowercase());
-                if have.ty != want {
+                if !pg_type_holds(&have.ty, &want) {
                     push(
                         format!("column {} is {}, the mapping makes it {want}", c.name, have.ty),
                         format!("ALTER TABLE {ident} ALTER COLUMN {col} TYPE {}", c.target_type),
@@ -365,6 +365,14 @@ fn mysql_type_problem(have: &str, want: &str, class: TargetClass) -> Option<Stri
         _ => "",
     };
     Some(format!("the mapping makes it {want}{what}"))
+}
+
+/// True when a PostgreSQL column of type `have` takes the copy's values
+/// (both as `format_type` prints them). The copy loads PostgreSQL in COPY
+/// binary, whose form is the type's own: only the same type, or `text` for
+/// a `character varying` (the same binary form), will do.
+fn pg_type_holds(have: &str, want: &str) -> bool {
+    have == want || (have == "text" && want.starts_with("character varying"))
 }
 
 async fn mysql_columns(conn: &mut mysql_async::Conn, ident: &str) -> Result<Vec<TargetColumn>, mysql_async::Error> {

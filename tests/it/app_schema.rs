@@ -317,3 +317,17 @@ async fn generated_column_added_mid_stream_is_not_passed_by_validate() {
     assert!(!v.status.success(), "validate passed a table without its generated column: {text}");
     assert!(text.contains('b'), "{text}");
 }
+
+#[tokio::test]
+async fn existing_target_is_checked_on_postgres() {
+    existing_target_is_checked(
+        Target::Postgres(PgDb::create("xdb_app_exist_pgt").await),
+        "CREATE TABLE public.accounts (code text NOT NULL, created timestamp(0) NOT NULL, n bigint)",
+        &[
+            "column created is timestamp(0) without time zone",
+            "column n is bigint, the mapping makes it integer",
+            "primary key is none, the source's is (code)",
+        ],
+    )
+    .await;
+}
