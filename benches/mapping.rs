@@ -38,6 +38,7 @@ fn table() -> TableSchema {
         ],
         replica_identity: ReplicaIdentity::Default,
         primary_key: vec![0],
+        generated: Vec::new(),
     }
 }
 

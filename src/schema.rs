@@ -104,6 +104,17 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
                 let _ = writeln!(out.script, "--       lossy: {n}");
             }
         }
+        for g in &m.generated {
+            let _ = writeln!(
+                out.script,
+                "--   {:<24} {:<30} → {} GENERATED ALWAYS AS ({}) STORED",
+                g.name,
+                g.source_type.sql_name(),
+                g.target_type,
+                g.expression
+            );
+            let _ = writeln!(out.script, "--       generated: {}", g.describe(&m.source.name.to_string(), &kind));
+        }
         for stmt in mapping::create_table_ddl(m, &kind) {
             let _ = writeln!(out.script, "{stmt};");
         }
@@ -117,6 +128,9 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         }
         for s in skipped {
             let _ = writeln!(out.script, "-- not rebuilt: {s}");
+        }
+        for l in mapping::unenforced_unique(m, &crate::copy::index_defs(&indexes), &kind) {
+            let _ = writeln!(out.script, "-- lossy: {l}");
         }
         for (what, name, def) in constraints(&source, m.source.oid).await? {
             let _ = writeln!(out.script, "-- not created: {what} {name}: {def}");
@@ -261,6 +275,11 @@ pub fn column_notes(kind: &TargetKind, c: &MappedColumn) -> Vec<String> {
                     "stored as a JSON array (element types and lower bounds other than 1 are not kept)".to_string(),
                 );
             }
+            (PgType::Json | PgType::Jsonb, TargetClass::Json)
+                if matches!(kind, TargetKind::Mysql { flavour: crate::mapping::MysqlFlavour::Mysql, .. }) =>
+            {
+                notes.push(format!("JSON numbers with more digits than a double keeps: {then}"));
+            }
             _ => {}
         },
         TargetKind::Sqlite => match (&c.source_type, c.class) {
@@ -389,6 +408,7 @@ mod tests {
             columns,
             replica_identity: ReplicaIdentity::Full,
             primary_key: vec![],
+            generated: Vec::new(),
         };
         map_table(&MappingRules::builtin(&kind), &t, &MappingOverrides::default()).unwrap()
     }

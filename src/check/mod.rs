@@ -5,6 +5,7 @@
 //! exact fix: the SQL or configuration line to change.
 
 mod continuity;
+pub mod existing_target;
 mod report;
 mod source;
 mod target;
@@ -57,6 +58,10 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
     for problem in crate::sink::dialect::name_problems(kind.dialect(), &tables.iter().collect::<Vec<_>>()) {
         s.fail(problem, "see the naming rule in the README (`xdb schema`)");
     }
+    for problem in mapping::unknown_columns(&plan.mapping, &tables.iter().collect::<Vec<_>>()) {
+        s.fail(problem, "correct the key in the plan (schema.table.column, as the source names the column)");
+    }
+    let mut all_mapped = Vec::new();
     for t in tables {
         match mapping::map_table(&rules, t, &overrides) {
             Ok(m) => {
@@ -66,6 +71,10 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
                     .map(|c| format!("{} {} → {}", c.name, c.source_type.sql_name(), c.target_type))
                     .collect();
                 s.pass(format!("{} → {}: {}", t.name, kind, cols.join(", ")));
+                for g in &m.generated {
+                    s.pass(g.describe(&t.name.to_string(), &kind));
+                }
+                all_mapped.push(std::sync::Arc::new(m.clone()));
                 for w in &m.warnings {
                     s.warn(
                         format!("{}: {w}", t.name),
@@ -83,5 +92,43 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
             }
         }
     }
+    check_existing_tables(plan, &all_mapped, &mut s).await;
     s
+}
+
+/// Existing target tables against the mapping (`existing_target`).
+async fn check_existing_tables(plan: &Plan, mapped: &[std::sync::Arc<mapping::MappedTable>], s: &mut CheckSection) {
+    // Connecting to a SQLite file that is not there would create it.
+    if let TargetUrl::Sqlite(path) = &plan.target.url {
+        if !path.exists() {
+            return;
+        }
+    }
+    let Ok(mut conn) = TargetConn::connect(&plan.target.url).await else { return };
+    let Ok(source) = crate::source::postgres::client::connect(&plan.source.url, "xdb check").await else { return };
+    if let Some(kind) = mapped.first().map(|m| m.kind) {
+        for m in mapped {
+            let Ok(indexes) = crate::source::postgres::catalog::load_indexes(&source, m.source.oid).await else {
+                continue;
+            };
+            for l in mapping::unenforced_unique(m, &crate::copy::index_defs(&indexes), &kind) {
+                s.warn(
+                    format!("lossy: {l}"),
+                    "override the column type under mapping.columns, or accept it (the source enforces uniqueness                      until the cutover)",
+                );
+            }
+        }
+    }
+    match existing_target::check_plan(plan, &mut conn, &source, mapped).await {
+        Ok(found) if found.is_empty() => {}
+        Ok(found) => {
+            for m in found {
+                s.fail(
+                    format!("existing target table {}: {}", m.table, m.problem),
+                    format!("run on the target: {}", m.fix),
+                );
+            }
+        }
+        Err(e) => s.warn(format!("existing target tables not checked: {}", plan.scrub(&e.to_string())), "see above"),
+    }
 }

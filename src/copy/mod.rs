@@ -77,6 +77,9 @@ pub enum CopyError {
     Mapping(String),
     #[error("table {0} does not exist on the source")]
     MissingTable(String),
+    /// An existing target table that does not match the mapping.
+    #[error("{0}")]
+    ExistingTarget(String),
     #[error(
         "target table for {table} already holds {rows} rows that xdb did not copy: empty or drop it \
          (xdb never writes into a table it did not fill itself)"
@@ -278,6 +281,14 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     let mapped = map_tables(plan, &kind, &schemas)?;
     target.ensure_state_tables().await?;
 
+    // Existing target tables are checked, not trusted; before anything is
+    // created on the source.
+    let mismatches = crate::check::existing_target::check_plan(plan, &mut target, &source, &mapped)
+        .await
+        .map_err(|e| CopyError::Source(e.to_string()))?;
+    if !mismatches.is_empty() {
+        return Err(CopyError::ExistingTarget(crate::check::existing_target::refusal(&mismatches)));
+    }
     // Before anything is published or a slot created (invariant "keys").
     streamable::check(&source, &plan.tables, &plan.only_tables).await??;
     if publication::ensure(&source, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
@@ -622,6 +633,7 @@ pub fn map_tables(
     let all: Vec<&TableSchema> = schemas.iter().map(|s| s.as_ref()).collect();
     let mut errors: Vec<String> =
         crate::sink::dialect::name_problems(kind.dialect(), &all).into_iter().map(|p| format!("  - {p}")).collect();
+    errors.extend(mapping::unknown_columns(&plan.mapping, &all).into_iter().map(|p| format!("  - {p}")));
     for s in schemas {
         match mapping::map_table(&rules, s, &overrides) {
             Ok(m) => mapped.push(Arc::new(m)),
@@ -799,6 +811,15 @@ async fn finish_table(ctx: &WorkerContext, job: &TableJob) -> Result<(), CopyErr
 /// The DDL that rebuilds a table's secondary indexes on the target, and a
 /// note for each index that cannot be rebuilt column by column (expression
 /// and partial indexes), so the operator can recreate it by hand.
+/// The column indexes among `indexes` (expression and partial ones are not rebuilt).
+pub fn index_defs(indexes: &[crate::source::postgres::catalog::SourceIndex]) -> Vec<mapping::IndexDef> {
+    indexes
+        .iter()
+        .filter(|ix| ix.definition.is_none())
+        .map(|ix| mapping::IndexDef { name: ix.name.clone(), columns: ix.columns.clone(), unique: ix.unique })
+        .collect()
+}
+
 pub fn index_ddl(
     mapped: &mapping::MappedTable,
     indexes: &[crate::source::postgres::catalog::SourceIndex],

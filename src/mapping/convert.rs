@@ -104,6 +104,18 @@ const MYSQL_MAX_DAYS: i64 = 2_932_896; // 9999-12-31
 
 fn fit(kind: &TargetKind, col: &MappedColumn, v: &Value) -> Fit {
     match kind {
+        // MySQL's JSON stores numbers as doubles (MariaDB's is text).
+        TargetKind::Mysql { flavour: super::MysqlFlavour::Mysql, .. }
+            if col.class == TargetClass::Json && matches!(v, Value::Json(_)) =>
+        {
+            let Value::Json(doc) = v else { return Fit::Exact };
+            match super::json_numbers::lossy_numbers(doc) {
+                None => Fit::Exact,
+                Some(stored) => {
+                    lossy("a JSON number has more digits than MySQL's JSON keeps (a double)", stored.map(Value::Json))
+                }
+            }
+        }
         TargetKind::Mysql { .. } => fit_mysql(col, v),
         TargetKind::Sqlite => match v {
             Value::Float4(f) if f.is_nan() && col.class == TargetClass::Float => {

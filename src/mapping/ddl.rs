@@ -273,6 +273,12 @@ pub fn create_table_ddl(t: &MappedTable, kind: &TargetKind) -> Vec<String> {
         && t.columns.get(pk[0]).is_some_and(|c| c.target_type.eq_ignore_ascii_case("INTEGER") && c.identity);
     let mut defs: Vec<String> =
         (0..t.columns.len()).map(|i| column_def(t, i, kind, rowid_pk && pk.first() == Some(&i), false)).collect();
+    // Generated columns last: nothing writes them, the target computes them.
+    defs.extend(
+        t.generated
+            .iter()
+            .map(|g| format!("{} {} GENERATED ALWAYS AS ({}) STORED", d.ident(&g.name), g.target_type, g.expression)),
+    );
     if !pk.is_empty() && !rowid_pk {
         let cols: Vec<String> = pk.iter().filter_map(|&i| t.columns.get(i)).map(|c| d.ident(&c.name)).collect();
         defs.push(format!("PRIMARY KEY ({})", cols.join(", ")));

@@ -22,10 +22,14 @@
 mod canonical;
 mod convert;
 mod ddl;
+pub mod generated;
+mod json_numbers;
+mod override_keys;
 mod reference;
 mod rules;
 mod target_kind;
 mod text;
+mod unique;
 
 use std::sync::Arc;
 
@@ -38,9 +42,11 @@ pub use ddl::{
     add_column_ddl, alter_column_type_ddl, create_index_ddl, create_table_ddl, is_constant_default, rename_column_ddl,
     sqlite_affinity, type_keeps_values, IndexDef,
 };
+pub use override_keys::unknown_columns;
 pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};
+pub use unique::unenforced_unique;
 
 use crate::model::{PgType, TableSchema};
 use crate::plan::LossyPolicy;
@@ -165,6 +171,9 @@ pub struct MappedTable {
     /// Things the user should know that do not stop the mapping
     /// (defaults that do not translate, widened key columns …).
     pub warnings: Vec<String>,
+    /// The source's stored generated columns, computed by the target
+    /// (not among `columns`: nothing writes them).
+    pub generated: Vec<generated::MappedGenerated>,
 }
 
 /// Maps a table; the first problem is the error (see [`check_table`] for all).
@@ -309,6 +318,34 @@ fn map_inner(
             check,
         });
     }
+    let mut mapped_generated = Vec::with_capacity(table.generated.len());
+    for g in &table.generated {
+        let target_type = overrides
+            .column_type(&table.name, &g.name)
+            .map(str::to_string)
+            .or_else(|| rules.target_type(&g.pg_type))
+            .unwrap_or_else(|| pg_type_sql(&g.pg_type));
+        match generated::translate(&kind, table, g) {
+            Ok(expression) => mapped_generated.push(generated::MappedGenerated {
+                name: g.name.clone(),
+                source_type: g.pg_type.clone(),
+                target_type,
+                expression,
+                source_expression: g.expression.clone(),
+            }),
+            Err(why) => errors.push(MappingError::Table {
+                table: tname.clone(),
+                message: format!(
+                    "generated column {} (GENERATED ALWAYS AS ({}) STORED) cannot be created as a generated column on \
+                     {kind}: {why}. Neither the copy nor the stream carries a generated column, so xdb refuses the \
+                     table rather than leave the column out; migrate this table to a PostgreSQL target, or \
+                     rewrite the expression on the source with integer/text operations xdb translates (see the \
+                     README, \"Generated columns\")",
+                    g.name, g.expression
+                ),
+            }),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -350,7 +387,15 @@ fn map_inner(
         TargetKind::Postgres => (tname.clone(), dialect.table_ident(&table.name)),
         _ => (flat_table_name(&table.name), dialect.table_ident(&table.name)),
     };
-    Ok(MappedTable { source: Arc::new(table.clone()), kind, target_name, target_ident, columns, warnings })
+    Ok(MappedTable {
+        source: Arc::new(table.clone()),
+        kind,
+        target_name,
+        target_ident,
+        columns,
+        warnings,
+        generated: mapped_generated,
+    })
 }
 
 /// Microseconds per day (shared by the canonical readers).
@@ -382,6 +427,7 @@ mod tests {
             columns: cols,
             replica_identity: ReplicaIdentity::Default,
             primary_key: vec![0],
+            generated: Vec::new(),
         }
     }
 
@@ -650,6 +696,7 @@ mod tests {
                         columns: vec![col("c", ty.clone(), true)],
                         replica_identity: ReplicaIdentity::Full,
                         primary_key: vec![],
+                        generated: Vec::new(),
                     };
                     let t = map_table(&MappingRules::builtin(&kind), &table, &MappingOverrides::default()).unwrap();
                     let c = &t.columns[0];

@@ -129,6 +129,7 @@ fn table_of(columns: Vec<(&str, PgType, bool)>) -> TableSchema {
             .collect(),
         replica_identity: ReplicaIdentity::Default,
         primary_key: vec![0],
+        generated: Vec::new(),
     }
 }
 

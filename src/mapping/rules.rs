@@ -221,7 +221,7 @@ pub struct MappingOverrides {
 }
 
 /// Splits `schema.table.column` (or `table.column`, schema `public`).
-fn split_column_key(key: &str) -> Option<(TableName, String)> {
+pub(super) fn split_column_key(key: &str) -> Option<(TableName, String)> {
     let (table, column) = key.rsplit_once('.')?;
     let column = column.trim_matches('"');
     if column.is_empty() {

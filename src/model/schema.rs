@@ -117,6 +117,23 @@ pub struct Column {
     pub identity: bool,
 }
 
+/// A `GENERATED ALWAYS AS (…) STORED` column of a source table.
+///
+/// pgoutput does not publish these (before PostgreSQL 18, and on 18 only
+/// when the publication asks), so they are not among
+/// [`TableSchema::columns`]: the copy and the stream carry exactly the
+/// columns the stream will. The target computes them itself
+/// (`mapping::generated`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedColumn {
+    pub name: String,
+    pub pg_type: PgType,
+    pub type_oid: u32,
+    pub typmod: i32,
+    /// The expression as `pg_get_expr` prints it.
+    pub expression: String,
+}
+
 /// The shape of a source table as known at some point of the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSchema {
@@ -127,6 +144,9 @@ pub struct TableSchema {
     pub replica_identity: ReplicaIdentity,
     /// Positions of the primary-key columns, in key order (empty: no key).
     pub primary_key: Vec<usize>,
+    /// Stored generated columns (from the catalog; a Relation message has
+    /// none).
+    pub generated: Vec<GeneratedColumn>,
 }
 
 impl TableSchema {

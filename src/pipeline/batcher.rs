@@ -134,6 +134,7 @@ mod tests {
             columns: vec![],
             replica_identity: crate::model::ReplicaIdentity::Default,
             primary_key: vec![],
+            generated: Vec::new(),
         });
         Transaction {
             xid: n as u32,

@@ -452,7 +452,12 @@ async fn as_on_target(
 ) -> Result<(Arc<TableSchema>, Vec<String>), SyncError> {
     let table = &schema.name;
     let names = target.column_names(table).await?.ok_or_else(|| SyncError::NoTargetTable(table.to_string()))?;
-    let extra: Vec<String> = names.iter().filter(|n| schema.column_index(n).is_none()).cloned().collect();
+    // Generated columns are the target's own (`mapping::generated`), not drops.
+    let extra: Vec<String> = names
+        .iter()
+        .filter(|n| schema.column_index(n).is_none() && !schema.generated.iter().any(|g| &g.name == *n))
+        .cloned()
+        .collect();
     if schema.columns.iter().all(|c| names.contains(&c.name)) {
         return Ok((schema.clone(), extra));
     }

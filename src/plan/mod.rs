@@ -90,6 +90,10 @@ pub struct Mapping {
     /// Per-column lossy-value policies: `schema.table.column: null|clamp|error`.
     #[serde(default)]
     pub policies: BTreeMap<String, LossyPolicy>,
+    /// Key or unique columns (`schema.table.column`) of existing target
+    /// tables allowed a case- or accent-insensitive collation.
+    #[serde(default)]
+    pub insensitive_keys: Vec<String>,
 }
 
 /// Bulk-copy settings.

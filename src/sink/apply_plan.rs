@@ -399,6 +399,7 @@ mod tests {
             columns: vec![col("id", keyed), col("v", false)],
             replica_identity: if keyed { ReplicaIdentity::Default } else { ReplicaIdentity::Full },
             primary_key: if keyed { vec![0] } else { vec![] },
+            generated: Vec::new(),
         })
     }
 

@@ -256,6 +256,7 @@ mod tests {
             columns: vec![col("id"), col("v")],
             replica_identity: ReplicaIdentity::Default,
             primary_key: keys,
+            generated: Vec::new(),
         })
     }
 

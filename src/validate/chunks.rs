@@ -302,6 +302,7 @@ mod tests {
                 .collect(),
             replica_identity: ReplicaIdentity::Default,
             primary_key: pk,
+            generated: Vec::new(),
         }
     }
 

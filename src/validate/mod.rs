@@ -141,6 +141,9 @@ pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport
     let mut target = TargetSession::connect(&plan.target.url).await?;
     let kind = target.conn().target_kind().await.map_err(|e| ValidateError::Target(e.to_string()))?;
     let mapped = crate::copy::map_tables(plan, &kind, &schemas).map_err(|e| ValidateError::Mapping(e.to_string()))?;
+    // Generated columns are compared like the others.
+    let mapped: Vec<Arc<MappedTable>> =
+        mapped.iter().map(|m| Arc::new(crate::mapping::generated::compared(m))).collect();
     let live = source::slot_active(&plan.source.url, &plan.source.slot).await? == Some(true)
         && target.applied(&plan.source.slot).await.is_some();
     if live {

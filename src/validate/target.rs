@@ -271,6 +271,12 @@ impl TargetSession {
             .execute_batch(&[begin.to_string()], "starting a repair transaction")
             .await
             .map_err(|e| ValidateError::Target(e.to_string()))?;
+        // Generated columns are compared, not written: the target computes them.
+        let stripped = crate::mapping::generated::writable(mapped, rows);
+        let (mapped, rows) = match &stripped {
+            Some((m, r)) => (m, r.as_slice()),
+            None => (mapped, rows),
+        };
         let r = self.replace_inner(mapped, key, chunk, rows).await;
         match r {
             Ok(n) => {

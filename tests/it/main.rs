@@ -4,6 +4,7 @@
 
 mod support;
 
+mod app_schema;
 mod apply_order;
 mod check;
 mod cleanup;

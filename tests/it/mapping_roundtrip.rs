@@ -84,6 +84,7 @@ fn all_types_table(schema: &str, name: &str) -> TableSchema {
         ],
         replica_identity: ReplicaIdentity::Default,
         primary_key: vec![0],
+        generated: Vec::new(),
     }
 }
 
@@ -284,6 +285,7 @@ async fn mariadb_keys_compare_like_postgres() {
         columns: vec![k, col("v", PgType::Varchar(Some(10)))],
         replica_identity: ReplicaIdentity::Default,
         primary_key: vec![0],
+        generated: Vec::new(),
     };
     let t = map_table(&MappingRules::builtin(&kind), &table, &MappingOverrides::default()).unwrap();
     my_create(&mut c, &t).await;
@@ -321,6 +323,7 @@ async fn mariadb_lossy_values_follow_the_policy() {
         ],
         replica_identity: ReplicaIdentity::Default,
         primary_key: vec![0],
+        generated: Vec::new(),
     };
     let row: Row = vec![
         Value::Int8(42),
@@ -502,6 +505,7 @@ async fn mariadb_wide_varchar_rows_still_create() {
         columns,
         replica_identity: ReplicaIdentity::Default,
         primary_key: vec![0],
+        generated: Vec::new(),
     };
     let t = map_table(&MappingRules::builtin(&kind), &table, &MappingOverrides::default()).unwrap();
     assert!(t.warnings.iter().any(|w| w.contains("65535-byte limit")), "{:?}", t.warnings);

@@ -29,7 +29,8 @@ fn bindir(major: u32) -> PathBuf {
 const SHOP: &str = "
     CREATE TABLE orders (
         id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(12,2), qty int,
-        placed_at timestamptz, paid boolean, note text, doc jsonb);
+        placed_at timestamptz, paid boolean, note text, doc jsonb,
+        qty_twice int GENERATED ALWAYS AS (qty * 2) STORED);
     CREATE INDEX orders_customer ON orders (customer);";
 
 fn fill(from: i64, to: i64) -> String {
@@ -124,6 +125,8 @@ async fn source_version(major: u32) {
     }
     let src: i64 = c.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
     assert_eq!(target.count("orders").await, src, "PostgreSQL {major}: every row exactly once");
+    // The generated column is the target's own (and compared by validate).
+    assert_eq!(target.rows("SELECT qty_twice FROM orders WHERE id = 2003").await, vec![vec!["2".to_string()]]);
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate on PostgreSQL {major}: {}", support::text(&v));
     // Idle source: only the heartbeat's transaction (empty below 14) can
@@ -163,7 +166,9 @@ async fn postgres_11_is_refused_by_check() {
     let pg = OwnPostgres::start_from(&bindir(11));
     let c = support::pg_connect(&pg.url()).await;
     let version: String = c.query_one("SHOW server_version", &[]).await.unwrap().get(0);
-    c.batch_execute(SHOP).await.unwrap();
+    // 11 has no generated columns.
+    let shop = SHOP.replace(",\n        qty_twice int GENERATED ALWAYS AS (qty * 2) STORED", "");
+    c.batch_execute(&shop).await.unwrap();
     let target = Target::sqlite("xdb_pg11");
     let plan = PlanFile::new(&format!(
         "name: pg11\nsource:\n  url: {}\n  slot: xdb_pg11\n  publication: xdb_pg11\n\
@@ -208,4 +213,39 @@ async fn postgres_17() {
 #[tokio::test]
 async fn postgres_18() {
     source_version(18).await;
+}
+
+/// PostgreSQL 18 can publish stored generated columns; xdb's targets
+/// compute them, so a publication made by hand that sends them is refused
+/// before anything is created, with the statement that fixes it.
+#[tokio::test]
+async fn postgres_18_publication_publishing_generated_columns_is_refused() {
+    let pg = OwnPostgres::start_from(&bindir(18));
+    let c = support::pg_connect(&pg.url()).await;
+    c.batch_execute(SHOP).await.unwrap();
+    c.batch_execute(&fill(1, 100)).await.unwrap();
+    c.batch_execute("CREATE PUBLICATION gen18 FOR TABLE orders WITH (publish_generated_columns = stored)")
+        .await
+        .unwrap();
+    let target = Target::sqlite("xdb_pg18_gen");
+    let plan = PlanFile::new(&format!(
+        "name: pg18gen\nsource:\n  url: {}\n  slot: xdb_pg18_gen\n  publication: gen18\n\
+         target:\n  url: {}\ntables: [orders]\n",
+        pg.url(),
+        target.url()
+    ));
+    let out = xdb(&plan, &["snapshot"]);
+    let text = support::text(&out);
+    assert!(!out.status.success(), "{text}");
+    let fix = "ALTER PUBLICATION gen18 SET (publish_generated_columns = none)";
+    assert!(text.contains(fix), "{text}");
+    let slots: i64 = c.query_one("SELECT count(*) FROM pg_replication_slots", &[]).await.unwrap().get(0);
+    assert_eq!(slots, 0, "no slot left behind");
+    c.batch_execute(fix).await.unwrap();
+    ok(&xdb(&plan, &["snapshot"]));
+    c.batch_execute("UPDATE orders SET qty = 3 WHERE id = 5").await.unwrap();
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target.rows("SELECT qty_twice FROM orders WHERE id = 5").await, vec![vec!["6".to_string()]]);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
 }

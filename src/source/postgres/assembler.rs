@@ -824,6 +824,7 @@ impl TransactionAssembler {
             columns,
             replica_identity,
             primary_key,
+            generated: Vec::new(),
         })
     }
 

@@ -2,14 +2,15 @@
 //!
 //! Domains are resolved to their base type, enums carry their labels, arrays
 //! their element type, so that mapping sees only [`PgType`]s it can rule on.
-//! Generated columns are left out: pgoutput does not send them, and the copy
-//! must carry exactly the columns the stream will.
+//! Generated columns are kept apart ([`TableSchema::generated`]): pgoutput
+//! does not send them, and the copy must carry exactly the columns the
+//! stream will; the target computes them (`mapping::generated`).
 
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema};
+use crate::model::{Column, GeneratedColumn, PgType, ReplicaIdentity, TableName, TableSchema};
 
 /// A catalog query failed.
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +188,29 @@ pub async fn load_table(
         attnums.push(attnum);
     }
     let primary_key = pk.iter().filter_map(|a| attnums.iter().position(|x| x == a)).collect();
-    Ok(Some(TableSchema { oid, name: table.clone(), columns, replica_identity, primary_key }))
+    let generated_rows = client
+        .query(
+            "SELECT a.attname::text, a.atttypid, a.atttypmod, pg_get_expr(d.adbin, d.adrelid) \
+             FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '' \
+             ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(q)?;
+    let mut generated = Vec::with_capacity(generated_rows.len());
+    for r in &generated_rows {
+        let type_oid: u32 = r.get(1);
+        let typmod: i32 = r.get(2);
+        generated.push(GeneratedColumn {
+            name: r.get(0),
+            pg_type: types.resolve(client, type_oid, typmod).await?,
+            type_oid,
+            typmod,
+            expression: r.get(3),
+        });
+    }
+    Ok(Some(TableSchema { oid, name: table.clone(), columns, replica_identity, primary_key, generated }))
 }
 
 /// Every user table's qualified name (to suggest the closest one when a

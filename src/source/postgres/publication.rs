@@ -26,6 +26,13 @@ pub enum PublicationError {
          ALTER PUBLICATION {publication} SET (publish_via_partition_root = true); (as its owner)"
     )]
     NotViaRoot { publication: String, tables: String },
+    #[error(
+        "publication {publication} publishes generated columns (publish_generated_columns = stored) and \
+         {tables} have some: xdb makes them generated columns of the target, which the stream must not write: \
+         run ALTER PUBLICATION {publication} SET (publish_generated_columns = none); (as its owner) or name \
+         another publication in the plan"
+    )]
+    PublishesGenerated { publication: String, tables: String },
 }
 
 fn quote(s: &str) -> String {
@@ -73,6 +80,9 @@ pub async fn ensure(
         Some(row) => {
             if version >= 130000 {
                 ensure_via_root(client, name, tables).await?;
+            }
+            if version >= 180000 {
+                refuse_published_generated(client, name, tables).await?;
             }
             if row.get::<_, bool>(0) {
                 return Ok(false);
@@ -139,6 +149,42 @@ async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> R
         return Ok(());
     }
     Err(PublicationError::NotViaRoot { publication: name.to_string(), tables: partitioned.join(", ") })
+}
+
+/// PostgreSQL 18 can publish stored generated columns; xdb's target
+/// computes them itself (`mapping::generated`), so a publication that sends
+/// them for a planned table is refused with the statement.
+async fn refuse_published_generated(client: &Client, name: &str, tables: &[TableName]) -> Result<(), PublicationError> {
+    let err =
+        |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
+    let gencols: String = client
+        .query_one("SELECT pubgencols::text FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(err)?
+        .get(0);
+    if gencols == "n" {
+        return Ok(());
+    }
+    let mut with = Vec::new();
+    for t in tables {
+        let has: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attgenerated = 's' AND NOT a.attisdropped)",
+                &[&t.schema, &t.name],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        if has {
+            with.push(t.pg_quoted());
+        }
+    }
+    if with.is_empty() {
+        return Ok(());
+    }
+    Err(PublicationError::PublishesGenerated { publication: name.to_string(), tables: with.join(", ") })
 }
 
 /// True when the publication exists and carries xdb's comment.

@@ -14,7 +14,8 @@ const READ_CHUNK: usize = 256 * 1024;
 
 /// Settings the walsender must print values under: pgoutput's text values
 /// are produced with the session's GUCs, and xdb's value decoder expects these.
-pub const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3";
+pub const SESSION_OPTIONS: &str =
+    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c lc_monetary=C";
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
