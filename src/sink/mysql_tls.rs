@@ -91,10 +91,10 @@ impl MysqlTls {
 /// `ssl-mode` / `ssl-ca` (the CA file is read here, so a bad path is reported
 /// before any connection). Errors never contain the password.
 pub fn opts_from_url(url: &SecretUrl) -> Result<(Opts, MysqlTls), String> {
-    let scrub = |text: String| match url.password() {
-        Some(p) if !p.is_empty() => text.replace(&p, "***"),
-        _ => text,
-    };
+    if let Some(p) = url.password() {
+        crate::secrets::register(&p);
+    }
+    let scrub = |text: String| crate::secrets::scrub(&text);
     let (rest, mode, ca) = take_tls_params(url.expose()).map_err(scrub)?;
     let opts = Opts::from_url(&rest).map_err(|e| scrub(e.to_string()))?;
     let mode = match mode {

@@ -102,8 +102,10 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
 }
 
 fn scrub(text: &str, url: &SecretUrl) -> String {
-    match url.password() {
-        Some(pw) if !pw.is_empty() => text.replace(&pw, "***"),
-        _ => text.to_string(),
+    // The one scrubber (crate::secrets); this URL's password is registered
+    // first in case the URL did not come from a loaded plan.
+    for pw in [url.password(), url.query_password()].into_iter().flatten() {
+        crate::secrets::register(&pw);
     }
+    crate::secrets::scrub(text)
 }

@@ -1,0 +1,269 @@
+//! Issue 17 ("the cutover can be trusted with production"): relative paths
+//! in a plan mean "beside the plan file", `${VAR}` works in every string of
+//! the runbook, and no password reaches any output channel (errors, command
+//! output, journal, dry run, status, logs) in any of its forms.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::{env, text, unique, PgDb};
+
+/// A password with every character that needs percent-encoding in a URL.
+const TRICKY_PW: &str = "p@ss:w/rd#T7q";
+const TRICKY_PW_ENCODED: &str = "p%40ss%3Aw%2Frd%23T7q";
+
+/// A login role with [`TRICKY_PW`], dropped on drop.
+struct TrickyRole {
+    name: String,
+}
+
+impl TrickyRole {
+    async fn create(db: &PgDb) -> TrickyRole {
+        let name = unique("xdb_trust_role");
+        db.exec(&format!("CREATE ROLE {name} LOGIN PASSWORD '{TRICKY_PW}'; GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {name}")).await;
+        TrickyRole { name }
+    }
+}
+
+impl Drop for TrickyRole {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let c = crate::support::pg_connect(&crate::support::pg_super_url("postgres")).await;
+                let dbs = c.query("SELECT datname FROM pg_database WHERE datname LIKE 'xdb_trust%'", &[]).await;
+                for row in dbs.into_iter().flatten() {
+                    let db: String = row.get(0);
+                    if let Ok((dc, conn)) =
+                        tokio_postgres::connect(&crate::support::pg_super_url(&db), tokio_postgres::NoTls).await
+                    {
+                        tokio::spawn(conn);
+                        let _ = dc.batch_execute(&format!("DROP OWNED BY {name}")).await;
+                    }
+                }
+                let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {name}")).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A directory holding the plan (and whatever it names relatively), and
+/// another one xdb is started from.
+struct Dirs {
+    root: PathBuf,
+    plan_dir: PathBuf,
+    cwd: PathBuf,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let root = std::env::temp_dir().join(unique("xdb_trust"));
+        let plan_dir = root.join("plans");
+        let cwd = root.join("elsewhere");
+        std::fs::create_dir_all(&plan_dir).unwrap();
+        std::fs::create_dir_all(&cwd).unwrap();
+        Dirs { root, plan_dir, cwd }
+    }
+
+    /// `xdb <args>` started in `cwd`, with the plan named relatively
+    /// (`../plans/plan.yaml`) and the state directory under `root`.
+    fn xdb(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_xdb"));
+        c.args(args).current_dir(&self.cwd).env("XDB_STATE_DIR", self.root.join("state"));
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().expect("run xdb")
+    }
+
+    fn write_plan(&self, yaml: &str) {
+        std::fs::write(self.plan_dir.join("plan.yaml"), yaml).unwrap();
+    }
+
+    /// Every file under the state directory, concatenated.
+    fn state_text(&self) -> String {
+        fn walk(d: &Path, out: &mut String) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        let mut s = String::new();
+        walk(&self.root.join("state"), &mut s);
+        s
+    }
+}
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+const PLAN: &str = "../plans/plan.yaml";
+
+fn source_url(db: &PgDb, role: &TrickyRole) -> String {
+    format!("postgres://{}:${{XDB_TRUST_PASSWORD}}@127.0.0.1:{}/{}", role.name, env("XDB_PG_PORT"), db.name)
+}
+
+/// The password in none of its forms.
+fn assert_no_password(what: &str, s: &str) {
+    for form in [TRICKY_PW, TRICKY_PW_ENCODED, &TRICKY_PW_ENCODED.to_lowercase()] {
+        assert!(!s.contains(form), "{what} shows the password ({form}):\n{s}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_paths_resolve_beside_the_plan_and_variables_work_in_every_runbook_string() {
+    let db = PgDb::create("xdb_trust_paths").await;
+    db.exec("CREATE TABLE orders (id bigserial PRIMARY KEY, v text); CREATE TABLE rb_log (n serial PRIMARY KEY, what text);")
+        .await;
+    let role = TrickyRole::create(&db).await;
+    let d = Dirs::new();
+    // A script beside the plan, named relatively as a runbook would.
+    std::fs::write(
+        d.plan_dir.join("hook.sh"),
+        "#!/bin/sh\nenv | grep -E '^(SOURCE_URL|TARGET_URL|XDB_PLAN)=' | sort > \"$1\"\npwd >> \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(d.plan_dir.join("hook.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    d.write_plan(&format!(
+        r#"name: trust_paths
+source:
+  url: {src}
+  slot: {slot}
+target:
+  url: sqlite://${{XDB_TRUST_DB:-t.db}}
+tables: [public.orders]
+cutover:
+  steps:
+    - name: A variable in sql
+      sql: {{ on: source, statements: "INSERT INTO rb_log (what) VALUES ('${{XDB_TRUST_WORD}}')" }}
+      verify: {{ sql: "SELECT COUNT(*) FROM rb_log WHERE what = '${{XDB_TRUST_WORD}}'", on: source, expect: 1 }}
+    - name: A relative script
+      command: ./hook.sh ${{XDB_TRUST_OUT:-seen.txt}}
+      verify: {{ command: "test -s ${{XDB_TRUST_OUT:-seen.txt}}" }}
+    - name: The target is the file beside the plan
+      sql: {{ on: target, statements: "CREATE TABLE marker (x INTEGER)" }}
+"#,
+        src = source_url(&db, &role),
+        slot = unique("xdb_trust_slot"),
+    ));
+    let out = d.xdb(
+        &["cutover", "--plan", PLAN, "--yes"],
+        &[("XDB_TRUST_PASSWORD", TRICKY_PW_ENCODED), ("XDB_TRUST_WORD", "word-from-env")],
+    );
+    let o = text(&out);
+    assert!(out.status.success(), "{o}");
+    assert_no_password("cutover output", &o);
+    let c = db.super_client().await;
+    let n: i64 = c.query_one("SELECT COUNT(*) FROM rb_log WHERE what = 'word-from-env'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "${{VAR}} in sql was expanded");
+    // The script ran in the plan's directory and got absolute paths.
+    let seen = std::fs::read_to_string(d.plan_dir.join("seen.txt")).expect("hook.sh wrote beside the plan");
+    let plan_dir = d.plan_dir.display().to_string();
+    assert!(seen.contains(&format!("TARGET_URL=sqlite://{plan_dir}/t.db")), "{seen}");
+    assert!(seen.contains(&format!("XDB_PLAN={plan_dir}/plan.yaml")), "{seen}");
+    assert!(seen.lines().last() == Some(plan_dir.as_str()), "commands run in the plan's directory: {seen}");
+    assert!(d.plan_dir.join("t.db").exists() && !d.cwd.join("t.db").exists(), "sqlite://t.db is beside the plan");
+    let marker: i64 = rusqlite::Connection::open(d.plan_dir.join("t.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'marker'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(marker, 1);
+
+    // A variable that is not set: refused before anything runs, naming the
+    // variable and the step, as for a URL.
+    d.write_plan(&format!(
+        "name: trust_paths\nsource:\n  url: {}\ntarget:\n  url: sqlite://t.db\ntables: [public.orders]\ncutover:\n  steps:\n    - name: Uses an unset variable\n      command: echo ${{XDB_TRUST_NOT_SET}}\n",
+        source_url(&db, &role)
+    ));
+    let out = d.xdb(&["cutover", "--plan", PLAN, "--dry-run"], &[("XDB_TRUST_PASSWORD", TRICKY_PW_ENCODED)]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}");
+    assert!(o.contains("XDB_TRUST_NOT_SET is not set") && o.contains("Uses an unset variable"), "{o}");
+    assert!(o.contains("plan.yaml:"), "the error points into the plan: {o}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_password_in_errors_command_output_journal_dry_run_or_status() {
+    let db = PgDb::create("xdb_trust_secrets").await;
+    db.exec("CREATE TABLE orders (id bigserial PRIMARY KEY, v text);").await;
+    let role = TrickyRole::create(&db).await;
+    let d = Dirs::new();
+    // The same password three ways: percent-encoded user-info, `password=`
+    // parameter, and an environment variable pasted into runbook strings.
+    let plan = |src: &str| {
+        format!(
+            r#"name: trust_secrets
+source:
+  url: {src}
+  slot: {slot}
+target:
+  url: sqlite://t.db
+tables: [public.orders]
+cutover:
+  steps:
+    - name: Talks too much
+      command: "echo url=$SOURCE_URL; echo raw=${{XDB_TRUST_PASSWORD}}; echo 'conn password={pw_enc}'; echo pq host=h password=$XDB_TRUST_PASSWORD; exit 3"
+      rollback: {{ sql: {{ on: source, statements: "SELECT '${{XDB_TRUST_PASSWORD}}' WHERE false" }} }}
+"#,
+            slot = unique("xdb_trust_slot"),
+            pw_enc = TRICKY_PW_ENCODED,
+        )
+    };
+    let port = env("XDB_PG_PORT");
+    for src in [
+        format!("postgres://{}:{TRICKY_PW_ENCODED}@127.0.0.1:{port}/{}", role.name, db.name),
+        format!("postgres://127.0.0.1:{port}/{}?user={}&password={TRICKY_PW_ENCODED}", db.name, role.name),
+    ] {
+        d.write_plan(&plan(&src));
+        let vars = [("XDB_TRUST_PASSWORD", TRICKY_PW)];
+        // Dry run: the command and the rollback with the variable filled in.
+        let out = d.xdb(&["cutover", "--plan", PLAN, "--dry-run"], &vars);
+        let o = text(&out);
+        assert!(out.status.success(), "{o}");
+        assert!(o.contains("echo raw=***"), "the dry run shows the command, masked: {o}");
+        assert_no_password("dry run", &o);
+        // A real run: the command prints the password four ways and fails;
+        // its output, the error and the journal are scrubbed.
+        let out = d.xdb(&["cutover", "--plan", PLAN, "--yes", "--log", "debug"], &vars);
+        let o = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{o}");
+        assert!(o.contains("raw=***"), "the command output is shown, masked: {o}");
+        assert_no_password("cutover output and logs", &o);
+        let journal = d.state_text();
+        assert!(journal.contains("exit status 3"), "the failure is journaled: {journal}");
+        assert_no_password("journal", &journal);
+        // status: the target's state tables do not exist (no sync ran).
+        let out = d.xdb(&["status", "--plan", PLAN, "--log", "debug"], &vars);
+        assert_no_password("status", &text(&out));
+        let _ = std::fs::remove_dir_all(d.root.join("state"));
+    }
+    // A driver error: a wrong password given percent-encoded.
+    let wrong = format!("postgres://{}:{}x@127.0.0.1:{port}/{}", role.name, TRICKY_PW_ENCODED, db.name);
+    d.write_plan(&plan(&wrong));
+    let out = d.xdb(&["check", "--plan", PLAN, "--log", "debug"], &[("XDB_TRUST_PASSWORD", TRICKY_PW)]);
+    let o = text(&out);
+    assert!(!out.status.success(), "{o}");
+    assert_no_password("check with a wrong password", &o);
+}
+
+#[test]
+fn a_password_with_url_characters_unencoded_is_refused_with_the_fix() {
+    let d = Dirs::new();
+    d.write_plan(
+        "name: trust_pw\nsource:\n  url: postgres://u:${XDB_TRUST_PASSWORD}@127.0.0.1:1/db\ntarget:\n  url: sqlite://t.db\ntables: [public.orders]\n",
+    );
+    let out = d.xdb(&["check", "--plan", PLAN], &[("XDB_TRUST_PASSWORD", TRICKY_PW)]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}");
+    assert!(o.contains("percent-encode") && o.contains("%40") && o.contains("%2F") && o.contains("%23"), "{o}");
+    assert!(!o.contains("firewall") && !o.contains("unreachable"), "{o}");
+    assert_no_password("the refusal", &o);
+}
