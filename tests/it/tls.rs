@@ -445,3 +445,33 @@ async fn check_plan_with_tls_urls() {
     assert!(out.status.success(), "xdb check over TLS failed:\n{text}");
     assert!(!text.contains(PW), "{text}");
 }
+
+/// SCRAM-SHA-256-PLUS: over TLS both the replication connection and the SQL
+/// connection bind the login to the TLS session; `channel_binding=require`
+/// proves it (the login fails when the binding was not used), and without
+/// TLS it is refused before a password is sent.
+#[tokio::test]
+async fn postgres_scram_channel_binding_over_tls() {
+    let pg = tokio::task::spawn_blocking(TlsPostgres::start).await.unwrap();
+    let ca = pg.ca();
+    for params in [
+        format!("sslmode=verify-full&sslrootcert={ca}&channel_binding=require"),
+        "sslmode=require&channel_binding=require".to_string(),
+    ] {
+        let url = pg.url("127.0.0.1", &params);
+        let mut c = identify(&url).await.unwrap_or_else(|e| panic!("replication, {params}: {e}"));
+        assert!(repl_uses_ssl(&mut c).await);
+        c.close().await;
+        let sql =
+            client::connect(&SecretUrl::new(url), "xdb_it_tls").await.unwrap_or_else(|e| panic!("sql, {params}: {e}"));
+        let ssl: bool =
+            sql.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+        assert!(ssl);
+    }
+    // The default (prefer) binds too when it can: the login works as before.
+    identify(&pg.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))).await.unwrap().close().await;
+    // Without TLS there is nothing to bind to: refused, saying why.
+    let plain = format!("postgres://postgres:x@127.0.0.1:{}/postgres?sslmode=disable&channel_binding=require", pg.port);
+    let e = identify(&plain).await.unwrap_err().to_string();
+    assert!(!e.contains("tls-secret-pw"), "{e}");
+}

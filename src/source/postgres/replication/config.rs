@@ -57,6 +57,17 @@ impl SslMode {
 }
 
 /// Where and as whom the walsender connection logs in. `Debug` masks the password.
+/// libpq's `channel_binding`: SCRAM-SHA-256-PLUS over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChannelBindingMode {
+    Disable,
+    /// Used when TLS is on and the server offers it (the default).
+    #[default]
+    Prefer,
+    /// The login fails unless it was channel-bound.
+    Require,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {
     /// Host name or IP address; a value starting with `/` is a Unix-socket directory.
@@ -73,6 +84,8 @@ pub struct ReplicationConfig {
     pub connect_timeout: Option<Duration>,
     /// Extra `options` from the URL, appended after xdb's own `-c` settings.
     pub options: Option<String>,
+    /// `channel_binding`: SCRAM-SHA-256-PLUS when TLS is on.
+    pub channel_binding: ChannelBindingMode,
 }
 
 impl fmt::Debug for ReplicationConfig {
@@ -106,6 +119,7 @@ struct Parts {
     sslrootcert: Option<String>,
     connect_timeout: Option<String>,
     options: Option<String>,
+    channel_binding: Option<String>,
 }
 
 /// libpq keys xdb accepts and ignores (they do not change what the walsender sees).
@@ -143,16 +157,7 @@ impl Parts {
             "sslrootcert" => &mut self.sslrootcert,
             "connect_timeout" => &mut self.connect_timeout,
             "options" => &mut self.options,
-            "channel_binding" => {
-                if value == "require" {
-                    return Err(ReplicationError::Config(
-                        "channel_binding=require is not supported (SCRAM runs without channel binding); \
-                         use sslmode=verify-full to authenticate the server"
-                            .into(),
-                    ));
-                }
-                return Ok(());
-            }
+            "channel_binding" => &mut self.channel_binding,
             "sslcert" | "sslkey" | "sslpassword" => {
                 return Err(ReplicationError::Config(format!(
                     "{key}: TLS client certificates are not supported; authenticate with a password \
@@ -213,6 +218,16 @@ impl Parts {
             ssl_root_cert: self.sslrootcert.filter(|r| !r.is_empty()),
             connect_timeout,
             options: self.options.filter(|o| !o.trim().is_empty()),
+            channel_binding: match self.channel_binding.as_deref() {
+                None | Some("") | Some("prefer") => ChannelBindingMode::Prefer,
+                Some("disable") => ChannelBindingMode::Disable,
+                Some("require") => ChannelBindingMode::Require,
+                Some(other) => {
+                    return Err(ReplicationError::Config(format!(
+                        "unknown channel_binding {other:?}: expected disable, prefer or require"
+                    )))
+                }
+            },
         })
     }
 }

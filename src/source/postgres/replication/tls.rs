@@ -388,9 +388,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for PgTlsStream<S> {
     fn channel_binding(&self) -> tokio_postgres::tls::ChannelBinding {
-        // SCRAM then runs without channel binding (client flag 'n'), as libpq's
-        // channel_binding=disable would; the TLS session itself is verified per sslmode.
-        tokio_postgres::tls::ChannelBinding::none()
+        // SCRAM-SHA-256-PLUS binds the password exchange to this TLS session,
+        // so a man in the middle that terminated TLS cannot relay the login
+        // (tokio-postgres offers it whenever the server does).
+        match server_end_point(&self.0) {
+            Some(hash) => tokio_postgres::tls::ChannelBinding::tls_server_end_point(hash),
+            None => tokio_postgres::tls::ChannelBinding::none(),
+        }
     }
 }
 
@@ -433,5 +437,80 @@ mod tests {
         assert!(full.server_name("db.example").is_ok());
         assert!(full.server_name("bad host").is_err());
         assert!(tls(SslMode::Require, None).server_name("bad host").is_ok());
+    }
+}
+
+/// RFC 5929 `tls-server-end-point` channel binding data of a session: the
+/// hash of the server's certificate, with the certificate signature's hash
+/// (SHA-256 for MD5, SHA-1 and SHA-256 signatures). None when there is no
+/// certificate or its algorithm defines no such hash (Ed25519): SCRAM then
+/// runs without channel binding, as libpq does.
+pub fn server_end_point<S>(stream: &tokio_rustls::client::TlsStream<S>) -> Option<Vec<u8>> {
+    let (_, conn) = stream.get_ref();
+    let cert = conn.peer_certificates()?.first()?;
+    end_point_hash(cert.as_ref())
+}
+
+/// The tls-server-end-point hash of one DER certificate.
+fn end_point_hash(der: &[u8]) -> Option<Vec<u8>> {
+    use ring::digest;
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
+    let (_, cert, _) = der_item(der)?;
+    let (_, _, rest) = der_item(cert)?;
+    let (_, alg, _) = der_item(rest)?;
+    let (tag, oid, _) = der_item(alg)?;
+    if tag != 0x06 {
+        return None;
+    }
+    const SHA384_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0C];
+    const SHA512_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0D];
+    const SHA384_ECDSA: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x03];
+    const SHA512_ECDSA: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x04];
+    const ED25519: &[u8] = &[0x2B, 0x65, 0x70];
+    const ED448: &[u8] = &[0x2B, 0x65, 0x71];
+    let alg = match oid {
+        o if o == SHA384_RSA || o == SHA384_ECDSA => &digest::SHA384,
+        o if o == SHA512_RSA || o == SHA512_ECDSA => &digest::SHA512,
+        o if o == ED25519 || o == ED448 => return None,
+        _ => &digest::SHA256,
+    };
+    Some(digest::digest(alg, der).as_ref().to_vec())
+}
+
+/// One DER item: (tag, content, what follows).
+fn der_item(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)? as usize;
+    let (len, head) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = head.checked_add(len)?;
+    Some((tag, b.get(head..end)?, b.get(end..)?))
+}
+
+#[cfg(test)]
+mod end_point_tests {
+    use super::*;
+
+    #[test]
+    fn hash_follows_the_signature_algorithm() {
+        // SEQUENCE { SEQUENCE {}, SEQUENCE { OID sha384WithRSAEncryption }, BIT STRING {} }
+        let mut cert = vec![0x30, 0x13, 0x30, 0x00, 0x30, 0x0B, 0x06, 0x09];
+        cert.extend_from_slice(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0C]);
+        cert.extend_from_slice(&[0x03, 0x02, 0x00, 0x00]);
+        assert_eq!(end_point_hash(&cert).map(|h| h.len()), Some(48));
+        let ed = [0x30, 0x0B, 0x30, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x00];
+        assert_eq!(end_point_hash(&ed), None);
+        assert_eq!(end_point_hash(&[0x30]), None);
     }
 }
