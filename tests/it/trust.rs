@@ -267,3 +267,20 @@ fn a_password_with_url_characters_unencoded_is_refused_with_the_fix() {
     assert!(!o.contains("firewall") && !o.contains("unreachable"), "{o}");
     assert_no_password("the refusal", &o);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_against_a_missing_sqlite_file_says_so_and_creates_nothing() {
+    let db = PgDb::create("xdb_trust_val").await;
+    db.exec("CREATE TABLE orders (id bigserial PRIMARY KEY, v text); INSERT INTO orders (v) VALUES ('a');").await;
+    let d = Dirs::new();
+    d.write_plan(&format!(
+        "name: trust_val\nsource:\n  url: {}\n  slot: {}\ntarget:\n  url: sqlite://missing.db\ntables: [public.orders]\n",
+        db.super_url(),
+        unique("xdb_trust_slot")
+    ));
+    let out = d.xdb(&["validate", "--plan", PLAN], &[]);
+    let o = text(&out);
+    assert!(!out.status.success(), "{o}");
+    assert!(o.contains("missing.db does not exist"), "{o}");
+    assert!(!d.plan_dir.join("missing.db").exists() && !d.cwd.join("missing.db").exists(), "no empty file: {o}");
+}
