@@ -53,6 +53,9 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgClientSslMode::Require,
     });
     let server = server_label(&config);
+    if !server.starts_with('/') {
+        tls.warn_if_unauthenticated(&server);
+    }
     let connector = PgTlsConnector::new(tls.clone()).map_err(|e| ConnectError {
         server: server.clone(),
         reason: e.to_string(),

@@ -86,6 +86,8 @@ pub struct ReplicationConfig {
     pub options: Option<String>,
     /// `channel_binding`: SCRAM-SHA-256-PLUS when TLS is on.
     pub channel_binding: ChannelBindingMode,
+    /// `sslcert` and `sslkey` (both or neither).
+    pub ssl_client_cert: Option<(String, String)>,
 }
 
 impl fmt::Debug for ReplicationConfig {
@@ -120,6 +122,8 @@ struct Parts {
     connect_timeout: Option<String>,
     options: Option<String>,
     channel_binding: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
 }
 
 /// libpq keys xdb accepts and ignores (they do not change what the walsender sees).
@@ -158,11 +162,14 @@ impl Parts {
             "connect_timeout" => &mut self.connect_timeout,
             "options" => &mut self.options,
             "channel_binding" => &mut self.channel_binding,
-            "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(ReplicationError::Config(format!(
-                    "{key}: TLS client certificates are not supported; authenticate with a password \
-                     (scram-sha-256) and verify the server with sslmode=verify-full"
-                )));
+            "sslcert" => &mut self.sslcert,
+            "sslkey" => &mut self.sslkey,
+            "sslpassword" => {
+                return Err(ReplicationError::Config(
+                    "sslpassword: encrypted client keys are not supported; give sslkey an unencrypted PEM key \
+                     readable only by xdb's user"
+                        .into(),
+                ));
             }
             k if IGNORED_KEYS.contains(&k) => return Ok(()),
             other => {
@@ -218,6 +225,7 @@ impl Parts {
             ssl_root_cert: self.sslrootcert.filter(|r| !r.is_empty()),
             connect_timeout,
             options: self.options.filter(|o| !o.trim().is_empty()),
+            ssl_client_cert: client_cert_pair(self.sslcert, self.sslkey)?,
             channel_binding: match self.channel_binding.as_deref() {
                 None | Some("") | Some("prefer") => ChannelBindingMode::Prefer,
                 Some("disable") => ChannelBindingMode::Disable,
@@ -259,7 +267,7 @@ impl ReplicationConfig {
 
     /// The TLS settings (`sslmode`, `sslrootcert`).
     pub fn tls(&self) -> PgTls {
-        PgTls { mode: self.ssl_mode, root_cert: self.ssl_root_cert.clone() }
+        PgTls { mode: self.ssl_mode, root_cert: self.ssl_root_cert.clone(), client_cert: self.ssl_client_cert.clone() }
     }
 
     /// `host:port`, for messages.
@@ -414,10 +422,11 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
     let text = text.trim();
     let mut mode = None;
     let mut root_cert = None;
+    let (mut cert, mut key) = (None, None);
     let lower = text.get(..14).unwrap_or(text).to_ascii_lowercase();
     let rest = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         let Some((base, query)) = text.split_once('?') else {
-            return Ok((text.to_string(), PgTls { mode: SslMode::Prefer, root_cert: None }));
+            return Ok((text.to_string(), PgTls { mode: SslMode::Prefer, root_cert: None, client_cert: None }));
         };
         let mut kept = Vec::new();
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
@@ -425,6 +434,8 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
             match decode(k, "parameter name")?.as_str() {
                 "sslmode" => mode = Some(decode(v, "parameter value")?),
                 "sslrootcert" => root_cert = Some(decode(v, "parameter value")?),
+                "sslcert" => cert = Some(decode(v, "parameter value")?),
+                "sslkey" => key = Some(decode(v, "parameter value")?),
                 _ => kept.push(kv),
             }
         }
@@ -439,6 +450,8 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
             match k.as_str() {
                 "sslmode" => mode = Some(v),
                 "sslrootcert" => root_cert = Some(v),
+                "sslcert" => cert = Some(v),
+                "sslkey" => key = Some(v),
                 _ => kept.push(format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))),
             }
         }
@@ -448,7 +461,23 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
         Some(m) => SslMode::parse(&m)?,
         None => SslMode::Prefer,
     };
-    Ok((rest, PgTls { mode, root_cert: root_cert.filter(|r| !r.is_empty()) }))
+    let client_cert = client_cert_pair(cert, key)?;
+    Ok((rest, PgTls { mode, root_cert: root_cert.filter(|r| !r.is_empty()), client_cert }))
+}
+
+/// `sslcert` and `sslkey` go together: one without the other is a mistake
+/// worth stopping on (libpq would silently skip the certificate).
+fn client_cert_pair(cert: Option<String>, key: Option<String>) -> Result<Option<(String, String)>, ReplicationError> {
+    match (cert.filter(|c| !c.is_empty()), key.filter(|k| !k.is_empty())) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            Err(ReplicationError::Config("sslcert is given without sslkey: add sslkey=/path/client.key".into()))
+        }
+        (None, Some(_)) => {
+            Err(ReplicationError::Config("sslkey is given without sslcert: add sslcert=/path/client.pem".into()))
+        }
+    }
 }
 
 /// Percent-decoding; `what` names the part in errors (the value itself is never shown).
@@ -528,7 +557,10 @@ mod tests {
         assert_eq!(parse(&format!("{rest} user=u")).password.as_deref(), Some("a ' b\\"));
         assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyCa, Some("/c")));
         let c = parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=/etc/ca.pem");
-        assert_eq!(c.tls(), PgTls { mode: SslMode::VerifyCa, root_cert: Some("/etc/ca.pem".into()) });
+        assert_eq!(
+            c.tls(),
+            PgTls { mode: SslMode::VerifyCa, root_cert: Some("/etc/ca.pem".into()), client_cert: None }
+        );
         let e = take_tls_params("postgres://u:hunter2@h/d?sslmode=bogus").unwrap_err().to_string();
         assert!(e.contains("bogus") && !e.contains("hunter2"), "{e}");
     }

@@ -49,6 +49,9 @@ impl Conn {
 
     async fn connect_inner(config: &ReplicationConfig, server: String) -> Result<Conn, ReplicationError> {
         let tls = config.tls();
+        if !config.host.starts_with('/') {
+            tls.warn_if_unauthenticated(&server);
+        }
         // Read the CA file before connecting: a bad sslrootcert is a configuration error, not a network one.
         let tls_config = if tls.attempts_tls() { Some(tls.client_config()?) } else { None };
         let mut end_point = None;

@@ -50,6 +50,9 @@ pub struct PgTls {
     pub mode: SslMode,
     /// `sslrootcert`: a PEM file of trusted CAs, or `system`.
     pub root_cert: Option<String>,
+    /// `sslcert` / `sslkey`: the client's certificate (chain) and private
+    /// key, PEM, for `cert` authentication in pg_hba.conf.
+    pub client_cert: Option<(String, String)>,
 }
 
 impl PgTls {
@@ -87,21 +90,45 @@ impl PgTls {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider.signature_verification_algorithms)))
-                .with_no_client_auth()
         } else {
             let roots = Arc::new(self.root_store()?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
                 .map_err(|e| ReplicationError::Tls(format!("TLS setup: {e}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(WebPki {
-                    inner: webpki,
-                    check_name: verify == Verify::Full,
-                }))
-                .with_no_client_auth()
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(WebPki {
+                inner: webpki,
+                check_name: verify == Verify::Full,
+            }))
+        };
+        let config = match &self.client_cert {
+            None => config.with_no_client_auth(),
+            Some((cert, key)) => {
+                let (chain, key_der) = load_client_identity(cert, key)?;
+                config.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    ReplicationError::Tls(format!("sslcert={cert} / sslkey={key}: the key does not fit: {e}"))
+                })?
+            }
         };
         Ok(Arc::new(config))
+    }
+
+    /// Warns, once per server and process, that these settings do not
+    /// authenticate the server: anyone on the path can present a
+    /// certificate (or none) and read the password exchange's outcome and
+    /// every row.
+    pub fn warn_if_unauthenticated(&self, server: &str) {
+        if self.verify() != Verify::Nothing {
+            return;
+        }
+        // host:port, whichever client names it (the SQL one adds /db).
+        let key = server.split('/').next().unwrap_or(server);
+        if first_warning(key) {
+            tracing::warn!(
+                "the PostgreSQL server at {key} is not authenticated ({}): its certificate is not checked, so \
+                 a machine in the middle would not be noticed; use sslmode=verify-full&sslrootcert=/path/ca.pem",
+                self.describe()
+            );
+        }
     }
 
     fn root_store(&self) -> Result<RootCertStore, ReplicationError> {
@@ -403,7 +430,7 @@ mod tests {
     use super::*;
 
     fn tls(mode: SslMode, root: Option<&str>) -> PgTls {
-        PgTls { mode, root_cert: root.map(str::to_string) }
+        PgTls { mode, root_cert: root.map(str::to_string), client_cert: None }
     }
 
     #[test]
@@ -513,4 +540,30 @@ mod end_point_tests {
         assert_eq!(end_point_hash(&ed), None);
         assert_eq!(end_point_hash(&[0x30]), None);
     }
+}
+
+/// True the first time a server is named in this process (so a warning
+/// about its connection settings is given once, not for every connection
+/// a copy opens).
+pub fn first_warning(server: &str) -> bool {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    SEEN.get_or_init(|| Mutex::new(HashSet::new())).lock().map(|mut s| s.insert(server.to_string())).unwrap_or(false)
+}
+
+/// The client certificate chain and key of `sslcert` / `sslkey`.
+fn load_client_identity(
+    cert: &str,
+    key: &str,
+) -> Result<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), ReplicationError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ReplicationError::Tls(format!("sslcert={cert}: cannot read a PEM certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(ReplicationError::Tls(format!("sslcert={cert}: no certificate in the file")));
+    }
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ReplicationError::Tls(format!("sslkey={key}: cannot read a PEM private key: {e}")))?;
+    Ok((chain, key_der))
 }
