@@ -29,6 +29,7 @@
 pub mod chunks;
 pub mod diff;
 pub mod json;
+pub mod key_text;
 pub mod report;
 pub mod source;
 pub mod target;
@@ -378,6 +379,7 @@ impl Validation<'_> {
                     }
                 }
             }
+            r.finish(&ctx.mapped);
             if r.status == TableStatus::Error {
                 continue;
             }

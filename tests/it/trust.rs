@@ -284,3 +284,55 @@ async fn validate_against_a_missing_sqlite_file_says_so_and_creates_nothing() {
     assert!(o.contains("missing.db does not exist"), "{o}");
     assert!(!d.plan_dir.join("missing.db").exists() && !d.cwd.join("missing.db").exists(), "no empty file: {o}");
 }
+
+/// `xdb validate` lists keys as the source writes them (a line pasted after
+/// WHERE finds the row), in the key type's order, at most 20 per kind in
+/// text with the total, and every one with `--format json`.
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_lists_keys_pasteable_in_type_order_and_capped() {
+    use crate::sync::{plan, xdb, Target};
+    let db = PgDb::create("xdb_trust_keys").await;
+    db.exec(
+        "CREATE TABLE nums (id bigint PRIMARY KEY, v int); ALTER TABLE nums OWNER TO xdb_repl;
+         INSERT INTO nums SELECT g, g FROM generate_series(1, 2000) g;
+         CREATE TABLE pay (paid_at timestamptz PRIMARY KEY, v int); ALTER TABLE pay OWNER TO xdb_repl;
+         INSERT INTO pay SELECT timestamptz '2023-06-15 12:00:22.5+00' + g * interval '1 hour 1.25 second', g
+           FROM generate_series(1, 30) g;",
+    )
+    .await;
+    let target = Target::sqlite("xdb_trust_keys");
+    let plan = plan(&db, &target, "public.nums, public.pay", "");
+    let out = xdb(&plan, &["snapshot"]);
+    assert!(out.status.success(), "snapshot: {}", text(&out));
+    let Target::Sqlite(path) = &target else { unreachable!() };
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "DELETE FROM nums WHERE id IN (9, 10, 100, 1000, 1100) OR id BETWEEN 1500 AND 1524;
+         DELETE FROM pay WHERE v = 7;",
+    )
+    .unwrap();
+    drop(c);
+    let out = xdb(&plan, &["validate"]);
+    let human = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{human}");
+    assert!(human.contains("missing on the target (30, first 20 by key; --format json lists all):"), "{human}");
+    let listed: Vec<&str> = human.lines().filter(|l| l.trim_start().starts_with("id=")).map(str::trim).collect();
+    assert_eq!(listed.len(), 20, "{human}");
+    assert_eq!(&listed[..6], ["id=9", "id=10", "id=100", "id=1000", "id=1100", "id=1500"], "{human}");
+    let line = human
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("paid_at="))
+        .unwrap_or_else(|| panic!("no paid_at key: {human}"));
+    assert_eq!(line, "paid_at='2023-06-15 19:00:31.25+00'", "{human}");
+    // Pasted after WHERE on the source, the line finds the row.
+    let src = db.super_client().await;
+    let n: i64 = src.query_one(&format!("SELECT count(*) FROM pay WHERE {line}"), &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "{line}");
+    let out = xdb(&plan, &["validate", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nums = json["tables"].as_array().unwrap().iter().find(|t| t["table"] == "public.nums").unwrap();
+    assert_eq!(nums["missing"].as_array().unwrap().len(), 30, "json lists every key");
+    assert_eq!(nums["missing_total"], 30);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
