@@ -87,6 +87,10 @@ pub struct TableReport {
     /// Keys on the target but not on the source.
     pub extra: Vec<String>,
     pub changed: Vec<ChangedRow>,
+    /// Source values that a `null` / `clamp` policy changes: compared as the
+    /// target is meant to hold them (so equal), counted here so that they
+    /// are never silent.
+    pub policy_altered: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<RepairSummary>,
     /// Something the reader should know (compared as one chunk, …).
@@ -121,6 +125,7 @@ impl TableReport {
             missing: Vec::new(),
             extra: Vec::new(),
             changed: Vec::new(),
+            policy_altered: 0,
             repair: None,
             note: None,
             error: None,
@@ -351,6 +356,14 @@ impl ValidationReport {
             }
         }
         for t in &self.tables {
+            if t.policy_altered > 0 {
+                let _ = writeln!(
+                    out,
+                    "\nnote: {}: {} source value(s) differ from the target by the plan's lossy policy (null/clamp) \
+                     and were compared as the policy writes them",
+                    t.table, t.policy_altered
+                );
+            }
             if let Some(n) = &t.note {
                 let _ = writeln!(out, "\nnote: {}: {n}", t.table);
             }

@@ -336,3 +336,29 @@ async fn validate_lists_keys_pasteable_in_type_order_and_capped() {
     assert_eq!(nums["missing_total"], 30);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// A value a `null` policy changed (NaN, which SQLite cannot hold) counts as
+/// equal, and the report says how many such values there were.
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_counts_values_changed_by_the_lossy_policy() {
+    use crate::sync::{plan, xdb, Target};
+    let db = PgDb::create("xdb_trust_policy").await;
+    db.exec(
+        "CREATE TABLE m (id int PRIMARY KEY, r float8); ALTER TABLE m OWNER TO xdb_repl;
+         INSERT INTO m VALUES (1, 1.5), (2, 'NaN'), (3, 'NaN'), (4, NULL);",
+    )
+    .await;
+    let target = Target::sqlite("xdb_trust_policy");
+    let plan = plan(&db, &target, "public.m", "mapping:\n  policy: 'null'\n");
+    let out = xdb(&plan, &["snapshot"]);
+    assert!(out.status.success(), "snapshot: {}", text(&out));
+    let out = xdb(&plan, &["validate"]);
+    let human = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{human}");
+    assert!(human.contains("public.m: 2 source value(s) differ from the target by the plan's lossy policy"), "{human}");
+    let out = xdb(&plan, &["validate", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tables"][0]["policy_altered"], 2, "{}", text(&out));
+    let Target::Sqlite(path) = &target else { unreachable!() };
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
