@@ -538,14 +538,7 @@ async fn sync(
                         let now = chrono::Utc::now().timestamp_micros();
                         let rate = (m.applied_rows - last_rows) as f64 / every.as_secs_f64();
                         last_rows = m.applied_rows;
-                        format!(
-                            "applied up to {} ({} transactions, {} rows, {rate:.0} rows/s), lag {} bytes / {:.1} s",
-                            xdb::model::Lsn(m.applied_lsn),
-                            m.applied_transactions,
-                            m.applied_rows,
-                            m.lag_bytes(),
-                            m.lag_seconds(now)
-                        )
+                        m.status_line(rate, now)
                     }
                     Err(_) => continue,
                 };
@@ -557,8 +550,8 @@ async fn sync(
     status.abort();
     match r {
         Ok(()) => {
-            let applied = metrics.lock().map(|m| m.applied_lsn).unwrap_or(0);
-            tracing::info!(applied = %xdb::model::Lsn(applied), "sync stopped cleanly");
+            let line = metrics.lock().map(|m| m.stopped_line()).unwrap_or_default();
+            tracing::info!("{line}");
             ExitCode::SUCCESS
         }
         Err(e @ xdb::pipeline::sync::SyncError::Copy(xdb::copy::CopyError::Interrupted { .. })) => {

@@ -362,3 +362,22 @@ async fn validate_counts_values_changed_by_the_lossy_policy() {
     let Target::Sqlite(path) = &target else { unreachable!() };
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// After a snapshot (no streamed change yet) `status` shows the position
+/// without a 1970 commit time, and says why there is none.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_after_a_snapshot_shows_no_1970_commit_time() {
+    use crate::sync::{plan, xdb, Target};
+    let db = PgDb::create("xdb_trust_status").await;
+    db.exec("CREATE TABLE s (id int PRIMARY KEY); ALTER TABLE s OWNER TO xdb_repl; INSERT INTO s VALUES (1);").await;
+    let target = Target::sqlite("xdb_trust_status");
+    let plan = plan(&db, &target, "public.s", "");
+    let out = xdb(&plan, &["snapshot"]);
+    assert!(out.status.success(), "snapshot: {}", text(&out));
+    let out = xdb(&plan, &["status"]);
+    let o = text(&out);
+    assert!(!o.contains("1970"), "{o}");
+    assert!(o.contains("snapshot; no streamed commit applied yet"), "{o}");
+    let Target::Sqlite(path) = &target else { unreachable!() };
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
