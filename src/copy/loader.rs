@@ -384,6 +384,7 @@ fn load_sqlite(
             while let Some(batch) = rows.blocking_recv() {
                 for row in &batch {
                     let params = table.sqlite_params(row, &all).map_err(|c| c.to_string())?;
+                    counters.add_bytes(super::progress::sqlite_row_bytes(&params));
                     st.execute(rusqlite::params_from_iter(params)).map_err(e)?;
                 }
                 sent += batch.len() as u64;

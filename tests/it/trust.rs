@@ -304,6 +304,14 @@ async fn validate_lists_keys_pasteable_in_type_order_and_capped() {
     let plan = plan(&db, &target, "public.nums, public.pay", "");
     let out = xdb(&plan, &["snapshot"]);
     assert!(out.status.success(), "snapshot: {}", text(&out));
+    // The copy summary gives the size written to SQLite too (not 0.0 MB).
+    let summary = text(&out);
+    let total = summary
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("total"))
+        .unwrap_or_else(|| panic!("no copy summary: {summary}"));
+    let size: f64 = total.split_whitespace().nth(1).and_then(|m| m.parse().ok()).unwrap_or(0.0);
+    assert!(size > 0.0 && total.contains("kB"), "{summary}");
     let Target::Sqlite(path) = &target else { unreachable!() };
     let c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch(
