@@ -389,3 +389,33 @@ async fn status_after_a_snapshot_shows_no_1970_commit_time() {
     let Target::Sqlite(path) = &target else { unreachable!() };
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// A table never ANALYZEd (no row estimate, relpages 0) is still split
+/// among the copy workers that `copy.parallelism` asks for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_never_analyzed_is_still_split_per_parallelism() {
+    use crate::sync::{plan, xdb, Target};
+    let db = PgDb::create("xdb_trust_noanalyze").await;
+    db.exec(
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text) WITH (autovacuum_enabled = false);
+         ALTER TABLE big OWNER TO xdb_repl;
+         INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;",
+    )
+    .await;
+    let c = db.super_client().await;
+    let (tuples, pages): (f32, i32) = c
+        .query_one("SELECT reltuples, relpages FROM pg_class WHERE relname = 'big'", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(tuples < 0.0 && pages == 0, "the table must not have been analyzed ({tuples}, {pages})");
+    // PostgreSQL target: SQLite copies with one writer whatever is asked.
+    let target = Target::Postgres(PgDb::create("xdb_trust_noanalyze_tgt").await);
+    let plan = plan(&db, &target, "public.big", "copy:\n  parallelism: 4\n");
+    let out = xdb(&plan, &["snapshot", "--log", "info"]);
+    let o = text(&out);
+    assert!(out.status.success(), "{o}");
+    assert!(o.contains("workers=4"), "four ranges, four workers: {o}");
+    let out = xdb(&plan, &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
