@@ -419,3 +419,29 @@ async fn a_table_never_analyzed_is_still_split_per_parallelism() {
     let out = xdb(&plan, &["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// `check` on an existing publication that lacks planned tables: the fix
+/// names only the tables that exist (ADD TABLE on a missing one would fail
+/// the whole statement).
+#[tokio::test(flavor = "multi_thread")]
+async fn check_publication_fix_names_only_existing_tables() {
+    let db = PgDb::create("xdb_trust_pub").await;
+    db.exec(
+        "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);
+         ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;
+         CREATE PUBLICATION xdb_trust_pub_p FOR TABLE a;",
+    )
+    .await;
+    let d = Dirs::new();
+    d.write_plan(&format!(
+        "name: trust_pub\nsource:\n  url: {}\n  publication: xdb_trust_pub_p\ntarget:\n  url: sqlite://t.db\ntables: [public.a, public.b, public.ghost]\n",
+        db.repl_url()
+    ));
+    let out = d.xdb(&["check", "--plan", PLAN], &[]);
+    let o = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{o}");
+    let fix = o.lines().find(|l| l.contains("ALTER PUBLICATION")).unwrap_or_else(|| panic!("no fix: {o}"));
+    assert!(fix.contains("ADD TABLE \"public\".\"b\";"), "{fix}");
+    assert!(!fix.contains("ghost"), "the fix names a table that does not exist: {fix}\n{o}");
+    assert!(o.contains("ghost"), "the missing table is reported: {o}");
+}
