@@ -182,7 +182,7 @@ async fn load_mysql(
     let e = LoadFailure::from;
     conn.query_drop("START TRANSACTION").await.map_err(e)?;
     let sent = Arc::new(AtomicU64::new(0));
-    let encode_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let encode_error: Arc<std::sync::Mutex<super::value_errors::ValueErrors>> = Default::default();
     let state = (rows, table.clone(), sent.clone(), encode_error.clone(), counters.clone());
     let stream = futures_util::stream::unfold(state, |(mut rx, t, sent, err, counters)| async move {
         let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
@@ -190,13 +190,15 @@ async fn load_mysql(
             let Some(batch) = rx.recv().await else { break };
             let n = batch.len() as u64;
             for row in &batch {
+                let at = buf.len();
                 if let Err(conv) = t.append_load_data_row(row, &mut buf) {
-                    if let Ok(mut slot) = err.lock() {
-                        *slot = Some(conv.to_string());
+                    // Keep going so that every bad value of the range is
+                    // named; the range fails after the load (row counts
+                    // differ, the stored errors say why).
+                    buf.truncate(at);
+                    if let Ok(mut errors) = err.lock() {
+                        errors.push(conv);
                     }
-                    // Ending the data early makes the row count differ;
-                    // the stored error says why.
-                    return None;
                 }
             }
             sent.fetch_add(n, Ordering::Relaxed);
@@ -210,7 +212,7 @@ async fn load_mysql(
     });
     conn.set_infile_handler(async move { Ok(stream.boxed()) });
     let load = conn.query_drop(table.load_data_sql("xdb-copy")).await;
-    if let Some(msg) = encode_error.lock().ok().and_then(|mut s| s.take()) {
+    if let Some(msg) = encode_error.lock().ok().filter(|e| !e.is_empty()).map(|e| e.message()) {
         return Err(msg.into());
     }
     load.map_err(e)?;
@@ -319,10 +321,15 @@ async fn load_postgres(
     let sink = client.copy_in::<_, Bytes>(table.pg_copy_sql().as_str()).await.map_err(e)?;
     let mut sink = std::pin::pin!(sink);
     let mut sent = 0u64;
+    let mut bad = super::value_errors::ValueErrors::default();
     let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
     while let Some(batch) = rows.recv().await {
         for row in &batch {
-            table.append_pg_copy_row(row, &mut buf).map_err(|c| c.to_string())?;
+            let at = buf.len();
+            if let Err(c) = table.append_pg_copy_row(row, &mut buf) {
+                buf.truncate(at);
+                bad.push(c);
+            }
         }
         sent += batch.len() as u64;
         counters.add_rows(batch.len() as u64);
@@ -330,6 +337,9 @@ async fn load_postgres(
             counters.add_bytes(buf.len() as u64);
             sink.send(Bytes::from(std::mem::take(&mut buf))).await.map_err(e)?;
         }
+    }
+    if !bad.is_empty() {
+        return Err(bad.message().into());
     }
     if !buf.is_empty() {
         counters.add_bytes(buf.len() as u64);
@@ -379,17 +389,27 @@ fn load_sqlite(
         let sql = format!("INSERT INTO {} ({}) VALUES ({marks})", d.table_ident(&table.source.name), cols.join(", "));
         let all: Vec<usize> = (0..table.columns.len()).collect();
         let mut sent = 0u64;
+        let mut bad = super::value_errors::ValueErrors::default();
         {
             let mut st = tx.prepare(&sql).map_err(e)?;
             while let Some(batch) = rows.blocking_recv() {
                 for row in &batch {
-                    let params = table.sqlite_params(row, &all).map_err(|c| c.to_string())?;
+                    let params = match table.sqlite_params(row, &all) {
+                        Ok(p) => p,
+                        Err(c) => {
+                            bad.push(c);
+                            continue;
+                        }
+                    };
                     counters.add_bytes(super::progress::sqlite_row_bytes(&params));
                     st.execute(rusqlite::params_from_iter(params)).map_err(e)?;
                 }
                 sent += batch.len() as u64;
                 counters.add_rows(batch.len() as u64);
             }
+        }
+        if !bad.is_empty() {
+            return Err(bad.message().into());
         }
         match read_done.blocking_recv() {
             Ok(Ok(read)) if read == sent => {}

@@ -18,6 +18,7 @@ pub mod loader;
 pub mod progress;
 pub mod ranges;
 pub mod source_reader;
+pub mod value_errors;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -445,3 +445,31 @@ async fn check_publication_fix_names_only_existing_tables() {
     assert!(!fix.contains("ghost"), "the fix names a table that does not exist: {fix}\n{o}");
     assert!(o.contains("ghost"), "the missing table is reported: {o}");
 }
+
+/// Several values the target cannot take: the copy names every one of them
+/// (with the total), not only the first, on SQLite and MariaDB alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_copy_reports_every_value_the_target_refuses() {
+    use crate::sync::{plan, xdb, Target};
+    for target in
+        [Target::sqlite("xdb_trust_loaderr"), Target::Mysql(crate::support::MyDb::create("xdb_trust_loaderr").await)]
+    {
+        let db = PgDb::create("xdb_trust_loaderr").await;
+        db.exec(
+            "CREATE TABLE m (id int PRIMARY KEY, r float8); ALTER TABLE m OWNER TO xdb_repl;
+             INSERT INTO m SELECT g, CASE WHEN g IN (3, 17, 40) THEN 'NaN'::float8 ELSE g END FROM generate_series(1, 50) g;",
+        )
+        .await;
+        let plan = plan(&db, &target, "public.m", "");
+        let out = xdb(&plan, &["snapshot"]);
+        let o = text(&out);
+        assert!(!out.status.success(), "{o}");
+        assert!(o.contains("3 values cannot be written"), "{o}");
+        for key in ["id=3)", "id=17)", "id=40)"] {
+            assert!(o.contains(key), "{key} is named: {o}");
+        }
+        if let Target::Sqlite(path) = &target {
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
+    }
+}
