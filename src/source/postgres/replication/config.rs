@@ -88,6 +88,9 @@ pub struct ReplicationConfig {
     pub channel_binding: ChannelBindingMode,
     /// `sslcert` and `sslkey` (both or neither).
     pub ssl_client_cert: Option<(String, String)>,
+    /// `allow_insecure_password=true` (xdb's own parameter): send a
+    /// cleartext or MD5 password to a server that is not authenticated.
+    pub allow_insecure_password: bool,
 }
 
 impl fmt::Debug for ReplicationConfig {
@@ -124,6 +127,7 @@ struct Parts {
     channel_binding: Option<String>,
     sslcert: Option<String>,
     sslkey: Option<String>,
+    allow_insecure_password: Option<String>,
 }
 
 /// libpq keys xdb accepts and ignores (they do not change what the walsender sees).
@@ -161,6 +165,7 @@ impl Parts {
             "sslrootcert" => &mut self.sslrootcert,
             "connect_timeout" => &mut self.connect_timeout,
             "options" => &mut self.options,
+            "allow_insecure_password" => &mut self.allow_insecure_password,
             "channel_binding" => &mut self.channel_binding,
             "sslcert" => &mut self.sslcert,
             "sslkey" => &mut self.sslkey,
@@ -226,6 +231,15 @@ impl Parts {
             connect_timeout,
             options: self.options.filter(|o| !o.trim().is_empty()),
             ssl_client_cert: client_cert_pair(self.sslcert, self.sslkey)?,
+            allow_insecure_password: match self.allow_insecure_password.as_deref() {
+                None | Some("") | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(other) => {
+                    return Err(ReplicationError::Config(format!(
+                        "allow_insecure_password={other:?}: expected true or false"
+                    )))
+                }
+            },
             channel_binding: match self.channel_binding.as_deref() {
                 None | Some("") | Some("prefer") => ChannelBindingMode::Prefer,
                 Some("disable") => ChannelBindingMode::Disable,
@@ -436,6 +450,8 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
                 "sslrootcert" => root_cert = Some(decode(v, "parameter value")?),
                 "sslcert" => cert = Some(decode(v, "parameter value")?),
                 "sslkey" => key = Some(decode(v, "parameter value")?),
+                // xdb's own; the replication connection enforces it.
+                "allow_insecure_password" => {}
                 _ => kept.push(kv),
             }
         }
@@ -452,6 +468,7 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
                 "sslrootcert" => root_cert = Some(v),
                 "sslcert" => cert = Some(v),
                 "sslkey" => key = Some(v),
+                "allow_insecure_password" => {}
                 _ => kept.push(format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))),
             }
         }

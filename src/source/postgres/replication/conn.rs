@@ -31,6 +31,8 @@ pub struct Conn {
     pub server_version: Option<String>,
     /// The TLS session's tls-server-end-point data, for SCRAM-SHA-256-PLUS.
     end_point: Option<Vec<u8>>,
+    /// TLS with the server's certificate verified (verify-ca / verify-full).
+    server_authenticated: bool,
 }
 
 impl Conn {
@@ -90,6 +92,7 @@ impl Conn {
             wbuf: BytesMut::with_capacity(1024),
             server,
             server_version: None,
+            server_authenticated: end_point.is_some() && tls.verify() != super::tls::Verify::Nothing,
             end_point,
         };
         conn.startup(config).await?;
@@ -106,6 +109,7 @@ impl Conn {
             server: server.to_string(),
             server_version: None,
             end_point: None,
+            server_authenticated: false,
         }
     }
 
@@ -193,6 +197,23 @@ impl Conn {
                     return Err(ReplicationError::Auth(
                         "channel_binding=require, but the server asks for an MD5 password".into(),
                     ));
+                }
+                AuthRequest::Cleartext | AuthRequest::Md5(_)
+                    if refuse_insecure_password(config, self.server_authenticated) =>
+                {
+                    return Err(ReplicationError::Auth(format!(
+                        "the server at {} asks for {} password over a connection that does not authenticate it \
+                         ({}): whoever answers there would get the password. Use sslmode=verify-full with \
+                         sslrootcert, switch the login to scram-sha-256 in pg_hba.conf, or accept the risk with \
+                         allow_insecure_password=true in the URL",
+                        self.server,
+                        if matches!(wire::parse_auth(&f.body)?, AuthRequest::Cleartext) {
+                            "a cleartext"
+                        } else {
+                            "an MD5"
+                        },
+                        config.tls().describe()
+                    )));
                 }
                 AuthRequest::Cleartext => {
                     frontend::password_message(password()?.as_bytes(), &mut self.wbuf).map_err(encode_err)?;
@@ -386,4 +407,45 @@ fn no_tls(tls: &super::tls::PgTls, server: &str) -> ReplicationError {
 
 pub fn unexpected(tag: u8, when: &str) -> ReplicationError {
     ReplicationError::Protocol(format!("unexpected message {:?} {when}", tag as char))
+}
+
+/// A cleartext or MD5 password is refused when it would go to a server that
+/// is not authenticated, over the network: a machine in the middle gets
+/// the password itself (cleartext) or a replayable hash of it (MD5). Loopback
+/// and Unix sockets have no middle; the URL can accept the risk.
+fn refuse_insecure_password(config: &ReplicationConfig, server_authenticated: bool) -> bool {
+    !server_authenticated && !config.allow_insecure_password && !is_local(&config.host)
+}
+
+/// A Unix socket, `localhost` or a loopback address.
+pub fn is_local(host: &str) -> bool {
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod insecure_password_tests {
+    use super::*;
+
+    #[test]
+    fn refused_only_over_the_network_to_an_unauthenticated_server() {
+        let mut c = ReplicationConfig::parse("postgres://u:p@db.example.com/d").unwrap();
+        assert!(refuse_insecure_password(&c, false));
+        assert!(!refuse_insecure_password(&c, true));
+        c.allow_insecure_password = true;
+        assert!(!refuse_insecure_password(&c, false));
+        for local in ["127.0.0.1", "127.0.0.2", "localhost", "::1", "/var/run/postgresql"] {
+            let mut c = ReplicationConfig::parse("postgres://u:p@h/d").unwrap();
+            c.host = local.into();
+            assert!(!refuse_insecure_password(&c, false), "{local}");
+        }
+        let c = ReplicationConfig::parse("postgres://u:p@10.0.0.5/d?allow_insecure_password=true").unwrap();
+        assert!(c.allow_insecure_password);
+        assert!(ReplicationConfig::parse("postgres://u:p@h/d?allow_insecure_password=maybe").is_err());
+    }
 }
