@@ -329,7 +329,9 @@ impl TlsMariaDb {
         }
         let users = format!(
             "CREATE USER 'xdb'@'127.0.0.%' IDENTIFIED BY '{PW}' REQUIRE SSL; \
-             GRANT ALL PRIVILEGES ON *.* TO 'xdb'@'127.0.0.%'; CREATE DATABASE shop;"
+             GRANT ALL PRIVILEGES ON *.* TO 'xdb'@'127.0.0.%'; CREATE DATABASE shop; \
+             CREATE USER 'xdb_cert_user'@'127.0.0.%' REQUIRE SUBJECT '/CN=xdb_cert_user'; \
+             GRANT ALL PRIVILEGES ON shop.* TO 'xdb_cert_user'@'127.0.0.%';"
         );
         assert_eq!(admin(&users).ok(), Some(true), "create the TLS user");
         my
@@ -532,4 +534,22 @@ async fn postgres_client_certificates_and_the_unauthenticated_warning() {
     let o = support::text(&support::xdb(&["check", "--plan", verified.path.to_str().unwrap()]));
     assert!(!o.contains("is not authenticated"), "{o}");
     let _ = admin.batch_execute("DROP ROLE xdb_cert_user").await;
+}
+
+/// MySQL `ssl-cert` / `ssl-key`: a user that must present a certificate
+/// with its subject logs in with one, and is refused without.
+#[tokio::test]
+async fn mariadb_client_certificates() {
+    let my = tokio::task::spawn_blocking(TlsMariaDb::start).await.unwrap();
+    let ca = my.ca();
+    let cert = my.dir.join("xdb-test-client.pem").display().to_string();
+    let key = my.dir.join("xdb-test-client.key").display().to_string();
+    let base = format!("mysql://xdb_cert_user@127.0.0.1:{}/shop?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}", my.port);
+    let mut t = target(&format!("{base}&ssl-cert={cert}&ssl-key={key}"))
+        .await
+        .unwrap_or_else(|e| panic!("login with a client certificate: {e}"));
+    assert!(!mysql_cipher(&mut t).await.is_empty());
+    assert!(target(&base).await.is_err(), "no certificate, no login");
+    let e = target(&format!("{base}&ssl-cert={cert}")).await.err().unwrap_or_default();
+    assert!(e.contains("ssl-cert is given without ssl-key"), "{e}");
 }
