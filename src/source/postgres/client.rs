@@ -53,8 +53,8 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgClientSslMode::Require,
     });
     let server = server_label(&config);
-    if !server.starts_with('/') {
-        tls.warn_if_unauthenticated(&server);
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        tls.warn_if_unauthenticated(host, &server);
     }
     let connector = PgTlsConnector::new(tls.clone()).map_err(|e| ConnectError {
         server: server.clone(),

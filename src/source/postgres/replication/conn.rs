@@ -51,9 +51,7 @@ impl Conn {
 
     async fn connect_inner(config: &ReplicationConfig, server: String) -> Result<Conn, ReplicationError> {
         let tls = config.tls();
-        if !config.host.starts_with('/') {
-            tls.warn_if_unauthenticated(&server);
-        }
+        tls.warn_if_unauthenticated(&config.host, &server);
         // Read the CA file before connecting: a bad sslrootcert is a configuration error, not a network one.
         let tls_config = if tls.attempts_tls() { Some(tls.client_config()?) } else { None };
         let mut end_point = None;
@@ -414,18 +412,7 @@ pub fn unexpected(tag: u8, when: &str) -> ReplicationError {
 /// the password itself (cleartext) or a replayable hash of it (MD5). Loopback
 /// and Unix sockets have no middle; the URL can accept the risk.
 fn refuse_insecure_password(config: &ReplicationConfig, server_authenticated: bool) -> bool {
-    !server_authenticated && !config.allow_insecure_password && !is_local(&config.host)
-}
-
-/// A Unix socket, `localhost` or a loopback address.
-pub fn is_local(host: &str) -> bool {
-    host.starts_with('/')
-        || host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    !server_authenticated && !config.allow_insecure_password && !super::tls::is_local(&config.host)
 }
 
 #[cfg(test)]

@@ -116,8 +116,10 @@ impl PgTls {
     /// authenticate the server: anyone on the path can present a
     /// certificate (or none) and read the password exchange's outcome and
     /// every row.
-    pub fn warn_if_unauthenticated(&self, server: &str) {
-        if self.verify() != Verify::Nothing {
+    /// Loopback and Unix sockets have no path to be in the middle of, so
+    /// they get no warning (and local development no noise).
+    pub fn warn_if_unauthenticated(&self, host: &str, server: &str) {
+        if self.verify() != Verify::Nothing || is_local(host) {
             return;
         }
         // host:port, whichever client names it (the SQL one adds /db).
@@ -540,6 +542,18 @@ mod end_point_tests {
         assert_eq!(end_point_hash(&ed), None);
         assert_eq!(end_point_hash(&[0x30]), None);
     }
+}
+
+/// A Unix socket, `localhost` or a loopback address: nothing sits between
+/// xdb and the server.
+pub fn is_local(host: &str) -> bool {
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// True the first time a server is named in this process (so a warning
