@@ -165,33 +165,41 @@ fn percent_encode(s: &str, upper: bool) -> String {
 pub struct ScrubbedStderr;
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
-    type Writer = ScrubbedWriter;
+    type Writer = ScrubbedWriter<std::io::Stderr>;
     fn make_writer(&'a self) -> Self::Writer {
-        ScrubbedWriter(Vec::new())
+        ScrubbedWriter::new(std::io::stderr())
     }
 }
 
-/// Buffers one event, scrubs it on flush or drop.
-pub struct ScrubbedWriter(Vec<u8>);
+/// Buffers one event, scrubs it on flush or drop, then writes it to `W`.
+pub struct ScrubbedWriter<W: Write> {
+    buf: Vec<u8>,
+    out: W,
+}
 
-impl Write for ScrubbedWriter {
+impl<W: Write> ScrubbedWriter<W> {
+    pub fn new(out: W) -> Self {
+        ScrubbedWriter { buf: Vec::new(), out }
+    }
+}
+
+impl<W: Write> Write for ScrubbedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        if !self.0.is_empty() {
-            let text = scrub(&String::from_utf8_lossy(&self.0));
-            self.0.clear();
-            let mut err = std::io::stderr().lock();
-            err.write_all(text.as_bytes())?;
-            err.flush()?;
+        if !self.buf.is_empty() {
+            let text = scrub(&String::from_utf8_lossy(&self.buf));
+            self.buf.clear();
+            self.out.write_all(text.as_bytes())?;
+            self.out.flush()?;
         }
         Ok(())
     }
 }
 
-impl Drop for ScrubbedWriter {
+impl<W: Write> Drop for ScrubbedWriter<W> {
     fn drop(&mut self) {
         let _ = self.flush();
     }
@@ -221,6 +229,37 @@ mod tests {
         assert_eq!(scrub("PGPASSWORD='a b' psql"), "PGPASSWORD=*** psql");
         assert_eq!(scrub("bypass=1"), "bypass=1");
         assert_eq!(scrub("u:***@h password=***"), "u:***@h password=***");
+    }
+
+    /// The log channel: an event that carries a password (a driver error, a
+    /// URL) reaches the output masked, in text and JSON logs alike.
+    #[test]
+    fn log_events_are_scrubbed() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        register("L0g-s3cret-pw");
+        let sink = Sink::default();
+        let make = {
+            let sink = sink.clone();
+            move || ScrubbedWriter::new(sink.clone())
+        };
+        let subscriber = tracing_subscriber::fmt().with_writer(make).json().finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(url = "postgres://u:unregistered-pw@h/db", "driver said: password L0g-s3cret-pw rejected");
+        });
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(out.contains("driver said") && out.contains("u:***@h"), "{out}");
+        assert!(!out.contains("L0g-s3cret-pw") && !out.contains("unregistered-pw"), "{out}");
     }
 
     #[test]
