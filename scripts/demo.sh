@@ -100,7 +100,12 @@ The SQLite copy of the shop is $DEMO_SQLITE — try:
 The source is still there, frozen read-only by the cutover:
    psql "postgres://xdb_repl:***@127.0.0.1:$XDB_PG_PORT/$db"
    (to write there again: ALTER DATABASE $db RESET default_transaction_read_only)
+Its replication slot xdb_demo_shop_to_sqlite is left in place, inactive: it
+keeps WAL on the source until it is dropped. To undo both at once:
+   "$xdb" cutover --plan $plan --rollback     (only needed if a run stopped half-way)
+   psql "\$XDB_PG_SUPER_URL" -c "ALTER DATABASE $db RESET default_transaction_read_only"
+   "$xdb" cleanup --plan $plan --yes          (drops the slot and the publication)
 Next: change a row on the source and run \`xdb sync --plan $plan --until-caught-up\`;
-      \`xdb status --plan $plan\` shows lag and retained WAL; \`xdb cleanup --plan $plan\` drops the slot.
+      \`xdb status --plan $plan\` shows lag and retained WAL.
 Stop the servers with: scripts/dev-dbs.sh down
 MSG

@@ -34,6 +34,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod schema;
+pub mod secrets;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -127,17 +127,23 @@ pub async fn read(plan: &Plan) -> StatusReport {
             match t.read_position(&plan.source.slot).await {
                 Ok(Some(p)) => {
                     r.applied_lsn = Some(p.applied_lsn.to_string());
-                    r.applied_commit_time = chrono::DateTime::from_timestamp_micros(p.applied_commit_time_us)
+                    // 0 is what a snapshot records: a position, no streamed commit yet
+                    // (shown as such, not as 1970-01-01).
+                    r.applied_commit_time = (p.applied_commit_time_us != 0)
+                        .then(|| chrono::DateTime::from_timestamp_micros(p.applied_commit_time_us))
+                        .flatten()
                         .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
                     if let Some(src) = source_lsn {
                         let lag = src.saturating_sub(p.applied_lsn.0);
                         r.lag_bytes = Some(lag);
                         let now = chrono::Utc::now().timestamp_micros();
-                        r.lag_seconds = Some(if lag == 0 || p.applied_commit_time_us == 0 {
-                            0.0
+                        r.lag_seconds = if lag == 0 {
+                            Some(0.0)
+                        } else if p.applied_commit_time_us == 0 {
+                            None // behind, but no commit time to measure from
                         } else {
-                            (now - p.applied_commit_time_us).max(0) as f64 / 1e6
-                        });
+                            Some((now - p.applied_commit_time_us).max(0) as f64 / 1e6)
+                        };
                     }
                 }
                 Ok(None) => r.problems.push("the target has no applied position for this slot yet".into()),
@@ -173,11 +179,12 @@ impl StatusReport {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         o.push_str(&format!("plan {}  slot {}\n", self.plan, self.slot));
         o.push_str(&format!("  source WAL      {}\n", opt(&self.source_wal_lsn)));
-        o.push_str(&format!(
-            "  applied         {} (commit {})\n",
-            opt(&self.applied_lsn),
-            opt(&self.applied_commit_time)
-        ));
+        let commit = match (&self.applied_lsn, &self.applied_commit_time) {
+            (_, Some(t)) => format!("commit {t}"),
+            (Some(_), None) => "snapshot; no streamed commit applied yet".into(),
+            (None, None) => "commit -".into(),
+        };
+        o.push_str(&format!("  applied         {} ({commit})\n", opt(&self.applied_lsn)));
         o.push_str(&format!(
             "  lag             {} bytes, {} s\n",
             self.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),

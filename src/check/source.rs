@@ -325,7 +325,17 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                 .iter()
                 .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
                 .collect();
-            let missing: Vec<&TableName> = plan.tables.iter().filter(|t| !all && !published.contains(t)).collect();
+            let unpublished: Vec<&TableName> = plan.tables.iter().filter(|t| !all && !published.contains(t)).collect();
+            // The fix names only tables that exist: ADD TABLE on a missing one
+            // fails the whole statement (the table check reports the missing ones).
+            let mut missing = Vec::new();
+            for t in unpublished {
+                let exists: bool =
+                    c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t.pg_quoted()]).await.map_err(q)?.get(0);
+                if exists {
+                    missing.push(t);
+                }
+            }
             if !missing_ops.is_empty() {
                 s.fail(
                     format!("publication {pubname}: exists but does not publish {}", missing_ops.join(", ")),
@@ -344,7 +354,7 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
                     format!(
                         "ALTER PUBLICATION {} ADD TABLE {};",
                         pg_ident(pubname),
-                        missing.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", ")
+                        missing.iter().map(|t| plan.read_from(t)).collect::<Vec<_>>().join(", ")
                     ),
                 );
             }

@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> ExitCode {
         max_retries: None,
         accept_slot_position: args.accept_slot_position,
     };
-    stream(&plan, options, args.metrics_addr, args.status_interval).await
+    Box::pin(stream(&plan, options, args.metrics_addr, args.status_interval)).await
 }
 
 /// Runs the sync with its metrics endpoint and periodic status line.
@@ -83,12 +83,12 @@ async fn stream(
         });
     }
     let status = tokio::spawn(status_lines(metrics.clone(), status_interval));
-    let r = crate::pipeline::sync::run(plan, &options, metrics.clone()).await;
+    let r = Box::pin(crate::pipeline::sync::run(plan, &options, metrics.clone())).await;
     status.abort();
     match r {
         Ok(()) => {
-            let applied = metrics.lock().map(|m| m.applied_lsn).unwrap_or(0);
-            tracing::info!(applied = %crate::model::Lsn(applied), "sync stopped cleanly");
+            let line = metrics.lock().map(|m| m.stopped_line()).unwrap_or_default();
+            tracing::info!("{line}");
             ExitCode::SUCCESS
         }
         Err(e @ SyncError::Copy(CopyError::Interrupted { .. })) => interrupted(plan, &e),
@@ -107,14 +107,7 @@ async fn status_lines(m: SharedMetrics, every_secs: u64) {
                 let now = chrono::Utc::now().timestamp_micros();
                 let rate = (m.applied_rows - last_rows) as f64 / every.as_secs_f64();
                 last_rows = m.applied_rows;
-                format!(
-                    "applied up to {} ({} transactions, {} rows, {rate:.0} rows/s), lag {} bytes / {:.1} s",
-                    crate::model::Lsn(m.applied_lsn),
-                    m.applied_transactions,
-                    m.applied_rows,
-                    m.lag_bytes(),
-                    m.lag_seconds(now)
-                )
+                m.status_line(rate, now)
             }
             Err(_) => continue,
         };

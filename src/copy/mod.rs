@@ -429,8 +429,14 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     let mut items = Vec::new();
     let mut estimates = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        let (rows, table_ranges) =
-            plan_ranges(planner.client(), &job.schema, &plan.read_from(&job.schema.name), plan.copy.chunk_rows).await?;
+        let (rows, table_ranges) = plan_ranges(
+            planner.client(),
+            &job.schema,
+            &plan.read_from(&job.schema.name),
+            plan.copy.chunk_rows,
+            plan.copy_parallelism(),
+        )
+        .await?;
         estimates.push(rows);
         job.remaining.store(table_ranges.len(), Ordering::Relaxed);
         for (n, range) in table_ranges.into_iter().enumerate() {
@@ -653,6 +659,7 @@ async fn plan_ranges(
     table: &TableSchema,
     from: &str,
     chunk_rows: u64,
+    parallelism: usize,
 ) -> Result<(u64, Vec<CopyRange>), CopyError> {
     let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
     // A partitioned table holds nothing itself: its leaves do. A ctid range
@@ -660,7 +667,8 @@ async fn plan_ranges(
     let row = client
         .query_one(
             "SELECT coalesce(sum(reltuples) FILTER (WHERE reltuples >= 0), -1)::float8, \
-                    coalesce(sum(relpages), 0)::int8, coalesce(max(relpages), 0)::int8 \
+                    coalesce(sum(pg_relation_size(oid) / current_setting('block_size')::int8), 0)::int8, \
+                    coalesce(max(pg_relation_size(oid) / current_setting('block_size')::int8), 0)::int8 \
              FROM pg_class WHERE (oid = $1 AND relkind <> 'p') \
                 OR oid IN (SELECT relid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf)",
             &[&table.oid],
@@ -668,9 +676,15 @@ async fn plan_ranges(
         .await
         .map_err(err)?;
     let (tuples, all_pages, pages): (f64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    // reltuples is -1 before the first ANALYZE: guess from the page count.
-    let rows = if tuples >= 0.0 { tuples as u64 } else { all_pages.max(0) as u64 * 60 };
-    if rows <= chunk_rows {
+    // reltuples is -1 before the first ANALYZE (and relpages 0, so the pages
+    // come from the relation's size): guess the rows from the page count, and
+    // since that is a guess, split the table among the copy workers
+    // (copy.parallelism) rather than trusting it to fit one range.
+    let analyzed = tuples >= 0.0;
+    let rows = if analyzed { tuples as u64 } else { all_pages.max(0) as u64 * 60 };
+    let chunk_rows =
+        if analyzed { chunk_rows } else { chunk_rows.min(rows.div_ceil(parallelism.max(1) as u64).max(1)) };
+    if rows <= chunk_rows || (!analyzed && pages <= 1) {
         return Ok((rows, vec![CopyRange::Whole]));
     }
     // PostgreSQL 14+ reads a ctid range with a TID Range Scan: each worker

@@ -63,6 +63,31 @@ impl TableProgress {
     }
 }
 
+/// A size for people: small copies are not "0.0 MB".
+pub fn size_text(bytes: u64) -> String {
+    let b = bytes as f64;
+    if bytes < 1000 {
+        format!("{bytes} B")
+    } else if b < 1e6 {
+        format!("{:.1} kB", b / 1e3)
+    } else if b < 1e9 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.2} GB", b / 1e9)
+    }
+}
+
+/// A copy rate for people: whole rows per second, thousands as `k`.
+pub fn rate_text(rows_per_sec: f64) -> String {
+    if !rows_per_sec.is_finite() || rows_per_sec <= 0.0 {
+        "- rows/s".into()
+    } else if rows_per_sec >= 10_000.0 {
+        format!("{:.0}k rows/s", rows_per_sec / 1000.0)
+    } else {
+        format!("{rows_per_sec:.0} rows/s")
+    }
+}
+
 /// Displays progress until dropped.
 pub struct ProgressDisplay {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -76,9 +101,16 @@ impl ProgressDisplay {
         let task = tokio::spawn(async move {
             if terminal {
                 let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+                // indicatif's own {per_sec} prints four decimals
+                // ("1234.5678/s"); a whole number of rows per second reads better.
                 let style = ProgressStyle::with_template(
-                    "{prefix:>24} {bar:30.cyan/blue} {pos:>10}/{len:10} rows {per_sec:>14} ETA {eta}",
+                    "{prefix:>24} {bar:30.cyan/blue} {pos:>10}/{len:10} rows {rate:>12} ETA {eta}",
                 )
+                .map(|s| {
+                    s.with_key("rate", |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&rate_text(st.per_sec()));
+                    })
+                })
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
                 let bars: Vec<ProgressBar> = tables
                     .iter()
@@ -151,7 +183,7 @@ impl Drop for ProgressDisplay {
 
 /// The end-of-copy summary: rows, bytes, seconds, rows/s per table.
 pub fn summary_table(tables: &[Arc<TableProgress>]) -> String {
-    let mut out = format!("{:<32} {:>12} {:>10} {:>9} {:>12}\n", "table", "rows", "MB", "seconds", "rows/s");
+    let mut out = format!("{:<32} {:>12} {:>10} {:>9} {:>12}\n", "table", "rows", "size", "seconds", "rows/s");
     let (mut rows_all, mut bytes_all) = (0u64, 0u64);
     for t in tables {
         let rows = t.rows();
@@ -160,15 +192,29 @@ pub fn summary_table(tables: &[Arc<TableProgress>]) -> String {
         bytes_all += bytes;
         let secs = t.seconds();
         let rate = if secs > 0.0 { rows as f64 / secs } else { 0.0 };
-        out.push_str(&format!(
-            "{:<32} {:>12} {:>10.1} {:>9.2} {:>12.0}\n",
-            t.name,
-            rows,
-            bytes as f64 / 1e6,
-            secs,
-            rate
-        ));
+        out.push_str(&format!("{:<32} {:>12} {:>10} {:>9.2} {:>12.0}\n", t.name, rows, size_text(bytes), secs, rate));
     }
-    out.push_str(&format!("{:<32} {:>12} {:>10.1}\n", "total", rows_all, bytes_all as f64 / 1e6));
+    out.push_str(&format!("{:<32} {:>12} {:>10}\n", "total", rows_all, size_text(bytes_all)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_numbers() {
+        assert_eq!(rate_text(1234.5678), "1235 rows/s");
+        assert_eq!(rate_text(123_456.7), "123k rows/s");
+        assert_eq!(rate_text(0.0), "- rows/s");
+    }
+
+    #[test]
+    fn sqlite_rows_have_a_size() {
+        use rusqlite::types::Value;
+        let row = [Value::Integer(1), Value::Text("abc".into()), Value::Null, Value::Blob(vec![0; 5])];
+        assert_eq!(crate::sink::sqlite::load::row_bytes(&row), 16);
+        assert_eq!(size_text(32_480), "32.5 kB");
+        assert_eq!(size_text(12), "12 B");
+    }
 }

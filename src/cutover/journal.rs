@@ -271,7 +271,25 @@ impl Journal {
     /// Appends an event and syncs it to disk.
     pub fn append(&mut self, event: &Event) -> Result<(), JournalError> {
         let err = |reason: String| JournalError { path: self.path.display().to_string(), reason };
-        let mut line = serde_json::to_string(event).map_err(|e| err(e.to_string()))?;
+        // Error text comes from drivers and scripts: it goes through the
+        // scrubber before it reaches the disk. Freeze records are settings
+        // read back from the source, kept byte for byte for the restore.
+        let event = match event {
+            Event::StepFailed { at_ms, step, name, error } => Event::StepFailed {
+                at_ms: *at_ms,
+                step: *step,
+                name: name.clone(),
+                error: crate::secrets::scrub(error),
+            },
+            Event::RollbackFailed { at_ms, step, name, error } => Event::RollbackFailed {
+                at_ms: *at_ms,
+                step: *step,
+                name: name.clone(),
+                error: crate::secrets::scrub(error),
+            },
+            other => other.clone(),
+        };
+        let mut line = serde_json::to_string(&event).map_err(|e| err(e.to_string()))?;
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|e| err(e.to_string()))?;
         self.file.sync_data().map_err(|e| err(e.to_string()))

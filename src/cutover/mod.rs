@@ -27,7 +27,7 @@ use crate::plan::{Plan, PlanError};
 /// Parses a `cutover:` value into a runbook; errors point at
 /// `file:line:column` in `text` (the plan's text) and name the step.
 pub fn parse_runbook(value: &serde_yaml_ng::Value, file: &Path, text: &str) -> Result<Runbook, PlanError> {
-    runbook::parse(value).map_err(|e| {
+    crate::plan::with_base(&crate::plan::paths::plan_dir(file), || runbook::parse(value)).map_err(|e| {
         let loc = runbook::locate(text, &e);
         PlanError {
             file: file.display().to_string(),

@@ -510,12 +510,12 @@ pub fn parse(value: &Value) -> Result<Runbook, RunbookError> {
                     ));
                 };
                 for item in items {
-                    runbook.pre_checks.push(parse_verify(&ctx, item)?);
+                    runbook.pre_checks.push(parse_verify(&ctx, &expand(&ctx, item)?)?);
                 }
             }
             "post_checks" => {
                 let ctx = Ctx { step: None, key: Some("post_checks") };
-                let r: RawPostChecks = ctx.body("post_checks", v)?;
+                let r: RawPostChecks = ctx.body("post_checks", &expand(&ctx, v)?)?;
                 if r.checks.is_empty() {
                     return Err(ctx.err("post_checks: checks is empty"));
                 }
@@ -583,6 +583,7 @@ fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
     };
     for (k, v) in map {
         let key = key_str(k);
+        let v = &expand(&Ctx { step: Some((n, name.clone())), key: Some(&key) }, v)?;
         match key.as_str() {
             "name" => {}
             "verify" => step.verify = Some(parse_verify(&at("verify"), v)?),
@@ -646,6 +647,27 @@ fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
     Ok(step)
 }
 
+/// `v` with `${VAR}` (and `${VAR:-default}`, `${file:…}`) filled in in
+/// every string, as in the plan's URLs and with the same errors: `sql`,
+/// `command`, `verify`, `http_check` URLs, messages, env values alike.
+/// Mapping keys are names, not values, and stay as written.
+fn expand(ctx: &Ctx<'_>, v: &Value) -> Result<Value, RunbookError> {
+    Ok(match v {
+        Value::String(s) => {
+            Value::String(crate::plan::interpolate(s, |n| std::env::var(n).ok()).map_err(|e| ctx.err(e))?)
+        }
+        Value::Sequence(items) => Value::Sequence(items.iter().map(|i| expand(ctx, i)).collect::<Result<_, _>>()?),
+        Value::Mapping(m) => {
+            let mut out = serde_yaml_ng::Mapping::new();
+            for (k, val) in m {
+                out.insert(k.clone(), expand(ctx, val)?);
+            }
+            Value::Mapping(out)
+        }
+        other => other.clone(),
+    })
+}
+
 fn with_timeout(action: Action, t: Duration) -> Action {
     match action {
         Action::WaitForLag { max_bytes, max_seconds, .. } => Action::WaitForLag { max_bytes, max_seconds, timeout: t },
@@ -667,9 +689,12 @@ fn parse_action(ctx: &Ctx<'_>, kind: &str, v: &Value) -> Result<Action, RunbookE
             Value::String(s) => Action::Command { run: s.clone(), env: BTreeMap::new() },
             _ => {
                 let r: RawCommand = ctx.body("command", v)?;
-                for k in r.env.keys() {
+                for (k, v) in &r.env {
                     if k == "SOURCE_URL" || k == "TARGET_URL" {
                         return Err(ctx.err(format!("command: env may not set {k}: xdb provides it from the plan")));
+                    }
+                    if crate::secrets::is_secret_name(k) {
+                        crate::secrets::register(v);
                     }
                 }
                 Action::Command { run: r.run, env: r.env }

@@ -62,6 +62,33 @@ pub struct SyncMetrics {
 }
 
 impl SyncMetrics {
+    /// The periodic progress line of `xdb sync`. Before the first streamed
+    /// commit there is no applied position to show (0/0 would read as a
+    /// real one): the line says so.
+    pub fn status_line(&self, rows_per_sec: f64, now_us: i64) -> String {
+        if self.applied_lsn == 0 {
+            return "no streamed change applied yet (copying, or nothing changed on the source since the snapshot)"
+                .into();
+        }
+        format!(
+            "applied up to {} ({} transactions, {} rows, {rows_per_sec:.0} rows/s), lag {} bytes / {:.1} s",
+            crate::model::Lsn(self.applied_lsn),
+            self.applied_transactions,
+            self.applied_rows,
+            self.lag_bytes(),
+            self.lag_seconds(now_us)
+        )
+    }
+
+    /// What `xdb sync` says when it stops cleanly.
+    pub fn stopped_line(&self) -> String {
+        if self.applied_lsn == 0 {
+            "sync stopped cleanly; no streamed change was applied in this run".into()
+        } else {
+            format!("sync stopped cleanly; applied up to {}", crate::model::Lsn(self.applied_lsn))
+        }
+    }
+
     /// Bytes of WAL the target is behind.
     pub fn lag_bytes(&self) -> u64 {
         self.source_wal_lsn.saturating_sub(self.applied_lsn)
@@ -186,6 +213,9 @@ mod tests {
     #[test]
     fn renders_lag_and_histogram() {
         let mut m = SyncMetrics { slot: "s".into(), source_wal_lsn: 1000, applied_lsn: 400, ..Default::default() };
+        assert!(m.status_line(0.0, 0).contains("applied up to 0/190"));
+        assert!(SyncMetrics::default().status_line(0.0, 0).contains("no streamed change applied yet"));
+        assert!(!SyncMetrics::default().stopped_line().contains("0/0"));
         m.applied_commit_time_us = 1_000_000;
         m.latency.observe(0.02);
         m.latency.observe(0.3);

@@ -5,6 +5,23 @@
 //! trailing newline). A missing variable or unreadable file is an error
 //! naming it; the substituted value never appears in an error.
 
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+thread_local! {
+    /// The directory a relative `${file:…}` path starts from while a plan
+    /// is being read (the plan file's directory).
+    static BASE: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with relative `${file:…}` paths resolved against `dir`.
+pub fn with_base<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
+    let prev = BASE.with(|b| b.replace(Some(dir.to_path_buf())));
+    let out = f();
+    BASE.with(|b| *b.borrow_mut() = prev);
+    out
+}
+
 /// Replaces every `${NAME}` (and `${NAME:-default}`) in `input` with the
 /// environment variable's value. `$$` stands for a literal `$`.
 pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -20,9 +37,16 @@ pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
             let end = body.find('}').ok_or_else(|| "unterminated ${...}: add the closing `}`".to_string())?;
             let expr = &body[..end];
             if let Some(path) = expr.strip_prefix("file:") {
-                let text = std::fs::read_to_string(path)
+                let full = BASE.with(|b| match &*b.borrow() {
+                    Some(dir) => super::paths::resolve(dir, Path::new(path)),
+                    None => PathBuf::from(path),
+                });
+                let text = std::fs::read_to_string(&full)
                     .map_err(|e| format!("password file {path} (in ${{file:...}}) cannot be read: {e}"))?;
-                out.push_str(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text));
+                let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+                // A password file holds a secret by definition.
+                crate::secrets::register(secret);
+                out.push_str(secret);
                 rest = &body[end + 1..];
                 continue;
             }
@@ -34,7 +58,12 @@ pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
                 return Err(format!("invalid variable name {name:?} in ${{...}}: use letters, digits and _"));
             }
             match lookup(name).or_else(|| default.map(str::to_string)) {
-                Some(v) => out.push_str(&v),
+                Some(v) => {
+                    if crate::secrets::is_secret_name(name) {
+                        crate::secrets::register(&v);
+                    }
+                    out.push_str(&v)
+                }
                 None => {
                     return Err(format!(
                         "environment variable {name} is not set (export {name}=... before running xdb)"

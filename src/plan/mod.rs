@@ -8,6 +8,7 @@
 
 mod env;
 mod error;
+pub mod paths;
 mod url;
 
 use std::collections::BTreeMap;
@@ -16,8 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-pub use env::interpolate;
+pub use env::{interpolate, with_base};
 pub use error::PlanError;
+pub(crate) use url::percent_decode as percent_decode_text;
 pub use url::{SecretUrl, TargetUrl, TARGET_SCHEMES};
 
 use crate::model::TableName;
@@ -27,6 +29,10 @@ use crate::model::TableName;
 pub struct Plan {
     /// Where the plan was read from (for messages).
     pub file: PathBuf,
+    /// The plan file's directory, absolute: relative paths in the plan
+    /// (SQLite files, rules files, certificates) were resolved against it,
+    /// and `command` steps run in it.
+    pub dir: PathBuf,
     pub name: String,
     pub source: Source,
     pub target: Target,
@@ -78,8 +84,9 @@ pub enum LossyPolicy {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
-    /// A rule file replacing the built-in `mappings/pg-to-<target>.yaml`.
-    #[serde(default)]
+    /// A rule file replacing the built-in `mappings/pg-to-<target>.yaml`
+    /// (relative to the plan file's directory).
+    #[serde(default, deserialize_with = "env_path")]
     pub rules: Option<PathBuf>,
     /// Per-column target types: `schema.table.column: TYPE`.
     #[serde(default)]
@@ -152,6 +159,7 @@ impl Default for Apply {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlan {
+    #[serde(deserialize_with = "env_string")]
     name: String,
     source: RawSource,
     target: RawTarget,
@@ -194,11 +202,17 @@ fn env_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     interpolate(&raw, |n| std::env::var(n).ok()).map_err(de::Error::custom)
 }
 
+/// An optional path with `${VAR}` filled in.
+fn env_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(Some(PathBuf::from(env_string(d)?)))
+}
+
 struct SourceUrlField(SecretUrl);
 
 impl<'de> Deserialize<'de> for SourceUrlField {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let url = SecretUrl::new(env_string(d)?);
+        url.check_userinfo("source.url").map_err(de::Error::custom)?;
         match url.scheme().as_deref() {
             Some("postgres") | Some("postgresql") => Ok(SourceUrlField(url)),
             other => Err(de::Error::custom(format!(
@@ -214,7 +228,11 @@ struct TargetUrlField(TargetUrl);
 
 impl<'de> Deserialize<'de> for TargetUrlField {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        TargetUrl::parse(&env_string(d)?).map(TargetUrlField).map_err(de::Error::custom)
+        let url = env_string(d)?;
+        if !url.starts_with("sqlite:") {
+            SecretUrl::new(url.clone()).check_userinfo("target.url").map_err(de::Error::custom)?;
+        }
+        TargetUrl::parse(&url).map(TargetUrlField).map_err(de::Error::custom)
     }
 }
 
@@ -237,7 +255,7 @@ struct PlanTable(TableName, bool);
 
 impl<'de> Deserialize<'de> for PlanTable {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = env_string(d)?;
         let (name, only) = match s.trim().split_once(char::is_whitespace) {
             Some((kw, rest)) if kw.eq_ignore_ascii_case("only") => (rest.trim(), true),
             _ => (s.as_str(), false),
@@ -253,7 +271,7 @@ struct Ident(String);
 
 impl<'de> Deserialize<'de> for Ident {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = env_string(d)?;
         if s.is_empty() || s.len() > 63 {
             return Err(de::Error::custom(format!("invalid name {s:?}: 1 to 63 characters")));
         }
@@ -266,7 +284,7 @@ struct SlotName(String);
 
 impl<'de> Deserialize<'de> for SlotName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = env_string(d)?;
         if !valid_slot_name(&s) {
             return Err(de::Error::custom(format!(
                 "invalid slot name {s:?}: use 1 to 63 lower-case letters, digits and underscores"
@@ -299,7 +317,8 @@ impl Plan {
 
     /// Parses and validates plan text; `file` names it in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Plan, PlanError> {
-        let raw: RawPlan = serde_yaml_ng::from_str(text).map_err(|e| PlanError::from_yaml(file, text, &e))?;
+        let raw: RawPlan = with_base(&paths::plan_dir(file), || serde_yaml_ng::from_str(text))
+            .map_err(|e| PlanError::from_yaml(file, text, &e))?;
         let at_key = |key: &str, msg: String| PlanError::at_key(file, text, key, msg);
 
         if raw.name.trim().is_empty() {
@@ -347,23 +366,38 @@ impl Plan {
             return Err(at_key("heartbeat_interval_secs", "source.heartbeat_interval_secs must be at least 1".into()));
         }
         let default_name = default_object_name(&raw.name);
-        Ok(Plan {
+        let dir = paths::plan_dir(file);
+        let mut mapping = raw.mapping;
+        mapping.rules = mapping.rules.map(|r| paths::resolve(&dir, &r));
+        let target = match raw.target.url.0 {
+            TargetUrl::Sqlite(p) => TargetUrl::Sqlite(paths::resolve(&dir, &p)),
+            TargetUrl::Mysql(u) => TargetUrl::Mysql(SecretUrl::new(paths::absolutize_url_params(u.expose(), &dir))),
+            TargetUrl::Postgres(u) => {
+                TargetUrl::Postgres(SecretUrl::new(paths::absolutize_url_params(u.expose(), &dir)))
+            }
+        };
+        let plan = Plan {
             file: file.to_path_buf(),
+            dir: dir.clone(),
             name: raw.name,
             source: Source {
-                url: raw.source.url.0,
+                url: SecretUrl::new(paths::absolutize_url_params(raw.source.url.0.expose(), &dir)),
                 publication: raw.source.publication.map(|i| i.0).unwrap_or_else(|| default_name.clone()),
                 slot: raw.source.slot.map(|s| s.0).unwrap_or(default_name),
                 heartbeat_interval_secs: raw.source.heartbeat_interval_secs,
             },
-            target: Target { url: raw.target.url.0 },
+            target: Target { url: target },
             tables,
             only_tables,
-            mapping: raw.mapping,
+            mapping,
             copy: raw.copy,
             apply: raw.apply,
             cutover: raw.cutover,
-        })
+        };
+        for secret in plan.secrets() {
+            crate::secrets::register(&secret);
+        }
+        Ok(plan)
     }
 
     /// Copy workers after defaults: the plan's value, else the number of
@@ -376,25 +410,28 @@ impl Plan {
         }
     }
 
-    /// Every secret the plan holds (passwords in URLs), for scrubbing text
-    /// that came from elsewhere (driver errors) before it is shown.
+    /// Every secret the plan holds (passwords in URLs: user-info and
+    /// `password=` parameters), for scrubbing text that came from elsewhere
+    /// (driver errors) before it is shown.
     pub fn secrets(&self) -> Vec<String> {
-        let mut v: Vec<String> = [self.source.url.password(), self.target.url.password()]
+        let urls: Vec<&SecretUrl> = match &self.target.url {
+            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => vec![&self.source.url, u],
+            TargetUrl::Sqlite(_) => vec![&self.source.url],
+        };
+        let mut v: Vec<String> = urls
             .into_iter()
+            .flat_map(|u| [u.password(), u.query_password()])
             .flatten()
-            .filter(|s| s.len() >= 3)
+            .filter(|s| !s.is_empty())
             .collect();
         v.sort();
         v.dedup();
         v
     }
 
-    /// Replaces every plan secret in `text` with `***`.
+    /// `text` through the one scrubber ([`crate::secrets::scrub`]): this
+    /// plan's secrets were registered with it when the plan was loaded.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.secrets() {
-            out = out.replace(&s, "***");
-        }
-        out
+        crate::secrets::scrub(text)
     }
 }

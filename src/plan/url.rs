@@ -34,6 +34,38 @@ impl SecretUrl {
         (!pw.is_empty()).then(|| percent_decode(pw))
     }
 
+    /// Refuses a user-info whose password holds a character that ends it
+    /// in a URL (`@ : / # ?`): drivers then read another host, user or
+    /// database and fail with "invalid connection string" or "host not
+    /// found", which sends people to their firewall. The message never
+    /// shows the password.
+    pub fn check_userinfo(&self, field: &str) -> Result<(), String> {
+        let Some((_, rest)) = self.0.split_once("://") else { return Ok(()) };
+        let query = rest.find('?').unwrap_or(rest.len());
+        let Some(at) = rest[..query].rfind('@') else { return Ok(()) };
+        let Some((user, pw)) = rest[..at].split_once(':') else { return Ok(()) };
+        let bad: Vec<char> = ['@', ':', '/', '#', '?'].into_iter().filter(|c| pw.contains(*c)).collect();
+        if bad.is_empty() && !user.contains('/') {
+            return Ok(());
+        }
+        let list: Vec<String> = bad.iter().map(|c| format!("`{c}` → %{:02X}", *c as u32)).collect();
+        Err(format!(
+            "the password in {field} contains {}, which a URL reads as the end of the password: percent-encode it ({}), or put it in a file and write ${{file:/path/to/password}} percent-encoded",
+            bad.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+            list.join(", ")
+        ))
+    }
+
+    /// The value of a `password=` (or `pass=`) query parameter, if any
+    /// (percent-decoded).
+    pub fn query_password(&self) -> Option<String> {
+        let (_, query) = self.0.split_once('?')?;
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass")).then(|| percent_decode(v))
+        })
+    }
+
     /// The URL's scheme (`postgres`, `mysql`, `sqlite` …), lower-cased.
     pub fn scheme(&self) -> Option<String> {
         self.0.split_once(':').map(|(s, _)| s.to_ascii_lowercase())
@@ -101,7 +133,7 @@ fn redact_url(url: &str) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -124,7 +156,8 @@ fn percent_decode(s: &str) -> String {
 pub enum TargetUrl {
     /// `mysql://` or `mariadb://`: MySQL or MariaDB (told apart at connect time).
     Mysql(SecretUrl),
-    /// `sqlite://path` (relative to the working directory) or `sqlite:///abs/path`.
+    /// `sqlite://path` (relative to the plan file's directory once the plan
+    /// is loaded) or `sqlite:///abs/path`.
     Sqlite(PathBuf),
     /// `postgres://` or `postgresql://`.
     Postgres(SecretUrl),
@@ -198,6 +231,14 @@ mod tests {
         let q = SecretUrl::new("postgres://h/db?user=a&password=zz");
         assert_eq!(q.redacted(), "postgres://h/db?user=a&password=***");
         assert_eq!(SecretUrl::new("mysql://root@h/db").redacted(), "mysql://root@h/db");
+    }
+
+    #[test]
+    fn unencoded_password_characters_are_refused_without_showing_the_password() {
+        let e = SecretUrl::new("postgres://u:p@ss#w0rd@h/db").check_userinfo("source.url").unwrap_err();
+        assert!(e.contains("percent-encode") && e.contains("%40") && e.contains("%23") && !e.contains("w0rd"), "{e}");
+        assert!(SecretUrl::new("postgres://u:p%40ss@h/db?x=/y").check_userinfo("source.url").is_ok());
+        assert!(SecretUrl::new("postgres://h/db").check_userinfo("source.url").is_ok());
     }
 
     #[test]

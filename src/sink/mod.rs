@@ -15,6 +15,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 pub mod state;
+pub mod value_errors;
 pub mod writer;
 
 pub use conn::{AppliedPosition, StateParam, TableState, TargetConn, TargetError};

@@ -29,6 +29,7 @@
 pub mod chunks;
 pub mod diff;
 pub mod json;
+pub mod key_text;
 pub mod report;
 pub mod source;
 pub mod target;
@@ -117,6 +118,8 @@ struct ChunkOutcome {
     source_rows: u64,
     target_rows: u64,
     diff: ChunkDiff,
+    /// Source values compared as the lossy policy writes them.
+    policy_altered: u64,
 }
 
 type Item = (usize, usize);
@@ -366,6 +369,7 @@ impl Validation<'_> {
                     Some(Ok(o)) => {
                         r.source_rows += o.source_rows;
                         r.target_rows += o.target_rows;
+                        r.policy_altered += o.policy_altered;
                         if !o.diff.is_empty() {
                             r.chunks_differing += 1;
                             r.add_diff(&ctx.mapped, &o.diff);
@@ -381,6 +385,7 @@ impl Validation<'_> {
                     }
                 }
             }
+            r.finish(&ctx.mapped);
             if r.status == TableStatus::Error {
                 continue;
             }
@@ -531,9 +536,14 @@ async fn compare_chunk(
     let key = ctx.key.as_ref();
     // First only counts and checksums, nothing kept: most ranges are equal.
     let (s, t) = tokio::join!(source.digest(&ctx.mapped, key, chunk), target.digest(&ctx.mapped, key, chunk));
-    let (s, t) = (s?, t?);
+    let ((s, policy_altered), t) = (s?, t?);
     if s == t {
-        return Ok(ChunkOutcome { source_rows: s.rows, target_rows: t.rows, diff: ChunkDiff::default() });
+        return Ok(ChunkOutcome {
+            source_rows: s.rows,
+            target_rows: t.rows,
+            diff: ChunkDiff::default(),
+            policy_altered,
+        });
     }
     // A large differing range (sparse keys) is bisected, so only small
     // ranges are ever held in memory to be diffed.
@@ -549,6 +559,7 @@ async fn compare_chunk(
                 source_rows: x.source_rows + y.source_rows,
                 target_rows: x.target_rows + y.target_rows,
                 diff,
+                policy_altered: x.policy_altered + y.policy_altered,
             });
         }
     }
@@ -556,5 +567,5 @@ async fn compare_chunk(
     let (s, t) = tokio::join!(source.read_chunk(&ctx.mapped, key, chunk), target.read_chunk(&ctx.mapped, key, chunk));
     let (s, t) = (s?, t?);
     let (source_rows, target_rows) = (s.len() as u64, t.len() as u64);
-    Ok(ChunkOutcome { source_rows, target_rows, diff: diff_rows(s, t) })
+    Ok(ChunkOutcome { source_rows, target_rows, diff: diff_rows(s, t), policy_altered })
 }

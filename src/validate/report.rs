@@ -8,10 +8,16 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::diff::ChunkDiff;
+use super::key_text;
 use crate::mapping::{CanonicalValue, MappedTable};
 
-/// Differences listed per table and kind; the totals count all of them.
-pub const MAX_LISTED: usize = 1000;
+/// Differences kept per table and kind (all of them in `--format json` up
+/// to this many); the totals count all of them.
+pub const MAX_LISTED: usize = 100_000;
+
+/// Differences the text report lists per table and kind, with the total
+/// and a pointer to `--format json` for the rest.
+pub const TEXT_LISTED: usize = 20;
 
 /// Longest value shown in a report (characters).
 const MAX_VALUE_CHARS: usize = 80;
@@ -43,7 +49,7 @@ pub struct ColumnDiff {
 /// A key present on both sides whose values differ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChangedRow {
-    /// `id=7` or `a=1, b=x`.
+    /// `id = 7` or `a = 1 AND b = 'x'`: pasteable after `WHERE`.
     pub key: String,
     pub columns: Vec<ColumnDiff>,
 }
@@ -81,6 +87,10 @@ pub struct TableReport {
     /// Keys on the target but not on the source.
     pub extra: Vec<String>,
     pub changed: Vec<ChangedRow>,
+    /// Source values that a `null` / `clamp` policy changes: compared as the
+    /// target is meant to hold them (so equal), counted here so that they
+    /// are never silent.
+    pub policy_altered: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<RepairSummary>,
     /// Something the reader should know (compared as one chunk, …).
@@ -89,6 +99,13 @@ pub struct TableReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub seconds: f64,
+    /// Keys as compared, until [`TableReport::finish`] orders and renders them.
+    #[serde(skip)]
+    raw_missing: Vec<Vec<CanonicalValue>>,
+    #[serde(skip)]
+    raw_extra: Vec<Vec<CanonicalValue>>,
+    #[serde(skip)]
+    raw_changed: Vec<(Vec<CanonicalValue>, Vec<ColumnDiff>)>,
 }
 
 impl TableReport {
@@ -108,10 +125,14 @@ impl TableReport {
             missing: Vec::new(),
             extra: Vec::new(),
             changed: Vec::new(),
+            policy_altered: 0,
             repair: None,
             note: None,
             error: None,
             seconds: 0.0,
+            raw_missing: Vec::new(),
+            raw_extra: Vec::new(),
+            raw_changed: Vec::new(),
         }
     }
 
@@ -120,52 +141,77 @@ impl TableReport {
         self.missing_total + self.extra_total + self.changed_total
     }
 
-    /// Adds a chunk's differences.
+    /// Adds a chunk's differences (listed by [`TableReport::finish`]).
     pub fn add_diff(&mut self, mapped: &MappedTable, diff: &ChunkDiff) {
-        let names = key_names(mapped);
         self.missing_total += diff.missing.len() as u64;
         self.extra_total += diff.extra.len() as u64;
         self.changed_total += diff.changed.len() as u64;
         for k in &diff.missing {
-            if self.missing.len() < MAX_LISTED {
-                self.missing.push(render_key(&names, k));
+            if self.raw_missing.len() < MAX_LISTED {
+                self.raw_missing.push(k.clone());
             }
         }
         for k in &diff.extra {
-            if self.extra.len() < MAX_LISTED {
-                self.extra.push(render_key(&names, k));
+            if self.raw_extra.len() < MAX_LISTED {
+                self.raw_extra.push(k.clone());
             }
         }
         for c in &diff.changed {
-            if self.changed.len() < MAX_LISTED {
-                self.changed.push(ChangedRow {
-                    key: render_key(&names, &c.key),
-                    columns: c
-                        .columns
-                        .iter()
-                        .map(|(i, s, t)| ColumnDiff {
-                            column: mapped.columns.get(*i).map(|c| c.name.clone()).unwrap_or_default(),
-                            source: show(s),
-                            target: show(t),
-                        })
-                        .collect(),
-                });
+            if self.raw_changed.len() < MAX_LISTED {
+                let columns = c
+                    .columns
+                    .iter()
+                    .map(|(i, s, t)| {
+                        let col = mapped.columns.get(*i);
+                        let ty = col.map(|c| c.source_type.clone()).unwrap_or(crate::model::PgType::Text);
+                        ColumnDiff {
+                            column: col.map(|c| c.name.clone()).unwrap_or_default(),
+                            source: cut(key_text::value_text(&ty, s)),
+                            target: cut(key_text::value_text(&ty, t)),
+                        }
+                    })
+                    .collect();
+                self.raw_changed.push((c.key.clone(), columns));
             }
         }
     }
+
+    /// Orders the differing keys by the key's type and renders them as the
+    /// source writes them (see [`key_text`]).
+    pub fn finish(&mut self, mapped: &MappedTable) {
+        let cols = key_columns(mapped);
+        let types: Vec<crate::model::PgType> = cols.iter().map(|(_, t)| t.clone()).collect();
+        let mut missing = std::mem::take(&mut self.raw_missing);
+        missing.sort_by(|a, b| key_text::compare_keys(&types, a, b));
+        self.missing = missing.iter().map(|k| key_text::key_text(&cols, k)).collect();
+        let mut extra = std::mem::take(&mut self.raw_extra);
+        extra.sort_by(|a, b| key_text::compare_keys(&types, a, b));
+        self.extra = extra.iter().map(|k| key_text::key_text(&cols, k)).collect();
+        let mut changed = std::mem::take(&mut self.raw_changed);
+        changed.sort_by(|a, b| key_text::compare_keys(&types, &a.0, &b.0));
+        self.changed = changed
+            .into_iter()
+            .map(|(k, columns)| ChangedRow { key: key_text::key_text(&cols, &k), columns })
+            .collect();
+    }
 }
 
-fn key_names(mapped: &MappedTable) -> Vec<String> {
+/// The key columns' names and source types, in key order.
+fn key_columns(mapped: &MappedTable) -> Vec<(String, crate::model::PgType)> {
     mapped
         .source
         .match_columns()
         .iter()
-        .map(|&i| mapped.source.columns.get(i).map(|c| c.name.clone()).unwrap_or_default())
+        .filter_map(|&i| mapped.source.columns.get(i).map(|c| (c.name.clone(), c.pg_type.clone())))
         .collect()
 }
 
-fn render_key(names: &[String], key: &[CanonicalValue]) -> String {
-    names.iter().zip(key).map(|(n, v)| format!("{n}={}", show(v))).collect::<Vec<_>>().join(", ")
+fn cut(s: String) -> String {
+    if s.chars().count() > MAX_VALUE_CHARS {
+        format!("{}…", s.chars().take(MAX_VALUE_CHARS).collect::<String>())
+    } else {
+        s
+    }
 }
 
 /// A canonical value for people: NULL for NULL, long values cut at 80 characters.
@@ -273,27 +319,28 @@ impl ValidationReport {
             }
             let _ = writeln!(out, "\n{} (target {}):", t.table, t.target_table);
             let more = |listed: usize, total: u64| {
-                if (listed as u64) < total {
-                    format!(" (first {listed} of {total})")
+                let shown = listed.min(TEXT_LISTED) as u64;
+                if shown < total {
+                    format!(" ({total}, first {shown} by key; --format json lists all)")
                 } else {
-                    String::new()
+                    format!(" ({total})")
                 }
             };
             if !t.missing.is_empty() {
                 let _ = writeln!(out, "  missing on the target{}:", more(t.missing.len(), t.missing_total));
-                for k in &t.missing {
+                for k in t.missing.iter().take(TEXT_LISTED) {
                     let _ = writeln!(out, "    {k}");
                 }
             }
             if !t.extra.is_empty() {
                 let _ = writeln!(out, "  extra on the target{}:", more(t.extra.len(), t.extra_total));
-                for k in &t.extra {
+                for k in t.extra.iter().take(TEXT_LISTED) {
                     let _ = writeln!(out, "    {k}");
                 }
             }
             if !t.changed.is_empty() {
                 let _ = writeln!(out, "  changed{}:", more(t.changed.len(), t.changed_total));
-                for c in &t.changed {
+                for c in t.changed.iter().take(TEXT_LISTED) {
                     let _ = writeln!(out, "    {}", c.key);
                     for col in &c.columns {
                         let _ = writeln!(out, "      {}: source {} | target {}", col.column, col.source, col.target);
@@ -309,6 +356,14 @@ impl ValidationReport {
             }
         }
         for t in &self.tables {
+            if t.policy_altered > 0 {
+                let _ = writeln!(
+                    out,
+                    "\nnote: {}: {} source value(s) differ from the target by the plan's lossy policy (null/clamp) \
+                     and were compared as the policy writes them",
+                    t.table, t.policy_altered
+                );
+            }
             if let Some(n) = &t.note {
                 let _ = writeln!(out, "\nnote: {}: {n}", t.table);
             }

@@ -225,16 +225,18 @@ impl SourceSession {
         mapped: &MappedTable,
         key: Option<&SplitKey>,
         chunk: &Chunk,
-    ) -> Result<Digest, ValidateError> {
+    ) -> Result<(Digest, u64), ValidateError> {
         let mut hasher = RowHasher::new();
         let mut values = Vec::with_capacity(mapped.columns.len());
+        let mut altered = 0u64;
         self.for_each_row(&mapped.source, key, chunk, &mut |r| {
             values.clear();
             values.extend((0..r.len()).map(|i| canonical_value(mapped, &r, i)));
+            altered += policy_altered(mapped, &r, &values);
             hasher.add_row(&values);
         })
         .await?;
-        Ok(Digest { rows: hasher.count(), checksum: hasher.checksum() })
+        Ok((Digest { rows: hasher.count(), checksum: hasher.checksum() }, altered))
     }
 }
 
@@ -256,6 +258,28 @@ fn canonical_value(mapped: &MappedTable, row: &Row, i: usize) -> CanonicalValue 
         Ok(v) => canon(&v),
         Err(_) => row.get(i).map(canon).unwrap_or(CanonicalValue(None)),
     }
+}
+
+/// How many values of a source row the lossy policy (`null` / `clamp`)
+/// changes: the comparison holds them as the target is meant to, so they
+/// count as equal, and the report says how many there were. Columns whose
+/// policy is `error` cost nothing here.
+fn policy_altered(mapped: &MappedTable, row: &Row, compared: &[CanonicalValue]) -> u64 {
+    let mut n = 0;
+    for (i, col) in mapped.columns.iter().enumerate() {
+        if col.policy == crate::plan::LossyPolicy::Error {
+            continue;
+        }
+        let raw = match row.get(i) {
+            Some(Value::Json(s)) => CanonicalValue(Some(super::json::fast_canonical_json(s))),
+            Some(v) => canonical(v),
+            None => CanonicalValue(None),
+        };
+        if compared.get(i).is_some_and(|c| *c != raw) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// A source row in canonical form, each value as the mapping's lossy policy

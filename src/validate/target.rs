@@ -61,6 +61,17 @@ fn terr(context: String) -> impl Fn(String) -> ValidateError {
 
 impl TargetSession {
     pub async fn connect(url: &TargetUrl) -> Result<TargetSession, ValidateError> {
+        // Opening a SQLite file creates it: a mistyped path would leave an
+        // empty database behind and report every row as missing.
+        if let TargetUrl::Sqlite(path) = url {
+            if !path.exists() {
+                return Err(ValidateError::Target(format!(
+                    "the SQLite file {} does not exist: check target.url (a relative path is relative to the plan \
+                     file's directory), or run `xdb sync` first; nothing was created",
+                    path.display()
+                )));
+            }
+        }
         let mut conn = TargetConn::connect(url).await.map_err(|e| ValidateError::Target(e.to_string()))?;
         if let TargetConn::Postgres(PgConn { client, .. }) = &mut conn {
             // Text forms the canonical readers parse.

@@ -21,6 +21,7 @@ mod stream_safety;
 mod sync;
 mod tail;
 mod tls;
+mod trust;
 mod upgrade;
 mod validate;
 mod value_decode;

@@ -103,18 +103,21 @@ impl TlsPostgres {
         let conf = format!(
             "listen_addresses = '127.0.0.1,127.0.0.2'\nport = {}\nunix_socket_directories = '{}'\n\
              wal_level = logical\nmax_wal_senders = 10\nmax_replication_slots = 10\nfsync = off\n\
-             shared_buffers = 16MB\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+             shared_buffers = 16MB\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
             pg.port,
             dir.display(),
             dir.join("xdb-test-server.pem").display(),
-            dir.join("xdb-test-server.key").display()
+            dir.join("xdb-test-server.key").display(),
+            dir.join("xdb-test-ca.pem").display()
         );
         let mut pgconf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         pgconf.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), pgconf).unwrap();
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n\
+            "local all all trust\nhostssl all xdb_cert_user 127.0.0.0/8 cert\n\
+             hostssl replication xdb_cert_user 127.0.0.0/8 cert\n\
+             hostssl all all 127.0.0.0/8 scram-sha-256\n\
              hostssl replication all 127.0.0.0/8 scram-sha-256\n",
         )
         .unwrap();
@@ -326,7 +329,9 @@ impl TlsMariaDb {
         }
         let users = format!(
             "CREATE USER 'xdb'@'127.0.0.%' IDENTIFIED BY '{PW}' REQUIRE SSL; \
-             GRANT ALL PRIVILEGES ON *.* TO 'xdb'@'127.0.0.%'; CREATE DATABASE shop;"
+             GRANT ALL PRIVILEGES ON *.* TO 'xdb'@'127.0.0.%'; CREATE DATABASE shop; \
+             CREATE USER 'xdb_cert_user'@'127.0.0.%' REQUIRE SUBJECT '/CN=xdb_cert_user'; \
+             GRANT ALL PRIVILEGES ON shop.* TO 'xdb_cert_user'@'127.0.0.%';"
         );
         assert_eq!(admin(&users).ok(), Some(true), "create the TLS user");
         my
@@ -444,4 +449,107 @@ async fn check_plan_with_tls_urls() {
     let text = support::text(&out);
     assert!(out.status.success(), "xdb check over TLS failed:\n{text}");
     assert!(!text.contains(PW), "{text}");
+}
+
+/// SCRAM-SHA-256-PLUS: over TLS both the replication connection and the SQL
+/// connection bind the login to the TLS session; `channel_binding=require`
+/// proves it (the login fails when the binding was not used), and without
+/// TLS it is refused before a password is sent.
+#[tokio::test]
+async fn postgres_scram_channel_binding_over_tls() {
+    let pg = tokio::task::spawn_blocking(TlsPostgres::start).await.unwrap();
+    let ca = pg.ca();
+    for params in [
+        format!("sslmode=verify-full&sslrootcert={ca}&channel_binding=require"),
+        "sslmode=require&channel_binding=require".to_string(),
+    ] {
+        let url = pg.url("127.0.0.1", &params);
+        let mut c = identify(&url).await.unwrap_or_else(|e| panic!("replication, {params}: {e}"));
+        assert!(repl_uses_ssl(&mut c).await);
+        c.close().await;
+        let sql =
+            client::connect(&SecretUrl::new(url), "xdb_it_tls").await.unwrap_or_else(|e| panic!("sql, {params}: {e}"));
+        let ssl: bool =
+            sql.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+        assert!(ssl);
+    }
+    // The default (prefer) binds too when it can: the login works as before.
+    identify(&pg.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))).await.unwrap().close().await;
+    // Without TLS there is nothing to bind to: refused, saying why.
+    let plain = format!("postgres://postgres:x@127.0.0.1:{}/postgres?sslmode=disable&channel_binding=require", pg.port);
+    let e = identify(&plain).await.unwrap_err().to_string();
+    assert!(!e.contains("tls-secret-pw"), "{e}");
+}
+
+/// `sslcert` / `sslkey`: a login by client certificate (pg_hba `cert`, the
+/// certificate's CN is the role), on the replication and the SQL connection;
+/// without the certificate the same login is refused. And a URL that does
+/// not authenticate the server gets one warning, not one per connection.
+#[tokio::test]
+async fn postgres_client_certificates_and_the_unauthenticated_warning() {
+    let pg = tokio::task::spawn_blocking(TlsPostgres::start).await.unwrap();
+    let ca = pg.ca();
+    let admin =
+        client::connect(&SecretUrl::new(pg.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))), "x")
+            .await
+            .unwrap();
+    admin.batch_execute("CREATE ROLE xdb_cert_user LOGIN REPLICATION").await.unwrap();
+    let cert = pg.dir.join("xdb-test-client.pem").display().to_string();
+    let key = pg.dir.join("xdb-test-client.key").display().to_string();
+    let url = format!(
+        "postgres://xdb_cert_user@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={ca}&sslcert={cert}&sslkey={key}",
+        pg.port
+    );
+    let mut c = identify(&url).await.unwrap_or_else(|e| panic!("replication with a client certificate: {e}"));
+    assert!(repl_uses_ssl(&mut c).await);
+    c.close().await;
+    let sql = client::connect(&SecretUrl::new(url), "x")
+        .await
+        .unwrap_or_else(|e| panic!("sql with a client certificate: {e}"));
+    let who: String = sql.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    assert_eq!(who, "xdb_cert_user");
+    let without =
+        format!("postgres://xdb_cert_user@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={ca}", pg.port);
+    assert!(identify(&without).await.is_err(), "no certificate, no login");
+    let half = format!("{without}&sslcert={cert}");
+    let e = identify(&half).await.unwrap_err().to_string();
+    assert!(e.contains("sslcert is given without sslkey"), "{e}");
+
+    // The warning: a source across the network (TEST-NET-1, nothing answers
+    // there) with sslmode=require is named once, however many connections
+    // `xdb check` tries; a loopback server gets none (nothing sits between).
+    let plan = PlanFile::new(&format!(
+        "name: tls_warn\nsource:\n  url: postgres://u:{PW}@192.0.2.1:5432/d?sslmode=require&connect_timeout=2\ntarget:\n  url: sqlite://{}/t.db\ntables: [public.t]\n",
+        std::env::temp_dir().display()
+    ));
+    let out = support::xdb(&["check", "--plan", plan.path.to_str().unwrap()]);
+    let o = support::text(&out);
+    assert_eq!(o.matches("is not authenticated").count(), 1, "{o}");
+    assert!(o.contains("192.0.2.1:5432") && o.contains("verify-full") && !o.contains(PW), "{o}");
+    let local = PlanFile::new(&format!(
+        "name: tls_warn\nsource:\n  url: {}\ntarget:\n  url: sqlite://{}/t.db\ntables: [public.t]\n",
+        pg.url("127.0.0.1", "sslmode=require"),
+        std::env::temp_dir().display()
+    ));
+    let o = support::text(&support::xdb(&["check", "--plan", local.path.to_str().unwrap()]));
+    assert!(!o.contains("is not authenticated"), "{o}");
+    let _ = admin.batch_execute("DROP ROLE xdb_cert_user").await;
+}
+
+/// MySQL `ssl-cert` / `ssl-key`: a user that must present a certificate
+/// with its subject logs in with one, and is refused without.
+#[tokio::test]
+async fn mariadb_client_certificates() {
+    let my = tokio::task::spawn_blocking(TlsMariaDb::start).await.unwrap();
+    let ca = my.ca();
+    let cert = my.dir.join("xdb-test-client.pem").display().to_string();
+    let key = my.dir.join("xdb-test-client.key").display().to_string();
+    let base = format!("mysql://xdb_cert_user@127.0.0.1:{}/shop?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}", my.port);
+    let mut t = target(&format!("{base}&ssl-cert={cert}&ssl-key={key}"))
+        .await
+        .unwrap_or_else(|e| panic!("login with a client certificate: {e}"));
+    assert!(!mysql_cipher(&mut t).await.is_empty());
+    assert!(target(&base).await.is_err(), "no certificate, no login");
+    let e = target(&format!("{base}&ssl-cert={cert}")).await.err().unwrap_or_default();
+    assert!(e.contains("ssl-cert is given without ssl-key"), "{e}");
 }

@@ -86,8 +86,10 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
     // The plan lives in the repository: the run must not write beside it.
     let plans_before = listing(&root.join("cutover-plans"));
     let state = std::env::temp_dir().join(support::unique("xdb_upg_state"));
+    // Exactly as the plan's header says: from the repository root, the plan
+    // named relatively, no variable pointing at the scripts.
     let run = Command::new(env!("CARGO_BIN_EXE_xdb"))
-        .args(["sync", "--plan", root.join("cutover-plans/pg-to-postgres-upgrade.yaml").to_str().unwrap()])
+        .args(["sync", "--plan", "cutover-plans/pg-to-postgres-upgrade.yaml"])
         .args(["--cutover", "--yes"])
         .env("SOURCE_PASSWORD", &super_pw)
         .env("TARGET_PASSWORD", &super_pw)
@@ -95,9 +97,9 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
         .env("TARGET_PORT", support::env("XDB_PG_PORT"))
         .env("SOURCE_DB", &src.name)
         .env("TARGET_DB", &tgt.name)
-        .env("XDB_SCRIPTS", root.join("scripts"))
+        .env_remove("XDB_SCRIPTS")
         .env("XDB_STATE_DIR", &state)
-        .current_dir(std::env::temp_dir())
+        .current_dir(root)
         .output();
     let out = run.unwrap();
     // Writes keep coming for a moment after the switch: they land on the target.

@@ -368,6 +368,15 @@ pub fn describe_verify(v: &Verify) -> String {
     }
 }
 
+/// The plan file as an absolute path: a command runs in the plan's
+/// directory, where a relative `XDB_PLAN` would name another file.
+fn plan_path(plan: &Plan) -> std::path::PathBuf {
+    match plan.file.file_name() {
+        Some(name) => plan.dir.join(name),
+        None => plan.file.clone(),
+    }
+}
+
 async fn run_command(
     plan: &Plan,
     run: &str,
@@ -382,24 +391,23 @@ async fn run_command(
         .arg(run)
         .env("SOURCE_URL", plan.source.url.expose())
         .env("TARGET_URL", target_url)
-        .env("XDB_PLAN", &plan.file)
+        .env("XDB_PLAN", plan_path(plan))
         .envs(vars)
+        .current_dir(&plan.dir)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    if let Some(dir) = plan.file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        cmd.current_dir(dir);
-    }
     let out = cmd.output().await.map_err(|e| ActionError(format!("cannot run sh -c {run:?}: {e}")))?;
     let mut notes = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines().chain(String::from_utf8_lossy(&out.stderr).lines()) {
-        notes.push(format!("| {line}"));
+        // A script may echo its SOURCE_URL or a password it was handed.
+        notes.push(format!("| {}", crate::secrets::scrub(line)));
     }
     if out.status.success() {
         Ok(Outcome { notes, ..Default::default() })
     } else {
         let tail: Vec<String> = notes.iter().rev().take(5).rev().cloned().collect();
         let code = out.status.code().map(|c| format!("exit status {c}")).unwrap_or_else(|| "killed by a signal".into());
-        let mut msg = format!("`{run}` failed ({code})");
+        let mut msg = format!("`{}` failed ({code})", crate::secrets::scrub(run));
         if !tail.is_empty() {
             msg.push_str(": ");
             msg.push_str(&tail.join(" "));

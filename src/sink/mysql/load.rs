@@ -18,6 +18,7 @@ use crate::model::Row;
 use crate::sink::dialect::SqlDialect;
 use crate::sink::load::{check_reader, AttemptCounters, LoadFailure, RangeRecord, CHUNK_BYTES};
 use crate::sink::state;
+use crate::sink::value_errors::ValueErrors;
 
 /// Loads one range in one transaction with its `copy_ranges` row.
 pub(crate) async fn load_range(
@@ -31,7 +32,7 @@ pub(crate) async fn load_range(
     let e = LoadFailure::from;
     conn.query_drop("START TRANSACTION").await.map_err(e)?;
     let sent = Arc::new(AtomicU64::new(0));
-    let encode_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let encode_error: Arc<std::sync::Mutex<ValueErrors>> = Default::default();
     let state = (rows, table.clone(), sent.clone(), encode_error.clone(), counters.clone());
     let stream = futures_util::stream::unfold(state, |(mut rx, t, sent, err, counters)| async move {
         let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
@@ -39,13 +40,15 @@ pub(crate) async fn load_range(
             let Some(batch) = rx.recv().await else { break };
             let n = batch.len() as u64;
             for row in &batch {
+                let at = buf.len();
                 if let Err(conv) = t.append_load_data_row(row, &mut buf) {
-                    if let Ok(mut slot) = err.lock() {
-                        *slot = Some(conv.to_string());
+                    // Keep going so that every bad value of the range is
+                    // named; the range fails after the load (row counts
+                    // differ, the stored errors say why).
+                    buf.truncate(at);
+                    if let Ok(mut errors) = err.lock() {
+                        errors.push(conv);
                     }
-                    // Ending the data early makes the row count differ;
-                    // the stored error says why.
-                    return None;
                 }
             }
             sent.fetch_add(n, Ordering::Relaxed);
@@ -59,7 +62,7 @@ pub(crate) async fn load_range(
     });
     conn.set_infile_handler(async move { Ok(stream.boxed()) });
     let load = conn.query_drop(table.load_data_sql("xdb-copy")).await;
-    if let Some(msg) = encode_error.lock().ok().and_then(|mut s| s.take()) {
+    if let Some(msg) = encode_error.lock().ok().filter(|e| !e.is_empty()).map(|e| e.message()) {
         return Err(msg.into());
     }
     load.map_err(e)?;

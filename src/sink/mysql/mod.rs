@@ -171,10 +171,12 @@ pub fn params(
 }
 
 fn scrub(text: &str, u: &SecretUrl) -> String {
-    match u.password() {
-        Some(p) if !p.is_empty() => text.replace(&p, "***"),
-        _ => text.to_string(),
+    // The one scrubber (crate::secrets); this URL's password is registered
+    // first in case the URL did not come from a loaded plan.
+    for pw in [u.password(), u.query_password()].into_iter().flatten() {
+        crate::secrets::register(&pw);
     }
+    crate::secrets::scrub(text)
 }
 
 /// A MySQL value as text, the way the `mysql` client prints it.

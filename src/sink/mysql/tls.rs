@@ -91,11 +91,11 @@ impl MysqlTls {
 /// `ssl-mode` / `ssl-ca` (the CA file is read here, so a bad path is reported
 /// before any connection). Errors never contain the password.
 pub fn opts_from_url(url: &SecretUrl) -> Result<(Opts, MysqlTls), String> {
-    let scrub = |text: String| match url.password() {
-        Some(p) if !p.is_empty() => text.replace(&p, "***"),
-        _ => text,
-    };
-    let (rest, mode, ca) = take_tls_params(url.expose()).map_err(scrub)?;
+    if let Some(p) = url.password() {
+        crate::secrets::register(&p);
+    }
+    let scrub = |text: String| crate::secrets::scrub(&text);
+    let (rest, mode, ca, identity) = take_tls_params(url.expose()).map_err(scrub)?;
     let opts = Opts::from_url(&rest).map_err(|e| scrub(e.to_string()))?;
     let mode = match mode {
         Some(m) => Some(m),
@@ -109,6 +109,15 @@ pub fn opts_from_url(url: &SecretUrl) -> Result<(Opts, MysqlTls), String> {
         // Encrypt without checking who answers (MySQL's own meaning of these
         // modes): protects against eavesdropping, not against a man in the middle.
         MysqlSslMode::Preferred | MysqlSslMode::Required => {
+            let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+            let local = crate::source::postgres::replication::tls::is_local(opts.ip_or_hostname());
+            if !local && crate::source::postgres::replication::tls::first_warning(&format!("mysql {server}")) {
+                tracing::warn!(
+                    "the MySQL/MariaDB server at {server} is not authenticated (ssl-mode={}): its certificate is not \
+                     checked; use ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem",
+                    mode.as_str()
+                );
+            }
             Some(SslOpts::default().with_danger_accept_invalid_certs(true))
         }
         MysqlSslMode::VerifyCa | MysqlSslMode::VerifyIdentity => {
@@ -119,6 +128,16 @@ pub fn opts_from_url(url: &SecretUrl) -> Result<(Opts, MysqlTls), String> {
             }
             Some(ssl)
         }
+    };
+    // ssl-cert / ssl-key: the client's certificate for REQUIRE X509 /
+    // SUBJECT users; mysql_async reads the PEM files at connect time.
+    let ssl = match (ssl, identity) {
+        (Some(ssl), Some((cert, key))) => Some(ssl.with_client_identity(Some(mysql_async::ClientIdentity::new(
+            std::path::PathBuf::from(cert).into(),
+            std::path::PathBuf::from(key).into(),
+        )))),
+        (None, Some(_)) => return Err("ssl-cert/ssl-key need TLS, but ssl-mode=DISABLED".into()),
+        (ssl, None) => ssl,
     };
     Ok((OptsBuilder::from_opts(opts).ssl_opts(ssl).into(), tls))
 }
@@ -133,21 +152,33 @@ fn read_ca(path: &Path) -> Result<Vec<u8>, String> {
     Ok(pem)
 }
 
-/// Takes `ssl-mode` and `ssl-ca` out of the URL's query (mysql_async rejects unknown parameters).
-fn take_tls_params(url: &str) -> Result<(String, Option<MysqlSslMode>, Option<String>), String> {
-    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), None, None)) };
-    let (mut mode, mut ca) = (None, None);
+/// `ssl-cert` and `ssl-key`, both given.
+type ClientCert = Option<(String, String)>;
+
+/// Takes `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key` out of the URL's
+/// query (mysql_async rejects unknown parameters).
+fn take_tls_params(url: &str) -> Result<(String, Option<MysqlSslMode>, Option<String>, ClientCert), String> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), None, None, None)) };
+    let (mut mode, mut ca, mut cert, mut key) = (None, None, None, None);
     let mut kept = Vec::new();
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         match k.to_ascii_lowercase().replace('_', "-").as_str() {
             "ssl-mode" => mode = Some(MysqlSslMode::parse(&percent_decode(v)?)?),
             "ssl-ca" => ca = Some(percent_decode(v)?).filter(|c| !c.is_empty()),
+            "ssl-cert" => cert = Some(percent_decode(v)?).filter(|c| !c.is_empty()),
+            "ssl-key" => key = Some(percent_decode(v)?).filter(|c| !c.is_empty()),
             _ => kept.push(kv),
         }
     }
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err("ssl-cert is given without ssl-key: add ssl-key=/path/client.key".into()),
+        (None, Some(_)) => return Err("ssl-key is given without ssl-cert: add ssl-cert=/path/client.pem".into()),
+    };
     let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-    Ok((rest, mode, ca))
+    Ok((rest, mode, ca, identity))
 }
 
 fn percent_decode(s: &str) -> Result<String, String> {
@@ -282,12 +313,15 @@ mod tests {
 
     #[test]
     fn takes_ssl_params_out_of_the_url() {
-        let (rest, mode, ca) =
+        let (rest, mode, ca, _) =
             take_tls_params("mysql://u:p@h:3306/db?ssl-mode=verify_ca&ssl_ca=%2Fetc%2Fca.pem&pool_min=1").unwrap();
         assert_eq!(rest, "mysql://u:p@h:3306/db?pool_min=1");
         assert_eq!(mode, Some(MysqlSslMode::VerifyCa));
         assert_eq!(ca.as_deref(), Some("/etc/ca.pem"));
-        assert_eq!(take_tls_params("mysql://h/db").unwrap(), ("mysql://h/db".into(), None, None));
+        assert_eq!(take_tls_params("mysql://h/db").unwrap(), ("mysql://h/db".into(), None, None, None));
+        let (_, _, _, id) = take_tls_params("mysql://h/db?ssl-cert=/c.pem&ssl-key=/c.key").unwrap();
+        assert_eq!(id, Some(("/c.pem".into(), "/c.key".into())));
+        assert!(take_tls_params("mysql://h/db?ssl-cert=/c.pem").is_err());
         assert!(take_tls_params("mysql://h/db?ssl-mode=sometimes").is_err());
     }
 

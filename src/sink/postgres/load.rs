@@ -14,6 +14,7 @@ use crate::model::Row;
 use crate::sink::dialect::SqlDialect;
 use crate::sink::load::{check_reader, AttemptCounters, LoadFailure, RangeRecord, CHUNK_BYTES};
 use crate::sink::state;
+use crate::sink::value_errors::ValueErrors;
 
 /// Loads one range of COPY binary bytes in one transaction with its record.
 pub(crate) async fn load_range_raw(
@@ -53,10 +54,15 @@ pub(crate) async fn load_range(
     let sink = client.copy_in::<_, Bytes>(table.pg_copy_sql().as_str()).await.map_err(e)?;
     let mut sink = std::pin::pin!(sink);
     let mut sent = 0u64;
+    let mut bad = ValueErrors::default();
     let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
     while let Some(batch) = rows.recv().await {
         for row in &batch {
-            table.append_pg_copy_row(row, &mut buf).map_err(|c| c.to_string())?;
+            let at = buf.len();
+            if let Err(c) = table.append_pg_copy_row(row, &mut buf) {
+                buf.truncate(at);
+                bad.push(c);
+            }
         }
         sent += batch.len() as u64;
         counters.add_rows(batch.len() as u64);
@@ -64,6 +70,9 @@ pub(crate) async fn load_range(
             counters.add_bytes(buf.len() as u64);
             sink.send(Bytes::from(std::mem::take(&mut buf))).await.map_err(e)?;
         }
+    }
+    if !bad.is_empty() {
+        return Err(bad.message().into());
     }
     if !buf.is_empty() {
         counters.add_bytes(buf.len() as u64);

@@ -8,6 +8,7 @@ use crate::model::Row;
 use crate::sink::dialect::SqlDialect;
 use crate::sink::load::{AttemptCounters, LoadFailure, RangeRecord};
 use crate::sink::state;
+use crate::sink::value_errors::ValueErrors;
 
 /// Loads one range in one transaction with its `copy_ranges` row.
 pub(crate) fn load_range(
@@ -26,16 +27,27 @@ pub(crate) fn load_range(
     let sql = format!("INSERT INTO {} ({}) VALUES ({marks})", d.table_ident(&table.source.name), cols.join(", "));
     let all: Vec<usize> = (0..table.columns.len()).collect();
     let mut sent = 0u64;
+    let mut bad = ValueErrors::default();
     {
         let mut st = tx.prepare(&sql).map_err(e)?;
         while let Some(batch) = rows.blocking_recv() {
             for row in &batch {
-                let params = table.sqlite_params(row, &all).map_err(|c| c.to_string())?;
+                let params = match table.sqlite_params(row, &all) {
+                    Ok(p) => p,
+                    Err(c) => {
+                        bad.push(c);
+                        continue;
+                    }
+                };
+                counters.add_bytes(row_bytes(&params));
                 st.execute(rusqlite::params_from_iter(params)).map_err(e)?;
             }
             sent += batch.len() as u64;
             counters.add_rows(batch.len() as u64);
         }
+    }
+    if !bad.is_empty() {
+        return Err(bad.message().into());
     }
     match read_done.blocking_recv() {
         Ok(Ok(read)) if read == sent => {}
@@ -47,4 +59,20 @@ pub(crate) fn load_range(
         .map_err(e)?;
     tx.commit().map_err(e)?;
     Ok(sent)
+}
+
+/// The bytes a row's SQLite values hold (text and blob lengths, 8 per
+/// number), so the copy summary shows the data written to a SQLite target
+/// as it does for the targets that are fed a byte stream.
+pub fn row_bytes(values: &[rusqlite::types::Value]) -> u64 {
+    use rusqlite::types::Value;
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Null => 0,
+            Value::Integer(_) | Value::Real(_) => 8,
+            Value::Text(t) => t.len() as u64,
+            Value::Blob(b) => b.len() as u64,
+        })
+        .sum()
 }

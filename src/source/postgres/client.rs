@@ -53,6 +53,9 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgClientSslMode::Require,
     });
     let server = server_label(&config);
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        tls.warn_if_unauthenticated(host, &server);
+    }
     let connector = PgTlsConnector::new(tls.clone()).map_err(|e| ConnectError {
         server: server.clone(),
         reason: e.to_string(),
@@ -102,8 +105,10 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
 }
 
 fn scrub(text: &str, url: &SecretUrl) -> String {
-    match url.password() {
-        Some(pw) if !pw.is_empty() => text.replace(&pw, "***"),
-        _ => text.to_string(),
+    // The one scrubber (crate::secrets); this URL's password is registered
+    // first in case the URL did not come from a loaded plan.
+    for pw in [url.password(), url.query_password()].into_iter().flatten() {
+        crate::secrets::register(&pw);
     }
+    crate::secrets::scrub(text)
 }

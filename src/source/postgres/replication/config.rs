@@ -57,6 +57,17 @@ impl SslMode {
 }
 
 /// Where and as whom the walsender connection logs in. `Debug` masks the password.
+/// libpq's `channel_binding`: SCRAM-SHA-256-PLUS over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChannelBindingMode {
+    Disable,
+    /// Used when TLS is on and the server offers it (the default).
+    #[default]
+    Prefer,
+    /// The login fails unless it was channel-bound.
+    Require,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {
     /// Host name or IP address; a value starting with `/` is a Unix-socket directory.
@@ -73,6 +84,13 @@ pub struct ReplicationConfig {
     pub connect_timeout: Option<Duration>,
     /// Extra `options` from the URL, appended after xdb's own `-c` settings.
     pub options: Option<String>,
+    /// `channel_binding`: SCRAM-SHA-256-PLUS when TLS is on.
+    pub channel_binding: ChannelBindingMode,
+    /// `sslcert` and `sslkey` (both or neither).
+    pub ssl_client_cert: Option<(String, String)>,
+    /// `allow_insecure_password=true` (xdb's own parameter): send a
+    /// cleartext or MD5 password to a server that is not authenticated.
+    pub allow_insecure_password: bool,
 }
 
 impl fmt::Debug for ReplicationConfig {
@@ -106,6 +124,10 @@ struct Parts {
     sslrootcert: Option<String>,
     connect_timeout: Option<String>,
     options: Option<String>,
+    channel_binding: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+    allow_insecure_password: Option<String>,
 }
 
 /// libpq keys xdb accepts and ignores (they do not change what the walsender sees).
@@ -143,21 +165,16 @@ impl Parts {
             "sslrootcert" => &mut self.sslrootcert,
             "connect_timeout" => &mut self.connect_timeout,
             "options" => &mut self.options,
-            "channel_binding" => {
-                if value == "require" {
-                    return Err(ReplicationError::Config(
-                        "channel_binding=require is not supported (SCRAM runs without channel binding); \
-                         use sslmode=verify-full to authenticate the server"
-                            .into(),
-                    ));
-                }
-                return Ok(());
-            }
-            "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(ReplicationError::Config(format!(
-                    "{key}: TLS client certificates are not supported; authenticate with a password \
-                     (scram-sha-256) and verify the server with sslmode=verify-full"
-                )));
+            "allow_insecure_password" => &mut self.allow_insecure_password,
+            "channel_binding" => &mut self.channel_binding,
+            "sslcert" => &mut self.sslcert,
+            "sslkey" => &mut self.sslkey,
+            "sslpassword" => {
+                return Err(ReplicationError::Config(
+                    "sslpassword: encrypted client keys are not supported; give sslkey an unencrypted PEM key \
+                     readable only by xdb's user"
+                        .into(),
+                ));
             }
             k if IGNORED_KEYS.contains(&k) => return Ok(()),
             other => {
@@ -213,6 +230,26 @@ impl Parts {
             ssl_root_cert: self.sslrootcert.filter(|r| !r.is_empty()),
             connect_timeout,
             options: self.options.filter(|o| !o.trim().is_empty()),
+            ssl_client_cert: client_cert_pair(self.sslcert, self.sslkey)?,
+            allow_insecure_password: match self.allow_insecure_password.as_deref() {
+                None | Some("") | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(other) => {
+                    return Err(ReplicationError::Config(format!(
+                        "allow_insecure_password={other:?}: expected true or false"
+                    )))
+                }
+            },
+            channel_binding: match self.channel_binding.as_deref() {
+                None | Some("") | Some("prefer") => ChannelBindingMode::Prefer,
+                Some("disable") => ChannelBindingMode::Disable,
+                Some("require") => ChannelBindingMode::Require,
+                Some(other) => {
+                    return Err(ReplicationError::Config(format!(
+                        "unknown channel_binding {other:?}: expected disable, prefer or require"
+                    )))
+                }
+            },
         })
     }
 }
@@ -244,7 +281,7 @@ impl ReplicationConfig {
 
     /// The TLS settings (`sslmode`, `sslrootcert`).
     pub fn tls(&self) -> PgTls {
-        PgTls { mode: self.ssl_mode, root_cert: self.ssl_root_cert.clone() }
+        PgTls { mode: self.ssl_mode, root_cert: self.ssl_root_cert.clone(), client_cert: self.ssl_client_cert.clone() }
     }
 
     /// `host:port`, for messages.
@@ -399,10 +436,11 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
     let text = text.trim();
     let mut mode = None;
     let mut root_cert = None;
+    let (mut cert, mut key) = (None, None);
     let lower = text.get(..14).unwrap_or(text).to_ascii_lowercase();
     let rest = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         let Some((base, query)) = text.split_once('?') else {
-            return Ok((text.to_string(), PgTls { mode: SslMode::Prefer, root_cert: None }));
+            return Ok((text.to_string(), PgTls { mode: SslMode::Prefer, root_cert: None, client_cert: None }));
         };
         let mut kept = Vec::new();
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
@@ -410,6 +448,10 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
             match decode(k, "parameter name")?.as_str() {
                 "sslmode" => mode = Some(decode(v, "parameter value")?),
                 "sslrootcert" => root_cert = Some(decode(v, "parameter value")?),
+                "sslcert" => cert = Some(decode(v, "parameter value")?),
+                "sslkey" => key = Some(decode(v, "parameter value")?),
+                // xdb's own; the replication connection enforces it.
+                "allow_insecure_password" => {}
                 _ => kept.push(kv),
             }
         }
@@ -424,6 +466,9 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
             match k.as_str() {
                 "sslmode" => mode = Some(v),
                 "sslrootcert" => root_cert = Some(v),
+                "sslcert" => cert = Some(v),
+                "sslkey" => key = Some(v),
+                "allow_insecure_password" => {}
                 _ => kept.push(format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))),
             }
         }
@@ -433,7 +478,23 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
         Some(m) => SslMode::parse(&m)?,
         None => SslMode::Prefer,
     };
-    Ok((rest, PgTls { mode, root_cert: root_cert.filter(|r| !r.is_empty()) }))
+    let client_cert = client_cert_pair(cert, key)?;
+    Ok((rest, PgTls { mode, root_cert: root_cert.filter(|r| !r.is_empty()), client_cert }))
+}
+
+/// `sslcert` and `sslkey` go together: one without the other is a mistake
+/// worth stopping on (libpq would silently skip the certificate).
+fn client_cert_pair(cert: Option<String>, key: Option<String>) -> Result<Option<(String, String)>, ReplicationError> {
+    match (cert.filter(|c| !c.is_empty()), key.filter(|k| !k.is_empty())) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            Err(ReplicationError::Config("sslcert is given without sslkey: add sslkey=/path/client.key".into()))
+        }
+        (None, Some(_)) => {
+            Err(ReplicationError::Config("sslkey is given without sslcert: add sslcert=/path/client.pem".into()))
+        }
+    }
 }
 
 /// Percent-decoding; `what` names the part in errors (the value itself is never shown).
@@ -513,7 +574,10 @@ mod tests {
         assert_eq!(parse(&format!("{rest} user=u")).password.as_deref(), Some("a ' b\\"));
         assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyCa, Some("/c")));
         let c = parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=/etc/ca.pem");
-        assert_eq!(c.tls(), PgTls { mode: SslMode::VerifyCa, root_cert: Some("/etc/ca.pem".into()) });
+        assert_eq!(
+            c.tls(),
+            PgTls { mode: SslMode::VerifyCa, root_cert: Some("/etc/ca.pem".into()), client_cert: None }
+        );
         let e = take_tls_params("postgres://u:hunter2@h/d?sslmode=bogus").unwrap_err().to_string();
         assert!(e.contains("bogus") && !e.contains("hunter2"), "{e}");
     }

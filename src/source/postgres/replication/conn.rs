@@ -6,6 +6,7 @@ use postgres_protocol::authentication::{md5_hash, sasl};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::config::ChannelBindingMode;
 use super::wire::{self, AuthRequest, Frame};
 use super::{ReplicationConfig, ReplicationError};
 
@@ -29,6 +30,10 @@ pub struct Conn {
     pub server: String,
     /// `server_version` as reported at startup.
     pub server_version: Option<String>,
+    /// The TLS session's tls-server-end-point data, for SCRAM-SHA-256-PLUS.
+    end_point: Option<Vec<u8>>,
+    /// TLS with the server's certificate verified (verify-ca / verify-full).
+    server_authenticated: bool,
 }
 
 impl Conn {
@@ -47,8 +52,10 @@ impl Conn {
 
     async fn connect_inner(config: &ReplicationConfig, server: String) -> Result<Conn, ReplicationError> {
         let tls = config.tls();
+        tls.warn_if_unauthenticated(&config.host, &server);
         // Read the CA file before connecting: a bad sslrootcert is a configuration error, not a network one.
         let tls_config = if tls.attempts_tls() { Some(tls.client_config()?) } else { None };
+        let mut end_point = None;
         let io: Box<dyn Stream> = if config.host.starts_with('/') {
             // The server never offers TLS on a Unix socket (it answers 'N'); only ask when TLS is mandatory,
             // so that the refusal is reported.
@@ -70,7 +77,9 @@ impl Conn {
             let _ = tcp.set_nodelay(true);
             match tls_config {
                 Some(tls_config) if ssl_request(&mut tcp, &server).await? => {
-                    Box::new(tls.handshake(tls_config, tcp, &config.host, &server).await?)
+                    let stream = tls.handshake(tls_config, tcp, &config.host, &server).await?;
+                    end_point = super::tls::server_end_point(&stream);
+                    Box::new(stream)
                 }
                 Some(_) if tls.mode.requires_tls() => return Err(no_tls(&tls, &server)),
                 _ => Box::new(tcp),
@@ -82,6 +91,8 @@ impl Conn {
             wbuf: BytesMut::with_capacity(1024),
             server,
             server_version: None,
+            server_authenticated: end_point.is_some() && tls.verify() != super::tls::Verify::Nothing,
+            end_point,
         };
         conn.startup(config).await?;
         Ok(conn)
@@ -96,6 +107,8 @@ impl Conn {
             wbuf: BytesMut::new(),
             server: server.to_string(),
             server_version: None,
+            end_point: None,
+            server_authenticated: false,
         }
     }
 
@@ -168,7 +181,39 @@ impl Conn {
             let encode_err =
                 |e: std::io::Error| ReplicationError::Protocol(format!("encoding a password message: {e}"));
             match wire::parse_auth(&f.body)? {
+                AuthRequest::Ok if config.channel_binding == ChannelBindingMode::Require && scram.is_none() => {
+                    return Err(ReplicationError::Auth(
+                        "channel_binding=require, but the server logged in without SCRAM".into(),
+                    ));
+                }
                 AuthRequest::Ok => return Ok(()),
+                AuthRequest::Cleartext if config.channel_binding == ChannelBindingMode::Require => {
+                    return Err(ReplicationError::Auth(
+                        "channel_binding=require, but the server asks for a cleartext password".into(),
+                    ));
+                }
+                AuthRequest::Md5(_) if config.channel_binding == ChannelBindingMode::Require => {
+                    return Err(ReplicationError::Auth(
+                        "channel_binding=require, but the server asks for an MD5 password".into(),
+                    ));
+                }
+                AuthRequest::Cleartext | AuthRequest::Md5(_)
+                    if refuse_insecure_password(config, self.server_authenticated) =>
+                {
+                    return Err(ReplicationError::Auth(format!(
+                        "the server at {} asks for {} password over a connection that does not authenticate it \
+                         ({}): whoever answers there would get the password. Use sslmode=verify-full with \
+                         sslrootcert, switch the login to scram-sha-256 in pg_hba.conf, or accept the risk with \
+                         allow_insecure_password=true in the URL",
+                        self.server,
+                        if matches!(wire::parse_auth(&f.body)?, AuthRequest::Cleartext) {
+                            "a cleartext"
+                        } else {
+                            "an MD5"
+                        },
+                        config.tls().describe()
+                    )));
+                }
                 AuthRequest::Cleartext => {
                     frontend::password_message(password()?.as_bytes(), &mut self.wbuf).map_err(encode_err)?;
                 }
@@ -177,16 +222,41 @@ impl Conn {
                     frontend::password_message(hash.as_bytes(), &mut self.wbuf).map_err(encode_err)?;
                 }
                 AuthRequest::Sasl(mechanisms) => {
-                    if !mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256) {
+                    let plus = mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256_PLUS);
+                    if !plus && !mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256) {
                         return Err(ReplicationError::Auth(format!(
-                            "the server offers SASL mechanisms {mechanisms:?}; xdb supports SCRAM-SHA-256"
+                            "the server offers SASL mechanisms {mechanisms:?}; xdb supports SCRAM-SHA-256(-PLUS)"
                         )));
                     }
-                    // Channel binding is not offered (flag 'n'), even over TLS: the server is
-                    // authenticated by sslmode=verify-full instead.
-                    let s = sasl::ScramSha256::new(password()?.as_bytes(), sasl::ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(sasl::SCRAM_SHA_256, s.message(), &mut self.wbuf)
-                        .map_err(encode_err)?;
+                    // Over TLS, SCRAM-SHA-256-PLUS binds the login to this
+                    // session (what postgres-protocol implements; xdb only
+                    // hands it the certificate hash). Without TLS flag 'n';
+                    // with TLS but no PLUS offered flag 'y', so a server that
+                    // does support it cannot be downgraded unnoticed.
+                    let binding = match (&self.end_point, plus, config.channel_binding) {
+                        (_, _, ChannelBindingMode::Disable) => None,
+                        (Some(hash), true, _) => Some(hash.clone()),
+                        _ => None,
+                    };
+                    if binding.is_none() && config.channel_binding == ChannelBindingMode::Require {
+                        return Err(ReplicationError::Auth(format!(
+                            "channel_binding=require, but {}",
+                            if self.end_point.is_none() {
+                                "the connection is not TLS (use sslmode=verify-full)"
+                            } else {
+                                "the server does not offer SCRAM-SHA-256-PLUS (scram-sha-256 in pg_hba.conf, over hostssl)"
+                            }
+                        )));
+                    }
+                    let (mechanism, cb) = match binding {
+                        Some(hash) => (sasl::SCRAM_SHA_256_PLUS, sasl::ChannelBinding::tls_server_end_point(hash)),
+                        None if self.end_point.is_some() && config.channel_binding != ChannelBindingMode::Disable => {
+                            (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unrequested())
+                        }
+                        None => (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unsupported()),
+                    };
+                    let s = sasl::ScramSha256::new(password()?.as_bytes(), cb);
+                    frontend::sasl_initial_response(mechanism, s.message(), &mut self.wbuf).map_err(encode_err)?;
                     scram = Some(s);
                 }
                 AuthRequest::SaslContinue(data) => {
@@ -336,4 +406,34 @@ fn no_tls(tls: &super::tls::PgTls, server: &str) -> ReplicationError {
 
 pub fn unexpected(tag: u8, when: &str) -> ReplicationError {
     ReplicationError::Protocol(format!("unexpected message {:?} {when}", tag as char))
+}
+
+/// A cleartext or MD5 password is refused when it would go to a server that
+/// is not authenticated, over the network: a machine in the middle gets
+/// the password itself (cleartext) or a replayable hash of it (MD5). Loopback
+/// and Unix sockets have no middle; the URL can accept the risk.
+fn refuse_insecure_password(config: &ReplicationConfig, server_authenticated: bool) -> bool {
+    !server_authenticated && !config.allow_insecure_password && !super::tls::is_local(&config.host)
+}
+
+#[cfg(test)]
+mod insecure_password_tests {
+    use super::*;
+
+    #[test]
+    fn refused_only_over_the_network_to_an_unauthenticated_server() {
+        let mut c = ReplicationConfig::parse("postgres://u:p@db.example.com/d").unwrap();
+        assert!(refuse_insecure_password(&c, false));
+        assert!(!refuse_insecure_password(&c, true));
+        c.allow_insecure_password = true;
+        assert!(!refuse_insecure_password(&c, false));
+        for local in ["127.0.0.1", "127.0.0.2", "localhost", "::1", "/var/run/postgresql"] {
+            let mut c = ReplicationConfig::parse("postgres://u:p@h/d").unwrap();
+            c.host = local.into();
+            assert!(!refuse_insecure_password(&c, false), "{local}");
+        }
+        let c = ReplicationConfig::parse("postgres://u:p@10.0.0.5/d?allow_insecure_password=true").unwrap();
+        assert!(c.allow_insecure_password);
+        assert!(ReplicationConfig::parse("postgres://u:p@h/d?allow_insecure_password=maybe").is_err());
+    }
 }

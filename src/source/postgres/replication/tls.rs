@@ -50,6 +50,9 @@ pub struct PgTls {
     pub mode: SslMode,
     /// `sslrootcert`: a PEM file of trusted CAs, or `system`.
     pub root_cert: Option<String>,
+    /// `sslcert` / `sslkey`: the client's certificate (chain) and private
+    /// key, PEM, for `cert` authentication in pg_hba.conf.
+    pub client_cert: Option<(String, String)>,
 }
 
 impl PgTls {
@@ -87,21 +90,47 @@ impl PgTls {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider.signature_verification_algorithms)))
-                .with_no_client_auth()
         } else {
             let roots = Arc::new(self.root_store()?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
                 .map_err(|e| ReplicationError::Tls(format!("TLS setup: {e}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(WebPki {
-                    inner: webpki,
-                    check_name: verify == Verify::Full,
-                }))
-                .with_no_client_auth()
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(WebPki {
+                inner: webpki,
+                check_name: verify == Verify::Full,
+            }))
+        };
+        let config = match &self.client_cert {
+            None => config.with_no_client_auth(),
+            Some((cert, key)) => {
+                let (chain, key_der) = load_client_identity(cert, key)?;
+                config.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    ReplicationError::Tls(format!("sslcert={cert} / sslkey={key}: the key does not fit: {e}"))
+                })?
+            }
         };
         Ok(Arc::new(config))
+    }
+
+    /// Warns, once per server and process, that these settings do not
+    /// authenticate the server: anyone on the path can present a
+    /// certificate (or none) and read the password exchange's outcome and
+    /// every row.
+    /// Loopback and Unix sockets have no path to be in the middle of, so
+    /// they get no warning (and local development no noise).
+    pub fn warn_if_unauthenticated(&self, host: &str, server: &str) {
+        if self.verify() != Verify::Nothing || is_local(host) {
+            return;
+        }
+        // host:port, whichever client names it (the SQL one adds /db).
+        let key = server.split('/').next().unwrap_or(server);
+        if first_warning(key) {
+            tracing::warn!(
+                "the PostgreSQL server at {key} is not authenticated ({}): its certificate is not checked, so \
+                 a machine in the middle would not be noticed; use sslmode=verify-full&sslrootcert=/path/ca.pem",
+                self.describe()
+            );
+        }
     }
 
     fn root_store(&self) -> Result<RootCertStore, ReplicationError> {
@@ -388,9 +417,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for PgTlsStream<S> {
     fn channel_binding(&self) -> tokio_postgres::tls::ChannelBinding {
-        // SCRAM then runs without channel binding (client flag 'n'), as libpq's
-        // channel_binding=disable would; the TLS session itself is verified per sslmode.
-        tokio_postgres::tls::ChannelBinding::none()
+        // SCRAM-SHA-256-PLUS binds the password exchange to this TLS session,
+        // so a man in the middle that terminated TLS cannot relay the login
+        // (tokio-postgres offers it whenever the server does).
+        match server_end_point(&self.0) {
+            Some(hash) => tokio_postgres::tls::ChannelBinding::tls_server_end_point(hash),
+            None => tokio_postgres::tls::ChannelBinding::none(),
+        }
     }
 }
 
@@ -399,7 +432,7 @@ mod tests {
     use super::*;
 
     fn tls(mode: SslMode, root: Option<&str>) -> PgTls {
-        PgTls { mode, root_cert: root.map(str::to_string) }
+        PgTls { mode, root_cert: root.map(str::to_string), client_cert: None }
     }
 
     #[test]
@@ -434,4 +467,117 @@ mod tests {
         assert!(full.server_name("bad host").is_err());
         assert!(tls(SslMode::Require, None).server_name("bad host").is_ok());
     }
+}
+
+/// RFC 5929 `tls-server-end-point` channel binding data of a session: the
+/// hash of the server's certificate, with the certificate signature's hash
+/// (SHA-256 for MD5, SHA-1 and SHA-256 signatures). None when there is no
+/// certificate or its algorithm defines no such hash (Ed25519): SCRAM then
+/// runs without channel binding, as libpq does.
+pub fn server_end_point<S>(stream: &tokio_rustls::client::TlsStream<S>) -> Option<Vec<u8>> {
+    let (_, conn) = stream.get_ref();
+    let cert = conn.peer_certificates()?.first()?;
+    end_point_hash(cert.as_ref())
+}
+
+/// The tls-server-end-point hash of one DER certificate.
+fn end_point_hash(der: &[u8]) -> Option<Vec<u8>> {
+    use ring::digest;
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
+    let (_, cert, _) = der_item(der)?;
+    let (_, _, rest) = der_item(cert)?;
+    let (_, alg, _) = der_item(rest)?;
+    let (tag, oid, _) = der_item(alg)?;
+    if tag != 0x06 {
+        return None;
+    }
+    const SHA384_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0C];
+    const SHA512_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0D];
+    const SHA384_ECDSA: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x03];
+    const SHA512_ECDSA: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x04];
+    const ED25519: &[u8] = &[0x2B, 0x65, 0x70];
+    const ED448: &[u8] = &[0x2B, 0x65, 0x71];
+    let alg = match oid {
+        o if o == SHA384_RSA || o == SHA384_ECDSA => &digest::SHA384,
+        o if o == SHA512_RSA || o == SHA512_ECDSA => &digest::SHA512,
+        o if o == ED25519 || o == ED448 => return None,
+        _ => &digest::SHA256,
+    };
+    Some(digest::digest(alg, der).as_ref().to_vec())
+}
+
+/// One DER item: (tag, content, what follows).
+fn der_item(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)? as usize;
+    let (len, head) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = head.checked_add(len)?;
+    Some((tag, b.get(head..end)?, b.get(end..)?))
+}
+
+#[cfg(test)]
+mod end_point_tests {
+    use super::*;
+
+    #[test]
+    fn hash_follows_the_signature_algorithm() {
+        // SEQUENCE { SEQUENCE {}, SEQUENCE { OID sha384WithRSAEncryption }, BIT STRING {} }
+        let mut cert = vec![0x30, 0x13, 0x30, 0x00, 0x30, 0x0B, 0x06, 0x09];
+        cert.extend_from_slice(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0C]);
+        cert.extend_from_slice(&[0x03, 0x02, 0x00, 0x00]);
+        assert_eq!(end_point_hash(&cert).map(|h| h.len()), Some(48));
+        let ed = [0x30, 0x0B, 0x30, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x00];
+        assert_eq!(end_point_hash(&ed), None);
+        assert_eq!(end_point_hash(&[0x30]), None);
+    }
+}
+
+/// A Unix socket, `localhost` or a loopback address: nothing sits between
+/// xdb and the server.
+pub fn is_local(host: &str) -> bool {
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// True the first time a server is named in this process (so a warning
+/// about its connection settings is given once, not for every connection
+/// a copy opens).
+pub fn first_warning(server: &str) -> bool {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    SEEN.get_or_init(|| Mutex::new(HashSet::new())).lock().map(|mut s| s.insert(server.to_string())).unwrap_or(false)
+}
+
+/// The client certificate chain and key of `sslcert` / `sslkey`.
+fn load_client_identity(
+    cert: &str,
+    key: &str,
+) -> Result<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), ReplicationError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ReplicationError::Tls(format!("sslcert={cert}: cannot read a PEM certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(ReplicationError::Tls(format!("sslcert={cert}: no certificate in the file")));
+    }
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ReplicationError::Tls(format!("sslkey={key}: cannot read a PEM private key: {e}")))?;
+    Ok((chain, key_der))
 }
