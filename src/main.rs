@@ -67,7 +67,16 @@ enum Command {
     /// print a checklist with the exact fix for every problem. Changes
     /// nothing. Exit 0 when nothing blocks, 1 when something does, 2 for a
     /// bad plan.
-    Check(PlanArg),
+    Check {
+        #[command(flatten)]
+        plan: PlanArg,
+        /// Check the way back instead (`sync --reverse`): on a MySQL/MariaDB
+        /// target log_bin, binlog_format=ROW, binlog_row_image=FULL, binlog
+        /// retention and the replication privileges, each with its fix; a
+        /// SQLite target has no change log, so no way back.
+        #[arg(long)]
+        reverse: bool,
+    },
     /// Print (or with --apply, create) the target tables the plan maps to,
     /// with the type chosen for every column and a note on every mapping
     /// that can lose information. Secondary indexes are listed; the copy
@@ -130,6 +139,20 @@ enum Command {
         /// stream from where the slot now is. Without it `sync` refuses.
         #[arg(long)]
         accept_slot_position: bool,
+        /// The way back after the switch: stream every committed change made
+        /// on the MySQL/MariaDB target back to the original PostgreSQL
+        /// source, in commit order, exactly once (the applied binlog position
+        /// is stored on the source with the data). Needs the switch point
+        /// recorded (cutover step start_reverse, or --set-start-here) and
+        /// the forward sync stopped. See README "The way back".
+        #[arg(long, conflicts_with = "cutover")]
+        reverse: bool,
+        /// With --reverse: record the target's current binlog position as
+        /// the switch point and exit. Only right after the forward sync
+        /// applied everything and stopped, with the source frozen and no
+        /// writes on the target yet.
+        #[arg(long, requires = "reverse")]
+        set_start_here: bool,
     },
     /// Print decoded changes from the replication stream as JSON lines, one
     /// per row change (lsn, commit_time, xid, table, op, key, new, old,
@@ -280,13 +303,14 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> ExitCode {
     xdb::shutdown::install();
     match command {
-        Command::Check(p) => {
+        Command::Check { plan: p, reverse } => {
             let plan = match load_plan(&p) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
             println!("xdb check: plan {} ({})\n", plan.name, plan.file.display());
-            let report = xdb::check::run(&plan).await;
+            let report =
+                if reverse { xdb::pipeline::reverse::check(&plan).await } else { xdb::check::run(&plan).await };
             print!("{}", plan.scrub(&report.render(std::io::stdout().is_terminal())));
             if report.failures() == 0 {
                 ExitCode::SUCCESS
@@ -317,11 +341,16 @@ async fn run(command: Command) -> ExitCode {
             yes,
             recovery,
             accept_slot_position,
+            reverse,
+            set_start_here,
         } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            if reverse {
+                return xdb::pipeline::reverse::cli(&plan, until_caught_up, set_start_here).await;
+            }
             if cutover {
                 return Box::pin(sync_then_cutover(plan, metrics_addr, status_interval, yes)).await;
             }

@@ -4,4 +4,5 @@
 
 pub mod batcher;
 pub mod metrics;
+pub mod reverse;
 pub mod sync;
