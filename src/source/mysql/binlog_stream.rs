@@ -28,7 +28,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest};
 use super::error::BinlogError;
 use super::position::{BinlogPosition, MariadbGtid};
 use super::value::{display, to_source_value};
-use crate::model::{Change, Lsn, Row, TableSchema, Transaction, Value};
+use crate::model::{Change, Row, TableSchema, Transaction, Value};
 
 /// MariaDB's GTID event type (not in `mysql_common`'s enum).
 const MARIADB_GTID_EVENT: u8 = 162;
@@ -115,7 +115,13 @@ impl BinlogReader {
     /// moves), or `None` at the end of the binlog with `until_end`.
     pub async fn next(&mut self) -> Result<Option<BinlogTransaction>, BinlogError> {
         loop {
-            let Some(event) = self.stream.next().await else { return Ok(None) };
+            let Some(event) = self.stream.next().await else {
+                tracing::debug!("the binlog stream ended");
+                return Ok(None);
+            };
+            if let Err(e) = &event {
+                tracing::debug!("binlog stream error: {e:?}");
+            }
             let event = match event {
                 Ok(e) => e,
                 // With BINLOG_DUMP_NON_BLOCK the server ends with EOF,
@@ -128,6 +134,7 @@ impl BinlogReader {
                 Err(e) => return Err(BinlogError::driver(&self.config.label, "reading the binlog", e)),
             };
             let header = event.header();
+            tracing::trace!(event_type = header.event_type_raw(), log_pos = header.log_pos(), "binlog event");
             let end = BinlogPosition { file: self.file.clone(), pos: header.log_pos() as u64, gtid: None };
             let commit_time = header.timestamp() as i64 * 1_000_000;
             if header.event_type_raw() == MARIADB_GTID_EVENT {
@@ -142,7 +149,7 @@ impl BinlogReader {
                 .map_err(|source| BinlogError::Decode { target: self.config.label.clone(), source })?;
             match data {
                 Some(EventData::RotateEvent(r)) => {
-                    self.file = r.name().into_owned();
+                    self.file = rotate_file_name(&r.name(), &self.config.start.file);
                 }
                 Some(EventData::QueryEvent(q)) => {
                     let sql = q.query().trim().to_string();
@@ -151,9 +158,7 @@ impl BinlogReader {
                             self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false });
                         }
                     } else if sql.eq_ignore_ascii_case("COMMIT") {
-                        if let Some(t) = self.commit(end, commit_time, 0) {
-                            return Ok(Some(t));
-                        }
+                        return self.commit(end, commit_time, 0).map(Some);
                     } else {
                         // DDL (or a statement logged as such): on the
                         // plan's database it would change the target's
@@ -162,16 +167,12 @@ impl BinlogReader {
                             return Err(BinlogError::SchemaChange { position: end.to_string(), statement: sql });
                         }
                         if self.pending.as_ref().is_some_and(|p| p.standalone) {
-                            if let Some(t) = self.commit(end, commit_time, 0) {
-                                return Ok(Some(t));
-                            }
+                            return self.commit(end, commit_time, 0).map(Some);
                         }
                     }
                 }
                 Some(EventData::XidEvent(x)) => {
-                    if let Some(t) = self.commit(end, commit_time, x.xid) {
-                        return Ok(Some(t));
-                    }
+                    return self.commit(end, commit_time, x.xid).map(Some);
                 }
                 Some(EventData::RowsEvent(rows)) => self.rows(&rows, &end)?,
                 _ => {}
@@ -179,10 +180,19 @@ impl BinlogReader {
         }
     }
 
-    fn commit(&mut self, mut end: BinlogPosition, commit_time: i64, xid: u64) -> Option<BinlogTransaction> {
+    fn commit(
+        &mut self,
+        mut end: BinlogPosition,
+        commit_time: i64,
+        xid: u64,
+    ) -> Result<BinlogTransaction, BinlogError> {
         let p = self.pending.take().unwrap_or(Pending { gtid: None, changes: Vec::new(), standalone: false });
         end.gtid = p.gtid;
-        let lsn = end.ordinal().unwrap_or(Lsn::ZERO);
+        // Never a made-up position: a transaction without one could not be
+        // told applied or not after a restart.
+        let lsn = end.ordinal().ok_or_else(|| {
+            BinlogError::Setup(format!("binlog position {end} has no file sequence number or is past 4 GiB"))
+        })?;
         let tx = Transaction {
             xid: xid as u32,
             commit_lsn: lsn,
@@ -190,11 +200,16 @@ impl BinlogReader {
             commit_time_micros: commit_time,
             changes: p.changes,
         };
-        Some(BinlogTransaction { tx, position: end })
+        tracing::debug!(position = %end, changes = tx.changes.len(), "target transaction committed");
+        Ok(BinlogTransaction { tx, position: end })
     }
 
     fn rows(&mut self, rows: &RowsEventData<'_>, at: &BinlogPosition) -> Result<(), BinlogError> {
-        let Some(tme) = self.stream.get_tme(rows.table_id()) else { return Ok(()) };
+        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
+            tracing::debug!(table_id = rows.table_id(), "rows without a table map");
+            return Ok(());
+        };
+        tracing::trace!(db = %tme.database_name(), table = %tme.table_name(), "rows");
         if tme.database_name() != self.config.database {
             return Ok(());
         }
@@ -262,6 +277,20 @@ fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Res
     Ok(out)
 }
 
+/// The file named by a Rotate event. The first (artificial) Rotate comes
+/// before the format description, so its name still carries the 4-byte
+/// checksum: the name ends with the sequence digits, as many as in `like`.
+fn rotate_file_name(raw: &str, like: &str) -> String {
+    let width = like.rsplit_once('.').map(|(_, d)| d.len()).unwrap_or(6);
+    match raw.rsplit_once('.') {
+        Some((base, rest)) => {
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).take(width).collect();
+            format!("{base}.{digits}")
+        }
+        None => raw.to_string(),
+    }
+}
+
 /// Whether a statement names `db` as a qualifier (`db.t`, `` `db`.t ``).
 fn mentions(sql: &str, db: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
@@ -291,6 +320,12 @@ pub async fn current_position(conn: &mut mysql_async::Conn, label: &str) -> Resu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rotate_names_lose_the_checksum_bytes() {
+        assert_eq!(super::rotate_file_name("binlog.000001Ws\u{fffd}C", "binlog.000001"), "binlog.000001");
+        assert_eq!(super::rotate_file_name("binlog.000002", "binlog.000001"), "binlog.000002");
+    }
+
     #[test]
     fn qualified_statements_name_their_database() {
         assert!(super::mentions("ALTER TABLE `app`.t ADD c INT", "app"));
