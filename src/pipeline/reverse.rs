@@ -117,14 +117,25 @@ async fn mysql_conn(plan: &Plan) -> Result<(mysql_async::Conn, bool, String), Re
     }
 }
 
-/// Records the target's current binlog end as the reverse start (the
-/// switch point). Refused while the forward slot is streaming.
+/// `--set-start-here`: records the target's current binlog end as the
+/// reverse start. Refused while the forward slot is streaming (xdb cannot
+/// tell here that it applied everything: the operator runs it after `sync
+/// --until-caught-up` on a frozen source).
 pub async fn record_start(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
+    let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
+    forward_stopped(plan, &pg).await?;
+    record_switch_point(plan).await
+}
+
+/// The cutover's `start_reverse`: records the target's current binlog end
+/// as the reverse start. The runbook guarantees the source is frozen and
+/// the target caught up (the forward stream may still be running: with the
+/// source frozen it applies nothing more to the plan's tables).
+pub async fn record_switch_point(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
     }
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
-    forward_stopped(plan, &pg).await?;
     let (mut conn, _, label) = mysql_conn(plan).await?;
     let pos = current_position(&mut conn, &label).await?;
     pg.batch_execute(START_DDL)
@@ -149,18 +160,25 @@ pub async fn record_start(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
 /// Refuses while the forward stream holds the plan's slot: its next
 /// confirmations would carry the reverse writes forward again.
 async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
-    let row = pg
-        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&plan.source.slot])
-        .await
-        .map_err(|source| ReverseError::Source { context: "reading pg_replication_slots".into(), source })?;
-    if row.is_some_and(|r| r.get::<_, bool>(0)) {
-        return Err(ReverseError::Refused(format!(
-            "the forward stream is running (replication slot {} is active): stop `xdb sync` first — changes \
-             written back to the source must never be read by a forward stream",
-            plan.source.slot
-        )));
+    // A forward sync that just ended leaves the slot active until its
+    // walsender notices: give it a few seconds before refusing.
+    for attempt in 0..10 {
+        let row = pg
+            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&plan.source.slot])
+            .await
+            .map_err(|source| ReverseError::Source { context: "reading pg_replication_slots".into(), source })?;
+        if !row.is_some_and(|r| r.get::<_, bool>(0)) {
+            return Ok(());
+        }
+        if attempt < 9 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
-    Ok(())
+    Err(ReverseError::Refused(format!(
+        "the forward stream is running (replication slot {} is active): stop `xdb sync` first — changes \
+         written back to the source must never be read by a forward stream",
+        plan.source.slot
+    )))
 }
 
 /// The recorded start, if any.

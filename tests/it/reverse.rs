@@ -99,7 +99,8 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     .await;
     let target = Target::Mysql(MyDb::create("xdb_rev_my").await);
     let Target::Mysql(mydb) = &target else { unreachable!() };
-    let plan = plan(&db, &target, "public.orders, public.events", "");
+    let runbook = "cutover:\n  steps:\n    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n    - name: Drain\n      wait_for_catchup: { timeout: 60s }\n    - name: The way back starts here\n      start_reverse: {}\n";
+    let plan = plan(&db, &target, "public.orders, public.events", runbook);
 
     // Forward: copy and stream, then stop (the forward stream must be stopped).
     let o = xdb(&plan, &["sync", "--until-caught-up"]);
@@ -115,8 +116,11 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
 
     let o = xdb(&plan, &["check", "--reverse"]);
     assert!(o.status.success(), "{}", out(&o));
-    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    // The switch point: the cutover freezes the source, drains, records it.
+    db.exec("UPDATE orders SET note = 'just before the switch' WHERE id = 8").await;
+    let o = xdb(&plan, &["sync", "--cutover", "--yes"]);
     assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("sync --reverse will start at binlog."), "{}", out(&o));
 
     // The switch: the application writes to MariaDB now.
     let load = tokio::spawn(target_load(mydb.url()));
@@ -129,11 +133,13 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     }
     load.await.unwrap();
     assert!(kills >= 5);
+    // The killed runs made progress of their own (positions were stored).
+    let src = db.super_client().await;
+    let stored = src.query_opt("SELECT applied_lsn FROM xdb.state WHERE slot LIKE '%.reverse'", &[]).await.unwrap();
+    assert!(stored.is_some(), "no reverse position was stored before the last run");
 
     let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
     assert!(o.status.success(), "{}", out(&o));
-    eprintln!("{}", out(&o));
-    let src = db.super_client().await;
     let rolled_back: i64 =
         src.query_one("SELECT count(*) FROM events WHERE label = 'rolled back'", &[]).await.unwrap().get(0);
     assert_eq!(rolled_back, 0);
