@@ -36,7 +36,9 @@ use crate::plan::TargetUrl;
 use crate::sink::dialect::flat_table_name;
 use crate::sink::target::{TargetConn, TargetError};
 use crate::sink::writer::{SinkError, SinkWriter};
-use crate::source::mysql::binlog_stream::{current_position, BinlogReadConfig, BinlogReader, ReverseTable};
+use crate::source::mysql::binlog_stream::{
+    current_position, table_columns, BinlogReadConfig, BinlogReader, ReverseTable,
+};
 use crate::source::mysql::error::BinlogError;
 use crate::source::mysql::position::{BinlogPosition, MariadbGtid};
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
@@ -265,13 +267,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let mut tables = HashMap::new();
     for s in &schemas {
         let name = flat_table_name(&s.name);
-        let cols: Vec<String> = mysql_async::prelude::Queryable::exec(
-            &mut my,
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-            (&database, &name),
-        )
-        .await
-        .map_err(|e| BinlogError::driver(&label, "reading the target's columns", e))?;
+        let cols = table_columns(&mut my, &database, &name, &label).await?;
         let mut columns = Vec::new();
         for c in &cols {
             let i = s.column_index(c).ok_or_else(|| {
@@ -288,7 +284,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                 missing.name, s.name
             )));
         }
-        tables.insert(name, ReverseTable { schema: s.clone(), columns });
+        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols });
     }
 
     // The writer: the original source as a PostgreSQL target.
@@ -317,7 +313,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         mariadb,
         label,
     };
-    let mut reader = BinlogReader::open(my, config).await?;
+    let (side, _, _) = mysql_conn(plan).await?;
+    let mut reader = BinlogReader::open(my, side, config).await?;
     tracing::info!(from = %from, "streaming the target's changes back to the original source");
 
     let (tx_send, mut tx_recv) = mpsc::channel::<Transaction>(64);

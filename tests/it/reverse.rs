@@ -192,3 +192,54 @@ async fn check_reverse_names_missing_privileges_and_sqlite_has_no_way_back() {
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("SQLite file has no change log"), "{}", out(&o));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
+    let db = PgDb::create("xdb_rev_rep").await;
+    db.exec(
+        "CREATE TABLE flags (id int PRIMARY KEY, flag boolean, note text); ALTER TABLE flags OWNER TO xdb_repl;
+         INSERT INTO flags VALUES (1, true, 'a'), (2, false, 'b');",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_rep_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let plan = plan(&db, &target, "public.flags", "");
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    // TINYINT(1) holds 5; a boolean does not: reported, never guessed.
+    let mut c = my(mydb).await;
+    c.query_drop("UPDATE flags SET flag = 5, note = 'x' WHERE id = 2").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("table public.flags, column flag, key (2): 5 is not a boolean"), "{}", out(&o));
+    let src = db.super_client().await;
+    let note: String = src.query_one("SELECT note FROM flags WHERE id = 2", &[]).await.unwrap().get(0);
+    assert_eq!(note, "b", "nothing of the refused transaction was applied");
+
+    // A schema change on the target stops the way back with the statement.
+    c.query_drop("UPDATE flags SET flag = 0 WHERE id = 2").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+    // While streaming: the statement comes through the binlog.
+    let child = spawn(&plan, &["sync", "--reverse"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.query_drop("ALTER TABLE flags ADD COLUMN added INT").await.unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("ALTER TABLE flags ADD COLUMN added INT"), "{}", out(&o));
+    assert!(out(&o).contains("run the equivalent statement on the original PostgreSQL source"), "{}", out(&o));
+    // Restarted after the change, it refuses before reading anything.
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("column added of target table flags is not on the original source"), "{}", out(&o));
+    // Once the original has it too, the way back continues past the statement.
+    db.exec("ALTER TABLE flags ADD COLUMN added int").await;
+    c.query_drop("UPDATE flags SET added = 42, note = 'after the change' WHERE id = 1").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let added: i32 = src.query_one("SELECT added FROM flags WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(added, 42);
+}

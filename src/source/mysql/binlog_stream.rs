@@ -44,6 +44,8 @@ pub struct ReverseTable {
     pub schema: Arc<TableSchema>,
     /// For each target column in table order, the source column position.
     pub columns: Vec<usize>,
+    /// The target column names, in table order.
+    pub names: Vec<String>,
 }
 
 /// One committed target transaction and where it ends.
@@ -76,6 +78,8 @@ struct Pending {
 
 pub struct BinlogReader {
     stream: BinlogStream,
+    /// A second connection to the target, for its catalog.
+    side: mysql_async::Conn,
     config: BinlogReadConfig,
     file: String,
     pending: Option<Pending>,
@@ -83,7 +87,11 @@ pub struct BinlogReader {
 
 impl BinlogReader {
     /// Starts a binlog dump on `conn` from `config.start`.
-    pub async fn open(mut conn: mysql_async::Conn, config: BinlogReadConfig) -> Result<BinlogReader, BinlogError> {
+    pub async fn open(
+        mut conn: mysql_async::Conn,
+        side: mysql_async::Conn,
+        config: BinlogReadConfig,
+    ) -> Result<BinlogReader, BinlogError> {
         let label = config.label.clone();
         if config.mariadb {
             // Capability 4 (MARIA_SLAVE_CAPABILITY_GTID): the server sends
@@ -107,7 +115,7 @@ impl BinlogReader {
             .get_binlog_stream(req)
             .await
             .map_err(|e| BinlogError::driver(&label, &format!("starting the binlog dump at {}", config.start), e))?;
-        Ok(BinlogReader { stream, config, file, pending: None })
+        Ok(BinlogReader { stream, side, config, file, pending: None })
     }
 
     /// The next committed transaction touching the plan (or an empty one
@@ -160,10 +168,15 @@ impl BinlogReader {
                     } else if sql.eq_ignore_ascii_case("COMMIT") {
                         return self.commit(end, commit_time, 0).map(Some);
                     } else {
-                        // DDL (or a statement logged as such): on the
-                        // plan's database it would change the target's
-                        // shape under the stream.
-                        if q.schema() == self.config.database || mentions(&sql, &self.config.database) {
+                        // DDL (or a statement logged as such) on the plan's
+                        // database: when it left a plan table in another
+                        // shape than the one being mapped, stop with it. A
+                        // restart after the operator ran the equivalent on
+                        // the original source maps the new shape, and the
+                        // same statement read again then passes.
+                        if (q.schema() == self.config.database || mentions(&sql, &self.config.database))
+                            && self.shape_changed().await?
+                        {
                             return Err(BinlogError::SchemaChange { position: end.to_string(), statement: sql });
                         }
                         if self.pending.as_ref().is_some_and(|p| p.standalone) {
@@ -178,6 +191,18 @@ impl BinlogReader {
                 _ => {}
             }
         }
+    }
+
+    /// Whether a plan table's columns on the target differ from the ones
+    /// this reader maps (read on a second connection).
+    async fn shape_changed(&mut self) -> Result<bool, BinlogError> {
+        for (name, t) in &self.config.tables {
+            let now = table_columns(&mut self.side, &self.config.database, name, &self.config.label).await?;
+            if now != t.names {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn commit(
@@ -296,6 +321,21 @@ fn mentions(sql: &str, db: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     let db = db.to_ascii_lowercase();
     lower.contains(&format!("{db}.")) || lower.contains(&format!("`{db}`."))
+}
+
+/// The columns of a target table, in table order.
+pub async fn table_columns(
+    conn: &mut mysql_async::Conn,
+    database: &str,
+    table: &str,
+    label: &str,
+) -> Result<Vec<String>, BinlogError> {
+    conn.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (database, table),
+    )
+    .await
+    .map_err(|e| BinlogError::driver(label, "reading the target's columns", e))
 }
 
 /// The server's current binlog end: `SHOW MASTER STATUS` and, on MariaDB,
