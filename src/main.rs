@@ -254,6 +254,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// The way back instead (`sync --reverse`): its start, applied
+        /// position (with GTID), the target's binlog end, lag and retained
+        /// binlogs. Text only.
+        #[arg(long)]
+        reverse: bool,
     },
     /// Drop the replication slot, the publication (if xdb created it) and
     /// xdb's state on the target, after confirmation. Replicated tables are
@@ -426,11 +431,14 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Status { plan, format } => {
+        Command::Status { plan, format, reverse } => {
             let plan = match load_plan(&plan) {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            if reverse {
+                return xdb::pipeline::reverse_status::cli(&plan).await;
+            }
             // An unfinished cutover that left the source frozen is said first.
             let frozen = xdb::cutover::notice::frozen_source(&plan).await;
             let report = xdb::status::read(&plan).await;

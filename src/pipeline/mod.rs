@@ -5,4 +5,5 @@
 pub mod batcher;
 pub mod metrics;
 pub mod reverse;
+pub mod reverse_status;
 pub mod sync;

@@ -184,7 +184,10 @@ async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(),
 }
 
 /// The recorded start, if any.
-async fn read_start(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Option<BinlogPosition>, ReverseError> {
+pub(super) async fn read_start(
+    plan: &Plan,
+    pg: &tokio_postgres::Client,
+) -> Result<Option<BinlogPosition>, ReverseError> {
     let row = pg
         .query_opt("SELECT binlog_file, binlog_pos, gtid FROM xdb.reverse_start WHERE slot = $1", &[&plan.source.slot])
         .await;

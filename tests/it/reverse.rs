@@ -153,6 +153,10 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     assert_eq!(n, Some(m));
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate after the way back: {}", out(&v));
+    let st = xdb(&plan, &["status", "--reverse"]);
+    assert!(st.status.success(), "{}", out(&st));
+    assert!(out(&st).contains("lag:             0 bytes of binlog"), "{}", out(&st));
+    assert!(out(&st).contains("(GTID 0-"), "{}", out(&st));
 }
 
 #[tokio::test(flavor = "multi_thread")]
