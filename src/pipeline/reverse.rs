@@ -183,6 +183,30 @@ async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(),
     )))
 }
 
+/// Two reverse streams of one plan would both apply the same transactions
+/// (each skips only what it applied itself): a session advisory lock on
+/// the source, held by this connection for the stream's life, lets one run.
+/// A killed process's session ends with its socket, releasing the lock.
+async fn only_reverse_stream(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
+    for attempt in 0..10 {
+        let got: bool = pg
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&position_key(plan)])
+            .await
+            .map_err(|source| ReverseError::Source { context: "taking the reverse stream's lock".into(), source })?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if attempt < 9 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Err(ReverseError::Refused(format!(
+        "another `xdb sync --reverse` of slot {} is running (it holds the advisory lock on the source): stop it first",
+        plan.source.slot
+    )))
+}
+
 /// The recorded start, if any.
 pub(super) async fn read_start(
     plan: &Plan,
@@ -236,6 +260,7 @@ fn server_id(plan: &Plan) -> u32 {
 async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseError> {
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
     forward_stopped(plan, &pg).await?;
+    only_reverse_stream(plan, &pg).await?;
     let Some(start) = read_start(plan, &pg).await? else {
         return Err(ReverseError::Refused(format!(
             "no reverse start is recorded for slot {}: run the cutover up to its `start_reverse` step, or — once the \

@@ -133,6 +133,13 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     }
     load.await.unwrap();
     assert!(kills >= 5);
+    // One reverse stream at a time: a second one would apply twice.
+    let mut running = spawn(&plan, &["sync", "--reverse"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("another `xdb sync --reverse`"), "{}", out(&o));
+    kill9(&mut running);
     // The killed runs made progress of their own (positions were stored).
     let src = db.super_client().await;
     let stored = src.query_opt("SELECT applied_lsn FROM xdb.state WHERE slot LIKE '%.reverse'", &[]).await.unwrap();

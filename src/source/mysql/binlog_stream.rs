@@ -341,10 +341,15 @@ pub async fn table_columns(
 /// The server's current binlog end: `SHOW MASTER STATUS` and, on MariaDB,
 /// `@@gtid_binlog_pos`.
 pub async fn current_position(conn: &mut mysql_async::Conn, label: &str) -> Result<BinlogPosition, BinlogError> {
-    let row: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .map_err(|e| BinlogError::driver(label, "SHOW MASTER STATUS", e))?;
+    // MySQL 8.4 removed SHOW MASTER STATUS (a syntax error there, 1064)
+    // for SHOW BINARY LOG STATUS, which MariaDB 10.x does not know.
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => conn
+            .query_first("SHOW BINARY LOG STATUS")
+            .await
+            .map_err(|e| BinlogError::driver(label, "SHOW BINARY LOG STATUS", e))?,
+        r => r.map_err(|e| BinlogError::driver(label, "SHOW MASTER STATUS", e))?,
+    };
     let Some(row) = row else {
         return Err(BinlogError::Setup(format!(
             "{label}: the binary log is off (SHOW MASTER STATUS is empty); run `xdb check --reverse` for the fix"
