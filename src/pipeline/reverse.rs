@@ -37,7 +37,7 @@ use crate::sink::dialect::flat_table_name;
 use crate::sink::target::{TargetConn, TargetError};
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::source::mysql::binlog_stream::{
-    current_position, table_columns, BinlogReadConfig, BinlogReader, ReverseTable,
+    current_position, table_columns, BinlogItem, BinlogReadConfig, BinlogReader, ReverseTable,
 };
 use crate::source::mysql::error::BinlogError;
 use crate::source::mysql::position::{BinlogPosition, MariadbGtid};
@@ -345,10 +345,12 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let mut reader = BinlogReader::open(my, side, config).await?;
     tracing::info!(from = %from, "streaming the target's changes back to the original source");
 
-    let (tx_send, mut tx_recv) = mpsc::channel::<Transaction>(64);
+    // Bounded: at most 16 items (whole transactions, or parts of at most
+    // PART_ROWS changes) wait between the reader and the applier.
+    let (tx_send, mut tx_recv) = mpsc::channel::<BinlogItem>(16);
     let read = async move {
-        while let Some(t) = reader.next().await? {
-            if tx_send.send(t.tx).await.is_err() {
+        while let Some(item) = reader.next().await? {
+            if tx_send.send(item).await.is_err() {
                 break;
             }
         }
@@ -356,23 +358,67 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     };
     let apply = async {
         let mut batch: Vec<Transaction> = Vec::new();
-        while let Some(t) = tx_recv.recv().await {
-            batch.push(t);
-            // What has piled up, up to ~5,000 rows, goes in one source transaction.
-            let mut rows: usize = batch.iter().map(|t| t.changes.len()).sum();
-            while rows < 5_000 {
-                match tx_recv.try_recv() {
-                    Ok(t) => {
-                        rows += t.changes.len();
-                        batch.push(t);
+        let mut in_parts = false;
+        let result = async {
+            while let Some(item) = tx_recv.recv().await {
+                match item {
+                    BinlogItem::Part { changes, at } => {
+                        if !in_parts {
+                            writer.begin_parts().await?;
+                            in_parts = true;
+                        }
+                        let lsn = at.ordinal().unwrap_or_default();
+                        let part =
+                            Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
+                        writer.apply_part(&part).await?;
                     }
-                    Err(_) => break,
+                    BinlogItem::Transaction(t) if in_parts => {
+                        writer.apply_part(&t.tx).await?;
+                        writer.commit_parts(t.tx.end_lsn, t.tx.commit_time_micros).await?;
+                        in_parts = false;
+                    }
+                    BinlogItem::Transaction(t) => {
+                        batch.push(t.tx);
+                        // What has piled up, up to ~5,000 rows, goes in one
+                        // source transaction; a part comes after it.
+                        let mut rows: usize = batch.iter().map(|t| t.changes.len()).sum();
+                        let mut next = None;
+                        while rows < 5_000 {
+                            match tx_recv.try_recv() {
+                                Ok(BinlogItem::Transaction(t)) => {
+                                    rows += t.tx.changes.len();
+                                    batch.push(t.tx);
+                                }
+                                Ok(part) => {
+                                    next = Some(part);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        if let Some(BinlogItem::Part { changes, at }) = next {
+                            writer.begin_parts().await?;
+                            in_parts = true;
+                            let lsn = at.ordinal().unwrap_or_default();
+                            let part =
+                                Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
+                            writer.apply_part(&part).await?;
+                        }
+                    }
                 }
             }
-            writer.apply_with_retry(&batch).await?;
-            batch.clear();
+            Ok::<(), ReverseError>(())
         }
-        Ok::<(), ReverseError>(())
+        .await;
+        // A stream that ends inside a large transaction (error, signal)
+        // leaves nothing of it: the next run reads it again from the
+        // stored position.
+        if in_parts {
+            writer.abort_parts().await;
+        }
+        result
     };
     let both = async {
         let (r, a) = tokio::join!(read, apply);

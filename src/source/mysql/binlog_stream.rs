@@ -12,9 +12,12 @@
 //! the plan are skipped; DDL on the plan's database stops the stream with
 //! the statement (the original source does not follow it by itself).
 //!
-//! Memory: a transaction is held whole until its commit event (a 50k-row
-//! transaction of the test is a few tens of MiB). Unlike the PostgreSQL
-//! side (invariant *bounded memory*), it is not yet spilled to disk.
+//! Memory (invariant *bounded memory*): a transaction is handed over whole
+//! up to [`PART_ROWS`] changes; a larger one goes out in parts of that
+//! size as it is read ([`BinlogItem::Part`]), then its commit with the last
+//! changes, and the applier applies the parts inside one source
+//! transaction. Nothing is spilled to disk: a binlog transaction is
+//! committed before it is written, so it can be applied while it is read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +49,20 @@ pub struct ReverseTable {
     pub columns: Vec<usize>,
     /// The target column names, in table order.
     pub names: Vec<String>,
+}
+
+/// Changes per part of a large transaction.
+pub const PART_ROWS: usize = 5_000;
+
+/// What the reader yields, in binlog order.
+#[derive(Debug)]
+pub enum BinlogItem {
+    /// A committed transaction, or the last changes and the commit of one
+    /// whose earlier changes came as parts.
+    Transaction(BinlogTransaction),
+    /// The next changes of a large transaction; more parts or its commit
+    /// follow. `at` is the binlog position read so far (for messages).
+    Part { changes: Vec<Change>, at: BinlogPosition },
 }
 
 /// One committed target transaction and where it ends.
@@ -121,7 +138,7 @@ impl BinlogReader {
     /// The next committed transaction touching the plan (or an empty one
     /// for a commit that touched nothing of it, so the position still
     /// moves), or `None` at the end of the binlog with `until_end`.
-    pub async fn next(&mut self) -> Result<Option<BinlogTransaction>, BinlogError> {
+    pub async fn next(&mut self) -> Result<Option<BinlogItem>, BinlogError> {
         loop {
             let Some(event) = self.stream.next().await else {
                 tracing::debug!("the binlog stream ended");
@@ -166,7 +183,7 @@ impl BinlogReader {
                             self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false });
                         }
                     } else if sql.eq_ignore_ascii_case("COMMIT") {
-                        return self.commit(end, commit_time, 0).map(Some);
+                        return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
                     } else {
                         // DDL (or a statement logged as such) on the plan's
                         // database: when it left a plan table in another
@@ -180,14 +197,20 @@ impl BinlogReader {
                             return Err(BinlogError::SchemaChange { position: end.to_string(), statement: sql });
                         }
                         if self.pending.as_ref().is_some_and(|p| p.standalone) {
-                            return self.commit(end, commit_time, 0).map(Some);
+                            return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
                         }
                     }
                 }
                 Some(EventData::XidEvent(x)) => {
-                    return self.commit(end, commit_time, x.xid).map(Some);
+                    return self.commit(end, commit_time, x.xid).map(|t| Some(BinlogItem::Transaction(t)));
                 }
-                Some(EventData::RowsEvent(rows)) => self.rows(&rows, &end)?,
+                Some(EventData::RowsEvent(rows)) => {
+                    self.rows(&rows, &end)?;
+                    if let Some(p) = self.pending.as_mut().filter(|p| p.changes.len() >= PART_ROWS) {
+                        let changes = std::mem::take(&mut p.changes);
+                        return Ok(Some(BinlogItem::Part { changes, at: end }));
+                    }
+                }
                 _ => {}
             }
         }
