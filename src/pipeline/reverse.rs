@@ -234,7 +234,7 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     }
     let mut failures = 0u32;
     loop {
-        match stream_once(plan, options).await {
+        match Box::pin(stream_once(plan, options)).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
                 failures += 1;
