@@ -8,11 +8,14 @@
 # Compare with benches/cdc.sh (the forward figures, README "Performance").
 #
 #   benches/reverse.sh [SECONDS] [ROWS]      default 30 s, 100,000 rows
+#   XDB_BENCH_RATE=5500   target statements/s over both clients (0: full
+#                         speed); 5,500 is what pgbench reaches in benches/cdc.sh
 #   XDB_BIN=target/debug/xdb benches/reverse.sh   use a build at hand
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-30}
 ROWS=${2:-100000}
+RATE=${XDB_BENCH_RATE:-5500}
 
 scripts/dev-dbs.sh up >/dev/null
 eval "$(scripts/dev-dbs.sh env)"
@@ -67,13 +70,22 @@ REV_PID=$!
 
 # The load: 2 clients, each a stream of autocommit statements.
 gen() {
-  python3 - "$1" "$ROWS" "$SECS" <<'PY'
+  python3 - "$1" "$ROWS" "$SECS" "$RATE" <<'PY'
 import random, sys, time
-client, rows, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-deadline = time.time() + secs
+client, rows, secs, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+start = time.time()
+deadline = start + secs
+sent = 0
 next_id = rows + 1 + client * 10_000_000
 out = sys.stdout
 while time.time() < deadline:
+    if rate > 0:
+        due = (time.time() - start) * rate / 2
+        if sent >= due:
+            out.flush()
+            time.sleep(0.005)
+            continue
+    sent += 1
     if random.random() < 0.7:
         out.write(f"UPDATE orders SET amount = amount + 1, updated_at = NOW(6) WHERE id = {random.randint(1, rows)};\n")
     else:
@@ -110,5 +122,5 @@ until "$XDB" status --reverse "${P[@]}" 2>/dev/null | grep -q "lag: *0 bytes"; d
 CATCHUP=$(( $(now_ms) - LOAD_END ))
 kill "$REV_PID"; wait "$REV_PID" 2>/dev/null || true; REV_PID=""
 "$XDB" validate "${P[@]}" >"$WORK/validate.log" 2>&1 || { cat "$WORK/validate.log"; echo "validate FAILED" >&2; exit 1; }
-echo "reverse (MariaDB -> PostgreSQL), $SECS s, 2 clients: $TXNS target transactions, $(( TXNS / SECS )) TPS"
+echo "reverse (MariaDB -> PostgreSQL), $SECS s, 2 clients, rate ${RATE}/s (0 = full speed): $TXNS target transactions, $(( TXNS / SECS )) TPS"
 echo "lag p50 $(pct "$WORK/lag" 50) ms, p99 $(pct "$WORK/lag" 99) ms ($(wc -l < "$WORK/lag") probes); catch-up after the load: $CATCHUP ms; validate: equal"

@@ -87,6 +87,9 @@ pub struct ReverseOptions {
     pub max_retries: Option<u32>,
 }
 
+/// Changes read but not yet applied, at most (memory bound).
+const IN_FLIGHT_ROWS: usize = 50_000;
+
 /// The key of the reverse stream's applied position in `xdb.state`.
 pub fn position_key(plan: &Plan) -> String {
     format!("{}.reverse", plan.source.slot)
@@ -345,12 +348,20 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let mut reader = BinlogReader::open(my, side, config).await?;
     tracing::info!(from = %from, "streaming the target's changes back to the original source");
 
-    // Bounded: at most 16 items (whole transactions, or parts of at most
-    // PART_ROWS changes) wait between the reader and the applier.
-    let (tx_send, mut tx_recv) = mpsc::channel::<BinlogItem>(16);
+    // Bounded by rows, not items: many small target transactions may wait
+    // (so that the applier groups them), but never more than IN_FLIGHT_ROWS
+    // changes, whole transactions and parts of large ones alike.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_ROWS));
+    let (tx_send, mut tx_recv) = mpsc::channel::<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>(IN_FLIGHT_ROWS);
     let read = async move {
         while let Some(item) = reader.next().await? {
-            if tx_send.send(item).await.is_err() {
+            let rows = match &item {
+                BinlogItem::Transaction(t) => t.tx.changes.len(),
+                BinlogItem::Part { changes, .. } => changes.len(),
+            };
+            let n = rows.clamp(1, IN_FLIGHT_ROWS) as u32;
+            let Ok(permit) = in_flight.clone().acquire_many_owned(n).await else { break };
+            if tx_send.send((item, permit)).await.is_err() {
                 break;
             }
         }
@@ -360,7 +371,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         let mut batch: Vec<Transaction> = Vec::new();
         let mut in_parts = false;
         let result = async {
-            while let Some(item) = tx_recv.recv().await {
+            while let Some((item, permit)) = tx_recv.recv().await {
+                let mut permits = vec![permit];
                 match item {
                     BinlogItem::Part { changes, at } => {
                         if !in_parts {
@@ -385,12 +397,14 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                         let mut next = None;
                         while rows < 5_000 {
                             match tx_recv.try_recv() {
-                                Ok(BinlogItem::Transaction(t)) => {
+                                Ok((BinlogItem::Transaction(t), p)) => {
                                     rows += t.tx.changes.len();
                                     batch.push(t.tx);
+                                    permits.push(p);
                                 }
-                                Ok(part) => {
+                                Ok((part, p)) => {
                                     next = Some(part);
+                                    permits.push(p);
                                     break;
                                 }
                                 Err(_) => break,
