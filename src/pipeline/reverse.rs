@@ -450,7 +450,11 @@ pub async fn check(plan: &Plan) -> CheckReport {
     let mut report = CheckReport::default();
     let mut s = CheckSection::new("Reverse replication (the way back)");
     if let Some(why) = unsupported_target(plan) {
-        s.fail(why, "keep the original source writable until the switch is final, or move to a MariaDB/MySQL target");
+        let fix = match plan.target.url {
+            TargetUrl::Sqlite(_) => "there is none for a SQLite file: keep the original source intact until the switch is final, or move to a MariaDB/MySQL target",
+            _ => "not available yet: keep the original source intact until the switch is final",
+        };
+        s.fail(why, fix);
         report.sections.push(s);
         return report;
     }

@@ -37,7 +37,7 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
         Some(p) => BinlogPosition::from_ordinal(p.applied_lsn, &start.file).unwrap_or(start.clone()),
         None => start.clone(),
     };
-    let gtid = if mariadb {
+    let gtid: Option<String> = if mariadb {
         conn.exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (&applied_pos.file, applied_pos.pos))
             .await
             .ok()
@@ -51,7 +51,7 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
         "applied:         {}:{}{}",
         applied_pos.file,
         applied_pos.pos,
-        gtid.map(|g| format!(" (GTID {g})")).unwrap_or_default()
+        gtid.as_deref().map(|g| format!(" (GTID {g})")).unwrap_or_default()
     );
     let _ = writeln!(out, "target binlog:   {end}");
     // Binlog files with sizes: the lag in bytes and what is retained.
@@ -62,7 +62,13 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
         .into_iter()
         .map(|r: mysql_async::Row| (r.get::<String, _>(0).unwrap_or_default(), r.get::<u64, _>(1).unwrap_or(0)))
         .collect();
-    let lag = bytes_between(&logs, &applied_pos, &end);
+    // After the last commit the binlog may hold events of no transaction
+    // (a binlog checkpoint after a rotation): on MariaDB, the same GTID
+    // position on both sides means every transaction is applied.
+    let end_gtids: Option<String> =
+        if mariadb { conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.ok().flatten() } else { None };
+    let all_applied = gtid.is_some() && gtid == end_gtids;
+    let lag = if all_applied { 0 } else { bytes_between(&logs, &applied_pos, &end) };
     let behind = match &applied {
         Some(p) if lag > 0 => {
             format!(
