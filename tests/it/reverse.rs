@@ -202,6 +202,15 @@ async fn check_reverse_names_missing_privileges_and_sqlite_has_no_way_back() {
     let o = xdb(&plan, &["check", "--reverse"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("SQLite file has no change log"), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("no way back from a SQLite target"), "{}", out(&o));
+
+    let pg_target = Target::Postgres(PgDb::create("xdb_rev_chk_pg").await);
+    let plan = crate::sync::plan(&db, &pg_target, "public.t", "");
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("PostgreSQL target is not built yet"), "{}", out(&o));
 }
 
 #[tokio::test(flavor = "multi_thread")]
