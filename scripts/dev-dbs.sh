@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Throw-away PostgreSQL (wal_level=logical) and MariaDB servers for xdb's tests
+# Throw-away PostgreSQL (wal_level=logical) and MariaDB (row-based binlog with full
+# images, for `xdb sync --reverse`) servers for xdb's tests
 # and demo, on loopback ports that do not clash with default installs.
 #
 #   scripts/dev-dbs.sh up     install what is missing, start both servers (idempotent)
@@ -170,7 +171,9 @@ my_up() {
   as_dev bash -c "nohup '$bin' --no-defaults --datadir='$MY_DATA' --port=$MY_PORT --bind-address=127.0.0.1 \
     --socket='$MY_SOCK' --pid-file='$MY_PID' --local-infile=1 --max-connections=500 \
     --innodb-flush-log-at-trx-commit=2 --innodb-buffer-pool-size=256M --max-allowed-packet=256M \
-    --character-set-server=utf8mb4 --collation-server=utf8mb4_bin --skip-log-bin \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \
+    --server-id=1 --log-bin='$MY_DATA/binlog' --binlog-format=ROW --binlog-row-image=FULL \
+    --binlog-expire-logs-seconds=86400 \
     --log-error='$DEV_DIR/mariadb.err' >/dev/null 2>&1 &"
   # mariadb-install-db gives the OS user that runs it (and root) socket authentication.
   local admin=(mariadb --no-defaults -S "$MY_SOCK" -u "$(id -un)")

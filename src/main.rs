@@ -42,7 +42,7 @@ enum Command {
     /// print a checklist with the exact fix for every problem. Changes
     /// nothing. Exit 0 when nothing blocks, 1 when something does, 2 for a
     /// bad plan.
-    Check(cmd::PlanArg),
+    Check(cmd::check::Args),
     /// Print (or with --apply, create) the target tables the plan maps to,
     /// with the type chosen for every column and a note on every mapping
     /// that can lose information. Secondary indexes are listed; the copy

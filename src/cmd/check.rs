@@ -5,13 +5,26 @@ use std::process::ExitCode;
 
 use super::PlanArg;
 
-pub async fn run(args: PlanArg) -> ExitCode {
-    let plan = match args.load() {
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    /// Check the way back instead (`sync --reverse`): on a MySQL/MariaDB
+    /// target log_bin, binlog_format=ROW, binlog_row_image=FULL, binlog
+    /// retention and the replication privileges, each with its fix; a
+    /// SQLite target has no change log, so no way back.
+    #[arg(long)]
+    pub reverse: bool,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let plan = match args.plan.load() {
         Ok(p) => p,
         Err(code) => return code,
     };
     println!("xdb check: plan {} ({})\n", plan.name, plan.file.display());
-    let report = crate::check::run(&plan).await;
+    let report =
+        if args.reverse { crate::pipeline::reverse::check(&plan).await } else { crate::check::run(&plan).await };
     print!("{}", plan.scrub(&report.render(std::io::stdout().is_terminal())));
     if report.failures() == 0 {
         ExitCode::SUCCESS

@@ -11,6 +11,11 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// The way back instead (`sync --reverse`): its start, applied
+    /// position (with GTID), the target's binlog end, lag and retained
+    /// binlogs. Text only.
+    #[arg(long)]
+    pub reverse: bool,
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -18,6 +23,9 @@ pub async fn run(args: Args) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if args.reverse {
+        return crate::pipeline::reverse_status::cli(&plan).await;
+    }
     // An unfinished cutover that left the source frozen is said first.
     let frozen = crate::cutover::notice::frozen_source(&plan).await;
     let report = crate::status::read(&plan).await;

@@ -39,6 +39,20 @@ pub struct Args {
     /// stream from where the slot now is. Without it `sync` refuses.
     #[arg(long)]
     pub accept_slot_position: bool,
+    /// The way back after the switch: stream every committed change made
+    /// on the MySQL/MariaDB target back to the original PostgreSQL
+    /// source, in commit order, exactly once (the applied binlog position
+    /// is stored on the source with the data). Needs the switch point
+    /// recorded (cutover step start_reverse, or --set-start-here) and
+    /// the forward sync stopped. See README "The way back".
+    #[arg(long, conflicts_with = "cutover")]
+    pub reverse: bool,
+    /// With --reverse: record the target's current binlog position as
+    /// the switch point and exit. Only right after the forward sync
+    /// applied everything and stopped, with the source frozen and no
+    /// writes on the target yet.
+    #[arg(long, requires = "reverse")]
+    pub set_start_here: bool,
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -46,6 +60,9 @@ pub async fn run(args: Args) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if args.reverse {
+        return crate::pipeline::reverse::cli(&plan, args.until_caught_up, args.set_start_here).await;
+    }
     if args.cutover {
         return Box::pin(then_cutover(plan, args.metrics_addr, args.status_interval, args.yes)).await;
     }

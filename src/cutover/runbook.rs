@@ -91,6 +91,10 @@ pub enum Action {
         checksums: bool,
         tables: Option<Vec<String>>,
     },
+    /// Record the target's binlog position as the start of `sync --reverse`
+    /// (the switch point): after stop_source_writes and wait_for_catchup,
+    /// before the traffic switch.
+    StartReverse,
 }
 
 impl Action {
@@ -109,6 +113,7 @@ impl Action {
             Action::WaitForCatchup { .. } => "wait_for_catchup",
             Action::SyncSequences { .. } => "sync_sequences",
             Action::Validate { .. } => "validate",
+            Action::StartReverse => "start_reverse",
         }
     }
 
@@ -230,6 +235,7 @@ pub const ACTIONS: &[&str] = &[
     "wait_for_catchup",
     "sync_sequences",
     "validate",
+    "start_reverse",
 ];
 
 /// Step keys that are not actions.
@@ -551,9 +557,35 @@ pub fn parse(value: &Value) -> Result<Runbook, RunbookError> {
             return Err(Ctx { step: Some((i + 1, step.name.clone())), key: Some("name") }
                 .err(format!("the name is already used by step {}: step names must be unique", prev + 1)));
         }
+        if step.action == Action::StartReverse {
+            start_reverse_placement(&runbook.steps, i + 1, &step)?;
+        }
         runbook.steps.push(step);
     }
     Ok(runbook)
+}
+
+/// `start_reverse` records where the target equals the frozen source: only
+/// true after a `stop_source_writes` and a `wait_for_catchup`, and before
+/// the traffic switch lets the application write to the target.
+fn start_reverse_placement(before: &[Step], n: usize, step: &Step) -> Result<(), RunbookError> {
+    let ctx = Ctx { step: Some((n, step.name.clone())), key: Some("start_reverse") };
+    let at = |kind: &str| before.iter().rposition(|s| s.action.kind() == kind);
+    let Some(frozen) = at("stop_source_writes") else {
+        return Err(ctx.err("start_reverse needs a stop_source_writes step before it (the source must be frozen)"));
+    };
+    if at("wait_for_catchup").is_none_or(|c| c < frozen) {
+        return Err(ctx.err(
+            "start_reverse needs a wait_for_catchup step after stop_source_writes and before it (the target must hold everything)",
+        ));
+    }
+    if let Some(sw) = before.iter().position(|s| s.switch) {
+        return Err(ctx.err(format!(
+            "start_reverse must come before the traffic switch (step {}): writes on the target after it would be missed",
+            sw + 1
+        )));
+    }
+    Ok(())
 }
 
 fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
@@ -766,6 +798,10 @@ fn parse_action(ctx: &Ctx<'_>, kind: &str, v: &Value) -> Result<Action, RunbookE
         "validate" => {
             let r: RawValidate = ctx.body("validate", v)?;
             Action::Validate { checksums: r.checksums, tables: r.tables }
+        }
+        "start_reverse" => {
+            let _: RawEmpty = ctx.body("start_reverse (takes no fields)", v)?;
+            Action::StartReverse
         }
         other => return Err(ctx.err(format!("unknown action `{other}`{}", did_you_mean(other, ACTIONS)))),
     })
@@ -1023,5 +1059,21 @@ steps:
         assert_eq!(locate(text, &e), Some((8, 7)), "{e}");
         let e = RunbookError { step: Some((1, "A".into())), key: Some("sleep".into()), message: String::new() };
         assert_eq!(locate(text, &e), Some((5, 7)));
+    }
+
+    #[test]
+    fn start_reverse_only_between_the_drain_and_the_switch() {
+        let freeze = "  - name: F\n    stop_source_writes: { database: true }\n";
+        let drain = "  - name: D\n    wait_for_catchup: { timeout: 1m }\n";
+        let start = "  - name: R\n    start_reverse: {}\n";
+        let switch = "  - name: S\n    switch: true\n    command: ./switch.sh\n";
+        let ok = parse_text(&format!("steps:\n{freeze}{drain}{start}{switch}")).unwrap();
+        assert_eq!(ok.steps[2].action, Action::StartReverse);
+        let e = parse_text(&format!("steps:\n{freeze}{start}")).unwrap_err();
+        assert!(e.message.contains("wait_for_catchup"), "{e}");
+        let e = parse_text(&format!("steps:\n{drain}{start}")).unwrap_err();
+        assert!(e.message.contains("stop_source_writes"), "{e}");
+        let e = parse_text(&format!("steps:\n{freeze}{drain}{switch}{start}")).unwrap_err();
+        assert!(e.message.contains("before the traffic switch"), "{e}");
     }
 }

@@ -4,4 +4,6 @@
 
 pub mod batcher;
 pub mod metrics;
+pub mod reverse;
+pub mod reverse_status;
 pub mod sync;

@@ -378,6 +378,33 @@ impl SinkWriter {
         Ok(())
     }
 
+    /// A source transaction too large to hold, applied in parts inside one
+    /// target transaction (the reverse stream's bounded memory; the
+    /// forward stream spills instead): `begin_parts`, `apply_part` for
+    /// each part in order, then `commit_parts` with the transaction's end,
+    /// or `abort_parts`. The caller resumes from a stored position (a
+    /// transaction boundary), so no part is ever applied twice.
+    pub async fn begin_parts(&mut self) -> Result<(), SinkError> {
+        self.begin().await
+    }
+
+    /// One part (its `changes`; the rest of `part` names the transaction).
+    pub async fn apply_part(&mut self, part: &Transaction) -> Result<(), SinkError> {
+        self.apply_ops(std::slice::from_ref(part), false).await.map_err(|e| e.at(part.commit_lsn))
+    }
+
+    /// Records the position and commits the parts.
+    pub async fn commit_parts(&mut self, end: Lsn, commit_time: i64) -> Result<(), SinkError> {
+        self.write_position(end, commit_time).await?;
+        self.commit().await?;
+        self.applied = end;
+        Ok(())
+    }
+
+    pub async fn abort_parts(&mut self) {
+        self.rollback().await;
+    }
+
     /// Declares columns that exist on the target but not in the source's
     /// current catalog (dropped on the source while xdb was not running).
     pub fn expect_dropped_columns(&mut self, table: TableName, columns: Vec<String>) {

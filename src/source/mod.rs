@@ -1,3 +1,5 @@
-//! Sources of changes. Only PostgreSQL today.
+//! Sources of changes: PostgreSQL (forward), MySQL/MariaDB binlogs (reverse).
+
+pub mod mysql;
 
 pub mod postgres;

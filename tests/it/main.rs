@@ -16,6 +16,7 @@ mod pgoutput_capture;
 mod plan_errors;
 mod readme;
 mod replication;
+mod reverse;
 mod schema;
 mod stream_safety;
 mod sync;

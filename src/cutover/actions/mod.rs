@@ -257,6 +257,11 @@ pub fn describe(action: &Action, plan: &Plan) -> Vec<String> {
             format!("wait until the target has applied past that LSN, for up to {}", fmt_duration(*timeout)),
         ],
         Action::SyncSequences { margin } => sequences::describe(plan, *margin),
+        Action::StartReverse => vec![
+            "on the target: SHOW MASTER STATUS and @@gtid_binlog_pos (the source is frozen and the target caught up)"
+                .into(),
+            "on the source: record that position in xdb.reverse_start, where `xdb sync --reverse` starts".into(),
+        ],
         Action::Validate { checksums, tables } => vec![format!(
             "validate {} on both sides{}",
             tables.as_ref().map(|t| t.join(", ")).unwrap_or_else(|| "every planned table".into()),
@@ -328,6 +333,19 @@ pub async fn execute(action: &Action, env: &mut Env<'_>) -> Result<Outcome, Acti
         Action::WaitForCatchup { timeout } => lag::wait_for_catchup(env, *timeout).await,
         Action::SyncSequences { margin } => sequences::sync(env, *margin).await,
         Action::Validate { checksums, tables } => super::validate_step::run(env, tables.as_deref(), *checksums).await,
+        Action::StartReverse => {
+            // Only while this runbook holds the source frozen: otherwise a
+            // write may land on the source after the recorded point.
+            if env.freeze.is_none() {
+                return Err(ActionError(
+                    "start_reverse: the source is not frozen by this runbook (run stop_source_writes first)".into(),
+                ));
+            }
+            crate::pipeline::reverse::record_switch_point(env.plan)
+                .await
+                .map(|p| Outcome::note(format!("sync --reverse will start at {p}")))
+                .map_err(|e| ActionError(e.to_string()))
+        }
     }
 }
 

@@ -1,0 +1,497 @@
+//! `xdb sync --reverse`: the way back after the switch. Every committed
+//! change made on the MySQL/MariaDB target is applied to the original
+//! PostgreSQL source, in commit order, exactly once.
+//!
+//! - **Start** (invariant *reverse start*): the binlog position at which the
+//!   target equals the frozen source is recorded on the source in
+//!   `xdb.reverse_start` (by `--set-start-here`, run after the forward
+//!   stream applied everything and stopped, while the source is frozen).
+//!   Without it `sync --reverse` refuses: starting anywhere else would miss
+//!   or double changes.
+//! - **Exactly once**: the same `SinkWriter` as forward, with a PostgreSQL
+//!   connection to the source as its target, writes the applied binlog
+//!   position (its ordered form, `source::mysql::position`) in `xdb.state`
+//!   under the key `<slot>.reverse`, in the same transaction as the data.
+//!   After a restart the dump resumes from that position.
+//! - **No loop**: the forward slot must not be active (checked before every
+//!   start); the reverse writes land in the source's WAL but no forward
+//!   stream reads them, and xdb's forward writes on the target all precede
+//!   the recorded start.
+//! - **Values**: mapped back by the source's real column types
+//!   (`source::mysql::value`); a value that cannot be written back exactly
+//!   stops with table, column and key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::check::{CheckReport, CheckSection};
+use crate::copy;
+use crate::mapping::TargetKind;
+use crate::model::{ReplicaIdentity, Transaction};
+use crate::plan::Plan;
+use crate::plan::TargetUrl;
+use crate::sink::dialect::flat_table_name;
+use crate::sink::writer::{SinkError, SinkWriter};
+use crate::sink::{TargetConn, TargetError};
+use crate::source::mysql::binlog_stream::{
+    current_position, table_columns, BinlogItem, BinlogReadConfig, BinlogReader, ReverseTable,
+};
+use crate::source::mysql::error::BinlogError;
+use crate::source::mysql::position::{BinlogPosition, MariadbGtid};
+use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReverseError {
+    #[error("target (now the source of changes): {0}")]
+    Binlog(#[from] BinlogError),
+    #[error("{0}")]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Target(#[from] TargetError),
+    #[error("original source: {0}")]
+    SourceConnect(#[from] client::ConnectError),
+    #[error("original source: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("original source: {context}: {source}")]
+    Source {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl ReverseError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            ReverseError::Binlog(e) => e.is_retryable(),
+            ReverseError::Sink(e) => e.is_retryable(),
+            ReverseError::Target(e) => e.is_retryable(),
+            ReverseError::SourceConnect(e) => e.retryable,
+            ReverseError::Source { source, .. } => crate::error_policy::postgres(source).is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Options of `xdb sync --reverse`.
+#[derive(Debug, Clone, Default)]
+pub struct ReverseOptions {
+    /// Stop at the end of the target's binlog as it is when reading starts.
+    pub until_caught_up: bool,
+    pub max_retries: Option<u32>,
+}
+
+/// Changes read but not yet applied, at most (memory bound).
+const IN_FLIGHT_ROWS: usize = 50_000;
+
+/// The key of the reverse stream's applied position in `xdb.state`.
+pub fn position_key(plan: &Plan) -> String {
+    format!("{}.reverse", plan.source.slot)
+}
+
+const START_DDL: &str = "CREATE SCHEMA IF NOT EXISTS xdb; CREATE TABLE IF NOT EXISTS xdb.reverse_start (\
+     slot text PRIMARY KEY, binlog_file text NOT NULL, binlog_pos bigint NOT NULL, gtid text, recorded_at timestamptz NOT NULL DEFAULT now())";
+
+/// Why there is no way back from this target (None: MySQL/MariaDB, built).
+pub fn unsupported_target(plan: &Plan) -> Option<&'static str> {
+    match plan.target.url {
+        TargetUrl::Mysql(_) => None,
+        TargetUrl::Sqlite(_) => Some(
+            "a SQLite file has no change log (no binlog, no WAL that can be read as changes), so writes made on it \
+             after the switch cannot be streamed back: there is no way back from a SQLite target",
+        ),
+        TargetUrl::Postgres(_) => Some(
+            "reverse replication from a PostgreSQL target is not built yet (only MySQL/MariaDB targets have a way back)",
+        ),
+    }
+}
+
+async fn mysql_conn(plan: &Plan) -> Result<(mysql_async::Conn, bool, String), ReverseError> {
+    let t = TargetConn::connect(&plan.target.url).await?;
+    let label = t.label();
+    let mariadb = matches!(t, TargetConn::Mysql(crate::sink::mysql::MysqlConn { mariadb: true, .. }));
+    match t {
+        TargetConn::Mysql(crate::sink::mysql::MysqlConn { conn, .. }) => Ok((conn, mariadb, label)),
+        _ => Err(ReverseError::Refused(unsupported_target(plan).unwrap_or_default().into())),
+    }
+}
+
+/// `--set-start-here`: records the target's current binlog end as the
+/// reverse start. Refused while the forward slot is streaming (xdb cannot
+/// tell here that it applied everything: the operator runs it after `sync
+/// --until-caught-up` on a frozen source).
+pub async fn record_start(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
+    let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
+    forward_stopped(plan, &pg).await?;
+    record_switch_point(plan).await
+}
+
+/// The cutover's `start_reverse`: records the target's current binlog end
+/// as the reverse start. The runbook guarantees the source is frozen and
+/// the target caught up (the forward stream may still be running: with the
+/// source frozen it applies nothing more to the plan's tables).
+pub async fn record_switch_point(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
+    if let Some(why) = unsupported_target(plan) {
+        return Err(ReverseError::Refused(why.into()));
+    }
+    let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
+    let (mut conn, _, label) = mysql_conn(plan).await?;
+    let pos = current_position(&mut conn, &label).await?;
+    pg.batch_execute(START_DDL)
+        .await
+        .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_start".into(), source })?;
+    pg.execute(
+        "INSERT INTO xdb.reverse_start (slot, binlog_file, binlog_pos, gtid) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (slot) DO UPDATE SET binlog_file = excluded.binlog_file, binlog_pos = excluded.binlog_pos, \
+         gtid = excluded.gtid, recorded_at = now()",
+        &[&plan.source.slot, &pos.file, &(pos.pos as i64), &pos.gtid.map(|g| g.to_string())],
+    )
+    .await
+    .map_err(|source| ReverseError::Source { context: "recording the reverse start".into(), source })?;
+    // A new start makes an older applied position meaningless.
+    pg.execute("DELETE FROM xdb.state WHERE slot = $1", &[&position_key(plan)])
+        .await
+        .or_else(|e| if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) { Ok(0) } else { Err(e) })
+        .map_err(|source| ReverseError::Source { context: "forgetting an older reverse position".into(), source })?;
+    Ok(pos)
+}
+
+/// Refuses while the forward stream holds the plan's slot: its next
+/// confirmations would carry the reverse writes forward again.
+async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
+    // A forward sync that just ended leaves the slot active until its
+    // walsender notices: give it a few seconds before refusing.
+    for attempt in 0..10 {
+        let row = pg
+            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&plan.source.slot])
+            .await
+            .map_err(|source| ReverseError::Source { context: "reading pg_replication_slots".into(), source })?;
+        if !row.is_some_and(|r| r.get::<_, bool>(0)) {
+            return Ok(());
+        }
+        if attempt < 9 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Err(ReverseError::Refused(format!(
+        "the forward stream is running (replication slot {} is active): stop `xdb sync` first — changes \
+         written back to the source must never be read by a forward stream",
+        plan.source.slot
+    )))
+}
+
+/// Two reverse streams of one plan would both apply the same transactions
+/// (each skips only what it applied itself): a session advisory lock on
+/// the source, held by this connection for the stream's life, lets one run.
+/// A killed process's session ends with its socket, releasing the lock.
+async fn only_reverse_stream(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
+    for attempt in 0..10 {
+        let got: bool = pg
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&position_key(plan)])
+            .await
+            .map_err(|source| ReverseError::Source { context: "taking the reverse stream's lock".into(), source })?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if attempt < 9 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Err(ReverseError::Refused(format!(
+        "another `xdb sync --reverse` of slot {} is running (it holds the advisory lock on the source): stop it first",
+        plan.source.slot
+    )))
+}
+
+/// The recorded start, if any.
+pub(super) async fn read_start(
+    plan: &Plan,
+    pg: &tokio_postgres::Client,
+) -> Result<Option<BinlogPosition>, ReverseError> {
+    let row = pg
+        .query_opt("SELECT binlog_file, binlog_pos, gtid FROM xdb.reverse_start WHERE slot = $1", &[&plan.source.slot])
+        .await;
+    match row {
+        Ok(r) => Ok(r.map(|r| BinlogPosition {
+            file: r.get(0),
+            pos: r.get::<_, i64>(1) as u64,
+            gtid: r.get::<_, Option<String>>(2).as_deref().and_then(MariadbGtid::parse),
+        })),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+        Err(source) => Err(ReverseError::Source { context: "reading xdb.reverse_start".into(), source }),
+    }
+}
+
+/// Runs until a signal, a permanent error, or with `until_caught_up` the
+/// end of the binlog.
+pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseError> {
+    if let Some(why) = unsupported_target(plan) {
+        return Err(ReverseError::Refused(why.into()));
+    }
+    let mut failures = 0u32;
+    loop {
+        match Box::pin(stream_once(plan, options)).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
+                failures += 1;
+                let wait = Duration::from_millis((500u64 << failures.min(6)).min(30_000));
+                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = crate::tail::shutdown_signal() => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Replica server id announced by the reader: fixed per plan, so a
+/// restarted reader replaces its predecessor's dump thread on the server.
+fn server_id(plan: &Plan) -> u32 {
+    let h = twox_hash::XxHash3_128::oneshot(position_key(plan).as_bytes());
+    0x4000_0000 | (h as u32 & 0x3fff_ffff)
+}
+
+async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseError> {
+    let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
+    forward_stopped(plan, &pg).await?;
+    only_reverse_stream(plan, &pg).await?;
+    let Some(start) = read_start(plan, &pg).await? else {
+        return Err(ReverseError::Refused(format!(
+            "no reverse start is recorded for slot {}: run the cutover up to its `start_reverse` step, or — once the \
+             forward `xdb sync` has applied everything and is stopped, with the source frozen — \
+             `xdb sync --reverse --set-start-here --plan {}`",
+            plan.source.slot,
+            plan.file.display()
+        )));
+    };
+    // The source's real types: values map back to them.
+    let mut types = TypeCache::new();
+    let mut schemas = Vec::new();
+    for t in &plan.tables {
+        let mut s = load_table(&pg, &mut types, t)
+            .await?
+            .ok_or_else(|| ReverseError::Refused(format!("table {t} no longer exists on the original source")))?;
+        // Rows are matched on the primary key (json has no equality).
+        if !s.primary_key.is_empty() {
+            s.replica_identity = ReplicaIdentity::Default;
+            for (i, c) in s.columns.iter_mut().enumerate() {
+                c.is_key = s.primary_key.contains(&i);
+            }
+        }
+        schemas.push(Arc::new(s));
+    }
+
+    let (mut my, mariadb, label) = mysql_conn(plan).await?;
+    let database: Option<String> = mysql_async::prelude::Queryable::query_first(&mut my, "SELECT DATABASE()")
+        .await
+        .map_err(|e| BinlogError::driver(&label, "SELECT DATABASE()", e))?;
+    let database = database.ok_or_else(|| ReverseError::Refused("the target URL names no database".into()))?;
+    let mut tables = HashMap::new();
+    for s in &schemas {
+        let name = flat_table_name(&s.name);
+        let cols = table_columns(&mut my, &database, &name, &label).await?;
+        let mut columns = Vec::new();
+        for c in &cols {
+            let i = s.column_index(c).ok_or_else(|| {
+                ReverseError::Refused(format!(
+                    "column {c} of target table {name} is not on the original source table {}: add it there first",
+                    s.name
+                ))
+            })?;
+            columns.push(i);
+        }
+        if let Some(missing) = s.columns.iter().find(|c| !cols.contains(&c.name)) {
+            return Err(ReverseError::Refused(format!(
+                "column {} of {} is not on the target table {name}: writing rows back would lose its values",
+                missing.name, s.name
+            )));
+        }
+        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols });
+    }
+
+    // The writer: the original source as a PostgreSQL target.
+    let mut rplan = plan.clone();
+    let TargetUrl::Mysql(_) = &plan.target.url else { unreachable!("checked by unsupported_target") };
+    rplan.target.url = TargetUrl::Postgres(plan.source.url.clone());
+    rplan.source.slot = position_key(plan);
+    rplan.mapping = Default::default();
+    let mut target = TargetConn::connect(&rplan.target.url).await?;
+    target.ensure_state_tables().await?;
+    let applied = target.read_position(&rplan.source.slot).await?.map(|p| p.applied_lsn);
+    let start_ordinal = start.ordinal().ok_or_else(|| ReverseError::Refused(format!("bad binlog position {start}")))?;
+    let applied = applied.unwrap_or(start_ordinal).max(start_ordinal);
+    let from = BinlogPosition::from_ordinal(applied, &start.file)
+        .ok_or_else(|| ReverseError::Refused(format!("bad applied position {applied}")))?;
+    let mapped =
+        copy::map_tables(&rplan, &TargetKind::Postgres, &schemas).map_err(|e| ReverseError::Refused(e.to_string()))?;
+    let mut writer = SinkWriter::new(target, TargetKind::Postgres, &rplan, mapped, HashMap::new(), applied)?;
+
+    let config = BinlogReadConfig {
+        server_id: server_id(plan),
+        start: from.clone(),
+        database,
+        tables,
+        until_end: options.until_caught_up,
+        mariadb,
+        label,
+    };
+    let (side, _, _) = mysql_conn(plan).await?;
+    let mut reader = BinlogReader::open(my, side, config).await?;
+    tracing::info!(from = %from, "streaming the target's changes back to the original source");
+
+    // Bounded by rows, not items: many small target transactions may wait
+    // (so that the applier groups them), but never more than IN_FLIGHT_ROWS
+    // changes, whole transactions and parts of large ones alike.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_ROWS));
+    let (tx_send, mut tx_recv) = mpsc::channel::<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>(IN_FLIGHT_ROWS);
+    let read = async move {
+        while let Some(item) = reader.next().await? {
+            let rows = match &item {
+                BinlogItem::Transaction(t) => t.tx.changes.len(),
+                BinlogItem::Part { changes, .. } => changes.len(),
+            };
+            let n = rows.clamp(1, IN_FLIGHT_ROWS) as u32;
+            let Ok(permit) = in_flight.clone().acquire_many_owned(n).await else { break };
+            if tx_send.send((item, permit)).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), ReverseError>(())
+    };
+    let apply = async {
+        let mut batch: Vec<Transaction> = Vec::new();
+        let mut in_parts = false;
+        let result = async {
+            while let Some((item, permit)) = tx_recv.recv().await {
+                let mut permits = vec![permit];
+                match item {
+                    BinlogItem::Part { changes, at } => {
+                        if !in_parts {
+                            writer.begin_parts().await?;
+                            in_parts = true;
+                        }
+                        let lsn = at.ordinal().unwrap_or_default();
+                        let part =
+                            Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
+                        writer.apply_part(&part).await?;
+                    }
+                    BinlogItem::Transaction(t) if in_parts => {
+                        writer.apply_part(&t.tx).await?;
+                        writer.commit_parts(t.tx.end_lsn, t.tx.commit_time_micros).await?;
+                        in_parts = false;
+                    }
+                    BinlogItem::Transaction(t) => {
+                        batch.push(t.tx);
+                        // What has piled up, up to ~5,000 rows, goes in one
+                        // source transaction; a part comes after it.
+                        let mut rows: usize = batch.iter().map(|t| t.changes.len()).sum();
+                        let mut next = None;
+                        while rows < 5_000 {
+                            match tx_recv.try_recv() {
+                                Ok((BinlogItem::Transaction(t), p)) => {
+                                    rows += t.tx.changes.len();
+                                    batch.push(t.tx);
+                                    permits.push(p);
+                                }
+                                Ok((part, p)) => {
+                                    next = Some(part);
+                                    permits.push(p);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        if let Some(BinlogItem::Part { changes, at }) = next {
+                            writer.begin_parts().await?;
+                            in_parts = true;
+                            let lsn = at.ordinal().unwrap_or_default();
+                            let part =
+                                Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
+                            writer.apply_part(&part).await?;
+                        }
+                    }
+                }
+            }
+            Ok::<(), ReverseError>(())
+        }
+        .await;
+        // A stream that ends inside a large transaction (error, signal)
+        // leaves nothing of it: the next run reads it again from the
+        // stored position.
+        if in_parts {
+            writer.abort_parts().await;
+        }
+        result
+    };
+    let both = async {
+        let (r, a) = tokio::join!(read, apply);
+        r.and(a)
+    };
+    tokio::select! {
+        r = both => r?,
+        _ = crate::tail::shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+/// `xdb check --reverse`: can the way back run from this target?
+pub async fn check(plan: &Plan) -> CheckReport {
+    let mut report = CheckReport::default();
+    let mut s = CheckSection::new("Reverse replication (the way back)");
+    if let Some(why) = unsupported_target(plan) {
+        let fix = match plan.target.url {
+            TargetUrl::Sqlite(_) => "there is none for a SQLite file: keep the original source intact until the switch is final, or move to a MariaDB/MySQL target",
+            _ => "not available yet: keep the original source intact until the switch is final",
+        };
+        s.fail(why, fix);
+        report.sections.push(s);
+        return report;
+    }
+    match mysql_conn(plan).await {
+        Ok((mut conn, mariadb, _)) => {
+            crate::source::mysql::check::binlog_settings(&mut conn, mariadb, &mut s).await;
+        }
+        Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
+    }
+    match client::connect(&plan.source.url, "xdb check --reverse").await {
+        Ok(pg) => match read_start(plan, &pg).await {
+            Ok(Some(p)) => s.pass(format!("reverse start recorded on the original source: {p}")),
+            Ok(None) => s.info(
+                "no reverse start recorded yet: the cutover's start_reverse step (or `xdb sync --reverse --set-start-here`) records it",
+            ),
+            Err(e) => s.warn(format!("cannot read the reverse start: {e}"), "check the source connection"),
+        },
+        Err(e) => s.fail(format!("cannot connect to the original source: {e}"), "fix the source URL"),
+    }
+    report.sections.push(s);
+    report
+}
+
+/// `xdb sync --reverse [--set-start-here] [--until-caught-up]`: exit 0 on
+/// success or a signal, 1 on an error (printed with the plan's secrets
+/// masked).
+pub async fn cli(plan: &Plan, until_caught_up: bool, set_start_here: bool) -> std::process::ExitCode {
+    let result = if set_start_here {
+        record_start(plan).await.map(|p| println!("reverse start recorded on the original source: {p}"))
+    } else {
+        run(plan, &ReverseOptions { until_caught_up, max_retries: None }).await
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", plan.scrub(&e.to_string()));
+            std::process::ExitCode::from(1)
+        }
+    }
+}

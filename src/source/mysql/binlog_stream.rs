@@ -1,0 +1,403 @@
+//! Committed transactions read from a MySQL/MariaDB binary log.
+//!
+//! Built on `mysql_async`'s binlog dump (`Conn::get_binlog_stream`) and
+//! `mysql_common`'s event parser (TableMap, Rows with before and after
+//! images, Xid, Query); only the 12-byte body of MariaDB's GTID event,
+//! which `mysql_common` leaves undecoded, is read here.
+//!
+//! What it yields, in binlog (= commit) order: whole transactions in the
+//! model of the PostgreSQL stream (`model::Transaction`), each with the
+//! binlog position after its commit event. A rolled-back InnoDB transaction
+//! never reaches the binlog, so it never appears. Rows of tables outside
+//! the plan are skipped; DDL on the plan's database stops the stream with
+//! the statement (the original source does not follow it by itself).
+//!
+//! Memory (invariant *bounded memory*): a transaction is handed over whole
+//! up to [`PART_ROWS`] changes; a larger one goes out in parts of that
+//! size as it is read ([`BinlogItem::Part`]), then its commit with the last
+//! changes, and the applier applies the parts inside one source
+//! transaction. Nothing is spilled to disk: a binlog transaction is
+//! committed before it is written, so it can be applied while it is read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest};
+
+use super::error::BinlogError;
+use super::position::{BinlogPosition, MariadbGtid};
+use super::value::{display, to_source_value};
+use crate::model::{Change, Row, TableSchema, Transaction, Value};
+
+/// MariaDB's GTID event type (not in `mysql_common`'s enum).
+const MARIADB_GTID_EVENT: u8 = 162;
+/// GTID event flag: a statement outside any transaction (DDL), with no
+/// closing Xid/COMMIT.
+const FL_STANDALONE: u8 = 1;
+
+/// A plan table as the binlog shows it: the target table's columns in
+/// binlog order, each tied to a column of the original source table.
+#[derive(Debug, Clone)]
+pub struct ReverseTable {
+    /// The source table (its real catalog types).
+    pub schema: Arc<TableSchema>,
+    /// For each target column in table order, the source column position.
+    pub columns: Vec<usize>,
+    /// The target column names, in table order.
+    pub names: Vec<String>,
+}
+
+/// Changes per part of a large transaction.
+pub const PART_ROWS: usize = 5_000;
+
+/// What the reader yields, in binlog order.
+#[derive(Debug)]
+pub enum BinlogItem {
+    /// A committed transaction, or the last changes and the commit of one
+    /// whose earlier changes came as parts.
+    Transaction(BinlogTransaction),
+    /// The next changes of a large transaction; more parts or its commit
+    /// follow. `at` is the binlog position read so far (for messages).
+    Part { changes: Vec<Change>, at: BinlogPosition },
+}
+
+/// One committed target transaction and where it ends.
+#[derive(Debug)]
+pub struct BinlogTransaction {
+    pub tx: Transaction,
+    pub position: BinlogPosition,
+}
+
+/// Where to start and how to end a binlog read.
+pub struct BinlogReadConfig {
+    /// Replica server id announced to the server (unique per reader).
+    pub server_id: u32,
+    pub start: BinlogPosition,
+    /// The target database (schema) holding the plan's tables.
+    pub database: String,
+    /// The plan tables by target table name.
+    pub tables: HashMap<String, ReverseTable>,
+    /// End at the end of the binlog as it is now instead of waiting.
+    pub until_end: bool,
+    pub mariadb: bool,
+    pub label: String,
+}
+
+struct Pending {
+    gtid: Option<MariadbGtid>,
+    changes: Vec<Change>,
+    standalone: bool,
+}
+
+pub struct BinlogReader {
+    stream: BinlogStream,
+    /// A second connection to the target, for its catalog.
+    side: mysql_async::Conn,
+    config: BinlogReadConfig,
+    file: String,
+    pending: Option<Pending>,
+}
+
+impl BinlogReader {
+    /// Starts a binlog dump on `conn` from `config.start`.
+    pub async fn open(
+        mut conn: mysql_async::Conn,
+        side: mysql_async::Conn,
+        config: BinlogReadConfig,
+    ) -> Result<BinlogReader, BinlogError> {
+        let label = config.label.clone();
+        if config.mariadb {
+            // Capability 4 (MARIA_SLAVE_CAPABILITY_GTID): the server sends
+            // its GTID events instead of replacing them with dummy BEGINs.
+            conn.query_drop("SET @mariadb_slave_capability = 4")
+                .await
+                .map_err(|e| BinlogError::driver(&label, "announcing GTID capability", e))?;
+        }
+        // A heartbeat every second on an idle binlog: a lost connection is
+        // noticed instead of waited on forever.
+        conn.query_drop("SET @master_heartbeat_period = 1000000000")
+            .await
+            .map_err(|e| BinlogError::driver(&label, "setting the heartbeat", e))?;
+        let file = config.start.file.clone();
+        let mut req =
+            BinlogStreamRequest::new(config.server_id).with_filename(file.as_bytes()).with_pos(config.start.pos);
+        if config.until_end {
+            req = req.with_non_blocking();
+        }
+        let stream = conn
+            .get_binlog_stream(req)
+            .await
+            .map_err(|e| BinlogError::driver(&label, &format!("starting the binlog dump at {}", config.start), e))?;
+        Ok(BinlogReader { stream, side, config, file, pending: None })
+    }
+
+    /// The next committed transaction touching the plan (or an empty one
+    /// for a commit that touched nothing of it, so the position still
+    /// moves), or `None` at the end of the binlog with `until_end`.
+    pub async fn next(&mut self) -> Result<Option<BinlogItem>, BinlogError> {
+        loop {
+            let Some(event) = self.stream.next().await else {
+                tracing::debug!("the binlog stream ended");
+                return Ok(None);
+            };
+            if let Err(e) = &event {
+                tracing::debug!("binlog stream error: {e:?}");
+            }
+            let event = match event {
+                Ok(e) => e,
+                // With BINLOG_DUMP_NON_BLOCK the server ends with EOF,
+                // which mysql_async reports as a closed connection.
+                Err(mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed))
+                    if self.config.until_end =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(BinlogError::driver(&self.config.label, "reading the binlog", e)),
+            };
+            let header = event.header();
+            tracing::trace!(event_type = header.event_type_raw(), log_pos = header.log_pos(), "binlog event");
+            let end = BinlogPosition { file: self.file.clone(), pos: header.log_pos() as u64, gtid: None };
+            let commit_time = header.timestamp() as i64 * 1_000_000;
+            if header.event_type_raw() == MARIADB_GTID_EVENT {
+                let body = event.data();
+                let gtid = MariadbGtid::from_event_body(body, header.server_id());
+                let standalone = body.get(12).is_some_and(|f| f & FL_STANDALONE != 0);
+                self.pending = Some(Pending { gtid, changes: Vec::new(), standalone });
+                continue;
+            }
+            let data = event
+                .read_data()
+                .map_err(|source| BinlogError::Decode { target: self.config.label.clone(), source })?;
+            match data {
+                Some(EventData::RotateEvent(r)) => {
+                    self.file = rotate_file_name(&r.name(), &self.config.start.file);
+                }
+                Some(EventData::QueryEvent(q)) => {
+                    let sql = q.query().trim().to_string();
+                    if sql.eq_ignore_ascii_case("BEGIN") {
+                        if self.pending.is_none() {
+                            self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false });
+                        }
+                    } else if sql.eq_ignore_ascii_case("COMMIT") {
+                        return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
+                    } else {
+                        // DDL (or a statement logged as such) on the plan's
+                        // database: when it left a plan table in another
+                        // shape than the one being mapped, stop with it. A
+                        // restart after the operator ran the equivalent on
+                        // the original source maps the new shape, and the
+                        // same statement read again then passes.
+                        if (q.schema() == self.config.database || mentions(&sql, &self.config.database))
+                            && self.shape_changed().await?
+                        {
+                            return Err(BinlogError::SchemaChange { position: end.to_string(), statement: sql });
+                        }
+                        if self.pending.as_ref().is_some_and(|p| p.standalone) {
+                            return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
+                        }
+                    }
+                }
+                Some(EventData::XidEvent(x)) => {
+                    return self.commit(end, commit_time, x.xid).map(|t| Some(BinlogItem::Transaction(t)));
+                }
+                Some(EventData::RowsEvent(rows)) => {
+                    self.rows(&rows, &end)?;
+                    if let Some(p) = self.pending.as_mut().filter(|p| p.changes.len() >= PART_ROWS) {
+                        let changes = std::mem::take(&mut p.changes);
+                        return Ok(Some(BinlogItem::Part { changes, at: end }));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether a plan table's columns on the target differ from the ones
+    /// this reader maps (read on a second connection).
+    async fn shape_changed(&mut self) -> Result<bool, BinlogError> {
+        for (name, t) in &self.config.tables {
+            let now = table_columns(&mut self.side, &self.config.database, name, &self.config.label).await?;
+            if now != t.names {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn commit(
+        &mut self,
+        mut end: BinlogPosition,
+        commit_time: i64,
+        xid: u64,
+    ) -> Result<BinlogTransaction, BinlogError> {
+        let p = self.pending.take().unwrap_or(Pending { gtid: None, changes: Vec::new(), standalone: false });
+        end.gtid = p.gtid;
+        // Never a made-up position: a transaction without one could not be
+        // told applied or not after a restart.
+        let lsn = end.ordinal().ok_or_else(|| {
+            BinlogError::Setup(format!("binlog position {end} has no file sequence number or is past 4 GiB"))
+        })?;
+        let tx = Transaction {
+            xid: xid as u32,
+            commit_lsn: lsn,
+            end_lsn: lsn,
+            commit_time_micros: commit_time,
+            changes: p.changes,
+        };
+        tracing::debug!(position = %end, changes = tx.changes.len(), "target transaction committed");
+        Ok(BinlogTransaction { tx, position: end })
+    }
+
+    fn rows(&mut self, rows: &RowsEventData<'_>, at: &BinlogPosition) -> Result<(), BinlogError> {
+        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
+            tracing::debug!(table_id = rows.table_id(), "rows without a table map");
+            return Ok(());
+        };
+        tracing::trace!(db = %tme.database_name(), table = %tme.table_name(), "rows");
+        if tme.database_name() != self.config.database {
+            return Ok(());
+        }
+        let Some(table) = self.config.tables.get(tme.table_name().as_ref()) else { return Ok(()) };
+        if rows.num_columns() as usize != table.columns.len() {
+            return Err(BinlogError::SchemaChange {
+                position: at.to_string(),
+                statement: format!(
+                    "(table {} now has {} columns on the target, {} when sync --reverse started)",
+                    tme.table_name(),
+                    rows.num_columns(),
+                    table.columns.len()
+                ),
+            });
+        }
+        let pending = self.pending.get_or_insert(Pending { gtid: None, changes: Vec::new(), standalone: false });
+        for r in rows.rows(tme) {
+            let (before, after) =
+                r.map_err(|source| BinlogError::Decode { target: self.config.label.clone(), source })?;
+            let before = before.map(|b| source_row(table, &b, at)).transpose()?;
+            let after = after.map(|a| source_row(table, &a, at)).transpose()?;
+            let change = match (before, after) {
+                (None, Some(new)) => Change::Insert { table: table.schema.clone(), new },
+                (Some(old), None) => Change::Delete { table: table.schema.clone(), old },
+                (Some(old), Some(new)) => {
+                    let pk = &table.schema.primary_key;
+                    let key_changed = pk.is_empty() || pk.iter().any(|&i| old[i] != new[i]);
+                    Change::Update {
+                        table: table.schema.clone(),
+                        old: key_changed.then_some(old),
+                        new,
+                        unchanged_toast: Vec::new(),
+                    }
+                }
+                (None, None) => continue,
+            };
+            pending.changes.push(change);
+        }
+        Ok(())
+    }
+}
+
+/// A binlog row as a source row (source column order).
+fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Result<Row, BinlogError> {
+    let s = &table.schema;
+    let mut out: Row = vec![Value::Null; s.columns.len()];
+    for (binlog_col, &src) in table.columns.iter().enumerate() {
+        let col = &s.columns[src];
+        out[src] = to_source_value(row.as_ref(binlog_col), &col.pg_type).map_err(|reason| {
+            let key: Vec<String> = s
+                .primary_key
+                .iter()
+                .filter_map(|&k| table.columns.iter().position(|&c| c == k))
+                .map(|b| display(row.as_ref(b)))
+                .collect();
+            BinlogError::Value {
+                table: s.name.to_string(),
+                column: col.name.clone(),
+                key: format!("({})", key.join(", ")),
+                reason,
+                position: at.to_string(),
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// The file named by a Rotate event. The first (artificial) Rotate comes
+/// before the format description, so its name still carries the 4-byte
+/// checksum: the name ends with the sequence digits, as many as in `like`.
+fn rotate_file_name(raw: &str, like: &str) -> String {
+    let width = like.rsplit_once('.').map(|(_, d)| d.len()).unwrap_or(6);
+    match raw.rsplit_once('.') {
+        Some((base, rest)) => {
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).take(width).collect();
+            format!("{base}.{digits}")
+        }
+        None => raw.to_string(),
+    }
+}
+
+/// Whether a statement names `db` as a qualifier (`db.t`, `` `db`.t ``).
+fn mentions(sql: &str, db: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let db = db.to_ascii_lowercase();
+    lower.contains(&format!("{db}.")) || lower.contains(&format!("`{db}`."))
+}
+
+/// The columns of a target table, in table order.
+pub async fn table_columns(
+    conn: &mut mysql_async::Conn,
+    database: &str,
+    table: &str,
+    label: &str,
+) -> Result<Vec<String>, BinlogError> {
+    conn.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (database, table),
+    )
+    .await
+    .map_err(|e| BinlogError::driver(label, "reading the target's columns", e))
+}
+
+/// The server's current binlog end: `SHOW MASTER STATUS` and, on MariaDB,
+/// `@@gtid_binlog_pos`.
+pub async fn current_position(conn: &mut mysql_async::Conn, label: &str) -> Result<BinlogPosition, BinlogError> {
+    // MySQL 8.4 removed SHOW MASTER STATUS (a syntax error there, 1064)
+    // for SHOW BINARY LOG STATUS, which MariaDB 10.x does not know.
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => conn
+            .query_first("SHOW BINARY LOG STATUS")
+            .await
+            .map_err(|e| BinlogError::driver(label, "SHOW BINARY LOG STATUS", e))?,
+        r => r.map_err(|e| BinlogError::driver(label, "SHOW MASTER STATUS", e))?,
+    };
+    let Some(row) = row else {
+        return Err(BinlogError::Setup(format!(
+            "{label}: the binary log is off (SHOW MASTER STATUS is empty); run `xdb check --reverse` for the fix"
+        )));
+    };
+    let file: String = row.get(0).unwrap_or_default();
+    let pos: u64 = row.get(1).unwrap_or_default();
+    let gtid: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.unwrap_or(None);
+    // Only a single-domain position is one GTID.
+    let gtid = gtid.as_deref().filter(|g| !g.contains(',')).and_then(MariadbGtid::parse);
+    Ok(BinlogPosition { file, pos, gtid })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rotate_names_lose_the_checksum_bytes() {
+        assert_eq!(super::rotate_file_name("binlog.000001Ws\u{fffd}C", "binlog.000001"), "binlog.000001");
+        assert_eq!(super::rotate_file_name("binlog.000002", "binlog.000001"), "binlog.000002");
+    }
+
+    #[test]
+    fn qualified_statements_name_their_database() {
+        assert!(super::mentions("ALTER TABLE `app`.t ADD c INT", "app"));
+        assert!(super::mentions("drop table APP.t", "app"));
+        assert!(!super::mentions("CREATE TABLE other.t (a int)", "app"));
+    }
+}

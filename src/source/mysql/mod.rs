@@ -1,0 +1,15 @@
+//! The MySQL/MariaDB source of changes: the binary log of a target after
+//! the switch, read back for `xdb sync --reverse` (the way back).
+//!
+//! - `position.rs`: binlog positions (file:offset, MariaDB GTID) and their
+//!   ordered form stored as the applied position;
+//! - `binlog_stream.rs`: whole committed transactions from the binlog;
+//! - `value.rs`: binlog values back to the original PostgreSQL types;
+//! - `error.rs`: typed errors with their retry decision by error number;
+//! - `check.rs`: the server settings and privileges the binlog read needs.
+
+pub mod binlog_stream;
+pub mod check;
+pub mod error;
+pub mod position;
+pub mod value;

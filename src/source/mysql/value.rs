@@ -1,0 +1,198 @@
+//! Binlog values back to the original PostgreSQL column types: the reverse
+//! of `mappings/pg-to-mysql.yaml`, decided by the source's real column type
+//! (read from its catalog), never by the MySQL type alone.
+//!
+//! A value is mapped back only when the result is exactly what the forward
+//! mapping would have written for it; otherwise the error says why (the
+//! caller names table, column and key). Types the forward mapping altered
+//! (`timetz` lost its offset, arrays became JSON, `interval` text …) are
+//! refused rather than guessed.
+
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::Value as My;
+
+use crate::model::{DateValue, NumericValue, PgType, TimestampValue, Value};
+
+/// Days from 1970-01-01 to `y-m-d` (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn text(v: &My) -> Result<String, String> {
+    match v {
+        My::Bytes(b) => String::from_utf8(b.clone()).map_err(|_| "the target value is not valid UTF-8".into()),
+        other => Err(format!("expected text, the binlog has {other:?}")),
+    }
+}
+
+fn int(v: &My) -> Result<i64, String> {
+    match v {
+        My::Int(i) => Ok(*i),
+        My::UInt(u) => i64::try_from(*u).map_err(|_| format!("{u} is beyond bigint")),
+        other => Err(format!("expected an integer, the binlog has {other:?}")),
+    }
+}
+
+/// `DECIMAL(65,30)` (the forward mapping of unconstrained `numeric`) pads
+/// the scale: the number is the same without its trailing fraction zeros.
+fn trim_scale(s: &str) -> String {
+    match s.split_once('.') {
+        Some((i, f)) => {
+            let f = f.trim_end_matches('0');
+            if f.is_empty() {
+                i.to_string()
+            } else {
+                format!("{i}.{f}")
+            }
+        }
+        None => s.to_string(),
+    }
+}
+
+/// One binlog value as the PostgreSQL column `ty` holds it.
+pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value, String> {
+    let v = match v {
+        None => return Err("the binlog row image lacks this column (binlog_row_image is not FULL)".into()),
+        Some(BinlogValue::Value(My::NULL)) => return Ok(Value::Null),
+        Some(BinlogValue::Value(v)) => v,
+        Some(_) => return Err("MySQL binary JSON is not mapped back yet (MariaDB stores JSON as text)".into()),
+    };
+    let out_of_range = |what: &str, n: i64| format!("{n} does not fit {what}");
+    Ok(match ty {
+        PgType::Bool => match int(v)? {
+            0 => Value::Bool(false),
+            1 => Value::Bool(true),
+            n => return Err(format!("{n} is not a boolean (0 or 1)")),
+        },
+        PgType::Int2 => {
+            let n = int(v)?;
+            Value::Int2(i16::try_from(n).map_err(|_| out_of_range("smallint", n))?)
+        }
+        PgType::Int4 => {
+            let n = int(v)?;
+            Value::Int4(i32::try_from(n).map_err(|_| out_of_range("integer", n))?)
+        }
+        PgType::Int8 => Value::Int8(int(v)?),
+        PgType::Oid => Value::Int8(int(v)?),
+        PgType::Float4 => match v {
+            My::Float(f) => Value::Float4(*f),
+            My::Double(d) if (*d as f32) as f64 == *d => Value::Float4(*d as f32),
+            other => return Err(format!("expected a real, the binlog has {other:?}")),
+        },
+        PgType::Float8 => match v {
+            My::Double(d) => Value::Float8(*d),
+            My::Float(f) => Value::Float8(*f as f64),
+            other => return Err(format!("expected a double, the binlog has {other:?}")),
+        },
+        PgType::Numeric { scale, .. } => {
+            let s = text(v)?;
+            Value::Numeric(NumericValue::Finite(if scale.is_none() { trim_scale(&s) } else { s }))
+        }
+        PgType::Money => Value::Numeric(NumericValue::Finite(text(v)?)),
+        PgType::Text | PgType::Varchar(_) | PgType::Char(_) | PgType::Name | PgType::Xml | PgType::InternalChar => {
+            Value::Text(text(v)?)
+        }
+        PgType::Enum { labels, .. } => {
+            let s = text(v)?;
+            if !labels.contains(&s) {
+                return Err(format!("'{s}' is not a label of the source's enum"));
+            }
+            Value::Text(s)
+        }
+        PgType::Bytea => match v {
+            My::Bytes(b) => Value::Bytes(b.clone()),
+            other => return Err(format!("expected bytes, the binlog has {other:?}")),
+        },
+        PgType::Uuid => {
+            let s = text(v)?;
+            Value::Uuid(uuid::Uuid::parse_str(&s).map_err(|_| format!("'{s}' is not a UUID"))?)
+        }
+        PgType::Json | PgType::Jsonb => {
+            let s = text(v)?;
+            serde_json::from_str::<serde_json::Value>(&s).map_err(|e| format!("not valid JSON: {e}"))?;
+            Value::Json(s)
+        }
+        PgType::Date => match v {
+            My::Date(y, m, d, 0, 0, 0, 0) => Value::Date(DateValue::Days(
+                i32::try_from(days_from_civil(*y as i64, *m as u32, *d as u32)).map_err(|_| "date out of range")?,
+            )),
+            other => return Err(format!("expected a date, the binlog has {other:?}")),
+        },
+        // Both are written as the UTC wall clock by the forward mapping
+        // (the target session runs with time_zone '+00:00').
+        PgType::Timestamp(_) | PgType::TimestampTz(_) => match v {
+            My::Date(y, mo, d, h, mi, s, us) => {
+                let days = days_from_civil(*y as i64, *mo as u32, *d as u32);
+                let micros =
+                    ((days * 86_400 + *h as i64 * 3600 + *mi as i64 * 60 + *s as i64) * 1_000_000) + *us as i64;
+                let t = TimestampValue::Micros(micros);
+                if matches!(ty, PgType::TimestampTz(_)) {
+                    Value::TimestampTz(t)
+                } else {
+                    Value::Timestamp(t)
+                }
+            }
+            other => return Err(format!("expected a datetime, the binlog has {other:?}")),
+        },
+        PgType::Time(_) => match v {
+            My::Time(false, 0, h, m, s, us) => {
+                Value::Time((*h as i64 * 3600 + *m as i64 * 60 + *s as i64) * 1_000_000 + *us as i64)
+            }
+            other => return Err(format!("{other:?} is not a time of day")),
+        },
+        other => {
+            return Err(format!(
+                "the forward mapping of {} does not keep every value exactly; it is not mapped back",
+                other.sql_name()
+            ))
+        }
+    })
+}
+
+/// A binlog value as SQL text, to name a key in messages.
+pub fn display(v: Option<&BinlogValue<'_>>) -> String {
+    match v {
+        Some(BinlogValue::Value(v)) => v.as_sql(false),
+        Some(other) => format!("{other:?}"),
+        None => "?".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    }
+
+    #[test]
+    fn values_map_back_by_the_source_type() {
+        let b = |v: My| BinlogValue::Value(v);
+        assert_eq!(to_source_value(Some(&b(My::Int(1))), &PgType::Bool).unwrap(), Value::Bool(true));
+        assert!(to_source_value(Some(&b(My::Int(70_000))), &PgType::Int2).is_err());
+        let n = b(My::Bytes(b"1.500000".to_vec()));
+        let unconstrained = PgType::Numeric { precision: None, scale: None };
+        assert_eq!(
+            to_source_value(Some(&n), &unconstrained).unwrap(),
+            Value::Numeric(NumericValue::Finite("1.5".into()))
+        );
+        let ts = b(My::Date(2000, 3, 1, 0, 0, 1, 5));
+        assert_eq!(
+            to_source_value(Some(&ts), &PgType::TimestampTz(None)).unwrap(),
+            Value::TimestampTz(TimestampValue::Micros(11_017 * 86_400_000_000 + 1_000_005))
+        );
+        assert!(to_source_value(Some(&b(My::Bytes(b"{".to_vec()))), &PgType::Json).is_err());
+        assert!(to_source_value(Some(&b(My::Bytes(b"x".to_vec()))), &PgType::Interval).is_err());
+        assert!(to_source_value(None, &PgType::Text).is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! `xdb sync --reverse` and `xdb check --reverse` (the way back after the
+//! switch) against the real servers: forward copy and stream into MariaDB,
+//! the switch point, then writes on MariaDB streamed back to the original
+//! PostgreSQL source through kill -9s, ending with `xdb validate`.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::support::{self, MyDb, PgDb};
+use crate::sync::{kill9, plan, spawn, xdb, Target};
+
+const TABLES: &str = "
+CREATE TABLE orders (
+  region text NOT NULL, id int NOT NULL,
+  amount numeric(12,2), total numeric, note text, placed_at timestamptz,
+  payload bytea, doc json, tags jsonb, flag boolean, qty smallint,
+  PRIMARY KEY (region, id));
+CREATE TABLE events (id bigint PRIMARY KEY, at timestamp, day date, label varchar(40));
+ALTER TABLE orders OWNER TO xdb_repl; ALTER TABLE events OWNER TO xdb_repl;
+";
+
+fn out(o: &std::process::Output) -> String {
+    support::text(o)
+}
+
+async fn my(db: &MyDb) -> mysql_async::Conn {
+    let mut c = mysql_async::Conn::from_url(db.url()).await.expect("connect MariaDB");
+    c.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    c
+}
+
+/// The write load on the target after the switch: inserts, updates (also
+/// of the primary key), deletes, a rolled-back transaction and one large
+/// transaction of 50,000 rows.
+async fn target_load(url: String) {
+    let mut c = mysql_async::Conn::from_url(url).await.unwrap();
+    c.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    for round in 0..40 {
+        let id = 1000 + round;
+        c.query_drop(format!(
+            "INSERT INTO orders (region, id, amount, total, note, placed_at, payload, doc, tags, flag, qty) VALUES \
+             ('eu', {id}, 12.50, 3.25, 'grüße ✓ {round}', '2026-01-02 03:04:05.123456', x'00ff10', '{{\"a\": {round}}}', '[1, 2]', 1, 7), \
+             ('us', {id}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+        ))
+        .await
+        .unwrap();
+        c.query_drop(format!(
+            "UPDATE orders SET note = CONCAT(note, ' ü'), amount = amount + 1 WHERE region = 'eu' AND id = {id}"
+        ))
+        .await
+        .unwrap();
+        // A primary-key change.
+        c.query_drop(format!("UPDATE orders SET id = {} WHERE region = 'us' AND id = {id}", id + 100_000))
+            .await
+            .unwrap();
+        if round % 3 == 0 {
+            c.query_drop(format!("DELETE FROM orders WHERE region = 'eu' AND id = {}", id - 1)).await.unwrap();
+        }
+        // Rolled back: must never reach the source.
+        c.query_drop("START TRANSACTION").await.unwrap();
+        c.query_drop(format!("INSERT INTO events (id, label) VALUES ({}, 'rolled back')", 900_000 + round))
+            .await
+            .unwrap();
+        c.query_drop("ROLLBACK").await.unwrap();
+        if round == 20 {
+            c.query_drop("START TRANSACTION").await.unwrap();
+            for chunk in 0..50 {
+                let values: Vec<String> = (0..1000)
+                    .map(|i| {
+                        let id = 100_000 + chunk * 1000 + i;
+                        format!("({id}, '2026-05-06 07:08:09.5', '2026-05-06', 'bulk ✓ {id}')")
+                    })
+                    .collect();
+                c.query_drop(format!("INSERT INTO events (id, at, day, label) VALUES {}", values.join(",")))
+                    .await
+                    .unwrap();
+            }
+            c.query_drop("COMMIT").await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.query_drop("UPDATE events SET label = 'touched', at = NULL WHERE id % 7 = 0").await.unwrap();
+    c.query_drop("DELETE FROM events WHERE id % 11 = 0").await.unwrap();
+    let _ = c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
+    let db = PgDb::create("xdb_rev_src").await;
+    db.exec(TABLES).await;
+    db.exec(
+        "INSERT INTO orders SELECT CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g, g * 1.25, g / 3.0, 'zeile ' || g || ' €', \
+         '2025-12-31 23:59:59.999999+02'::timestamptz + g * interval '1 minute', decode('00ff', 'hex'), \
+         '{\"k\": \"värde\"}', '{\"b\": [1, 2]}', g % 2 = 0, g FROM generate_series(1, 500) g;
+         INSERT INTO events SELECT g, '2024-02-29 12:00:00'::timestamp + g * interval '1 second', '2024-02-29'::date + g, 'e' || g \
+         FROM generate_series(1, 500) g;",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let runbook = "cutover:\n  steps:\n    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n    - name: Drain\n      wait_for_catchup: { timeout: 60s }\n    - name: The way back starts here\n      start_reverse: {}\n";
+    let plan = plan(&db, &target, "public.orders, public.events", runbook);
+
+    // Forward: copy and stream, then stop (the forward stream must be stopped).
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    db.exec("UPDATE orders SET note = 'after copy ☃' WHERE id = 7; DELETE FROM events WHERE id = 3").await;
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    // Without the switch point, the way back refuses and says how.
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("--set-start-here") && out(&o).contains("start_reverse"), "{}", out(&o));
+
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert!(o.status.success(), "{}", out(&o));
+    // The switch point: the cutover freezes the source, drains, records it.
+    db.exec("UPDATE orders SET note = 'just before the switch' WHERE id = 8").await;
+    let o = xdb(&plan, &["sync", "--cutover", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("sync --reverse will start at binlog."), "{}", out(&o));
+
+    // The switch: the application writes to MariaDB now.
+    let load = tokio::spawn(target_load(mydb.url()));
+    let mut kills = 0;
+    while !load.is_finished() || kills < 5 {
+        let mut child = spawn(&plan, &["sync", "--reverse"]);
+        tokio::time::sleep(Duration::from_millis(700 + 300 * kills)).await;
+        kill9(&mut child);
+        kills += 1;
+    }
+    load.await.unwrap();
+    assert!(kills >= 5);
+    // One reverse stream at a time: a second one would apply twice.
+    let mut running = spawn(&plan, &["sync", "--reverse"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("another `xdb sync --reverse`"), "{}", out(&o));
+    kill9(&mut running);
+    // The killed runs made progress of their own (positions were stored).
+    let src = db.super_client().await;
+    let stored = src.query_opt("SELECT applied_lsn FROM xdb.state WHERE slot LIKE '%.reverse'", &[]).await.unwrap();
+    assert!(stored.is_some(), "no reverse position was stored before the last run");
+
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let rolled_back: i64 =
+        src.query_one("SELECT count(*) FROM events WHERE label = 'rolled back'", &[]).await.unwrap().get(0);
+    assert_eq!(rolled_back, 0);
+    let bulk: i64 = src.query_one("SELECT count(*) FROM events WHERE id >= 100000", &[]).await.unwrap().get(0);
+    assert_eq!(bulk, 50_000 - 50_000 / 11 - 1, "the large transaction came back whole");
+    let moved: i64 = src.query_one("SELECT count(*) FROM orders WHERE id > 100000", &[]).await.unwrap().get(0);
+    assert_eq!(moved, 40);
+    let mut c = my(mydb).await;
+    let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM orders").await.unwrap();
+    let m: i64 = src.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+    assert_eq!(n, Some(m));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate after the way back: {}", out(&v));
+    let st = xdb(&plan, &["status", "--reverse"]);
+    assert!(st.status.success(), "{}", out(&st));
+    assert!(out(&st).contains("lag:             0 bytes of binlog"), "{}", out(&st));
+    assert!(out(&st).contains("(GTID 0-"), "{}", out(&st));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reverse_names_missing_privileges_and_sqlite_has_no_way_back() {
+    let db = PgDb::create("xdb_rev_chk").await;
+    db.exec("CREATE TABLE t (id int PRIMARY KEY); GRANT ALL ON t TO xdb_repl;").await;
+    let mydb = MyDb::create("xdb_rev_chk_my").await;
+    let user = support::unique("xdb_rev_np");
+    let mut admin = my(&mydb).await;
+    admin
+        .query_drop(format!(
+            "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT ALL ON `{}`.* TO '{user}'@'127.0.0.1'",
+            mydb.name
+        ))
+        .await
+        .unwrap();
+    let url = mydb.url();
+    let (scheme_user, rest) = url.split_once('@').unwrap();
+    let (scheme, _) = scheme_user.split_once("://").unwrap();
+    let limited = format!("{scheme}://{user}:pw@{rest}");
+    let plan = support::PlanFile::new(&format!(
+        "name: rev\nsource:\n  url: {}\n  slot: {}_slot\n  publication: {}_pub\ntarget:\n  url: {limited}\ntables: [public.t]\n",
+        db.repl_url(),
+        db.name,
+        db.name
+    ));
+    let o = support::xdb(&["check", "--reverse", "--plan", plan.path.to_str().unwrap()]);
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("GRANT REPLICATION SLAVE ON *.* TO '{user}'@'127.0.0.1';")), "{text}");
+    assert!(text.contains("binlog_row_image = FULL"), "{text}");
+    admin.query_drop(format!("DROP USER '{user}'@'127.0.0.1'")).await.unwrap();
+
+    let sqlite = Target::sqlite("xdb_rev_sqlite");
+    let plan = crate::sync::plan(&db, &sqlite, "public.t", "");
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("SQLite file has no change log"), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("no way back from a SQLite target"), "{}", out(&o));
+
+    let pg_target = Target::Postgres(PgDb::create("xdb_rev_chk_pg").await);
+    let plan = crate::sync::plan(&db, &pg_target, "public.t", "");
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("PostgreSQL target is not built yet"), "{}", out(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
+    let db = PgDb::create("xdb_rev_rep").await;
+    db.exec(
+        "CREATE TABLE flags (id int PRIMARY KEY, flag boolean, note text); ALTER TABLE flags OWNER TO xdb_repl;
+         INSERT INTO flags VALUES (1, true, 'a'), (2, false, 'b');",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_rep_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let plan = plan(&db, &target, "public.flags", "");
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    // TINYINT(1) holds 5; a boolean does not: reported, never guessed.
+    let mut c = my(mydb).await;
+    c.query_drop("UPDATE flags SET flag = 5, note = 'x' WHERE id = 2").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("table public.flags, column flag, key (2): 5 is not a boolean"), "{}", out(&o));
+    let src = db.super_client().await;
+    let note: String = src.query_one("SELECT note FROM flags WHERE id = 2", &[]).await.unwrap().get(0);
+    assert_eq!(note, "b", "nothing of the refused transaction was applied");
+
+    // A schema change on the target stops the way back with the statement.
+    c.query_drop("UPDATE flags SET flag = 0 WHERE id = 2").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+    // While streaming: the statement comes through the binlog.
+    let child = spawn(&plan, &["sync", "--reverse"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.query_drop("ALTER TABLE flags ADD COLUMN added INT").await.unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("ALTER TABLE flags ADD COLUMN added INT"), "{}", out(&o));
+    assert!(out(&o).contains("run the equivalent statement on the original PostgreSQL source"), "{}", out(&o));
+    // Restarted after the change, it refuses before reading anything.
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("column added of target table flags is not on the original source"), "{}", out(&o));
+    // Once the original has it too, the way back continues past the statement.
+    db.exec("ALTER TABLE flags ADD COLUMN added int").await;
+    c.query_drop("UPDATE flags SET added = 42, note = 'after the change' WHERE id = 1").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let added: i32 = src.query_one("SELECT added FROM flags WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(added, 42);
+}
