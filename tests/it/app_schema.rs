@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use crate::support::{self, MyDb, PgDb};
-use crate::sync::{kill9, ok, plan, spawn, xdb, Target};
+use crate::support::{self, kill9, ok, plan, spawn, xdb, MyDb, PgDb, Target};
 
 const APP: &str = r#"
     CREATE SCHEMA app;
@@ -178,7 +177,7 @@ async fn untranslatable_generated_column_is_refused_before_anything_is_created()
     let text = support::text(&snap);
     assert!(!snap.status.success(), "{text}");
     assert!(text.contains("length_hours"), "{text}");
-    let slots = crate::sync::pg_rows(
+    let slots = crate::support::pg_rows(
         &db.super_client().await,
         &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}_slot'", db.name),
     )
@@ -187,7 +186,7 @@ async fn untranslatable_generated_column_is_refused_before_anything_is_created()
 
     // On a PostgreSQL target the same expression is the target's.
     let pgt = Target::Postgres(PgDb::create("xdb_app_gen_pgt").await);
-    let plan = crate::sync::plan(&db, &pgt, "trips", "");
+    let plan = crate::support::plan(&db, &pgt, "trips", "");
     ok(&xdb(&plan, &["snapshot"]));
     let got = pgt.rows("SELECT length_hours::text FROM public.trips WHERE id = 10").await;
     assert_eq!(got, vec![vec!["1.17".to_string()]]);
@@ -232,7 +231,7 @@ async fn existing_target_is_checked(target: Target, create: &str, want: &[&str])
                 (SELECT count(*) FROM pg_publication WHERE pubname = '{0}_pub')",
         db.name
     );
-    assert_eq!(crate::sync::pg_rows(&client, &q).await, vec![vec!["0".to_string()]], "left on the source");
+    assert_eq!(crate::support::pg_rows(&client, &q).await, vec![vec!["0".to_string()]], "left on the source");
     let fixes = fixes(&text);
     assert_eq!(fixes.len(), want.len(), "{text}");
     for f in &fixes {
@@ -287,7 +286,7 @@ async fn misspelt_mapping_columns_are_refused_with_the_closest() {
         assert!(text.contains("has no column cod — did you mean `public.accounts.code`?"), "{cmd}: {text}");
         assert!(text.contains("has no column craeted — did you mean `public.accounts.created`?"), "{cmd}: {text}");
     }
-    let slots = crate::sync::pg_rows(
+    let slots = crate::support::pg_rows(
         &db.super_client().await,
         &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}_slot'", db.name),
     )

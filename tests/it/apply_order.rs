@@ -10,8 +10,7 @@
 //! - REPLICA IDENTITY FULL with a primary key is matched on the key (a
 //!   `json` column cannot be compared on a PostgreSQL target).
 
-use crate::support::{self, MyDb, PgDb};
-use crate::sync::{plan, xdb, Target};
+use crate::support::{self, plan, xdb, MyDb, PgDb, Target};
 
 fn ok(out: &std::process::Output) {
     assert!(out.status.success(), "xdb failed: {}", support::text(out));
@@ -41,7 +40,7 @@ async fn target_li(t: &Target) -> Vec<Vec<String>> {
 }
 
 async fn source_li(db: &PgDb) -> Vec<Vec<String>> {
-    crate::sync::pg_rows(&db.super_client().await, "SELECT id::text, list::text, pos::text FROM li ORDER BY li.id")
+    crate::support::pg_rows(&db.super_client().await, "SELECT id::text, list::text, pos::text FROM li ORDER BY li.id")
         .await
 }
 

@@ -9,7 +9,7 @@ fn plan_yaml(source_url: &str, target_url: &str, tables: &str) -> String {
 
 fn run_check(yaml: &str) -> (i32, String) {
     let f = PlanFile::new(yaml);
-    let out = support::xdb(&["check", "--plan", f.path.to_str().unwrap()]);
+    let out = support::xdb_args(&["check", "--plan", f.path.to_str().unwrap()]);
     (out.status.code().unwrap_or(-1), support::text(&out))
 }
 
@@ -173,7 +173,7 @@ async fn a_target_that_is_the_source_is_refused_before_anything_is_created() {
     );
     let plan = PlanFile::new(&yaml);
     for cmd in ["snapshot", "sync"] {
-        let out = support::xdb(&[cmd, "--plan", plan.path.to_str().unwrap()]);
+        let out = support::xdb_args(&[cmd, "--plan", plan.path.to_str().unwrap()]);
         let o = support::text(&out);
         assert!(!out.status.success(), "{cmd}: {o}");
         assert!(o.contains("the target is the source"), "{cmd}: {o}");

@@ -51,23 +51,23 @@ async fn removes_slot_publication_and_state_after_confirmation() {
     let plan = setup(&db, true, &sqlite).await;
     let p = plan.path.to_str().unwrap();
 
-    let out = support::xdb(&["cleanup", "--plan", p]);
+    let out = support::xdb_args(&["cleanup", "--plan", p]);
     assert_eq!(out.status.code(), Some(2), "no --yes without a terminal: {}", support::text(&out));
     assert_eq!(counts(&db).await, (1, 1), "refused cleanup changed something");
 
-    let out = support::xdb(&["cleanup", "--plan", p, "--dry-run"]);
+    let out = support::xdb_args(&["cleanup", "--plan", p, "--dry-run"]);
     let text = support::text(&out);
     assert!(text.contains("drop replication slot") && text.contains("drop publication xdb_clean"), "{text}");
     assert!(text.contains("delete xdb's state"), "{text}");
     assert_eq!(counts(&db).await, (1, 1), "dry run changed something");
 
-    let out = support::xdb(&["cleanup", "--plan", p, "--yes"]);
+    let out = support::xdb_args(&["cleanup", "--plan", p, "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", support::text(&out));
     assert_eq!(counts(&db).await, (0, 0));
     let conn = rusqlite::Connection::open(&sqlite).unwrap();
     let n: i64 = conn.query_row("SELECT count(*) FROM xdb_state", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0);
-    let out = support::xdb(&["cleanup", "--plan", p, "--yes"]);
+    let out = support::xdb_args(&["cleanup", "--plan", p, "--yes"]);
     assert!(support::text(&out).contains("nothing to clean up"), "{}", support::text(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -79,7 +79,7 @@ async fn keeps_foreign_publication_and_refuses_an_active_slot() {
     std::fs::create_dir_all(&dir).unwrap();
     let plan = setup(&db, false, &dir.join("t.db")).await;
     let p = plan.path.to_str().unwrap();
-    let out = support::xdb(&["cleanup", "--plan", p, "--dry-run"]);
+    let out = support::xdb_args(&["cleanup", "--plan", p, "--dry-run"]);
     assert!(
         support::text(&out).contains("keep publication xdb_clean: it was not created by xdb"),
         "{}",
@@ -116,7 +116,7 @@ async fn keeps_foreign_publication_and_refuses_an_active_slot() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let out = support::xdb(&["cleanup", "--plan", p, "--yes"]);
+    let out = support::xdb_args(&["cleanup", "--plan", p, "--yes"]);
     let _ = recv.kill();
     let _ = recv.wait();
     let text = support::text(&out);

@@ -120,7 +120,7 @@ fn run(plan: &Path, extra: &[&str]) -> Output {
 }
 
 fn cutover_cmd(plan: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xdb"));
+    let mut c = crate::support::xdb_command();
     c.args(["cutover", "--plan", plan.to_str().unwrap()]).env("XDB_STATE_DIR", state_dir(plan));
     c
 }
@@ -696,7 +696,7 @@ async fn end_to_end_with_sync_streaming_and_the_application_writing() {
             app = app.name
         ),
     ));
-    let mut sync = Command::new(env!("CARGO_BIN_EXE_xdb"))
+    let mut sync = crate::support::xdb_command()
         .args(["sync", "--plan", sync_plan.path.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -911,7 +911,7 @@ async fn journals_live_in_the_state_directory_per_source_and_never_beside_the_pl
     let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, &steps));
     let xdg = dir.join("xdg");
     let with_xdg = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_xdb"))
+        crate::support::xdb_command()
             .args(["cutover", "--plan", plan.path.to_str().unwrap()])
             .args(extra)
             .env_remove("XDB_STATE_DIR")
@@ -1056,7 +1056,7 @@ async fn after_kill_9_past_the_freeze_status_sync_and_cutover_say_the_source_is_
         assert!(o.contains(&resume) && o.contains(&rollback), "{what}: the exact commands:\n{o}");
     };
     for cmd in ["status", "sync"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+        let out = crate::support::xdb_command()
             .args([cmd, "--plan", p])
             .env("XDB_STATE_DIR", state_dir(&plan.path))
             .output()
@@ -1072,7 +1072,7 @@ async fn after_kill_9_past_the_freeze_status_sync_and_cutover_say_the_source_is_
     assert!(out.status.success(), "{o}");
     app_write(&db, &app).await.expect("--rollback resumed the writes");
     assert!(app_settings(&db, &app).await.is_empty());
-    let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+    let out = crate::support::xdb_command()
         .args(["status", "--plan", p])
         .env("XDB_STATE_DIR", state_dir(&plan.path))
         .output()

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
-use crate::support::{MyDb, PgDb};
-use crate::sync::{ok, plan, wait_until, Target};
+use crate::support::{ok, plan, wait_until, MyDb, PgDb, Target};
 
 /// A persistent connection to the target that asks whether a row is there
 /// (a new connection per poll would cost more than what is measured).
@@ -147,7 +146,7 @@ async fn measure(target: Target, label: &str) -> String {
     .await;
     let plan = plan(&db, &target, "probe, load, load_ins", "");
     let source = db.super_client().await;
-    ok(&crate::sync::xdb(&plan, &["snapshot"]));
+    ok(&crate::support::xdb(&plan, &["snapshot"]));
     let mut child = KillOnDrop(
         Command::new(&bin)
             .args(["sync", "--plan", plan.path.to_str().unwrap(), "--log", "warn"])

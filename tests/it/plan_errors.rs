@@ -118,7 +118,7 @@ fn env_values_are_used_but_never_printed() {
 #[test]
 fn the_cli_reports_a_bad_plan_with_exit_2() {
     let f = crate::support::PlanFile::new(&GOOD.replace("tables: [public.orders, customers]", "tables: []"));
-    let out = crate::support::xdb(&["check", "--plan", f.path.to_str().unwrap()]);
+    let out = crate::support::xdb_args(&["check", "--plan", f.path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", crate::support::text(&out));
     let t = crate::support::text(&out);
     assert!(t.contains("plan.yaml:6:1: tables is empty"), "{t}");

@@ -2,7 +2,6 @@
 //! names a real subcommand and real flags, and its plan example loads.
 
 use std::path::Path;
-use std::process::Command;
 
 fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README.md")
@@ -27,7 +26,7 @@ fn code_blocks(md: &str) -> Vec<(String, String)> {
 }
 
 fn help(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xdb")).args(args).arg("--help").output().expect("run xdb");
+    let out = crate::support::xdb_command().args(args).arg("--help").output().expect("run xdb");
     assert!(out.status.success(), "xdb {args:?} --help failed");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

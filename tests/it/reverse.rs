@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::support::{self, MyDb, PgDb};
-use crate::sync::{kill9, plan, spawn, xdb, Target};
+use crate::support::{self, kill9, plan, spawn, xdb, MyDb, PgDb, Target};
 
 const TABLES: &str = "
 CREATE TABLE orders (
@@ -192,7 +191,7 @@ async fn check_reverse_names_missing_privileges_and_sqlite_has_no_way_back() {
         db.name,
         db.name
     ));
-    let o = support::xdb(&["check", "--reverse", "--plan", plan.path.to_str().unwrap()]);
+    let o = support::xdb_args(&["check", "--reverse", "--plan", plan.path.to_str().unwrap()]);
     let text = out(&o);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains(&format!("GRANT REPLICATION SLAVE ON *.* TO '{user}'@'127.0.0.1';")), "{text}");
@@ -200,7 +199,7 @@ async fn check_reverse_names_missing_privileges_and_sqlite_has_no_way_back() {
     admin.query_drop(format!("DROP USER '{user}'@'127.0.0.1'")).await.unwrap();
 
     let sqlite = Target::sqlite("xdb_rev_sqlite");
-    let plan = crate::sync::plan(&db, &sqlite, "public.t", "");
+    let plan = crate::support::plan(&db, &sqlite, "public.t", "");
     let o = xdb(&plan, &["check", "--reverse"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("SQLite file has no change log"), "{}", out(&o));
@@ -209,7 +208,7 @@ async fn check_reverse_names_missing_privileges_and_sqlite_has_no_way_back() {
     assert!(out(&o).contains("no way back from a SQLite target"), "{}", out(&o));
 
     let pg_target = Target::Postgres(PgDb::create("xdb_rev_chk_pg").await);
-    let plan = crate::sync::plan(&db, &pg_target, "public.t", "");
+    let plan = crate::support::plan(&db, &pg_target, "public.t", "");
     let o = xdb(&plan, &["check", "--reverse"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("PostgreSQL target is not built yet"), "{}", out(&o));

@@ -76,7 +76,7 @@ fn run_schema(yaml: &str, args: &[&str]) -> (i32, String, String) {
     let f = PlanFile::new(yaml);
     let mut all = vec!["schema", "--plan", f.path.to_str().unwrap()];
     all.extend_from_slice(args);
-    let out = support::xdb(&all);
+    let out = support::xdb_args(&all);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

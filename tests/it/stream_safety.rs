@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::support::{self, MyDb, OwnPostgres, PgDb, PlanFile};
-use crate::sync::{ok, plan, spawn, wait_until, xdb, Target};
+use crate::support::{self, ok, plan, spawn, wait_until, xdb, MyDb, OwnPostgres, PgDb, PlanFile, Target};
 
 fn fails_with(out: &std::process::Output, needles: &[&str]) -> String {
     let text = support::text(out);

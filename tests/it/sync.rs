@@ -2,145 +2,12 @@
 //! copy to every target kind, writes during the copy, kill -9 during copy
 //! and during streaming, TOAST, PK changes, schema drift, target outage.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
-use crate::support::{self, MyDb, PgDb, PlanFile};
-
-pub enum Target {
-    Sqlite(std::path::PathBuf),
-    Mysql(MyDb),
-    Postgres(PgDb),
-}
-
-impl Target {
-    pub fn sqlite(prefix: &str) -> Target {
-        let dir = std::env::temp_dir().join(support::unique(prefix));
-        std::fs::create_dir_all(&dir).unwrap();
-        Target::Sqlite(dir.join("target.db"))
-    }
-
-    pub fn url(&self) -> String {
-        match self {
-            Target::Sqlite(p) => format!("sqlite://{}", p.display()),
-            Target::Mysql(db) => db.url(),
-            Target::Postgres(db) => db.super_url(),
-        }
-    }
-
-    /// Rows of a query as text (NULL as "NULL"), in the query's order.
-    pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        match self {
-            Target::Sqlite(p) => {
-                let c = rusqlite::Connection::open(p).unwrap();
-                let mut st = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                let n = st.column_count();
-                let rows = st
-                    .query_map([], |r| {
-                        Ok((0..n)
-                            .map(|i| match r.get_ref(i).unwrap() {
-                                rusqlite::types::ValueRef::Null => "NULL".to_string(),
-                                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
-                                rusqlite::types::ValueRef::Real(v) => v.to_string(),
-                                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                                rusqlite::types::ValueRef::Blob(b) => format!("blob:{}", b.len()),
-                            })
-                            .collect::<Vec<_>>())
-                    })
-                    .unwrap();
-                rows.map(|r| r.unwrap()).collect()
-            }
-            Target::Mysql(db) => {
-                let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
-                let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-                let _ = c.disconnect().await;
-                rows.into_iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| match r.as_ref(i).unwrap() {
-                                mysql_async::Value::NULL => "NULL".to_string(),
-                                mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                                mysql_async::Value::Int(v) => v.to_string(),
-                                mysql_async::Value::UInt(v) => v.to_string(),
-                                other => format!("{other:?}"),
-                            })
-                            .collect()
-                    })
-                    .collect()
-            }
-            Target::Postgres(db) => pg_rows(&db.super_client().await, sql).await,
-        }
-    }
-
-    pub async fn count(&self, table: &str) -> i64 {
-        self.rows(&format!("SELECT COUNT(*) FROM {table}")).await[0][0].parse().unwrap()
-    }
-}
-
-/// Rows of a PostgreSQL query, every column cast to text by the caller.
-pub async fn pg_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
-    let rows = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-pub fn plan(db: &PgDb, target: &Target, tables: &str, extra: &str) -> PlanFile {
-    PlanFile::new(&format!(
-        "name: sync\nsource:\n  url: {}\n  slot: {}_slot\n  publication: {}_pub\n  heartbeat_interval_secs: 1\n\
-         target:\n  url: {}\ntables: [{tables}]\n{extra}",
-        db.repl_url(),
-        db.name,
-        db.name,
-        target.url()
-    ))
-}
-
-pub fn xdb(plan: &PlanFile, args: &[&str]) -> std::process::Output {
-    let mut full = vec![args[0], "--plan", plan.path.to_str().unwrap()];
-    full.extend(&args[1..]);
-    let out = Command::new(env!("CARGO_BIN_EXE_xdb")).args(&full).output().expect("run xdb");
-    out
-}
-
-pub fn spawn(plan: &PlanFile, args: &[&str]) -> Child {
-    let mut full = vec![args[0], "--plan", plan.path.to_str().unwrap()];
-    full.extend(&args[1..]);
-    Command::new(env!("CARGO_BIN_EXE_xdb"))
-        .args(&full)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn xdb")
-}
-
-pub fn kill9(child: &mut Child) {
-    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
-    let _ = child.wait();
-}
-
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub fn ok(out: &std::process::Output) {
-    assert!(out.status.success(), "xdb failed: {}", support::text(out));
-}
+use crate::support::{self, kill9, ok, pg_rows, plan, spawn, wait_until, xdb, MyDb, PgDb, PlanFile, Target};
 
 const SHOP: &str = "
     CREATE TYPE status AS ENUM ('new', 'paid', 'shipped');
@@ -624,7 +491,7 @@ async fn copy_under_writes(target: Target) {
     // Off the runtime thread, so the writer keeps writing while xdb copies.
     let p = plan.path.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_xdb")).args(["snapshot", "--plan", p.to_str().unwrap()]).output().unwrap()
+        crate::support::xdb_command().args(["snapshot", "--plan", p.to_str().unwrap()]).output().unwrap()
     })
     .await
     .unwrap();
@@ -891,7 +758,7 @@ async fn sync_with_cutover_runs_the_runbook_once_caught_up() {
     let plan = plan(&db, &target, "items", steps);
     let p = plan.path.clone();
     let run = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_xdb"))
+        crate::support::xdb_command()
             .args(["sync", "--plan", p.to_str().unwrap(), "--cutover", "--yes"])
             // The journal is local state: keep it in the plan's temporary directory.
             .env("XDB_STATE_DIR", p.with_file_name("state"))

@@ -24,7 +24,7 @@ fn plan_for(db: &PgDb, tables: &str, heartbeat_secs: u64) -> PlanFile {
 }
 
 fn spawn_tail(plan: &PlanFile, extra: &[&str], envs: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xdb"));
+    let mut cmd = crate::support::xdb_command();
     cmd.args(["tail", "--plan", plan.path.to_str().unwrap()]).args(extra);
     for (k, v) in envs {
         cmd.env(k, v);
@@ -339,8 +339,8 @@ async fn tail_while_writing(
     (code, out, err)
 }
 
-fn sync_plan(db: &PgDb, target: &crate::sync::Target) -> PlanFile {
-    crate::sync::plan(db, target, "items", "")
+fn sync_plan(db: &PgDb, target: &crate::support::Target) -> PlanFile {
+    crate::support::plan(db, target, "items", "")
 }
 
 fn ok(out: &std::process::Output) {
@@ -358,9 +358,9 @@ const ITEMS: &str = "CREATE TABLE items (id bigint PRIMARY KEY, v text); ALTER T
 async fn tail_between_syncs_loses_nothing() {
     let db = PgDb::create("xdb_tail_between").await;
     db.exec(ITEMS).await;
-    let target = crate::sync::Target::Mysql(crate::support::MyDb::create("xdb_tail_between_my").await);
+    let target = crate::support::Target::Mysql(crate::support::MyDb::create("xdb_tail_between_my").await);
     let plan = sync_plan(&db, &target);
-    ok(&crate::sync::xdb(&plan, &["sync", "--until-caught-up"]));
+    ok(&crate::support::xdb(&plan, &["sync", "--until-caught-up"]));
     assert_eq!(target.count("items").await, 100);
 
     // Sync is stopped; rows written now must wait in the plan's slot.
@@ -368,9 +368,9 @@ async fn tail_between_syncs_loses_nothing() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(lines(&out).len(), 10, "tail printed the 10 rows: {out}\n{err}");
 
-    ok(&crate::sync::xdb(&plan, &["sync", "--until-caught-up"]));
+    ok(&crate::support::xdb(&plan, &["sync", "--until-caught-up"]));
     assert_eq!(target.count("items").await, 110, "rows printed by tail reached the target too");
-    let v = crate::sync::xdb(&plan, &["validate"]);
+    let v = crate::support::xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate: {}", crate::support::text(&v));
 }
 
@@ -380,9 +380,9 @@ async fn tail_between_syncs_loses_nothing() {
 async fn default_tail_leaves_the_plan_slot_where_it_is() {
     let db = PgDb::create("xdb_tail_own_slot").await;
     db.exec(ITEMS).await;
-    let target = crate::sync::Target::sqlite("xdb_tail_own_slot");
+    let target = crate::support::Target::sqlite("xdb_tail_own_slot");
     let plan = sync_plan(&db, &target);
-    ok(&crate::sync::xdb(&plan, &["snapshot"]));
+    ok(&crate::support::xdb(&plan, &["snapshot"]));
     let plan_slot = format!("{}_slot", db.name);
     let before = plan_slot_confirmed(&db).await;
 
@@ -400,9 +400,9 @@ async fn default_tail_leaves_the_plan_slot_where_it_is() {
 async fn plan_slot_with_a_target_position_is_never_confirmed() {
     let db = PgDb::create("xdb_tail_plan_slot").await;
     db.exec(ITEMS).await;
-    let target = crate::sync::Target::sqlite("xdb_tail_plan_slot");
+    let target = crate::support::Target::sqlite("xdb_tail_plan_slot");
     let plan = sync_plan(&db, &target);
-    ok(&crate::sync::xdb(&plan, &["snapshot"]));
+    ok(&crate::support::xdb(&plan, &["snapshot"]));
     let before = plan_slot_confirmed(&db).await;
 
     let (code, out, err) = tail_while_writing(&db, &plan, &["--plan-slot"], 101, 3).await;
@@ -411,7 +411,7 @@ async fn plan_slot_with_a_target_position_is_never_confirmed() {
     assert!(err.contains("not confirming"), "tail says it runs as --no-ack: {err}");
     assert_eq!(plan_slot_confirmed(&db).await, before, "tail --plan-slot moved the slot: {err}");
 
-    ok(&crate::sync::xdb(&plan, &["sync", "--until-caught-up"]));
+    ok(&crate::support::xdb(&plan, &["sync", "--until-caught-up"]));
     assert_eq!(target.count("items").await, 103);
 }
 

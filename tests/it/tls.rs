@@ -445,7 +445,7 @@ async fn check_plan_with_tls_urls() {
     let plan = PlanFile::new(&format!(
         "name: tlscheck\nsource:\n  url: \"{src}\"\ntarget:\n  url: \"{tgt}\"\ntables: [public.orders]\n"
     ));
-    let out = support::xdb(&["check", "--plan", plan.path.to_str().unwrap()]);
+    let out = support::xdb_args(&["check", "--plan", plan.path.to_str().unwrap()]);
     let text = support::text(&out);
     assert!(out.status.success(), "xdb check over TLS failed:\n{text}");
     assert!(!text.contains(PW), "{text}");
@@ -522,7 +522,7 @@ async fn postgres_client_certificates_and_the_unauthenticated_warning() {
         "name: tls_warn\nsource:\n  url: postgres://u:{PW}@192.0.2.1:5432/d?sslmode=require&connect_timeout=2\ntarget:\n  url: sqlite://{}/t.db\ntables: [public.t]\n",
         std::env::temp_dir().display()
     ));
-    let out = support::xdb(&["check", "--plan", plan.path.to_str().unwrap()]);
+    let out = support::xdb_args(&["check", "--plan", plan.path.to_str().unwrap()]);
     let o = support::text(&out);
     assert_eq!(o.matches("is not authenticated").count(), 1, "{o}");
     assert!(o.contains("192.0.2.1:5432") && o.contains("verify-full") && !o.contains(PW), "{o}");
@@ -531,7 +531,7 @@ async fn postgres_client_certificates_and_the_unauthenticated_warning() {
         pg.url("127.0.0.1", "sslmode=require"),
         std::env::temp_dir().display()
     ));
-    let o = support::text(&support::xdb(&["check", "--plan", local.path.to_str().unwrap()]));
+    let o = support::text(&support::xdb_args(&["check", "--plan", local.path.to_str().unwrap()]));
     assert!(!o.contains("is not authenticated"), "{o}");
     let _ = admin.batch_execute("DROP ROLE xdb_cert_user").await;
 }

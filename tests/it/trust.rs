@@ -4,7 +4,7 @@
 //! output, journal, dry run, status, logs) in any of its forms.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::{env, text, unique, PgDb};
 
@@ -70,7 +70,7 @@ impl Dirs {
     /// `xdb <args>` started in `cwd`, with the plan named relatively
     /// (`../plans/plan.yaml`) and the state directory under `root`.
     fn xdb(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_xdb"));
+        let mut c = crate::support::xdb_command();
         c.args(args).current_dir(&self.cwd).env("XDB_STATE_DIR", self.root.join("state"));
         for (k, v) in vars {
             c.env(k, v);
@@ -290,7 +290,7 @@ async fn validate_against_a_missing_sqlite_file_says_so_and_creates_nothing() {
 /// text with the total, and every one with `--format json`.
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_lists_keys_pasteable_in_type_order_and_capped() {
-    use crate::sync::{plan, xdb, Target};
+    use crate::support::{plan, xdb, Target};
     let db = PgDb::create("xdb_trust_keys").await;
     db.exec(
         "CREATE TABLE nums (id bigint PRIMARY KEY, v int); ALTER TABLE nums OWNER TO xdb_repl;
@@ -349,7 +349,7 @@ async fn validate_lists_keys_pasteable_in_type_order_and_capped() {
 /// equal, and the report says how many such values there were.
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_counts_values_changed_by_the_lossy_policy() {
-    use crate::sync::{plan, xdb, Target};
+    use crate::support::{plan, xdb, Target};
     let db = PgDb::create("xdb_trust_policy").await;
     db.exec(
         "CREATE TABLE m (id int PRIMARY KEY, r float8); ALTER TABLE m OWNER TO xdb_repl;
@@ -375,7 +375,7 @@ async fn validate_counts_values_changed_by_the_lossy_policy() {
 /// without a 1970 commit time, and says why there is none.
 #[tokio::test(flavor = "multi_thread")]
 async fn status_after_a_snapshot_shows_no_1970_commit_time() {
-    use crate::sync::{plan, xdb, Target};
+    use crate::support::{plan, xdb, Target};
     let db = PgDb::create("xdb_trust_status").await;
     db.exec("CREATE TABLE s (id int PRIMARY KEY); ALTER TABLE s OWNER TO xdb_repl; INSERT INTO s VALUES (1);").await;
     let target = Target::sqlite("xdb_trust_status");
@@ -394,7 +394,7 @@ async fn status_after_a_snapshot_shows_no_1970_commit_time() {
 /// among the copy workers that `copy.parallelism` asks for.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_never_analyzed_is_still_split_per_parallelism() {
-    use crate::sync::{plan, xdb, Target};
+    use crate::support::{plan, xdb, Target};
     let db = PgDb::create("xdb_trust_noanalyze").await;
     db.exec(
         "CREATE TABLE big (id bigint PRIMARY KEY, v text) WITH (autovacuum_enabled = false);
@@ -450,7 +450,7 @@ async fn check_publication_fix_names_only_existing_tables() {
 /// (with the total), not only the first, on SQLite and MariaDB alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_copy_reports_every_value_the_target_refuses() {
-    use crate::sync::{plan, xdb, Target};
+    use crate::support::{plan, xdb, Target};
     for target in
         [Target::sqlite("xdb_trust_loaderr"), Target::Mysql(crate::support::MyDb::create("xdb_trust_loaderr").await)]
     {

@@ -88,7 +88,7 @@ async fn upgrade_plan_switches_pgbouncer_to_the_target() {
     let state = std::env::temp_dir().join(support::unique("xdb_upg_state"));
     // Exactly as the plan's header says: from the repository root, the plan
     // named relatively, no variable pointing at the scripts.
-    let run = Command::new(env!("CARGO_BIN_EXE_xdb"))
+    let run = crate::support::xdb_command()
         .args(["sync", "--plan", "cutover-plans/pg-to-postgres-upgrade.yaml"])
         .args(["--cutover", "--yes"])
         .env("SOURCE_PASSWORD", &super_pw)

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value as J;
 
-use crate::support::{self, MyDb, PgDb, PlanFile};
-use crate::sync::{plan, xdb, Target};
+use crate::support::{self, plan, xdb, MyDb, PgDb, PlanFile, Target};
 
 const SOURCE: &str = "
     CREATE TABLE vt (id bigint PRIMARY KEY, amount numeric(12,4), at timestamptz, doc jsonb, data bytea, note text);
@@ -103,7 +102,8 @@ async fn planted_differences(target: Target) {
     assert_eq!(json["tables"][0]["chunks"], 3, "{text}");
 
     // The source bytes of row 50, with the last byte changed.
-    let src = crate::sync::pg_rows(&db.super_client().await, "SELECT encode(data, 'hex') FROM vt WHERE id = 50").await;
+    let src =
+        crate::support::pg_rows(&db.super_client().await, "SELECT encode(data, 'hex') FROM vt WHERE id = 50").await;
     let mut hex = src[0][0].clone();
     let last = if hex.ends_with('0') { '1' } else { '0' };
     hex.pop();
@@ -247,7 +247,7 @@ async fn validate_during_live_sync_reports_equality() {
     let plan = plan(&db, &target, "vt", "apply:\n  max_batch_delay_ms: 20\n");
     let out = xdb(&plan, &["snapshot"]);
     assert!(out.status.success(), "snapshot: {}", support::text(&out));
-    let mut sync = Command::new(env!("CARGO_BIN_EXE_xdb"))
+    let mut sync = crate::support::xdb_command()
         .args(["sync", "--plan", plan.path.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -284,7 +284,7 @@ async fn validate_during_live_sync_reports_equality() {
     let (c, json, text) = tokio::task::spawn_blocking({
         let path = plan.path.clone();
         move || {
-            let out = Command::new(env!("CARGO_BIN_EXE_xdb"))
+            let out = crate::support::xdb_command()
                 .args(["validate", "--plan", path.to_str().unwrap(), "--format", "json", "--chunk-rows", "500"])
                 .output()
                 .expect("run validate");

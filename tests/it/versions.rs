@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, MyDb, OwnPostgres, PlanFile};
-use crate::sync::{ok, spawn, wait_until, xdb, Target};
+use crate::support::{self, ok, spawn, wait_until, xdb, MyDb, OwnPostgres, PlanFile, Target};
 
 /// The bin directory of `major` from `XDB_PG_MATRIX` ("13=/path/bin 14=…");
 /// a missing one is a failure, never a skip.
@@ -53,7 +52,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 /// `xdb sync --until-caught-up` with a 1 MiB spill threshold; returns its
 /// output and its peak memory in KiB.
 fn sync_measured(plan: &PlanFile) -> (std::process::Output, u64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_xdb"))
+    let child = crate::support::xdb_command()
         .args(["sync", "--plan", plan.path.to_str().unwrap(), "--until-caught-up"])
         .env("XDB_SPILL_THRESHOLD_BYTES", (1 << 20).to_string())
         .stdout(Stdio::piped())

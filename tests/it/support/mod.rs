@@ -3,6 +3,12 @@
 
 #![allow(dead_code)]
 
+mod run;
+mod target;
+
+pub use run::{kill9, ok, spawn, wait_until, xdb, xdb_command};
+pub use target::{pg_rows, Target};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -167,8 +173,10 @@ impl Drop for PlanFile {
 }
 
 /// Runs the xdb binary with the harness environment.
-pub fn xdb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xdb")).args(args).output().expect("run xdb")
+/// Runs the `xdb` binary with exactly `args` (for commands given no plan
+/// or a plan by hand); [`xdb`] is the usual way.
+pub fn xdb_args(args: &[&str]) -> Output {
+    crate::support::xdb_command().args(args).output().expect("run xdb")
 }
 
 pub fn text(o: &Output) -> String {
@@ -261,4 +269,18 @@ impl Drop for OwnPostgres {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The one plan builder of the sync-style tests: `db` as the source (the
+/// replication role, a slot and publication named after the database, 1 s
+/// heartbeats), `target`, the `tables` list and any `extra` YAML.
+pub fn plan(db: &PgDb, target: &Target, tables: &str, extra: &str) -> PlanFile {
+    PlanFile::new(&format!(
+        "name: sync\nsource:\n  url: {}\n  slot: {}_slot\n  publication: {}_pub\n  heartbeat_interval_secs: 1\n\
+         target:\n  url: {}\ntables: [{tables}]\n{extra}",
+        db.repl_url(),
+        db.name,
+        db.name,
+        target.url()
+    ))
 }
