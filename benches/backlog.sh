@@ -11,6 +11,7 @@
 #   XDB_BENCH_TARGETS="postgres native mysql sqlite"   (default: postgres native)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 TXS=${1:-50000}
 ROWS=${2:-100000}
 TARGETS=${XDB_BENCH_TARGETS:-postgres native}
@@ -28,24 +29,6 @@ trap 'rm -rf "$WORK"' EXIT
 export PGPW="$XDB_PG_REPL_PASSWORD" MYPW="$XDB_MYSQL_PASSWORD"
 q() { psql "$1" -qAtc "$2"; }
 
-make_source() {
-  q "$XDB_PG_SUPER_URL" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC'" >/dev/null
-  q "$XDB_PG_SUPER_URL" "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
-  q "$XDB_PG_SUPER_URL" "CREATE DATABASE $SRC OWNER xdb_repl" >/dev/null
-  psql "$PGBASE/$SRC" -q -v ON_ERROR_STOP=1 <<SQL
-CREATE TABLE orders (
-  id bigserial PRIMARY KEY, customer_id bigint NOT NULL, title text NOT NULL, amount numeric(12,2) NOT NULL,
-  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, doc jsonb NOT NULL, paid boolean NOT NULL,
-  ref uuid NOT NULL, note text);
-INSERT INTO orders
-SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0, now(), now(),
-       jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7), g % 3 = 0, md5(g::text)::uuid, 'note ' || g
-FROM generate_series(1, $ROWS) g;
-SELECT setval('orders_id_seq', $ROWS) \\gset
-ALTER TABLE orders OWNER TO xdb_repl; ALTER SEQUENCE orders_id_seq OWNER TO xdb_repl;
-VACUUM ANALYZE orders;
-SQL
-}
 
 cat > "$WORK/load.sql" <<SQL
 \\set id random(1, $ROWS)
@@ -59,7 +42,7 @@ SQL
 
 declare -A rate
 for target in $TARGETS; do
-  make_source
+  orders_live "$SRC" "$ROWS"
   case $target in
     sqlite) url="sqlite://$WORK/backlog.db"; rm -f "$WORK"/backlog.db*; label="xdb → SQLite" ;;
     mysql)

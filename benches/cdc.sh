@@ -10,6 +10,7 @@
 #   XDB_BENCH_TARGETS="sqlite mysql postgres native"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SECS=${1:-60}
 ROWS=${2:-100000}
 TARGETS=${XDB_BENCH_TARGETS:-sqlite mysql postgres native}
@@ -28,28 +29,7 @@ cleanup() { [ -n "${SYNC_PID:-}" ] && kill "$SYNC_PID" 2>/dev/null; rm -rf "$WOR
 trap cleanup EXIT
 export PGPW="$XDB_PG_REPL_PASSWORD" MYPW="$XDB_MYSQL_PASSWORD"
 
-pct() { python3 -c "
-import sys; v=sorted(float(x) for x in open(sys.argv[1]).read().split()) or [0.0]
-p=float(sys.argv[2]); print(v[min(len(v)-1, int(round(p/100*(len(v)-1))))])" "$1" "$2"; }
 
-make_source() {
-  psql "$XDB_PG_SUPER_URL" -qAtc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC'" >/dev/null
-  psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
-  psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $SRC OWNER xdb_repl" >/dev/null
-  psql "$PGBASE/$SRC" -q -v ON_ERROR_STOP=1 <<SQL
-CREATE TABLE orders (
-  id bigserial PRIMARY KEY, customer_id bigint NOT NULL, title text NOT NULL, amount numeric(12,2) NOT NULL,
-  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, doc jsonb NOT NULL, paid boolean NOT NULL,
-  ref uuid NOT NULL, note text);
-INSERT INTO orders
-SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0, now(), now(),
-       jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7), g % 3 = 0, md5(g::text)::uuid, 'note ' || g
-FROM generate_series(1, $ROWS) g;
-SELECT setval('orders_id_seq', $ROWS) \\gset
-ALTER TABLE orders OWNER TO xdb_repl; ALTER SEQUENCE orders_id_seq OWNER TO xdb_repl;
-VACUUM ANALYZE orders;
-SQL
-}
 
 cat > "$WORK/load.sql" <<SQL
 \\set id random(1, $ROWS)
@@ -61,7 +41,7 @@ SQL
 
 results=()
 for target in $TARGETS; do
-  make_source
+  orders_live "$SRC" "$ROWS"
   case $target in
     sqlite) url="sqlite://$WORK/cdc.db"; label="xdb → SQLite" ;;
     mysql)

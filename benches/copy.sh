@@ -12,6 +12,7 @@
 #   postgres: psql \copy … TO STDOUT | psql \copy … FROM STDIN (pgcopydb when installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 ROWS=${1:-1000000}
 TARGETS=${XDB_BENCH_TARGETS:-mysql sqlite postgres}
 
@@ -25,29 +26,10 @@ MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PAS
 WORK=$(mktemp -d /tmp/xdb-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; r,s=float(sys.argv[1]),float(sys.argv[2]); print(f'{r/s:,.0f}')" "$1" "$2"; }
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[2])/float(sys.argv[1]):.2f}')" "$1" "$2"; }
 
 echo "== source: orders-like table with $ROWS rows"
-psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
-psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $SRC OWNER xdb_repl" >/dev/null
-psql "$PGBASE/$SRC" -q -v ON_ERROR_STOP=1 <<SQL
-CREATE TABLE orders (
-  id bigint PRIMARY KEY, customer_id bigint NOT NULL, title text NOT NULL, amount numeric(12,2) NOT NULL,
-  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, doc jsonb NOT NULL, paid boolean NOT NULL,
-  ref uuid NOT NULL, note text);
-INSERT INTO orders
-SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0,
-       '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second',
-       '2024-06-01 12:00:00+00'::timestamptz + g * interval '1 second',
-       jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7, 'tags', jsonb_build_array('a', 'b', g % 3),
-                          'address', jsonb_build_object('city', 'City ' || (g % 101), 'zip', lpad((g % 99999)::text, 5, '0'))),
-       g % 3 = 0, md5(g::text)::uuid, CASE WHEN g % 4 = 0 THEN NULL ELSE 'note ' || g END
-FROM generate_series(1, $ROWS) g;
-ALTER TABLE orders OWNER TO xdb_repl;
-VACUUM ANALYZE orders;
-SQL
+orders_static "$SRC" "$ROWS"
 
 SELECT_MYSQL="SELECT id, customer_id, title, amount, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), doc::text, CASE WHEN paid THEN 1 ELSE 0 END, ref::text, note FROM orders"
 

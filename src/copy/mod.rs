@@ -255,8 +255,90 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
     }
 }
 
+/// The copy, phase by phase (module doc): the source and target checked
+/// before anything is created, the recorded state read, the slot and its
+/// snapshot, the tables held at it, the target tables prepared, the ranges
+/// planned, the workers run, the outcome told.
 async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> Result<CopyOutcome, CopyError> {
     let slot = plan.source.slot.clone();
+    let Checked { source, mut target, kind, schemas, mapped } = check_before_creating(plan).await?;
+    let state = read_state(&source, &mut target, &slot, options.recopy).await?;
+    refuse_rows_xdb_did_not_copy(&mut target, &mapped, &state).await?;
+    let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy").await?;
+    let start = match start_snapshot(&mut repl, &mut target, &slot, &mapped, &state, &tally).await? {
+        Start::AlreadyDone { consistent_point } => return Ok(already_done(plan, &state.states, consistent_point)),
+        Start::Copy(start) => start,
+    };
+    let done = &start.done;
+
+    // Invariant "snapshot handoff": the tables are held at the snapshot
+    // before anything is read (see `hold_at_snapshot`).
+    let to_copy: Vec<TableName> =
+        mapped.iter().filter(|m| !done.contains(&m.source.name.to_string())).map(|m| m.source.name.clone()).collect();
+    let (planner, snapshot, sync_lsn) =
+        hold_at_snapshot(plan, &mut repl, &to_copy, start.snapshot.clone(), start.sync_lsn).await?;
+    same_shape_at_snapshot(&planner, &schemas, &to_copy).await?;
+    tally
+        .tables_done
+        .store(mapped.iter().filter(|m| done.contains(&m.source.name.to_string())).count(), Ordering::Release);
+
+    let prepared =
+        prepare_target_tables(&mut target, &kind, &slot, sync_lsn, &mapped, &schemas, done, &state.known).await?;
+    let (jobs, queue) = plan_ranges_at_snapshot(plan, &planner, prepared.jobs).await?;
+    let display = ProgressDisplay::start(
+        jobs.iter().map(|j| j.progress.clone()).collect(),
+        options.terminal,
+        options.log_interval,
+    );
+    let mut workers = plan.copy_parallelism().max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+    if kind == TargetKind::Sqlite && workers > 1 {
+        // SQLite has one writer at a time: a second loader would only wait
+        // for the first one's lock (and stall the runtime while waiting).
+        tracing::info!(requested = workers, "SQLite target: copying with one worker");
+        workers = 1;
+    }
+    tracing::info!(tables = jobs.len(), workers, snapshot = %snapshot, "copying");
+    let ctx = Arc::new(WorkerContext {
+        plan: plan.clone(),
+        snapshot,
+        slot: slot.clone(),
+        sync_lsn,
+        kind,
+        jobs: jobs.clone(),
+        queue,
+        warnings: Mutex::new(Vec::new()),
+        tally,
+    });
+    let results = futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
+    display.stop().await;
+    results?;
+    // The replication connection held the snapshot open until every worker
+    // had imported it; the temporary slot (if any) goes with it. The
+    // planner's locks end here too.
+    drop(repl);
+    drop(planner);
+    let mut warnings = prepared.warnings;
+    if let Ok(w) = ctx.warnings.lock() {
+        warnings.extend(w.iter().cloned());
+    }
+    Ok(outcome(&jobs, prepared.kept, &state.states, sync_lsn, start.consistent_point, warnings))
+}
+
+/// The source and target as the copy needs them, checked before anything
+/// is created anywhere.
+struct Checked {
+    source: tokio_postgres::Client,
+    target: TargetConn,
+    kind: TargetKind,
+    schemas: Vec<Arc<TableSchema>>,
+    mapped: Vec<Arc<MappedTable>>,
+}
+
+/// Everything that can refuse the plan without leaving anything behind: a
+/// target that is the source, missing tables, the mapping, existing target
+/// tables, tables that cannot be streamed (invariant *keys*); then the
+/// publication.
+async fn check_before_creating(plan: &Plan) -> Result<Checked, CopyError> {
     let source = client::connect(&plan.source.url, "xdb copy").await?;
     // Before anything is created (slot, publication, `xdb` schema): a
     // target that is the source itself would get all three in the source.
@@ -294,6 +376,29 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     if publication::ensure(&source, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
+    Ok(Checked { source, target, kind, schemas, mapped })
+}
+
+/// What the source and the target hold for this plan's slot.
+struct CopyState {
+    /// The slot's row (active pid, confirmed LSN), if it exists.
+    slot_row: Option<tokio_postgres::Row>,
+    states: Vec<crate::sink::TableState>,
+    position: Option<crate::sink::AppliedPosition>,
+    /// Tables xdb itself was filling (so it may empty them again).
+    known: Vec<String>,
+    /// Tables whose copy is finished.
+    done: Vec<String>,
+}
+
+/// Reads the slot and the target's copy state; with `--recopy`, drops the
+/// slot and forgets the state first.
+async fn read_state(
+    source: &tokio_postgres::Client,
+    target: &mut TargetConn,
+    slot: &str,
+    recopy: bool,
+) -> Result<CopyState, CopyError> {
     let slot_query = "SELECT active_pid, confirmed_flush_lsn::text FROM pg_replication_slots \
                       WHERE slot_name = $1 AND database = current_database()";
     let mut slot_row = source.query_opt(slot_query, &[&slot]).await.map_err(CopyError::SourceSql)?;
@@ -301,98 +406,148 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
     // for it, then look again. A slot whose creation was cut short by the
     // kill is dropped by PostgreSQL then, and must not count as existing.
     if let Some(pid) = slot_row.as_ref().and_then(|r| r.get::<_, Option<i32>>(0)) {
-        let still = crate::source::postgres::change_stream::wait_until_slot_free(&source, &slot, pid)
+        let still = crate::source::postgres::change_stream::wait_until_slot_free(source, slot, pid)
             .await
             .map_err(CopyError::SourceSql)?;
         if let Some(pid) = still {
-            return Err(CopyError::SlotInUse { slot, pid });
+            return Err(CopyError::SlotInUse { slot: slot.to_string(), pid });
         }
         slot_row = source.query_opt(slot_query, &[&slot]).await.map_err(CopyError::SourceSql)?;
     }
-    let mut states = target.read_tables(&slot).await?;
-    let mut position = target.read_position(&slot).await?;
-    if options.recopy {
-        slot_row = start_over(&source, &mut target, &slot, slot_row).await?;
+    let mut states = target.read_tables(slot).await?;
+    let mut position = target.read_position(slot).await?;
+    if recopy {
+        slot_row = start_over(source, target, slot, slot_row).await?;
         // Every table xdb was filling is emptied and copied again.
         for st in &mut states {
             st.copy_done = false;
         }
         position = None;
     }
-    // Tables xdb itself was filling (so it may empty them again).
     let known: Vec<String> = states.iter().map(|s| s.table.clone()).collect();
     let done: Vec<String> = states.iter().filter(|s| s.copy_done).map(|s| s.table.clone()).collect();
+    Ok(CopyState { slot_row, states, position, known, done })
+}
 
-    // What can be checked on the target is checked before a slot exists:
-    // a table xdb would refuse to fill must not leave a slot behind.
-    for m in &mapped {
+/// What can be checked on the target is checked before a slot exists: a
+/// table xdb would refuse to fill must not leave a slot behind.
+async fn refuse_rows_xdb_did_not_copy(
+    target: &mut TargetConn,
+    mapped: &[Arc<MappedTable>],
+    state: &CopyState,
+) -> Result<(), CopyError> {
+    for m in mapped {
         let name = m.source.name.to_string();
-        if done.contains(&name) || known.contains(&name) {
+        if state.done.contains(&name) || state.known.contains(&name) {
             continue;
         }
         if let Some(rows @ 1..) = target.table_rows(&m.source.name).await? {
             return Err(CopyError::TargetNotEmpty { table: name, rows });
         }
     }
-    let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy").await?;
-    let (snapshot, sync_lsn, consistent_point, done) = match slot_row {
-        None => {
-            // Invariant "slot continuity": the changes between the target's
-            // position and now went with the slot. Copying everything again
-            // may take hours, so it is the operator's call (`--recopy`).
-            // (A position of 0/0 records nothing streamed.)
-            if position.is_some_and(|p| p.applied_lsn != Lsn::ZERO) || states.iter().any(|s| s.copy_done) {
-                let applied = position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
-                return Err(CopyError::SlotMissing { slot, applied });
-            }
-            let created = repl.create_replication_slot(&slot, false, SnapshotAction::Export).await?;
-            tally.created_slot.store(true, Ordering::Release);
-            tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
-            target.record_position(&slot, created.consistent_point, created.consistent_point).await?;
-            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::NoSnapshot { slot: slot.clone() })?;
-            (snapshot, created.consistent_point, created.consistent_point, Vec::new())
+    Ok(())
+}
+
+/// Where the copy starts.
+enum Start {
+    /// Every table is copied already.
+    AlreadyDone {
+        consistent_point: Lsn,
+    },
+    Copy(SnapshotStart),
+}
+
+struct SnapshotStart {
+    snapshot: String,
+    /// The LSN the snapshot is consistent at (the tables' sync LSN).
+    sync_lsn: Lsn,
+    /// Where streaming begins (the slot's consistent point).
+    consistent_point: Lsn,
+    /// Tables whose copy is kept.
+    done: Vec<String>,
+}
+
+/// The slot (created with its exported snapshot when missing) or, when it
+/// exists, a fresh snapshot for the unfinished tables (a temporary slot's).
+async fn start_snapshot(
+    repl: &mut ReplicationClient,
+    target: &mut TargetConn,
+    slot: &str,
+    mapped: &[Arc<MappedTable>],
+    state: &CopyState,
+    tally: &Tally,
+) -> Result<Start, CopyError> {
+    let Some(row) = &state.slot_row else {
+        // Invariant "slot continuity": the changes between the target's
+        // position and now went with the slot. Copying everything again
+        // may take hours, so it is the operator's call (`--recopy`).
+        // (A position of 0/0 records nothing streamed.)
+        if state.position.is_some_and(|p| p.applied_lsn != Lsn::ZERO) || state.states.iter().any(|s| s.copy_done) {
+            let applied = state.position.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
+            return Err(CopyError::SlotMissing { slot: slot.to_string(), applied });
         }
-        Some(row) => {
-            let confirmed: Lsn = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
-            let consistent_point = match position {
-                Some(p) => p.consistent_point,
-                None => {
-                    target.record_position(&slot, confirmed, confirmed).await?;
-                    confirmed
-                }
-            };
-            if mapped.iter().all(|m| done.contains(&m.source.name.to_string())) {
-                return Ok(already_done(plan, &states, consistent_point));
-            }
-            // The snapshot the slot exported died with its connection: the
-            // unfinished tables get a fresh one, with its own sync LSN.
-            let temp = format!("{}_copy_{}", slot, std::process::id());
-            let created = repl.create_replication_slot(&temp, true, SnapshotAction::Export).await?;
-            tracing::info!(
-                sync_lsn = %created.consistent_point,
-                "copying unfinished tables from a fresh snapshot (the earlier one ended with its connection)"
-            );
-            let snapshot = created.snapshot_name.ok_or_else(|| CopyError::NoSnapshot { slot: slot.clone() })?;
-            (snapshot, created.consistent_point, consistent_point, done)
+        let created = repl.create_replication_slot(slot, false, SnapshotAction::Export).await?;
+        tally.created_slot.store(true, Ordering::Release);
+        tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "created replication slot");
+        target.record_position(slot, created.consistent_point, created.consistent_point).await?;
+        let snapshot = created.snapshot_name.ok_or_else(|| CopyError::NoSnapshot { slot: slot.to_string() })?;
+        let lsn = created.consistent_point;
+        return Ok(Start::Copy(SnapshotStart { snapshot, sync_lsn: lsn, consistent_point: lsn, done: Vec::new() }));
+    };
+    let confirmed: Lsn = row.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
+    let consistent_point = match state.position {
+        Some(p) => p.consistent_point,
+        None => {
+            target.record_position(slot, confirmed, confirmed).await?;
+            confirmed
         }
     };
+    if mapped.iter().all(|m| state.done.contains(&m.source.name.to_string())) {
+        return Ok(Start::AlreadyDone { consistent_point });
+    }
+    // The snapshot the slot exported died with its connection: the
+    // unfinished tables get a fresh one, with its own sync LSN.
+    let temp = format!("{}_copy_{}", slot, std::process::id());
+    let created = repl.create_replication_slot(&temp, true, SnapshotAction::Export).await?;
+    tracing::info!(
+        sync_lsn = %created.consistent_point,
+        "copying unfinished tables from a fresh snapshot (the earlier one ended with its connection)"
+    );
+    let snapshot = created.snapshot_name.ok_or_else(|| CopyError::NoSnapshot { slot: slot.to_string() })?;
+    Ok(Start::Copy(SnapshotStart {
+        snapshot,
+        sync_lsn: created.consistent_point,
+        consistent_point,
+        done: state.done.clone(),
+    }))
+}
 
-    // Invariant "snapshot handoff": the tables are held at the snapshot
-    // before anything is read (see `hold_at_snapshot`).
-    let to_copy: Vec<TableName> =
-        mapped.iter().filter(|m| !done.contains(&m.source.name.to_string())).map(|m| m.source.name.clone()).collect();
-    let (planner, snapshot, sync_lsn) = hold_at_snapshot(plan, &mut repl, &to_copy, snapshot, sync_lsn).await?;
-    same_shape_at_snapshot(&planner, &schemas, &to_copy).await?;
+/// The target side ready for the workers.
+struct PreparedTables {
+    jobs: Vec<Arc<TableJob>>,
+    /// The mapping's notes on the tables to copy.
+    warnings: Vec<String>,
+    /// Tables whose earlier copy is kept.
+    kept: Vec<String>,
+}
 
-    tally
-        .tables_done
-        .store(mapped.iter().filter(|m| done.contains(&m.source.name.to_string())).count(), Ordering::Release);
-
-    // Prepare the target tables of everything still to copy.
+/// Creates (or empties, when xdb was filling it) the target table of every
+/// table still to copy and records it at `sync_lsn` with no range done.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_target_tables(
+    target: &mut TargetConn,
+    kind: &TargetKind,
+    slot: &str,
+    sync_lsn: Lsn,
+    mapped: &[Arc<MappedTable>],
+    schemas: &[Arc<TableSchema>],
+    done: &[String],
+    known: &[String],
+) -> Result<PreparedTables, CopyError> {
     let mut jobs: Vec<Arc<TableJob>> = Vec::new();
     let mut warnings = Vec::new();
     let mut kept = Vec::new();
-    for m in &mapped {
+    for m in mapped {
         let name = m.source.name.to_string();
         if done.contains(&name) {
             kept.push(name);
@@ -400,7 +555,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
         }
         match target.table_rows(&m.source.name).await? {
             None => {
-                let ddl = mapping::create_table_ddl(m, &kind);
+                let ddl = mapping::create_table_ddl(m, kind);
                 target.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
             }
             Some(0) => {}
@@ -413,8 +568,8 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             Some(rows) => return Err(CopyError::TargetNotEmpty { table: name, rows }),
         }
         warnings.extend(m.warnings.iter().cloned());
-        target.clear_ranges(&slot, &name).await?;
-        target.record_table(&slot, &name, sync_lsn, false, 0).await?;
+        target.clear_ranges(slot, &name).await?;
+        target.record_table(slot, &name, sync_lsn, false, 0).await?;
         let schema = schemas.iter().find(|s| s.name == m.source.name).cloned().unwrap_or_else(|| m.source.clone());
         jobs.push(Arc::new(TableJob {
             schema,
@@ -424,8 +579,16 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             state_name: name,
         }));
     }
+    Ok(PreparedTables { jobs, warnings, kept })
+}
 
-    // Plan the ranges at the snapshot.
+/// Splits every table into ranges at the snapshot; the queue holds the
+/// biggest tables first, so the long ones do not start last.
+async fn plan_ranges_at_snapshot(
+    plan: &Plan,
+    planner: &SnapshotReader,
+    jobs: Vec<Arc<TableJob>>,
+) -> Result<(Vec<Arc<TableJob>>, Arc<Mutex<VecDeque<WorkItem>>>), CopyError> {
     let mut items = Vec::new();
     let mut estimates = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
@@ -447,56 +610,28 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
         .into_iter()
         .zip(&estimates)
         .map(|(j, &est)| {
-            let progress = TableProgress::new(j.state_name.clone(), est);
             Arc::new(TableJob {
                 schema: j.schema.clone(),
                 mapped: j.mapped.clone(),
-                progress,
+                progress: TableProgress::new(j.state_name.clone(), est),
                 remaining: AtomicUsize::new(j.remaining.load(Ordering::Relaxed)),
                 state_name: j.state_name.clone(),
             })
         })
         .collect();
-    // Biggest tables first, so the long ones do not start last.
     items.sort_by_key(|it| (std::cmp::Reverse(estimates[it.table]), it.table, it.range_no));
-    let queue = Arc::new(Mutex::new(items.into_iter().collect::<VecDeque<_>>()));
+    Ok((jobs, Arc::new(Mutex::new(items.into_iter().collect::<VecDeque<_>>()))))
+}
 
-    let display = ProgressDisplay::start(
-        jobs.iter().map(|j| j.progress.clone()).collect(),
-        options.terminal,
-        options.log_interval,
-    );
-    let mut workers = plan.copy_parallelism().max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
-    if kind == TargetKind::Sqlite && workers > 1 {
-        // SQLite has one writer at a time: a second loader would only wait
-        // for the first one's lock (and stall the runtime while waiting).
-        tracing::info!(requested = workers, "SQLite target: copying with one worker");
-        workers = 1;
-    }
-    tracing::info!(tables = jobs.len(), workers, snapshot = %snapshot, "copying");
-    let ctx = Arc::new(WorkerContext {
-        plan: plan.clone(),
-        snapshot,
-        slot: slot.clone(),
-        sync_lsn,
-        kind,
-        jobs: jobs.clone(),
-        queue,
-        warnings: Mutex::new(Vec::new()),
-        tally,
-    });
-    let results = futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
-    display.stop().await;
-    results?;
-    // The replication connection held the snapshot open until every worker
-    // had imported it; the temporary slot (if any) goes with it. The
-    // planner's locks end here too.
-    drop(repl);
-    drop(planner);
-    if let Ok(w) = ctx.warnings.lock() {
-        warnings.extend(w.iter().cloned());
-    }
-
+/// What the copy did, table by table (kept tables with what was recorded).
+fn outcome(
+    jobs: &[Arc<TableJob>],
+    kept: Vec<String>,
+    states: &[crate::sink::TableState],
+    sync_lsn: Lsn,
+    consistent_point: Lsn,
+    warnings: Vec<String>,
+) -> CopyOutcome {
     let progress: Vec<Arc<TableProgress>> = jobs.iter().map(|j| j.progress.clone()).collect();
     let mut tables: Vec<TableCopy> = jobs
         .iter()
@@ -518,7 +653,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
             sync_lsn: st.map(|s| s.sync_lsn).unwrap_or(consistent_point),
         });
     }
-    Ok(CopyOutcome { tables, consistent_point, summary: progress::summary_table(&progress), warnings })
+    CopyOutcome { tables, consistent_point, summary: progress::summary_table(&progress), warnings }
 }
 
 /// Opens the planner's transaction at `snapshot` and takes ACCESS SHARE

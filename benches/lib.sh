@@ -1,0 +1,56 @@
+# Shared by the end-to-end benches (sourced, not run): the orders-like
+# source table every bench uses and the small arithmetic helpers.
+#
+#   orders_static DB ROWS   ROWS rows with fixed timestamps and a nested
+#                           jsonb document (copy and validate benches)
+#   orders_live DB ROWS     ROWS rows and a sequence after them, for loads that
+#                           insert (change-stream benches); drops DB's slots first
+
+now() { date +%s.%N; }
+rate() { python3 -c "import sys; r,s=float(sys.argv[1]),float(sys.argv[2]); print(f'{r/s:,.0f}')" "$1" "$2"; }
+# Percentile $2 of the numbers in file $1.
+pct() { python3 -c "
+import sys; v=sorted(float(x) for x in open(sys.argv[1]).read().split()) or [0.0]
+p=float(sys.argv[2]); print(v[min(len(v)-1, int(round(p/100*(len(v)-1))))])" "$1" "$2"; }
+
+orders_static() {
+  local SRC=$1 ROWS=$2
+  psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
+  psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $SRC OWNER xdb_repl" >/dev/null
+  psql "$PGBASE/$SRC" -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE orders (
+  id bigint PRIMARY KEY, customer_id bigint NOT NULL, title text NOT NULL, amount numeric(12,2) NOT NULL,
+  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, doc jsonb NOT NULL, paid boolean NOT NULL,
+  ref uuid NOT NULL, note text);
+INSERT INTO orders
+SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0,
+       '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second',
+       '2024-06-01 12:00:00+00'::timestamptz + g * interval '1 second',
+       jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7, 'tags', jsonb_build_array('a', 'b', g % 3),
+                          'address', jsonb_build_object('city', 'City ' || (g % 101), 'zip', lpad((g % 99999)::text, 5, '0'))),
+       g % 3 = 0, md5(g::text)::uuid, CASE WHEN g % 4 = 0 THEN NULL ELSE 'note ' || g END
+FROM generate_series(1, $ROWS) g;
+ALTER TABLE orders OWNER TO xdb_repl;
+VACUUM ANALYZE orders;
+SQL
+}
+
+orders_live() {
+  local SRC=$1 ROWS=$2
+  psql "$XDB_PG_SUPER_URL" -qAtc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC'" >/dev/null
+  psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
+  psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $SRC OWNER xdb_repl" >/dev/null
+  psql "$PGBASE/$SRC" -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE orders (
+  id bigserial PRIMARY KEY, customer_id bigint NOT NULL, title text NOT NULL, amount numeric(12,2) NOT NULL,
+  created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, doc jsonb NOT NULL, paid boolean NOT NULL,
+  ref uuid NOT NULL, note text);
+INSERT INTO orders
+SELECT g, g % 10007, 'order title ' || g, (g % 100000) / 100.0, now(), now(),
+       jsonb_build_object('sku', 'SKU-' || (g % 997), 'qty', g % 7), g % 3 = 0, md5(g::text)::uuid, 'note ' || g
+FROM generate_series(1, $ROWS) g;
+SELECT setval('orders_id_seq', $ROWS) \\gset
+ALTER TABLE orders OWNER TO xdb_repl; ALTER SEQUENCE orders_id_seq OWNER TO xdb_repl;
+VACUUM ANALYZE orders;
+SQL
+}
