@@ -85,7 +85,11 @@ YAML
   case $target in
     sqlite) seen() { sqlite3 "$WORK/backlog.db" "SELECT count(*) FROM orders WHERE title = 'sentinel'" 2>/dev/null; } ;;
     mysql) seen() { mariadb "${MYARGS[@]}" -N -e "SELECT COUNT(*) FROM xdb_backlog.orders WHERE title = 'sentinel'" 2>/dev/null; } ;;
-    *) seen() { q "$PGBASE/xdb_backlog_t" "SELECT count(*) FROM orders WHERE title = 'sentinel'"; } ;;
+    *)
+      # One connection for all the polls (a psql per poll costs more CPU
+      # than the apply being timed).
+      coproc POLL { psql "$PGBASE/xdb_backlog_t" -qAt; }
+      seen() { echo "SELECT count(*) FROM orders WHERE title = 'sentinel';" >&"${POLL[1]}"; read -r n <&"${POLL[0]}"; echo "$n"; } ;;
   esac
   # 3. The consumer starts; timed until the sentinel is on the target.
   t0=$(date +%s.%N)
@@ -97,17 +101,23 @@ YAML
     until [ -n "$(q "$PGBASE/xdb_backlog_t" "SELECT pid FROM pg_stat_subscription WHERE subname = 'backlog_sub' AND pid IS NOT NULL")" ]; do sleep 0.01; done
     t0=$(date +%s.%N)
   else
-    "$XDB" sync --plan "$WORK/plan.yaml" --log warn >/dev/null 2>&1 &
+    # XDB_BENCH_PERF=FILE: a system-wide CPU profile (xdb and both servers) during the catch-up.
+    if [ -n "${XDB_BENCH_PERF:-}" ]; then
+      perf record -q -a -F 999 -o "$XDB_BENCH_PERF" -- "$XDB" sync --plan "$WORK/plan.yaml" --log warn >/dev/null 2>&1 &
+    else
+      "$XDB" sync --plan "$WORK/plan.yaml" --log warn >/dev/null 2>&1 &
+    fi
     SYNC_PID=$!
   fi
   until [ "$(seen)" = 1 ]; do sleep 0.02; done
+  [ -n "${POLL_PID:-}" ] && { exec {POLL[1]}>&-; wait "$POLL_PID" 2>/dev/null || true; }
   secs=$(python3 -c "print(f'{$(date +%s.%N)-$t0:.2f}')")
   rate[$target]=$(python3 -c "print(int($changes / $secs))")
   echo "$label: $changes row changes ($TXS transactions) in $secs s = ${rate[$target]} changes/s"
   if [ "$target" = native ]; then
     q "$PGBASE/xdb_backlog_t" "ALTER SUBSCRIPTION backlog_sub DISABLE; ALTER SUBSCRIPTION backlog_sub SET (slot_name = NONE); DROP SUBSCRIPTION backlog_sub" >/dev/null 2>&1 || true
   else
-    kill "$SYNC_PID"; wait "$SYNC_PID" 2>/dev/null || true
+    kill -INT "$SYNC_PID"; wait "$SYNC_PID" 2>/dev/null || true
     "$XDB" cleanup --plan "$WORK/plan.yaml" --yes --log warn >/dev/null || true
   fi
 done
