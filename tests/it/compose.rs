@@ -33,11 +33,16 @@ fn compose_services_ports_and_plan_agree() {
     let get = |k: &str| env[&Value::from(k)].as_str().unwrap().to_string();
     let plan_text = std::fs::read_to_string(root().join("cutover-plans/pg-to-mysql.yaml")).unwrap();
     let filled = xdb::plan::interpolate(&plan_text, |n| match n {
-        "SOURCE_PASSWORD" | "TARGET_PASSWORD" | "SOURCE_HOST" | "TARGET_HOST" => Some(get(n)),
+        "SOURCE_PASSWORD" | "TARGET_PASSWORD" | "SOURCE_HOST" | "TARGET_HOST" | "SOURCE_SSLMODE"
+        | "TARGET_SSL_MODE" => Some(get(n)),
         _ => None,
     })
     .unwrap();
     assert!(filled.contains("@postgres:5432/shop") && filled.contains("@mysql:3306/shop"), "{filled}");
+    // Authenticated TLS unless the environment turns it off (compose does, on its private network).
+    assert!(plan_text.contains("sslmode=${SOURCE_SSLMODE:-verify-full}"), "{plan_text}");
+    assert!(plan_text.contains("ssl-mode=${TARGET_SSL_MODE:-VERIFY_IDENTITY}"), "{plan_text}");
+    assert!(filled.contains("sslmode=disable") && filled.contains("ssl-mode=DISABLED"), "{filled}");
     assert_eq!(get("SOURCE_PASSWORD"), pg["environment"]["POSTGRES_PASSWORD"].as_str().unwrap());
     assert_eq!(get("TARGET_PASSWORD"), my["environment"]["MYSQL_PASSWORD"].as_str().unwrap());
     let plan = xdb::plan::Plan::parse(&filled, Path::new("pg-to-mysql.yaml")).unwrap();
