@@ -41,4 +41,5 @@ pub mod source;
 pub mod state_dir;
 pub mod status;
 pub mod tail;
+pub mod term;
 pub mod validate;

@@ -192,8 +192,11 @@ impl<W: Write> Write for ScrubbedWriter<W> {
         if !self.buf.is_empty() {
             let text = scrub(&String::from_utf8_lossy(&self.buf));
             self.buf.clear();
-            self.out.write_all(text.as_bytes())?;
-            self.out.flush()?;
+            let out = &mut self.out;
+            crate::term::with_bars_hidden(|| {
+                out.write_all(text.as_bytes())?;
+                out.flush()
+            })?;
         }
         Ok(())
     }

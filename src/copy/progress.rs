@@ -101,6 +101,8 @@ impl ProgressDisplay {
         let task = tokio::spawn(async move {
             if terminal {
                 let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+                // Log lines written meanwhile hide the bars while they print.
+                crate::term::set_bars(Some(multi.clone()));
                 // indicatif's own {per_sec} prints four decimals
                 // ("1234.5678/s"); a whole number of rows per second reads better.
                 let style = ProgressStyle::with_template(
@@ -139,6 +141,7 @@ impl ProgressDisplay {
                     b.set_position(t.rows());
                     b.finish();
                 }
+                crate::term::set_bars(None);
             } else {
                 loop {
                     tokio::select! {
