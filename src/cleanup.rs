@@ -16,6 +16,8 @@ pub struct CleanupPlan {
     /// The publication exists but was not created by xdb: kept.
     pub keep_publication: bool,
     pub clear_target_state: bool,
+    /// The way back left its start and applied position on the source.
+    pub clear_reverse_state: bool,
 }
 
 /// Cleanup cannot proceed.
@@ -25,6 +27,11 @@ pub enum CleanupError {
         "slot {slot} is in use by process {pid} (a running `xdb sync`?): stop it first, then run xdb cleanup again"
     )]
     SlotActive { slot: String, pid: i32 },
+    #[error(
+        "`xdb sync --reverse` of slot {slot} is running (it holds its lock on the source): stop it first, then run \
+         xdb cleanup again"
+    )]
+    ReverseRunning { slot: String },
     #[error("{0}")]
     Source(String),
     #[error("{0}")]
@@ -58,6 +65,23 @@ pub async fn inspect(plan: &Plan) -> Result<CleanupPlan, CleanupError> {
             out.drop_publication = true;
         } else {
             out.keep_publication = true;
+        }
+    }
+    out.clear_reverse_state = reverse_state_rows(&c, plan).await.map_err(q)? > 0;
+    if out.clear_reverse_state {
+        // The reverse stream holds this lock while it runs (one per plan).
+        let key = crate::pipeline::reverse::position_key(plan);
+        let running: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND objid = hashtext($1)::oid AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                &[&key],
+            )
+            .await
+            .map_err(q)?
+            .get(0);
+        if running {
+            return Err(CleanupError::ReverseRunning { slot: plan.source.slot.clone() });
         }
     }
     out.clear_target_state = match &plan.target.url {
@@ -96,12 +120,20 @@ impl CleanupPlan {
                 plan.target.url.redacted()
             ));
         }
+        if self.clear_reverse_state {
+            v.push(format!(
+                "delete the way back's state for slot {} on the source (its start in xdb.reverse_start, its applied \
+                 position {} in xdb.state)",
+                plan.source.slot,
+                crate::pipeline::reverse::position_key(plan)
+            ));
+        }
         v
     }
 
     /// True when there is nothing to remove.
     pub fn is_empty(&self) -> bool {
-        !self.drop_slot && !self.drop_publication && !self.clear_target_state
+        !self.drop_slot && !self.drop_publication && !self.clear_target_state && !self.clear_reverse_state
     }
 }
 
@@ -120,6 +152,15 @@ pub async fn execute(plan: &Plan, what: &CleanupPlan) -> Result<(), CleanupError
             .await
             .map_err(q)?;
     }
+    if what.clear_reverse_state {
+        let key = crate::pipeline::reverse::position_key(plan);
+        if has_table(&c, "xdb.reverse_start").await.map_err(q)? {
+            c.execute("DELETE FROM xdb.reverse_start WHERE slot = $1", &[&plan.source.slot]).await.map_err(q)?;
+        }
+        if has_table(&c, "xdb.state").await.map_err(q)? {
+            c.execute("DELETE FROM xdb.state WHERE slot = $1", &[&key]).await.map_err(q)?;
+        }
+    }
     if what.clear_target_state {
         let mut t = TargetConn::connect(&plan.target.url)
             .await
@@ -135,4 +176,24 @@ pub async fn execute(plan: &Plan, what: &CleanupPlan) -> Result<(), CleanupError
             .map_err(|e| CleanupError::Target(plan.scrub(&e.to_string())))?;
     }
     Ok(())
+}
+
+async fn has_table(c: &tokio_postgres::Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+    Ok(c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await?.get(0))
+}
+
+/// Rows the way back (`sync --reverse`) keeps on the source for this plan.
+async fn reverse_state_rows(c: &tokio_postgres::Client, plan: &Plan) -> Result<i64, tokio_postgres::Error> {
+    let mut n = 0;
+    if has_table(c, "xdb.reverse_start").await? {
+        n += c
+            .query_one("SELECT count(*) FROM xdb.reverse_start WHERE slot = $1", &[&plan.source.slot])
+            .await?
+            .get::<_, i64>(0);
+    }
+    if has_table(c, "xdb.state").await? {
+        let key = crate::pipeline::reverse::position_key(plan);
+        n += c.query_one("SELECT count(*) FROM xdb.state WHERE slot = $1", &[&key]).await?.get::<_, i64>(0);
+    }
+    Ok(n)
 }

@@ -165,6 +165,27 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     // last applied one, so the lag is not asserted to be 0 here.)
     assert!(out(&st).contains("lag:"), "{}", out(&st));
     assert!(out(&st).contains("(GTID 0-"), "{}", out(&st));
+
+    // Cleanup removes what the way back keeps on the source, never while it runs.
+    let mut running = spawn(&plan, &["sync", "--reverse"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let o = xdb(&plan, &["cleanup", "--yes"]);
+    assert!(!o.status.success() && out(&o).contains("sync --reverse"), "{}", out(&o));
+    kill9(&mut running);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let o = xdb(&plan, &["cleanup", "--dry-run"]);
+    assert!(out(&o).contains("delete the way back's state"), "{}", out(&o));
+    let o = xdb(&plan, &["cleanup", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let left: i64 = src
+        .query_one(
+            "SELECT (SELECT count(*) FROM xdb.reverse_start) + (SELECT count(*) FROM xdb.state WHERE slot LIKE '%.reverse')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the way back's state is gone from the source");
 }
 
 #[tokio::test(flavor = "multi_thread")]
