@@ -327,16 +327,17 @@ fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Res
 
 /// The file named by a Rotate event. The first (artificial) Rotate comes
 /// before the format description, so its name still carries the 4-byte
-/// checksum: the name ends with the sequence digits, as many as in `like`.
+/// checksum, which may hold any byte, a '.' or digits included: the name is
+/// the first `<base>.<digits>` with as many digits as in `like`.
 fn rotate_file_name(raw: &str, like: &str) -> String {
     let width = like.rsplit_once('.').map(|(_, d)| d.len()).unwrap_or(6);
-    match raw.rsplit_once('.') {
-        Some((base, rest)) => {
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).take(width).collect();
-            format!("{base}.{digits}")
+    for (i, _) in raw.match_indices('.') {
+        let digits: String = raw[i + 1..].chars().take_while(|c| c.is_ascii_digit()).take(width).collect();
+        if digits.len() == width {
+            return format!("{}.{digits}", &raw[..i]);
         }
-        None => raw.to_string(),
     }
+    raw.to_string()
 }
 
 /// Whether a statement names `db` as a qualifier (`db.t`, `` `db`.t ``).
@@ -392,6 +393,10 @@ mod tests {
     fn rotate_names_lose_the_checksum_bytes() {
         assert_eq!(super::rotate_file_name("binlog.000001Ws\u{fffd}C", "binlog.000001"), "binlog.000001");
         assert_eq!(super::rotate_file_name("binlog.000002", "binlog.000001"), "binlog.000002");
+        // A checksum byte that is a '.' (found when the test server's binlog
+        // grew past 900 MB): the name is still the file's.
+        assert_eq!(super::rotate_file_name("binlog.000001W.\u{fffd}C", "binlog.000001"), "binlog.000001");
+        assert_eq!(super::rotate_file_name("my.bin.000007.9x", "my.bin.000001"), "my.bin.000007");
     }
 
     #[test]
