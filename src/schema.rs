@@ -389,19 +389,7 @@ mod tests {
     use crate::model::{Column, ReplicaIdentity, TableName};
 
     fn mapped(kind: TargetKind, cols: Vec<(&str, PgType)>) -> MappedTable {
-        let columns = cols
-            .into_iter()
-            .map(|(n, t)| Column {
-                name: n.into(),
-                pg_type: t,
-                type_oid: 0,
-                typmod: -1,
-                nullable: true,
-                is_key: false,
-                default: None,
-                identity: false,
-            })
-            .collect();
+        let columns = cols.into_iter().map(|(n, t)| Column::new(n, t)).collect();
         let t = TableSchema {
             oid: 1,
             name: TableName::new("public", "t"),

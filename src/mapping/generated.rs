@@ -480,16 +480,7 @@ mod tests {
     use crate::model::{Column, ReplicaIdentity, TableName};
 
     fn table() -> TableSchema {
-        let col = |name: &str, pg_type: PgType| Column {
-            name: name.into(),
-            pg_type,
-            type_oid: 0,
-            typmod: -1,
-            nullable: true,
-            is_key: false,
-            default: None,
-            identity: false,
-        };
+        let col = |name: &str, pg_type: PgType| Column::new(name, pg_type);
         TableSchema {
             oid: 1,
             name: TableName::new("public", "t"),

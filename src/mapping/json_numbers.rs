@@ -126,16 +126,7 @@ mod policy_tests {
     use crate::plan::{LossyPolicy, Mapping};
 
     fn table() -> TableSchema {
-        let col = |name: &str, pg_type: PgType| Column {
-            name: name.into(),
-            pg_type,
-            type_oid: 0,
-            typmod: -1,
-            nullable: true,
-            is_key: false,
-            default: None,
-            identity: false,
-        };
+        let col = |name: &str, pg_type: PgType| Column::new(name, pg_type);
         TableSchema {
             oid: 1,
             name: TableName::new("public", "docs"),

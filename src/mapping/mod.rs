@@ -408,16 +408,7 @@ mod tests {
     use crate::plan::Mapping;
 
     fn col(name: &str, ty: PgType, nullable: bool) -> Column {
-        Column {
-            name: name.into(),
-            pg_type: ty,
-            type_oid: 0,
-            typmod: -1,
-            nullable,
-            is_key: false,
-            default: None,
-            identity: false,
-        }
+        Column { nullable, ..Column::new(name, ty) }
     }
 
     fn table(cols: Vec<Column>) -> TableSchema {

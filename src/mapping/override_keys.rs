@@ -45,16 +45,7 @@ mod tests {
 
     #[test]
     fn misspelt_columns_are_named_with_the_closest() {
-        let col = |n: &str| Column {
-            name: n.into(),
-            pg_type: PgType::Text,
-            type_oid: 25,
-            typmod: -1,
-            nullable: true,
-            is_key: false,
-            default: None,
-            identity: false,
-        };
+        let col = |n: &str| Column { type_oid: 25, ..Column::new(n, PgType::Text) };
         let t = TableSchema {
             oid: 1,
             name: TableName::new("shop", "orders"),

@@ -134,6 +134,23 @@ pub struct GeneratedColumn {
     pub expression: String,
 }
 
+impl Column {
+    /// A nullable, non-key column of `pg_type` with no default, as a test or
+    /// a synthetic table spells one (catalog columns come from the catalog).
+    pub fn new(name: impl Into<String>, pg_type: PgType) -> Column {
+        Column {
+            name: name.into(),
+            pg_type,
+            type_oid: 0,
+            typmod: -1,
+            nullable: true,
+            is_key: false,
+            default: None,
+            identity: false,
+        }
+    }
+}
+
 /// The shape of a source table as known at some point of the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSchema {

@@ -383,16 +383,8 @@ mod tests {
     use crate::model::{Column, Lsn, PgType, ReplicaIdentity, TableName};
 
     fn table(name: &str, keyed: bool) -> Arc<TableSchema> {
-        let col = |n: &str, key: bool| Column {
-            name: n.into(),
-            pg_type: PgType::Int8,
-            type_oid: 20,
-            typmod: -1,
-            nullable: !key,
-            is_key: key,
-            default: None,
-            identity: false,
-        };
+        let col =
+            |n: &str, key: bool| Column { type_oid: 20, nullable: !key, is_key: key, ..Column::new(n, PgType::Int8) };
         Arc::new(TableSchema {
             oid: 1,
             name: TableName::new("public", name),

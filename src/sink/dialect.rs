@@ -240,16 +240,7 @@ mod tests {
     use crate::model::{Column, PgType, ReplicaIdentity, Row, Value};
 
     fn table(keys: Vec<usize>) -> Arc<TableSchema> {
-        let col = |n: &str| Column {
-            name: n.into(),
-            pg_type: PgType::Int8,
-            type_oid: 20,
-            typmod: -1,
-            nullable: true,
-            is_key: false,
-            default: None,
-            identity: false,
-        };
+        let col = |n: &str| Column { type_oid: 20, ..Column::new(n, PgType::Int8) };
         Arc::new(TableSchema {
             oid: 1,
             name: TableName::new("shop", "t"),

@@ -287,19 +287,7 @@ mod tests {
         TableSchema {
             oid: 1,
             name: TableName::new("public", "t"),
-            columns: types
-                .iter()
-                .map(|(n, t)| Column {
-                    name: n.to_string(),
-                    pg_type: t.clone(),
-                    type_oid: 0,
-                    typmod: -1,
-                    nullable: false,
-                    is_key: false,
-                    default: None,
-                    identity: false,
-                })
-                .collect(),
+            columns: types.iter().map(|(n, t)| Column { nullable: false, ..Column::new(*n, t.clone()) }).collect(),
             replica_identity: ReplicaIdentity::Default,
             primary_key: pk,
             generated: Vec::new(),
