@@ -24,7 +24,13 @@ pub async fn run(args: Args) -> ExitCode {
         Err(code) => return code,
     };
     if args.reverse {
-        return crate::pipeline::reverse_status::cli(&plan).await;
+        return match crate::pipeline::reverse_status::report(&plan).await {
+            Ok(text) => {
+                print!("{}", plan.scrub(&text));
+                ExitCode::SUCCESS
+            }
+            Err(e) => super::fail(&plan, &e, 1),
+        };
     }
     // An unfinished cutover that left the source frozen is said first.
     let frozen = crate::cutover::notice::frozen_source(&plan).await;

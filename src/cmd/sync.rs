@@ -61,7 +61,7 @@ pub async fn run(args: Args) -> ExitCode {
         Err(code) => return code,
     };
     if args.reverse {
-        return crate::pipeline::reverse::cli(&plan, args.until_caught_up, args.set_start_here).await;
+        return reverse(&plan, args.until_caught_up, args.set_start_here).await;
     }
     if args.cutover {
         return Box::pin(then_cutover(plan, args.metrics_addr, args.status_interval, args.yes)).await;
@@ -73,6 +73,20 @@ pub async fn run(args: Args) -> ExitCode {
         accept_slot_position: args.accept_slot_position,
     };
     Box::pin(stream(&plan, options, args.metrics_addr, args.status_interval)).await
+}
+
+/// `sync --reverse`: the way back, or with `--set-start-here` only its start.
+async fn reverse(plan: &Plan, until_caught_up: bool, set_start_here: bool) -> ExitCode {
+    use crate::pipeline::reverse::{record_start, run, ReverseOptions};
+    let result = if set_start_here {
+        record_start(plan).await.map(|p| println!("reverse start recorded on the original source: {p}"))
+    } else {
+        Box::pin(run(plan, &ReverseOptions { until_caught_up, max_retries: None })).await
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(plan, &e, 1),
+    }
 }
 
 /// Runs the sync with its metrics endpoint and periodic status line.

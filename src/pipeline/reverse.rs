@@ -477,21 +477,3 @@ pub async fn check(plan: &Plan) -> CheckReport {
     report.sections.push(s);
     report
 }
-
-/// `xdb sync --reverse [--set-start-here] [--until-caught-up]`: exit 0 on
-/// success or a signal, 1 on an error (printed with the plan's secrets
-/// masked).
-pub async fn cli(plan: &Plan, until_caught_up: bool, set_start_here: bool) -> std::process::ExitCode {
-    let result = if set_start_here {
-        record_start(plan).await.map(|p| println!("reverse start recorded on the original source: {p}"))
-    } else {
-        run(plan, &ReverseOptions { until_caught_up, max_retries: None }).await
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", plan.scrub(&e.to_string()));
-            std::process::ExitCode::from(1)
-        }
-    }
-}

@@ -113,20 +113,6 @@ fn bytes_between(logs: &[(String, u64)], from: &BinlogPosition, to: &BinlogPosit
     total
 }
 
-/// `xdb status --reverse`: exit 0, or 1 with the error.
-pub async fn cli(plan: &Plan) -> std::process::ExitCode {
-    match report(plan).await {
-        Ok(text) => {
-            print!("{}", plan.scrub(&text));
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}", plan.scrub(&e.to_string()));
-            std::process::ExitCode::from(1)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
