@@ -5,7 +5,7 @@
 
 use crate::plan::{Plan, TargetUrl};
 use crate::sink::state;
-use crate::sink::TargetConn;
+use crate::sink::{TargetConn, TargetError};
 use crate::source::postgres::{client, publication};
 
 /// What cleanup would do (or did).
@@ -33,17 +33,17 @@ pub enum CleanupError {
     )]
     ReverseRunning { slot: String },
     #[error("{0}")]
-    Source(String),
-    #[error("{0}")]
-    Target(String),
+    SourceConnect(#[from] client::ConnectError),
+    #[error("source: {}", client::error_text(.0))]
+    SourceSql(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// Looks at both servers and says what cleanup would remove.
 pub async fn inspect(plan: &Plan) -> Result<CleanupPlan, CleanupError> {
-    let c = client::connect(&plan.source.url, "xdb cleanup")
-        .await
-        .map_err(|e| CleanupError::Source(plan.scrub(&e.to_string())))?;
-    let q = |e: tokio_postgres::Error| CleanupError::Source(format!("source: {}", client::error_text(&e)));
+    let c = client::connect(&plan.source.url, "xdb cleanup").await?;
+    let q = CleanupError::SourceSql;
     let slot = c
         .query_opt("SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1", &[&plan.source.slot])
         .await
@@ -91,7 +91,7 @@ pub async fn inspect(plan: &Plan) -> Result<CleanupPlan, CleanupError> {
                 t.read_position(&plan.source.slot).await.map(|p| p.is_some()).unwrap_or(false)
                     || !t.read_tables(&plan.source.slot).await.unwrap_or_default().is_empty()
             }
-            Err(e) => return Err(CleanupError::Target(plan.scrub(&e.to_string()))),
+            Err(e) => return Err(e.into()),
         },
     };
     Ok(out)
@@ -140,10 +140,8 @@ impl CleanupPlan {
 /// Carries out `what`. The slot is dropped first: if it became active in the
 /// meantime, PostgreSQL refuses and nothing else is removed.
 pub async fn execute(plan: &Plan, what: &CleanupPlan) -> Result<(), CleanupError> {
-    let c = client::connect(&plan.source.url, "xdb cleanup")
-        .await
-        .map_err(|e| CleanupError::Source(plan.scrub(&e.to_string())))?;
-    let q = |e: tokio_postgres::Error| CleanupError::Source(format!("source: {}", client::error_text(&e)));
+    let c = client::connect(&plan.source.url, "xdb cleanup").await?;
+    let q = CleanupError::SourceSql;
     if what.drop_slot {
         c.execute("SELECT pg_drop_replication_slot($1)", &[&plan.source.slot]).await.map_err(q)?;
     }
@@ -162,18 +160,14 @@ pub async fn execute(plan: &Plan, what: &CleanupPlan) -> Result<(), CleanupError
         }
     }
     if what.clear_target_state {
-        let mut t = TargetConn::connect(&plan.target.url)
-            .await
-            .map_err(|e| CleanupError::Target(plan.scrub(&e.to_string())))?;
+        let mut t = TargetConn::connect(&plan.target.url).await?;
         let d = t.dialect();
         let slot_literal = format!("'{}'", plan.source.slot.replace('\'', "''"));
         let stmts: Vec<String> = state::delete_slot(d)
             .into_iter()
             .map(|s| s.replace("= $1", &format!("= {slot_literal}")).replace("= ?", &format!("= {slot_literal}")))
             .collect();
-        t.execute_batch(&stmts, "deleting xdb's state")
-            .await
-            .map_err(|e| CleanupError::Target(plan.scrub(&e.to_string())))?;
+        t.execute_batch(&stmts, "deleting xdb's state").await?;
     }
     Ok(())
 }

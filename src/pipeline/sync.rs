@@ -46,8 +46,10 @@ pub enum SyncError {
     SourceConnect(#[from] client::ConnectError),
     #[error("source: {0}")]
     Catalog(#[from] CatalogError),
+    #[error("table {0} no longer exists on the source")]
+    TableGone(String),
     #[error("source: {0}")]
-    Source(String),
+    Marker(#[from] crate::source::postgres::change_stream::MarkerError),
     #[error("{0}")]
     Target(#[from] TargetError),
     #[error("the source ended the replication stream (server shutting down or restarting)")]
@@ -70,6 +72,7 @@ impl SyncError {
                 crate::error_policy::postgres(source).is_transient()
             }
             SyncError::Target(e) => e.is_retryable(),
+            SyncError::Marker(e) => e.is_retryable(),
             SyncError::StreamEnded => true,
             _ => false,
         }
@@ -260,9 +263,7 @@ async fn prepare_writer(
     let mut types = TypeCache::new();
     let mut schemas: HashMap<TableName, Arc<TableSchema>> = HashMap::new();
     for t in &plan.tables {
-        let s = load_table(catalog, &mut types, t)
-            .await?
-            .ok_or_else(|| SyncError::Source(format!("table {t} no longer exists on the source")))?;
+        let s = load_table(catalog, &mut types, t).await?.ok_or_else(|| SyncError::TableGone(t.to_string()))?;
         schemas.insert(t.clone(), Arc::new(s));
     }
     let mut schema_list: Vec<Arc<TableSchema>> = Vec::new();
@@ -281,7 +282,7 @@ async fn prepare_writer(
     // The copy rebuilt the source's unique indexes on the target: the writer
     // must keep source order wherever one of them could see it.
     for s in schemas.values() {
-        let indexes = load_indexes(catalog, s.oid).await.map_err(|e| SyncError::Source(e.to_string()))?;
+        let indexes = load_indexes(catalog, s.oid).await?;
         let mut cols: Vec<String> = Vec::new();
         for ix in indexes.iter().filter(|ix| ix.unique) {
             // An expression or partial unique index is not rebuilt, but an
@@ -523,9 +524,7 @@ pub async fn wait_until_caught_up(plan: &Plan) -> Result<Lsn, SyncError> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let source = client::connect(&plan.source.url, "xdb sync").await?;
-    let marker = crate::source::postgres::change_stream::write_marker(&source, CATCH_UP_PREFIX, "")
-        .await
-        .map_err(|e| SyncError::Source(format!("writing the catch-up marker: {e}")))?;
+    let marker = crate::source::postgres::change_stream::write_marker(&source, CATCH_UP_PREFIX, "").await?;
     loop {
         let applied = target.read_position(slot).await?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
         if applied >= marker {

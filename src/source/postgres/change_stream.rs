@@ -65,8 +65,8 @@ pub enum ChangeStreamError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("on the source: {what}: {reason}")]
-    Marker { what: String, reason: String },
+    #[error("on the source: {0}")]
+    Marker(#[from] MarkerError),
     #[error(
         "replication slot {slot} does not exist on the source, but the target has applied changes up to {applied}: \
          the changes made since then are gone with the slot (a failover to a standby without it, or someone dropped \
@@ -105,6 +105,7 @@ impl ChangeStreamError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ChangeStreamError::Replication(e) => e.is_retryable(),
+            ChangeStreamError::Marker(e) => e.is_retryable(),
             // A source restart ends the heartbeat and catalog connection too.
             ChangeStreamError::Sql { source, .. } => crate::error_policy::postgres(source).is_transient(),
             ChangeStreamError::Catalog(CatalogError::Query { source, .. }) => {
@@ -442,10 +443,7 @@ impl ChangeStream {
     /// Writes a marker message into the source's WAL and returns its LSN
     /// (see [`write_marker`]).
     pub async fn emit_marker(&self, prefix: &str) -> Result<Lsn, ChangeStreamError> {
-        write_marker(&self.catalog, prefix, "").await.map_err(|reason| ChangeStreamError::Marker {
-            what: "writing a marker (pg_logical_emit_message)".into(),
-            reason,
-        })
+        Ok(write_marker(&self.catalog, prefix, "").await?)
     }
 
     /// Declares everything up to `lsn` durably handled: it is reported as
@@ -503,14 +501,30 @@ impl ChangeStream {
 /// the target holds all of them: a catch-up proven by the stream itself, not
 /// by slot positions. The transaction carrying the message reaches the
 /// stream on every supported version (see [`MESSAGES_SINCE`]). The error is
-/// the server's message.
-pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Result<Lsn, String> {
-    let row = client
-        .query_one("SELECT pg_logical_emit_message(true, $1, $2)::text", &[&prefix, &content])
-        .await
-        .map_err(|e| error_text(&e))?;
+/// the server's.
+pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Result<Lsn, MarkerError> {
+    let row = client.query_one("SELECT pg_logical_emit_message(true, $1, $2)::text", &[&prefix, &content]).await?;
     let text: String = row.get(0);
-    text.parse::<Lsn>().map_err(|e| format!("{text}: {e}"))
+    text.parse::<Lsn>().map_err(|_| MarkerError::NotAnLsn(text))
+}
+
+/// Writing a marker message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerError {
+    #[error("writing a marker (pg_logical_emit_message): {}", error_text(.0))]
+    Sql(#[from] tokio_postgres::Error),
+    #[error("writing a marker: the server answered {0:?}, not an LSN")]
+    NotAnLsn(String),
+}
+
+impl MarkerError {
+    /// A source restarting (by SQLSTATE), never by message text.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MarkerError::Sql(e) => crate::error_policy::postgres(e).is_transient(),
+            MarkerError::NotAnLsn(_) => false,
+        }
+    }
 }
 
 /// What to ask pgoutput for on a server of `server_version_num` `version`.
