@@ -63,10 +63,30 @@ const RECHECKS: usize = 2;
 pub enum ValidateError {
     #[error("{0}")]
     Options(String),
+    /// A source value or row xdb cannot use (not a driver error).
     #[error("source: {0}")]
     Source(String),
+    #[error("source: {0}")]
+    SourceConnect(#[from] crate::source::postgres::client::ConnectError),
+    #[error("source: {context}: {}", crate::source::postgres::client::error_text(.source))]
+    SourceSql {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("source: {0}")]
+    Catalog(#[from] crate::source::postgres::catalog::CatalogError),
+    /// A target table or value xdb cannot use (not a driver error).
     #[error("target: {0}")]
     Target(String),
+    #[error(transparent)]
+    TargetConn(#[from] crate::sink::TargetError),
+    #[error("target: {context}: {source}")]
+    TargetSql {
+        context: String,
+        #[source]
+        source: crate::error_policy::DriverError,
+    },
     #[error("type mapping:\n{0}")]
     Mapping(String),
     #[error(
@@ -129,8 +149,7 @@ type Item = (usize, usize);
 pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport, ValidateError> {
     let started = Instant::now();
     let names = select_tables(plan, opts.tables.as_deref())?;
-    let catalog =
-        client::connect(&plan.source.url, "xdb validate").await.map_err(|e| ValidateError::Source(e.to_string()))?;
+    let catalog = client::connect(&plan.source.url, "xdb validate").await?;
     let mut types = TypeCache::new();
     let mut schemas = Vec::new();
     for t in &names {
@@ -142,7 +161,7 @@ pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport
     }
     drop(catalog);
     let mut target = TargetSession::connect(&plan.target.url).await?;
-    let kind = target.conn().target_kind().await.map_err(|e| ValidateError::Target(e.to_string()))?;
+    let kind = target.conn().target_kind().await?;
     let mapped = crate::copy::map_tables(plan, &kind, &schemas).map_err(|e| ValidateError::Mapping(e.to_string()))?;
     // Generated columns are compared like the others.
     let mapped: Vec<Arc<MappedTable>> =

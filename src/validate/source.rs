@@ -16,7 +16,7 @@ use crate::copy::source_reader::{mark_unknown, select_list};
 use crate::mapping::{canonical, CanonicalValue, MappedTable, RowHasher};
 use crate::model::{pg_ident, Lsn, Row, TableSchema, Value};
 use crate::plan::SecretUrl;
-use crate::source::postgres::client::{self, error_text};
+use crate::source::postgres::client;
 use crate::source::postgres::copy_binary::CopyBinaryReader;
 
 /// One connection inside the validation's snapshot.
@@ -27,11 +27,11 @@ pub struct SourceSession {
 
 fn serr(what: impl Into<String>) -> impl Fn(tokio_postgres::Error) -> ValidateError {
     let what = what.into();
-    move |e| ValidateError::Source(format!("{what}: {}", error_text(&e)))
+    move |source| ValidateError::SourceSql { context: what.clone(), source }
 }
 
 async fn connect(url: &SecretUrl) -> Result<Client, ValidateError> {
-    let c = client::connect(url, "xdb validate").await.map_err(|e| ValidateError::Source(e.to_string()))?;
+    let c = client::connect(url, "xdb validate").await?;
     // Literals in COPY queries rely on standard strings; values come back
     // in the forms the decoders expect.
     c.batch_execute("SET standard_conforming_strings = on; SET statement_timeout = 0")

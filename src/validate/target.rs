@@ -8,6 +8,7 @@ use super::chunks::{self, Chunk, SplitKey, TargetPredicate};
 use super::diff::CanonRow;
 use super::source::Digest;
 use super::ValidateError;
+use crate::error_policy::DriverError;
 use crate::mapping::{
     canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedColumn, MappedTable,
     RowHasher,
@@ -20,7 +21,6 @@ use crate::sink::mysql::MysqlConn;
 use crate::sink::postgres::PgConn;
 use crate::sink::sqlite::SqliteConn;
 use crate::sink::TargetConn;
-use crate::source::postgres::client::error_text;
 
 /// Runs blocking work in place, handing the thread's other tasks to another
 /// worker thread when the runtime has several (the CLI's does).
@@ -55,8 +55,8 @@ enum Params {
     Postgres(Vec<Option<String>>),
 }
 
-fn terr(context: String) -> impl Fn(String) -> ValidateError {
-    move |reason| ValidateError::Target(format!("{context}: {reason}"))
+fn terr(context: String) -> impl Fn(DriverError) -> ValidateError {
+    move |source| ValidateError::TargetSql { context: context.clone(), source }
 }
 
 impl TargetSession {
@@ -72,13 +72,16 @@ impl TargetSession {
                 )));
             }
         }
-        let mut conn = TargetConn::connect(url).await.map_err(|e| ValidateError::Target(e.to_string()))?;
+        let mut conn = TargetConn::connect(url).await?;
         if let TargetConn::Postgres(PgConn { client, .. }) = &mut conn {
             // Text forms the canonical readers parse.
             client
                 .batch_execute("SET bytea_output = 'hex'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3")
                 .await
-                .map_err(|e| ValidateError::Target(error_text(&e)))?;
+                .map_err(|e| ValidateError::TargetSql {
+                    context: "setting the session's text formats".into(),
+                    source: e.into(),
+                })?;
         }
         Ok(TargetSession { conn })
     }
@@ -137,14 +140,9 @@ impl TargetSession {
 
     /// Rows of `mapped` on the target.
     pub async fn count(&mut self, mapped: &MappedTable) -> Result<u64, ValidateError> {
-        let n = self
-            .conn
-            .table_rows(&mapped.source.name)
-            .await
-            .map_err(|e| ValidateError::Target(e.to_string()))?
-            .ok_or_else(|| {
-                ValidateError::Target(format!("table {} does not exist on the target", mapped.target_name))
-            })?;
+        let n = self.conn.table_rows(&mapped.source.name).await?.ok_or_else(|| {
+            ValidateError::Target(format!("table {} does not exist on the target", mapped.target_name))
+        })?;
         Ok(n)
     }
 
@@ -178,8 +176,8 @@ impl TargetSession {
         match (&mut self.conn, params) {
             (TargetConn::Mysql(MysqlConn { conn, .. }), Params::Mysql(p)) => {
                 let p = if p.is_empty() { mysql_async::Params::Empty } else { mysql_async::Params::Positional(p) };
-                let mut result = conn.exec_iter(sql.as_str(), p).await.map_err(|x| e(x.to_string()))?;
-                while let Some(r) = result.next().await.map_err(|x| e(x.to_string()))? {
+                let mut result = conn.exec_iter(sql.as_str(), p).await.map_err(|x| e(x.into()))?;
+                while let Some(r) = result.next().await.map_err(|x| e(x.into()))? {
                     values.clear();
                     for (i, c) in mapped.columns.iter().enumerate() {
                         let v = r.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
@@ -210,12 +208,12 @@ impl TargetSession {
                     }
                     Ok(())
                 });
-                r.map_err(|x| e(x.to_string()))?;
+                r.map_err(|x| e(x.into()))?;
             }
             (TargetConn::Postgres(PgConn { client, .. }), Params::Postgres(p)) => {
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                     p.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                let rows = client.query(sql.as_str(), &refs).await.map_err(|x| e(error_text(&x)))?;
+                let rows = client.query(sql.as_str(), &refs).await.map_err(|x| e(x.into()))?;
                 for r in rows {
                     values.clear();
                     for (i, c) in mapped.columns.iter().enumerate() {
@@ -278,10 +276,7 @@ impl TargetSession {
             SqlDialect::Sqlite => "BEGIN IMMEDIATE",
             SqlDialect::Postgres => "BEGIN",
         };
-        self.conn
-            .execute_batch(&[begin.to_string()], "starting a repair transaction")
-            .await
-            .map_err(|e| ValidateError::Target(e.to_string()))?;
+        self.conn.execute_batch(&[begin.to_string()], "starting a repair transaction").await?;
         // Generated columns are compared, not written: the target computes them.
         let stripped = crate::mapping::generated::writable(mapped, rows);
         let (mapped, rows) = match &stripped {
@@ -291,10 +286,7 @@ impl TargetSession {
         let r = self.replace_inner(mapped, key, chunk, rows).await;
         match r {
             Ok(n) => {
-                self.conn
-                    .execute_batch(&["COMMIT".to_string()], "committing a repair")
-                    .await
-                    .map_err(|e| ValidateError::Target(e.to_string()))?;
+                self.conn.execute_batch(&["COMMIT".to_string()], "committing a repair").await?;
                 Ok(n)
             }
             Err(e) => {
@@ -323,16 +315,16 @@ impl TargetSession {
         let deleted = match (&mut self.conn, params) {
             (TargetConn::Mysql(MysqlConn { conn, .. }), Params::Mysql(p)) => {
                 let p = if p.is_empty() { mysql_async::Params::Empty } else { mysql_async::Params::Positional(p) };
-                conn.exec_drop(sql.as_str(), p).await.map_err(|x| e(x.to_string()))?;
+                conn.exec_drop(sql.as_str(), p).await.map_err(|x| e(x.into()))?;
                 conn.affected_rows()
             }
             (TargetConn::Sqlite(SqliteConn { conn, .. }), Params::Sqlite(p)) => {
-                conn.execute(&sql, rusqlite::params_from_iter(p)).map_err(|x| e(x.to_string()))? as u64
+                conn.execute(&sql, rusqlite::params_from_iter(p)).map_err(|x| e(x.into()))? as u64
             }
             (TargetConn::Postgres(PgConn { client, .. }), Params::Postgres(p)) => {
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                     p.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                client.execute(sql.as_str(), &refs).await.map_err(|x| e(error_text(&x)))?
+                client.execute(sql.as_str(), &refs).await.map_err(|x| e(x.into()))?
             }
             _ => return Err(ValidateError::Target("internal: parameters of another target kind".into())),
         };
@@ -348,14 +340,14 @@ impl TargetSession {
                     for r in batch {
                         p.extend(mapped.mysql_params(r, &all).map_err(conv)?);
                     }
-                    conn.exec_drop(d.render(&op), p).await.map_err(|x| e(x.to_string()))?;
+                    conn.exec_drop(d.render(&op), p).await.map_err(|x| e(x.into()))?;
                 }
                 TargetConn::Sqlite(SqliteConn { conn, .. }) => {
                     let mut p = Vec::new();
                     for r in batch {
                         p.extend(mapped.sqlite_params(r, &all).map_err(conv)?);
                     }
-                    conn.execute(&d.render(&op), rusqlite::params_from_iter(p)).map_err(|x| e(x.to_string()))?;
+                    conn.execute(&d.render(&op), rusqlite::params_from_iter(p)).map_err(|x| e(x.into()))?;
                 }
                 TargetConn::Postgres(PgConn { client, .. }) => {
                     let mut p = Vec::new();
@@ -365,7 +357,7 @@ impl TargetSession {
                     let sql = d.render_with(&op, &|n, col| mapped.pg_placeholder(n, col));
                     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                         p.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                    client.execute(sql.as_str(), &refs).await.map_err(|x| e(error_text(&x)))?;
+                    client.execute(sql.as_str(), &refs).await.map_err(|x| e(x.into()))?;
                 }
             }
         }
