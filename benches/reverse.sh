@@ -13,6 +13,7 @@
 #   XDB_BIN=target/debug/xdb benches/reverse.sh   use a build at hand
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SECS=${1:-30}
 ROWS=${2:-100000}
 RATE=${XDB_BENCH_RATE:-5500}
@@ -35,9 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pct() { python3 -c "
-import sys; v=sorted(float(x) for x in open(sys.argv[1]).read().split()) or [0.0]
-p=float(sys.argv[2]); print(v[min(len(v)-1, int(round(p/100*(len(v)-1))))])" "$1" "$2"; }
 now_ms() { date +%s%3N; }
 
 psql "$XDB_PG_SUPER_URL" -qAtc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" >/dev/null

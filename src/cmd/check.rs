@@ -18,10 +18,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     println!("xdb check: plan {} ({})\n", plan.name, plan.file.display());
     let report =
         if args.reverse { crate::pipeline::reverse::check(&plan).await } else { crate::check::run(&plan).await };

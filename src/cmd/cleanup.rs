@@ -18,10 +18,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     let what = match crate::cleanup::inspect(&plan).await {
         Ok(w) => w,
         Err(e) => return fail(&plan, &e, 1),

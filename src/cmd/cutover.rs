@@ -35,10 +35,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     let options = CutoverOptions {
         dry_run: args.dry_run,
         yes: args.yes,

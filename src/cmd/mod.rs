@@ -37,6 +37,18 @@ impl PlanArg {
     }
 }
 
+/// The plan of `$arg` (a [`PlanArg`]), or the command returns exit 2 with
+/// the reason.
+macro_rules! plan_or_exit {
+    ($arg:expr) => {
+        match $arg.load() {
+            Ok(plan) => plan,
+            Err(code) => return code,
+        }
+    };
+}
+pub(crate) use plan_or_exit;
+
 /// `--recopy`, shared by `snapshot` and `sync`.
 #[derive(clap::Args)]
 pub struct RecopyArg {

@@ -18,10 +18,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     let out = match crate::schema::run(&plan, args.apply, args.scan).await {
         Ok(out) => out,
         Err(e @ CopyError::ScanInterrupted) => return interrupted(&plan, &e),

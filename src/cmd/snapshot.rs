@@ -14,10 +14,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     let outcome = match crate::copy::run(&plan, &copy_options(args.recovery.recopy)).await {
         Ok(o) => o,
         Err(e @ CopyError::Interrupted { .. }) => return interrupted(&plan, &e),

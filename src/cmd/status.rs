@@ -19,10 +19,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     if args.reverse {
         return match crate::pipeline::reverse_status::report(&plan).await {
             Ok(text) => {

@@ -56,10 +56,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     if args.reverse {
         return reverse(&plan, args.until_caught_up, args.set_start_here).await;
     }

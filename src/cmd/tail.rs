@@ -33,10 +33,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let plan = match args.plan.load() {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = super::plan_or_exit!(args.plan);
     let from_lsn = match args.from_lsn.map(|s| s.parse::<crate::model::Lsn>()).transpose() {
         Ok(l) => l,
         Err(e) => {

@@ -425,6 +425,16 @@ async fn inheritance_parent_needs_only_and_then_moves_its_own_rows() {
     validate(&plan);
 }
 
+/// `items`: 1,000 rows with a non-ASCII note, owned by the replication role.
+async fn items_1000(db: &PgDb) {
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v int, note text);
+         INSERT INTO items SELECT g, g, 'ü ' || g FROM generate_series(1, 1000) g;
+         ALTER TABLE items OWNER TO xdb_repl;",
+    )
+    .await;
+}
+
 /// A table rewritten after the slot's snapshot was exported but before the
 /// copy read it — here by `ALTER TABLE … TYPE`, as a TRUNCATE would — looks
 /// empty to that snapshot (rewrites are not MVCC-safe), and no change on the
@@ -436,12 +446,7 @@ async fn inheritance_parent_needs_only_and_then_moves_its_own_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_rewritten_while_the_copy_starts_is_copied_whole() {
     let db = PgDb::create("xdb_safe_rewrite").await;
-    db.exec(
-        "CREATE TABLE items (id int PRIMARY KEY, v int, note text);
-         INSERT INTO items SELECT g, g, 'ü ' || g FROM generate_series(1, 1000) g;
-         ALTER TABLE items OWNER TO xdb_repl;",
-    )
-    .await;
+    items_1000(&db).await;
     // On another server than the source: a transaction holding an xid on
     // the source's server would hold up the slot's creation itself.
     let tdb = MyDb::create("xdb_safe_rewrite_t").await;
@@ -485,12 +490,7 @@ async fn table_rewritten_while_the_copy_starts_is_copied_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn columns_changed_while_the_copy_starts_are_read_again() {
     let db = PgDb::create("xdb_safe_shape").await;
-    db.exec(
-        "CREATE TABLE items (id int PRIMARY KEY, v int, note text);
-         INSERT INTO items SELECT g, g, 'ü ' || g FROM generate_series(1, 1000) g;
-         ALTER TABLE items OWNER TO xdb_repl;",
-    )
-    .await;
+    items_1000(&db).await;
     db.exec(&format!("CREATE PUBLICATION {}_pub FOR TABLE items WITH (publish_via_partition_root = true)", db.name))
         .await;
     let target = Target::sqlite("xdb_safe_shape");
