@@ -115,7 +115,10 @@ impl TlsPostgres {
         std::fs::write(data.join("postgresql.conf"), pgconf).unwrap();
         std::fs::write(
             data.join("pg_hba.conf"),
+            // Two logins that ask for cleartext and MD5 passwords, also
+            // without TLS (postgres_sql_connections_refuse_insecure_password_requests).
             "local all all trust\nhostssl all xdb_cert_user 127.0.0.0/8 cert\n\
+             host all xdb_pw_user 127.0.0.0/8 password\nhost all xdb_md5_user 127.0.0.0/8 md5\n\
              hostssl replication xdb_cert_user 127.0.0.0/8 cert\n\
              hostssl all all 127.0.0.0/8 scram-sha-256\n\
              hostssl replication all 127.0.0.0/8 scram-sha-256\n",
@@ -534,6 +537,71 @@ async fn postgres_client_certificates_and_the_unauthenticated_warning() {
     let o = support::text(&support::xdb_args(&["check", "--plan", local.path.to_str().unwrap()]));
     assert!(!o.contains("is not authenticated"), "{o}");
     let _ = admin.batch_execute("DROP ROLE xdb_cert_user").await;
+}
+
+/// A cleartext or MD5 password request from a server that is not
+/// authenticated gets no password on the SQL connections either (the
+/// replication connection refuses it in its own handshake): with TLS that
+/// does not verify the certificate and without TLS, for a server across the
+/// network (here: loopback treated as remote). `verify-full`,
+/// `allow_insecure_password=true` and a real loopback address let it through.
+#[tokio::test]
+async fn postgres_sql_connections_refuse_insecure_password_requests() {
+    use client::{connect_with, PasswordGuard};
+    let pg = tokio::task::spawn_blocking(TlsPostgres::start).await.unwrap();
+    let ca = pg.ca();
+    let admin =
+        client::connect(&SecretUrl::new(pg.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"))), "x")
+            .await
+            .unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE xdb_pw_user LOGIN PASSWORD '{PW}'; SET password_encryption = 'md5'; \
+             CREATE ROLE xdb_md5_user LOGIN PASSWORD '{PW}'"
+        ))
+        .await
+        .unwrap();
+    let url = |user: &str, params: &str| {
+        SecretUrl::new(format!("postgres://{user}:{PW}@127.0.0.1:{}/postgres?{params}", pg.port))
+    };
+    let logged_in = |c: tokio_postgres::Client| async move {
+        c.query_one("SELECT current_user::text", &[]).await.unwrap().get::<_, String>(0)
+    };
+    for (user, method) in [("xdb_pw_user", "a cleartext"), ("xdb_md5_user", "an MD5")] {
+        for params in ["sslmode=require", "sslmode=prefer", "sslmode=disable"] {
+            let e = connect_with(&url(user, params), "x", PasswordGuard::TreatAsRemote)
+                .await
+                .map(|_| ())
+                .expect_err(&format!("{user} {params}: a password was sent"))
+                .to_string();
+            assert!(e.contains(&format!("asks for {method} password")), "{e}");
+            assert!(e.contains("verify-full") && e.contains("allow_insecure_password") && !e.contains(PW), "{e}");
+        }
+        let ok = |params: String| {
+            let u = url(user, &params);
+            async move {
+                connect_with(&u, "x", PasswordGuard::TreatAsRemote)
+                    .await
+                    .unwrap_or_else(|e| panic!("{user} {params}: {e}"))
+            }
+        };
+        assert_eq!(logged_in(ok(format!("sslmode=verify-full&sslrootcert={ca}")).await).await, user);
+        assert_eq!(logged_in(ok("sslmode=require&allow_insecure_password=true".into()).await).await, user);
+        // Loopback: nothing sits between, the password goes.
+        let local = client::connect(&url(user, "sslmode=disable"), "x").await.unwrap();
+        assert_eq!(logged_in(local).await, user);
+    }
+    // SCRAM over TLS that does not verify: the guard lets the login through
+    // and steps aside (the session then works as any other).
+    let scram =
+        connect_with(&SecretUrl::new(pg.url("127.0.0.1", "sslmode=require")), "x", PasswordGuard::TreatAsRemote)
+            .await
+            .unwrap();
+    let ssl: bool =
+        scram.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(ssl);
+    let n: i64 = scram.query_one("SELECT count(*) FROM generate_series(1, 100000)", &[]).await.unwrap().get(0);
+    assert_eq!(n, 100_000);
 }
 
 /// MySQL `ssl-cert` / `ssl-key`: a user that must present a certificate

@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio_postgres::config::SslMode as PgClientSslMode;
 use tokio_postgres::{Client, Config};
 
-use super::replication::tls::PgTlsConnector;
-use super::replication::{take_tls_params, SslMode};
+use super::auth_guard::{AuthWatch, Guarded, InsecurePasswordRequest};
+use super::replication::tls::{is_local, PgTlsConnector, Verify};
+use super::replication::{take_tls_params, SslMode, XdbParams};
 use crate::plan::SecretUrl;
 
 /// Connecting failed; the message names the server, never the password.
@@ -38,10 +39,32 @@ pub fn server_label(config: &Config) -> String {
 /// `sslmode` and `sslrootcert` with libpq's meaning, exactly as the
 /// replication connection does (see [`super::replication::tls`]).
 pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, ConnectError> {
+    connect_with(url, application_name, PasswordGuard::Auto).await
+}
+
+/// When the SQL connection refuses cleartext and MD5 password requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordGuard {
+    /// When the server is reached over the network and its certificate is
+    /// not verified, unless the URL says `allow_insecure_password=true`.
+    Auto,
+    /// As if the server were across the network even on loopback (tests
+    /// use it to exercise the guarded path; `verify-full`/`verify-ca` and
+    /// `allow_insecure_password=true` still lift it).
+    TreatAsRemote,
+}
+
+/// [`connect`] with an explicit [`PasswordGuard`].
+pub async fn connect_with(
+    url: &SecretUrl,
+    application_name: &str,
+    password_guard: PasswordGuard,
+) -> Result<Client, ConnectError> {
     let invalid =
         |reason: String| ConnectError { server: url.redacted(), reason: scrub(&reason, url), retryable: false };
     // tokio-postgres knows neither verify-ca/verify-full nor sslrootcert: xdb handles them.
-    let (rest, tls) = take_tls_params(url.expose()).map_err(|e| invalid(e.to_string()))?;
+    let XdbParams { rest, tls, allow_insecure_password } =
+        take_tls_params(url.expose()).map_err(|e| invalid(e.to_string()))?;
     let mut config = Config::from_str(&rest).map_err(|e| invalid(format!("invalid URL: {e}")))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
@@ -53,7 +76,11 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgClientSslMode::Require,
     });
     let server = server_label(&config);
-    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+    let remote_host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => Some(host.clone()),
+        _ => None,
+    };
+    if let Some(host) = &remote_host {
         tls.warn_if_unauthenticated(host, &server);
     }
     let connector = PgTlsConnector::new(tls.clone()).map_err(|e| ConnectError {
@@ -61,7 +88,19 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
         reason: e.to_string(),
         retryable: false,
     })?;
-    let (client, connection) = config.connect(connector).await.map_err(|e| {
+    let connect_error = |e: tokio_postgres::Error| {
+        if let Some(refused) = InsecurePasswordRequest::find(&e) {
+            return ConnectError {
+                server: server.clone(),
+                reason: format!(
+                    "{refused} ({}): whoever answers there would get the password. Use sslmode=verify-full with \
+                     sslrootcert, switch the login to scram-sha-256 in pg_hba.conf, or accept the risk with \
+                     allow_insecure_password=true in the URL",
+                    tls.describe()
+                ),
+                retryable: false,
+            };
+        }
         let mut reason = scrub(&error_text(&e), url);
         if reason.contains("server does not support TLS") {
             reason = format!(
@@ -73,13 +112,98 @@ pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, 
         // until someone changes the server or the URL.
         let retryable = crate::error_policy::postgres(&e).is_transient();
         ConnectError { server: server.clone(), reason, retryable }
-    })?;
+    };
+    // A server reached over the network whose certificate is not verified
+    // could be anyone: never hand it a cleartext or MD5 password.
+    let guard = tls.verify() == Verify::Nothing
+        && !allow_insecure_password
+        && remote_host.as_deref().is_some_and(|h| password_guard == PasswordGuard::TreatAsRemote || !is_local(h));
+    let client = if guard {
+        let (client, connection) = connect_guarded(&config, connector.guarded()).await.map_err(|e| match e {
+            GuardedConnectError::Socket(io) => {
+                ConnectError { server: server.clone(), reason: scrub(&io.to_string(), url), retryable: true }
+            }
+            GuardedConnectError::Postgres(e) => connect_error(e),
+        })?;
+        spawn_driver(connection);
+        client
+    } else {
+        let (client, connection) = config.connect(connector).await.map_err(connect_error)?;
+        spawn_driver(connection);
+        client
+    };
+    Ok(client)
+}
+
+fn spawn_driver<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("PostgreSQL connection closed: {e}");
         }
     });
-    Ok(client)
+}
+
+#[derive(Debug)]
+enum GuardedConnectError {
+    Socket(std::io::Error),
+    Postgres(tokio_postgres::Error),
+}
+
+type GuardedConnection = tokio_postgres::Connection<
+    Guarded<tokio::net::TcpStream>,
+    super::replication::tls::PgTlsStream<Guarded<tokio::net::TcpStream>>,
+>;
+
+/// tokio-postgres's connect, with the socket opened here so that it can be
+/// wrapped in the password guard ([`super::auth_guard`]): each host in
+/// turn, the URL's connect timeout, TCP_NODELAY and keepalives as
+/// tokio-postgres sets them.
+async fn connect_guarded(
+    config: &Config,
+    connector: PgTlsConnector,
+) -> Result<(Client, GuardedConnection), GuardedConnectError> {
+    use tokio_postgres::tls::MakeTlsConnect;
+    let hosts = config.get_hosts();
+    let ports = config.get_ports();
+    let timeout = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
+    let mut connector = connector;
+    let mut last = None;
+    for (i, host) in hosts.iter().enumerate() {
+        let tokio_postgres::config::Host::Tcp(name) = host else { continue };
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let socket = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((name.as_str(), port))).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                last = Some(GuardedConnectError::Socket(e));
+                continue;
+            }
+            Err(_) => {
+                last = Some(GuardedConnectError::Socket(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer from {name}:{port} within {timeout:?}"),
+                )));
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        if config.get_keepalives() {
+            let keepalive = socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+            let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive);
+        }
+        let tls =
+            <PgTlsConnector as MakeTlsConnect<Guarded<tokio::net::TcpStream>>>::make_tls_connect(&mut connector, name)
+                .map_err(|e| GuardedConnectError::Socket(std::io::Error::other(e)))?;
+        match config.connect_raw(Guarded::new(socket, AuthWatch::raw()), tls).await {
+            Ok(pair) => return Ok(pair),
+            Err(e) => last = Some(GuardedConnectError::Postgres(e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        GuardedConnectError::Socket(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the URL names no TCP host"))
+    }))
 }
 
 /// The whole message of a tokio-postgres error, including the server's

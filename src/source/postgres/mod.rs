@@ -3,6 +3,7 @@
 //! decoding, and the catalog reader.
 
 pub mod assembler;
+pub mod auth_guard;
 pub mod catalog;
 pub mod change_stream;
 pub mod client;

@@ -231,15 +231,7 @@ impl Parts {
             connect_timeout,
             options: self.options.filter(|o| !o.trim().is_empty()),
             ssl_client_cert: client_cert_pair(self.sslcert, self.sslkey)?,
-            allow_insecure_password: match self.allow_insecure_password.as_deref() {
-                None | Some("") | Some("false") | Some("0") => false,
-                Some("true") | Some("1") => true,
-                Some(other) => {
-                    return Err(ReplicationError::Config(format!(
-                        "allow_insecure_password={other:?}: expected true or false"
-                    )))
-                }
-            },
+            allow_insecure_password: parse_allow_insecure(self.allow_insecure_password.as_deref())?,
             channel_binding: match self.channel_binding.as_deref() {
                 None | Some("") | Some("prefer") => ChannelBindingMode::Prefer,
                 Some("disable") => ChannelBindingMode::Disable,
@@ -428,19 +420,37 @@ fn conninfo_pairs(text: &str) -> Result<Vec<(String, String)>, ReplicationError>
     Ok(pairs)
 }
 
-/// Takes libpq's TLS settings (`sslmode`, `sslrootcert`) out of a URL or
-/// conninfo string, for clients such as tokio-postgres that only know
-/// `disable`/`prefer`/`require` and no `sslrootcert`. Returns the rest of the
-/// text, which keeps everything else as written. Errors never show the password.
-pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> {
+/// What [`take_tls_params`] takes out of a URL: the parameters only xdb
+/// understands, and the rest of the text for tokio-postgres.
+#[derive(Debug)]
+pub struct XdbParams {
+    /// The URL or conninfo without them, everything else as written.
+    pub rest: String,
+    pub tls: PgTls,
+    /// `allow_insecure_password=true`: send a cleartext or MD5 password to a
+    /// server that is not authenticated (see [`ReplicationConfig`]).
+    pub allow_insecure_password: bool,
+}
+
+/// Takes libpq's TLS settings (`sslmode`, `sslrootcert`, `sslcert`,
+/// `sslkey`) and xdb's `allow_insecure_password` out of a URL or conninfo
+/// string, for clients such as tokio-postgres that only know
+/// `disable`/`prefer`/`require` and no `sslrootcert`. Errors never show the
+/// password.
+pub fn take_tls_params(text: &str) -> Result<XdbParams, ReplicationError> {
     let text = text.trim();
+    let mut allow_insecure = None;
     let mut mode = None;
     let mut root_cert = None;
     let (mut cert, mut key) = (None, None);
     let lower = text.get(..14).unwrap_or(text).to_ascii_lowercase();
     let rest = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         let Some((base, query)) = text.split_once('?') else {
-            return Ok((text.to_string(), PgTls { mode: SslMode::Prefer, root_cert: None, client_cert: None }));
+            return Ok(XdbParams {
+                rest: text.to_string(),
+                tls: PgTls { mode: SslMode::Prefer, root_cert: None, client_cert: None },
+                allow_insecure_password: false,
+            });
         };
         let mut kept = Vec::new();
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
@@ -450,8 +460,7 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
                 "sslrootcert" => root_cert = Some(decode(v, "parameter value")?),
                 "sslcert" => cert = Some(decode(v, "parameter value")?),
                 "sslkey" => key = Some(decode(v, "parameter value")?),
-                // xdb's own; the replication connection enforces it.
-                "allow_insecure_password" => {}
+                "allow_insecure_password" => allow_insecure = Some(decode(v, "parameter value")?),
                 _ => kept.push(kv),
             }
         }
@@ -468,7 +477,7 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
                 "sslrootcert" => root_cert = Some(v),
                 "sslcert" => cert = Some(v),
                 "sslkey" => key = Some(v),
-                "allow_insecure_password" => {}
+                "allow_insecure_password" => allow_insecure = Some(v),
                 _ => kept.push(format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))),
             }
         }
@@ -479,7 +488,22 @@ pub fn take_tls_params(text: &str) -> Result<(String, PgTls), ReplicationError> 
         None => SslMode::Prefer,
     };
     let client_cert = client_cert_pair(cert, key)?;
-    Ok((rest, PgTls { mode, root_cert: root_cert.filter(|r| !r.is_empty()), client_cert }))
+    Ok(XdbParams {
+        rest,
+        tls: PgTls { mode, root_cert: root_cert.filter(|r| !r.is_empty()), client_cert },
+        allow_insecure_password: parse_allow_insecure(allow_insecure.as_deref())?,
+    })
+}
+
+/// `allow_insecure_password`'s values, one rule for both connections.
+fn parse_allow_insecure(value: Option<&str>) -> Result<bool, ReplicationError> {
+    match value {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => {
+            Err(ReplicationError::Config(format!("allow_insecure_password={other:?}: expected true or false")))
+        }
+    }
 }
 
 /// `sslcert` and `sslkey` go together: one without the other is a mistake
@@ -561,15 +585,17 @@ mod tests {
 
     #[test]
     fn takes_tls_params_out() {
-        let (rest, tls) =
+        let XdbParams { rest, tls, allow_insecure_password } =
             take_tls_params("postgres://u:p@h:1/d?sslmode=verify-full&application_name=a&sslrootcert=%2Fca.pem")
                 .unwrap();
+        assert!(!allow_insecure_password);
         assert_eq!(rest, "postgres://u:p@h:1/d?application_name=a");
         assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyFull, Some("/ca.pem")));
-        let (rest, tls) = take_tls_params("postgres://u@h/d?sslmode=require").unwrap();
+        let XdbParams { rest, tls, .. } = take_tls_params("postgres://u@h/d?sslmode=require").unwrap();
         assert_eq!((rest.as_str(), tls.mode), ("postgres://u@h/d", SslMode::Require));
-        assert_eq!(take_tls_params("postgres://u@h/d").unwrap().1.mode, SslMode::Prefer);
-        let (rest, tls) = take_tls_params("host=h password='a \\' b\\\\' sslmode=verify-ca sslrootcert=/c").unwrap();
+        assert_eq!(take_tls_params("postgres://u@h/d").unwrap().tls.mode, SslMode::Prefer);
+        let XdbParams { rest, tls, .. } =
+            take_tls_params("host=h password='a \\' b\\\\' sslmode=verify-ca sslrootcert=/c").unwrap();
         assert_eq!(rest, "host='h' password='a \\' b\\\\'");
         assert_eq!(parse(&format!("{rest} user=u")).password.as_deref(), Some("a ' b\\"));
         assert_eq!((tls.mode, tls.root_cert.as_deref()), (SslMode::VerifyCa, Some("/c")));
@@ -578,6 +604,10 @@ mod tests {
             c.tls(),
             PgTls { mode: SslMode::VerifyCa, root_cert: Some("/etc/ca.pem".into()), client_cert: None }
         );
+        let p = take_tls_params("postgres://u@h/d?allow_insecure_password=true&sslmode=disable").unwrap();
+        assert!(p.allow_insecure_password && p.rest == "postgres://u@h/d");
+        assert!(take_tls_params("host=h allow_insecure_password=1").unwrap().allow_insecure_password);
+        assert!(take_tls_params("postgres://u@h/d?allow_insecure_password=maybe").is_err());
         let e = take_tls_params("postgres://u:hunter2@h/d?sslmode=bogus").unwrap_err().to_string();
         assert!(e.contains("bogus") && !e.contains("hunter2"), "{e}");
     }

@@ -18,7 +18,7 @@ mod wire;
 
 use std::time::Duration;
 
-pub use config::{take_tls_params, ReplicationConfig, SslMode};
+pub use config::{take_tls_params, ReplicationConfig, SslMode, XdbParams};
 pub use error::ReplicationError;
 pub use stream::{ReplicationEvent, ReplicationStream};
 

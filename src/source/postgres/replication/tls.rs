@@ -32,6 +32,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{ReplicationError, SslMode};
+use crate::source::postgres::auth_guard::{poll_read_watched, AuthWatch};
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,13 +341,22 @@ impl ServerCertVerifier for WebPki {
 pub struct PgTlsConnector {
     tls: PgTls,
     config: Arc<ClientConfig>,
+    /// Watch the TLS stream for cleartext/MD5 password requests
+    /// (`crate::source::postgres::auth_guard`).
+    guard: bool,
 }
 
 impl PgTlsConnector {
     /// Builds the connector (reads the CA file once).
     pub fn new(tls: PgTls) -> Result<Self, ReplicationError> {
         let config = tls.client_config()?;
-        Ok(PgTlsConnector { tls, config })
+        Ok(PgTlsConnector { tls, config, guard: false })
+    }
+
+    /// The same, refusing cleartext and MD5 password requests inside TLS.
+    pub fn guarded(mut self) -> Self {
+        self.guard = true;
+        self
     }
 }
 
@@ -359,7 +369,12 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<PgTlsConnect, io::Error> {
-        Ok(PgTlsConnect { tls: self.tls.clone(), config: self.config.clone(), host: domain.to_string() })
+        Ok(PgTlsConnect {
+            tls: self.tls.clone(),
+            config: self.config.clone(),
+            host: domain.to_string(),
+            guard: self.guard,
+        })
     }
 }
 
@@ -368,6 +383,7 @@ pub struct PgTlsConnect {
     tls: PgTls,
     config: Arc<ClientConfig>,
     host: String,
+    guard: bool,
 }
 
 type HandshakeFuture<S> = Pin<Box<dyn Future<Output = io::Result<PgTlsStream<S>>> + Send>>;
@@ -382,8 +398,9 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let PgTlsConnect { tls, config, host } = self;
-            tls.handshake(config, stream, &host, &host).await.map(PgTlsStream).map_err(|e| match e {
+            let PgTlsConnect { tls, config, host, guard } = self;
+            let watch = guard.then(AuthWatch::messages);
+            tls.handshake(config, stream, &host, &host).await.map(|s| PgTlsStream(s, watch)).map_err(|e| match e {
                 // tokio-postgres says "error performing TLS handshake" itself.
                 ReplicationError::Tls(text) => io::Error::other(text),
                 other => io::Error::other(other.to_string()),
@@ -392,12 +409,13 @@ where
     }
 }
 
-/// A TLS stream for tokio-postgres.
-pub struct PgTlsStream<S>(tokio_rustls::client::TlsStream<S>);
+/// A TLS stream for tokio-postgres, with the password guard when asked.
+pub struct PgTlsStream<S>(tokio_rustls::client::TlsStream<S>, Option<AuthWatch>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PgTlsStream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        let this = &mut *self;
+        poll_read_watched(Pin::new(&mut this.0), this.1.as_mut(), cx, buf)
     }
 }
 
