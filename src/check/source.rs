@@ -254,9 +254,14 @@ fn closest_table(t: &TableName, all: &[TableName]) -> Option<TableName> {
         .map(|(_, n)| n.clone())
 }
 
+/// The publication and the slot, as `snapshot`/`sync` will find them.
 async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
+    publication_check(c, plan, s).await?;
+    slot_check(c, plan, s).await
+}
+
+async fn publication_check(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
     let pubname = &plan.source.publication;
-    let table_list = plan.tables.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", ");
     let publication = c
         .query_opt(
             "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
@@ -265,108 +270,118 @@ async fn replication_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Re
         .await
         .map_err(q)?;
     match publication {
-        None => {
-            // Creating a publication FOR TABLE needs CREATE on the database and
-            // ownership of each table (or superuser).
-            let row = c
-                .query_one(
-                    "SELECT r.rolsuper OR has_database_privilege(current_database(), 'CREATE') FROM pg_roles r WHERE r.rolname = current_user",
-                    &[],
-                )
-                .await
-                .map_err(q)?;
-            let can_create: bool = row.get(0);
-            let mut not_owned = Vec::new();
-            for t in &plan.tables {
-                let owned: Option<bool> = c
-                    .query_opt(
-                        "SELECT pg_has_role(c.relowner, 'USAGE') OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
-                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
-                        &[&t.schema, &t.name],
-                    )
-                    .await
-                    .map_err(q)?
-                    .map(|r| r.get(0));
-                if owned == Some(false) {
-                    not_owned.push(t.to_string());
-                }
-            }
-            if can_create && not_owned.is_empty() {
-                s.pass(format!("publication {pubname}: absent, will be created for the planned tables"));
-            } else {
-                s.fail(
-                    format!(
-                        "publication {pubname}: absent, and the source role cannot create it{}",
-                        if not_owned.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (not owner of {})", not_owned.join(", "))
-                        }
-                    ),
-                    format!(
-                        "as the tables' owner or a superuser: CREATE PUBLICATION {} FOR TABLE {table_list};",
-                        pg_ident(pubname)
-                    ),
-                );
-            }
-        }
-        Some(p) => {
-            let all: bool = p.get(0);
-            let ops: Vec<(&str, bool)> =
-                vec![("insert", p.get(1)), ("update", p.get(2)), ("delete", p.get(3)), ("truncate", p.get(4))];
-            let missing_ops: Vec<&str> = ops.iter().filter(|(_, on)| !on).map(|(n, _)| *n).collect();
-            let published: Vec<TableName> = c
-                .query(
-                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
-                    &[pubname],
-                )
-                .await
-                .map_err(q)?
-                .iter()
-                .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
-                .collect();
-            let unpublished: Vec<&TableName> = plan.tables.iter().filter(|t| !all && !published.contains(t)).collect();
-            // The fix names only tables that exist: ADD TABLE on a missing one
-            // fails the whole statement (the table check reports the missing ones).
-            let mut missing = Vec::new();
-            for t in unpublished {
-                let exists: bool =
-                    c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t.pg_quoted()]).await.map_err(q)?.get(0);
-                if exists {
-                    missing.push(t);
-                }
-            }
-            if !missing_ops.is_empty() {
-                s.fail(
-                    format!("publication {pubname}: exists but does not publish {}", missing_ops.join(", ")),
-                    format!(
-                        "ALTER PUBLICATION {} SET (publish = 'insert, update, delete, truncate');",
-                        pg_ident(pubname)
-                    ),
-                );
-            }
-            if !missing.is_empty() {
-                s.fail(
-                    format!(
-                        "publication {pubname}: exists but lacks {}",
-                        missing.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
-                    ),
-                    format!(
-                        "ALTER PUBLICATION {} ADD TABLE {};",
-                        pg_ident(pubname),
-                        missing.iter().map(|t| plan.read_from(t)).collect::<Vec<_>>().join(", ")
-                    ),
-                );
-            }
-            if missing_ops.is_empty() && missing.is_empty() {
-                s.pass(format!(
-                    "publication {pubname}: exists and covers the planned tables{}",
-                    if all { " (FOR ALL TABLES)" } else { "" }
-                ));
-            }
+        None => publication_absent(c, plan, s).await,
+        Some(p) => publication_exists(c, plan, &p, s).await,
+    }
+}
+
+/// xdb will create the publication: can this role?
+async fn publication_absent(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
+    let pubname = &plan.source.publication;
+    let table_list = plan.tables.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", ");
+    // Creating a publication FOR TABLE needs CREATE on the database and
+    // ownership of each table (or superuser).
+    let row = c
+        .query_one(
+            "SELECT r.rolsuper OR has_database_privilege(current_database(), 'CREATE') FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    let can_create: bool = row.get(0);
+    let mut not_owned = Vec::new();
+    for t in &plan.tables {
+        let owned: Option<bool> = c
+            .query_opt(
+                "SELECT pg_has_role(c.relowner, 'USAGE') OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+                &[&t.schema, &t.name],
+            )
+            .await
+            .map_err(q)?
+            .map(|r| r.get(0));
+        if owned == Some(false) {
+            not_owned.push(t.to_string());
         }
     }
+    if can_create && not_owned.is_empty() {
+        s.pass(format!("publication {pubname}: absent, will be created for the planned tables"));
+    } else {
+        s.fail(
+            format!(
+                "publication {pubname}: absent, and the source role cannot create it{}",
+                if not_owned.is_empty() { String::new() } else { format!(" (not owner of {})", not_owned.join(", ")) }
+            ),
+            format!(
+                "as the tables' owner or a superuser: CREATE PUBLICATION {} FOR TABLE {table_list};",
+                pg_ident(pubname)
+            ),
+        );
+    }
+    Ok(())
+}
 
+/// A publication made earlier (by xdb or by hand): does it publish every
+/// operation for every planned table?
+async fn publication_exists(
+    c: &Client,
+    plan: &Plan,
+    p: &tokio_postgres::Row,
+    s: &mut CheckSection,
+) -> Result<(), String> {
+    let pubname = &plan.source.publication;
+    let all: bool = p.get(0);
+    let ops: Vec<(&str, bool)> =
+        vec![("insert", p.get(1)), ("update", p.get(2)), ("delete", p.get(3)), ("truncate", p.get(4))];
+    let missing_ops: Vec<&str> = ops.iter().filter(|(_, on)| !on).map(|(n, _)| *n).collect();
+    let published: Vec<TableName> = c
+        .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[pubname])
+        .await
+        .map_err(q)?
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect();
+    let unpublished: Vec<&TableName> = plan.tables.iter().filter(|t| !all && !published.contains(t)).collect();
+    // The fix names only tables that exist: ADD TABLE on a missing one
+    // fails the whole statement (the table check reports the missing ones).
+    let mut missing = Vec::new();
+    for t in unpublished {
+        let exists: bool =
+            c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t.pg_quoted()]).await.map_err(q)?.get(0);
+        if exists {
+            missing.push(t);
+        }
+    }
+    if !missing_ops.is_empty() {
+        s.fail(
+            format!("publication {pubname}: exists but does not publish {}", missing_ops.join(", ")),
+            format!("ALTER PUBLICATION {} SET (publish = 'insert, update, delete, truncate');", pg_ident(pubname)),
+        );
+    }
+    if !missing.is_empty() {
+        s.fail(
+            format!(
+                "publication {pubname}: exists but lacks {}",
+                missing.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            format!(
+                "ALTER PUBLICATION {} ADD TABLE {};",
+                pg_ident(pubname),
+                missing.iter().map(|t| plan.read_from(t)).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    if missing_ops.is_empty() && missing.is_empty() {
+        s.pass(format!(
+            "publication {pubname}: exists and covers the planned tables{}",
+            if all { " (FOR ALL TABLES)" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
+/// The slot, if it exists: the right kind, this database, WAL kept, free.
+async fn slot_check(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
     let slot = &plan.source.slot;
     let row = c
         .query_opt(

@@ -116,44 +116,126 @@ impl Printer<'_> {
     }
 }
 
-/// Runs (or with `dry_run` prints) the plan's runbook.
+/// Runs (or with `dry_run` prints) the plan's runbook, in phases: refuse
+/// what cannot run unattended, find this source's journal, refuse an
+/// unfinished run that was not asked to resume, pre-checks, the steps, the
+/// post-checks.
 pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Result<Summary, CutoverError> {
     let runbook = super::load_runbook(plan)?;
     let mut p = Printer { out, plan };
-    let names: Vec<String> = runbook.steps.iter().map(|s| s.name.clone()).collect();
-    let n = runbook.steps.len();
-
     if opts.dry_run {
         let (path, state) = dry_run_journal(plan, opts, &mut p)?;
         let start = start_at(&runbook, opts, &state, &path)?;
         print_dry_run(&mut p, &runbook, opts, start, &state, &path);
         return Ok(Summary::default());
     }
-    if runbook.needs_operator() && !opts.yes && !opts.interactive {
-        let which: Vec<String> = runbook
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.confirm || s.action.needs_operator())
-            .map(|(i, s)| format!("step {} ({:?})", i + 1, s.name))
-            .collect();
-        return Err(CutoverError::Refused(format!(
-            "{} need(s) an operator's answer but stdin is not a terminal: run from a terminal or pass --yes",
-            which.join(", ")
-        )));
+    refuse_without_operator(&runbook, opts)?;
+    let mut env = Env::new(plan, None, opts.yes, opts.interactive);
+    let found = find_journal(plan, opts, &mut env, &mut p).await?;
+    if opts.rollback {
+        env.freeze = found.freeze;
+        return roll_back_run(&runbook, &found.state, &found.path, &mut env, &mut p).await;
+    }
+    if !opts.resume && found.state.unfinished {
+        return Err(refuse_unfinished(plan, &found, &mut env).await);
+    }
+    let start = start_at(&runbook, opts, &found.state, &found.path)?;
+    let n = runbook.steps.len();
+    if opts.resume && found.state.finished_ok {
+        // A finished cutover is never re-armed: its waits and validations
+        // would run against a source that is no longer the live one.
+        p.line(&format!(
+            "xdb cutover: the cutover in journal {} finished with every step done; nothing to resume",
+            found.path.display()
+        ));
+        return Ok(Summary { steps_skipped: n, ..Default::default() });
     }
 
-    // The journal belongs to one source: which one is read from the server,
-    // not from the URL's spelling.
-    let mut env = Env::new(plan, None, opts.yes, opts.interactive);
+    // Listening from here on: a SIGINT/SIGTERM between steps is kept and
+    // fails the next step, so a stop request always leads to the rollbacks.
+    let mut interrupt = Interrupt::new();
+    env.freeze = found.freeze;
+    p.line(&format!(
+        "xdb cutover: plan {} — {n} step(s){}; journal {}",
+        plan.name,
+        if start > 0 { format!(", resuming at step {}", start + 1) } else { String::new() },
+        found.path.display()
+    ));
+    if start == 0 {
+        run_pre_checks(&runbook, &mut env, &mut p).await?;
+    }
+    env.journal = Some(Journal::open(&found.path)?);
+    let names = runbook.steps.iter().map(|s| s.name.clone()).collect();
+    env.record(Event::RunStarted { at_ms: now_ms(), steps: names, resume: opts.resume })
+        .map_err(|e| CutoverError::Refused(e.0))?;
+    let mut progress = Progress {
+        // Steps before the resume point are completed by definition.
+        completed: if opts.resume { found.state.completed.clone() } else { Vec::new() },
+        summary: Summary { steps_skipped: start, ..Default::default() },
+        switch: if opts.resume { found.state.switch.clone() } else { None },
+    };
+    for (i, step) in runbook.steps.iter().enumerate().skip(start) {
+        run_one_step(&runbook, i, step, &mut progress, &mut interrupt, &mut env, &mut p).await?;
+    }
+    if let Some(post) = &runbook.post_checks {
+        let watched = tokio::select! {
+            r = watch(post, &mut env, &mut p) => r,
+            () = interrupt.wait() => Err("interrupted by SIGINT/SIGTERM".to_string()),
+        };
+        if let Err(reason) = watched {
+            return Err(
+                fail_and_roll_back(&runbook, n, "post_checks", reason, false, &mut progress, &mut env, &mut p).await
+            );
+        }
+    }
+    record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: true })?;
+    progress.summary.write_freeze = freeze_window(&Journal::read(&found.path)?);
+    print_summary(&mut p, &progress.summary);
+    Ok(progress.summary)
+}
+
+/// Steps that need an operator's answer, with nobody to give it: refused
+/// before anything runs.
+fn refuse_without_operator(runbook: &Runbook, opts: &CutoverOptions) -> Result<(), CutoverError> {
+    if !runbook.needs_operator() || opts.yes || opts.interactive {
+        return Ok(());
+    }
+    let which: Vec<String> = runbook
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.confirm || s.action.needs_operator())
+        .map(|(i, s)| format!("step {} ({:?})", i + 1, s.name))
+        .collect();
+    Err(CutoverError::Refused(format!(
+        "{} need(s) an operator's answer but stdin is not a terminal: run from a terminal or pass --yes",
+        which.join(", ")
+    )))
+}
+
+/// This source's journal, replayed, and the freeze record it holds if that
+/// record is for this source.
+struct FoundJournal {
+    path: PathBuf,
+    state: JournalState,
+    freeze: Option<actions::freeze::FreezeRecord>,
+}
+
+/// The journal belongs to one source: which one is read from the server,
+/// not from the URL's spelling. A plan whose target is its own source is
+/// refused here (it would "prove" the source equal to itself and switch to it).
+async fn find_journal(
+    plan: &Plan,
+    opts: &CutoverOptions,
+    env: &mut Env<'_>,
+    p: &mut Printer<'_>,
+) -> Result<FoundJournal, CutoverError> {
     let identity = {
         let c = env.source().await.map_err(|e| CutoverError::Source(plan.scrub(&e.0)))?;
         identity::read(c)
             .await
             .map_err(|e| CutoverError::Source(format!("reading the source's identity: {}", client::error_text(&e))))?
     };
-    // A runbook on a plan whose target is its own source would "prove" the
-    // source equal to itself and switch to it.
     identity::refuse_target_is_source(&identity, &plan.target.url)
         .await
         .map_err(|e| CutoverError::Refused(plan.scrub(&e.to_string())))?;
@@ -173,155 +255,142 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
         }
         other => other,
     };
-    if opts.rollback {
-        env.freeze = freeze;
-        return roll_back_run(&runbook, &state, &path, &mut env, &mut p).await;
-    }
-    if !opts.resume && state.unfinished {
-        // Said first: the application may be unable to write right now.
-        let frozen = match &freeze {
-            Some(r) => {
-                let read = match env.source().await {
-                    Ok(c) => actions::freeze::read_back(c, r).await,
-                    Err(e) => Err(e),
-                };
-                super::notice::message(plan, &state, r, &path, read.as_ref().map_err(|e| e.0.as_str()))
+    Ok(FoundJournal { path, state, freeze })
+}
+
+/// A run that started and never finished, and neither `--resume` nor
+/// `--rollback` was asked: said first, with whether the source is still
+/// frozen (the application may be unable to write right now).
+async fn refuse_unfinished(plan: &Plan, found: &FoundJournal, env: &mut Env<'_>) -> CutoverError {
+    let frozen = match &found.freeze {
+        Some(r) => {
+            let read = match env.source().await {
+                Ok(c) => actions::freeze::read_back(c, r).await,
+                Err(e) => Err(e),
+            };
+            super::notice::message(plan, &found.state, r, &found.path, read.as_ref().map_err(|e| e.0.as_str()))
+        }
+        None => None,
+    };
+    let file = plan.file.display();
+    CutoverError::Refused(format!(
+        "{}the journal {} shows a cutover that started and never finished: continue it with `xdb cutover --plan {file} --resume`, or undo what it did with `xdb cutover --plan {file} --rollback`",
+        frozen.map(|f| format!("{f}\n")).unwrap_or_default(),
+        found.path.display()
+    ))
+}
+
+/// The runbook's pre-checks, before anything changes.
+async fn run_pre_checks(runbook: &Runbook, env: &mut Env<'_>, p: &mut Printer<'_>) -> Result<(), CutoverError> {
+    for (i, check) in runbook.pre_checks.iter().enumerate() {
+        p.line(&format!("pre-check {}: {}", i + 1, describe_verify(check)));
+        match actions::verify(check, env).await {
+            Ok(msg) => p.line(&format!("  ok: {msg}")),
+            Err(e) => {
+                p.line(&format!("  FAILED: {e}"));
+                return Err(CutoverError::PreCheck { number: i + 1, reason: p.plan.scrub(&e.0) });
             }
-            None => None,
+        }
+    }
+    Ok(())
+}
+
+/// What a run carries from step to step.
+struct Progress {
+    completed: Vec<usize>,
+    summary: Summary,
+    /// The completed traffic switch and the target's row counts then.
+    switch: Option<(usize, Vec<(String, u64)>)>,
+}
+
+/// One step: skipped when the journal has it done (and it is not one that
+/// always runs again), else run, journaled, and on failure rolled back.
+async fn run_one_step(
+    runbook: &Runbook,
+    i: usize,
+    step: &Step,
+    progress: &mut Progress,
+    interrupt: &mut Interrupt,
+    env: &mut Env<'_>,
+    p: &mut Printer<'_>,
+) -> Result<(), CutoverError> {
+    let (number, n) = (i + 1, runbook.steps.len());
+    if progress.completed.contains(&i) && !step.action.reruns_on_resume() {
+        p.line(&format!("[{number}/{n}] {} — already done (journal), skipped", step.name));
+        progress.summary.steps_skipped += 1;
+        return Ok(());
+    }
+    p.line(&format!("[{number}/{n}] {} ({})", step.name, step.action.kind()));
+    let started = Instant::now();
+    let result = tokio::select! {
+        r = run_step(step, i, env, p) => r,
+        () = interrupt.wait() => {
+            env.drop_connections();
+            Err(StepError { reason: "interrupted by SIGINT/SIGTERM".into(), started: true })
+        }
+    };
+    progress.summary.steps_run += 1;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(StepError { reason, started: action_started }) => {
+            p.line(&format!("  FAILED after {}: {}", fmt_duration(started.elapsed()), p.plan.scrub(&reason)));
+            return Err(fail_and_roll_back(runbook, i, &step.name, reason, action_started, progress, env, p).await);
+        }
+    };
+    for note in &outcome.notes {
+        p.line(&format!("      {note}"));
+    }
+    let ms = started.elapsed().as_millis() as u64;
+    record(env, Event::StepDone { at_ms: now_ms(), step: i, name: step.name.clone(), ms })?;
+    if !progress.completed.contains(&i) {
+        progress.completed.push(i);
+    }
+    if step.switch {
+        match super::validate_step::target_counts(env).await {
+            Ok(counts) => {
+                record(env, Event::SwitchCounts { at_ms: now_ms(), step: i, counts: counts.clone() })?;
+                progress.switch = Some((i, counts));
+            }
+            Err(e) => p.line(&format!("      (could not count the target's rows at the switch: {e})")),
+        }
+    }
+    p.line(&format!("  ok ({})", fmt_duration(started.elapsed())));
+    progress.summary.lag = outcome.lag.or(progress.summary.lag.take());
+    progress.summary.validation = outcome.validation.or(progress.summary.validation.take());
+    Ok(())
+}
+
+/// A step (index `i`; `runbook.steps.len()` for the post-checks) failed:
+/// journal it, run the rollbacks — of the failed step too when its action
+/// had started — newest first, say what state things are in, and return
+/// the error to report.
+#[allow(clippy::too_many_arguments)]
+async fn fail_and_roll_back(
+    runbook: &Runbook,
+    i: usize,
+    name: &str,
+    reason: String,
+    action_started: bool,
+    progress: &mut Progress,
+    env: &mut Env<'_>,
+    p: &mut Printer<'_>,
+) -> CutoverError {
+    let reason = p.plan.scrub(&reason);
+    let failed = Event::StepFailed { at_ms: now_ms(), step: i, name: name.to_string(), error: reason.clone() };
+    if let Err(e) = record(env, failed) {
+        return e;
+    }
+    let failed_step = action_started.then_some(i);
+    let rollback_failures =
+        match roll_back(runbook, failed_step, &mut progress.completed, progress.switch.as_ref(), env, p).await {
+            Ok(f) => f,
+            Err(e) => return e,
         };
-        let file = plan.file.display();
-        return Err(CutoverError::Refused(format!(
-            "{}the journal {} shows a cutover that started and never finished: continue it with `xdb cutover --plan {file} --resume`, or undo what it did with `xdb cutover --plan {file} --rollback`",
-            frozen.map(|f| format!("{f}\n")).unwrap_or_default(),
-            path.display()
-        )));
+    if let Err(e) = record(env, Event::RunFinished { at_ms: now_ms(), ok: false }) {
+        return e;
     }
-    let start = start_at(&runbook, opts, &state, &path)?;
-    if opts.resume && state.finished_ok {
-        // A finished cutover is never re-armed: its waits and validations
-        // would run against a source that is no longer the live one.
-        p.line(&format!(
-            "xdb cutover: the cutover in journal {} finished with every step done; nothing to resume",
-            path.display()
-        ));
-        return Ok(Summary { steps_skipped: n, ..Default::default() });
-    }
-
-    // Listening from here on: a SIGINT/SIGTERM between steps is kept and
-    // fails the next step, so a stop request always leads to the rollbacks.
-    let mut interrupt = Interrupt::new();
-    env.freeze = freeze;
-    p.line(&format!(
-        "xdb cutover: plan {} — {n} step(s){}; journal {}",
-        plan.name,
-        if start > 0 { format!(", resuming at step {}", start + 1) } else { String::new() },
-        path.display()
-    ));
-
-    if start == 0 && !runbook.pre_checks.is_empty() {
-        for (i, check) in runbook.pre_checks.iter().enumerate() {
-            p.line(&format!("pre-check {}: {}", i + 1, describe_verify(check)));
-            match actions::verify(check, &mut env).await {
-                Ok(msg) => p.line(&format!("  ok: {msg}")),
-                Err(e) => {
-                    p.line(&format!("  FAILED: {e}"));
-                    return Err(CutoverError::PreCheck { number: i + 1, reason: plan.scrub(&e.0) });
-                }
-            }
-        }
-    }
-
-    env.journal = Some(Journal::open(&path)?);
-    env.record(Event::RunStarted { at_ms: now_ms(), steps: names, resume: opts.resume })
-        .map_err(|e| CutoverError::Refused(e.0))?;
-    let mut completed: Vec<usize> = if opts.resume { state.completed.clone() } else { Vec::new() };
-    // Steps before the resume point are completed by definition.
-    let mut summary = Summary { steps_skipped: start, ..Default::default() };
-    let mut switch = if opts.resume { state.switch.clone() } else { None };
-
-    for (i, step) in runbook.steps.iter().enumerate().skip(start) {
-        let number = i + 1;
-        if completed.contains(&i) && !step.action.reruns_on_resume() {
-            p.line(&format!("[{number}/{n}] {} — already done (journal), skipped", step.name));
-            summary.steps_skipped += 1;
-            continue;
-        }
-        p.line(&format!("[{number}/{n}] {} ({})", step.name, step.action.kind()));
-        let started = Instant::now();
-        let result = tokio::select! {
-            r = run_step(step, i, &mut env, &mut p) => r,
-            () = interrupt.wait() => {
-                env.drop_connections();
-                Err(StepError { reason: "interrupted by SIGINT/SIGTERM".into(), started: true })
-            }
-        };
-        summary.steps_run += 1;
-        match result {
-            Ok(outcome) => {
-                for note in &outcome.notes {
-                    p.line(&format!("      {note}"));
-                }
-                let ms = started.elapsed().as_millis() as u64;
-                record(&mut env, Event::StepDone { at_ms: now_ms(), step: i, name: step.name.clone(), ms })?;
-                if !completed.contains(&i) {
-                    completed.push(i);
-                }
-                if step.switch {
-                    match super::validate_step::target_counts(&mut env).await {
-                        Ok(counts) => {
-                            record(&mut env, Event::SwitchCounts { at_ms: now_ms(), step: i, counts: counts.clone() })?;
-                            switch = Some((i, counts));
-                        }
-                        Err(e) => p.line(&format!("      (could not count the target's rows at the switch: {e})")),
-                    }
-                }
-                p.line(&format!("  ok ({})", fmt_duration(started.elapsed())));
-                summary.lag = outcome.lag.or(summary.lag.take());
-                summary.validation = outcome.validation.or(summary.validation.take());
-            }
-            Err(StepError { reason, started: action_started }) => {
-                let reason = plan.scrub(&reason);
-                p.line(&format!("  FAILED after {}: {reason}", fmt_duration(started.elapsed())));
-                record(
-                    &mut env,
-                    Event::StepFailed { at_ms: now_ms(), step: i, name: step.name.clone(), error: reason.clone() },
-                )?;
-                let failed_step = action_started.then_some(i);
-                let rollback_failures =
-                    roll_back(&runbook, failed_step, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
-                record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
-                print_state(&mut p, &mut env, &completed, &runbook, &rollback_failures).await;
-                return Err(CutoverError::StepFailed { number, name: step.name.clone(), reason, rollback_failures });
-            }
-        }
-    }
-    if let Some(post) = &runbook.post_checks {
-        let watched = tokio::select! {
-            r = watch(post, &mut env, &mut p) => r,
-            () = interrupt.wait() => Err("interrupted by SIGINT/SIGTERM".to_string()),
-        };
-        if let Err(reason) = watched {
-            let reason = plan.scrub(&reason);
-            record(
-                &mut env,
-                Event::StepFailed { at_ms: now_ms(), step: n, name: "post_checks".into(), error: reason.clone() },
-            )?;
-            let rollback_failures =
-                roll_back(&runbook, None, &mut completed, switch.as_ref(), &mut env, &mut p).await?;
-            record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
-            print_state(&mut p, &mut env, &completed, &runbook, &rollback_failures).await;
-            return Err(CutoverError::StepFailed {
-                number: n + 1,
-                name: "post_checks".into(),
-                reason,
-                rollback_failures,
-            });
-        }
-    }
-    record(&mut env, Event::RunFinished { at_ms: now_ms(), ok: true })?;
-    summary.write_freeze = freeze_window(&Journal::read(&path)?);
-    print_summary(&mut p, &summary);
-    Ok(summary)
+    print_state(p, env, &progress.completed, runbook, &rollback_failures).await;
+    CutoverError::StepFailed { number: i + 1, name: name.to_string(), reason, rollback_failures }
 }
 
 /// `--rollback`: undoes what the journal shows in effect — the step a

@@ -290,10 +290,48 @@ impl Validation<'_> {
     }
 
     /// Counts and checksums per key range, differences to the key.
+    /// Compares every range of every table from one snapshot; while a
+    /// sync runs, re-checks the differing ranges from fresh snapshots; with
+    /// `--repair` rewrites what still differs and compares it again; then
+    /// the per-table reports.
     async fn checksums(&mut self, mapped: &[Arc<MappedTable>]) -> Result<Vec<TableReport>, ValidateError> {
         let started = Instant::now();
         let mut reports: Vec<TableReport> = mapped.iter().map(|m| TableReport::new(m)).collect();
         let (exporter, snapshot) = self.snapshot().await?;
+        let tables = Arc::new(self.plan_ranges(&exporter, mapped, &mut reports).await);
+        let items: Vec<Item> =
+            tables.iter().enumerate().flat_map(|(t, ctx)| (0..ctx.chunks.len()).map(move |c| (t, c))).collect();
+        tracing::info!(tables = tables.len(), ranges = items.len(), "comparing");
+        let mut outcomes = compare(self.plan, &snapshot, &tables, items, self.opts.parallelism).await?;
+        drop(exporter);
+        if self.live {
+            self.recheck_differing(&tables, &mut outcomes).await?;
+        }
+        let to_fix = differing(&outcomes);
+        let (after_repair, mut repairs) = if self.opts.repair && !to_fix.is_empty() {
+            self.repair(&tables, &to_fix).await?
+        } else {
+            Default::default()
+        };
+        for (t, ctx) in tables.iter().enumerate() {
+            let repaired = repairs.remove(&t);
+            self.fill_report(&mut reports[t], t, ctx, &outcomes, &after_repair, repaired);
+            if reports[t].status != TableStatus::Error {
+                reports[t].seconds = started.elapsed().as_secs_f64();
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Each table's key ranges at the snapshot (one range when the key
+    /// cannot be split; a table whose ranges cannot be planned is an error
+    /// in its report).
+    async fn plan_ranges(
+        &self,
+        exporter: &SourceSession,
+        mapped: &[Arc<MappedTable>],
+        reports: &mut [TableReport],
+    ) -> Vec<TableCtx> {
         let mut tables = Vec::new();
         for (i, m) in mapped.iter().enumerate() {
             let key = SplitKey::of(&m.source);
@@ -312,130 +350,146 @@ impl Validation<'_> {
             };
             tables.push(TableCtx { mapped: m.clone(), chunk_rows: self.opts.chunk_rows.max(1), key, chunks });
         }
-        let tables = Arc::new(tables);
-        let items: Vec<Item> =
-            tables.iter().enumerate().flat_map(|(t, ctx)| (0..ctx.chunks.len()).map(move |c| (t, c))).collect();
-        tracing::info!(tables = tables.len(), ranges = items.len(), "comparing");
-        let mut outcomes = compare(self.plan, &snapshot, &tables, items, self.opts.parallelism).await?;
-        drop(exporter);
+        tables
+    }
 
-        // Re-check differing ranges against fresh snapshots while a sync runs.
-        if self.live {
-            for _ in 0..RECHECKS {
-                let differing: Vec<Item> = differing(&outcomes);
-                if differing.is_empty() {
-                    break;
-                }
-                tracing::info!(ranges = differing.len(), "re-checking differing ranges from a fresh snapshot");
-                let (exporter, snapshot) = self.snapshot().await?;
-                let again = compare(self.plan, &snapshot, &tables, differing, self.opts.parallelism).await?;
-                drop(exporter);
-                for (item, r) in again {
-                    let merged = match (r, outcomes.get(&item)) {
-                        (Ok(new), Some(Ok(old))) => Ok(ChunkOutcome { diff: new.diff.intersect(&old.diff), ..new }),
-                        (r, _) => r,
-                    };
-                    outcomes.insert(item, merged);
-                }
+    /// While a sync runs, a range can differ only because the target has
+    /// not caught up yet: compare the differing ranges again from fresh
+    /// snapshots; a difference counts only if it is seen every time.
+    async fn recheck_differing(
+        &mut self,
+        tables: &Arc<Vec<TableCtx>>,
+        outcomes: &mut Outcomes,
+    ) -> Result<(), ValidateError> {
+        for _ in 0..RECHECKS {
+            let differing: Vec<Item> = differing(outcomes);
+            if differing.is_empty() {
+                break;
             }
-        }
-
-        // Repair: rewrite the differing ranges, compare them again.
-        let mut after_repair: HashMap<Item, Result<ChunkOutcome, ValidateError>> = HashMap::new();
-        let to_fix = differing(&outcomes);
-        let mut repairs: HashMap<usize, RepairSummary> = HashMap::new();
-        if self.opts.repair && !to_fix.is_empty() {
-            let (reader, _) = self.snapshot().await?;
-            let mut fixed = Vec::new();
-            for &(t, c) in &to_fix {
-                let ctx = &tables[t];
-                let chunk = &ctx.chunks[c];
-                let sum = repairs.entry(t).or_default();
-                let r = async {
-                    let rows = reader.read_rows(&ctx.mapped.source, ctx.key.as_ref(), chunk).await?;
-                    let deleted = self.target.replace_chunk(&ctx.mapped, ctx.key.as_ref(), chunk, &rows).await?;
-                    Ok::<_, ValidateError>((deleted, rows.len() as u64))
-                }
-                .await;
-                match r {
-                    Ok((deleted, written)) => {
-                        sum.chunks += 1;
-                        sum.rows_deleted += deleted;
-                        sum.rows_written += written;
-                        fixed.push((t, c));
-                    }
-                    Err(e) => {
-                        after_repair.insert((t, c), Err(e));
-                    }
-                }
-            }
-            drop(reader);
-            tracing::info!(ranges = fixed.len(), "repaired; comparing the repaired ranges again");
+            tracing::info!(ranges = differing.len(), "re-checking differing ranges from a fresh snapshot");
             let (exporter, snapshot) = self.snapshot().await?;
-            after_repair.extend(compare(self.plan, &snapshot, &tables, fixed, self.opts.parallelism).await?);
+            let again = compare(self.plan, &snapshot, tables, differing, self.opts.parallelism).await?;
             drop(exporter);
+            for (item, r) in again {
+                let merged = match (r, outcomes.get(&item)) {
+                    (Ok(new), Some(Ok(old))) => Ok(ChunkOutcome { diff: new.diff.intersect(&old.diff), ..new }),
+                    (r, _) => r,
+                };
+                outcomes.insert(item, merged);
+            }
         }
+        Ok(())
+    }
 
-        // Reports.
-        for (t, ctx) in tables.iter().enumerate() {
-            let r = &mut reports[t];
-            if r.status == TableStatus::Error {
-                continue;
+    /// `--repair`: rewrites each differing range from the source, then
+    /// compares the rewritten ranges again.
+    async fn repair(
+        &mut self,
+        tables: &Arc<Vec<TableCtx>>,
+        to_fix: &[Item],
+    ) -> Result<(Outcomes, HashMap<usize, RepairSummary>), ValidateError> {
+        let mut after_repair = Outcomes::new();
+        let mut repairs: HashMap<usize, RepairSummary> = HashMap::new();
+        let (reader, _) = self.snapshot().await?;
+        let mut fixed = Vec::new();
+        for &(t, c) in to_fix {
+            let ctx = &tables[t];
+            let chunk = &ctx.chunks[c];
+            let sum = repairs.entry(t).or_default();
+            let r = async {
+                let rows = reader.read_rows(&ctx.mapped.source, ctx.key.as_ref(), chunk).await?;
+                let deleted = self.target.replace_chunk(&ctx.mapped, ctx.key.as_ref(), chunk, &rows).await?;
+                Ok::<_, ValidateError>((deleted, rows.len() as u64))
             }
-            r.chunks = ctx.chunks.len() as u64;
-            for c in 0..ctx.chunks.len() {
-                match outcomes.get(&(t, c)) {
-                    Some(Ok(o)) => {
-                        r.source_rows += o.source_rows;
-                        r.target_rows += o.target_rows;
-                        r.policy_altered += o.policy_altered;
-                        if !o.diff.is_empty() {
-                            r.chunks_differing += 1;
-                            r.add_diff(&ctx.mapped, &o.diff);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        r.status = TableStatus::Error;
-                        r.error.get_or_insert_with(|| e.to_string());
-                    }
-                    None => {
-                        r.status = TableStatus::Error;
-                        r.error.get_or_insert_with(|| format!("range {c} was not compared"));
-                    }
+            .await;
+            match r {
+                Ok((deleted, written)) => {
+                    sum.chunks += 1;
+                    sum.rows_deleted += deleted;
+                    sum.rows_written += written;
+                    fixed.push((t, c));
+                }
+                Err(e) => {
+                    after_repair.insert((t, c), Err(e));
                 }
             }
-            r.finish(&ctx.mapped);
-            if r.status == TableStatus::Error {
-                continue;
-            }
-            r.status = if r.differences() == 0 { TableStatus::Equal } else { TableStatus::Differs };
-            if self.opts.repair && r.differences() > 0 {
-                let mut sum = repairs.remove(&t).unwrap_or_default();
-                let mut failed = None;
-                for c in 0..ctx.chunks.len() {
-                    match after_repair.get(&(t, c)) {
-                        Some(Ok(o)) => {
-                            sum.remaining += (o.diff.missing.len() + o.diff.extra.len() + o.diff.changed.len()) as u64;
-                        }
-                        Some(Err(e)) => failed = Some(e.to_string()),
-                        None => {}
-                    }
-                }
-                if let Some(e) = failed {
-                    r.error = Some(format!("repair: {e}"));
-                } else if sum.remaining == 0 {
-                    r.status = TableStatus::Repaired;
-                }
-                r.repair = Some(sum);
-            }
-            r.seconds = started.elapsed().as_secs_f64();
         }
-        Ok(reports)
+        drop(reader);
+        tracing::info!(ranges = fixed.len(), "repaired; comparing the repaired ranges again");
+        let (exporter, snapshot) = self.snapshot().await?;
+        after_repair.extend(compare(self.plan, &snapshot, tables, fixed, self.opts.parallelism).await?);
+        drop(exporter);
+        Ok((after_repair, repairs))
+    }
+
+    /// One table's report from its ranges' outcomes (and, after a repair,
+    /// what still differs).
+    fn fill_report(
+        &self,
+        r: &mut TableReport,
+        t: usize,
+        ctx: &TableCtx,
+        outcomes: &Outcomes,
+        after_repair: &Outcomes,
+        repaired: Option<RepairSummary>,
+    ) {
+        if r.status == TableStatus::Error {
+            return;
+        }
+        r.chunks = ctx.chunks.len() as u64;
+        for c in 0..ctx.chunks.len() {
+            match outcomes.get(&(t, c)) {
+                Some(Ok(o)) => {
+                    r.source_rows += o.source_rows;
+                    r.target_rows += o.target_rows;
+                    r.policy_altered += o.policy_altered;
+                    if !o.diff.is_empty() {
+                        r.chunks_differing += 1;
+                        r.add_diff(&ctx.mapped, &o.diff);
+                    }
+                }
+                Some(Err(e)) => {
+                    r.status = TableStatus::Error;
+                    r.error.get_or_insert_with(|| e.to_string());
+                }
+                None => {
+                    r.status = TableStatus::Error;
+                    r.error.get_or_insert_with(|| format!("range {c} was not compared"));
+                }
+            }
+        }
+        r.finish(&ctx.mapped);
+        if r.status == TableStatus::Error {
+            return;
+        }
+        r.status = if r.differences() == 0 { TableStatus::Equal } else { TableStatus::Differs };
+        if self.opts.repair && r.differences() > 0 {
+            let mut sum = repaired.unwrap_or_default();
+            let mut failed = None;
+            for c in 0..ctx.chunks.len() {
+                match after_repair.get(&(t, c)) {
+                    Some(Ok(o)) => {
+                        sum.remaining += (o.diff.missing.len() + o.diff.extra.len() + o.diff.changed.len()) as u64;
+                    }
+                    Some(Err(e)) => failed = Some(e.to_string()),
+                    None => {}
+                }
+            }
+            if let Some(e) = failed {
+                r.error = Some(format!("repair: {e}"));
+            } else if sum.remaining == 0 {
+                r.status = TableStatus::Repaired;
+            }
+            r.repair = Some(sum);
+        }
     }
 }
 
+/// Each compared range's outcome.
+type Outcomes = HashMap<Item, Result<ChunkOutcome, ValidateError>>;
+
 /// The ranges that differ (errors excluded).
-fn differing(outcomes: &HashMap<Item, Result<ChunkOutcome, ValidateError>>) -> Vec<Item> {
+fn differing(outcomes: &Outcomes) -> Vec<Item> {
     let mut v: Vec<Item> =
         outcomes.iter().filter(|(_, r)| matches!(r, Ok(o) if !o.diff.is_empty())).map(|(k, _)| *k).collect();
     v.sort_unstable();
