@@ -64,6 +64,48 @@ pub async fn read(plan: &Plan) -> StatusReport {
         tables: Vec::new(),
         problems: Vec::new(),
     };
+    let source_lsn = read_source(plan, &mut r).await;
+    if let crate::plan::TargetUrl::Sqlite(path) = &plan.target.url {
+        if !path.exists() {
+            r.problems.push(format!("the target file {} does not exist yet (no sync has run)", path.display()));
+            return r;
+        }
+    }
+    match TargetConn::connect(&plan.target.url).await {
+        Err(e) => r.problems.push(plan.scrub(&e.to_string())),
+        Ok(mut t) => {
+            // Reading never creates anything: a target without state tables has no sync yet.
+            match t.has_state().await {
+                Ok(true) => match t.read_position(&plan.source.slot).await {
+                    Ok(Some(p)) => applied(&mut r, &p, source_lsn),
+                    Ok(None) => r.problems.push("the target has no applied position for this slot yet".into()),
+                    Err(e) => r.problems.push(plan.scrub(&e.to_string())),
+                },
+                Ok(false) => r.problems.push("the target has no xdb state yet (no sync has run)".into()),
+                Err(e) => r.problems.push(plan.scrub(&e.to_string())),
+            }
+            let states = t.read_tables(&plan.source.slot).await.unwrap_or_default();
+            for table in &plan.tables {
+                let name = table.to_string();
+                let s = states.iter().find(|s| s.table == name);
+                r.tables.push(TableStatus {
+                    table: name,
+                    copy: match s {
+                        Some(s) if s.copy_done => "done".into(),
+                        Some(_) => "copying".into(),
+                        None => "not started".into(),
+                    },
+                    rows_copied: s.map(|s| s.rows_copied).unwrap_or(0),
+                    sync_lsn: s.map(|s| s.sync_lsn.to_string()),
+                });
+            }
+        }
+    }
+    r
+}
+
+/// The source's WAL position and the slot's state; the WAL position, for the lag.
+async fn read_source(plan: &Plan, r: &mut StatusReport) -> Option<u64> {
     let mut source_lsn: Option<u64> = None;
     match client::connect(&plan.source.url, "xdb status").await {
         Err(e) => r.problems.push(plan.scrub(&e.to_string())),
@@ -114,62 +156,30 @@ pub async fn read(plan: &Plan) -> StatusReport {
             }
         }
     }
-    if let crate::plan::TargetUrl::Sqlite(path) = &plan.target.url {
-        if !path.exists() {
-            r.problems.push(format!("the target file {} does not exist yet (no sync has run)", path.display()));
-            return r;
-        }
+    source_lsn
+}
+
+/// The applied position and the lag it means.
+fn applied(r: &mut StatusReport, p: &crate::sink::AppliedPosition, source_lsn: Option<u64>) {
+    r.applied_lsn = Some(p.applied_lsn.to_string());
+    // 0 is what a snapshot records: a position, no streamed commit yet
+    // (shown as such, not as 1970-01-01).
+    r.applied_commit_time = (p.applied_commit_time_us != 0)
+        .then(|| chrono::DateTime::from_timestamp_micros(p.applied_commit_time_us))
+        .flatten()
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+    if let Some(src) = source_lsn {
+        let lag = src.saturating_sub(p.applied_lsn.0);
+        r.lag_bytes = Some(lag);
+        let now = chrono::Utc::now().timestamp_micros();
+        r.lag_seconds = if lag == 0 {
+            Some(0.0)
+        } else if p.applied_commit_time_us == 0 {
+            None // behind, but no commit time to measure from
+        } else {
+            Some((now - p.applied_commit_time_us).max(0) as f64 / 1e6)
+        };
     }
-    match TargetConn::connect(&plan.target.url).await {
-        Err(e) => r.problems.push(plan.scrub(&e.to_string())),
-        Ok(mut t) => {
-            // Reading never creates anything: a target without state tables has no sync yet.
-            match t.read_position(&plan.source.slot).await {
-                Ok(Some(p)) => {
-                    r.applied_lsn = Some(p.applied_lsn.to_string());
-                    // 0 is what a snapshot records: a position, no streamed commit yet
-                    // (shown as such, not as 1970-01-01).
-                    r.applied_commit_time = (p.applied_commit_time_us != 0)
-                        .then(|| chrono::DateTime::from_timestamp_micros(p.applied_commit_time_us))
-                        .flatten()
-                        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
-                    if let Some(src) = source_lsn {
-                        let lag = src.saturating_sub(p.applied_lsn.0);
-                        r.lag_bytes = Some(lag);
-                        let now = chrono::Utc::now().timestamp_micros();
-                        r.lag_seconds = if lag == 0 {
-                            Some(0.0)
-                        } else if p.applied_commit_time_us == 0 {
-                            None // behind, but no commit time to measure from
-                        } else {
-                            Some((now - p.applied_commit_time_us).max(0) as f64 / 1e6)
-                        };
-                    }
-                }
-                Ok(None) => r.problems.push("the target has no applied position for this slot yet".into()),
-                Err(e) if e.to_string().contains("exist") || e.to_string().contains("no such table") => {
-                    r.problems.push("the target has no xdb state yet (no sync has run)".into())
-                }
-                Err(e) => r.problems.push(plan.scrub(&e.to_string())),
-            }
-            let states = t.read_tables(&plan.source.slot).await.unwrap_or_default();
-            for table in &plan.tables {
-                let name = table.to_string();
-                let s = states.iter().find(|s| s.table == name);
-                r.tables.push(TableStatus {
-                    table: name,
-                    copy: match s {
-                        Some(s) if s.copy_done => "done".into(),
-                        Some(_) => "copying".into(),
-                        None => "not started".into(),
-                    },
-                    rows_copied: s.map(|s| s.rows_copied).unwrap_or(0),
-                    sync_lsn: s.map(|s| s.sync_lsn.to_string()),
-                });
-            }
-        }
-    }
-    r
 }
 
 impl StatusReport {

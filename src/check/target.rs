@@ -23,7 +23,22 @@ pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {
 /// VERSION(), version_comment, local_infile, sql_mode, charset, collation, read_only.
 type MysqlSettings = (String, String, i64, String, String, String, i64);
 
+/// A MySQL/MariaDB target: reachable, its settings, the database writable.
 async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
+    let Some((mut conn, server, db)) = connect_mysql(plan, url, s).await else { return };
+    if mysql_settings(plan, &mut conn, &server, s).await {
+        mysql_database(plan, &mut conn, &db, s).await;
+    }
+    let _ = conn.disconnect().await;
+}
+
+/// Connects without the database first, so a missing database is reported
+/// as such: the connection, `host:port` and the database name.
+async fn connect_mysql(
+    plan: &Plan,
+    url: &SecretUrl,
+    s: &mut CheckSection,
+) -> Option<(mysql_async::Conn, String, String)> {
     let (opts, tls) = match crate::sink::mysql::tls::opts_from_url(url) {
         Ok(o) => o,
         Err(e) => {
@@ -31,17 +46,16 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
                 format!("invalid MySQL URL: {}", plan.scrub(&e)),
                 "fix target.url (mysql://user:${PASSWORD}@host:3306/database)",
             );
-            return;
+            return None;
         }
     };
     let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let Some(db) = opts.db_name().map(str::to_string) else {
         s.fail("target.url names no database", "add the database to the URL: mysql://user:${PASSWORD}@host:3306/shop");
-        return;
+        return None;
     };
-    // Connect without the database first, so a missing database is reported as such.
     let opts_no_db = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
-    let mut conn = match tokio::time::timeout(
+    let conn = match tokio::time::timeout(
         std::time::Duration::from_secs(10),
         crate::sink::mysql::tls::connect(opts_no_db, &tls),
     )
@@ -53,13 +67,19 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
                 format!("target unreachable at {server}: {}", plan.scrub(&e.reason)),
                 "check target.url (host, port, user, password) and that the server accepts TCP connections from this host",
             );
-            return;
+            return None;
         }
         Err(_) => {
             s.fail(format!("target unreachable at {server}: no answer within 10 s"), "check host, port and firewalls");
-            return;
+            return None;
         }
     };
+    Some((conn, server, db))
+}
+
+/// The server's version and the settings xdb depends on; false when
+/// nothing more can be checked (read-only server, settings unreadable).
+async fn mysql_settings(plan: &Plan, conn: &mut mysql_async::Conn, server: &str, s: &mut CheckSection) -> bool {
     let row: Result<Option<MysqlSettings>, _> = conn
         .query_first(
             "SELECT VERSION(), CAST(@@version_comment AS CHAR), @@local_infile, CAST(@@sql_mode AS CHAR), \
@@ -68,10 +88,10 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
         .await;
     let (version, comment, local_infile, sql_mode, charset, collation, read_only) = match row {
         Ok(Some(r)) => r,
-        Ok(None) => return,
+        Ok(None) => return false,
         Err(e) => {
             s.fail(format!("could not read server settings: {}", plan.scrub(&e.to_string())), "see the error above");
-            return;
+            return false;
         }
     };
     let flavour =
@@ -101,11 +121,15 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             "the server is read_only: xdb cannot write",
             "SET GLOBAL read_only = 0;  -- or point target.url at the primary",
         );
-        return;
+        return false;
     }
-    let exists: Result<Option<String>, _> = conn
-        .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (db.clone(),))
-        .await;
+    true
+}
+
+/// The planned database exists and this login can create tables in it.
+async fn mysql_database(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: &mut CheckSection) {
+    let exists: Result<Option<String>, _> =
+        conn.exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (db,)).await;
     match exists {
         Ok(Some(_)) => {}
         Ok(None) => {
@@ -131,7 +155,6 @@ async fn check_mysql(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             format!("GRANT ALL PRIVILEGES ON `{}`.* TO <xdb user>;", db.replace('`', "``")),
         ),
     }
-    let _ = conn.disconnect().await;
 }
 
 fn check_sqlite(path: &Path, s: &mut CheckSection) {

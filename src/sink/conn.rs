@@ -138,6 +138,26 @@ impl TargetConn {
         }))
     }
 
+    /// Whether xdb's state tables exist on this target (a target no sync
+    /// has written to has none; reading never creates them).
+    pub async fn has_state(&mut self) -> Result<bool, TargetError> {
+        let r = match self {
+            TargetConn::Mysql(c) => c.table_exists("xdb_state").await,
+            TargetConn::Sqlite(c) => c.table_exists("xdb_state"),
+            TargetConn::Postgres(c) => c.table_exists("xdb.state").await,
+        };
+        r.map_err(|reason| self.err("looking for xdb's state tables", reason))
+    }
+
+    /// The applied position, or `None` when no sync has written state here
+    /// yet (see [`Self::has_state`]).
+    pub async fn read_position_if_any(&mut self, slot: &str) -> Result<Option<AppliedPosition>, TargetError> {
+        if !self.has_state().await? {
+            return Ok(None);
+        }
+        self.read_position(slot).await
+    }
+
     /// Every table's copy state for `slot`.
     pub async fn read_tables(&mut self, slot: &str) -> Result<Vec<TableState>, TargetError> {
         let sql = state::select_tables(self.dialect());

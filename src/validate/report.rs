@@ -263,97 +263,9 @@ impl ValidationReport {
         let mode = if self.checksums { "row counts and checksums" } else { "row counts only" };
         let live = if self.live_sync { ", consistent with the running sync" } else { "" };
         let _ = writeln!(out, "xdb validate: plan {} ({mode}{live}), {:.1} s\n", self.plan, self.seconds);
-        let headers = ["TABLE", "SOURCE ROWS", "TARGET ROWS", "MISSING", "EXTRA", "CHANGED", "STATUS"];
-        let rows: Vec<[String; 7]> = self
-            .tables
-            .iter()
-            .map(|t| {
-                let status = match t.status {
-                    TableStatus::Equal => "equal".to_string(),
-                    TableStatus::Differs => "DIFFERS".to_string(),
-                    TableStatus::Repaired => "repaired".to_string(),
-                    TableStatus::Error => "ERROR".to_string(),
-                };
-                [
-                    t.table.clone(),
-                    t.source_rows.to_string(),
-                    t.target_rows.to_string(),
-                    t.missing_total.to_string(),
-                    t.extra_total.to_string(),
-                    t.changed_total.to_string(),
-                    status,
-                ]
-            })
-            .collect();
-        let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let line = |cells: Vec<&str>| {
-            let mut s = String::new();
-            for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-                if i == 0 || i == cells.len() - 1 {
-                    let _ = write!(s, "{c:<w$}  ");
-                } else {
-                    let _ = write!(s, "{c:>w$}  ");
-                }
-            }
-            s.trim_end().to_string()
-        };
-        let _ = writeln!(out, "{}", line(headers.to_vec()));
-        for r in &rows {
-            let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
-        }
+        self.write_table(&mut out);
         for t in &self.tables {
-            if let Some(e) = &t.error {
-                let _ = writeln!(out, "\n{}: could not validate: {e}", t.table);
-            }
-            if t.differences() == 0 && t.source_rows == t.target_rows {
-                continue;
-            }
-            if t.differences() == 0 {
-                let _ = writeln!(out, "\n{}: row counts differ ({} vs {})", t.table, t.source_rows, t.target_rows);
-                continue;
-            }
-            let _ = writeln!(out, "\n{} (target {}):", t.table, t.target_table);
-            let more = |listed: usize, total: u64| {
-                let shown = listed.min(TEXT_LISTED) as u64;
-                if shown < total {
-                    format!(" ({total}, first {shown} by key; --format json lists all)")
-                } else {
-                    format!(" ({total})")
-                }
-            };
-            if !t.missing.is_empty() {
-                let _ = writeln!(out, "  missing on the target{}:", more(t.missing.len(), t.missing_total));
-                for k in t.missing.iter().take(TEXT_LISTED) {
-                    let _ = writeln!(out, "    {k}");
-                }
-            }
-            if !t.extra.is_empty() {
-                let _ = writeln!(out, "  extra on the target{}:", more(t.extra.len(), t.extra_total));
-                for k in t.extra.iter().take(TEXT_LISTED) {
-                    let _ = writeln!(out, "    {k}");
-                }
-            }
-            if !t.changed.is_empty() {
-                let _ = writeln!(out, "  changed{}:", more(t.changed.len(), t.changed_total));
-                for c in t.changed.iter().take(TEXT_LISTED) {
-                    let _ = writeln!(out, "    {}", c.key);
-                    for col in &c.columns {
-                        let _ = writeln!(out, "      {}: source {} | target {}", col.column, col.source, col.target);
-                    }
-                }
-            }
-            if let Some(r) = &t.repair {
-                let _ = writeln!(
-                    out,
-                    "  repair: {} ranges rewritten from the source ({} rows deleted, {} written); {} differences remain",
-                    r.chunks, r.rows_deleted, r.rows_written, r.remaining
-                );
-            }
+            write_differences(&mut out, t);
         }
         for t in &self.tables {
             if t.policy_altered > 0 {
@@ -379,6 +291,103 @@ impl ValidationReport {
         };
         let _ = writeln!(out, "\n{verdict}");
         out
+    }
+
+    /// The per-table summary, as an aligned table.
+    fn write_table(&self, out: &mut String) {
+        let headers = ["TABLE", "SOURCE ROWS", "TARGET ROWS", "MISSING", "EXTRA", "CHANGED", "STATUS"];
+        let rows: Vec<[String; 7]> = self
+            .tables
+            .iter()
+            .map(|t| {
+                let status = match t.status {
+                    TableStatus::Equal => "equal",
+                    TableStatus::Differs => "DIFFERS",
+                    TableStatus::Repaired => "repaired",
+                    TableStatus::Error => "ERROR",
+                };
+                [
+                    t.table.clone(),
+                    t.source_rows.to_string(),
+                    t.target_rows.to_string(),
+                    t.missing_total.to_string(),
+                    t.extra_total.to_string(),
+                    t.changed_total.to_string(),
+                    status.to_string(),
+                ]
+            })
+            .collect();
+        let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut s = String::new();
+            for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+                if i == 0 || i == cells.len() - 1 {
+                    let _ = write!(s, "{c:<w$}  ");
+                } else {
+                    let _ = write!(s, "{c:>w$}  ");
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line(headers.to_vec()));
+        for r in &rows {
+            let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+        }
+    }
+}
+
+/// One table's error, differing counts, or listed keys (capped; `--format
+/// json` lists all) and repair.
+fn write_differences(out: &mut String, t: &TableReport) {
+    if let Some(e) = &t.error {
+        let _ = writeln!(out, "\n{}: could not validate: {e}", t.table);
+    }
+    if t.differences() == 0 && t.source_rows == t.target_rows {
+        return;
+    }
+    if t.differences() == 0 {
+        let _ = writeln!(out, "\n{}: row counts differ ({} vs {})", t.table, t.source_rows, t.target_rows);
+        return;
+    }
+    let _ = writeln!(out, "\n{} (target {}):", t.table, t.target_table);
+    let more = |listed: usize, total: u64| {
+        let shown = listed.min(TEXT_LISTED) as u64;
+        if shown < total {
+            format!(" ({total}, first {shown} by key; --format json lists all)")
+        } else {
+            format!(" ({total})")
+        }
+    };
+    for (keys, total, what) in
+        [(&t.missing, t.missing_total, "missing on the target"), (&t.extra, t.extra_total, "extra on the target")]
+    {
+        if !keys.is_empty() {
+            let _ = writeln!(out, "  {what}{}:", more(keys.len(), total));
+            for k in keys.iter().take(TEXT_LISTED) {
+                let _ = writeln!(out, "    {k}");
+            }
+        }
+    }
+    if !t.changed.is_empty() {
+        let _ = writeln!(out, "  changed{}:", more(t.changed.len(), t.changed_total));
+        for c in t.changed.iter().take(TEXT_LISTED) {
+            let _ = writeln!(out, "    {}", c.key);
+            for col in &c.columns {
+                let _ = writeln!(out, "      {}: source {} | target {}", col.column, col.source, col.target);
+            }
+        }
+    }
+    if let Some(r) = &t.repair {
+        let _ = writeln!(
+            out,
+            "  repair: {} ranges rewritten from the source ({} rows deleted, {} written); {} differences remain",
+            r.chunks, r.rows_deleted, r.rows_written, r.remaining
+        );
     }
 }
 

@@ -56,14 +56,8 @@ async fn source_lsn(env: &mut Env<'_>) -> Result<Lsn, ActionError> {
 async fn applied_lsn(env: &mut Env<'_>) -> Result<Option<Lsn>, ActionError> {
     let slot = env.plan.source.slot.clone();
     let t = env.target().await?;
-    match t.read_position(&slot).await {
-        Ok(p) => Ok(p.map(|p| p.applied_lsn)),
-        // No state table yet: nothing was ever applied.
-        Err(e) if ["no such table", "doesn't exist", "does not exist"].iter().any(|m| e.to_string().contains(m)) => {
-            Ok(None)
-        }
-        Err(e) => Err(ActionError(e.to_string())),
-    }
+    // No state table yet: nothing was ever applied.
+    t.read_position_if_any(&slot).await.map(|p| p.map(|p| p.applied_lsn)).map_err(|e| ActionError(e.to_string()))
 }
 
 fn no_position(slot: &str) -> String {
