@@ -8,10 +8,13 @@
 //! - **Vocabulary** — [`model`] (tables, values, changes, LSNs),
 //!   [`plan`] (the YAML plan and its URLs), [`error_policy`] (retry or stop,
 //!   decided by driver error code), [`shutdown`] (SIGINT/SIGTERM),
-//!   [`state_dir`] (local state outside the repository).
+//!   [`state_dir`] (local state outside the repository), [`secrets`] (the
+//!   one scrubber), [`net`] (loopback or not, warn once per server),
+//!   [`term`] (log lines beside progress bars).
 //! - **Sources** — [`source`]: `source::postgres` reads the catalog, the
 //!   exported snapshot (COPY binary) and the pgoutput stream; its protocol
-//!   codecs are sans-I/O.
+//!   codecs are sans-I/O. `source::mysql` reads a MySQL/MariaDB binlog for
+//!   the way back (`sync --reverse`).
 //! - **Mapping** — [`mapping`]: PostgreSQL types and values to each target's,
 //!   with the lossy-value policies, the DDL and the canonical form validation
 //!   compares.
@@ -31,6 +34,7 @@ pub mod cutover;
 pub mod error_policy;
 pub mod mapping;
 pub mod model;
+pub mod net;
 pub mod pipeline;
 pub mod plan;
 pub mod schema;

@@ -110,8 +110,8 @@ pub fn opts_from_url(url: &SecretUrl) -> Result<(Opts, MysqlTls), String> {
         // modes): protects against eavesdropping, not against a man in the middle.
         MysqlSslMode::Preferred | MysqlSslMode::Required => {
             let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-            let local = crate::source::postgres::replication::tls::is_local(opts.ip_or_hostname());
-            if !local && crate::source::postgres::replication::tls::first_warning(&format!("mysql {server}")) {
+            let local = crate::net::is_local(opts.ip_or_hostname());
+            if !local && crate::net::first_warning(&format!("mysql {server}")) {
                 tracing::warn!(
                     "the MySQL/MariaDB server at {server} is not authenticated (ssl-mode={}): its certificate is not \
                      checked; use ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem",

@@ -9,7 +9,8 @@ use tokio_postgres::config::SslMode as PgClientSslMode;
 use tokio_postgres::{Client, Config};
 
 use super::auth_guard::{AuthWatch, Guarded, InsecurePasswordRequest};
-use super::replication::tls::{is_local, PgTlsConnector, Verify};
+use super::replication::tls::{PgTlsConnector, Verify};
+use crate::net::is_local;
 use super::replication::{take_tls_params, SslMode, XdbParams};
 use crate::plan::SecretUrl;
 

@@ -413,7 +413,7 @@ pub fn unexpected(tag: u8, when: &str) -> ReplicationError {
 /// the password itself (cleartext) or a replayable hash of it (MD5). Loopback
 /// and Unix sockets have no middle; the URL can accept the risk.
 fn refuse_insecure_password(config: &ReplicationConfig, server_authenticated: bool) -> bool {
-    !server_authenticated && !config.allow_insecure_password && !super::tls::is_local(&config.host)
+    !server_authenticated && !config.allow_insecure_password && !crate::net::is_local(&config.host)
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{ReplicationError, SslMode};
+use crate::net::{first_warning, is_local};
 use crate::source::postgres::auth_guard::{poll_read_watched, AuthWatch};
 
 /// How the server's certificate is checked.
@@ -560,28 +561,6 @@ mod end_point_tests {
         assert_eq!(end_point_hash(&ed), None);
         assert_eq!(end_point_hash(&[0x30]), None);
     }
-}
-
-/// A Unix socket, `localhost` or a loopback address: nothing sits between
-/// xdb and the server.
-pub fn is_local(host: &str) -> bool {
-    host.starts_with('/')
-        || host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// True the first time a server is named in this process (so a warning
-/// about its connection settings is given once, not for every connection
-/// a copy opens).
-pub fn first_warning(server: &str) -> bool {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    SEEN.get_or_init(|| Mutex::new(HashSet::new())).lock().map(|mut s| s.insert(server.to_string())).unwrap_or(false)
 }
 
 /// The client certificate chain and key of `sslcert` / `sslkey`.
