@@ -32,7 +32,8 @@ mod tests {
 
     #[test]
     fn loopback_hosts_and_sockets_are_local() {
-        for local in ["localhost", "LocalHost", "127.0.0.1", "127.0.0.2", "::1", "[::1]", "::ffff:127.0.0.1", "/run/pg"] {
+        for local in ["localhost", "LocalHost", "127.0.0.1", "127.0.0.2", "::1", "[::1]", "::ffff:127.0.0.1", "/run/pg"]
+        {
             assert!(is_local(local), "{local}");
         }
         for remote in ["10.0.0.5", "db.example.com", "::ffff:10.0.0.5", "192.0.2.1", "localhost.example.com"] {

@@ -10,8 +10,8 @@ use tokio_postgres::{Client, Config};
 
 use super::auth_guard::{AuthWatch, Guarded, InsecurePasswordRequest};
 use super::replication::tls::{PgTlsConnector, Verify};
-use crate::net::is_local;
 use super::replication::{take_tls_params, SslMode, XdbParams};
+use crate::net::is_local;
 use crate::plan::SecretUrl;
 
 /// Connecting failed; the message names the server, never the password.
