@@ -773,7 +773,7 @@ pub fn map_tables(
     let mut mapped = Vec::new();
     let all: Vec<&TableSchema> = schemas.iter().map(|s| s.as_ref()).collect();
     let mut errors: Vec<String> =
-        crate::sink::dialect::name_problems(kind.dialect(), &all).into_iter().map(|p| format!("  - {p}")).collect();
+        crate::mapping::naming::name_problems(kind.dialect(), &all).into_iter().map(|p| format!("  - {p}")).collect();
     errors.extend(mapping::unknown_columns(&plan.mapping, &all).into_iter().map(|p| format!("  - {p}")));
     for s in schemas {
         match mapping::map_table(&rules, s, &overrides) {
@@ -935,7 +935,8 @@ async fn copy_range(
 fn byte_for_byte(mapped: &MappedTable) -> bool {
     mapped.kind == TargetKind::Postgres
         && mapped.columns.iter().all(|c| {
-            !source_reader::needs_text(&c.source_type) && c.target_type == mapping::pg_type_sql(&c.source_type)
+            !crate::source::postgres::select::needs_text(&c.source_type)
+                && c.target_type == mapping::pg_type_sql(&c.source_type)
         })
 }
 

@@ -1,5 +1,5 @@
 //! A copy worker's source side: a plain connection inside a REPEATABLE READ
-//! transaction that imported the slot's exported snapshot (invariant 1), so
+//! transaction that imported the slot's exported snapshot (invariant *snapshot handoff*), so
 //! every worker sees exactly the data the stream starts after. Ranges are
 //! read with `COPY (SELECT …) TO STDOUT (FORMAT binary)` and decoded by the
 //! sans-I/O [`CopyBinaryReader`].
@@ -11,10 +11,11 @@ use tokio_postgres::Client;
 
 use super::ranges::CopyRange;
 use super::CopyError;
-use crate::model::{pg_ident, PgType, Row, TableName, TableSchema, Value};
+use crate::model::{pg_ident, PgType, Row, TableName, TableSchema};
 use crate::plan::SecretUrl;
 use crate::source::postgres::client::{self, error_text};
 use crate::source::postgres::copy_binary::{CopyBinaryError, CopyBinaryReader};
+use crate::source::postgres::select::{mark_unknown, select_list};
 
 /// Rows handed to the writer at a time.
 pub const ROW_BATCH: usize = 2048;
@@ -179,47 +180,5 @@ impl SnapshotReader {
         }
         frames.finish().map_err(frame_err)?;
         Ok(frames.rows_read())
-    }
-}
-
-/// The select list of a table copy with the types the binary reader
-/// decodes: columns of types xdb does not decode are read as text and
-/// become [`Value::Unknown`] (their positions and type names are returned).
-/// The validator reads the source the same way.
-pub(crate) fn select_list(table: &TableSchema) -> (String, Vec<PgType>, Vec<(usize, String)>) {
-    let mut cols = Vec::with_capacity(table.columns.len());
-    let mut types = Vec::with_capacity(table.columns.len());
-    let mut unknown = Vec::new();
-    for (i, c) in table.columns.iter().enumerate() {
-        if needs_text(&c.pg_type) {
-            cols.push(format!("{}::text", pg_ident(&c.name)));
-            types.push(PgType::Text);
-            unknown.push((i, c.pg_type.sql_name()));
-        } else {
-            cols.push(pg_ident(&c.name));
-            types.push(c.pg_type.clone());
-        }
-    }
-    (cols.join(", "), types, unknown)
-}
-
-/// Turns the text read for columns of undecoded types (positions from
-/// [`select_list`]) into [`Value::Unknown`] carrying the type's name.
-pub(crate) fn mark_unknown(row: &mut Row, unknown: &[(usize, String)]) {
-    for (i, name) in unknown {
-        if let Some(slot) = row.get_mut(*i) {
-            if let Value::Text(t) = std::mem::replace(slot, Value::Null) {
-                *slot = Value::Unknown { type_name: name.clone(), text: t };
-            }
-        }
-    }
-}
-
-/// Types xdb does not decode from COPY binary: read as text instead.
-pub(crate) fn needs_text(t: &PgType) -> bool {
-    match t {
-        PgType::Other { .. } => true,
-        PgType::Array(inner) => needs_text(inner),
-        _ => false,
     }
 }

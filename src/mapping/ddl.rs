@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
+use super::naming::{flat_table_name, SqlDialect};
 use super::{MappedColumn, MappedTable, MysqlFlavour, TargetClass, TargetKind};
 use crate::model::{Column, PgType, TableName};
-use crate::sink::dialect::{flat_table_name, SqlDialect};
 
 /// A secondary (or unique) index of a source table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ mod convert;
 mod ddl;
 pub mod generated;
 mod json_numbers;
+pub mod naming;
 mod override_keys;
 mod reference;
 mod rules;
@@ -50,7 +51,7 @@ pub use unique::unenforced_unique;
 
 use crate::model::{PgType, TableSchema};
 use crate::plan::LossyPolicy;
-use crate::sink::dialect::flat_table_name;
+use naming::flat_table_name;
 
 /// Why a table cannot be mapped, or a rule file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::sink::dialect::SqlDialect;
+use super::naming::SqlDialect;
 
 /// MySQL or MariaDB: they share the protocol but not every feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

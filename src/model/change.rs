@@ -57,3 +57,20 @@ pub struct Transaction {
     pub commit_time_micros: i64,
     pub changes: Vec<Change>,
 }
+
+/// Reading a transaction back in chunks failed (a spill file).
+pub type ChunkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A committed transaction too large to hold in memory, read back in
+/// chunks: each chunk is a [`Transaction`] with the commit's header and the
+/// next changes in commit order. A sink applies all chunks in one target
+/// transaction (invariant *commit order*: a source transaction is never
+/// split), so a source hands its
+/// large transactions over without the sink knowing where they are kept.
+pub trait ChunkedTransaction: Send {
+    /// The commit's header, with no changes.
+    fn header(&self) -> Transaction;
+
+    /// The next up to `max` changes as a chunk; `None` once all were read.
+    fn next_chunk(&mut self, max: usize) -> Result<Option<Transaction>, ChunkError>;
+}

@@ -10,7 +10,7 @@ mod schema;
 mod types;
 mod value;
 
-pub use change::{Change, Transaction};
+pub use change::{Change, ChunkError, ChunkedTransaction, Transaction};
 pub use lsn::{Lsn, LsnParseError};
 pub use schema::{pg_ident, Column, GeneratedColumn, ReplicaIdentity, TableName, TableSchema};
 pub use types::PgType;

@@ -29,11 +29,11 @@ use tokio::sync::mpsc;
 
 use crate::check::{CheckReport, CheckSection};
 use crate::copy;
+use crate::mapping::naming::flat_table_name;
 use crate::mapping::TargetKind;
 use crate::model::{ReplicaIdentity, Transaction};
 use crate::plan::Plan;
 use crate::plan::TargetUrl;
-use crate::sink::dialect::flat_table_name;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
 use crate::source::mysql::binlog_stream::{

@@ -132,7 +132,7 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
     let mut backoff = Backoff { failures: 0, max: options.max_retries };
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
-        match stream_once(plan, options, &metrics, &mut stop).await {
+        match Box::pin(stream_once(plan, options, &metrics, &mut stop)).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && backoff.may_retry() => {
                 if !backoff.wait(&e, "reconnecting", &mut stop).await {
@@ -476,9 +476,9 @@ async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &Shared
     for item in batch {
         match item {
             Item::Tx(tx) => txs.push(tx),
-            Item::Spilled(s) => {
+            Item::Spilled(mut s) => {
                 writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
-                writer.apply_spilled(s).await?;
+                writer.apply_spilled(&mut s).await?;
             }
             Item::Relation(schema) => {
                 writer.apply_with_retry(&std::mem::take(&mut txs)).await?;

@@ -2,12 +2,12 @@
 //! command shares: xdb's state tables, DDL, and simple reads. The batched
 //! apply and bulk load build on it.
 
-use super::dialect::SqlDialect;
 use super::mysql::MysqlConn;
 use super::postgres::PgConn;
 use super::sqlite::SqliteConn;
 use super::state;
 use crate::error_policy::{DriverError, Retry};
+use crate::mapping::naming::SqlDialect;
 use crate::model::Lsn;
 use crate::plan::TargetUrl;
 
@@ -304,7 +304,7 @@ impl TargetConn {
 
     /// Whether the target table for `source_table` exists.
     pub async fn table_exists(&mut self, source_table: &crate::model::TableName) -> Result<bool, TargetError> {
-        let flat = super::dialect::flat_table_name(source_table);
+        let flat = crate::mapping::naming::flat_table_name(source_table);
         let r = match self {
             TargetConn::Mysql(c) => c.table_exists(&flat).await,
             TargetConn::Sqlite(c) => c.table_exists(&flat),

@@ -1,39 +1,15 @@
-//! The SQL each target speaks for applying changes: identifier quoting,
-//! placeholders, upsert and keyless matching. Pure text generation; the
-//! parameter order is [`Op::params`](super::apply_plan::Op::params)'s.
+//! The SQL each target speaks for applying changes: placeholders, upsert
+//! and keyless matching (identifiers and table names are
+//! [`crate::mapping::naming`]'s). Pure text generation; the parameter order
+//! is [`Op::params`](super::apply_plan::Op::params)'s.
 
 use std::fmt::Write as _;
 
 use super::apply_plan::Op;
-use crate::model::{TableName, TableSchema};
-
-/// A target's SQL flavour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SqlDialect {
-    Mysql,
-    Sqlite,
-    Postgres,
-}
+use crate::mapping::naming::SqlDialect;
+use crate::model::TableSchema;
 
 impl SqlDialect {
-    /// Quotes an identifier.
-    pub fn ident(self, s: &str) -> String {
-        match self {
-            SqlDialect::Mysql => format!("`{}`", s.replace('`', "``")),
-            SqlDialect::Sqlite | SqlDialect::Postgres => format!("\"{}\"", s.replace('"', "\"\"")),
-        }
-    }
-
-    /// The target table for a source table: PostgreSQL keeps the schema;
-    /// MySQL and SQLite have none, so `public.t` becomes `t` and `s.t`
-    /// becomes `s__t` (never silently merging two source tables).
-    pub fn table_ident(self, t: &TableName) -> String {
-        match self {
-            SqlDialect::Postgres => format!("{}.{}", self.ident(&t.schema), self.ident(&t.name)),
-            _ => self.ident(&flat_table_name(t)),
-        }
-    }
-
     fn placeholder(self, n: usize) -> String {
         match self {
             SqlDialect::Postgres => format!("${n}"),
@@ -169,75 +145,12 @@ impl SqlDialect {
     }
 }
 
-/// Why the target cannot hold these tables under the names xdb gives them
-/// (a name over the target's identifier limit, two source tables that
-/// become one target table), one line each; empty when they all fit.
-/// Checked before anything is created, so a copy never fails on a name
-/// halfway through.
-pub fn name_problems(dialect: SqlDialect, tables: &[&TableSchema]) -> Vec<String> {
-    // MySQL/MariaDB: 64 characters; PostgreSQL: 63 bytes (NAMEDATALEN - 1,
-    // longer names are silently truncated); SQLite: no limit.
-    let too_long = |name: &str| match dialect {
-        SqlDialect::Mysql => name.chars().count() > 64,
-        SqlDialect::Postgres => name.len() > 63,
-        SqlDialect::Sqlite => false,
-    };
-    let limit = match dialect {
-        SqlDialect::Mysql => "64 characters (MySQL/MariaDB)",
-        SqlDialect::Postgres => "63 bytes (PostgreSQL)",
-        SqlDialect::Sqlite => "",
-    };
-    let mut out = Vec::new();
-    let mut seen: std::collections::HashMap<String, &TableName> = std::collections::HashMap::new();
-    for t in tables {
-        let target = match dialect {
-            SqlDialect::Postgres => t.name.name.clone(),
-            _ => flat_table_name(&t.name),
-        };
-        if too_long(&target) {
-            out.push(format!(
-                "{}: its target name {target:?} is longer than {limit}; rename the table on the source or \
-                 leave it out of the plan",
-                t.name
-            ));
-        }
-        for c in &t.columns {
-            if too_long(&c.name) {
-                out.push(format!("{}.{}: the column name is longer than {limit}", t.name, c.name));
-            }
-        }
-        // MySQL table names may be case-insensitive (lower_case_table_names).
-        let key = match dialect {
-            SqlDialect::Mysql => target.to_lowercase(),
-            SqlDialect::Postgres => format!("{}.{target}", t.name.schema),
-            SqlDialect::Sqlite => target.to_lowercase(),
-        };
-        if let Some(other) = seen.insert(key, &t.name) {
-            out.push(format!(
-                "{other} and {} would both become the target table {target:?} (tables outside `public` are named \
-                 <schema>__<table> on targets without schemas); leave one out of the plan",
-                t.name
-            ));
-        }
-    }
-    out
-}
-
-/// The table name used on targets without schemas.
-pub fn flat_table_name(t: &TableName) -> String {
-    if t.schema == "public" {
-        t.name.clone()
-    } else {
-        format!("{}__{}", t.schema, t.name)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{Column, PgType, ReplicaIdentity, Row, Value};
+    use crate::model::{Column, PgType, ReplicaIdentity, Row, TableName, Value};
 
     fn table(keys: Vec<usize>) -> Arc<TableSchema> {
         let col = |n: &str| Column { type_oid: 20, ..Column::new(n, PgType::Int8) };
@@ -249,29 +162,6 @@ mod tests {
             primary_key: keys,
             generated: Vec::new(),
         })
-    }
-
-    #[test]
-    fn names_over_the_limit_and_collisions_are_found_before_anything_is_created() {
-        let named = |schema: &str, name: &str| {
-            let mut t = (*table(vec![0])).clone();
-            t.name = TableName::new(schema, name);
-            t
-        };
-        let long = named("public", &"x".repeat(60));
-        let sales = named("Sales Data", "x");
-        let flat = named("public", "Sales Data__x");
-        let shop = named("shop", &"y".repeat(60));
-        assert!(name_problems(SqlDialect::Mysql, &[&long]).is_empty(), "60 characters fit MySQL");
-        let p = name_problems(SqlDialect::Mysql, &[&shop]);
-        assert!(p.len() == 1 && p[0].contains("longer than 64"), "{p:?}");
-        assert!(name_problems(SqlDialect::Sqlite, &[&shop]).is_empty());
-        let p = name_problems(SqlDialect::Sqlite, &[&sales, &flat]);
-        assert!(p.len() == 1 && p[0].contains("would both become"), "{p:?}");
-        assert!(name_problems(SqlDialect::Postgres, &[&sales, &flat]).is_empty(), "PostgreSQL keeps schemas");
-        let euro = named("public", &"é".repeat(40));
-        assert!(name_problems(SqlDialect::Mysql, &[&euro]).is_empty(), "40 characters");
-        assert_eq!(name_problems(SqlDialect::Postgres, &[&euro]).len(), 1, "80 bytes");
     }
 
     #[test]

@@ -123,8 +123,7 @@ impl Loader {
         record: &RangeRecord,
         counters: &Arc<LoadCounters>,
     ) -> Result<u64, LoadError> {
-        let fail =
-            |f: LoadFailure| LoadError { table: table.source.name.to_string(), reason: f.reason, retry: f.retry };
+        let fail = load_error(table);
         let counters = &AttemptCounters::new(counters);
         let result = match self {
             Loader::Mysql(c) => {
@@ -182,8 +181,7 @@ impl Loader {
         record: &RangeRecord,
         counters: &Arc<LoadCounters>,
     ) -> Result<u64, LoadError> {
-        let fail =
-            |f: LoadFailure| LoadError { table: table.source.name.to_string(), reason: f.reason, retry: f.retry };
+        let fail = load_error(table);
         let Loader::Postgres(c) = self else {
             return Err(fail(String::from("a byte-for-byte copy needs a PostgreSQL target").into()));
         };
@@ -252,4 +250,9 @@ impl From<rusqlite::Error> for LoadFailure {
     fn from(e: rusqlite::Error) -> Self {
         LoadFailure { retry: error_policy::sqlite(&e), reason: e.to_string() }
     }
+}
+
+/// A range of `table` failed to load: the error as the copy reports it.
+fn load_error(table: &MappedTable) -> impl Fn(LoadFailure) -> LoadError + '_ {
+    |f: LoadFailure| LoadError { table: table.source.name.to_string(), reason: f.reason, retry: f.retry }
 }

@@ -5,7 +5,7 @@
 //!   only position xdb ever confirms to PostgreSQL — and the slot's
 //!   consistent point;
 //! - `tables`: per slot and table, the LSN the table's copy is consistent at
-//!   (its sync LSN, invariant 2) and whether the copy finished;
+//!   (its sync LSN, invariant *per-table sync LSN*) and whether the copy finished;
 //! - `copy_ranges`: finished ranges of a split table copy, so a restart
 //!   re-copies only the unfinished ones.
 //!
@@ -13,7 +13,7 @@
 //! they are `xdb_state`, `xdb_tables`, `xdb_copy_ranges`. LSNs are stored as
 //! BIGINT (u64 values below 2^63, which every real LSN is).
 
-use super::dialect::SqlDialect;
+use crate::mapping::naming::SqlDialect;
 
 /// The qualified name of one of xdb's state tables.
 pub fn state_table(d: SqlDialect, name: &str) -> String {

@@ -34,16 +34,15 @@ use futures_util::StreamExt;
 
 use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
 use super::conn::{StateParam, TargetConn, TargetError};
-use super::dialect::SqlDialect;
 use super::state;
-use crate::copy::source_reader::{mark_unknown, select_list};
+use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Column, Lsn, Row, TableName, TableSchema, Transaction, Value};
 use crate::plan::{Plan, SecretUrl, TargetUrl};
-use crate::source::postgres::assembler::SpilledTransaction;
 use crate::source::postgres::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
 use crate::source::postgres::client::{self, error_text, ConnectError};
 use crate::source::postgres::copy_binary::CopyBinaryReader;
+use crate::source::postgres::select::{mark_unknown, select_list};
 
 /// Changes per statement group read back from a spilled transaction.
 const SPILL_CHUNK: usize = 5_000;
@@ -75,7 +74,7 @@ pub enum SinkError {
     #[error("type mapping: {0}")]
     Mapping(String),
     #[error("reading a spilled transaction: {0}")]
-    Spill(String),
+    Spill(#[source] crate::model::ChunkError),
     /// The target refused one row change for good (a value too long, a
     /// constraint): the table, the row's key and its values, the source
     /// commit, and the driver error with its code.
@@ -345,25 +344,15 @@ impl SinkWriter {
 
     /// Applies a spilled (very large) transaction chunk by chunk inside one
     /// target transaction: never split, never whole in memory.
-    pub async fn apply_spilled(&mut self, mut tx: SpilledTransaction) -> Result<(), SinkError> {
-        if tx.end_lsn <= self.applied {
+    pub async fn apply_spilled(&mut self, tx: &mut dyn crate::model::ChunkedTransaction) -> Result<(), SinkError> {
+        let header = tx.header();
+        if header.end_lsn <= self.applied {
             return Ok(());
         }
-        let (end, time) = (tx.end_lsn, tx.commit_time_micros);
+        let (end, time) = (header.end_lsn, header.commit_time_micros);
         self.begin().await?;
         let r = async {
-            loop {
-                let changes = tx.next_changes(SPILL_CHUNK).map_err(|e| SinkError::Spill(e.to_string()))?;
-                if changes.is_empty() {
-                    break;
-                }
-                let chunk = Transaction {
-                    xid: tx.xid,
-                    commit_lsn: tx.commit_lsn,
-                    end_lsn: tx.end_lsn,
-                    commit_time_micros: tx.commit_time_micros,
-                    changes,
-                };
+            while let Some(chunk) = tx.next_chunk(SPILL_CHUNK).map_err(SinkError::Spill)? {
                 self.apply_ops(std::slice::from_ref(&chunk), false).await.map_err(|e| e.at(chunk.commit_lsn))?;
             }
             self.write_position(end, time).await?;

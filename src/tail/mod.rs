@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::model::ChunkedTransaction as _;
 use crate::model::{Lsn, ReplicaIdentity, Transaction};
 use crate::plan::Plan;
 use crate::source::postgres::assembler::AssemblerEvent;
@@ -185,13 +186,7 @@ async fn pump(
                     if changes.is_empty() {
                         break;
                     }
-                    let chunk = Transaction {
-                        xid: spilled.xid,
-                        commit_lsn: spilled.commit_lsn,
-                        end_lsn: spilled.end_lsn,
-                        commit_time_micros: spilled.commit_time_micros,
-                        changes,
-                    };
+                    let chunk = Transaction { changes, ..spilled.header() };
                     if !print(out, &chunk, summary)? {
                         return Ok(());
                     }

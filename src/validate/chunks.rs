@@ -9,8 +9,8 @@
 //! stored as SQLite TEXT, timestamps, …) or a table without a key is compared
 //! as one chunk. Pure: SQL text and bound values only.
 
+use crate::mapping::naming::SqlDialect;
 use crate::model::{pg_ident, PgType, Row, TableSchema, Value};
-use crate::sink::dialect::SqlDialect;
 
 /// How a key column orders on every side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@
 //! `--repair` rewrites each differing range from a fresh source snapshot in
 //! one target transaction (delete the range, insert the source rows), then
 //! compares the range again. Caveat: this does not pause a running sync (the
-//! per-key sync-LSN rule of invariant 2 needs the applier's cooperation), so
+//! per-key sync-LSN rule (invariant *per-table sync LSN*) needs the applier's cooperation), so
 //! a change to a repaired key committed after the repair snapshot but applied
 //! before the rewrite commits is overwritten with the older row until the
 //! key changes again; repair with the source quiet (or the sync stopped).

@@ -12,12 +12,12 @@ use tokio_postgres::Client;
 use super::chunks::{self, Chunk, KeyBound, SplitKey};
 use super::diff::CanonRow;
 use super::ValidateError;
-use crate::copy::source_reader::{mark_unknown, select_list};
 use crate::mapping::{canonical, CanonicalValue, MappedTable, RowHasher};
 use crate::model::{pg_ident, Lsn, Row, TableSchema, Value};
 use crate::plan::SecretUrl;
 use crate::source::postgres::client;
 use crate::source::postgres::copy_binary::CopyBinaryReader;
+use crate::source::postgres::select::{mark_unknown, select_list};
 
 /// One connection inside the validation's snapshot.
 pub struct SourceSession {

@@ -9,6 +9,7 @@ use super::diff::CanonRow;
 use super::source::Digest;
 use super::ValidateError;
 use crate::error_policy::DriverError;
+use crate::mapping::naming::SqlDialect;
 use crate::mapping::{
     canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedColumn, MappedTable,
     RowHasher,
@@ -16,7 +17,6 @@ use crate::mapping::{
 use crate::model::{Lsn, PgType, Row};
 use crate::plan::TargetUrl;
 use crate::sink::apply_plan::Op;
-use crate::sink::dialect::SqlDialect;
 use crate::sink::mysql::MysqlConn;
 use crate::sink::postgres::PgConn;
 use crate::sink::sqlite::SqliteConn;

@@ -448,7 +448,7 @@ async fn target_outage_is_retried_and_nothing_is_lost() {
     assert_eq!(target_items(&target).await, source_items(&db).await);
 }
 
-/// The snapshot handoff (invariants 1 and 2) with a writer running during
+/// The snapshot handoff (invariants *snapshot handoff* and *per-table sync LSN*) with a writer running during
 /// the copy: the copy holds exactly the rows committed before the slot's
 /// snapshot, the stream exactly the rest. A keyless REPLICA IDENTITY FULL
 /// table (split by heap pages, and where a duplicate would not be absorbed

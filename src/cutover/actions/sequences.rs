@@ -11,9 +11,9 @@
 //! which is reported).
 
 use super::{ActionError, Env, Outcome};
+use crate::mapping::naming::{flat_table_name, SqlDialect};
 use crate::model::TableName;
 use crate::plan::Plan;
-use crate::sink::dialect::{flat_table_name, SqlDialect};
 use crate::sink::TargetConn;
 use crate::source::postgres::client;
 

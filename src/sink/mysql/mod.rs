@@ -153,7 +153,7 @@ impl MysqlConn {
         }
         let sql = format!(
             "ALTER TABLE {} AUTO_INCREMENT = {}",
-            crate::sink::dialect::SqlDialect::Mysql.ident(table),
+            crate::mapping::naming::SqlDialect::Mysql.ident(table),
             next.max(1)
         );
         self.conn.query_drop(sql.as_str()).await?;

@@ -508,6 +508,23 @@ impl std::fmt::Debug for SpilledTransaction {
     }
 }
 
+impl crate::model::ChunkedTransaction for SpilledTransaction {
+    fn header(&self) -> Transaction {
+        Transaction {
+            xid: self.xid,
+            commit_lsn: self.commit_lsn,
+            end_lsn: self.end_lsn,
+            commit_time_micros: self.commit_time_micros,
+            changes: Vec::new(),
+        }
+    }
+
+    fn next_chunk(&mut self, max: usize) -> Result<Option<Transaction>, crate::model::ChunkError> {
+        let changes = self.next_changes(max)?;
+        Ok((!changes.is_empty()).then(|| Transaction { changes, ..self.header() }))
+    }
+}
+
 impl SpilledTransaction {
     /// Up to `max` further changes, in commit order; empty once all are read.
     pub fn next_changes(&mut self, max: usize) -> Result<Vec<Change>, AssemblerError> {

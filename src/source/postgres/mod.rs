@@ -12,6 +12,7 @@ pub mod identity;
 pub mod pgoutput;
 pub mod publication;
 pub mod replication;
+pub mod select;
 pub mod streamable;
 pub mod value_binary;
 pub mod value_text;
