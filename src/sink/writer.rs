@@ -46,6 +46,8 @@ use crate::source::postgres::client::{self, error_text, ConnectError};
 use crate::source::postgres::copy_binary::CopyBinaryReader;
 
 /// Changes per statement group read back from a spilled transaction.
+mod generated_stream;
+
 const SPILL_CHUNK: usize = 5_000;
 
 /// Applying failed.

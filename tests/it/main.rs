@@ -10,6 +10,7 @@ mod check;
 mod cleanup;
 mod compose;
 mod cutover;
+mod generated_drift;
 mod latency;
 mod mapping_roundtrip;
 mod pgoutput_capture;
