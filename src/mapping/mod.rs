@@ -384,7 +384,10 @@ fn map_inner(
     }
     let dialect = kind.dialect();
     let (target_name, target_ident) = match kind {
-        TargetKind::Postgres => (tname.clone(), dialect.table_ident(&table.name)),
+        TargetKind::Postgres => (
+            format!("{}.{}", table.name.schema, crate::sink::target_names::target_table_name(dialect, &table.name)),
+            dialect.table_ident(&table.name),
+        ),
         _ => (flat_table_name(&table.name), dialect.table_ident(&table.name)),
     };
     Ok(MappedTable {

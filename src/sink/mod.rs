@@ -15,6 +15,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 pub mod state;
+pub mod target_names;
 pub mod value_errors;
 pub mod writer;
 

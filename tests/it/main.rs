@@ -22,6 +22,7 @@ mod schema;
 mod stream_safety;
 mod sync;
 mod tail;
+mod target_names;
 mod tls;
 mod trust;
 mod upgrade;
