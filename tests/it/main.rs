@@ -13,6 +13,7 @@ mod cutover;
 mod generated_drift;
 mod latency;
 mod mapping_roundtrip;
+mod money;
 mod pgoutput_capture;
 mod plan_errors;
 mod readme;
