@@ -78,6 +78,14 @@ install_missing() {
   [ -x /usr/sbin/pgbouncer ] || pkgs+=(pgbouncer)
   if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   pg_bindir >/dev/null || die "no PostgreSQL server binaries found under /usr/lib/postgresql/*/bin after install"
+  # tests/it/money.rs runs a database with lc_monetary = ja_JP.UTF-8 (yen:
+  # no fraction digits); PostgreSQL sees a locale generated after it started
+  # only once restarted.
+  if ! locale -a 2>/dev/null | grep -qix 'ja_jp.utf8'; then
+    [ "$(id -u)" = 0 ] || die "the locale ja_JP.UTF-8 is missing and not root: run localedef -i ja_JP -f UTF-8 ja_JP.UTF-8"
+    log "localedef ja_JP.UTF-8"
+    localedef -i ja_JP -f UTF-8 ja_JP.UTF-8 || die "localedef ja_JP.UTF-8 failed (install the locales package)"
+  fi
 }
 
 ensure_user() {

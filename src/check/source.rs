@@ -238,7 +238,31 @@ async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<V
         }
         found.push(schema);
     }
+    money_scale(c, &found, s).await?;
     Ok(found)
+}
+
+/// How `money` amounts are read, when a planned table has one: the
+/// database's `lc_monetary` decides what a stored amount means.
+async fn money_scale(c: &Client, tables: &[TableSchema], s: &mut CheckSection) -> Result<(), String> {
+    use crate::model::PgType;
+    let is_money = |t: &PgType| matches!(t, PgType::Money) || matches!(t, PgType::Array(e) if **e == PgType::Money);
+    let cols: Vec<String> = tables
+        .iter()
+        .flat_map(|t| t.columns.iter().filter(|c| is_money(&c.pg_type)).map(move |c| format!("{}.{}", t.name, c.name)))
+        .collect();
+    if cols.is_empty() {
+        return Ok(());
+    }
+    let scale = crate::source::postgres::money::read_scale(c).await.map_err(q)?;
+    s.info(format!(
+        "money ({}): lc_monetary {} has {} fraction digits; amounts move as the decimals the database's sessions          see ('1'::money::numeric = {})",
+        cols.join(", "),
+        scale.locale,
+        scale.digits,
+        if scale.digits == 0 { "1".to_string() } else { format!("1.{}", "0".repeat(scale.digits as usize)) }
+    ));
+    Ok(())
 }
 
 async fn current_user(c: &Client) -> Result<String, String> {

@@ -29,6 +29,7 @@ mod override_keys;
 mod reference;
 mod rules;
 mod target_kind;
+pub mod target_names;
 mod text;
 mod unique;
 
@@ -385,7 +386,10 @@ fn map_inner(
     }
     let dialect = kind.dialect();
     let (target_name, target_ident) = match kind {
-        TargetKind::Postgres => (tname.clone(), dialect.table_ident(&table.name)),
+        TargetKind::Postgres => (
+            format!("{}.{}", table.name.schema, crate::mapping::target_names::target_table_name(dialect, &table.name)),
+            dialect.table_ident(&table.name),
+        ),
         _ => (flat_table_name(&table.name), dialect.table_ident(&table.name)),
     };
     Ok(MappedTable {

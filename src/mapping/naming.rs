@@ -27,7 +27,9 @@ impl SqlDialect {
     /// becomes `s__t` (never silently merging two source tables).
     pub fn table_ident(self, t: &TableName) -> String {
         match self {
-            SqlDialect::Postgres => format!("{}.{}", self.ident(&t.schema), self.ident(&t.name)),
+            SqlDialect::Postgres => {
+                format!("{}.{}", self.ident(&t.schema), self.ident(&super::target_names::target_table_name(self, t)))
+            }
             _ => self.ident(&flat_table_name(t)),
         }
     }
@@ -39,63 +41,34 @@ impl SqlDialect {
 /// Checked before anything is created, so a copy never fails on a name
 /// halfway through.
 pub fn name_problems(dialect: SqlDialect, tables: &[&TableSchema]) -> Vec<String> {
-    // MySQL/MariaDB: 64 characters; PostgreSQL: 63 bytes (NAMEDATALEN - 1,
-    // longer names are silently truncated); SQLite: no limit.
-    let too_long = |name: &str| match dialect {
-        SqlDialect::Mysql => name.chars().count() > 64,
-        SqlDialect::Postgres => name.len() > 63,
-        SqlDialect::Sqlite => false,
-    };
-    let limit = match dialect {
-        SqlDialect::Mysql => "64 characters (MySQL/MariaDB)",
-        SqlDialect::Postgres => "63 bytes (PostgreSQL)",
-        SqlDialect::Sqlite => "",
-    };
-    let mut out = Vec::new();
-    let mut seen: std::collections::HashMap<String, &TableName> = std::collections::HashMap::new();
+    let names: Vec<&TableName> = tables.iter().map(|t| &t.name).collect();
+    let mut out = super::target_names::table_name_problems(dialect, &names);
     for t in tables {
-        let target = match dialect {
-            SqlDialect::Postgres => t.name.name.clone(),
-            _ => flat_table_name(&t.name),
-        };
-        if too_long(&target) {
-            out.push(format!(
-                "{}: its target name {target:?} is longer than {limit}; rename the table on the source or \
-                 leave it out of the plan",
-                t.name
-            ));
-        }
         for c in &t.columns {
-            if too_long(&c.name) {
-                out.push(format!("{}.{}: the column name is longer than {limit}", t.name, c.name));
+            if super::target_names::too_long(dialect, &c.name) {
+                out.push(format!(
+                    "{}.{}: the column name is longer than {}",
+                    t.name,
+                    c.name,
+                    super::target_names::limit(dialect)
+                ));
             }
-        }
-        // MySQL table names may be case-insensitive (lower_case_table_names).
-        let key = match dialect {
-            SqlDialect::Mysql => target.to_lowercase(),
-            SqlDialect::Postgres => format!("{}.{target}", t.name.schema),
-            SqlDialect::Sqlite => target.to_lowercase(),
-        };
-        if let Some(other) = seen.insert(key, &t.name) {
-            out.push(format!(
-                "{other} and {} would both become the target table {target:?} (tables outside `public` are named \
-                 <schema>__<table> on targets without schemas); leave one out of the plan",
-                t.name
-            ));
         }
     }
     out
 }
 
-/// The table name used on targets without schemas.
+/// The table name used on targets without schemas (or the plan's
+/// `mapping.target_names`, see [`super::target_names`]).
 pub fn flat_table_name(t: &TableName) -> String {
-    if t.schema == "public" {
+    if let Some(name) = super::target_names::overridden(t) {
+        name
+    } else if t.schema == "public" {
         t.name.clone()
     } else {
         format!("{}__{}", t.schema, t.name)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

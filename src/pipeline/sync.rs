@@ -279,6 +279,9 @@ async fn prepare_writer(
     for (table, extra) in target_only {
         writer.expect_dropped_columns(table, extra);
     }
+    for s in schemas.values() {
+        writer.follow_generated(&s.name, Some(s)).await.map_err(drift)?;
+    }
     // The copy rebuilt the source's unique indexes on the target: the writer
     // must keep source order wherever one of them could see it.
     for s in schemas.values() {
@@ -471,6 +474,14 @@ async fn as_on_target(
     Ok((restricted, extra))
 }
 
+/// A schema change the writer stops on is the command's own error.
+fn drift(e: SinkError) -> SyncError {
+    match e {
+        SinkError::SchemaDrift(m) => SyncError::SchemaDrift(m),
+        other => SyncError::Sink(other),
+    }
+}
+
 async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &SharedMetrics) -> Result<(), SyncError> {
     let mut txs: Vec<Transaction> = Vec::new();
     for item in batch {
@@ -482,10 +493,8 @@ async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &Shared
             }
             Item::Relation(schema) => {
                 writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
-                writer.relation_changed(schema).await.map_err(|e| match e {
-                    SinkError::SchemaDrift(m) => SyncError::SchemaDrift(m),
-                    other => SyncError::Sink(other),
-                })?;
+                writer.relation_changed(schema.clone()).await.map_err(drift)?;
+                writer.follow_generated(&schema.name, None).await.map_err(drift)?;
             }
         }
     }

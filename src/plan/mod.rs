@@ -101,6 +101,11 @@ pub struct Mapping {
     /// tables allowed a case- or accent-insensitive collation.
     #[serde(default)]
     pub insensitive_keys: Vec<String>,
+    /// Per-table target names (`schema.table: name`), replacing the naming
+    /// rule (`mapping::target_names`) for names over the target's limit or
+    /// two tables the rule gives one name.
+    #[serde(default)]
+    pub target_names: BTreeMap<String, String>,
 }
 
 /// Bulk-copy settings.
@@ -298,6 +303,40 @@ fn valid_slot_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// The plan's `mapping.target_names`, each key a planned table, and the
+/// names every planned table gets with them checked against the target's
+/// limits and each other (`mapping::target_names`); an error is the key to
+/// point at and the message.
+fn target_names(
+    raw: &BTreeMap<String, String>,
+    tables: &[TableName],
+    target: &TargetUrl,
+) -> Result<Vec<(TableName, String)>, (String, String)> {
+    use crate::mapping::naming::SqlDialect;
+    let mut out = Vec::new();
+    for (key, name) in raw {
+        let t = TableName::parse(key).filter(|t| tables.contains(t)).ok_or_else(|| {
+            (key.clone(), format!("mapping.target_names entry {key:?} does not name a table in `tables`"))
+        })?;
+        if name.trim().is_empty() {
+            return Err((key.clone(), format!("mapping.target_names gives {t} an empty name")));
+        }
+        out.push((t, name.clone()));
+    }
+    let dialect = match target {
+        TargetUrl::Mysql(_) => SqlDialect::Mysql,
+        TargetUrl::Sqlite(_) => SqlDialect::Sqlite,
+        TargetUrl::Postgres(_) => SqlDialect::Postgres,
+    };
+    crate::mapping::target_names::register(&out);
+    let refs: Vec<&TableName> = tables.iter().collect();
+    let problems = crate::mapping::target_names::table_name_problems(dialect, &refs);
+    if let Some(first) = problems.into_iter().next() {
+        return Err(("tables".into(), format!("target table names: {first}")));
+    }
+    Ok(out)
+}
+
 /// `xdb_<plan name>` reduced to what a slot name may hold.
 fn default_object_name(plan_name: &str) -> String {
     let mut s: String =
@@ -356,6 +395,8 @@ impl Plan {
                 ));
             }
         }
+        let target_names = target_names(&raw.mapping.target_names, &tables, &raw.target.url.0)
+            .map_err(|(key, msg)| at_key(&key, msg))?;
         if raw.copy.parallelism == Some(0) {
             return Err(at_key("parallelism", "copy.parallelism must be at least 1".into()));
         }
@@ -397,6 +438,7 @@ impl Plan {
         for secret in plan.secrets() {
             crate::secrets::register(&secret);
         }
+        crate::mapping::target_names::register(&target_names);
         Ok(plan)
     }
 

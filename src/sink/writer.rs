@@ -45,6 +45,8 @@ use crate::source::postgres::copy_binary::CopyBinaryReader;
 use crate::source::postgres::select::{mark_unknown, select_list};
 
 /// Changes per statement group read back from a spilled transaction.
+mod generated_stream;
+
 const SPILL_CHUNK: usize = 5_000;
 
 /// Applying failed.

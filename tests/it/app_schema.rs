@@ -294,29 +294,6 @@ async fn misspelt_mapping_columns_are_refused_with_the_closest() {
     assert_eq!(slots, vec![vec!["0".to_string()]]);
 }
 
-/// A generated column added on the source while streaming is not in the
-/// stream, so the target does not get it (a documented limit); `validate`
-/// must not pass over it.
-#[tokio::test]
-async fn generated_column_added_mid_stream_is_not_passed_by_validate() {
-    let db = PgDb::create("xdb_app_genadd").await;
-    db.exec(
-        "CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t SELECT g, g FROM generate_series(1, 20) g;
-         ALTER TABLE t OWNER TO xdb_repl;",
-    )
-    .await;
-    let target = Target::sqlite("xdb_app_genadd");
-    let plan = plan(&db, &target, "t", "");
-    ok(&xdb(&plan, &["snapshot"]));
-    db.exec("ALTER TABLE t ADD COLUMN b int GENERATED ALWAYS AS (a * 2) STORED; UPDATE t SET a = 0 WHERE id = 1;")
-        .await;
-    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
-    let v = xdb(&plan, &["validate"]);
-    let text = support::text(&v);
-    assert!(!v.status.success(), "validate passed a table without its generated column: {text}");
-    assert!(text.contains('b'), "{text}");
-}
-
 #[tokio::test]
 async fn existing_target_is_checked_on_postgres() {
     existing_target_is_checked(

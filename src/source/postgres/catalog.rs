@@ -117,6 +117,8 @@ pub async fn load_table(
     table: &TableName,
 ) -> Result<Option<TableSchema>, CatalogError> {
     let q = |source| CatalogError::Query { what: format!("table {table}"), source };
+    // Before any of its values is read (`money` amounts follow the source's digits).
+    super::money::ensure_read(client).await.map_err(q)?;
     let Some(rel) = client
         .query_opt(
             "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

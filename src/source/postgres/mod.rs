@@ -9,6 +9,7 @@ pub mod change_stream;
 pub mod client;
 pub mod copy_binary;
 pub mod identity;
+pub mod money;
 pub mod pgoutput;
 pub mod publication;
 pub mod replication;

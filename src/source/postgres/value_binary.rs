@@ -4,8 +4,9 @@
 //! Produces exactly what [`decode_text`](super::value_text::decode_text)
 //! produces for the same value: types kept as text (inet, macaddr, bit
 //! strings, tsvector …) are printed the way PostgreSQL's output functions
-//! print them. `money` is int8 cents printed with two decimals (the
-//! lc_monetary=C assumption of the text decoder).
+//! print them. `money` is the stored int8 printed with the source
+//! database's fraction digits (`super::money`), as the text decoder's
+//! rescaled `lc_monetary = C` form is.
 
 use std::fmt::Write as _;
 
@@ -175,11 +176,10 @@ fn timestamp(ty: &PgType, pg: i64) -> Result<TimestampValue, ValueError> {
     })
 }
 
-/// int8 cents → `-1234.56`.
-fn money(cents: i64) -> String {
-    let neg = cents < 0;
-    let abs = cents.unsigned_abs();
-    format!("{}{}.{:02}", if neg { "-" } else { "" }, abs / 100, abs % 100)
+/// The stored int8 → `-1234.56` (the source's fraction digits, see
+/// [`super::money`]).
+fn money(raw: i64) -> String {
+    super::money::from_raw(raw)
 }
 
 /// numeric send form: ndigits, weight, sign, dscale, then base-10000 digits
