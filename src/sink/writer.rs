@@ -29,23 +29,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-
 use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
 use super::conn::{StateParam, TargetConn, TargetError};
 use super::state;
 use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
-use crate::model::{Column, Lsn, Row, TableName, TableSchema, Transaction, Value};
+use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
 use crate::plan::{Plan, SecretUrl, TargetUrl};
-use crate::source::postgres::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
-use crate::source::postgres::client::{self, error_text, ConnectError};
-use crate::source::postgres::copy_binary::CopyBinaryReader;
-use crate::source::postgres::select::{mark_unknown, select_list};
+use crate::source::postgres::catalog::CatalogError;
+use crate::source::postgres::client::ConnectError;
 
 /// Changes per statement group read back from a spilled transaction.
 mod generated_stream;
+mod schema_change;
 
 const SPILL_CHUNK: usize = 5_000;
 
@@ -412,277 +408,6 @@ impl SinkWriter {
         }
     }
 
-    /// A Relation message (invariant *schema drift*): follows added
-    /// columns (filling existing rows with the source's values), renames
-    /// the catalog confirms, and type changes that keep every value; stops
-    /// on dropped columns and other type changes with the statement to run.
-    pub async fn relation_changed(&mut self, schema: Arc<TableSchema>) -> Result<(), SinkError> {
-        let Some(current) = self.mapped.get(&schema.name).cloned() else { return Ok(()) };
-        let old = &current.source;
-        let table = &schema.name;
-        let mut problems = Vec::new();
-        // Columns whose type changed: followed or stopped on once mapped.
-        let mut retyped: Vec<&str> = Vec::new();
-        let target_only = self.target_only.get(table).cloned().unwrap_or_default();
-        for c in target_only.iter().filter(|c| !schema.columns.iter().any(|n| &n.name == *c)) {
-            problems.push(dropped_column(table, c, &self.kind));
-        }
-        // The source, connected to when the catalog must tell something.
-        let mut source: Option<tokio_postgres::Client> = None;
-        // (old name, new name) of renamed columns.
-        let mut renames: Vec<(String, String)> = Vec::new();
-        for (i, c) in old.columns.iter().enumerate() {
-            match schema.columns.iter().find(|n| n.name == c.name) {
-                None => {
-                    // A rename looks like a drop in a Relation: a column gone,
-                    // a new one in its place with its type. Only the catalog's
-                    // attribute numbers tell it from a drop and an add (and
-                    // taking a drop for a rename would keep stale values).
-                    let candidate = schema.columns.get(i).filter(|n| {
-                        old.column_index(&n.name).is_none()
-                            && !target_only.contains(&n.name)
-                            && n.type_oid == c.type_oid
-                            && n.typmod == c.typmod
-                    });
-                    if let Some(n) = candidate {
-                        if source.is_none() {
-                            source = Some(client::connect(&self.source_url, "xdb sync").await?);
-                        }
-                        let client = source.as_ref().expect("connected above");
-                        if renamed_in_place(client, schema.oid, &n.name).await? {
-                            renames.push((c.name.clone(), n.name.clone()));
-                            continue;
-                        }
-                    }
-                    problems.push(dropped_column(table, &c.name, &self.kind))
-                }
-                Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => retyped.push(&c.name),
-                Some(_) => {}
-            }
-        }
-        if !problems.is_empty() {
-            return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", problems.join("; "))));
-        }
-        // The writer's other knowledge of the table is by column name.
-        for (from, to) in &renames {
-            let rename =
-                |names: &mut Vec<String>| names.iter_mut().filter(|n| *n == from).for_each(|n| *n = to.clone());
-            self.primary_keys.get_mut(table).map(rename);
-            self.unique_columns.get_mut(table).map(rename);
-        }
-        let was = |name: &str| -> String {
-            renames.iter().find(|(_, to)| to == name).map(|(from, _)| from.clone()).unwrap_or_else(|| name.to_string())
-        };
-        let mut keyed = self.with_catalog_key(&schema).unwrap_or_else(|| (*schema).clone());
-        // Keep what the catalog knew of columns the stream does not describe.
-        for c in keyed.columns.iter_mut() {
-            if let Some(o) = old.columns.iter().find(|o| o.name == was(&c.name)) {
-                c.nullable = o.nullable;
-                c.default = o.default.clone();
-                c.identity = o.identity;
-            }
-        }
-        let added: Vec<usize> = (0..keyed.columns.len())
-            .filter(|&i| !old.columns.iter().any(|o| o.name == was(&keyed.columns[i].name)))
-            .filter(|&i| !target_only.contains(&keyed.columns[i].name))
-            .collect();
-        // A Relation carries no defaults and no NOT NULL: without the
-        // catalog, a column added `NOT NULL DEFAULT 7` would arrive on the
-        // target nullable and NULL in every existing row.
-        if !added.is_empty() {
-            let client = match source.take() {
-                Some(c) => c,
-                None => client::connect(&self.source_url, "xdb sync").await?,
-            };
-            if let Some(catalog) = load_table(&client, &mut TypeCache::new(), table).await? {
-                for &i in &added {
-                    if let Some(c) = catalog.columns.iter().find(|c| c.name == keyed.columns[i].name) {
-                        let k = &mut keyed.columns[i];
-                        k.nullable = c.nullable;
-                        k.default = c.default.clone();
-                        k.identity = c.identity;
-                    }
-                }
-            }
-            source = Some(client);
-        }
-        let new_mapped = Arc::new(
-            mapping::map_table(&self.rules, &keyed, &self.overrides)
-                .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?,
-        );
-        let mut alters = Vec::new();
-        for name in retyped {
-            let Some(i) = keyed.column_index(name) else { continue };
-            match self.follow_type_change(&current, &new_mapped, i) {
-                Ok(Some(ddl)) => alters.push((name.to_string(), ddl)),
-                Ok(None) => {}
-                Err(stop) => problems.push(stop),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", problems.join("; "))));
-        }
-        if added.is_empty() && alters.is_empty() && renames.is_empty() {
-            self.mapped.insert(table.clone(), new_mapped);
-            return Ok(());
-        }
-        // Existing rows get a constant default from the target itself (the
-        // column is added with it); any other default gave each source row a
-        // value of its own (or, for `now()`, the ALTER's time), which only
-        // the source knows: those columns are filled from it.
-        let fill: Vec<usize> =
-            added.iter().copied().filter(|&i| needs_fill(&keyed.columns[i], &new_mapped.columns[i])).collect();
-        self.mapped.insert(table.clone(), new_mapped.clone());
-        // MySQL commits DDL implicitly; elsewhere the columns and their
-        // values land in one target transaction, so a failure (or a kill)
-        // leaves neither and the restart does it all again.
-        let transactional_ddl = !self.kind.is_mysql();
-        if transactional_ddl {
-            self.begin().await?;
-        }
-        let r = async {
-            for (from, to) in &renames {
-                let ddl = mapping::rename_column_ddl(&new_mapped, from, to, &self.kind);
-                tracing::info!(table = %table, column = %to, "column renamed on the source: {ddl}");
-                self.conn.execute_batch(&[ddl], &format!("renaming column {from} of {table} to {to}")).await?;
-            }
-            for (name, ddl) in &alters {
-                tracing::info!(table = %table, column = %name, "column type changed on the source: {ddl}");
-                self.conn
-                    .execute_batch(std::slice::from_ref(ddl), &format!("changing the type of {name} in {table}"))
-                    .await?;
-            }
-            for &i in &added {
-                let name = &keyed.columns[i].name;
-                let ddl = mapping::add_column_ddl(&new_mapped, i, &self.kind);
-                tracing::info!(table = %table, column = %name, "column added on the source: {ddl}");
-                self.conn.execute_batch(&[ddl], &format!("adding column {name} to {table}")).await?;
-            }
-            if !fill.is_empty() {
-                if !transactional_ddl {
-                    self.begin().await?;
-                }
-                let Some(source) = &source else { unreachable!("filled columns are added ones") };
-                let filled = self.fill_added(&new_mapped, &fill, source).await;
-                filled.map_err(|e| match e {
-                    e @ SinkError::Fill { .. } => e,
-                    e if transactional_ddl => e,
-                    e => SinkError::Fill {
-                        table: table.clone(),
-                        column: fill.iter().map(|&i| keyed.columns[i].name.as_str()).collect::<Vec<_>>().join(", "),
-                        reason: e.to_string(),
-                        column_stays: true,
-                    },
-                })?;
-            }
-            if transactional_ddl || !fill.is_empty() {
-                self.commit().await?;
-            }
-            Ok(())
-        }
-        .await;
-        if r.is_err() {
-            self.rollback().await;
-            // The target does not have the columns (or not filled): the
-            // mapping must not claim it does.
-            self.mapped.insert(table.clone(), current);
-        }
-        r
-    }
-
-    /// How the target follows a type change of column `i` (of `new`; `old`
-    /// has it under the same name): `Ok(None)` when the target column holds
-    /// the new type's values as it is, `Ok(Some(ddl))` to change it, and
-    /// `Err(text)` when xdb does not follow the change by itself, with the
-    /// exact statement to run (invariant *schema drift*).
-    ///
-    /// Followed: changes that keep every source value as it is
-    /// ([`mapping::type_keeps_values`]). Any other change rewrote the
-    /// source's values in ways the target's own conversion need not match.
-    fn follow_type_change(&self, old: &MappedTable, new: &MappedTable, i: usize) -> Result<Option<String>, String> {
-        let n = &new.columns[i];
-        let Some(o) = old.columns.iter().find(|o| o.name == n.name) else { return Ok(None) };
-        let what = format!(
-            "column {} changed type from {} to {} on the source",
-            n.name,
-            o.source_type.sql_name(),
-            n.source_type.sql_name()
-        );
-        let same_on_target = o.target_type == n.target_type
-            || (matches!(self.kind, TargetKind::Sqlite)
-                && mapping::sqlite_affinity(&o.target_type) == mapping::sqlite_affinity(&n.target_type));
-        let keeps = mapping::type_keeps_values(&o.source_type, &n.source_type);
-        let stmt = mapping::alter_column_type_ddl(new, i, &self.kind);
-        match (keeps, same_on_target, stmt) {
-            (true, true, _) => Ok(None),
-            (true, false, Some(ddl)) => Ok(Some(ddl)),
-            (_, _, None) => Err(format!(
-                "{what}, which the SQLite target cannot follow (its column is declared {}; the new type maps to {}). \
-                 xdb stopped before applying any later change. To continue, recreate the table: stop `xdb sync`, \
-                 drop it on the target (`DROP TABLE {}`), run `xdb snapshot --plan P` again, then `xdb sync`",
-                o.target_type, n.target_type, new.target_ident
-            )),
-            (false, _, Some(ddl)) => Err(format!(
-                "{what}; xdb follows by itself only changes that keep every value as it is (a wider integer, a \
-                 longer varchar, varchar to text). xdb stopped before applying any later change. To continue, \
-                 run on the target `` {ddl} `` (the statement between the double backquotes), then run `xdb sync` again; if PostgreSQL's conversion changed values, \
-                 then also run `xdb validate --plan P --tables {} --repair`",
-                old.source.name
-            )),
-        }
-    }
-
-    /// Gives the rows already on the target the source's values of the
-    /// columns `cols` (positions in `mapped.source`), just added.
-    ///
-    /// The source is read as it is now, not as of the stream's position:
-    /// every later change to a row is still to come on the stream, with the
-    /// row's new image, and is applied after this. So only rows the target
-    /// already has are updated, by key, and a count of zero is no error
-    /// (not invariant *no silent no-op*: a row deleted on the source since
-    /// is deleted by the stream, one inserted since is inserted by it), and
-    /// each row ends with the source's value.
-    async fn fill_added(
-        &mut self,
-        mapped: &Arc<MappedTable>,
-        cols: &[usize],
-        source: &tokio_postgres::Client,
-    ) -> Result<(), SinkError> {
-        let table = &mapped.source;
-        let names = || cols.iter().map(|&i| table.columns[i].name.as_str()).collect::<Vec<_>>().join(", ");
-        let column_stays = self.kind.is_mysql();
-        let fail =
-            |reason: String| SinkError::Fill { table: table.name.clone(), column: names(), reason, column_stays };
-        if table.primary_key.is_empty() {
-            return Err(fail("the table has no primary key to match the rows by".into()));
-        }
-        let keep: Vec<String> = table.primary_key.iter().chain(cols).map(|&i| table.columns[i].name.clone()).collect();
-        let sub = table.restricted_to(&keep).ok_or_else(|| fail("the key is not among the columns read".into()))?;
-        let at: Vec<usize> = sub.columns.iter().filter_map(|c| table.column_index(&c.name)).collect();
-        let (select, types, unknown) = select_list(&sub);
-        let sql = format!("COPY (SELECT {select} FROM {}) TO STDOUT (FORMAT binary)", table.name.pg_quoted());
-        let stream = source.copy_out(sql.as_str()).await.map_err(|e| fail(error_text(&e)))?;
-        let mut stream = std::pin::pin!(stream);
-        let mut reader = CopyBinaryReader::new(types);
-        let set_cols = cols.to_vec();
-        while let Some(part) = stream.next().await {
-            let part: Bytes = part.map_err(|e| fail(error_text(&e)))?;
-            reader.feed(part);
-            while let Some(mut r) = reader.next_row().map_err(|e| fail(e.to_string()))? {
-                mark_unknown(&mut r, &unknown);
-                let mut full: Row = vec![Value::Null; table.columns.len()];
-                for (v, &i) in r.into_iter().zip(&at) {
-                    full[i] = v;
-                }
-                let op = Op::UpdateByKey { table, set_cols: set_cols.clone(), new: &full, key_row: &full };
-                self.run_op(&op).await?;
-            }
-        }
-        reader.finish().map_err(|e| fail(e.to_string()))?;
-        tracing::info!(table = %table.name, columns = %names(), rows = reader.rows_read(), "filled added columns from the source");
-        Ok(())
-    }
-
     async fn begin(&mut self) -> Result<(), SinkError> {
         let sql = match self.conn.dialect() {
             SqlDialect::Mysql => "START TRANSACTION",
@@ -824,17 +549,6 @@ impl SinkWriter {
     }
 }
 
-/// True when a column just added on the source must be filled from the
-/// source's rows (see [`SinkWriter::relation_changed`]): an identity, a
-/// non-constant default, or a constant one the target column does not get.
-fn needs_fill(source: &Column, target: &mapping::MappedColumn) -> bool {
-    match &source.default {
-        _ if source.identity => true,
-        None => false,
-        Some(d) => !mapping::is_constant_default(d) || target.default.is_none(),
-    }
-}
-
 /// The error for a statement that matched fewer rows than its changes
 /// need (see the module doc); `n` is its affected (or counted) rows.
 fn op_name(op: &Op<'_>) -> &'static str {
@@ -932,19 +646,4 @@ fn op_params<P>(
         Op::Truncate { .. } => {}
     }
     Ok(out)
-}
-
-/// The schema-drift message for a column dropped on the source.
-fn dropped_column(table: &TableName, column: &str, kind: &TargetKind) -> String {
-    let d = match kind {
-        TargetKind::Sqlite => SqlDialect::Sqlite,
-        TargetKind::Postgres => SqlDialect::Postgres,
-        TargetKind::Mysql { .. } => SqlDialect::Mysql,
-    };
-    format!(
-        "column {column} was dropped on the source. xdb stopped before applying any later change. To continue, drop \
-         it on the target as well (`ALTER TABLE {} DROP COLUMN {}`), then run `xdb sync` again",
-        d.table_ident(table),
-        d.ident(column)
-    )
 }

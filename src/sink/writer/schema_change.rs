@@ -1,0 +1,379 @@
+//! Schema changes seen in the stream (invariant *schema drift*): a
+//! Relation message compared with what the writer knows of the table,
+//! followed on the target where that keeps every value — added columns
+//! (filled from the source where the target cannot compute them), renames
+//! the source's catalog confirms, type changes that keep every value — and
+//! stopped on otherwise, with the statement to run.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::{SinkError, SinkWriter};
+use crate::mapping::naming::SqlDialect;
+use crate::mapping::{self, MappedTable, TargetKind};
+use crate::model::{Column, Row, TableName, TableSchema, Value};
+use crate::sink::apply_plan::Op;
+use crate::source::postgres::catalog::{load_table, renamed_in_place, TypeCache};
+use crate::source::postgres::client::{self, error_text};
+use crate::source::postgres::copy_binary::CopyBinaryReader;
+use crate::source::postgres::select::{mark_unknown, select_list};
+
+/// What a Relation message changed, as far as the stream and the catalog tell.
+#[derive(Default)]
+struct Drift {
+    /// Why xdb stops (a dropped column, a type change it does not follow).
+    problems: Vec<String>,
+    /// (old name, new name) of renamed columns.
+    renames: Vec<(String, String)>,
+    /// Columns whose type changed: followed or stopped on once mapped.
+    retyped: Vec<String>,
+    /// The source, connected to when the catalog had to tell something.
+    source: Option<tokio_postgres::Client>,
+}
+
+/// The statements a schema change needs on the target.
+struct TargetChange<'a> {
+    renames: &'a [(String, String)],
+    alters: &'a [(String, String)],
+    added: &'a [usize],
+}
+
+impl SinkWriter {
+    /// A Relation message (invariant *schema drift*): follows added
+    /// columns (filling existing rows with the source's values), renames
+    /// the catalog confirms, and type changes that keep every value; stops
+    /// on dropped columns and other type changes with the statement to run.
+    pub async fn relation_changed(&mut self, schema: Arc<TableSchema>) -> Result<(), SinkError> {
+        let Some(current) = self.mapped.get(&schema.name).cloned() else { return Ok(()) };
+        let table = &schema.name;
+        let mut drift = self.compare_columns(&schema, &current.source).await?;
+        if !drift.problems.is_empty() {
+            return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", drift.problems.join("; "))));
+        }
+        self.rename_known_columns(table, &drift.renames);
+        let (keyed, added) = self.with_catalog_columns(&schema, &current.source, &mut drift).await?;
+        let new_mapped = Arc::new(
+            mapping::map_table(&self.rules, &keyed, &self.overrides)
+                .map_err(|e| SinkError::SchemaDrift(format!("schema change on {table}: {e}")))?,
+        );
+        let mut alters = Vec::new();
+        for name in &drift.retyped {
+            let Some(i) = keyed.column_index(name) else { continue };
+            match self.follow_type_change(&current, &new_mapped, i) {
+                Ok(Some(ddl)) => alters.push((name.to_string(), ddl)),
+                Ok(None) => {}
+                Err(stop) => drift.problems.push(stop),
+            }
+        }
+        if !drift.problems.is_empty() {
+            return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", drift.problems.join("; "))));
+        }
+        if added.is_empty() && alters.is_empty() && drift.renames.is_empty() {
+            self.mapped.insert(table.clone(), new_mapped);
+            return Ok(());
+        }
+        // Statements on the target are planned from the new mapping (the
+        // fill writes the added columns).
+        self.mapped.insert(table.clone(), new_mapped.clone());
+        let change = TargetChange { renames: &drift.renames, alters: &alters, added: &added };
+        let r = self.change_target(&new_mapped, &keyed, change, drift.source.as_ref()).await;
+        if r.is_err() {
+            // The target does not have the columns (or not filled): the
+            // mapping must not claim it does.
+            self.mapped.insert(table.clone(), current);
+        }
+        r
+    }
+
+    /// What a Relation says changed, column by column: dropped columns
+    /// (problems), renames the catalog confirms, changed types; with the
+    /// source connection if the catalog was asked.
+    async fn compare_columns(&self, schema: &TableSchema, old: &TableSchema) -> Result<Drift, SinkError> {
+        let table = &schema.name;
+        let mut drift = Drift::default();
+        let target_only = self.target_only.get(table).cloned().unwrap_or_default();
+        for c in target_only.iter().filter(|c| !schema.columns.iter().any(|n| &n.name == *c)) {
+            drift.problems.push(dropped_column(table, c, &self.kind));
+        }
+        for (i, c) in old.columns.iter().enumerate() {
+            match schema.columns.iter().find(|n| n.name == c.name) {
+                None => {
+                    // A rename looks like a drop in a Relation: a column gone,
+                    // a new one in its place with its type. Only the catalog's
+                    // attribute numbers tell it from a drop and an add (and
+                    // taking a drop for a rename would keep stale values).
+                    let candidate = schema.columns.get(i).filter(|n| {
+                        old.column_index(&n.name).is_none()
+                            && !target_only.contains(&n.name)
+                            && n.type_oid == c.type_oid
+                            && n.typmod == c.typmod
+                    });
+                    if let Some(n) = candidate {
+                        if drift.source.is_none() {
+                            drift.source = Some(client::connect(&self.source_url, "xdb sync").await?);
+                        }
+                        let client = drift.source.as_ref().expect("connected above");
+                        if renamed_in_place(client, schema.oid, &n.name).await? {
+                            drift.renames.push((c.name.clone(), n.name.clone()));
+                            continue;
+                        }
+                    }
+                    drift.problems.push(dropped_column(table, &c.name, &self.kind))
+                }
+                Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => drift.retyped.push(c.name.clone()),
+                Some(_) => {}
+            }
+        }
+        Ok(drift)
+    }
+
+    /// The writer's other knowledge of the table is by column name.
+    fn rename_known_columns(&mut self, table: &TableName, renames: &[(String, String)]) {
+        for (from, to) in renames {
+            let rename =
+                |names: &mut Vec<String>| names.iter_mut().filter(|n| *n == from).for_each(|n| *n = to.clone());
+            self.primary_keys.get_mut(table).map(rename);
+            self.unique_columns.get_mut(table).map(rename);
+        }
+    }
+
+    /// The new schema with what the stream does not describe taken from
+    /// the old one (nullability, defaults, identity) and, for added
+    /// columns, from the source's catalog; and the added columns' indexes.
+    async fn with_catalog_columns(
+        &self,
+        schema: &TableSchema,
+        old: &TableSchema,
+        drift: &mut Drift,
+    ) -> Result<(TableSchema, Vec<usize>), SinkError> {
+        let renames = &drift.renames;
+        let was = |name: &str| -> String {
+            renames.iter().find(|(_, to)| to == name).map(|(from, _)| from.clone()).unwrap_or_else(|| name.to_string())
+        };
+        let target_only = self.target_only.get(&schema.name).cloned().unwrap_or_default();
+        let mut keyed = self.with_catalog_key(schema).unwrap_or_else(|| schema.clone());
+        for c in keyed.columns.iter_mut() {
+            if let Some(o) = old.columns.iter().find(|o| o.name == was(&c.name)) {
+                c.nullable = o.nullable;
+                c.default = o.default.clone();
+                c.identity = o.identity;
+            }
+        }
+        let added: Vec<usize> = (0..keyed.columns.len())
+            .filter(|&i| !old.columns.iter().any(|o| o.name == was(&keyed.columns[i].name)))
+            .filter(|&i| !target_only.contains(&keyed.columns[i].name))
+            .collect();
+        // A Relation carries no defaults and no NOT NULL: without the
+        // catalog, a column added `NOT NULL DEFAULT 7` would arrive on the
+        // target nullable and NULL in every existing row.
+        if !added.is_empty() {
+            let client = match drift.source.take() {
+                Some(c) => c,
+                None => client::connect(&self.source_url, "xdb sync").await?,
+            };
+            if let Some(catalog) = load_table(&client, &mut TypeCache::new(), &schema.name).await? {
+                for &i in &added {
+                    if let Some(c) = catalog.columns.iter().find(|c| c.name == keyed.columns[i].name) {
+                        let k = &mut keyed.columns[i];
+                        k.nullable = c.nullable;
+                        k.default = c.default.clone();
+                        k.identity = c.identity;
+                    }
+                }
+            }
+            drift.source = Some(client);
+        }
+        Ok((keyed, added))
+    }
+
+    /// Renames, type changes and added columns on the target, the added
+    /// ones filled from the source where the target cannot compute their
+    /// values. MySQL commits DDL implicitly; elsewhere the columns and their
+    /// values land in one target transaction, so a failure (or a kill)
+    /// leaves neither and the restart does it all again.
+    async fn change_target(
+        &mut self,
+        new_mapped: &Arc<MappedTable>,
+        keyed: &TableSchema,
+        change: TargetChange<'_>,
+        source: Option<&tokio_postgres::Client>,
+    ) -> Result<(), SinkError> {
+        let table = &keyed.name;
+        // Existing rows get a constant default from the target itself (the
+        // column is added with it); any other default gave each source row a
+        // value of its own (or, for `now()`, the ALTER's time), which only
+        // the source knows: those columns are filled from it.
+        let fill: Vec<usize> =
+            change.added.iter().copied().filter(|&i| needs_fill(&keyed.columns[i], &new_mapped.columns[i])).collect();
+        let transactional_ddl = !self.kind.is_mysql();
+        if transactional_ddl {
+            self.begin().await?;
+        }
+        let r = async {
+            for (from, to) in change.renames {
+                let ddl = mapping::rename_column_ddl(new_mapped, from, to, &self.kind);
+                tracing::info!(table = %table, column = %to, "column renamed on the source: {ddl}");
+                self.conn.execute_batch(&[ddl], &format!("renaming column {from} of {table} to {to}")).await?;
+            }
+            for (name, ddl) in change.alters {
+                tracing::info!(table = %table, column = %name, "column type changed on the source: {ddl}");
+                self.conn
+                    .execute_batch(std::slice::from_ref(ddl), &format!("changing the type of {name} in {table}"))
+                    .await?;
+            }
+            for &i in change.added {
+                let name = &keyed.columns[i].name;
+                let ddl = mapping::add_column_ddl(new_mapped, i, &self.kind);
+                tracing::info!(table = %table, column = %name, "column added on the source: {ddl}");
+                self.conn.execute_batch(&[ddl], &format!("adding column {name} to {table}")).await?;
+            }
+            if !fill.is_empty() {
+                if !transactional_ddl {
+                    self.begin().await?;
+                }
+                let Some(source) = source else { unreachable!("filled columns are added ones") };
+                let filled = self.fill_added(new_mapped, &fill, source).await;
+                filled.map_err(|e| match e {
+                    e @ SinkError::Fill { .. } => e,
+                    e if transactional_ddl => e,
+                    e => SinkError::Fill {
+                        table: table.clone(),
+                        column: fill.iter().map(|&i| keyed.columns[i].name.as_str()).collect::<Vec<_>>().join(", "),
+                        reason: e.to_string(),
+                        column_stays: true,
+                    },
+                })?;
+            }
+            if transactional_ddl || !fill.is_empty() {
+                self.commit().await?;
+            }
+            Ok(())
+        }
+        .await;
+        if r.is_err() {
+            self.rollback().await;
+        }
+        r
+    }
+
+    /// How the target follows a type change of column `i` (of `new`; `old`
+    /// has it under the same name): `Ok(None)` when the target column holds
+    /// the new type's values as it is, `Ok(Some(ddl))` to change it, and
+    /// `Err(text)` when xdb does not follow the change by itself, with the
+    /// exact statement to run (invariant *schema drift*).
+    ///
+    /// Followed: changes that keep every source value as it is
+    /// ([`mapping::type_keeps_values`]). Any other change rewrote the
+    /// source's values in ways the target's own conversion need not match.
+    fn follow_type_change(&self, old: &MappedTable, new: &MappedTable, i: usize) -> Result<Option<String>, String> {
+        let n = &new.columns[i];
+        let Some(o) = old.columns.iter().find(|o| o.name == n.name) else { return Ok(None) };
+        let what = format!(
+            "column {} changed type from {} to {} on the source",
+            n.name,
+            o.source_type.sql_name(),
+            n.source_type.sql_name()
+        );
+        let same_on_target = o.target_type == n.target_type
+            || (matches!(self.kind, TargetKind::Sqlite)
+                && mapping::sqlite_affinity(&o.target_type) == mapping::sqlite_affinity(&n.target_type));
+        let keeps = mapping::type_keeps_values(&o.source_type, &n.source_type);
+        let stmt = mapping::alter_column_type_ddl(new, i, &self.kind);
+        match (keeps, same_on_target, stmt) {
+            (true, true, _) => Ok(None),
+            (true, false, Some(ddl)) => Ok(Some(ddl)),
+            (_, _, None) => Err(format!(
+                "{what}, which the SQLite target cannot follow (its column is declared {}; the new type maps to {}). \
+                 xdb stopped before applying any later change. To continue, recreate the table: stop `xdb sync`, \
+                 drop it on the target (`DROP TABLE {}`), run `xdb snapshot --plan P` again, then `xdb sync`",
+                o.target_type, n.target_type, new.target_ident
+            )),
+            (false, _, Some(ddl)) => Err(format!(
+                "{what}; xdb follows by itself only changes that keep every value as it is (a wider integer, a \
+                 longer varchar, varchar to text). xdb stopped before applying any later change. To continue, \
+                 run on the target `` {ddl} `` (the statement between the double backquotes), then run `xdb sync` again; if PostgreSQL's conversion changed values, \
+                 then also run `xdb validate --plan P --tables {} --repair`",
+                old.source.name
+            )),
+        }
+    }
+
+    /// Gives the rows already on the target the source's values of the
+    /// columns `cols` (positions in `mapped.source`), just added.
+    ///
+    /// The source is read as it is now, not as of the stream's position:
+    /// every later change to a row is still to come on the stream, with the
+    /// row's new image, and is applied after this. So only rows the target
+    /// already has are updated, by key, and a count of zero is no error
+    /// (not invariant *no silent no-op*: a row deleted on the source since
+    /// is deleted by the stream, one inserted since is inserted by it), and
+    /// each row ends with the source's value.
+    async fn fill_added(
+        &mut self,
+        mapped: &Arc<MappedTable>,
+        cols: &[usize],
+        source: &tokio_postgres::Client,
+    ) -> Result<(), SinkError> {
+        let table = &mapped.source;
+        let names = || cols.iter().map(|&i| table.columns[i].name.as_str()).collect::<Vec<_>>().join(", ");
+        let column_stays = self.kind.is_mysql();
+        let fail =
+            |reason: String| SinkError::Fill { table: table.name.clone(), column: names(), reason, column_stays };
+        if table.primary_key.is_empty() {
+            return Err(fail("the table has no primary key to match the rows by".into()));
+        }
+        let keep: Vec<String> = table.primary_key.iter().chain(cols).map(|&i| table.columns[i].name.clone()).collect();
+        let sub = table.restricted_to(&keep).ok_or_else(|| fail("the key is not among the columns read".into()))?;
+        let at: Vec<usize> = sub.columns.iter().filter_map(|c| table.column_index(&c.name)).collect();
+        let (select, types, unknown) = select_list(&sub);
+        let sql = format!("COPY (SELECT {select} FROM {}) TO STDOUT (FORMAT binary)", table.name.pg_quoted());
+        let stream = source.copy_out(sql.as_str()).await.map_err(|e| fail(error_text(&e)))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut reader = CopyBinaryReader::new(types);
+        let set_cols = cols.to_vec();
+        while let Some(part) = stream.next().await {
+            let part: Bytes = part.map_err(|e| fail(error_text(&e)))?;
+            reader.feed(part);
+            while let Some(mut r) = reader.next_row().map_err(|e| fail(e.to_string()))? {
+                mark_unknown(&mut r, &unknown);
+                let mut full: Row = vec![Value::Null; table.columns.len()];
+                for (v, &i) in r.into_iter().zip(&at) {
+                    full[i] = v;
+                }
+                let op = Op::UpdateByKey { table, set_cols: set_cols.clone(), new: &full, key_row: &full };
+                self.run_op(&op).await?;
+            }
+        }
+        reader.finish().map_err(|e| fail(e.to_string()))?;
+        tracing::info!(table = %table.name, columns = %names(), rows = reader.rows_read(), "filled added columns from the source");
+        Ok(())
+    }
+}
+
+/// True when a column just added on the source must be filled from the
+/// source's rows (see [`SinkWriter::relation_changed`]): an identity, a
+/// non-constant default, or a constant one the target column does not get.
+fn needs_fill(source: &Column, target: &mapping::MappedColumn) -> bool {
+    match &source.default {
+        _ if source.identity => true,
+        None => false,
+        Some(d) => !mapping::is_constant_default(d) || target.default.is_none(),
+    }
+}
+
+/// The schema-drift message for a column dropped on the source.
+fn dropped_column(table: &TableName, column: &str, kind: &TargetKind) -> String {
+    let d = match kind {
+        TargetKind::Sqlite => SqlDialect::Sqlite,
+        TargetKind::Postgres => SqlDialect::Postgres,
+        TargetKind::Mysql { .. } => SqlDialect::Mysql,
+    };
+    format!(
+        "column {column} was dropped on the source. xdb stopped before applying any later change. To continue, drop \
+         it on the target as well (`ALTER TABLE {} DROP COLUMN {}`), then run `xdb sync` again",
+        d.table_ident(table),
+        d.ident(column)
+    )
+}
