@@ -253,6 +253,108 @@ fn fit_mysql_key(
     }
 }
 
+/// One column's target type, default and check; `true` when a key
+/// column was widened from TEXT/BLOB (sized by [`fit_mysql_key`]).
+fn map_column(
+    rules: &MappingRules,
+    table: &TableSchema,
+    c: &crate::model::Column,
+    is_key: bool,
+    overrides: &MappingOverrides,
+    warnings: &mut Vec<String>,
+) -> Result<(MappedColumn, bool), MappingError> {
+    let kind = *rules.kind();
+    let tname = table.name.to_string();
+    let over = overrides.column_type(&table.name, &c.name);
+    let mut target_type = match over.map(str::to_string).or_else(|| rules.target_type(&c.pg_type)) {
+        Some(t) => t,
+        // PostgreSQL keeps extension and other types as they are; they must exist on the target.
+        None if kind == TargetKind::Postgres => {
+            warnings.push(format!(
+                "{tname}.{}: type {} must exist on the target (create its extension first)",
+                c.name,
+                c.pg_type.sql_name()
+            ));
+            pg_type_sql(&c.pg_type)
+        }
+        None => {
+            return Err(MappingError::UnknownType {
+                table: tname.clone(),
+                column: c.name.clone(),
+                type_name: c.pg_type.sql_name(),
+                target: kind.to_string(),
+                suggestion: suggestion(&kind).to_string(),
+            });
+        }
+    };
+    // MySQL cannot key a TEXT/BLOB column without a prefix; a key column gets
+    // the widest type an InnoDB key holds (3072 bytes).
+    let mut widened = false;
+    if kind.is_mysql() && is_key && over.is_none() && is_mysql_lob(&target_type) {
+        let wide = if target_type.to_ascii_uppercase().contains("BLOB") { "VARBINARY(3072)" } else { "VARCHAR(768)" };
+        widened = true;
+        target_type = wide.to_string();
+    }
+    let class = TargetClass::of(&kind, &target_type);
+    let default = ddl::translate_default(&kind, c, &target_type, class, &tname, warnings);
+    let check = match (&kind, &c.pg_type, over) {
+        (TargetKind::Sqlite, PgType::Enum { labels, .. }, None) => Some(format!(
+            "CHECK ({} IN ({}))",
+            kind.dialect().ident(&c.name),
+            labels.iter().map(|l| ddl::sql_string(&kind, l)).collect::<Vec<_>>().join(", ")
+        )),
+        _ => None,
+    };
+    let column = MappedColumn {
+        name: c.name.clone(),
+        source_type: c.pg_type.clone(),
+        target_type,
+        class,
+        nullable: c.nullable,
+        policy: overrides.policy(&table.name, &c.name),
+        identity: c.identity,
+        default,
+        check,
+    };
+    Ok((column, widened))
+}
+
+/// InnoDB rows hold at most 65535 bytes of inline columns: moves the
+/// widest non-key VARCHARs to LONGTEXT until the row fits.
+fn fit_mysql_row(
+    columns: &mut [MappedColumn],
+    primary_key: &[usize],
+    tname: &str,
+    kind: &TargetKind,
+    warnings: &mut Vec<String>,
+) -> Result<(), MappingError> {
+    let limit = 65_000u64;
+    loop {
+        let total: u64 = columns.iter().map(|c| mysql_row_bytes(&c.target_type)).sum();
+        if total <= limit {
+            return Ok(());
+        }
+        let widest = columns
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| !primary_key.contains(i) && mysql_row_bytes(&c.target_type) > 0)
+            .max_by_key(|(_, c)| mysql_row_bytes(&c.target_type))
+            .map(|(i, _)| i);
+        let Some(i) = widest else {
+            return Err(MappingError::Table {
+                table: tname.to_string(),
+                message: format!("key columns need {total} bytes per row, more than MySQL's 65535"),
+            });
+        };
+        warnings.push(format!(
+            "{tname}.{}: {} is LONGTEXT on {kind} so the row fits MySQL's 65535-byte limit",
+            columns[i].name, columns[i].target_type
+        ));
+        columns[i].target_type = "LONGTEXT".into();
+        columns[i].class = TargetClass::Text;
+    }
+}
+
 fn map_inner(
     rules: &MappingRules,
     table: &TableSchema,
@@ -267,58 +369,15 @@ fn map_inner(
     let mut widened: Vec<String> = Vec::new();
     for (i, c) in table.columns.iter().enumerate() {
         let is_key = table.primary_key.contains(&i);
-        let over = overrides.column_type(&table.name, &c.name);
-        let mut target_type = match over.map(str::to_string).or_else(|| rules.target_type(&c.pg_type)) {
-            Some(t) => t,
-            // PostgreSQL keeps extension and other types as they are; they must exist on the target.
-            None if kind == TargetKind::Postgres => {
-                warnings.push(format!(
-                    "{tname}.{}: type {} must exist on the target (create its extension first)",
-                    c.name,
-                    c.pg_type.sql_name()
-                ));
-                pg_type_sql(&c.pg_type)
+        match map_column(rules, table, c, is_key, overrides, &mut warnings) {
+            Ok((column, was_widened)) => {
+                if was_widened {
+                    widened.push(c.name.clone());
+                }
+                columns.push(column);
             }
-            None => {
-                errors.push(MappingError::UnknownType {
-                    table: tname.clone(),
-                    column: c.name.clone(),
-                    type_name: c.pg_type.sql_name(),
-                    target: kind.to_string(),
-                    suggestion: suggestion(&kind).to_string(),
-                });
-                continue;
-            }
-        };
-        // MySQL cannot key a TEXT/BLOB column without a prefix; a key column gets
-        // the widest type an InnoDB key holds (3072 bytes).
-        if kind.is_mysql() && is_key && over.is_none() && is_mysql_lob(&target_type) {
-            let wide =
-                if target_type.to_ascii_uppercase().contains("BLOB") { "VARBINARY(3072)" } else { "VARCHAR(768)" };
-            widened.push(c.name.clone());
-            target_type = wide.to_string();
+            Err(e) => errors.push(e),
         }
-        let class = TargetClass::of(&kind, &target_type);
-        let default = ddl::translate_default(&kind, c, &target_type, class, &tname, &mut warnings);
-        let check = match (&kind, &c.pg_type, over) {
-            (TargetKind::Sqlite, PgType::Enum { labels, .. }, None) => Some(format!(
-                "CHECK ({} IN ({}))",
-                kind.dialect().ident(&c.name),
-                labels.iter().map(|l| ddl::sql_string(&kind, l)).collect::<Vec<_>>().join(", ")
-            )),
-            _ => None,
-        };
-        columns.push(MappedColumn {
-            name: c.name.clone(),
-            source_type: c.pg_type.clone(),
-            target_type,
-            class,
-            nullable: c.nullable,
-            policy: overrides.policy(&table.name, &c.name),
-            identity: c.identity,
-            default,
-            check,
-        });
     }
     let mut mapped_generated = Vec::with_capacity(table.generated.len());
     for g in &table.generated {
@@ -354,35 +413,8 @@ fn map_inner(
     if !widened.is_empty() {
         fit_mysql_key(&mut columns, &widened, &table.primary_key, &tname, &kind, &mut warnings);
     }
-    // InnoDB rows hold at most 65535 bytes of inline columns: move the widest
-    // non-key VARCHARs to LONGTEXT until the row fits.
     if kind.is_mysql() {
-        let limit = 65_000u64;
-        loop {
-            let total: u64 = columns.iter().map(|c| mysql_row_bytes(&c.target_type)).sum();
-            if total <= limit {
-                break;
-            }
-            let widest = columns
-                .iter()
-                .enumerate()
-                .filter(|(i, c)| !table.primary_key.contains(i) && mysql_row_bytes(&c.target_type) > 0)
-                .max_by_key(|(_, c)| mysql_row_bytes(&c.target_type))
-                .map(|(i, _)| i);
-            let Some(i) = widest else {
-                errors.push(MappingError::Table {
-                    table: tname.clone(),
-                    message: format!("key columns need {total} bytes per row, more than MySQL's 65535"),
-                });
-                return Err(errors);
-            };
-            warnings.push(format!(
-                "{tname}.{}: {} is LONGTEXT on {kind} so the row fits MySQL's 65535-byte limit",
-                columns[i].name, columns[i].target_type
-            ));
-            columns[i].target_type = "LONGTEXT".into();
-            columns[i].class = TargetClass::Text;
-        }
+        fit_mysql_row(&mut columns, &table.primary_key, &tname, &kind, &mut warnings).map_err(|e| vec![e])?;
     }
     let dialect = kind.dialect();
     let (target_name, target_ident) = match kind {
