@@ -77,79 +77,10 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         for w in &m.warnings {
             let _ = writeln!(out.script, "-- note: {w}");
         }
-        for (c, mc) in m.source.columns.iter().zip(&m.columns) {
-            let source_type = match domains.get(&c.name) {
-                Some(d) => format!("{d} (domain)"),
-                None => c.pg_type.sql_name(),
-            };
-            let _ = writeln!(out.script, "--   {:<24} {:<30} → {}", c.name, source_type, mc.target_type);
-            let mut notes = column_notes(&kind, mc);
-            // MySQL's AUTO_INCREMENT and SQLite's rowid move past inserted ids by
-            // themselves; a PostgreSQL identity sequence does not.
-            if kind == TargetKind::Postgres && mc.identity {
-                let (t, col) = (&m.target_ident, kind.dialect().ident(&c.name));
-                notes.push(format!(
-                    "identity: copied ids do not advance the target's sequence; before writers insert, run \
-                     SELECT setval(pg_get_serial_sequence('{t}', '{}'), max({col})) FROM {t}",
-                    c.name
-                ));
-            }
-            if let Some(d) = domains.get(&c.name) {
-                notes.push(format!(
-                    "domain {d} is its base type {} here; its CHECK constraints are not created on the target",
-                    c.pg_type.sql_name()
-                ));
-            }
-            for n in notes {
-                let _ = writeln!(out.script, "--       lossy: {n}");
-            }
-        }
-        for g in &m.generated {
-            let _ = writeln!(
-                out.script,
-                "--   {:<24} {:<30} → {} GENERATED ALWAYS AS ({}) STORED",
-                g.name,
-                g.source_type.sql_name(),
-                g.target_type,
-                g.expression
-            );
-            let _ = writeln!(out.script, "--       generated: {}", g.describe(&m.source.name.to_string(), &kind));
-        }
-        for stmt in mapping::create_table_ddl(m, &kind) {
-            let _ = writeln!(out.script, "{stmt};");
-        }
-        let indexes = load_indexes(&source, m.source.oid).await?;
-        let (index_ddl, skipped) = crate::copy::index_ddl(m, &indexes, &kind);
-        if !index_ddl.is_empty() {
-            let _ = writeln!(out.script, "-- built by the copy after the data is loaded:");
-            for stmt in index_ddl {
-                let _ = writeln!(out.script, "-- {stmt};");
-            }
-        }
-        for s in skipped {
-            let _ = writeln!(out.script, "-- not rebuilt: {s}");
-        }
-        for l in mapping::unenforced_unique(m, &crate::copy::index_defs(&indexes), &kind) {
-            let _ = writeln!(out.script, "-- lossy: {l}");
-        }
-        for (what, name, def) in constraints(&source, m.source.oid).await? {
-            let _ = writeln!(out.script, "-- not created: {what} {name}: {def}");
-        }
+        write_columns(&mut out.script, m, domains, &kind);
+        write_table(&mut out.script, &source, m, &kind).await?;
         if let Some(target) = target.as_mut() {
-            let name = m.source.name.to_string();
-            let existing = target.column_names(&m.source.name).await?;
-            if let Some(diff) = existing.as_deref().and_then(|cols| column_difference(m, cols)) {
-                let _ = writeln!(out.script, "-- note: the existing target table {} differs: {diff}", m.target_name);
-            }
-            match (apply, existing) {
-                (false, _) => {}
-                (true, Some(_)) => out.existing.push(name),
-                (true, None) => {
-                    let ddl = mapping::create_table_ddl(m, &kind);
-                    target.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
-                    out.created.push(name);
-                }
-            }
+            apply_table(target, m, &kind, apply, &mut out).await?;
         }
     }
     if scan {
@@ -167,6 +98,105 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         }
     }
     Ok(out)
+}
+
+/// Each column's source and target type, with what the target loses.
+fn write_columns(out: &mut String, m: &MappedTable, domains: &HashMap<String, String>, kind: &TargetKind) {
+    for (c, mc) in m.source.columns.iter().zip(&m.columns) {
+        let source_type = match domains.get(&c.name) {
+            Some(d) => format!("{d} (domain)"),
+            None => c.pg_type.sql_name(),
+        };
+        let _ = writeln!(out, "--   {:<24} {:<30} → {}", c.name, source_type, mc.target_type);
+        let mut notes = column_notes(kind, mc);
+        // MySQL's AUTO_INCREMENT and SQLite's rowid move past inserted ids by
+        // themselves; a PostgreSQL identity sequence does not.
+        if *kind == TargetKind::Postgres && mc.identity {
+            let (t, col) = (&m.target_ident, kind.dialect().ident(&c.name));
+            notes.push(format!(
+                "identity: copied ids do not advance the target's sequence; before writers insert, run \
+                 SELECT setval(pg_get_serial_sequence('{t}', '{}'), max({col})) FROM {t}",
+                c.name
+            ));
+        }
+        if let Some(d) = domains.get(&c.name) {
+            notes.push(format!(
+                "domain {d} is its base type {} here; its CHECK constraints are not created on the target",
+                c.pg_type.sql_name()
+            ));
+        }
+        for n in notes {
+            let _ = writeln!(out, "--       lossy: {n}");
+        }
+    }
+}
+
+/// Generated columns, the CREATE TABLE, the indexes the copy builds, and
+/// what is not created (constraints, unenforceable uniqueness).
+async fn write_table(
+    out: &mut String,
+    source: &tokio_postgres::Client,
+    m: &MappedTable,
+    kind: &TargetKind,
+) -> Result<(), CopyError> {
+    for g in &m.generated {
+        let _ = writeln!(
+            out,
+            "--   {:<24} {:<30} → {} GENERATED ALWAYS AS ({}) STORED",
+            g.name,
+            g.source_type.sql_name(),
+            g.target_type,
+            g.expression
+        );
+        let _ = writeln!(out, "--       generated: {}", g.describe(&m.source.name.to_string(), kind));
+    }
+    for stmt in mapping::create_table_ddl(m, kind) {
+        let _ = writeln!(out, "{stmt};");
+    }
+    let indexes = load_indexes(source, m.source.oid).await?;
+    let (index_ddl, skipped) = crate::copy::index_ddl(m, &indexes, kind);
+    if !index_ddl.is_empty() {
+        let _ = writeln!(out, "-- built by the copy after the data is loaded:");
+        for stmt in index_ddl {
+            let _ = writeln!(out, "-- {stmt};");
+        }
+    }
+    for s in skipped {
+        let _ = writeln!(out, "-- not rebuilt: {s}");
+    }
+    for l in mapping::unenforced_unique(m, &crate::copy::index_defs(&indexes), kind) {
+        let _ = writeln!(out, "-- lossy: {l}");
+    }
+    for (what, name, def) in constraints(source, m.source.oid).await? {
+        let _ = writeln!(out, "-- not created: {what} {name}: {def}");
+    }
+    Ok(())
+}
+
+/// With a target connection: says how an existing table differs, and with
+/// `--apply` creates the missing one.
+async fn apply_table(
+    target: &mut TargetConn,
+    m: &MappedTable,
+    kind: &TargetKind,
+    apply: bool,
+    out: &mut SchemaOutcome,
+) -> Result<(), CopyError> {
+    let name = m.source.name.to_string();
+    let existing = target.column_names(&m.source.name).await?;
+    if let Some(diff) = existing.as_deref().and_then(|cols| column_difference(m, cols)) {
+        let _ = writeln!(out.script, "-- note: the existing target table {} differs: {diff}", m.target_name);
+    }
+    match (apply, existing) {
+        (false, _) => {}
+        (true, Some(_)) => out.existing.push(name),
+        (true, None) => {
+            let ddl = mapping::create_table_ddl(m, kind);
+            target.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
+            out.created.push(name);
+        }
+    }
+    Ok(())
 }
 
 /// The columns of a table whose declared type is a domain: name → the
