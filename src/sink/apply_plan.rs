@@ -216,91 +216,111 @@ pub fn plan_ops<'a>(
     skip: impl Fn(&TableSchema, &Transaction) -> bool,
     unique_cols: impl Fn(&TableSchema) -> Vec<usize>,
 ) -> Result<Vec<Op<'a>>, ApplyPlanError> {
-    let mut ops: Vec<Op<'a>> = Vec::new();
-    // Checks to run before the upsert at an op index.
-    let mut checks: Vec<(usize, Vec<&'a Row>)> = Vec::new();
-    let mut run = UpsertRun::default();
-    let mut uniques: std::collections::HashMap<*const TableSchema, Vec<usize>> = std::collections::HashMap::new();
+    let mut p = Planned { limits, ..Planned::default() };
     for tx in txs {
         for change in &tx.changes {
             match change {
-                Change::Insert { table, new } => {
-                    if skip(table, tx) {
-                        continue;
-                    }
-                    if table.primary_key.is_empty() {
-                        let width = table.columns.len().max(1);
-                        match ops.last_mut() {
-                            Some(Op::Insert { table: t, rows })
-                                if Arc::ptr_eq(t, table) && (rows.len() + 1) * width <= limits.max_params =>
-                            {
-                                rows.push(new)
-                            }
-                            _ => push(&mut ops, &mut run, &mut checks, Op::Insert { table, rows: vec![new] }),
-                        }
-                        continue;
-                    }
-                    let uniq = uniques.entry(Arc::as_ptr(table)).or_insert_with(|| unique_cols(table));
-                    add_to_upsert_run(&mut ops, &mut run, &mut checks, limits, table, new, false, uniq);
+                Change::Insert { table, new } if !skip(table, tx) => p.insert(table, new, &unique_cols),
+                Change::Update { table, old, new, unchanged_toast } if !skip(table, tx) => {
+                    p.update(table, old.as_ref(), new, unchanged_toast, &unique_cols)?
                 }
-                Change::Update { table, old, new, unchanged_toast } => {
-                    if skip(table, tx) {
-                        continue;
-                    }
-                    if table.primary_key.is_empty() {
-                        let Some(old) = old else {
-                            return Err(ApplyPlanError::NoIdentity { table: table.name.to_string(), op: "UPDATE" });
-                        };
-                        let set_cols = (0..table.columns.len()).filter(|i| !unchanged_toast.contains(i)).collect();
-                        push(&mut ops, &mut run, &mut checks, Op::UpdateOneMatching { table, set_cols, new, old });
-                        continue;
-                    }
-                    let old_key = old.as_ref().filter(|o| key_changed(table, o, new));
-                    if old_key.is_none() && unchanged_toast.is_empty() {
-                        // Whole row known and key unchanged: part of an upsert run.
-                        let uniq = uniques.entry(Arc::as_ptr(table)).or_insert_with(|| unique_cols(table));
-                        add_to_upsert_run(&mut ops, &mut run, &mut checks, limits, table, new, true, uniq);
-                    } else {
-                        let set_cols = (0..table.columns.len()).filter(|i| !unchanged_toast.contains(i)).collect();
-                        let op = Op::UpdateByKey { table, set_cols, new, key_row: old_key.unwrap_or(new) };
-                        push(&mut ops, &mut run, &mut checks, op);
-                    }
-                }
-                Change::Delete { table, old } => {
-                    if skip(table, tx) {
-                        continue;
-                    }
-                    if table.primary_key.is_empty() {
-                        push(&mut ops, &mut run, &mut checks, Op::DeleteOneMatching { table, old });
-                        continue;
-                    }
-                    // Deletes cannot break a unique index: merging them keeps the final state.
-                    let width = table.primary_key.len();
-                    match ops.last_mut() {
-                        Some(Op::DeleteByKey { table: t, keys })
-                            if Arc::ptr_eq(t, table) && (keys.len() + 1) * width <= limits.max_params =>
-                        {
-                            keys.push(old)
-                        }
-                        _ => push(&mut ops, &mut run, &mut checks, Op::DeleteByKey { table, keys: vec![old] }),
-                    }
-                }
+                Change::Delete { table, old } if !skip(table, tx) => p.delete(table, old),
                 Change::Truncate { tables, .. } => {
-                    for table in tables {
-                        if !skip(table, tx) {
-                            push(&mut ops, &mut run, &mut checks, Op::Truncate { table });
-                        }
+                    for table in tables.iter().filter(|t| !skip(t, tx)) {
+                        push(&mut p.ops, &mut p.run, &mut p.checks, Op::Truncate { table });
                     }
                 }
+                _ => {}
             }
         }
     }
-    push_end(&mut run, &mut checks);
-    if checks.is_empty() {
-        return Ok(ops);
+    push_end(&mut p.run, &mut p.checks);
+    Ok(place_checks(p.ops, p.checks))
+}
+
+/// The statements planned so far, the open upsert run and the checks it
+/// needs.
+#[derive(Default)]
+struct Planned<'a> {
+    ops: Vec<Op<'a>>,
+    /// Checks to run before the upsert at an op index.
+    checks: Vec<(usize, Vec<&'a Row>)>,
+    run: UpsertRun<'a>,
+    uniques: std::collections::HashMap<*const TableSchema, Vec<usize>>,
+    limits: OpLimits,
+}
+
+impl<'a> Planned<'a> {
+    fn insert(&mut self, table: &'a Arc<TableSchema>, new: &'a Row, unique_cols: &impl Fn(&TableSchema) -> Vec<usize>) {
+        if table.primary_key.is_empty() {
+            let width = table.columns.len().max(1);
+            match self.ops.last_mut() {
+                Some(Op::Insert { table: t, rows })
+                    if Arc::ptr_eq(t, table) && (rows.len() + 1) * width <= self.limits.max_params =>
+                {
+                    rows.push(new)
+                }
+                _ => push(&mut self.ops, &mut self.run, &mut self.checks, Op::Insert { table, rows: vec![new] }),
+            }
+            return;
+        }
+        let uniq = self.uniques.entry(Arc::as_ptr(table)).or_insert_with(|| unique_cols(table));
+        add_to_upsert_run(&mut self.ops, &mut self.run, &mut self.checks, self.limits, table, new, false, uniq);
     }
-    // Each check goes right before its upsert: it must see the target as
-    // the statements before it left it.
+
+    fn update(
+        &mut self,
+        table: &'a Arc<TableSchema>,
+        old: Option<&'a Row>,
+        new: &'a Row,
+        unchanged_toast: &[usize],
+        unique_cols: &impl Fn(&TableSchema) -> Vec<usize>,
+    ) -> Result<(), ApplyPlanError> {
+        let set_cols = || (0..table.columns.len()).filter(|i| !unchanged_toast.contains(i)).collect();
+        if table.primary_key.is_empty() {
+            let Some(old) = old else {
+                return Err(ApplyPlanError::NoIdentity { table: table.name.to_string(), op: "UPDATE" });
+            };
+            let op = Op::UpdateOneMatching { table, set_cols: set_cols(), new, old };
+            push(&mut self.ops, &mut self.run, &mut self.checks, op);
+            return Ok(());
+        }
+        let old_key = old.filter(|o| key_changed(table, o, new));
+        if old_key.is_none() && unchanged_toast.is_empty() {
+            // Whole row known and key unchanged: part of an upsert run.
+            let uniq = self.uniques.entry(Arc::as_ptr(table)).or_insert_with(|| unique_cols(table));
+            add_to_upsert_run(&mut self.ops, &mut self.run, &mut self.checks, self.limits, table, new, true, uniq);
+        } else {
+            let op = Op::UpdateByKey { table, set_cols: set_cols(), new, key_row: old_key.unwrap_or(new) };
+            push(&mut self.ops, &mut self.run, &mut self.checks, op);
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, table: &'a Arc<TableSchema>, old: &'a Row) {
+        if table.primary_key.is_empty() {
+            push(&mut self.ops, &mut self.run, &mut self.checks, Op::DeleteOneMatching { table, old });
+            return;
+        }
+        // Deletes cannot break a unique index: merging them keeps the final state.
+        let width = table.primary_key.len();
+        match self.ops.last_mut() {
+            Some(Op::DeleteByKey { table: t, keys })
+                if Arc::ptr_eq(t, table) && (keys.len() + 1) * width <= self.limits.max_params =>
+            {
+                keys.push(old)
+            }
+            _ => push(&mut self.ops, &mut self.run, &mut self.checks, Op::DeleteByKey { table, keys: vec![old] }),
+        }
+    }
+}
+
+/// Each check goes right before its upsert: it must see the target as the
+/// statements before it left it.
+fn place_checks<'a>(ops: Vec<Op<'a>>, checks: Vec<(usize, Vec<&'a Row>)>) -> Vec<Op<'a>> {
+    if checks.is_empty() {
+        return ops;
+    }
     let mut out = Vec::with_capacity(ops.len() + checks.len());
     let mut checks = checks.into_iter().peekable();
     for (i, op) in ops.into_iter().enumerate() {
@@ -324,7 +344,7 @@ pub fn plan_ops<'a>(
         }
         out.push(op);
     }
-    Ok(out)
+    out
 }
 
 /// Adds `new` (an INSERT, or an UPDATE of the whole row that keeps its key)
