@@ -60,34 +60,66 @@ pub async fn check_source(plan: &Plan, out: &mut Vec<CheckSection>) -> SourceFac
     facts
 }
 
+/// The server's version, `wal_level`, replication capacity and the role's
+/// rights, each with its fix.
 async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<(), String> {
-    let row = c
-        .query_one(
-            "SELECT current_setting('server_version'), current_setting('server_version_num')::int, \
-                    current_setting('wal_level'), current_setting('max_replication_slots')::int, \
-                    (SELECT count(*)::int FROM pg_replication_slots), \
-                    current_setting('max_wal_senders')::int, \
-                    (SELECT count(*)::int FROM pg_stat_replication), \
-                    current_user::text, r.rolsuper, r.rolreplication, \
-                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) \
-             FROM pg_roles r WHERE r.rolname = current_user",
-            &[&plan.source.slot],
-        )
-        .await
-        .map_err(q)?;
-    let version: String = row.get(0);
-    let version_num: i32 = row.get(1);
-    let wal_level: String = row.get(2);
-    let max_slots: i32 = row.get(3);
-    let used_slots: i32 = row.get(4);
-    let max_senders: i32 = row.get(5);
-    let used_senders: i32 = row.get(6);
-    let user: String = row.get(7);
-    let superuser: bool = row.get(8);
-    let replication: bool = row.get(9);
-    let slot_exists: bool = row.get(10);
+    let f = ServerFacts::read(c, plan).await?;
+    s.pass(format!("reachable as {}", f.user));
+    version_check(&f, s);
+    capacity_checks(&f, s);
+    role_check(&f, s);
+    Ok(())
+}
 
-    s.pass(format!("reachable as {user}"));
+/// What the server says about itself and the login, in one query.
+struct ServerFacts {
+    version: String,
+    version_num: i32,
+    wal_level: String,
+    max_slots: i32,
+    used_slots: i32,
+    max_senders: i32,
+    used_senders: i32,
+    user: String,
+    superuser: bool,
+    replication: bool,
+    slot_exists: bool,
+}
+
+impl ServerFacts {
+    async fn read(c: &Client, plan: &Plan) -> Result<ServerFacts, String> {
+        let row = c
+            .query_one(
+                "SELECT current_setting('server_version'), current_setting('server_version_num')::int, \
+                        current_setting('wal_level'), current_setting('max_replication_slots')::int, \
+                        (SELECT count(*)::int FROM pg_replication_slots), \
+                        current_setting('max_wal_senders')::int, \
+                        (SELECT count(*)::int FROM pg_stat_replication), \
+                        current_user::text, r.rolsuper, r.rolreplication, \
+                        EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) \
+                 FROM pg_roles r WHERE r.rolname = current_user",
+                &[&plan.source.slot],
+            )
+            .await
+            .map_err(q)?;
+        Ok(ServerFacts {
+            version: row.get(0),
+            version_num: row.get(1),
+            wal_level: row.get(2),
+            max_slots: row.get(3),
+            used_slots: row.get(4),
+            max_senders: row.get(5),
+            used_senders: row.get(6),
+            user: row.get(7),
+            superuser: row.get(8),
+            replication: row.get(9),
+            slot_exists: row.get(10),
+        })
+    }
+}
+
+fn version_check(f: &ServerFacts, s: &mut CheckSection) {
+    let (version, version_num) = (&f.version, f.version_num);
     let major = version_num / 10000;
     if version_num < MIN_VERSION_NUM {
         s.fail(
@@ -115,6 +147,11 @@ async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<
     } else {
         s.pass(format!("PostgreSQL {version} (xdb supports 12 through {TESTED_UP_TO})"));
     }
+}
+
+fn capacity_checks(f: &ServerFacts, s: &mut CheckSection) {
+    let (wal_level, slot_exists) = (&f.wal_level, f.slot_exists);
+    let (max_slots, used_slots, max_senders, used_senders) = (f.max_slots, f.used_slots, f.max_senders, f.used_senders);
     if wal_level == "logical" {
         s.pass("wal_level = logical");
     } else {
@@ -147,6 +184,10 @@ async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<
             format!("ALTER SYSTEM SET max_wal_senders = {};  -- then restart PostgreSQL", used_senders + 4),
         );
     }
+}
+
+fn role_check(f: &ServerFacts, s: &mut CheckSection) {
+    let (user, superuser, replication) = (&f.user, f.superuser, f.replication);
     if superuser {
         s.pass(format!("role {user} is superuser"));
     } else if replication {
@@ -154,10 +195,9 @@ async fn server_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<
     } else {
         s.fail(
             format!("role {user} has neither REPLICATION nor SUPERUSER: it cannot open a replication stream"),
-            format!("ALTER ROLE {} WITH REPLICATION;", pg_ident(&user)),
+            format!("ALTER ROLE {} WITH REPLICATION;", pg_ident(user)),
         );
     }
-    Ok(())
 }
 
 async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<Vec<TableSchema>, String> {
