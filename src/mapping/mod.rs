@@ -296,7 +296,20 @@ fn map_column(
         target_type = wide.to_string();
     }
     let class = TargetClass::of(&kind, &target_type);
-    let default = ddl::translate_default(&kind, c, &target_type, class, &tname, warnings);
+    let from_source = crate::source::postgres::generated_source::expression(&table.name, &c.name);
+    // A generated column moved as a plain one has no default on the target.
+    let default = match from_source {
+        Some(_) => None,
+        None => ddl::translate_default(&kind, c, &target_type, class, &tname, warnings),
+    };
+    if let Some(expr) = &from_source {
+        warnings.push(format!(
+            "{tname}.{}: generated column on the source (GENERATED ALWAYS AS ({expr}) STORED), a plain {target_type} \
+             column on {kind} kept current by xdb from the source's values (mapping.generated: source): after \
+             the switch nothing computes it",
+            c.name
+        ));
+    }
     let check = match (&kind, &c.pg_type, over) {
         (TargetKind::Sqlite, PgType::Enum { labels, .. }, None) => Some(format!(
             "CHECK ({} IN ({}))",
@@ -400,8 +413,9 @@ fn map_inner(
                     "generated column {} (GENERATED ALWAYS AS ({}) STORED) cannot be created as a generated column on \
                      {kind}: {why}. Neither the copy nor the stream carries a generated column, so xdb refuses the \
                      table rather than leave the column out; migrate this table to a PostgreSQL target, or \
-                     rewrite the expression on the source with integer/text operations xdb translates (see the \
-                     README, \"Generated columns\")",
+                     rewrite the expression on the source with integer/text operations xdb translates, or, on a \
+                     PostgreSQL 18 source with a stored column, set `mapping: {{generated: source}}` in the plan to \
+                     move it as a plain column that xdb keeps current (see the README, \"Generated columns\")",
                     g.name, g.expression
                 ),
             }),

@@ -106,6 +106,21 @@ pub struct Mapping {
     /// two tables the rule gives one name.
     #[serde(default)]
     pub target_names: BTreeMap<String, String>,
+    /// Where the values of stored generated columns come from: `target`
+    /// (the default: a generated column of the target computes them) or
+    /// `source` (PostgreSQL 18+: published and copied, a plain column on
+    /// the target; see `source::postgres::generated_source`).
+    #[serde(default)]
+    pub generated: GeneratedFrom,
+}
+
+/// `mapping.generated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratedFrom {
+    #[default]
+    Target,
+    Source,
 }
 
 /// Bulk-copy settings.
@@ -439,6 +454,7 @@ impl Plan {
             crate::secrets::register(&secret);
         }
         crate::mapping::target_names::register(&target_names);
+        crate::source::postgres::generated_source::set_from_source(plan.mapping.generated == GeneratedFrom::Source);
         Ok(plan)
     }
 

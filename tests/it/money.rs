@@ -42,7 +42,10 @@ async fn yen_moves(target: Target, prefix: &str) {
     assert!(check.status.success(), "{text}");
     assert!(text.contains("money") && text.contains("0 fraction digits"), "check states the money scale: {text}");
     ok(&xdb(&plan, &["snapshot"]));
-    db.exec("UPDATE prices SET amount = '250' WHERE id = 2; INSERT INTO prices VALUES (5, '7', NULL);").await;
+    db.exec(
+        "UPDATE prices SET amount = '250' WHERE id = 2; INSERT INTO prices VALUES (5, '7', ARRAY['3'::money, '-40']);",
+    )
+    .await;
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
     let got = target.rows("SELECT id, amount FROM prices WHERE id IN (1, 2, 5) ORDER BY id").await;
     let amounts: Vec<f64> = got.iter().map(|r| r[1].parse().unwrap()).collect();

@@ -14,7 +14,7 @@ use crate::support::{self, ok, spawn, wait_until, xdb, MyDb, OwnPostgres, PlanFi
 
 /// The bin directory of `major` from `XDB_PG_MATRIX` ("13=/path/bin 14=…");
 /// a missing one is a failure, never a skip.
-fn bindir(major: u32) -> PathBuf {
+pub(crate) fn bindir(major: u32) -> PathBuf {
     let matrix = support::env("XDB_PG_MATRIX");
     let found = matrix.split_whitespace().find_map(|e| {
         let (m, dir) = e.split_once('=')?;

@@ -12,7 +12,7 @@
 //! An expression the target cannot compute the same way stops `sync` with
 //! the table, the column and what to run: never a silent difference.
 
-use super::{SinkError, SinkWriter};
+use super::{SinkError, SinkWriter, TargetConn};
 use crate::mapping::{self, generated, TargetKind};
 use crate::model::{TableName, TableSchema};
 use crate::source::postgres::catalog::{load_table, TypeCache};
@@ -28,11 +28,6 @@ impl SinkWriter {
         catalog: Option<&TableSchema>,
     ) -> Result<(), SinkError> {
         let Some(current) = self.mapped.get(table).cloned() else { return Ok(()) };
-        let Some(on_target) = self.conn.column_names(table).await? else { return Ok(()) };
-        let has = |name: &str| on_target.iter().any(|n| n == name);
-        if catalog.is_some_and(|c| c.generated.iter().all(|g| has(&g.name))) {
-            return Ok(());
-        }
         let read;
         let catalog = match catalog {
             Some(c) => c,
@@ -47,6 +42,12 @@ impl SinkWriter {
                 }
             }
         };
+        // Most tables have none: the target is not asked then.
+        if catalog.generated.is_empty() {
+            return Ok(());
+        }
+        let Some(on_target) = self.target_columns(table).await? else { return Ok(()) };
+        let has = |name: &str| on_target.iter().any(|n| n == name);
         let missing: Vec<_> = catalog.generated.iter().filter(|g| !has(&g.name)).collect();
         if missing.is_empty() {
             return Ok(());
@@ -91,6 +92,31 @@ impl SinkWriter {
             self.conn.execute_batch(&[ddl], &format!("adding generated column {name} to {table}")).await?;
         }
         Ok(())
+    }
+}
+
+impl SinkWriter {
+    /// The target table's columns, waiting for the target like a batch
+    /// does (`apply_with_retry`): a Relation met while the target is away
+    /// must not end `sync`.
+    async fn target_columns(&mut self, table: &TableName) -> Result<Option<Vec<String>>, SinkError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.conn.column_names(table).await {
+                Ok(names) => return Ok(names),
+                Err(e) if e.is_retryable() => {
+                    attempt += 1;
+                    let wait = std::time::Duration::from_millis((250u64 << attempt.min(7)).min(30_000));
+                    tracing::warn!("target unavailable: {e}; retrying in {wait:?} (attempt {attempt})");
+                    tokio::time::sleep(wait).await;
+                    match TargetConn::connect(&self.url).await {
+                        Ok(c) => self.conn = c,
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

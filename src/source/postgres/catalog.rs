@@ -23,6 +23,12 @@ pub enum CatalogError {
     },
     #[error("type OID {oid} used by {what} is not in pg_type")]
     MissingType { oid: u32, what: String },
+    #[error(
+        "the plan says mapping.generated: source, which needs PostgreSQL 18 or later (it publishes stored \
+         generated columns); the source is PostgreSQL {version}: remove that line (generated columns then become \
+         generated columns of the target, when their expression translates)"
+    )]
+    GeneratedFromSourceNeeds18 { version: String },
 }
 
 /// Resolves type OIDs against `pg_type`, caching what it learnt.
@@ -135,13 +141,27 @@ pub async fn load_table(
     let replica_identity = ReplicaIdentity::from_byte(replident.as_bytes().first().copied().unwrap_or(b'd'))
         .unwrap_or(ReplicaIdentity::Default);
 
+    // `mapping.generated: source`: stored generated columns are plain
+    // columns, in their place (`generated_source`).
+    let from_source = super::generated_source::from_source();
+    if from_source {
+        let v: i32 =
+            client.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(q)?.get(0);
+        if v < super::generated_source::FIRST_VERSION {
+            let version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
+            return Err(CatalogError::GeneratedFromSourceNeeds18 { version });
+        }
+    }
+    let (plain, kept_apart) = if from_source { ("('', 's')", "('v')") } else { ("('')", "('s', 'v')") };
     let rows = client
         .query(
-            "SELECT a.attnum, a.attname::text, a.atttypid, a.atttypmod, a.attnotnull, \
-                    pg_get_expr(d.adbin, d.adrelid), a.attidentity::text \
-             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
-             ORDER BY a.attnum",
+            &format!(
+                "SELECT a.attnum, a.attname::text, a.atttypid, a.atttypmod, a.attnotnull, \
+                        pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text \
+                 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated IN {plain} \
+                 ORDER BY a.attnum"
+            ),
             &[&oid],
         )
         .await
@@ -169,11 +189,20 @@ pub async fn load_table(
 
     let mut columns = Vec::with_capacity(rows.len());
     let mut attnums = Vec::with_capacity(rows.len());
+    let mut from_source_columns = Vec::new();
     for r in &rows {
         let attnum: i16 = r.get(0);
         let type_oid: u32 = r.get(2);
         let typmod: i32 = r.get(3);
         let default: Option<String> = r.get(5);
+        if r.get::<_, String>(7) == "s" {
+            // Its values come from the source. The expression stays as the
+            // column's (never translated) default: a column added while
+            // streaming then gets the source's values in the rows the
+            // target already has, like a volatile default (invariant
+            // *schema drift*).
+            from_source_columns.push((r.get::<_, String>(1), default.clone().unwrap_or_default()));
+        }
         let identity: String = r.get(6);
         let pg_type = types.resolve(client, type_oid, typmod).await?;
         let is_serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
@@ -190,12 +219,17 @@ pub async fn load_table(
         attnums.push(attnum);
     }
     let primary_key = pk.iter().filter_map(|a| attnums.iter().position(|x| x == a)).collect();
+    if from_source {
+        super::generated_source::record(table, from_source_columns);
+    }
     let generated_rows = client
         .query(
-            "SELECT a.attname::text, a.atttypid, a.atttypmod, pg_get_expr(d.adbin, d.adrelid) \
+            &format!(
+                "SELECT a.attname::text, a.atttypid, a.atttypmod, pg_get_expr(d.adbin, d.adrelid) \
              FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '' \
-             ORDER BY a.attnum",
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated IN {kept_apart} \
+             ORDER BY a.attnum"
+            ),
             &[&oid],
         )
         .await

@@ -33,6 +33,12 @@ pub enum PublicationError {
          another publication in the plan"
     )]
     PublishesGenerated { publication: String, tables: String },
+    #[error(
+        "publication {publication} does not publish generated columns, and the plan says mapping.generated: \
+         source (their values come from the stream): run ALTER PUBLICATION {publication} SET \
+         (publish_generated_columns = stored); (as its owner) or name another publication in the plan"
+    )]
+    OmitsGenerated { publication: String },
 }
 
 fn quote(s: &str) -> String {
@@ -67,6 +73,12 @@ pub async fn ensure(
             // including partitions attached later. Without it pgoutput names
             // the leaf, which is not in the plan, and every change is lost.
             let via_root = if version >= 130000 { ", publish_via_partition_root = true" } else { "" };
+            // `mapping.generated: source` (18+, checked by the catalog reader).
+            let via_root = if super::generated_source::from_source() && version >= 180000 {
+                format!("{via_root}, publish_generated_columns = stored")
+            } else {
+                via_root.to_string()
+            };
             client
                 .batch_execute(&format!(
                     "CREATE PUBLICATION {q} FOR TABLE {list} WITH (publish = 'insert, update, delete, truncate'{via_root}); \
@@ -81,7 +93,9 @@ pub async fn ensure(
             if version >= 130000 {
                 ensure_via_root(client, name, tables).await?;
             }
-            if version >= 180000 {
+            if version >= 180000 && super::generated_source::from_source() {
+                publish_generated(client, name).await?;
+            } else if version >= 180000 {
                 refuse_published_generated(client, name, tables).await?;
             }
             if row.get::<_, bool>(0) {
@@ -185,6 +199,31 @@ async fn refuse_published_generated(client: &Client, name: &str, tables: &[Table
         return Ok(());
     }
     Err(PublicationError::PublishesGenerated { publication: name.to_string(), tables: with.join(", ") })
+}
+
+/// `mapping.generated: source`: the publication must publish stored
+/// generated columns. xdb sets it on its own publication; someone else's
+/// is refused with the statement.
+async fn publish_generated(client: &Client, name: &str) -> Result<(), PublicationError> {
+    let err =
+        |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
+    let gencols: String = client
+        .query_one("SELECT pubgencols::text FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(err)?
+        .get(0);
+    if gencols == "s" {
+        return Ok(());
+    }
+    if created_by_xdb(client, name).await.map_err(err)? {
+        client
+            .batch_execute(&format!("ALTER PUBLICATION {} SET (publish_generated_columns = stored)", quote(name)))
+            .await
+            .map_err(err)?;
+        tracing::info!(publication = name, "publishing stored generated columns (mapping.generated: source)");
+        return Ok(());
+    }
+    Err(PublicationError::OmitsGenerated { publication: name.to_string() })
 }
 
 /// True when the publication exists and carries xdb's comment.
