@@ -123,7 +123,7 @@ impl CleanupPlan {
         if self.clear_reverse_state {
             v.push(format!(
                 "delete the way back's state for slot {} on the source (its start in xdb.reverse_start, its applied \
-                 position {} in xdb.state)",
+                 position {} in xdb.state and xdb.reverse_position)",
                 plan.source.slot,
                 crate::pipeline::reverse::position_key(plan)
             ));
@@ -157,6 +157,9 @@ pub async fn execute(plan: &Plan, what: &CleanupPlan) -> Result<(), CleanupError
         }
         if has_table(&c, "xdb.state").await.map_err(q)? {
             c.execute("DELETE FROM xdb.state WHERE slot = $1", &[&key]).await.map_err(q)?;
+        }
+        if has_table(&c, "xdb.reverse_position").await.map_err(q)? {
+            c.execute("DELETE FROM xdb.reverse_position WHERE slot = $1", &[&key]).await.map_err(q)?;
         }
     }
     if what.clear_target_state {

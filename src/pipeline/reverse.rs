@@ -27,9 +27,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::reverse_position::{self, Recorded, Resume};
 use crate::check::{CheckReport, CheckSection};
 use crate::copy;
 use crate::mapping::TargetKind;
+use crate::model::Lsn;
 use crate::model::{ReplicaIdentity, Transaction};
 use crate::plan::Plan;
 use crate::plan::TargetUrl;
@@ -37,10 +39,12 @@ use crate::sink::dialect::flat_table_name;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
 use crate::source::mysql::binlog_stream::{
-    current_position, table_columns, BinlogItem, BinlogReadConfig, BinlogReader, ReverseTable,
+    binary_logs, current_position, gtid_position_at, server_identity, table_columns, BinlogItem, BinlogReadConfig,
+    BinlogReader, ReverseTable,
 };
 use crate::source::mysql::error::BinlogError;
-use crate::source::mysql::position::{BinlogPosition, MariadbGtid};
+use crate::source::mysql::gtid::GtidState;
+use crate::source::mysql::position::BinlogPosition;
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
 use crate::source::postgres::client;
 
@@ -96,7 +100,8 @@ pub fn position_key(plan: &Plan) -> String {
 }
 
 const START_DDL: &str = "CREATE SCHEMA IF NOT EXISTS xdb; CREATE TABLE IF NOT EXISTS xdb.reverse_start (\
-     slot text PRIMARY KEY, binlog_file text NOT NULL, binlog_pos bigint NOT NULL, gtid text, recorded_at timestamptz NOT NULL DEFAULT now())";
+     slot text PRIMARY KEY, binlog_file text NOT NULL, binlog_pos bigint NOT NULL, gtid text, recorded_at timestamptz NOT NULL DEFAULT now()); \
+     ALTER TABLE xdb.reverse_start ADD COLUMN IF NOT EXISTS server text";
 
 /// Why there is no way back from this target (None: MySQL/MariaDB, built).
 pub fn unsupported_target(plan: &Plan) -> Option<&'static str> {
@@ -141,24 +146,38 @@ pub async fn record_switch_point(plan: &Plan) -> Result<BinlogPosition, ReverseE
         return Err(ReverseError::Refused(why.into()));
     }
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
-    let (mut conn, _, label) = mysql_conn(plan).await?;
+    let (mut conn, mariadb, label) = mysql_conn(plan).await?;
     let pos = current_position(&mut conn, &label).await?;
+    let server = server_identity(&mut conn, mariadb, &label).await?;
     pg.batch_execute(START_DDL)
         .await
         .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_start".into(), source })?;
+    pg.batch_execute(&format!(
+        "SET client_min_messages = warning; {}; RESET client_min_messages",
+        reverse_position::DDL
+    ))
+    .await
+    .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
     pg.execute(
-        "INSERT INTO xdb.reverse_start (slot, binlog_file, binlog_pos, gtid) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO xdb.reverse_start (slot, binlog_file, binlog_pos, gtid, server) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (slot) DO UPDATE SET binlog_file = excluded.binlog_file, binlog_pos = excluded.binlog_pos, \
-         gtid = excluded.gtid, recorded_at = now()",
-        &[&plan.source.slot, &pos.file, &(pos.pos as i64), &pos.gtid.map(|g| g.to_string())],
+         gtid = excluded.gtid, server = excluded.server, recorded_at = now()",
+        &[&plan.source.slot, &pos.file, &(pos.pos as i64), &pos.gtid.as_ref().map(|g| g.to_string()), &server],
     )
     .await
     .map_err(|source| ReverseError::Source { context: "recording the reverse start".into(), source })?;
     // A new start makes an older applied position meaningless.
-    pg.execute("DELETE FROM xdb.state WHERE slot = $1", &[&position_key(plan)])
-        .await
-        .or_else(|e| if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) { Ok(0) } else { Err(e) })
-        .map_err(|source| ReverseError::Source { context: "forgetting an older reverse position".into(), source })?;
+    for sql in ["DELETE FROM xdb.state WHERE slot = $1", "DELETE FROM xdb.reverse_position WHERE slot = $1"] {
+        pg.execute(sql, &[&position_key(plan)])
+            .await
+            .or_else(
+                |e| if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) { Ok(0) } else { Err(e) },
+            )
+            .map_err(|source| ReverseError::Source {
+                context: "forgetting an older reverse position".into(),
+                source,
+            })?;
+    }
     Ok(pos)
 }
 
@@ -215,14 +234,32 @@ pub(super) async fn read_start(
     plan: &Plan,
     pg: &tokio_postgres::Client,
 ) -> Result<Option<BinlogPosition>, ReverseError> {
+    Ok(read_start_on(plan, pg).await?.map(|r| r.position))
+}
+
+/// The recorded start with the server it was read on.
+async fn read_start_on(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Option<Recorded>, ReverseError> {
+    // Starts recorded before the server was kept have no such column.
+    let _ = pg
+        .batch_execute(
+            "SET client_min_messages = warning; ALTER TABLE xdb.reverse_start ADD COLUMN IF NOT EXISTS server text; \
+             RESET client_min_messages",
+        )
+        .await;
     let row = pg
-        .query_opt("SELECT binlog_file, binlog_pos, gtid FROM xdb.reverse_start WHERE slot = $1", &[&plan.source.slot])
+        .query_opt(
+            "SELECT binlog_file, binlog_pos, gtid, server FROM xdb.reverse_start WHERE slot = $1",
+            &[&plan.source.slot],
+        )
         .await;
     match row {
-        Ok(r) => Ok(r.map(|r| BinlogPosition {
-            file: r.get(0),
-            pos: r.get::<_, i64>(1) as u64,
-            gtid: r.get::<_, Option<String>>(2).as_deref().and_then(MariadbGtid::parse),
+        Ok(r) => Ok(r.map(|r| Recorded {
+            position: BinlogPosition {
+                file: r.get(0),
+                pos: r.get::<_, i64>(1) as u64,
+                gtid: r.get::<_, Option<String>>(2).as_deref().and_then(GtidState::parse),
+            },
+            server: r.get(3),
         })),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
         Err(source) => Err(ReverseError::Source { context: "reading xdb.reverse_start".into(), source }),
@@ -237,7 +274,13 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     }
     let mut failures = 0u32;
     loop {
-        match Box::pin(stream_once(plan, options)).await {
+        let began = std::time::Instant::now();
+        let r = Box::pin(stream_once(plan, options)).await;
+        // A stream that ran a while before failing starts the back-off anew.
+        if began.elapsed() > Duration::from_secs(60) {
+            failures = 0;
+        }
+        match r {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
                 failures += 1;
@@ -253,6 +296,67 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     }
 }
 
+/// Where the dump starts (module `reverse_position`): the binlog position,
+/// whether by its GTID, the writer's applied ordinal, and this server's
+/// identity.
+async fn resume_point(
+    plan: &Plan,
+    pg: &tokio_postgres::Client,
+    my: &mut mysql_async::Conn,
+    mariadb: bool,
+    label: &str,
+    start: &Recorded,
+    stored: Option<Lsn>,
+) -> Result<(BinlogPosition, bool, Lsn, String), ReverseError> {
+    let key = position_key(plan);
+    let start_ordinal = start
+        .position
+        .ordinal()
+        .ok_or_else(|| ReverseError::Refused(format!("bad binlog position {}", start.position)))?;
+    let mut at = match reverse_position::read(pg, &key).await? {
+        Some(r) => r,
+        // Applied before positions were recorded with their GTID: the
+        // ordinal, on the start's server.
+        None => match stored.filter(|s| *s > start_ordinal) {
+            Some(s) => Recorded {
+                position: BinlogPosition::from_ordinal(s, &start.position.file)
+                    .ok_or_else(|| ReverseError::Refused(format!("bad applied position {s}")))?,
+                server: start.server.clone(),
+            },
+            None => start.clone(),
+        },
+    };
+    let here = server_identity(my, mariadb, label).await?;
+    let logs = binary_logs(my, label).await?;
+    let resume = reverse_position::decide(&at, &here, &logs).map_err(ReverseError::Refused)?;
+    if at.position.gtid.is_none() && resume == Resume::FilePos && mariadb {
+        // Recorded without one: MariaDB tells the GTID position of any
+        // file:offset it still has, so GTIDs are kept from here on.
+        at.position.gtid = gtid_position_at(my, &at.position.file, at.position.pos).await;
+    }
+    let applied = stored.unwrap_or(start_ordinal).max(start_ordinal);
+    match resume {
+        Resume::FilePos => Ok((at.position, false, applied, here)),
+        Resume::Gtid { failover: false } => Ok((at.position, true, applied, here)),
+        Resume::Gtid { failover: true } => {
+            // Another server's binlog: its file numbers start elsewhere,
+            // so the ordered position starts again (the GTID position is
+            // what says what is applied). Only this stream writes it (it
+            // holds the advisory lock).
+            tracing::warn!(
+                from = %at.position,
+                was = at.server.as_deref().unwrap_or_default(),
+                now = %here,
+                "the target is another server (a failover): resuming at the GTID position"
+            );
+            pg.execute("DELETE FROM xdb.state WHERE slot = $1", &[&key])
+                .await
+                .map_err(|source| ReverseError::Source { context: "resetting the reverse position".into(), source })?;
+            Ok((at.position, true, Lsn(0), here))
+        }
+    }
+}
+
 /// Replica server id announced by the reader: fixed per plan, so a
 /// restarted reader replaces its predecessor's dump thread on the server.
 fn server_id(plan: &Plan) -> u32 {
@@ -264,7 +368,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
     forward_stopped(plan, &pg).await?;
     only_reverse_stream(plan, &pg).await?;
-    let Some(start) = read_start(plan, &pg).await? else {
+    let Some(start) = read_start_on(plan, &pg).await? else {
         return Err(ReverseError::Refused(format!(
             "no reverse start is recorded for slot {}: run the cutover up to its `start_reverse` step, or — once the \
              forward `xdb sync` has applied everything and is stopped, with the source frozen — \
@@ -326,18 +430,23 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     rplan.mapping = Default::default();
     let mut target = TargetConn::connect(&rplan.target.url).await?;
     target.ensure_state_tables().await?;
-    let applied = target.read_position(&rplan.source.slot).await?.map(|p| p.applied_lsn);
-    let start_ordinal = start.ordinal().ok_or_else(|| ReverseError::Refused(format!("bad binlog position {start}")))?;
-    let applied = applied.unwrap_or(start_ordinal).max(start_ordinal);
-    let from = BinlogPosition::from_ordinal(applied, &start.file)
-        .ok_or_else(|| ReverseError::Refused(format!("bad applied position {applied}")))?;
+    pg.batch_execute(&format!(
+        "SET client_min_messages = warning; {}; RESET client_min_messages",
+        reverse_position::DDL
+    ))
+    .await
+    .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
+    let stored = target.read_position(&rplan.source.slot).await?.map(|p| p.applied_lsn);
+    let (from, by_gtid, applied, here) = resume_point(plan, &pg, &mut my, mariadb, &label, &start, stored).await?;
     let mapped =
         copy::map_tables(&rplan, &TargetKind::Postgres, &schemas).map_err(|e| ReverseError::Refused(e.to_string()))?;
     let mut writer = SinkWriter::new(target, TargetKind::Postgres, &rplan, mapped, HashMap::new(), applied)?;
+    let key = position_key(plan);
 
     let config = BinlogReadConfig {
         server_id: server_id(plan),
         start: from.clone(),
+        by_gtid,
         database,
         tables,
         until_end: options.until_caught_up,
@@ -346,6 +455,9 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     };
     let (side, _, _) = mysql_conn(plan).await?;
     let mut reader = BinlogReader::open(my, side, config).await?;
+    if by_gtid {
+        tracing::info!(from = %from, "the binlog file is not usable here: resuming at the GTID position");
+    }
     tracing::info!(from = %from, "streaming the target's changes back to the original source");
 
     // Bounded by rows, not items: many small target transactions may wait
@@ -385,11 +497,14 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                         writer.apply_part(&part).await?;
                     }
                     BinlogItem::Transaction(t) if in_parts => {
+                        let (sql, p) = reverse_position::companion(&key, &t.position, &here);
+                        writer.set_position_companion(sql, p);
                         writer.apply_part(&t.tx).await?;
                         writer.commit_parts(t.tx.end_lsn, t.tx.commit_time_micros).await?;
                         in_parts = false;
                     }
                     BinlogItem::Transaction(t) => {
+                        let mut last = t.position;
                         batch.push(t.tx);
                         // What has piled up, up to ~5,000 rows, goes in one
                         // source transaction; a part comes after it.
@@ -399,6 +514,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                             match tx_recv.try_recv() {
                                 Ok((BinlogItem::Transaction(t), p)) => {
                                     rows += t.tx.changes.len();
+                                    last = t.position;
                                     batch.push(t.tx);
                                     permits.push(p);
                                 }
@@ -410,6 +526,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                                 Err(_) => break,
                             }
                         }
+                        let (sql, p) = reverse_position::companion(&key, &last, &here);
+                        writer.set_position_companion(sql, p);
                         writer.apply_with_retry(&batch).await?;
                         batch.clear();
                         if let Some(BinlogItem::Part { changes, at }) = next {

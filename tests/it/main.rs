@@ -17,6 +17,7 @@ mod plan_errors;
 mod readme;
 mod replication;
 mod reverse;
+mod reverse_gtid;
 mod schema;
 mod stream_safety;
 mod sync;

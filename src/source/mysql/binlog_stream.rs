@@ -29,6 +29,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 
 use super::error::BinlogError;
+use super::gtid::{Gtid, GtidState};
 use super::position::{BinlogPosition, MariadbGtid};
 use super::value::{display, to_source_value};
 use crate::model::{Change, Row, TableSchema, Transaction, Value};
@@ -81,6 +82,10 @@ pub struct BinlogReadConfig {
     pub database: String,
     /// The plan tables by target table name.
     pub tables: HashMap<String, ReverseTable>,
+    /// Start from `start.gtid` (the server finds the place in its binlog)
+    /// instead of `start.file`/`start.pos`: the file was purged, or the
+    /// target is another server after a failover.
+    pub by_gtid: bool,
     /// End at the end of the binlog as it is now instead of waiting.
     pub until_end: bool,
     pub mariadb: bool,
@@ -88,7 +93,7 @@ pub struct BinlogReadConfig {
 }
 
 struct Pending {
-    gtid: Option<MariadbGtid>,
+    gtid: Option<Gtid>,
     changes: Vec<Change>,
     standalone: bool,
 }
@@ -100,6 +105,9 @@ pub struct BinlogReader {
     config: BinlogReadConfig,
     file: String,
     pending: Option<Pending>,
+    /// The GTID position after the last transaction read (None: the
+    /// server has no GTIDs, or the start's position is not known).
+    gtid: Option<GtidState>,
 }
 
 impl BinlogReader {
@@ -123,16 +131,41 @@ impl BinlogReader {
             .await
             .map_err(|e| BinlogError::driver(&label, "setting the heartbeat", e))?;
         let file = config.start.file.clone();
-        let mut req =
-            BinlogStreamRequest::new(config.server_id).with_filename(file.as_bytes()).with_pos(config.start.pos);
+        let gtid = config.start.gtid.clone();
+        let sids = gtid.as_ref().map(|g| g.mysql_sids()).unwrap_or_default();
+        let mut req = BinlogStreamRequest::new(config.server_id);
+        match (&gtid, config.by_gtid) {
+            (Some(state), true) if state.is_mariadb() => {
+                // MariaDB starts a dump at the replica's GTID position when
+                // `@slave_connect_state` is set; the file name and offset
+                // are then ignored. Not strict: the position's domains may
+                // carry GTIDs of servers that no longer write.
+                let sql = format!(
+                    "SET @slave_connect_state = '{state}', @slave_gtid_strict_mode = 0, @slave_gtid_ignore_duplicates = 0"
+                );
+                conn.query_drop(sql)
+                    .await
+                    .map_err(|e| BinlogError::driver(&label, "setting the GTID start position", e))?;
+                req = req.with_filename(b"").with_pos(4u64);
+            }
+            (Some(_), true) => {
+                // MySQL: COM_BINLOG_DUMP_GTID with the set already applied.
+                req = req.with_gtid().with_gtid_set(sids).with_filename(b"").with_pos(4u64);
+            }
+            _ => req = req.with_filename(file.as_bytes()).with_pos(config.start.pos),
+        }
         if config.until_end {
             req = req.with_non_blocking();
         }
-        let stream = conn
-            .get_binlog_stream(req)
-            .await
-            .map_err(|e| BinlogError::driver(&label, &format!("starting the binlog dump at {}", config.start), e))?;
-        Ok(BinlogReader { stream, side, config, file, pending: None })
+        let stream = conn.get_binlog_stream(req).await.map_err(|e| {
+            let at = if config.by_gtid {
+                format!("GTID {}", config.start.gtid.as_ref().map(|g| g.to_string()).unwrap_or_default())
+            } else {
+                config.start.to_string()
+            };
+            BinlogError::driver(&label, &format!("starting the binlog dump at {at}"), e)
+        })?;
+        Ok(BinlogReader { stream, side, config, file, pending: None, gtid })
     }
 
     /// The next committed transaction touching the plan (or an empty one
@@ -142,7 +175,12 @@ impl BinlogReader {
         loop {
             let Some(event) = self.stream.next().await else {
                 tracing::debug!("the binlog stream ended");
-                return Ok(None);
+                if self.config.until_end {
+                    return Ok(None);
+                }
+                // A dump without an end only ends when the server goes
+                // (a clean shutdown ends it with EOF): read again.
+                return Err(BinlogError::Ended { target: self.config.label.clone() });
             };
             if let Err(e) = &event {
                 tracing::debug!("binlog stream error: {e:?}");
@@ -164,7 +202,7 @@ impl BinlogReader {
             let commit_time = header.timestamp() as i64 * 1_000_000;
             if header.event_type_raw() == MARIADB_GTID_EVENT {
                 let body = event.data();
-                let gtid = MariadbGtid::from_event_body(body, header.server_id());
+                let gtid = MariadbGtid::from_event_body(body, header.server_id()).map(Gtid::Mariadb);
                 let standalone = body.get(12).is_some_and(|f| f & FL_STANDALONE != 0);
                 self.pending = Some(Pending { gtid, changes: Vec::new(), standalone });
                 continue;
@@ -176,11 +214,18 @@ impl BinlogReader {
                 Some(EventData::RotateEvent(r)) => {
                     self.file = rotate_file_name(&r.name(), &self.config.start.file);
                 }
+                Some(EventData::GtidEvent(g)) => {
+                    // MySQL: a GTID event opens every transaction; a BEGIN
+                    // follows unless it is a lone statement (DDL).
+                    let gtid = Some(Gtid::from_mysql_event(&g));
+                    self.pending = Some(Pending { gtid, changes: Vec::new(), standalone: true });
+                }
                 Some(EventData::QueryEvent(q)) => {
                     let sql = q.query().trim().to_string();
                     if sql.eq_ignore_ascii_case("BEGIN") {
-                        if self.pending.is_none() {
-                            self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false });
+                        match self.pending.as_mut() {
+                            Some(p) => p.standalone = false,
+                            None => self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false }),
                         }
                     } else if sql.eq_ignore_ascii_case("COMMIT") {
                         return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
@@ -235,7 +280,10 @@ impl BinlogReader {
         xid: u64,
     ) -> Result<BinlogTransaction, BinlogError> {
         let p = self.pending.take().unwrap_or(Pending { gtid: None, changes: Vec::new(), standalone: false });
-        end.gtid = p.gtid;
+        if let (Some(state), Some(g)) = (self.gtid.as_mut(), p.gtid.as_ref()) {
+            state.add(g);
+        }
+        end.gtid = self.gtid.clone();
         // Never a made-up position: a transaction without one could not be
         // told applied or not after a restart.
         let lsn = end.ordinal().ok_or_else(|| {
@@ -362,8 +410,10 @@ pub async fn table_columns(
     .map_err(|e| BinlogError::driver(label, "reading the target's columns", e))
 }
 
-/// The server's current binlog end: `SHOW MASTER STATUS` and, on MariaDB,
-/// `@@gtid_binlog_pos`.
+/// The server's current binlog end: `SHOW MASTER STATUS`, with the GTID
+/// position at exactly that point (MariaDB: `BINLOG_GTID_POS` of the file
+/// and offset; MySQL with `gtid_mode = ON`: the status's executed set, read
+/// in the same statement).
 pub async fn current_position(conn: &mut mysql_async::Conn, label: &str) -> Result<BinlogPosition, BinlogError> {
     // MySQL 8.4 removed SHOW MASTER STATUS (a syntax error there, 1064)
     // for SHOW BINARY LOG STATUS, which MariaDB 10.x does not know.
@@ -381,10 +431,49 @@ pub async fn current_position(conn: &mut mysql_async::Conn, label: &str) -> Resu
     };
     let file: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or_default();
-    let gtid: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.unwrap_or(None);
-    // Only a single-domain position is one GTID.
-    let gtid = gtid.as_deref().filter(|g| !g.contains(',')).and_then(MariadbGtid::parse);
+    let mysql_set: Option<String> = (row.len() > 4).then(|| row.get::<Option<String>, _>(4).flatten()).flatten();
+    let gtid = match mysql_set {
+        // MySQL: an empty set with gtid_mode OFF means no GTIDs at all.
+        Some(set) => match gtid_mode_on(conn).await {
+            true => GtidState::parse_mysql(&set),
+            false => None,
+        },
+        None => gtid_position_at(conn, &file, pos).await,
+    };
     Ok(BinlogPosition { file, pos, gtid })
+}
+
+/// MariaDB: the GTID position at a binlog file and offset (None on MySQL,
+/// or when the file is gone).
+pub async fn gtid_position_at(conn: &mut mysql_async::Conn, file: &str, pos: u64) -> Option<GtidState> {
+    let g: Option<Option<String>> = conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos)).await.ok().flatten();
+    g.flatten().as_deref().and_then(GtidState::parse_mariadb)
+}
+
+async fn gtid_mode_on(conn: &mut mysql_async::Conn) -> bool {
+    let mode: Option<Option<String>> = conn.query_first("SELECT @@GLOBAL.gtid_mode").await.ok().flatten();
+    mode.flatten().is_some_and(|m| m.eq_ignore_ascii_case("ON"))
+}
+
+/// Which server this is: MariaDB's `server_id` (unique among the servers
+/// of one replication topology), MySQL's `server_uuid`. A different one
+/// than where the position was read means a failover: file:offset is
+/// meaningless there.
+pub async fn server_identity(conn: &mut mysql_async::Conn, mariadb: bool, label: &str) -> Result<String, BinlogError> {
+    let sql = if mariadb { "SELECT CONCAT('server_id ', @@GLOBAL.server_id)" } else { "SELECT @@GLOBAL.server_uuid" };
+    let id: Option<String> = conn.query_first(sql).await.map_err(|e| BinlogError::driver(label, sql, e))?;
+    Ok(id.unwrap_or_default())
+}
+
+/// The binlog files the server still has, oldest first, with their sizes.
+pub async fn binary_logs(conn: &mut mysql_async::Conn, label: &str) -> Result<Vec<(String, u64)>, BinlogError> {
+    Ok(conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| BinlogError::driver(label, "SHOW BINARY LOGS", e))?
+        .into_iter()
+        .map(|r: mysql_async::Row| (r.get::<String, _>(0).unwrap_or_default(), r.get::<u64, _>(1).unwrap_or(0)))
+        .collect())
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pub enum BinlogError {
         #[source]
         source: std::io::Error,
     },
+    /// The server ended the binlog dump (it is shutting down).
+    #[error("{target}: the server ended the binlog stream")]
+    Ended { target: String },
     #[error("{0}")]
     Setup(String),
     /// A schema change on the target while its changes flow back: the
@@ -46,6 +49,7 @@ impl BinlogError {
             BinlogError::Driver { source, .. } => error_policy::mysql(source).is_transient(),
             BinlogError::Connect { retry, .. } => retry.is_transient(),
             BinlogError::Decode { source, .. } => error_policy::io_kind(source.kind()).is_transient(),
+            BinlogError::Ended { .. } => true,
             _ => false,
         }
     }
