@@ -39,8 +39,8 @@ use crate::sink::dialect::flat_table_name;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
 use crate::source::mysql::binlog_stream::{
-    binary_logs, current_position, gtid_position_at, server_identity, table_columns, BinlogItem, BinlogReadConfig,
-    BinlogReader, ReverseTable,
+    binary_logs, current_position, gtid_position_at, server_identity, table_columns, table_enums, BinlogItem,
+    BinlogReadConfig, BinlogReader, ReverseTable,
 };
 use crate::source::mysql::error::BinlogError;
 use crate::source::mysql::gtid::GtidState;
@@ -419,7 +419,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                 missing.name, s.name
             )));
         }
-        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols });
+        let enums = table_enums(&mut my, &database, &name, &label).await?;
+        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols, enums });
     }
 
     // The writer: the original source as a PostgreSQL target.

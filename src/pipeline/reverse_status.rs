@@ -28,7 +28,13 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     };
     let _ = writeln!(out, "reverse start:   {start}");
     let mut source = TargetConn::connect(&TargetUrl::Postgres(plan.source.url.clone())).await?;
-    let applied = source.read_position(&position_key(plan)).await?;
+    // Before the first `sync --reverse` the state table may not exist yet.
+    let has_state: bool = pg
+        .query_one("SELECT to_regclass('xdb.state') IS NOT NULL", &[])
+        .await
+        .map_err(|source| ReverseError::Source { context: "looking for xdb.state".into(), source })?
+        .get(0);
+    let applied = if has_state { source.read_position(&position_key(plan)).await? } else { None };
     let t = TargetConn::connect(&plan.target.url).await?;
     let label = t.label();
     let TargetConn::Mysql(crate::sink::mysql::MysqlConn { mut conn, mariadb, .. }) = t else {

@@ -273,6 +273,11 @@ async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("ALTER TABLE flags ADD COLUMN added INT"), "{}", out(&o));
     assert!(out(&o).contains("run the equivalent statement on the original PostgreSQL source"), "{}", out(&o));
+    assert!(
+        out(&o).contains("table flags (source public.flags): column added (int(11)) was added; on the original source run: ALTER TABLE public.flags ADD COLUMN added integer;"),
+        "{}",
+        out(&o)
+    );
     // Restarted after the change, it refuses before reading anything.
     let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));

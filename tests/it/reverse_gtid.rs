@@ -143,6 +143,15 @@ async fn gtid_positions_are_recorded_and_resume_after_the_binlog_is_purged() {
     assert!(out(&o).contains("no GTID position was recorded"), "{}", out(&o));
     src.execute("UPDATE xdb.reverse_position SET gtid = $1", &[&gtid]).await.unwrap();
 
+    // Binlogs that expire before the way back catches up are warned about.
+    c.query_drop("SET GLOBAL binlog_expire_logs_seconds = 4").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = xdb(&plan, &["status", "--reverse"]);
+    assert!(out(&st).contains("WARNING: the way back is") && out(&st).contains("expire after 4 s"), "{}", out(&st));
+    let ck = xdb(&plan, &["check", "--reverse"]);
+    assert!(out(&ck).contains("binlogs expire after 4 s"), "{}", out(&ck));
+    c.query_drop("SET GLOBAL binlog_expire_logs_seconds = 0").await.unwrap();
+
     // With it, the server finds the place: nothing missing, nothing twice.
     let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
     ok(&o);

@@ -25,9 +25,11 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 
+use super::ddl_back;
 use super::error::BinlogError;
 use super::gtid::{Gtid, GtidState};
 use super::position::{BinlogPosition, MariadbGtid};
@@ -50,6 +52,9 @@ pub struct ReverseTable {
     pub columns: Vec<usize>,
     /// The target column names, in table order.
     pub names: Vec<String>,
+    /// For each target column that is an ENUM, its labels in the target's
+    /// order: the binlog carries an ENUM value as its 1-based index.
+    pub enums: Vec<Option<Vec<String>>>,
 }
 
 /// Changes per part of a large transaction.
@@ -236,10 +241,14 @@ impl BinlogReader {
                         // restart after the operator ran the equivalent on
                         // the original source maps the new shape, and the
                         // same statement read again then passes.
-                        if (q.schema() == self.config.database || mentions(&sql, &self.config.database))
-                            && self.shape_changed().await?
-                        {
-                            return Err(BinlogError::SchemaChange { position: end.to_string(), statement: sql });
+                        if q.schema() == self.config.database || mentions(&sql, &self.config.database) {
+                            if let Some(detail) = self.shape_changed().await? {
+                                return Err(BinlogError::SchemaChange {
+                                    position: end.to_string(),
+                                    statement: sql,
+                                    detail,
+                                });
+                            }
                         }
                         if self.pending.as_ref().is_some_and(|p| p.standalone) {
                             return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
@@ -261,16 +270,26 @@ impl BinlogReader {
         }
     }
 
-    /// Whether a plan table's columns on the target differ from the ones
-    /// this reader maps (read on a second connection).
-    async fn shape_changed(&mut self) -> Result<bool, BinlogError> {
+    /// A plan table whose columns on the target differ from the ones this
+    /// reader maps (read on a second connection): the table, the columns
+    /// and the statement for the original source.
+    async fn shape_changed(&mut self) -> Result<Option<String>, BinlogError> {
         for (name, t) in &self.config.tables {
             let now = table_columns(&mut self.side, &self.config.database, name, &self.config.label).await?;
             if now != t.names {
-                return Ok(true);
+                let typed: Vec<(String, String)> = self
+                    .side
+                    .exec(
+                        "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+                         AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                        (&self.config.database, name),
+                    )
+                    .await
+                    .map_err(|e| BinlogError::driver(&self.config.label, "reading the target's columns", e))?;
+                return Ok(Some(ddl_back::describe(name, &t.schema.name.to_string(), &t.names, &typed)));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     fn commit(
@@ -313,9 +332,11 @@ impl BinlogReader {
         if rows.num_columns() as usize != table.columns.len() {
             return Err(BinlogError::SchemaChange {
                 position: at.to_string(),
-                statement: format!(
-                    "(table {} now has {} columns on the target, {} when sync --reverse started)",
+                statement: "(not in the binlog)".into(),
+                detail: format!(
+                    "table {} (source {}) now has {} columns on the target, {} when sync --reverse started",
                     tme.table_name(),
+                    table.schema.name,
                     rows.num_columns(),
                     table.columns.len()
                 ),
@@ -354,7 +375,18 @@ fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Res
     let mut out: Row = vec![Value::Null; s.columns.len()];
     for (binlog_col, &src) in table.columns.iter().enumerate() {
         let col = &s.columns[src];
-        out[src] = to_source_value(row.as_ref(binlog_col), &col.pg_type).map_err(|reason| {
+        let labels = table.enums.get(binlog_col).and_then(|l| l.as_ref());
+        let label = labels.and_then(|l| enum_label(row.as_ref(binlog_col), l));
+        let value = match &label {
+            Some(Ok(text)) => Some(BinlogValue::Value(mysql_async::Value::Bytes(text.clone().into_bytes()))),
+            _ => None,
+        };
+        let value = value.as_ref().or(row.as_ref(binlog_col));
+        let converted = match label {
+            Some(Err(reason)) => Err(reason),
+            _ => to_source_value(value, &col.pg_type),
+        };
+        out[src] = converted.map_err(|reason| {
             let key: Vec<String> = s
                 .primary_key
                 .iter()
@@ -371,6 +403,68 @@ fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Res
         })?;
     }
     Ok(out)
+}
+
+/// An ENUM value's label: the binlog holds its 1-based index in the
+/// target's list (None: not an index, converted as it is).
+fn enum_label(v: Option<&BinlogValue<'_>>, labels: &[String]) -> Option<Result<String, String>> {
+    let i = match v? {
+        BinlogValue::Value(mysql_async::Value::Int(i)) => *i,
+        BinlogValue::Value(mysql_async::Value::UInt(u)) => *u as i64,
+        _ => return None,
+    };
+    Some(match usize::try_from(i).ok().and_then(|i| i.checked_sub(1)).and_then(|i| labels.get(i)) {
+        Some(l) => Ok(l.clone()),
+        None => {
+            Err(format!("ENUM index {i} is not one of the target's {} labels (the empty invalid value?)", labels.len()))
+        }
+    })
+}
+
+/// The labels of a MySQL `enum('a','b''c')` column type, in order.
+pub fn parse_enum_labels(column_type: &str) -> Option<Vec<String>> {
+    let inner = column_type.trim().strip_prefix("enum(")?.strip_suffix(')')?;
+    let mut out = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        match chars.next() {
+            Some('\'') => {}
+            None => break,
+            Some(',') | Some(' ') => continue,
+            Some(_) => return None,
+        }
+        let mut label = String::new();
+        loop {
+            match chars.next()? {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    label.push('\'');
+                }
+                '\'' => break,
+                '\\' => label.push(chars.next()?),
+                c => label.push(c),
+            }
+        }
+        out.push(label);
+    }
+    Some(out)
+}
+
+/// For each column of a target table, its ENUM labels if it is one.
+pub async fn table_enums(
+    conn: &mut mysql_async::Conn,
+    database: &str,
+    table: &str,
+    label: &str,
+) -> Result<Vec<Option<Vec<String>>>, BinlogError> {
+    let types: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (database, table),
+        )
+        .await
+        .map_err(|e| BinlogError::driver(label, "reading the target's column types", e))?;
+    Ok(types.iter().map(|t| parse_enum_labels(t)).collect())
 }
 
 /// The file named by a Rotate event. The first (artificial) Rotate comes
@@ -486,6 +580,15 @@ mod tests {
         // grew past 900 MB): the name is still the file's.
         assert_eq!(super::rotate_file_name("binlog.000001W.\u{fffd}C", "binlog.000001"), "binlog.000001");
         assert_eq!(super::rotate_file_name("my.bin.000007.9x", "my.bin.000001"), "my.bin.000007");
+    }
+
+    #[test]
+    fn enum_labels_parse_with_quotes() {
+        assert_eq!(
+            super::parse_enum_labels("enum('new','it''s','a,b')").unwrap(),
+            vec!["new".to_string(), "it's".into(), "a,b".into()]
+        );
+        assert_eq!(super::parse_enum_labels("varchar(10)"), None);
     }
 
     #[test]

@@ -29,10 +29,10 @@ pub enum BinlogError {
     /// A schema change on the target while its changes flow back: the
     /// original source does not follow it by itself.
     #[error(
-        "a schema change was made on the target at {position}: `{statement}`; run the equivalent \
+        "a schema change was made on the target at {position}: `{statement}`: {detail} — run the equivalent \
          statement on the original PostgreSQL source, then restart `xdb sync --reverse`"
     )]
-    SchemaChange { position: String, statement: String },
+    SchemaChange { position: String, statement: String, detail: String },
     /// A value that cannot be written back exactly (invariant *lossy values*
     /// in reverse: reported, never guessed).
     #[error("table {table}, column {column}, key {key}: {reason} (at {position}); the change was not applied")]

@@ -8,10 +8,13 @@
 //! - `binlog_stream.rs`: whole committed transactions from the binlog;
 //! - `value.rs`: binlog values back to the original PostgreSQL types;
 //! - `error.rs`: typed errors with their retry decision by error number;
+//! - `ddl_back.rs`: a schema change on the target told as table, columns
+//!   and the statement for the original source;
 //! - `check.rs`: the server settings and privileges the binlog read needs.
 
 pub mod binlog_stream;
 pub mod check;
+pub mod ddl_back;
 pub mod error;
 pub mod gtid;
 pub mod position;

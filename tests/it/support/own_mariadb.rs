@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{as_dev, unique};
 
-const PW: &str = "xdb-own-my-pw";
+pub const PW: &str = "xdb-own-my-pw";
 
 pub struct OwnMariaDb {
     dir: PathBuf,
