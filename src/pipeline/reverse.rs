@@ -111,9 +111,7 @@ pub fn unsupported_target(plan: &Plan) -> Option<&'static str> {
             "a SQLite file has no change log (no binlog, no WAL that can be read as changes), so writes made on it \
              after the switch cannot be streamed back: there is no way back from a SQLite target",
         ),
-        TargetUrl::Postgres(_) => Some(
-            "reverse replication from a PostgreSQL target is not built yet (only MySQL/MariaDB targets have a way back)",
-        ),
+        TargetUrl::Postgres(_) => None,
     }
 }
 
@@ -131,7 +129,7 @@ async fn mysql_conn(plan: &Plan) -> Result<(mysql_async::Conn, bool, String), Re
 /// reverse start. Refused while the forward slot is streaming (xdb cannot
 /// tell here that it applied everything: the operator runs it after `sync
 /// --until-caught-up` on a frozen source).
-pub async fn record_start(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
+pub async fn record_start(plan: &Plan) -> Result<String, ReverseError> {
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
     forward_stopped(plan, &pg).await?;
     record_switch_point(plan).await
@@ -141,9 +139,13 @@ pub async fn record_start(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
 /// as the reverse start. The runbook guarantees the source is frozen and
 /// the target caught up (the forward stream may still be running: with the
 /// source frozen it applies nothing more to the plan's tables).
-pub async fn record_switch_point(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
+pub async fn record_switch_point(plan: &Plan) -> Result<String, ReverseError> {
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
+    }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        let at = super::reverse_pg::record_switch_point(plan).await?;
+        return Ok(format!("{at} (slot {} on the target)", super::reverse_pg::slot(plan)));
     }
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
     let (mut conn, mariadb, label) = mysql_conn(plan).await?;
@@ -178,12 +180,12 @@ pub async fn record_switch_point(plan: &Plan) -> Result<BinlogPosition, ReverseE
                 source,
             })?;
     }
-    Ok(pos)
+    Ok(pos.to_string())
 }
 
 /// Refuses while the forward stream holds the plan's slot: its next
 /// confirmations would carry the reverse writes forward again.
-async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
+pub(super) async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
     // A forward sync that just ended leaves the slot active until its
     // walsender notices: give it a few seconds before refusing.
     for attempt in 0..10 {
@@ -271,6 +273,9 @@ async fn read_start_on(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Optio
 pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseError> {
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
+    }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        return super::reverse_pg::run(plan, options).await;
     }
     let mut failures = 0u32;
     loop {
@@ -577,11 +582,15 @@ pub async fn check(plan: &Plan) -> CheckReport {
         report.sections.push(s);
         return report;
     }
-    match mysql_conn(plan).await {
-        Ok((mut conn, mariadb, _)) => {
-            crate::source::mysql::check::binlog_settings(&mut conn, mariadb, &mut s).await;
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        super::reverse_pg::check(plan, &mut s).await;
+    } else {
+        match mysql_conn(plan).await {
+            Ok((mut conn, mariadb, _)) => {
+                crate::source::mysql::check::binlog_settings(&mut conn, mariadb, &mut s).await;
+            }
+            Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
         }
-        Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
     }
     match client::connect(&plan.source.url, "xdb check --reverse").await {
         Ok(pg) => match read_start(plan, &pg).await {

@@ -19,6 +19,9 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
     }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        return super::reverse_pg::status(plan).await;
+    }
     let mut out = String::new();
     let pg = client::connect(&plan.source.url, "xdb status --reverse").await?;
     let Some(start) = read_start(plan, &pg).await? else {

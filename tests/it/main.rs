@@ -18,6 +18,7 @@ mod readme;
 mod replication;
 mod reverse;
 mod reverse_gtid;
+mod reverse_pg;
 mod reverse_runbook;
 mod schema;
 mod stream_safety;
