@@ -275,7 +275,7 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
         return Err(ReverseError::Refused(why.into()));
     }
     if matches!(plan.target.url, TargetUrl::Postgres(_)) {
-        return super::reverse_pg::run(plan, options).await;
+        return Box::pin(super::reverse_pg::run(plan, options)).await;
     }
     let mut failures = 0u32;
     loop {

@@ -135,7 +135,7 @@ pub async fn run(plan: &Plan, options: &super::reverse::ReverseOptions) -> Resul
         max_retries: options.max_retries,
         accept_slot_position: false,
     };
-    super::sync::run(&r, &sync_options, Default::default())
+    Box::pin(super::sync::run(&r, &sync_options, Default::default()))
         .await
         .map_err(|e| ReverseError::Refused(format!("the way back (target → original source): {e}")))
 }
