@@ -592,6 +592,10 @@ pub async fn check(plan: &Plan) -> CheckReport {
             Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
         }
     }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        report.sections.push(s);
+        return report;
+    }
     match client::connect(&plan.source.url, "xdb check --reverse").await {
         Ok(pg) => match read_start(plan, &pg).await {
             Ok(Some(p)) => s.pass(format!("reverse start recorded on the original source: {p}")),

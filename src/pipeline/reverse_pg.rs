@@ -179,6 +179,13 @@ pub async fn check(plan: &Plan, s: &mut CheckSection) {
         Some(n) if n > 0 => s.pass(format!("the target has {n} free replication slot(s)")),
         _ => s.fail("the target has no free replication slot", "raise max_replication_slots and restart the target"),
     }
+    match slot_state(plan).await {
+        Ok(Some(_)) => s.pass(format!("reverse start recorded: slot {} exists on the target", r.source.slot)),
+        Ok(None) => s.info(
+            "no reverse start recorded yet: the cutover's start_reverse step (or `xdb sync --reverse --set-start-here`) creates the slot",
+        ),
+        Err(e) => s.warn(format!("cannot read the target's slots: {e}"), "check the target connection"),
+    }
 }
 
 /// `status --reverse` for a PostgreSQL target: the reverse slot on the
