@@ -98,6 +98,21 @@ async fn writes_on_a_postgresql_target_flow_back_through_kills_and_validate() {
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate after the way back from PostgreSQL: {}", out(&v));
     assert!(kills >= 5);
+    // A column added on the target comes to the original source with its
+    // values (the forward stream's schema-drift rules, swapped).
+    let t = match &target {
+        Target::Postgres(t) => t.super_client().await,
+        _ => unreachable!(),
+    };
+    t.batch_execute("ALTER TABLE items ADD COLUMN extra int DEFAULT 7; UPDATE items SET extra = 42 WHERE id = 1")
+        .await
+        .unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let extra: Option<i32> = src.query_one("SELECT extra FROM items WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(extra, Some(42));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate after a column added on the target: {}", out(&v));
     // Cleanup drops the reverse slot and publication on the target too
     // (a slot left there would keep the target's WAL forever).
     let o = xdb(&plan, &["cleanup", "--dry-run"]);
