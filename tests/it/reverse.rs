@@ -179,7 +179,8 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     assert!(o.status.success(), "{}", out(&o));
     let left: i64 = src
         .query_one(
-            "SELECT (SELECT count(*) FROM xdb.reverse_start) + (SELECT count(*) FROM xdb.state WHERE slot LIKE '%.reverse')",
+            "SELECT (SELECT count(*) FROM xdb.reverse_start) + (SELECT count(*) FROM xdb.state WHERE slot LIKE '%.reverse') \
+             + (SELECT count(*) FROM xdb.reverse_position)",
             &[],
         )
         .await
