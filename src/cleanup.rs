@@ -18,6 +18,8 @@ pub struct CleanupPlan {
     pub clear_target_state: bool,
     /// The way back left its start and applied position on the source.
     pub clear_reverse_state: bool,
+    /// A PostgreSQL target holds the way back's slot and publication.
+    pub drop_reverse_slot: bool,
 }
 
 /// Cleanup cannot proceed.
@@ -84,6 +86,11 @@ pub async fn inspect(plan: &Plan) -> Result<CleanupPlan, CleanupError> {
             return Err(CleanupError::ReverseRunning { slot: plan.source.slot.clone() });
         }
     }
+    match crate::pipeline::reverse_pg::slot_state(plan).await.map_err(q)? {
+        Some(true) => return Err(CleanupError::ReverseRunning { slot: plan.source.slot.clone() }),
+        Some(false) => out.drop_reverse_slot = true,
+        None => {}
+    }
     out.clear_target_state = match &plan.target.url {
         TargetUrl::Sqlite(p) if !p.exists() => false,
         _ => match TargetConn::connect(&plan.target.url).await {
@@ -123,9 +130,16 @@ impl CleanupPlan {
         if self.clear_reverse_state {
             v.push(format!(
                 "delete the way back's state for slot {} on the source (its start in xdb.reverse_start, its applied \
-                 position {} in xdb.state)",
+                 position {} in xdb.state and xdb.reverse_position)",
                 plan.source.slot,
                 crate::pipeline::reverse::position_key(plan)
+            ));
+        }
+        if self.drop_reverse_slot {
+            v.push(format!(
+                "drop the way back's slot {} and publication {} on the target, and its position on the source",
+                crate::pipeline::reverse_pg::slot(plan),
+                crate::pipeline::reverse_pg::publication(plan)
             ));
         }
         v
@@ -133,7 +147,11 @@ impl CleanupPlan {
 
     /// True when there is nothing to remove.
     pub fn is_empty(&self) -> bool {
-        !self.drop_slot && !self.drop_publication && !self.clear_target_state && !self.clear_reverse_state
+        !self.drop_slot
+            && !self.drop_publication
+            && !self.clear_target_state
+            && !self.clear_reverse_state
+            && !self.drop_reverse_slot
     }
 }
 
@@ -158,6 +176,12 @@ pub async fn execute(plan: &Plan, what: &CleanupPlan) -> Result<(), CleanupError
         if has_table(&c, "xdb.state").await.map_err(q)? {
             c.execute("DELETE FROM xdb.state WHERE slot = $1", &[&key]).await.map_err(q)?;
         }
+        if has_table(&c, "xdb.reverse_position").await.map_err(q)? {
+            c.execute("DELETE FROM xdb.reverse_position WHERE slot = $1", &[&key]).await.map_err(q)?;
+        }
+    }
+    if what.drop_reverse_slot {
+        crate::pipeline::reverse_pg::cleanup(plan, &c).await.map_err(q)?;
     }
     if what.clear_target_state {
         let mut t = TargetConn::connect(&plan.target.url).await?;

@@ -11,8 +11,9 @@ pub struct Args {
     pub plan: PlanArg,
     /// Check the way back instead (`sync --reverse`): on a MySQL/MariaDB
     /// target log_bin, binlog_format=ROW, binlog_row_image=FULL, binlog
-    /// retention and the replication privileges, each with its fix; a
-    /// SQLite target has no change log, so no way back.
+    /// retention, GTIDs and the replication privileges; on a PostgreSQL
+    /// target wal_level=logical, REPLICATION and a free slot; each with its
+    /// fix. A SQLite target has no change log, so no way back.
     #[arg(long)]
     pub reverse: bool,
 }

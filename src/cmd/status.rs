@@ -12,8 +12,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// The way back instead (`sync --reverse`): its start, applied
-    /// position (with GTID), the target's binlog end, lag and retained
-    /// binlogs. Text only.
+    /// position (with GTID), the target's binlog end, lag, retained
+    /// binlogs and their expiry (PostgreSQL target: the reverse slot, lag
+    /// and retained WAL). Text only.
     #[arg(long)]
     pub reverse: bool,
 }

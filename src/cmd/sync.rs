@@ -40,15 +40,19 @@ pub struct Args {
     #[arg(long)]
     pub accept_slot_position: bool,
     /// The way back after the switch: stream every committed change made
-    /// on the MySQL/MariaDB target back to the original PostgreSQL
-    /// source, in commit order, exactly once (the applied binlog position
-    /// is stored on the source with the data). Needs the switch point
-    /// recorded (cutover step start_reverse, or --set-start-here) and
-    /// the forward sync stopped. See README "The way back".
+    /// on the MySQL/MariaDB target (its binlog; resumed by GTID after a
+    /// purge or a failover) or PostgreSQL target (a slot made at the
+    /// switch point) back to the original PostgreSQL source, in commit
+    /// order, exactly once (the applied position is stored on the source
+    /// with the data). Needs the switch point recorded (cutover step
+    /// start_reverse, or --set-start-here) and the forward sync stopped.
+    /// A SQLite target has no change log: no way back. See README "The
+    /// way back".
     #[arg(long, conflicts_with = "cutover")]
     pub reverse: bool,
-    /// With --reverse: record the target's current binlog position as
-    /// the switch point and exit. Only right after the forward sync
+    /// With --reverse: record the target's current binlog position (or,
+    /// on PostgreSQL, create the reverse slot) as the switch point and
+    /// exit. Only right after the forward sync
     /// applied everything and stopped, with the source frozen and no
     /// writes on the target yet.
     #[arg(long, requires = "reverse")]

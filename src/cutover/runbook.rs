@@ -82,9 +82,11 @@ pub enum Action {
     WaitForCatchup {
         timeout: Duration,
     },
-    /// Set the target's sequences / AUTO_INCREMENT past the source's values.
+    /// Set the target's sequences / AUTO_INCREMENT past the source's values;
+    /// with `back`, the source's sequences past the target's (the way back).
     SyncSequences {
         margin: i64,
+        back: bool,
     },
     /// Compare the planned (or listed) tables on both sides.
     Validate {
@@ -418,6 +420,9 @@ struct RawCatchup {
 struct RawSequences {
     #[serde(default)]
     margin: i64,
+    /// The way back: the source's sequences past what the target handed out.
+    #[serde(default)]
+    back: bool,
 }
 
 fn yes() -> bool {
@@ -793,7 +798,7 @@ fn parse_action(ctx: &Ctx<'_>, kind: &str, v: &Value) -> Result<Action, RunbookE
             if r.margin < 0 {
                 return Err(ctx.err("sync_sequences: margin must be 0 or more"));
             }
-            Action::SyncSequences { margin: r.margin }
+            Action::SyncSequences { margin: r.margin, back: r.back }
         }
         "validate" => {
             let r: RawValidate = ctx.body("validate", v)?;

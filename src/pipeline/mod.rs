@@ -5,5 +5,7 @@
 pub mod batcher;
 pub mod metrics;
 pub mod reverse;
+pub mod reverse_pg;
+pub mod reverse_position;
 pub mod reverse_status;
 pub mod sync;

@@ -27,20 +27,24 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::reverse_position::{self, Recorded, Resume};
 use crate::check::{CheckReport, CheckSection};
 use crate::copy;
 use crate::mapping::naming::flat_table_name;
 use crate::mapping::TargetKind;
+use crate::model::Lsn;
 use crate::model::{ReplicaIdentity, Transaction};
 use crate::plan::Plan;
 use crate::plan::TargetUrl;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
 use crate::source::mysql::binlog_stream::{
-    current_position, table_columns, BinlogItem, BinlogReadConfig, BinlogReader, ReverseTable,
+    binary_logs, current_position, gtid_position_at, server_identity, table_columns, table_enums, BinlogItem,
+    BinlogReadConfig, BinlogReader, ReverseTable,
 };
 use crate::source::mysql::error::BinlogError;
-use crate::source::mysql::position::{BinlogPosition, MariadbGtid};
+use crate::source::mysql::gtid::GtidState;
+use crate::source::mysql::position::BinlogPosition;
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
 use crate::source::postgres::client;
 
@@ -96,7 +100,8 @@ pub fn position_key(plan: &Plan) -> String {
 }
 
 const START_DDL: &str = "CREATE SCHEMA IF NOT EXISTS xdb; CREATE TABLE IF NOT EXISTS xdb.reverse_start (\
-     slot text PRIMARY KEY, binlog_file text NOT NULL, binlog_pos bigint NOT NULL, gtid text, recorded_at timestamptz NOT NULL DEFAULT now())";
+     slot text PRIMARY KEY, binlog_file text NOT NULL, binlog_pos bigint NOT NULL, gtid text, recorded_at timestamptz NOT NULL DEFAULT now()); \
+     ALTER TABLE xdb.reverse_start ADD COLUMN IF NOT EXISTS server text";
 
 /// Why there is no way back from this target (None: MySQL/MariaDB, built).
 pub fn unsupported_target(plan: &Plan) -> Option<&'static str> {
@@ -106,9 +111,7 @@ pub fn unsupported_target(plan: &Plan) -> Option<&'static str> {
             "a SQLite file has no change log (no binlog, no WAL that can be read as changes), so writes made on it \
              after the switch cannot be streamed back: there is no way back from a SQLite target",
         ),
-        TargetUrl::Postgres(_) => Some(
-            "reverse replication from a PostgreSQL target is not built yet (only MySQL/MariaDB targets have a way back)",
-        ),
+        TargetUrl::Postgres(_) => None,
     }
 }
 
@@ -126,7 +129,7 @@ async fn mysql_conn(plan: &Plan) -> Result<(mysql_async::Conn, bool, String), Re
 /// reverse start. Refused while the forward slot is streaming (xdb cannot
 /// tell here that it applied everything: the operator runs it after `sync
 /// --until-caught-up` on a frozen source).
-pub async fn record_start(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
+pub async fn record_start(plan: &Plan) -> Result<String, ReverseError> {
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
     forward_stopped(plan, &pg).await?;
     record_switch_point(plan).await
@@ -136,35 +139,53 @@ pub async fn record_start(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
 /// as the reverse start. The runbook guarantees the source is frozen and
 /// the target caught up (the forward stream may still be running: with the
 /// source frozen it applies nothing more to the plan's tables).
-pub async fn record_switch_point(plan: &Plan) -> Result<BinlogPosition, ReverseError> {
+pub async fn record_switch_point(plan: &Plan) -> Result<String, ReverseError> {
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
     }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        let at = super::reverse_pg::record_switch_point(plan).await?;
+        return Ok(format!("{at} (slot {} on the target)", super::reverse_pg::slot(plan)));
+    }
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
-    let (mut conn, _, label) = mysql_conn(plan).await?;
+    let (mut conn, mariadb, label) = mysql_conn(plan).await?;
     let pos = current_position(&mut conn, &label).await?;
+    let server = server_identity(&mut conn, mariadb, &label).await?;
     pg.batch_execute(START_DDL)
         .await
         .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_start".into(), source })?;
+    pg.batch_execute(&format!(
+        "SET client_min_messages = warning; {}; RESET client_min_messages",
+        reverse_position::DDL
+    ))
+    .await
+    .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
     pg.execute(
-        "INSERT INTO xdb.reverse_start (slot, binlog_file, binlog_pos, gtid) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO xdb.reverse_start (slot, binlog_file, binlog_pos, gtid, server) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (slot) DO UPDATE SET binlog_file = excluded.binlog_file, binlog_pos = excluded.binlog_pos, \
-         gtid = excluded.gtid, recorded_at = now()",
-        &[&plan.source.slot, &pos.file, &(pos.pos as i64), &pos.gtid.map(|g| g.to_string())],
+         gtid = excluded.gtid, server = excluded.server, recorded_at = now()",
+        &[&plan.source.slot, &pos.file, &(pos.pos as i64), &pos.gtid.as_ref().map(|g| g.to_string()), &server],
     )
     .await
     .map_err(|source| ReverseError::Source { context: "recording the reverse start".into(), source })?;
     // A new start makes an older applied position meaningless.
-    pg.execute("DELETE FROM xdb.state WHERE slot = $1", &[&position_key(plan)])
-        .await
-        .or_else(|e| if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) { Ok(0) } else { Err(e) })
-        .map_err(|source| ReverseError::Source { context: "forgetting an older reverse position".into(), source })?;
-    Ok(pos)
+    for sql in ["DELETE FROM xdb.state WHERE slot = $1", "DELETE FROM xdb.reverse_position WHERE slot = $1"] {
+        pg.execute(sql, &[&position_key(plan)])
+            .await
+            .or_else(
+                |e| if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) { Ok(0) } else { Err(e) },
+            )
+            .map_err(|source| ReverseError::Source {
+                context: "forgetting an older reverse position".into(),
+                source,
+            })?;
+    }
+    Ok(pos.to_string())
 }
 
 /// Refuses while the forward stream holds the plan's slot: its next
 /// confirmations would carry the reverse writes forward again.
-async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
+pub(super) async fn forward_stopped(plan: &Plan, pg: &tokio_postgres::Client) -> Result<(), ReverseError> {
     // A forward sync that just ended leaves the slot active until its
     // walsender notices: give it a few seconds before refusing.
     for attempt in 0..10 {
@@ -215,14 +236,32 @@ pub(super) async fn read_start(
     plan: &Plan,
     pg: &tokio_postgres::Client,
 ) -> Result<Option<BinlogPosition>, ReverseError> {
+    Ok(read_start_on(plan, pg).await?.map(|r| r.position))
+}
+
+/// The recorded start with the server it was read on.
+async fn read_start_on(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Option<Recorded>, ReverseError> {
+    // Starts recorded before the server was kept have no such column.
+    let _ = pg
+        .batch_execute(
+            "SET client_min_messages = warning; ALTER TABLE xdb.reverse_start ADD COLUMN IF NOT EXISTS server text; \
+             RESET client_min_messages",
+        )
+        .await;
     let row = pg
-        .query_opt("SELECT binlog_file, binlog_pos, gtid FROM xdb.reverse_start WHERE slot = $1", &[&plan.source.slot])
+        .query_opt(
+            "SELECT binlog_file, binlog_pos, gtid, server FROM xdb.reverse_start WHERE slot = $1",
+            &[&plan.source.slot],
+        )
         .await;
     match row {
-        Ok(r) => Ok(r.map(|r| BinlogPosition {
-            file: r.get(0),
-            pos: r.get::<_, i64>(1) as u64,
-            gtid: r.get::<_, Option<String>>(2).as_deref().and_then(MariadbGtid::parse),
+        Ok(r) => Ok(r.map(|r| Recorded {
+            position: BinlogPosition {
+                file: r.get(0),
+                pos: r.get::<_, i64>(1) as u64,
+                gtid: r.get::<_, Option<String>>(2).as_deref().and_then(GtidState::parse),
+            },
+            server: r.get(3),
         })),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
         Err(source) => Err(ReverseError::Source { context: "reading xdb.reverse_start".into(), source }),
@@ -235,9 +274,18 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
     }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        return Box::pin(super::reverse_pg::run(plan, options)).await;
+    }
     let mut failures = 0u32;
     loop {
-        match Box::pin(stream_once(plan, options)).await {
+        let began = std::time::Instant::now();
+        let r = Box::pin(stream_once(plan, options)).await;
+        // A stream that ran a while before failing starts the back-off anew.
+        if began.elapsed() > Duration::from_secs(60) {
+            failures = 0;
+        }
+        match r {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
                 failures += 1;
@@ -253,6 +301,67 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     }
 }
 
+/// Where the dump starts (module `reverse_position`): the binlog position,
+/// whether by its GTID, the writer's applied ordinal, and this server's
+/// identity.
+async fn resume_point(
+    plan: &Plan,
+    pg: &tokio_postgres::Client,
+    my: &mut mysql_async::Conn,
+    mariadb: bool,
+    label: &str,
+    start: &Recorded,
+    stored: Option<Lsn>,
+) -> Result<(BinlogPosition, bool, Lsn, String), ReverseError> {
+    let key = position_key(plan);
+    let start_ordinal = start
+        .position
+        .ordinal()
+        .ok_or_else(|| ReverseError::Refused(format!("bad binlog position {}", start.position)))?;
+    let mut at = match reverse_position::read(pg, &key).await? {
+        Some(r) => r,
+        // Applied before positions were recorded with their GTID: the
+        // ordinal, on the start's server.
+        None => match stored.filter(|s| *s > start_ordinal) {
+            Some(s) => Recorded {
+                position: BinlogPosition::from_ordinal(s, &start.position.file)
+                    .ok_or_else(|| ReverseError::Refused(format!("bad applied position {s}")))?,
+                server: start.server.clone(),
+            },
+            None => start.clone(),
+        },
+    };
+    let here = server_identity(my, mariadb, label).await?;
+    let logs = binary_logs(my, label).await?;
+    let resume = reverse_position::decide(&at, &here, &logs).map_err(ReverseError::Refused)?;
+    if at.position.gtid.is_none() && resume == Resume::FilePos && mariadb {
+        // Recorded without one: MariaDB tells the GTID position of any
+        // file:offset it still has, so GTIDs are kept from here on.
+        at.position.gtid = gtid_position_at(my, &at.position.file, at.position.pos).await;
+    }
+    let applied = stored.unwrap_or(start_ordinal).max(start_ordinal);
+    match resume {
+        Resume::FilePos => Ok((at.position, false, applied, here)),
+        Resume::Gtid { failover: false } => Ok((at.position, true, applied, here)),
+        Resume::Gtid { failover: true } => {
+            // Another server's binlog: its file numbers start elsewhere,
+            // so the ordered position starts again (the GTID position is
+            // what says what is applied). Only this stream writes it (it
+            // holds the advisory lock).
+            tracing::warn!(
+                from = %at.position,
+                was = at.server.as_deref().unwrap_or_default(),
+                now = %here,
+                "the target is another server (a failover): resuming at the GTID position"
+            );
+            pg.execute("DELETE FROM xdb.state WHERE slot = $1", &[&key])
+                .await
+                .map_err(|source| ReverseError::Source { context: "resetting the reverse position".into(), source })?;
+            Ok((at.position, true, Lsn(0), here))
+        }
+    }
+}
+
 /// Replica server id announced by the reader: fixed per plan, so a
 /// restarted reader replaces its predecessor's dump thread on the server.
 fn server_id(plan: &Plan) -> u32 {
@@ -264,7 +373,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
     forward_stopped(plan, &pg).await?;
     only_reverse_stream(plan, &pg).await?;
-    let Some(start) = read_start(plan, &pg).await? else {
+    let Some(start) = read_start_on(plan, &pg).await? else {
         return Err(ReverseError::Refused(format!(
             "no reverse start is recorded for slot {}: run the cutover up to its `start_reverse` step, or — once the \
              forward `xdb sync` has applied everything and is stopped, with the source frozen — \
@@ -315,7 +424,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                 missing.name, s.name
             )));
         }
-        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols });
+        let enums = table_enums(&mut my, &database, &name, &label).await?;
+        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols, enums });
     }
 
     // The writer: the original source as a PostgreSQL target.
@@ -326,18 +436,23 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     rplan.mapping = Default::default();
     let mut target = TargetConn::connect(&rplan.target.url).await?;
     target.ensure_state_tables().await?;
-    let applied = target.read_position(&rplan.source.slot).await?.map(|p| p.applied_lsn);
-    let start_ordinal = start.ordinal().ok_or_else(|| ReverseError::Refused(format!("bad binlog position {start}")))?;
-    let applied = applied.unwrap_or(start_ordinal).max(start_ordinal);
-    let from = BinlogPosition::from_ordinal(applied, &start.file)
-        .ok_or_else(|| ReverseError::Refused(format!("bad applied position {applied}")))?;
+    pg.batch_execute(&format!(
+        "SET client_min_messages = warning; {}; RESET client_min_messages",
+        reverse_position::DDL
+    ))
+    .await
+    .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
+    let stored = target.read_position(&rplan.source.slot).await?.map(|p| p.applied_lsn);
+    let (from, by_gtid, applied, here) = resume_point(plan, &pg, &mut my, mariadb, &label, &start, stored).await?;
     let mapped =
         copy::map_tables(&rplan, &TargetKind::Postgres, &schemas).map_err(|e| ReverseError::Refused(e.to_string()))?;
     let mut writer = SinkWriter::new(target, TargetKind::Postgres, &rplan, mapped, HashMap::new(), applied)?;
+    let key = position_key(plan);
 
     let config = BinlogReadConfig {
         server_id: server_id(plan),
         start: from.clone(),
+        by_gtid,
         database,
         tables,
         until_end: options.until_caught_up,
@@ -346,6 +461,9 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     };
     let (side, _, _) = mysql_conn(plan).await?;
     let mut reader = BinlogReader::open(my, side, config).await?;
+    if by_gtid {
+        tracing::info!(from = %from, "the binlog file is not usable here: resuming at the GTID position");
+    }
     tracing::info!(from = %from, "streaming the target's changes back to the original source");
 
     // Bounded by rows, not items: many small target transactions may wait
@@ -385,11 +503,14 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                         writer.apply_part(&part).await?;
                     }
                     BinlogItem::Transaction(t) if in_parts => {
+                        let (sql, p) = reverse_position::companion(&key, &t.position, &here);
+                        writer.set_position_companion(sql, p);
                         writer.apply_part(&t.tx).await?;
                         writer.commit_parts(t.tx.end_lsn, t.tx.commit_time_micros).await?;
                         in_parts = false;
                     }
                     BinlogItem::Transaction(t) => {
+                        let mut last = t.position;
                         batch.push(t.tx);
                         // What has piled up, up to ~5,000 rows, goes in one
                         // source transaction; a part comes after it.
@@ -399,6 +520,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                             match tx_recv.try_recv() {
                                 Ok((BinlogItem::Transaction(t), p)) => {
                                     rows += t.tx.changes.len();
+                                    last = t.position;
                                     batch.push(t.tx);
                                     permits.push(p);
                                 }
@@ -410,6 +532,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
                                 Err(_) => break,
                             }
                         }
+                        let (sql, p) = reverse_position::companion(&key, &last, &here);
+                        writer.set_position_companion(sql, p);
                         writer.apply_with_retry(&batch).await?;
                         batch.clear();
                         if let Some(BinlogItem::Part { changes, at }) = next {
@@ -458,11 +582,19 @@ pub async fn check(plan: &Plan) -> CheckReport {
         report.sections.push(s);
         return report;
     }
-    match mysql_conn(plan).await {
-        Ok((mut conn, mariadb, _)) => {
-            crate::source::mysql::check::binlog_settings(&mut conn, mariadb, &mut s).await;
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        super::reverse_pg::check(plan, &mut s).await;
+    } else {
+        match mysql_conn(plan).await {
+            Ok((mut conn, mariadb, _)) => {
+                crate::source::mysql::check::binlog_settings(&mut conn, mariadb, &mut s).await;
+            }
+            Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
         }
-        Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
+    }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        report.sections.push(s);
+        return report;
     }
     match client::connect(&plan.source.url, "xdb check --reverse").await {
         Ok(pg) => match read_start(plan, &pg).await {

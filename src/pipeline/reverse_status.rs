@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use mysql_async::prelude::Queryable;
 
 use super::reverse::{position_key, read_start, unsupported_target, ReverseError};
+use super::reverse_position;
 use crate::plan::{Plan, TargetUrl};
 use crate::sink::TargetConn;
-use crate::source::mysql::binlog_stream::current_position;
-use crate::source::mysql::error::BinlogError;
+use crate::source::mysql::binlog_stream::{binary_logs, current_position, gtid_position_at, server_identity};
 use crate::source::mysql::position::{file_number, BinlogPosition};
 use crate::source::postgres::client;
 
@@ -18,6 +18,9 @@ use crate::source::postgres::client;
 pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
+    }
+    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
+        return super::reverse_pg::status(plan).await;
     }
     let mut out = String::new();
     let pg = client::connect(&plan.source.url, "xdb status --reverse").await?;
@@ -28,71 +31,103 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     };
     let _ = writeln!(out, "reverse start:   {start}");
     let mut source = TargetConn::connect(&TargetUrl::Postgres(plan.source.url.clone())).await?;
-    let applied = source.read_position(&position_key(plan)).await?;
+    // Before the first `sync --reverse` the state table may not exist yet.
+    let has_state: bool = pg
+        .query_one("SELECT to_regclass('xdb.state') IS NOT NULL", &[])
+        .await
+        .map_err(|source| ReverseError::Source { context: "looking for xdb.state".into(), source })?
+        .get(0);
+    let applied = if has_state { source.read_position(&position_key(plan)).await? } else { None };
     let t = TargetConn::connect(&plan.target.url).await?;
     let label = t.label();
     let TargetConn::Mysql(crate::sink::mysql::MysqlConn { mut conn, mariadb, .. }) = t else {
         unreachable!("checked by unsupported_target")
     };
     let end = current_position(&mut conn, &label).await?;
-    let applied_pos = match &applied {
-        Some(p) => BinlogPosition::from_ordinal(p.applied_lsn, &start.file).unwrap_or(start.clone()),
-        None => start.clone(),
+    let here = server_identity(&mut conn, mariadb, &label).await?;
+    // The position recorded with the last applied transaction (file,
+    // offset, GTID position, server); before any: the start.
+    let recorded = reverse_position::read(&pg, &position_key(plan)).await?;
+    let mut applied_pos = match (&recorded, &applied) {
+        (Some(r), _) => r.position.clone(),
+        (None, Some(p)) => BinlogPosition::from_ordinal(p.applied_lsn, &start.file).unwrap_or(start.clone()),
+        (None, None) => start.clone(),
     };
-    let gtid: Option<String> = if mariadb {
-        conn.exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (&applied_pos.file, applied_pos.pos))
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-    } else {
-        None
-    };
-    let _ = writeln!(
-        out,
-        "applied:         {}:{}{}",
-        applied_pos.file,
-        applied_pos.pos,
-        gtid.as_deref().map(|g| format!(" (GTID {g})")).unwrap_or_default()
-    );
-    let _ = writeln!(out, "target binlog:   {end}");
+    let read_on = recorded.as_ref().and_then(|r| r.server.clone());
+    let other_server = read_on.as_deref().is_some_and(|s| s != here);
+    if applied_pos.gtid.is_none() && mariadb && !other_server {
+        applied_pos.gtid = gtid_position_at(&mut conn, &applied_pos.file, applied_pos.pos).await;
+    }
+    let gtid = applied_pos.gtid.as_ref().map(|g| g.to_string());
+    let _ = writeln!(out, "applied:         {applied_pos}");
+    let _ = writeln!(out, "target binlog:   {end} on {here}");
+    if other_server {
+        let _ = writeln!(
+            out,
+            "NOTE: the applied position was read on another server ({}): a failover; sync --reverse resumes there at the GTID position",
+            read_on.unwrap_or_default()
+        );
+    }
     // Binlog files with sizes: the lag in bytes and what is retained.
-    let logs: Vec<(String, u64)> = conn
-        .query("SHOW BINARY LOGS")
-        .await
-        .map_err(|e| BinlogError::driver(&label, "SHOW BINARY LOGS", e))?
-        .into_iter()
-        .map(|r: mysql_async::Row| (r.get::<String, _>(0).unwrap_or_default(), r.get::<u64, _>(1).unwrap_or(0)))
-        .collect();
+    let logs = binary_logs(&mut conn, &label).await?;
     // After the last commit the binlog may hold events of no transaction
-    // (a binlog checkpoint after a rotation): on MariaDB, the same GTID
-    // position on both sides means every transaction is applied.
-    let end_gtids: Option<String> =
-        if mariadb { conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.ok().flatten() } else { None };
+    // (a binlog checkpoint after a rotation): the same GTID position on
+    // both sides means every transaction is applied.
+    let end_gtids = end.gtid.as_ref().map(|g| g.to_string());
     let all_applied = gtid.is_some() && gtid == end_gtids;
-    let lag = if all_applied { 0 } else { bytes_between(&logs, &applied_pos, &end) };
-    let behind = match &applied {
-        Some(p) if lag > 0 => {
-            format!(
-                ", last applied commit {:.1} s ago",
-                (chrono::Utc::now().timestamp_micros() - p.applied_commit_time_us) as f64 / 1e6
-            )
-        }
-        _ => String::new(),
+    let lag = if all_applied || other_server { 0 } else { bytes_between(&logs, &applied_pos, &end) };
+    let behind_s = match &applied {
+        Some(p) if lag > 0 => Some((chrono::Utc::now().timestamp_micros() - p.applied_commit_time_us) as f64 / 1e6),
+        _ => None,
     };
+    let behind = behind_s.map(|s| format!(", last applied commit {s:.1} s ago")).unwrap_or_default();
     let _ = writeln!(out, "lag:             {lag} bytes of binlog{behind}");
     let total: u64 = logs.iter().map(|(_, s)| s).sum();
     let _ = writeln!(out, "retained:        {} binlog file(s), {total} bytes", logs.len());
-    if let Some((first, _)) = logs.first() {
-        if file_number(first) > file_number(&applied_pos.file) {
+    let expiry = expiry_seconds(&mut conn).await;
+    match expiry {
+        Some(e) => {
+            let _ = writeln!(out, "binlog expiry:   {e:.0} s");
+        }
+        None => {
+            let _ = writeln!(out, "binlog expiry:   none (kept until purged)");
+        }
+    }
+    if !other_server {
+        if let Some((first, _)) = logs.first() {
+            if file_number(first) > file_number(&applied_pos.file) {
+                let how = if gtid.is_some() {
+                    "sync --reverse resumes at the GTID position, as long as the unapplied transactions are still there"
+                } else {
+                    "no GTID position is recorded: the way back lost its place"
+                };
+                let _ =
+                    writeln!(out, "WARNING: the target no longer has {} (oldest is {first}): {how}", applied_pos.file);
+            }
+        }
+    }
+    if let (Some(e), Some(b)) = (expiry, behind_s) {
+        if b > e / 2.0 {
             let _ = writeln!(
                 out,
-                "WARNING: the target no longer has {} (oldest is {first}): the way back lost its place",
-                applied_pos.file
+                "WARNING: the way back is {b:.0} s behind and the target's binlogs expire after {e:.0} s: catch up \
+                 (xdb sync --reverse) or keep them longer (SET GLOBAL binlog_expire_logs_seconds = …)"
             );
         }
     }
     Ok(out)
+}
+
+/// The target's binlog expiry in seconds (None: kept until purged).
+pub async fn expiry_seconds(conn: &mut mysql_async::Conn) -> Option<f64> {
+    let mut get = async |name: &str| -> Option<f64> {
+        let v: Option<Option<String>> = conn.query_first(format!("SELECT @@GLOBAL.{name}")).await.ok().flatten();
+        v.flatten().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0)
+    };
+    match get("binlog_expire_logs_seconds").await {
+        Some(s) => Some(s),
+        None => get("expire_logs_days").await.map(|d| d * 86_400.0),
+    }
 }
 
 /// Binlog bytes from `from` to `to`, given the files and their sizes.

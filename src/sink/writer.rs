@@ -186,6 +186,10 @@ pub struct SinkWriter {
     /// Columns covered by a secondary unique index on the target, by table:
     /// changes to one key are folded only when they agree on these.
     unique_columns: HashMap<TableName, Vec<String>>,
+    /// A statement run right after the applied position, in the same
+    /// transaction (the reverse stream records its GTID position this way:
+    /// invariant *exactly once*).
+    position_companion: Option<(String, Vec<StateParam>)>,
 }
 
 impl SinkWriter {
@@ -227,7 +231,14 @@ impl SinkWriter {
             limits: OpLimits { max_params },
             target_only: HashMap::new(),
             unique_columns: HashMap::new(),
+            position_companion: None,
         })
+    }
+
+    /// Sets the statement written with the next applied positions (see
+    /// `position_companion`); the caller sets it before each apply.
+    pub fn set_position_companion(&mut self, sql: String, params: Vec<StateParam>) {
+        self.position_companion = Some((sql, params));
     }
 
     /// End LSN of the last group committed on the target.
@@ -438,6 +449,9 @@ impl SinkWriter {
             StateParam::I64(now),
         ];
         self.conn.execute_params(&sql, &p, "recording the applied position").await?;
+        if let Some((sql, p)) = self.position_companion.clone() {
+            self.conn.execute_params(&sql, &p, "recording the applied position").await?;
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@ pub mod freeze;
 pub mod http;
 pub mod lag;
 pub mod sequences;
+pub mod sequences_back;
 
 use std::time::Duration;
 
@@ -256,7 +257,8 @@ pub fn describe(action: &Action, plan: &Plan) -> Vec<String> {
             "on the source: SELECT pg_logical_emit_message(true, 'xdb.catchup', '<marker>')".into(),
             format!("wait until the target has applied past that LSN, for up to {}", fmt_duration(*timeout)),
         ],
-        Action::SyncSequences { margin } => sequences::describe(plan, *margin),
+        Action::SyncSequences { margin, back: false } => sequences::describe(plan, *margin),
+        Action::SyncSequences { margin, back: true } => sequences_back::describe(plan, *margin),
         Action::StartReverse => vec![
             "on the target: SHOW MASTER STATUS and @@gtid_binlog_pos (the source is frozen and the target caught up)"
                 .into(),
@@ -331,7 +333,8 @@ pub async fn execute(action: &Action, env: &mut Env<'_>) -> Result<Outcome, Acti
             lag::wait_for_lag(env, *max_bytes, *max_seconds, *timeout).await
         }
         Action::WaitForCatchup { timeout } => lag::wait_for_catchup(env, *timeout).await,
-        Action::SyncSequences { margin } => sequences::sync(env, *margin).await,
+        Action::SyncSequences { margin, back: false } => sequences::sync(env, *margin).await,
+        Action::SyncSequences { margin, back: true } => sequences_back::sync_back(env, *margin).await,
         Action::Validate { checksums, tables } => super::validate_step::run(env, tables.as_deref(), *checksums).await,
         Action::StartReverse => {
             // Only while this runbook holds the source frozen: otherwise a

@@ -57,7 +57,7 @@ fn err(what: &str, e: &tokio_postgres::Error) -> ActionError {
 }
 
 /// Reads the source's sequences of the planned tables.
-async fn read_source(env: &mut Env<'_>, margin: i64) -> Result<Vec<SeqValue>, ActionError> {
+pub(super) async fn read_source(env: &mut Env<'_>, margin: i64) -> Result<Vec<SeqValue>, ActionError> {
     let tables = env.plan.tables.clone();
     let c = env.source().await?;
     let mut out = Vec::new();

@@ -25,10 +25,13 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 
+use super::ddl_back;
 use super::error::BinlogError;
+use super::gtid::{Gtid, GtidState};
 use super::position::{BinlogPosition, MariadbGtid};
 use super::value::{display, to_source_value};
 use crate::model::{Change, Row, TableSchema, Transaction, Value};
@@ -49,6 +52,9 @@ pub struct ReverseTable {
     pub columns: Vec<usize>,
     /// The target column names, in table order.
     pub names: Vec<String>,
+    /// For each target column that is an ENUM, its labels in the target's
+    /// order: the binlog carries an ENUM value as its 1-based index.
+    pub enums: Vec<Option<Vec<String>>>,
 }
 
 /// Changes per part of a large transaction.
@@ -81,6 +87,10 @@ pub struct BinlogReadConfig {
     pub database: String,
     /// The plan tables by target table name.
     pub tables: HashMap<String, ReverseTable>,
+    /// Start from `start.gtid` (the server finds the place in its binlog)
+    /// instead of `start.file`/`start.pos`: the file was purged, or the
+    /// target is another server after a failover.
+    pub by_gtid: bool,
     /// End at the end of the binlog as it is now instead of waiting.
     pub until_end: bool,
     pub mariadb: bool,
@@ -88,7 +98,7 @@ pub struct BinlogReadConfig {
 }
 
 struct Pending {
-    gtid: Option<MariadbGtid>,
+    gtid: Option<Gtid>,
     changes: Vec<Change>,
     standalone: bool,
 }
@@ -100,6 +110,9 @@ pub struct BinlogReader {
     config: BinlogReadConfig,
     file: String,
     pending: Option<Pending>,
+    /// The GTID position after the last transaction read (None: the
+    /// server has no GTIDs, or the start's position is not known).
+    gtid: Option<GtidState>,
 }
 
 impl BinlogReader {
@@ -123,16 +136,41 @@ impl BinlogReader {
             .await
             .map_err(|e| BinlogError::driver(&label, "setting the heartbeat", e))?;
         let file = config.start.file.clone();
-        let mut req =
-            BinlogStreamRequest::new(config.server_id).with_filename(file.as_bytes()).with_pos(config.start.pos);
+        let gtid = config.start.gtid.clone();
+        let sids = gtid.as_ref().map(|g| g.mysql_sids()).unwrap_or_default();
+        let mut req = BinlogStreamRequest::new(config.server_id);
+        match (&gtid, config.by_gtid) {
+            (Some(state), true) if state.is_mariadb() => {
+                // MariaDB starts a dump at the replica's GTID position when
+                // `@slave_connect_state` is set; the file name and offset
+                // are then ignored. Not strict: the position's domains may
+                // carry GTIDs of servers that no longer write.
+                let sql = format!(
+                    "SET @slave_connect_state = '{state}', @slave_gtid_strict_mode = 0, @slave_gtid_ignore_duplicates = 0"
+                );
+                conn.query_drop(sql)
+                    .await
+                    .map_err(|e| BinlogError::driver(&label, "setting the GTID start position", e))?;
+                req = req.with_filename(b"").with_pos(4u64);
+            }
+            (Some(_), true) => {
+                // MySQL: COM_BINLOG_DUMP_GTID with the set already applied.
+                req = req.with_gtid().with_gtid_set(sids).with_filename(b"").with_pos(4u64);
+            }
+            _ => req = req.with_filename(file.as_bytes()).with_pos(config.start.pos),
+        }
         if config.until_end {
             req = req.with_non_blocking();
         }
-        let stream = conn
-            .get_binlog_stream(req)
-            .await
-            .map_err(|e| BinlogError::driver(&label, &format!("starting the binlog dump at {}", config.start), e))?;
-        Ok(BinlogReader { stream, side, config, file, pending: None })
+        let stream = conn.get_binlog_stream(req).await.map_err(|e| {
+            let at = if config.by_gtid {
+                format!("GTID {}", config.start.gtid.as_ref().map(|g| g.to_string()).unwrap_or_default())
+            } else {
+                config.start.to_string()
+            };
+            BinlogError::driver(&label, &format!("starting the binlog dump at {at}"), e)
+        })?;
+        Ok(BinlogReader { stream, side, config, file, pending: None, gtid })
     }
 
     /// The next committed transaction touching the plan (or an empty one
@@ -142,7 +180,12 @@ impl BinlogReader {
         loop {
             let Some(event) = self.stream.next().await else {
                 tracing::debug!("the binlog stream ended");
-                return Ok(None);
+                if self.config.until_end {
+                    return Ok(None);
+                }
+                // A dump without an end only ends when the server goes
+                // (a clean shutdown ends it with EOF): read again.
+                return Err(BinlogError::Ended { target: self.config.label.clone() });
             };
             if let Err(e) = &event {
                 tracing::debug!("binlog stream error: {e:?}");
@@ -164,7 +207,7 @@ impl BinlogReader {
             let commit_time = header.timestamp() as i64 * 1_000_000;
             if header.event_type_raw() == MARIADB_GTID_EVENT {
                 let body = event.data();
-                let gtid = MariadbGtid::from_event_body(body, header.server_id());
+                let gtid = MariadbGtid::from_event_body(body, header.server_id()).map(Gtid::Mariadb);
                 let standalone = body.get(12).is_some_and(|f| f & FL_STANDALONE != 0);
                 self.pending = Some(Pending { gtid, changes: Vec::new(), standalone });
                 continue;
@@ -176,11 +219,18 @@ impl BinlogReader {
                 Some(EventData::RotateEvent(r)) => {
                     self.file = rotate_file_name(&r.name(), &self.config.start.file);
                 }
+                Some(EventData::GtidEvent(g)) => {
+                    // MySQL: a GTID event opens every transaction; a BEGIN
+                    // follows unless it is a lone statement (DDL).
+                    let gtid = Some(Gtid::from_mysql_event(&g));
+                    self.pending = Some(Pending { gtid, changes: Vec::new(), standalone: true });
+                }
                 Some(EventData::QueryEvent(q)) => {
                     let sql = q.query().trim().to_string();
                     if sql.eq_ignore_ascii_case("BEGIN") {
-                        if self.pending.is_none() {
-                            self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false });
+                        match self.pending.as_mut() {
+                            Some(p) => p.standalone = false,
+                            None => self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false }),
                         }
                     } else if sql.eq_ignore_ascii_case("COMMIT") {
                         return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
@@ -191,10 +241,14 @@ impl BinlogReader {
                         // restart after the operator ran the equivalent on
                         // the original source maps the new shape, and the
                         // same statement read again then passes.
-                        if (q.schema() == self.config.database || mentions(&sql, &self.config.database))
-                            && self.shape_changed().await?
-                        {
-                            return Err(BinlogError::SchemaChange { position: end.to_string(), statement: sql });
+                        if q.schema() == self.config.database || mentions(&sql, &self.config.database) {
+                            if let Some(detail) = self.shape_changed().await? {
+                                return Err(BinlogError::SchemaChange {
+                                    position: end.to_string(),
+                                    statement: sql,
+                                    detail,
+                                });
+                            }
                         }
                         if self.pending.as_ref().is_some_and(|p| p.standalone) {
                             return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
@@ -216,16 +270,26 @@ impl BinlogReader {
         }
     }
 
-    /// Whether a plan table's columns on the target differ from the ones
-    /// this reader maps (read on a second connection).
-    async fn shape_changed(&mut self) -> Result<bool, BinlogError> {
+    /// A plan table whose columns on the target differ from the ones this
+    /// reader maps (read on a second connection): the table, the columns
+    /// and the statement for the original source.
+    async fn shape_changed(&mut self) -> Result<Option<String>, BinlogError> {
         for (name, t) in &self.config.tables {
             let now = table_columns(&mut self.side, &self.config.database, name, &self.config.label).await?;
             if now != t.names {
-                return Ok(true);
+                let typed: Vec<(String, String)> = self
+                    .side
+                    .exec(
+                        "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+                         AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                        (&self.config.database, name),
+                    )
+                    .await
+                    .map_err(|e| BinlogError::driver(&self.config.label, "reading the target's columns", e))?;
+                return Ok(Some(ddl_back::describe(name, &t.schema.name.to_string(), &t.names, &typed)));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     fn commit(
@@ -235,7 +299,10 @@ impl BinlogReader {
         xid: u64,
     ) -> Result<BinlogTransaction, BinlogError> {
         let p = self.pending.take().unwrap_or(Pending { gtid: None, changes: Vec::new(), standalone: false });
-        end.gtid = p.gtid;
+        if let (Some(state), Some(g)) = (self.gtid.as_mut(), p.gtid.as_ref()) {
+            state.add(g);
+        }
+        end.gtid = self.gtid.clone();
         // Never a made-up position: a transaction without one could not be
         // told applied or not after a restart.
         let lsn = end.ordinal().ok_or_else(|| {
@@ -265,9 +332,11 @@ impl BinlogReader {
         if rows.num_columns() as usize != table.columns.len() {
             return Err(BinlogError::SchemaChange {
                 position: at.to_string(),
-                statement: format!(
-                    "(table {} now has {} columns on the target, {} when sync --reverse started)",
+                statement: "(not in the binlog)".into(),
+                detail: format!(
+                    "table {} (source {}) now has {} columns on the target, {} when sync --reverse started",
                     tme.table_name(),
+                    table.schema.name,
                     rows.num_columns(),
                     table.columns.len()
                 ),
@@ -306,7 +375,18 @@ fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Res
     let mut out: Row = vec![Value::Null; s.columns.len()];
     for (binlog_col, &src) in table.columns.iter().enumerate() {
         let col = &s.columns[src];
-        out[src] = to_source_value(row.as_ref(binlog_col), &col.pg_type).map_err(|reason| {
+        let labels = table.enums.get(binlog_col).and_then(|l| l.as_ref());
+        let label = labels.and_then(|l| enum_label(row.as_ref(binlog_col), l));
+        let value = match &label {
+            Some(Ok(text)) => Some(BinlogValue::Value(mysql_async::Value::Bytes(text.clone().into_bytes()))),
+            _ => None,
+        };
+        let value = value.as_ref().or(row.as_ref(binlog_col));
+        let converted = match label {
+            Some(Err(reason)) => Err(reason),
+            _ => to_source_value(value, &col.pg_type),
+        };
+        out[src] = converted.map_err(|reason| {
             let key: Vec<String> = s
                 .primary_key
                 .iter()
@@ -323,6 +403,68 @@ fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Res
         })?;
     }
     Ok(out)
+}
+
+/// An ENUM value's label: the binlog holds its 1-based index in the
+/// target's list (None: not an index, converted as it is).
+fn enum_label(v: Option<&BinlogValue<'_>>, labels: &[String]) -> Option<Result<String, String>> {
+    let i = match v? {
+        BinlogValue::Value(mysql_async::Value::Int(i)) => *i,
+        BinlogValue::Value(mysql_async::Value::UInt(u)) => *u as i64,
+        _ => return None,
+    };
+    Some(match usize::try_from(i).ok().and_then(|i| i.checked_sub(1)).and_then(|i| labels.get(i)) {
+        Some(l) => Ok(l.clone()),
+        None => {
+            Err(format!("ENUM index {i} is not one of the target's {} labels (the empty invalid value?)", labels.len()))
+        }
+    })
+}
+
+/// The labels of a MySQL `enum('a','b''c')` column type, in order.
+pub fn parse_enum_labels(column_type: &str) -> Option<Vec<String>> {
+    let inner = column_type.trim().strip_prefix("enum(")?.strip_suffix(')')?;
+    let mut out = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        match chars.next() {
+            Some('\'') => {}
+            None => break,
+            Some(',') | Some(' ') => continue,
+            Some(_) => return None,
+        }
+        let mut label = String::new();
+        loop {
+            match chars.next()? {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    label.push('\'');
+                }
+                '\'' => break,
+                '\\' => label.push(chars.next()?),
+                c => label.push(c),
+            }
+        }
+        out.push(label);
+    }
+    Some(out)
+}
+
+/// For each column of a target table, its ENUM labels if it is one.
+pub async fn table_enums(
+    conn: &mut mysql_async::Conn,
+    database: &str,
+    table: &str,
+    label: &str,
+) -> Result<Vec<Option<Vec<String>>>, BinlogError> {
+    let types: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (database, table),
+        )
+        .await
+        .map_err(|e| BinlogError::driver(label, "reading the target's column types", e))?;
+    Ok(types.iter().map(|t| parse_enum_labels(t)).collect())
 }
 
 /// The file named by a Rotate event. The first (artificial) Rotate comes
@@ -362,8 +504,10 @@ pub async fn table_columns(
     .map_err(|e| BinlogError::driver(label, "reading the target's columns", e))
 }
 
-/// The server's current binlog end: `SHOW MASTER STATUS` and, on MariaDB,
-/// `@@gtid_binlog_pos`.
+/// The server's current binlog end: `SHOW MASTER STATUS`, with the GTID
+/// position at exactly that point (MariaDB: `BINLOG_GTID_POS` of the file
+/// and offset; MySQL with `gtid_mode = ON`: the status's executed set, read
+/// in the same statement).
 pub async fn current_position(conn: &mut mysql_async::Conn, label: &str) -> Result<BinlogPosition, BinlogError> {
     // MySQL 8.4 removed SHOW MASTER STATUS (a syntax error there, 1064)
     // for SHOW BINARY LOG STATUS, which MariaDB 10.x does not know.
@@ -381,10 +525,49 @@ pub async fn current_position(conn: &mut mysql_async::Conn, label: &str) -> Resu
     };
     let file: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or_default();
-    let gtid: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.unwrap_or(None);
-    // Only a single-domain position is one GTID.
-    let gtid = gtid.as_deref().filter(|g| !g.contains(',')).and_then(MariadbGtid::parse);
+    let mysql_set: Option<String> = (row.len() > 4).then(|| row.get::<Option<String>, _>(4).flatten()).flatten();
+    let gtid = match mysql_set {
+        // MySQL: an empty set with gtid_mode OFF means no GTIDs at all.
+        Some(set) => match gtid_mode_on(conn).await {
+            true => GtidState::parse_mysql(&set),
+            false => None,
+        },
+        None => gtid_position_at(conn, &file, pos).await,
+    };
     Ok(BinlogPosition { file, pos, gtid })
+}
+
+/// MariaDB: the GTID position at a binlog file and offset (None on MySQL,
+/// or when the file is gone).
+pub async fn gtid_position_at(conn: &mut mysql_async::Conn, file: &str, pos: u64) -> Option<GtidState> {
+    let g: Option<Option<String>> = conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos)).await.ok().flatten();
+    g.flatten().as_deref().and_then(GtidState::parse_mariadb)
+}
+
+async fn gtid_mode_on(conn: &mut mysql_async::Conn) -> bool {
+    let mode: Option<Option<String>> = conn.query_first("SELECT @@GLOBAL.gtid_mode").await.ok().flatten();
+    mode.flatten().is_some_and(|m| m.eq_ignore_ascii_case("ON"))
+}
+
+/// Which server this is: MariaDB's `server_id` (unique among the servers
+/// of one replication topology), MySQL's `server_uuid`. A different one
+/// than where the position was read means a failover: file:offset is
+/// meaningless there.
+pub async fn server_identity(conn: &mut mysql_async::Conn, mariadb: bool, label: &str) -> Result<String, BinlogError> {
+    let sql = if mariadb { "SELECT CONCAT('server_id ', @@GLOBAL.server_id)" } else { "SELECT @@GLOBAL.server_uuid" };
+    let id: Option<String> = conn.query_first(sql).await.map_err(|e| BinlogError::driver(label, sql, e))?;
+    Ok(id.unwrap_or_default())
+}
+
+/// The binlog files the server still has, oldest first, with their sizes.
+pub async fn binary_logs(conn: &mut mysql_async::Conn, label: &str) -> Result<Vec<(String, u64)>, BinlogError> {
+    Ok(conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| BinlogError::driver(label, "SHOW BINARY LOGS", e))?
+        .into_iter()
+        .map(|r: mysql_async::Row| (r.get::<String, _>(0).unwrap_or_default(), r.get::<u64, _>(1).unwrap_or(0)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -397,6 +580,15 @@ mod tests {
         // grew past 900 MB): the name is still the file's.
         assert_eq!(super::rotate_file_name("binlog.000001W.\u{fffd}C", "binlog.000001"), "binlog.000001");
         assert_eq!(super::rotate_file_name("my.bin.000007.9x", "my.bin.000001"), "my.bin.000007");
+    }
+
+    #[test]
+    fn enum_labels_parse_with_quotes() {
+        assert_eq!(
+            super::parse_enum_labels("enum('new','it''s','a,b')").unwrap(),
+            vec!["new".to_string(), "it's".into(), "a,b".into()]
+        );
+        assert_eq!(super::parse_enum_labels("varchar(10)"), None);
     }
 
     #[test]

@@ -54,6 +54,23 @@ pub async fn binlog_settings(conn: &mut mysql_async::Conn, mariadb: bool, out: &
         }
         Some(s) => out.pass(format!("binlogs are kept {:.1} days", s / 86_400.0)),
     }
+    // GTIDs: where file:offset means nothing any more (the file purged,
+    // a failover to another server), the way back resumes by its GTID.
+    if mariadb {
+        out.pass("GTIDs: MariaDB logs them always (the way back resumes by GTID after a purge or a failover)");
+    } else {
+        match var(conn, "gtid_mode").await.as_deref() {
+            Some(m) if m.eq_ignore_ascii_case("ON") => out.pass("gtid_mode = ON (the way back resumes by GTID after a purge or a failover)"),
+            other => out.warn(
+                format!(
+                    "gtid_mode is {}: positions are file:offset only, and once the file is purged or the target fails \
+                     over the way back cannot resume",
+                    other.unwrap_or("unknown")
+                ),
+                "SET GLOBAL enforce_gtid_consistency = ON; then gtid_mode = OFF_PERMISSIVE, ON_PERMISSIVE, ON (one step at a time), and in the configuration",
+            ),
+        }
+    }
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
     let all = grants.join("\n").to_ascii_uppercase();
     let has = |p: &str| all.contains("ALL PRIVILEGES ON *.*") || all.contains(p);

@@ -21,15 +21,18 @@ pub enum BinlogError {
         #[source]
         source: std::io::Error,
     },
+    /// The server ended the binlog dump (it is shutting down).
+    #[error("{target}: the server ended the binlog stream")]
+    Ended { target: String },
     #[error("{0}")]
     Setup(String),
     /// A schema change on the target while its changes flow back: the
     /// original source does not follow it by itself.
     #[error(
-        "a schema change was made on the target at {position}: `{statement}`; run the equivalent \
+        "a schema change was made on the target at {position}: `{statement}`: {detail} — run the equivalent \
          statement on the original PostgreSQL source, then restart `xdb sync --reverse`"
     )]
-    SchemaChange { position: String, statement: String },
+    SchemaChange { position: String, statement: String, detail: String },
     /// A value that cannot be written back exactly (invariant *lossy values*
     /// in reverse: reported, never guessed).
     #[error("table {table}, column {column}, key {key}: {reason} (at {position}); the change was not applied")]
@@ -46,6 +49,7 @@ impl BinlogError {
             BinlogError::Driver { source, .. } => error_policy::mysql(source).is_transient(),
             BinlogError::Connect { retry, .. } => retry.is_transient(),
             BinlogError::Decode { source, .. } => error_policy::io_kind(source.kind()).is_transient(),
+            BinlogError::Ended { .. } => true,
             _ => false,
         }
     }

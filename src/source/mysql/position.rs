@@ -2,8 +2,9 @@
 //!
 //! A [`BinlogPosition`] names the point *after* a committed transaction: the
 //! binlog file and the offset of the next event (what `SHOW MASTER STATUS`
-//! reports and what a binlog dump is restarted from), plus the MariaDB GTID
-//! of that transaction (`domain-server-seq`) when the server sends GTIDs.
+//! reports and what a binlog dump is restarted from), plus the GTID
+//! position there (`gtid.rs`: everything applied up to this point) when the
+//! server has GTIDs.
 //!
 //! The stored, ordered form is [`BinlogPosition::ordinal`]: the file's
 //! sequence number in the high 32 bits and the offset in the low 32 (a
@@ -14,6 +15,7 @@
 
 use std::fmt;
 
+use super::gtid::GtidState;
 use crate::model::Lsn;
 
 /// A MariaDB global transaction id.
@@ -55,8 +57,9 @@ impl MariadbGtid {
 pub struct BinlogPosition {
     pub file: String,
     pub pos: u64,
-    /// The GTID of the transaction ending here (MariaDB), if known.
-    pub gtid: Option<MariadbGtid>,
+    /// The GTID position here (all transactions up to this point), if
+    /// the server has GTIDs and it is known.
+    pub gtid: Option<GtidState>,
 }
 
 /// The binlog file's sequence number: the digits after the last dot
@@ -89,7 +92,7 @@ impl BinlogPosition {
 impl fmt::Display for BinlogPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.file, self.pos)?;
-        if let Some(g) = &self.gtid {
+        if let Some(g) = self.gtid.as_ref().filter(|g| !g.to_string().is_empty()) {
             write!(f, " (GTID {g})")?;
         }
         Ok(())

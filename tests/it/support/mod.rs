@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
+mod own_mariadb;
 mod run;
 mod target;
+
+pub use own_mariadb::{OwnMariaDb, PW as OWN_MY_PW};
 
 pub use run::{kill9, ok, spawn, wait_until, xdb, xdb_command};
 pub use target::{pg_rows, Target};
