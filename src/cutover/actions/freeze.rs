@@ -169,6 +169,56 @@ async fn current_setting(c: &tokio_postgres::Client, scope: &SettingScope) -> Re
 
 /// Stops writes; see the module doc.
 pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, ActionError> {
+    let record = freeze_record(env, scope).await?;
+    // Every statement, the inverse's too, is checked before the first
+    // change: a freeze that could not be undone is never started.
+    for s in &record.settings {
+        alter(&record.database, s, Some(&s.value))?;
+        alter(&record.database, s, s.previous.as_deref())?;
+    }
+    let mut notes = apply_settings(env, &record).await?;
+    // Sessions that began before the settings changed hold the old default.
+    let c = env.source().await?;
+    let altered_at: String =
+        c.query_one("SELECT clock_timestamp()::text", &[]).await.map_err(|e| sql_err("reading the clock", &e))?.get(0);
+    let ended = terminate(c, &record, None, Some(&altered_at)).await?;
+    notes.push(format!("ended {ended} open session(s) of the frozen role(s)"));
+    check_frozen(c, &record, &altered_at).await?;
+    notes.push("checked: no frozen session remains and no role or database setting overrides the freeze".into());
+    Ok(Outcome { notes, ..Default::default() })
+}
+
+/// The roles to freeze (none: the whole database, xdb's own role kept
+/// writable), checked to exist and not to be xdb's own.
+async fn roles_to_freeze(
+    c: &tokio_postgres::Client,
+    scope: &FreezeScope,
+    own_role: &str,
+) -> Result<Vec<String>, ActionError> {
+    let FreezeScope::Roles(roles) = scope else { return Ok(Vec::new()) };
+    for r in roles {
+        if r == own_role {
+            return Err(ActionError(format!(
+                "stop_source_writes: {r} is xdb's own role (the plan's source login): it must stay writable"
+            )));
+        }
+        let n: i64 = c
+            .query_one("SELECT COUNT(*) FROM pg_roles WHERE rolname = $1", &[r])
+            .await
+            .map_err(|e| sql_err("looking up roles", &e))?
+            .get(0);
+        if n == 0 {
+            return Err(ActionError(format!("stop_source_writes: role {r} does not exist on the source")));
+        }
+    }
+    Ok(roles.clone())
+}
+
+/// The settings the freeze changes with their values from before xdb,
+/// journaled before anything changes. Resuming a run that was interrupted
+/// mid-freeze: the journal already holds the values from before xdb;
+/// re-reading now would see xdb's own.
+async fn freeze_record(env: &mut Env<'_>, scope: &FreezeScope) -> Result<FreezeRecord, ActionError> {
     let earlier = env.freeze.clone();
     let c = env.source().await?;
     let row = c
@@ -176,27 +226,10 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
         .await
         .map_err(|e| sql_err("reading the session", &e))?;
     let (database, own_role, since): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-    let roles = match scope {
-        FreezeScope::Roles(roles) => {
-            for r in roles {
-                if *r == own_role {
-                    return Err(ActionError(format!(
-                        "stop_source_writes: {r} is xdb's own role (the plan's source login): it must stay writable"
-                    )));
-                }
-                let n: i64 = c
-                    .query_one("SELECT COUNT(*) FROM pg_roles WHERE rolname = $1", &[r])
-                    .await
-                    .map_err(|e| sql_err("looking up roles", &e))?
-                    .get(0);
-                if n == 0 {
-                    return Err(ActionError(format!("stop_source_writes: role {r} does not exist on the source")));
-                }
-            }
-            roles.clone()
-        }
-        FreezeScope::Database => Vec::new(),
-    };
+    let roles = roles_to_freeze(c, scope, &own_role).await?;
+    if let Some(r) = earlier.filter(|r| r.database == database) {
+        return Ok(r);
+    }
     let mut wanted: Vec<(SettingScope, &str)> = Vec::new();
     if roles.is_empty() {
         wanted.push((SettingScope::Database, "on"));
@@ -206,45 +239,29 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
             wanted.push((SettingScope::RoleInDatabase { role: r.clone() }, "on"));
         }
     }
-    // Resuming a run that was interrupted mid-freeze: the journal already
-    // holds the values from before xdb; re-reading now would see xdb's own.
-    let record = match earlier {
-        Some(r) if r.database == database => r,
-        _ => {
-            let mut settings = Vec::new();
-            for (scope, value) in wanted {
-                let previous = current_setting(c, &scope).await?;
-                settings.push(ChangedSetting { scope, value: value.to_string(), previous });
-            }
-            let source = identity::read(c).await.map_err(|e| sql_err("reading the source's identity", &e))?;
-            let record = FreezeRecord {
-                database: database.clone(),
-                own_role: own_role.clone(),
-                roles,
-                settings,
-                since,
-                source: Some(source),
-            };
-            env.record(Event::Freeze { at_ms: now_ms(), record: record.clone() })?;
-            env.freeze = Some(record.clone());
-            record
-        }
-    };
-    // Every statement, the inverse's too, is checked before the first
-    // change: a freeze that could not be undone is never started.
-    for s in &record.settings {
-        alter(&record.database, s, Some(&s.value))?;
-        alter(&record.database, s, s.previous.as_deref())?;
+    let mut settings = Vec::new();
+    for (scope, value) in wanted {
+        let previous = current_setting(c, &scope).await?;
+        settings.push(ChangedSetting { scope, value: value.to_string(), previous });
     }
-    let c = env.source().await?;
+    let source = identity::read(c).await.map_err(|e| sql_err("reading the source's identity", &e))?;
+    let record = FreezeRecord { database, own_role, roles, settings, since, source: Some(source) };
+    env.record(Event::Freeze { at_ms: now_ms(), record: record.clone() })?;
+    env.freeze = Some(record.clone());
+    Ok(record)
+}
+
+/// Runs each ALTER of the freeze; the statements run, for the notes. A
+/// refused ALTER (42501: not the owner) may have changed nothing: only what
+/// reads back decides whether a freeze exists.
+async fn apply_settings(env: &mut Env<'_>, record: &FreezeRecord) -> Result<Vec<String>, ActionError> {
     let mut notes = Vec::new();
     for s in &record.settings {
         let sql = alter(&record.database, s, Some(&s.value))?;
+        let c = env.source().await?;
         if let Err(e) = c.batch_execute(&sql).await {
             let mut err = sql_err(&sql, &e);
-            // A refused ALTER (42501: not the owner) may have changed
-            // nothing: only what reads back decides whether a freeze exists.
-            if let Ok(read) = read_back(c, &record).await {
+            if let Ok(read) = read_back(c, record).await {
                 if read.changed.is_empty() {
                     env.record(Event::FreezeReleased { at_ms: now_ms() })?;
                     env.freeze = None;
@@ -255,14 +272,7 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
         }
         notes.push(sql);
     }
-    // Sessions that began before the settings changed hold the old default.
-    let altered_at: String =
-        c.query_one("SELECT clock_timestamp()::text", &[]).await.map_err(|e| sql_err("reading the clock", &e))?.get(0);
-    let ended = terminate(c, &record, None, Some(&altered_at)).await?;
-    notes.push(format!("ended {ended} open session(s) of the frozen role(s)"));
-    check_frozen(c, &record, &altered_at).await?;
-    notes.push("checked: no frozen session remains and no role or database setting overrides the freeze".into());
-    Ok(Outcome { notes, ..Default::default() })
+    Ok(notes)
 }
 
 /// Ends the frozen roles' client sessions in this database that began in
