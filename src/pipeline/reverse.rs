@@ -33,7 +33,7 @@ use crate::copy;
 use crate::mapping::naming::flat_table_name;
 use crate::mapping::TargetKind;
 use crate::model::Lsn;
-use crate::model::{ReplicaIdentity, Transaction};
+use crate::model::{ReplicaIdentity, TableSchema, Transaction};
 use crate::plan::Plan;
 use crate::plan::TargetUrl;
 use crate::sink::writer::{SinkError, SinkWriter};
@@ -382,51 +382,10 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
             plan.file.display()
         )));
     };
-    // The source's real types: values map back to them.
-    let mut types = TypeCache::new();
-    let mut schemas = Vec::new();
-    for t in &plan.tables {
-        let mut s = load_table(&pg, &mut types, t)
-            .await?
-            .ok_or_else(|| ReverseError::Refused(format!("table {t} no longer exists on the original source")))?;
-        // Rows are matched on the primary key (json has no equality).
-        if !s.primary_key.is_empty() {
-            s.replica_identity = ReplicaIdentity::Default;
-            for (i, c) in s.columns.iter_mut().enumerate() {
-                c.is_key = s.primary_key.contains(&i);
-            }
-        }
-        schemas.push(Arc::new(s));
-    }
+    let schemas = source_schemas(plan, &pg).await?;
 
     let (mut my, mariadb, label) = mysql_conn(plan).await?;
-    let database: Option<String> = mysql_async::prelude::Queryable::query_first(&mut my, "SELECT DATABASE()")
-        .await
-        .map_err(|e| BinlogError::driver(&label, "SELECT DATABASE()", e))?;
-    let database = database.ok_or_else(|| ReverseError::Refused("the target URL names no database".into()))?;
-    let mut tables = HashMap::new();
-    for s in &schemas {
-        let name = flat_table_name(&s.name);
-        let cols = table_columns(&mut my, &database, &name, &label).await?;
-        let mut columns = Vec::new();
-        for c in &cols {
-            let i = s.column_index(c).ok_or_else(|| {
-                ReverseError::Refused(format!(
-                    "column {c} of target table {name} is not on the original source table {}: add it there first",
-                    s.name
-                ))
-            })?;
-            columns.push(i);
-        }
-        if let Some(missing) = s.columns.iter().find(|c| !cols.contains(&c.name)) {
-            return Err(ReverseError::Refused(format!(
-                "column {} of {} is not on the target table {name}: writing rows back would lose its values",
-                missing.name, s.name
-            )));
-        }
-        let enums = table_enums(&mut my, &database, &name, &label).await?;
-        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols, enums });
-    }
+    let (database, tables) = target_tables(&mut my, &label, &schemas).await?;
 
     // The writer: the original source as a PostgreSQL target.
     let mut rplan = plan.clone();
@@ -460,7 +419,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         label,
     };
     let (side, _, _) = mysql_conn(plan).await?;
-    let mut reader = BinlogReader::open(my, side, config).await?;
+    let reader = BinlogReader::open(my, side, config).await?;
     if by_gtid {
         tracing::info!(from = %from, "the binlog file is not usable here: resuming at the GTID position");
     }
@@ -470,94 +429,9 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     // (so that the applier groups them), but never more than IN_FLIGHT_ROWS
     // changes, whole transactions and parts of large ones alike.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_ROWS));
-    let (tx_send, mut tx_recv) = mpsc::channel::<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>(IN_FLIGHT_ROWS);
-    let read = async move {
-        while let Some(item) = reader.next().await? {
-            let rows = match &item {
-                BinlogItem::Transaction(t) => t.tx.changes.len(),
-                BinlogItem::Part { changes, .. } => changes.len(),
-            };
-            let n = rows.clamp(1, IN_FLIGHT_ROWS) as u32;
-            let Ok(permit) = in_flight.clone().acquire_many_owned(n).await else { break };
-            if tx_send.send((item, permit)).await.is_err() {
-                break;
-            }
-        }
-        Ok::<(), ReverseError>(())
-    };
-    let apply = async {
-        let mut batch: Vec<Transaction> = Vec::new();
-        let mut in_parts = false;
-        let result = async {
-            while let Some((item, permit)) = tx_recv.recv().await {
-                let mut permits = vec![permit];
-                match item {
-                    BinlogItem::Part { changes, at } => {
-                        if !in_parts {
-                            writer.begin_parts().await?;
-                            in_parts = true;
-                        }
-                        let lsn = at.ordinal().unwrap_or_default();
-                        let part =
-                            Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
-                        writer.apply_part(&part).await?;
-                    }
-                    BinlogItem::Transaction(t) if in_parts => {
-                        let (sql, p) = reverse_position::companion(&key, &t.position, &here);
-                        writer.set_position_companion(sql, p);
-                        writer.apply_part(&t.tx).await?;
-                        writer.commit_parts(t.tx.end_lsn, t.tx.commit_time_micros).await?;
-                        in_parts = false;
-                    }
-                    BinlogItem::Transaction(t) => {
-                        let mut last = t.position;
-                        batch.push(t.tx);
-                        // What has piled up, up to ~5,000 rows, goes in one
-                        // source transaction; a part comes after it.
-                        let mut rows: usize = batch.iter().map(|t| t.changes.len()).sum();
-                        let mut next = None;
-                        while rows < 5_000 {
-                            match tx_recv.try_recv() {
-                                Ok((BinlogItem::Transaction(t), p)) => {
-                                    rows += t.tx.changes.len();
-                                    last = t.position;
-                                    batch.push(t.tx);
-                                    permits.push(p);
-                                }
-                                Ok((part, p)) => {
-                                    next = Some(part);
-                                    permits.push(p);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        let (sql, p) = reverse_position::companion(&key, &last, &here);
-                        writer.set_position_companion(sql, p);
-                        writer.apply_with_retry(&batch).await?;
-                        batch.clear();
-                        if let Some(BinlogItem::Part { changes, at }) = next {
-                            writer.begin_parts().await?;
-                            in_parts = true;
-                            let lsn = at.ordinal().unwrap_or_default();
-                            let part =
-                                Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
-                            writer.apply_part(&part).await?;
-                        }
-                    }
-                }
-            }
-            Ok::<(), ReverseError>(())
-        }
-        .await;
-        // A stream that ends inside a large transaction (error, signal)
-        // leaves nothing of it: the next run reads it again from the
-        // stored position.
-        if in_parts {
-            writer.abort_parts().await;
-        }
-        result
-    };
+    let (tx_send, tx_recv) = mpsc::channel::<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>(IN_FLIGHT_ROWS);
+    let read = read_binlog(reader, in_flight, tx_send);
+    let apply = apply_back(&mut writer, tx_recv, &key, &here);
     let both = async {
         let (r, a) = tokio::join!(read, apply);
         r.and(a)
@@ -567,6 +441,166 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         _ = crate::tail::shutdown_signal() => {}
     }
     Ok(())
+}
+
+/// The planned tables as the original source has them: values map back
+/// to its real types, and rows are matched on the primary key (json has no
+/// equality).
+async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<Arc<TableSchema>>, ReverseError> {
+    let mut types = TypeCache::new();
+    let mut schemas = Vec::new();
+    for t in &plan.tables {
+        let mut s = load_table(pg, &mut types, t)
+            .await?
+            .ok_or_else(|| ReverseError::Refused(format!("table {t} no longer exists on the original source")))?;
+        if !s.primary_key.is_empty() {
+            s.replica_identity = ReplicaIdentity::Default;
+            for (i, c) in s.columns.iter_mut().enumerate() {
+                c.is_key = s.primary_key.contains(&i);
+            }
+        }
+        schemas.push(Arc::new(s));
+    }
+    Ok(schemas)
+}
+
+/// The target's database and, per target table, its columns matched to the
+/// source table's (every column on both sides, or refused) and its ENUMs.
+async fn target_tables(
+    my: &mut mysql_async::Conn,
+    label: &str,
+    schemas: &[Arc<TableSchema>],
+) -> Result<(String, HashMap<String, ReverseTable>), ReverseError> {
+    let database: Option<String> = mysql_async::prelude::Queryable::query_first(my, "SELECT DATABASE()")
+        .await
+        .map_err(|e| BinlogError::driver(label, "SELECT DATABASE()", e))?;
+    let database = database.ok_or_else(|| ReverseError::Refused("the target URL names no database".into()))?;
+    let mut tables = HashMap::new();
+    for s in schemas {
+        let name = flat_table_name(&s.name);
+        let cols = table_columns(my, &database, &name, label).await?;
+        let mut columns = Vec::new();
+        for c in &cols {
+            let i = s.column_index(c).ok_or_else(|| {
+                ReverseError::Refused(format!(
+                    "column {c} of target table {name} is not on the original source table {}: add it there first",
+                    s.name
+                ))
+            })?;
+            columns.push(i);
+        }
+        if let Some(missing) = s.columns.iter().find(|c| !cols.contains(&c.name)) {
+            return Err(ReverseError::Refused(format!(
+                "column {} of {} is not on the target table {name}: writing rows back would lose its values",
+                missing.name, s.name
+            )));
+        }
+        let enums = table_enums(my, &database, &name, label).await?;
+        tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols, enums });
+    }
+    Ok((database, tables))
+}
+
+/// Reads whole transactions and parts of large ones from the binlog, as
+/// long as the applier has room for their rows.
+async fn read_binlog(
+    mut reader: BinlogReader,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    tx_send: mpsc::Sender<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>,
+) -> Result<(), ReverseError> {
+    while let Some(item) = reader.next().await? {
+        let rows = match &item {
+            BinlogItem::Transaction(t) => t.tx.changes.len(),
+            BinlogItem::Part { changes, .. } => changes.len(),
+        };
+        let n = rows.clamp(1, IN_FLIGHT_ROWS) as u32;
+        let Ok(permit) = in_flight.clone().acquire_many_owned(n).await else { break };
+        if tx_send.send((item, permit)).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Applies what the reader sends to the original source: what has piled up
+/// in one source transaction, a large transaction's parts in one of its
+/// own, each with its binlog position in the same transaction.
+async fn apply_back(
+    writer: &mut SinkWriter,
+    mut tx_recv: mpsc::Receiver<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>,
+    key: &str,
+    here: &str,
+) -> Result<(), ReverseError> {
+    let mut batch: Vec<Transaction> = Vec::new();
+    let mut in_parts = false;
+    let result = async {
+        while let Some((item, permit)) = tx_recv.recv().await {
+            let mut permits = vec![permit];
+            match item {
+                BinlogItem::Part { changes, at } => {
+                    if !in_parts {
+                        writer.begin_parts().await?;
+                        in_parts = true;
+                    }
+                    let lsn = at.ordinal().unwrap_or_default();
+                    let part = Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
+                    writer.apply_part(&part).await?;
+                }
+                BinlogItem::Transaction(t) if in_parts => {
+                    let (sql, p) = reverse_position::companion(key, &t.position, here);
+                    writer.set_position_companion(sql, p);
+                    writer.apply_part(&t.tx).await?;
+                    writer.commit_parts(t.tx.end_lsn, t.tx.commit_time_micros).await?;
+                    in_parts = false;
+                }
+                BinlogItem::Transaction(t) => {
+                    let mut last = t.position;
+                    batch.push(t.tx);
+                    // What has piled up, up to ~5,000 rows, goes in one
+                    // source transaction; a part comes after it.
+                    let mut rows: usize = batch.iter().map(|t| t.changes.len()).sum();
+                    let mut next = None;
+                    while rows < 5_000 {
+                        match tx_recv.try_recv() {
+                            Ok((BinlogItem::Transaction(t), p)) => {
+                                rows += t.tx.changes.len();
+                                last = t.position;
+                                batch.push(t.tx);
+                                permits.push(p);
+                            }
+                            Ok((part, p)) => {
+                                next = Some(part);
+                                permits.push(p);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let (sql, p) = reverse_position::companion(key, &last, here);
+                    writer.set_position_companion(sql, p);
+                    writer.apply_with_retry(&batch).await?;
+                    batch.clear();
+                    if let Some(BinlogItem::Part { changes, at }) = next {
+                        writer.begin_parts().await?;
+                        in_parts = true;
+                        let lsn = at.ordinal().unwrap_or_default();
+                        let part =
+                            Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
+                        writer.apply_part(&part).await?;
+                    }
+                }
+            }
+        }
+        Ok::<(), ReverseError>(())
+    }
+    .await;
+    // A stream that ends inside a large transaction (error, signal)
+    // leaves nothing of it: the next run reads it again from the
+    // stored position.
+    if in_parts {
+        writer.abort_parts().await;
+    }
+    result
 }
 
 /// `xdb check --reverse`: can the way back run from this target?
