@@ -26,24 +26,24 @@
 //!   runbook and its actions), [`check`] (preflight), [`status`], [`cleanup`].
 //! - **Commands** — [`cmd`]: one module per command, arguments to exit code.
 
-pub mod check;
-pub mod cleanup;
+pub(crate) mod check;
+pub(crate) mod cleanup;
 pub mod cmd;
-pub mod copy;
-pub mod cutover;
-pub mod error_policy;
+pub(crate) mod copy;
+pub(crate) mod cutover;
+pub(crate) mod error_policy;
 pub mod mapping;
 pub mod model;
-pub mod net;
-pub mod pipeline;
+pub(crate) mod net;
+pub(crate) mod pipeline;
 pub mod plan;
-pub mod schema;
+pub(crate) mod schema;
 pub mod secrets;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
-pub mod state_dir;
-pub mod status;
-pub mod tail;
-pub mod term;
-pub mod validate;
+pub(crate) mod state_dir;
+pub(crate) mod status;
+pub(crate) mod tail;
+pub(crate) mod term;
+pub(crate) mod validate;

@@ -10,7 +10,7 @@ mod report;
 mod source;
 mod target;
 
-pub use report::{CheckItem, CheckReport, CheckSection, Status};
+pub use report::{CheckReport, CheckSection};
 
 use crate::mapping::{self, MappingOverrides, MappingRules, TargetKind};
 use crate::model::TableSchema;

@@ -263,11 +263,6 @@ impl Journal {
         Ok(Journal { path: path.to_path_buf(), file })
     }
 
-    /// Where the journal lives.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends an event and syncs it to disk.
     pub fn append(&mut self, event: &Event) -> Result<(), JournalError> {
         let err = |reason: String| JournalError { path: self.path.display().to_string(), reason };

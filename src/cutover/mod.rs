@@ -19,8 +19,8 @@ pub mod validate_step;
 
 use std::path::Path;
 
-pub use runbook::{Action, Runbook, RunbookError, Step, Verify};
-pub use runner::{run, CutoverError, CutoverOptions, Summary};
+pub use runbook::Runbook;
+pub use runner::{run, CutoverOptions};
 
 use crate::plan::{Plan, PlanError};
 

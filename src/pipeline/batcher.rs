@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+#[cfg(test)]
 use crate::model::Transaction;
 
 /// When a batch closes.
@@ -41,12 +42,14 @@ pub type ProducerPending = watch::Receiver<bool>;
 
 /// A [`ProducerPending`] that is always idle: batches close as soon as the
 /// channel is empty.
+#[cfg(test)]
 pub fn never_pending() -> ProducerPending {
     watch::channel(false).1
 }
 
 /// Waits for the next batch of transactions (see [`next_batch_items`]).
 /// `None` when the channel is closed and empty.
+#[cfg(test)]
 pub async fn next_batch(
     rx: &mut mpsc::Receiver<Transaction>,
     policy: BatchPolicy,

@@ -30,6 +30,7 @@ impl Histogram {
     }
 
     /// The smallest bucket bound holding at least `q` of the observations.
+    #[cfg(test)]
     pub fn quantile_upper_bound(&self, q: f64) -> Option<f64> {
         if self.total == 0 {
             return None;

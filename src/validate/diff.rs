@@ -7,7 +7,9 @@
 //! no bisection round-trips are needed (bisection pays off only when the
 //! servers hash and the rows stay remote). Pure.
 
-use crate::mapping::{CanonicalValue, RowHasher};
+use crate::mapping::CanonicalValue;
+#[cfg(test)]
+use crate::mapping::RowHasher;
 
 /// One row in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +21,14 @@ pub struct CanonRow {
 }
 
 /// One side of a chunk: its rows and their checksum.
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
 pub struct ChunkSide {
     pub rows: Vec<CanonRow>,
     pub checksum: u128,
 }
 
+#[cfg(test)]
 impl ChunkSide {
     /// Builds a side from rows, computing the checksum.
     pub fn new(rows: Vec<CanonRow>) -> ChunkSide {

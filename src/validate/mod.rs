@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use chunks::{Chunk, SplitKey};
 use diff::{diff_rows, ChunkDiff};
-pub use report::{ChangedRow, ColumnDiff, RepairSummary, TableReport, TableStatus, ValidationReport};
+pub use report::{RepairSummary, TableReport, TableStatus, ValidationReport};
 use source::SourceSession;
 use target::TargetSession;
 

@@ -214,17 +214,6 @@ fn cut(s: String) -> String {
     }
 }
 
-/// A canonical value for people: NULL for NULL, long values cut at 80 characters.
-pub fn show(v: &CanonicalValue) -> String {
-    match v.as_str() {
-        None => "NULL".into(),
-        Some(s) if s.chars().count() > MAX_VALUE_CHARS => {
-            format!("{}…", s.chars().take(MAX_VALUE_CHARS).collect::<String>())
-        }
-        Some(s) => s.to_string(),
-    }
-}
-
 /// The whole validation.
 #[derive(Debug, Clone, Serialize)]
 pub struct ValidationReport {
@@ -394,13 +383,6 @@ fn write_differences(out: &mut String, t: &TableReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_values_are_cut() {
-        let long = CanonicalValue(Some("x".repeat(100)));
-        assert_eq!(show(&long).chars().count(), 81);
-        assert_eq!(show(&CanonicalValue(None)), "NULL");
-    }
 
     #[test]
     fn renders_a_table() {

@@ -79,11 +79,6 @@ impl SourceSession {
         }
     }
 
-    /// The connection (catalog reads at the snapshot).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Rows of `table` at the snapshot.
     pub async fn count(&self, table: &TableSchema) -> Result<u64, ValidateError> {
         let sql = format!("SELECT count(*) FROM {}", self.from(table));
