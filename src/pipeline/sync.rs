@@ -498,6 +498,12 @@ async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &Shared
         if let Some(t) = txs.last() {
             m.applied_commit_time_us = t.commit_time_micros;
         }
+        // Commit-to-apply latency, one observation per source transaction:
+        // its commit time to now, just after the target committed it.
+        let now = chrono::Utc::now().timestamp_micros();
+        for t in &txs {
+            m.latency.observe((now - t.commit_time_micros).max(0) as f64 / 1e6);
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod compose;
 mod cutover;
 mod latency;
 mod mapping_roundtrip;
+mod merge_apply;
 mod pgoutput_capture;
 mod plan_errors;
 mod readme;
