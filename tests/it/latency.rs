@@ -109,10 +109,26 @@ fn summary(ms: &[f64]) -> String {
 /// (upper bound in seconds, cumulative count) per bucket.
 fn histogram(addr: &str) -> Vec<(f64, u64)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("xdb's metrics endpoint");
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let get = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    // The endpoint starts with `sync`; a read may come before it listens.
+    let mut tries = 0;
+    let text = loop {
+        match get() {
+            Ok(t) => break t,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("metrics endpoint {addr}: {e}; again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("xdb's metrics endpoint {addr}: {e}"),
+        }
+    };
     text.lines()
         .filter(|l| l.starts_with("xdb_commit_to_apply_seconds_bucket"))
         .filter_map(|l| {
@@ -126,7 +142,7 @@ fn histogram(addr: &str) -> Vec<(f64, u64)> {
 /// p50 / p99 of the observations between two histogram reads, as the
 /// bucket bounds holding them (`≤ 5 ms`).
 fn histogram_summary(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
-    let diff: Vec<(f64, u64)> = after.iter().zip(before).map(|((le, a), (_, b))| (*le, a - b)).collect();
+    let diff: Vec<(f64, u64)> = after.iter().zip(before).map(|((le, a), (_, b))| (*le, a.saturating_sub(*b))).collect();
     let total = diff.last().map(|d| d.1).unwrap_or(0);
     if total == 0 {
         return "no observations".into();
