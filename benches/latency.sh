@@ -7,7 +7,11 @@
 # PostgreSQL's own logical replication from the same source, polled for the
 # same rows, is reported next to each: the floor the source itself sets
 # (walsender decoding, and on a shared server everyone else's WAL).
-# Prints p50 / p99 / max per target and phase (tests/it/latency.rs).
+# Prints p50 / p99 / max per target and phase, and xdb's own
+# commit-to-apply histogram over the same phase (tests/it/latency.rs).
+# The probes and pgbench commit with synchronous_commit = on: the dev
+# servers run with it off, where a commit reaches the walsender only when
+# the WAL writer flushes (up to 200 ms), for xdb and native alike.
 #
 #   benches/latency.sh [N]                       default 200 samples per phase
 #   XDB_LATENCY_BIN=/path/to/other/xdb benches/latency.sh     measure another build

@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 /// Histogram bucket bounds for commit-to-apply latency, in seconds.
-pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Starts at 1 ms: an idle stream applies in a few milliseconds.
+pub const LATENCY_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// A Prometheus-style cumulative histogram.
 #[derive(Debug, Clone, Default)]

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
 use super::conn::{StateParam, TargetConn, TargetError};
+use super::postgres::merge::{self, MergeError};
 use super::state;
 use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
@@ -477,6 +478,9 @@ impl SinkWriter {
             }
             return Ok(());
         }
+        if self.apply_merged(txs).await? {
+            return Ok(());
+        }
         let ops = split_pow2(self.plan(txs, self.limits)?);
         if matches!(self.conn, TargetConn::Postgres(_)) {
             return self.execute_ops_pipelined(&ops).await;
@@ -508,6 +512,25 @@ impl SinkWriter {
             check_matched(op, n)?;
         }
         Ok(())
+    }
+
+    /// A PostgreSQL target: `txs` set-based when that is exact for them
+    /// ([`merge`](super::postgres::merge)); `false` when not (nothing done).
+    async fn apply_merged(&mut self, txs: &[Transaction]) -> Result<bool, SinkError> {
+        let TargetConn::Postgres(c) = &mut self.conn else { return Ok(false) };
+        let sync_lsn = &self.sync_lsn;
+        let skip = |table: &TableSchema, tx: &Transaction| {
+            sync_lsn.get(&table.name.to_string()).is_some_and(|&s| s.snapshot_holds_commit(tx.commit_lsn))
+        };
+        match merge::apply_group(c, txs, &self.mapped, &self.unique_columns, skip).await {
+            Ok(done) => Ok(done),
+            Err(MergeError::Conversion(e)) => Err(e.into()),
+            // The row-by-row rerun (see `apply`) names the key.
+            Err(MergeError::Mismatch { table, op, .. }) => {
+                Err(SinkError::NoRowMatched { table, op, keys: Vec::new(), commit_lsn: None })
+            }
+            Err(MergeError::Sql { context, source }) => Err(self.conn.err(&context, source).into()),
+        }
     }
 
     fn plan<'a>(&self, txs: &'a [Transaction], limits: OpLimits) -> Result<Vec<Op<'a>>, ApplyPlanError> {

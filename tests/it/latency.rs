@@ -6,7 +6,14 @@
 //! there; the time from the INSERT's commit returning to the row being
 //! visible is one sample. N samples on an idle source, then N while pgbench
 //! runs single-row INSERT + UPDATE transactions on 2 clients. Prints p50 /
-//! p99 / max per target and phase.
+//! p99 / max per target and phase, and xdb's own commit-to-apply histogram
+//! (`/metrics`, every transaction it applied in the phase) as bucket bounds.
+//!
+//! The source sessions (the probes and pgbench) commit with
+//! `synchronous_commit = on`: the dev servers run with it off, and then a
+//! commit's WAL reaches the walsender only when the WAL writer flushes it
+//! (up to `wal_writer_delay`, 200 ms), which is what both xdb and native
+//! logical replication would be measured waiting for.
 //!
 //! XDB_LATENCY_BIN: the xdb binary to measure (default: this build's);
 //! XDB_LATENCY_TARGETS (default "sqlite mysql postgres"); XDB_LATENCY_N
@@ -98,6 +105,55 @@ fn summary(ms: &[f64]) -> String {
     format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={})", pct(ms, 50.0), pct(ms, 99.0), pct(ms, 100.0), ms.len())
 }
 
+/// xdb's `xdb_commit_to_apply_seconds` histogram from its `/metrics`:
+/// (upper bound in seconds, cumulative count) per bucket.
+fn histogram(addr: &str) -> Vec<(f64, u64)> {
+    use std::io::{Read, Write};
+    let get = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    // The endpoint starts with `sync`; a read may come before it listens.
+    let mut tries = 0;
+    let text = loop {
+        match get() {
+            Ok(t) => break t,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("metrics endpoint {addr}: {e}; again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("xdb's metrics endpoint {addr}: {e}"),
+        }
+    };
+    text.lines()
+        .filter(|l| l.starts_with("xdb_commit_to_apply_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// p50 / p99 of the observations between two histogram reads, as the
+/// bucket bounds holding them (`≤ 5 ms`).
+fn histogram_summary(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
+    let diff: Vec<(f64, u64)> = after.iter().zip(before).map(|((le, a), (_, b))| (*le, a.saturating_sub(*b))).collect();
+    let total = diff.last().map(|d| d.1).unwrap_or(0);
+    if total == 0 {
+        return "no observations".into();
+    }
+    let q = |p: f64| {
+        let want = (p * total as f64).ceil() as u64;
+        diff.iter().find(|d| d.1 >= want).map(|d| format!("≤ {} ms", d.0 * 1000.0)).unwrap_or_default()
+    };
+    format!("p50 {}, p99 {} (n={total})", q(0.5), q(0.99))
+}
+
 /// A child process that does not outlive a failed measurement.
 struct KillOnDrop(Child);
 
@@ -122,7 +178,13 @@ fn pgbench(db: &PgDb, dir: &std::path::Path) -> Child {
         args.extend(["-R".to_string(), rate]);
     }
     args.push(db.super_url());
-    Command::new("pgbench").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run pgbench")
+    Command::new("pgbench")
+        .env("PGOPTIONS", "-c synchronous_commit=on")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run pgbench")
 }
 
 const TABLES: &str = "CREATE TABLE probe (id bigint PRIMARY KEY, marker text NOT NULL);
@@ -146,10 +208,16 @@ async fn measure(target: Target, label: &str) -> String {
     .await;
     let plan = plan(&db, &target, "probe, load, load_ins", "");
     let source = db.super_client().await;
+    // See the module doc: without it the WAL writer's delay is measured.
+    source.batch_execute("SET synchronous_commit = on").await.unwrap();
     ok(&crate::support::xdb(&plan, &["snapshot"]));
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
     let mut child = KillOnDrop(
         Command::new(&bin)
-            .args(["sync", "--plan", plan.path.to_str().unwrap(), "--log", "warn"])
+            .args(["sync", "--plan", plan.path.to_str().unwrap(), "--log", "warn", "--metrics-addr", &metrics_addr])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -173,13 +241,16 @@ async fn measure(target: Target, label: &str) -> String {
     for t in [&target, &native] {
         wait_until("replication to stream", Duration::from_secs(60), || async { t.count("probe").await == 1 }).await;
     }
+    let h0 = histogram(&metrics_addr);
     let idle = probe(&source, &mut pollers, 1, n).await;
+    let h1 = histogram(&metrics_addr);
 
     let bench = KillOnDrop(pgbench(&db, &plan.dir));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (c0, t0) = (count(&source).await, Instant::now());
     let loaded = probe(&source, &mut pollers, 1_000_000, n).await;
     let tps = (count(&source).await - c0) as f64 / t0.elapsed().as_secs_f64();
+    let h2 = histogram(&metrics_addr);
     drop(bench);
     let _ = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status();
     let _ = child.0.wait();
@@ -201,11 +272,14 @@ async fn measure(target: Target, label: &str) -> String {
         let _ = c.disconnect().await;
     }
     format!(
-        "{label}: idle {} (native, same probes: {}); under load (~{tps:.0} TPS) {} (native: {})",
+        "{label}: idle {} (native, same probes: {}; xdb's histogram: {}); under load (~{tps:.0} TPS) {} (native: \
+         {}; xdb's histogram: {})",
         summary(&idle[0]),
         summary(&idle[1]),
+        histogram_summary(&h0, &h1),
         summary(&loaded[0]),
-        summary(&loaded[1])
+        summary(&loaded[1]),
+        histogram_summary(&h1, &h2)
     )
 }
 

@@ -14,6 +14,7 @@ mod generated_drift;
 mod generated_source;
 mod latency;
 mod mapping_roundtrip;
+mod merge_apply;
 mod money;
 mod pgoutput_capture;
 mod plan_errors;

@@ -4,6 +4,7 @@
 //! PostgreSQL target lives in this folder.
 
 pub mod load;
+pub mod merge;
 
 use std::collections::HashMap;
 
@@ -25,6 +26,8 @@ pub struct PgConn {
     /// The target for messages (password masked).
     pub label: String,
     statements: HashMap<String, tokio_postgres::Statement>,
+    /// What the set-based apply knows about this connection's tables.
+    merge: merge::MergeState,
 }
 
 impl PgConn {
@@ -34,7 +37,7 @@ impl PgConn {
             reason: e.reason.clone(),
             retry: if e.retryable { Retry::Transient } else { Retry::Fatal },
         })?;
-        Ok(PgConn { client, label: u.redacted(), statements: HashMap::new() })
+        Ok(PgConn { client, label: u.redacted(), statements: HashMap::new(), merge: Default::default() })
     }
 
     pub async fn execute(&mut self, sql: &str) -> Result<(), DriverError> {
