@@ -28,7 +28,7 @@ mod override_keys;
 mod reference;
 mod rules;
 mod target_kind;
-mod text;
+pub(crate) mod text;
 mod unique;
 
 use std::sync::Arc;

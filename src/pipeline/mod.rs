@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod reverse;
 pub mod reverse_status;
 pub mod sync;
+pub mod to_log;

@@ -109,6 +109,7 @@ pub fn unsupported_target(plan: &Plan) -> Option<&'static str> {
         TargetUrl::Postgres(_) => Some(
             "reverse replication from a PostgreSQL target is not built yet (only MySQL/MariaDB targets have a way back)",
         ),
+        TargetUrl::Nats(_) => Some("a log target is not a database that takes writes: there is no way back from it"),
     }
 }
 

@@ -375,6 +375,10 @@ impl Plan {
             TargetUrl::Postgres(u) => {
                 TargetUrl::Postgres(SecretUrl::new(paths::absolutize_url_params(u.expose(), &dir)))
             }
+            TargetUrl::Nats(u) => {
+                crate::sink::nats::NatsTarget::parse(&u, &raw.name).map_err(|e| at_key("url", e))?;
+                TargetUrl::Nats(u)
+            }
         };
         let plan = Plan {
             file: file.to_path_buf(),
@@ -415,7 +419,7 @@ impl Plan {
     /// (driver errors) before it is shown.
     pub fn secrets(&self) -> Vec<String> {
         let urls: Vec<&SecretUrl> = match &self.target.url {
-            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => vec![&self.source.url, u],
+            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) | TargetUrl::Nats(u) => vec![&self.source.url, u],
             TargetUrl::Sqlite(_) => vec![&self.source.url],
         };
         let mut v: Vec<String> = urls
