@@ -11,6 +11,7 @@ mod cleanup;
 mod compose;
 mod cutover;
 mod latency;
+mod log;
 mod mapping_roundtrip;
 mod pgoutput_capture;
 mod plan_errors;

@@ -21,8 +21,10 @@ pub async fn check(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
         Err(e) => return s.fail(e.to_string(), "start the NATS servers or fix the addresses in target.url"),
     };
     s.pass(format!("connected to NATS ({})", target.servers.join(", ")));
-    match log.js.query_account().await {
-        Ok(a) => s.pass(format!("JetStream is enabled ({} streams in the account)", a.streams)),
+    let found = log.js.get_stream(&target.stream).await;
+    match &found {
+        Ok(_) => s.pass("JetStream is enabled"),
+        Err(e) if not_found(e) => s.pass("JetStream is enabled"),
         Err(e) => {
             return s.fail(
                 format!("JetStream is not available: {e}"),
@@ -30,7 +32,7 @@ pub async fn check(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             )
         }
     }
-    match log.js.get_stream(&target.stream).await {
+    match found {
         Ok(_) => match log.ensure_stream().await {
             Ok(c) => {
                 s.pass(format!(
@@ -72,6 +74,11 @@ pub async fn check(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
             }
         }
     }
+}
+
+fn not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(ref j)
+        if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
 fn window(s: &mut CheckSection, w: Duration) {
