@@ -171,7 +171,8 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %plan.source.slot, from = %start, stream = %target.stream, "streaming changes into the log");
     let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
-    let mut s = Streamer { log: &log, connector: &connector, publisher, resume, last_heartbeat: Instant::now() };
+    let mut s =
+        Streamer { log: &log, connector: &connector, publisher, resume, floor: start, last_heartbeat: Instant::now() };
     let mut status = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -188,7 +189,7 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                 let end = match ev {
                     AssemblerEvent::Transaction(tx) => {
                         let end = tx.end_lsn;
-                        s.transaction(&tx.changes.iter().collect::<Vec<_>>(), &tx).await?;
+                        s.transaction(&tx, Parts::Whole(&tx.changes)).await?;
                         end
                     }
                     AssemblerEvent::Spilled(mut sp) => {
@@ -199,13 +200,7 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                             commit_time_micros: sp.commit_time_micros,
                             changes: Vec::new(),
                         };
-                        let mut all = Vec::new();
-                        loop {
-                            let part = sp.next_changes(10_000).map_err(|e| ToLogError::Stream(e.into()))?;
-                            if part.is_empty() { break; }
-                            all.extend(part);
-                        }
-                        s.transaction(&all.iter().collect::<Vec<_>>(), &head).await?;
+                        s.transaction(&head, Parts::Spilled(&mut sp)).await?;
                         sp.end_lsn
                     }
                     AssemblerEvent::Relation { .. } | AssemblerEvent::Message { .. } => continue,
@@ -231,7 +226,18 @@ struct Streamer<'a> {
     /// The transaction the stream's tail is inside, and the last event of
     /// it already stored: those are not published again.
     resume: Option<(Lsn, u64)>,
+    /// Transactions committed below this are in the stream already.
+    floor: Lsn,
     last_heartbeat: Instant,
+}
+
+/// Changes read back from a spilled transaction at a time.
+const SPILL_PART: usize = 2000;
+
+/// A transaction's changes: in memory, or spilled to a file.
+enum Parts<'a> {
+    Whole(&'a [Change]),
+    Spilled(&'a mut crate::source::postgres::assembler::SpilledTransaction),
 }
 
 /// Heartbeats for transactions without planned changes, at most this often.
@@ -256,8 +262,14 @@ impl Streamer<'_> {
     }
 
     /// BEGIN, the events, END; or a heartbeat for an empty transaction.
-    async fn transaction(&mut self, changes: &[&Change], tx: &Transaction) -> Result<(), ToLogError> {
-        if changes.is_empty() {
+    async fn transaction(&mut self, tx: &Transaction, mut parts: Parts<'_>) -> Result<(), ToLogError> {
+        let empty = match &parts {
+            Parts::Whole(c) => c.is_empty(),
+            Parts::Spilled(s) => s.change_count == 0,
+        };
+        // Not sent again by the server (it starts at `floor`); a guard, since
+        // a repeat would break the stream's sequence chain.
+        if empty || tx.commit_lsn < self.floor {
             return Ok(self.heartbeat(tx.end_lsn, false).await?);
         }
         let t = &self.log.target;
@@ -271,8 +283,26 @@ impl Streamer<'_> {
         self.publish(tx.commit_lsn, 0, t.transaction_subject(), msg_id::event(tx.commit_lsn, 0), begin, None).await?;
         let mut index = 0u64;
         let mut per_table: Vec<(String, u64)> = Vec::new();
-        for change in changes {
-            for (table, op, before, after, unavailable) in events(change) {
+        let mut whole_done = false;
+        loop {
+            // A spilled transaction is read back in parts (invariant
+            // *bounded memory*), never held whole.
+            let part: Vec<Change>;
+            let changes: &[Change] = match &mut parts {
+                Parts::Whole(c) if !whole_done => {
+                    whole_done = true;
+                    c
+                }
+                Parts::Whole(_) => break,
+                Parts::Spilled(sp) => {
+                    part = sp.next_changes(SPILL_PART).map_err(|e| ToLogError::Stream(e.into()))?;
+                    if part.is_empty() {
+                        break;
+                    }
+                    &part
+                }
+            };
+            for (table, op, before, after, unavailable) in changes.iter().flat_map(events) {
                 index += 1;
                 let name = table.name.to_string();
                 let n = match per_table.iter_mut().find(|(t, _)| *t == name) {
@@ -318,7 +348,9 @@ impl Streamer<'_> {
         if !now && self.last_heartbeat.elapsed() < HEARTBEAT_EVERY {
             return Ok(());
         }
-        if at <= self.publisher.acked() {
+        // Never behind what the stream already holds: the last message
+        // must keep saying where to go on.
+        if at <= self.publisher.acked() || at <= self.floor {
             return Ok(());
         }
         self.last_heartbeat = Instant::now();

@@ -120,6 +120,18 @@ async fn log_events_have_debeziums_field_names_op_codes_and_source() {
     assert!(t.contains("FMT") && t.contains("replicas 3") && t.contains("asks for 1"), "{t}");
 }
 
+/// `xdb sync` with a 64 KiB spill threshold: large transactions are read
+/// back from disk in parts while they are published.
+fn spawn_sync(plan: &PlanFile) -> std::process::Child {
+    support::xdb_command()
+        .args(["sync", "--plan", plan.path.to_str().unwrap()])
+        .env("XDB_SPILL_THRESHOLD_BYTES", "65536")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn xdb")
+}
+
 /// The load: transactions over two tables (inserts, counter updates,
 /// deletes) until told to stop; returns how many committed.
 fn start_load(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<u64> {
@@ -134,6 +146,8 @@ fn start_load(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) 
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             n += 1;
             let sql = match n % 4 {
+                // A large transaction, spilled by the producer (see `spawn_sync`).
+                _ if n % 300 == 0 => "UPDATE a SET n = n + 1 WHERE id <= 1500".to_string(),
                 0 => format!(
                     "BEGIN; INSERT INTO a (note) VALUES ('new {n}'); UPDATE b SET n = n + 1 WHERE id = {};
                      UPDATE a SET n = n + 1 WHERE id = {}; COMMIT;",
@@ -232,7 +246,7 @@ async fn log_kill9_of_producer_and_a_node_neither_loses_nor_repeats() {
     let plan = log_plan(&db, &cluster, "stream=KILLS&replicas=3&schemas=false", "public.a, public.b");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = start_load(db.super_url(), stop.clone());
-    let mut child = support::spawn(&plan, &["sync"]);
+    let mut child = spawn_sync(&plan);
     let mut seed = 99u64;
     for i in 0..6 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -246,7 +260,7 @@ async fn log_kill9_of_producer_and_a_node_neither_loses_nor_repeats() {
             cluster.start_node(1);
         }
         kill9(&mut child);
-        child = support::spawn(&plan, &["sync"]);
+        child = spawn_sync(&plan);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

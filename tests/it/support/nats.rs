@@ -13,6 +13,8 @@ use super::{as_dev, unique};
 
 pub struct NatsCluster {
     dir: PathBuf,
+    /// The `runuser` (or server) process per node, waited for when stopped.
+    children: std::sync::Mutex<Vec<(usize, std::process::Child)>>,
     pub ports: Vec<u16>,
     cluster_ports: Vec<u16>,
 }
@@ -48,6 +50,7 @@ impl NatsCluster {
         let user = std::env::var("XDB_DEV_USER").unwrap_or_else(|_| "xdbdev".into());
         let c = NatsCluster {
             dir,
+            children: Default::default(),
             ports: (0..3).map(|i| base + i).collect(),
             cluster_ports: (0..3).map(|i| cbase + i).collect(),
         };
@@ -92,7 +95,7 @@ impl NatsCluster {
     pub fn start_node(&self, i: usize) {
         let pid = self.dir.join(format!("n{i}.pid"));
         let _ = std::fs::remove_file(&pid);
-        as_dev(&nats_server())
+        let child = as_dev(&nats_server())
             .arg("-c")
             .arg(self.dir.join(format!("n{i}.conf")))
             .arg("-P")
@@ -104,6 +107,7 @@ impl NatsCluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("start nats-server");
+        self.children.lock().unwrap().push((i, child));
         let start = Instant::now();
         while !pid.is_file() {
             assert!(
@@ -120,6 +124,11 @@ impl NatsCluster {
         if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("n{i}.pid"))) {
             let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
         }
+        let mut children = self.children.lock().unwrap();
+        for (_, c) in children.iter_mut().filter(|(n, _)| *n == i) {
+            let _ = c.wait();
+        }
+        children.retain(|(n, _)| *n != i);
         std::thread::sleep(Duration::from_millis(200));
     }
 
