@@ -72,6 +72,12 @@ pub async fn run(args: Args) -> ExitCode {
     if let crate::plan::TargetUrl::Nats(url) = &plan.target.url {
         return to_log(&plan, url, &options).await;
     }
+    if let Some(log) = &plan.source.log {
+        return match Box::pin(crate::pipeline::from_log::run(&plan, log, &options)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&plan, &e, 1),
+        };
+    }
     Box::pin(stream(&plan, options, args.metrics_addr, args.status_interval)).await
 }
 

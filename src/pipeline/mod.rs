@@ -3,6 +3,7 @@
 //! and the checkpoint moves only after the target committed.
 
 pub mod batcher;
+pub mod from_log;
 pub mod metrics;
 pub mod reverse;
 pub mod reverse_status;

@@ -238,6 +238,104 @@ pub fn encode(t: &PgType, v: &Value) -> Json {
     }
 }
 
+/// One value back from its event form ([`encode`]'s inverse), as the
+/// PostgreSQL decoder would have produced it for a column of type `t`.
+pub fn decode(t: &PgType, j: &Json) -> Result<Value, String> {
+    use crate::model::NumericValue as N;
+    let bad = || format!("{j} is not a {} value as xdb encodes it", t.sql_name());
+    let text = || j.as_str().map(str::to_string).ok_or_else(bad);
+    if j.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match t {
+        PgType::Bool => Value::Bool(j.as_bool().ok_or_else(bad)?),
+        PgType::Int2 => Value::Int2(j.as_i64().and_then(|v| i16::try_from(v).ok()).ok_or_else(bad)?),
+        PgType::Int4 => Value::Int4(j.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(bad)?),
+        PgType::Int8 | PgType::Oid => Value::Int8(j.as_i64().ok_or_else(bad)?),
+        PgType::Float4 => match j.as_f64() {
+            Some(f) => Value::Float4(f as f32),
+            None => Value::Float4(text()?.parse().map_err(|_| bad())?),
+        },
+        PgType::Float8 => match j.as_f64() {
+            Some(f) => Value::Float8(f),
+            None => Value::Float8(text()?.parse().map_err(|_| bad())?),
+        },
+        PgType::Numeric { .. } | PgType::Money => Value::Numeric(match text()?.as_str() {
+            "NaN" => N::NaN,
+            "Infinity" => N::PosInfinity,
+            "-Infinity" => N::NegInfinity,
+            d => N::Finite(d.to_string()),
+        }),
+        PgType::Bytea => Value::Bytes(unbase64(&text()?).ok_or_else(bad)?),
+        PgType::Date => match j.as_i64().ok_or_else(bad)? {
+            v if v == i32::MAX as i64 => Value::Date(DateValue::PosInfinity),
+            v if v == i32::MIN as i64 => Value::Date(DateValue::NegInfinity),
+            v => Value::Date(DateValue::Days(i32::try_from(v).map_err(|_| bad())?)),
+        },
+        PgType::Time(_) => Value::Time(j.as_i64().ok_or_else(bad)?),
+        PgType::TimeTz(_) => {
+            let s = text()?;
+            let micros = text::parse_time(s.trim_end_matches('Z')).ok_or_else(bad)?;
+            Value::TimeTz { micros, offset_seconds: 0 }
+        }
+        PgType::Timestamp(_) => Value::Timestamp(match j.as_i64().ok_or_else(bad)? {
+            i64::MAX => TimestampValue::PosInfinity,
+            i64::MIN => TimestampValue::NegInfinity,
+            v => TimestampValue::Micros(v),
+        }),
+        PgType::TimestampTz(_) => Value::TimestampTz(match text()?.as_str() {
+            "infinity" => TimestampValue::PosInfinity,
+            "-infinity" => TimestampValue::NegInfinity,
+            s => TimestampValue::Micros(
+                text::parse_timestamp(&format!("{}+00", s.trim_end_matches('Z'))).ok_or_else(bad)?,
+            ),
+        }),
+        PgType::Interval => {
+            let (months, days, micros) = text::parse_interval(&text()?).ok_or_else(bad)?;
+            Value::Interval { months, days, micros }
+        }
+        PgType::Uuid => Value::Uuid(text()?.parse().map_err(|_| bad())?),
+        PgType::Json | PgType::Jsonb => Value::Json(text()?),
+        PgType::Array(e) => {
+            let items = j.as_array().ok_or_else(bad)?;
+            Value::Array(items.iter().map(|i| decode(e, i)).collect::<Result<_, _>>()?)
+        }
+        PgType::Other { name } => Value::Unknown { type_name: name.clone(), text: text()? },
+        PgType::TsQuery => Value::Unknown { type_name: t.sql_name(), text: text()? },
+        _ => Value::Text(text()?),
+    })
+}
+
+/// Standard base64 back to bytes (None: not base64).
+pub fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let b = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    for chunk in b.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        match chunk.len() {
+            4 => out.extend_from_slice(&bytes),
+            3 => out.extend_from_slice(&bytes[..2]),
+            2 => out.push(bytes[0]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// Standard base64 with padding (Kafka Connect's JSON form of `bytes`).
 pub fn base64(b: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -427,5 +525,27 @@ mod tests {
         assert_eq!(encode(&PgType::TimeTz(None), &tz), "00:00:00.000000Z");
         let arr = Value::Array(vec![Value::Int4(1), Value::Null]);
         assert_eq!(encode(&PgType::Array(Box::new(PgType::Int4)), &arr), json!([1, null]));
+    }
+
+    #[test]
+    fn values_decode_back_to_what_was_encoded() {
+        let cases = [
+            (PgType::Bytea, Value::Bytes(b"hello!".to_vec())),
+            (PgType::Bytea, Value::Bytes(b"ab".to_vec())),
+            (PgType::Numeric { precision: None, scale: None }, Value::Numeric(NumericValue::Finite("-1.50".into()))),
+            (PgType::Numeric { precision: None, scale: None }, Value::Numeric(NumericValue::NaN)),
+            (PgType::TimestampTz(None), Value::TimestampTz(TimestampValue::Micros(1_700_000_000_123_456))),
+            (PgType::TimestampTz(None), Value::TimestampTz(TimestampValue::PosInfinity)),
+            (PgType::Timestamp(None), Value::Timestamp(TimestampValue::Micros(-5))),
+            (PgType::Date, Value::Date(DateValue::NegInfinity)),
+            (PgType::Interval, Value::Interval { months: -14, days: 3, micros: 4_500_000 }),
+            (PgType::TimeTz(None), Value::TimeTz { micros: 3_600_000_001, offset_seconds: 0 }),
+            (PgType::Array(Box::new(PgType::Int8)), Value::Array(vec![Value::Int8(1), Value::Null])),
+            (PgType::Text, Value::Text("é".into())),
+        ];
+        for (t, v) in cases {
+            assert_eq!(decode(&t, &encode(&t, &v)).unwrap(), v, "{t:?}");
+        }
+        assert!(decode(&PgType::Int4, &json!("x")).is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::nats::NatsCluster;
-use crate::support::{self, kill9, ok, xdb, PgDb, PlanFile};
+use crate::support::{self, kill9, ok, xdb, MyDb, PgDb, PlanFile, Target};
 
 fn log_plan(db: &PgDb, cluster: &NatsCluster, options: &str, tables: &str) -> PlanFile {
     PlanFile::new(&format!(
@@ -291,4 +291,75 @@ async fn log_kill9_of_producer_and_a_node_neither_loses_nor_repeats() {
         }
     }
     eprintln!("{} messages for {writes} source transactions", msgs.len());
+}
+
+/// A consumer plan: the log as source (`validate_url`: the original
+/// PostgreSQL), `target` as target, its position under `slot`.
+fn consumer_plan(
+    db: &PgDb,
+    cluster: &NatsCluster,
+    stream: &str,
+    slot: &str,
+    target: &Target,
+    tables: &str,
+) -> PlanFile {
+    PlanFile::new(&format!(
+        "name: logtest\nsource:\n  url: {}?stream={stream}\n  validate_url: {}\n  slot: {slot}\n\
+         target:\n  url: {}\ntables: [{tables}]\napply:\n  max_batch_rows: 300\n",
+        cluster.url(),
+        db.repl_url(),
+        target.url()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_into_mariadb_and_sqlite_with_kill9_of_each_side_then_validate() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_apply").await;
+    db.exec(
+        "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text,
+           price numeric(12,2) DEFAULT 1.50, at timestamptz DEFAULT now(), doc jsonb DEFAULT '{\"k\": [1, 2]}');
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 2000) g;
+         INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
+         ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=APPLY&replicas=3", "public.a, public.b");
+    let maria = Target::Mysql(MyDb::create("xdb_log_apply_my").await);
+    let lite = Target::sqlite("xdb_log_apply_lite");
+    let to_maria = consumer_plan(&db, &cluster, "APPLY", "to_maria", &maria, "public.a, public.b");
+    let to_lite = consumer_plan(&db, &cluster, "APPLY", "to_lite", &lite, "public.a, public.b");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = start_load(db.super_url(), stop.clone());
+    let mut p = spawn_sync(&producer);
+    let mut cm = support::spawn(&to_maria, &["sync"]);
+    let mut cl = support::spawn(&to_lite, &["sync"]);
+    let mut seed = 7u64;
+    for i in 0..5 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(1000 + (seed >> 33) % 2000)).await;
+        kill9(&mut cm);
+        cm = support::spawn(&to_maria, &["sync"]);
+        kill9(&mut cl);
+        cl = support::spawn(&to_lite, &["sync"]);
+        if i == 2 {
+            kill9(&mut p);
+            p = spawn_sync(&producer);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = load.await.unwrap();
+    assert!(writes > 200, "the load ran ({writes} transactions)");
+    kill9(&mut p);
+    kill9(&mut cm);
+    kill9(&mut cl);
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    for plan in [&to_maria, &to_lite] {
+        ok(&xdb(plan, &["sync", "--until-caught-up"]));
+        let v = xdb(plan, &["validate"]);
+        assert!(v.status.success(), "validate: {}", support::text(&v));
+    }
+    let source_rows = support::pg_rows(&db.super_client().await, "SELECT count(*) FROM a").await;
+    assert_eq!(maria.count("a").await.to_string(), source_rows[0][0]);
 }
