@@ -363,3 +363,18 @@ async fn log_into_mariadb_and_sqlite_with_kill9_of_each_side_then_validate() {
     let source_rows = support::pg_rows(&db.super_client().await, "SELECT count(*) FROM a").await;
     assert_eq!(maria.count("a").await.to_string(), source_rows[0][0]);
 }
+
+#[test]
+fn a_log_source_needs_the_original_postgres_for_catalog_and_validate() {
+    let yaml = "name: p\nsource:\n  url: nats://127.0.0.1:4222?stream=S\ntarget:\n  url: sqlite://x.db\ntables: [t]\n";
+    let e = xdb::plan::Plan::parse(yaml, std::path::Path::new("p.yaml")).unwrap_err().to_string();
+    assert!(e.contains("validate_url"), "{e}");
+    let with = yaml.replace("stream=S\n", "stream=S\n  validate_url: postgres://u@h/db\n");
+    let plan = xdb::plan::Plan::parse(&with, std::path::Path::new("p.yaml")).unwrap();
+    assert!(plan.source.log.is_some());
+    assert!(plan.source.url.expose().starts_with("postgres://"));
+    let bad = yaml.replace("stream=S", "stream=S&replicas=0").replace("tables", "tables");
+    let bad = bad.replace("stream=S&replicas=0\n", "stream=S&replicas=0\n  validate_url: postgres://u@h/db\n");
+    let e = xdb::plan::Plan::parse(&bad, std::path::Path::new("p.yaml")).unwrap_err().to_string();
+    assert!(e.contains("replicas"), "{e}");
+}

@@ -23,6 +23,13 @@ pub enum LogSourceError {
     Log(#[from] LogError),
     #[error("reading stream {stream}: {reason}")]
     Read { stream: String, reason: String },
+    #[error(
+        "stream {stream} starts at message {first}, but this target applied up to {applied}: the messages in \
+         between are gone (the stream's retention, max_age/max_bytes, or a purge). Copy again: drop the target \
+         tables and the target's xdb state for this plan, and read the log from a new snapshot (restart the \
+         producer with a new stream)"
+    )]
+    Trimmed { stream: String, applied: u64, first: u64 },
     #[error("stream {stream} message {seq} on {subject}: {reason}")]
     Message { stream: String, seq: u64, subject: String, reason: String },
 }
@@ -33,7 +40,7 @@ impl LogSourceError {
             LogSourceError::Log(e) => e.is_retryable(),
             // The ordered consumer's errors are its connection's.
             LogSourceError::Read { .. } => true,
-            LogSourceError::Message { .. } => false,
+            LogSourceError::Message { .. } | LogSourceError::Trimmed { .. } => false,
         }
     }
 }
@@ -75,7 +82,17 @@ impl LogReader {
         let log = Log::connect(target).await?;
         let read =
             |e: &dyn std::fmt::Display| LogSourceError::Read { stream: target.stream.clone(), reason: e.to_string() };
-        let stream = log.js.get_stream(&target.stream).await.map_err(|e| read(&e))?;
+        let mut stream = log.js.get_stream(&target.stream).await.map_err(|e| read(&e))?;
+        // Retention may have dropped messages this target never applied:
+        // a refusal, never a silent gap.
+        let state = stream.info().await.map_err(|e| read(&e))?.state.clone();
+        if state.messages > 0 && state.first_sequence > after + 1 {
+            return Err(LogSourceError::Trimmed {
+                stream: target.stream.clone(),
+                applied: after,
+                first: state.first_sequence,
+            });
+        }
         let config = OrderedConfig {
             filter_subject: format!("{}.>", target.prefix),
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
@@ -198,6 +215,27 @@ fn change(t: &Arc<TableSchema>, op: &str, p: &Json) -> Result<Change, String> {
         let obj = &p[field];
         if obj.is_null() {
             return Ok(None);
+        }
+        // The event and the catalog read at start must agree on the
+        // columns: a schema change on the source is not followed through
+        // the log, and a missing or extra column is never guessed.
+        if let Some(o) = obj.as_object() {
+            if let Some(extra) = o.keys().find(|k| t.column_index(k).is_none()) {
+                return Err(format!(
+                    "{}: column {extra} is in the event but not on the source as read at start (a column added \
+                     since): restart `sync` once the target table has it",
+                    t.name
+                ));
+            }
+            if field == "after" {
+                if let Some(c) = t.columns.iter().find(|c| !o.contains_key(&c.name)) {
+                    return Err(format!(
+                        "{}: the event has no column {} (added on the source after this event was written): \
+                         xdb does not follow schema changes through the log",
+                        t.name, c.name
+                    ));
+                }
+            }
         }
         let mut row = Vec::with_capacity(t.columns.len());
         for (i, c) in t.columns.iter().enumerate() {
