@@ -373,7 +373,7 @@ fn a_log_source_needs_the_original_postgres_for_catalog_and_validate() {
     let plan = xdb::plan::Plan::parse(&with, std::path::Path::new("p.yaml")).unwrap();
     assert!(plan.source.log.is_some());
     assert!(plan.source.url.expose().starts_with("postgres://"));
-    let bad = yaml.replace("stream=S", "stream=S&replicas=0").replace("tables", "tables");
+    let bad = yaml.replace("stream=S", "stream=S&replicas=0");
     let bad = bad.replace("stream=S&replicas=0\n", "stream=S&replicas=0\n  validate_url: postgres://u@h/db\n");
     let e = xdb::plan::Plan::parse(&bad, std::path::Path::new("p.yaml")).unwrap_err().to_string();
     assert!(e.contains("replicas"), "{e}");
