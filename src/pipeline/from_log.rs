@@ -137,62 +137,98 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     let max_rows = plan.apply.max_batch_rows.max(1);
     let mut batch: Vec<Transaction> = Vec::new();
     let mut rows = 0usize;
-    loop {
-        let item = reader.next(IDLE).await?;
-        let flush_before =
-            matches!(item, None | Some(LogItem::SnapshotStart { .. }) | Some(LogItem::SnapshotEnd { .. }));
-        if flush_before && !batch.is_empty() {
-            writer.apply_with_retry(&batch).await?;
-            batch.clear();
-            rows = 0;
-        }
-        match item {
-            None => {
-                if until.is_some_and(|u| reader.seen >= u) {
-                    tracing::info!(applied = writer.applied().0, "the target holds everything the log held");
-                    return Ok(());
+    let mut in_parts = false;
+    let r = async {
+        loop {
+            let item = reader.next(IDLE).await?;
+            // A large transaction: its parts and its closing Tx in one target
+            // transaction, nothing else in between (the reader yields nothing
+            // else before the END).
+            match item {
+                Some(LogItem::Part(part)) => {
+                    if !batch.is_empty() {
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        rows = 0;
+                    }
+                    if !in_parts {
+                        writer.begin_parts().await?;
+                        in_parts = true;
+                    }
+                    writer.apply_part(&part).await?;
+                    continue;
                 }
-            }
-            Some(LogItem::Tx(tx)) => {
-                rows += tx.changes.len();
-                batch.push(tx);
-                if rows >= max_rows {
-                    writer.apply_with_retry(&batch).await?;
-                    batch.clear();
-                    rows = 0;
+                Some(LogItem::Tx(tx)) if in_parts => {
+                    if !tx.changes.is_empty() {
+                        writer.apply_part(&tx).await?;
+                    }
+                    writer.commit_parts(tx.end_lsn, tx.commit_time_micros).await?;
+                    in_parts = false;
+                    continue;
                 }
+                _ => {}
             }
-            Some(LogItem::SnapshotStart { seq }) => {
-                // A copy (re)starting: whatever an earlier, unfinished one
-                // left goes, in the same target transaction as the position.
-                let empty = Transaction {
-                    xid: 0,
-                    commit_lsn: Lsn(seq),
-                    end_lsn: Lsn(seq),
-                    commit_time_micros: 0,
-                    changes: vec![Change::Truncate {
-                        tables: schemas.clone(),
-                        cascade: false,
-                        restart_identity: false,
-                    }],
-                };
-                writer.apply_with_retry(&[empty]).await?;
+            let flush_before =
+                matches!(item, None | Some(LogItem::SnapshotStart { .. }) | Some(LogItem::SnapshotEnd { .. }));
+            if flush_before && !batch.is_empty() {
+                writer.apply_with_retry(&batch).await?;
+                batch.clear();
+                rows = 0;
             }
-            Some(LogItem::SnapshotEnd { seq }) => {
-                let mark = Transaction {
-                    xid: 0,
-                    commit_lsn: Lsn(seq),
-                    end_lsn: Lsn(seq),
-                    commit_time_micros: 0,
-                    changes: vec![],
-                };
-                writer.apply_with_retry(&[mark]).await?;
-                let mut conn = TargetConn::connect(&plan.target.url).await?;
-                for t in &plan.tables {
-                    conn.record_table(slot, &t.to_string(), Lsn::ZERO, true, 0).await?;
+            match item {
+                None => {
+                    if until.is_some_and(|u| reader.seen >= u) {
+                        tracing::info!(applied = writer.applied().0, "the target holds everything the log held");
+                        return Ok(());
+                    }
                 }
-                tracing::info!("the log's initial copy is applied");
+                Some(LogItem::Tx(tx)) => {
+                    rows += tx.changes.len();
+                    batch.push(tx);
+                    if rows >= max_rows {
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        rows = 0;
+                    }
+                }
+                Some(LogItem::SnapshotStart { seq }) => {
+                    // A copy (re)starting: whatever an earlier, unfinished one
+                    // left goes, in the same target transaction as the position.
+                    let empty = Transaction {
+                        xid: 0,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: 0,
+                        changes: vec![Change::Truncate {
+                            tables: schemas.clone(),
+                            cascade: false,
+                            restart_identity: false,
+                        }],
+                    };
+                    writer.apply_with_retry(&[empty]).await?;
+                }
+                Some(LogItem::SnapshotEnd { seq }) => {
+                    let mark = Transaction {
+                        xid: 0,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: 0,
+                        changes: vec![],
+                    };
+                    writer.apply_with_retry(&[mark]).await?;
+                    let mut conn = TargetConn::connect(&plan.target.url).await?;
+                    for t in &plan.tables {
+                        conn.record_table(slot, &t.to_string(), Lsn::ZERO, true, 0).await?;
+                    }
+                    tracing::info!("the log's initial copy is applied");
+                }
+                Some(LogItem::Part(_)) => unreachable!("handled above"),
             }
         }
     }
+    .await;
+    if in_parts && r.is_err() {
+        writer.abort_parts().await;
+    }
+    r
 }

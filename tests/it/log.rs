@@ -132,6 +132,18 @@ fn spawn_sync(plan: &PlanFile) -> std::process::Child {
         .expect("spawn xdb")
 }
 
+/// A consumer's `xdb sync` that applies transactions of more than 500
+/// changes in parts (the load's 1500-row updates).
+fn spawn_consumer(plan: &PlanFile) -> std::process::Child {
+    support::xdb_command()
+        .args(["sync", "--plan", plan.path.to_str().unwrap()])
+        .env("XDB_LOG_PART_CHANGES", "500")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn xdb")
+}
+
 /// The load: transactions over two tables (inserts, counter updates,
 /// deletes) until told to stop; returns how many committed.
 fn start_load(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<u64> {
@@ -333,16 +345,16 @@ async fn log_into_mariadb_and_sqlite_with_kill9_of_each_side_then_validate() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = start_load(db.super_url(), stop.clone());
     let mut p = spawn_sync(&producer);
-    let mut cm = support::spawn(&to_maria, &["sync"]);
-    let mut cl = support::spawn(&to_lite, &["sync"]);
+    let mut cm = spawn_consumer(&to_maria);
+    let mut cl = spawn_consumer(&to_lite);
     let mut seed = 7u64;
     for i in 0..5 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         tokio::time::sleep(Duration::from_millis(1000 + (seed >> 33) % 2000)).await;
         kill9(&mut cm);
-        cm = support::spawn(&to_maria, &["sync"]);
+        cm = spawn_consumer(&to_maria);
         kill9(&mut cl);
-        cl = support::spawn(&to_lite, &["sync"]);
+        cl = spawn_consumer(&to_lite);
         if i == 2 {
             kill9(&mut p);
             p = spawn_sync(&producer);

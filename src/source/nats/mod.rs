@@ -55,6 +55,16 @@ pub enum LogItem {
     SnapshotStart { seq: u64 },
     /// The copy is complete.
     SnapshotEnd { seq: u64 },
+    /// The first changes of a large transaction whose END is still to
+    /// come (invariant *bounded memory*): applied inside one target
+    /// transaction with the rest, which comes as the closing [`LogItem::Tx`].
+    Part(Transaction),
+}
+
+/// Changes of one transaction held before they are handed on as a part
+/// (`XDB_LOG_PART_CHANGES`).
+fn part_changes() -> usize {
+    std::env::var("XDB_LOG_PART_CHANGES").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(20_000)
 }
 
 type Messages = async_nats::jetstream::consumer::pull::Ordered;
@@ -69,6 +79,7 @@ pub struct LogReader {
     prefix: String,
     /// The stream sequence of the last message read.
     pub seen: u64,
+    part_size: usize,
 }
 
 impl LogReader {
@@ -107,6 +118,7 @@ impl LogReader {
             open: None,
             prefix: target.prefix.clone(),
             seen: after,
+            part_size: part_changes(),
         })
     }
 
@@ -201,8 +213,17 @@ impl LogReader {
                         changes: vec![change],
                     })));
                 }
-                let (_, _, changes) = self.open.as_mut().ok_or("a change outside BEGIN/END")?;
+                let (xid, time, changes) = self.open.as_mut().ok_or("a change outside BEGIN/END")?;
                 changes.push(change);
+                if changes.len() >= self.part_size {
+                    return Ok(Some(LogItem::Part(Transaction {
+                        xid: *xid,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: *time,
+                        changes: std::mem::take(changes),
+                    })));
+                }
                 Ok(None)
             }
         }
