@@ -92,30 +92,48 @@ impl NatsCluster {
         async_nats::connect(addrs).await
     }
 
+    /// Starts node `i`; tries again when it exits at once (its port can
+    /// be briefly held by another process's outgoing connection: these
+    /// ports lie in the ephemeral range).
     pub fn start_node(&self, i: usize) {
         let pid = self.dir.join(format!("n{i}.pid"));
-        let _ = std::fs::remove_file(&pid);
-        let child = as_dev(&nats_server())
-            .arg("-c")
-            .arg(self.dir.join(format!("n{i}.conf")))
-            .arg("-P")
-            .arg(&pid)
-            .arg("-l")
-            .arg(self.dir.join(format!("n{i}.log")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        self.children.lock().unwrap().push((i, child));
-        let start = Instant::now();
-        while !pid.is_file() {
+        for attempt in 1..=10 {
+            let _ = std::fs::remove_file(&pid);
+            let mut child = as_dev(&nats_server())
+                .arg("-c")
+                .arg(self.dir.join(format!("n{i}.conf")))
+                .arg("-P")
+                .arg(&pid)
+                .arg("-l")
+                .arg(self.dir.join(format!("n{i}.log")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nats-server");
+            let start = Instant::now();
+            // Up when it accepts connections; gone when it exited.
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", self.ports[i])).is_ok() && pid.is_file() {
+                    self.children.lock().unwrap().push((i, child));
+                    return;
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "nats-server n{i} did not start: see {}",
+                    self.dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
             assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nats-server n{i} did not start: see {}",
-                self.dir.display()
+                attempt < 10,
+                "nats-server n{i} exited ten times: see {}",
+                self.dir.join(format!("n{i}.log")).display()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
