@@ -21,6 +21,10 @@ pub(super) async fn check(plan: &Plan) -> CheckSection {
             return s;
         }
     }
+    if plan.source.log.is_some() {
+        s.info("the position is the log's stream sequence stored on the target: `sync` reads on from there");
+        return s;
+    }
     if let TargetUrl::Nats(_) = &plan.target.url {
         s.info("a log target keeps its position in the stream itself: `sync` resumes from its last message");
         return s;

@@ -367,6 +367,8 @@ async fn log_into_mariadb_and_sqlite_with_kill9_of_each_side_then_validate() {
     kill9(&mut cm);
     kill9(&mut cl);
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let c = support::text(&xdb(&to_maria, &["check"]));
+    assert!(c.contains("stream APPLY holds") && !c.contains("Publication and slot"), "{c}");
     for plan in [&to_maria, &to_lite] {
         ok(&xdb(plan, &["sync", "--until-caught-up"]));
         let v = xdb(plan, &["validate"]);

@@ -76,6 +76,41 @@ pub async fn check(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
     }
 }
 
+/// `xdb check` for a plan that reads the log (`source.url: nats://…`).
+pub async fn log_source(plan: &Plan) -> CheckSection {
+    let Some(url) = plan.source.log.as_ref() else { return CheckSection::new("Log source") };
+    let mut s = CheckSection::new(format!("Log source {}", url.redacted()));
+    let target = match NatsTarget::parse(url, &plan.name) {
+        Ok(t) => t,
+        Err(e) => {
+            s.fail(e, "fix source.url (README: Through a replicated log)");
+            return s;
+        }
+    };
+    let log = match Log::connect(&target).await {
+        Ok(l) => l,
+        Err(e) => {
+            s.fail(e.to_string(), "start the NATS servers or fix the addresses in source.url");
+            return s;
+        }
+    };
+    match log.js.get_stream(&target.stream).await {
+        Ok(mut st) => match st.info().await {
+            Ok(i) => s.pass(format!(
+                "stream {} holds {} messages (sequences {} to {}); subjects {}.>",
+                target.stream, i.state.messages, i.state.first_sequence, i.state.last_sequence, target.prefix
+            )),
+            Err(e) => s.fail(format!("stream {}: {e}", target.stream), "check the NATS cluster's health"),
+        },
+        Err(e) if not_found(&e) => s.fail(
+            format!("stream {} does not exist", target.stream),
+            "start the producer first: `xdb sync` with a plan whose target.url is this stream",
+        ),
+        Err(e) => s.fail(format!("JetStream is not available: {e}"), "start nats-server with JetStream enabled"),
+    }
+    s
+}
+
 fn not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(ref j)
         if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
