@@ -46,7 +46,7 @@ CONF
 done
 [ "$(id -u)" = 0 ] && chown -R "${XDB_DEV_USER:-xdbdev}" "$WORK"
 start_node() { # a port in the ephemeral range may be briefly taken: try again
-  for _ in 1 2 3 4 5; do
+  for _ in $(seq 60); do
     as_dev nats-server -c "$WORK/n$1.conf" -P "$WORK/n$1.pid" -l "$WORK/n$1.log" &
     sleep 1
     kill -0 $! 2>/dev/null && return 0

@@ -92,12 +92,13 @@ impl NatsCluster {
         async_nats::connect(addrs).await
     }
 
-    /// Starts node `i`; tries again when it exits at once (its port can
-    /// be briefly held by another process's outgoing connection: these
+    /// Starts node `i`; tries again for a minute when it exits at once:
+    /// its port can be held by a socket in TIME-WAIT from the previous
+    /// cluster on it, or by another process's outgoing connection (these
     /// ports lie in the ephemeral range).
     pub fn start_node(&self, i: usize) {
         let pid = self.dir.join(format!("n{i}.pid"));
-        for attempt in 1..=10 {
+        for attempt in 1..=70 {
             let _ = std::fs::remove_file(&pid);
             let mut child = as_dev(&nats_server())
                 .arg("-c")
@@ -128,12 +129,10 @@ impl NatsCluster {
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
-            assert!(
-                attempt < 10,
-                "nats-server n{i} exited ten times: see {}",
-                self.dir.join(format!("n{i}.log")).display()
-            );
-            std::thread::sleep(Duration::from_millis(500));
+            let log = std::fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default();
+            let last = log.lines().rev().take(3).collect::<Vec<_>>().join("\n");
+            assert!(attempt < 70, "nats-server n{i} did not stay up for 70 s; its log ends:\n{last}");
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 
