@@ -145,6 +145,9 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
         tables.schemas.insert(t.clone(), Arc::new(s));
     }
     let mut publisher = Publisher::new(&log, last_seq, Lsn::ZERO);
+    if tail != Tail::NeedsCopy {
+        refuse_tables_not_copied(&log, plan).await?;
+    }
     let tail = match tail {
         Tail::NeedsCopy => {
             let at = copy(plan, &log, &catalog, &tables, &connector, &mut publisher).await?;
@@ -355,7 +358,7 @@ impl Streamer<'_> {
         }
         self.last_heartbeat = Instant::now();
         let body = serde_json::to_vec(&serde_json::json!({"heartbeat": at.to_string()})).unwrap_or_default();
-        self.publisher.publish(self.log.target.control_subject(), msg_id::heartbeat(at), body, Some(at)).await
+        self.publisher.publish(self.log.target.heartbeat_subject(), msg_id::heartbeat(at), body, Some(at)).await
     }
 }
 
@@ -409,8 +412,9 @@ async fn copy(
         return Err(ToLogError::Rewritten { tables: list.join(", ") });
     }
     let t = &log.target;
-    let start =
-        serde_json::to_vec(&serde_json::json!({"snapshot": "start", "lsn": lsn.to_string()})).unwrap_or_default();
+    let names: Vec<String> = plan.tables.iter().map(|t| t.to_string()).collect();
+    let start = serde_json::to_vec(&serde_json::json!({"snapshot": "start", "lsn": lsn.to_string(), "tables": names}))
+        .unwrap_or_default();
     publisher.publish(t.control_subject(), msg_id::snapshot_start(lsn), start, None).await?;
     let ts_ms = debezium::now_ms();
     let started = Instant::now();
@@ -462,8 +466,10 @@ async fn copy(
         publish_row(publisher, t, c, &ht, &hr, ho, lsn, ts_ms, flag).await?;
         rows += 1;
     }
-    let end = serde_json::to_vec(&serde_json::json!({"snapshot": "end", "lsn": lsn.to_string(), "rows": rows}))
-        .unwrap_or_default();
+    let end = serde_json::to_vec(
+        &serde_json::json!({"snapshot": "end", "lsn": lsn.to_string(), "rows": rows, "tables": names}),
+    )
+    .unwrap_or_default();
     publisher.publish(t.control_subject(), msg_id::snapshot_end(lsn), end, Some(lsn)).await?;
     publisher.flush().await?;
     let secs = started.elapsed().as_secs_f64();
@@ -505,6 +511,34 @@ async fn publish_row(
     let at = At { snapshot, tx_id: None, lsn, ts_ms, order: None };
     let payload = debezium::change_event(c, table, Op::Read, None, Some(row), &[], &at);
     publisher.publish(subject, id, payload, None).await
+}
+
+/// A planned table the log's copy did not include would reach consumers
+/// as changes only, its existing rows never: refused, with the way out.
+async fn refuse_tables_not_copied(log: &Log, plan: &Plan) -> Result<(), ToLogError> {
+    let t = &log.target;
+    let stream = log.js.get_stream(&t.stream).await.map_err(|e| ToLogError::Config(e.to_string()))?;
+    let m = stream
+        .get_last_raw_message_by_subject(&t.control_subject())
+        .await
+        .map_err(|e| ToLogError::Config(format!("stream {}: reading the last snapshot marker: {e}", t.stream)))?;
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+    let copied: Vec<&str> =
+        v["tables"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    let missing: Vec<String> =
+        plan.tables.iter().map(|t| t.to_string()).filter(|n| !copied.contains(&n.as_str())).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ToLogError::Config(format!(
+        "{} {} in the plan but not in the copy stream {} holds (tables: {}): a table cannot be added to a log \
+         that is already streaming. Write a new stream (another stream= and subject_prefix=, with a new slot: \
+         source.slot) to copy every table again, or leave the table out of this plan",
+        missing.join(", "),
+        if missing.len() == 1 { "is" } else { "are" },
+        t.stream,
+        copied.join(", ")
+    )))
 }
 
 /// A slot left by a copy that did not finish: its snapshot is gone with

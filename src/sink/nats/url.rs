@@ -117,9 +117,14 @@ impl NatsTarget {
         format!("{}.transaction", self.prefix)
     }
 
-    /// xdb's own markers (snapshot start/end, heartbeats): not Debezium's.
+    /// xdb's snapshot markers (start/end, with the copied tables): not Debezium's.
     pub fn control_subject(&self) -> String {
         format!("{}.xdb", self.prefix)
+    }
+
+    /// xdb's heartbeats (one token, so no table subject can be it).
+    pub fn heartbeat_subject(&self) -> String {
+        format!("{}.xdb_heartbeat", self.prefix)
     }
 }
 

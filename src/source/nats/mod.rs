@@ -164,6 +164,7 @@ impl LogReader {
     fn message(&mut self, seq: u64, subject: &str, p: &Json) -> Result<Option<LogItem>, String> {
         let rest = subject.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(subject);
         match rest {
+            "xdb_heartbeat" => Ok(None),
             "xdb" => Ok(match p["snapshot"].as_str() {
                 Some("start") => Some(LogItem::SnapshotStart { seq }),
                 Some("end") => Some(LogItem::SnapshotEnd { seq }),
