@@ -409,3 +409,67 @@ fn a_log_source_needs_the_original_postgres_for_catalog_and_validate() {
     let e = xdb::plan::Plan::parse(&bad, std::path::Path::new("p.yaml")).unwrap_err().to_string();
     assert!(e.contains("replicas"), "{e}");
 }
+
+/// kill -9 of the producer in the middle of its copy: the next run drops
+/// the unfinished slot and copies again from a fresh snapshot; a consumer
+/// empties its tables at the new `snapshot: start`, and ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_copy_killed_midway_is_copied_again_and_the_consumer_follows() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_recopy").await;
+    db.exec(
+        "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 60000) g;
+         INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
+         ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=RECOPY&replicas=3&schemas=false", "public.a, public.b");
+    let lite = Target::sqlite("xdb_log_recopy_lite");
+    let consumer = consumer_plan(&db, &cluster, "RECOPY", "to_lite", &lite, "public.a, public.b");
+    let mut p = spawn_sync(&producer);
+    let mut c = spawn_consumer(&consumer);
+    let messages = |n: u64| {
+        let cluster = &cluster;
+        async move {
+            let client = cluster.client().await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            match js.get_stream("RECOPY").await {
+                Ok(mut s) => s.info().await.map(|i| i.state.messages >= n).unwrap_or(false),
+                Err(_) => false,
+            }
+        }
+    };
+    support::wait_until("part of the copy in the log", Duration::from_secs(60), || messages(5000)).await;
+    kill9(&mut p);
+    let msgs = cluster.messages("RECOPY").await;
+    assert!(
+        !msgs.iter().any(|(_, id, _)| id.starts_with("snap-end")),
+        "the kill came after the copy: make the table larger"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = start_load(db.super_url(), stop.clone());
+    p = spawn_sync(&producer);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kill9(&mut c);
+    c = spawn_consumer(&consumer);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    kill9(&mut p);
+    kill9(&mut c);
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let msgs = cluster.messages("RECOPY").await;
+    let starts = msgs.iter().filter(|(_, id, _)| id.starts_with("snap-start")).count();
+    // The second run may be killed in its copy too (it is slow in a debug build).
+    assert!(starts >= 2, "a second copy from a fresh snapshot");
+    let ids: HashSet<&str> = msgs.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), msgs.len(), "no message stored twice");
+    let tables = replay(&msgs);
+    let n: i64 = db.super_client().await.query_one("SELECT count(*) FROM a", &[]).await.unwrap().get(0);
+    assert_eq!(tables["a"].len() as i64, n);
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}

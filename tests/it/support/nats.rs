@@ -6,12 +6,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{as_dev, unique};
 
 pub struct NatsCluster {
+    slot: u16,
     dir: PathBuf,
     /// The `runuser` (or server) process per node, waited for when stopped.
     children: std::sync::Mutex<Vec<(usize, std::process::Child)>>,
@@ -19,10 +20,23 @@ pub struct NatsCluster {
     cluster_ports: Vec<u16>,
 }
 
-/// Clusters started by this test process (each takes three ports of each range).
-static CLUSTERS: AtomicU16 = AtomicU16::new(0);
-/// Ports per range given to this process (42220–42229, 62220–62229).
-const PORTS_PER_RANGE: u16 = 10;
+/// Port slots in use (each takes three ports of each range): 10 ports per
+/// range (42220–42229, 62220–62229) make three clusters at a time; a
+/// fourth test waits for a slot.
+static SLOTS: Mutex<[bool; 3]> = Mutex::new([false; 3]);
+
+async fn take_slot() -> u16 {
+    loop {
+        {
+            let mut s = SLOTS.lock().unwrap();
+            if let Some(k) = s.iter().position(|used| !used) {
+                s[k] = true;
+                return k as u16;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
 
 fn port_base(var: &str, default: u16) -> u16 {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -41,14 +55,14 @@ impl NatsCluster {
     /// Starts three nodes and waits until the cluster accepts a stream
     /// with three replicas.
     pub async fn start() -> NatsCluster {
-        let k = CLUSTERS.fetch_add(1, Ordering::SeqCst);
-        assert!((k + 1) * 3 <= PORTS_PER_RANGE, "more NATS clusters than ports given to the tests");
+        let k = take_slot().await;
         let base = port_base("XDB_NATS_PORT", 42220) + k * 3;
         let cbase = port_base("XDB_NATS_CLUSTER_PORT", 62220) + k * 3;
         let dir = std::env::temp_dir().join(unique("xdb_nats"));
         std::fs::create_dir_all(&dir).unwrap();
         let user = std::env::var("XDB_DEV_USER").unwrap_or_else(|_| "xdbdev".into());
         let c = NatsCluster {
+            slot: k,
             dir,
             children: Default::default(),
             ports: (0..3).map(|i| base + i).collect(),
@@ -201,5 +215,8 @@ impl Drop for NatsCluster {
             self.kill_node(i);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Ok(mut s) = SLOTS.lock() {
+            s[self.slot as usize] = false;
+        }
     }
 }
