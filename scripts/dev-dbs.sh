@@ -76,6 +76,8 @@ install_missing() {
   command -v openssl >/dev/null || pkgs+=(openssl)
   # The PostgreSQL-upgrade cutover example switches traffic in pgbouncer.
   [ -x /usr/sbin/pgbouncer ] || pkgs+=(pgbouncer)
+  # The replicated-log tests (tests/it/log.rs) start a three-node JetStream cluster.
+  { [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null; } || pkgs+=(nats-server)
   if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   pg_bindir >/dev/null || die "no PostgreSQL server binaries found under /usr/lib/postgresql/*/bin after install"
   # tests/it/money.rs runs a database with lc_monetary = ja_JP.UTF-8 (yen:

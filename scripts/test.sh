@@ -4,7 +4,10 @@
 # ports, runs formatting and lint checks and every test, then stops the
 # servers it started. PostgreSQL binaries of every supported source major
 # (12-18, and 11) are installed into a cache outside the repository for the version
-# matrix (scripts/pg-versions.sh). Exits non-zero on any failure.
+# matrix (scripts/pg-versions.sh). nats-server (installed by dev-dbs.sh)
+# runs throw-away three-node JetStream clusters for tests/it/log.rs, on
+# loopback ports from XDB_NATS_PORT / XDB_NATS_CLUSTER_PORT (default 42220 /
+# 62220). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

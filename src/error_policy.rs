@@ -194,6 +194,31 @@ impl From<rusqlite::Error> for DriverError {
     }
 }
 
+/// A JetStream publish, by the client's error kind: a timeout, a broken
+/// connection or a full ack window pass with a leader election or a
+/// reconnect; a wrong last sequence means a message before this one was
+/// not stored (lost with a failed node) and the publisher restarts from
+/// the stream's tail. No stream for the subject is a configuration error.
+pub fn nats_publish(kind: async_nats::jetstream::context::PublishErrorKind) -> Retry {
+    use async_nats::jetstream::context::PublishErrorKind as K;
+    match kind {
+        K::TimedOut | K::BrokenPipe | K::MaxAckPending | K::WrongLastSequence | K::WrongLastMessageId | K::Other => {
+            Retry::Transient
+        }
+        K::StreamNotFound => Retry::Fatal,
+    }
+}
+
+/// Connecting to NATS, by kind: refused, unreachable or timed out is worth
+/// another try; bad credentials, TLS setup or an unparsable address is not.
+pub fn nats_connect(kind: async_nats::ConnectErrorKind) -> Retry {
+    use async_nats::ConnectErrorKind as K;
+    match kind {
+        K::TimedOut | K::Io | K::Dns => Retry::Transient,
+        _ => Retry::Fatal,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

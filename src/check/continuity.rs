@@ -21,6 +21,14 @@ pub(super) async fn check(plan: &Plan) -> CheckSection {
             return s;
         }
     }
+    if plan.source.log.is_some() {
+        s.info("the position is the log's stream sequence stored on the target: `sync` reads on from there");
+        return s;
+    }
+    if let TargetUrl::Nats(_) = &plan.target.url {
+        s.info("a log target keeps its position in the stream itself: `sync` resumes from its last message");
+        return s;
+    }
     let applied = match TargetConn::connect(&plan.target.url).await {
         // No state table yet reads as "no position".
         Ok(mut t) => t.read_position(slot).await.ok().flatten().map(|p| p.applied_lsn),

@@ -35,6 +35,10 @@ pub async fn run(plan: &Plan) -> CheckReport {
 async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
     let mut s = CheckSection::new("Type mapping");
     let kind = match &plan.target.url {
+        TargetUrl::Nats(_) => {
+            s.pass("a log target carries the source's values as Debezium events (README: the event format): no type mapping");
+            return s;
+        }
         TargetUrl::Sqlite(_) => Some(TargetKind::Sqlite),
         TargetUrl::Postgres(_) => Some(TargetKind::Postgres),
         // The MySQL flavour and version decide some mappings (JSON).

@@ -42,6 +42,20 @@ pub async fn check_source(plan: &Plan, out: &mut Vec<CheckSection>) -> SourceFac
             return facts;
         }
     };
+    // A log source: PostgreSQL is only read (catalog, `validate`); no slot,
+    // no publication, no replication privilege.
+    if plan.source.log.is_some() {
+        s.pass("reachable: the original source, read for the tables' shapes and by `validate` (source.validate_url)");
+        out.push(s);
+        let mut tables_section = CheckSection::new("Source tables");
+        match table_checks(&client, plan, &mut tables_section).await {
+            Ok(t) => facts.tables = t,
+            Err(e) => tables_section.fail(format!("could not read the catalog: {e}"), "see the error above"),
+        }
+        out.push(tables_section);
+        out.push(crate::sink::nats::check::log_source(plan).await);
+        return facts;
+    }
     if let Err(e) = server_checks(&client, plan, &mut s).await {
         s.fail(format!("could not read server settings: {e}"), "see the error above");
     }

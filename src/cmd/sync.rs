@@ -73,7 +73,28 @@ pub async fn run(args: Args) -> ExitCode {
         max_retries: None,
         accept_slot_position: args.accept_slot_position,
     };
+    if let crate::plan::TargetUrl::Nats(url) = &plan.target.url {
+        return to_log(&plan, url, &options).await;
+    }
+    if let Some(log) = &plan.source.log {
+        return match Box::pin(crate::pipeline::from_log::run(&plan, log, &options)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&plan, &e, 1),
+        };
+    }
     Box::pin(stream(&plan, options, args.metrics_addr, args.status_interval)).await
+}
+
+/// `sync` into a replicated log (README "Through a replicated log").
+async fn to_log(plan: &Plan, url: &crate::plan::SecretUrl, options: &SyncOptions) -> ExitCode {
+    let target = match crate::sink::nats::NatsTarget::parse(url, &plan.name) {
+        Ok(t) => t,
+        Err(e) => return fail(plan, &e, 2),
+    };
+    match Box::pin(crate::pipeline::to_log::run(plan, &target, options)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(plan, &e, 1),
+    }
 }
 
 /// `sync --reverse`: the way back, or with `--set-start-here` only its start.

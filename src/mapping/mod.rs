@@ -30,7 +30,7 @@ mod reference;
 mod rules;
 mod target_kind;
 pub mod target_names;
-mod text;
+pub(crate) mod text;
 mod unique;
 
 use std::sync::Arc;

@@ -3,9 +3,11 @@
 //! and the checkpoint moves only after the target committed.
 
 pub mod batcher;
+pub mod from_log;
 pub mod metrics;
 pub mod reverse;
 pub mod reverse_pg;
 pub mod reverse_position;
 pub mod reverse_status;
 pub mod sync;
+pub mod to_log;

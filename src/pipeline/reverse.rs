@@ -112,6 +112,7 @@ pub fn unsupported_target(plan: &Plan) -> Option<&'static str> {
              after the switch cannot be streamed back: there is no way back from a SQLite target",
         ),
         TargetUrl::Postgres(_) => None,
+        TargetUrl::Nats(_) => Some("a log target is not a database that takes writes: there is no way back from it"),
     }
 }
 

@@ -59,6 +59,10 @@ pub struct Source {
     /// Seconds without any change after which xdb writes a heartbeat message
     /// so an idle slot keeps advancing.
     pub heartbeat_interval_secs: u64,
+    /// `source.url: nats://…`: `sync` reads this replicated log (Debezium
+    /// events xdb wrote) instead of a slot; `url` is then the original
+    /// PostgreSQL (`source.validate_url`) for the catalog and `validate`.
+    pub log: Option<SecretUrl>,
 }
 
 /// The target database.
@@ -199,6 +203,8 @@ struct RawPlan {
 struct RawSource {
     url: SourceUrlField,
     #[serde(default)]
+    validate_url: Option<SourceUrlField>,
+    #[serde(default)]
     publication: Option<Ident>,
     #[serde(default)]
     slot: Option<SlotName>,
@@ -234,9 +240,10 @@ impl<'de> Deserialize<'de> for SourceUrlField {
         let url = SecretUrl::new(env_string(d)?);
         url.check_userinfo("source.url").map_err(de::Error::custom)?;
         match url.scheme().as_deref() {
-            Some("postgres") | Some("postgresql") => Ok(SourceUrlField(url)),
+            Some("postgres") | Some("postgresql") | Some("nats") => Ok(SourceUrlField(url)),
             other => Err(de::Error::custom(format!(
-                "source.url must be a PostgreSQL URL (postgres://user:${{PASSWORD}}@host:5432/db), got scheme {:?} in {}",
+                "source.url must be a PostgreSQL URL (postgres://user:${{PASSWORD}}@host:5432/db) or a replicated log \
+                 (nats://host:4222?stream=…), got scheme {:?} in {}",
                 other.unwrap_or(""),
                 url.redacted()
             ))),
@@ -342,6 +349,12 @@ fn target_names(
         TargetUrl::Mysql(_) => SqlDialect::Mysql,
         TargetUrl::Sqlite(_) => SqlDialect::Sqlite,
         TargetUrl::Postgres(_) => SqlDialect::Postgres,
+        // Subjects on a log have no identifier limit and cannot collide
+        // (they keep the schema).
+        TargetUrl::Nats(_) => {
+            crate::mapping::target_names::register(&out);
+            return Ok(out);
+        }
     };
     crate::mapping::target_names::register(&out);
     let refs: Vec<&TableName> = tables.iter().collect();
@@ -421,6 +434,31 @@ impl Plan {
         if raw.source.heartbeat_interval_secs == 0 {
             return Err(at_key("heartbeat_interval_secs", "source.heartbeat_interval_secs must be at least 1".into()));
         }
+        // A log source: the original PostgreSQL stands in `url` for every
+        // command but `sync` (catalog, `validate`, `check`).
+        let (source_url, log) = match raw.source.url.0.scheme().as_deref() {
+            Some("nats") => {
+                let pg = raw.source.validate_url.map(|u| u.0).filter(|u| u.scheme().as_deref() != Some("nats"));
+                let Some(pg) = pg else {
+                    return Err(at_key(
+                        "url",
+                        "a nats:// source needs source.validate_url: the original PostgreSQL (its catalog gives \
+                         the tables' types; `xdb validate` compares against it)"
+                            .into(),
+                    ));
+                };
+                crate::sink::nats::NatsTarget::parse(&raw.source.url.0, &raw.name).map_err(|e| at_key("url", e))?;
+                (pg, Some(raw.source.url.0))
+            }
+            _ => {
+                if let Some(u) = raw.source.validate_url {
+                    if u.0.scheme().as_deref() == Some("nats") {
+                        return Err(at_key("validate_url", "source.validate_url must be a PostgreSQL URL".into()));
+                    }
+                }
+                (raw.source.url.0, None)
+            }
+        };
         let default_name = default_object_name(&raw.name);
         let dir = paths::plan_dir(file);
         let mut mapping = raw.mapping;
@@ -431,13 +469,18 @@ impl Plan {
             TargetUrl::Postgres(u) => {
                 TargetUrl::Postgres(SecretUrl::new(paths::absolutize_url_params(u.expose(), &dir)))
             }
+            TargetUrl::Nats(u) => {
+                crate::sink::nats::NatsTarget::parse(&u, &raw.name).map_err(|e| at_key("url", e))?;
+                TargetUrl::Nats(u)
+            }
         };
         let plan = Plan {
             file: file.to_path_buf(),
             dir: dir.clone(),
             name: raw.name,
             source: Source {
-                url: SecretUrl::new(paths::absolutize_url_params(raw.source.url.0.expose(), &dir)),
+                url: SecretUrl::new(paths::absolutize_url_params(source_url.expose(), &dir)),
+                log,
                 publication: raw.source.publication.map(|i| i.0).unwrap_or_else(|| default_name.clone()),
                 slot: raw.source.slot.map(|s| s.0).unwrap_or(default_name),
                 heartbeat_interval_secs: raw.source.heartbeat_interval_secs,
@@ -473,9 +516,11 @@ impl Plan {
     /// (driver errors) before it is shown.
     pub fn secrets(&self) -> Vec<String> {
         let urls: Vec<&SecretUrl> = match &self.target.url {
-            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => vec![&self.source.url, u],
+            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) | TargetUrl::Nats(u) => vec![&self.source.url, u],
             TargetUrl::Sqlite(_) => vec![&self.source.url],
         };
+        let mut urls = urls;
+        urls.extend(self.source.log.as_ref());
         let mut v: Vec<String> = urls
             .into_iter()
             .flat_map(|u| [u.password(), u.query_password()])

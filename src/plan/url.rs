@@ -161,10 +161,13 @@ pub enum TargetUrl {
     Sqlite(PathBuf),
     /// `postgres://` or `postgresql://`.
     Postgres(SecretUrl),
+    /// `nats://host:port[,host2…]?stream=…`: a NATS JetStream stream, the
+    /// change stream as Debezium events (`sink::nats`); not a database.
+    Nats(SecretUrl),
 }
 
 /// Schemes a target URL may use, for error messages.
-pub const TARGET_SCHEMES: &str = "mysql://, mariadb://, sqlite://, postgres://";
+pub const TARGET_SCHEMES: &str = "mysql://, mariadb://, sqlite://, postgres://, nats://";
 
 impl TargetUrl {
     /// Classifies a target URL by scheme.
@@ -174,6 +177,7 @@ impl TargetUrl {
         match scheme.as_str() {
             "mysql" | "mariadb" => Ok(TargetUrl::Mysql(secret)),
             "postgres" | "postgresql" => Ok(TargetUrl::Postgres(secret)),
+            "nats" => Ok(TargetUrl::Nats(secret)),
             "sqlite" => {
                 let path = url["sqlite:".len()..].trim_start_matches("//");
                 let path = path.split('?').next().unwrap_or_default();
@@ -198,13 +202,14 @@ impl TargetUrl {
             TargetUrl::Mysql(_) => "mysql",
             TargetUrl::Sqlite(_) => "sqlite",
             TargetUrl::Postgres(_) => "postgres",
+            TargetUrl::Nats(_) => "nats",
         }
     }
 
     /// The URL for display, password masked.
     pub fn redacted(&self) -> String {
         match self {
-            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => u.redacted(),
+            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) | TargetUrl::Nats(u) => u.redacted(),
             TargetUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
         }
     }
@@ -212,7 +217,7 @@ impl TargetUrl {
     /// The password in the URL, if any.
     pub fn password(&self) -> Option<String> {
         match self {
-            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => u.password(),
+            TargetUrl::Mysql(u) | TargetUrl::Postgres(u) | TargetUrl::Nats(u) => u.password(),
             TargetUrl::Sqlite(_) => None,
         }
     }

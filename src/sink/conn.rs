@@ -86,6 +86,15 @@ impl TargetConn {
             TargetUrl::Mysql(u) => TargetConn::Mysql(MysqlConn::connect(u).await?),
             TargetUrl::Sqlite(path) => TargetConn::Sqlite(SqliteConn::open(path)?),
             TargetUrl::Postgres(u) => TargetConn::Postgres(PgConn::connect(u).await?),
+            TargetUrl::Nats(u) => {
+                return Err(TargetError::Connect {
+                    target: u.redacted(),
+                    reason: "a NATS JetStream log is not a database: only `check` and `sync` take a log target \
+                             (README: Through a replicated log)"
+                        .into(),
+                    retry: crate::error_policy::Retry::Fatal,
+                })
+            }
         })
     }
 

@@ -9,9 +9,11 @@
 
 pub mod apply_plan;
 pub mod conn;
+pub mod debezium;
 pub mod dialect;
 pub mod load;
 pub mod mysql;
+pub mod nats;
 pub mod postgres;
 pub mod sqlite;
 pub mod state;

@@ -1,5 +1,6 @@
-//! Sources of changes: PostgreSQL (forward), MySQL/MariaDB binlogs (reverse).
+//! Sources of changes: PostgreSQL (forward), MySQL/MariaDB binlogs (reverse), a replicated log of Debezium events (NATS JetStream).
 
 pub mod mysql;
+pub mod nats;
 
 pub mod postgres;

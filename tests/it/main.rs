@@ -13,6 +13,7 @@ mod cutover;
 mod generated_drift;
 mod generated_source;
 mod latency;
+mod log;
 mod mapping_roundtrip;
 mod merge_apply;
 mod money;

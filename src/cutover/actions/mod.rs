@@ -404,7 +404,7 @@ async fn run_command(
     vars: &std::collections::BTreeMap<String, String>,
 ) -> Result<Outcome, ActionError> {
     let target_url = match &plan.target.url {
-        TargetUrl::Mysql(u) | TargetUrl::Postgres(u) => u.expose().to_string(),
+        TargetUrl::Mysql(u) | TargetUrl::Postgres(u) | TargetUrl::Nats(u) => u.expose().to_string(),
         TargetUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
     };
     let mut cmd = tokio::process::Command::new("sh");

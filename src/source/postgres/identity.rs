@@ -55,7 +55,7 @@ pub async fn of_url(url: &SecretUrl) -> Result<SourceIdentity, IdentityError> {
 pub async fn target_identity(target: &TargetUrl) -> Result<Option<SourceIdentity>, IdentityError> {
     match target {
         TargetUrl::Postgres(url) => of_url(url).await.map(Some),
-        TargetUrl::Mysql(_) | TargetUrl::Sqlite(_) => Ok(None),
+        TargetUrl::Mysql(_) | TargetUrl::Sqlite(_) | TargetUrl::Nats(_) => Ok(None),
     }
 }
 

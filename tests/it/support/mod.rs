@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod nats;
 mod own_mariadb;
 mod run;
 mod target;
@@ -197,7 +198,7 @@ pub struct OwnPostgres {
     pub port: u16,
 }
 
-fn as_dev(program: &Path) -> Command {
+pub(crate) fn as_dev(program: &Path) -> Command {
     let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
     if root {
         let mut c = Command::new("runuser");

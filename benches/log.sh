@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The replicated log's cost: the orders copy and a change backlog into
+# MariaDB directly, beside the same through a three-node NATS JetStream
+# cluster (PostgreSQL → log with 3 replicas → MariaDB, two xdb processes).
+# Prints seconds and rows/s per leg; each target is validated.
+#
+#   benches/log.sh [ROWS] [TXNS]     default 200,000 rows, 20,000 change transactions
+#   XDB_BIN=target/debug/xdb         use another binary (default: a release build)
+#
+# Not measured here: commit-to-visible latency and lag percentiles through
+# the log (benches/latency.sh measures them for the direct path).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. benches/lib.sh
+ROWS=${1:-200000}
+TXNS=${2:-20000}
+
+scripts/dev-dbs.sh up >/dev/null
+eval "$(scripts/dev-dbs.sh env)"
+if [ -z "${XDB_BIN:-}" ]; then cargo build --release --quiet --bin xdb; XDB_BIN=target/release/xdb; fi
+XDB=$(realpath "$XDB_BIN")
+PGBASE=${XDB_PG_SUPER_URL%/*}
+SRC=xdb_bench_log
+MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
+WORK=$(mktemp -d /tmp/xdb-bench-log.XXXXXX)
+chmod 755 "$WORK"
+PORT=${XDB_NATS_PORT:-42220}
+CPORT=${XDB_NATS_CLUSTER_PORT:-62220}
+as_dev() { if [ "$(id -u)" = 0 ]; then runuser -u "${XDB_DEV_USER:-xdbdev}" -- "$@"; else "$@"; fi; }
+stop_cluster() {
+  for i in 0 1 2; do [ -f "$WORK/n$i.pid" ] && kill "$(cat "$WORK/n$i.pid")" 2>/dev/null || true; done
+  sleep 0.5; rm -rf "$WORK"
+}
+trap stop_cluster EXIT
+
+echo "== three-node JetStream cluster on 127.0.0.1:$PORT-$((PORT + 2))"
+for i in 0 1 2; do
+  routes=""
+  for j in 0 1 2; do [ $j != $i ] && routes="$routes nats-route://127.0.0.1:$((CPORT + j)),"; done
+  cat > "$WORK/n$i.conf" <<CONF
+server_name: n$i
+listen: 127.0.0.1:$((PORT + i))
+jetstream { store_dir: "$WORK/n$i" }
+cluster { name: xdbbench, listen: 127.0.0.1:$((CPORT + i)), routes: [${routes%,}] }
+CONF
+done
+[ "$(id -u)" = 0 ] && chown -R "${XDB_DEV_USER:-xdbdev}" "$WORK"
+start_node() { # a port in the ephemeral range may be briefly taken: try again
+  for _ in $(seq 60); do
+    as_dev nats-server -c "$WORK/n$1.conf" -P "$WORK/n$1.pid" -l "$WORK/n$1.log" &
+    sleep 1
+    kill -0 $! 2>/dev/null && return 0
+  done
+  echo "nats-server n$1 does not start: $(tail -1 "$WORK/n$1.log")" >&2; exit 1
+}
+for i in 0 1 2; do start_node $i; done
+for _ in $(seq 100); do
+  grep -q "new metadata leader" "$WORK"/n*.log 2>/dev/null && break
+  sleep 0.2
+done
+sleep 2   # the peers register with the leader
+NATS="nats://127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))"
+
+echo "== source: orders-like table with $ROWS rows"
+orders_live "$SRC" "$ROWS"
+for db in xdb_bench_direct xdb_bench_via_log; do mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db"; done
+MY="mysql://xdb:$XDB_MYSQL_PASSWORD@127.0.0.1:$XDB_MYSQL_PORT"
+cat > "$WORK/direct.yaml" <<YAML
+name: bench_direct
+source: { url: "$PGBASE/$SRC", slot: xdb_bench_direct }
+target: { url: "$MY/xdb_bench_direct" }
+tables: [public.orders]
+YAML
+cat > "$WORK/produce.yaml" <<YAML
+name: bench_log
+source: { url: "$PGBASE/$SRC", slot: xdb_bench_log }
+target: { url: "$NATS?stream=BENCH&replicas=3&schemas=false" }
+tables: [public.orders]
+YAML
+cat > "$WORK/consume.yaml" <<YAML
+name: bench_log
+source: { url: "$NATS?stream=BENCH", validate_url: "$PGBASE/$SRC", slot: to_mariadb }
+target: { url: "$MY/xdb_bench_via_log" }
+tables: [public.orders]
+YAML
+
+leg() { # label plan rows
+  local t0 t1; t0=$(now)
+  "$XDB" sync --plan "$WORK/$2" --until-caught-up >"$WORK/$2.log" 2>&1 || { tail -20 "$WORK/$2.log"; exit 1; }
+  t1=$(now)
+  printf '  %-34s %8.1f s  %10s rows/s\n' "$1" "$(python3 -c "print($t1-$t0)")" "$(rate "$3" "$(python3 -c "print($t1-$t0)")")"
+}
+
+echo "== copy ($ROWS rows)"
+leg "direct → MariaDB" direct.yaml "$ROWS"
+leg "PostgreSQL → log (R3)" produce.yaml "$ROWS"
+leg "log → MariaDB" consume.yaml "$ROWS"
+
+echo "== change backlog ($TXNS transactions: update, insert, delete)"
+python3 - "$TXNS" "$ROWS" > "$WORK/load.sql" <<'PY'
+import sys
+n, rows = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    k = (i * 7919) % rows + 1
+    if i % 3 == 0:
+        print(f"UPDATE orders SET amount = amount + 1, updated_at = now() WHERE id = {k};")
+    elif i % 3 == 1:
+        print("INSERT INTO orders (customer_id, title, amount, created_at, updated_at, doc, paid, ref) "
+              f"VALUES ({i}, 'new {i}', 1.00, now(), now(), '{{}}', false, md5('{i}')::uuid);")
+    else:
+        print(f"DELETE FROM orders WHERE id = {k + 1};")
+PY
+psql "$PGBASE/$SRC" -q -f "$WORK/load.sql" >/dev/null
+leg "direct → MariaDB" direct.yaml "$TXNS"
+leg "PostgreSQL → log (R3)" produce.yaml "$TXNS"
+leg "log → MariaDB" consume.yaml "$TXNS"
+
+echo "== validate"
+"$XDB" validate --plan "$WORK/direct.yaml" | tail -1
+"$XDB" validate --plan "$WORK/consume.yaml" | tail -1
+"$XDB" cleanup --plan "$WORK/direct.yaml" --yes >/dev/null 2>&1 || true
+psql "$XDB_PG_SUPER_URL" -qAtc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC' AND NOT active" >/dev/null

@@ -1,0 +1,234 @@
+//! `xdb sync` from a replicated log (`source.url: nats://…`) into any xdb
+//! target: the copy's `op: r` events and every source transaction
+//! (assembled by `source/nats/`) applied by the same [`SinkWriter`] as a
+//! direct sync — batches of whole transactions, in commit order, with the
+//! position in the same target transaction (invariants *commit order*,
+//! *exactly once*). The position is the stream sequence of the last
+//! applied END (or copied row), kept in the target's state table under the
+//! plan's slot name; a restart reads from the message after it. Table
+//! shapes come from the original PostgreSQL (`source.validate_url`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sync::SyncOptions;
+use crate::copy;
+use crate::mapping;
+use crate::model::{Change, Lsn, TableSchema, Transaction};
+use crate::plan::{Plan, SecretUrl};
+use crate::sink::nats::{Log, NatsTarget};
+use crate::sink::writer::{SinkError, SinkWriter};
+use crate::sink::{TargetConn, TargetError};
+use crate::source::nats::{LogItem, LogReader, LogSourceError};
+use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FromLogError {
+    #[error("{0}")]
+    Source(#[from] LogSourceError),
+    #[error("{0}")]
+    Log(#[from] crate::sink::nats::LogError),
+    #[error("{0}")]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Target(#[from] TargetError),
+    #[error("original source (source.validate_url): {0}")]
+    SourceConnect(#[from] client::ConnectError),
+    #[error("original source (source.validate_url): {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Copy(#[from] copy::CopyError),
+    #[error("table {0} does not exist on the original source")]
+    MissingTable(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "target table for {table} already holds {rows} rows that xdb did not write: empty or drop it (xdb never \
+         writes into a table it did not fill itself)"
+    )]
+    TargetNotEmpty { table: String, rows: u64 },
+}
+
+impl FromLogError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            FromLogError::Source(e) => e.is_retryable(),
+            FromLogError::Log(e) => e.is_retryable(),
+            FromLogError::Sink(e) => e.is_retryable(),
+            FromLogError::Target(e) => e.is_retryable(),
+            FromLogError::SourceConnect(e) => e.retryable,
+            FromLogError::Catalog(CatalogError::Query { source, .. }) => {
+                crate::error_policy::postgres(source).is_transient()
+            }
+            FromLogError::Copy(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Result<(), FromLogError> {
+    let target = NatsTarget::parse(log_url, &plan.name).map_err(FromLogError::Config)?;
+    let mut failures = 0u32;
+    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
+    loop {
+        let r = tokio::select! {
+            r = session(plan, &target, options) => r,
+            () = &mut stop => return Ok(()),
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
+                failures += 1;
+                let wait = Duration::from_millis((500u64 << failures.min(5)).min(10_000));
+                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    () = &mut stop => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long the reader waits for more before a batch is committed.
+const IDLE: Duration = Duration::from_millis(50);
+
+async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
+    let slot = &plan.source.slot;
+    let catalog = client::connect(&plan.source.url, "xdb sync (log)").await?;
+    let mut types = TypeCache::new();
+    let mut schemas: Vec<Arc<TableSchema>> = Vec::new();
+    for t in &plan.tables {
+        let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
+        schemas.push(Arc::new(s));
+    }
+    drop(catalog);
+    let mut conn = TargetConn::connect(&plan.target.url).await?;
+    let kind = conn.target_kind().await?;
+    conn.ensure_state_tables().await?;
+    let mapped = copy::map_tables(plan, &kind, &schemas)?;
+    let applied = conn.read_position(slot).await?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
+    let states = conn.read_tables(slot).await?;
+    for m in &mapped {
+        let name = m.source.name.to_string();
+        if states.iter().any(|s| s.table == name) {
+            continue;
+        }
+        match conn.table_rows(&m.source.name).await? {
+            None => {
+                let ddl = mapping::create_table_ddl(m, &kind);
+                conn.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
+            }
+            Some(0) => {}
+            Some(rows) => return Err(FromLogError::TargetNotEmpty { table: name, rows }),
+        }
+        conn.record_table(slot, &name, Lsn::ZERO, false, 0).await?;
+    }
+    let sync_lsns: HashMap<String, Lsn> = mapped.iter().map(|m| (m.source.name.to_string(), Lsn::ZERO)).collect();
+    let mut writer = SinkWriter::new(conn, kind, plan, mapped, sync_lsns, applied)?;
+
+    // With --until-caught-up: done once everything the stream held now is read.
+    let until = if options.until_caught_up { Some(Log::connect(target).await?.tail().await?.0) } else { None };
+    let mut reader = LogReader::open(target, applied.0, schemas.clone()).await?;
+    tracing::info!(stream = %target.stream, after = applied.0, "applying the log");
+    let max_rows = plan.apply.max_batch_rows.max(1);
+    let mut batch: Vec<Transaction> = Vec::new();
+    let mut rows = 0usize;
+    let mut in_parts = false;
+    let r = async {
+        loop {
+            let item = reader.next(IDLE).await?;
+            // A large transaction: its parts and its closing Tx in one target
+            // transaction, nothing else in between (the reader yields nothing
+            // else before the END).
+            match item {
+                Some(LogItem::Part(part)) => {
+                    if !batch.is_empty() {
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        rows = 0;
+                    }
+                    if !in_parts {
+                        writer.begin_parts().await?;
+                        in_parts = true;
+                    }
+                    writer.apply_part(&part).await?;
+                    continue;
+                }
+                Some(LogItem::Tx(tx)) if in_parts => {
+                    if !tx.changes.is_empty() {
+                        writer.apply_part(&tx).await?;
+                    }
+                    writer.commit_parts(tx.end_lsn, tx.commit_time_micros).await?;
+                    in_parts = false;
+                    continue;
+                }
+                _ => {}
+            }
+            let flush_before =
+                matches!(item, None | Some(LogItem::SnapshotStart { .. }) | Some(LogItem::SnapshotEnd { .. }));
+            if flush_before && !batch.is_empty() {
+                writer.apply_with_retry(&batch).await?;
+                batch.clear();
+                rows = 0;
+            }
+            match item {
+                None => {
+                    if until.is_some_and(|u| reader.seen >= u) {
+                        tracing::info!(applied = writer.applied().0, "the target holds everything the log held");
+                        return Ok(());
+                    }
+                }
+                Some(LogItem::Tx(tx)) => {
+                    rows += tx.changes.len();
+                    batch.push(tx);
+                    if rows >= max_rows {
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        rows = 0;
+                    }
+                }
+                Some(LogItem::SnapshotStart { seq }) => {
+                    // A copy (re)starting: whatever an earlier, unfinished one
+                    // left goes, in the same target transaction as the position.
+                    let empty = Transaction {
+                        xid: 0,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: 0,
+                        changes: vec![Change::Truncate {
+                            tables: schemas.clone(),
+                            cascade: false,
+                            restart_identity: false,
+                        }],
+                    };
+                    writer.apply_with_retry(&[empty]).await?;
+                }
+                Some(LogItem::SnapshotEnd { seq }) => {
+                    let mark = Transaction {
+                        xid: 0,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: 0,
+                        changes: vec![],
+                    };
+                    writer.apply_with_retry(&[mark]).await?;
+                    let mut conn = TargetConn::connect(&plan.target.url).await?;
+                    for t in &plan.tables {
+                        conn.record_table(slot, &t.to_string(), Lsn::ZERO, true, 0).await?;
+                    }
+                    tracing::info!("the log's initial copy is applied");
+                }
+                Some(LogItem::Part(_)) => unreachable!("handled above"),
+            }
+        }
+    }
+    .await;
+    if in_parts && r.is_err() {
+        writer.abort_parts().await;
+    }
+    r
+}

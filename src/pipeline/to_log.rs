@@ -1,0 +1,567 @@
+//! `xdb sync` into a replicated log (NATS JetStream): the initial copy as
+//! Debezium `op: r` events, then every committed source transaction as
+//! BEGIN, its change events, END — exactly once.
+//!
+//! Invariant *log exactly once* (docs/architecture.md): each message has a
+//! deterministic id (copy: snapshot position, table, key; stream: commit
+//! LSN and position in the transaction) and is published with the
+//! sequence the stream must be at, so the stream is always a gap-free
+//! prefix of the publish order; the slot is confirmed only up to the end
+//! of a transaction whose END (or a heartbeat past it) JetStream has
+//! acknowledged. After a crash the stream's last message says where to go
+//! on: within a transaction (publish its rest), after one (stream from its
+//! end), or in the copy (copy again from a fresh snapshot: consumers see
+//! `snap-start` on `<prefix>.xdb` and start over). Invariants *snapshot
+//! handoff* and *slot continuity* hold as for a database target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::sync::{SyncOptions, CATCH_UP_PREFIX};
+use crate::copy::ranges::CopyRange;
+use crate::copy::source_reader::SnapshotReader;
+use crate::copy::CopyError;
+use crate::model::{Change, Lsn, Row, TableName, TableSchema, Transaction};
+use crate::plan::Plan;
+use crate::sink::debezium::{self, At, Connector, Op, Snapshot};
+use crate::sink::nats::{msg_id, Log, LogError, NatsTarget, Publisher, Tail};
+use crate::source::postgres::assembler::AssemblerEvent;
+use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
+use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
+use crate::source::postgres::{client, publication, streamable};
+
+/// Why `sync` into the log stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ToLogError {
+    #[error("{0}")]
+    Log(#[from] LogError),
+    #[error("source: {0}")]
+    Stream(#[from] ChangeStreamError),
+    #[error("initial copy: {0}")]
+    Copy(#[from] CopyError),
+    #[error("source: {0}")]
+    SourceConnect(#[from] client::ConnectError),
+    #[error("source: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("source: {what}: {}", client::error_text(.source))]
+    Sql {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("source: {0}")]
+    Marker(#[from] crate::source::postgres::change_stream::MarkerError),
+    #[error("source: {0}")]
+    Publication(#[from] publication::PublicationError),
+    #[error("{0}")]
+    Unstreamable(#[from] streamable::UnstreamableTables),
+    #[error("replication connection: {0}")]
+    Replication(#[from] crate::source::postgres::replication::ReplicationError),
+    #[error("table {0} does not exist on the source")]
+    MissingTable(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "{tables} rewritten on the source (TRUNCATE or a rewriting ALTER TABLE) while the copy started: it \
+         starts again from a fresh snapshot"
+    )]
+    Rewritten { tables: String },
+    #[error("the source ended the replication stream (server shutting down or restarting)")]
+    StreamEnded,
+}
+
+impl ToLogError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            ToLogError::Log(e) => e.is_retryable(),
+            ToLogError::Stream(e) => e.is_retryable(),
+            ToLogError::Copy(e) => e.is_retryable(),
+            ToLogError::SourceConnect(e) => e.retryable,
+            ToLogError::Catalog(CatalogError::Query { source, .. }) | ToLogError::Sql { source, .. } => {
+                crate::error_policy::postgres(source).is_transient()
+            }
+            ToLogError::Marker(e) => e.is_retryable(),
+            ToLogError::Replication(e) => e.is_retryable(),
+            ToLogError::Rewritten { .. } | ToLogError::StreamEnded => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs until a signal, a permanent error, or (`until_caught_up`) until
+/// the log holds everything the source had committed at the start.
+pub async fn run(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), ToLogError> {
+    let mut failures = 0u32;
+    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
+    loop {
+        let r = tokio::select! {
+            r = session(plan, target, options) => r,
+            () = &mut stop => return Ok(()),
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
+                failures += 1;
+                let wait = Duration::from_millis((500u64 << failures.min(5)).min(10_000));
+                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    () = &mut stop => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The source's tables as the catalog has them now, with their subjects.
+struct Tables {
+    schemas: HashMap<TableName, Arc<TableSchema>>,
+}
+
+async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), ToLogError> {
+    let log = Log::connect(target).await?;
+    log.ensure_stream().await?;
+    let (last_seq, last_id) = log.tail().await?;
+    let tail = msg_id::tail(last_id.as_deref());
+    tracing::info!(stream = %target.stream, last_seq, ?tail, "log tail");
+
+    let catalog = client::connect(&plan.source.url, "xdb sync").await?;
+    let db: String = catalog
+        .query_one("SELECT current_database()", &[])
+        .await
+        .map_err(|source| ToLogError::Sql { what: "reading the database name", source })?
+        .get(0);
+    let connector = Connector { name: target.prefix.clone(), db, schemas: target.schemas };
+    let mut types = TypeCache::new();
+    let mut tables = Tables { schemas: HashMap::new() };
+    for t in &plan.tables {
+        target.table_subject(&t.schema, &t.name).map_err(ToLogError::Config)?;
+        let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| ToLogError::MissingTable(t.to_string()))?;
+        tables.schemas.insert(t.clone(), Arc::new(s));
+    }
+    let mut publisher = Publisher::new(&log, last_seq, Lsn::ZERO);
+    if tail != Tail::NeedsCopy {
+        refuse_tables_not_copied(&log, plan).await?;
+    }
+    let tail = match tail {
+        Tail::NeedsCopy => {
+            let at = copy(plan, &log, &catalog, &tables, &connector, &mut publisher).await?;
+            Tail::At(at)
+        }
+        t => t,
+    };
+    let (start, resume) = match tail {
+        Tail::At(l) => (l, None),
+        Tail::Within { commit, index } => (commit, Some((commit, index))),
+        Tail::NeedsCopy => unreachable!("copied above"),
+    };
+    let config = ChangeStreamConfig {
+        slot: plan.source.slot.clone(),
+        publication: plan.source.publication.clone(),
+        start,
+        heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
+        spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
+        spill_dir: std::env::temp_dir(),
+        application_name: "xdb sync".into(),
+        continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
+        temporary: false,
+    };
+    let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
+    tracing::info!(slot = %plan.source.slot, from = %start, stream = %target.stream, "streaming changes into the log");
+    let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
+    let mut s =
+        Streamer { log: &log, connector: &connector, publisher, resume, floor: start, last_heartbeat: Instant::now() };
+    let mut status = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            biased;
+            r = s.publisher.ack_one(), if s.publisher.has_inflight() => {
+                r?;
+                stream.confirm(s.publisher.acked());
+            }
+            _ = status.tick() => {
+                tracing::info!(published = s.publisher.published, confirmed = %s.publisher.acked(), "log status");
+            }
+            ev = stream.next() => {
+                let ev = ev?.ok_or(ToLogError::StreamEnded)?;
+                let end = match ev {
+                    AssemblerEvent::Transaction(tx) => {
+                        let end = tx.end_lsn;
+                        s.transaction(&tx, Parts::Whole(&tx.changes)).await?;
+                        end
+                    }
+                    AssemblerEvent::Spilled(mut sp) => {
+                        let head = Transaction {
+                            xid: sp.xid,
+                            commit_lsn: sp.commit_lsn,
+                            end_lsn: sp.end_lsn,
+                            commit_time_micros: sp.commit_time_micros,
+                            changes: Vec::new(),
+                        };
+                        s.transaction(&head, Parts::Spilled(&mut sp)).await?;
+                        sp.end_lsn
+                    }
+                    AssemblerEvent::Relation { .. } | AssemblerEvent::Message { .. } => continue,
+                };
+                stream.confirm(s.publisher.acked());
+                if marker.is_some_and(|m| end >= m) {
+                    s.heartbeat(end, true).await?;
+                    stream.confirm(s.publisher.flush().await?);
+                    stream.close().await?;
+                    tracing::info!(published = s.publisher.published, "the log holds everything the source had committed");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The stream side: one source transaction at a time into messages.
+struct Streamer<'a> {
+    log: &'a Log,
+    connector: &'a Connector,
+    publisher: Publisher,
+    /// The transaction the stream's tail is inside, and the last event of
+    /// it already stored: those are not published again.
+    resume: Option<(Lsn, u64)>,
+    /// Transactions committed below this are in the stream already.
+    floor: Lsn,
+    last_heartbeat: Instant,
+}
+
+/// Changes read back from a spilled transaction at a time.
+const SPILL_PART: usize = 2000;
+
+/// A transaction's changes: in memory, or spilled to a file.
+enum Parts<'a> {
+    Whole(&'a [Change]),
+    Spilled(&'a mut crate::source::postgres::assembler::SpilledTransaction),
+}
+
+/// Heartbeats for transactions without planned changes, at most this often.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+impl Streamer<'_> {
+    async fn publish(
+        &mut self,
+        commit: Lsn,
+        index: u64,
+        subject: String,
+        id: String,
+        payload: impl FnOnce() -> Vec<u8>,
+        confirm: Option<Lsn>,
+    ) -> Result<(), LogError> {
+        if let Some((c, last)) = self.resume {
+            if commit == c && index <= last {
+                return Ok(());
+            }
+        }
+        self.publisher.publish(subject, id, payload(), confirm).await
+    }
+
+    /// BEGIN, the events, END; or a heartbeat for an empty transaction.
+    async fn transaction(&mut self, tx: &Transaction, mut parts: Parts<'_>) -> Result<(), ToLogError> {
+        let empty = match &parts {
+            Parts::Whole(c) => c.is_empty(),
+            Parts::Spilled(s) => s.change_count == 0,
+        };
+        // Not sent again by the server (it starts at `floor`); a guard, since
+        // a repeat would break the stream's sequence chain.
+        if empty || tx.commit_lsn < self.floor {
+            return Ok(self.heartbeat(tx.end_lsn, false).await?);
+        }
+        let t = &self.log.target;
+        let c = self.connector;
+        let id = debezium::transaction_id(tx.xid, tx.commit_lsn);
+        let ts_ms = tx.commit_time_micros.div_euclid(1000);
+        let begin = {
+            let id = id.clone();
+            move || debezium::transaction_event(c, &id, ts_ms, None)
+        };
+        self.publish(tx.commit_lsn, 0, t.transaction_subject(), msg_id::event(tx.commit_lsn, 0), begin, None).await?;
+        let mut index = 0u64;
+        let mut per_table: Vec<(String, u64)> = Vec::new();
+        let mut whole_done = false;
+        loop {
+            // A spilled transaction is read back in parts (invariant
+            // *bounded memory*), never held whole.
+            let part: Vec<Change>;
+            let changes: &[Change] = match &mut parts {
+                Parts::Whole(c) if !whole_done => {
+                    whole_done = true;
+                    c
+                }
+                Parts::Whole(_) => break,
+                Parts::Spilled(sp) => {
+                    part = sp.next_changes(SPILL_PART).map_err(|e| ToLogError::Stream(e.into()))?;
+                    if part.is_empty() {
+                        break;
+                    }
+                    &part
+                }
+            };
+            for (table, op, before, after, unavailable) in changes.iter().flat_map(events) {
+                index += 1;
+                let name = table.name.to_string();
+                let n = match per_table.iter_mut().find(|(t, _)| *t == name) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        per_table.push((name, 1));
+                        1
+                    }
+                };
+                let subject = t.table_subject(&table.name.schema, &table.name.name).map_err(ToLogError::Config)?;
+                let at = At {
+                    snapshot: Snapshot::No,
+                    tx_id: Some(tx.xid),
+                    lsn: tx.commit_lsn,
+                    ts_ms,
+                    order: Some((index, n)),
+                };
+                let payload = || debezium::change_event(c, table, op, before, after, unavailable, &at);
+                self.publish(tx.commit_lsn, index, subject, msg_id::event(tx.commit_lsn, index), payload, None).await?;
+            }
+        }
+        let end = move || debezium::transaction_event(c, &id, ts_ms, Some(&per_table));
+        self.publish(
+            tx.commit_lsn,
+            index + 1,
+            t.transaction_subject(),
+            msg_id::end(tx.commit_lsn, tx.end_lsn),
+            end,
+            Some(tx.end_lsn),
+        )
+        .await?;
+        self.resume = None;
+        self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
+    /// Moves the log's position (and so the slot) past transactions that
+    /// touch no planned table (invariant *idle slots*).
+    async fn heartbeat(&mut self, at: Lsn, now: bool) -> Result<(), LogError> {
+        if !now && self.last_heartbeat.elapsed() < HEARTBEAT_EVERY {
+            return Ok(());
+        }
+        // Never behind what the stream already holds: the last message
+        // must keep saying where to go on.
+        if at <= self.publisher.acked() || at <= self.floor {
+            return Ok(());
+        }
+        self.last_heartbeat = Instant::now();
+        let body = serde_json::to_vec(&serde_json::json!({"heartbeat": at.to_string()})).unwrap_or_default();
+        self.publisher.publish(self.log.target.heartbeat_subject(), msg_id::heartbeat(at), body, Some(at)).await
+    }
+}
+
+type Event<'c> =
+    (&'c TableSchema, Op, Option<&'c [crate::model::Value]>, Option<&'c [crate::model::Value]>, &'c [usize]);
+
+/// The Debezium events of one change: one, or one per table of a TRUNCATE.
+fn events(change: &Change) -> Vec<Event<'_>> {
+    match change {
+        Change::Insert { table, new } => vec![(table, Op::Create, None, Some(new), &[])],
+        Change::Update { table, old, new, unchanged_toast } => {
+            vec![(table, Op::Update, old.as_deref(), Some(new), unchanged_toast.as_slice())]
+        }
+        Change::Delete { table, old } => vec![(table, Op::Delete, Some(old), None, &[])],
+        Change::Truncate { tables, .. } => {
+            tables.iter().map(|t| (t.as_ref(), Op::Truncate, None, None, &[][..])).collect()
+        }
+    }
+}
+
+/// The initial copy: a fresh slot with an exported snapshot (an old slot
+/// goes: its copy never finished), `snap-start`, every row as `op: r`,
+/// `snap-end`. Returns the snapshot's consistent point.
+async fn copy(
+    plan: &Plan,
+    log: &Log,
+    catalog: &tokio_postgres::Client,
+    tables: &Tables,
+    c: &Connector,
+    publisher: &mut Publisher,
+) -> Result<Lsn, ToLogError> {
+    let slot = &plan.source.slot;
+    streamable::check(catalog, &plan.tables, &plan.only_tables).await??;
+    if publication::ensure(catalog, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
+        tracing::info!(publication = %plan.source.publication, "created publication");
+    }
+    drop_unfinished_slot(catalog, slot).await?;
+    let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy").await?;
+    let created = repl.create_replication_slot(slot, false, SnapshotAction::Export).await?;
+    let lsn = created.consistent_point;
+    let snapshot = created
+        .snapshot_name
+        .clone()
+        .ok_or_else(|| ToLogError::Config(format!("the source created slot {slot} but exported no snapshot")))?;
+    tracing::info!(slot = %slot, at = %lsn, "created replication slot; copying into the log");
+    let reader = SnapshotReader::open(&plan.source.url, &snapshot).await?;
+    // Invariant *snapshot handoff*: held before anything is read.
+    let rewritten = reader.hold_tables(&plan.tables, &plan.only_tables).await?;
+    if !rewritten.is_empty() {
+        let list: Vec<String> = rewritten.iter().map(|t| t.to_string()).collect();
+        return Err(ToLogError::Rewritten { tables: list.join(", ") });
+    }
+    let t = &log.target;
+    let names: Vec<String> = plan.tables.iter().map(|t| t.to_string()).collect();
+    let start = serde_json::to_vec(&serde_json::json!({"snapshot": "start", "lsn": lsn.to_string(), "tables": names}))
+        .unwrap_or_default();
+    publisher.publish(t.control_subject(), msg_id::snapshot_start(lsn), start, None).await?;
+    let ts_ms = debezium::now_ms();
+    let started = Instant::now();
+    let mut rows = 0u64;
+    // One row held back so that the last one can say `snapshot: last`.
+    let mut held: Option<(Arc<TableSchema>, Row, u64)> = None;
+    for name in &plan.tables {
+        let table = tables.schemas[name].clone();
+        let (tx, mut rx) = mpsc::channel::<Vec<Row>>(4);
+        let from = plan.read_from(name);
+        let reader = &reader;
+        let table_ref = &table;
+        let read = async move {
+            let r = reader.read_range(table_ref, &from, &CopyRange::Whole, &tx).await;
+            drop(tx);
+            r
+        };
+        let publish = async {
+            let mut ordinal = 0u64;
+            while let Some(batch) = rx.recv().await {
+                for row in batch {
+                    ordinal += 1;
+                    if let Some((ht, hr, ho)) = held.replace((table.clone(), row, ordinal)) {
+                        let first = rows == 0;
+                        publish_row(
+                            publisher,
+                            t,
+                            c,
+                            &ht,
+                            &hr,
+                            ho,
+                            lsn,
+                            ts_ms,
+                            if first { Snapshot::First } else { Snapshot::Yes },
+                        )
+                        .await?;
+                        rows += 1;
+                    }
+                }
+            }
+            Ok::<(), ToLogError>(())
+        };
+        let (r, p) = tokio::join!(read, publish);
+        r?;
+        p?;
+    }
+    if let Some((ht, hr, ho)) = held.take() {
+        let flag = if rows == 0 { Snapshot::First } else { Snapshot::Last };
+        publish_row(publisher, t, c, &ht, &hr, ho, lsn, ts_ms, flag).await?;
+        rows += 1;
+    }
+    let end = serde_json::to_vec(
+        &serde_json::json!({"snapshot": "end", "lsn": lsn.to_string(), "rows": rows, "tables": names}),
+    )
+    .unwrap_or_default();
+    publisher.publish(t.control_subject(), msg_id::snapshot_end(lsn), end, Some(lsn)).await?;
+    publisher.flush().await?;
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        rows,
+        seconds = secs,
+        rows_per_sec = (rows as f64 / secs.max(0.001)) as u64,
+        "copy into the log done"
+    );
+    drop(reader);
+    repl.close().await;
+    Ok(lsn)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_row(
+    publisher: &mut Publisher,
+    t: &NatsTarget,
+    c: &Connector,
+    table: &TableSchema,
+    row: &Row,
+    ordinal: u64,
+    lsn: Lsn,
+    ts_ms: i64,
+    snapshot: Snapshot,
+) -> Result<(), LogError> {
+    let subject = t.table_subject(&table.name.schema, &table.name.name).map_err(LogError::Config)?;
+    let key = if table.primary_key.is_empty() {
+        format!("#{ordinal}")
+    } else {
+        let parts: Vec<String> = table
+            .primary_key
+            .iter()
+            .map(|&i| debezium::encode(&table.columns[i].pg_type, &row[i]).to_string())
+            .collect();
+        parts.join(",")
+    };
+    let id = msg_id::copy_row(lsn, &table.name.to_string(), &key);
+    let at = At { snapshot, tx_id: None, lsn, ts_ms, order: None };
+    let payload = debezium::change_event(c, table, Op::Read, None, Some(row), &[], &at);
+    publisher.publish(subject, id, payload, None).await
+}
+
+/// A planned table the log's copy did not include would reach consumers
+/// as changes only, its existing rows never: refused, with the way out.
+async fn refuse_tables_not_copied(log: &Log, plan: &Plan) -> Result<(), ToLogError> {
+    let t = &log.target;
+    let stream = log.js.get_stream(&t.stream).await.map_err(|e| ToLogError::Config(e.to_string()))?;
+    let m = stream
+        .get_last_raw_message_by_subject(&t.control_subject())
+        .await
+        .map_err(|e| ToLogError::Config(format!("stream {}: reading the last snapshot marker: {e}", t.stream)))?;
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+    let copied: Vec<&str> =
+        v["tables"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    let missing: Vec<String> =
+        plan.tables.iter().map(|t| t.to_string()).filter(|n| !copied.contains(&n.as_str())).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ToLogError::Config(format!(
+        "{} {} in the plan but not in the copy stream {} holds (tables: {}): a table cannot be added to a log \
+         that is already streaming. Write a new stream (another stream= and subject_prefix=, with a new slot: \
+         source.slot) to copy every table again, or leave the table out of this plan",
+        missing.join(", "),
+        if missing.len() == 1 { "is" } else { "are" },
+        t.stream,
+        copied.join(", ")
+    )))
+}
+
+/// A slot left by a copy that did not finish: its snapshot is gone with
+/// the connection that exported it, so it goes and a new one is made.
+async fn drop_unfinished_slot(catalog: &tokio_postgres::Client, slot: &str) -> Result<(), ToLogError> {
+    let sql = |what| move |source| ToLogError::Sql { what, source };
+    let row = catalog
+        .query_opt("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await
+        .map_err(sql("reading pg_replication_slots"))?;
+    let Some(row) = row else { return Ok(()) };
+    if let Some(pid) = row.get::<_, Option<i32>>(0) {
+        if let Some(pid) = crate::source::postgres::change_stream::wait_until_slot_free(catalog, slot, pid)
+            .await
+            .map_err(sql("reading pg_replication_slots"))?
+        {
+            return Err(ToLogError::Copy(CopyError::SlotInUse { slot: slot.to_string(), pid }));
+        }
+    }
+    tracing::info!(slot, "dropping the slot of an unfinished copy into the log; copying again from a fresh snapshot");
+    catalog
+        .execute("SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await
+        .map_err(sql("dropping the replication slot"))?;
+    Ok(())
+}

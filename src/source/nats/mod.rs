@@ -1,0 +1,292 @@
+//! The replicated log as a source: the Debezium events xdb wrote
+//! (`sink/nats/`) read back in stream order from a given sequence, and
+//! assembled into whole source transactions by their BEGIN/END metadata
+//! (invariant *commit order*). Positions are stream sequences: a
+//! transaction's is the sequence of its END, a copied row's its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use futures_util::StreamExt;
+use serde_json::Value as Json;
+
+use crate::model::{Change, Lsn, Row, TableName, TableSchema, Transaction};
+use crate::sink::debezium::{self, UNAVAILABLE};
+use crate::sink::nats::{Log, LogError, NatsTarget};
+
+/// The log could not be read or holds something xdb did not write.
+#[derive(Debug, thiserror::Error)]
+pub enum LogSourceError {
+    #[error("{0}")]
+    Log(#[from] LogError),
+    #[error("reading stream {stream}: {reason}")]
+    Read { stream: String, reason: String },
+    #[error(
+        "stream {stream} starts at message {first}, but this target applied up to {applied}: the messages in \
+         between are gone (the stream's retention, max_age/max_bytes, or a purge). Copy again: drop the target \
+         tables and the target's xdb state for this plan, and read the log from a new snapshot (restart the \
+         producer with a new stream)"
+    )]
+    Trimmed { stream: String, applied: u64, first: u64 },
+    #[error("stream {stream} message {seq} on {subject}: {reason}")]
+    Message { stream: String, seq: u64, subject: String, reason: String },
+}
+
+impl LogSourceError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LogSourceError::Log(e) => e.is_retryable(),
+            // The ordered consumer's errors are its connection's.
+            LogSourceError::Read { .. } => true,
+            LogSourceError::Message { .. } | LogSourceError::Trimmed { .. } => false,
+        }
+    }
+}
+
+/// One unit for the applier.
+#[derive(Debug)]
+pub enum LogItem {
+    /// A whole source transaction, its changes on planned tables only;
+    /// `end_lsn` holds the stream sequence of its END.
+    Tx(Transaction),
+    /// The copy starts (again): the planned tables are emptied.
+    SnapshotStart { seq: u64 },
+    /// The copy is complete.
+    SnapshotEnd { seq: u64 },
+    /// The first changes of a large transaction whose END is still to
+    /// come (invariant *bounded memory*): applied inside one target
+    /// transaction with the rest, which comes as the closing [`LogItem::Tx`].
+    Part(Transaction),
+}
+
+/// Changes of one transaction held before they are handed on as a part
+/// (`XDB_LOG_PART_CHANGES`).
+fn part_changes() -> usize {
+    std::env::var("XDB_LOG_PART_CHANGES").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(20_000)
+}
+
+type Messages = async_nats::jetstream::consumer::pull::Ordered;
+
+/// The events after a stream sequence, as [`LogItem`]s.
+pub struct LogReader {
+    stream: String,
+    messages: Messages,
+    tables: HashMap<(String, String), Arc<TableSchema>>,
+    /// The transaction being assembled: xid, commit time, changes.
+    open: Option<(u32, i64, Vec<Change>)>,
+    prefix: String,
+    /// The stream sequence of the last message read.
+    pub seen: u64,
+    part_size: usize,
+}
+
+impl LogReader {
+    /// Reads from the message after `after` (0: from the start), the
+    /// subjects under the target's prefix; `tables` are the planned ones.
+    pub async fn open(
+        target: &NatsTarget,
+        after: u64,
+        tables: Vec<Arc<TableSchema>>,
+    ) -> Result<LogReader, LogSourceError> {
+        let log = Log::connect(target).await?;
+        let read =
+            |e: &dyn std::fmt::Display| LogSourceError::Read { stream: target.stream.clone(), reason: e.to_string() };
+        let mut stream = log.js.get_stream(&target.stream).await.map_err(|e| read(&e))?;
+        // Retention may have dropped messages this target never applied:
+        // a refusal, never a silent gap.
+        let state = stream.info().await.map_err(|e| read(&e))?.state.clone();
+        if state.messages > 0 && state.first_sequence > after + 1 {
+            return Err(LogSourceError::Trimmed {
+                stream: target.stream.clone(),
+                applied: after,
+                first: state.first_sequence,
+            });
+        }
+        let config = OrderedConfig {
+            filter_subject: format!("{}.>", target.prefix),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+            ..Default::default()
+        };
+        let consumer = stream.create_consumer(config).await.map_err(|e| read(&e))?;
+        let messages = consumer.messages().await.map_err(|e| read(&e))?;
+        Ok(LogReader {
+            stream: target.stream.clone(),
+            messages,
+            tables: tables.into_iter().map(|t| ((t.name.schema.clone(), t.name.name.clone()), t)).collect(),
+            open: None,
+            prefix: target.prefix.clone(),
+            seen: after,
+            part_size: part_changes(),
+        })
+    }
+
+    /// The next item; `None` when nothing arrived for `idle` between
+    /// transactions (the applier then commits what it holds).
+    pub async fn next(&mut self, idle: Duration) -> Result<Option<LogItem>, LogSourceError> {
+        loop {
+            let m = if self.open.is_some() {
+                self.messages.next().await
+            } else {
+                match tokio::time::timeout(idle, self.messages.next()).await {
+                    Ok(m) => m,
+                    Err(_) => return Ok(None),
+                }
+            };
+            let m = m
+                .ok_or_else(|| LogSourceError::Read {
+                    stream: self.stream.clone(),
+                    reason: "the consumer ended".into(),
+                })?
+                .map_err(|e| LogSourceError::Read { stream: self.stream.clone(), reason: e.to_string() })?;
+            let seq = m
+                .info()
+                .map_err(|e| LogSourceError::Read { stream: self.stream.clone(), reason: e.to_string() })?
+                .stream_sequence;
+            self.seen = seq;
+            let subject = m.subject.to_string();
+            let stream_name = self.stream.clone();
+            let bad = |reason: String| LogSourceError::Message {
+                stream: stream_name.clone(),
+                seq,
+                subject: subject.clone(),
+                reason,
+            };
+            let v: Json = serde_json::from_slice(&m.payload).map_err(|e| bad(format!("not JSON: {e}")))?;
+            let p = if v.get("schema").is_some() && v.get("payload").is_some() { &v["payload"] } else { &v };
+            if let Some(item) = self.message(seq, &subject, p).map_err(bad)? {
+                return Ok(Some(item));
+            }
+        }
+    }
+
+    fn message(&mut self, seq: u64, subject: &str, p: &Json) -> Result<Option<LogItem>, String> {
+        let rest = subject.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(subject);
+        match rest {
+            "xdb_heartbeat" => Ok(None),
+            "xdb" => Ok(match p["snapshot"].as_str() {
+                Some("start") => Some(LogItem::SnapshotStart { seq }),
+                Some("end") => Some(LogItem::SnapshotEnd { seq }),
+                _ => None,
+            }),
+            "transaction" => match p["status"].as_str() {
+                Some("BEGIN") => {
+                    let id = p["id"].as_str().unwrap_or_default();
+                    let xid = id.split(':').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                    // A BEGIN while one is open: the producer restarted and
+                    // published the same transaction's BEGIN again is not
+                    // possible (the stream holds a gap-free prefix), so
+                    // this is a log xdb did not write.
+                    if self.open.is_some() {
+                        return Err("BEGIN inside an open transaction".into());
+                    }
+                    self.open = Some((xid, p["ts_ms"].as_i64().unwrap_or(0) * 1000, Vec::new()));
+                    Ok(None)
+                }
+                Some("END") => {
+                    let (xid, time, changes) = self.open.take().ok_or("END without BEGIN")?;
+                    Ok(Some(LogItem::Tx(Transaction {
+                        xid,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: time,
+                        changes,
+                    })))
+                }
+                other => Err(format!("unknown transaction status {other:?}")),
+            },
+            _ => {
+                let (schema, table) = (p["source"]["schema"].as_str(), p["source"]["table"].as_str());
+                let (Some(schema), Some(table)) = (schema, table) else { return Err("no source.schema/table".into()) };
+                // Another applier's table (a `tables:` split): skipped.
+                let Some(t) = self.tables.get(&(schema.to_string(), table.to_string())).cloned() else {
+                    return Ok(None);
+                };
+                let op = p["op"].as_str().unwrap_or_default();
+                let change = change(&t, op, p)?;
+                if op == "r" {
+                    return Ok(Some(LogItem::Tx(Transaction {
+                        xid: 0,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: p["source"]["ts_ms"].as_i64().unwrap_or(0) * 1000,
+                        changes: vec![change],
+                    })));
+                }
+                let (xid, time, changes) = self.open.as_mut().ok_or("a change outside BEGIN/END")?;
+                changes.push(change);
+                if changes.len() >= self.part_size {
+                    return Ok(Some(LogItem::Part(Transaction {
+                        xid: *xid,
+                        commit_lsn: Lsn(seq),
+                        end_lsn: Lsn(seq),
+                        commit_time_micros: *time,
+                        changes: std::mem::take(changes),
+                    })));
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// One event back into a [`Change`] on `t` (the source catalog's shape).
+fn change(t: &Arc<TableSchema>, op: &str, p: &Json) -> Result<Change, String> {
+    let row = |field: &str, toast: &mut Vec<usize>| -> Result<Option<Row>, String> {
+        let obj = &p[field];
+        if obj.is_null() {
+            return Ok(None);
+        }
+        // The event and the catalog read at start must agree on the
+        // columns: a schema change on the source is not followed through
+        // the log, and a missing or extra column is never guessed.
+        if let Some(o) = obj.as_object() {
+            if let Some(extra) = o.keys().find(|k| t.column_index(k).is_none()) {
+                return Err(format!(
+                    "{}: column {extra} is in the event but not on the source as read at start (a column added \
+                     since): restart `sync` once the target table has it",
+                    t.name
+                ));
+            }
+            if field == "after" {
+                if let Some(c) = t.columns.iter().find(|c| !o.contains_key(&c.name)) {
+                    return Err(format!(
+                        "{}: the event has no column {} (added on the source after this event was written): \
+                         xdb does not follow schema changes through the log",
+                        t.name, c.name
+                    ));
+                }
+            }
+        }
+        let mut row = Vec::with_capacity(t.columns.len());
+        for (i, c) in t.columns.iter().enumerate() {
+            let v = &obj[c.name.as_str()];
+            if v.as_str() == Some(UNAVAILABLE) && !matches!(c.pg_type, crate::model::PgType::Bytea) {
+                toast.push(i);
+                row.push(crate::model::Value::Null);
+                continue;
+            }
+            row.push(debezium::decode(&c.pg_type, v).map_err(|e| format!("{}.{}: {e}", t.name, c.name))?);
+        }
+        Ok(Some(row))
+    };
+    let mut toast = Vec::new();
+    let mut ignored = Vec::new();
+    Ok(match op {
+        "r" | "c" => Change::Insert { table: t.clone(), new: row("after", &mut ignored)?.ok_or("no after")? },
+        "u" => {
+            let old = row("before", &mut ignored)?;
+            let new = row("after", &mut toast)?.ok_or("no after")?;
+            Change::Update { table: t.clone(), old, new, unchanged_toast: toast }
+        }
+        "d" => Change::Delete { table: t.clone(), old: row("before", &mut ignored)?.ok_or("no before")? },
+        "t" => Change::Truncate { tables: vec![t.clone()], cascade: false, restart_identity: false },
+        other => return Err(format!("unknown op {other:?}")),
+    })
+}
+
+/// The planned table names as the log writes them.
+pub fn table_key(t: &TableName) -> (String, String) {
+    (t.schema.clone(), t.name.clone())
+}

@@ -1,0 +1,475 @@
+//! PostgreSQL → NATS JetStream (a three-node cluster on loopback) as
+//! Debezium change events: the event format, and exactly once through
+//! kill -9 of the producer and of a cluster node (invariant *log exactly
+//! once*).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::nats::NatsCluster;
+use crate::support::{self, kill9, ok, xdb, MyDb, PgDb, PlanFile, Target};
+
+fn log_plan(db: &PgDb, cluster: &NatsCluster, options: &str, tables: &str) -> PlanFile {
+    PlanFile::new(&format!(
+        "name: logtest\nsource:\n  url: {}\n  slot: {}_slot\n  publication: {}_pub\n  heartbeat_interval_secs: 1\n\
+         target:\n  url: {}?{options}\ntables: [{tables}]\n",
+        db.repl_url(),
+        db.name,
+        db.name,
+        cluster.url()
+    ))
+}
+
+/// The payload of a message whether or not it inlines its schema.
+fn payload(v: &Value) -> &Value {
+    if v.get("schema").is_some() && v.get("payload").is_some() {
+        &v["payload"]
+    } else {
+        v
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_events_have_debeziums_field_names_op_codes_and_source() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_fmt").await;
+    db.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, name text, body text, price numeric(10,2), at timestamptz, \
+           d date, raw bytea);
+         ALTER TABLE items ALTER body SET STORAGE EXTERNAL;
+         CREATE TABLE tags (id int PRIMARY KEY, tag text);
+         INSERT INTO items VALUES (1, 'one', repeat(md5('x'), 200), 12.50, '2024-01-02 03:04:05.5+00', '2024-01-02', '\\x0102'),
+                                  (2, 'two', 'short', NULL, NULL, NULL, NULL);
+         INSERT INTO tags VALUES (1, 'a');
+         ALTER TABLE items OWNER TO xdb_repl; ALTER TABLE tags OWNER TO xdb_repl;",
+    )
+    .await;
+    let plan = log_plan(&db, &cluster, "stream=FMT&replicas=3&subject_prefix=shop", "public.items, public.tags");
+    let c = xdb(&plan, &["check"]);
+    assert!(c.status.success(), "check: {}", support::text(&c));
+    let out = support::text(&c);
+    assert!(out.contains("JetStream is enabled") && out.contains("3 replicas"), "{out}");
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    db.exec(
+        "BEGIN; INSERT INTO items (id, name) VALUES (3, 'three'); UPDATE items SET name = 'uno' WHERE id = 1;
+           DELETE FROM items WHERE id = 2; INSERT INTO tags VALUES (2, 'b'); COMMIT;
+         TRUNCATE tags;",
+    )
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+
+    let msgs = cluster.messages("FMT").await;
+    let ids: HashSet<&str> = msgs.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), msgs.len(), "every message id once");
+    let on = |subject: &str| msgs.iter().filter(|(s, _, _)| s == subject).map(|(_, _, v)| v).collect::<Vec<_>>();
+    let items = on("shop.public.items");
+    let reads: Vec<&Value> = items.iter().copied().filter(|v| payload(v)["op"] == "r").collect();
+    assert_eq!(reads.len(), 2, "the copy as op r");
+    let e = reads[0];
+    assert_eq!(e["schema"]["name"], "shop.public.items.Envelope", "inline schema by default");
+    let p = payload(e);
+    assert_eq!(p["source"]["snapshot"], "first");
+    assert_eq!(p["after"]["price"], "12.50");
+    assert_eq!(p["after"]["at"], "2024-01-02T03:04:05.500000Z");
+    assert_eq!(p["after"]["d"], 19724);
+    assert_eq!(p["after"]["raw"], "AQI=");
+    let ops: Vec<&str> = items.iter().map(|v| payload(v)["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["r", "r", "c", "u", "d"]);
+    let u = payload(items[3]);
+    assert_eq!(u["after"]["name"], "uno");
+    assert_eq!(u["after"]["body"], "__debezium_unavailable_value", "unchanged TOAST");
+    for field in ["version", "connector", "name", "ts_ms", "snapshot", "db", "schema", "table", "txId", "lsn"] {
+        assert!(u["source"].get(field).is_some(), "source.{field}: {u}");
+    }
+    assert_eq!(u["source"]["connector"], "postgresql");
+    assert_eq!(u["source"]["name"], "shop");
+    assert_eq!(u["source"]["db"], db.name.as_str());
+    assert_eq!(u["source"]["table"], "items");
+    assert_eq!(u["source"]["snapshot"], "false");
+    let d = payload(items[4]);
+    assert_eq!(d["before"]["id"], 2);
+    assert_eq!(d["after"], Value::Null);
+    let tx_id = u["transaction"]["id"].as_str().unwrap().to_string();
+    assert_eq!(tx_id, format!("{}:{}", u["source"]["txId"], u["source"]["lsn"]));
+    assert_eq!(u["transaction"]["total_order"], 2);
+    assert_eq!(u["transaction"]["data_collection_order"], 2);
+    let tags = on("shop.public.tags");
+    let tag_ops: Vec<&str> = tags.iter().map(|v| payload(v)["op"].as_str().unwrap()).collect();
+    assert_eq!(tag_ops, ["r", "c", "t"]);
+    assert_eq!(payload(tags[1])["transaction"]["id"], tx_id.as_str(), "one transaction over both tables");
+    let txs = on("shop.transaction");
+    let begin = txs.iter().find(|v| payload(v)["id"] == tx_id.as_str() && payload(v)["status"] == "BEGIN");
+    let end = txs.iter().find(|v| payload(v)["id"] == tx_id.as_str() && payload(v)["status"] == "END").unwrap();
+    assert!(begin.is_some());
+    assert_eq!(payload(end)["event_count"], 4);
+    let counts: BTreeMap<String, i64> = payload(end)["data_collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["data_collection"].as_str().unwrap().to_string(), c["event_count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(counts, BTreeMap::from([("public.items".into(), 3), ("public.tags".into(), 1)]));
+
+    // A table added to the plan after the copy is refused: its rows are
+    // not in the log.
+    db.exec("CREATE TABLE extra (id int PRIMARY KEY); ALTER TABLE extra OWNER TO xdb_repl;").await;
+    let more =
+        log_plan(&db, &cluster, "stream=FMT&replicas=3&subject_prefix=shop", "public.items, public.tags, public.extra");
+    let r = xdb(&more, &["sync", "--until-caught-up"]);
+    let t = support::text(&r);
+    assert!(!r.status.success() && t.contains("public.extra is in the plan but not in the copy"), "{t}");
+
+    // An existing stream that differs is refused, naming both.
+    let other = log_plan(&db, &cluster, "stream=FMT&replicas=1&subject_prefix=shop", "public.items, public.tags");
+    let r = xdb(&other, &["sync", "--until-caught-up"]);
+    assert!(!r.status.success());
+    let t = support::text(&r);
+    assert!(t.contains("FMT") && t.contains("replicas 3") && t.contains("asks for 1"), "{t}");
+}
+
+/// `xdb sync` with a 64 KiB spill threshold: large transactions are read
+/// back from disk in parts while they are published.
+fn spawn_sync(plan: &PlanFile) -> std::process::Child {
+    support::xdb_command()
+        .args(["sync", "--plan", plan.path.to_str().unwrap()])
+        .env("XDB_SPILL_THRESHOLD_BYTES", "65536")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn xdb")
+}
+
+/// A consumer's `xdb sync` that applies transactions of more than 500
+/// changes in parts (the load's 1500-row updates).
+fn spawn_consumer(plan: &PlanFile) -> std::process::Child {
+    support::xdb_command()
+        .args(["sync", "--plan", plan.path.to_str().unwrap()])
+        .env("XDB_LOG_PART_CHANGES", "500")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn xdb")
+}
+
+/// The load: transactions over two tables (inserts, counter updates,
+/// deletes) until told to stop; returns how many committed.
+fn start_load(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let c = support::pg_connect(&url).await;
+        let mut seed = 4242u64;
+        let mut next = |m: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let sql = match n % 4 {
+                // A large transaction, spilled by the producer (see `spawn_sync`).
+                _ if n % 300 == 0 => "UPDATE a SET n = n + 1 WHERE id <= 1500".to_string(),
+                0 => format!(
+                    "BEGIN; INSERT INTO a (note) VALUES ('new {n}'); UPDATE b SET n = n + 1 WHERE id = {};
+                     UPDATE a SET n = n + 1 WHERE id = {}; COMMIT;",
+                    1 + next(500),
+                    1 + next(2000)
+                ),
+                1 => format!("UPDATE a SET n = n + 1, note = note || '.' WHERE id = {}", 1 + next(2000)),
+                2 => format!("DELETE FROM b WHERE id = {}", 1 + next(600)),
+                _ => format!("INSERT INTO b (a_id) VALUES ({n})"),
+            };
+            c.batch_execute(&sql).await.unwrap();
+        }
+        n
+    })
+}
+
+/// Replays the stream: every change applies to exactly the state the one
+/// before it left (a counter goes up by one; an insert finds no row, an
+/// update or delete finds one); BEGIN/END frame each transaction once with
+/// the right count; commit LSNs only grow. Returns the rows per table.
+fn replay(msgs: &[(String, String, Value)]) -> HashMap<String, BTreeMap<i64, Value>> {
+    let mut tables: HashMap<String, BTreeMap<i64, Value>> = HashMap::new();
+    let mut seen_tx: HashSet<String> = HashSet::new();
+    let mut current: Option<(String, u64)> = None;
+    let mut last_lsn = 0u64;
+    for (subject, id, v) in msgs {
+        let p = payload(v);
+        if subject.ends_with(".xdb_heartbeat") {
+            continue;
+        }
+        if subject.ends_with(".xdb") {
+            if p["snapshot"] == "start" {
+                tables.clear();
+            }
+            continue;
+        }
+        if subject.ends_with(".transaction") {
+            let tid = p["id"].as_str().unwrap().to_string();
+            if p["status"] == "BEGIN" {
+                assert!(current.is_none(), "BEGIN {tid} inside another transaction");
+                assert!(seen_tx.insert(tid.clone()), "transaction {tid} twice");
+                let lsn: u64 = tid.split(':').nth(1).unwrap().parse().unwrap();
+                assert!(lsn > last_lsn, "commit order: {tid} after LSN {last_lsn}");
+                last_lsn = lsn;
+                current = Some((tid, 0));
+            } else {
+                let (cur, count) = current.take().expect("END without BEGIN");
+                assert_eq!(cur, tid);
+                assert_eq!(p["event_count"].as_u64().unwrap(), count, "END of {tid} counts its events");
+            }
+            continue;
+        }
+        let table = p["source"]["table"].as_str().unwrap().to_string();
+        let rows = tables.entry(table.clone()).or_default();
+        let op = p["op"].as_str().unwrap();
+        if op != "r" {
+            let (cur, count) = current.as_mut().unwrap_or_else(|| panic!("{id} outside a transaction"));
+            assert_eq!(p["transaction"]["id"].as_str().unwrap(), cur.as_str());
+            *count += 1;
+        }
+        match op {
+            "r" | "c" => {
+                let key = p["after"]["id"].as_i64().unwrap();
+                assert!(rows.insert(key, p["after"].clone()).is_none(), "{op} of {table} {key} twice ({id})");
+            }
+            "u" => {
+                let key = p["after"]["id"].as_i64().unwrap();
+                let prev = rows.get(&key).unwrap_or_else(|| panic!("update of missing {table} {key} ({id})"));
+                assert_eq!(
+                    p["after"]["n"].as_i64().unwrap(),
+                    prev["n"].as_i64().unwrap() + 1,
+                    "{table} {key}: an update lost or repeated ({id})"
+                );
+                rows.insert(key, p["after"].clone());
+            }
+            "d" => {
+                let key = p["before"]["id"].as_i64().unwrap();
+                assert!(rows.remove(&key).is_some(), "delete of missing {table} {key} ({id})");
+            }
+            other => panic!("unexpected op {other}"),
+        }
+    }
+    assert!(current.is_none(), "the stream ends inside a transaction");
+    tables
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_kill9_of_producer_and_a_node_neither_loses_nor_repeats() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_kill").await;
+    db.exec(
+        "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 2000) g;
+         INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
+         ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
+    )
+    .await;
+    let plan = log_plan(&db, &cluster, "stream=KILLS&replicas=3&schemas=false", "public.a, public.b");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = start_load(db.super_url(), stop.clone());
+    let mut child = spawn_sync(&plan);
+    let mut seed = 99u64;
+    for i in 0..6 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(800 + (seed >> 33) % 2000)).await;
+        if i == 2 {
+            // One node of three gone mid-stream: the stream keeps a quorum.
+            cluster.kill_node(1);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        if i == 4 {
+            cluster.start_node(1);
+        }
+        kill9(&mut child);
+        child = spawn_sync(&plan);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = load.await.unwrap();
+    assert!(writes > 200, "the load ran ({writes} transactions)");
+    kill9(&mut child);
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+
+    let msgs = cluster.messages("KILLS").await;
+    let ids: HashSet<&str> = msgs.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), msgs.len(), "no message stored twice");
+    let tables = replay(&msgs);
+    let c = db.super_client().await;
+    for (t, cols) in [("a", "note"), ("b", "a_id")] {
+        let rows = c.query(&format!("SELECT id, n, {cols} FROM {t} ORDER BY id"), &[]).await.unwrap();
+        let got = tables.get(t).cloned().unwrap_or_default();
+        assert_eq!(got.len(), rows.len(), "{t}: rows in the log vs the source");
+        for r in rows {
+            let id: i64 = r.get(0);
+            let n: i32 = r.get(1);
+            let row = got.get(&id).unwrap_or_else(|| panic!("{t} {id} missing from the log"));
+            assert_eq!(row["n"].as_i64(), Some(n as i64), "{t} {id}");
+            let other = match t {
+                "a" => Value::from(r.get::<_, Option<String>>(2)),
+                _ => Value::from(r.get::<_, Option<i64>>(2)),
+            };
+            assert_eq!(row[cols], other, "{t} {id}");
+        }
+    }
+    eprintln!("{} messages for {writes} source transactions", msgs.len());
+}
+
+/// A consumer plan: the log as source (`validate_url`: the original
+/// PostgreSQL), `target` as target, its position under `slot`.
+fn consumer_plan(
+    db: &PgDb,
+    cluster: &NatsCluster,
+    stream: &str,
+    slot: &str,
+    target: &Target,
+    tables: &str,
+) -> PlanFile {
+    PlanFile::new(&format!(
+        "name: logtest\nsource:\n  url: {}?stream={stream}\n  validate_url: {}\n  slot: {slot}\n\
+         target:\n  url: {}\ntables: [{tables}]\napply:\n  max_batch_rows: 300\n",
+        cluster.url(),
+        db.repl_url(),
+        target.url()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_into_mariadb_and_sqlite_split_with_kill9_of_each_side_then_validate() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_apply").await;
+    db.exec(
+        "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text,
+           price numeric(12,2) DEFAULT 1.50, at timestamptz DEFAULT now(), doc jsonb DEFAULT '{\"k\": [1, 2]}');
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 2000) g;
+         INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
+         ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=APPLY&replicas=3", "public.a, public.b");
+    let maria = Target::Mysql(MyDb::create("xdb_log_apply_my").await);
+    let lite = Target::sqlite("xdb_log_apply_lite");
+    let to_maria = consumer_plan(&db, &cluster, "APPLY", "to_maria", &maria, "public.a, public.b");
+    // Appliers split the tables: SQLite takes only `b`, events of `a` are
+    // skipped there (its transactions still move its position).
+    let to_lite = consumer_plan(&db, &cluster, "APPLY", "to_lite", &lite, "public.b");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = start_load(db.super_url(), stop.clone());
+    let mut p = spawn_sync(&producer);
+    let mut cm = spawn_consumer(&to_maria);
+    let mut cl = spawn_consumer(&to_lite);
+    let mut seed = 7u64;
+    for i in 0..5 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(1000 + (seed >> 33) % 2000)).await;
+        kill9(&mut cm);
+        cm = spawn_consumer(&to_maria);
+        kill9(&mut cl);
+        cl = spawn_consumer(&to_lite);
+        if i == 2 {
+            kill9(&mut p);
+            p = spawn_sync(&producer);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = load.await.unwrap();
+    assert!(writes > 200, "the load ran ({writes} transactions)");
+    kill9(&mut p);
+    kill9(&mut cm);
+    kill9(&mut cl);
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let c = support::text(&xdb(&to_maria, &["check"]));
+    assert!(c.contains("stream APPLY holds") && !c.contains("Publication and slot"), "{c}");
+    for plan in [&to_maria, &to_lite] {
+        ok(&xdb(plan, &["sync", "--until-caught-up"]));
+        let v = xdb(plan, &["validate"]);
+        assert!(v.status.success(), "validate: {}", support::text(&v));
+    }
+    let source_rows = support::pg_rows(&db.super_client().await, "SELECT count(*) FROM a").await;
+    assert_eq!(maria.count("a").await.to_string(), source_rows[0][0]);
+    let b_rows = support::pg_rows(&db.super_client().await, "SELECT count(*) FROM b").await;
+    assert_eq!(lite.count("b").await.to_string(), b_rows[0][0]);
+    assert!(lite.rows("SELECT name FROM sqlite_master WHERE name = 'a'").await.is_empty(), "a is not SQLite's");
+}
+
+#[test]
+fn a_log_source_needs_the_original_postgres_for_catalog_and_validate() {
+    let yaml = "name: p\nsource:\n  url: nats://127.0.0.1:4222?stream=S\ntarget:\n  url: sqlite://x.db\ntables: [t]\n";
+    let e = xdb::plan::Plan::parse(yaml, std::path::Path::new("p.yaml")).unwrap_err().to_string();
+    assert!(e.contains("validate_url"), "{e}");
+    let with = yaml.replace("stream=S\n", "stream=S\n  validate_url: postgres://u@h/db\n");
+    let plan = xdb::plan::Plan::parse(&with, std::path::Path::new("p.yaml")).unwrap();
+    assert!(plan.source.log.is_some());
+    assert!(plan.source.url.expose().starts_with("postgres://"));
+    let bad = yaml.replace("stream=S", "stream=S&replicas=0");
+    let bad = bad.replace("stream=S&replicas=0\n", "stream=S&replicas=0\n  validate_url: postgres://u@h/db\n");
+    let e = xdb::plan::Plan::parse(&bad, std::path::Path::new("p.yaml")).unwrap_err().to_string();
+    assert!(e.contains("replicas"), "{e}");
+}
+
+/// kill -9 of the producer in the middle of its copy: the next run drops
+/// the unfinished slot and copies again from a fresh snapshot; a consumer
+/// empties its tables at the new `snapshot: start`, and ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_copy_killed_midway_is_copied_again_and_the_consumer_follows() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_recopy").await;
+    db.exec(
+        "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 60000) g;
+         INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
+         ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=RECOPY&replicas=3&schemas=false", "public.a, public.b");
+    let lite = Target::sqlite("xdb_log_recopy_lite");
+    let consumer = consumer_plan(&db, &cluster, "RECOPY", "to_lite", &lite, "public.a, public.b");
+    let mut p = spawn_sync(&producer);
+    let mut c = spawn_consumer(&consumer);
+    let messages = |n: u64| {
+        let cluster = &cluster;
+        async move {
+            let client = cluster.client().await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            match js.get_stream("RECOPY").await {
+                Ok(mut s) => s.info().await.map(|i| i.state.messages >= n).unwrap_or(false),
+                Err(_) => false,
+            }
+        }
+    };
+    support::wait_until("part of the copy in the log", Duration::from_secs(60), || messages(5000)).await;
+    kill9(&mut p);
+    let msgs = cluster.messages("RECOPY").await;
+    assert!(
+        !msgs.iter().any(|(_, id, _)| id.starts_with("snap-end")),
+        "the kill came after the copy: make the table larger"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = start_load(db.super_url(), stop.clone());
+    p = spawn_sync(&producer);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kill9(&mut c);
+    c = spawn_consumer(&consumer);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    kill9(&mut p);
+    kill9(&mut c);
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let msgs = cluster.messages("RECOPY").await;
+    let starts = msgs.iter().filter(|(_, id, _)| id.starts_with("snap-start")).count();
+    // The second run may be killed in its copy too (it is slow in a debug build).
+    assert!(starts >= 2, "a second copy from a fresh snapshot");
+    let ids: HashSet<&str> = msgs.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), msgs.len(), "no message stored twice");
+    let tables = replay(&msgs);
+    let n: i64 = db.super_client().await.query_one("SELECT count(*) FROM a", &[]).await.unwrap().get(0);
+    assert_eq!(tables["a"].len() as i64, n);
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
