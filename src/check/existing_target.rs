@@ -57,99 +57,11 @@ pub async fn check_table(
     if !conn.table_exists(&m.source.name).await? {
         return Ok(Vec::new());
     }
-    let label = conn.label();
-    let err = |context: String| {
-        let label = label.clone();
-        move |e: DriverError| TargetError::Sql { target: label.clone(), context: context.clone(), source: e }
-    };
-    let table = m.target_name.clone();
-    let ident = m.target_ident.clone();
+    let found = read_existing(conn, m).await?;
+    let ident = &m.target_ident;
     let mut out = Vec::new();
-    let mut push = |problem: String, fix: String| out.push(Mismatch { table: table.clone(), problem, fix });
-
-    let (existing, probe, pk, engine) = match conn {
-        TargetConn::Mysql(crate::sink::mysql::MysqlConn { conn, .. }) => {
-            let e = err(format!("reading the columns of {ident}"));
-            let existing = mysql_columns(conn, &ident).await.map_err(|x| e(DriverError::from(x)))?;
-            let probe_name = format!("`xdb_probe_{}`", std::process::id());
-            let defs: Vec<String> =
-                m.columns.iter().map(|c| format!("`{}` {}", c.name.replace('`', "``"), c.target_type)).collect();
-            let create = format!(
-                "CREATE TEMPORARY TABLE {probe_name} ({}) DEFAULT CHARSET=utf8mb4 COLLATE={}",
-                defs.join(", "),
-                m.kind.mysql_collation()
-            );
-            let e = err(format!("probing the mapped types of {ident}"));
-            conn.query_drop(create.as_str()).await.map_err(|x| e(DriverError::from(x)))?;
-            let probe = mysql_columns(conn, &probe_name).await;
-            let _ = conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {probe_name}")).await;
-            let probe = probe.map_err(|x| e(DriverError::from(x)))?;
-            let e = err(format!("reading the primary key of {ident}"));
-            let keys: Vec<mysql_async::Row> = conn
-                .query(format!("SHOW KEYS FROM {ident} WHERE Key_name = 'PRIMARY'"))
-                .await
-                .map_err(|x| e(DriverError::from(x)))?;
-            let mut pk: Vec<(u64, String)> = keys
-                .into_iter()
-                .map(|r| {
-                    (
-                        r.get::<u64, _>("Seq_in_index").unwrap_or(0),
-                        r.get::<String, _>("Column_name").unwrap_or_default(),
-                    )
-                })
-                .collect();
-            pk.sort();
-            let e = err(format!("reading the engine of {ident}"));
-            let engine: Option<String> = conn
-                .exec_first(
-                    "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-                    (m.target_name.as_str(),),
-                )
-                .await
-                .map_err(|x| e(DriverError::from(x)))?;
-            (existing, Some(probe), pk.into_iter().map(|(_, n)| n).collect::<Vec<_>>(), engine)
-        }
-        TargetConn::Postgres(crate::sink::postgres::PgConn { client, .. }) => {
-            let e = err(format!("reading the columns of {ident}"));
-            let existing = pg_columns(client, &ident).await.map_err(|x| e(DriverError::from(x)))?;
-            // The probe may fail (an enum type the target lacks): the
-            // existing table then cannot have that type either.
-            let defs: Vec<String> =
-                m.columns.iter().map(|c| format!("{} {}", crate::model::pg_ident(&c.name), c.target_type)).collect();
-            let probe = match client
-                .batch_execute(&format!("BEGIN; CREATE TEMP TABLE xdb_probe ({})", defs.join(", ")))
-                .await
-            {
-                Ok(()) => {
-                    let p = pg_columns(client, "pg_temp.xdb_probe").await.ok();
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    p
-                }
-                Err(_) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    None
-                }
-            };
-            let e = err(format!("reading the primary key of {ident}"));
-            let rows = client
-                .query(
-                    "SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-                     WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY k.ord",
-                    &[&ident],
-                )
-                .await
-                .map_err(|x| e(DriverError::from(x)))?;
-            (existing, probe, rows.iter().map(|r| r.get::<_, String>(0)).collect(), None)
-        }
-        TargetConn::Sqlite(crate::sink::sqlite::SqliteConn { conn, .. }) => {
-            let e = err(format!("reading the columns of {ident}"));
-            let (existing, pk) = sqlite_columns(conn, &m.target_name).map_err(|x| e(DriverError::from(x)))?;
-            (existing, None, pk, None)
-        }
-    };
-
-    if let Some(engine) = engine.filter(|e| !e.eq_ignore_ascii_case("InnoDB")) {
+    let mut push = |problem: String, fix: String| out.push(Mismatch { table: m.target_name.clone(), problem, fix });
+    if let Some(engine) = found.engine.as_ref().filter(|e| !e.eq_ignore_ascii_case("InnoDB")) {
         push(
             format!(
                 "engine {engine} is not transactional: the position xdb records would not commit with the data \
@@ -158,111 +70,247 @@ pub async fn check_table(
             format!("ALTER TABLE {ident} ENGINE=InnoDB"),
         );
     }
-
-    let d = m.kind.dialect();
     let want_pk: Vec<String> = m.source.primary_key.iter().map(|&i| m.source.columns[i].name.clone()).collect();
     for (i, c) in m.columns.iter().enumerate() {
-        let Some(have) = existing.iter().find(|e| e.name == c.name) else {
+        let Some(have) = found.columns.iter().find(|e| e.name == c.name) else {
             let add = crate::mapping::add_column_ddl(m, i, &m.kind);
             push(format!("column {} is missing", c.name), add);
             continue;
         };
-        let col = d.ident(&c.name);
-        let null = if c.nullable { "" } else { " NOT NULL" };
-        match (&m.kind, &probe) {
-            (TargetKind::Mysql { .. }, Some(probe)) => {
-                let want = probe.iter().find(|p| p.name == c.name).map(|p| p.ty.clone()).unwrap_or_default();
-                if let Some(problem) = mysql_type_problem(&have.ty, &want, c.class) {
-                    let charset = if have.collation.is_some() || c.class == TargetClass::Text {
-                        format!(" CHARACTER SET utf8mb4 COLLATE {}", m.kind.mysql_collation())
-                    } else {
-                        String::new()
-                    };
-                    push(
-                        format!("column {} is {}; {problem}", c.name, have.ty),
-                        format!("ALTER TABLE {ident} MODIFY COLUMN {col} {}{charset}{null}", c.target_type),
-                    );
-                }
-            }
-            (TargetKind::Postgres, probe) => {
-                let want = probe
-                    .as_ref()
-                    .and_then(|p| p.iter().find(|p| p.name == c.name).map(|p| p.ty.clone()))
-                    .unwrap_or_else(|| c.target_type.to_ascii_lowercase());
-                if !pg_type_holds(&have.ty, &want) {
-                    push(
-                        format!("column {} is {}, the mapping makes it {want}", c.name, have.ty),
-                        format!("ALTER TABLE {ident} ALTER COLUMN {col} TYPE {}", c.target_type),
-                    );
-                }
-            }
-            (TargetKind::Sqlite, _) => {
-                let (h, w) =
-                    (crate::mapping::sqlite_affinity(&have.ty), crate::mapping::sqlite_affinity(&c.target_type));
-                if h != w {
-                    push(
-                        format!(
-                            "column {} is declared {} ({h} affinity), the mapping makes it {} ({w} affinity): \
-                             values would be stored converted",
-                            c.name, have.ty, c.target_type
-                        ),
-                        format!("DROP TABLE {ident}; -- empty; xdb creates it from the mapping"),
-                    );
-                }
-            }
-            _ => {}
+        if let Some((problem, fix)) = type_problem(m, c, have, found.probe.as_deref()) {
+            push(problem, fix);
         }
         let keyish = want_pk.contains(&c.name) || unique.contains(&c.name);
         let allowed = insensitive_ok.iter().any(|a| a == &format!("{}.{}", m.source.name, c.name));
         if keyish && !have.exact_collation && !allowed {
-            let coll = have.collation.clone().unwrap_or_default();
-            let what = if want_pk.contains(&c.name) { "primary key" } else { "unique" };
-            let fix = match m.kind {
-                TargetKind::Mysql { .. } => format!(
-                    "ALTER TABLE {ident} MODIFY COLUMN {col} {} CHARACTER SET utf8mb4 COLLATE {}{null}",
-                    c.target_type,
-                    m.kind.mysql_collation()
-                ),
-                TargetKind::Postgres => {
-                    format!("ALTER TABLE {ident} ALTER COLUMN {col} TYPE {} COLLATE \"C\"", c.target_type)
-                }
-                TargetKind::Sqlite => format!("DROP TABLE {ident}; -- empty; xdb creates it with binary collation"),
-            };
-            push(
-                format!(
-                    "{what} column {} has the case- or accent-insensitive collation {coll}: keys the source keeps \
-                     apart ('a' and 'A') would be one row on the target (or, if the plan means it, list \
-                     {}.{} under mapping.insensitive_keys)",
-                    c.name, m.source.name, c.name
-                ),
-                fix,
-            );
+            let (problem, fix) = collation_problem(m, c, have, want_pk.contains(&c.name));
+            push(problem, fix);
         }
     }
-    if pk != want_pk {
-        let cols: Vec<String> = want_pk.iter().map(|c| d.ident(c)).collect();
-        let fix = match (&m.kind, pk.is_empty(), want_pk.is_empty()) {
-            (TargetKind::Sqlite, _, _) => format!("DROP TABLE {ident}; -- empty; xdb creates it from the mapping"),
-            (_, _, true) => match m.kind {
-                TargetKind::Mysql { .. } => format!("ALTER TABLE {ident} DROP PRIMARY KEY"),
-                _ => format!("ALTER TABLE {ident} DROP CONSTRAINT <its primary key constraint>"),
-            },
-            (TargetKind::Mysql { .. }, true, false) => {
-                format!("ALTER TABLE {ident} ADD PRIMARY KEY ({})", cols.join(", "))
-            }
-            (TargetKind::Mysql { .. }, false, false) => {
-                format!("ALTER TABLE {ident} DROP PRIMARY KEY, ADD PRIMARY KEY ({})", cols.join(", "))
-            }
-            (_, true, false) => format!("ALTER TABLE {ident} ADD PRIMARY KEY ({})", cols.join(", ")),
-            (_, false, false) => format!(
-                "ALTER TABLE {ident} DROP CONSTRAINT <its primary key constraint>, ADD PRIMARY KEY ({})",
-                cols.join(", ")
-            ),
-        };
-        let show = |v: &[String]| if v.is_empty() { "none".to_string() } else { format!("({})", v.join(", ")) };
-        push(format!("primary key is {}, the source's is {}", show(&pk), show(&want_pk)), fix);
+    if found.pk != want_pk {
+        let (problem, fix) = primary_key_problem(m, &found.pk, &want_pk);
+        push(problem, fix);
     }
     Ok(out)
+}
+
+/// What the target has: its columns, the mapped types as the target
+/// spells them (a probe table; none on SQLite, or when a type is missing),
+/// its primary key and (MySQL) its engine.
+struct Existing {
+    columns: Vec<TargetColumn>,
+    probe: Option<Vec<TargetColumn>>,
+    pk: Vec<String>,
+    engine: Option<String>,
+}
+
+async fn read_existing(conn: &mut TargetConn, m: &MappedTable) -> Result<Existing, TargetError> {
+    let label = conn.label();
+    match conn {
+        TargetConn::Mysql(crate::sink::mysql::MysqlConn { conn, .. }) => read_mysql(conn, m, &label).await,
+        TargetConn::Postgres(crate::sink::postgres::PgConn { client, .. }) => read_postgres(client, m, &label).await,
+        TargetConn::Sqlite(crate::sink::sqlite::SqliteConn { conn, .. }) => read_sqlite(conn, m, &label),
+    }
+}
+
+/// A driver error while reading `context` on the target `label`.
+fn sql_error(label: &str, context: String) -> impl Fn(DriverError) -> TargetError + '_ {
+    move |e| TargetError::Sql { target: label.to_string(), context: context.clone(), source: e }
+}
+
+async fn read_mysql(conn: &mut mysql_async::Conn, m: &MappedTable, label: &str) -> Result<Existing, TargetError> {
+    let err = |context: String| sql_error(label, context);
+    let ident = &m.target_ident;
+    let e = err(format!("reading the columns of {ident}"));
+    let existing = mysql_columns(conn, ident).await.map_err(|x| e(DriverError::from(x)))?;
+    let probe_name = format!("`xdb_probe_{}`", std::process::id());
+    let defs: Vec<String> =
+        m.columns.iter().map(|c| format!("`{}` {}", c.name.replace('`', "``"), c.target_type)).collect();
+    let create = format!(
+        "CREATE TEMPORARY TABLE {probe_name} ({}) DEFAULT CHARSET=utf8mb4 COLLATE={}",
+        defs.join(", "),
+        m.kind.mysql_collation()
+    );
+    let e = err(format!("probing the mapped types of {ident}"));
+    conn.query_drop(create.as_str()).await.map_err(|x| e(DriverError::from(x)))?;
+    let probe = mysql_columns(conn, &probe_name).await;
+    let _ = conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {probe_name}")).await;
+    let probe = probe.map_err(|x| e(DriverError::from(x)))?;
+    let e = err(format!("reading the primary key of {ident}"));
+    let keys: Vec<mysql_async::Row> = conn
+        .query(format!("SHOW KEYS FROM {ident} WHERE Key_name = 'PRIMARY'"))
+        .await
+        .map_err(|x| e(DriverError::from(x)))?;
+    let mut pk: Vec<(u64, String)> = keys
+        .into_iter()
+        .map(|r| (r.get::<u64, _>("Seq_in_index").unwrap_or(0), r.get::<String, _>("Column_name").unwrap_or_default()))
+        .collect();
+    pk.sort();
+    let e = err(format!("reading the engine of {ident}"));
+    let engine: Option<String> = conn
+        .exec_first(
+            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+            (m.target_name.as_str(),),
+        )
+        .await
+        .map_err(|x| e(DriverError::from(x)))?;
+    Ok(Existing { columns: existing, probe: Some(probe), pk: pk.into_iter().map(|(_, n)| n).collect(), engine })
+}
+
+async fn read_postgres(client: &tokio_postgres::Client, m: &MappedTable, label: &str) -> Result<Existing, TargetError> {
+    let err = |context: String| sql_error(label, context);
+    let ident = &m.target_ident;
+    let e = err(format!("reading the columns of {ident}"));
+    let existing = pg_columns(client, ident).await.map_err(|x| e(DriverError::from(x)))?;
+    // The probe may fail (an enum type the target lacks): the
+    // existing table then cannot have that type either.
+    let defs: Vec<String> =
+        m.columns.iter().map(|c| format!("{} {}", crate::model::pg_ident(&c.name), c.target_type)).collect();
+    let probe = match client.batch_execute(&format!("BEGIN; CREATE TEMP TABLE xdb_probe ({})", defs.join(", "))).await {
+        Ok(()) => {
+            let p = pg_columns(client, "pg_temp.xdb_probe").await.ok();
+            let _ = client.batch_execute("ROLLBACK").await;
+            p
+        }
+        Err(_) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            None
+        }
+    };
+    let e = err(format!("reading the primary key of {ident}"));
+    let rows = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY k.ord",
+            &[&ident],
+        )
+        .await
+        .map_err(|x| e(DriverError::from(x)))?;
+    Ok(Existing { columns: existing, probe, pk: rows.iter().map(|r| r.get::<_, String>(0)).collect(), engine: None })
+}
+
+fn read_sqlite(conn: &rusqlite::Connection, m: &MappedTable, label: &str) -> Result<Existing, TargetError> {
+    let err = |context: String| sql_error(label, context);
+    let ident = &m.target_ident;
+    let e = err(format!("reading the columns of {ident}"));
+    let (existing, pk) = sqlite_columns(conn, &m.target_name).map_err(|x| e(DriverError::from(x)))?;
+    Ok(Existing { columns: existing, probe: None, pk, engine: None })
+}
+
+/// A column whose type does not hold what the mapping writes, with the
+/// statement that fixes it.
+fn type_problem(
+    m: &MappedTable,
+    c: &crate::mapping::MappedColumn,
+    have: &TargetColumn,
+    probe: Option<&[TargetColumn]>,
+) -> Option<(String, String)> {
+    let ident = &m.target_ident;
+    let col = m.kind.dialect().ident(&c.name);
+    let null = if c.nullable { "" } else { " NOT NULL" };
+    match (&m.kind, probe) {
+        (TargetKind::Mysql { .. }, Some(probe)) => {
+            let want = probe.iter().find(|p| p.name == c.name).map(|p| p.ty.clone()).unwrap_or_default();
+            let problem = mysql_type_problem(&have.ty, &want, c.class)?;
+            let charset = if have.collation.is_some() || c.class == TargetClass::Text {
+                format!(" CHARACTER SET utf8mb4 COLLATE {}", m.kind.mysql_collation())
+            } else {
+                String::new()
+            };
+            Some((
+                format!("column {} is {}; {problem}", c.name, have.ty),
+                format!("ALTER TABLE {ident} MODIFY COLUMN {col} {}{charset}{null}", c.target_type),
+            ))
+        }
+        (TargetKind::Postgres, probe) => {
+            let want = probe
+                .and_then(|p| p.iter().find(|p| p.name == c.name).map(|p| p.ty.clone()))
+                .unwrap_or_else(|| c.target_type.to_ascii_lowercase());
+            (!pg_type_holds(&have.ty, &want)).then(|| {
+                (
+                    format!("column {} is {}, the mapping makes it {want}", c.name, have.ty),
+                    format!("ALTER TABLE {ident} ALTER COLUMN {col} TYPE {}", c.target_type),
+                )
+            })
+        }
+        (TargetKind::Sqlite, _) => {
+            let (h, w) = (crate::mapping::sqlite_affinity(&have.ty), crate::mapping::sqlite_affinity(&c.target_type));
+            (h != w).then(|| {
+                (
+                    format!(
+                        "column {} is declared {} ({h} affinity), the mapping makes it {} ({w} affinity): \
+                         values would be stored converted",
+                        c.name, have.ty, c.target_type
+                    ),
+                    format!("DROP TABLE {ident}; -- empty; xdb creates it from the mapping"),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A key or unique column with a case- or accent-insensitive collation:
+/// keys the source keeps apart would merge.
+fn collation_problem(
+    m: &MappedTable,
+    c: &crate::mapping::MappedColumn,
+    have: &TargetColumn,
+    is_pk: bool,
+) -> (String, String) {
+    let ident = &m.target_ident;
+    let col = m.kind.dialect().ident(&c.name);
+    let null = if c.nullable { "" } else { " NOT NULL" };
+    let coll = have.collation.clone().unwrap_or_default();
+    let what = if is_pk { "primary key" } else { "unique" };
+    let fix = match m.kind {
+        TargetKind::Mysql { .. } => format!(
+            "ALTER TABLE {ident} MODIFY COLUMN {col} {} CHARACTER SET utf8mb4 COLLATE {}{null}",
+            c.target_type,
+            m.kind.mysql_collation()
+        ),
+        TargetKind::Postgres => {
+            format!("ALTER TABLE {ident} ALTER COLUMN {col} TYPE {} COLLATE \"C\"", c.target_type)
+        }
+        TargetKind::Sqlite => format!("DROP TABLE {ident}; -- empty; xdb creates it with binary collation"),
+    };
+    (
+        format!(
+            "{what} column {} has the case- or accent-insensitive collation {coll}: keys the source keeps \
+             apart ('a' and 'A') would be one row on the target (or, if the plan means it, list \
+             {}.{} under mapping.insensitive_keys)",
+            c.name, m.source.name, c.name
+        ),
+        fix,
+    )
+}
+
+/// The target's primary key differs from the source's.
+fn primary_key_problem(m: &MappedTable, pk: &[String], want_pk: &[String]) -> (String, String) {
+    let ident = &m.target_ident;
+    let d = m.kind.dialect();
+    let cols: Vec<String> = want_pk.iter().map(|c| d.ident(c)).collect();
+    let fix = match (&m.kind, pk.is_empty(), want_pk.is_empty()) {
+        (TargetKind::Sqlite, _, _) => format!("DROP TABLE {ident}; -- empty; xdb creates it from the mapping"),
+        (_, _, true) => match m.kind {
+            TargetKind::Mysql { .. } => format!("ALTER TABLE {ident} DROP PRIMARY KEY"),
+            _ => format!("ALTER TABLE {ident} DROP CONSTRAINT <its primary key constraint>"),
+        },
+        (TargetKind::Mysql { .. }, true, false) => {
+            format!("ALTER TABLE {ident} ADD PRIMARY KEY ({})", cols.join(", "))
+        }
+        (TargetKind::Mysql { .. }, false, false) => {
+            format!("ALTER TABLE {ident} DROP PRIMARY KEY, ADD PRIMARY KEY ({})", cols.join(", "))
+        }
+        (_, true, false) => format!("ALTER TABLE {ident} ADD PRIMARY KEY ({})", cols.join(", ")),
+        (_, false, false) => format!(
+            "ALTER TABLE {ident} DROP CONSTRAINT <its primary key constraint>, ADD PRIMARY KEY ({})",
+            cols.join(", ")
+        ),
+    };
+    let show = |v: &[String]| if v.is_empty() { "none".to_string() } else { format!("({})", v.join(", ")) };
+    (format!("primary key is {}, the source's is {}", show(pk), show(want_pk)), fix)
 }
 
 /// Reading what the check needs failed.
