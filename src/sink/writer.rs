@@ -191,6 +191,10 @@ pub struct SinkWriter {
     /// transaction (the reverse stream records its GTID position this way:
     /// invariant *exactly once*).
     position_companion: Option<(String, Vec<StateParam>)>,
+    /// Columns just added and filled from the source, to fill again within
+    /// the next batch if it carries rows from before the ALTER (see
+    /// `schema_change::refill_rows_from_before_the_alter`).
+    refill: Vec<(TableName, Vec<String>)>,
 }
 
 impl SinkWriter {
@@ -233,6 +237,7 @@ impl SinkWriter {
             target_only: HashMap::new(),
             unique_columns: HashMap::new(),
             position_companion: None,
+            refill: Vec::new(),
         })
     }
 
@@ -327,6 +332,9 @@ impl SinkWriter {
             r => r?,
         }
         self.applied = end;
+        // The transaction that added columns is on the target: nothing of it
+        // is left to fill.
+        self.refill.clear();
         Ok(())
     }
 
@@ -342,6 +350,7 @@ impl SinkWriter {
         self.begin().await?;
         let r = async {
             self.apply_ops(txs, one_by_one).await?;
+            self.refill_rows_from_before_the_alter(txs).await?;
             self.write_position(end, time).await?;
             self.commit().await
         }
@@ -364,6 +373,7 @@ impl SinkWriter {
         let r = async {
             while let Some(chunk) = tx.next_chunk(SPILL_CHUNK).map_err(SinkError::Spill)? {
                 self.apply_ops(std::slice::from_ref(&chunk), false).await.map_err(|e| e.at(chunk.commit_lsn))?;
+                self.refill_rows_from_before_the_alter(std::slice::from_ref(&chunk)).await?;
             }
             self.write_position(end, time).await?;
             self.commit().await
@@ -374,6 +384,7 @@ impl SinkWriter {
             return r;
         }
         self.applied = end;
+        self.refill.clear();
         Ok(())
     }
 

@@ -118,14 +118,9 @@ async fn untranslatable_generated_column_added_while_streaming_stops_sync() {
 /// A column added in the same source transaction as rows inserted before
 /// the ALTER: those rows get the source's values too (invariant *schema
 /// drift*). The Relation for the new shape arrives in the middle of the
-/// transaction, before its earlier INSERTs are applied.
-///
-/// Known defect (found by this test, not fixed here: it is in
-/// `SinkWriter::relation_changed`, being refactored): the fill reads the
-/// source before the transaction's earlier INSERTs reach the target, so
-/// those rows keep NULL; `validate` finds them.
+/// transaction, before its earlier INSERTs are applied: the fill then runs
+/// again inside the target transaction that applies it.
 #[tokio::test]
-#[ignore = "known defect: a column added mid-transaction misses the rows inserted earlier in it"]
 async fn column_added_in_the_transaction_of_earlier_inserts_gets_their_source_values() {
     let db = PgDb::create("xdb_drift_sametx").await;
     db.exec(T).await;

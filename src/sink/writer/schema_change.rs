@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use super::{SinkError, SinkWriter};
 use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, MappedTable, TargetKind};
-use crate::model::{Column, Row, TableName, TableSchema, Value};
+use crate::model::{Change, Column, Row, TableName, TableSchema, Transaction, Value};
 use crate::sink::apply_plan::Op;
 use crate::source::postgres::catalog::{load_table, renamed_in_place, TypeCache};
 use crate::source::postgres::client::{self, error_text};
@@ -249,6 +249,10 @@ impl SinkWriter {
             if transactional_ddl || !fill.is_empty() {
                 self.commit().await?;
             }
+            if !fill.is_empty() {
+                let names = fill.iter().map(|&i| keyed.columns[i].name.clone()).collect();
+                self.refill.push((table.clone(), names));
+            }
             Ok(())
         }
         .await;
@@ -348,6 +352,39 @@ impl SinkWriter {
         }
         reader.finish().map_err(|e| fail(e.to_string()))?;
         tracing::info!(table = %table.name, columns = %names(), rows = reader.rows_read(), "filled added columns from the source");
+        Ok(())
+    }
+
+    /// A Relation that added a column arrives before the transaction that
+    /// added it is applied (it is decoded as it comes), so the fill above
+    /// cannot reach rows that transaction inserted before its ALTER: their
+    /// images lack the column and they would keep the target's default.
+    /// Called inside the target transaction that applies `txs` (the next
+    /// batch after the Relation), before its position: fills the columns
+    /// again from the source when `txs` carry such rows, so the rows and
+    /// their values commit together (invariant *schema drift*).
+    pub(super) async fn refill_rows_from_before_the_alter(&mut self, txs: &[Transaction]) -> Result<(), SinkError> {
+        for (table, columns) in self.refill.clone() {
+            let old_images = txs.iter().flat_map(|t| &t.changes).any(|c| {
+                let schema = match c {
+                    Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => table,
+                    Change::Truncate { .. } => return false,
+                };
+                schema.name == table && columns.iter().any(|n| schema.column_index(n).is_none())
+            });
+            if !old_images {
+                continue;
+            }
+            let Some(mapped) = self.mapped.get(&table).cloned() else { continue };
+            let cols: Vec<usize> = columns.iter().filter_map(|n| mapped.source.column_index(n)).collect();
+            if !cols.is_empty() {
+                let source = client::connect(&self.source_url, "xdb sync").await?;
+                tracing::info!(table = %table, "rows inserted before the ALTER in its transaction: filling the added columns again");
+                self.fill_added(&mapped, &cols, &source).await?;
+            }
+        }
+        // Kept until a batch commits (see `SinkWriter::apply`): a large
+        // transaction's later chunks may carry more such rows.
         Ok(())
     }
 }
