@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::backoff::Backoff;
 use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
@@ -70,7 +71,7 @@ impl FromLogError {
 
 pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Result<(), FromLogError> {
     let target = NatsTarget::parse(log_url, &plan.name).map_err(FromLogError::Config)?;
-    let mut failures = 0u32;
+    let mut backoff = Backoff::new(options.max_retries);
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
         let r = tokio::select! {
@@ -79,13 +80,9 @@ pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Res
         };
         match r {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
-                failures += 1;
-                let wait = Duration::from_millis((500u64 << failures.min(5)).min(10_000));
-                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    () = &mut stop => return Ok(()),
+            Err(e) if e.is_retryable() && backoff.may_retry() => {
+                if !backoff.wait(&e, "reconnecting", &mut stop).await {
+                    return Ok(());
                 }
             }
             Err(e) => return Err(e),

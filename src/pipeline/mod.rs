@@ -2,6 +2,7 @@
 //! hands whole transactions to the batcher, the batcher to the sink writer,
 //! and the checkpoint moves only after the target committed.
 
+pub(crate) mod backoff;
 pub mod batcher;
 pub mod from_log;
 pub mod metrics;

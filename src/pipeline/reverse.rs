@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::backoff::Backoff;
 use super::reverse_position::{self, Recorded, Resume};
 use crate::check::{CheckReport, CheckSection};
 use crate::copy;
@@ -278,23 +279,20 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     if matches!(plan.target.url, TargetUrl::Postgres(_)) {
         return Box::pin(super::reverse_pg::run(plan, options)).await;
     }
-    let mut failures = 0u32;
+    let mut backoff = Backoff::new(options.max_retries);
+    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
         let began = std::time::Instant::now();
         let r = Box::pin(stream_once(plan, options)).await;
         // A stream that ran a while before failing starts the back-off anew.
         if began.elapsed() > Duration::from_secs(60) {
-            failures = 0;
+            backoff.reset();
         }
         match r {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
-                failures += 1;
-                let wait = Duration::from_millis((500u64 << failures.min(6)).min(30_000));
-                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = crate::tail::shutdown_signal() => return Ok(()),
+            Err(e) if e.is_retryable() && backoff.may_retry() => {
+                if !backoff.wait(&e, "reconnecting", &mut stop).await {
+                    return Ok(());
                 }
             }
             Err(e) => return Err(e),

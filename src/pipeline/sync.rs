@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::backoff::Backoff;
 use super::batcher::{next_batch_items, BatchPolicy};
 use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
@@ -129,7 +130,7 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
     for w in &outcome.warnings {
         tracing::warn!("{w}");
     }
-    let mut backoff = Backoff { failures: 0, max: options.max_retries };
+    let mut backoff = Backoff::new(options.max_retries);
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
         match Box::pin(stream_once(plan, options, &metrics, &mut stop)).await {
@@ -144,40 +145,11 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
     }
 }
 
-/// Exponential backoff between attempts (0.5 s doubling to 30 s), cut
-/// short by a signal.
-struct Backoff {
-    failures: u32,
-    max: Option<u32>,
-}
-
-impl Backoff {
-    fn may_retry(&self) -> bool {
-        self.max.is_none_or(|m| self.failures < m)
-    }
-
-    /// Waits before the next attempt; false when a signal came first.
-    async fn wait(
-        &mut self,
-        why: &dyn std::fmt::Display,
-        what: &str,
-        stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    ) -> bool {
-        self.failures += 1;
-        let wait = Duration::from_millis((500u64 << self.failures.min(6)).min(30_000));
-        tracing::warn!("{why}; {what} in {wait:?} (attempt {})", self.failures);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => true,
-            _ = &mut *stop => false,
-        }
-    }
-}
-
 /// The copy (or the check that it is done), retried like the stream when
 /// the source or the target is away for a while (a restart while `sync`
 /// starts). Finished ranges are kept across attempts.
 async fn copy_phase(plan: &Plan, options: &SyncOptions) -> Result<copy::CopyOutcome, SyncError> {
-    let mut backoff = Backoff { failures: 0, max: options.max_retries };
+    let mut backoff = Backoff::new(options.max_retries);
     let mut stop = std::pin::pin!(crate::shutdown::requested());
     loop {
         match copy::run(plan, &options.copy).await {

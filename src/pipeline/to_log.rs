@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::backoff::Backoff;
 use super::sync::{SyncOptions, CATCH_UP_PREFIX};
 use crate::copy::ranges::CopyRange;
 use crate::copy::source_reader::SnapshotReader;
@@ -95,7 +96,7 @@ impl ToLogError {
 /// Runs until a signal, a permanent error, or (`until_caught_up`) until
 /// the log holds everything the source had committed at the start.
 pub async fn run(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), ToLogError> {
-    let mut failures = 0u32;
+    let mut backoff = Backoff::new(options.max_retries);
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
         let r = tokio::select! {
@@ -104,13 +105,9 @@ pub async fn run(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
         };
         match r {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && options.max_retries.is_none_or(|m| failures < m) => {
-                failures += 1;
-                let wait = Duration::from_millis((500u64 << failures.min(5)).min(10_000));
-                tracing::warn!("{e}; reconnecting in {wait:?} (attempt {failures})");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    () = &mut stop => return Ok(()),
+            Err(e) if e.is_retryable() && backoff.may_retry() => {
+                if !backoff.wait(&e, "reconnecting", &mut stop).await {
+                    return Ok(());
                 }
             }
             Err(e) => return Err(e),
