@@ -178,3 +178,44 @@ async fn a_missing_row_stops_a_merged_group_with_its_key() {
     assert_eq!(tg, s);
     validate(&plan);
 }
+
+/// A transaction too large for memory reaches a PostgreSQL target chunk by
+/// chunk inside one target transaction, each chunk merged on its own: rows
+/// staged for one chunk must not be applied again with the next (they were,
+/// until the staging table was emptied per group: an UPDATE then matched
+/// more rows than its chunk had and sync stopped, or took an older image).
+#[tokio::test]
+async fn a_spilled_transaction_merges_each_chunk_alone() {
+    let db = PgDb::create("xdb_merge_spill").await;
+    db.exec(
+        "CREATE TABLE big (id bigint PRIMARY KEY, v int, note text);
+         ALTER TABLE big OWNER TO xdb_repl;
+         INSERT INTO big SELECT g, 0, 'start' FROM generate_series(1, 10) g;",
+    )
+    .await;
+    let t = PgDb::create("xdb_merge_spill_t").await;
+    let target = Target::Postgres(t);
+    let plan = plan(&db, &target, "big", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let Target::Postgres(t) = &target else { unreachable!() };
+    // 8,000 inserts and two updates of every row: 24,000 changes, spilled
+    // (1 MiB threshold) and applied in chunks of 5,000 that share keys.
+    db.exec(
+        "BEGIN;
+         INSERT INTO big SELECT g, 0, 'new' FROM generate_series(11, 8000) g;
+         UPDATE big SET v = v + 1;
+         UPDATE big SET v = v + 10, note = note || ' twice';
+         COMMIT;",
+    )
+    .await;
+    let out = crate::support::xdb_command()
+        .args(["sync", "--plan", plan.path.to_str().unwrap(), "--until-caught-up"])
+        .env("XDB_SPILL_THRESHOLD_BYTES", (1 << 20).to_string())
+        .output()
+        .expect("xdb sync");
+    assert!(out.status.success(), "{}", support::text(&out));
+    let (s, tg) = both(&db, t, "big").await;
+    assert_eq!(s.len(), 8000);
+    assert_eq!(tg, s);
+    validate(&plan);
+}

@@ -252,10 +252,16 @@ impl PgConn {
         // constraints); its rows go at commit.
         let stage = d.ident(&format!("xdb_merge_{:016x}", fnv(&format!("{t} {}", cols.join(",")))));
         let sql_err = |context: String| move |e: tokio_postgres::Error| MergeError::Sql { context, source: e.into() };
+        // Emptied first: one target transaction can merge several groups
+        // into the same table (the chunks of a spilled transaction, the
+        // parts of a large one), and rows staged by an earlier group must
+        // not be applied again. Notices ("already exists") are not news.
         self.client
             .batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS \
-                 SELECT ''::\"char\" AS {op}, {} FROM {t} WITH NO DATA",
+                "SET LOCAL client_min_messages = warning; \
+                 CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS \
+                 SELECT ''::\"char\" AS {op}, {} FROM {t} WITH NO DATA; \
+                 TRUNCATE pg_temp.{stage}",
                 cols.join(", ")
             ))
             .await
