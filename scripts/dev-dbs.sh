@@ -178,7 +178,9 @@ my_up() {
   fi
   log "starting MariaDB on 127.0.0.1:$MY_PORT"
   local bin; bin=$(mariadbd_bin)
-  as_dev bash -c "nohup '$bin' --no-defaults --datadir='$MY_DATA' --port=$MY_PORT --bind-address=127.0.0.1 \
+  # --tmpdir: its own; a MariaDB starting deletes every #sql* file in its
+  # tmpdir, and /tmp is shared with the servers the tests start.
+  as_dev bash -c "nohup '$bin' --no-defaults --datadir='$MY_DATA' --tmpdir='$MY_DATA' --port=$MY_PORT --bind-address=127.0.0.1 \
     --socket='$MY_SOCK' --pid-file='$MY_PID' --local-infile=1 --max-connections=500 \
     --innodb-flush-log-at-trx-commit=2 --innodb-buffer-pool-size=256M --max-allowed-packet=256M \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \

@@ -297,6 +297,8 @@ impl TlsMariaDb {
         let child = as_dev(bin)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            // Its own tmpdir (see support/own_mariadb.rs).
+            .arg(format!("--tmpdir={}", data.display()))
             .arg(format!("--port={}", my.port))
             .arg("--bind-address=127.0.0.1,127.0.0.2")
             .arg(format!("--socket={}", sock.display()))

@@ -60,6 +60,10 @@ impl OwnMariaDb {
         let child = as_dev(Path::new(mariadbd()))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
+            // Its own tmpdir: a MariaDB starting up deletes every `#sql*`
+            // file in its tmpdir, and /tmp is shared with the other
+            // servers the tests run (their temporary tables vanished).
+            .arg(format!("--tmpdir={}", self.dir.join("data").display()))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.sock().display()))
