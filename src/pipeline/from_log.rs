@@ -94,38 +94,7 @@ pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Res
 const IDLE: Duration = Duration::from_millis(50);
 
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
-    let slot = &plan.source.slot;
-    let catalog = client::connect(&plan.source.url, "xdb sync (log)").await?;
-    let mut types = TypeCache::new();
-    let mut schemas: Vec<Arc<TableSchema>> = Vec::new();
-    for t in &plan.tables {
-        let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
-        schemas.push(Arc::new(s));
-    }
-    drop(catalog);
-    let mut conn = TargetConn::connect(&plan.target.url).await?;
-    let kind = conn.target_kind().await?;
-    conn.ensure_state_tables().await?;
-    let mapped = copy::map_tables(plan, &kind, &schemas)?;
-    let applied = conn.read_position(slot).await?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
-    let states = conn.read_tables(slot).await?;
-    for m in &mapped {
-        let name = m.source.name.to_string();
-        if states.iter().any(|s| s.table == name) {
-            continue;
-        }
-        match conn.table_rows(&m.source.name).await? {
-            None => {
-                let ddl = mapping::create_table_ddl(m, &kind);
-                conn.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
-            }
-            Some(0) => {}
-            Some(rows) => return Err(FromLogError::TargetNotEmpty { table: name, rows }),
-        }
-        conn.record_table(slot, &name, Lsn::ZERO, false, 0).await?;
-    }
-    let sync_lsns: HashMap<String, Lsn> = mapped.iter().map(|m| (m.source.name.to_string(), Lsn::ZERO)).collect();
-    let mut writer = SinkWriter::new(conn, kind, plan, mapped, sync_lsns, applied)?;
+    let (mut writer, schemas, applied) = open_writer(plan).await?;
 
     // With --until-caught-up: done once everything the stream held now is read.
     let until = if options.until_caught_up { Some(Log::connect(target).await?.tail().await?.0) } else { None };
@@ -188,36 +157,8 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                         rows = 0;
                     }
                 }
-                Some(LogItem::SnapshotStart { seq }) => {
-                    // A copy (re)starting: whatever an earlier, unfinished one
-                    // left goes, in the same target transaction as the position.
-                    let empty = Transaction {
-                        xid: 0,
-                        commit_lsn: Lsn(seq),
-                        end_lsn: Lsn(seq),
-                        commit_time_micros: 0,
-                        changes: vec![Change::Truncate {
-                            tables: schemas.clone(),
-                            cascade: false,
-                            restart_identity: false,
-                        }],
-                    };
-                    writer.apply_with_retry(&[empty]).await?;
-                }
-                Some(LogItem::SnapshotEnd { seq }) => {
-                    let mark = Transaction {
-                        xid: 0,
-                        commit_lsn: Lsn(seq),
-                        end_lsn: Lsn(seq),
-                        commit_time_micros: 0,
-                        changes: vec![],
-                    };
-                    writer.apply_with_retry(&[mark]).await?;
-                    let mut conn = TargetConn::connect(&plan.target.url).await?;
-                    for t in &plan.tables {
-                        conn.record_table(slot, &t.to_string(), Lsn::ZERO, true, 0).await?;
-                    }
-                    tracing::info!("the log's initial copy is applied");
+                Some(marker @ (LogItem::SnapshotStart { .. } | LogItem::SnapshotEnd { .. })) => {
+                    snapshot_marker(plan, &mut writer, &schemas, marker).await?;
                 }
                 Some(LogItem::Part(_)) => unreachable!("handled above"),
             }
@@ -228,4 +169,78 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
         writer.abort_parts().await;
     }
     r
+}
+
+/// The tables as the original PostgreSQL has them, their target tables
+/// (created when missing, refused when they hold rows xdb did not write)
+/// and the writer at the target's stored stream sequence.
+async fn open_writer(plan: &Plan) -> Result<(SinkWriter, Vec<Arc<TableSchema>>, Lsn), FromLogError> {
+    let slot = &plan.source.slot;
+    let catalog = client::connect(&plan.source.url, "xdb sync (log)").await?;
+    let mut types = TypeCache::new();
+    let mut schemas: Vec<Arc<TableSchema>> = Vec::new();
+    for t in &plan.tables {
+        let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
+        schemas.push(Arc::new(s));
+    }
+    drop(catalog);
+    let mut conn = TargetConn::connect(&plan.target.url).await?;
+    let kind = conn.target_kind().await?;
+    conn.ensure_state_tables().await?;
+    let mapped = copy::map_tables(plan, &kind, &schemas)?;
+    let applied = conn.read_position(slot).await?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
+    let states = conn.read_tables(slot).await?;
+    for m in &mapped {
+        let name = m.source.name.to_string();
+        if states.iter().any(|s| s.table == name) {
+            continue;
+        }
+        match conn.table_rows(&m.source.name).await? {
+            None => {
+                let ddl = mapping::create_table_ddl(m, &kind);
+                conn.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
+            }
+            Some(0) => {}
+            Some(rows) => return Err(FromLogError::TargetNotEmpty { table: name, rows }),
+        }
+        conn.record_table(slot, &name, Lsn::ZERO, false, 0).await?;
+    }
+    let sync_lsns: HashMap<String, Lsn> = mapped.iter().map(|m| (m.source.name.to_string(), Lsn::ZERO)).collect();
+    let writer = SinkWriter::new(conn, kind, plan, mapped, sync_lsns, applied)?;
+    Ok((writer, schemas, applied))
+}
+
+/// The log's copy markers: a copy (re)starting empties the tables, in the
+/// same target transaction as the position; its end records them as copied.
+async fn snapshot_marker(
+    plan: &Plan,
+    writer: &mut SinkWriter,
+    schemas: &[Arc<TableSchema>],
+    marker: LogItem,
+) -> Result<(), FromLogError> {
+    let slot = &plan.source.slot;
+    match marker {
+        LogItem::SnapshotStart { seq } => {
+            let empty = Transaction {
+                xid: 0,
+                commit_lsn: Lsn(seq),
+                end_lsn: Lsn(seq),
+                commit_time_micros: 0,
+                changes: vec![Change::Truncate { tables: schemas.to_vec(), cascade: false, restart_identity: false }],
+            };
+            writer.apply_with_retry(&[empty]).await?;
+        }
+        LogItem::SnapshotEnd { seq } => {
+            let mark =
+                Transaction { xid: 0, commit_lsn: Lsn(seq), end_lsn: Lsn(seq), commit_time_micros: 0, changes: vec![] };
+            writer.apply_with_retry(&[mark]).await?;
+            let mut conn = TargetConn::connect(&plan.target.url).await?;
+            for t in &plan.tables {
+                conn.record_table(slot, &t.to_string(), Lsn::ZERO, true, 0).await?;
+            }
+            tracing::info!("the log's initial copy is applied");
+        }
+        _ => {}
+    }
+    Ok(())
 }
