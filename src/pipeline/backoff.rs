@@ -45,3 +45,34 @@ impl Backoff {
         }
     }
 }
+
+/// Runs `session` until it ends or a signal comes (both `Ok`), starting it
+/// again after an error `retryable` says is transient, with [`Backoff`].
+pub(crate) async fn reconnecting<E, F, Fut>(
+    max_retries: Option<u32>,
+    retryable: impl Fn(&E) -> bool,
+    mut session: F,
+) -> Result<(), E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let mut backoff = Backoff::new(max_retries);
+    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
+    loop {
+        let r = tokio::select! {
+            r = session() => r,
+            () = &mut stop => return Ok(()),
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if retryable(&e) && backoff.may_retry() => {
+                if !backoff.wait(&e, "reconnecting", &mut stop).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

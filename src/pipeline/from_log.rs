@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backoff::Backoff;
+use super::backoff::reconnecting;
 use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
@@ -71,23 +71,7 @@ impl FromLogError {
 
 pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Result<(), FromLogError> {
     let target = NatsTarget::parse(log_url, &plan.name).map_err(FromLogError::Config)?;
-    let mut backoff = Backoff::new(options.max_retries);
-    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
-    loop {
-        let r = tokio::select! {
-            r = session(plan, &target, options) => r,
-            () = &mut stop => return Ok(()),
-        };
-        match r {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && backoff.may_retry() => {
-                if !backoff.wait(&e, "reconnecting", &mut stop).await {
-                    return Ok(());
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    reconnecting(options.max_retries, FromLogError::is_retryable, || session(plan, &target, options)).await
 }
 
 /// How long the reader waits for more before a batch is committed.

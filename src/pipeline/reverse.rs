@@ -44,7 +44,6 @@ use crate::source::mysql::binlog_stream::{
     BinlogReadConfig, BinlogReader, ReverseTable,
 };
 use crate::source::mysql::error::BinlogError;
-use crate::source::mysql::gtid::GtidState;
 use crate::source::mysql::position::BinlogPosition;
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
 use crate::source::postgres::client;
@@ -250,24 +249,7 @@ async fn read_start_on(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Optio
              RESET client_min_messages",
         )
         .await;
-    let row = pg
-        .query_opt(
-            "SELECT binlog_file, binlog_pos, gtid, server FROM xdb.reverse_start WHERE slot = $1",
-            &[&plan.source.slot],
-        )
-        .await;
-    match row {
-        Ok(r) => Ok(r.map(|r| Recorded {
-            position: BinlogPosition {
-                file: r.get(0),
-                pos: r.get::<_, i64>(1) as u64,
-                gtid: r.get::<_, Option<String>>(2).as_deref().and_then(GtidState::parse),
-            },
-            server: r.get(3),
-        })),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
-        Err(source) => Err(ReverseError::Source { context: "reading xdb.reverse_start".into(), source }),
-    }
+    reverse_position::read_from(pg, "xdb.reverse_start", &plan.source.slot).await
 }
 
 /// Runs until a signal, a permanent error, or with `until_caught_up` the

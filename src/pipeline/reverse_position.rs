@@ -57,10 +57,14 @@ pub fn companion(key: &str, p: &BinlogPosition, server: &str) -> (String, Vec<St
 
 /// The recorded position of `key`, if any.
 pub async fn read(pg: &tokio_postgres::Client, key: &str) -> Result<Option<Recorded>, ReverseError> {
-    let row = pg
-        .query_opt("SELECT binlog_file, binlog_pos, gtid, server FROM xdb.reverse_position WHERE slot = $1", &[&key])
-        .await;
-    match row {
+    read_from(pg, "xdb.reverse_position", key).await
+}
+
+/// A recorded binlog position (`xdb.reverse_position`, or the switch point
+/// in `xdb.reverse_start`) of `key`; `None` when there is none or no table yet.
+pub async fn read_from(pg: &tokio_postgres::Client, table: &str, key: &str) -> Result<Option<Recorded>, ReverseError> {
+    let sql = format!("SELECT binlog_file, binlog_pos, gtid, server FROM {table} WHERE slot = $1");
+    match pg.query_opt(sql.as_str(), &[&key]).await {
         Ok(r) => Ok(r.map(|r| Recorded {
             position: BinlogPosition {
                 file: r.get(0),
@@ -70,7 +74,7 @@ pub async fn read(pg: &tokio_postgres::Client, key: &str) -> Result<Option<Recor
             server: r.get(3),
         })),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
-        Err(source) => Err(ReverseError::Source { context: "reading xdb.reverse_position".into(), source }),
+        Err(source) => Err(ReverseError::Source { context: format!("reading {table}"), source }),
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::backoff::Backoff;
+use super::backoff::reconnecting;
 use super::sync::{SyncOptions, CATCH_UP_PREFIX};
 use crate::copy::ranges::CopyRange;
 use crate::copy::source_reader::SnapshotReader;
@@ -96,23 +96,7 @@ impl ToLogError {
 /// Runs until a signal, a permanent error, or (`until_caught_up`) until
 /// the log holds everything the source had committed at the start.
 pub async fn run(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), ToLogError> {
-    let mut backoff = Backoff::new(options.max_retries);
-    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
-    loop {
-        let r = tokio::select! {
-            r = session(plan, target, options) => r,
-            () = &mut stop => return Ok(()),
-        };
-        match r {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && backoff.may_retry() => {
-                if !backoff.wait(&e, "reconnecting", &mut stop).await {
-                    return Ok(());
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    reconnecting(options.max_retries, ToLogError::is_retryable, || session(plan, target, options)).await
 }
 
 /// The source's tables as the catalog has them now, with their subjects.
