@@ -25,7 +25,13 @@ pub async fn frozen_source(plan: &Plan) -> Option<String> {
         return None;
     }
     let read = freeze::read_back(&c, record).await;
-    message(plan, &state, record, &path, read.as_ref().map_err(|e| e.0.as_str()))
+    message(
+        plan,
+        &state,
+        record,
+        &path,
+        read.as_ref().map_err(|e| e.to_string()).as_ref().map(|r| *r).map_err(|e| e.as_str()),
+    )
 }
 
 /// The notice text; `None` when the settings read back as not frozen.

@@ -16,7 +16,7 @@ use super::actions::{self, describe, describe_verify, fmt_duration, ActionError,
 use super::journal::{self, now_ms, Event, Journal, JournalError, JournalState};
 use super::runbook::{Action, Runbook, Step};
 use crate::plan::{Plan, PlanError};
-use crate::source::postgres::{client, identity};
+use crate::source::postgres::identity;
 use crate::state_dir;
 
 /// How `xdb cutover` runs.
@@ -70,8 +70,8 @@ pub enum CutoverError {
     #[error("{} rollback(s) failed: {}", .0.len(), .0.join("; "))]
     RollbackFailed(Vec<String>),
     /// The source could not be reached or identified before anything ran.
-    #[error("source: {0}; nothing was changed")]
-    Source(String),
+    #[error("{0}; nothing was changed")]
+    Source(#[source] ActionError),
     /// A pre-check failed (nothing was changed).
     #[error("pre-check {number} failed: {reason}; nothing was changed")]
     PreCheck { number: usize, reason: String },
@@ -167,7 +167,7 @@ pub async fn run(plan: &Plan, opts: &CutoverOptions, out: &mut dyn Write) -> Res
     env.journal = Some(Journal::open(&found.path)?);
     let names = runbook.steps.iter().map(|s| s.name.clone()).collect();
     env.record(Event::RunStarted { at_ms: now_ms(), steps: names, resume: opts.resume })
-        .map_err(|e| CutoverError::Refused(e.0))?;
+        .map_err(|e| CutoverError::Refused(e.to_string()))?;
     let mut progress = Progress {
         // Steps before the resume point are completed by definition.
         completed: if opts.resume { found.state.completed.clone() } else { Vec::new() },
@@ -231,10 +231,10 @@ async fn find_journal(
     p: &mut Printer<'_>,
 ) -> Result<FoundJournal, CutoverError> {
     let identity = {
-        let c = env.source().await.map_err(|e| CutoverError::Source(plan.scrub(&e.0)))?;
+        let c = env.source().await.map_err(CutoverError::Source)?;
         identity::read(c)
             .await
-            .map_err(|e| CutoverError::Source(format!("reading the source's identity: {}", client::error_text(&e))))?
+            .map_err(|e| CutoverError::Source(ActionError::source("reading the source's identity", e)))?
     };
     identity::refuse_target_is_source(&identity, &plan.target.url)
         .await
@@ -268,7 +268,13 @@ async fn refuse_unfinished(plan: &Plan, found: &FoundJournal, env: &mut Env<'_>)
                 Ok(c) => actions::freeze::read_back(c, r).await,
                 Err(e) => Err(e),
             };
-            super::notice::message(plan, &found.state, r, &found.path, read.as_ref().map_err(|e| e.0.as_str()))
+            super::notice::message(
+                plan,
+                &found.state,
+                r,
+                &found.path,
+                read.as_ref().map_err(|e| e.to_string()).as_ref().map(|r| *r).map_err(|e| e.as_str()),
+            )
         }
         None => None,
     };
@@ -288,7 +294,7 @@ async fn run_pre_checks(runbook: &Runbook, env: &mut Env<'_>, p: &mut Printer<'_
             Ok(msg) => p.line(&format!("  ok: {msg}")),
             Err(e) => {
                 p.line(&format!("  FAILED: {e}"));
-                return Err(CutoverError::PreCheck { number: i + 1, reason: p.plan.scrub(&e.0) });
+                return Err(CutoverError::PreCheck { number: i + 1, reason: p.plan.scrub(&e.to_string()) });
             }
         }
     }
@@ -420,7 +426,7 @@ async fn roll_back_run(
     p.line(&format!("xdb cutover --rollback: plan {}; journal {}", p.plan.name, path.display()));
     env.journal = Some(Journal::open(path)?);
     env.record(Event::RunStarted { at_ms: now_ms(), steps: names, resume: true })
-        .map_err(|e| CutoverError::Refused(e.0))?;
+        .map_err(|e| CutoverError::Refused(e.to_string()))?;
     let mut completed = state.completed.clone();
     let failures = roll_back(runbook, state.interrupted, &mut completed, state.switch.as_ref(), env, p).await?;
     record(env, Event::RunFinished { at_ms: now_ms(), ok: false })?;
@@ -532,7 +538,7 @@ async fn watch(post: &super::runbook::PostChecks, env: &mut Env<'_>, p: &mut Pri
 }
 
 fn record(env: &mut Env<'_>, e: Event) -> Result<(), CutoverError> {
-    env.record(e).map_err(|e| CutoverError::Journal(JournalError { path: "(journal)".into(), reason: e.0 }))
+    env.record(e).map_err(|e| CutoverError::Journal(JournalError { path: "(journal)".into(), reason: e.to_string() }))
 }
 
 /// SIGINT/SIGTERM as a request to abort the cutover: the running step fails
@@ -583,10 +589,10 @@ struct StepError {
 
 async fn run_step(step: &Step, i: usize, env: &mut Env<'_>, p: &mut Printer<'_>) -> Result<Outcome, StepError> {
     if step.confirm {
-        confirm(step, env, p).await.map_err(|e| StepError { reason: e.0, started: false })?;
+        confirm(step, env, p).await.map_err(|e| StepError { reason: e.to_string(), started: false })?;
     }
     env.record(Event::StepStarted { at_ms: now_ms(), step: i, name: step.name.clone() })
-        .map_err(|e| StepError { reason: e.0, started: false })?;
+        .map_err(|e| StepError { reason: e.to_string(), started: false })?;
     let attempts = step.retries + 1;
     let mut attempt = 1;
     loop {
@@ -603,7 +609,7 @@ async fn run_step(step: &Step, i: usize, env: &mut Env<'_>, p: &mut Printer<'_>)
                 attempt += 1;
             }
             Err(e) => {
-                let reason = if attempts > 1 { format!("{e} (after {attempts} attempts)") } else { e.0 };
+                let reason = if attempts > 1 { format!("{e} (after {attempts} attempts)") } else { e.to_string() };
                 return Err(StepError { reason, started: true });
             }
         }
@@ -615,7 +621,7 @@ async fn attempt_once(step: &Step, env: &mut Env<'_>) -> Result<Outcome, ActionE
     let work = async {
         let mut o = actions::execute(&step.action, env).await?;
         if let Some(v) = &step.verify {
-            let msg = actions::verify(v, env).await.map_err(|e| ActionError(format!("verification failed: {e}")))?;
+            let msg = actions::verify(v, env).await.map_err(|e| e.context("verification failed"))?;
             o.notes.push(format!("verified: {msg}"));
         }
         Ok(o)
@@ -626,7 +632,7 @@ async fn attempt_once(step: &Step, env: &mut Env<'_>) -> Result<Outcome, ActionE
             Err(_) => {
                 // A query cut off mid-flight leaves its connection in doubt.
                 env.drop_connections();
-                Err(ActionError(format!("timed out after {}", fmt_duration(t))))
+                Err(ActionError::Failed(format!("timed out after {}", fmt_duration(t))))
             }
         },
         None => work.await,
@@ -639,7 +645,9 @@ async fn confirm(step: &Step, env: &Env<'_>, p: &mut Printer<'_>) -> Result<(), 
         return Ok(());
     }
     if !env.interactive {
-        return Err(ActionError("this step needs confirmation and stdin is not a terminal (pass --yes)".into()));
+        return Err(ActionError::Failed(
+            "this step needs confirmation and stdin is not a terminal (pass --yes)".into(),
+        ));
     }
     p.line(&format!("      run step {:?}? type yes to continue:", step.name));
     let answer = tokio::task::spawn_blocking(|| {
@@ -647,12 +655,12 @@ async fn confirm(step: &Step, env: &Env<'_>, p: &mut Printer<'_>) -> Result<(), 
         std::io::stdin().read_line(&mut line).map(|_| line)
     })
     .await
-    .map_err(|e| ActionError(format!("reading the answer: {e}")))?
-    .map_err(|e| ActionError(format!("reading the answer: {e}")))?;
+    .map_err(|e| ActionError::Failed(format!("reading the answer: {e}")))?
+    .map_err(|source| ActionError::Io { context: "reading the answer".into(), source })?;
     if matches!(answer.trim(), "yes" | "y") {
         Ok(())
     } else {
-        Err(ActionError("the operator declined".into()))
+        Err(ActionError::Failed("the operator declined".into()))
     }
 }
 
@@ -697,7 +705,7 @@ async fn roll_back(
                 }
                 Err(e) => {
                     p.line(&format!("      FAILED: {e}"));
-                    error = Some(e.0);
+                    error = Some(e.to_string());
                     break;
                 }
             }
@@ -751,7 +759,7 @@ async fn rollback_action(action: &Action, step: &Step, env: &mut Env<'_>) -> Res
         let r = match step.timeout {
             Some(t) => tokio::time::timeout(t, actions::execute(action, env))
                 .await
-                .unwrap_or_else(|_| Err(ActionError(format!("timed out after {}", fmt_duration(t))))),
+                .unwrap_or_else(|_| Err(ActionError::Failed(format!("timed out after {}", fmt_duration(t))))),
             None => actions::execute(action, env).await,
         };
         match r {
@@ -765,7 +773,7 @@ async fn rollback_action(action: &Action, step: &Step, env: &mut Env<'_>) -> Res
             }
         }
     }
-    Err(last.unwrap_or_else(|| ActionError("rollback did not run".into())))
+    Err(last.unwrap_or_else(|| ActionError::Failed("rollback did not run".into())))
 }
 
 /// After a failure: what is in effect now. The freeze is reported from

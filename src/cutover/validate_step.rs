@@ -8,7 +8,7 @@ use crate::validate::{self, ValidateOptions};
 /// Validates the listed tables; fails the step on any difference.
 pub async fn run(env: &mut Env<'_>, tables: Option<&[String]>, checksums: bool) -> Result<Outcome, ActionError> {
     let opts = ValidateOptions { tables: tables.map(<[String]>::to_vec), checksums, ..Default::default() };
-    let report = validate::run(env.plan, &opts).await.map_err(|e| ActionError(format!("validate: {e}")))?;
+    let report = validate::run(env.plan, &opts).await.map_err(Box::new)?;
     let text = env.plan.scrub(&report.render_text());
     let notes: Vec<String> = text.lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect();
     if report.is_equal() {
@@ -16,7 +16,7 @@ pub async fn run(env: &mut Env<'_>, tables: Option<&[String]>, checksums: bool) 
         let summary = format!("{} table(s) equal ({mode})", report.tables.len());
         Ok(Outcome { notes, validation: Some(summary), ..Default::default() })
     } else {
-        Err(ActionError(format!("validation found differences:\n{text}")))
+        Err(ActionError::Failed(format!("validation found differences:\n{text}")))
     }
 }
 
@@ -27,7 +27,7 @@ pub async fn target_counts(env: &mut Env<'_>) -> Result<Vec<(String, u64)>, Acti
     let t = env.target().await?;
     let mut out = Vec::new();
     for table in &tables {
-        let n = t.table_rows(table).await.map_err(|e| ActionError(e.to_string()))?.unwrap_or(0);
+        let n = t.table_rows(table).await?.unwrap_or(0);
         out.push((table.to_string(), n));
     }
     Ok(out)

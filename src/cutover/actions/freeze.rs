@@ -24,7 +24,6 @@ use crate::cutover::journal::{now_ms, Event};
 use crate::cutover::runbook::FreezeScope;
 use crate::model::pg_ident;
 use crate::plan::Plan;
-use crate::source::postgres::client;
 use crate::source::postgres::identity::{self, SourceIdentity};
 
 const GUC: &str = "default_transaction_read_only";
@@ -78,7 +77,7 @@ pub struct InvalidSetting {
 
 impl From<InvalidSetting> for ActionError {
     fn from(e: InvalidSetting) -> Self {
-        ActionError(e.to_string())
+        ActionError::Failed(e.to_string())
     }
 }
 
@@ -134,8 +133,8 @@ pub fn describe_stop(scope: &FreezeScope, plan: &Plan) -> Vec<String> {
     v
 }
 
-fn sql_err(what: &str, e: &tokio_postgres::Error) -> ActionError {
-    ActionError(format!("source: {what}: {}", client::error_text(e)))
+fn sql_err(what: &str, e: tokio_postgres::Error) -> ActionError {
+    ActionError::source(what, e)
 }
 
 /// The current value of the setting at one scope (`None` when not set).
@@ -156,7 +155,7 @@ async fn current_setting(c: &tokio_postgres::Client, scope: &SettingScope) -> Re
         Some(r) => c.query(sql, &[r]).await,
         None => c.query(sql, &[]).await,
     }
-    .map_err(|e| sql_err("reading settings", &e))?;
+    .map_err(|e| sql_err("reading settings", e))?;
     let prefix = format!("{GUC}=");
     for row in rows {
         let config: Vec<String> = row.try_get(0).unwrap_or_default();
@@ -180,7 +179,7 @@ pub async fn stop(env: &mut Env<'_>, scope: &FreezeScope) -> Result<Outcome, Act
     // Sessions that began before the settings changed hold the old default.
     let c = env.source().await?;
     let altered_at: String =
-        c.query_one("SELECT clock_timestamp()::text", &[]).await.map_err(|e| sql_err("reading the clock", &e))?.get(0);
+        c.query_one("SELECT clock_timestamp()::text", &[]).await.map_err(|e| sql_err("reading the clock", e))?.get(0);
     let ended = terminate(c, &record, None, Some(&altered_at)).await?;
     notes.push(format!("ended {ended} open session(s) of the frozen role(s)"));
     check_frozen(c, &record, &altered_at).await?;
@@ -198,17 +197,17 @@ async fn roles_to_freeze(
     let FreezeScope::Roles(roles) = scope else { return Ok(Vec::new()) };
     for r in roles {
         if r == own_role {
-            return Err(ActionError(format!(
+            return Err(ActionError::Failed(format!(
                 "stop_source_writes: {r} is xdb's own role (the plan's source login): it must stay writable"
             )));
         }
         let n: i64 = c
             .query_one("SELECT COUNT(*) FROM pg_roles WHERE rolname = $1", &[r])
             .await
-            .map_err(|e| sql_err("looking up roles", &e))?
+            .map_err(|e| sql_err("looking up roles", e))?
             .get(0);
         if n == 0 {
-            return Err(ActionError(format!("stop_source_writes: role {r} does not exist on the source")));
+            return Err(ActionError::Failed(format!("stop_source_writes: role {r} does not exist on the source")));
         }
     }
     Ok(roles.clone())
@@ -224,7 +223,7 @@ async fn freeze_record(env: &mut Env<'_>, scope: &FreezeScope) -> Result<FreezeR
     let row = c
         .query_one("SELECT current_database()::text, current_user::text, now()::text", &[])
         .await
-        .map_err(|e| sql_err("reading the session", &e))?;
+        .map_err(|e| sql_err("reading the session", e))?;
     let (database, own_role, since): (String, String, String) = (row.get(0), row.get(1), row.get(2));
     let roles = roles_to_freeze(c, scope, &own_role).await?;
     if let Some(r) = earlier.filter(|r| r.database == database) {
@@ -244,7 +243,7 @@ async fn freeze_record(env: &mut Env<'_>, scope: &FreezeScope) -> Result<FreezeR
         let previous = current_setting(c, &scope).await?;
         settings.push(ChangedSetting { scope, value: value.to_string(), previous });
     }
-    let source = identity::read(c).await.map_err(|e| sql_err("reading the source's identity", &e))?;
+    let source = identity::read(c).await.map_err(|e| sql_err("reading the source's identity", e))?;
     let record = FreezeRecord { database, own_role, roles, settings, since, source: Some(source) };
     env.record(Event::Freeze { at_ms: now_ms(), record: record.clone() })?;
     env.freeze = Some(record.clone());
@@ -260,12 +259,12 @@ async fn apply_settings(env: &mut Env<'_>, record: &FreezeRecord) -> Result<Vec<
         let sql = alter(&record.database, s, Some(&s.value))?;
         let c = env.source().await?;
         if let Err(e) = c.batch_execute(&sql).await {
-            let mut err = sql_err(&sql, &e);
+            let err = sql_err(&sql, e);
             if let Ok(read) = read_back(c, record).await {
                 if read.changed.is_empty() {
                     env.record(Event::FreezeReleased { at_ms: now_ms() })?;
                     env.freeze = None;
-                    err.0.push_str("; nothing was changed (the settings read back as they were)");
+                    return Err(ActionError::NothingChanged(Box::new(err)));
                 }
             }
             return Err(err);
@@ -290,7 +289,7 @@ async fn terminate(
     let row = c
         .query_one(&sql, &[&r.own_role, &r.roles, &after, &before])
         .await
-        .map_err(|e| sql_err("ending sessions (needs superuser or pg_signal_backend)", &e))?;
+        .map_err(|e| sql_err("ending sessions (needs superuser or pg_signal_backend)", e))?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 
@@ -307,17 +306,20 @@ async fn check_frozen(c: &tokio_postgres::Client, r: &FreezeRecord, altered_at: 
     for s in &r.settings {
         let now = current_setting(c, &s.scope).await?;
         if now.as_deref() != Some(s.value.as_str()) {
-            return Err(ActionError(format!("{GUC} at {:?} reads back as {now:?}, expected {}", s.scope, s.value)));
+            return Err(ActionError::Failed(format!(
+                "{GUC} at {:?} reads back as {now:?}, expected {}",
+                s.scope, s.value
+            )));
         }
     }
     let sql = format!("SELECT usename::text || ' (pid ' || pid || ')' FROM pg_stat_activity WHERE {SESSIONS}");
     let rows = c
         .query(&sql, &[&r.own_role, &r.roles, &"-infinity", &altered_at])
         .await
-        .map_err(|e| sql_err("listing sessions", &e))?;
+        .map_err(|e| sql_err("listing sessions", e))?;
     let remaining: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
     if !remaining.is_empty() {
-        return Err(ActionError(format!("sessions still open after ending them: {}", remaining.join(", "))));
+        return Err(ActionError::Failed(format!("sessions still open after ending them: {}", remaining.join(", "))));
     }
     // A role-wide or role-in-database `off` wins over the database default;
     // a role-wide one loses to the role-in-database `on` xdb set.
@@ -325,7 +327,7 @@ async fn check_frozen(c: &tokio_postgres::Client, r: &FreezeRecord, altered_at: 
                WHERE (s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())) \
                AND r.rolcanlogin AND r.rolname <> $1 \
                AND EXISTS (SELECT 1 FROM unnest(s.setconfig) kv WHERE kv IN ('default_transaction_read_only=off', 'default_transaction_read_only=false'))";
-    let rows = c.query(sql, &[&r.own_role]).await.map_err(|e| sql_err("looking for overriding settings", &e))?;
+    let rows = c.query(sql, &[&r.own_role]).await.map_err(|e| sql_err("looking for overriding settings", e))?;
     let overriding: Vec<String> = rows
         .iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, bool>(1)))
@@ -333,7 +335,7 @@ async fn check_frozen(c: &tokio_postgres::Client, r: &FreezeRecord, altered_at: 
         .map(|(role, _)| role)
         .collect();
     if !overriding.is_empty() {
-        return Err(ActionError(format!(
+        return Err(ActionError::Failed(format!(
             "role(s) {} have {GUC} = off set for them, which overrides the freeze: they could still write",
             overriding.join(", ")
         )));
@@ -386,7 +388,7 @@ pub async fn read_back(c: &tokio_postgres::Client, record: &FreezeRecord) -> Res
 /// Resumes writes exactly as they were before the freeze.
 pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
     let Some(record) = env.freeze.clone() else {
-        return Err(ActionError(
+        return Err(ActionError::Failed(
             "resume_source_writes: the journal records no active stop_source_writes, so there is nothing to restore"
                 .into(),
         ));
@@ -395,10 +397,10 @@ pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
     let db: String = c
         .query_one("SELECT current_database()::text", &[])
         .await
-        .map_err(|e| sql_err("reading the session", &e))?
+        .map_err(|e| sql_err("reading the session", e))?
         .get(0);
     if db != record.database {
-        return Err(ActionError(format!(
+        return Err(ActionError::Failed(format!(
             "resume_source_writes: the freeze was on database {}, the plan's source is {db}",
             record.database
         )));
@@ -412,7 +414,7 @@ pub async fn resume(env: &mut Env<'_>) -> Result<Outcome, ActionError> {
         .collect::<Result<_, _>>()?;
     let mut notes = Vec::new();
     for sql in statements {
-        c.batch_execute(&sql).await.map_err(|e| sql_err(&sql, &e))?;
+        c.batch_execute(&sql).await.map_err(|e| sql_err(&sql, e))?;
         notes.push(sql);
     }
     let ended = terminate(c, &record, Some(&record.since), None).await?;

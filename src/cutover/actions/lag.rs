@@ -50,14 +50,14 @@ impl LagTracker {
 
 async fn source_lsn(env: &mut Env<'_>) -> Result<Lsn, ActionError> {
     let text = env.source_scalar("SELECT pg_current_wal_lsn()::text").await?.unwrap_or_default();
-    text.parse().map_err(|e| ActionError(format!("source: {e}")))
+    text.parse().map_err(|e: crate::model::LsnParseError| ActionError::Failed(format!("source: {}", e.0)))
 }
 
 async fn applied_lsn(env: &mut Env<'_>) -> Result<Option<Lsn>, ActionError> {
     let slot = env.plan.source.slot.clone();
     let t = env.target().await?;
     // No state table yet: nothing was ever applied.
-    t.read_position_if_any(&slot).await.map(|p| p.map(|p| p.applied_lsn)).map_err(|e| ActionError(e.to_string()))
+    t.read_position_if_any(&slot).await.map(|p| p.map(|p| p.applied_lsn)).map_err(ActionError::from)
 }
 
 fn no_position(slot: &str) -> String {
@@ -97,7 +97,7 @@ pub async fn wait_for_lag(
             }
         }
         if start.elapsed() >= timeout {
-            return Err(ActionError(format!("lag still too high after {}: {last}", fmt_duration(timeout))));
+            return Err(ActionError::Failed(format!("lag still too high after {}: {last}", fmt_duration(timeout))));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -119,9 +119,8 @@ fn marker() -> String {
 pub async fn wait_for_catchup(env: &mut Env<'_>, timeout: Duration) -> Result<Outcome, ActionError> {
     let start = Instant::now();
     let m = marker();
-    let marker_lsn = crate::source::postgres::change_stream::write_marker(env.source().await?, "xdb.catchup", &m)
-        .await
-        .map_err(|e| ActionError(format!("source: writing the catch-up marker: {e}")))?;
+    let marker_lsn =
+        crate::source::postgres::change_stream::write_marker(env.source().await?, "xdb.catchup", &m).await?;
     let mut last = None;
     loop {
         last = applied_lsn(env).await?.or(last);
@@ -142,7 +141,7 @@ pub async fn wait_for_catchup(env: &mut Env<'_>, timeout: Duration) -> Result<Ou
                 Some(a) => format!("the target applied up to {a}, {} bytes short", marker_lsn.0.saturating_sub(a.0)),
                 None => no_position(&env.plan.source.slot),
             };
-            return Err(ActionError(format!(
+            return Err(ActionError::Failed(format!(
                 "the catch-up marker at {marker_lsn} was not applied within {}: {at}",
                 fmt_duration(timeout)
             )));

@@ -15,20 +15,71 @@ pub mod sequences_back;
 use std::time::Duration;
 
 use crate::plan::{Plan, TargetUrl};
-use crate::sink::TargetConn;
+use crate::sink::{TargetConn, TargetError};
 use crate::source::postgres::client;
 
-use super::journal::{Event, Journal};
+use super::journal::{Event, Journal, JournalError};
 use super::runbook::{Action, Side, Verify};
 
-/// An action or verification failed; the message says why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ActionError(pub String);
+/// An action or verification failed. Driver errors keep their source;
+/// [`ActionError::Failed`] is the action's own verdict (a check that did
+/// not hold, a refusal), already worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Connect(#[from] client::ConnectError),
+    #[error("source: {context}{}", client::error_text(source))]
+    Source {
+        /// What was running, ending in `": "` when not empty.
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{0}")]
+    Target(#[from] TargetError),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("validate: {0}")]
+    Validate(#[from] Box<crate::validate::ValidateError>),
+    #[error("{0}")]
+    Reverse(#[from] Box<crate::pipeline::reverse::ReverseError>),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("target: {context}: {source}")]
+    TargetDriver {
+        context: String,
+        #[source]
+        source: crate::error_policy::DriverError,
+    },
+    #[error("source: {0}")]
+    Marker(#[from] crate::source::postgres::change_stream::MarkerError),
+    /// What was being done when `source` failed.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<ActionError>,
+    },
+    /// A failed `ALTER` that left the settings as they were.
+    #[error("{0}; nothing was changed (the settings read back as they were)")]
+    NothingChanged(#[source] Box<ActionError>),
+}
 
-impl From<String> for ActionError {
-    fn from(s: String) -> Self {
-        ActionError(s)
+impl ActionError {
+    /// A query on the source failed while doing `what`.
+    pub fn source(what: impl std::fmt::Display, source: tokio_postgres::Error) -> ActionError {
+        ActionError::Source { context: format!("{what}: "), source }
+    }
+
+    /// `self`, said to have happened while doing `what`.
+    pub fn context(self, what: impl Into<String>) -> ActionError {
+        ActionError::Context { context: what.into(), source: Box::new(self) }
     }
 }
 
@@ -73,23 +124,22 @@ impl<'a> Env<'a> {
     pub async fn source(&mut self) -> Result<&tokio_postgres::Client, ActionError> {
         let stale = self.source.as_ref().is_some_and(|c| c.is_closed());
         if self.source.is_none() || stale {
-            let c =
-                client::connect(&self.plan.source.url, "xdb-cutover").await.map_err(|e| ActionError(e.to_string()))?;
+            let c = client::connect(&self.plan.source.url, "xdb-cutover").await?;
             c.batch_execute("SET default_transaction_read_only = off")
                 .await
-                .map_err(|e| ActionError(format!("source: {}", client::error_text(&e))))?;
+                .map_err(|source| ActionError::Source { context: String::new(), source })?;
             self.source = Some(c);
         }
-        self.source.as_ref().ok_or_else(|| ActionError("source connection lost".into()))
+        self.source.as_ref().ok_or_else(|| ActionError::Failed("source connection lost".into()))
     }
 
     /// The target connection, opened on first use.
     pub async fn target(&mut self) -> Result<&mut TargetConn, ActionError> {
         if self.target.is_none() {
-            let t = TargetConn::connect(&self.plan.target.url).await.map_err(|e| ActionError(e.to_string()))?;
+            let t = TargetConn::connect(&self.plan.target.url).await?;
             self.target = Some(t);
         }
-        self.target.as_mut().ok_or_else(|| ActionError("target connection lost".into()))
+        self.target.as_mut().ok_or_else(|| ActionError::Failed("target connection lost".into()))
     }
 
     /// Forgets a connection that failed, so the next use reconnects.
@@ -101,7 +151,7 @@ impl<'a> Env<'a> {
     /// Appends to the journal (when there is one: not in dry runs).
     pub fn record(&mut self, event: Event) -> Result<(), ActionError> {
         match &mut self.journal {
-            Some(j) => j.append(&event).map_err(|e| ActionError(e.to_string())),
+            Some(j) => Ok(j.append(&event)?),
             None => Ok(()),
         }
     }
@@ -110,7 +160,8 @@ impl<'a> Env<'a> {
     /// text (`NULL` for null, `None` without rows).
     pub async fn source_scalar(&mut self, sql: &str) -> Result<Option<String>, ActionError> {
         let c = self.source().await?;
-        let msgs = c.simple_query(sql).await.map_err(|e| ActionError(format!("source: {}", client::error_text(&e))))?;
+        let msgs =
+            c.simple_query(sql).await.map_err(|source| ActionError::Source { context: String::new(), source })?;
         for m in msgs {
             if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
                 return Ok(Some(r.get(0).unwrap_or("NULL").to_string()));
@@ -122,7 +173,7 @@ impl<'a> Env<'a> {
     /// Runs a query on the target; the first column of the first row as text.
     pub async fn target_scalar(&mut self, sql: &str) -> Result<Option<String>, ActionError> {
         let t = self.target().await?;
-        target_scalar(t, sql).await.map_err(|e| ActionError(format!("target: {e}")))
+        Ok(t.scalar_text(sql).await?)
     }
 
     /// [`Env::source_scalar`] or [`Env::target_scalar`].
@@ -132,11 +183,6 @@ impl<'a> Env<'a> {
             Side::Target => self.target_scalar(sql).await,
         }
     }
-}
-
-/// The first column of the first row of `sql` on the target, as text.
-pub async fn target_scalar(t: &mut TargetConn, sql: &str) -> Result<Option<String>, String> {
-    t.scalar_text(sql).await.map_err(|e| e.to_string())
 }
 
 /// Compares two answers: as numbers when both are numbers, as instants
@@ -292,15 +338,11 @@ pub async fn execute(action: &Action, env: &mut Env<'_>) -> Result<Outcome, Acti
                 match on {
                     Side::Source => {
                         let c = env.source().await?;
-                        c.batch_execute(sql)
-                            .await
-                            .map_err(|e| ActionError(format!("source: {}: {}", short(sql), client::error_text(&e))))?;
+                        c.batch_execute(sql).await.map_err(|e| ActionError::source(short(sql), e))?;
                     }
                     Side::Target => {
                         let t = env.target().await?;
-                        t.execute_batch(std::slice::from_ref(sql), "running a cutover sql step")
-                            .await
-                            .map_err(|e| ActionError(e.to_string()))?;
+                        t.execute_batch(std::slice::from_ref(sql), "running a cutover sql step").await?;
                     }
                 }
             }
@@ -313,11 +355,11 @@ pub async fn execute(action: &Action, env: &mut Env<'_>) -> Result<Outcome, Acti
         }
         Action::Pause { message } => pause(env, message.as_deref()).await,
         Action::HttpCheck { url, expect_status, timeout } => {
-            let status = http::get_status(url, *timeout).await.map_err(ActionError)?;
+            let status = http::get_status(url, *timeout).await.map_err(ActionError::Failed)?;
             if status == *expect_status {
                 Ok(Outcome::note(format!("GET {url}: {status}")))
             } else {
-                Err(ActionError(format!("GET {url}: status {status}, expected {expect_status}")))
+                Err(ActionError::Failed(format!("GET {url}: status {status}, expected {expect_status}")))
             }
         }
         Action::Compare { source_sql, target_sql, max_difference } => {
@@ -325,7 +367,7 @@ pub async fn execute(action: &Action, env: &mut Env<'_>) -> Result<Outcome, Acti
             let b = env.target_scalar(target_sql).await?.ok_or_else(|| no_rows("target", target_sql))?;
             compare_answers(&a, &b, *max_difference)
                 .map(|d| Outcome::note(format!("source vs target: {d}")))
-                .map_err(|d| ActionError(format!("source and target disagree: {d}")))
+                .map_err(|d| ActionError::Failed(format!("source and target disagree: {d}")))
         }
         Action::StopSourceWrites(scope) => freeze::stop(env, scope).await,
         Action::ResumeSourceWrites => freeze::resume(env).await,
@@ -340,20 +382,20 @@ pub async fn execute(action: &Action, env: &mut Env<'_>) -> Result<Outcome, Acti
             // Only while this runbook holds the source frozen: otherwise a
             // write may land on the source after the recorded point.
             if env.freeze.is_none() {
-                return Err(ActionError(
+                return Err(ActionError::Failed(
                     "start_reverse: the source is not frozen by this runbook (run stop_source_writes first)".into(),
                 ));
             }
             crate::pipeline::reverse::record_switch_point(env.plan)
                 .await
                 .map(|p| Outcome::note(format!("sync --reverse will start at {p}")))
-                .map_err(|e| ActionError(e.to_string()))
+                .map_err(|e| ActionError::from(Box::new(e)))
         }
     }
 }
 
 fn no_rows(side: &str, sql: &str) -> ActionError {
-    ActionError(format!("the {side} query returned no rows: {}", short(sql)))
+    ActionError::Failed(format!("the {side} query returned no rows: {}", short(sql)))
 }
 
 /// Runs a verification.
@@ -364,18 +406,18 @@ pub async fn verify(v: &Verify, env: &mut Env<'_>) -> Result<String, ActionError
             Ok(format!("`{run}` succeeded"))
         }
         Verify::Http { url, expect_status, timeout } => {
-            let status = http::get_status(url, *timeout).await.map_err(ActionError)?;
+            let status = http::get_status(url, *timeout).await.map_err(ActionError::Failed)?;
             if status == *expect_status {
                 Ok(format!("GET {url}: {status}"))
             } else {
-                Err(ActionError(format!("GET {url}: status {status}, expected {expect_status}")))
+                Err(ActionError::Failed(format!("GET {url}: status {status}, expected {expect_status}")))
             }
         }
         Verify::Sql { on, sql, expect } => {
             let got = env.scalar(*on, sql).await?.ok_or_else(|| no_rows(&on.to_string(), sql))?;
             compare_answers(&got, expect, 0.0)
                 .map(|_| format!("{} on the {on} = {got}", short(sql)))
-                .map_err(|_| ActionError(format!("{} on the {on} gave {got}, expected {expect}", short(sql))))
+                .map_err(|_| ActionError::Failed(format!("{} on the {on} gave {got}, expected {expect}", short(sql))))
         }
     }
 }
@@ -417,7 +459,10 @@ async fn run_command(
         .current_dir(&plan.dir)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let out = cmd.output().await.map_err(|e| ActionError(format!("cannot run sh -c {run:?}: {e}")))?;
+    let out = cmd
+        .output()
+        .await
+        .map_err(|source| ActionError::Io { context: format!("cannot run sh -c {run:?}"), source })?;
     let mut notes = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines().chain(String::from_utf8_lossy(&out.stderr).lines()) {
         // A script may echo its SOURCE_URL or a password it was handed.
@@ -433,7 +478,7 @@ async fn run_command(
             msg.push_str(": ");
             msg.push_str(&tail.join(" "));
         }
-        Err(ActionError(msg))
+        Err(ActionError::Failed(msg))
     }
 }
 
@@ -442,7 +487,7 @@ async fn pause(env: &Env<'_>, message: Option<&str>) -> Result<Outcome, ActionEr
         return if env.yes {
             Ok(Outcome::note("pause skipped: no terminal and --yes was given"))
         } else {
-            Err(ActionError(
+            Err(ActionError::Failed(
                 "pause needs an operator at a terminal: stdin is not one (pass --yes to skip pauses)".into(),
             ))
         };
@@ -453,8 +498,8 @@ async fn pause(env: &Env<'_>, message: Option<&str>) -> Result<Outcome, ActionEr
         std::io::stdin().read_line(&mut line).map(|_| line)
     })
     .await
-    .map_err(|e| ActionError(format!("reading the terminal: {e}")))?;
-    read.map_err(|e| ActionError(format!("reading the terminal: {e}")))?;
+    .map_err(|e| ActionError::Failed(format!("reading the terminal: {e}")))?;
+    read.map_err(|source| ActionError::Io { context: "reading the terminal".into(), source })?;
     Ok(Outcome::note("the operator continued"))
 }
 

@@ -15,7 +15,6 @@ use crate::mapping::naming::{flat_table_name, SqlDialect};
 use crate::model::TableName;
 use crate::plan::Plan;
 use crate::sink::TargetConn;
-use crate::source::postgres::client;
 
 /// One source sequence and the value the target must start at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +51,8 @@ pub fn describe(plan: &Plan, margin: i64) -> Vec<String> {
     ]
 }
 
-fn err(what: &str, e: &tokio_postgres::Error) -> ActionError {
-    ActionError(format!("source: {what}: {}", client::error_text(e)))
+fn err(what: &str, e: tokio_postgres::Error) -> ActionError {
+    ActionError::source(what, e)
 }
 
 /// Reads the source's sequences of the planned tables.
@@ -71,13 +70,13 @@ pub(super) async fn read_source(env: &mut Env<'_>, margin: i64) -> Result<Vec<Se
                 &[&q],
             )
             .await
-            .map_err(|e| err(&format!("finding the sequences of {t}"), &e))?;
+            .map_err(|e| err(&format!("finding the sequences of {t}"), e))?;
         for row in rows {
             let (column, sequence): (String, String) = (row.get(0), row.get(1));
             let sql = format!(
                 "SELECT s.last_value, s.is_called, p.seqincrement FROM {sequence} s, pg_sequence p WHERE p.seqrelid = $1::text::regclass"
             );
-            let r = c.query_one(&sql, &[&sequence]).await.map_err(|e| err(&format!("reading {sequence}"), &e))?;
+            let r = c.query_one(&sql, &[&sequence]).await.map_err(|e| err(&format!("reading {sequence}"), e))?;
             let next = next_value(r.get(0), r.get(1), r.get(2)).saturating_add(margin);
             out.push(SeqValue { table: t.clone(), column, sequence, next });
         }
@@ -97,22 +96,24 @@ pub async fn sync(env: &mut Env<'_>, margin: i64) -> Result<Outcome, ActionError
     let t = env.target().await?;
     let mut notes = Vec::new();
     for s in &seqs {
-        let note = set_one(t, s).await.map_err(|e| {
-            ActionError(format!("target: setting the next value of {}.{} to {}: {e}", s.table, s.column, s.next))
-        })?;
+        let note = set_one(t, s).await?;
         notes.push(format!("{}.{} (source {}): {note}", s.table, s.column, s.sequence));
     }
     Ok(Outcome { notes, ..Default::default() })
 }
 
-async fn set_one(t: &mut TargetConn, s: &SeqValue) -> Result<String, String> {
+async fn set_one(t: &mut TargetConn, s: &SeqValue) -> Result<String, ActionError> {
     let table = flat_table_name(&s.table);
+    let context = || format!("setting the next value of {}.{} to {}", s.table, s.column, s.next);
+    let driver = |source| ActionError::TargetDriver { context: context(), source };
     match t {
-        TargetConn::Mysql(c) => c.set_next_value(&table, s.next).await.map_err(|e| e.to_string()),
-        TargetConn::Sqlite(c) => c.set_next_value(&table, s.next),
+        TargetConn::Mysql(c) => c.set_next_value(&table, s.next).await.map_err(driver),
+        TargetConn::Sqlite(c) => {
+            c.set_next_value(&table, s.next).map_err(|e| ActionError::Failed(e).context(context()))
+        }
         TargetConn::Postgres(c) => {
             let table = SqlDialect::Postgres.table_ident(&s.table);
-            c.set_next_value(&table, &s.column, s.next).await.map_err(|e| e.to_string())
+            c.set_next_value(&table, &s.column, s.next).await.map_err(driver)
         }
     }
 }

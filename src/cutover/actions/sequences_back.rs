@@ -15,7 +15,6 @@ use super::sequences::{next_value, read_source};
 use super::{ActionError, Env, Outcome};
 use crate::mapping::naming::{flat_table_name, SqlDialect};
 use crate::plan::Plan;
-use crate::source::postgres::client;
 
 /// For `--dry-run`.
 pub fn describe(plan: &Plan, margin: i64) -> Vec<String> {
@@ -60,9 +59,7 @@ pub async fn sync_back(env: &mut Env<'_>, margin: i64) -> Result<Outcome, Action
         let target_next = max.map(|m| m.saturating_add(1)).into_iter().chain(auto).max().unwrap_or(1);
         let want = target_next.saturating_add(margin);
         let c = env.source().await?;
-        let err = |what: &str, e: tokio_postgres::Error| {
-            ActionError(format!("source: {what} {}: {}", s.sequence, client::error_text(&e)))
-        };
+        let err = |what: &str, e: tokio_postgres::Error| ActionError::source(format!("{what} {}", s.sequence), e);
         let r = c
             .query_one(
                 &format!(
