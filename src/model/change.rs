@@ -71,6 +71,9 @@ pub trait ChunkedTransaction: Send {
     /// The commit's header, with no changes.
     fn header(&self) -> Transaction;
 
+    /// How many changes it holds (for batch and memory bounds).
+    fn change_count(&self) -> u64;
+
     /// The next up to `max` changes as a chunk; `None` once all were read.
     fn next_chunk(&mut self, max: usize) -> Result<Option<Transaction>, ChunkError>;
 }

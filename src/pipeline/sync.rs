@@ -25,14 +25,15 @@ use super::backoff::Backoff;
 use super::batcher::{next_batch_items, BatchPolicy};
 use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
-use crate::model::{Lsn, ReplicaIdentity, TableName, TableSchema, Transaction};
+use crate::model::{ChunkedTransaction, Lsn, TableName, TableSchema, Transaction};
 use crate::plan::Plan;
 use crate::sink::writer::{SinkError, SinkWriter};
+use crate::sink::ChangeSink;
 use crate::sink::{TargetConn, TargetError};
-use crate::source::postgres::assembler::{AssemblerEvent, SpilledTransaction};
 use crate::source::postgres::catalog::{load_indexes, load_table, CatalogError, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
 use crate::source::postgres::client;
+use crate::source::{ChangeSource, SourceEvent};
 
 /// Why `sync` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -98,19 +99,14 @@ pub struct SyncOptions {
 pub type SharedMetrics = Arc<Mutex<SyncMetrics>>;
 
 /// One unit handed from the stream reader to the applier, in stream order.
-enum Item {
-    Tx(Transaction),
-    Spilled(SpilledTransaction),
-    Relation(Arc<TableSchema>),
-}
+type Item<L> = SourceEvent<L>;
 
-impl Item {
-    fn rows(&self) -> usize {
-        match self {
-            Item::Tx(t) => t.changes.len(),
-            Item::Spilled(s) => s.change_count as usize,
-            Item::Relation(_) => 0,
-        }
+/// Row changes in an item, for the batch bound.
+fn item_rows<L: ChunkedTransaction>(item: &Item<L>) -> usize {
+    match item {
+        SourceEvent::Transaction(t) => t.changes.len(),
+        SourceEvent::Large(l) => l.change_count() as usize,
+        SourceEvent::Relation(_) => 0,
     }
 }
 
@@ -191,7 +187,8 @@ async fn stream_once(
         continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
         temporary: false,
     };
-    let stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
+    let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
+    stream.match_on_catalog_keys(catalog_keys);
     let reader_pending = stream.pending_signal();
     tracing::info!(slot = %slot, from = %applied, "streaming changes");
     // With --until-caught-up, "caught up" means past a marker written now:
@@ -199,10 +196,10 @@ async fn stream_once(
     // it cannot tell a drained channel from a backlog still on its way.
     let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
 
-    let (item_tx, item_rx) = mpsc::channel::<Item>(64);
+    let (item_tx, item_rx) = mpsc::channel(64);
     let (confirm_tx, confirm_rx) = watch::channel(applied);
     let (wal_tx, wal_rx) = watch::channel(Lsn::ZERO);
-    let reader = read_stream(stream, item_tx, confirm_rx, wal_tx, catalog_keys);
+    let reader = read_stream(stream, item_tx, confirm_rx, wal_tx);
     let policy = BatchPolicy {
         max_rows: plan.apply.max_batch_rows.max(1),
         max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
@@ -285,14 +282,16 @@ async fn prepare_writer(
 }
 
 /// The reader: stream events in, items out; confirmations in from the
-/// applier. Whatever ends it, PostgreSQL is told what the target committed.
-async fn read_stream(
-    mut stream: ChangeStream,
-    item_tx: mpsc::Sender<Item>,
+/// applier. Whatever ends it, the source is told what the target committed.
+async fn read_stream<S: ChangeSource>(
+    mut stream: S,
+    item_tx: mpsc::Sender<Item<S::Large>>,
     mut confirm_rx: watch::Receiver<Lsn>,
     wal_tx: watch::Sender<Lsn>,
-    catalog_keys: HashMap<TableName, Vec<String>>,
-) -> Result<(), SyncError> {
+) -> Result<(), SyncError>
+where
+    SyncError: From<S::Error>,
+{
     let result: Result<(), SyncError> = async {
         loop {
             tokio::select! {
@@ -301,28 +300,13 @@ async fn read_stream(
                     let lsn = *confirm_rx.borrow_and_update();
                     stream.confirm(lsn);
                 }
-                ev = stream.next() => {
-                    let _ = wal_tx.send(stream.server_wal_end());
-                    let item = match ev? {
-                        // Only xdb ends the stream on purpose, and not
-                        // here: the server went away (shutdown, restart).
-                        None => return Err(SyncError::StreamEnded),
-                        Some(AssemblerEvent::Transaction(tx)) => Item::Tx(tx),
-                        Some(AssemblerEvent::Spilled(s)) => Item::Spilled(s),
-                        Some(AssemblerEvent::Relation { current, .. }) => {
-                            match with_catalog_key(&current, &catalog_keys) {
-                                Some(keyed) => {
-                                    let keyed = Arc::new(keyed);
-                                    stream.insert_relation(keyed.clone());
-                                    Item::Relation(keyed)
-                                }
-                                None => Item::Relation(current),
-                            }
-                        }
-                        Some(AssemblerEvent::Message { .. }) => continue,
-                    };
+                ev = stream.next_event() => {
+                    let _ = wal_tx.send(stream.source_end());
+                    // Only xdb ends the stream on purpose, and not here:
+                    // the server went away (shutdown, restart).
+                    let Some(item) = ev? else { return Err(SyncError::StreamEnded) };
                     // While the applier is behind (queue full), keep
-                    // telling the walsender we are alive, or
+                    // telling the source we are alive, or (PostgreSQL)
                     // wal_sender_timeout ends the connection.
                     let permit = loop {
                         tokio::select! {
@@ -330,7 +314,7 @@ async fn read_stream(
                             _ = tokio::time::sleep(STATUS_WHILE_BLOCKED) => {
                                 let lsn = *confirm_rx.borrow_and_update();
                                 stream.confirm(lsn);
-                                stream.send_status().await?;
+                                stream.keep_alive().await?;
                             }
                         }
                     };
@@ -348,8 +332,8 @@ async fn read_stream(
 }
 
 /// What the applier reads from and reports to the reader.
-struct ApplierChannels {
-    items: mpsc::Receiver<Item>,
+struct ApplierChannels<L> {
+    items: mpsc::Receiver<Item<L>>,
     /// Whether the reader holds more of the stream than it has queued.
     pending: watch::Receiver<bool>,
     confirm: watch::Sender<Lsn>,
@@ -359,9 +343,9 @@ struct ApplierChannels {
 /// The applier: batches of items applied with their position, each
 /// confirmed to the reader once committed. `Ok(true)` when the catch-up
 /// marker was passed, `Ok(false)` on a stop or when the reader ended.
-async fn apply_stream(
-    mut writer: SinkWriter,
-    mut ch: ApplierChannels,
+async fn apply_stream<K: ChangeSink, L: ChunkedTransaction>(
+    mut writer: K,
+    mut ch: ApplierChannels<L>,
     policy: BatchPolicy,
     marker: Option<Lsn>,
     metrics: &SharedMetrics,
@@ -374,7 +358,7 @@ async fn apply_stream(
             // latency on a quiet source, and under load the next batch
             // piles up while this one is applied.
             b = next_batch_items(
-                &mut ch.items, policy, &mut ch.pending, Item::rows, |i| matches!(i, Item::Tx(_)),
+                &mut ch.items, policy, &mut ch.pending, item_rows, |i| matches!(i, SourceEvent::Transaction(_)),
             ) => b,
             _ = &mut *stop => {
                 tracing::info!("stopping on signal: the batch in flight was committed or abandoned whole");
@@ -401,20 +385,6 @@ async fn apply_stream(
             return Ok(true);
         }
     }
-}
-
-/// `schema` (from the stream) with its catalog primary key, when the stream
-/// left the key empty (REPLICA IDENTITY FULL) and the catalog has one whose
-/// columns the stream carries.
-fn with_catalog_key(schema: &TableSchema, catalog_keys: &HashMap<TableName, Vec<String>>) -> Option<TableSchema> {
-    if schema.replica_identity != ReplicaIdentity::Full || !schema.primary_key.is_empty() {
-        return None;
-    }
-    let names = catalog_keys.get(&schema.name)?;
-    let pk = names.iter().map(|n| schema.column_index(n)).collect::<Option<Vec<usize>>>()?;
-    let mut keyed = schema.clone();
-    keyed.primary_key = pk;
-    Some(keyed)
 }
 
 /// The table as the target holds it. Columns added on the source since the
@@ -454,24 +424,27 @@ fn drift(e: SinkError) -> SyncError {
     }
 }
 
-async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &SharedMetrics) -> Result<(), SyncError> {
+async fn apply_items<K: ChangeSink, L: ChunkedTransaction>(
+    writer: &mut K,
+    batch: Vec<Item<L>>,
+    metrics: &SharedMetrics,
+) -> Result<(), SyncError> {
     let mut txs: Vec<Transaction> = Vec::new();
     for item in batch {
         match item {
-            Item::Tx(tx) => txs.push(tx),
-            Item::Spilled(mut s) => {
-                writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
-                writer.apply_spilled(&mut s).await?;
+            SourceEvent::Transaction(tx) => txs.push(tx),
+            SourceEvent::Large(mut large) => {
+                writer.apply(&std::mem::take(&mut txs)).await?;
+                writer.apply_large(&mut large).await?;
             }
-            Item::Relation(schema) => {
-                writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
-                writer.relation_changed(schema.clone()).await.map_err(drift)?;
-                writer.follow_generated(&schema.name, None).await.map_err(drift)?;
+            SourceEvent::Relation(schema) => {
+                writer.apply(&std::mem::take(&mut txs)).await?;
+                writer.relation_changed(schema).await.map_err(drift)?;
             }
         }
     }
     let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
-    writer.apply_with_retry(&txs).await?;
+    writer.apply(&txs).await?;
     if let Ok(mut m) = metrics.lock() {
         m.applied_lsn = writer.applied().0;
         m.applied_transactions += txs.len() as u64;

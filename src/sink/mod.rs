@@ -8,6 +8,7 @@
 //! variant in `conn` and `load`.
 
 pub mod apply_plan;
+pub mod change_sink;
 pub mod conn;
 pub mod debezium;
 pub mod dialect;
@@ -20,4 +21,5 @@ pub mod state;
 pub mod value_errors;
 pub mod writer;
 
+pub use change_sink::ChangeSink;
 pub use conn::{AppliedPosition, StateParam, TableState, TargetConn, TargetError};

@@ -1,6 +1,9 @@
 //! Sources of changes: PostgreSQL (forward), MySQL/MariaDB binlogs (reverse), a replicated log of Debezium events (NATS JetStream).
 
+pub mod change_source;
 pub mod mysql;
 pub mod nats;
 
 pub mod postgres;
+
+pub use change_source::{ChangeSource, SourceEvent};

@@ -509,6 +509,10 @@ impl std::fmt::Debug for SpilledTransaction {
 }
 
 impl crate::model::ChunkedTransaction for SpilledTransaction {
+    fn change_count(&self) -> u64 {
+        self.change_count
+    }
+
     fn header(&self) -> Transaction {
         Transaction {
             xid: self.xid,

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::assembler::{
-    AssemblerConfig, AssemblerError, AssemblerEvent, TransactionAssembler, TypeResolver, ValueDecoders,
+    AssemblerConfig, AssemblerError, AssemblerEvent, SpilledTransaction, TransactionAssembler, TypeResolver,
+    ValueDecoders,
 };
 use super::catalog::{CatalogError, TypeCache};
 use super::client::error_text;
@@ -26,8 +27,9 @@ use super::replication::{
     ReplicationClient, ReplicationError, ReplicationEvent, ReplicationStream, SnapshotAction, StartReplicationOptions,
 };
 use super::{value_binary, value_text};
-use crate::model::{Lsn, PgType};
+use crate::model::{Lsn, PgType, ReplicaIdentity, TableName, TableSchema};
 use crate::plan::SecretUrl;
+use crate::source::change_source::{ChangeSource, SourceEvent};
 
 /// The prefix of xdb's own heartbeat messages (filtered out of the stream).
 pub const HEARTBEAT_PREFIX: &str = "xdb.heartbeat";
@@ -207,7 +209,15 @@ pub struct ChangeStream {
     /// that batches close a batch at once instead of waiting for more that
     /// is not coming (see [`ChangeStream::pending_signal`]).
     holding: watch::Sender<bool>,
+    /// Primary keys (column names) from the catalog, for tables streamed
+    /// with REPLICA IDENTITY FULL (see [`ChangeStream::match_on_catalog_keys`]).
+    catalog_keys: HashMap<TableName, Vec<String>>,
     pub slot: SlotInfo,
+}
+
+/// A query on the catalog connection failed while doing `what`.
+fn sql(what: &str) -> impl Fn(tokio_postgres::Error) -> ChangeStreamError + '_ {
+    move |e| ChangeStreamError::Sql { what: what.to_string(), source: e }
 }
 
 impl ChangeStream {
@@ -219,70 +229,8 @@ impl ChangeStream {
         catalog: Client,
         config: &ChangeStreamConfig,
     ) -> Result<Self, ChangeStreamError> {
-        let sql = |what: &str| {
-            let what = what.to_string();
-            move |e: tokio_postgres::Error| ChangeStreamError::Sql { what: what.clone(), source: e }
-        };
-        let existing = catalog
-            .query_opt(
-                "SELECT plugin::text, active_pid, confirmed_flush_lsn::text, database::text, \
-                 database = current_database() FROM pg_replication_slots WHERE slot_name = $1",
-                &[&config.slot],
-            )
-            .await
-            .map_err(sql("reading pg_replication_slots"))?;
         let mut client = ReplicationClient::connect_url(url, &config.application_name).await?;
-        let slot = match existing {
-            Some(row) => {
-                if !row.get::<_, Option<bool>>(4).unwrap_or(false) {
-                    return Err(ChangeStreamError::SlotOtherDatabase {
-                        slot: config.slot.clone(),
-                        database: row.get::<_, Option<String>>(3).unwrap_or_else(|| "(physical slot)".into()),
-                    });
-                }
-                let plugin: Option<String> = row.get(0);
-                if plugin.as_deref() != Some("pgoutput") {
-                    return Err(ChangeStreamError::WrongPlugin {
-                        slot: config.slot.clone(),
-                        plugin: plugin.unwrap_or_default(),
-                    });
-                }
-                if let Some(pid) = row.get::<_, Option<i32>>(1) {
-                    if let Some(pid) = wait_until_slot_free(&catalog, &config.slot, pid)
-                        .await
-                        .map_err(sql("reading pg_replication_slots"))?
-                    {
-                        return Err(ChangeStreamError::SlotInUse { slot: config.slot.clone(), pid });
-                    }
-                }
-                let lsn: Option<String> = row.get(2);
-                let position = lsn.and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
-                if config.continuity == Continuity::Strict && position > config.start {
-                    return Err(ChangeStreamError::SlotAhead {
-                        slot: config.slot.clone(),
-                        confirmed: position,
-                        applied: config.start,
-                        bytes: position.0 - config.start.0,
-                    });
-                }
-                SlotInfo { created: false, position }
-            }
-            None if config.continuity != Continuity::Any => {
-                return Err(ChangeStreamError::SlotMissing { slot: config.slot.clone(), applied: config.start });
-            }
-            None => {
-                let created =
-                    client.create_replication_slot(&config.slot, config.temporary, SnapshotAction::NoExport).await?;
-                tracing::info!(
-                    slot = %config.slot,
-                    temporary = config.temporary,
-                    at = %created.consistent_point,
-                    "created replication slot"
-                );
-                SlotInfo { created: true, position: created.consistent_point }
-            }
-        };
-
+        let slot = Self::existing_or_new_slot(&catalog, &mut client, config).await?;
         let version: i32 = catalog
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await
@@ -313,8 +261,84 @@ impl ChangeStream {
             received: Lsn::ZERO,
             inflight: None,
             holding: watch::channel(false).0,
+            catalog_keys: HashMap::new(),
             slot,
         })
+    }
+
+    /// The slot to stream from: the existing one when it may be used
+    /// (invariant *slot continuity*), else a new one when `config` allows.
+    async fn existing_or_new_slot(
+        catalog: &Client,
+        client: &mut ReplicationClient,
+        config: &ChangeStreamConfig,
+    ) -> Result<SlotInfo, ChangeStreamError> {
+        let existing = catalog
+            .query_opt(
+                "SELECT plugin::text, active_pid, confirmed_flush_lsn::text, database::text, \
+                 database = current_database() FROM pg_replication_slots WHERE slot_name = $1",
+                &[&config.slot],
+            )
+            .await
+            .map_err(sql("reading pg_replication_slots"))?;
+        match existing {
+            Some(row) => Self::usable_slot(catalog, &row, config).await,
+            None if config.continuity != Continuity::Any => {
+                Err(ChangeStreamError::SlotMissing { slot: config.slot.clone(), applied: config.start })
+            }
+            None => {
+                let created =
+                    client.create_replication_slot(&config.slot, config.temporary, SnapshotAction::NoExport).await?;
+                tracing::info!(
+                    slot = %config.slot,
+                    temporary = config.temporary,
+                    at = %created.consistent_point,
+                    "created replication slot"
+                );
+                Ok(SlotInfo { created: true, position: created.consistent_point })
+            }
+        }
+    }
+
+    /// An existing slot, refused when it is in another database, another
+    /// plugin's, held by another session, or (strict continuity) confirmed
+    /// past what the target applied.
+    async fn usable_slot(
+        catalog: &Client,
+        row: &tokio_postgres::Row,
+        config: &ChangeStreamConfig,
+    ) -> Result<SlotInfo, ChangeStreamError> {
+        if !row.get::<_, Option<bool>>(4).unwrap_or(false) {
+            return Err(ChangeStreamError::SlotOtherDatabase {
+                slot: config.slot.clone(),
+                database: row.get::<_, Option<String>>(3).unwrap_or_else(|| "(physical slot)".into()),
+            });
+        }
+        let plugin: Option<String> = row.get(0);
+        if plugin.as_deref() != Some("pgoutput") {
+            return Err(ChangeStreamError::WrongPlugin {
+                slot: config.slot.clone(),
+                plugin: plugin.unwrap_or_default(),
+            });
+        }
+        if let Some(pid) = row.get::<_, Option<i32>>(1) {
+            if let Some(pid) =
+                wait_until_slot_free(catalog, &config.slot, pid).await.map_err(sql("reading pg_replication_slots"))?
+            {
+                return Err(ChangeStreamError::SlotInUse { slot: config.slot.clone(), pid });
+            }
+        }
+        let lsn: Option<String> = row.get(2);
+        let position = lsn.and_then(|s| s.parse().ok()).unwrap_or(Lsn::ZERO);
+        if config.continuity == Continuity::Strict && position > config.start {
+            return Err(ChangeStreamError::SlotAhead {
+                slot: config.slot.clone(),
+                confirmed: position,
+                applied: config.start,
+                bytes: position.0 - config.start.0,
+            });
+        }
+        Ok(SlotInfo { created: false, position })
     }
 
     /// The next event: a committed transaction (whole or spilled), a
@@ -492,6 +516,71 @@ impl ChangeStream {
         self.stream.send_status_update(false).await?;
         self.stream.stop().await?;
         Ok(())
+    }
+
+    /// pgoutput marks every column as key under REPLICA IDENTITY FULL (the
+    /// assembler then leaves the key empty): a table that has a primary
+    /// key in the catalog is matched on it, not on all its old values
+    /// (which finds nothing when a value does not compare equal on the
+    /// target, and fails outright on a PostgreSQL target for a `json`
+    /// column, which has no equality). Applies to the Relation messages
+    /// [`ChangeSource::next_event`] hands on from now.
+    pub fn match_on_catalog_keys(&mut self, keys: HashMap<TableName, Vec<String>>) {
+        self.catalog_keys = keys;
+    }
+
+    /// `schema` with its catalog primary key, installed in the assembler
+    /// so that the changes after it are keyed the same way.
+    fn keyed(&mut self, schema: Arc<TableSchema>) -> Arc<TableSchema> {
+        if schema.replica_identity != ReplicaIdentity::Full || !schema.primary_key.is_empty() {
+            return schema;
+        }
+        let Some(names) = self.catalog_keys.get(&schema.name) else { return schema };
+        let Some(pk) = names.iter().map(|n| schema.column_index(n)).collect::<Option<Vec<usize>>>() else {
+            return schema;
+        };
+        let mut keyed = (*schema).clone();
+        keyed.primary_key = pk;
+        let keyed = Arc::new(keyed);
+        self.assembler.insert_relation(keyed.clone());
+        keyed
+    }
+}
+
+impl ChangeSource for ChangeStream {
+    type Large = SpilledTransaction;
+    type Error = ChangeStreamError;
+
+    async fn next_event(&mut self) -> Result<Option<SourceEvent<SpilledTransaction>>, ChangeStreamError> {
+        loop {
+            return Ok(Some(match self.next().await? {
+                None => return Ok(None),
+                Some(AssemblerEvent::Transaction(tx)) => SourceEvent::Transaction(tx),
+                Some(AssemblerEvent::Spilled(s)) => SourceEvent::Large(s),
+                Some(AssemblerEvent::Relation { current, .. }) => SourceEvent::Relation(self.keyed(current)),
+                Some(AssemblerEvent::Message { .. }) => continue,
+            }));
+        }
+    }
+
+    fn confirm(&mut self, applied: Lsn) {
+        ChangeStream::confirm(self, applied)
+    }
+
+    async fn keep_alive(&mut self) -> Result<(), ChangeStreamError> {
+        self.send_status().await
+    }
+
+    fn source_end(&self) -> Lsn {
+        self.server_wal_end()
+    }
+
+    fn pending_signal(&self) -> watch::Receiver<bool> {
+        ChangeStream::pending_signal(self)
+    }
+
+    async fn close(self) -> Result<(), ChangeStreamError> {
+        ChangeStream::close(self).await
     }
 }
 

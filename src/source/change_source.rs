@@ -1,0 +1,57 @@
+//! What every change source offers the pipeline: committed transactions in
+//! commit order, each with its end position, and a way to be told what
+//! the target has made durable. The PostgreSQL slot reader implements it
+//! ([`crate::source::postgres::change_stream::ChangeStream`]); `sync`'s
+//! reader ([`crate::pipeline::sync`]) is written against this trait only,
+//! so the source-specific parts (pgoutput, keepalives, catalog keys) stay
+//! in the source's folder.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::model::{ChunkedTransaction, Lsn, TableSchema, Transaction};
+
+/// One unit of a change stream, in commit order.
+pub enum SourceEvent<L> {
+    /// A committed transaction held in memory; its end position is `end_lsn`.
+    Transaction(Transaction),
+    /// A committed transaction too large to hold, read back in chunks.
+    Large(L),
+    /// A table's shape as of this point of the stream: every later change
+    /// to the table has this shape (invariant *schema drift*).
+    Relation(Arc<TableSchema>),
+}
+
+/// A source of committed transactions (invariants *commit order*, *exactly
+/// once*: positions only move forward, and a position is released only
+/// through [`ChangeSource::confirm`], after the target committed it).
+pub trait ChangeSource: Send {
+    /// A transaction too large for memory.
+    type Large: ChunkedTransaction + 'static;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The next event; `None` when the source ended the stream (a server
+    /// shutting down: the caller reconnects). Cancel-safe between events.
+    fn next_event(&mut self) -> impl Future<Output = Result<Option<SourceEvent<Self::Large>>, Self::Error>> + Send;
+
+    /// Everything up to `applied` is durable on the target: the source may
+    /// release it (for PostgreSQL: the slot's confirmed position).
+    fn confirm(&mut self, applied: Lsn);
+
+    /// Called while the reader cannot hand anything on (the target is
+    /// behind): keeps the source's connection alive.
+    fn keep_alive(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The source's own end of the stream as last reported (for lag).
+    fn source_end(&self) -> Lsn;
+
+    /// `true` while the source holds data it has not handed on, `false`
+    /// while it waits for more: a batcher closes its batch when nothing is
+    /// queued and this is `false`.
+    fn pending_signal(&self) -> watch::Receiver<bool>;
+
+    /// Reports the last confirmed position and ends the stream cleanly.
+    fn close(self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
