@@ -382,98 +382,28 @@ impl Plan {
         Plan::parse(&text, path)
     }
 
-    /// Parses and validates plan text; `file` names it in errors.
+    /// Parses and validates plan text; `file` names it in errors. Phases:
+    /// the YAML, the tables and what names them, the numeric limits, the
+    /// source and target URLs (relative paths resolved against the plan's
+    /// directory), then the plan's secrets and target names registered.
     pub fn parse(text: &str, file: &Path) -> Result<Plan, PlanError> {
         let raw: RawPlan = with_base(&paths::plan_dir(file), || serde_yaml_ng::from_str(text))
             .map_err(|e| PlanError::from_yaml(file, text, &e))?;
-        let at_key = |key: &str, msg: String| PlanError::at_key(file, text, key, msg);
+        let at_key = |(key, msg): (String, String)| PlanError::at_key(file, text, &key, msg);
 
         if raw.name.trim().is_empty() {
-            return Err(at_key("name", "name must not be empty".into()));
+            return Err(at_key(("name".into(), "name must not be empty".into())));
         }
-        if raw.tables.is_empty() {
-            return Err(at_key(
-                "tables",
-                "tables is empty: list at least one table, e.g. tables: [public.orders]".into(),
-            ));
-        }
-        let mut tables: Vec<TableName> = Vec::with_capacity(raw.tables.len());
-        let mut only_tables = Vec::new();
-        for PlanTable(t, only) in raw.tables {
-            if tables.contains(&t) {
-                return Err(at_key("tables", format!("table {t} is listed twice")));
-            }
-            if only {
-                only_tables.push(t.clone());
-            }
-            tables.push(t);
-        }
-        for key in raw.mapping.columns.keys().chain(raw.mapping.policies.keys()) {
-            let known = tables.iter().any(|t| {
-                key.strip_prefix(&format!("{t}."))
-                    .or_else(|| (t.schema == "public").then(|| key.strip_prefix(&format!("{}.", t.name))).flatten())
-                    .is_some_and(|col| !col.is_empty())
-            });
-            if !known {
-                return Err(at_key(
-                    key,
-                    format!(
-                        "mapping entry {key:?} does not name a column of a planned table: write schema.table.column with a table from `tables`"
-                    ),
-                ));
-            }
-        }
-        let target_names = target_names(&raw.mapping.target_names, &tables, &raw.target.url.0)
-            .map_err(|(key, msg)| at_key(&key, msg))?;
-        if raw.copy.parallelism == Some(0) {
-            return Err(at_key("parallelism", "copy.parallelism must be at least 1".into()));
-        }
-        if raw.apply.max_batch_rows == 0 {
-            return Err(at_key("max_batch_rows", "apply.max_batch_rows must be at least 1".into()));
-        }
-        if raw.source.heartbeat_interval_secs == 0 {
-            return Err(at_key("heartbeat_interval_secs", "source.heartbeat_interval_secs must be at least 1".into()));
-        }
-        // A log source: the original PostgreSQL stands in `url` for every
-        // command but `sync` (catalog, `validate`, `check`).
-        let (source_url, log) = match raw.source.url.0.scheme().as_deref() {
-            Some("nats") => {
-                let pg = raw.source.validate_url.map(|u| u.0).filter(|u| u.scheme().as_deref() != Some("nats"));
-                let Some(pg) = pg else {
-                    return Err(at_key(
-                        "url",
-                        "a nats:// source needs source.validate_url: the original PostgreSQL (its catalog gives \
-                         the tables' types; `xdb validate` compares against it)"
-                            .into(),
-                    ));
-                };
-                crate::sink::nats::NatsTarget::parse(&raw.source.url.0, &raw.name).map_err(|e| at_key("url", e))?;
-                (pg, Some(raw.source.url.0))
-            }
-            _ => {
-                if let Some(u) = raw.source.validate_url {
-                    if u.0.scheme().as_deref() == Some("nats") {
-                        return Err(at_key("validate_url", "source.validate_url must be a PostgreSQL URL".into()));
-                    }
-                }
-                (raw.source.url.0, None)
-            }
-        };
+        let (tables, only_tables) = planned_tables(raw.tables).map_err(at_key)?;
+        check_mapping_keys(&raw.mapping, &tables).map_err(at_key)?;
+        let target_names = target_names(&raw.mapping.target_names, &tables, &raw.target.url.0).map_err(at_key)?;
+        check_limits(&raw.copy, &raw.apply, &raw.source).map_err(at_key)?;
+        let (source_url, log) = source_urls(raw.source.url.0, raw.source.validate_url, &raw.name).map_err(at_key)?;
         let default_name = default_object_name(&raw.name);
         let dir = paths::plan_dir(file);
         let mut mapping = raw.mapping;
         mapping.rules = mapping.rules.map(|r| paths::resolve(&dir, &r));
-        let target = match raw.target.url.0 {
-            TargetUrl::Sqlite(p) => TargetUrl::Sqlite(paths::resolve(&dir, &p)),
-            TargetUrl::Mysql(u) => TargetUrl::Mysql(SecretUrl::new(paths::absolutize_url_params(u.expose(), &dir))),
-            TargetUrl::Postgres(u) => {
-                TargetUrl::Postgres(SecretUrl::new(paths::absolutize_url_params(u.expose(), &dir)))
-            }
-            TargetUrl::Nats(u) => {
-                crate::sink::nats::NatsTarget::parse(&u, &raw.name).map_err(|e| at_key("url", e))?;
-                TargetUrl::Nats(u)
-            }
-        };
+        let target = resolved_target(raw.target.url.0, &dir, &raw.name).map_err(at_key)?;
         let plan = Plan {
             file: file.to_path_buf(),
             dir: dir.clone(),
@@ -537,4 +467,100 @@ impl Plan {
     pub fn scrub(&self, text: &str) -> String {
         crate::secrets::scrub(text)
     }
+}
+
+/// A plan error at a YAML key: the key and the message.
+type KeyError = (String, String);
+
+/// The planned tables in order (each once) and those marked `only`.
+fn planned_tables(raw: Vec<PlanTable>) -> Result<(Vec<TableName>, Vec<TableName>), KeyError> {
+    if raw.is_empty() {
+        return Err(("tables".into(), "tables is empty: list at least one table, e.g. tables: [public.orders]".into()));
+    }
+    let mut tables: Vec<TableName> = Vec::with_capacity(raw.len());
+    let mut only_tables = Vec::new();
+    for PlanTable(t, only) in raw {
+        if tables.contains(&t) {
+            return Err(("tables".into(), format!("table {t} is listed twice")));
+        }
+        if only {
+            only_tables.push(t.clone());
+        }
+        tables.push(t);
+    }
+    Ok((tables, only_tables))
+}
+
+/// Every `mapping.columns` and `mapping.policies` key names a column of a
+/// planned table (a misspelt one would otherwise be ignored silently).
+fn check_mapping_keys(mapping: &Mapping, tables: &[TableName]) -> Result<(), KeyError> {
+    for key in mapping.columns.keys().chain(mapping.policies.keys()) {
+        let known = tables.iter().any(|t| {
+            key.strip_prefix(&format!("{t}."))
+                .or_else(|| (t.schema == "public").then(|| key.strip_prefix(&format!("{}.", t.name))).flatten())
+                .is_some_and(|col| !col.is_empty())
+        });
+        if !known {
+            return Err((
+                key.clone(),
+                format!(
+                    "mapping entry {key:?} does not name a column of a planned table: write schema.table.column with a table from `tables`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_limits(copy: &Copy, apply: &Apply, source: &RawSource) -> Result<(), KeyError> {
+    if copy.parallelism == Some(0) {
+        return Err(("parallelism".into(), "copy.parallelism must be at least 1".into()));
+    }
+    if apply.max_batch_rows == 0 {
+        return Err(("max_batch_rows".into(), "apply.max_batch_rows must be at least 1".into()));
+    }
+    if source.heartbeat_interval_secs == 0 {
+        return Err(("heartbeat_interval_secs".into(), "source.heartbeat_interval_secs must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// The PostgreSQL URL every command but `sync` uses, and the log's URL
+/// for a log source: the original PostgreSQL stands in `validate_url`
+/// (catalog, `validate`, `check`).
+fn source_urls(
+    url: SecretUrl,
+    validate_url: Option<SourceUrlField>,
+    plan_name: &str,
+) -> Result<(SecretUrl, Option<SecretUrl>), KeyError> {
+    if url.scheme().as_deref() != Some("nats") {
+        if validate_url.is_some_and(|u| u.0.scheme().as_deref() == Some("nats")) {
+            return Err(("validate_url".into(), "source.validate_url must be a PostgreSQL URL".into()));
+        }
+        return Ok((url, None));
+    }
+    let Some(pg) = validate_url.map(|u| u.0).filter(|u| u.scheme().as_deref() != Some("nats")) else {
+        return Err((
+            "url".into(),
+            "a nats:// source needs source.validate_url: the original PostgreSQL (its catalog gives the tables' \
+             types; `xdb validate` compares against it)"
+                .into(),
+        ));
+    };
+    crate::sink::nats::NatsTarget::parse(&url, plan_name).map_err(|e| ("url".to_string(), e))?;
+    Ok((pg, Some(url)))
+}
+
+/// The target URL with relative file paths resolved against the plan's
+/// directory.
+fn resolved_target(url: TargetUrl, dir: &Path, plan_name: &str) -> Result<TargetUrl, KeyError> {
+    Ok(match url {
+        TargetUrl::Sqlite(p) => TargetUrl::Sqlite(paths::resolve(dir, &p)),
+        TargetUrl::Mysql(u) => TargetUrl::Mysql(SecretUrl::new(paths::absolutize_url_params(u.expose(), dir))),
+        TargetUrl::Postgres(u) => TargetUrl::Postgres(SecretUrl::new(paths::absolutize_url_params(u.expose(), dir))),
+        TargetUrl::Nats(u) => {
+            crate::sink::nats::NatsTarget::parse(&u, plan_name).map_err(|e| ("url".to_string(), e))?;
+            TargetUrl::Nats(u)
+        }
+    })
 }
