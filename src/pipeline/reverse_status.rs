@@ -14,7 +14,29 @@ use crate::source::mysql::binlog_stream::{binary_logs, current_position, gtid_po
 use crate::source::mysql::position::{file_number, BinlogPosition};
 use crate::source::postgres::client;
 
-/// The status as text lines.
+/// Where the way back stands on the target's binlog.
+struct Located {
+    conn: mysql_async::Conn,
+    label: String,
+    /// The position of the last applied transaction (the start before any).
+    applied_pos: BinlogPosition,
+    applied: Option<crate::sink::AppliedPosition>,
+    /// The target's binlog end, and the server it was read on.
+    end: BinlogPosition,
+    here: String,
+    /// The server the applied position was read on, when recorded.
+    read_on: Option<String>,
+}
+
+impl Located {
+    /// Read on another server than the one the target is now: a failover.
+    fn other_server(&self) -> bool {
+        self.read_on.as_deref().is_some_and(|s| s != self.here)
+    }
+}
+
+/// The status as text lines: the positions, then the lag and what the
+/// target retains, then warnings about retention.
 pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     if let Some(why) = unsupported_target(plan) {
         return Err(ReverseError::Refused(why.into()));
@@ -30,6 +52,23 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
         );
     };
     let _ = writeln!(out, "reverse start:   {start}");
+    let mut at = locate(plan, &pg, &start).await?;
+    let _ = writeln!(out, "applied:         {}", at.applied_pos);
+    let _ = writeln!(out, "target binlog:   {} on {}", at.end, at.here);
+    if at.other_server() {
+        let _ = writeln!(
+            out,
+            "NOTE: the applied position was read on another server ({}): a failover; sync --reverse resumes there at the GTID position",
+            at.read_on.clone().unwrap_or_default()
+        );
+    }
+    lag_and_retention(&mut at, &mut out).await?;
+    Ok(out)
+}
+
+/// The applied position (with its MariaDB GTID when it can be found) and
+/// the target's binlog end.
+async fn locate(plan: &Plan, pg: &tokio_postgres::Client, start: &BinlogPosition) -> Result<Located, ReverseError> {
     let mut source = TargetConn::connect(&TargetUrl::Postgres(plan.source.url.clone())).await?;
     // Before the first `sync --reverse` the state table may not exist yet.
     let has_state: bool = pg
@@ -47,7 +86,7 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     let here = server_identity(&mut conn, mariadb, &label).await?;
     // The position recorded with the last applied transaction (file,
     // offset, GTID position, server); before any: the start.
-    let recorded = reverse_position::read(&pg, &position_key(plan)).await?;
+    let recorded = reverse_position::read(pg, &position_key(plan)).await?;
     let mut applied_pos = match (&recorded, &applied) {
         (Some(r), _) => r.position.clone(),
         (None, Some(p)) => BinlogPosition::from_ordinal(p.applied_lsn, &start.file).unwrap_or(start.clone()),
@@ -58,25 +97,23 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     if applied_pos.gtid.is_none() && mariadb && !other_server {
         applied_pos.gtid = gtid_position_at(&mut conn, &applied_pos.file, applied_pos.pos).await;
     }
-    let gtid = applied_pos.gtid.as_ref().map(|g| g.to_string());
-    let _ = writeln!(out, "applied:         {applied_pos}");
-    let _ = writeln!(out, "target binlog:   {end} on {here}");
-    if other_server {
-        let _ = writeln!(
-            out,
-            "NOTE: the applied position was read on another server ({}): a failover; sync --reverse resumes there at the GTID position",
-            read_on.unwrap_or_default()
-        );
-    }
+    Ok(Located { conn, label, applied_pos, applied, end, here, read_on })
+}
+
+/// The lag in bytes and seconds, the binlogs retained and their expiry,
+/// and a warning when the unapplied part is gone or may soon be.
+async fn lag_and_retention(at: &mut Located, out: &mut String) -> Result<(), ReverseError> {
+    let gtid = at.applied_pos.gtid.as_ref().map(|g| g.to_string());
+    let other_server = at.other_server();
     // Binlog files with sizes: the lag in bytes and what is retained.
-    let logs = binary_logs(&mut conn, &label).await?;
+    let logs = binary_logs(&mut at.conn, &at.label).await?;
     // After the last commit the binlog may hold events of no transaction
     // (a binlog checkpoint after a rotation): the same GTID position on
     // both sides means every transaction is applied.
-    let end_gtids = end.gtid.as_ref().map(|g| g.to_string());
+    let end_gtids = at.end.gtid.as_ref().map(|g| g.to_string());
     let all_applied = gtid.is_some() && gtid == end_gtids;
-    let lag = if all_applied || other_server { 0 } else { bytes_between(&logs, &applied_pos, &end) };
-    let behind_s = match &applied {
+    let lag = if all_applied || other_server { 0 } else { bytes_between(&logs, &at.applied_pos, &at.end) };
+    let behind_s = match &at.applied {
         Some(p) if lag > 0 => Some((chrono::Utc::now().timestamp_micros() - p.applied_commit_time_us) as f64 / 1e6),
         _ => None,
     };
@@ -84,7 +121,7 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     let _ = writeln!(out, "lag:             {lag} bytes of binlog{behind}");
     let total: u64 = logs.iter().map(|(_, s)| s).sum();
     let _ = writeln!(out, "retained:        {} binlog file(s), {total} bytes", logs.len());
-    let expiry = expiry_seconds(&mut conn).await;
+    let expiry = expiry_seconds(&mut at.conn).await;
     match expiry {
         Some(e) => {
             let _ = writeln!(out, "binlog expiry:   {e:.0} s");
@@ -95,14 +132,17 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
     }
     if !other_server {
         if let Some((first, _)) = logs.first() {
-            if file_number(first) > file_number(&applied_pos.file) {
+            if file_number(first) > file_number(&at.applied_pos.file) {
                 let how = if gtid.is_some() {
                     "sync --reverse resumes at the GTID position, as long as the unapplied transactions are still there"
                 } else {
                     "no GTID position is recorded: the way back lost its place"
                 };
-                let _ =
-                    writeln!(out, "WARNING: the target no longer has {} (oldest is {first}): {how}", applied_pos.file);
+                let _ = writeln!(
+                    out,
+                    "WARNING: the target no longer has {} (oldest is {first}): {how}",
+                    at.applied_pos.file
+                );
             }
         }
     }
@@ -115,7 +155,7 @@ pub async fn report(plan: &Plan) -> Result<String, ReverseError> {
             );
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The target's binlog expiry in seconds (None: kept until purged).

@@ -20,9 +20,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::model::ChunkedTransaction as _;
-use crate::model::{Lsn, ReplicaIdentity, Transaction};
+use crate::model::{Lsn, ReplicaIdentity, TableSchema, Transaction};
 use crate::plan::Plan;
-use crate::source::postgres::assembler::AssemblerEvent;
+use crate::source::postgres::assembler::{AssemblerEvent, SpilledTransaction};
 use crate::source::postgres::catalog::{load_table, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError};
 use crate::source::postgres::{client, publication, streamable};
@@ -150,6 +150,9 @@ pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Res
     Ok(summary)
 }
 
+/// Prints events until a signal, the transaction limit, the end of the
+/// stream or a reader that went away; confirms what was printed unless
+/// `--no-ack`.
 async fn pump(
     stream: &mut ChangeStream,
     types: &mut TypeCache,
@@ -170,31 +173,16 @@ async fn pump(
             }
         };
         let Some(event) = event else { return Ok(()) };
-        match event {
+        let (printed, end) = match event {
             AssemblerEvent::Transaction(tx) => {
-                if !print(out, &tx, summary)? {
-                    return Ok(());
-                }
-                summary.transactions += u64::from(!tx.changes.is_empty());
-                if !options.no_ack {
-                    stream.confirm(tx.end_lsn);
-                }
+                let printed = print(out, &tx, summary)?;
+                summary.transactions += u64::from(printed && !tx.changes.is_empty());
+                (printed, Some(tx.end_lsn))
             }
             AssemblerEvent::Spilled(mut spilled) => {
-                loop {
-                    let changes = spilled.next_changes(SPILL_CHUNK).map_err(ChangeStreamError::from)?;
-                    if changes.is_empty() {
-                        break;
-                    }
-                    let chunk = Transaction { changes, ..spilled.header() };
-                    if !print(out, &chunk, summary)? {
-                        return Ok(());
-                    }
-                }
-                summary.transactions += 1;
-                if !options.no_ack {
-                    stream.confirm(spilled.end_lsn);
-                }
+                let printed = print_spilled(out, &mut spilled, summary)?;
+                summary.transactions += u64::from(printed);
+                (printed, Some(spilled.end_lsn))
             }
             AssemblerEvent::Message { xid, transactional, lsn, prefix, content } => {
                 let line = json!({
@@ -205,36 +193,60 @@ async fn pump(
                     "prefix": prefix,
                     "content": String::from_utf8_lossy(&content),
                 });
-                if !write_line(out, &line)? || !flush(out)? {
-                    return Ok(());
-                }
+                (write_line(out, &line)? && flush(out)?, None)
             }
             AssemblerEvent::Relation { previous, current } => {
                 if previous.as_ref().is_some_and(|p| p.columns != current.columns) {
                     tracing::info!(table = %current.name, "the table's columns changed on the source");
                 }
-                // pgoutput marks every column as key under REPLICA IDENTITY
-                // FULL; the catalog knows the real primary key, if any.
-                if current.replica_identity == ReplicaIdentity::Full && current.primary_key.is_empty() {
-                    let catalog_schema =
-                        load_table(stream.catalog(), types, &current.name).await.map_err(ChangeStreamError::from)?;
-                    if let Some(s) = catalog_schema.filter(|s| !s.primary_key.is_empty()) {
-                        let names: Vec<&str> = s.primary_key.iter().map(|&i| s.columns[i].name.as_str()).collect();
-                        let pk: Vec<usize> = current
-                            .columns
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, c)| names.contains(&c.name.as_str()))
-                            .map(|(i, _)| i)
-                            .collect();
-                        let mut richer = (*current).clone();
-                        richer.primary_key = pk;
-                        stream.insert_relation(Arc::new(richer));
-                    }
-                }
+                key_from_catalog(stream, types, current).await?;
+                (true, None)
             }
+        };
+        if !printed {
+            return Ok(());
+        }
+        if let Some(end) = end.filter(|_| !options.no_ack) {
+            stream.confirm(end);
         }
     }
+}
+
+/// A large transaction, chunk by chunk. False when the reader went away.
+fn print_spilled(
+    out: &mut dyn Write,
+    spilled: &mut SpilledTransaction,
+    summary: &mut TailSummary,
+) -> Result<bool, TailError> {
+    loop {
+        let changes = spilled.next_changes(SPILL_CHUNK).map_err(ChangeStreamError::from)?;
+        if changes.is_empty() {
+            return Ok(true);
+        }
+        let chunk = Transaction { changes, ..spilled.header() };
+        if !print(out, &chunk, summary)? {
+            return Ok(false);
+        }
+    }
+}
+
+/// pgoutput marks every column as key under REPLICA IDENTITY FULL; the
+/// catalog knows the real primary key, if any, and the changes that
+/// follow are printed with it.
+async fn key_from_catalog(
+    stream: &mut ChangeStream,
+    types: &mut TypeCache,
+    current: Arc<TableSchema>,
+) -> Result<(), TailError> {
+    if current.replica_identity != ReplicaIdentity::Full || !current.primary_key.is_empty() {
+        return Ok(());
+    }
+    let catalog_schema = load_table(stream.catalog(), types, &current.name).await.map_err(ChangeStreamError::from)?;
+    if let Some(s) = catalog_schema {
+        let names: Vec<String> = s.primary_key.iter().map(|&i| s.columns[i].name.clone()).collect();
+        stream.keyed_on(current, &names);
+    }
+    Ok(())
 }
 
 /// Prints a transaction's changes and flushes. False when the reader went

@@ -506,11 +506,6 @@ impl ChangeStream {
         &self.catalog
     }
 
-    /// Replaces a relation's schema with a richer one (catalog primary key).
-    pub fn insert_relation(&mut self, schema: Arc<crate::model::TableSchema>) {
-        self.assembler.insert_relation(schema);
-    }
-
     /// Sends the confirmed position and ends the stream cleanly.
     pub async fn close(mut self) -> Result<(), ChangeStreamError> {
         self.stream.send_status_update(false).await?;
@@ -529,13 +524,23 @@ impl ChangeStream {
         self.catalog_keys = keys;
     }
 
-    /// `schema` with its catalog primary key, installed in the assembler
-    /// so that the changes after it are keyed the same way.
+    /// `schema` with its catalog primary key (from
+    /// [`ChangeStream::match_on_catalog_keys`]).
     fn keyed(&mut self, schema: Arc<TableSchema>) -> Arc<TableSchema> {
-        if schema.replica_identity != ReplicaIdentity::Full || !schema.primary_key.is_empty() {
+        match self.catalog_keys.get(&schema.name).cloned() {
+            Some(names) => self.keyed_on(schema, &names),
+            None => schema,
+        }
+    }
+
+    /// `schema`, when streamed under REPLICA IDENTITY FULL without a key,
+    /// keyed on the columns `names` (its catalog primary key) and installed
+    /// in the assembler so that the changes after it are keyed the same
+    /// way; otherwise `schema` as it is.
+    pub fn keyed_on(&mut self, schema: Arc<TableSchema>, names: &[String]) -> Arc<TableSchema> {
+        if schema.replica_identity != ReplicaIdentity::Full || !schema.primary_key.is_empty() || names.is_empty() {
             return schema;
         }
-        let Some(names) = self.catalog_keys.get(&schema.name) else { return schema };
         let Some(pk) = names.iter().map(|n| schema.column_index(n)).collect::<Option<Vec<usize>>>() else {
             return schema;
         };
