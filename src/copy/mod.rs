@@ -136,6 +136,7 @@ impl CopyError {
             CopyError::Replication(e) => e.is_retryable(),
             CopyError::Target(e) => e.is_retryable(),
             CopyError::SourceConnect(e) => e.retryable,
+            CopyError::Publication(e) => e.is_retryable(),
             CopyError::SourceSql(e) | CopyError::Catalog(CatalogError::Query { source: e, .. }) => {
                 crate::error_policy::postgres(e).is_transient()
             }

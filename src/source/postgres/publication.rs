@@ -13,8 +13,12 @@ pub const CREATED_BY_XDB: &str = "created by xdb";
 /// Publication setup failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublicationError {
-    #[error("publication {publication}: {reason}")]
-    Sql { publication: String, reason: String },
+    #[error("publication {publication}: {}", error_text(source))]
+    Sql {
+        publication: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error(
         "publication {publication} exists but does not include {missing}: run \
          ALTER PUBLICATION {publication} ADD TABLE {missing}; (as its owner) or name another publication in the plan"
@@ -41,6 +45,23 @@ pub enum PublicationError {
     OmitsGenerated { publication: String },
 }
 
+impl PublicationError {
+    /// A source restarting or away (by SQLSTATE); a publication in the
+    /// wrong shape is the operator's to fix.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PublicationError::Sql { source, .. } => crate::error_policy::postgres(source).is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// What `pg_publication.pubgencols` says for `name`: `n` (none) or `s`
+/// (stored generated columns are published). PostgreSQL 18 and later.
+async fn published_generated(client: &Client, name: &str) -> Result<String, tokio_postgres::Error> {
+    Ok(client.query_one("SELECT pubgencols::text FROM pg_publication WHERE pubname = $1", &[&name]).await?.get(0))
+}
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -53,8 +74,7 @@ pub async fn ensure(
     tables: &[TableName],
     only: &[TableName],
 ) -> Result<bool, PublicationError> {
-    let err =
-        |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
+    let err = |source: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), source };
     let exists =
         client.query_opt("SELECT puballtables FROM pg_publication WHERE pubname = $1", &[&name]).await.map_err(err)?;
     let version: i32 =
@@ -126,8 +146,7 @@ pub async fn ensure(
 /// or the stream names leaf partitions that are not in the plan. xdb fixes
 /// its own publication; someone else's is refused with the statement.
 async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> Result<(), PublicationError> {
-    let err =
-        |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
+    let err = |source: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), source };
     let via_root: bool = client
         .query_one("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", &[&name])
         .await
@@ -169,13 +188,8 @@ async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> R
 /// computes them itself (`mapping::generated`), so a publication that sends
 /// them for a planned table is refused with the statement.
 async fn refuse_published_generated(client: &Client, name: &str, tables: &[TableName]) -> Result<(), PublicationError> {
-    let err =
-        |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
-    let gencols: String = client
-        .query_one("SELECT pubgencols::text FROM pg_publication WHERE pubname = $1", &[&name])
-        .await
-        .map_err(err)?
-        .get(0);
+    let err = |source: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), source };
+    let gencols = published_generated(client, name).await.map_err(err)?;
     if gencols == "n" {
         return Ok(());
     }
@@ -205,13 +219,8 @@ async fn refuse_published_generated(client: &Client, name: &str, tables: &[Table
 /// generated columns. xdb sets it on its own publication; someone else's
 /// is refused with the statement.
 async fn publish_generated(client: &Client, name: &str) -> Result<(), PublicationError> {
-    let err =
-        |e: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), reason: error_text(&e) };
-    let gencols: String = client
-        .query_one("SELECT pubgencols::text FROM pg_publication WHERE pubname = $1", &[&name])
-        .await
-        .map_err(err)?
-        .get(0);
+    let err = |source: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), source };
+    let gencols = published_generated(client, name).await.map_err(err)?;
     if gencols == "s" {
         return Ok(());
     }
