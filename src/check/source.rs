@@ -214,6 +214,9 @@ fn role_check(f: &ServerFacts, s: &mut CheckSection) {
     }
 }
 
+/// Per planned table: it exists (else the closest name), the role may read
+/// it, it has a key the stream can match rows on, and what only its
+/// partitions or kind can refuse.
 async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<Vec<TableSchema>, String> {
     let mut types = catalog::TypeCache::new();
     let mut found = Vec::new();
@@ -233,48 +236,10 @@ async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<V
             );
             continue;
         };
-        let can_select: bool =
-            c.query_one("SELECT has_table_privilege($1::oid, 'SELECT')", &[&schema.oid]).await.map_err(q)?.get(0);
-        if !can_select {
-            s.fail(
-                format!("{t}: no SELECT privilege for the source role"),
-                format!("GRANT SELECT ON {} TO {};", t.pg_quoted(), pg_ident(&current_user(c).await?)),
-            );
-        }
-        let key_desc = match (schema.primary_key.is_empty(), schema.replica_identity) {
-            (_, ReplicaIdentity::Full) => Some("REPLICA IDENTITY FULL".to_string()),
-            (false, ReplicaIdentity::Default) | (false, ReplicaIdentity::Index) => Some(format!(
-                "primary key ({})",
-                schema.primary_key.iter().map(|&i| schema.columns[i].name.as_str()).collect::<Vec<_>>().join(", ")
-            )),
-            (_, ReplicaIdentity::Nothing) => None,
-            (true, _) => None,
-        };
+        let can_select = select_privilege(c, t, &schema, s).await?;
+        let key_desc = key_description(&schema);
         if key_desc.is_some() {
-            // What only the partitions or the table's kind can refuse
-            // (a leaf without a key, an inheritance parent, PostgreSQL 12).
-            match crate::source::postgres::streamable::check(c, std::slice::from_ref(t), &plan.only_tables)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Ok(()) => {}
-                Err(refused) => {
-                    for u in refused.0 {
-                        s.fail(format!("{t}: {}", u.reason), u.fix);
-                    }
-                }
-            }
-            let partitions: i64 = c
-                .query_one("SELECT count(*) FROM pg_partition_tree($1::oid::regclass) WHERE isleaf", &[&schema.oid])
-                .await
-                .map_err(q)?
-                .get(0);
-            if partitions > 0 {
-                s.info(format!(
-                    "{t}: partitioned ({partitions} partitions now): copied as one table and streamed via its root, \
-                     so partitions created or attached later follow; on the target it is one plain table"
-                ));
-            }
+            streamability(c, plan, t, &schema, s).await?;
         }
         match key_desc {
             Some(k) if can_select => s.pass(format!("{t}: {} columns, {k}", schema.columns.len())),
@@ -294,6 +259,70 @@ async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<V
     }
     money_scale(c, &found, s).await?;
     Ok(found)
+}
+
+/// Whether the source role may SELECT the table (a ✘ with the GRANT if not).
+async fn select_privilege(
+    c: &Client,
+    t: &TableName,
+    schema: &TableSchema,
+    s: &mut CheckSection,
+) -> Result<bool, String> {
+    let can_select: bool =
+        c.query_one("SELECT has_table_privilege($1::oid, 'SELECT')", &[&schema.oid]).await.map_err(q)?.get(0);
+    if !can_select {
+        s.fail(
+            format!("{t}: no SELECT privilege for the source role"),
+            format!("GRANT SELECT ON {} TO {};", t.pg_quoted(), pg_ident(&current_user(c).await?)),
+        );
+    }
+    Ok(can_select)
+}
+
+/// What the stream matches rows on, or `None` when it could not match
+/// updates and deletes at all.
+fn key_description(schema: &TableSchema) -> Option<String> {
+    match (schema.primary_key.is_empty(), schema.replica_identity) {
+        (_, ReplicaIdentity::Full) => Some("REPLICA IDENTITY FULL".to_string()),
+        (false, ReplicaIdentity::Default) | (false, ReplicaIdentity::Index) => Some(format!(
+            "primary key ({})",
+            schema.primary_key.iter().map(|&i| schema.columns[i].name.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+        (_, ReplicaIdentity::Nothing) => None,
+        (true, _) => None,
+    }
+}
+
+/// What only the partitions or the table's kind can refuse (a leaf
+/// without a key, an inheritance parent, PostgreSQL 12), and how a
+/// partitioned table is carried.
+async fn streamability(
+    c: &Client,
+    plan: &Plan,
+    t: &TableName,
+    schema: &TableSchema,
+    s: &mut CheckSection,
+) -> Result<(), String> {
+    if let Err(refused) = crate::source::postgres::streamable::check(c, std::slice::from_ref(t), &plan.only_tables)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        for u in refused.0 {
+            s.fail(format!("{t}: {}", u.reason), u.fix);
+        }
+    }
+    let partitions: i64 = c
+        .query_one("SELECT count(*) FROM pg_partition_tree($1::oid::regclass) WHERE isleaf", &[&schema.oid])
+        .await
+        .map_err(q)?
+        .get(0);
+    if partitions > 0 {
+        s.info(format!(
+            "{t}: partitioned ({partitions} partitions now): copied as one table and streamed via its root, \
+             so partitions created or attached later follow; on the target it is one plain table"
+        ));
+    }
+    Ok(())
 }
 
 /// How `money` amounts are read, when a planned table has one: the
