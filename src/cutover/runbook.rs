@@ -593,18 +593,14 @@ fn start_reverse_placement(before: &[Step], n: usize, step: &Step) -> Result<(),
     Ok(())
 }
 
+/// One step: its name, its one action, its keys; a wait gets the step's
+/// timeout or is refused without one.
 fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
     let Value::Mapping(map) = item else {
         return Err(Ctx { step: Some((n, String::new())), key: None }
             .err("a step must be a mapping with `name:` and one action"));
     };
-    let name = match map.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(_) => {
-            return Err(Ctx { step: Some((n, String::new())), key: Some("name") }.err("name must be non-empty text"))
-        }
-        None => return Err(Ctx { step: Some((n, String::new())), key: None }.err("missing `name:`")),
-    };
+    let name = step_name(n, map)?;
     let at = |key: &'static str| Ctx { step: Some((n, name.clone())), key: Some(key) };
     let mut action = None;
     let mut step = Step {
@@ -644,44 +640,57 @@ fn parse_step(n: usize, item: &Value) -> Result<Step, RunbookError> {
                 }
                 action = Some(parse_action(&ctx, k, v)?);
             }
-            other => {
-                let mut all: Vec<&str> = ACTIONS.to_vec();
-                all.extend_from_slice(STEP_KEYS);
-                let is_actionish = !STEP_KEYS.iter().any(|s| strsim::normalized_damerau_levenshtein(other, s) >= 0.5);
-                let what = if is_actionish { "unknown action or key" } else { "unknown key" };
-                return Err(Ctx { step: Some((n, name.clone())), key: None }.err(format!(
-                    "{what} `{other}`{}; actions: {}; step keys: {}",
-                    did_you_mean(other, &all),
-                    ACTIONS.join(", "),
-                    STEP_KEYS.join(", ")
-                )));
-            }
+            other => return Err(unknown_step_key(n, &name, other)),
         }
     }
     let Some(action) = action else {
         return Err(at("name").err(format!("the step has no action: add one of {}", ACTIONS.join(", "))));
     };
-    // A wait without a limit could hang a cutover forever.
+    step.action = bounded_wait(action, step.timeout, &at)?;
+    Ok(step)
+}
+
+fn step_name(n: usize, map: &serde_yaml_ng::Mapping) -> Result<String, RunbookError> {
+    match map.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(_) => Err(Ctx { step: Some((n, String::new())), key: Some("name") }.err("name must be non-empty text")),
+        None => Err(Ctx { step: Some((n, String::new())), key: None }.err("missing `name:`")),
+    }
+}
+
+/// A key that is neither an action nor a step key, with the closest of both.
+fn unknown_step_key(n: usize, name: &str, other: &str) -> RunbookError {
+    let mut all: Vec<&str> = ACTIONS.to_vec();
+    all.extend_from_slice(STEP_KEYS);
+    let is_actionish = !STEP_KEYS.iter().any(|s| strsim::normalized_damerau_levenshtein(other, s) >= 0.5);
+    let what = if is_actionish { "unknown action or key" } else { "unknown key" };
+    Ctx { step: Some((n, name.to_string())), key: None }.err(format!(
+        "{what} `{other}`{}; actions: {}; step keys: {}",
+        did_you_mean(other, &all),
+        ACTIONS.join(", "),
+        STEP_KEYS.join(", ")
+    ))
+}
+
+/// A wait without a limit could hang a cutover forever: it takes the
+/// step's timeout, and without one it is refused.
+fn bounded_wait<'a>(
+    action: Action,
+    step_timeout: Option<Duration>,
+    at: &impl Fn(&'static str) -> Ctx<'a>,
+) -> Result<Action, RunbookError> {
     match &action {
         Action::WaitForLag { timeout, .. } | Action::WaitForCatchup { timeout } if timeout.is_zero() => {
-            match step.timeout {
-                Some(t) => {
-                    step.action = with_timeout(action.clone(), t);
-                }
-                None => {
-                    return Err(at(action.kind()).err(format!(
-                        "{} needs a timeout (e.g. {{ timeout: 2m }}) so a stuck target cannot hang the cutover",
-                        action.kind()
-                    )))
-                }
+            match step_timeout {
+                Some(t) => Ok(with_timeout(action.clone(), t)),
+                None => Err(at(action.kind()).err(format!(
+                    "{} needs a timeout (e.g. {{ timeout: 2m }}) so a stuck target cannot hang the cutover",
+                    action.kind()
+                ))),
             }
         }
-        _ => step.action = action,
+        _ => Ok(action),
     }
-    if matches!(step.action, Action::ResumeSourceWrites) && step.rollback.is_empty() {
-        // Nothing to add: resuming writes has no natural inverse.
-    }
-    Ok(step)
 }
 
 /// `v` with `${VAR}` (and `${VAR:-default}`, `${file:…}`) filled in in
