@@ -12,8 +12,17 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Option<String> {
     conn.query_first::<Option<String>, _>(sql).await.ok().flatten().flatten()
 }
 
-/// Adds one item per requirement to `out`.
+/// Adds one item per requirement to `out`: the binlog's format, its
+/// retention, GTIDs, then the user's privileges.
 pub async fn binlog_settings(conn: &mut mysql_async::Conn, mariadb: bool, out: &mut CheckSection) {
+    binlog_format(conn, out).await;
+    retention(conn, out).await;
+    gtids(conn, mariadb, out).await;
+    privileges(conn, mariadb, out).await;
+}
+
+/// On, row-based, full row images.
+async fn binlog_format(conn: &mut mysql_async::Conn, out: &mut CheckSection) {
     let restart = "in the server's configuration ([mysqld] section) and restart it";
     match var(conn, "log_bin").await.as_deref() {
         Some("1") | Some("ON") => out.pass("log_bin is on"),
@@ -39,6 +48,9 @@ pub async fn binlog_settings(conn: &mut mysql_async::Conn, mariadb: bool, out: &
             format!("SET GLOBAL binlog_row_image = 'FULL'; and `binlog_row_image = FULL` {restart}"),
         ),
     }
+}
+
+async fn retention(conn: &mut mysql_async::Conn, out: &mut CheckSection) {
     let seconds = var(conn, "binlog_expire_logs_seconds").await.and_then(|v| v.parse::<f64>().ok());
     let days = var(conn, "expire_logs_days").await.and_then(|v| v.parse::<f64>().ok());
     let retention = match (seconds, days) {
@@ -54,8 +66,11 @@ pub async fn binlog_settings(conn: &mut mysql_async::Conn, mariadb: bool, out: &
         }
         Some(s) => out.pass(format!("binlogs are kept {:.1} days", s / 86_400.0)),
     }
-    // GTIDs: where file:offset means nothing any more (the file purged,
-    // a failover to another server), the way back resumes by its GTID.
+}
+
+/// Where file:offset means nothing any more (the file purged, a failover
+/// to another server), the way back resumes by its GTID.
+async fn gtids(conn: &mut mysql_async::Conn, mariadb: bool, out: &mut CheckSection) {
     if mariadb {
         out.pass("GTIDs: MariaDB logs them always (the way back resumes by GTID after a purge or a failover)");
     } else {
@@ -71,6 +86,10 @@ pub async fn binlog_settings(conn: &mut mysql_async::Conn, mariadb: bool, out: &
             ),
         }
     }
+}
+
+/// REPLICATION SLAVE for the dump, a monitor privilege for the position.
+async fn privileges(conn: &mut mysql_async::Conn, mariadb: bool, out: &mut CheckSection) {
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
     let all = grants.join("\n").to_ascii_uppercase();
     let has = |p: &str| all.contains("ALL PRIVILEGES ON *.*") || all.contains(p);
