@@ -13,6 +13,28 @@ use crate::support::{env, text, unique, MyDb, PgDb, PlanFile};
 
 const APP_PASSWORD: &str = "app_pw_7f3k";
 
+/// A runbook whose one step is resuming source writes.
+const RESUME_STEP: &str = "  steps:\n    - name: Resume\n      resume_source_writes: {}\n";
+
+/// A runbook whose one step freezes `role`'s writes (rolled back by resuming them).
+fn freeze_step(role: &str) -> String {
+    format!(
+        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{role}] }}\n      rollback: resume_source_writes\n"
+    )
+}
+
+/// A fresh directory under the system's temp dir.
+fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The URL of a SQLite target file in `dir`.
+fn sqlite_in(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("t.db").display())
+}
+
 /// A login role for "the application", dropped (with its settings) on drop.
 struct AppRole {
     name: String,
@@ -265,8 +287,7 @@ async fn a_full_cutover_freezes_the_app_proves_and_syncs_sequences_then_resume_r
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_verify_rolls_back_newest_first_and_the_source_is_writable_again() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_sqlite"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_sqlite");
     let sqlite = dir.join("t.db");
     let log =
         |n: &str| format!("{{ sql: {{ on: source, statements: \"INSERT INTO rb_log (what) VALUES ('{n}')\" }} }}");
@@ -318,8 +339,7 @@ async fn a_failing_verify_rolls_back_newest_first_and_the_source_is_writable_aga
 async fn resume_continues_at_the_failed_step_and_runs_nothing_twice() {
     let (db, _app) = source().await;
     db.exec("CREATE TABLE flag (x int)").await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_sqlite"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_sqlite");
     let sqlite = dir.join("t.db");
     let ins = |n: &str| format!("sql: {{ on: source, statements: \"INSERT INTO rb_log (what) VALUES ('{n}')\" }}");
     let cutover = format!(
@@ -363,8 +383,7 @@ async fn resume_continues_at_the_failed_step_and_runs_nothing_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_runbook_then_resume_completes_without_repeating_a_step() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_kill"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_kill");
     let flag = dir.join("go");
     let cutover = format!(
         r#"  steps:
@@ -381,8 +400,7 @@ async fn kill_9_mid_runbook_then_resume_completes_without_repeating_a_step() {
         app = app.name,
         flag = flag.display()
     );
-    let plan =
-        PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &sqlite_in(&dir), &cutover));
     let mut child = cutover_cmd(&plan.path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -493,8 +511,7 @@ fn invalid_runbooks_are_refused_with_step_and_location() {
 async fn sync_sequences_on_sqlite_and_postgres_targets() {
     let (db, _app) = source().await;
     // SQLite: an AUTOINCREMENT table gets its sqlite_sequence row.
-    let dir = std::env::temp_dir().join(unique("xdb_cut_seq"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_seq");
     let sqlite = dir.join("t.db");
     {
         let c = rusqlite::Connection::open(&sqlite).unwrap();
@@ -531,8 +548,7 @@ async fn sync_sequences_on_sqlite_and_postgres_targets() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_for_catchup_and_lag_follow_the_applied_position_on_the_target() {
     let (db, _app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_lag"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_lag");
     let sqlite = dir.join("t.db");
     let target_url = format!("sqlite://{}", sqlite.display());
     let yaml = plan_yaml(
@@ -581,9 +597,8 @@ async fn wait_for_catchup_and_lag_follow_the_applied_position_on_the_target() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_whole_database_freeze_spares_xdbs_own_role_and_resumes_exactly() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_db"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let dir = scratch_dir("xdb_cut_db");
+    let target = sqlite_in(&dir);
     let steps = "  steps:\n    - name: Freeze everything\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n    - name: xdb still writes\n      sql: { on: source, statements: \"INSERT INTO rb_log (what) VALUES ('xdb')\" }\n";
     let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, steps));
     let out = run(&plan.path, &[]);
@@ -591,11 +606,7 @@ async fn a_whole_database_freeze_spares_xdbs_own_role_and_resumes_exactly() {
     let e = app_write(&db, &app).await.unwrap_err();
     assert!(e.contains("read-only transaction"), "{e}");
 
-    let resume = PlanFile::new(&plan_yaml(
-        &db.super_url(),
-        &target,
-        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
-    ));
+    let resume = PlanFile::new(&plan_yaml(&db.super_url(), &target, RESUME_STEP));
     let j = journal(&plan.path);
     let out = run(&resume.path, &["--journal", j.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -616,8 +627,7 @@ async fn a_whole_database_freeze_spares_xdbs_own_role_and_resumes_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_breached_post_check_rolls_back_and_counts_the_writes_the_target_took_after_the_switch() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_post"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_post");
     let sqlite = dir.join("t.db");
     rusqlite::Connection::open(&sqlite)
         .unwrap()
@@ -665,9 +675,8 @@ async fn a_breached_post_check_rolls_back_and_counts_the_writes_the_target_took_
 async fn end_to_end_with_sync_streaming_and_the_application_writing() {
     let (db, app) = source().await;
     db.exec("ALTER TABLE orders OWNER TO xdb_repl").await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_e2e"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let dir = scratch_dir("xdb_cut_e2e");
+    let target = sqlite_in(&dir);
     let slot = unique("xdb_cut_e2e");
     let common = |url: &str, cutover: &str| {
         format!(
@@ -776,14 +785,12 @@ async fn end_to_end_with_sync_streaming_and_the_application_writing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_step_aborts_and_runs_the_rollbacks() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_term"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_term");
     let cutover = format!(
         "  steps:\n    - name: Stop writes\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n    - name: Long\n      command: sleep 30\n",
         app.name
     );
-    let plan =
-        PlanFile::new(&plan_yaml(&db.super_url(), &format!("sqlite://{}", dir.join("t.db").display()), &cutover));
+    let plan = PlanFile::new(&plan_yaml(&db.super_url(), &sqlite_in(&dir), &cutover));
     let child = cutover_cmd(&plan.path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -861,13 +868,9 @@ async fn resume_after_a_rollback_validates_again_and_does_not_switch_on_stale_pr
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tampered_journal_value_is_refused_not_executed() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_inj"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let target = format!("sqlite://{}", dir.join("t.db").display());
-    let steps = format!(
-        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
-        app.name
-    );
+    let dir = scratch_dir("xdb_cut_inj");
+    let target = sqlite_in(&dir);
+    let steps = freeze_step(&app.name);
     let plan = PlanFile::new(&plan_yaml(&db.super_url(), &target, &steps));
     let out = run(&plan.path, &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -878,11 +881,7 @@ async fn a_tampered_journal_value_is_refused_not_executed() {
     assert!(tampered.contains("injected"), "the journal records the previous value: {tampered}");
     std::fs::write(&j, tampered).unwrap();
 
-    let resume = PlanFile::new(&plan_yaml(
-        &db.super_url(),
-        &target,
-        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
-    ));
+    let resume = PlanFile::new(&plan_yaml(&db.super_url(), &target, RESUME_STEP));
     let out = run(&resume.path, &["--journal", j.to_str().unwrap()]);
     let o = text(&out);
     assert_eq!(out.status.code(), Some(1), "{o}");
@@ -901,9 +900,8 @@ async fn a_tampered_journal_value_is_refused_not_executed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn journals_live_in_the_state_directory_per_source_and_never_beside_the_plan() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_state"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let dir = scratch_dir("xdb_cut_state");
+    let target = sqlite_in(&dir);
     let steps = format!(
         "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n    - name: Resume\n      resume_source_writes: {{}}\n",
         app.name
@@ -942,24 +940,13 @@ async fn journals_live_in_the_state_directory_per_source_and_never_beside_the_pl
     assert!(out.status.success() && !text(&out).contains("recorded as stopped"), "{}", text(&out));
 
     // A freeze record written for another source is not honoured here.
-    let freeze_only = PlanFile::new(&plan_yaml(
-        &db.super_url(),
-        &target,
-        &format!(
-            "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
-            app.name
-        ),
-    ));
+    let freeze_only = PlanFile::new(&plan_yaml(&db.super_url(), &target, &freeze_step(&app.name)));
     let other = dir.join("other.jsonl");
     let out = run(&freeze_only.path, &["--journal", other.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let moved = std::fs::read_to_string(&other).unwrap().replace(&sysid, "1234567890");
     std::fs::write(&other, moved).unwrap();
-    let resume = PlanFile::new(&plan_yaml(
-        &db.super_url(),
-        &target,
-        "  steps:\n    - name: Resume\n      resume_source_writes: {}\n",
-    ));
+    let resume = PlanFile::new(&plan_yaml(&db.super_url(), &target, RESUME_STEP));
     let out = run(&resume.path, &["--journal", other.to_str().unwrap()]);
     let o = text(&out);
     assert_eq!(out.status.code(), Some(1), "{o}");
@@ -974,9 +961,8 @@ async fn journals_live_in_the_state_directory_per_source_and_never_beside_the_pl
 #[tokio::test(flavor = "multi_thread")]
 async fn a_freeze_that_changed_nothing_is_not_reported_as_one() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_noown"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let target = format!("sqlite://{}", dir.join("t.db").display());
+    let dir = scratch_dir("xdb_cut_noown");
+    let target = sqlite_in(&dir);
     let steps =
         "  steps:\n    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n";
     // The application's own login as the plan's source: not the owner.
@@ -1000,10 +986,7 @@ async fn a_freeze_that_changed_nothing_is_not_reported_as_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cutover_whose_target_is_the_source_is_refused() {
     let (db, app) = source().await;
-    let steps = format!(
-        "  steps:\n    - name: Freeze\n      stop_source_writes: {{ roles: [{}] }}\n      rollback: resume_source_writes\n",
-        app.name
-    );
+    let steps = freeze_step(&app.name);
     // Same database, another login: the URL text differs, the database does not.
     let plan = PlanFile::new(&plan_yaml(&db.super_url(), &db.repl_url(), &steps));
     let out = run(&plan.path, &[]);
@@ -1020,8 +1003,7 @@ async fn a_cutover_whose_target_is_the_source_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_past_the_freeze_status_sync_and_cutover_say_the_source_is_frozen() {
     let (db, app) = source().await;
-    let dir = std::env::temp_dir().join(unique("xdb_cut_k9f"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("xdb_cut_k9f");
     let sqlite = dir.join("t.db");
     // A target table xdb did not fill: `sync` stops at once after its notice.
     rusqlite::Connection::open(&sqlite)
