@@ -124,3 +124,8 @@ done
 if [ -n "${rate[postgres]:-}" ] && [ -n "${rate[native]:-}" ]; then
   python3 -c "print(f'xdb → PostgreSQL / native: {${rate[postgres]} / ${rate[native]}:.2f}x')"
 fi
+# Leaves no slot (native's is kept by its subscription's SET slot_name = NONE) and no database.
+q "$XDB_PG_SUPER_URL" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC' AND NOT active" >/dev/null
+q "$XDB_PG_SUPER_URL" "DROP DATABASE IF EXISTS xdb_backlog_t WITH (FORCE)" >/dev/null
+q "$XDB_PG_SUPER_URL" "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null
+[[ " $TARGETS " == *" mysql "* ]] && mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS xdb_backlog" || true

@@ -54,3 +54,82 @@ ALTER TABLE orders OWNER TO xdb_repl; ALTER SEQUENCE orders_id_seq OWNER TO xdb_
 VACUUM ANALYZE orders;
 SQL
 }
+
+# ---- the copy and its hand-made peers (copy.sh, peers.sh) ----
+# They expect PGBASE (the super URL without its database), MYARGS (mariadb
+# client arguments), XDB (the binary) and WORK (a scratch directory).
+
+# The orders columns as the hand pipes load them into MySQL/MariaDB and
+# SQLite (timestamps as UTC text, booleans as 0/1).
+SELECT_FLAT="SELECT id, customer_id, title, amount, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), doc::text, CASE WHEN paid THEN 1 ELSE 0 END, ref::text, note FROM orders"
+
+secs_since() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.3f}')" "$1"; }
+
+# A one-table plan for SRC's orders into TARGET_URL, written to FILE.
+orders_plan() { # SRC TARGET_URL SLOT FILE
+  cat > "$4" <<YAML
+name: bench
+source:
+  url: $PGBASE/$1
+  slot: $3
+  publication: $3
+target:
+  url: $2
+tables: [public.orders]
+YAML
+}
+
+# Creates the target table exactly as xdb would, for a hand pipe to load into.
+schema_apply() { # SRC TARGET_URL
+  orders_plan "$1" "$2" xdb_bench_schema "$WORK/schema.yaml"
+  "$XDB" schema --apply --plan "$WORK/schema.yaml" >/dev/null
+}
+
+# `xdb snapshot` of SRC's orders into TARGET_URL, timed: sets XDB_SECONDS
+# and XDB_RSS_MB (peak RSS); drops the slot and publication it made.
+xdb_snapshot() { # SRC TARGET_URL SLOT
+  local t0
+  orders_plan "$1" "$2" "$3" "$WORK/plan.yaml"
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$WORK/rss" "$XDB" snapshot --plan "$WORK/plan.yaml" >"$WORK/xdb.log" 2>&1 \
+    || { tail -20 "$WORK/xdb.log"; return 1; }
+  XDB_SECONDS=$(secs_since "$t0")
+  XDB_RSS_MB=$(( $(cat "$WORK/rss") / 1024 ))
+  psql "$PGBASE/$1" -qAtc "SELECT pg_drop_replication_slot('$3')" >/dev/null 2>&1 || true
+  psql "$PGBASE/$1" -qAtc "DROP PUBLICATION IF EXISTS $3" >/dev/null 2>&1 || true
+}
+
+# The hand pipe into MariaDB: psql \copy | LOAD DATA LOCAL INFILE, into the
+# table xdb creates (same types, CHECKs, collation); DB is recreated empty
+# afterwards. Sets BASE (seconds).
+hand_mariadb() { # SRC DB ROWS
+  local t0 n url="mysql://xdb:$XDB_MYSQL_PASSWORD@127.0.0.1:$XDB_MYSQL_PORT/$2"
+  mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS $2; CREATE DATABASE $2"
+  schema_apply "$1" "$url"
+  t0=$(now)
+  psql "$PGBASE/$1" -qAtc "\\copy ($SELECT_FLAT) TO STDOUT" \
+    | mariadb "${MYARGS[@]}" --local-infile=1 "$2" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE orders"
+  BASE=$(secs_since "$t0")
+  n=$(mariadb "${MYARGS[@]}" -N -e "SELECT COUNT(*) FROM $2.orders")
+  [ "$n" = "$3" ] || { echo "hand pipe loaded $n rows, expected $3"; return 1; }
+  mariadb "${MYARGS[@]}" -e "DROP DATABASE $2; CREATE DATABASE $2"
+}
+
+# The hand pipe into SQLite: psql \copy to a TSV file, sqlite3 .import,
+# into FILE (recreated). Sets BASE (seconds).
+hand_sqlite() { # SRC FILE
+  local t0
+  rm -f "$2" "$WORK/orders.tsv"
+  schema_apply "$1" "sqlite://$2"
+  t0=$(now)
+  psql "$PGBASE/$1" -qAtc "\\copy ($SELECT_FLAT) TO STDOUT" > "$WORK/orders.tsv"
+  sqlite3 "$2" ".mode tabs" ".import $WORK/orders.tsv orders"
+  BASE=$(secs_since "$t0")
+  rm -f "$2" "$WORK/orders.tsv"
+}
+
+# An empty PostgreSQL database DB owned by xdb_repl.
+pg_fresh_db() { # DB
+  psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1
+  psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $1 OWNER xdb_repl" >/dev/null
+}

@@ -5,7 +5,9 @@
 //! the log says whether the group was merged (`applied set-based`), the
 //! target must equal the source, and `xdb validate` must agree.
 
-use crate::support::{self, ok, pg_rows, plan, xdb, PgDb, PlanFile, Target};
+use std::time::Duration;
+
+use crate::support::{self, kill9, ok, pg_rows, plan, spawn, wait_until, xdb, PgDb, PlanFile, Target};
 
 const MERGED: &str = "applied set-based";
 
@@ -217,5 +219,68 @@ async fn a_spilled_transaction_merges_each_chunk_alone() {
     let (s, tg) = both(&db, t, "big").await;
     assert_eq!(s.len(), 8000);
     assert_eq!(tg, s);
+    validate(&plan);
+}
+
+/// What decides the merge (no foreign key, trigger or other unique index
+/// on the target table) is read again for every merged group, inside its
+/// transaction: a foreign key added on the target while `sync` runs, on
+/// the same connection, is obeyed from the next group on. A key deleted
+/// and inserted again must cascade to the target's child rows, as a
+/// DELETE then INSERT does on the statement path. (It was read once per
+/// connection: a running sync kept merging, the key's last image became
+/// one UPDATE, and the child rows silently stayed.)
+#[tokio::test]
+async fn a_foreign_key_added_while_sync_runs_is_seen_by_the_next_group() {
+    let db = PgDb::create("xdb_merge_live").await;
+    db.exec(
+        "CREATE TABLE o (id int PRIMARY KEY, v int);
+         ALTER TABLE o OWNER TO xdb_repl;
+         INSERT INTO o SELECT g, 0 FROM generate_series(1, 100) g;",
+    )
+    .await;
+    let target = Target::Postgres(PgDb::create("xdb_merge_live_t").await);
+    let plan = plan(&db, &target, "o", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let Target::Postgres(t) = &target else { unreachable!() };
+    let tc = t.super_client().await;
+    let count = |sql: &'static str| {
+        let tc = &tc;
+        async move { tc.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let mut sync = spawn(&plan, &["sync", "--log", "info,xdb::sink::postgres::merge=debug"]);
+
+    // A first group, merged: the table's catalog is read on this connection.
+    db.exec("BEGIN; UPDATE o SET v = 1; UPDATE o SET v = 2; COMMIT;").await;
+    wait_until("the first group on the target", Duration::from_secs(60), || async {
+        count("SELECT count(*) FROM o WHERE v = 2").await == 100
+    })
+    .await;
+
+    // A child table on the target only, cascading deletes of o's rows.
+    tc.batch_execute(
+        "CREATE TABLE child (id int PRIMARY KEY, o_id int REFERENCES o (id) ON DELETE CASCADE);
+         ALTER TABLE child OWNER TO xdb_repl;
+         INSERT INTO child VALUES (1, 5), (2, 6);",
+    )
+    .await
+    .unwrap();
+    db.exec(
+        "BEGIN; UPDATE o SET v = 3 WHERE id <= 40; DELETE FROM o WHERE id = 5; INSERT INTO o VALUES (5, 50);
+         UPDATE o SET v = 4 WHERE id <= 40 AND id <> 5; COMMIT;",
+    )
+    .await;
+    wait_until("the second group on the target", Duration::from_secs(60), || async {
+        count("SELECT count(*) FROM o WHERE v = 4").await == 39
+    })
+    .await;
+    kill9(&mut sync);
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut sync.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains(MERGED), "the first group was merged: {log}");
+    assert_eq!(count("SELECT count(*) FROM child WHERE o_id = 5").await, 0, "the delete of key 5 cascaded: {log}");
+    assert_eq!(log.matches(MERGED).count(), 1, "the second group was not: {log}");
+    assert_eq!(count("SELECT count(*) FROM child").await, 1);
+    assert_eq!(count("SELECT v::bigint FROM o WHERE id = 5").await, 50);
     validate(&plan);
 }

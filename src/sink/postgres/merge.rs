@@ -206,40 +206,46 @@ pub enum MergeError {
     Mismatch { table: TableName, op: &'static str, matched: u64, expected: u64 },
 }
 
-/// Per connection: which target tables may be merged (catalog checked once
-/// per table and connection).
-#[derive(Debug, Default)]
-pub struct MergeState {
-    mergeable: HashMap<String, bool>,
+/// Whether the target table `lit` (a quoted regclass literal) has nothing
+/// that would see the order of changes to different keys (module doc).
+fn mergeable_expr(lit: &str) -> String {
+    format!(
+        "(NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = {lit}::regclass AND indisunique AND NOT indisprimary) \
+         AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE contype IN ('f', 'x') \
+           AND (conrelid = {lit}::regclass OR confrelid = {lit}::regclass)) \
+         AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {lit}::regclass AND NOT tgisinternal) \
+         AND EXISTS (SELECT 1 FROM pg_index WHERE indrelid = {lit}::regclass AND indisprimary))"
+    )
 }
 
-/// Whether the target table has nothing that would see the order of
-/// changes to different keys (module doc).
-const MERGEABLE_SQL: &str = "SELECT NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::text::regclass \
-       AND indisunique AND NOT indisprimary) \
-     AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE contype IN ('f', 'x') \
-       AND (conrelid = $1::text::regclass OR confrelid = $1::text::regclass)) \
-     AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal) \
-     AND EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::text::regclass AND indisprimary)";
-
 impl PgConn {
-    /// Whether `table` (a target table, quoted) may be merged; cached per
-    /// connection.
-    pub async fn mergeable(&mut self, table: &MappedTable) -> Result<bool, MergeError> {
-        if let Some(&m) = self.merge.mergeable.get(&table.target_ident) {
-            return Ok(m);
-        }
-        let m: bool = self
+    /// Whether each of `tables` may be merged, read inside the open
+    /// transaction — every group, not once per connection, so that a
+    /// unique index, foreign key or trigger added on the target while
+    /// `sync` runs is obeyed from the next group on (invariant *no silent
+    /// no-op*: a trigger must see every change). The tables are locked
+    /// `ROW EXCLUSIVE` first (what the merge's own writes take anyway):
+    /// `CREATE INDEX`, `CREATE TRIGGER` and `ADD FOREIGN KEY` wait for that
+    /// lock, so what is read stays true until this transaction commits
+    /// (`CREATE INDEX CONCURRENTLY` commits its catalog row first, which
+    /// the read sees, or else waits for this transaction before the index
+    /// takes rows). One round trip for the whole group.
+    pub async fn mergeable_now(&mut self, tables: &[&MappedTable]) -> Result<Vec<bool>, MergeError> {
+        let idents: Vec<&str> = tables.iter().map(|t| t.target_ident.as_str()).collect();
+        let checks: Vec<String> =
+            idents.iter().map(|i| mergeable_expr(&format!("'{}'", i.replace('\'', "''")))).collect();
+        let sql = format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE; SELECT {}", idents.join(", "), checks.join(", "));
+        let context = || format!("reading the indexes, foreign keys and triggers of {}", idents.join(", "));
+        let messages = self
             .client
-            .query_one(MERGEABLE_SQL, &[&table.target_ident])
+            .simple_query(&sql)
             .await
-            .map_err(|e| MergeError::Sql {
-                context: format!("reading {}'s indexes", table.target_ident),
-                source: e.into(),
-            })?
-            .get(0);
-        self.merge.mergeable.insert(table.target_ident.clone(), m);
-        Ok(m)
+            .map_err(|e| MergeError::Sql { context: context(), source: e.into() })?;
+        let row = messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        });
+        Ok((0..tables.len()).map(|i| row.and_then(|r| r.get(i)) == Some("t")).collect())
     }
 
     /// Applies one folded table inside the open transaction (module doc).
@@ -347,28 +353,28 @@ pub async fn apply_group(
     if txs.iter().map(|t| t.changes.len()).sum::<usize>() < MIN_CHANGES {
         return Ok(false);
     }
-    let mut ok: HashMap<TableName, bool> = HashMap::new();
+    // The group's tables, each once.
+    let mut tables: Vec<&Arc<MappedTable>> = Vec::new();
     for change in txs.iter().flat_map(|t| &t.changes) {
         let table = match change {
             Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => table,
             Change::Truncate { .. } => return Ok(false),
         };
-        if ok.contains_key(&table.name) {
-            continue;
-        }
-        let m = match mapped.get(&table.name) {
+        match mapped.get(&table.name) {
             // An unplanned table (a publication shared with others): the
             // statement path knows what to skip.
-            None => false,
-            Some(_) if unique.get(&table.name).is_some_and(|u| !u.is_empty()) => false,
-            Some(m) => c.mergeable(m).await?,
-        };
-        if !m {
-            return Ok(false);
+            None => return Ok(false),
+            Some(_) if unique.get(&table.name).is_some_and(|u| !u.is_empty()) => return Ok(false),
+            Some(m) if !tables.iter().any(|t| Arc::ptr_eq(t, m)) => tables.push(m),
+            Some(_) => {}
         }
-        ok.insert(table.name.clone(), m);
     }
-    let Some(folded) = fold(txs, skip, |t| ok.get(&t.name).copied().unwrap_or(false)) else { return Ok(false) };
+    let refs: Vec<&MappedTable> = tables.iter().map(|t| t.as_ref()).collect();
+    if c.mergeable_now(&refs).await?.contains(&false) {
+        return Ok(false);
+    }
+    // Every table of the group passed above.
+    let Some(folded) = fold(txs, skip, |_| true) else { return Ok(false) };
     for f in &folded {
         let m = mapped.get(&f.table.name).expect("checked above");
         c.apply_merged(m, f).await?;

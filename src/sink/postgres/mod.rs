@@ -26,8 +26,6 @@ pub struct PgConn {
     /// The target for messages (password masked).
     pub label: String,
     statements: HashMap<String, tokio_postgres::Statement>,
-    /// What the set-based apply knows about this connection's tables.
-    merge: merge::MergeState,
 }
 
 impl PgConn {
@@ -37,7 +35,7 @@ impl PgConn {
             reason: e.reason.clone(),
             retry: if e.retryable { Retry::Transient } else { Retry::Fatal },
         })?;
-        Ok(PgConn { client, label: u.redacted(), statements: HashMap::new(), merge: Default::default() })
+        Ok(PgConn { client, label: u.redacted(), statements: HashMap::new() })
     }
 
     pub async fn execute(&mut self, sql: &str) -> Result<(), DriverError> {
