@@ -43,7 +43,7 @@ pub enum SyncError {
     #[error("source: {0}")]
     Stream(#[from] ChangeStreamError),
     #[error("{0}")]
-    Sink(#[from] SinkError),
+    Sink(SinkError),
     #[error("source: {0}")]
     SourceConnect(#[from] client::ConnectError),
     #[error("source: {0}")]
@@ -60,6 +60,16 @@ pub enum SyncError {
     NoTargetTable(String),
     #[error("{0}")]
     SchemaDrift(String),
+}
+
+/// A schema change the writer stops on is the command's own error.
+impl From<SinkError> for SyncError {
+    fn from(e: SinkError) -> Self {
+        match e {
+            SinkError::SchemaDrift(m) => SyncError::SchemaDrift(m),
+            other => SyncError::Sink(other),
+        }
+    }
 }
 
 impl SyncError {
@@ -249,7 +259,7 @@ async fn prepare_writer(
         writer.expect_dropped_columns(table, extra);
     }
     for s in schemas.values() {
-        writer.follow_generated(&s.name, Some(s)).await.map_err(drift)?;
+        writer.follow_generated(&s.name, Some(s)).await?;
     }
     // The copy rebuilt the source's unique indexes on the target: the writer
     // must keep source order wherever one of them could see it.
@@ -350,7 +360,10 @@ async fn apply_stream<K: ChangeSink, L: ChunkedTransaction>(
     marker: Option<Lsn>,
     metrics: &SharedMetrics,
     stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> Result<bool, SyncError> {
+) -> Result<bool, SyncError>
+where
+    SyncError: From<K::Error>,
+{
     loop {
         let batch = tokio::select! {
             // Applied as soon as nothing more is queued or on its way
@@ -416,35 +429,30 @@ async fn as_on_target(
     Ok((restricted, extra))
 }
 
-/// A schema change the writer stops on is the command's own error.
-fn drift(e: SinkError) -> SyncError {
-    match e {
-        SinkError::SchemaDrift(m) => SyncError::SchemaDrift(m),
-        other => SyncError::Sink(other),
-    }
-}
-
 async fn apply_items<K: ChangeSink, L: ChunkedTransaction>(
     writer: &mut K,
     batch: Vec<Item<L>>,
     metrics: &SharedMetrics,
-) -> Result<(), SyncError> {
+) -> Result<(), SyncError>
+where
+    SyncError: From<K::Error>,
+{
     let mut txs: Vec<Transaction> = Vec::new();
     for item in batch {
         match item {
             SourceEvent::Transaction(tx) => txs.push(tx),
             SourceEvent::Large(mut large) => {
-                writer.apply(&std::mem::take(&mut txs)).await?;
+                writer.apply(&mut std::mem::take(&mut txs)).await?;
                 writer.apply_large(&mut large).await?;
             }
             SourceEvent::Relation(schema) => {
-                writer.apply(&std::mem::take(&mut txs)).await?;
-                writer.relation_changed(schema).await.map_err(drift)?;
+                writer.apply(&mut std::mem::take(&mut txs)).await?;
+                writer.relation_changed(schema).await?;
             }
         }
     }
     let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
-    writer.apply(&txs).await?;
+    writer.apply(&mut txs).await?;
     if let Ok(mut m) = metrics.lock() {
         m.applied_lsn = writer.applied().0;
         m.applied_transactions += txs.len() as u64;

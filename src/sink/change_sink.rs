@@ -15,23 +15,28 @@ use crate::model::{ChunkedTransaction, Lsn, TableSchema, Transaction};
 /// The futures are not `Send`: the SQLite connection is not `Sync`, and an
 /// applier runs in the task that owns its sink.
 pub trait ChangeSink {
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Applies `txs` (commit order) and the end position of the last one in
     /// one target transaction, retrying what the error policy calls
-    /// transient.
-    fn apply(&mut self, txs: &[Transaction]) -> impl Future<Output = Result<(), SinkError>>;
+    /// transient. A sink may complete the changes in place first (values
+    /// the source did not send, such as recomputed generated columns).
+    fn apply(&mut self, txs: &mut [Transaction]) -> impl Future<Output = Result<(), Self::Error>>;
 
     /// Applies one large transaction, all its chunks in one target transaction.
-    fn apply_large(&mut self, tx: &mut dyn ChunkedTransaction) -> impl Future<Output = Result<(), SinkError>>;
+    fn apply_large(&mut self, tx: &mut dyn ChunkedTransaction) -> impl Future<Output = Result<(), Self::Error>>;
 
     /// A table's new shape, before any change that has it.
-    fn relation_changed(&mut self, schema: Arc<TableSchema>) -> impl Future<Output = Result<(), SinkError>>;
+    fn relation_changed(&mut self, schema: Arc<TableSchema>) -> impl Future<Output = Result<(), Self::Error>>;
 
     /// The end position of the last committed source transaction.
     fn applied(&self) -> Lsn;
 }
 
 impl ChangeSink for SinkWriter {
-    async fn apply(&mut self, txs: &[Transaction]) -> Result<(), SinkError> {
+    type Error = SinkError;
+
+    async fn apply(&mut self, txs: &mut [Transaction]) -> Result<(), SinkError> {
         self.apply_with_retry(txs).await
     }
 
