@@ -135,21 +135,33 @@ pub fn event(
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// One column of a schema-change event read back.
+#[derive(Debug, Clone)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub type_oid: u32,
+    pub typmod: i32,
+    pub nullable: bool,
+    pub default: Option<String>,
+    pub identity: bool,
+    /// Part of the replica-identity key.
+    pub key: bool,
+}
+
 /// A schema-change event read back: the table, its columns (types still
 /// to resolve), the key and the renames.
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub table: TableName,
     pub table_oid: u32,
-    /// name, type OID, typmod, nullable, default, identity, replica-identity key.
-    pub columns: Vec<(String, u32, i32, bool, Option<String>, bool, bool)>,
+    pub columns: Vec<ColumnSpec>,
     pub primary_key: Vec<String>,
     pub renamed: Vec<(String, String)>,
 }
 
 impl Parsed {
     pub fn signature(&self) -> Signature {
-        self.columns.iter().map(|c| (c.0.clone(), c.1, c.2)).collect()
+        self.columns.iter().map(|c| (c.name.clone(), c.type_oid, c.typmod)).collect()
     }
 
     /// The table's schema, types resolved through the original source's
@@ -162,14 +174,14 @@ impl Parsed {
         base: Option<&TableSchema>,
     ) -> Result<TableSchema, CatalogError> {
         let mut columns = Vec::with_capacity(self.columns.len());
-        for (name, oid, typmod, nullable, default, identity, key) in &self.columns {
-            let mut c = Column::new(name.clone(), types.resolve(client, *oid, *typmod).await?);
-            c.type_oid = *oid;
-            c.typmod = *typmod;
-            c.nullable = *nullable;
-            c.default = default.clone();
-            c.identity = *identity;
-            c.is_key = *key;
+        for s in &self.columns {
+            let mut c = Column::new(s.name.clone(), types.resolve(client, s.type_oid, s.typmod).await?);
+            c.type_oid = s.type_oid;
+            c.typmod = s.typmod;
+            c.nullable = s.nullable;
+            c.default = s.default.clone();
+            c.identity = s.identity;
+            c.is_key = s.key;
             columns.push(c);
         }
         let primary_key =
@@ -198,15 +210,15 @@ pub fn parse(v: &Json) -> Result<Parsed, String> {
         .ok_or("no tableChanges[0].table.columns")?
         .iter()
         .map(|c| {
-            Ok((
-                c["name"].as_str().ok_or("a column without name")?.to_string(),
-                c["nativeType"].as_u64().ok_or("a column without nativeType")? as u32,
-                c["typmod"].as_i64().unwrap_or(-1) as i32,
-                c["optional"].as_bool().unwrap_or(true),
-                c["defaultValueExpression"].as_str().map(str::to_string),
-                c["autoIncremented"].as_bool().unwrap_or(false),
-                c["key"].as_bool().unwrap_or(false),
-            ))
+            Ok(ColumnSpec {
+                name: c["name"].as_str().ok_or("a column without name")?.to_string(),
+                type_oid: c["nativeType"].as_u64().ok_or("a column without nativeType")? as u32,
+                typmod: c["typmod"].as_i64().unwrap_or(-1) as i32,
+                nullable: c["optional"].as_bool().unwrap_or(true),
+                default: c["defaultValueExpression"].as_str().map(str::to_string),
+                identity: c["autoIncremented"].as_bool().unwrap_or(false),
+                key: c["key"].as_bool().unwrap_or(false),
+            })
         })
         .collect::<Result<Vec<_>, &str>>()?;
     let strings = |j: &Json| -> Vec<String> {
@@ -261,6 +273,6 @@ mod tests {
         assert_eq!(p.signature(), signature(&t));
         assert_eq!(p.primary_key, ["id"]);
         assert_eq!(p.renamed, [("amount".to_string(), "price".to_string())]);
-        assert_eq!(p.columns[1].4.as_deref(), Some("1.50"));
+        assert_eq!(p.columns[1].default.as_deref(), Some("1.50"));
     }
 }

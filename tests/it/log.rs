@@ -632,3 +632,97 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     let v = xdb(&consumer, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
+
+/// `xdb status`, `xdb cleanup` and `xdb cutover` on the two plans of a log:
+/// the producer's position (slot confirmed LSN, what the log holds) and a
+/// consumer's (stream sequence, lag in messages); cleanup removes the
+/// producer's slot and publication (the stream only with --drop-stream) and
+/// a consumer's state on its target, never the original source's; cutover
+/// refuses both, naming the commands that do it for a plan pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_plans_have_status_cleanup_and_a_cutover_refusal() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_ops").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;
+         ALTER TABLE t OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=OPS&replicas=3", "public.t");
+    let lite = Target::sqlite("xdb_log_ops_lite");
+    let consumer = consumer_plan(&db, &cluster, "OPS", "to_lite", &lite, "public.t");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    db.exec("INSERT INTO t SELECT g, 'w' FROM generate_series(101, 150) g; UPDATE t SET v = 'x' WHERE id < 10;").await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+
+    let json = |plan: &PlanFile| -> Value {
+        let out = xdb(plan, &["status", "--format", "json"]);
+        assert!(out.status.success(), "{}", support::text(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)))
+    };
+    let p = json(&producer);
+    assert_eq!(p["role"], "producer");
+    assert_eq!(p["slot_exists"], true);
+    assert_eq!(p["copy"], "done");
+    assert_eq!(p["replicas"], 3);
+    let published: xdb::model::Lsn = p["published_lsn"].as_str().unwrap().parse().unwrap();
+    let confirmed: xdb::model::Lsn = p["slot_confirmed_flush_lsn"].as_str().unwrap().parse().unwrap();
+    assert!(published >= confirmed, "the slot is confirmed only up to what the log holds: {p}");
+    assert!(p["lag_bytes"].is_u64(), "{p}");
+    let text = support::text(&xdb(&producer, &["status"]));
+    assert!(text.contains("producer of log stream OPS") && text.contains("published       up to LSN"), "{text}");
+
+    let c = json(&consumer);
+    assert_eq!(c["role"], "consumer");
+    let last = c["last_change_sequence"].as_u64().unwrap();
+    let applied = c["applied_sequence"].as_u64().unwrap();
+    assert!(applied < last && c["lag_messages"].as_u64() == Some(last - applied), "behind before its sync: {c}");
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let c = json(&consumer);
+    assert_eq!(c["lag_messages"], 0, "{c}");
+    assert_eq!(c["tables"][0]["copy"], "done");
+    let text = support::text(&xdb(&consumer, &["status"]));
+    assert!(text.contains("consumer of log stream OPS") && text.contains("0 messages"), "{text}");
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+
+    for plan in [&producer, &consumer] {
+        let r = xdb(plan, &["cutover", "--yes"]);
+        let t = support::text(&r);
+        assert_eq!(r.status.code(), Some(2), "{t}");
+        assert!(t.contains("OPS") && t.contains("--until-caught-up") && t.contains("xdb validate"), "{t}");
+    }
+
+    // A consumer's cleanup: its state on the target only.
+    let r = xdb(&consumer, &["cleanup", "--yes", "--drop-stream"]);
+    assert!(!r.status.success() && support::text(&r).contains("producer's plan"), "{}", support::text(&r));
+    let r = xdb(&consumer, &["cleanup", "--yes"]);
+    let t = support::text(&r);
+    assert!(r.status.success() && t.contains("position (stream sequence)"), "{t}");
+    let c = json(&consumer);
+    assert!(c["applied_sequence"].is_null(), "{c}");
+    let pg = db.super_client().await;
+    let slot = format!("{}_slot", db.name);
+    let slot_sql = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1";
+    let n: i64 = pg.query_one(slot_sql, &[&slot]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the producer's slot is not a consumer's to drop");
+
+    // The producer's: slot and publication; the stream only when asked.
+    let dry = support::text(&xdb(&producer, &["cleanup", "--dry-run"]));
+    assert!(dry.contains("drop replication slot") && dry.contains("keep NATS stream OPS"), "{dry}");
+    ok(&xdb(&producer, &["cleanup", "--yes", "--drop-stream"]));
+    let n: i64 = pg.query_one(slot_sql, &[&slot]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    let publications: i64 = pg
+        .query_one("SELECT count(*) FROM pg_publication WHERE pubname = $1", &[&format!("{}_pub", db.name)])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(publications, 0);
+    let js = async_nats::jetstream::new(cluster.client().await.unwrap());
+    assert!(js.get_stream("OPS").await.is_err(), "the stream is deleted");
+    let again = support::text(&xdb(&producer, &["cleanup", "--yes"]));
+    assert!(again.contains("nothing to clean up"), "{again}");
+}

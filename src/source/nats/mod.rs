@@ -288,22 +288,22 @@ fn change(t: &Arc<TableSchema>, op: &str, p: &Json) -> Result<Change, String> {
         if obj.is_null() {
             return Ok(None);
         }
-        // The event and the catalog read at start must agree on the
-        // columns: a schema change on the source is not followed through
-        // the log, and a missing or extra column is never guessed.
+        // The event and the last shape the log described must agree on
+        // the columns (invariant *schema drift through the log*): a
+        // missing or extra column is never guessed.
         if let Some(o) = obj.as_object() {
             if let Some(extra) = o.keys().find(|k| t.column_index(k).is_none()) {
                 return Err(format!(
-                    "{}: column {extra} is in the event but not on the source as read at start (a column added \
-                     since): restart `sync` once the target table has it",
+                    "{}: column {extra} is in the event but not in the table's last schema-change event (a log \
+                     written by an xdb that did not publish shapes): copy into a new stream",
                     t.name
                 ));
             }
             if field == "after" {
                 if let Some(c) = t.columns.iter().find(|c| !o.contains_key(&c.name)) {
                     return Err(format!(
-                        "{}: the event has no column {} (added on the source after this event was written): \
-                         xdb does not follow schema changes through the log",
+                        "{}: the event has no column {}, which the table's last schema-change event has (a log \
+                         written by an xdb that did not publish shapes): copy into a new stream",
                         t.name, c.name
                     ));
                 }
