@@ -5,8 +5,15 @@
 #                           jsonb document (copy and validate benches)
 #   orders_live DB ROWS     ROWS rows and a sequence after them, for loads that
 #                           insert (change-stream benches); drops DB's slots first
+#   probe_visible SECS GAP OUT INSERT CHECK...
+#                           commit-to-visible probes for SECS seconds, one
+#                           every GAP seconds: `INSERT i t_ms` commits probe
+#                           row i on the source; each `CHECK i` (one per
+#                           target) succeeds once the row is visible there;
+#                           the milliseconds per target go to OUT.<k> (k = 1…)
 
 now() { date +%s.%N; }
+now_ms() { date +%s%3N; }
 rate() { python3 -c "import sys; r,s=float(sys.argv[1]),float(sys.argv[2]); print(f'{r/s:,.0f}')" "$1" "$2"; }
 # Percentile $2 of the numbers in file $1.
 pct() { python3 -c "
@@ -132,4 +139,25 @@ hand_sqlite() { # SRC FILE
 pg_fresh_db() { # DB
   psql "$XDB_PG_SUPER_URL" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1
   psql "$XDB_PG_SUPER_URL" -qAtc "CREATE DATABASE $1 OWNER xdb_repl" >/dev/null
+}
+
+probe_visible() {
+  local secs=$1 gap=$2 out=$3 insert=$4; shift 4
+  local t0 i=0 t k pending
+  for k in $(seq $#); do : > "$out.$k"; done
+  t0=$(now_ms)
+  while [ $(( $(now_ms) - t0 )) -lt $(( secs * 1000 )) ]; do
+    i=$((i + 1)); t=$(now_ms)
+    "$insert" "$i" "$t"
+    pending=$(seq $#)
+    while [ -n "$pending" ]; do
+      local left=""
+      for k in $pending; do
+        if "${!k}" "$i"; then echo "$(( $(now_ms) - t ))" >> "$out.$k"; else left="$left $k"; fi
+      done
+      pending=$left
+      [ $(( $(now_ms) - t )) -gt 120000 ] && { echo "probe $i not visible within 120 s" >&2; return 1; }
+    done
+    sleep "$gap"
+  done
 }

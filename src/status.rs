@@ -104,8 +104,32 @@ pub async fn read(plan: &Plan) -> StatusReport {
     r
 }
 
+impl StatusReport {
+    /// Nothing known yet (a log plan's status reads only the source side).
+    pub(crate) fn empty(plan: &Plan) -> StatusReport {
+        StatusReport {
+            plan: plan.name.clone(),
+            slot: plan.source.slot.clone(),
+            source_wal_lsn: None,
+            applied_lsn: None,
+            applied_commit_time: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            slot_exists: false,
+            slot_active: false,
+            slot_active_pid: None,
+            slot_confirmed_flush_lsn: None,
+            slot_wal_status: None,
+            retained_wal_bytes: None,
+            max_slot_wal_keep_bytes: None,
+            tables: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// The source's WAL position and the slot's state; the WAL position, for the lag.
-async fn read_source(plan: &Plan, r: &mut StatusReport) -> Option<u64> {
+pub(crate) async fn read_source(plan: &Plan, r: &mut StatusReport) -> Option<u64> {
     let mut source_lsn: Option<u64> = None;
     match client::connect(&plan.source.url, "xdb status").await {
         Err(e) => r.problems.push(plan.scrub(&e.to_string())),

@@ -36,6 +36,14 @@ pub struct Args {
 
 pub async fn run(args: Args) -> ExitCode {
     let plan = super::plan_or_exit!(args.plan);
+    if let Some(side) = crate::pipeline::log_ops::side(&plan) {
+        let text = match side {
+            Ok(side) => crate::pipeline::log_ops::cutover_refusal(&plan, &side),
+            Err(e) => e,
+        };
+        eprintln!("error: {}", plan.scrub(&text));
+        return ExitCode::from(2);
+    }
     let options = CutoverOptions {
         dry_run: args.dry_run,
         yes: args.yes,

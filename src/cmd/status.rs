@@ -30,6 +30,16 @@ pub async fn run(args: Args) -> ExitCode {
             Err(e) => super::fail(&plan, &e, 1),
         };
     }
+    // A plan on either side of a replicated log: its position there.
+    if let Some(side) = crate::pipeline::log_ops::side(&plan) {
+        let side = match side {
+            Ok(s) => s,
+            Err(e) => return super::fail(&plan, &e, 2),
+        };
+        let report = crate::pipeline::log_ops::status(&plan, &side).await;
+        print_report(&plan, args.format, || report.render(), &report);
+        return ExitCode::SUCCESS;
+    }
     // An unfinished cutover that left the source frozen is said first.
     let frozen = crate::cutover::notice::frozen_source(&plan).await;
     let report = crate::status::read(&plan).await;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::reconnecting;
+use super::log_schema;
 use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
@@ -45,6 +46,11 @@ pub enum FromLogError {
     MissingTable(String),
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Sync(#[from] Box<super::sync::SyncError>),
+    /// Invariant *schema drift*: stopped with the statement to run.
+    #[error("{0}")]
+    SchemaDrift(String),
     #[error(
         "target table for {table} already holds {rows} rows that xdb did not write: empty or drop it (xdb never \
          writes into a table it did not fill itself)"
@@ -64,6 +70,7 @@ impl FromLogError {
                 crate::error_policy::postgres(source).is_transient()
             }
             FromLogError::Copy(e) => e.is_retryable(),
+            FromLogError::Sync(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -78,11 +85,11 @@ pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Res
 const IDLE: Duration = Duration::from_millis(50);
 
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
-    let (mut writer, schemas, applied) = open_writer(plan).await?;
+    let (mut writer, mut schemas, applied, catalog) = open_writer(plan, target).await?;
 
     // With --until-caught-up: done once everything the stream held now is read.
     let until = if options.until_caught_up { Some(Log::connect(target).await?.tail().await?.0) } else { None };
-    let mut reader = LogReader::open(target, applied.0, schemas.clone()).await?;
+    let mut reader = LogReader::open(target, applied.0, schemas.clone(), catalog).await?;
     tracing::info!(stream = %target.stream, after = applied.0, "applying the log");
     let max_rows = plan.apply.max_batch_rows.max(1);
     let mut batch: Vec<Transaction> = Vec::new();
@@ -108,6 +115,9 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                     writer.apply_part(&part).await?;
                     continue;
                 }
+                Some(LogItem::Schema { .. }) if in_parts => {
+                    unreachable!("the reader refuses a new shape after parts of its transaction")
+                }
                 Some(LogItem::Tx(tx)) if in_parts => {
                     if !tx.changes.is_empty() {
                         writer.apply_part(&tx).await?;
@@ -118,8 +128,12 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                 }
                 _ => {}
             }
-            let flush_before =
-                matches!(item, None | Some(LogItem::SnapshotStart { .. }) | Some(LogItem::SnapshotEnd { .. }));
+            let flush_before = matches!(
+                item,
+                None | Some(LogItem::SnapshotStart { .. })
+                    | Some(LogItem::SnapshotEnd { .. })
+                    | Some(LogItem::Schema { .. })
+            );
             if flush_before && !batch.is_empty() {
                 writer.apply_with_retry(&batch).await?;
                 batch.clear();
@@ -145,6 +159,18 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                     snapshot_marker(plan, &mut writer, &schemas, marker).await?;
                 }
                 Some(LogItem::Part(_)) => unreachable!("handled above"),
+                Some(LogItem::Schema { table, renamed }) => {
+                    // As the direct path follows a Relation message, with
+                    // the renames the producer's catalog confirmed.
+                    writer.relation_changed_with(table.clone(), Some(&renamed)).await.map_err(|e| match e {
+                        SinkError::SchemaDrift(m) => FromLogError::SchemaDrift(m),
+                        other => FromLogError::Sink(other),
+                    })?;
+                    match schemas.iter_mut().find(|s| s.name == table.name) {
+                        Some(s) => *s = table,
+                        None => schemas.push(table),
+                    }
+                }
             }
         }
     }
@@ -155,25 +181,51 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     r
 }
 
-/// The tables as the original PostgreSQL has them, their target tables
+/// The tables as the log last described them at the target's position
+/// (invariant *schema drift through the log*; the original PostgreSQL's
+/// catalog for a log without schema-change events), their target tables
 /// (created when missing, refused when they hold rows xdb did not write)
-/// and the writer at the target's stored stream sequence.
-async fn open_writer(plan: &Plan) -> Result<(SinkWriter, Vec<Arc<TableSchema>>, Lsn), FromLogError> {
+/// and the writer at the target's stored stream sequence; with the
+/// original source's connection, which resolves later shapes' types.
+async fn open_writer(
+    plan: &Plan,
+    target: &NatsTarget,
+) -> Result<(SinkWriter, Vec<Arc<TableSchema>>, Lsn, tokio_postgres::Client), FromLogError> {
     let slot = &plan.source.slot;
     let catalog = client::connect(&plan.source.url, "xdb sync (log)").await?;
-    let mut types = TypeCache::new();
-    let mut schemas: Vec<Arc<TableSchema>> = Vec::new();
-    for t in &plan.tables {
-        let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
-        schemas.push(Arc::new(s));
-    }
-    drop(catalog);
     let mut conn = TargetConn::connect(&plan.target.url).await?;
     let kind = conn.target_kind().await?;
     conn.ensure_state_tables().await?;
-    let mapped = copy::map_tables(plan, &kind, &schemas)?;
     let applied = conn.read_position(slot).await?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
     let states = conn.read_tables(slot).await?;
+    let in_log = log_schema::shapes_at(target, applied.0).await?;
+    let mut types = TypeCache::new();
+    let mut schemas: Vec<Arc<TableSchema>> = Vec::new();
+    for t in &plan.tables {
+        let base =
+            load_table(&catalog, &mut types, t).await?.ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
+        let s = match in_log.get(t) {
+            Some(p) => p.resolve(&catalog, &mut types, Some(&base)).await?,
+            None => base,
+        };
+        schemas.push(Arc::new(s));
+    }
+    // The target's tables as they are: a shape change it already followed
+    // (DDL committed before the position moved) or a column the user
+    // dropped on it after a stop is not followed again (as the direct path).
+    let mut on_target = Vec::new();
+    let mut target_only = Vec::new();
+    for s in &schemas {
+        let name = s.name.to_string();
+        if conn.table_rows(&s.name).await?.is_some() && states.iter().any(|st| st.table == name) {
+            let (t, extra) = super::sync::as_on_target(&mut conn, s).await.map_err(Box::new)?;
+            on_target.push(t);
+            target_only.push((s.name.clone(), extra));
+        } else {
+            on_target.push(s.clone());
+        }
+    }
+    let mapped = copy::map_tables(plan, &kind, &on_target)?;
     for m in &mapped {
         let name = m.source.name.to_string();
         if states.iter().any(|s| s.table == name) {
@@ -190,8 +242,11 @@ async fn open_writer(plan: &Plan) -> Result<(SinkWriter, Vec<Arc<TableSchema>>, 
         conn.record_table(slot, &name, Lsn::ZERO, false, 0).await?;
     }
     let sync_lsns: HashMap<String, Lsn> = mapped.iter().map(|m| (m.source.name.to_string(), Lsn::ZERO)).collect();
-    let writer = SinkWriter::new(conn, kind, plan, mapped, sync_lsns, applied)?;
-    Ok((writer, schemas, applied))
+    let mut writer = SinkWriter::new(conn, kind, plan, mapped, sync_lsns, applied)?;
+    for (table, extra) in target_only {
+        writer.expect_dropped_columns(table, extra);
+    }
+    Ok((writer, schemas, applied, catalog))
 }
 
 /// The log's copy markers: a copy (re)starting empties the tables, in the

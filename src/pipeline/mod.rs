@@ -5,6 +5,8 @@
 pub(crate) mod backoff;
 pub mod batcher;
 pub mod from_log;
+pub mod log_ops;
+pub mod log_schema;
 pub mod metrics;
 pub mod reverse;
 pub mod reverse_pg;

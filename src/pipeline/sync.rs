@@ -75,7 +75,7 @@ impl From<SinkError> for SyncError {
 impl SyncError {
     /// Decided by error code where the driver error was converted
     /// ([`crate::error_policy`]), never by message text.
-    fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             SyncError::Stream(e) => e.is_retryable(),
             SyncError::Sink(e) => e.is_retryable(),
@@ -405,7 +405,7 @@ where
 /// message for them goes through the schema-drift path, which adds them to
 /// the target before any change that uses them is applied. Also returns the
 /// target's columns the source no longer has (dropped while xdb was away).
-async fn as_on_target(
+pub(crate) async fn as_on_target(
     target: &mut TargetConn,
     schema: &Arc<TableSchema>,
 ) -> Result<(Arc<TableSchema>, Vec<String>), SyncError> {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::backoff::reconnecting;
+use super::log_schema::{ShapeError, Shapes};
 use super::sync::{SyncOptions, CATCH_UP_PREFIX};
 use crate::copy::ranges::CopyRange;
 use crate::copy::source_reader::SnapshotReader;
@@ -73,6 +74,8 @@ pub enum ToLogError {
     Rewritten { tables: String },
     #[error("the source ended the replication stream (server shutting down or restarting)")]
     StreamEnded,
+    #[error("publishing a table's new shape: {0}")]
+    Shape(#[from] ShapeError),
 }
 
 impl ToLogError {
@@ -88,6 +91,11 @@ impl ToLogError {
             ToLogError::Marker(e) => e.is_retryable(),
             ToLogError::Replication(e) => e.is_retryable(),
             ToLogError::Rewritten { .. } | ToLogError::StreamEnded => true,
+            ToLogError::Shape(ShapeError::Log(e)) => e.is_retryable(),
+            ToLogError::Shape(ShapeError::Connect(e)) => e.retryable,
+            ToLogError::Shape(ShapeError::Catalog(CatalogError::Query { source, .. })) => {
+                crate::error_policy::postgres(source).is_transient()
+            }
             _ => false,
         }
     }
@@ -129,12 +137,13 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     if tail != Tail::NeedsCopy {
         refuse_tables_not_copied(&log, plan).await?;
     }
-    let tail = match tail {
+    let (tail, shapes) = match tail {
         Tail::NeedsCopy => {
-            let at = copy(plan, &log, &catalog, &tables, &connector, &mut publisher).await?;
-            Tail::At(at)
+            let shapes = Shapes::for_copy(&tables.schemas, &plan.source.url);
+            let at = copy(plan, &log, &catalog, &tables, &connector, &mut publisher, &shapes).await?;
+            (Tail::At(at), shapes)
         }
-        t => t,
+        t => (t, Shapes::from_log(&log, &tables.schemas, &plan.source.url).await?),
     };
     let (start, resume) = match tail {
         Tail::At(l) => (l, None),
@@ -155,8 +164,15 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %plan.source.slot, from = %start, stream = %target.stream, "streaming changes into the log");
     let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
-    let mut s =
-        Streamer { log: &log, connector: &connector, publisher, resume, floor: start, last_heartbeat: Instant::now() };
+    let mut s = Streamer {
+        log: &log,
+        connector: &connector,
+        publisher,
+        resume,
+        floor: start,
+        last_heartbeat: Instant::now(),
+        shapes,
+    };
     let mut status = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -213,6 +229,8 @@ struct Streamer<'a> {
     /// Transactions committed below this are in the stream already.
     floor: Lsn,
     last_heartbeat: Instant,
+    /// The last table shapes the log holds (invariant *schema drift through the log*).
+    shapes: Shapes,
 }
 
 /// Changes read back from a spilled transaction at a time.
@@ -228,6 +246,11 @@ enum Parts<'a> {
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 impl Streamer<'_> {
+    /// Already in the stream (the transaction the tail is inside).
+    fn skipped(&self, commit: Lsn, index: u64) -> bool {
+        self.resume.is_some_and(|(c, last)| commit == c && index <= last)
+    }
+
     async fn publish(
         &mut self,
         commit: Lsn,
@@ -237,10 +260,8 @@ impl Streamer<'_> {
         payload: impl FnOnce() -> Vec<u8>,
         confirm: Option<Lsn>,
     ) -> Result<(), LogError> {
-        if let Some((c, last)) = self.resume {
-            if commit == c && index <= last {
-                return Ok(());
-            }
+        if self.skipped(commit, index) {
+            return Ok(());
         }
         self.publisher.publish(subject, id, payload(), confirm).await
     }
@@ -300,6 +321,15 @@ impl Streamer<'_> {
                     }
                 };
                 let subject = t.table_subject(&table.name.schema, &table.name.name).map_err(ToLogError::Config)?;
+                // A new shape goes first, in order with the data (invariant
+                // *schema drift through the log*); a TRUNCATE carries no row.
+                if op != Op::Truncate && !self.skipped(tx.commit_lsn, index) {
+                    let source = || shape_source(c, &table.name, Some(tx.xid), tx.commit_lsn, ts_ms, false);
+                    if let Some(ev) = self.shapes.changed(t, &c.db, table, source).await? {
+                        let id = msg_id::schema(tx.commit_lsn, index);
+                        self.publisher.publish(ev.subject, id, ev.payload, None).await?;
+                    }
+                }
                 let at = At {
                     snapshot: Snapshot::No,
                     tx_id: Some(tx.xid),
@@ -346,6 +376,29 @@ impl Streamer<'_> {
 type Event<'c> =
     (&'c TableSchema, Op, Option<&'c [crate::model::Value]>, Option<&'c [crate::model::Value]>, &'c [usize]);
 
+/// The `source` block of a schema-change event (as a change event's).
+fn shape_source(
+    c: &Connector,
+    table: &TableName,
+    tx: Option<u32>,
+    lsn: Lsn,
+    ts_ms: i64,
+    snapshot: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "version": concat!("xdb-", env!("CARGO_PKG_VERSION")),
+        "connector": "postgresql",
+        "name": c.name,
+        "ts_ms": ts_ms,
+        "snapshot": if snapshot { "true" } else { "false" },
+        "db": c.db,
+        "schema": table.schema,
+        "table": table.name,
+        "txId": tx,
+        "lsn": lsn.0,
+    })
+}
+
 /// The Debezium events of one change: one, or one per table of a TRUNCATE.
 fn events(change: &Change) -> Vec<Event<'_>> {
     match change {
@@ -370,6 +423,7 @@ async fn copy(
     tables: &Tables,
     c: &Connector,
     publisher: &mut Publisher,
+    shapes: &Shapes,
 ) -> Result<Lsn, ToLogError> {
     let slot = &plan.source.slot;
     streamable::check(catalog, &plan.tables, &plan.only_tables).await??;
@@ -398,6 +452,12 @@ async fn copy(
         .unwrap_or_default();
     publisher.publish(t.control_subject(), msg_id::snapshot_start(lsn), start, None).await?;
     let ts_ms = debezium::now_ms();
+    // Each table's shape first: a consumer reads the copy's rows with it.
+    for name in &plan.tables {
+        let table = &tables.schemas[name];
+        let ev = shapes.create_event(t, &c.db, table, shape_source(c, name, None, lsn, ts_ms, true))?;
+        publisher.publish(ev.subject, msg_id::snapshot_schema(lsn, &name.to_string()), ev.payload, None).await?;
+    }
     let started = Instant::now();
     let mut rows = 0u64;
     // One row held back so that the last one can say `snapshot: last`.

@@ -11,6 +11,7 @@ pub mod apply_plan;
 pub mod change_sink;
 pub mod conn;
 pub mod debezium;
+pub mod debezium_schema;
 pub mod dialect;
 pub mod load;
 pub mod mysql;

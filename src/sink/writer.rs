@@ -43,6 +43,7 @@ use crate::source::postgres::client::ConnectError;
 /// Changes per statement group read back from a spilled transaction.
 mod generated_stream;
 mod schema_change;
+pub use schema_change::rename_candidate;
 
 const SPILL_CHUNK: usize = 5_000;
 

@@ -473,3 +473,256 @@ async fn log_copy_killed_midway_is_copied_again_and_the_consumer_follows() {
     let v = xdb(&consumer, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
+
+/// Runs one statement on a test target (a DDL the user would run).
+async fn target_exec(target: &Target, sql: &str) {
+    match target {
+        Target::Sqlite(p) => {
+            rusqlite::Connection::open(p).unwrap().execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        Target::Mysql(db) => {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
+            c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let _ = c.disconnect().await;
+        }
+        Target::Postgres(db) => db.super_client().await.batch_execute(sql).await.unwrap(),
+    }
+}
+
+/// Schema changes on the source travel through the log as Debezium
+/// schema-change events, in order with the data, and each consumer follows
+/// them as the direct path follows a Relation message (invariant *schema
+/// drift through the log*): columns added with and without a default (a
+/// non-constant one filled from the source, rows inserted before the ALTER
+/// in its own transaction included), a rename; a dropped column stops the
+/// consumer naming table, column and the statement, which once run lets it
+/// go on. Every consumer (MariaDB, SQLite, PostgreSQL) ends equal to the
+/// source by `xdb validate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_schema_changes_are_followed_by_every_consumer_then_validate() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_ddl").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, a text, b int);
+         INSERT INTO t SELECT g, 'a' || g, g FROM generate_series(1, 200) g;
+         ALTER TABLE t OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=DDL&replicas=3", "public.t");
+    let targets = [
+        ("to_maria", Target::Mysql(MyDb::create("xdb_log_ddl_my").await)),
+        ("to_lite", Target::sqlite("xdb_log_ddl_lite")),
+        ("to_pg", Target::Postgres(PgDb::create("xdb_log_ddl_pg").await)),
+    ];
+    let consumers: Vec<PlanFile> =
+        targets.iter().map(|(slot, t)| consumer_plan(&db, &cluster, "DDL", slot, t, "public.t")).collect();
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    for c in &consumers {
+        ok(&xdb(c, &["sync", "--until-caught-up"]));
+    }
+    db.exec(
+        "ALTER TABLE t ADD COLUMN c int;
+         UPDATE t SET c = id * 2 WHERE id <= 10;
+         ALTER TABLE t ADD COLUMN d int NOT NULL DEFAULT 7;
+         INSERT INTO t (id, a, b, c) VALUES (201, 'new', 1, 1);
+         BEGIN; INSERT INTO t (id, a, b) VALUES (202, 'before the alter', 2);
+           ALTER TABLE t ADD COLUMN e timestamptz DEFAULT clock_timestamp();
+           INSERT INTO t (id, a, b) VALUES (203, 'after the alter', 3); COMMIT;
+         ALTER TABLE t RENAME COLUMN a TO label;
+         UPDATE t SET label = label || '!' WHERE id % 7 = 0;",
+    )
+    .await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let msgs = cluster.messages("DDL").await;
+    let shapes: Vec<&Value> =
+        msgs.iter().filter(|(s, _, _)| s == "logtest.xdb_schema.public.t").map(|(_, _, v)| v).collect();
+    let types: Vec<&str> = shapes.iter().map(|v| v["tableChanges"][0]["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["CREATE", "ALTER", "ALTER", "ALTER", "ALTER"], "one event per new shape");
+    let last = shapes.last().unwrap();
+    assert_eq!(last["xdb"]["renamed"][0]["from"], "a");
+    assert_eq!(last["xdb"]["renamed"][0]["to"], "label");
+    let cols = last["tableChanges"][0]["table"]["columns"].as_array().unwrap();
+    let names: Vec<&str> = cols.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["id", "label", "b", "c", "d", "e"]);
+    assert_eq!(cols[4]["defaultValueExpression"], "7");
+    assert_eq!(cols[4]["optional"], false);
+    // The data events after a change carry the new shape inline.
+    let after = msgs.iter().rev().find(|(s, _, _)| s == "logtest.public.t").unwrap();
+    assert!(after.2["schema"]["fields"][1]["fields"].as_array().unwrap().iter().any(|f| f["field"] == "label"));
+    for c in &consumers {
+        ok(&xdb(c, &["sync", "--until-caught-up"]));
+        let v = xdb(c, &["validate"]);
+        assert!(v.status.success(), "validate: {}", support::text(&v));
+    }
+
+    // A dropped column stops each consumer with the statement to run.
+    db.exec("ALTER TABLE t DROP COLUMN b; UPDATE t SET c = 0 WHERE id = 1;").await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    for (c, (_, target)) in consumers.iter().zip(&targets) {
+        let r = xdb(c, &["sync", "--until-caught-up"]);
+        let out = support::text(&r);
+        assert!(!r.status.success(), "{out}");
+        assert!(out.contains("public.t") && out.contains("column b was dropped"), "{out}");
+        let stmt = out.split("(`").nth(1).and_then(|s| s.split("`)").next()).unwrap_or_else(|| panic!("{out}"));
+        assert!(stmt.contains("DROP COLUMN"), "{stmt}");
+        target_exec(target, stmt).await;
+        ok(&xdb(c, &["sync", "--until-caught-up"]));
+        let v = xdb(c, &["validate"]);
+        assert!(v.status.success(), "validate: {}", support::text(&v));
+    }
+}
+
+/// kill -9 of the producer and of the consumer while a shape changes
+/// under a write load: the log holds each new shape once, in order with
+/// the data, and the consumer (restarted at any point, also between a
+/// followed ALTER and the position that moves past it) ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_ddl_kill").await;
+    db.exec(
+        "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 2000) g;
+         INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
+         ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=DDLK&replicas=3&schemas=false", "public.a, public.b");
+    let maria = Target::Mysql(MyDb::create("xdb_log_ddlk_my").await);
+    let consumer = consumer_plan(&db, &cluster, "DDLK", "to_maria", &maria, "public.a, public.b");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = start_load(db.super_url(), stop.clone());
+    let mut p = spawn_sync(&producer);
+    let mut c = spawn_consumer(&consumer);
+    let ddl = [
+        "ALTER TABLE b ADD COLUMN flag int",
+        "ALTER TABLE b ADD COLUMN tag text NOT NULL DEFAULT 'x'",
+        "ALTER TABLE b RENAME COLUMN tag TO label",
+        "ALTER TABLE b ADD COLUMN seen timestamptz",
+    ];
+    for (i, stmt) in ddl.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        db.exec(stmt).await;
+        tokio::time::sleep(Duration::from_millis(300 + 200 * i as u64)).await;
+        kill9(&mut c);
+        c = spawn_consumer(&consumer);
+        if i % 2 == 1 {
+            kill9(&mut p);
+            p = spawn_sync(&producer);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = load.await.unwrap();
+    assert!(writes > 100, "the load ran ({writes} transactions)");
+    kill9(&mut p);
+    kill9(&mut c);
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let msgs = cluster.messages("DDLK").await;
+    let ids: HashSet<&str> = msgs.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), msgs.len(), "no message stored twice");
+    let alters = msgs
+        .iter()
+        .filter(|(s, _, v)| s == "logtest.xdb_schema.public.b" && v["tableChanges"][0]["type"] == "ALTER")
+        .count();
+    assert_eq!(alters, ddl.len(), "each new shape once");
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+/// `xdb status`, `xdb cleanup` and `xdb cutover` on the two plans of a log:
+/// the producer's position (slot confirmed LSN, what the log holds) and a
+/// consumer's (stream sequence, lag in messages); cleanup removes the
+/// producer's slot and publication (the stream only with --drop-stream) and
+/// a consumer's state on its target, never the original source's; cutover
+/// refuses both, naming the commands that do it for a plan pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_plans_have_status_cleanup_and_a_cutover_refusal() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_ops").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;
+         ALTER TABLE t OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=OPS&replicas=3", "public.t");
+    let lite = Target::sqlite("xdb_log_ops_lite");
+    let consumer = consumer_plan(&db, &cluster, "OPS", "to_lite", &lite, "public.t");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    db.exec("INSERT INTO t SELECT g, 'w' FROM generate_series(101, 150) g; UPDATE t SET v = 'x' WHERE id < 10;").await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+
+    let json = |plan: &PlanFile| -> Value {
+        let out = xdb(plan, &["status", "--format", "json"]);
+        assert!(out.status.success(), "{}", support::text(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)))
+    };
+    let p = json(&producer);
+    assert_eq!(p["role"], "producer");
+    assert_eq!(p["slot_exists"], true);
+    assert_eq!(p["copy"], "done");
+    assert_eq!(p["replicas"], 3);
+    let published: xdb::model::Lsn = p["published_lsn"].as_str().unwrap().parse().unwrap();
+    let confirmed: xdb::model::Lsn = p["slot_confirmed_flush_lsn"].as_str().unwrap().parse().unwrap();
+    assert!(published >= confirmed, "the slot is confirmed only up to what the log holds: {p}");
+    assert!(p["lag_bytes"].is_u64(), "{p}");
+    let text = support::text(&xdb(&producer, &["status"]));
+    assert!(text.contains("producer of log stream OPS") && text.contains("published       up to LSN"), "{text}");
+
+    let c = json(&consumer);
+    assert_eq!(c["role"], "consumer");
+    let last = c["last_change_sequence"].as_u64().unwrap();
+    let applied = c["applied_sequence"].as_u64().unwrap();
+    assert!(applied < last && c["lag_messages"].as_u64() == Some(last - applied), "behind before its sync: {c}");
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let c = json(&consumer);
+    assert_eq!(c["lag_messages"], 0, "{c}");
+    assert_eq!(c["tables"][0]["copy"], "done");
+    let text = support::text(&xdb(&consumer, &["status"]));
+    assert!(text.contains("consumer of log stream OPS") && text.contains("0 messages"), "{text}");
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+
+    for plan in [&producer, &consumer] {
+        let r = xdb(plan, &["cutover", "--yes"]);
+        let t = support::text(&r);
+        assert_eq!(r.status.code(), Some(2), "{t}");
+        assert!(t.contains("OPS") && t.contains("--until-caught-up") && t.contains("xdb validate"), "{t}");
+    }
+
+    // A consumer's cleanup: its state on the target only.
+    let r = xdb(&consumer, &["cleanup", "--yes", "--drop-stream"]);
+    assert!(!r.status.success() && support::text(&r).contains("producer's plan"), "{}", support::text(&r));
+    let r = xdb(&consumer, &["cleanup", "--yes"]);
+    let t = support::text(&r);
+    assert!(r.status.success() && t.contains("position (stream sequence)"), "{t}");
+    let c = json(&consumer);
+    assert!(c["applied_sequence"].is_null(), "{c}");
+    let pg = db.super_client().await;
+    let slot = format!("{}_slot", db.name);
+    let slot_sql = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1";
+    let n: i64 = pg.query_one(slot_sql, &[&slot]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the producer's slot is not a consumer's to drop");
+
+    // The producer's: slot and publication; the stream only when asked.
+    let dry = support::text(&xdb(&producer, &["cleanup", "--dry-run"]));
+    assert!(dry.contains("drop replication slot") && dry.contains("keep NATS stream OPS"), "{dry}");
+    ok(&xdb(&producer, &["cleanup", "--yes", "--drop-stream"]));
+    let n: i64 = pg.query_one(slot_sql, &[&slot]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    let publications: i64 = pg
+        .query_one("SELECT count(*) FROM pg_publication WHERE pubname = $1", &[&format!("{}_pub", db.name)])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(publications, 0);
+    let js = async_nats::jetstream::new(cluster.client().await.unwrap());
+    assert!(js.get_stream("OPS").await.is_err(), "the stream is deleted");
+    let again = support::text(&xdb(&producer, &["cleanup", "--yes"]));
+    assert!(again.contains("nothing to clean up"), "{again}");
+}

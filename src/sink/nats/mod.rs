@@ -361,6 +361,17 @@ pub mod msg_id {
     pub fn event(commit: Lsn, index: u64) -> String {
         format!("tx:{:016X}:{index}", commit.0)
     }
+    /// A table's shape changed just before event `index` of the transaction
+    /// committed at `commit`: in the stream, event `index - 1` is done.
+    pub fn schema(commit: Lsn, index: u64) -> String {
+        format!("tx:{:016X}:{index}:schema", commit.0)
+    }
+
+    /// A table's shape at the start of the copy at `lsn`.
+    pub fn snapshot_schema(lsn: Lsn, table: &str) -> String {
+        format!("snap-schema:{:016X}:{table}", lsn.0)
+    }
+
     /// The END of a transaction, with the position to stream from after it.
     pub fn end(commit: Lsn, end: Lsn) -> String {
         format!("tx:{:016X}:end:{:016X}", commit.0, end.0)
@@ -377,6 +388,10 @@ pub mod msg_id {
             ["tx", _, "end", e] => hex(e).map(Tail::At).unwrap_or(Tail::NeedsCopy),
             ["tx", c, i] => match (hex(c), i.parse()) {
                 (Some(commit), Ok(index)) => Tail::Within { commit, index },
+                _ => Tail::NeedsCopy,
+            },
+            ["tx", c, i, "schema"] => match (hex(c), i.parse::<u64>()) {
+                (Some(commit), Ok(index)) if index > 0 => Tail::Within { commit, index: index - 1 },
                 _ => Tail::NeedsCopy,
             },
             _ => Tail::NeedsCopy,
@@ -397,6 +412,8 @@ pub mod msg_id {
             assert_eq!(tail(Some(&heartbeat(Lsn(9)))), Tail::At(Lsn(9)));
             assert_eq!(tail(Some(&end(Lsn(7), Lsn(0x1_0000_0008)))), Tail::At(Lsn(0x1_0000_0008)));
             assert_eq!(tail(Some(&event(Lsn(7), 3))), Tail::Within { commit: Lsn(7), index: 3 });
+            assert_eq!(tail(Some(&schema(Lsn(7), 3))), Tail::Within { commit: Lsn(7), index: 2 });
+            assert_eq!(tail(Some(&snapshot_schema(Lsn(7), "public.t"))), Tail::NeedsCopy);
             assert!(copy_row(Lsn(1), "t", &"k".repeat(300)).len() < 100);
         }
     }

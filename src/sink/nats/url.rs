@@ -112,6 +112,13 @@ impl NatsTarget {
         Ok(format!("{}.{schema}.{table}", self.prefix))
     }
 
+    /// A table's schema-change events (`sink/debezium_schema.rs`): four
+    /// tokens, so no table subject can be one.
+    pub fn schema_subject(&self, schema: &str, table: &str) -> Result<String, String> {
+        self.table_subject(schema, table)?;
+        Ok(format!("{}.xdb_schema.{schema}.{table}", self.prefix))
+    }
+
     /// Debezium's transaction-metadata subject.
     pub fn transaction_subject(&self) -> String {
         format!("{}.transaction", self.prefix)

@@ -46,9 +46,21 @@ impl SinkWriter {
     /// the catalog confirms, and type changes that keep every value; stops
     /// on dropped columns and other type changes with the statement to run.
     pub async fn relation_changed(&mut self, schema: Arc<TableSchema>) -> Result<(), SinkError> {
+        self.relation_changed_with(schema, None).await
+    }
+
+    /// [`SinkWriter::relation_changed`] with the renames already decided
+    /// (`Some`): a schema-change event from a replicated log says which
+    /// columns the source's catalog confirmed as renamed when it was
+    /// written, which the catalog may no longer tell when it is applied.
+    pub async fn relation_changed_with(
+        &mut self,
+        schema: Arc<TableSchema>,
+        renamed: Option<&[(String, String)]>,
+    ) -> Result<(), SinkError> {
         let Some(current) = self.mapped.get(&schema.name).cloned() else { return Ok(()) };
         let table = &schema.name;
-        let mut drift = self.compare_columns(&schema, &current.source).await?;
+        let mut drift = self.compare_columns(&schema, &current.source, renamed).await?;
         if !drift.problems.is_empty() {
             return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", drift.problems.join("; "))));
         }
@@ -90,7 +102,12 @@ impl SinkWriter {
     /// What a Relation says changed, column by column: dropped columns
     /// (problems), renames the catalog confirms, changed types; with the
     /// source connection if the catalog was asked.
-    async fn compare_columns(&self, schema: &TableSchema, old: &TableSchema) -> Result<Drift, SinkError> {
+    async fn compare_columns(
+        &self,
+        schema: &TableSchema,
+        old: &TableSchema,
+        renamed: Option<&[(String, String)]>,
+    ) -> Result<Drift, SinkError> {
         let table = &schema.name;
         let mut drift = Drift::default();
         let target_only = self.target_only.get(table).cloned().unwrap_or_default();
@@ -104,13 +121,13 @@ impl SinkWriter {
                     // a new one in its place with its type. Only the catalog's
                     // attribute numbers tell it from a drop and an add (and
                     // taking a drop for a rename would keep stale values).
-                    let candidate = schema.columns.get(i).filter(|n| {
-                        old.column_index(&n.name).is_none()
-                            && !target_only.contains(&n.name)
-                            && n.type_oid == c.type_oid
-                            && n.typmod == c.typmod
-                    });
-                    if let Some(n) = candidate {
+                    let candidate = rename_candidate(old, schema, i, &target_only);
+                    if let (Some(n), Some(decided)) = (candidate, renamed) {
+                        if decided.iter().any(|(from, to)| *from == c.name && *to == n.name) {
+                            drift.renames.push((c.name.clone(), n.name.clone()));
+                            continue;
+                        }
+                    } else if let Some(n) = candidate {
                         if drift.source.is_none() {
                             drift.source = Some(client::connect(&self.source_url, "xdb sync").await?);
                         }
@@ -387,6 +404,28 @@ impl SinkWriter {
         // transaction's later chunks may carry more such rows.
         Ok(())
     }
+}
+
+/// The column of `new` that may be column `i` of `old` renamed (a
+/// Relation shows a rename as a column gone and one of the same type in
+/// its place); only the catalog's attribute numbers
+/// ([`renamed_in_place`]) tell it from a drop and an add.
+pub fn rename_candidate<'a>(
+    old: &TableSchema,
+    new: &'a TableSchema,
+    i: usize,
+    target_only: &[String],
+) -> Option<&'a Column> {
+    let c = old.columns.get(i)?;
+    if new.column_index(&c.name).is_some() {
+        return None;
+    }
+    new.columns.get(i).filter(|n| {
+        old.column_index(&n.name).is_none()
+            && !target_only.contains(&n.name)
+            && n.type_oid == c.type_oid
+            && n.typmod == c.typmod
+    })
 }
 
 /// True when a column just added on the source must be filled from the

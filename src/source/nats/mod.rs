@@ -32,6 +32,14 @@ pub enum LogSourceError {
     Trimmed { stream: String, applied: u64, first: u64 },
     #[error("stream {stream} message {seq} on {subject}: {reason}")]
     Message { stream: String, seq: u64, subject: String, reason: String },
+    #[error("stream {stream} message {seq}: the new shape of {table}: {source}")]
+    Shape {
+        stream: String,
+        seq: u64,
+        table: String,
+        #[source]
+        source: crate::source::postgres::catalog::CatalogError,
+    },
 }
 
 impl LogSourceError {
@@ -41,6 +49,12 @@ impl LogSourceError {
             // The ordered consumer's errors are its connection's.
             LogSourceError::Read { .. } => true,
             LogSourceError::Message { .. } | LogSourceError::Trimmed { .. } => false,
+            LogSourceError::Shape { source, .. } => match source {
+                crate::source::postgres::catalog::CatalogError::Query { source, .. } => {
+                    crate::error_policy::postgres(source).is_transient()
+                }
+                _ => false,
+            },
         }
     }
 }
@@ -59,6 +73,10 @@ pub enum LogItem {
     /// come (invariant *bounded memory*): applied inside one target
     /// transaction with the rest, which comes as the closing [`LogItem::Tx`].
     Part(Transaction),
+    /// A table's shape changed (invariant *schema drift through the log*):
+    /// followed on the target before any later change is applied; the
+    /// renames are those the producer's catalog confirmed.
+    Schema { table: Arc<TableSchema>, renamed: Vec<(String, String)> },
 }
 
 /// Changes of one transaction held before they are handed on as a part
@@ -80,6 +98,11 @@ pub struct LogReader {
     /// The stream sequence of the last message read.
     pub seen: u64,
     part_size: usize,
+    /// The original source, whose catalog resolves the types of a new shape.
+    catalog: tokio_postgres::Client,
+    types: crate::source::postgres::catalog::TypeCache,
+    /// Parts of the open transaction already handed on.
+    parts_out: bool,
 }
 
 impl LogReader {
@@ -89,6 +112,7 @@ impl LogReader {
         target: &NatsTarget,
         after: u64,
         tables: Vec<Arc<TableSchema>>,
+        catalog: tokio_postgres::Client,
     ) -> Result<LogReader, LogSourceError> {
         let log = Log::connect(target).await?;
         let read =
@@ -119,6 +143,9 @@ impl LogReader {
             prefix: target.prefix.clone(),
             seen: after,
             part_size: part_changes(),
+            catalog,
+            types: Default::default(),
+            parts_out: false,
         })
     }
 
@@ -154,6 +181,27 @@ impl LogReader {
                 reason,
             };
             let v: Json = serde_json::from_slice(&m.payload).map_err(|e| bad(format!("not JSON: {e}")))?;
+            let rest = subject.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(&subject);
+            if rest.starts_with("xdb_schema.") {
+                let parsed = crate::sink::debezium_schema::parse(&v).map_err(bad)?;
+                let key = (parsed.table.schema.clone(), parsed.table.name.clone());
+                // Another applier's table (a `tables:` split): skipped.
+                let Some(base) = self.tables.get(&key).cloned() else { continue };
+                if self.parts_out {
+                    return Err(bad(format!(
+                        "{} changed shape inside a transaction whose first changes are applied already (in parts \
+                         of XDB_LOG_PART_CHANGES={}): run the consumer again with XDB_LOG_PART_CHANGES above the \
+                         transaction's size",
+                        parsed.table, self.part_size
+                    )));
+                }
+                let shape = parsed.resolve(&self.catalog, &mut self.types, Some(&base)).await.map_err(|source| {
+                    LogSourceError::Shape { stream: self.stream.clone(), seq, table: parsed.table.to_string(), source }
+                })?;
+                let table = Arc::new(shape);
+                self.tables.insert(key, table.clone());
+                return Ok(Some(LogItem::Schema { table, renamed: parsed.renamed }));
+            }
             let p = if v.get("schema").is_some() && v.get("payload").is_some() { &v["payload"] } else { &v };
             if let Some(item) = self.message(seq, &subject, p).map_err(bad)? {
                 return Ok(Some(item));
@@ -186,6 +234,7 @@ impl LogReader {
                 }
                 Some("END") => {
                     let (xid, time, changes) = self.open.take().ok_or("END without BEGIN")?;
+                    self.parts_out = false;
                     Ok(Some(LogItem::Tx(Transaction {
                         xid,
                         commit_lsn: Lsn(seq),
@@ -217,6 +266,7 @@ impl LogReader {
                 let (xid, time, changes) = self.open.as_mut().ok_or("a change outside BEGIN/END")?;
                 changes.push(change);
                 if changes.len() >= self.part_size {
+                    self.parts_out = true;
                     return Ok(Some(LogItem::Part(Transaction {
                         xid: *xid,
                         commit_lsn: Lsn(seq),
@@ -238,22 +288,22 @@ fn change(t: &Arc<TableSchema>, op: &str, p: &Json) -> Result<Change, String> {
         if obj.is_null() {
             return Ok(None);
         }
-        // The event and the catalog read at start must agree on the
-        // columns: a schema change on the source is not followed through
-        // the log, and a missing or extra column is never guessed.
+        // The event and the last shape the log described must agree on
+        // the columns (invariant *schema drift through the log*): a
+        // missing or extra column is never guessed.
         if let Some(o) = obj.as_object() {
             if let Some(extra) = o.keys().find(|k| t.column_index(k).is_none()) {
                 return Err(format!(
-                    "{}: column {extra} is in the event but not on the source as read at start (a column added \
-                     since): restart `sync` once the target table has it",
+                    "{}: column {extra} is in the event but not in the table's last schema-change event (a log \
+                     written by an xdb that did not publish shapes): copy into a new stream",
                     t.name
                 ));
             }
             if field == "after" {
                 if let Some(c) = t.columns.iter().find(|c| !o.contains_key(&c.name)) {
                     return Err(format!(
-                        "{}: the event has no column {} (added on the source after this event was written): \
-                         xdb does not follow schema changes through the log",
+                        "{}: the event has no column {}, which the table's last schema-change event has (a log \
+                         written by an xdb that did not publish shapes): copy into a new stream",
                         t.name, c.name
                     ));
                 }
