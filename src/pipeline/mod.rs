@@ -5,6 +5,7 @@
 pub(crate) mod backoff;
 pub mod batcher;
 pub mod from_log;
+pub mod generated_fill;
 pub mod metrics;
 pub mod reverse;
 pub mod reverse_pg;

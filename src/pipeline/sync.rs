@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
 use super::batcher::{next_batch_items, BatchPolicy};
+use super::generated_fill::{FillError as GeneratedFillError, GeneratedFill};
 use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
 use crate::model::{Lsn, ReplicaIdentity, TableName, TableSchema, Transaction};
@@ -59,6 +60,8 @@ pub enum SyncError {
     NoTargetTable(String),
     #[error("{0}")]
     SchemaDrift(String),
+    #[error("{0}")]
+    Generated(#[from] GeneratedFillError),
 }
 
 impl SyncError {
@@ -75,6 +78,7 @@ impl SyncError {
             SyncError::Target(e) => e.is_retryable(),
             SyncError::Marker(e) => e.is_retryable(),
             SyncError::StreamEnded => true,
+            SyncError::Generated(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -179,6 +183,8 @@ async fn stream_once(
     let catalog = client::connect(&plan.source.url, "xdb sync").await?;
     let (writer, catalog_keys) = prepare_writer(plan, &catalog).await?;
     let applied = writer.applied();
+    // Before 18, `mapping.generated: source` recomputes generated columns.
+    let fill = GeneratedFill::open(plan).await?;
 
     let config = ChangeStreamConfig {
         slot: slot.clone(),
@@ -208,7 +214,7 @@ async fn stream_once(
         max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
     };
     let channels = ApplierChannels { items: item_rx, pending: reader_pending, confirm: confirm_tx, wal: wal_rx };
-    let applier = apply_stream(writer, channels, policy, marker, metrics, stop);
+    let applier = apply_stream(writer, fill, channels, policy, marker, metrics, stop);
     let (r, a) = tokio::join!(reader, applier);
     a?;
     r?;
@@ -361,6 +367,7 @@ struct ApplierChannels {
 /// marker was passed, `Ok(false)` on a stop or when the reader ended.
 async fn apply_stream(
     mut writer: SinkWriter,
+    mut fill: Option<GeneratedFill>,
     mut ch: ApplierChannels,
     policy: BatchPolicy,
     marker: Option<Lsn>,
@@ -386,7 +393,7 @@ async fn apply_stream(
         // to come back: its target transaction was never committed,
         // so it is rolled back with the connection, whole.
         tokio::select! {
-            r = apply_items(&mut writer, batch, metrics) => r?,
+            r = apply_items(&mut writer, fill.as_mut(), batch, metrics) => r?,
             _ = &mut *stop => {
                 tracing::info!("stopping on signal: the batch in flight was abandoned whole (not committed)");
                 return Ok(false);
@@ -454,23 +461,38 @@ fn drift(e: SinkError) -> SyncError {
     }
 }
 
-async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &SharedMetrics) -> Result<(), SyncError> {
+async fn apply_items(
+    writer: &mut SinkWriter,
+    mut fill: Option<&mut GeneratedFill>,
+    batch: Vec<Item>,
+    metrics: &SharedMetrics,
+) -> Result<(), SyncError> {
     let mut txs: Vec<Transaction> = Vec::new();
     for item in batch {
         match item {
             Item::Tx(tx) => txs.push(tx),
             Item::Spilled(mut s) => {
-                writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
-                writer.apply_spilled(&mut s).await?;
+                apply_filled(writer, fill.as_deref_mut(), std::mem::take(&mut txs)).await?;
+                match fill.as_deref_mut() {
+                    Some(f) => f.apply_spilled(writer, &mut s).await?,
+                    None => writer.apply_spilled(&mut s).await?,
+                }
             }
             Item::Relation(schema) => {
-                writer.apply_with_retry(&std::mem::take(&mut txs)).await?;
+                apply_filled(writer, fill.as_deref_mut(), std::mem::take(&mut txs)).await?;
+                let schema = match fill.as_deref_mut() {
+                    Some(f) => f.relation(schema).await?,
+                    None => schema,
+                };
                 writer.relation_changed(schema.clone()).await.map_err(drift)?;
                 writer.follow_generated(&schema.name, None).await.map_err(drift)?;
             }
         }
     }
     let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
+    if let Some(f) = fill {
+        f.fill(&mut txs, writer).await?;
+    }
     writer.apply_with_retry(&txs).await?;
     if let Ok(mut m) = metrics.lock() {
         m.applied_lsn = writer.applied().0;
@@ -487,6 +509,18 @@ async fn apply_items(writer: &mut SinkWriter, batch: Vec<Item>, metrics: &Shared
         }
     }
     Ok(())
+}
+
+/// Applies `txs` with their generated columns filled in (when recomputed).
+async fn apply_filled(
+    writer: &mut SinkWriter,
+    fill: Option<&mut GeneratedFill>,
+    mut txs: Vec<Transaction>,
+) -> Result<(), SyncError> {
+    if let Some(f) = fill {
+        f.fill(&mut txs, writer).await?;
+    }
+    Ok(writer.apply_with_retry(&txs).await?)
 }
 
 /// Waits until `sync` (running elsewhere in this process or in another one)

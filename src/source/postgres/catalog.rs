@@ -23,12 +23,6 @@ pub enum CatalogError {
     },
     #[error("type OID {oid} used by {what} is not in pg_type")]
     MissingType { oid: u32, what: String },
-    #[error(
-        "the plan says mapping.generated: source, which needs PostgreSQL 18 or later (it publishes stored \
-         generated columns); the source is PostgreSQL {version}: remove that line (generated columns then become \
-         generated columns of the target, when their expression translates)"
-    )]
-    GeneratedFromSourceNeeds18 { version: String },
 }
 
 /// Resolves type OIDs against `pg_type`, caching what it learnt.
@@ -142,15 +136,13 @@ pub async fn load_table(
         .unwrap_or(ReplicaIdentity::Default);
 
     // `mapping.generated: source`: stored generated columns are plain
-    // columns, in their place (`generated_source`).
+    // columns, in their place (`generated_source`); before 18 the stream
+    // recomputes them (`generated_recompute`).
     let from_source = super::generated_source::from_source();
     if from_source {
         let v: i32 =
             client.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(q)?.get(0);
-        if v < super::generated_source::FIRST_VERSION {
-            let version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
-            return Err(CatalogError::GeneratedFromSourceNeeds18 { version });
-        }
+        super::generated_source::set_recomputed(v < super::generated_source::FIRST_VERSION);
     }
     let (plain, kept_apart) = if from_source { ("('', 's')", "('v')") } else { ("('')", "('s', 'v')") };
     let rows = client

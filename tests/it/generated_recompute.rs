@@ -1,0 +1,119 @@
+//! `mapping.generated: source` before PostgreSQL 18 (issue 16): PostgreSQL
+//! 12–17 do not publish generated columns, so the copy reads the stored
+//! values and the stream recomputes them on the source from each change's
+//! own values (`source::postgres::generated_recompute`). The expression
+//! here (`round(length / 60.0, 2)`, `md5(…)`) translates to no SQLite or
+//! MariaDB generated column; `md5` reads a TOASTed `note`, so an UPDATE of
+//! another column (the note "unchanged TOAST", not in the change) needs the
+//! note's value from the target. Ends with `xdb validate` (every column).
+
+use crate::support::{self, ok, xdb, MyDb, OwnPostgres, PgDb, PlanFile, Target};
+use crate::versions::bindir;
+
+const TRIPS: &str = "
+    CREATE TABLE trips (id int PRIMARY KEY, length int NOT NULL, note text,
+        length_hours numeric(6,2) GENERATED ALWAYS AS (round(length / 60.0, 2)) STORED,
+        note_md5 text GENERATED ALWAYS AS (md5(coalesce(note, '') || length::text)) STORED);
+    ALTER TABLE trips ALTER COLUMN note SET STORAGE EXTERNAL;
+    INSERT INTO trips (id, length, note)
+        SELECT g, g * 7, CASE WHEN g <= 5 THEN repeat(md5(g::text), 300) ELSE 'n' || g END
+        FROM generate_series(1, 200) g;";
+
+fn plan(source_url: &str, slot: &str, target: &Target, extra: &str) -> PlanFile {
+    PlanFile::new(&format!(
+        "name: genre\nsource:\n  url: {source_url}\n  slot: {slot}\n  publication: {slot}\n  \
+         heartbeat_interval_secs: 1\ntarget:\n  url: {}\ntables: [trips]\n{extra}",
+        target.url()
+    ))
+}
+
+/// Copy, then a stream of INSERT/UPDATE/DELETE (with TOAST-unchanged
+/// updates, one after an update of the note in the same batch, one after a
+/// key change), then `validate`.
+async fn copy_and_stream(source_url: &str, slot: &str, c: &tokio_postgres::Client, target: &Target, owner: &str) {
+    c.batch_execute(TRIPS).await.unwrap();
+    if !owner.is_empty() {
+        c.batch_execute(&format!("ALTER TABLE trips OWNER TO {owner}")).await.unwrap();
+    }
+
+    let refused = xdb(&plan(source_url, slot, target, ""), &["check"]);
+    let text = support::text(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("generated: source"), "{text}");
+
+    let plan = plan(source_url, slot, target, "mapping:\n  generated: source\n");
+    let check = xdb(&plan, &["check"]);
+    let text = support::text(&check);
+    assert!(check.status.success(), "{text}");
+    assert!(
+        text.contains("note_md5: generated column on the source") && text.contains("recomputed on the source"),
+        "{text}"
+    );
+    let schema = support::text(&xdb(&plan, &["schema"]));
+    assert!(schema.contains("length_hours") && schema.contains("recomputed on the source"), "{schema}");
+
+    ok(&xdb(&plan, &["snapshot"]));
+    for sql in [
+        // TOAST-unchanged note, referenced by note_md5.
+        "UPDATE trips SET length = 500 WHERE id = 1",
+        // A new note, then (same batch) an update that leaves it unchanged.
+        "UPDATE trips SET note = note || 'x' WHERE id = 2",
+        "UPDATE trips SET length = 9 WHERE id = 2",
+        "INSERT INTO trips (id, length, note) VALUES (201, 90, repeat('abc', 3000))",
+        "UPDATE trips SET length = 7 WHERE id = 201",
+        "UPDATE trips SET length = length + 1 WHERE id BETWEEN 10 AND 60",
+        "DELETE FROM trips WHERE id = 3",
+        // Key change: the unchanged note is under the old key on the target.
+        "UPDATE trips SET id = 1004, length = 11 WHERE id = 4",
+        "UPDATE trips SET note = NULL WHERE id = 5",
+        "INSERT INTO trips (id, length) VALUES (202, 61)",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    // A second run: the TOASTed note now comes from the committed target.
+    c.batch_execute("UPDATE trips SET length = 33 WHERE id IN (1, 2, 201, 1004)").await.unwrap();
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+
+    let q = "SELECT id::text, length_hours::text, note_md5 FROM trips WHERE id IN (1, 2, 5, 10, 201, 202, 1004) \
+             ORDER BY trips.id";
+    let want: Vec<Vec<String>> = c
+        .query(q, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (0..3).map(|i| r.get::<_, Option<String>>(i).unwrap_or_else(|| "NULL".into())).collect())
+        .collect();
+    let got = target
+        .rows(
+            "SELECT id, length_hours, note_md5 FROM trips WHERE id IN (1, 2, 5, 10, 201, 202, 1004) ORDER BY id",
+        )
+        .await;
+    assert_eq!(got, want);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+#[tokio::test]
+async fn generated_columns_are_recomputed_on_postgres_13_into_sqlite() {
+    let pg = OwnPostgres::start_from(&bindir(13));
+    let c = support::pg_connect(&pg.url()).await;
+    let target = Target::sqlite("xdb_genre13");
+    copy_and_stream(&pg.url(), "xdb_genre13", &c, &target, "").await;
+}
+
+#[tokio::test]
+async fn generated_columns_are_recomputed_on_postgres_13_into_mariadb() {
+    let pg = OwnPostgres::start_from(&bindir(13));
+    let c = support::pg_connect(&pg.url()).await;
+    let target = Target::Mysql(MyDb::create("xdb_genre13m").await);
+    copy_and_stream(&pg.url(), "xdb_genre13m", &c, &target, "").await;
+}
+
+#[tokio::test]
+async fn generated_columns_are_recomputed_on_the_default_postgres_into_mariadb() {
+    let db = PgDb::create("xdb_genre").await;
+    let c = db.super_client().await;
+    let target = Target::Mysql(MyDb::create("xdb_genre").await);
+    copy_and_stream(&db.repl_url(), &format!("{}_slot", db.name), &c, &target, "xdb_repl").await;
+}
