@@ -17,12 +17,17 @@ const TRIPS: &str = "
     ALTER TABLE trips ALTER COLUMN note SET STORAGE EXTERNAL;
     INSERT INTO trips (id, length, note)
         SELECT g, g * 7, CASE WHEN g <= 5 THEN repeat(md5(g::text), 300) ELSE 'n' || g END
-        FROM generate_series(1, 200) g;";
+        FROM generate_series(1, 200) g;
+    CREATE TABLE events (kind text, body text, n int,
+        shout text GENERATED ALWAYS AS (upper(kind) || length(body)::text || n::text) STORED);
+    ALTER TABLE events ALTER COLUMN body SET STORAGE EXTERNAL;
+    ALTER TABLE events REPLICA IDENTITY FULL;
+    INSERT INTO events SELECT 'k' || g, repeat(md5(g::text), 100 * (g % 2)), g FROM generate_series(1, 20) g;";
 
 fn plan(source_url: &str, slot: &str, target: &Target, extra: &str) -> PlanFile {
     PlanFile::new(&format!(
         "name: genre\nsource:\n  url: {source_url}\n  slot: {slot}\n  publication: {slot}\n  \
-         heartbeat_interval_secs: 1\ntarget:\n  url: {}\ntables: [trips]\n{extra}",
+         heartbeat_interval_secs: 1\ntarget:\n  url: {}\ntables: [trips, events]\n{extra}",
         target.url()
     ))
 }
@@ -33,7 +38,9 @@ fn plan(source_url: &str, slot: &str, target: &Target, extra: &str) -> PlanFile 
 async fn copy_and_stream(source_url: &str, slot: &str, c: &tokio_postgres::Client, target: &Target, owner: &str) {
     c.batch_execute(TRIPS).await.unwrap();
     if !owner.is_empty() {
-        c.batch_execute(&format!("ALTER TABLE trips OWNER TO {owner}")).await.unwrap();
+        c.batch_execute(&format!("ALTER TABLE trips OWNER TO {owner}; ALTER TABLE events OWNER TO {owner}"))
+            .await
+            .unwrap();
     }
 
     let refused = xdb(&plan(source_url, slot, target, ""), &["check"]);
@@ -67,6 +74,13 @@ async fn copy_and_stream(source_url: &str, slot: &str, c: &tokio_postgres::Clien
         "UPDATE trips SET id = 1004, length = 11 WHERE id = 4",
         "UPDATE trips SET note = NULL WHERE id = 5",
         "INSERT INTO trips (id, length) VALUES (202, 61)",
+        // Keyless, REPLICA IDENTITY FULL: the old row carries the TOASTed body.
+        "UPDATE events SET n = n + 100 WHERE n <= 4",
+        "DELETE FROM events WHERE n = 5",
+        "UPDATE events SET kind = 'é' || kind WHERE n = 7",
+        // A generated column added while streaming.
+        "ALTER TABLE trips ADD COLUMN triple int GENERATED ALWAYS AS (length * 3) STORED",
+        "UPDATE trips SET length = 120 WHERE id = 6",
     ] {
         c.batch_execute(sql).await.unwrap();
     }
@@ -75,21 +89,26 @@ async fn copy_and_stream(source_url: &str, slot: &str, c: &tokio_postgres::Clien
     c.batch_execute("UPDATE trips SET length = 33 WHERE id IN (1, 2, 201, 1004)").await.unwrap();
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
 
-    let q = "SELECT id::text, length_hours::text, note_md5 FROM trips WHERE id IN (1, 2, 5, 10, 201, 202, 1004) \
+    let q = "SELECT id::text, length_hours::text, note_md5, triple::text FROM trips WHERE id IN (1, 2, 5, 6, 10, 201, 202, 1004) \
              ORDER BY trips.id";
     let want: Vec<Vec<String>> = c
         .query(q, &[])
         .await
         .unwrap()
         .iter()
-        .map(|r| (0..3).map(|i| r.get::<_, Option<String>>(i).unwrap_or_else(|| "NULL".into())).collect())
+        .map(|r| (0..4).map(|i| r.get::<_, Option<String>>(i).unwrap_or_else(|| "NULL".into())).collect())
         .collect();
     let got = target
         .rows(
-            "SELECT id, length_hours, note_md5 FROM trips WHERE id IN (1, 2, 5, 10, 201, 202, 1004) ORDER BY id",
+            "SELECT id, length_hours, note_md5, triple FROM trips WHERE id IN (1, 2, 5, 6, 10, 201, 202, 1004) \
+             ORDER BY id",
         )
         .await;
     assert_eq!(got, want);
+    let q = "SELECT n::text, shout FROM events ORDER BY events.n";
+    let want: Vec<Vec<String>> =
+        c.query(q, &[]).await.unwrap().iter().map(|r| vec![r.get::<_, String>(0), r.get(1)]).collect();
+    assert_eq!(target.rows("SELECT n, shout FROM events ORDER BY n").await, want);
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
