@@ -428,6 +428,11 @@ fn map_inner(
             }),
         }
     }
+    // Before 18 with `mapping.generated: source`: inputs xdb could not
+    // recompute from exactly.
+    for message in crate::source::postgres::generated_recompute::unreadable_inputs(&kind, table) {
+        errors.push(MappingError::Table { table: tname.clone(), message });
+    }
     if !errors.is_empty() {
         return Err(errors);
     }

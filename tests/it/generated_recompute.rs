@@ -11,12 +11,14 @@ use crate::support::{self, ok, xdb, MyDb, OwnPostgres, PgDb, PlanFile, Target};
 use crate::versions::bindir;
 
 const TRIPS: &str = "
-    CREATE TABLE trips (id int PRIMARY KEY, length int NOT NULL, note text,
+    CREATE TABLE trips (id int PRIMARY KEY, length int NOT NULL, note text, pic bytea,
         length_hours numeric(6,2) GENERATED ALWAYS AS (round(length / 60.0, 2)) STORED,
-        note_md5 text GENERATED ALWAYS AS (md5(coalesce(note, '') || length::text)) STORED);
-    ALTER TABLE trips ALTER COLUMN note SET STORAGE EXTERNAL;
-    INSERT INTO trips (id, length, note)
-        SELECT g, g * 7, CASE WHEN g <= 5 THEN repeat(md5(g::text), 300) ELSE 'n' || g END
+        note_md5 text GENERATED ALWAYS AS (md5(coalesce(note, '') || length::text || coalesce(md5(pic), '')))
+            STORED);
+    ALTER TABLE trips ALTER COLUMN note SET STORAGE EXTERNAL, ALTER COLUMN pic SET STORAGE EXTERNAL;
+    INSERT INTO trips (id, length, note, pic)
+        SELECT g, g * 7, CASE WHEN g <= 5 THEN repeat(md5(g::text), 300) ELSE 'n' || g END,
+            CASE WHEN g <= 5 THEN decode(repeat(md5(g::text), 200), 'hex') END
         FROM generate_series(1, 200) g;
     CREATE TABLE events (kind text, body text, n int,
         shout text GENERATED ALWAYS AS (upper(kind) || length(body)::text || n::text) STORED);
@@ -135,4 +137,35 @@ async fn generated_columns_are_recomputed_on_the_default_postgres_into_mariadb()
     let c = db.super_client().await;
     let target = Target::Mysql(MyDb::create("xdb_genre").await);
     copy_and_stream(&db.repl_url(), &format!("{}_slot", db.name), &c, &target, "xdb_repl").await;
+}
+
+/// An input xdb cannot read back from the target (an array) on a table
+/// without REPLICA IDENTITY FULL is refused by `check` before anything is
+/// created, with the fix; with the fix it passes.
+#[tokio::test]
+async fn recomputed_input_that_cannot_be_read_back_is_refused_with_the_fix() {
+    let db = PgDb::create("xdb_genre_arr").await;
+    db.exec(
+        "CREATE TABLE docs (id int PRIMARY KEY, tags text[], \
+           n_tags int GENERATED ALWAYS AS (cardinality(tags)) STORED); ALTER TABLE docs OWNER TO xdb_repl",
+    )
+    .await;
+    let target = Target::sqlite("xdb_genre_arr");
+    let plan = PlanFile::new(&format!(
+        "name: genre\nsource:\n  url: {}\n  slot: {}_slot\n  publication: {}_pub\ntarget:\n  url: {}\n\
+         tables: [docs]\nmapping:\n  generated: source\n",
+        db.repl_url(),
+        db.name,
+        db.name,
+        target.url()
+    ));
+    for cmd in ["check", "snapshot"] {
+        let out = xdb(&plan, &[cmd]);
+        let text = support::text(&out);
+        assert!(!out.status.success(), "{cmd}: {text}");
+        assert!(text.contains("reads tags (text[])") && text.contains("REPLICA IDENTITY FULL"), "{cmd}: {text}");
+    }
+    db.exec("ALTER TABLE docs REPLICA IDENTITY FULL").await;
+    let check = xdb(&plan, &["check"]);
+    assert!(check.status.success(), "{}", support::text(&check));
 }

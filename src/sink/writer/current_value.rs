@@ -4,8 +4,8 @@
 //! (`pipeline::generated_fill`). The target holds exactly what the source
 //! held before the change (invariant *commit order*), but only for types
 //! whose target text is the source's input text: text and varchar
-//! everywhere, json/jsonb where the target keeps the text (not MySQL's JSON,
-//! which rewrites it). Anything else is refused with the way on.
+//! everywhere, bytea (as hex), json/jsonb where the target keeps the text
+//! (not MySQL's JSON, which rewrites it). Anything else is refused with the way on.
 
 use super::{SinkError, SinkWriter};
 use crate::mapping::naming::SqlDialect;
@@ -17,7 +17,8 @@ use crate::model::{PgType, TableName, Value};
 #[error(
     "{table}.{column} ({ty}) is unchanged in an UPDATE at {at} (a TOASTed value the change does not carry), and \
      generated column {generated} reads it: {why}. Run ALTER TABLE {table} REPLICA IDENTITY FULL; on the source \
-     (the change then carries the old value), then `xdb sync`"
+     (changes then carry the old row), then copy again (`xdb sync --recopy`): this change cannot be recomputed \
+     exactly"
 )]
 pub struct CurrentValueError {
     pub table: TableName,
@@ -43,13 +44,7 @@ impl SinkWriter {
         let Some(mapped) = self.mapped.get(table).cloned() else {
             return Ok(Err(format!("{table} is not a planned table")));
         };
-        let mysql = matches!(self.kind, TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. });
-        let exact = match ty {
-            PgType::Text | PgType::Varchar(_) => true,
-            PgType::Json | PgType::Jsonb => !mysql,
-            _ => false,
-        };
-        if !exact {
+        if !readable(&self.kind, ty) {
             return Ok(Err(format!("a {} value cannot be read back from the target exactly", ty.sql_name())));
         }
         let dialect = self.conn.dialect();
@@ -61,9 +56,16 @@ impl SinkWriter {
             }
         }
         let col = dialect.ident(column);
+        // bytea as hex: PostgreSQL's `\x…` input, whatever the target.
+        let text = match (ty, dialect) {
+            (PgType::Bytea, SqlDialect::Mysql) => format!("CONCAT('\\\\x', LOWER(HEX({col})))"),
+            (PgType::Bytea, SqlDialect::Sqlite) => format!("'\\x' || lower(hex({col}))"),
+            (PgType::Bytea, SqlDialect::Postgres) => format!("'\\x' || encode({col}, 'hex')"),
+            _ => col.clone(),
+        };
         let tagged = match dialect {
-            SqlDialect::Mysql => format!("CONCAT('v', {col})"),
-            _ => format!("'v' || {col}"),
+            SqlDialect::Mysql => format!("CONCAT('v', {text})"),
+            _ => format!("'v' || {text}"),
         };
         let sql = format!(
             "SELECT CASE WHEN {col} IS NULL THEN 'n' ELSE {tagged} END FROM {} WHERE {}",
@@ -72,6 +74,17 @@ impl SinkWriter {
         );
         let got = self.conn.scalar_text(&sql).await?;
         Ok(Ok(got.map(|t| t.strip_prefix('v').map(str::to_string))))
+    }
+}
+
+/// Whether a `ty` value reads back from a `kind` target as exactly the
+/// source's input text.
+pub fn readable(kind: &TargetKind, ty: &PgType) -> bool {
+    let mysql = matches!(kind, TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. });
+    match ty {
+        PgType::Text | PgType::Varchar(_) | PgType::Bytea => true,
+        PgType::Json | PgType::Jsonb => !mysql,
+        _ => false,
     }
 }
 

@@ -182,6 +182,7 @@ pub async fn load_table(
     let mut columns = Vec::with_capacity(rows.len());
     let mut attnums = Vec::with_capacity(rows.len());
     let mut from_source_columns = Vec::new();
+    let mut from_source_attnums = Vec::new();
     for r in &rows {
         let attnum: i16 = r.get(0);
         let type_oid: u32 = r.get(2);
@@ -194,6 +195,7 @@ pub async fn load_table(
             // target already has, like a volatile default (invariant
             // *schema drift*).
             from_source_columns.push((r.get::<_, String>(1), default.clone().unwrap_or_default()));
+            from_source_attnums.push(attnum);
         }
         let identity: String = r.get(6);
         let pg_type = types.resolve(client, type_oid, typmod).await?;
@@ -213,6 +215,11 @@ pub async fn load_table(
     let primary_key = pk.iter().filter_map(|a| attnums.iter().position(|x| x == a)).collect();
     if from_source {
         super::generated_source::record(table, from_source_columns);
+        if super::generated_source::recomputed() {
+            let inputs =
+                super::generated_recompute::input_columns(client, oid, &from_source_attnums).await.map_err(q)?;
+            super::generated_source::record_inputs(table, inputs);
+        }
     }
     let generated_rows = client
         .query(

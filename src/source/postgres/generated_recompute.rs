@@ -26,7 +26,8 @@ use tokio_postgres::{Client, Statement};
 
 use super::catalog::{CatalogError, TypeCache};
 use super::client::{self, ConnectError};
-use crate::model::{Column, PgType, TableName, TableSchema, Value};
+use crate::mapping::TargetKind;
+use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema, Value};
 use crate::plan::SecretUrl;
 
 /// Rows per statement run: bounds the parameter arrays of one round trip.
@@ -50,8 +51,8 @@ pub enum RecomputeError {
          changed the table while xdb was reading it; run `xdb sync` again"
     )]
     MissingInput { table: TableName, column: String, generated: String },
-    #[error("generated column {table}.{column}: the source computed {text:?}, which does not read as {ty}: {reason}")]
-    Decode { table: TableName, column: String, text: String, ty: String, reason: String },
+    #[error("generated column {column}: the source computed {text:?}, which does not read as {ty}: {reason}")]
+    Decode { column: String, text: String, ty: String, reason: String },
 }
 
 impl RecomputeError {
@@ -141,7 +142,9 @@ impl Recompute {
                  SET extra_float_digits = 3; SET lc_monetary = 'C'",
             )
             .await
-            .map_err(|source| RecomputeError::Catalog(CatalogError::Query { what: "session settings".into(), source }))?;
+            .map_err(|source| {
+                RecomputeError::Catalog(CatalogError::Query { what: "session settings".into(), source })
+            })?;
         let mut r = Recompute { client, tables: HashMap::new(), augmented: HashMap::new() };
         for t in tables {
             r.load(t).await?;
@@ -220,32 +223,11 @@ impl Recompute {
             self.tables.remove(table);
             return Ok(());
         }
-        // The columns the expressions read: a generated column's default
-        // (its expression; 14+) or the column itself (12, 13) depends on
-        // each column it uses. One it missed
-        // would fail the statement's PREPARE, never give a wrong value.
-        let deps = self
-            .client
-            .query(
-                "SELECT DISTINCT a.attnum, a.attname::text FROM pg_depend d \
-                 JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
-                 WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid > 0 \
-                   AND a.attgenerated = '' \
-                   AND ((d.classid = 'pg_attrdef'::regclass \
-                         AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = $1 AND adnum = ANY($2))) \
-                     OR (d.classid = 'pg_class'::regclass AND d.objid = $1 AND d.objsubid = ANY($2))) \
-                 ORDER BY a.attnum",
-                &[&oid, &gen_attnums],
-            )
-            .await
-            .map_err(q)?;
-        let inputs: Vec<String> = deps.iter().map(|r| r.get(1)).collect();
+        let inputs = input_columns(&self.client, oid, &gen_attnums).await.map_err(q)?;
         let sql = statement_sql(&exprs, &inputs, &cast);
         tracing::debug!(table = %table, "generated columns recomputed on the source with: {sql}");
-        let statement = self.client.prepare(&sql).await.map_err(|source| RecomputeError::Query {
-            table: table.clone(),
-            source,
-        })?;
+        let statement =
+            self.client.prepare(&sql).await.map_err(|source| RecomputeError::Query { table: table.clone(), source })?;
         self.tables.insert(table.clone(), TablePlan { generated, inputs, statement });
         Ok(())
     }
@@ -341,15 +323,14 @@ impl Recompute {
                 for (i, g) in plan.generated.iter().enumerate() {
                     values.push(match r.get::<_, Option<&str>>(i) {
                         None => Value::Null,
-                        Some(s) => super::value_text::decode_text(&g.pg_type, s).map_err(|e| {
-                            RecomputeError::Decode {
-                                table: table.clone(),
-                                column: g.name.clone(),
+                        Some(s) => {
+                            super::value_text::decode_text(&g.pg_type, s).map_err(|e| RecomputeError::Decode {
+                                column: format!("{table}.{}", g.name),
                                 text: s.to_string(),
                                 ty: g.pg_type.sql_name(),
                                 reason: e.to_string(),
-                            }
-                        })?,
+                            })?
+                        }
                     });
                 }
                 out.push(values);
@@ -357,6 +338,66 @@ impl Recompute {
         }
         Ok(out)
     }
+}
+
+/// The (non-generated) columns the stored generated columns `attnums` of
+/// table `oid` read: a generated column's default (its expression; 14+)
+/// or the column itself (12, 13) depends on each column it uses. One
+/// missed would fail the statement's PREPARE, never give a wrong value.
+pub async fn input_columns(client: &Client, oid: u32, attnums: &[i16]) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT a.attnum, a.attname::text FROM pg_depend d \
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid > 0 \
+               AND a.attgenerated = '' \
+               AND ((d.classid = 'pg_attrdef'::regclass \
+                     AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = $1 AND adnum = ANY($2))) \
+                 OR (d.classid = 'pg_class'::regclass AND d.objid = $1 AND d.objsubid = ANY($2))) \
+             ORDER BY a.attnum",
+            &[&oid, &attnums],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(1)).collect())
+}
+
+/// Why `table` cannot have its generated columns recomputed exactly on a
+/// `kind` target, one line per input column (empty when it can): an
+/// UPDATE of other columns leaves a large (TOASTed) value out of the
+/// change, and xdb then reads it back from the target row, which it can
+/// only do exactly for some types (`sink::writer::current_value`).
+/// REPLICA IDENTITY FULL carries the old row instead. Said by `check`
+/// and `schema`, and refused before the copy creates anything.
+pub fn unreadable_inputs(kind: &TargetKind, table: &TableSchema) -> Vec<String> {
+    if !super::generated_source::recomputed() || table.replica_identity == ReplicaIdentity::Full {
+        return Vec::new();
+    }
+    let inputs = super::generated_source::inputs(&table.name);
+    let mut out = Vec::new();
+    for c in table.columns.iter().filter(|c| inputs.contains(&c.name)) {
+        let large = matches!(
+            c.pg_type,
+            PgType::Xml
+                | PgType::TsVector
+                | PgType::TsQuery
+                | PgType::Array(_)
+                | PgType::Other { .. }
+                | PgType::Json
+                | PgType::Jsonb
+        );
+        if large && !crate::sink::writer::current_value::readable(kind, &c.pg_type) {
+            out.push(format!(
+                "a generated column of {t} reads {col} ({ty}); before PostgreSQL 18 xdb recomputes it on the \
+                 source for each change, and an UPDATE that leaves a large (TOASTed) {col} unchanged does not \
+                 carry it, nor can xdb read a {ty} back from {kind} exactly. Run ALTER TABLE {t} REPLICA IDENTITY \
+                 FULL; on the source (every change then carries the old row), or remove mapping.generated: source",
+                t = table.name,
+                col = c.name,
+                ty = c.pg_type.sql_name(),
+            ));
+        }
+    }
+    out
 }
 
 /// `SELECT (<expr>)::text, … FROM (SELECT <input>::<type> AS <input>, …

@@ -65,6 +65,26 @@ pub fn record(table: &TableName, columns: Vec<(String, String)>) {
     }
 }
 
+/// Per table: the columns its recomputed generated columns read (before 18).
+type Inputs = RwLock<HashMap<TableName, Vec<String>>>;
+
+fn inputs_registry() -> &'static Inputs {
+    static R: OnceLock<Inputs> = OnceLock::new();
+    R.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+/// Records the columns `table`'s generated columns read (`generated_recompute`).
+pub fn record_inputs(table: &TableName, columns: Vec<String>) {
+    if let Ok(mut r) = inputs_registry().write() {
+        r.insert(table.clone(), columns);
+    }
+}
+
+/// The columns `table`'s recomputed generated columns read.
+pub fn inputs(table: &TableName) -> Vec<String> {
+    inputs_registry().read().ok().and_then(|r| r.get(table).cloned()).unwrap_or_default()
+}
+
 /// The expression of `table.column` when it is a stored generated column
 /// moved as a plain column.
 pub fn expression(table: &TableName, column: &str) -> Option<String> {
