@@ -78,7 +78,7 @@ impl GeneratedFill {
     pub async fn relation(&mut self, schema: Arc<TableSchema>) -> Result<Arc<TableSchema>, FillError> {
         self.recompute.load(&schema.name).await?;
         Ok(match self.recompute.augment(&schema)? {
-            Some(a) => a.schema,
+            Some(a) => a.schema.clone(),
             None => schema,
         })
     }
@@ -86,10 +86,12 @@ impl GeneratedFill {
     /// Puts the generated values into every change of `txs` (in place).
     pub async fn fill(&mut self, txs: &mut [Transaction], writer: &mut SinkWriter) -> Result<(), FillError> {
         // Per table: its augmentation and the rows to compute.
-        let mut shapes: HashMap<TableName, Augmented> = HashMap::new();
+        let mut shapes: HashMap<TableName, Arc<Augmented>> = HashMap::new();
         let mut requests: HashMap<TableName, Vec<Request>> = HashMap::new();
-        // The last known inputs of each row (by table and key) in this batch.
-        let mut seen: HashMap<(TableName, Vec<String>), Vec<Option<String>>> = HashMap::new();
+        // The last known inputs of each row in this batch, as the position
+        // of its request (by table and key): only for tables whose inputs
+        // can be left out of an UPDATE.
+        let mut seen: HashMap<(TableName, Vec<String>), usize> = HashMap::new();
         for (ti, tx) in txs.iter_mut().enumerate() {
             for (ci, change) in tx.changes.iter_mut().enumerate() {
                 let table = match change {
@@ -109,6 +111,7 @@ impl GeneratedFill {
                     },
                 };
                 let full = table.replica_identity == ReplicaIdentity::Full;
+                let track = a.toastable();
                 let key_of = |row: &Row| -> Vec<String> {
                     table.match_columns().iter().map(|&k| format!("{:?}", row.get(k))).collect()
                 };
@@ -118,18 +121,21 @@ impl GeneratedFill {
                 let reqs = requests.entry(table.name.clone()).or_default();
                 match change {
                     Change::Insert { new, .. } => {
-                        let inputs = texts(new);
-                        seen.insert((table.name.clone(), key_of(new)), inputs.clone());
-                        reqs.push(Request { tx: ti, change: ci, old: false, inputs });
+                        if track {
+                            seen.insert((table.name.clone(), key_of(new)), reqs.len());
+                        }
+                        reqs.push(Request { tx: ti, change: ci, old: false, inputs: texts(new) });
                     }
                     Change::Update { old, new, unchanged_toast, .. } => {
                         let mut inputs = texts(new);
-                        let before = old.as_ref().map(&key_of).unwrap_or_else(|| key_of(new));
+                        let before =
+                            if track { old.as_ref().map(&key_of).unwrap_or_else(|| key_of(new)) } else { vec![] };
                         for (p, &si) in a.inputs.iter().enumerate() {
                             if !unchanged_toast.contains(&si) {
                                 continue;
                             }
-                            inputs[p] = match (full, old.as_ref(), seen.get(&(table.name.clone(), before.clone()))) {
+                            let known = seen.get(&(table.name.clone(), before.clone())).map(|&r| &reqs[r].inputs);
+                            inputs[p] = match (full, old.as_ref(), known) {
                                 (true, Some(o), _) => o.get(si).and_then(crate::mapping::pg_source_text),
                                 (_, _, Some(known)) => known[p].clone(),
                                 _ => {
@@ -143,12 +149,16 @@ impl GeneratedFill {
                                 reqs.push(Request { tx: ti, change: ci, old: true, inputs: texts(o) });
                             }
                         }
-                        seen.remove(&(table.name.clone(), before));
-                        seen.insert((table.name.clone(), key_of(new)), inputs.clone());
+                        if track {
+                            seen.remove(&(table.name.clone(), before));
+                            seen.insert((table.name.clone(), key_of(new)), reqs.len());
+                        }
                         reqs.push(Request { tx: ti, change: ci, old: false, inputs });
                     }
                     Change::Delete { old, .. } => {
-                        seen.remove(&(table.name.clone(), key_of(old)));
+                        if track {
+                            seen.remove(&(table.name.clone(), key_of(old)));
+                        }
                         if full {
                             reqs.push(Request { tx: ti, change: ci, old: true, inputs: texts(old) });
                         }

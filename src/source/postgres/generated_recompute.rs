@@ -108,11 +108,39 @@ pub struct Augmented {
     pub inputs: Vec<usize>,
 }
 
+impl Augmented {
+    /// Whether an UPDATE can leave one of the inputs out (an unchanged
+    /// TOASTed value: only variable-length types are TOASTed).
+    pub fn toastable(&self) -> bool {
+        self.inputs.iter().any(|&i| {
+            !matches!(
+                self.stream.columns[i].pg_type,
+                PgType::Bool
+                    | PgType::Int2
+                    | PgType::Int4
+                    | PgType::Int8
+                    | PgType::Float4
+                    | PgType::Float8
+                    | PgType::Money
+                    | PgType::Date
+                    | PgType::Time(_)
+                    | PgType::TimeTz(_)
+                    | PgType::Timestamp(_)
+                    | PgType::TimestampTz(_)
+                    | PgType::Interval
+                    | PgType::Uuid
+                    | PgType::Oid
+                    | PgType::Enum { .. }
+            )
+        })
+    }
+}
+
 /// The recomputation for every planned table with stored generated columns.
 pub struct Recompute {
     client: Client,
     tables: HashMap<TableName, TablePlan>,
-    augmented: HashMap<TableName, Augmented>,
+    augmented: HashMap<TableName, Arc<Augmented>>,
 }
 
 /// Whether the plan's generated columns must be recomputed: `mapping.generated:
@@ -235,7 +263,7 @@ impl Recompute {
     /// `stream` (a Relation's schema) with the generated columns in their
     /// place, and where each value comes from; `None` for a table without
     /// generated columns. Cached until the stream's schema changes.
-    pub fn augment(&mut self, stream: &Arc<TableSchema>) -> Result<Option<Augmented>, RecomputeError> {
+    pub fn augment(&mut self, stream: &Arc<TableSchema>) -> Result<Option<Arc<Augmented>>, RecomputeError> {
         let Some(plan) = self.tables.get(&stream.name) else { return Ok(None) };
         if let Some(a) = self.augmented.get(&stream.name) {
             if Arc::ptr_eq(&a.stream, stream) || *a.stream == **stream {
@@ -292,7 +320,7 @@ impl Recompute {
                 })
             })
             .collect::<Result<Vec<usize>, _>>()?;
-        let a = Augmented { stream: stream.clone(), schema: Arc::new(schema), slots, inputs };
+        let a = Arc::new(Augmented { stream: stream.clone(), schema: Arc::new(schema), slots, inputs });
         self.augmented.insert(stream.name.clone(), a.clone());
         Ok(Some(a))
     }
@@ -305,6 +333,7 @@ impl Recompute {
         rows: &[Vec<Option<String>>],
     ) -> Result<Vec<Vec<Value>>, RecomputeError> {
         let Some(plan) = self.tables.get(table) else { return Ok(vec![Vec::new(); rows.len()]) };
+        let started = std::time::Instant::now();
         let mut out = Vec::with_capacity(rows.len());
         for part in rows.chunks(ROWS_PER_RUN) {
             let mut arrays: Vec<Vec<Option<&str>>> = vec![vec![Some(""); part.len()]];
@@ -336,6 +365,7 @@ impl Recompute {
                 out.push(values);
             }
         }
+        tracing::debug!(table = %table, rows = rows.len(), elapsed_us = started.elapsed().as_micros() as u64, "generated columns recomputed");
         Ok(out)
     }
 }
