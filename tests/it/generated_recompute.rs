@@ -7,7 +7,7 @@
 //! another column (the note "unchanged TOAST", not in the change) needs the
 //! note's value from the target. Ends with `xdb validate` (every column).
 
-use crate::support::{self, ok, xdb, MyDb, OwnPostgres, PgDb, PlanFile, Target};
+use crate::support::{self, ok, xdb, xdb_command, MyDb, OwnPostgres, PgDb, PlanFile, Target};
 use crate::versions::bindir;
 
 const TRIPS: &str = "
@@ -87,9 +87,18 @@ async fn copy_and_stream(source_url: &str, slot: &str, c: &tokio_postgres::Clien
         c.batch_execute(sql).await.unwrap();
     }
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
-    // A second run: the TOASTed note now comes from the committed target.
-    c.batch_execute("UPDATE trips SET length = 33 WHERE id IN (1, 2, 201, 1004)").await.unwrap();
-    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    // A second run: the TOASTed note now comes from the committed target,
+    // in a transaction large enough to be spilled (read back in chunks,
+    // applied in one target transaction).
+    c.batch_execute("UPDATE trips SET length = 33 WHERE id IN (1, 2, 201, 1004) OR id BETWEEN 100 AND 150")
+        .await
+        .unwrap();
+    let spilled = xdb_command()
+        .env("XDB_SPILL_THRESHOLD_BYTES", "2000")
+        .args(["sync", "--plan", plan.path.to_str().unwrap(), "--until-caught-up"])
+        .output()
+        .unwrap();
+    ok(&spilled);
 
     let q = "SELECT id::text, length_hours::text, note_md5, triple::text FROM trips WHERE id IN (1, 2, 5, 6, 10, 201, 202, 1004) \
              ORDER BY trips.id";
