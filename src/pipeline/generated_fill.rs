@@ -300,3 +300,45 @@ impl GeneratedFill {
 
 /// Changes per chunk of a spilled transaction.
 const SPILL_CHUNK: usize = 5_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, PgType};
+
+    fn schema(cols: &[&str]) -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            oid: 1,
+            name: TableName::new("public", "t"),
+            columns: cols.iter().map(|c| Column::new(*c, PgType::Text)).collect(),
+            replica_identity: ReplicaIdentity::Default,
+            primary_key: vec![0],
+            generated: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn place_widens_rows_and_moves_unchanged_toast_positions() {
+        // Stream (id, a, b); generated g after a: (id, a, g, b).
+        let stream = schema(&["id", "a", "b"]);
+        let a = Augmented {
+            stream: stream.clone(),
+            schema: schema(&["id", "a", "g", "b"]),
+            slots: vec![Slot::Stream(0), Slot::Stream(1), Slot::Generated(0), Slot::Stream(2)],
+            inputs: vec![1, 2],
+        };
+        let t = |s: &str| Value::Text(s.into());
+        let mut change = Change::Update {
+            table: stream.clone(),
+            old: Some(vec![t("1"), Value::Null, Value::Null]),
+            new: vec![t("2"), t("x"), Value::Null],
+            unchanged_toast: vec![2],
+        };
+        place(&mut change, &a, Some(vec![t("G")]), None);
+        let Change::Update { table, old, new, unchanged_toast } = change else { panic!() };
+        assert!(Arc::ptr_eq(&table, &a.schema));
+        assert_eq!(new, vec![t("2"), t("x"), t("G"), Value::Null]);
+        assert_eq!(old, Some(vec![t("1"), Value::Null, Value::Null, Value::Null]));
+        assert_eq!(unchanged_toast, vec![3]);
+    }
+}
