@@ -85,8 +85,11 @@ impl GeneratedFill {
 
     /// Puts the generated values into every change of `txs` (in place).
     pub async fn fill(&mut self, txs: &mut [Transaction], writer: &mut SinkWriter) -> Result<(), FillError> {
-        // Per table: its augmentation and the rows to compute.
+        // Per table: its latest augmentation and the rows to compute; per
+        // change, its own (a transaction that altered the table has
+        // changes of both shapes).
         let mut shapes: HashMap<TableName, Arc<Augmented>> = HashMap::new();
+        let mut placed: Vec<(usize, usize, Arc<Augmented>)> = Vec::new();
         let mut requests: HashMap<TableName, Vec<Request>> = HashMap::new();
         // The last known inputs of each row in this batch, as the position
         // of its request (by table and key): only for tables whose inputs
@@ -165,6 +168,7 @@ impl GeneratedFill {
                     }
                     Change::Truncate { .. } => {}
                 }
+                placed.push((ti, ci, a.clone()));
                 shapes.insert(table.name.clone(), a);
             }
         }
@@ -177,19 +181,10 @@ impl GeneratedFill {
                 values.insert((r.tx, r.change, r.old), v);
             }
         }
-        for (ti, tx) in txs.iter_mut().enumerate() {
-            for (ci, change) in tx.changes.iter_mut().enumerate() {
-                let name = match change {
-                    Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
-                        table.name.clone()
-                    }
-                    Change::Truncate { .. } => continue,
-                };
-                let Some(a) = shapes.get(&name) else { continue };
-                let new_vals = values.remove(&(ti, ci, false));
-                let old_vals = values.remove(&(ti, ci, true));
-                place(change, a, new_vals, old_vals);
-            }
+        for (ti, ci, a) in placed {
+            let new_vals = values.remove(&(ti, ci, false));
+            let old_vals = values.remove(&(ti, ci, true));
+            place(&mut txs[ti].changes[ci], &a, new_vals, old_vals);
         }
         Ok(())
     }
