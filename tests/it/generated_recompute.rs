@@ -83,6 +83,10 @@ async fn copy_and_stream(source_url: &str, slot: &str, c: &tokio_postgres::Clien
         // A generated column added while streaming.
         "ALTER TABLE trips ADD COLUMN triple int GENERATED ALWAYS AS (length * 3) STORED",
         "UPDATE trips SET length = 120 WHERE id = 6",
+        // One transaction with changes of both shapes.
+        "UPDATE trips SET length = 1 WHERE id = 7; \
+         ALTER TABLE trips ADD COLUMN quad int GENERATED ALWAYS AS (length * 4) STORED; \
+         UPDATE trips SET length = 2 WHERE id = 8",
     ] {
         c.batch_execute(sql).await.unwrap();
     }
@@ -100,19 +104,19 @@ async fn copy_and_stream(source_url: &str, slot: &str, c: &tokio_postgres::Clien
         .unwrap();
     ok(&spilled);
 
-    let q = "SELECT id::text, length_hours::text, note_md5, triple::text FROM trips WHERE id IN (1, 2, 5, 6, 10, 201, 202, 1004) \
+    let q = "SELECT id::text, length_hours::text, note_md5, triple::text, quad::text FROM trips WHERE id IN (1, 2, 5, 6, 7, 8, 10, 201, 202, 1004) \
              ORDER BY trips.id";
     let want: Vec<Vec<String>> = c
         .query(q, &[])
         .await
         .unwrap()
         .iter()
-        .map(|r| (0..4).map(|i| r.get::<_, Option<String>>(i).unwrap_or_else(|| "NULL".into())).collect())
+        .map(|r| (0..5).map(|i| r.get::<_, Option<String>>(i).unwrap_or_else(|| "NULL".into())).collect())
         .collect();
     let got = target
         .rows(
-            "SELECT id, length_hours, note_md5, triple FROM trips WHERE id IN (1, 2, 5, 6, 10, 201, 202, 1004) \
-             ORDER BY id",
+            "SELECT id, length_hours, note_md5, triple, quad FROM trips \
+             WHERE id IN (1, 2, 5, 6, 7, 8, 10, 201, 202, 1004) ORDER BY id",
         )
         .await;
     assert_eq!(got, want);
