@@ -571,6 +571,17 @@ fn utc_time_micros(v: &Value) -> i64 {
     }
 }
 
+/// A value as PostgreSQL input text (`None` for NULL): what the source
+/// reads back exactly (`source::postgres::generated_recompute`).
+pub fn pg_source_text(v: &Value) -> Option<String> {
+    if v.is_null() {
+        return None;
+    }
+    let mut out = Vec::new();
+    write_text(&TargetKind::Postgres, TargetClass::Text, v, &mut out);
+    Some(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
 /// Writes a non-NULL value's text form for `kind` (unescaped).
 pub(super) fn write_text(kind: &TargetKind, class: TargetClass, v: &Value, out: &mut Vec<u8>) {
     let pg = matches!(kind, TargetKind::Postgres);

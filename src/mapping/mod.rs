@@ -39,7 +39,7 @@ pub use canonical::{
     canonical, canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, canonical_json, CanonicalValue,
     RowHasher,
 };
-pub use convert::{show_value, ConversionDetails, ConversionError};
+pub use convert::{pg_source_text, show_value, ConversionDetails, ConversionError};
 pub use ddl::{
     add_column_ddl, alter_column_type_ddl, create_index_ddl, create_table_ddl, is_constant_default, rename_column_ddl,
     sqlite_affinity, type_keeps_values, IndexDef,
@@ -303,10 +303,15 @@ fn map_column(
         None => ddl::translate_default(&kind, c, &target_type, class, &tname, warnings),
     };
     if let Some(expr) = &from_source {
+        let how = if crate::source::postgres::generated_source::recomputed() {
+            "recomputed on the source from each change's values (PostgreSQL before 18 does not publish them)"
+        } else {
+            "published by the source (PostgreSQL 18)"
+        };
         warnings.push(format!(
             "{tname}.{}: generated column on the source (GENERATED ALWAYS AS ({expr}) STORED), a plain {target_type} \
-             column on {kind} kept current by xdb from the source's values (mapping.generated: source): after \
-             the switch nothing computes it",
+             column on {kind} kept current by xdb from the source's values (mapping.generated: source; {how}): \
+             after the switch nothing computes it",
             c.name
         ));
     }
@@ -413,13 +418,20 @@ fn map_inner(
                     "generated column {} (GENERATED ALWAYS AS ({}) STORED) cannot be created as a generated column on \
                      {kind}: {why}. Neither the copy nor the stream carries a generated column, so xdb refuses the \
                      table rather than leave the column out; migrate this table to a PostgreSQL target, or \
-                     rewrite the expression on the source with integer/text operations xdb translates, or, on a \
-                     PostgreSQL 18 source with a stored column, set `mapping: {{generated: source}}` in the plan to \
-                     move it as a plain column that xdb keeps current (see the README, \"Generated columns\")",
+                     rewrite the expression on the source with integer/text operations xdb translates, or, for a \
+                     stored column, set `mapping: {{generated: source}}` in the plan to move it as a plain column \
+                     that xdb keeps current (PostgreSQL 18 publishes it; before 18 xdb recomputes it on the source \
+                     for each change) and that nothing computes after the switch (see the README, \"Generated \
+                     columns\")",
                     g.name, g.expression
                 ),
             }),
         }
+    }
+    // Before 18 with `mapping.generated: source`: inputs xdb could not
+    // recompute from exactly.
+    for message in crate::source::postgres::generated_recompute::unreadable_inputs(&kind, table) {
+        errors.push(MappingError::Table { table: tname.clone(), message });
     }
     if !errors.is_empty() {
         return Err(errors);

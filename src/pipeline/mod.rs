@@ -5,6 +5,7 @@
 pub(crate) mod backoff;
 pub mod batcher;
 pub mod from_log;
+pub mod generated_fill;
 pub mod log_ops;
 pub mod log_schema;
 pub mod metrics;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
 use super::batcher::{next_batch_items, BatchPolicy};
+use super::generated_fill::{FillError as GeneratedFillError, FilledSink, GeneratedFill};
 use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
 use crate::model::{ChunkedTransaction, Lsn, TableName, TableSchema, Transaction};
@@ -60,6 +61,19 @@ pub enum SyncError {
     NoTargetTable(String),
     #[error("{0}")]
     SchemaDrift(String),
+    #[error("{0}")]
+    Generated(GeneratedFillError),
+}
+
+/// The writer's own errors keep their meaning when they come through the
+/// generated-column fill.
+impl From<GeneratedFillError> for SyncError {
+    fn from(e: GeneratedFillError) -> Self {
+        match e {
+            GeneratedFillError::Sink(e) => e.into(),
+            other => SyncError::Generated(other),
+        }
+    }
 }
 
 /// A schema change the writer stops on is the command's own error.
@@ -86,6 +100,7 @@ impl SyncError {
             SyncError::Target(e) => e.is_retryable(),
             SyncError::Marker(e) => e.is_retryable(),
             SyncError::StreamEnded => true,
+            SyncError::Generated(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -185,6 +200,8 @@ async fn stream_once(
     let catalog = client::connect(&plan.source.url, "xdb sync").await?;
     let (writer, catalog_keys) = prepare_writer(plan, &catalog).await?;
     let applied = writer.applied();
+    // Before 18, `mapping.generated: source` recomputes generated columns.
+    let writer = FilledSink::new(writer, GeneratedFill::open(plan).await?);
 
     let config = ChangeStreamConfig {
         slot: slot.clone(),

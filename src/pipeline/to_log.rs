@@ -131,6 +131,21 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     for t in &plan.tables {
         target.table_subject(&t.schema, &t.name).map_err(ToLogError::Config)?;
         let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| ToLogError::MissingTable(t.to_string()))?;
+        // Before 18 only `sync` into a database recomputes them
+        // (`pipeline::generated_fill`): never a log without them.
+        let recomputed = crate::source::postgres::generated_source::recomputed();
+        if let Some(c) = s
+            .columns
+            .iter()
+            .find(|c| recomputed && crate::source::postgres::generated_source::expression(t, &c.name).is_some())
+        {
+            return Err(ToLogError::Config(format!(
+                "{t}.{} is a stored generated column and the source (before PostgreSQL 18) does not publish it: \
+                 a log target cannot carry it with mapping.generated: source. Sync into a database, or remove \
+                 mapping.generated: source (the column then needs an expression the target can compute)",
+                c.name
+            )));
+        }
         tables.schemas.insert(t.clone(), Arc::new(s));
     }
     let mut publisher = Publisher::new(&log, last_seq, Lsn::ZERO);

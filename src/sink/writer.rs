@@ -41,6 +41,7 @@ use crate::source::postgres::catalog::CatalogError;
 use crate::source::postgres::client::ConnectError;
 
 /// Changes per statement group read back from a spilled transaction.
+pub mod current_value;
 mod generated_stream;
 mod schema_change;
 pub use schema_change::rename_candidate;

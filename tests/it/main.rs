@@ -11,6 +11,7 @@ mod cleanup;
 mod compose;
 mod cutover;
 mod generated_drift;
+mod generated_recompute;
 mod generated_source;
 mod latency;
 mod log;

@@ -23,12 +23,6 @@ pub enum CatalogError {
     },
     #[error("type OID {oid} used by {what} is not in pg_type")]
     MissingType { oid: u32, what: String },
-    #[error(
-        "the plan says mapping.generated: source, which needs PostgreSQL 18 or later (it publishes stored \
-         generated columns); the source is PostgreSQL {version}: remove that line (generated columns then become \
-         generated columns of the target, when their expression translates)"
-    )]
-    GeneratedFromSourceNeeds18 { version: String },
 }
 
 /// Resolves type OIDs against `pg_type`, caching what it learnt.
@@ -142,15 +136,13 @@ pub async fn load_table(
         .unwrap_or(ReplicaIdentity::Default);
 
     // `mapping.generated: source`: stored generated columns are plain
-    // columns, in their place (`generated_source`).
+    // columns, in their place (`generated_source`); before 18 the stream
+    // recomputes them (`generated_recompute`).
     let from_source = super::generated_source::from_source();
     if from_source {
         let v: i32 =
             client.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(q)?.get(0);
-        if v < super::generated_source::FIRST_VERSION {
-            let version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
-            return Err(CatalogError::GeneratedFromSourceNeeds18 { version });
-        }
+        super::generated_source::set_recomputed(v < super::generated_source::FIRST_VERSION);
     }
     let (plain, kept_apart) = if from_source { ("('', 's')", "('v')") } else { ("('')", "('s', 'v')") };
     let rows = client
@@ -190,6 +182,7 @@ pub async fn load_table(
     let mut columns = Vec::with_capacity(rows.len());
     let mut attnums = Vec::with_capacity(rows.len());
     let mut from_source_columns = Vec::new();
+    let mut from_source_attnums = Vec::new();
     for r in &rows {
         let attnum: i16 = r.get(0);
         let type_oid: u32 = r.get(2);
@@ -202,6 +195,7 @@ pub async fn load_table(
             // target already has, like a volatile default (invariant
             // *schema drift*).
             from_source_columns.push((r.get::<_, String>(1), default.clone().unwrap_or_default()));
+            from_source_attnums.push(attnum);
         }
         let identity: String = r.get(6);
         let pg_type = types.resolve(client, type_oid, typmod).await?;
@@ -221,6 +215,11 @@ pub async fn load_table(
     let primary_key = pk.iter().filter_map(|a| attnums.iter().position(|x| x == a)).collect();
     if from_source {
         super::generated_source::record(table, from_source_columns);
+        if super::generated_source::recomputed() {
+            let inputs =
+                super::generated_recompute::input_columns(client, oid, &from_source_attnums).await.map_err(q)?;
+            super::generated_source::record_inputs(table, inputs);
+        }
     }
     let generated_rows = client
         .query(

@@ -1,9 +1,10 @@
-//! `mapping.generated: source` (PostgreSQL 18 and later): stored generated
-//! columns move as plain columns whose values come from the source.
+//! `mapping.generated: source`: stored generated columns move as plain
+//! columns whose values come from the source.
 //!
 //! PostgreSQL 18 publishes stored generated columns when the publication
-//! says `publish_generated_columns = stored`; the copy reads them like any
-//! column. With the plan's `mapping.generated: source` the catalog reader
+//! says `publish_generated_columns = stored`; before 18 the stream
+//! recomputes them on the source from each change (`generated_recompute`).
+//! The copy reads them like any column. With the plan's `mapping.generated: source` the catalog reader
 //! puts them among the table's columns (in their place, without their
 //! generation expression as a default), xdb's publication publishes them,
 //! and copy, stream and `validate` treat them as the plain columns they
@@ -21,6 +22,7 @@ use std::sync::{OnceLock, RwLock};
 use crate::model::TableName;
 
 static FROM_SOURCE: AtomicBool = AtomicBool::new(false);
+static RECOMPUTED: AtomicBool = AtomicBool::new(false);
 
 /// The first major version that publishes generated columns.
 pub const FIRST_VERSION: i32 = 180000;
@@ -32,6 +34,19 @@ pub fn set_from_source(on: bool) {
 /// Whether stored generated columns come from the source as plain columns.
 pub fn from_source() -> bool {
     FROM_SOURCE.load(Ordering::Acquire)
+}
+
+/// Records that the source does not publish generated columns (before 18):
+/// the stream recomputes them (`generated_recompute`). Set by the catalog
+/// reader, which asks the server.
+pub fn set_recomputed(on: bool) {
+    RECOMPUTED.store(on, Ordering::Release);
+}
+
+/// Whether the stream recomputes the generated columns on the source
+/// (known once a table was read from the catalog).
+pub fn recomputed() -> bool {
+    RECOMPUTED.load(Ordering::Acquire)
 }
 
 /// Per table: (column, expression) of the stored generated columns read as plain.
@@ -48,6 +63,26 @@ pub fn record(table: &TableName, columns: Vec<(String, String)>) {
     if let Ok(mut r) = registry().write() {
         r.insert(table.clone(), columns);
     }
+}
+
+/// Per table: the columns its recomputed generated columns read (before 18).
+type Inputs = RwLock<HashMap<TableName, Vec<String>>>;
+
+fn inputs_registry() -> &'static Inputs {
+    static R: OnceLock<Inputs> = OnceLock::new();
+    R.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+/// Records the columns `table`'s generated columns read (`generated_recompute`).
+pub fn record_inputs(table: &TableName, columns: Vec<String>) {
+    if let Ok(mut r) = inputs_registry().write() {
+        r.insert(table.clone(), columns);
+    }
+}
+
+/// The columns `table`'s recomputed generated columns read.
+pub fn inputs(table: &TableName) -> Vec<String> {
+    inputs_registry().read().ok().and_then(|r| r.get(table).cloned()).unwrap_or_default()
 }
 
 /// The expression of `table.column` when it is a stored generated column

@@ -93,7 +93,7 @@ pub async fn ensure(
             // including partitions attached later. Without it pgoutput names
             // the leaf, which is not in the plan, and every change is lost.
             let via_root = if version >= 130000 { ", publish_via_partition_root = true" } else { "" };
-            // `mapping.generated: source` (18+, checked by the catalog reader).
+            // `mapping.generated: source` (18+; before 18 `generated_recompute`).
             let via_root = if super::generated_source::from_source() && version >= 180000 {
                 format!("{via_root}, publish_generated_columns = stored")
             } else {
