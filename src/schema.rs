@@ -26,7 +26,7 @@ use crate::mapping::{self, MappedColumn, MappedTable, TargetClass, TargetKind};
 use crate::model::{PgType, Row, TableSchema, Value};
 use crate::plan::{LossyPolicy, Plan, TargetUrl};
 use crate::sink::TargetConn;
-use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
+use crate::source::postgres::catalog::{load_indexes, load_planned};
 use crate::source::postgres::client;
 
 /// Examples kept per column by `--scan`.
@@ -50,11 +50,9 @@ pub struct SchemaOutcome {
 /// every source row through the conversion the copy will use.
 pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, CopyError> {
     let source = client::connect(&plan.source.url, "xdb schema").await?;
-    let mut types = TypeCache::new();
     let mut schemas = Vec::new();
     let mut domains = Vec::new();
-    for t in &plan.tables {
-        let s = load_table(&source, &mut types, t).await?.ok_or_else(|| CopyError::MissingTable(t.to_string()))?;
+    for s in load_planned(&source, &plan.tables, |t| CopyError::MissingTable(t.to_string())).await? {
         domains.push(domain_columns(&source, s.oid).await?);
         schemas.push(Arc::new(s));
     }

@@ -30,7 +30,7 @@ use crate::model::{Lsn, TableName, TableSchema};
 use crate::plan::Plan;
 use crate::sink::load::{LoadCounters, Loader, RangeRecord};
 use crate::sink::TargetConn;
-use crate::source::postgres::catalog::{load_indexes, load_table, TypeCache};
+use crate::source::postgres::catalog::{load_indexes, load_planned, load_table, TypeCache};
 use crate::source::postgres::client::{self, error_text};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 use crate::source::postgres::{publication, streamable};
@@ -352,12 +352,12 @@ async fn check_before_creating(plan: &Plan) -> Result<Checked, CopyError> {
             client::error_text(&e)
         ),
     }
-    let mut types = TypeCache::new();
-    let mut schemas = Vec::new();
-    for t in &plan.tables {
-        let schema = load_table(&source, &mut types, t).await?.ok_or_else(|| CopyError::MissingTable(t.to_string()))?;
-        schemas.push(Arc::new(schema));
-    }
+    let schemas: Vec<Arc<TableSchema>> =
+        load_planned(&source, &plan.tables, |t| CopyError::MissingTable(t.to_string()))
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
 
     let mut target = TargetConn::connect(&plan.target.url).await?;
     let kind = target.target_kind().await?;

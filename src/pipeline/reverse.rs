@@ -45,7 +45,7 @@ use crate::source::mysql::binlog_stream::{
 };
 use crate::source::mysql::error::BinlogError;
 use crate::source::mysql::position::BinlogPosition;
-use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::catalog::{load_planned, CatalogError};
 use crate::source::postgres::client;
 
 #[derive(Debug, thiserror::Error)]
@@ -428,12 +428,12 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
 /// to its real types, and rows are matched on the primary key (json has no
 /// equality).
 async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<Arc<TableSchema>>, ReverseError> {
-    let mut types = TypeCache::new();
+    let planned = load_planned(pg, &plan.tables, |t| {
+        ReverseError::Refused(format!("table {t} no longer exists on the original source"))
+    })
+    .await?;
     let mut schemas = Vec::new();
-    for t in &plan.tables {
-        let mut s = load_table(pg, &mut types, t)
-            .await?
-            .ok_or_else(|| ReverseError::Refused(format!("table {t} no longer exists on the original source")))?;
+    for mut s in planned {
         if !s.primary_key.is_empty() {
             s.replica_identity = ReplicaIdentity::Default;
             for (i, c) in s.columns.iter_mut().enumerate() {

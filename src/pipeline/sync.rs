@@ -31,7 +31,7 @@ use crate::plan::Plan;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::ChangeSink;
 use crate::sink::{TargetConn, TargetError};
-use crate::source::postgres::catalog::{load_indexes, load_table, CatalogError, TypeCache};
+use crate::source::postgres::catalog::{load_indexes, load_planned, CatalogError};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
 use crate::source::postgres::client;
 use crate::source::{ChangeSource, SourceEvent};
@@ -256,12 +256,12 @@ async fn prepare_writer(
         target.read_tables(slot).await?.into_iter().map(|t| (t.table, t.sync_lsn)).collect();
     let kind = target.target_kind().await?;
 
-    let mut types = TypeCache::new();
-    let mut schemas: HashMap<TableName, Arc<TableSchema>> = HashMap::new();
-    for t in &plan.tables {
-        let s = load_table(catalog, &mut types, t).await?.ok_or_else(|| SyncError::TableGone(t.to_string()))?;
-        schemas.insert(t.clone(), Arc::new(s));
-    }
+    let schemas: HashMap<TableName, Arc<TableSchema>> =
+        load_planned(catalog, &plan.tables, |t| SyncError::TableGone(t.to_string()))
+            .await?
+            .into_iter()
+            .map(|s| (s.name.clone(), Arc::new(s)))
+            .collect();
     let mut schema_list: Vec<Arc<TableSchema>> = Vec::new();
     let mut target_only = Vec::new();
     for t in &plan.tables {

@@ -46,9 +46,9 @@ use source::SourceSession;
 use target::TargetSession;
 
 use crate::mapping::MappedTable;
-use crate::model::{Lsn, TableName};
+use crate::model::{Lsn, TableName, TableSchema};
 use crate::plan::Plan;
-use crate::source::postgres::catalog::{load_table, TypeCache};
+use crate::source::postgres::catalog::load_planned;
 use crate::source::postgres::client;
 
 /// How long a comparison waits for a running sync to apply past the source
@@ -150,15 +150,12 @@ pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport
     let started = Instant::now();
     let names = select_tables(plan, opts.tables.as_deref())?;
     let catalog = client::connect(&plan.source.url, "xdb validate").await?;
-    let mut types = TypeCache::new();
-    let mut schemas = Vec::new();
-    for t in &names {
-        let s = load_table(&catalog, &mut types, t)
-            .await
-            .map_err(|e| ValidateError::Source(e.to_string()))?
-            .ok_or_else(|| ValidateError::Source(format!("table {t} does not exist on the source")))?;
-        schemas.push(Arc::new(s));
-    }
+    let schemas: Vec<Arc<TableSchema>> =
+        load_planned(&catalog, &names, |t| ValidateError::Source(format!("table {t} does not exist on the source")))
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
     drop(catalog);
     let mut target = TargetSession::connect(&plan.target.url).await?;
     let kind = target.conn().target_kind().await?;

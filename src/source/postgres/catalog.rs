@@ -248,6 +248,23 @@ pub async fn load_table(
     Ok(Some(TableSchema { oid, name: table.clone(), columns, replica_identity, primary_key, generated }))
 }
 
+/// The schemas of `tables`, in order, through one type cache: the one way
+/// every command reads the plan's tables. `missing` makes the caller's
+/// error for a table the source does not have (the words differ: not yet
+/// copied, dropped while streaming, gone from the original source).
+pub async fn load_planned<E: From<CatalogError>>(
+    client: &Client,
+    tables: &[TableName],
+    missing: impl Fn(&TableName) -> E,
+) -> Result<Vec<TableSchema>, E> {
+    let mut types = TypeCache::new();
+    let mut out = Vec::with_capacity(tables.len());
+    for t in tables {
+        out.push(load_table(client, &mut types, t).await?.ok_or_else(|| missing(t))?);
+    }
+    Ok(out)
+}
+
 /// Every user table's qualified name (to suggest the closest one when a
 /// plan names a table that does not exist).
 pub async fn list_tables(client: &Client) -> Result<Vec<TableName>, CatalogError> {
