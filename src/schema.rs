@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::copy::ranges::CopyRange;
 use crate::copy::source_reader::SnapshotReader;
-use crate::copy::{map_tables, CopyError};
+use crate::copy::CopyError;
 use crate::mapping::{self, MappedColumn, MappedTable, TargetClass, TargetKind};
 use crate::model::{PgType, Row, TableSchema, Value};
 use crate::plan::{LossyPolicy, Plan, TargetUrl};
@@ -66,7 +66,7 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
         Some(t) => t.target_kind().await?,
         None => TargetKind::Sqlite,
     };
-    let mapped = map_tables(plan, &kind, &schemas)?;
+    let mapped = crate::mapping::map_tables(plan, &kind, &schemas)?;
 
     let mut out = SchemaOutcome::default();
     let _ = writeln!(out.script, "-- xdb schema for plan {} → {} ({kind})", plan.name, plan.target.url.redacted());

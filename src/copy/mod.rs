@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::mapping::{self, MappedTable, MappingOverrides, MappingRules, TargetKind};
+use crate::mapping::{self, MappedTable, TargetKind};
 use crate::model::{Lsn, TableName, TableSchema};
 use crate::plan::Plan;
 use crate::sink::load::{LoadCounters, Loader, RangeRecord};
@@ -74,7 +74,7 @@ pub enum CopyError {
     #[error(transparent)]
     Write(#[from] crate::sink::load::LoadError),
     #[error("type mapping:\n{0}")]
-    Mapping(String),
+    Mapping(#[from] crate::mapping::MapTablesError),
     #[error("table {0} does not exist on the source")]
     MissingTable(String),
     /// An existing target table that does not match the mapping.
@@ -361,7 +361,7 @@ async fn check_before_creating(plan: &Plan) -> Result<Checked, CopyError> {
 
     let mut target = TargetConn::connect(&plan.target.url).await?;
     let kind = target.target_kind().await?;
-    let mapped = map_tables(plan, &kind, &schemas)?;
+    let mapped = crate::mapping::map_tables(plan, &kind, &schemas)?;
     target.ensure_state_tables().await?;
 
     // Existing target tables are checked, not trusted; before anything is
@@ -760,33 +760,6 @@ async fn start_over(
     }
     target.forget_slot(slot).await?;
     Ok(None)
-}
-
-/// Maps every table, reporting all problems at once.
-pub fn map_tables(
-    plan: &Plan,
-    kind: &TargetKind,
-    schemas: &[Arc<TableSchema>],
-) -> Result<Vec<Arc<MappedTable>>, CopyError> {
-    let rules =
-        MappingRules::load(kind, plan.mapping.rules.as_deref()).map_err(|e| CopyError::Mapping(e.to_string()))?;
-    let overrides = MappingOverrides::from_plan(&plan.mapping);
-    let mut mapped = Vec::new();
-    let all: Vec<&TableSchema> = schemas.iter().map(|s| s.as_ref()).collect();
-    let mut errors: Vec<String> =
-        crate::mapping::naming::name_problems(kind.dialect(), &all).into_iter().map(|p| format!("  - {p}")).collect();
-    errors.extend(mapping::unknown_columns(&plan.mapping, &all).into_iter().map(|p| format!("  - {p}")));
-    for s in schemas {
-        match mapping::map_table(&rules, s, &overrides) {
-            Ok(m) => mapped.push(Arc::new(m)),
-            Err(e) => errors.push(format!("  - {e}")),
-        }
-    }
-    if errors.is_empty() {
-        Ok(mapped)
-    } else {
-        Err(CopyError::Mapping(errors.join("\n")))
-    }
 }
 
 /// Estimated rows and the ranges a table is read in.

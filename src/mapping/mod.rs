@@ -26,6 +26,7 @@ pub mod generated;
 mod json_numbers;
 pub mod naming;
 mod override_keys;
+pub mod planned;
 mod reference;
 mod rules;
 mod target_kind;
@@ -45,6 +46,7 @@ pub use ddl::{
     sqlite_affinity, type_keeps_values, IndexDef,
 };
 pub use override_keys::unknown_columns;
+pub use planned::{map_tables, MapTablesError};
 pub use reference::reference_markdown;
 pub use rules::{pg_type_sql, MappingOverrides, MappingRules, RULE_NAMES};
 pub use target_kind::{MysqlFlavour, TargetKind};

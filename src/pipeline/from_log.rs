@@ -225,7 +225,7 @@ async fn open_writer(
             on_target.push(s.clone());
         }
     }
-    let mapped = copy::map_tables(plan, &kind, &on_target)?;
+    let mapped = crate::mapping::map_tables(plan, &kind, &on_target).map_err(copy::CopyError::from)?;
     for m in &mapped {
         let name = m.source.name.to_string();
         if states.iter().any(|s| s.table == name) {

@@ -30,7 +30,6 @@ use tokio::sync::mpsc;
 use super::backoff::Backoff;
 use super::reverse_position::{self, Recorded, Resume};
 use crate::check::{CheckReport, CheckSection};
-use crate::copy;
 use crate::mapping::naming::flat_table_name;
 use crate::mapping::TargetKind;
 use crate::model::Lsn;
@@ -384,8 +383,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
     let stored = target.read_position(&rplan.source.slot).await?.map(|p| p.applied_lsn);
     let (from, by_gtid, applied, here) = resume_point(plan, &pg, &mut my, mariadb, &label, &start, stored).await?;
-    let mapped =
-        copy::map_tables(&rplan, &TargetKind::Postgres, &schemas).map_err(|e| ReverseError::Refused(e.to_string()))?;
+    let mapped = crate::mapping::map_tables(&rplan, &TargetKind::Postgres, &schemas)
+        .map_err(|e| ReverseError::Refused(format!("type mapping:\n{e}")))?;
     let mut writer = SinkWriter::new(target, TargetKind::Postgres, &rplan, mapped, HashMap::new(), applied)?;
     let key = position_key(plan);
 

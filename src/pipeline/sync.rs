@@ -61,6 +61,8 @@ pub enum SyncError {
     NoTargetTable(String),
     #[error("{0}")]
     SchemaDrift(String),
+    #[error("type mapping:\n{0}")]
+    Mapping(#[from] crate::mapping::MapTablesError),
     #[error("{0}")]
     Generated(GeneratedFillError),
 }
@@ -270,7 +272,7 @@ async fn prepare_writer(
         schema_list.push(on_target);
         target_only.push((t.clone(), extra));
     }
-    let mapped = copy::map_tables(plan, &kind, &schema_list)?;
+    let mapped = crate::mapping::map_tables(plan, &kind, &schema_list)?;
     let mut writer = SinkWriter::new(target, kind, plan, mapped, sync_lsns, applied)?;
     for (table, extra) in target_only {
         writer.expect_dropped_columns(table, extra);

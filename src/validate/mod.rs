@@ -88,7 +88,7 @@ pub enum ValidateError {
         source: crate::error_policy::DriverError,
     },
     #[error("type mapping:\n{0}")]
-    Mapping(String),
+    Mapping(#[from] crate::mapping::MapTablesError),
     #[error(
         "the target did not apply up to source position {lsn} within {seconds} s (applied: {applied}): is \
          `xdb sync` running and keeping up?"
@@ -159,7 +159,7 @@ pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport
     drop(catalog);
     let mut target = TargetSession::connect(&plan.target.url).await?;
     let kind = target.conn().target_kind().await?;
-    let mapped = crate::copy::map_tables(plan, &kind, &schemas).map_err(|e| ValidateError::Mapping(e.to_string()))?;
+    let mapped = crate::mapping::map_tables(plan, &kind, &schemas)?;
     // Generated columns are compared like the others.
     let mapped: Vec<Arc<MappedTable>> =
         mapped.iter().map(|m| Arc::new(crate::mapping::generated::compared(m))).collect();
