@@ -433,6 +433,32 @@ async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<
     .await?;
     let mut schemas = Vec::new();
     for mut s in planned {
+        // `mapping.generated: source` read the stored generated columns as
+        // plain ones; PostgreSQL computes them, so they are not written back.
+        let computed: Vec<String> = s
+            .columns
+            .iter()
+            .filter(|c| crate::source::postgres::generated_source::expression(&s.name, &c.name).is_some())
+            .map(|c| c.name.clone())
+            .collect();
+        if !computed.is_empty() {
+            let keep: Vec<String> =
+                s.columns.iter().filter(|c| !computed.contains(&c.name)).map(|c| c.name.clone()).collect();
+            let mut plain = s.restricted_to(&keep).ok_or_else(|| {
+                ReverseError::Refused(format!("a primary-key column of {} is a generated column", s.name))
+            })?;
+            for c in s.columns.iter().filter(|c| computed.contains(&c.name)) {
+                plain.generated.push(crate::model::GeneratedColumn {
+                    name: c.name.clone(),
+                    pg_type: c.pg_type.clone(),
+                    type_oid: c.type_oid,
+                    typmod: c.typmod,
+                    expression: crate::source::postgres::generated_source::expression(&s.name, &c.name)
+                        .unwrap_or_default(),
+                });
+            }
+            s = plain;
+        }
         if !s.primary_key.is_empty() {
             s.replica_identity = ReplicaIdentity::Default;
             for (i, c) in s.columns.iter_mut().enumerate() {
@@ -461,13 +487,18 @@ async fn target_tables(
         let cols = table_columns(my, &database, &name, label).await?;
         let mut columns = Vec::new();
         for c in &cols {
+            // The source computes its generated columns itself.
+            if s.column_index(c).is_none() && s.generated.iter().any(|g| &g.name == c) {
+                columns.push(None);
+                continue;
+            }
             let i = s.column_index(c).ok_or_else(|| {
                 ReverseError::Refused(format!(
                     "column {c} of target table {name} is not on the original source table {}: add it there first",
                     s.name
                 ))
             })?;
-            columns.push(i);
+            columns.push(Some(i));
         }
         if let Some(missing) = s.columns.iter().find(|c| !cols.contains(&c.name)) {
             return Err(ReverseError::Refused(format!(

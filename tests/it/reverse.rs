@@ -290,3 +290,62 @@ async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
     let added: i32 = src.query_one("SELECT added FROM flags WHERE id = 1", &[]).await.unwrap().get(0);
     assert_eq!(added, 42);
 }
+
+/// A table with a stored generated column comes back: PostgreSQL computes
+/// the column itself, so the way back writes every other column and the
+/// generated one ends equal to what the target holds — whether the target
+/// has it as a generated column (the default) or as a plain column fed by
+/// the stream (`mapping.generated: source`).
+async fn generated_columns_come_back(generated_yaml: &str, tag: &str) {
+    let db = PgDb::create(&format!("xdb_rev_gen_{tag}")).await;
+    db.exec(
+        "CREATE TABLE order_lines (id int PRIMARY KEY, qty int NOT NULL, price numeric(10,2) NOT NULL,
+                             total int GENERATED ALWAYS AS (qty * 3 + 1) STORED, note text);
+         ALTER TABLE order_lines OWNER TO xdb_repl;
+         INSERT INTO order_lines (id, qty, price, note) SELECT g, g % 5, g * 1.5, 'n' || g FROM generate_series(1, 50) g;",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create(&format!("xdb_rev_gen_my_{tag}")).await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let extra = format!(
+        "{generated_yaml}cutover:\n  steps:\n    - name: Freeze\n      stop_source_writes: {{ database: true }}\n      rollback: resume_source_writes\n    - name: Drain\n      wait_for_catchup: {{ timeout: 60s }}\n    - name: Back\n      start_reverse: {{}}\n"
+    );
+    let plan = plan(&db, &target, "public.order_lines", &extra);
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--cutover", "--yes"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let mut c = my(mydb).await;
+    // The application on MariaDB writes only the plain columns.
+    c.query_drop("INSERT INTO order_lines (id, qty, price, note) VALUES (100, 3, 2.50, 'new')").await.unwrap();
+    c.query_drop("UPDATE order_lines SET qty = qty + 1 WHERE id <= 10").await.unwrap();
+    c.query_drop("UPDATE order_lines SET note = 'only the note' WHERE id = 20").await.unwrap();
+    c.query_drop("DELETE FROM order_lines WHERE id = 30").await.unwrap();
+    if generated_yaml.is_empty() {
+        // A generated column on MariaDB: it recomputes it too.
+    } else {
+        // A plain column on MariaDB: the application keeps it right.
+        c.query_drop("UPDATE order_lines SET total = qty * 3 + 1 WHERE id <= 10 OR id = 100").await.unwrap();
+    }
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "the way back: {}", out(&o));
+    let src = db.super_client().await;
+    let row = src.query_one("SELECT qty, total::text FROM order_lines WHERE id = 100", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, String>(1)), (3, "10".to_string()));
+    let row = src.query_one("SELECT total::text FROM order_lines WHERE id = 2", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "10", "qty 3 × 3 + 1, computed by PostgreSQL");
+    let gone: i64 = src.query_one("SELECT count(*) FROM order_lines WHERE id = 30", &[]).await.unwrap().get(0);
+    assert_eq!(gone, 0);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate after the way back: {}", out(&v));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_columns_come_back_when_the_target_computes_them() {
+    generated_columns_come_back("", "tgt").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_columns_come_back_when_the_stream_carried_them() {
+    generated_columns_come_back("mapping:\n  generated: source\n", "src").await;
+}

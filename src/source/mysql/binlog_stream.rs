@@ -48,8 +48,10 @@ const FL_STANDALONE: u8 = 1;
 pub struct ReverseTable {
     /// The source table (its real catalog types).
     pub schema: Arc<TableSchema>,
-    /// For each target column in table order, the source column position.
-    pub columns: Vec<usize>,
+    /// For each target column in table order, the source column position;
+    /// `None` for a column the source generates itself (PostgreSQL
+    /// computes it from the others, so it is never written back).
+    pub columns: Vec<Option<usize>>,
     /// The target column names, in table order.
     pub names: Vec<String>,
     /// For each target column that is an ENUM, its labels in the target's
@@ -373,7 +375,8 @@ impl BinlogReader {
 fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Result<Row, BinlogError> {
     let s = &table.schema;
     let mut out: Row = vec![Value::Null; s.columns.len()];
-    for (binlog_col, &src) in table.columns.iter().enumerate() {
+    for (binlog_col, src) in table.columns.iter().enumerate() {
+        let Some(src) = *src else { continue };
         let col = &s.columns[src];
         let labels = table.enums.get(binlog_col).and_then(|l| l.as_ref());
         let label = labels.and_then(|l| enum_label(row.as_ref(binlog_col), l));
@@ -390,7 +393,7 @@ fn source_row(table: &ReverseTable, row: &BinlogRow, at: &BinlogPosition) -> Res
             let key: Vec<String> = s
                 .primary_key
                 .iter()
-                .filter_map(|&k| table.columns.iter().position(|&c| c == k))
+                .filter_map(|&k| table.columns.iter().position(|&c| c == Some(k)))
                 .map(|b| display(row.as_ref(b)))
                 .collect();
             BinlogError::Value {
