@@ -119,22 +119,9 @@ pub async fn load_table(
     let q = |source| CatalogError::Query { what: format!("table {table}"), source };
     // Before any of its values is read (`money` amounts follow the source's digits).
     super::money::ensure_read(client).await.map_err(q)?;
-    let Some(rel) = client
-        .query_opt(
-            "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&table.schema, &table.name],
-        )
-        .await
-        .map_err(q)?
-    else {
+    let Some((oid, replica_identity)) = relation(client, table).await.map_err(q)? else {
         return Ok(None);
     };
-    let oid: u32 = rel.get(0);
-    let replident: String = rel.get(1);
-    let replica_identity = ReplicaIdentity::from_byte(replident.as_bytes().first().copied().unwrap_or(b'd'))
-        .unwrap_or(ReplicaIdentity::Default);
-
     // `mapping.generated: source`: stored generated columns are plain
     // columns, in their place (`generated_source`); before 18 the stream
     // recomputes them (`generated_recompute`).
@@ -145,6 +132,74 @@ pub async fn load_table(
         super::generated_source::set_recomputed(v < super::generated_source::FIRST_VERSION);
     }
     let (plain, kept_apart) = if from_source { ("('', 's')", "('v')") } else { ("('')", "('s', 'v')") };
+    let pk = key_attnums(client, oid, "indisprimary").await.map_err(q)?;
+    let key_cols = if replica_identity == ReplicaIdentity::Index {
+        key_attnums(client, oid, "indisreplident").await.map_err(q)?
+    } else {
+        pk.clone()
+    };
+    let read = plain_columns(client, types, table, oid, plain, &key_cols).await?;
+    let primary_key = pk.iter().filter_map(|a| read.attnums.iter().position(|x| x == a)).collect();
+    if from_source {
+        super::generated_source::record(table, read.from_source);
+        if super::generated_source::recomputed() {
+            let inputs =
+                super::generated_recompute::input_columns(client, oid, &read.from_source_attnums).await.map_err(q)?;
+            super::generated_source::record_inputs(table, inputs);
+        }
+    }
+    let generated = generated_columns(client, types, table, oid, kept_apart).await?;
+    Ok(Some(TableSchema { oid, name: table.clone(), columns: read.columns, replica_identity, primary_key, generated }))
+}
+
+/// The table's oid and replica identity; `None` when no such table (or
+/// partitioned table) exists.
+async fn relation(client: &Client, table: &TableName) -> Result<Option<(u32, ReplicaIdentity)>, tokio_postgres::Error> {
+    let Some(rel) = client
+        .query_opt(
+            "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.name],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let replident: String = rel.get(1);
+    let replica_identity = ReplicaIdentity::from_byte(replident.as_bytes().first().copied().unwrap_or(b'd'))
+        .unwrap_or(ReplicaIdentity::Default);
+    Ok(Some((rel.get(0), replica_identity)))
+}
+
+/// The column numbers of the table's primary key (`indisprimary`) or
+/// replica identity index (`indisreplident`), in index order.
+async fn key_attnums(client: &Client, oid: u32, flag: &'static str) -> Result<Vec<i16>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT k.attnum::int2 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+         WHERE i.indrelid = $1 AND i.{flag} ORDER BY k.ord"
+    );
+    Ok(client.query(&sql, &[&oid]).await?.iter().map(|r| r.get::<_, i16>(0)).collect())
+}
+
+/// The columns xdb reads and writes, with their numbers; and the stored
+/// generated ones among them (`mapping.generated: source`).
+struct PlainColumns {
+    columns: Vec<Column>,
+    attnums: Vec<i16>,
+    from_source: Vec<(String, String)>,
+    from_source_attnums: Vec<i16>,
+}
+
+/// The columns whose `attgenerated` is in `plain` (an SQL list), in table
+/// order; `key_cols` are the matching key's column numbers.
+async fn plain_columns(
+    client: &Client,
+    types: &mut TypeCache,
+    table: &TableName,
+    oid: u32,
+    plain: &str,
+    key_cols: &[i16],
+) -> Result<PlainColumns, CatalogError> {
     let rows = client
         .query(
             &format!(
@@ -157,32 +212,13 @@ pub async fn load_table(
             &[&oid],
         )
         .await
-        .map_err(q)?;
-    let key_attnums = |sql: &'static str| async move {
-        client.query(sql, &[&oid]).await.map(|rows| rows.iter().map(|r| r.get::<_, i16>(0)).collect::<Vec<i16>>())
+        .map_err(|source| CatalogError::Query { what: format!("table {table}"), source })?;
+    let mut out = PlainColumns {
+        columns: Vec::with_capacity(rows.len()),
+        attnums: Vec::with_capacity(rows.len()),
+        from_source: Vec::new(),
+        from_source_attnums: Vec::new(),
     };
-    let pk = key_attnums(
-        "SELECT k.attnum::int2 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-         WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
-    )
-    .await
-    .map_err(q)?;
-    let ident_index = if replica_identity == ReplicaIdentity::Index {
-        key_attnums(
-            "SELECT k.attnum::int2 FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-             WHERE i.indrelid = $1 AND i.indisreplident ORDER BY k.ord",
-        )
-        .await
-        .map_err(q)?
-    } else {
-        Vec::new()
-    };
-    let key_cols: &[i16] = if replica_identity == ReplicaIdentity::Index { &ident_index } else { &pk };
-
-    let mut columns = Vec::with_capacity(rows.len());
-    let mut attnums = Vec::with_capacity(rows.len());
-    let mut from_source_columns = Vec::new();
-    let mut from_source_attnums = Vec::new();
     for r in &rows {
         let attnum: i16 = r.get(0);
         let type_oid: u32 = r.get(2);
@@ -194,13 +230,13 @@ pub async fn load_table(
             // streaming then gets the source's values in the rows the
             // target already has, like a volatile default (invariant
             // *schema drift*).
-            from_source_columns.push((r.get::<_, String>(1), default.clone().unwrap_or_default()));
-            from_source_attnums.push(attnum);
+            out.from_source.push((r.get::<_, String>(1), default.clone().unwrap_or_default()));
+            out.from_source_attnums.push(attnum);
         }
         let identity: String = r.get(6);
         let pg_type = types.resolve(client, type_oid, typmod).await?;
         let is_serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
-        columns.push(Column {
+        out.columns.push(Column {
             name: r.get(1),
             pg_type,
             type_oid,
@@ -210,31 +246,34 @@ pub async fn load_table(
             default,
             identity: !identity.is_empty() || is_serial,
         });
-        attnums.push(attnum);
+        out.attnums.push(attnum);
     }
-    let primary_key = pk.iter().filter_map(|a| attnums.iter().position(|x| x == a)).collect();
-    if from_source {
-        super::generated_source::record(table, from_source_columns);
-        if super::generated_source::recomputed() {
-            let inputs =
-                super::generated_recompute::input_columns(client, oid, &from_source_attnums).await.map_err(q)?;
-            super::generated_source::record_inputs(table, inputs);
-        }
-    }
-    let generated_rows = client
+    Ok(out)
+}
+
+/// The generated columns kept apart from the plain ones (`attgenerated`
+/// in `kept_apart`), with their expressions.
+async fn generated_columns(
+    client: &Client,
+    types: &mut TypeCache,
+    table: &TableName,
+    oid: u32,
+    kept_apart: &str,
+) -> Result<Vec<GeneratedColumn>, CatalogError> {
+    let rows = client
         .query(
             &format!(
                 "SELECT a.attname::text, a.atttypid, a.atttypmod, pg_get_expr(d.adbin, d.adrelid) \
-             FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated IN {kept_apart} \
-             ORDER BY a.attnum"
+                 FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated IN {kept_apart} \
+                 ORDER BY a.attnum"
             ),
             &[&oid],
         )
         .await
-        .map_err(q)?;
-    let mut generated = Vec::with_capacity(generated_rows.len());
-    for r in &generated_rows {
+        .map_err(|source| CatalogError::Query { what: format!("table {table}"), source })?;
+    let mut generated = Vec::with_capacity(rows.len());
+    for r in &rows {
         let type_oid: u32 = r.get(1);
         let typmod: i32 = r.get(2);
         generated.push(GeneratedColumn {
@@ -245,7 +284,7 @@ pub async fn load_table(
             expression: r.get(3),
         });
     }
-    Ok(Some(TableSchema { oid, name: table.clone(), columns, replica_identity, primary_key, generated }))
+    Ok(generated)
 }
 
 /// The schemas of `tables`, in order, through one type cache: the one way
