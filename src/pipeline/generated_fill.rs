@@ -84,8 +84,32 @@ impl GeneratedFill {
         })
     }
 
-    /// Puts the generated values into every change of `txs` (in place).
+    /// Puts the generated values into every change of `txs` (in place):
+    /// the rows to compute, one statement per table, then each change
+    /// widened with its values.
     pub async fn fill(&mut self, txs: &mut [Transaction], writer: &mut SinkWriter) -> Result<(), FillError> {
+        let Gathered { placed, requests } = self.gather(txs, writer).await?;
+        let mut values: HashMap<(usize, usize, bool), Vec<Value>> = HashMap::new();
+        for (table, reqs) in &requests {
+            let rows: Vec<Vec<Option<String>>> = reqs.iter().map(|r| r.inputs.clone()).collect();
+            let computed = self.recompute.compute(table, &rows).await?;
+            for (r, v) in reqs.iter().zip(computed) {
+                values.insert((r.tx, r.change, r.old), v);
+            }
+        }
+        for (ti, ci, a) in placed {
+            let new_vals = values.remove(&(ti, ci, false));
+            let old_vals = values.remove(&(ti, ci, true));
+            place(&mut txs[ti].changes[ci], &a, new_vals, old_vals);
+        }
+        Ok(())
+    }
+
+    /// The rows whose generated values must be computed, per table, with
+    /// their inputs (an unchanged TOASTed input from the old row, an
+    /// earlier change of the same row, or the target), and the shape each
+    /// change is placed in.
+    async fn gather(&mut self, txs: &mut [Transaction], writer: &mut SinkWriter) -> Result<Gathered, FillError> {
         // Per table: its latest augmentation and the rows to compute; per
         // change, its own (a transaction that altered the table has
         // changes of both shapes).
@@ -173,22 +197,15 @@ impl GeneratedFill {
                 shapes.insert(table.name.clone(), a);
             }
         }
-        // One statement per table; then every change of it gets its values.
-        let mut values: HashMap<(usize, usize, bool), Vec<Value>> = HashMap::new();
-        for (table, reqs) in &requests {
-            let rows: Vec<Vec<Option<String>>> = reqs.iter().map(|r| r.inputs.clone()).collect();
-            let computed = self.recompute.compute(table, &rows).await?;
-            for (r, v) in reqs.iter().zip(computed) {
-                values.insert((r.tx, r.change, r.old), v);
-            }
-        }
-        for (ti, ci, a) in placed {
-            let new_vals = values.remove(&(ti, ci, false));
-            let old_vals = values.remove(&(ti, ci, true));
-            place(&mut txs[ti].changes[ci], &a, new_vals, old_vals);
-        }
-        Ok(())
+        Ok(Gathered { placed, requests })
     }
+}
+
+/// What [`GeneratedFill::gather`] found in a batch.
+struct Gathered {
+    /// (transaction, change, its shape) for every change to widen.
+    placed: Vec<(usize, usize, Arc<Augmented>)>,
+    requests: HashMap<TableName, Vec<Request>>,
 }
 
 /// Rewrites one change to the augmented schema: rows widened with the
