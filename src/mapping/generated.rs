@@ -23,8 +23,8 @@ use std::fmt::Write as _;
 
 use std::sync::Arc;
 
-use super::{MappedColumn, MappedTable, TargetClass, TargetKind};
-use crate::model::{Column, GeneratedColumn, PgType, Row, TableSchema};
+use super::{MappedColumn, MappedTable, MysqlFlavour, TargetClass, TargetKind};
+use crate::model::{generated_carry, Column, GeneratedColumn, PgType, ReplicaIdentity, Row, TableSchema};
 use crate::plan::LossyPolicy;
 
 /// A generated column as the target creates it.
@@ -141,6 +141,57 @@ impl std::fmt::Display for Tok {
             Tok::Comma => f.write_str(","),
         }
     }
+}
+
+/// Whether a `ty` value reads back from a `kind` target as exactly the
+/// source's input text (what `sink::writer::current_value` relies on when
+/// it reads a TOASTed input of a recomputed generated column back).
+pub fn reads_back_exactly(kind: &TargetKind, ty: &PgType) -> bool {
+    let mysql = matches!(kind, TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. });
+    match ty {
+        PgType::Text | PgType::Varchar(_) | PgType::Bytea => true,
+        PgType::Json | PgType::Jsonb => !mysql,
+        _ => false,
+    }
+}
+
+/// Why `table` cannot have its generated columns recomputed exactly on a
+/// `kind` target, one line per input column (empty when it can): an
+/// UPDATE of other columns leaves a large (TOASTed) value out of the
+/// change, and xdb then reads it back from the target row, which it can
+/// only do exactly for some types ([`reads_back_exactly`]).
+/// REPLICA IDENTITY FULL carries the old row instead. Said by `check`
+/// and `schema`, and refused before the copy creates anything.
+pub fn unreadable_inputs(kind: &TargetKind, table: &TableSchema) -> Vec<String> {
+    if !generated_carry::recomputed() || table.replica_identity == ReplicaIdentity::Full {
+        return Vec::new();
+    }
+    let inputs = generated_carry::inputs(&table.name);
+    let mut out = Vec::new();
+    for c in table.columns.iter().filter(|c| inputs.contains(&c.name)) {
+        let large = matches!(
+            c.pg_type,
+            PgType::Xml
+                | PgType::TsVector
+                | PgType::TsQuery
+                | PgType::Array(_)
+                | PgType::Other { .. }
+                | PgType::Json
+                | PgType::Jsonb
+        );
+        if large && !reads_back_exactly(kind, &c.pg_type) {
+            out.push(format!(
+                "a generated column of {t} reads {col} ({ty}); before PostgreSQL 18 xdb recomputes it on the \
+                 source for each change, and an UPDATE that leaves a large (TOASTed) {col} unchanged does not \
+                 carry it, nor can xdb read a {ty} back from {kind} exactly. Run ALTER TABLE {t} REPLICA IDENTITY \
+                 FULL; on the source (every change then carries the old row), or remove mapping.generated: source",
+                t = table.name,
+                col = c.name,
+                ty = c.pg_type.sql_name(),
+            ));
+        }
+    }
+    out
 }
 
 fn tokenize(s: &str) -> Result<Vec<Tok>, String> {

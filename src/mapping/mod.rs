@@ -298,14 +298,14 @@ fn map_column(
         target_type = wide.to_string();
     }
     let class = TargetClass::of(&kind, &target_type);
-    let from_source = crate::source::postgres::generated_source::expression(&table.name, &c.name);
+    let from_source = crate::model::generated_carry::expression(&table.name, &c.name);
     // A generated column moved as a plain one has no default on the target.
     let default = match from_source {
         Some(_) => None,
         None => ddl::translate_default(&kind, c, &target_type, class, &tname, warnings),
     };
     if let Some(expr) = &from_source {
-        let how = if crate::source::postgres::generated_source::recomputed() {
+        let how = if crate::model::generated_carry::recomputed() {
             "recomputed on the source from each change's values (PostgreSQL before 18 does not publish them)"
         } else {
             "published by the source (PostgreSQL 18)"
@@ -432,7 +432,7 @@ fn map_inner(
     }
     // Before 18 with `mapping.generated: source`: inputs xdb could not
     // recompute from exactly.
-    for message in crate::source::postgres::generated_recompute::unreadable_inputs(&kind, table) {
+    for message in generated::unreadable_inputs(&kind, table) {
         errors.push(MappingError::Table { table: tname.clone(), message });
     }
     if !errors.is_empty() {

@@ -3,8 +3,11 @@
 //! the changes that flow from the source to a sink ([`Change`], [`Transaction`]).
 //!
 //! Nothing here does I/O; decoders produce these types and sinks consume them.
+//! [`generated_carry`] records, once per plan, how stored generated columns
+//! are carried (filled by the catalog reader, read by mapping and sinks).
 
 mod change;
+pub mod generated_carry;
 mod lsn;
 mod schema;
 mod types;

@@ -438,7 +438,7 @@ async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<
         let computed: Vec<String> = s
             .columns
             .iter()
-            .filter(|c| crate::source::postgres::generated_source::expression(&s.name, &c.name).is_some())
+            .filter(|c| crate::model::generated_carry::expression(&s.name, &c.name).is_some())
             .map(|c| c.name.clone())
             .collect();
         if !computed.is_empty() {
@@ -453,8 +453,7 @@ async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<
                     pg_type: c.pg_type.clone(),
                     type_oid: c.type_oid,
                     typmod: c.typmod,
-                    expression: crate::source::postgres::generated_source::expression(&s.name, &c.name)
-                        .unwrap_or_default(),
+                    expression: crate::model::generated_carry::expression(&s.name, &c.name).unwrap_or_default(),
                 });
             }
             s = plain;

@@ -133,11 +133,9 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
         let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| ToLogError::MissingTable(t.to_string()))?;
         // Before 18 only `sync` into a database recomputes them
         // (`pipeline::generated_fill`): never a log without them.
-        let recomputed = crate::source::postgres::generated_source::recomputed();
-        if let Some(c) = s
-            .columns
-            .iter()
-            .find(|c| recomputed && crate::source::postgres::generated_source::expression(t, &c.name).is_some())
+        let recomputed = crate::model::generated_carry::recomputed();
+        if let Some(c) =
+            s.columns.iter().find(|c| recomputed && crate::model::generated_carry::expression(t, &c.name).is_some())
         {
             return Err(ToLogError::Config(format!(
                 "{t}.{} is a stored generated column and the source (before PostgreSQL 18) does not publish it: \

@@ -113,7 +113,7 @@ pub struct Mapping {
     /// Where the values of stored generated columns come from: `target`
     /// (the default: a generated column of the target computes them) or
     /// `source` (PostgreSQL 18+: published and copied, a plain column on
-    /// the target; see `source::postgres::generated_source`).
+    /// the target; see `model::generated_carry`).
     #[serde(default)]
     pub generated: GeneratedFrom,
 }
@@ -427,7 +427,7 @@ impl Plan {
             crate::secrets::register(&secret);
         }
         crate::mapping::target_names::register(&target_names);
-        crate::source::postgres::generated_source::set_from_source(plan.mapping.generated == GeneratedFrom::Source);
+        crate::model::generated_carry::set_from_source(plan.mapping.generated == GeneratedFrom::Source);
         Ok(plan)
     }
 

@@ -9,7 +9,6 @@
 
 use super::{SinkError, SinkWriter};
 use crate::mapping::naming::SqlDialect;
-use crate::mapping::{MysqlFlavour, TargetKind};
 use crate::model::{PgType, TableName, Value};
 
 /// Why a current value cannot be read back exactly.
@@ -44,7 +43,7 @@ impl SinkWriter {
         let Some(mapped) = self.mapped.get(table).cloned() else {
             return Ok(Err(format!("{table} is not a planned table")));
         };
-        if !readable(&self.kind, ty) {
+        if !crate::mapping::generated::reads_back_exactly(&self.kind, ty) {
             return Ok(Err(format!("a {} value cannot be read back from the target exactly", ty.sql_name())));
         }
         let dialect = self.conn.dialect();
@@ -74,17 +73,6 @@ impl SinkWriter {
         );
         let got = self.conn.scalar_text(&sql).await?;
         Ok(Ok(got.map(|t| t.strip_prefix('v').map(str::to_string))))
-    }
-}
-
-/// Whether a `ty` value reads back from a `kind` target as exactly the
-/// source's input text.
-pub fn readable(kind: &TargetKind, ty: &PgType) -> bool {
-    let mysql = matches!(kind, TargetKind::Mysql { flavour: MysqlFlavour::Mysql, .. });
-    match ty {
-        PgType::Text | PgType::Varchar(_) | PgType::Bytea => true,
-        PgType::Json | PgType::Jsonb => !mysql,
-        _ => false,
     }
 }
 

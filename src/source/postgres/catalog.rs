@@ -123,13 +123,13 @@ pub async fn load_table(
         return Ok(None);
     };
     // `mapping.generated: source`: stored generated columns are plain
-    // columns, in their place (`generated_source`); before 18 the stream
+    // columns, in their place (`model::generated_carry`); before 18 the stream
     // recomputes them (`generated_recompute`).
-    let from_source = super::generated_source::from_source();
+    let from_source = crate::model::generated_carry::from_source();
     if from_source {
         let v: i32 =
             client.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(q)?.get(0);
-        super::generated_source::set_recomputed(v < super::generated_source::FIRST_VERSION);
+        crate::model::generated_carry::set_recomputed(v < crate::model::generated_carry::FIRST_VERSION);
     }
     let (plain, kept_apart) = if from_source { ("('', 's')", "('v')") } else { ("('')", "('s', 'v')") };
     let pk = key_attnums(client, oid, "indisprimary").await.map_err(q)?;
@@ -141,11 +141,11 @@ pub async fn load_table(
     let read = plain_columns(client, types, table, oid, plain, &key_cols).await?;
     let primary_key = pk.iter().filter_map(|a| read.attnums.iter().position(|x| x == a)).collect();
     if from_source {
-        super::generated_source::record(table, read.from_source);
-        if super::generated_source::recomputed() {
+        crate::model::generated_carry::record(table, read.from_source);
+        if crate::model::generated_carry::recomputed() {
             let inputs =
                 super::generated_recompute::input_columns(client, oid, &read.from_source_attnums).await.map_err(q)?;
-            super::generated_source::record_inputs(table, inputs);
+            crate::model::generated_carry::record_inputs(table, inputs);
         }
     }
     let generated = generated_columns(client, types, table, oid, kept_apart).await?;

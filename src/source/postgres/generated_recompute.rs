@@ -3,7 +3,7 @@
 //!
 //! Before 18 pgoutput never sends a generated column. The copy reads the
 //! stored values like any column (the catalog reader makes them plain
-//! columns, `generated_source`); for the stream, each change's generated
+//! columns, `model::generated_carry`); for the stream, each change's generated
 //! values are computed by the source server itself from the change's own
 //! values: one prepared statement per table,
 //! `SELECT (<expr>)::text, … FROM unnest($1::text[], …) WITH ORDINALITY`,
@@ -26,8 +26,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::catalog::{CatalogError, TypeCache};
 use super::client::{self, ConnectError};
-use crate::mapping::TargetKind;
-use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema, Value};
+use crate::model::{Column, PgType, TableName, TableSchema, Value};
 use crate::plan::SecretUrl;
 
 /// Rows per statement run: bounds the parameter arrays of one round trip.
@@ -146,11 +145,11 @@ pub struct Recompute {
 /// Whether the plan's generated columns must be recomputed: `mapping.generated:
 /// source` on a source that does not publish them.
 pub async fn needed(client: &Client) -> Result<bool, tokio_postgres::Error> {
-    if !super::generated_source::from_source() {
+    if !crate::model::generated_carry::from_source() {
         return Ok(false);
     }
     let v: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0);
-    Ok(v < super::generated_source::FIRST_VERSION)
+    Ok(v < crate::model::generated_carry::FIRST_VERSION)
 }
 
 impl Recompute {
@@ -389,45 +388,6 @@ pub async fn input_columns(client: &Client, oid: u32, attnums: &[i16]) -> Result
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(1)).collect())
-}
-
-/// Why `table` cannot have its generated columns recomputed exactly on a
-/// `kind` target, one line per input column (empty when it can): an
-/// UPDATE of other columns leaves a large (TOASTed) value out of the
-/// change, and xdb then reads it back from the target row, which it can
-/// only do exactly for some types (`sink::writer::current_value`).
-/// REPLICA IDENTITY FULL carries the old row instead. Said by `check`
-/// and `schema`, and refused before the copy creates anything.
-pub fn unreadable_inputs(kind: &TargetKind, table: &TableSchema) -> Vec<String> {
-    if !super::generated_source::recomputed() || table.replica_identity == ReplicaIdentity::Full {
-        return Vec::new();
-    }
-    let inputs = super::generated_source::inputs(&table.name);
-    let mut out = Vec::new();
-    for c in table.columns.iter().filter(|c| inputs.contains(&c.name)) {
-        let large = matches!(
-            c.pg_type,
-            PgType::Xml
-                | PgType::TsVector
-                | PgType::TsQuery
-                | PgType::Array(_)
-                | PgType::Other { .. }
-                | PgType::Json
-                | PgType::Jsonb
-        );
-        if large && !crate::sink::writer::current_value::readable(kind, &c.pg_type) {
-            out.push(format!(
-                "a generated column of {t} reads {col} ({ty}); before PostgreSQL 18 xdb recomputes it on the \
-                 source for each change, and an UPDATE that leaves a large (TOASTed) {col} unchanged does not \
-                 carry it, nor can xdb read a {ty} back from {kind} exactly. Run ALTER TABLE {t} REPLICA IDENTITY \
-                 FULL; on the source (every change then carries the old row), or remove mapping.generated: source",
-                t = table.name,
-                col = c.name,
-                ty = c.pg_type.sql_name(),
-            ));
-        }
-    }
-    out
 }
 
 /// `SELECT (<expr>)::text, … FROM (SELECT <input>::<type> AS <input>, …

@@ -9,7 +9,6 @@ pub mod change_stream;
 pub mod client;
 pub mod copy_binary;
 pub mod generated_recompute;
-pub mod generated_source;
 pub mod identity;
 pub mod money;
 pub mod pgoutput;

@@ -94,7 +94,7 @@ pub async fn ensure(
             // the leaf, which is not in the plan, and every change is lost.
             let via_root = if version >= 130000 { ", publish_via_partition_root = true" } else { "" };
             // `mapping.generated: source` (18+; before 18 `generated_recompute`).
-            let via_root = if super::generated_source::from_source() && version >= 180000 {
+            let via_root = if crate::model::generated_carry::from_source() && version >= 180000 {
                 format!("{via_root}, publish_generated_columns = stored")
             } else {
                 via_root.to_string()
@@ -113,7 +113,7 @@ pub async fn ensure(
             if version >= 130000 {
                 ensure_via_root(client, name, tables).await?;
             }
-            if version >= 180000 && super::generated_source::from_source() {
+            if version >= 180000 && crate::model::generated_carry::from_source() {
                 publish_generated(client, name).await?;
             } else if version >= 180000 {
                 refuse_published_generated(client, name, tables).await?;

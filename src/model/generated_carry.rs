@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
 
-use crate::model::TableName;
+use super::TableName;
 
 static FROM_SOURCE: AtomicBool = AtomicBool::new(false);
 static RECOMPUTED: AtomicBool = AtomicBool::new(false);
