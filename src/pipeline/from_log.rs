@@ -84,6 +84,10 @@ pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Res
 /// How long the reader waits for more before a batch is committed.
 const IDLE: Duration = Duration::from_millis(50);
 
+/// How long a batch waits for the next transaction once it holds one:
+/// nothing more within this means the log holds nothing more right now.
+const BATCH_IDLE: Duration = Duration::from_millis(2);
+
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
     let (mut writer, mut schemas, applied, catalog) = open_writer(plan, target).await?;
 
@@ -95,9 +99,35 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     let mut batch: Vec<Transaction> = Vec::new();
     let mut rows = 0usize;
     let mut in_parts = false;
+    // A batch waits for more at most `apply.max_batch_delay_ms` after its
+    // first transaction, as the direct path's batcher: under a steady
+    // stream the log never falls idle, and a batch that waited for
+    // `max_batch_rows` would hold each change for seconds.
+    let max_delay = Duration::from_millis(plan.apply.max_batch_delay_ms);
+    let mut first_at: Option<std::time::Instant> = None;
     let r = async {
         loop {
-            let item = reader.next(IDLE).await?;
+            if batch.is_empty() {
+                first_at = None;
+            } else if first_at.is_none() {
+                first_at = Some(std::time::Instant::now());
+            }
+            let wait = match first_at {
+                None => IDLE,
+                Some(t) => {
+                    let left = max_delay.saturating_sub(t.elapsed());
+                    if left.is_zero() {
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        rows = 0;
+                        first_at = None;
+                        IDLE
+                    } else {
+                        left.min(BATCH_IDLE)
+                    }
+                }
+            };
+            let item = reader.next(wait).await?;
             // A large transaction: its parts and its closing Tx in one target
             // transaction, nothing else in between (the reader yields nothing
             // else before the END).

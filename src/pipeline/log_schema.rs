@@ -45,6 +45,15 @@ fn bare(name: &TableName, oid: u32, sig: &debezium_schema::Signature) -> TableSc
     }
 }
 
+/// Same column names, type OIDs and modifiers, in the same order.
+fn same_shape(a: &TableSchema, b: &TableSchema) -> bool {
+    a.columns.len() == b.columns.len()
+        && a.columns
+            .iter()
+            .zip(&b.columns)
+            .all(|(x, y)| x.type_oid == y.type_oid && x.typmod == y.typmod && x.name == y.name)
+}
+
 /// Why a shape could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
@@ -135,9 +144,9 @@ impl Shapes {
         table: &TableSchema,
         source: impl FnOnce() -> serde_json::Value,
     ) -> Result<Option<ShapeEvent>, ShapeError> {
-        let sig = debezium_schema::signature(table);
+        // Called for every change event: compared in place, no allocation.
         let old = match self.known.get(&table.name) {
-            Some(o) if debezium_schema::signature(o) == sig => return Ok(None),
+            Some(o) if same_shape(o, table) => return Ok(None),
             Some(o) => o.clone(),
             None => bare(&table.name, table.oid, &vec![]),
         };
