@@ -605,7 +605,7 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     let ddl = [
         "ALTER TABLE b ADD COLUMN flag int",
         "ALTER TABLE b ADD COLUMN tag text NOT NULL DEFAULT 'x'",
-        "ALTER TABLE b RENAME COLUMN tag TO label",
+        "ALTER TABLE b RENAME COLUMN flag TO flag2",
         "ALTER TABLE b ADD COLUMN seen timestamptz",
     ];
     for (i, stmt) in ddl.iter().enumerate() {
