@@ -128,7 +128,7 @@ impl Shapes {
         let subject = target.schema_subject(&table.name.schema, &table.name.name).map_err(ShapeError::Config)?;
         Ok(ShapeEvent {
             subject,
-            payload: debezium_schema::event(db, &target.prefix, table, Kind::Create, &[], source),
+            payload: debezium_schema::event(db, &target.prefix, table, Kind::Create, &[], &[], source),
         })
     }
 
@@ -163,7 +163,17 @@ impl Shapes {
             }
         }
         let mut full = table.clone();
+        // Added columns the catalog no longer has by name (renamed or
+        // dropped since the ALTER): their NOT NULL and default are unknown,
+        // which the event says rather than let a consumer guess.
+        let mut unknown: Vec<String> = full
+            .columns
+            .iter()
+            .filter(|c| old.column_index(&c.name).is_none() && !renamed.iter().any(|(_, to)| *to == c.name))
+            .map(|c| c.name.clone())
+            .collect();
         if let Some(now) = load_table(catalog, &mut TypeCache::new(), &table.name).await? {
+            unknown.retain(|n| now.column_index(n).is_none());
             for c in full.columns.iter_mut() {
                 if let Some(k) = now.columns.iter().find(|k| k.name == c.name) {
                     c.nullable = k.nullable;
@@ -178,7 +188,7 @@ impl Shapes {
         }
         tracing::info!(table = %table.name, renamed = ?renamed, "table shape changed on the source: publishing a schema-change event");
         let subject = target.schema_subject(&table.name.schema, &table.name.name).map_err(ShapeError::Config)?;
-        let payload = debezium_schema::event(db, &target.prefix, &full, Kind::Alter, &renamed, source());
+        let payload = debezium_schema::event(db, &target.prefix, &full, Kind::Alter, &renamed, &unknown, source());
         self.known.insert(table.name.clone(), full);
         Ok(Some(ShapeEvent { subject, payload }))
     }

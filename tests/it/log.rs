@@ -589,7 +589,7 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     let db = PgDb::create("xdb_log_ddl_kill").await;
     db.exec(
         "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
-         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint, extra int DEFAULT 3);
          INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 2000) g;
          INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
          ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
@@ -605,7 +605,10 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     let ddl = [
         "ALTER TABLE b ADD COLUMN flag int",
         "ALTER TABLE b ADD COLUMN tag text NOT NULL DEFAULT 'x'",
-        "ALTER TABLE b RENAME COLUMN flag TO flag2",
+        // A column the table had: a column added and renamed before the
+        // producer reads the ADD stops the consumer by design
+        // (`log_a_column_renamed_before_the_producer_read_its_add_stops_the_consumer`).
+        "ALTER TABLE b RENAME COLUMN extra TO extra2",
         "ALTER TABLE b ADD COLUMN seen timestamptz",
     ];
     for (i, stmt) in ddl.iter().enumerate() {
@@ -798,6 +801,54 @@ async fn log_consumer_applies_a_steady_trickle_without_waiting_for_a_full_batch(
     eprintln!("commit-to-visible under a trickle, ms: {took:?}");
     assert!(took[took.len() / 2] < 1500, "commit-to-visible under a trickle, ms: {took:?}");
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+/// A column added with a default and renamed on the source before the
+/// producer read the ALTER (here: the producer was not running): the
+/// catalog no longer knows its NOT NULL and default, the event says so, and
+/// the consumer stops naming the column instead of adding it without its
+/// default (rows that existed would get NULL); once the user added it on
+/// the target, the consumer follows the rename and ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_a_column_renamed_before_the_producer_read_its_add_stops_the_consumer() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_ddl_late").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 50) g;
+         ALTER TABLE t OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=LATE&replicas=3", "public.t");
+    let maria = Target::Mysql(MyDb::create("xdb_log_ddl_late_my").await);
+    let consumer = consumer_plan(&db, &cluster, "LATE", "to_maria", &maria, "public.t");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    // Four transactions (one exec of several statements is one).
+    for sql in [
+        "ALTER TABLE t ADD COLUMN tag text NOT NULL DEFAULT 'x'",
+        "INSERT INTO t (id, v) VALUES (51, 51)",
+        "ALTER TABLE t RENAME COLUMN tag TO label",
+        "UPDATE t SET v = 0 WHERE id = 1",
+    ] {
+        db.exec(sql).await;
+    }
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let msgs = cluster.messages("LATE").await;
+    let unknown: Vec<&Value> = msgs
+        .iter()
+        .filter(|(s, _, _)| s.contains(".xdb_schema."))
+        .map(|(_, _, v)| &v["xdb"]["catalog_unknown"])
+        .collect();
+    assert_eq!(unknown.len(), 3, "CREATE, ALTER (tag), ALTER (label)");
+    assert_eq!(unknown[1], &serde_json::json!(["tag"]));
+    let r = xdb(&consumer, &["sync", "--until-caught-up"]);
+    let out = support::text(&r);
+    assert!(!r.status.success() && out.contains("column tag was added") && out.contains("public.t"), "{out}");
+    target_exec(&maria, "ALTER TABLE t ADD COLUMN tag text NOT NULL DEFAULT 'x'").await;
     ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
     let v = xdb(&consumer, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
