@@ -17,7 +17,7 @@ use super::log_schema;
 use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
-use crate::model::{Change, Lsn, TableSchema, Transaction};
+use crate::model::{Change, Lsn, TableName, TableSchema, Transaction};
 use crate::plan::{Plan, SecretUrl};
 use crate::sink::nats::{Log, NatsTarget};
 use crate::sink::writer::{SinkError, SinkWriter};
@@ -84,8 +84,12 @@ pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Res
 /// How long the reader waits for more before a batch is committed.
 const IDLE: Duration = Duration::from_millis(50);
 
+/// How long a batch waits for the next transaction once it holds one:
+/// nothing more within this means the log holds nothing more right now.
+const BATCH_IDLE: Duration = Duration::from_millis(2);
+
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
-    let (mut writer, mut schemas, applied, catalog) = open_writer(plan, target).await?;
+    let (mut writer, mut schemas, applied, catalog, mut target_only) = open_writer(plan, target).await?;
 
     // With --until-caught-up: done once everything the stream held now is read.
     let until = if options.until_caught_up { Some(Log::connect(target).await?.tail().await?.0) } else { None };
@@ -95,9 +99,35 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     let mut batch: Vec<Transaction> = Vec::new();
     let mut rows = 0usize;
     let mut in_parts = false;
+    // A batch waits for more at most `apply.max_batch_delay_ms` after its
+    // first transaction, as the direct path's batcher: under a steady
+    // stream the log never falls idle, and a batch that waited for
+    // `max_batch_rows` would hold each change for seconds.
+    let max_delay = Duration::from_millis(plan.apply.max_batch_delay_ms);
+    let mut first_at: Option<std::time::Instant> = None;
     let r = async {
         loop {
-            let item = reader.next(IDLE).await?;
+            if batch.is_empty() {
+                first_at = None;
+            } else if first_at.is_none() {
+                first_at = Some(std::time::Instant::now());
+            }
+            let wait = match first_at {
+                None => IDLE,
+                Some(t) => {
+                    let left = max_delay.saturating_sub(t.elapsed());
+                    if left.is_zero() {
+                        writer.apply_with_retry(&batch).await?;
+                        batch.clear();
+                        rows = 0;
+                        first_at = None;
+                        IDLE
+                    } else {
+                        left.min(BATCH_IDLE)
+                    }
+                }
+            };
+            let item = reader.next(wait).await?;
             // A large transaction: its parts and its closing Tx in one target
             // transaction, nothing else in between (the reader yields nothing
             // else before the END).
@@ -159,13 +189,20 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                     snapshot_marker(plan, &mut writer, &schemas, marker).await?;
                 }
                 Some(LogItem::Part(_)) => unreachable!("handled above"),
-                Some(LogItem::Schema { table, renamed }) => {
+                Some(LogItem::Schema { table, renamed, catalog_unknown }) => {
+                    refuse_unknown_added(plan, &table, &catalog_unknown).await?;
                     // As the direct path follows a Relation message, with
                     // the renames the producer's catalog confirmed.
                     writer.relation_changed_with(table.clone(), Some(&renamed)).await.map_err(|e| match e {
                         SinkError::SchemaDrift(m) => FromLogError::SchemaDrift(m),
                         other => FromLogError::Sink(other),
                     })?;
+                    // A target-only column the new shape has is the source's
+                    // again (added on the target by the user, or renamed).
+                    if let Some(extra) = target_only.get_mut(&table.name) {
+                        extra.retain(|c| table.column_index(c).is_none());
+                        writer.expect_dropped_columns(table.name.clone(), extra.clone());
+                    }
                     match schemas.iter_mut().find(|s| s.name == table.name) {
                         Some(s) => *s = table,
                         None => schemas.push(table),
@@ -181,16 +218,18 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     r
 }
 
+/// What [`open_writer`] opens: the writer, the tables' shapes, the applied
+/// position, the original source and the target's columns the source's
+/// shape lacks, per table.
+type Opened = (SinkWriter, Vec<Arc<TableSchema>>, Lsn, tokio_postgres::Client, HashMap<TableName, Vec<String>>);
+
 /// The tables as the log last described them at the target's position
 /// (invariant *schema drift through the log*; the original PostgreSQL's
 /// catalog for a log without schema-change events), their target tables
 /// (created when missing, refused when they hold rows xdb did not write)
 /// and the writer at the target's stored stream sequence; with the
 /// original source's connection, which resolves later shapes' types.
-async fn open_writer(
-    plan: &Plan,
-    target: &NatsTarget,
-) -> Result<(SinkWriter, Vec<Arc<TableSchema>>, Lsn, tokio_postgres::Client), FromLogError> {
+async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLogError> {
     let slot = &plan.source.slot;
     let catalog = client::connect(&plan.source.url, "xdb sync (log)").await?;
     let mut conn = TargetConn::connect(&plan.target.url).await?;
@@ -243,10 +282,34 @@ async fn open_writer(
     }
     let sync_lsns: HashMap<String, Lsn> = mapped.iter().map(|m| (m.source.name.to_string(), Lsn::ZERO)).collect();
     let mut writer = SinkWriter::new(conn, kind, plan, mapped, sync_lsns, applied)?;
-    for (table, extra) in target_only {
-        writer.expect_dropped_columns(table, extra);
+    for (table, extra) in &target_only {
+        writer.expect_dropped_columns(table.clone(), extra.clone());
     }
-    Ok((writer, schemas, applied, catalog))
+    Ok((writer, schemas, applied, catalog, target_only.into_iter().collect()))
+}
+
+/// An added column whose NOT NULL and default the producer could not read
+/// (renamed or dropped on the source before it read the ALTER): adding it
+/// nullable without default would leave NULL where the source has its
+/// default (no silent data change), so the user adds it on the target as
+/// it was added on the source; then it is the target's already.
+async fn refuse_unknown_added(plan: &Plan, table: &TableSchema, unknown: &[String]) -> Result<(), FromLogError> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut conn = TargetConn::connect(&plan.target.url).await?;
+    let on_target = conn.column_names(&table.name).await?.unwrap_or_default();
+    let missing: Vec<&String> = unknown.iter().filter(|c| !on_target.contains(c)).collect();
+    let Some(first) = missing.first() else { return Ok(()) };
+    let ty = table.columns.iter().find(|c| &c.name == *first).map(|c| c.pg_type.sql_name()).unwrap_or_default();
+    Err(FromLogError::SchemaDrift(format!(
+        "schema change on {}: column {first} was added on the source and renamed or dropped there before the \
+         producer read the change, so its NOT NULL and default are no longer in the source's catalog (rows that \
+         existed at the ALTER hold its default there). xdb stopped before applying any later change. To continue, \
+         add it on the target as it was added on the source (for example `ALTER TABLE … ADD COLUMN {first} {ty} \
+         NOT NULL DEFAULT …`, with the source's definition), then run `xdb sync` again",
+        table.name
+    )))
 }
 
 /// The log's copy markers: a copy (re)starting empties the tables, in the

@@ -45,6 +45,15 @@ fn bare(name: &TableName, oid: u32, sig: &debezium_schema::Signature) -> TableSc
     }
 }
 
+/// Same column names, type OIDs and modifiers, in the same order.
+fn same_shape(a: &TableSchema, b: &TableSchema) -> bool {
+    a.columns.len() == b.columns.len()
+        && a.columns
+            .iter()
+            .zip(&b.columns)
+            .all(|(x, y)| x.type_oid == y.type_oid && x.typmod == y.typmod && x.name == y.name)
+}
+
 /// Why a shape could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
@@ -119,7 +128,7 @@ impl Shapes {
         let subject = target.schema_subject(&table.name.schema, &table.name.name).map_err(ShapeError::Config)?;
         Ok(ShapeEvent {
             subject,
-            payload: debezium_schema::event(db, &target.prefix, table, Kind::Create, &[], source),
+            payload: debezium_schema::event(db, &target.prefix, table, Kind::Create, &[], &[], source),
         })
     }
 
@@ -135,9 +144,9 @@ impl Shapes {
         table: &TableSchema,
         source: impl FnOnce() -> serde_json::Value,
     ) -> Result<Option<ShapeEvent>, ShapeError> {
-        let sig = debezium_schema::signature(table);
+        // Called for every change event: compared in place, no allocation.
         let old = match self.known.get(&table.name) {
-            Some(o) if debezium_schema::signature(o) == sig => return Ok(None),
+            Some(o) if same_shape(o, table) => return Ok(None),
             Some(o) => o.clone(),
             None => bare(&table.name, table.oid, &vec![]),
         };
@@ -154,7 +163,17 @@ impl Shapes {
             }
         }
         let mut full = table.clone();
+        // Added columns the catalog no longer has by name (renamed or
+        // dropped since the ALTER): their NOT NULL and default are unknown,
+        // which the event says rather than let a consumer guess.
+        let mut unknown: Vec<String> = full
+            .columns
+            .iter()
+            .filter(|c| old.column_index(&c.name).is_none() && !renamed.iter().any(|(_, to)| *to == c.name))
+            .map(|c| c.name.clone())
+            .collect();
         if let Some(now) = load_table(catalog, &mut TypeCache::new(), &table.name).await? {
+            unknown.retain(|n| now.column_index(n).is_none());
             for c in full.columns.iter_mut() {
                 if let Some(k) = now.columns.iter().find(|k| k.name == c.name) {
                     c.nullable = k.nullable;
@@ -169,7 +188,7 @@ impl Shapes {
         }
         tracing::info!(table = %table.name, renamed = ?renamed, "table shape changed on the source: publishing a schema-change event");
         let subject = target.schema_subject(&table.name.schema, &table.name.name).map_err(ShapeError::Config)?;
-        let payload = debezium_schema::event(db, &target.prefix, &full, Kind::Alter, &renamed, source());
+        let payload = debezium_schema::event(db, &target.prefix, &full, Kind::Alter, &renamed, &unknown, source());
         self.known.insert(table.name.clone(), full);
         Ok(Some(ShapeEvent { subject, payload }))
     }

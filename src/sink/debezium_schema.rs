@@ -74,6 +74,7 @@ pub fn event(
     table: &TableSchema,
     kind: Kind,
     renamed: &[(String, String)],
+    unknown: &[String],
     source: Json,
 ) -> Vec<u8> {
     let n = &table.name;
@@ -130,6 +131,7 @@ pub fn event(
             "connector": connector,
             "table_oid": table.oid,
             "renamed": renamed.iter().map(|(from, to)| json!({"from": from, "to": to})).collect::<Vec<_>>(),
+            "catalog_unknown": unknown,
         },
     });
     serde_json::to_vec(&v).unwrap_or_default()
@@ -157,6 +159,9 @@ pub struct Parsed {
     pub columns: Vec<ColumnSpec>,
     pub primary_key: Vec<String>,
     pub renamed: Vec<(String, String)>,
+    /// Added columns the source's catalog no longer had by name when the
+    /// event was written (renamed or dropped since): NOT NULL and default unknown.
+    pub catalog_unknown: Vec<String>,
 }
 
 impl Parsed {
@@ -236,6 +241,7 @@ pub fn parse(v: &Json) -> Result<Parsed, String> {
         columns,
         primary_key: strings(&table["primaryKeyColumnNames"]),
         renamed,
+        catalog_unknown: strings(&p["xdb"]["catalog_unknown"]),
     })
 }
 
@@ -262,7 +268,7 @@ mod tests {
             primary_key: vec![0],
             generated: vec![],
         };
-        let bytes = event("shop", "x", &t, Kind::Alter, &[("amount".into(), "price".into())], json!({}));
+        let bytes = event("shop", "x", &t, Kind::Alter, &[("amount".into(), "price".into())], &[], json!({}));
         let v: Json = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["tableChanges"][0]["type"], "ALTER");
         assert_eq!(v["tableChanges"][0]["id"], "\"shop\".\"public\".\"orders\"");

@@ -419,8 +419,12 @@ impl SinkWriter {
 
     /// Declares columns that exist on the target but not in the source's
     /// current catalog (dropped on the source while xdb was not running).
+    /// An empty list forgets the table's (a schema change made them the
+    /// source's columns again).
     pub fn expect_dropped_columns(&mut self, table: TableName, columns: Vec<String>) {
-        if !columns.is_empty() {
+        if columns.is_empty() {
+            self.target_only.remove(&table);
+        } else {
             self.target_only.insert(table, columns);
         }
     }

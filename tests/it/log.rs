@@ -111,6 +111,12 @@ async fn log_events_have_debeziums_field_names_op_codes_and_source() {
         .map(|c| (c["data_collection"].as_str().unwrap().to_string(), c["event_count"].as_i64().unwrap()))
         .collect();
     assert_eq!(counts, BTreeMap::from([("public.items".into(), 3), ("public.tags".into(), 1)]));
+    // Each table's shape once, as Debezium's schema-change event, at the copy.
+    let shape = on("shop.xdb_schema.public.items");
+    assert_eq!(shape.len(), 1, "no ALTER without a schema change");
+    assert_eq!(shape[0]["tableChanges"][0]["type"], "CREATE");
+    assert_eq!(shape[0]["tableChanges"][0]["table"]["primaryKeyColumnNames"], serde_json::json!(["id"]));
+    assert_eq!(shape[0]["tableChanges"][0]["table"]["columns"][3]["typeName"], "numeric(10,2)");
 
     // A table added to the plan after the copy is refused: its rows are
     // not in the log.
@@ -196,7 +202,7 @@ fn replay(msgs: &[(String, String, Value)]) -> HashMap<String, BTreeMap<i64, Val
     let mut last_lsn = 0u64;
     for (subject, id, v) in msgs {
         let p = payload(v);
-        if subject.ends_with(".xdb_heartbeat") {
+        if subject.ends_with(".xdb_heartbeat") || subject.contains(".xdb_schema.") {
             continue;
         }
         if subject.ends_with(".xdb") {
@@ -583,7 +589,7 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     let db = PgDb::create("xdb_log_ddl_kill").await;
     db.exec(
         "CREATE TABLE a (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, note text);
-         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint);
+         CREATE TABLE b (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0, a_id bigint, extra int DEFAULT 3);
          INSERT INTO a (note) SELECT 'seed ' || g FROM generate_series(1, 2000) g;
          INSERT INTO b (a_id) SELECT g FROM generate_series(1, 500) g;
          ALTER TABLE a OWNER TO xdb_repl; ALTER TABLE b OWNER TO xdb_repl;",
@@ -599,7 +605,10 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     let ddl = [
         "ALTER TABLE b ADD COLUMN flag int",
         "ALTER TABLE b ADD COLUMN tag text NOT NULL DEFAULT 'x'",
-        "ALTER TABLE b RENAME COLUMN tag TO label",
+        // A column the table had: a column added and renamed before the
+        // producer reads the ADD stops the consumer by design
+        // (`log_a_column_renamed_before_the_producer_read_its_add_stops_the_consumer`).
+        "ALTER TABLE b RENAME COLUMN extra TO extra2",
         "ALTER TABLE b ADD COLUMN seen timestamptz",
     ];
     for (i, stmt) in ddl.iter().enumerate() {
@@ -725,4 +734,122 @@ async fn log_plans_have_status_cleanup_and_a_cutover_refusal() {
     assert!(js.get_stream("OPS").await.is_err(), "the stream is deleted");
     let again = support::text(&xdb(&producer, &["cleanup", "--yes"]));
     assert!(again.contains("nothing to clean up"), "{again}");
+}
+
+/// A consumer under a steady trickle of small transactions applies each
+/// within the plan's `apply.max_batch_delay_ms`, not once `max_batch_rows`
+/// have piled up (a batch waits for more only as long as the direct path's
+/// does): the commit-to-visible time of probe rows stays well under the
+/// time the trickle takes to fill a batch (5000 rows at a few hundred a
+/// second: many seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_consumer_applies_a_steady_trickle_without_waiting_for_a_full_batch() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_trickle").await;
+    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, v int); ALTER TABLE t OWNER TO xdb_repl;").await;
+    let producer = log_plan(&db, &cluster, "stream=TRICKLE&replicas=3&schemas=false", "public.t");
+    let lite = Target::sqlite("xdb_log_trickle_lite");
+    // The default batch size (5000 rows).
+    let consumer = PlanFile::new(&format!(
+        "name: logtest\nsource:\n  url: {}?stream=TRICKLE\n  validate_url: {}\n  slot: to_lite\n\
+         target:\n  url: {}\ntables: [public.t]\n",
+        cluster.url(),
+        db.repl_url(),
+        lite.url()
+    ));
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let mut p = spawn_sync(&producer);
+    let mut c = spawn_consumer(&consumer);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Three writers: no 50 ms without a commit, so nothing but the batch
+    // delay closes a batch before it is full.
+    let trickle: Vec<_> = (1..=3i64)
+        .map(|w| {
+            let (url, stop) = (db.super_url(), stop.clone());
+            tokio::spawn(async move {
+                let pg = support::pg_connect(&url).await;
+                let mut id = w * 10_000_000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    id += 1;
+                    pg.execute("INSERT INTO t VALUES ($1, 0)", &[&id]).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    let pg = db.super_client().await;
+    let mut took = Vec::new();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 1..=6i64 {
+        pg.execute("INSERT INTO t VALUES ($1, 1)", &[&i]).await.unwrap();
+        let t0 = std::time::Instant::now();
+        support::wait_until("the probe row on the target", Duration::from_secs(60), || {
+            let lite = &lite;
+            async move { lite.count(&format!("t WHERE id = {i}")).await == 1 }
+        })
+        .await;
+        took.push(t0.elapsed().as_millis());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in trickle {
+        t.await.unwrap();
+    }
+    kill9(&mut p);
+    kill9(&mut c);
+    took.sort();
+    eprintln!("commit-to-visible under a trickle, ms: {took:?}");
+    assert!(took[took.len() / 2] < 1500, "commit-to-visible under a trickle, ms: {took:?}");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+/// A column added with a default and renamed on the source before the
+/// producer read the ALTER (here: the producer was not running): the
+/// catalog no longer knows its NOT NULL and default, the event says so, and
+/// the consumer stops naming the column instead of adding it without its
+/// default (rows that existed would get NULL); once the user added it on
+/// the target, the consumer follows the rename and ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_a_column_renamed_before_the_producer_read_its_add_stops_the_consumer() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_ddl_late").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 50) g;
+         ALTER TABLE t OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=LATE&replicas=3", "public.t");
+    let maria = Target::Mysql(MyDb::create("xdb_log_ddl_late_my").await);
+    let consumer = consumer_plan(&db, &cluster, "LATE", "to_maria", &maria, "public.t");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    // Four transactions (one exec of several statements is one).
+    for sql in [
+        "ALTER TABLE t ADD COLUMN tag text NOT NULL DEFAULT 'x'",
+        "INSERT INTO t (id, v) VALUES (51, 51)",
+        "ALTER TABLE t RENAME COLUMN tag TO label",
+        "UPDATE t SET v = 0 WHERE id = 1",
+    ] {
+        db.exec(sql).await;
+    }
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let msgs = cluster.messages("LATE").await;
+    let unknown: Vec<&Value> = msgs
+        .iter()
+        .filter(|(s, _, _)| s.contains(".xdb_schema."))
+        .map(|(_, _, v)| &v["xdb"]["catalog_unknown"])
+        .collect();
+    assert_eq!(unknown.len(), 3, "CREATE, ALTER (tag), ALTER (label)");
+    assert_eq!(unknown[1], &serde_json::json!(["tag"]));
+    let r = xdb(&consumer, &["sync", "--until-caught-up"]);
+    let out = support::text(&r);
+    assert!(!r.status.success() && out.contains("column tag was added") && out.contains("public.t"), "{out}");
+    target_exec(&maria, "ALTER TABLE t ADD COLUMN tag text NOT NULL DEFAULT 'x'").await;
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
 }

@@ -76,7 +76,7 @@ pub enum LogItem {
     /// A table's shape changed (invariant *schema drift through the log*):
     /// followed on the target before any later change is applied; the
     /// renames are those the producer's catalog confirmed.
-    Schema { table: Arc<TableSchema>, renamed: Vec<(String, String)> },
+    Schema { table: Arc<TableSchema>, renamed: Vec<(String, String)>, catalog_unknown: Vec<String> },
 }
 
 /// Changes of one transaction held before they are handed on as a part
@@ -200,7 +200,11 @@ impl LogReader {
                 })?;
                 let table = Arc::new(shape);
                 self.tables.insert(key, table.clone());
-                return Ok(Some(LogItem::Schema { table, renamed: parsed.renamed }));
+                return Ok(Some(LogItem::Schema {
+                    table,
+                    renamed: parsed.renamed,
+                    catalog_unknown: parsed.catalog_unknown,
+                }));
             }
             let p = if v.get("schema").is_some() && v.get("payload").is_some() { &v["payload"] } else { &v };
             if let Some(item) = self.message(seq, &subject, p).map_err(bad)? {
