@@ -256,6 +256,42 @@ async fn added_columns_get_the_source_values(target: Target) {
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
 
+/// A column added with a default and renamed before `sync` read the ADD:
+/// the source's catalog no longer knows the column by the name the stream
+/// gives it, so its NOT NULL and DEFAULT are unknown. `sync` stops, naming
+/// the table and the column, instead of adding it without its default
+/// (which left every existing row NULL on the target); once the column is
+/// on the target as the source defined it, `sync` goes on, follows the
+/// rename, and the target validates equal.
+#[tokio::test]
+async fn a_column_added_then_renamed_before_sync_read_it_stops_instead_of_losing_its_default() {
+    let db = PgDb::create("xdb_drift_addren").await;
+    db.exec(DRIFT).await;
+    let target = Target::sqlite("xdb_drift_addren");
+    let plan = plan(&db, &target, "t", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    // Four transactions, all committed before `sync` reads the first.
+    db.exec("ALTER TABLE t ADD COLUMN flag int NOT NULL DEFAULT 7").await;
+    db.exec("UPDATE t SET name = 'changed' WHERE id = 1").await;
+    db.exec("ALTER TABLE t RENAME COLUMN flag TO flag2").await;
+    db.exec("UPDATE t SET name = 'after the rename', flag2 = 9 WHERE id = 2").await;
+    let out = xdb(&plan, &["sync", "--until-caught-up"]);
+    let text = support::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("public.t") && text.contains("flag") && text.contains("DEFAULT"), "{text}");
+    let name = target.rows("SELECT name FROM t WHERE id = 1").await;
+    assert_eq!(name[0][0], "name 1", "nothing after the ADD was applied");
+    // The operator adds the column as the source defined it; sync goes on.
+    let Target::Sqlite(file) = &target else { unreachable!() };
+    rusqlite::Connection::open(file)
+        .unwrap()
+        .execute_batch("ALTER TABLE t ADD COLUMN flag INTEGER NOT NULL DEFAULT 7")
+        .unwrap();
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
 #[tokio::test]
 async fn added_columns_get_the_source_values_on_sqlite() {
     added_columns_get_the_source_values(Target::sqlite("xdb_drift_add")).await;

@@ -82,6 +82,12 @@ impl SinkWriter {
         if !drift.problems.is_empty() {
             return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", drift.problems.join("; "))));
         }
+        // A column the target had and the source did not (dropped there, or
+        // added on the target by the operator) that the stream now carries
+        // is an ordinary column again: a later rename of it is followed.
+        if let Some(only) = self.target_only.get_mut(table) {
+            only.retain(|c| keyed.column_index(c).is_none());
+        }
         if added.is_empty() && alters.is_empty() && drift.renames.is_empty() {
             self.mapped.insert(table.clone(), new_mapped);
             return Ok(());
@@ -190,17 +196,31 @@ impl SinkWriter {
                 Some(c) => c,
                 None => client::connect(&self.source_url, "xdb sync").await?,
             };
-            if let Some(catalog) = load_table(&client, &mut TypeCache::new(), &schema.name).await? {
-                for &i in &added {
-                    if let Some(c) = catalog.columns.iter().find(|c| c.name == keyed.columns[i].name) {
-                        let k = &mut keyed.columns[i];
-                        k.nullable = c.nullable;
-                        k.default = c.default.clone();
-                        k.identity = c.identity;
-                    }
-                }
-            }
+            let catalog = load_table(&client, &mut TypeCache::new(), &schema.name).await?;
             drift.source = Some(client);
+            for &i in &added {
+                let k = &mut keyed.columns[i];
+                // The catalog is the source as it is now, the stream may be
+                // far behind: a column renamed or dropped since its ADD is
+                // not there under this name (or is another column), and its
+                // NOT NULL and DEFAULT are unknown. Adding it without them
+                // would leave every existing row NULL where the source has
+                // the default: stop instead (no silent data change).
+                let known = catalog.as_ref().and_then(|t| {
+                    t.columns.iter().find(|c| c.name == k.name && c.type_oid == k.type_oid && c.typmod == k.typmod)
+                });
+                let Some(c) = known else {
+                    return Err(SinkError::SchemaDrift(unknown_added_column(
+                        &schema.name,
+                        &k.name,
+                        &k.pg_type.sql_name(),
+                        &self.kind.dialect().table_ident(&schema.name),
+                    )));
+                };
+                k.nullable = c.nullable;
+                k.default = c.default.clone();
+                k.identity = c.identity;
+            }
         }
         Ok((keyed, added))
     }
@@ -451,5 +471,18 @@ fn dropped_column(table: &TableName, column: &str, kind: &TargetKind) -> String 
          it on the target as well (`ALTER TABLE {} DROP COLUMN {}`), then run `xdb sync` again",
         d.table_ident(table),
         d.ident(column)
+    )
+}
+
+/// Why `sync` stops on a column the stream adds that the source's catalog
+/// no longer knows, and how to go on.
+fn unknown_added_column(table: &TableName, column: &str, pg_type: &str, target_table: &str) -> String {
+    format!(
+        "schema change on {table}: column {column} ({pg_type}) was added on the source, but the source's catalog no \
+         longer has a column {column} of that type (it was renamed or dropped after the ADD, which the stream is \
+         only now reaching), so its NOT NULL and DEFAULT are unknown: adding it without them would leave every \
+         existing row NULL where the source has its default. Add the column on the target as the source defined \
+         it, with the values the existing rows had (for example ALTER TABLE {target_table} ADD COLUMN {column} \
+         <type> NOT NULL DEFAULT <value>;), then run `xdb sync` again"
     )
 }
