@@ -56,6 +56,10 @@ use crate::source::postgres::client;
 /// snapshot.
 const LAG_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Rows of a differing range digested on the servers below which it is read
+/// and diffed rather than bisected further (an eighth of a range at most).
+const SERVER_LEAF_ROWS: u64 = 1_000;
+
 /// Extra comparisons of a differing range while a sync runs.
 const RECHECKS: usize = 2;
 
@@ -644,6 +648,7 @@ async fn compare_chunk(
         (Some(d), Some(t)) => Some(d.digests(source.client(), t, &ctx.mapped, key, chunk).await?),
         _ => None,
     };
+    let on_servers = server.is_some();
     let (rows, policy_altered) = match server {
         Some((s, t)) if s == t => {
             return Ok(ChunkOutcome { source_rows: s.rows, target_rows: t.rows, ..Default::default() });
@@ -666,8 +671,11 @@ async fn compare_chunk(
         }
     };
     // A large differing range (sparse keys) is bisected, so only small
-    // ranges are ever held in memory to be diffed.
-    if rows > 4 * ctx.chunk_rows {
+    // ranges are ever held in memory to be diffed. Digested on the servers,
+    // halves cost a pass there instead of every row read here: narrowed
+    // down to `SERVER_LEAF_ROWS`.
+    let leaf = if on_servers { SERVER_LEAF_ROWS.min(ctx.chunk_rows / 8).max(1) } else { 4 * ctx.chunk_rows };
+    if rows > leaf {
         if let Some((a, b)) = chunks::bisect(chunk) {
             let x = Box::pin(compare_chunk(source, target, ctx, &a)).await?;
             let y = Box::pin(compare_chunk(source, target, ctx, &b)).await?;

@@ -6,7 +6,7 @@
 //! of the same type as the same text when both sessions use the same output
 //! settings, so equal row texts mean equal values and therefore equal
 //! canonical forms. A range is then compared by two aggregate queries (row
-//! count and the sum of a 64-bit hash of each row's text) instead of
+//! count and the sum of a 64-bit hash of each row, [`row_hash`]) instead of
 //! shipping and canonicalising every row; only a range whose digests differ
 //! goes the row-by-row path, which names the differing rows exactly as
 //! before. The converse does not need to hold: a difference in text only

@@ -417,6 +417,23 @@ async fn validate_server_digest_reports_every_difference_like_row_by_row() {
     assert!(!keys.contains(&"id=160".to_string()), "JSON spacing is no difference: {keys:?}");
     let empty = t["changed"].as_array().unwrap().iter().find(|c| c["key"] == "id=10").unwrap();
     assert_eq!(empty["columns"][0]["column"], "txt", "{text}");
+
+    // A bounded range of 1000 keys differing is narrowed down on the servers
+    // (halves digested there) before rows are read: still the same report.
+    target_exec(
+        &target,
+        "UPDATE typed SET n4 = 0 WHERE id IN (1001, 1377, 1500, 2000); DELETE FROM typed WHERE id = 1700",
+    )
+    .await;
+    let (c, fast, text) = validate_json(&plan, &["--chunk-rows", "1000"]);
+    assert_eq!(c, 1, "{text}");
+    let (_, slow, _) = validate_json(&plan, &["--chunk-rows", "1000", "--row-by-row"]);
+    assert_eq!(findings(&fast), findings(&slow), "bisected on the servers, the same report");
+    let keys: Vec<String> = changed(&fast["tables"][0]).into_iter().map(|(k, _)| k).collect();
+    for k in [1001, 1377, 1500, 2000] {
+        assert!(keys.contains(&format!("id={k}")), "id={k}: {keys:?}");
+    }
+    assert_eq!(strs(&fast["tables"][0]["missing"]), vec!["id=200", "id=1700"], "{text}");
 }
 
 #[tokio::test]
