@@ -64,6 +64,11 @@ impl SourceSession {
         Ok(SourceSession { client, only: Vec::new() })
     }
 
+    /// The connection (for the server-side digests of `server_digest`).
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Tables the plan lists as `ONLY s.t` (read without their children).
     pub fn with_only(mut self, only: &[crate::model::TableName]) -> SourceSession {
         self.only = only.to_vec();

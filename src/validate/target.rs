@@ -91,6 +91,14 @@ impl TargetSession {
         &mut self.conn
     }
 
+    /// The connection of a PostgreSQL target (for `server_digest`).
+    pub(super) fn pg_client(&self) -> Option<&tokio_postgres::Client> {
+        match &self.conn {
+            TargetConn::Postgres(PgConn { client, .. }) => Some(client),
+            _ => None,
+        }
+    }
+
     /// The end LSN of the last source commit the target applied for `slot`,
     /// `None` when xdb has no state there.
     pub async fn applied(&mut self, slot: &str) -> Option<Lsn> {
@@ -161,6 +169,11 @@ impl TargetSession {
             .columns
             .iter()
             .map(|c| match d {
+                // inet's text cast adds the mask (`/32`), its output function
+                // (what the source's value prints as) does not.
+                SqlDialect::Postgres if c.source_type == PgType::Inet => {
+                    format!("inet_out({})::text", d.ident(&c.name))
+                }
                 SqlDialect::Postgres => format!("{}::text", d.ident(&c.name)),
                 _ => d.ident(&c.name),
             })

@@ -327,3 +327,144 @@ async fn validate_sparse_keys_bisects_large_ranges() {
     assert_eq!(t["source_rows"], 5101);
     assert_eq!(t["target_rows"], 5100);
 }
+
+/// Many column types, each differing in one row of its own key range
+/// (`--chunk-rows 10`: ten keys a range), so a server digest that missed a
+/// difference would drop that row from the report.
+const TYPED: &str = "
+    CREATE TABLE typed (id bigint PRIMARY KEY, n numeric, n4 numeric(12,4), f8 float8, f4 real, ts timestamptz,
+        t timestamp, d date, iv interval, jb jsonb, js json, ia int[], ta text[], b bytea, txt text,
+        vc varchar(20), u uuid, bo bool, ip inet);
+    ALTER TABLE typed OWNER TO xdb_repl;
+    INSERT INTO typed SELECT g, g * 1.5, g * 1.0001, g * 0.1, g * 0.25, '2024-01-01 00:00:00+00'::timestamptz
+        + g * interval '1 minute 1 microsecond', '2024-01-01'::timestamp + g * interval '1 second',
+        '2024-01-01'::date + g, g * interval '1 hour', jsonb_build_object('g', g, 'a', jsonb_build_array(g, 'x')),
+        json_build_object('g', g), ARRAY[g, g + 1, g + 2], ARRAY['a', 'b' || g],
+        decode(md5(g::text), 'hex'), CASE WHEN g % 10 = 0 THEN '' ELSE 'café ' || g END, 'v' || g,
+        md5(g::text)::uuid, g % 2 = 0, ('10.0.' || (g % 250) || '.1')::inet
+      FROM generate_series(1, 3000) g;";
+
+/// The report's findings, without timings (which differ from run to run).
+fn findings(json: &J) -> J {
+    let mut t = json["tables"][0].clone();
+    if let Some(o) = t.as_object_mut() {
+        o.remove("seconds");
+    }
+    t
+}
+
+#[tokio::test]
+async fn validate_server_digest_reports_every_difference_like_row_by_row() {
+    let db = PgDb::create("xdb_val_sd").await;
+    db.exec(TYPED).await;
+    let tdb = PgDb::create("xdb_val_sdt").await;
+    let target = Target::Postgres(tdb);
+    let plan = plan(&db, &target, "typed", "");
+    let out = xdb(&plan, &["snapshot"]);
+    assert!(out.status.success(), "snapshot: {}", support::text(&out));
+    let (c, json, text) = validate_json(&plan, &["--chunk-rows", "10"]);
+    assert_eq!(c, 0, "a fresh copy is equal: {text}");
+    assert_eq!(json["tables"][0]["chunks"], 300, "{text}");
+    assert!(text.contains("ranges are digested on both servers first"), "same types: the servers digest: {text}");
+
+    let Target::Postgres(t) = &target else { unreachable!() };
+    // Each one in a range of its own: NULL vs empty string, trailing zeros,
+    // one microsecond, a nested JSON value, an array element, NULL vs the
+    // string 'NULL' in an array, one bytea byte, composed vs decomposed é,
+    // a few float ulps, a trailing blank, a uuid, a bool, an inet, '1 day'
+    // vs '24 hours', and JSON spacing (equal as JSON: the row-by-row path
+    // decides, the server digest only sends the range there).
+    t.exec(
+        "UPDATE typed SET txt = NULL WHERE id = 10;
+         UPDATE typed SET n = 30.00 WHERE id = 20;
+         UPDATE typed SET ts = ts + interval '1 microsecond' WHERE id = 30;
+         UPDATE typed SET jb = jsonb_set(jb, '{a,1}', '\"y\"') WHERE id = 40;
+         UPDATE typed SET ia[3] = 0 WHERE id = 50;
+         UPDATE typed SET ta = ARRAY['a', NULL] WHERE id = 52;
+         UPDATE typed SET ta = ARRAY['a', 'NULL'] WHERE id = 62;
+         UPDATE typed SET b = overlay(b placing '\\x00'::bytea from 16) WHERE id = 70;
+         UPDATE typed SET txt = 'cafe' || U&'\\0301' || ' 80' WHERE id = 80;
+         UPDATE typed SET f8 = f8 * (1 + 4e-16) WHERE id = 90;
+         UPDATE typed SET vc = vc || ' ' WHERE id = 110;
+         UPDATE typed SET u = md5('other')::uuid WHERE id = 120;
+         UPDATE typed SET bo = NOT bo WHERE id = 130;
+         UPDATE typed SET ip = '10.0.140.2' WHERE id = 140;
+         UPDATE typed SET iv = interval '6 days 24 hours' WHERE id = 150;
+         UPDATE typed SET js = '{ \"g\" :  160 }' WHERE id = 160;
+         UPDATE typed SET n4 = n4 + 0.0001 WHERE id = 170;
+         UPDATE typed SET f4 = f4 + 1 WHERE id = 180;
+         UPDATE typed SET d = d + 1, t = t + interval '1 microsecond' WHERE id = 190;
+         DELETE FROM typed WHERE id = 200;
+         INSERT INTO typed (id, n) VALUES (99999, 1);",
+    )
+    .await;
+
+    let (c, fast, text) = validate_json(&plan, &["--chunk-rows", "10"]);
+    assert_eq!(c, 1, "differences give exit 1: {text}");
+    assert!(text.contains("ranges are digested on both servers first"), "{text}");
+    let (c2, slow, text2) = validate_json(&plan, &["--chunk-rows", "10", "--row-by-row"]);
+    assert_eq!(c2, 1, "{text2}");
+    assert!(!text2.contains("digested on both servers"), "--row-by-row reads every row: {text2}");
+    assert_eq!(findings(&fast), findings(&slow), "the server digest reports exactly what row by row reports");
+
+    let t = &fast["tables"][0];
+    assert_eq!(strs(&t["missing"]), vec!["id=200"], "{text}");
+    assert_eq!(strs(&t["extra"]), vec!["id=99999"], "{text}");
+    let keys: Vec<String> = changed(t).into_iter().map(|(k, _)| k).collect();
+    for k in [10, 30, 40, 50, 52, 62, 70, 80, 90, 110, 120, 130, 140, 170, 180, 190] {
+        assert!(keys.contains(&format!("id={k}")), "id={k} is reported changed: {keys:?}\n{text}");
+    }
+    assert!(!keys.contains(&"id=160".to_string()), "JSON spacing is no difference: {keys:?}");
+    let empty = t["changed"].as_array().unwrap().iter().find(|c| c["key"] == "id=10").unwrap();
+    assert_eq!(empty["columns"][0]["column"], "txt", "{text}");
+
+    // A bounded range of 1000 keys differing is narrowed down on the servers
+    // (halves digested there) before rows are read: still the same report.
+    target_exec(
+        &target,
+        "UPDATE typed SET n4 = 0 WHERE id IN (1001, 1377, 1500, 2000); DELETE FROM typed WHERE id = 1700",
+    )
+    .await;
+    let (c, fast, text) = validate_json(&plan, &["--chunk-rows", "1000"]);
+    assert_eq!(c, 1, "{text}");
+    let (_, slow, _) = validate_json(&plan, &["--chunk-rows", "1000", "--row-by-row"]);
+    assert_eq!(findings(&fast), findings(&slow), "bisected on the servers, the same report");
+    let keys: Vec<String> = changed(&fast["tables"][0]).into_iter().map(|(k, _)| k).collect();
+    for k in [1001, 1377, 1500, 2000] {
+        assert!(keys.contains(&format!("id={k}")), "id={k}: {keys:?}");
+    }
+    assert_eq!(strs(&fast["tables"][0]["missing"]), vec!["id=200", "id=1700"], "{text}");
+}
+
+#[tokio::test]
+async fn validate_differing_column_types_compare_row_by_row() {
+    let db = PgDb::create("xdb_val_sdty").await;
+    db.exec(
+        "CREATE TABLE vt2 (id bigint PRIMARY KEY, qty int4, doc jsonb); ALTER TABLE vt2 OWNER TO xdb_repl;
+         INSERT INTO vt2 SELECT g, g, jsonb_build_object('g', g) FROM generate_series(1, 500) g;",
+    )
+    .await;
+    let tdb = PgDb::create("xdb_val_sdtyt").await;
+    let target = Target::Postgres(tdb);
+    let plan = plan(&db, &target, "vt2", "");
+    let out = xdb(&plan, &["snapshot"]);
+    assert!(out.status.success(), "snapshot: {}", support::text(&out));
+    let Target::Postgres(t) = &target else { unreachable!() };
+    // Another type on the target, and one value changed.
+    t.exec("ALTER TABLE vt2 ALTER COLUMN qty TYPE int8; UPDATE vt2 SET qty = 0 WHERE id = 33").await;
+    let (c, json, text) = validate_json(&plan, &["--chunk-rows", "100"]);
+    assert_eq!(c, 1, "{text}");
+    assert!(
+        text.contains("ranges are compared row by row: column qty is integer on the source and bigint on the target"),
+        "{text}"
+    );
+    assert_eq!(changed(&json["tables"][0]), vec![("id=33".to_string(), vec!["qty".to_string()])], "{text}");
+    // json on the target where the source has jsonb: row by row too.
+    t.exec(
+        "UPDATE vt2 SET qty = 33 WHERE id = 33; ALTER TABLE vt2 ALTER COLUMN qty TYPE int4, ALTER COLUMN doc TYPE json",
+    )
+    .await;
+    let (c, _, text) = validate_json(&plan, &["--chunk-rows", "100"]);
+    assert_eq!(c, 0, "{text}");
+    assert!(text.contains("column doc is jsonb on the source and json on the target"), "{text}");
+}
