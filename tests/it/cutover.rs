@@ -138,7 +138,7 @@ fn plan_yaml(source_url: &str, target_url: &str, cutover: &str) -> String {
 
 /// `xdb cutover` with its state directory in the plan's (temporary) directory.
 fn run(plan: &Path, extra: &[&str]) -> Output {
-    cutover_cmd(plan).args(extra).output().expect("run xdb")
+    crate::support::output_within(cutover_cmd(plan).args(extra), std::time::Duration::from_secs(900))
 }
 
 fn cutover_cmd(plan: &Path) -> Command {

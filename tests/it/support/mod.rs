@@ -10,7 +10,7 @@ mod target;
 
 pub use own_mariadb::{OwnMariaDb, PW as OWN_MY_PW};
 
-pub use run::{kill9, ok, spawn, wait_until, xdb, xdb_command};
+pub use run::{kill9, ok, output_within, spawn, wait_until, xdb, xdb_command};
 pub use target::{pg_rows, Target};
 
 use std::path::{Path, PathBuf};

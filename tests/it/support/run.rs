@@ -10,8 +10,53 @@ use super::PlanFile;
 pub fn xdb(plan: &PlanFile, args: &[&str]) -> Output {
     let mut full = vec![args[0], "--plan", plan.path.to_str().unwrap()];
     full.extend(&args[1..]);
-    let out = xdb_command().args(&full).output().expect("run xdb");
-    out
+    output_within(xdb_command().args(&full), COMMAND_LIMIT)
+}
+
+/// The longest one xdb command of a test may run: a command that hangs
+/// fails its test with its output instead of holding the suite past the
+/// CI budget (`XDB_TEST_COMMAND_LIMIT_S` raises it for a slow machine).
+const COMMAND_LIMIT: Duration = Duration::from_secs(900);
+
+/// Runs `cmd` to its end as [`Command::output`] does, but kills it (-9) and
+/// panics with what it printed so far when it runs past `limit`.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let limit = std::env::var("XDB_TEST_COMMAND_LIMIT_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(limit);
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run xdb");
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for xdb") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+            panic!(
+                "{cmd:?} still ran after {} s (a hang): killed; it printed:\n{}\n{}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
 
 pub fn spawn(plan: &PlanFile, args: &[&str]) -> Child {
