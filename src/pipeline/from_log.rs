@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::reconnecting;
-use super::log_schema;
 use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
@@ -237,7 +236,7 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
     conn.ensure_state_tables().await?;
     let applied = conn.read_position(slot).await?.map(|p| p.applied_lsn).unwrap_or(Lsn::ZERO);
     let states = conn.read_tables(slot).await?;
-    let in_log = log_schema::shapes_at(target, applied.0).await?;
+    let in_log = crate::source::nats::shapes::shapes_at(target, applied.0).await?;
     let mut types = TypeCache::new();
     let mut schemas: Vec<Arc<TableSchema>> = Vec::new();
     for t in &plan.tables {

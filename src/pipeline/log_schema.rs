@@ -12,14 +12,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
-use futures_util::StreamExt;
 
 use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema};
 use crate::plan::SecretUrl;
-use crate::sink::debezium_schema::{self, Kind, Parsed};
+use crate::sink::debezium_schema::{self, Kind};
 use crate::sink::nats::{Log, LogError, NatsTarget};
 use crate::sink::writer::rename_candidate;
 use crate::source::postgres::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
@@ -192,52 +188,4 @@ impl Shapes {
         self.known.insert(table.name.clone(), full);
         Ok(Some(ShapeEvent { subject, payload }))
     }
-}
-
-/// The consumer's view at a stream position: for each table, the last
-/// schema-change event at or before `after`; from the start (`after` 0),
-/// the first one, which the copy's rows were written with (none: the log
-/// has none for the table).
-pub async fn shapes_at(target: &NatsTarget, after: u64) -> Result<HashMap<TableName, Parsed>, LogError> {
-    let mut out = HashMap::new();
-    let log = Log::connect(target).await?;
-    let api = |e: &dyn std::fmt::Display| LogError::Api {
-        stream: target.stream.clone(),
-        what: "reading the schema-change events",
-        reason: e.to_string(),
-        retry: crate::error_policy::Retry::Transient,
-    };
-    let stream = log.js.get_stream(&target.stream).await.map_err(|e| api(&e))?;
-    let config = OrderedConfig {
-        filter_subject: format!("{}.xdb_schema.>", target.prefix),
-        deliver_policy: DeliverPolicy::All,
-        ..Default::default()
-    };
-    let mut consumer = stream.create_consumer(config).await.map_err(|e| api(&e))?;
-    let mut pending = consumer.info().await.map_err(|e| api(&e))?.num_pending;
-    if pending == 0 {
-        return Ok(out);
-    }
-    let mut messages = consumer.messages().await.map_err(|e| api(&e))?;
-    while pending > 0 {
-        let m = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => return Err(api(&e)),
-            Ok(None) | Err(_) => return Err(api(&"the schema-change events stopped coming")),
-        };
-        let info = m.info().map_err(|e| api(&e))?;
-        if after > 0 && info.stream_sequence > after {
-            break;
-        }
-        pending = info.pending;
-        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
-        let p = debezium_schema::parse(&v)
-            .map_err(|e| api(&format!("message {} on {}: {e}", info.stream_sequence, m.subject)))?;
-        if after > 0 {
-            out.insert(p.table.clone(), p);
-        } else {
-            out.entry(p.table.clone()).or_insert(p);
-        }
-    }
-    Ok(out)
 }

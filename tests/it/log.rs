@@ -853,3 +853,41 @@ async fn log_a_column_renamed_before_the_producer_read_its_add_stops_the_consume
     let v = xdb(&consumer, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
+
+/// The shape a consumer starts from is the one its next row was written
+/// with (invariant *schema drift through the log*): a consumer whose
+/// position is before the copy's `CREATE` events (it applied only the
+/// copy's start marker when it was killed) starts from those shapes, not
+/// from the source catalog's current one, which has columns added since
+/// (once taken as "flag was dropped on the source" when the copy's shape
+/// arrived, with a DROP COLUMN as the advice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_before_the_copys_shapes_starts_from_them() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_early").await;
+    db.exec(
+        "CREATE TABLE b (id int PRIMARY KEY, n int);
+         INSERT INTO b SELECT g, g FROM generate_series(1, 20) g;
+         ALTER TABLE b OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=EARLY&replicas=3", "public.b");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    db.exec("ALTER TABLE b ADD COLUMN flag int NOT NULL DEFAULT 7; INSERT INTO b (id, n) VALUES (21, 21);").await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let url = xdb::plan::SecretUrl::new(format!("{}?stream=EARLY", cluster.url()));
+    let target = xdb::sink::nats::NatsTarget::parse(&url, "logtest").unwrap();
+    let names = |after: u64| {
+        let target = &target;
+        async move {
+            let shapes = xdb::source::nats::shapes::shapes_at(target, after).await.unwrap();
+            let p = shapes.values().next().unwrap_or_else(|| panic!("no shape at {after}"));
+            p.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        }
+    };
+    // Sequence 1 is the copy's start marker, 0 is "nothing applied".
+    assert_eq!(names(1).await, ["id", "n"], "after the start marker: the copy's shape");
+    assert_eq!(names(0).await, ["id", "n"], "from the start: the copy's shape");
+    let last = cluster.messages("EARLY").await.len() as u64;
+    assert_eq!(names(last).await, ["id", "n", "flag"], "at the end: the shape after the ALTER");
+}

@@ -4,6 +4,8 @@
 //! (invariant *commit order*). Positions are stream sequences: a
 //! transaction's is the sequence of its END, a copied row's its own.
 
+pub mod shapes;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
