@@ -170,7 +170,9 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
             }
             match item {
                 None => {
-                    if until.is_some_and(|u| reader.seen >= u) {
+                    // Not inside a large transaction whose parts are
+                    // applied already: those commit with its END only.
+                    if until.is_some_and(|u| reader.seen >= u) && !in_parts {
                         tracing::info!(applied = writer.applied().0, "the target holds everything the log held");
                         return Ok(());
                     }

@@ -477,7 +477,7 @@ async fn copy(
     let mut held: Option<(Arc<TableSchema>, Row, u64)> = None;
     for name in &plan.tables {
         let table = tables.schemas[name].clone();
-        let (tx, mut rx) = mpsc::channel::<Vec<Row>>(4);
+        let (tx, rx) = mpsc::channel::<Vec<Row>>(4);
         let from = plan.read_from(name);
         let reader = &reader;
         let table_ref = &table;
@@ -487,6 +487,12 @@ async fn copy(
             r
         };
         let publish = async {
+            // Owned by this future: when publishing fails, the channel
+            // closes with it and the reader stops at its next send instead
+            // of waiting forever on a full channel (a hang once seen when a
+            // restarted producer's first publish met the killed one's last
+            // messages in the stream).
+            let mut rx = rx;
             let mut ordinal = 0u64;
             while let Some(batch) = rx.recv().await {
                 for row in batch {
@@ -512,8 +518,9 @@ async fn copy(
             Ok::<(), ToLogError>(())
         };
         let (r, p) = tokio::join!(read, publish);
-        r?;
+        // The publisher's error first: the reader's is then only "closed".
         p?;
+        r?;
     }
     if let Some((ht, hr, ho)) = held.take() {
         let flag = if rows == 0 { Snapshot::First } else { Snapshot::Last };

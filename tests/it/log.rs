@@ -891,3 +891,69 @@ async fn a_consumer_before_the_copys_shapes_starts_from_them() {
     let last = cluster.messages("EARLY").await.len() as u64;
     assert_eq!(names(last).await, ["id", "n", "flag"], "at the end: the shape after the ALTER");
 }
+
+/// A producer killed inside a transaction and not restarted leaves the
+/// log's tail in the middle of it: the consumer's `--until-caught-up`
+/// applies every whole transaction and ends (the unfinished one stays
+/// unapplied) instead of waiting forever for its END; once the producer
+/// has run again, the consumer applies it whole and the target is equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_caught_up_ends_before_a_transaction_the_producer_left_unfinished() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_halftx").await;
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g;
+         ALTER TABLE t OWNER TO xdb_repl;",
+    )
+    .await;
+    let producer = log_plan(&db, &cluster, "stream=HALF&replicas=3&schemas=false", "public.t");
+    let lite = Target::sqlite("xdb_log_halftx_lite");
+    let consumer = consumer_plan(&db, &cluster, "HALF", "to_lite", &lite, "public.t");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    db.exec("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(11, 200010) g;").await;
+    let mut p = spawn_sync(&producer);
+    let before = cluster.messages("HALF").await.len() as u64;
+    let begun = || {
+        let cluster = &cluster;
+        async move {
+            let js = async_nats::jetstream::new(cluster.client().await.unwrap());
+            let mut s = js.get_stream("HALF").await.unwrap();
+            s.info().await.map(|i| i.state.messages > before + 5000).unwrap_or(false)
+        }
+    };
+    support::wait_until("the big transaction partly in the log", Duration::from_secs(120), begun).await;
+    kill9(&mut p);
+    let msgs = cluster.messages("HALF").await;
+    let ends = |m: &[(String, String, Value)]| m.iter().filter(|(_, id, _)| id.contains(":end:")).count();
+    assert_eq!(ends(&msgs[before as usize..]), 0, "the kill came after the END: make the insert larger");
+    let mut c = support::xdb_command()
+        .args(["sync", "--plan", consumer.path.to_str().unwrap(), "--until-caught-up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            kill9(&mut c);
+            panic!("the consumer still waits for the END of a transaction the producer never finished");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "consumer: {status}");
+    let rows: i64 = match &lite {
+        Target::Sqlite(path) => {
+            rusqlite::Connection::open(path).unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap()
+        }
+        _ => unreachable!(),
+    };
+    assert_eq!(rows, 10, "only whole transactions are applied");
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}

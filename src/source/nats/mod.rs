@@ -151,17 +151,16 @@ impl LogReader {
         })
     }
 
-    /// The next item; `None` when nothing arrived for `idle` between
-    /// transactions (the applier then commits what it holds).
+    /// The next item; `None` when nothing arrived for `idle` (the applier
+    /// then commits the whole transactions it holds).
     pub async fn next(&mut self, idle: Duration) -> Result<Option<LogItem>, LogSourceError> {
         loop {
-            let m = if self.open.is_some() {
-                self.messages.next().await
-            } else {
-                match tokio::time::timeout(idle, self.messages.next()).await {
-                    Ok(m) => m,
-                    Err(_) => return Ok(None),
-                }
+            // Also inside a transaction: its END may never come (a producer
+            // killed in it and not restarted), and `--until-caught-up` must
+            // still end; the open transaction stays unapplied.
+            let m = match tokio::time::timeout(idle, self.messages.next()).await {
+                Ok(m) => m,
+                Err(_) => return Ok(None),
             };
             let m = m
                 .ok_or_else(|| LogSourceError::Read {
