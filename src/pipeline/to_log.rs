@@ -115,7 +115,7 @@ struct Tables {
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), ToLogError> {
     let log = Log::connect(target).await?;
     log.ensure_stream().await?;
-    let (last_seq, last_id) = log.tail().await?;
+    let (last_seq, last_id) = log.settled_tail().await?;
     let tail = msg_id::tail(last_id.as_deref());
     tracing::info!(stream = %target.stream, last_seq, ?tail, "log tail");
 
@@ -147,16 +147,40 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
         tables.schemas.insert(t.clone(), Arc::new(s));
     }
     let mut publisher = Publisher::new(&log, last_seq, Lsn::ZERO);
+    let r = publish(plan, &log, catalog, &tables, &connector, tail, options, &mut publisher).await;
+    if r.is_err() {
+        // Every message this session sent is stored or refused before the
+        // next session reads the tail: one landing after that read would
+        // shift the next session's sequence chain (invariant *exactly once
+        // through the log*).
+        publisher.settle().await;
+    }
+    r
+}
+
+/// The copy when the log needs one, then the change stream into the log.
+#[allow(clippy::too_many_arguments)]
+async fn publish(
+    plan: &Plan,
+    log: &Log,
+    catalog: tokio_postgres::Client,
+    tables: &Tables,
+    connector: &Connector,
+    tail: Tail,
+    options: &SyncOptions,
+    publisher: &mut Publisher,
+) -> Result<(), ToLogError> {
+    let target = &log.target;
     if tail != Tail::NeedsCopy {
-        refuse_tables_not_copied(&log, plan).await?;
+        refuse_tables_not_copied(log, plan).await?;
     }
     let (tail, shapes) = match tail {
         Tail::NeedsCopy => {
             let shapes = Shapes::for_copy(&tables.schemas, &plan.source.url);
-            let at = copy(plan, &log, &catalog, &tables, &connector, &mut publisher, &shapes).await?;
+            let at = copy(plan, log, &catalog, tables, connector, publisher, &shapes).await?;
             (Tail::At(at), shapes)
         }
-        t => (t, Shapes::from_log(&log, &tables.schemas, &plan.source.url).await?),
+        t => (t, Shapes::from_log(log, &tables.schemas, &plan.source.url).await?),
     };
     let (start, resume) = match tail {
         Tail::At(l) => (l, None),
@@ -177,15 +201,7 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %plan.source.slot, from = %start, stream = %target.stream, "streaming changes into the log");
     let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
-    let mut s = Streamer {
-        log: &log,
-        connector: &connector,
-        publisher,
-        resume,
-        floor: start,
-        last_heartbeat: Instant::now(),
-        shapes,
-    };
+    let mut s = Streamer { log, connector, publisher, resume, floor: start, last_heartbeat: Instant::now(), shapes };
     let mut status = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -235,7 +251,7 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
 struct Streamer<'a> {
     log: &'a Log,
     connector: &'a Connector,
-    publisher: Publisher,
+    publisher: &'a mut Publisher,
     /// The transaction the stream's tail is inside, and the last event of
     /// it already stored: those are not published again.
     resume: Option<(Lsn, u64)>,

@@ -171,6 +171,23 @@ impl Log {
     }
 
     /// The last stored message: its sequence and `Nats-Msg-Id` (None: empty stream).
+    /// [`Log::tail`] once the stream's last sequence stopped moving: a
+    /// producer killed a moment ago may have sent messages the cluster is
+    /// still storing, and one stored after the tail was read would land in
+    /// the middle of this session's sequence chain (at most 30 s).
+    pub async fn settled_tail(&self) -> Result<(u64, Option<String>), LogError> {
+        let started = std::time::Instant::now();
+        let mut last = self.tail().await?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.tail().await?;
+            if now.0 == last.0 || started.elapsed() > Duration::from_secs(30) {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+
     pub async fn tail(&self) -> Result<(u64, Option<String>), LogError> {
         let mut s = self
             .js
@@ -314,6 +331,15 @@ impl Publisher {
             self.ack_one().await?;
         }
         Ok(self.acked)
+    }
+
+    /// After a failed publish: waits until every message still in flight
+    /// is stored or refused (each at most [`ACK_TIMEOUT`]), whatever the
+    /// answer, so that none lands after the next session read the tail.
+    pub async fn settle(&mut self) {
+        while let Some(mut f) = self.inflight.pop_front() {
+            let _ = (&mut f.ack).await;
+        }
     }
 
     /// The highest position whose messages are all stored.
