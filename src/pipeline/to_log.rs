@@ -26,15 +26,16 @@ use super::sync::{SyncOptions, CATCH_UP_PREFIX};
 use crate::copy::ranges::CopyRange;
 use crate::copy::source_reader::SnapshotReader;
 use crate::copy::CopyError;
-use crate::model::{Change, Lsn, Row, TableName, TableSchema, Transaction};
+use crate::model::{Change, ChunkedTransaction, Lsn, Row, TableName, TableSchema, Transaction};
 use crate::plan::Plan;
 use crate::sink::debezium::{self, At, Connector, Op, Snapshot};
 use crate::sink::nats::{msg_id, Log, LogError, NatsTarget, Publisher, Tail};
-use crate::source::postgres::assembler::AssemblerEvent;
+use crate::sink::ChangeSink;
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 use crate::source::postgres::{client, publication, streamable};
+use crate::source::{ChangeSource, SourceEvent};
 
 /// Why `sync` into the log stopped.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,8 @@ pub enum ToLogError {
     StreamEnded,
     #[error("publishing a table's new shape: {0}")]
     Shape(#[from] ShapeError),
+    #[error("reading a spilled source transaction back: {0}")]
+    Spill(#[source] crate::model::ChunkError),
 }
 
 impl ToLogError {
@@ -213,37 +216,66 @@ async fn publish(
             _ = status.tick() => {
                 tracing::info!(published = s.publisher.published, confirmed = %s.publisher.acked(), "log status");
             }
-            ev = stream.next() => {
+            ev = stream.next_event() => {
                 let ev = ev?.ok_or(ToLogError::StreamEnded)?;
                 let end = match ev {
-                    AssemblerEvent::Transaction(tx) => {
+                    SourceEvent::Transaction(mut tx) => {
                         let end = tx.end_lsn;
-                        s.transaction(&tx, Parts::Whole(&tx.changes)).await?;
+                        s.apply(std::slice::from_mut(&mut tx)).await?;
                         end
                     }
-                    AssemblerEvent::Spilled(mut sp) => {
-                        let head = Transaction {
-                            xid: sp.xid,
-                            commit_lsn: sp.commit_lsn,
-                            end_lsn: sp.end_lsn,
-                            commit_time_micros: sp.commit_time_micros,
-                            changes: Vec::new(),
-                        };
-                        s.transaction(&head, Parts::Spilled(&mut sp)).await?;
-                        sp.end_lsn
+                    SourceEvent::Large(mut large) => {
+                        let end = large.header().end_lsn;
+                        s.apply_large(&mut large).await?;
+                        end
                     }
-                    AssemblerEvent::Relation { .. } | AssemblerEvent::Message { .. } => continue,
+                    SourceEvent::Relation(schema) => {
+                        s.relation_changed(schema).await?;
+                        continue;
+                    }
                 };
-                stream.confirm(s.publisher.acked());
+                stream.confirm(s.applied());
                 if marker.is_some_and(|m| end >= m) {
                     s.heartbeat(end, true).await?;
                     stream.confirm(s.publisher.flush().await?);
-                    stream.close().await?;
+                    ChangeSource::close(stream).await?;
                     tracing::info!(published = s.publisher.published, "the log holds everything the source had committed");
                     return Ok(());
                 }
             }
         }
+    }
+}
+
+/// The log as a sink (`sink::ChangeSink`): a transaction is "applied" once
+/// its messages are sent; [`ChangeSink::applied`] is the end of the last
+/// transaction whose END the log acknowledged, the only position the slot
+/// may be confirmed to (invariant *log exactly once*). Another transport
+/// (Kafka) would be another such sink over the same envelope.
+impl ChangeSink for Streamer<'_> {
+    type Error = ToLogError;
+
+    async fn apply(&mut self, txs: &mut [Transaction]) -> Result<(), ToLogError> {
+        for tx in txs.iter() {
+            self.transaction(tx, Parts::Whole(&tx.changes)).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_large(&mut self, tx: &mut dyn ChunkedTransaction) -> Result<(), ToLogError> {
+        let head = tx.header();
+        self.transaction(&head, Parts::Chunked(tx)).await
+    }
+
+    /// Nothing yet: the new shape is published just before the first
+    /// change event written with it (invariant *schema drift through the
+    /// log*), so a shape no change uses never reaches the log.
+    async fn relation_changed(&mut self, _schema: Arc<TableSchema>) -> Result<(), ToLogError> {
+        Ok(())
+    }
+
+    fn applied(&self) -> Lsn {
+        self.publisher.acked()
     }
 }
 
@@ -265,10 +297,10 @@ struct Streamer<'a> {
 /// Changes read back from a spilled transaction at a time.
 const SPILL_PART: usize = 2000;
 
-/// A transaction's changes: in memory, or spilled to a file.
+/// A transaction's changes: in memory, or read back in chunks (spilled).
 enum Parts<'a> {
     Whole(&'a [Change]),
-    Spilled(&'a mut crate::source::postgres::assembler::SpilledTransaction),
+    Chunked(&'a mut dyn ChunkedTransaction),
 }
 
 /// Heartbeats for transactions without planned changes, at most this often.
@@ -299,7 +331,7 @@ impl Streamer<'_> {
     async fn transaction(&mut self, tx: &Transaction, mut parts: Parts<'_>) -> Result<(), ToLogError> {
         let empty = match &parts {
             Parts::Whole(c) => c.is_empty(),
-            Parts::Spilled(s) => s.change_count == 0,
+            Parts::Chunked(s) => s.change_count() == 0,
         };
         // Not sent again by the server (it starts at `floor`); a guard, since
         // a repeat would break the stream's sequence chain.
@@ -328,13 +360,13 @@ impl Streamer<'_> {
                     c
                 }
                 Parts::Whole(_) => break,
-                Parts::Spilled(sp) => {
-                    part = sp.next_changes(SPILL_PART).map_err(|e| ToLogError::Stream(e.into()))?;
-                    if part.is_empty() {
-                        break;
+                Parts::Chunked(sp) => match sp.next_chunk(SPILL_PART).map_err(ToLogError::Spill)? {
+                    Some(chunk) if !chunk.changes.is_empty() => {
+                        part = chunk.changes;
+                        &part
                     }
-                    &part
-                }
+                    _ => break,
+                },
             };
             for (table, op, before, after, unavailable) in changes.iter().flat_map(events) {
                 index += 1;
