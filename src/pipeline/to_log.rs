@@ -475,8 +475,8 @@ fn events(change: &Change) -> Vec<Event<'_>> {
 }
 
 /// The initial copy: a fresh slot with an exported snapshot (an old slot
-/// goes: its copy never finished), `snap-start`, every row as `op: r`,
-/// `snap-end`. Returns the snapshot's consistent point.
+/// goes: its copy never finished), `snap-start`, each table's shape, every
+/// row as `op: r`, `snap-end`. Returns the snapshot's consistent point.
 async fn copy(
     plan: &Plan,
     log: &Log,
@@ -486,6 +486,49 @@ async fn copy(
     publisher: &mut Publisher,
     shapes: &Shapes,
 ) -> Result<Lsn, ToLogError> {
+    let (repl, lsn, reader) = snapshot_slot(plan, catalog).await?;
+    let t = &log.target;
+    let names: Vec<String> = plan.tables.iter().map(|t| t.to_string()).collect();
+    let start = serde_json::to_vec(&serde_json::json!({"snapshot": "start", "lsn": lsn.to_string(), "tables": names}))
+        .unwrap_or_default();
+    publisher.publish(t.control_subject(), msg_id::snapshot_start(lsn), start, None).await?;
+    let ts_ms = debezium::now_ms();
+    // Each table's shape first: a consumer reads the copy's rows with it.
+    for name in &plan.tables {
+        let table = &tables.schemas[name];
+        let ev = shapes.create_event(t, &c.db, table, shape_source(c, name, None, lsn, ts_ms, true))?;
+        publisher.publish(ev.subject, msg_id::snapshot_schema(lsn, &name.to_string()), ev.payload, None).await?;
+    }
+    let started = Instant::now();
+    let mut out = CopyRows { publisher, t, c, lsn, ts_ms, rows: 0, held: None };
+    for name in &plan.tables {
+        copy_table(plan, &reader, &tables.schemas[name], &mut out).await?;
+    }
+    let rows = out.finish().await?;
+    let end = serde_json::to_vec(
+        &serde_json::json!({"snapshot": "end", "lsn": lsn.to_string(), "rows": rows, "tables": names}),
+    )
+    .unwrap_or_default();
+    publisher.publish(t.control_subject(), msg_id::snapshot_end(lsn), end, Some(lsn)).await?;
+    publisher.flush().await?;
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        rows,
+        seconds = secs,
+        rows_per_sec = (rows as f64 / secs.max(0.001)) as u64,
+        "copy into the log done"
+    );
+    drop(reader);
+    repl.close().await;
+    Ok(lsn)
+}
+
+/// A fresh slot with an exported snapshot, and a reader in that snapshot
+/// holding the planned tables (invariant *snapshot handoff*).
+async fn snapshot_slot(
+    plan: &Plan,
+    catalog: &tokio_postgres::Client,
+) -> Result<(ReplicationClient, Lsn, SnapshotReader), ToLogError> {
     let slot = &plan.source.slot;
     streamable::check(catalog, &plan.tables, &plan.only_tables).await??;
     if publication::ensure(catalog, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
@@ -507,119 +550,100 @@ async fn copy(
         let list: Vec<String> = rewritten.iter().map(|t| t.to_string()).collect();
         return Err(ToLogError::Rewritten { tables: list.join(", ") });
     }
-    let t = &log.target;
-    let names: Vec<String> = plan.tables.iter().map(|t| t.to_string()).collect();
-    let start = serde_json::to_vec(&serde_json::json!({"snapshot": "start", "lsn": lsn.to_string(), "tables": names}))
-        .unwrap_or_default();
-    publisher.publish(t.control_subject(), msg_id::snapshot_start(lsn), start, None).await?;
-    let ts_ms = debezium::now_ms();
-    // Each table's shape first: a consumer reads the copy's rows with it.
-    for name in &plan.tables {
-        let table = &tables.schemas[name];
-        let ev = shapes.create_event(t, &c.db, table, shape_source(c, name, None, lsn, ts_ms, true))?;
-        publisher.publish(ev.subject, msg_id::snapshot_schema(lsn, &name.to_string()), ev.payload, None).await?;
-    }
-    let started = Instant::now();
-    let mut rows = 0u64;
-    // One row held back so that the last one can say `snapshot: last`.
-    let mut held: Option<(Arc<TableSchema>, Row, u64)> = None;
-    for name in &plan.tables {
-        let table = tables.schemas[name].clone();
-        let (tx, rx) = mpsc::channel::<Vec<Row>>(4);
-        let from = plan.read_from(name);
-        let reader = &reader;
-        let table_ref = &table;
-        let read = async move {
-            let r = reader.read_range(table_ref, &from, &CopyRange::Whole, &tx).await;
-            drop(tx);
-            r
-        };
-        let publish = async {
-            // Owned by this future: when publishing fails, the channel
-            // closes with it and the reader stops at its next send instead
-            // of waiting forever on a full channel (a hang once seen when a
-            // restarted producer's first publish met the killed one's last
-            // messages in the stream).
-            let mut rx = rx;
-            let mut ordinal = 0u64;
-            while let Some(batch) = rx.recv().await {
-                for row in batch {
-                    ordinal += 1;
-                    if let Some((ht, hr, ho)) = held.replace((table.clone(), row, ordinal)) {
-                        let first = rows == 0;
-                        publish_row(
-                            publisher,
-                            t,
-                            c,
-                            &ht,
-                            &hr,
-                            ho,
-                            lsn,
-                            ts_ms,
-                            if first { Snapshot::First } else { Snapshot::Yes },
-                        )
-                        .await?;
-                        rows += 1;
-                    }
-                }
-            }
-            Ok::<(), ToLogError>(())
-        };
-        let (r, p) = tokio::join!(read, publish);
-        // The publisher's error first: the reader's is then only "closed".
-        p?;
-        r?;
-    }
-    if let Some((ht, hr, ho)) = held.take() {
-        let flag = if rows == 0 { Snapshot::First } else { Snapshot::Last };
-        publish_row(publisher, t, c, &ht, &hr, ho, lsn, ts_ms, flag).await?;
-        rows += 1;
-    }
-    let end = serde_json::to_vec(
-        &serde_json::json!({"snapshot": "end", "lsn": lsn.to_string(), "rows": rows, "tables": names}),
-    )
-    .unwrap_or_default();
-    publisher.publish(t.control_subject(), msg_id::snapshot_end(lsn), end, Some(lsn)).await?;
-    publisher.flush().await?;
-    let secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        rows,
-        seconds = secs,
-        rows_per_sec = (rows as f64 / secs.max(0.001)) as u64,
-        "copy into the log done"
-    );
-    drop(reader);
-    repl.close().await;
-    Ok(lsn)
+    Ok((repl, lsn, reader))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn publish_row(
-    publisher: &mut Publisher,
-    t: &NatsTarget,
-    c: &Connector,
-    table: &TableSchema,
-    row: &Row,
-    ordinal: u64,
+/// One table's rows read from the snapshot while they are published.
+async fn copy_table(
+    plan: &Plan,
+    reader: &SnapshotReader,
+    table: &Arc<TableSchema>,
+    out: &mut CopyRows<'_>,
+) -> Result<(), ToLogError> {
+    let (tx, rx) = mpsc::channel::<Vec<Row>>(4);
+    let from = plan.read_from(&table.name);
+    let read = async move {
+        let r = reader.read_range(table, &from, &CopyRange::Whole, &tx).await;
+        drop(tx);
+        r
+    };
+    let publish = async {
+        // Owned by this future: when publishing fails, the channel closes
+        // with it and the reader stops at its next send instead of waiting
+        // forever on a full channel (a hang once seen when a restarted
+        // producer's first publish met the killed one's last messages).
+        let mut rx = rx;
+        let mut ordinal = 0u64;
+        while let Some(batch) = rx.recv().await {
+            for row in batch {
+                ordinal += 1;
+                out.push(table, row, ordinal).await?;
+            }
+        }
+        Ok::<(), ToLogError>(())
+    };
+    let (r, p) = tokio::join!(read, publish);
+    // The publisher's error first: the reader's is then only "closed".
+    p?;
+    r?;
+    Ok(())
+}
+
+/// The copy's `op: r` events, one row held back so that the last one can
+/// say `snapshot: last`.
+struct CopyRows<'a> {
+    publisher: &'a mut Publisher,
+    t: &'a NatsTarget,
+    c: &'a Connector,
     lsn: Lsn,
     ts_ms: i64,
-    snapshot: Snapshot,
-) -> Result<(), LogError> {
-    let subject = t.table_subject(&table.name.schema, &table.name.name).map_err(LogError::Config)?;
-    let key = if table.primary_key.is_empty() {
-        format!("#{ordinal}")
-    } else {
-        let parts: Vec<String> = table
-            .primary_key
-            .iter()
-            .map(|&i| debezium::encode(&table.columns[i].pg_type, &row[i]).to_string())
-            .collect();
-        parts.join(",")
-    };
-    let id = msg_id::copy_row(lsn, &table.name.to_string(), &key);
-    let at = At { snapshot, tx_id: None, lsn, ts_ms, order: None };
-    let payload = debezium::change_event(c, table, Op::Read, None, Some(row), &[], &at);
-    publisher.publish(subject, id, payload, None).await
+    rows: u64,
+    held: Option<(Arc<TableSchema>, Row, u64)>,
+}
+
+impl CopyRows<'_> {
+    async fn push(&mut self, table: &Arc<TableSchema>, row: Row, ordinal: u64) -> Result<(), LogError> {
+        if let Some((ht, hr, ho)) = self.held.replace((table.clone(), row, ordinal)) {
+            let flag = if self.rows == 0 { Snapshot::First } else { Snapshot::Yes };
+            self.publish(&ht, &hr, ho, flag).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the held row as the last; returns how many were published.
+    async fn finish(&mut self) -> Result<u64, LogError> {
+        if let Some((ht, hr, ho)) = self.held.take() {
+            let flag = if self.rows == 0 { Snapshot::First } else { Snapshot::Last };
+            self.publish(&ht, &hr, ho, flag).await?;
+        }
+        Ok(self.rows)
+    }
+
+    async fn publish(
+        &mut self,
+        table: &TableSchema,
+        row: &Row,
+        ordinal: u64,
+        snapshot: Snapshot,
+    ) -> Result<(), LogError> {
+        let subject = self.t.table_subject(&table.name.schema, &table.name.name).map_err(LogError::Config)?;
+        let key = if table.primary_key.is_empty() {
+            format!("#{ordinal}")
+        } else {
+            let parts: Vec<String> = table
+                .primary_key
+                .iter()
+                .map(|&i| debezium::encode(&table.columns[i].pg_type, &row[i]).to_string())
+                .collect();
+            parts.join(",")
+        };
+        let id = msg_id::copy_row(self.lsn, &table.name.to_string(), &key);
+        let at = At { snapshot, tx_id: None, lsn: self.lsn, ts_ms: self.ts_ms, order: None };
+        let payload = debezium::change_event(self.c, table, Op::Read, None, Some(row), &[], &at);
+        self.publisher.publish(subject, id, payload, None).await?;
+        self.rows += 1;
+        Ok(())
+    }
 }
 
 /// A planned table the log's copy did not include would reach consumers
