@@ -88,135 +88,165 @@ const IDLE: Duration = Duration::from_millis(50);
 const BATCH_IDLE: Duration = Duration::from_millis(2);
 
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
-    let (mut writer, mut schemas, applied, catalog, mut target_only) = open_writer(plan, target).await?;
-
+    let (writer, schemas, applied, catalog, target_only) = open_writer(plan, target).await?;
     // With --until-caught-up: done once everything the stream held now is read.
     let until = if options.until_caught_up { Some(Log::connect(target).await?.tail().await?.0) } else { None };
     let mut reader = LogReader::open(target, applied.0, schemas.clone(), catalog).await?;
     tracing::info!(stream = %target.stream, after = applied.0, "applying the log");
-    let max_rows = plan.apply.max_batch_rows.max(1);
-    let mut batch: Vec<Transaction> = Vec::new();
-    let mut rows = 0usize;
-    let mut in_parts = false;
-    // A batch waits for more at most `apply.max_batch_delay_ms` after its
-    // first transaction, as the direct path's batcher: under a steady
-    // stream the log never falls idle, and a batch that waited for
-    // `max_batch_rows` would hold each change for seconds.
-    let max_delay = Duration::from_millis(plan.apply.max_batch_delay_ms);
-    let mut first_at: Option<std::time::Instant> = None;
-    let r = async {
+    let mut a = Applier {
+        plan,
+        writer,
+        schemas,
+        target_only,
+        batch: Vec::new(),
+        rows: 0,
+        in_parts: false,
+        first_at: None,
+        max_rows: plan.apply.max_batch_rows.max(1),
+        // A batch waits for more at most `apply.max_batch_delay_ms` after
+        // its first transaction, as the direct path's batcher: under a
+        // steady stream the log never falls idle, and a batch that waited
+        // for `max_batch_rows` would hold each change for seconds.
+        max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
+    };
+    let r = a.run(&mut reader, until).await;
+    if a.in_parts && r.is_err() {
+        a.writer.abort_parts().await;
+    }
+    r
+}
+
+/// The applying side of a session: whole transactions batched as the
+/// direct path batches them, a large one's parts in one target
+/// transaction, copy markers and shape changes in order between batches.
+struct Applier<'a> {
+    plan: &'a Plan,
+    writer: SinkWriter,
+    schemas: Vec<Arc<TableSchema>>,
+    target_only: HashMap<TableName, Vec<String>>,
+    batch: Vec<Transaction>,
+    rows: usize,
+    /// Inside a large transaction whose parts are being applied.
+    in_parts: bool,
+    /// When the batch got its first transaction.
+    first_at: Option<std::time::Instant>,
+    max_rows: usize,
+    max_delay: Duration,
+}
+
+impl Applier<'_> {
+    async fn run(&mut self, reader: &mut LogReader, until: Option<u64>) -> Result<(), FromLogError> {
         loop {
-            if batch.is_empty() {
-                first_at = None;
-            } else if first_at.is_none() {
-                first_at = Some(std::time::Instant::now());
-            }
-            let wait = match first_at {
-                None => IDLE,
-                Some(t) => {
-                    let left = max_delay.saturating_sub(t.elapsed());
-                    if left.is_zero() {
-                        writer.apply_with_retry(&batch).await?;
-                        batch.clear();
-                        rows = 0;
-                        first_at = None;
-                        IDLE
-                    } else {
-                        left.min(BATCH_IDLE)
-                    }
-                }
-            };
+            let wait = self.wait().await?;
             let item = reader.next(wait).await?;
-            // A large transaction: its parts and its closing Tx in one target
-            // transaction, nothing else in between (the reader yields nothing
-            // else before the END).
             match item {
-                Some(LogItem::Part(part)) => {
-                    if !batch.is_empty() {
-                        writer.apply_with_retry(&batch).await?;
-                        batch.clear();
-                        rows = 0;
-                    }
-                    if !in_parts {
-                        writer.begin_parts().await?;
-                        in_parts = true;
-                    }
-                    writer.apply_part(&part).await?;
-                    continue;
-                }
-                Some(LogItem::Schema { .. }) if in_parts => {
+                Some(LogItem::Part(part)) => self.part(&part).await?,
+                Some(LogItem::Tx(tx)) if self.in_parts => self.end_parts(&tx).await?,
+                Some(LogItem::Schema { .. }) if self.in_parts => {
                     unreachable!("the reader refuses a new shape after parts of its transaction")
                 }
-                Some(LogItem::Tx(tx)) if in_parts => {
-                    if !tx.changes.is_empty() {
-                        writer.apply_part(&tx).await?;
+                Some(LogItem::Tx(tx)) => {
+                    self.rows += tx.changes.len();
+                    self.batch.push(tx);
+                    if self.rows >= self.max_rows {
+                        self.flush().await?;
                     }
-                    writer.commit_parts(tx.end_lsn, tx.commit_time_micros).await?;
-                    in_parts = false;
-                    continue;
                 }
-                _ => {}
-            }
-            let flush_before = matches!(
-                item,
-                None | Some(LogItem::SnapshotStart { .. })
-                    | Some(LogItem::SnapshotEnd { .. })
-                    | Some(LogItem::Schema { .. })
-            );
-            if flush_before && !batch.is_empty() {
-                writer.apply_with_retry(&batch).await?;
-                batch.clear();
-                rows = 0;
-            }
-            match item {
                 None => {
+                    self.flush().await?;
                     // Not inside a large transaction whose parts are
                     // applied already: those commit with its END only.
-                    if until.is_some_and(|u| reader.seen >= u) && !in_parts {
-                        tracing::info!(applied = writer.applied().0, "the target holds everything the log held");
+                    if until.is_some_and(|u| reader.seen >= u) && !self.in_parts {
+                        tracing::info!(applied = self.writer.applied().0, "the target holds everything the log held");
                         return Ok(());
                     }
                 }
-                Some(LogItem::Tx(tx)) => {
-                    rows += tx.changes.len();
-                    batch.push(tx);
-                    if rows >= max_rows {
-                        writer.apply_with_retry(&batch).await?;
-                        batch.clear();
-                        rows = 0;
-                    }
-                }
                 Some(marker @ (LogItem::SnapshotStart { .. } | LogItem::SnapshotEnd { .. })) => {
-                    snapshot_marker(plan, &mut writer, &schemas, marker).await?;
+                    self.flush().await?;
+                    snapshot_marker(self.plan, &mut self.writer, &self.schemas, marker).await?;
                 }
-                Some(LogItem::Part(_)) => unreachable!("handled above"),
                 Some(LogItem::Schema { table, renamed, catalog_unknown }) => {
-                    refuse_unknown_added(plan, &table, &catalog_unknown).await?;
-                    // As the direct path follows a Relation message, with
-                    // the renames the producer's catalog confirmed.
-                    writer.relation_changed_with(table.clone(), Some(&renamed)).await.map_err(|e| match e {
-                        SinkError::SchemaDrift(m) => FromLogError::SchemaDrift(m),
-                        other => FromLogError::Sink(other),
-                    })?;
-                    // A target-only column the new shape has is the source's
-                    // again (added on the target by the user, or renamed).
-                    if let Some(extra) = target_only.get_mut(&table.name) {
-                        extra.retain(|c| table.column_index(c).is_none());
-                        writer.expect_dropped_columns(table.name.clone(), extra.clone());
-                    }
-                    match schemas.iter_mut().find(|s| s.name == table.name) {
-                        Some(s) => *s = table,
-                        None => schemas.push(table),
-                    }
+                    self.flush().await?;
+                    self.shape(table, &renamed, &catalog_unknown).await?;
                 }
             }
         }
     }
-    .await;
-    if in_parts && r.is_err() {
-        writer.abort_parts().await;
+
+    /// How long to wait for the next item: the batch is committed once it
+    /// waited `max_delay`, and waits at most [`BATCH_IDLE`] for more.
+    async fn wait(&mut self) -> Result<Duration, FromLogError> {
+        if self.batch.is_empty() {
+            self.first_at = None;
+            return Ok(IDLE);
+        }
+        let first = *self.first_at.get_or_insert_with(std::time::Instant::now);
+        let left = self.max_delay.saturating_sub(first.elapsed());
+        if left.is_zero() {
+            self.flush().await?;
+            return Ok(IDLE);
+        }
+        Ok(left.min(BATCH_IDLE))
     }
-    r
+
+    /// Commits the batch with its position (nothing when empty).
+    async fn flush(&mut self) -> Result<(), FromLogError> {
+        if !self.batch.is_empty() {
+            self.writer.apply_with_retry(&self.batch).await?;
+            self.batch.clear();
+            self.rows = 0;
+        }
+        self.first_at = None;
+        Ok(())
+    }
+
+    /// A large transaction: its parts and its closing Tx in one target
+    /// transaction, nothing else in between (the reader yields nothing
+    /// else before the END).
+    async fn part(&mut self, part: &Transaction) -> Result<(), FromLogError> {
+        self.flush().await?;
+        if !self.in_parts {
+            self.writer.begin_parts().await?;
+            self.in_parts = true;
+        }
+        self.writer.apply_part(part).await?;
+        Ok(())
+    }
+
+    async fn end_parts(&mut self, tx: &Transaction) -> Result<(), FromLogError> {
+        if !tx.changes.is_empty() {
+            self.writer.apply_part(tx).await?;
+        }
+        self.writer.commit_parts(tx.end_lsn, tx.commit_time_micros).await?;
+        self.in_parts = false;
+        Ok(())
+    }
+
+    /// A new shape, followed as the direct path follows a Relation
+    /// message, with the renames the producer's catalog confirmed.
+    async fn shape(
+        &mut self,
+        table: Arc<TableSchema>,
+        renamed: &[(String, String)],
+        catalog_unknown: &[String],
+    ) -> Result<(), FromLogError> {
+        refuse_unknown_added(self.plan, &table, catalog_unknown).await?;
+        self.writer.relation_changed_with(table.clone(), Some(renamed)).await.map_err(|e| match e {
+            SinkError::SchemaDrift(m) => FromLogError::SchemaDrift(m),
+            other => FromLogError::Sink(other),
+        })?;
+        // A target-only column the new shape has is the source's again
+        // (added on the target by the user, or renamed).
+        if let Some(extra) = self.target_only.get_mut(&table.name) {
+            extra.retain(|c| table.column_index(c).is_none());
+            self.writer.expect_dropped_columns(table.name.clone(), extra.clone());
+        }
+        match self.schemas.iter_mut().find(|s| s.name == table.name) {
+            Some(s) => *s = table,
+            None => self.schemas.push(table),
+        }
+        Ok(())
+    }
 }
 
 /// What [`open_writer`] opens: the writer, the tables' shapes, the applied
