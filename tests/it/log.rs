@@ -642,6 +642,29 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
 
+/// A cluster, a source database with `t (id, v)` holding `rows` rows, a
+/// producer plan into `stream` (three replicas, extra URL `options`) and a
+/// consumer plan from it into SQLite.
+async fn one_table_to_sqlite(
+    name: &str,
+    stream: &str,
+    options: &str,
+    rows: u32,
+) -> (NatsCluster, PgDb, PlanFile, Target, PlanFile) {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create(name).await;
+    db.exec(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, {rows}) g;
+         ALTER TABLE t OWNER TO xdb_repl;"
+    ))
+    .await;
+    let producer = log_plan(&db, &cluster, &format!("stream={stream}&replicas=3{options}"), "public.t");
+    let lite = Target::sqlite(&format!("{name}_lite"));
+    let consumer = consumer_plan(&db, &cluster, stream, "to_lite", &lite, "public.t");
+    (cluster, db, producer, lite, consumer)
+}
+
 /// `xdb status`, `xdb cleanup` and `xdb cutover` on the two plans of a log:
 /// the producer's position (slot confirmed LSN, what the log holds) and a
 /// consumer's (stream sequence, lag in messages); cleanup removes the
@@ -650,17 +673,7 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
 /// refuses both, naming the commands that do it for a plan pair.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_plans_have_status_cleanup_and_a_cutover_refusal() {
-    let cluster = NatsCluster::start().await;
-    let db = PgDb::create("xdb_log_ops").await;
-    db.exec(
-        "CREATE TABLE t (id int PRIMARY KEY, v text);
-         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;
-         ALTER TABLE t OWNER TO xdb_repl;",
-    )
-    .await;
-    let producer = log_plan(&db, &cluster, "stream=OPS&replicas=3", "public.t");
-    let lite = Target::sqlite("xdb_log_ops_lite");
-    let consumer = consumer_plan(&db, &cluster, "OPS", "to_lite", &lite, "public.t");
+    let (cluster, db, producer, _lite, consumer) = one_table_to_sqlite("xdb_log_ops", "OPS", "", 100).await;
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
     ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
     db.exec("INSERT INTO t SELECT g, 'w' FROM generate_series(101, 150) g; UPDATE t SET v = 'x' WHERE id < 10;").await;
@@ -863,17 +876,9 @@ async fn log_a_column_renamed_before_the_producer_read_its_add_stops_the_consume
 /// arrived, with a DROP COLUMN as the advice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_before_the_copys_shapes_starts_from_them() {
-    let cluster = NatsCluster::start().await;
-    let db = PgDb::create("xdb_log_early").await;
-    db.exec(
-        "CREATE TABLE b (id int PRIMARY KEY, n int);
-         INSERT INTO b SELECT g, g FROM generate_series(1, 20) g;
-         ALTER TABLE b OWNER TO xdb_repl;",
-    )
-    .await;
-    let producer = log_plan(&db, &cluster, "stream=EARLY&replicas=3", "public.b");
+    let (cluster, db, producer, _lite, _consumer) = one_table_to_sqlite("xdb_log_early", "EARLY", "", 20).await;
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
-    db.exec("ALTER TABLE b ADD COLUMN flag int NOT NULL DEFAULT 7; INSERT INTO b (id, n) VALUES (21, 21);").await;
+    db.exec("ALTER TABLE t ADD COLUMN flag int NOT NULL DEFAULT 7; INSERT INTO t (id, v) VALUES (21, 'v21');").await;
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
     let url = xdb::plan::SecretUrl::new(format!("{}?stream=EARLY", cluster.url()));
     let target = xdb::sink::nats::NatsTarget::parse(&url, "logtest").unwrap();
@@ -886,10 +891,10 @@ async fn a_consumer_before_the_copys_shapes_starts_from_them() {
         }
     };
     // Sequence 1 is the copy's start marker, 0 is "nothing applied".
-    assert_eq!(names(1).await, ["id", "n"], "after the start marker: the copy's shape");
-    assert_eq!(names(0).await, ["id", "n"], "from the start: the copy's shape");
+    assert_eq!(names(1).await, ["id", "v"], "after the start marker: the copy's shape");
+    assert_eq!(names(0).await, ["id", "v"], "from the start: the copy's shape");
     let last = cluster.messages("EARLY").await.len() as u64;
-    assert_eq!(names(last).await, ["id", "n", "flag"], "at the end: the shape after the ALTER");
+    assert_eq!(names(last).await, ["id", "v", "flag"], "at the end: the shape after the ALTER");
 }
 
 /// A producer killed inside a transaction and not restarted leaves the
@@ -899,17 +904,8 @@ async fn a_consumer_before_the_copys_shapes_starts_from_them() {
 /// has run again, the consumer applies it whole and the target is equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn until_caught_up_ends_before_a_transaction_the_producer_left_unfinished() {
-    let cluster = NatsCluster::start().await;
-    let db = PgDb::create("xdb_log_halftx").await;
-    db.exec(
-        "CREATE TABLE t (id int PRIMARY KEY, v text);
-         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g;
-         ALTER TABLE t OWNER TO xdb_repl;",
-    )
-    .await;
-    let producer = log_plan(&db, &cluster, "stream=HALF&replicas=3&schemas=false", "public.t");
-    let lite = Target::sqlite("xdb_log_halftx_lite");
-    let consumer = consumer_plan(&db, &cluster, "HALF", "to_lite", &lite, "public.t");
+    let (cluster, db, producer, lite, consumer) =
+        one_table_to_sqlite("xdb_log_halftx", "HALF", "&schemas=false", 10).await;
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
     db.exec("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(11, 200010) g;").await;
     let mut p = spawn_sync(&producer);
