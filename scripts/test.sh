@@ -37,5 +37,10 @@ echo "== cargo clippy -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 # Benches are compiled (clippy above) but timed only by scripts in benches/.
-cargo test --locked --lib --bins --tests -- --test-threads "${XDB_TEST_THREADS:-4}"
+# Bounded (XDB_TEST_TIMEOUT_S, default 55 min): a test that hangs fails
+# the run with the list of tests still running (cargo prints each past 60
+# s) instead of holding CI past its budget; each xdb command a test runs is
+# bounded too (tests/it/support/run.rs).
+timeout -k 30 "${XDB_TEST_TIMEOUT_S:-3300}" \
+  cargo test --locked --lib --bins --tests -- --test-threads "${XDB_TEST_THREADS:-4}"
 echo "== all tests passed"
