@@ -174,22 +174,7 @@ async fn publish(
     publisher: &mut Publisher,
 ) -> Result<(), ToLogError> {
     let target = &log.target;
-    if tail != Tail::NeedsCopy {
-        refuse_tables_not_copied(log, plan).await?;
-    }
-    let (tail, shapes) = match tail {
-        Tail::NeedsCopy => {
-            let shapes = Shapes::for_copy(&tables.schemas, &plan.source.url);
-            let at = copy(plan, log, &catalog, tables, connector, publisher, &shapes).await?;
-            (Tail::At(at), shapes)
-        }
-        t => (t, Shapes::from_log(log, &tables.schemas, &plan.source.url).await?),
-    };
-    let (start, resume) = match tail {
-        Tail::At(l) => (l, None),
-        Tail::Within { commit, index } => (commit, Some((commit, index))),
-        Tail::NeedsCopy => unreachable!("copied above"),
-    };
+    let (start, resume, shapes) = copy_or_resume(plan, log, &catalog, tables, connector, tail, publisher).await?;
     let config = ChangeStreamConfig {
         slot: plan.source.slot.clone(),
         publication: plan.source.publication.clone(),
@@ -201,10 +186,47 @@ async fn publish(
         continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
         temporary: false,
     };
-    let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
+    let stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %plan.source.slot, from = %start, stream = %target.stream, "streaming changes into the log");
     let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
     let mut s = Streamer { log, connector, publisher, resume, floor: start, last_heartbeat: Instant::now(), shapes };
+    pump(stream, &mut s, marker).await
+}
+
+/// Where the stream starts: after a copy when the log needs one (with the
+/// copy's shapes), else at the log's tail — inside a transaction, the
+/// events of it already stored are not published again.
+async fn copy_or_resume(
+    plan: &Plan,
+    log: &Log,
+    catalog: &tokio_postgres::Client,
+    tables: &Tables,
+    connector: &Connector,
+    tail: Tail,
+    publisher: &mut Publisher,
+) -> Result<(Lsn, Option<(Lsn, u64)>, Shapes), ToLogError> {
+    if tail != Tail::NeedsCopy {
+        refuse_tables_not_copied(log, plan).await?;
+    }
+    Ok(match tail {
+        Tail::NeedsCopy => {
+            let shapes = Shapes::for_copy(&tables.schemas, &plan.source.url);
+            let at = copy(plan, log, catalog, tables, connector, publisher, &shapes).await?;
+            (at, None, shapes)
+        }
+        Tail::At(l) => (l, None, Shapes::from_log(log, &tables.schemas, &plan.source.url).await?),
+        Tail::Within { commit, index } => {
+            (commit, Some((commit, index)), Shapes::from_log(log, &tables.schemas, &plan.source.url).await?)
+        }
+    })
+}
+
+/// The change source into the log sink, confirming the source as the log
+/// acknowledges, until a permanent error or (`marker`) the catch-up point.
+async fn pump<S: ChangeSource>(mut stream: S, s: &mut Streamer<'_>, marker: Option<Lsn>) -> Result<(), ToLogError>
+where
+    ToLogError: From<S::Error>,
+{
     let mut status = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -238,7 +260,7 @@ async fn publish(
                 if marker.is_some_and(|m| end >= m) {
                     s.heartbeat(end, true).await?;
                     stream.confirm(s.publisher.flush().await?);
-                    ChangeSource::close(stream).await?;
+                    stream.close().await?;
                     tracing::info!(published = s.publisher.published, "the log holds everything the source had committed");
                     return Ok(());
                 }
