@@ -390,38 +390,10 @@ impl Streamer<'_> {
                     _ => break,
                 },
             };
-            for (table, op, before, after, unavailable) in changes.iter().flat_map(events) {
+            for ev in changes.iter().flat_map(events) {
                 index += 1;
-                let name = table.name.to_string();
-                let n = match per_table.iter_mut().find(|(t, _)| *t == name) {
-                    Some((_, n)) => {
-                        *n += 1;
-                        *n
-                    }
-                    None => {
-                        per_table.push((name, 1));
-                        1
-                    }
-                };
-                let subject = t.table_subject(&table.name.schema, &table.name.name).map_err(ToLogError::Config)?;
-                // A new shape goes first, in order with the data (invariant
-                // *schema drift through the log*); a TRUNCATE carries no row.
-                if op != Op::Truncate && !self.skipped(tx.commit_lsn, index) {
-                    let source = || shape_source(c, &table.name, Some(tx.xid), tx.commit_lsn, ts_ms, false);
-                    if let Some(ev) = self.shapes.changed(t, &c.db, table, source).await? {
-                        let id = msg_id::schema(tx.commit_lsn, index);
-                        self.publisher.publish(ev.subject, id, ev.payload, None).await?;
-                    }
-                }
-                let at = At {
-                    snapshot: Snapshot::No,
-                    tx_id: Some(tx.xid),
-                    lsn: tx.commit_lsn,
-                    ts_ms,
-                    order: Some((index, n)),
-                };
-                let payload = || debezium::change_event(c, table, op, before, after, unavailable, &at);
-                self.publish(tx.commit_lsn, index, subject, msg_id::event(tx.commit_lsn, index), payload, None).await?;
+                let n = count_event(&mut per_table, ev.0.name.to_string());
+                self.change_event(tx, ts_ms, index, n, ev).await?;
             }
         }
         let end = move || debezium::transaction_event(c, &id, ts_ms, Some(&per_table));
@@ -436,6 +408,34 @@ impl Streamer<'_> {
         .await?;
         self.resume = None;
         self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
+    /// One change event, the `index`th of its transaction and the `n`th of
+    /// its table there; its table's new shape first when it has one.
+    async fn change_event(
+        &mut self,
+        tx: &Transaction,
+        ts_ms: i64,
+        index: u64,
+        n: u64,
+        (table, op, before, after, unavailable): Event<'_>,
+    ) -> Result<(), ToLogError> {
+        let t = &self.log.target;
+        let c = self.connector;
+        let subject = t.table_subject(&table.name.schema, &table.name.name).map_err(ToLogError::Config)?;
+        // A new shape goes first, in order with the data (invariant
+        // *schema drift through the log*); a TRUNCATE carries no row.
+        if op != Op::Truncate && !self.skipped(tx.commit_lsn, index) {
+            let source = || shape_source(c, &table.name, Some(tx.xid), tx.commit_lsn, ts_ms, false);
+            if let Some(ev) = self.shapes.changed(t, &c.db, table, source).await? {
+                let id = msg_id::schema(tx.commit_lsn, index);
+                self.publisher.publish(ev.subject, id, ev.payload, None).await?;
+            }
+        }
+        let at = At { snapshot: Snapshot::No, tx_id: Some(tx.xid), lsn: tx.commit_lsn, ts_ms, order: Some((index, n)) };
+        let payload = || debezium::change_event(c, table, op, before, after, unavailable, &at);
+        self.publish(tx.commit_lsn, index, subject, msg_id::event(tx.commit_lsn, index), payload, None).await?;
         Ok(())
     }
 
@@ -480,6 +480,21 @@ fn shape_source(
         "txId": tx,
         "lsn": lsn.0,
     })
+}
+
+/// Counts an event of `table` in the transaction's per-table tally (its
+/// END lists them); returns the table's count so far.
+fn count_event(per_table: &mut Vec<(String, u64)>, table: String) -> u64 {
+    match per_table.iter_mut().find(|(t, _)| *t == table) {
+        Some((_, n)) => {
+            *n += 1;
+            *n
+        }
+        None => {
+            per_table.push((table, 1));
+            1
+        }
+    }
 }
 
 /// The Debezium events of one change: one, or one per table of a TRUNCATE.
