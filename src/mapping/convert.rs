@@ -405,6 +405,71 @@ impl MappedTable {
         Ok(())
     }
 
+    /// `row`'s values as bound parameters for MariaDB's bulk insert
+    /// (`sink/mysql/bulk_load.rs`): the values [`MappedTable::append_load_data_row`]
+    /// would load — text as its bytes (moved out of the row, not copied),
+    /// binary columns as the bytes `UNHEX` gave back, integers as integers,
+    /// dates and times as the binary date/time the apply path binds, the
+    /// rest as the same text. The round-trip test compares what both store
+    /// byte for byte.
+    pub fn bulk_params(&self, mut row: Row) -> Result<Vec<mysql_async::Value>, ConversionError> {
+        use mysql_async::Value as M;
+        // Every value checked first, while the row is whole (an error names
+        // the row's key); only then are the values moved out.
+        // (Values a policy changed are rare: their list allocates only then.)
+        let mut changed: Vec<(usize, Value)> = Vec::new();
+        for i in 0..self.columns.len() {
+            if let Cow::Owned(v) = self.prepare(i, &row)? {
+                changed.push((i, v));
+            }
+        }
+        for (i, v) in changed {
+            if let Some(slot) = row.get_mut(i) {
+                *slot = v;
+            }
+        }
+        let mut out = Vec::with_capacity(self.columns.len());
+        for (i, col) in self.columns.iter().enumerate() {
+            let v = row.get_mut(i).map(|v| std::mem::replace(v, Value::Null)).unwrap_or(Value::Null);
+            let text = |v: &Value, class: TargetClass| {
+                let mut t = Vec::new();
+                write_text(&self.kind, class, v, &mut t);
+                M::Bytes(t)
+            };
+            out.push(match (v, col.class) {
+                (Value::Null, _) => M::NULL,
+                (Value::Bytes(b), TargetClass::Binary) => M::Bytes(b),
+                (Value::Uuid(u), TargetClass::Binary) => M::Bytes(u.as_bytes().to_vec()),
+                (v, TargetClass::Binary) => text(&v, TargetClass::Text),
+                (Value::Text(s) | Value::Json(s) | Value::Unknown { text: s, .. }, _) => M::Bytes(s.into_bytes()),
+                (Value::Int2(n), _) => M::Int(n as i64),
+                (Value::Int4(n), _) => M::Int(n as i64),
+                (Value::Int8(n), _) => M::Int(n),
+                // LOAD DATA's text for a boolean is 1 or 0.
+                (Value::Bool(b), TargetClass::Integer) => M::Int(b as i64),
+                (
+                    v @ (Value::Date(_)
+                    | Value::Timestamp(_)
+                    | Value::TimestampTz(_)
+                    | Value::Time(_)
+                    | Value::TimeTz { .. }),
+                    class @ (TargetClass::Date | TargetClass::DateTime | TargetClass::Time),
+                ) => mysql_value(&self.kind, class, &v),
+                (v, class) => text(&v, class),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `INSERT INTO t (cols) VALUES (?, …)`: the statement
+    /// [`MappedTable::append_bulk_params`]'s values are bound to.
+    pub fn bulk_insert_sql(&self) -> String {
+        let d = self.kind.dialect();
+        let cols: Vec<String> = self.columns.iter().map(|c| d.ident(&c.name)).collect();
+        let marks = vec!["?"; cols.len()].join(", ");
+        format!("INSERT INTO {} ({}) VALUES ({marks})", self.target_ident, cols.join(", "))
+    }
+
     /// The `LOAD DATA LOCAL INFILE` statement for [`MappedTable::append_load_data_row`]'s
     /// text, read from the infile stream named `stream_name`.
     pub fn load_data_sql(&self, stream_name: &str) -> String {

@@ -6,6 +6,7 @@ mod support;
 
 mod app_schema;
 mod apply_order;
+mod bulk_copy;
 mod check;
 mod cleanup;
 mod compose;
