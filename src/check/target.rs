@@ -102,13 +102,7 @@ async fn mysql_settings(plan: &Plan, conn: &mut mysql_async::Conn, server: &str,
             "MySQL"
         };
     s.pass(format!("reachable at {server}: {flavour} {version}"));
-    if flavour == "MariaDB" {
-        // sink/mysql/bulk_load.rs: MariaDB is loaded with array-bound inserts.
-        s.info(format!(
-            "local_infile = {}: not needed, the bulk copy into MariaDB uses bulk inserts (array binding)",
-            if local_infile == 1 { "ON" } else { "OFF" }
-        ));
-    } else if local_infile == 1 {
+    if local_infile == 1 {
         s.pass("local_infile = ON (bulk copy uses LOAD DATA LOCAL INFILE)");
     } else {
         s.fail(

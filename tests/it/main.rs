@@ -6,7 +6,6 @@ mod support;
 
 mod app_schema;
 mod apply_order;
-mod bulk_copy;
 mod check;
 mod cleanup;
 mod compose;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::mapping::naming::SqlDialect;
-use crate::mapping::{MappedTable, MysqlFlavour, TargetKind};
+use crate::mapping::MappedTable;
 use crate::model::Row;
 use crate::sink::load::{check_reader, AttemptCounters, LoadFailure, RangeRecord, CHUNK_BYTES};
 use crate::sink::state;
@@ -29,11 +29,6 @@ pub(crate) async fn load_range(
     record: &RangeRecord,
     counters: &Arc<AttemptCounters>,
 ) -> Result<u64, LoadFailure> {
-    if matches!(table.kind, TargetKind::Mysql { flavour: MysqlFlavour::Mariadb, .. }) {
-        // MariaDB's array binding spends a third less server CPU per row
-        // than LOAD DATA (sink/mysql/bulk_load.rs).
-        return super::bulk_load::load_range(conn, table, rows, read_done, record, counters).await;
-    }
     let e = LoadFailure::from;
     conn.query_drop("START TRANSACTION").await.map_err(e)?;
     let sent = Arc::new(AtomicU64::new(0));

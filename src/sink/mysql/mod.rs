@@ -3,7 +3,6 @@
 //! ([`load`]) and its TLS options ([`tls`]). Everything that talks to a
 //! MySQL server on the way in lives in this folder.
 
-pub mod bulk_load;
 pub mod load;
 pub mod tls;
 
