@@ -72,6 +72,22 @@ SELECT_FLAT="SELECT id, customer_id, title, amount, to_char(created_at AT TIME Z
 
 secs_since() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.3f}')" "$1"; }
 
+# CPU seconds the local dev servers (scripts/dev-dbs.sh, XDB_DEV_DIR) have
+# used so far: MariaDB's whole process, and PostgreSQL's exited backends
+# (the postmaster's reaped children, so read it after the client is gone).
+# Empty when the servers are not local. Where the time goes matters more
+# than the wall time on a machine shared with other work: a load bound by
+# one server thread takes that thread's CPU time however idle the machine.
+mariadb_cpu() {
+  local pid; pid=$(cat "${XDB_DEV_DIR:-/nonexistent}/mysql.pid" 2>/dev/null) || return 0
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$pid/stat" 2>/dev/null || true
+}
+postgres_children_cpu() {
+  local pid; pid=$(head -1 "${XDB_DEV_DIR:-/nonexistent}/pg/postmaster.pid" 2>/dev/null) || return 0
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || true
+}
+cpu_since() { [ -n "$1" ] && [ -n "$2" ] && python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$1" "$2" || echo "?"; }
+
 # A one-table plan for SRC's orders into TARGET_URL, written to FILE.
 orders_plan() { # SRC TARGET_URL SLOT FILE
   cat > "$4" <<YAML
@@ -92,32 +108,43 @@ schema_apply() { # SRC TARGET_URL
   "$XDB" schema --apply --plan "$WORK/schema.yaml" >/dev/null
 }
 
-# `xdb snapshot` of SRC's orders into TARGET_URL, timed: sets XDB_SECONDS
-# and XDB_RSS_MB (peak RSS); drops the slot and publication it made.
+# `xdb snapshot` of SRC's orders into TARGET_URL, timed: sets XDB_SECONDS,
+# XDB_RSS_MB (peak RSS), XDB_CPU (xdb's user + system seconds) and
+# XDB_MY_CPU / XDB_PG_CPU (the local servers' CPU seconds meanwhile, "?"
+# when not local); drops the slot and publication it made.
 xdb_snapshot() { # SRC TARGET_URL SLOT
-  local t0
+  local t0 m0 p0 rss user sys
   orders_plan "$1" "$2" "$3" "$WORK/plan.yaml"
+  m0=$(mariadb_cpu) p0=$(postgres_children_cpu)
   t0=$(now)
-  /usr/bin/time -f "%M" -o "$WORK/rss" "$XDB" snapshot --plan "$WORK/plan.yaml" >"$WORK/xdb.log" 2>&1 \
+  /usr/bin/time -f "%M %U %S" -o "$WORK/rss" "$XDB" snapshot --plan "$WORK/plan.yaml" >"$WORK/xdb.log" 2>&1 \
     || { tail -20 "$WORK/xdb.log"; return 1; }
   XDB_SECONDS=$(secs_since "$t0")
-  XDB_RSS_MB=$(( $(cat "$WORK/rss") / 1024 ))
+  XDB_MY_CPU=$(cpu_since "$m0" "$(mariadb_cpu)")
+  read -r rss user sys < <(tail -1 "$WORK/rss")
+  XDB_RSS_MB=$(( rss / 1024 ))
+  XDB_CPU=$(python3 -c "import sys; print(f'{float(sys.argv[1])+float(sys.argv[2]):.2f}')" "$user" "$sys")
   psql "$PGBASE/$1" -qAtc "SELECT pg_drop_replication_slot('$3')" >/dev/null 2>&1 || true
   psql "$PGBASE/$1" -qAtc "DROP PUBLICATION IF EXISTS $3" >/dev/null 2>&1 || true
+  XDB_PG_CPU=$(cpu_since "$p0" "$(postgres_children_cpu)")
 }
 
 # The hand pipe into MariaDB: psql \copy | LOAD DATA LOCAL INFILE, into the
 # table xdb creates (same types, CHECKs, collation); DB is recreated empty
-# afterwards. Sets BASE (seconds).
+# afterwards. Sets BASE (seconds) and HAND_MY_CPU / HAND_PG_CPU (the local
+# servers' CPU seconds meanwhile, "?" when not local).
 hand_mariadb() { # SRC DB ROWS
-  local t0 n url="mysql://xdb:$XDB_MYSQL_PASSWORD@127.0.0.1:$XDB_MYSQL_PORT/$2"
+  local t0 n m0 p0 url="mysql://xdb:$XDB_MYSQL_PASSWORD@127.0.0.1:$XDB_MYSQL_PORT/$2"
   mariadb "${MYARGS[@]}" -e "DROP DATABASE IF EXISTS $2; CREATE DATABASE $2"
   schema_apply "$1" "$url"
+  m0=$(mariadb_cpu) p0=$(postgres_children_cpu)
   t0=$(now)
   psql "$PGBASE/$1" -qAtc "\\copy ($SELECT_FLAT) TO STDOUT" \
     | mariadb "${MYARGS[@]}" --local-infile=1 "$2" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE orders"
   BASE=$(secs_since "$t0")
+  HAND_MY_CPU=$(cpu_since "$m0" "$(mariadb_cpu)")
   n=$(mariadb "${MYARGS[@]}" -N -e "SELECT COUNT(*) FROM $2.orders")
+  HAND_PG_CPU=$(cpu_since "$p0" "$(postgres_children_cpu)")
   [ "$n" = "$3" ] || { echo "hand pipe loaded $n rows, expected $3"; return 1; }
   mariadb "${MYARGS[@]}" -e "DROP DATABASE $2; CREATE DATABASE $2"
 }
