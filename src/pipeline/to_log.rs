@@ -157,6 +157,9 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
         // shift the next session's sequence chain (invariant *exactly once
         // through the log*).
         publisher.settle().await;
+        // And nothing still in the client's buffer is sent later (after a
+        // reconnect) by a client this session no longer watches.
+        let _ = tokio::time::timeout(Duration::from_secs(10), log.client.flush()).await;
     }
     r
 }
