@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::{self, kill9, ok, plan, spawn, xdb, MyDb, PgDb, Target};
 
-const APP: &str = r#"
+pub(crate) const APP: &str = r#"
     CREATE SCHEMA app;
     CREATE DOMAIN app."größe" AS integer CHECK (VALUE > 0);
     CREATE DOMAIN app.email AS text CHECK (VALUE LIKE '%@%');
@@ -58,12 +58,12 @@ const APP: &str = r#"
     ALTER TABLE app.events_2025 OWNER TO xdb_repl;
 "#;
 
-const TABLES: &str = "app.customers, app.orders, app.events";
+pub(crate) const TABLES: &str = "app.customers, app.orders, app.events";
 
 /// One write transaction of the load: a customer, an order and events
 /// inserted, an order's quantity and a customer's name changed (their
 /// generated columns with them), an event deleted.
-fn load_step(i: i64) -> String {
+pub(crate) fn load_step(i: i64) -> String {
     let id = 10_000 + i;
     format!(
         "BEGIN;
