@@ -185,6 +185,17 @@ impl TableSchema {
         })
     }
 
+    /// Keyed as a pgoutput Relation message keys it: a table without a
+    /// primary key whose REPLICA IDENTITY is a unique index (`USING INDEX`)
+    /// is identified by that index's columns (`is_key`), which is also all
+    /// an UPDATE's or DELETE's old image holds of it. Unchanged otherwise.
+    pub fn keyed_by_identity_index(mut self) -> TableSchema {
+        if self.primary_key.is_empty() && self.replica_identity == ReplicaIdentity::Index {
+            self.primary_key = (0..self.columns.len()).filter(|&i| self.columns[i].is_key).collect();
+        }
+        self
+    }
+
     /// The columns that identify a row on the target: the primary key, or
     /// every column for a keyless REPLICA IDENTITY FULL table.
     pub fn match_columns(&self) -> Vec<usize> {

@@ -278,7 +278,10 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
             Some(p) => p.resolve(&catalog, &mut types, Some(&base)).await?,
             None => base,
         };
-        schemas.push(Arc::new(s));
+        // A table keyed by its replica identity index is matched on it, as
+        // the direct path matches it (a log written before the producer
+        // named that key in its events says no key).
+        schemas.push(Arc::new(s.keyed_by_identity_index()));
     }
     // The target's tables as they are: a shape change it already followed
     // (DDL committed before the position moved) or a column the user

@@ -147,7 +147,9 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
                 c.name
             )));
         }
-        tables.schemas.insert(t.clone(), Arc::new(s));
+        // Keyed as its change events are (a Relation message's key): the
+        // copy's CREATE event then names the key a consumer matches on.
+        tables.schemas.insert(t.clone(), Arc::new(s.keyed_by_identity_index()));
     }
     let mut publisher = Publisher::new(&log, last_seq, Lsn::ZERO);
     let r = publish(plan, &log, catalog, &tables, &connector, tail, options, &mut publisher).await;

@@ -991,3 +991,52 @@ async fn the_application_schema_through_the_log_into_mariadb_and_sqlite_then_val
         assert!(v.status.success(), "validate: {}", support::text(&v));
     }
 }
+
+/// Tables without a primary key through the log: one with REPLICA
+/// IDENTITY FULL holding duplicate rows (an update or delete of one of two
+/// equal rows changes one row on the consumer's target, as on the source),
+/// and one keyed by a unique index (REPLICA IDENTITY USING INDEX). Both end
+/// equal to the source by `xdb validate` on MariaDB and SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_and_unique_index_tables_through_the_log_then_validate() {
+    let cluster = NatsCluster::start().await;
+    let db = PgDb::create("xdb_log_keyless").await;
+    db.exec(
+        "CREATE TABLE visits (page text NOT NULL, n int, at date);
+         ALTER TABLE visits REPLICA IDENTITY FULL;
+         INSERT INTO visits VALUES ('a', 1, '2024-01-01'), ('a', 1, '2024-01-01'), ('b', 2, NULL);
+         CREATE TABLE codes (code text NOT NULL, label text);
+         CREATE UNIQUE INDEX codes_code ON codes (code);
+         ALTER TABLE codes REPLICA IDENTITY USING INDEX codes_code;
+         INSERT INTO codes VALUES ('x', 'ex'), ('y', 'why');
+         ALTER TABLE visits OWNER TO xdb_repl; ALTER TABLE codes OWNER TO xdb_repl;",
+    )
+    .await;
+    let tables = "public.visits, public.codes";
+    let producer = log_plan(&db, &cluster, "stream=KEYLESS&replicas=3", tables);
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let targets = [
+        ("to_maria", Target::Mysql(MyDb::create("xdb_log_keyless_my").await)),
+        ("to_lite", Target::sqlite("xdb_log_keyless_lite")),
+    ];
+    let consumers: Vec<PlanFile> =
+        targets.iter().map(|(slot, t)| consumer_plan(&db, &cluster, "KEYLESS", slot, t, tables)).collect();
+    for c in &consumers {
+        ok(&xdb(c, &["sync", "--until-caught-up"]));
+    }
+    db.exec(
+        "UPDATE visits SET n = 5 WHERE ctid = (SELECT min(ctid) FROM visits WHERE page = 'a');
+         INSERT INTO visits VALUES ('c', NULL, '2024-02-02'), ('c', NULL, '2024-02-02');
+         DELETE FROM visits WHERE ctid = (SELECT max(ctid) FROM visits WHERE page = 'c');
+         UPDATE codes SET code = 'z', label = 'zed' WHERE code = 'x';
+         DELETE FROM codes WHERE code = 'y';
+         INSERT INTO codes VALUES ('y', 'again');",
+    )
+    .await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    for c in &consumers {
+        ok(&xdb(c, &["sync", "--until-caught-up"]));
+        let v = xdb(c, &["validate"]);
+        assert!(v.status.success(), "validate: {}", support::text(&v));
+    }
+}

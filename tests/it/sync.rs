@@ -1004,3 +1004,52 @@ async fn lone_insert_does_not_wait_for_the_batch_delay_on_mariadb() {
 async fn lone_insert_does_not_wait_for_the_batch_delay_on_postgres() {
     lone_insert_does_not_wait_for_the_batch_delay(Target::Postgres(PgDb::create("xdb_latency_pgt").await)).await;
 }
+
+/// A table without a primary key whose REPLICA IDENTITY is a unique index
+/// (its UPDATE and DELETE old images hold only the index's columns) and a
+/// key-less REPLICA IDENTITY FULL table with equal rows, streamed into
+/// every target: each ends equal to the source by `xdb validate`.
+async fn identity_index_and_keyless_tables_stream(target: Target) {
+    let db = PgDb::create("xdb_ident_idx").await;
+    db.exec(
+        "CREATE TABLE visits (page text NOT NULL, n int, at date);
+         ALTER TABLE visits REPLICA IDENTITY FULL;
+         INSERT INTO visits VALUES ('a', 1, '2024-01-01'), ('a', 1, '2024-01-01'), ('b', 2, NULL);
+         CREATE TABLE codes (code text NOT NULL, label text);
+         CREATE UNIQUE INDEX codes_code ON codes (code);
+         ALTER TABLE codes REPLICA IDENTITY USING INDEX codes_code;
+         INSERT INTO codes VALUES ('x', 'ex'), ('y', 'why');
+         ALTER TABLE visits OWNER TO xdb_repl; ALTER TABLE codes OWNER TO xdb_repl;",
+    )
+    .await;
+    let plan = plan(&db, &target, "public.visits, public.codes", "");
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    db.exec(
+        "UPDATE visits SET n = 5 WHERE ctid = (SELECT min(ctid) FROM visits WHERE page = 'a');
+         INSERT INTO visits VALUES ('c', NULL, '2024-02-02'), ('c', NULL, '2024-02-02');
+         DELETE FROM visits WHERE ctid = (SELECT max(ctid) FROM visits WHERE page = 'c');
+         UPDATE codes SET code = 'z', label = 'zed' WHERE code = 'x';
+         UPDATE codes SET label = 'y2' WHERE code = 'y';
+         DELETE FROM codes WHERE code = 'y';
+         INSERT INTO codes VALUES ('y', 'again');",
+    )
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", crate::support::text(&v));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_index_and_keyless_tables_stream_to_sqlite() {
+    identity_index_and_keyless_tables_stream(Target::sqlite("xdb_ident_idx_lite")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_index_and_keyless_tables_stream_to_mariadb() {
+    identity_index_and_keyless_tables_stream(Target::Mysql(MyDb::create("xdb_ident_idx_my").await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_index_and_keyless_tables_stream_to_postgres() {
+    identity_index_and_keyless_tables_stream(Target::Postgres(PgDb::create("xdb_ident_idx_pgt").await)).await;
+}

@@ -199,7 +199,7 @@ impl LogReader {
                 let shape = parsed.resolve(&self.catalog, &mut self.types, Some(&base)).await.map_err(|source| {
                     LogSourceError::Shape { stream: self.stream.clone(), seq, table: parsed.table.to_string(), source }
                 })?;
-                let table = Arc::new(shape);
+                let table = Arc::new(shape.keyed_by_identity_index());
                 self.tables.insert(key, table.clone());
                 return Ok(Some(LogItem::Schema {
                     table,
