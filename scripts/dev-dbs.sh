@@ -172,7 +172,8 @@ my_up() {
   if [ ! -d "$MY_DATA/mysql" ]; then
     log "mariadb-install-db $MY_DATA"
     mkdir -p "$MY_DATA"; [ "$(id -u)" = 0 ] && chown "$DEV_USER" "$MY_DATA"
-    as_dev mariadb-install-db --no-defaults --datadir="$MY_DATA" --auth-root-authentication-method=socket \
+    # --tmpdir: see below; the bootstrap server cleans its tmpdir too.
+    as_dev mariadb-install-db --no-defaults --datadir="$MY_DATA" --tmpdir="$MY_DATA" --auth-root-authentication-method=socket \
       --skip-test-db >"$DEV_DIR/mariadb-install.log" 2>&1 \
       || { cat "$DEV_DIR/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
   fi

@@ -285,13 +285,7 @@ impl TlsMariaDb {
         let dir = cert_dir("xdb_tls_my");
         let data = dir.join("data");
         let mut my = TlsMariaDb { dir: dir.clone(), port: free_port(), child: None };
-        run(
-            as_dev("mariadb-install-db")
-                .arg("--no-defaults")
-                .arg(format!("--datadir={}", data.display()))
-                .args(["--auth-root-authentication-method=socket", "--skip-test-db"]),
-            "mariadb-install-db",
-        );
+        support::install_mariadb(&data);
         let bin = if Path::new("/usr/sbin/mariadbd").exists() { "/usr/sbin/mariadbd" } else { "mariadbd" };
         let sock = dir.join("sock");
         let child = as_dev(bin)

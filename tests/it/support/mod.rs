@@ -8,7 +8,7 @@ mod own_mariadb;
 mod run;
 mod target;
 
-pub use own_mariadb::{OwnMariaDb, PW as OWN_MY_PW};
+pub use own_mariadb::{install as install_mariadb, OwnMariaDb, PW as OWN_MY_PW};
 
 pub use run::{kill9, ok, output_within, spawn, wait_until, xdb, xdb_command};
 pub use target::{pg_rows, Target};

@@ -27,6 +27,24 @@ fn mariadbd() -> &'static str {
     }
 }
 
+/// `mariadb-install-db` into `data`, owned by the dev user. Its bootstrap
+/// server gets `data` as its tmpdir: a MariaDB starting up deletes every
+/// `#sql*` file in its tmpdir, so two installs sharing /tmp failed each
+/// other ("Error on delete of '/tmp/#sql-temptable-…'"). One at a time as
+/// well, for whatever else they share.
+pub fn install(data: &Path) {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = as_dev(Path::new("mariadb-install-db"))
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", data.display()))
+        .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mariadb-install-db: {}", super::text(&out));
+}
+
 impl OwnMariaDb {
     /// A fresh server with `server_id`, user `xdb` (all privileges) and a
     /// database `app`.
@@ -35,16 +53,7 @@ impl OwnMariaDb {
         std::fs::create_dir_all(&dir).unwrap();
         let user = std::env::var("XDB_DEV_USER").unwrap_or_else(|_| "xdbdev".into());
         let _ = Command::new("chown").arg(&user).arg(&dir).status();
-        // Two mariadb-install-db at once were seen to fail: one at a time.
-        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-        let out = as_dev(Path::new("mariadb-install-db"))
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", dir.join("data").display()))
-            .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mariadb-install-db: {}", super::text(&out));
+        install(&dir.join("data"));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut my = OwnMariaDb { dir, port, server_id, child: None };
         my.run();
