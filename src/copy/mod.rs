@@ -705,7 +705,7 @@ async fn hold_at_snapshot(
 /// committed in between (one the slot's creation waited for) would make the
 /// copy decode rows by the wrong shape. Read them again at the snapshot,
 /// under the lock, and stop (retryably) when they differ.
-async fn same_shape_at_snapshot(
+pub(crate) async fn same_shape_at_snapshot(
     planner: &SnapshotReader,
     schemas: &[Arc<TableSchema>],
     tables: &[TableName],

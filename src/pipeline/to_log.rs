@@ -528,7 +528,7 @@ async fn copy(
     publisher: &mut Publisher,
     shapes: &Shapes,
 ) -> Result<Lsn, ToLogError> {
-    let (repl, lsn, reader) = snapshot_slot(plan, catalog).await?;
+    let (repl, lsn, reader) = snapshot_slot(plan, catalog, tables).await?;
     let t = &log.target;
     let names: Vec<String> = plan.tables.iter().map(|t| t.to_string()).collect();
     let start = serde_json::to_vec(&serde_json::json!({"snapshot": "start", "lsn": lsn.to_string(), "tables": names}))
@@ -570,6 +570,7 @@ async fn copy(
 async fn snapshot_slot(
     plan: &Plan,
     catalog: &tokio_postgres::Client,
+    tables: &Tables,
 ) -> Result<(ReplicationClient, Lsn, SnapshotReader), ToLogError> {
     let slot = &plan.source.slot;
     streamable::check(catalog, &plan.tables, &plan.only_tables).await??;
@@ -592,6 +593,12 @@ async fn snapshot_slot(
         let list: Vec<String> = rewritten.iter().map(|t| t.to_string()).collect();
         return Err(ToLogError::Rewritten { tables: list.join(", ") });
     }
+    // The columns were read before the snapshot existed: an ALTER committed
+    // in between (one the slot's creation waited for) would publish the
+    // copy's rows and CREATE events without it. Retryable: the next session
+    // reads the columns again.
+    let schemas: Vec<Arc<TableSchema>> = tables.schemas.values().cloned().collect();
+    crate::copy::same_shape_at_snapshot(&reader, &schemas, &plan.tables).await?;
     Ok((repl, lsn, reader))
 }
 

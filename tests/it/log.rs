@@ -632,11 +632,31 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
     let msgs = cluster.messages("DDLK").await;
     let ids: HashSet<&str> = msgs.iter().map(|(_, id, _)| id.as_str()).collect();
     assert_eq!(ids.len(), msgs.len(), "no message stored twice");
-    let alters = msgs
+    // Each shape once, in order: the copy's (CREATE) is whichever the
+    // producer read at its snapshot (on a loaded machine it can start
+    // after the first ALTER), then one ALTER per later statement.
+    let shapes: Vec<String> = msgs
         .iter()
-        .filter(|(s, _, v)| s == "logtest.xdb_schema.public.b" && v["tableChanges"][0]["type"] == "ALTER")
-        .count();
-    assert_eq!(alters, ddl.len(), "each new shape once");
+        .filter(|(s, _, _)| s == "logtest.xdb_schema.public.b")
+        .map(|(_, _, v)| {
+            let cols = v["tableChanges"][0]["table"]["columns"].as_array().cloned().unwrap_or_default();
+            let names: Vec<&str> = cols.iter().filter_map(|c| c["name"].as_str()).collect();
+            format!("{} {}", v["tableChanges"][0]["type"].as_str().unwrap_or("?"), names.join(","))
+        })
+        .collect();
+    let every = [
+        "id,n,a_id,extra",
+        "id,n,a_id,extra,flag",
+        "id,n,a_id,extra,flag,tag",
+        "id,n,a_id,extra2,flag,tag",
+        "id,n,a_id,extra2,flag,tag,seen",
+    ];
+    let first = shapes.first().and_then(|s| s.strip_prefix("CREATE ")).unwrap_or_else(|| panic!("{shapes:#?}"));
+    let from = every.iter().position(|s| *s == first).unwrap_or_else(|| panic!("{shapes:#?}"));
+    let expected: Vec<String> = std::iter::once(format!("CREATE {first}"))
+        .chain(every[from + 1..].iter().map(|s| format!("ALTER {s}")))
+        .collect();
+    assert_eq!(shapes, expected, "each new shape once, in order");
     ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
     let v = xdb(&consumer, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
@@ -1091,4 +1111,48 @@ async fn edge_values_through_the_log_land_as_the_direct_path_lands_them() {
         let v = xdb(&consumer, &["validate"]);
         assert!(v.status.success(), "{slot}: validate: {}", support::text(&v));
     }
+}
+
+/// A column added and filled after the producer read the table's columns
+/// but before the copy's snapshot (the slot's creation waits for that
+/// ALTER to commit): the copy into the log would publish the rows without
+/// it, and the consumer would add it empty. The producer notices at the
+/// snapshot and starts the copy again with the new shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_changed_while_the_log_copy_starts_are_read_again() {
+    let (cluster, db, producer, _lite, consumer) = one_table_to_sqlite("xdb_log_shape", "SHAPE", "", 1000).await;
+    // Made beforehand: creating it would wait for the ALTER's lock.
+    db.exec(&format!("CREATE PUBLICATION {}_pub FOR TABLE t", db.name)).await;
+    let blocker = db.super_client().await;
+    // An ALTER in progress (it holds a transaction id): the slot's creation
+    // waits for it, after the producer has read the columns.
+    blocker.batch_execute("BEGIN; ALTER TABLE t ADD COLUMN flag int; UPDATE t SET flag = id * 3").await.unwrap();
+    let mut child = support::spawn(&producer, &["sync", "--until-caught-up"]);
+    let slot = format!("{}_slot", db.name);
+    let c = db.super_client().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot]).await.unwrap().is_none() {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            kill9(&mut child);
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("no slot {slot}: {err}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "sync: {err}");
+    assert!(err.contains("changed on the source (ALTER TABLE) while the copy was starting"), "said: {err}");
+    let msgs = cluster.messages("SHAPE").await;
+    let create = msgs.iter().find(|(s, _, _)| s == "logtest.xdb_schema.public.t").expect("the copy's shape");
+    let cols = create.2["tableChanges"][0]["table"]["columns"].as_array().unwrap();
+    let names: Vec<&str> = cols.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["id", "v", "flag"], "the copy's shape is the snapshot's");
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    let v = xdb(&consumer, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
 }
