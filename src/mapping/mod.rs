@@ -375,30 +375,16 @@ fn fit_mysql_row(
     }
 }
 
-fn map_inner(
+/// The table's generated columns as the target's own generated columns;
+/// an expression the target cannot compute is an error in `errors`.
+fn map_generated(
     rules: &MappingRules,
     table: &TableSchema,
     overrides: &MappingOverrides,
-) -> Result<MappedTable, Vec<MappingError>> {
+    errors: &mut Vec<MappingError>,
+) -> Vec<generated::MappedGenerated> {
     let kind = *rules.kind();
     let tname = table.name.to_string();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    let mut columns = Vec::with_capacity(table.columns.len());
-    // Key columns turned from TEXT/BLOB into VARCHAR/VARBINARY (sized below).
-    let mut widened: Vec<String> = Vec::new();
-    for (i, c) in table.columns.iter().enumerate() {
-        let is_key = table.primary_key.contains(&i);
-        match map_column(rules, table, c, is_key, overrides, &mut warnings) {
-            Ok((column, was_widened)) => {
-                if was_widened {
-                    widened.push(c.name.clone());
-                }
-                columns.push(column);
-            }
-            Err(e) => errors.push(e),
-        }
-    }
     let mut mapped_generated = Vec::with_capacity(table.generated.len());
     for g in &table.generated {
         let target_type = overrides
@@ -430,6 +416,34 @@ fn map_inner(
             }),
         }
     }
+    mapped_generated
+}
+
+fn map_inner(
+    rules: &MappingRules,
+    table: &TableSchema,
+    overrides: &MappingOverrides,
+) -> Result<MappedTable, Vec<MappingError>> {
+    let kind = *rules.kind();
+    let tname = table.name.to_string();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut columns = Vec::with_capacity(table.columns.len());
+    // Key columns turned from TEXT/BLOB into VARCHAR/VARBINARY (sized below).
+    let mut widened: Vec<String> = Vec::new();
+    for (i, c) in table.columns.iter().enumerate() {
+        let is_key = table.primary_key.contains(&i);
+        match map_column(rules, table, c, is_key, overrides, &mut warnings) {
+            Ok((column, was_widened)) => {
+                if was_widened {
+                    widened.push(c.name.clone());
+                }
+                columns.push(column);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let mapped_generated = map_generated(rules, table, overrides, &mut errors);
     // Before 18 with `mapping.generated: source`: inputs xdb could not
     // recompute from exactly.
     for message in generated::unreadable_inputs(&kind, table) {

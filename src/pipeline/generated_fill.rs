@@ -109,19 +109,11 @@ impl GeneratedFill {
     /// their inputs (an unchanged TOASTed input from the old row, an
     /// earlier change of the same row, or the target), and the shape each
     /// change is placed in.
-    async fn gather(&mut self, txs: &mut [Transaction], writer: &mut SinkWriter) -> Result<Gathered, FillError> {
-        // Per table: its latest augmentation and the rows to compute; per
-        // change, its own (a transaction that altered the table has
-        // changes of both shapes).
-        let mut shapes: HashMap<TableName, Arc<Augmented>> = HashMap::new();
-        let mut placed: Vec<(usize, usize, Arc<Augmented>)> = Vec::new();
-        let mut requests: HashMap<TableName, Vec<Request>> = HashMap::new();
-        // The last known inputs of each row in this batch, as the position
-        // of its request (by table and key): only for tables whose inputs
-        // can be left out of an UPDATE.
-        let mut seen: HashMap<(TableName, Vec<String>), usize> = HashMap::new();
-        for (ti, tx) in txs.iter_mut().enumerate() {
-            for (ci, change) in tx.changes.iter_mut().enumerate() {
+    async fn gather(&mut self, txs: &[Transaction], writer: &mut SinkWriter) -> Result<Gathered, FillError> {
+        let mut g = Gathering::default();
+        for (ti, tx) in txs.iter().enumerate() {
+            let at = tx.commit_lsn.to_string();
+            for (ci, change) in tx.changes.iter().enumerate() {
                 let table = match change {
                     Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
                         table.clone()
@@ -131,73 +123,104 @@ impl GeneratedFill {
                 if !self.recompute.covers(&table.name) {
                     continue;
                 }
-                let a = match shapes.get(&table.name) {
+                // Per change, its own shape: a transaction that altered the
+                // table has changes of both.
+                let a = match g.shapes.get(&table.name) {
                     Some(a) if Arc::ptr_eq(&a.stream, &table) => a.clone(),
                     _ => match self.recompute.augment(&table)? {
                         Some(a) => a,
                         None => continue,
                     },
                 };
-                let full = table.replica_identity == ReplicaIdentity::Full;
-                let track = a.toastable();
-                let key_of = |row: &Row| -> Vec<String> {
-                    table.match_columns().iter().map(|&k| format!("{:?}", row.get(k))).collect()
-                };
-                let texts = |row: &Row| -> Vec<Option<String>> {
-                    a.inputs.iter().map(|&i| row.get(i).and_then(crate::mapping::pg_source_text)).collect()
-                };
-                let reqs = requests.entry(table.name.clone()).or_default();
-                match change {
-                    Change::Insert { new, .. } => {
-                        if track {
-                            seen.insert((table.name.clone(), key_of(new)), reqs.len());
-                        }
-                        reqs.push(Request { tx: ti, change: ci, old: false, inputs: texts(new) });
-                    }
-                    Change::Update { old, new, unchanged_toast, .. } => {
-                        let mut inputs = texts(new);
-                        let before =
-                            if track { old.as_ref().map(&key_of).unwrap_or_else(|| key_of(new)) } else { vec![] };
-                        for (p, &si) in a.inputs.iter().enumerate() {
-                            if !unchanged_toast.contains(&si) {
-                                continue;
-                            }
-                            let known = seen.get(&(table.name.clone(), before.clone())).map(|&r| &reqs[r].inputs);
-                            inputs[p] = match (full, old.as_ref(), known) {
-                                (true, Some(o), _) => o.get(si).and_then(crate::mapping::pg_source_text),
-                                (_, _, Some(known)) => known[p].clone(),
-                                _ => {
-                                    let key_row = old.as_ref().unwrap_or(new);
-                                    read_back(writer, &a, key_row, si, tx.commit_lsn.to_string()).await?
-                                }
-                            };
-                        }
-                        if full {
-                            if let Some(o) = old {
-                                reqs.push(Request { tx: ti, change: ci, old: true, inputs: texts(o) });
-                            }
-                        }
-                        if track {
-                            seen.remove(&(table.name.clone(), before));
-                            seen.insert((table.name.clone(), key_of(new)), reqs.len());
-                        }
-                        reqs.push(Request { tx: ti, change: ci, old: false, inputs });
-                    }
-                    Change::Delete { old, .. } => {
-                        if track {
-                            seen.remove(&(table.name.clone(), key_of(old)));
-                        }
-                        if full {
-                            reqs.push(Request { tx: ti, change: ci, old: true, inputs: texts(old) });
-                        }
-                    }
-                    Change::Truncate { .. } => {}
-                }
-                placed.push((ti, ci, a.clone()));
-                shapes.insert(table.name.clone(), a);
+                g.request(writer, &a, &table, change, (ti, ci), &at).await?;
+                g.placed.push((ti, ci, a.clone()));
+                g.shapes.insert(table.name.clone(), a);
             }
         }
-        Ok(Gathered { placed, requests })
+        Ok(Gathered { placed: g.placed, requests: g.requests })
+    }
+}
+
+/// [`GeneratedFill::gather`]'s state across a batch.
+#[derive(Default)]
+struct Gathering {
+    /// Per table, its latest augmentation.
+    shapes: HashMap<TableName, Arc<Augmented>>,
+    placed: Vec<(usize, usize, Arc<Augmented>)>,
+    /// Per table, the rows to compute.
+    requests: HashMap<TableName, Vec<Request>>,
+    /// The last known inputs of each row in this batch, as the position
+    /// of its request (by table and key): only for tables whose inputs
+    /// can be left out of an UPDATE.
+    seen: HashMap<(TableName, Vec<String>), usize>,
+}
+
+impl Gathering {
+    /// The rows `change` (the `at.1`th of transaction `at.0`, committed at
+    /// `commit`) needs computed: the new row, and the old one when the
+    /// table's identity is FULL. An input an UPDATE left out (unchanged
+    /// TOAST) comes from the old row, this batch, or the target.
+    async fn request(
+        &mut self,
+        writer: &mut SinkWriter,
+        a: &Augmented,
+        table: &TableSchema,
+        change: &Change,
+        (ti, ci): (usize, usize),
+        commit: &str,
+    ) -> Result<(), FillError> {
+        let full = table.replica_identity == ReplicaIdentity::Full;
+        let track = a.toastable();
+        let key_of =
+            |row: &Row| -> Vec<String> { table.match_columns().iter().map(|&k| format!("{:?}", row.get(k))).collect() };
+        let texts = |row: &Row| -> Vec<Option<String>> {
+            a.inputs.iter().map(|&i| row.get(i).and_then(crate::mapping::pg_source_text)).collect()
+        };
+        let name = &table.name;
+        let reqs = self.requests.entry(name.clone()).or_default();
+        match change {
+            Change::Insert { new, .. } => {
+                if track {
+                    self.seen.insert((name.clone(), key_of(new)), reqs.len());
+                }
+                reqs.push(Request { tx: ti, change: ci, old: false, inputs: texts(new) });
+            }
+            Change::Update { old, new, unchanged_toast, .. } => {
+                let mut inputs = texts(new);
+                let before = if track { old.as_ref().map(&key_of).unwrap_or_else(|| key_of(new)) } else { vec![] };
+                for (p, &si) in a.inputs.iter().enumerate() {
+                    if !unchanged_toast.contains(&si) {
+                        continue;
+                    }
+                    let known = self.seen.get(&(name.clone(), before.clone())).map(|&r| &reqs[r].inputs);
+                    inputs[p] = match (full, old.as_ref(), known) {
+                        (true, Some(o), _) => o.get(si).and_then(crate::mapping::pg_source_text),
+                        (_, _, Some(known)) => known[p].clone(),
+                        _ => read_back(writer, a, old.as_ref().unwrap_or(new), si, commit.to_string()).await?,
+                    };
+                }
+                if full {
+                    if let Some(o) = old {
+                        reqs.push(Request { tx: ti, change: ci, old: true, inputs: texts(o) });
+                    }
+                }
+                if track {
+                    self.seen.remove(&(name.clone(), before));
+                    self.seen.insert((name.clone(), key_of(new)), reqs.len());
+                }
+                reqs.push(Request { tx: ti, change: ci, old: false, inputs });
+            }
+            Change::Delete { old, .. } => {
+                if track {
+                    self.seen.remove(&(name.clone(), key_of(old)));
+                }
+                if full {
+                    reqs.push(Request { tx: ti, change: ci, old: true, inputs: texts(old) });
+                }
+            }
+            Change::Truncate { .. } => {}
+        }
+        Ok(())
     }
 }
 

@@ -165,24 +165,7 @@ impl TargetSession {
         let d = self.conn.dialect();
         let pred = self.predicate(mapped, key, chunk);
         let params = self.params(mapped, key, chunk, pred.as_ref())?;
-        let cols: Vec<String> = mapped
-            .columns
-            .iter()
-            .map(|c| match d {
-                // inet's text cast adds the mask (`/32`), its output function
-                // (what the source's value prints as) does not.
-                SqlDialect::Postgres if c.source_type == PgType::Inet => {
-                    format!("inet_out({})::text", d.ident(&c.name))
-                }
-                SqlDialect::Postgres => format!("{}::text", d.ident(&c.name)),
-                _ => d.ident(&c.name),
-            })
-            .collect();
-        let mut sql = format!("SELECT {} FROM {}", cols.join(", "), mapped.target_ident);
-        if let Some(p) = &pred {
-            sql.push_str(" WHERE ");
-            sql.push_str(&p.sql);
-        }
+        let sql = scan_sql(d, mapped, pred.as_ref().map(|p| p.sql.as_str()));
         let context = format!("reading {} ({})", mapped.target_name, chunk.describe(&mapped.source, key));
         let e = terr(context);
         let mut values: Vec<CanonicalValue> = Vec::with_capacity(mapped.columns.len());
@@ -376,4 +359,26 @@ impl TargetSession {
         }
         Ok(deleted)
     }
+}
+
+/// The `SELECT` of a chunk's target rows, each column as its text where
+/// the target's own type would print differently.
+fn scan_sql(d: SqlDialect, mapped: &MappedTable, predicate: Option<&str>) -> String {
+    let cols: Vec<String> = mapped
+        .columns
+        .iter()
+        .map(|c| match d {
+            // inet's text cast adds the mask (`/32`), its output function
+            // (what the source's value prints as) does not.
+            SqlDialect::Postgres if c.source_type == PgType::Inet => format!("inet_out({})::text", d.ident(&c.name)),
+            SqlDialect::Postgres => format!("{}::text", d.ident(&c.name)),
+            _ => d.ident(&c.name),
+        })
+        .collect();
+    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), mapped.target_ident);
+    if let Some(p) = predicate {
+        sql.push_str(" WHERE ");
+        sql.push_str(p);
+    }
+    sql
 }

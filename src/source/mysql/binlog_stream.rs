@@ -180,29 +180,7 @@ impl BinlogReader {
     /// moves), or `None` at the end of the binlog with `until_end`.
     pub async fn next(&mut self) -> Result<Option<BinlogItem>, BinlogError> {
         loop {
-            let Some(event) = self.stream.next().await else {
-                tracing::debug!("the binlog stream ended");
-                if self.config.until_end {
-                    return Ok(None);
-                }
-                // A dump without an end only ends when the server goes
-                // (a clean shutdown ends it with EOF): read again.
-                return Err(BinlogError::Ended { target: self.config.label.clone() });
-            };
-            if let Err(e) = &event {
-                tracing::debug!("binlog stream error: {e:?}");
-            }
-            let event = match event {
-                Ok(e) => e,
-                // With BINLOG_DUMP_NON_BLOCK the server ends with EOF,
-                // which mysql_async reports as a closed connection.
-                Err(mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed))
-                    if self.config.until_end =>
-                {
-                    return Ok(None)
-                }
-                Err(e) => return Err(BinlogError::driver(&self.config.label, "reading the binlog", e)),
-            };
+            let Some(event) = self.next_event().await? else { return Ok(None) };
             let header = event.header();
             tracing::trace!(event_type = header.event_type_raw(), log_pos = header.log_pos(), "binlog event");
             let end = BinlogPosition { file: self.file.clone(), pos: header.log_pos() as u64, gtid: None };
@@ -228,33 +206,8 @@ impl BinlogReader {
                     self.pending = Some(Pending { gtid, changes: Vec::new(), standalone: true });
                 }
                 Some(EventData::QueryEvent(q)) => {
-                    let sql = q.query().trim().to_string();
-                    if sql.eq_ignore_ascii_case("BEGIN") {
-                        match self.pending.as_mut() {
-                            Some(p) => p.standalone = false,
-                            None => self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false }),
-                        }
-                    } else if sql.eq_ignore_ascii_case("COMMIT") {
-                        return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
-                    } else {
-                        // DDL (or a statement logged as such) on the plan's
-                        // database: when it left a plan table in another
-                        // shape than the one being mapped, stop with it. A
-                        // restart after the operator ran the equivalent on
-                        // the original source maps the new shape, and the
-                        // same statement read again then passes.
-                        if q.schema() == self.config.database || mentions(&sql, &self.config.database) {
-                            if let Some(detail) = self.shape_changed().await? {
-                                return Err(BinlogError::SchemaChange {
-                                    position: end.to_string(),
-                                    statement: sql,
-                                    detail,
-                                });
-                            }
-                        }
-                        if self.pending.as_ref().is_some_and(|p| p.standalone) {
-                            return self.commit(end, commit_time, 0).map(|t| Some(BinlogItem::Transaction(t)));
-                        }
+                    if let Some(t) = self.query(&q, end, commit_time).await? {
+                        return Ok(Some(BinlogItem::Transaction(t)));
                     }
                 }
                 Some(EventData::XidEvent(x)) => {
@@ -270,6 +223,68 @@ impl BinlogReader {
                 _ => {}
             }
         }
+    }
+
+    /// The next binlog event; `None` at the end of the binlog with
+    /// `until_end`.
+    async fn next_event(&mut self) -> Result<Option<mysql_async::binlog::events::Event>, BinlogError> {
+        let Some(event) = self.stream.next().await else {
+            tracing::debug!("the binlog stream ended");
+            if self.config.until_end {
+                return Ok(None);
+            }
+            // A dump without an end only ends when the server goes
+            // (a clean shutdown ends it with EOF): read again.
+            return Err(BinlogError::Ended { target: self.config.label.clone() });
+        };
+        if let Err(e) = &event {
+            tracing::debug!("binlog stream error: {e:?}");
+        }
+        let event = match event {
+            Ok(e) => e,
+            // With BINLOG_DUMP_NON_BLOCK the server ends with EOF,
+            // which mysql_async reports as a closed connection.
+            Err(mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed)) if self.config.until_end => {
+                return Ok(None)
+            }
+            Err(e) => return Err(BinlogError::driver(&self.config.label, "reading the binlog", e)),
+        };
+        Ok(Some(event))
+    }
+
+    /// A statement in the binlog: BEGIN opens a transaction, COMMIT (or a
+    /// lone statement) ends one; DDL on the plan's database is checked.
+    async fn query(
+        &mut self,
+        q: &mysql_async::binlog::events::QueryEvent<'_>,
+        end: BinlogPosition,
+        commit_time: i64,
+    ) -> Result<Option<BinlogTransaction>, BinlogError> {
+        let sql = q.query().trim().to_string();
+        if sql.eq_ignore_ascii_case("BEGIN") {
+            match self.pending.as_mut() {
+                Some(p) => p.standalone = false,
+                None => self.pending = Some(Pending { gtid: None, changes: Vec::new(), standalone: false }),
+            }
+        } else if sql.eq_ignore_ascii_case("COMMIT") {
+            return self.commit(end, commit_time, 0).map(Some);
+        } else {
+            // DDL (or a statement logged as such) on the plan's
+            // database: when it left a plan table in another
+            // shape than the one being mapped, stop with it. A
+            // restart after the operator ran the equivalent on
+            // the original source maps the new shape, and the
+            // same statement read again then passes.
+            if q.schema() == self.config.database || mentions(&sql, &self.config.database) {
+                if let Some(detail) = self.shape_changed().await? {
+                    return Err(BinlogError::SchemaChange { position: end.to_string(), statement: sql, detail });
+                }
+            }
+            if self.pending.as_ref().is_some_and(|p| p.standalone) {
+                return self.commit(end, commit_time, 0).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     /// A plan table whose columns on the target differ from the ones this
