@@ -307,7 +307,7 @@ pub fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Decodes hex (either case); `None` on odd length or a non-hex digit.
 pub fn parse_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let d = |c: u8| (c as char).to_digit(16).map(|v| v as u8);

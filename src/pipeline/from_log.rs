@@ -18,6 +18,7 @@ use crate::copy;
 use crate::mapping;
 use crate::model::{Change, Lsn, TableName, TableSchema, Transaction};
 use crate::plan::{Plan, SecretUrl};
+use crate::sink::lock::ApplierLock;
 use crate::sink::nats::{Log, NatsTarget};
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
@@ -55,6 +56,12 @@ pub enum FromLogError {
          writes into a table it did not fill itself)"
     )]
     TargetNotEmpty { table: String, rows: u64 },
+    #[error(
+        "another `xdb sync` is applying the log to {target} under the same position (slot {slot}): it holds \
+         the applier's lock there. Stop it first (two appliers of one position would apply the same messages \
+         twice); several appliers each need a plan with its own slot name"
+    )]
+    ApplierRunning { slot: String, target: String },
 }
 
 impl FromLogError {
@@ -87,7 +94,16 @@ const IDLE: Duration = Duration::from_millis(50);
 /// nothing more within this means the log holds nothing more right now.
 const BATCH_IDLE: Duration = Duration::from_millis(2);
 
+/// How long a consumer waits for the applier's lock: a killed
+/// predecessor's connection can take a moment to be closed by the server.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
+    // Held until the session ends (invariant *exactly once*: one applier
+    // per position).
+    let _lock = ApplierLock::acquire(&plan.target.url, &plan.source.slot, LOCK_WAIT).await?.ok_or_else(|| {
+        FromLogError::ApplierRunning { slot: plan.source.slot.clone(), target: plan.target.url.redacted() }
+    })?;
     let (writer, schemas, applied, catalog, target_only) = open_writer(plan, target).await?;
     // With --until-caught-up: done once everything the stream held now is read.
     let until = if options.until_caught_up { Some(Log::connect(target).await?.tail().await?.0) } else { None };

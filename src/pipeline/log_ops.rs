@@ -9,6 +9,8 @@
 //! consumer reads with an ephemeral ordered consumer, so the cluster holds
 //! nothing of it to clean up: its position lives on its target.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::cleanup::{CleanupError, CleanupPlan};
@@ -382,6 +384,23 @@ pub async fn inspect_cleanup(plan: &Plan, side: &Side, drop_stream: bool) -> Res
                         .into(),
                 ));
             }
+            // Deleting a running consumer's position would make it (or its
+            // next start) apply everything again.
+            let absent = matches!(&plan.target.url, TargetUrl::Sqlite(p) if !p.exists());
+            if !absent
+                && crate::sink::lock::ApplierLock::acquire(&plan.target.url, &plan.source.slot, Duration::ZERO)
+                    .await
+                    .map_err(CleanupError::from)?
+                    .is_none()
+            {
+                return Err(LogCleanupError::Config(format!(
+                    "a consumer (`xdb sync --plan {}`) is applying the log to {} (it holds the applier's lock of \
+                     slot {}): stop it first",
+                    plan.name,
+                    plan.target.url.redacted(),
+                    plan.source.slot
+                )));
+            }
             out.target_state = match &plan.target.url {
                 TargetUrl::Sqlite(p) if !p.exists() => false,
                 _ => {
@@ -431,6 +450,9 @@ pub async fn execute_cleanup(plan: &Plan, side: &Side, what: &LogCleanup) -> Res
         crate::cleanup::execute(plan, &what.source).await?;
     }
     if what.target_state {
+        if let TargetUrl::Sqlite(db) = &plan.target.url {
+            let _ = std::fs::remove_file(crate::sink::lock::sqlite_lock_path(db, &plan.source.slot));
+        }
         let only_state = CleanupPlan { clear_target_state: true, ..Default::default() };
         // The direct path's deletion of xdb's rows on the target; its
         // source side is empty, so the original source is not contacted

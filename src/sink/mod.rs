@@ -14,6 +14,7 @@ pub mod debezium;
 pub mod debezium_schema;
 pub mod dialect;
 pub mod load;
+pub mod lock;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;
@@ -24,3 +25,9 @@ pub mod writer;
 
 pub use change_sink::ChangeSink;
 pub use conn::{AppliedPosition, StateParam, TableState, TargetConn, TargetError};
+
+/// FNV-1a: stable across builds and machines, for names xdb gives things
+/// on a target (a staging table per shape, an applier's lock).
+pub(crate) fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}

@@ -174,7 +174,7 @@ fn start_load(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) 
             n += 1;
             let sql = match n % 4 {
                 // A large transaction, spilled by the producer (see `spawn_sync`).
-                _ if n % 300 == 0 => "UPDATE a SET n = n + 1 WHERE id <= 1500".to_string(),
+                _ if n.is_multiple_of(300) => "UPDATE a SET n = n + 1 WHERE id <= 1500".to_string(),
                 0 => format!(
                     "BEGIN; INSERT INTO a (note) VALUES ('new {n}'); UPDATE b SET n = n + 1 WHERE id = {};
                      UPDATE a SET n = n + 1 WHERE id = {}; COMMIT;",
@@ -1155,4 +1155,45 @@ async fn columns_changed_while_the_log_copy_starts_are_read_again() {
     ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
     let v = xdb(&consumer, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
+/// Two consumers of one position (the same plan started twice, or a
+/// restart while the old process still lives) would apply the same
+/// messages twice: the second stops at once with the reason, `cleanup`
+/// refuses to delete a running consumer's position, and once the first
+/// has gone both work — on every kind of target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_consumer_of_one_position_is_refused_while_the_first_runs() {
+    let (cluster, db, producer, lite, _) = one_table_to_sqlite("xdb_log_two", "TWO", "", 100).await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    let targets = [
+        ("to_lite", lite),
+        ("to_maria", Target::Mysql(MyDb::create("xdb_log_two_my").await)),
+        ("to_pg", Target::Postgres(PgDb::create("xdb_log_two_pg").await)),
+    ];
+    for (n, (slot, target)) in targets.iter().enumerate() {
+        let consumer = consumer_plan(&db, &cluster, "TWO", slot, target, "public.t");
+        ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+        let mut first = spawn_consumer(&consumer);
+        // A row it applies: from then on it holds the lock.
+        let id = 1000 + n as i32;
+        db.exec(&format!("INSERT INTO t VALUES ({id}, 'while the first runs')")).await;
+        ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+        support::wait_until("the first consumer's row", Duration::from_secs(60), || async move {
+            target.count(&format!("t WHERE id = {id}")).await == 1
+        })
+        .await;
+        let second = xdb(&consumer, &["sync", "--until-caught-up"]);
+        let out = support::text(&second);
+        assert!(!second.status.success(), "{slot}: {out}");
+        assert!(out.contains("another `xdb sync` is applying the log") && out.contains(slot), "{slot}: {out}");
+        let cleanup = xdb(&consumer, &["cleanup", "--yes"]);
+        let out = support::text(&cleanup);
+        assert!(!cleanup.status.success() && out.contains("stop it first"), "{slot}: {out}");
+        kill9(&mut first);
+        ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+        let v = xdb(&consumer, &["validate"]);
+        assert!(v.status.success(), "{slot}: validate: {}", support::text(&v));
+        ok(&xdb(&consumer, &["cleanup", "--yes"]));
+    }
 }

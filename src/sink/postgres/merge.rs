@@ -248,16 +248,31 @@ impl PgConn {
         Ok((0..tables.len()).map(|i| row.and_then(|r| r.get(i)) == Some("t")).collect())
     }
 
-    /// Applies one folded table inside the open transaction (module doc).
+    /// Applies one folded table inside the open transaction (module doc):
+    /// its rows staged, then merged set-wise.
     pub async fn apply_merged(&mut self, mapped: &MappedTable, folded: &FoldedTable<'_>) -> Result<(), MergeError> {
         let d = SqlDialect::Postgres;
-        let t = &mapped.target_ident;
         let cols: Vec<String> = mapped.columns.iter().map(|c| d.ident(&c.name)).collect();
-        let op = d.ident(OP_COLUMN);
         // The staging table takes the target's column types (no casts, no
         // constraints); its rows go at commit.
-        let stage = d.ident(&format!("xdb_merge_{:016x}", fnv(&format!("{t} {}", cols.join(",")))));
-        let sql_err = |context: String| move |e: tokio_postgres::Error| MergeError::Sql { context, source: e.into() };
+        let stage = d.ident(&format!(
+            "xdb_merge_{:016x}",
+            crate::sink::fnv1a(&format!("{} {}", mapped.target_ident, cols.join(",")))
+        ));
+        let s = Staging { t: &mapped.target_ident, stage, op: d.ident(OP_COLUMN), cols };
+        self.stage(&s, mapped, folded).await?;
+        self.merge_staged(&s, folded).await
+    }
+
+    /// The folded rows into the (emptied) staging table, each with its
+    /// merge operation, by one COPY.
+    async fn stage(
+        &mut self,
+        s: &Staging<'_>,
+        mapped: &MappedTable,
+        folded: &FoldedTable<'_>,
+    ) -> Result<(), MergeError> {
+        let Staging { t, stage, op, cols } = s;
         // Emptied first: one target transaction can merge several groups
         // into the same table (the chunks of a spilled transaction, the
         // parts of a large one), and rows staged by an earlier group must
@@ -289,12 +304,18 @@ impl PgConn {
             sink.send(Bytes::from(buf)).await.map_err(sql_err(format!("staging {t}")))?;
         }
         sink.as_mut().finish().await.map_err(sql_err(format!("staging {t}")))?;
+        Ok(())
+    }
 
+    /// The staged rows onto the table: deletes and updates (each must
+    /// match the rows it expects), then the inserts.
+    async fn merge_staged(&mut self, s: &Staging<'_>, folded: &FoldedTable<'_>) -> Result<(), MergeError> {
+        let Staging { t, stage, op, cols } = s;
+        let stage = format!("pg_temp.{stage}");
         let pk: Vec<&String> = folded.table.primary_key.iter().map(|&i| &cols[i]).collect();
         let on = pk.iter().map(|c| format!("t.{c} = s.{c}")).collect::<Vec<_>>().join(" AND ");
         let non_key: Vec<&String> =
             (0..cols.len()).filter(|i| !folded.table.primary_key.contains(i)).map(|i| &cols[i]).collect();
-        let stage = format!("pg_temp.{stage}");
         let table_name = &folded.table.name;
         for (m, verb) in [(MergeOp::Delete, "DELETE"), (MergeOp::DeleteIfThere, "DELETE"), (MergeOp::Update, "UPDATE")]
         {
@@ -332,6 +353,22 @@ impl PgConn {
         }
         Ok(())
     }
+}
+
+/// One table's staging, its names as they go into the SQL.
+struct Staging<'a> {
+    /// The target table.
+    t: &'a str,
+    /// The staging table (a temporary table: `pg_temp.` qualifies it).
+    stage: String,
+    /// The column holding each staged row's merge operation.
+    op: String,
+    cols: Vec<String>,
+}
+
+/// A statement's error with what it was doing.
+fn sql_err(context: String) -> impl FnOnce(tokio_postgres::Error) -> MergeError {
+    move |e| MergeError::Sql { context, source: e.into() }
 }
 
 /// Groups with fewer changes than this take the statement path: a few
@@ -381,11 +418,6 @@ pub async fn apply_group(
         tracing::debug!(table = %f.table.name, keys = f.keys.len(), "applied set-based (staged and merged)");
     }
     Ok(true)
-}
-
-/// FNV-1a: a stable short name for a staging table's shape.
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -345,7 +345,7 @@ fn parse_money(text: &str) -> Option<String> {
 fn parse_bytea(text: &str) -> Result<Vec<u8>, &'static str> {
     if let Some(hex) = text.strip_prefix("\\x") {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err("odd number of hex digits");
         }
         return digits
