@@ -22,7 +22,8 @@ use crate::sink::lock::ApplierLock;
 use crate::sink::nats::{Log, NatsTarget};
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
-use crate::source::nats::{LogItem, LogReader, LogSourceError};
+use crate::source::log_events::LogItem;
+use crate::source::nats::{LogReader, LogSourceError};
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
 use crate::source::postgres::client;
 

@@ -35,9 +35,13 @@ pub fn sqlite_lock_path(db: &Path, slot: &str) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// The lock's name on a server: bounded (MySQL allows 64 characters).
-fn lock_name(slot: &str) -> String {
-    format!("xdb-applier-{:016x}", super::fnv1a(slot))
+/// The lock's name on a server, for `slot` in database `db`: bounded
+/// (MySQL allows 64 characters). MySQL's named locks are server-wide, so
+/// the database is part of it (consumers of other databases on the same
+/// server may use the same slot name); PostgreSQL's advisory locks are
+/// per database already.
+fn lock_name(db: &str, slot: &str) -> String {
+    format!("xdb-applier-{:016x}", super::fnv1a(&format!("{db}\0{slot}")))
 }
 
 impl ApplierLock {
@@ -49,7 +53,18 @@ impl ApplierLock {
             return sqlite(db, slot, wait).await;
         }
         let mut conn = TargetConn::connect(url).await?;
-        let name = lock_name(slot);
+        let name = match &mut conn {
+            TargetConn::Mysql(MysqlConn { conn: c, .. }) => {
+                let db: Option<Option<String>> =
+                    c.query_first("SELECT DATABASE()").await.map_err(|e| TargetError::Sql {
+                        target: url.redacted(),
+                        context: "reading the database name".into(),
+                        source: e.into(),
+                    })?;
+                lock_name(&db.flatten().unwrap_or_default(), slot)
+            }
+            _ => lock_name("", slot),
+        };
         let deadline = Instant::now() + wait;
         loop {
             let got = match &mut conn {

@@ -1190,6 +1190,14 @@ async fn a_second_consumer_of_one_position_is_refused_while_the_first_runs() {
         let cleanup = xdb(&consumer, &["cleanup", "--yes"]);
         let out = support::text(&cleanup);
         assert!(!cleanup.status.success() && out.contains("stop it first"), "{slot}: {out}");
+        // The same slot name into another database of the same server is
+        // another position (MySQL's named locks are server-wide).
+        let other = match target {
+            Target::Mysql(_) => Target::Mysql(MyDb::create("xdb_log_two_my2").await),
+            Target::Postgres(_) => Target::Postgres(PgDb::create("xdb_log_two_pg2").await),
+            _ => Target::sqlite("xdb_log_two_lite2"),
+        };
+        ok(&xdb(&consumer_plan(&db, &cluster, "TWO", slot, &other, "public.t"), &["sync", "--until-caught-up"]));
         kill9(&mut first);
         ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
         let v = xdb(&consumer, &["validate"]);

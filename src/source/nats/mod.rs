@@ -1,22 +1,20 @@
-//! The replicated log as a source: the Debezium events xdb wrote
-//! (`sink/nats/`) read back in stream order from a given sequence, and
-//! assembled into whole source transactions by their BEGIN/END metadata
-//! (invariant *commit order*). Positions are stream sequences: a
-//! transaction's is the sequence of its END, a copied row's its own.
+//! NATS JetStream as the log's transport, read side: the messages xdb
+//! wrote (`sink/nats/`) read in stream order from the one after a given
+//! sequence with an ordered consumer, and handed to the transport-neutral
+//! [`EventAssembler`] (`source/log_events.rs`). Positions are stream
+//! sequences.
 
 pub mod shapes;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use futures_util::StreamExt;
-use serde_json::Value as Json;
 
-use crate::model::{Change, Lsn, Row, TableName, TableSchema, Transaction};
-use crate::sink::debezium::{self, UNAVAILABLE};
+use crate::model::TableSchema;
 use crate::sink::nats::{Log, LogError, NatsTarget};
+use crate::source::log_events::{EventAssembler, EventError, LogItem};
 
 /// The log could not be read or holds something xdb did not write.
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +30,8 @@ pub enum LogSourceError {
          producer with a new stream)"
     )]
     Trimmed { stream: String, applied: u64, first: u64 },
-    #[error("stream {stream} message {seq} on {subject}: {reason}")]
-    Message { stream: String, seq: u64, subject: String, reason: String },
-    #[error("stream {stream} message {seq}: the new shape of {table}: {source}")]
-    Shape {
-        stream: String,
-        seq: u64,
-        table: String,
-        #[source]
-        source: crate::source::postgres::catalog::CatalogError,
-    },
+    #[error("{0}")]
+    Event(#[from] EventError),
 }
 
 impl LogSourceError {
@@ -50,41 +40,10 @@ impl LogSourceError {
             LogSourceError::Log(e) => e.is_retryable(),
             // The ordered consumer's errors are its connection's.
             LogSourceError::Read { .. } => true,
-            LogSourceError::Message { .. } | LogSourceError::Trimmed { .. } => false,
-            LogSourceError::Shape { source, .. } => match source {
-                crate::source::postgres::catalog::CatalogError::Query { source, .. } => {
-                    crate::error_policy::postgres(source).is_transient()
-                }
-                _ => false,
-            },
+            LogSourceError::Trimmed { .. } => false,
+            LogSourceError::Event(e) => e.is_retryable(),
         }
     }
-}
-
-/// One unit for the applier.
-#[derive(Debug)]
-pub enum LogItem {
-    /// A whole source transaction, its changes on planned tables only;
-    /// `end_lsn` holds the stream sequence of its END.
-    Tx(Transaction),
-    /// The copy starts (again): the planned tables are emptied.
-    SnapshotStart { seq: u64 },
-    /// The copy is complete.
-    SnapshotEnd { seq: u64 },
-    /// The first changes of a large transaction whose END is still to
-    /// come (invariant *bounded memory*): applied inside one target
-    /// transaction with the rest, which comes as the closing [`LogItem::Tx`].
-    Part(Transaction),
-    /// A table's shape changed (invariant *schema drift through the log*):
-    /// followed on the target before any later change is applied; the
-    /// renames are those the producer's catalog confirmed.
-    Schema { table: Arc<TableSchema>, renamed: Vec<(String, String)>, catalog_unknown: Vec<String> },
-}
-
-/// Changes of one transaction held before they are handed on as a part
-/// (`XDB_LOG_PART_CHANGES`).
-fn part_changes() -> usize {
-    std::env::var("XDB_LOG_PART_CHANGES").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(20_000)
 }
 
 type Messages = async_nats::jetstream::consumer::pull::Ordered;
@@ -93,18 +52,9 @@ type Messages = async_nats::jetstream::consumer::pull::Ordered;
 pub struct LogReader {
     stream: String,
     messages: Messages,
-    tables: HashMap<(String, String), Arc<TableSchema>>,
-    /// The transaction being assembled: xid, commit time, changes.
-    open: Option<(u32, i64, Vec<Change>)>,
-    prefix: String,
+    events: EventAssembler,
     /// The stream sequence of the last message read.
     pub seen: u64,
-    part_size: usize,
-    /// The original source, whose catalog resolves the types of a new shape.
-    catalog: tokio_postgres::Client,
-    types: crate::source::postgres::catalog::TypeCache,
-    /// Parts of the open transaction already handed on.
-    parts_out: bool,
 }
 
 impl LogReader {
@@ -140,14 +90,8 @@ impl LogReader {
         Ok(LogReader {
             stream: target.stream.clone(),
             messages,
-            tables: tables.into_iter().map(|t| ((t.name.schema.clone(), t.name.name.clone()), t)).collect(),
-            open: None,
-            prefix: target.prefix.clone(),
+            events: EventAssembler::new(&target.stream, &target.prefix, tables, catalog),
             seen: after,
-            part_size: part_changes(),
-            catalog,
-            types: Default::default(),
-            parts_out: false,
         })
     }
 
@@ -173,175 +117,9 @@ impl LogReader {
                 .map_err(|e| LogSourceError::Read { stream: self.stream.clone(), reason: e.to_string() })?
                 .stream_sequence;
             self.seen = seq;
-            let subject = m.subject.to_string();
-            let stream_name = self.stream.clone();
-            let bad = |reason: String| LogSourceError::Message {
-                stream: stream_name.clone(),
-                seq,
-                subject: subject.clone(),
-                reason,
-            };
-            let v: Json = serde_json::from_slice(&m.payload).map_err(|e| bad(format!("not JSON: {e}")))?;
-            let rest = subject.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(&subject);
-            if rest.starts_with("xdb_schema.") {
-                let parsed = crate::sink::debezium_schema::parse(&v).map_err(bad)?;
-                let key = (parsed.table.schema.clone(), parsed.table.name.clone());
-                // Another applier's table (a `tables:` split): skipped.
-                let Some(base) = self.tables.get(&key).cloned() else { continue };
-                if self.parts_out {
-                    return Err(bad(format!(
-                        "{} changed shape inside a transaction whose first changes are applied already (in parts \
-                         of XDB_LOG_PART_CHANGES={}): run the consumer again with XDB_LOG_PART_CHANGES above the \
-                         transaction's size",
-                        parsed.table, self.part_size
-                    )));
-                }
-                let shape = parsed.resolve(&self.catalog, &mut self.types, Some(&base)).await.map_err(|source| {
-                    LogSourceError::Shape { stream: self.stream.clone(), seq, table: parsed.table.to_string(), source }
-                })?;
-                let table = Arc::new(shape.keyed_by_identity_index());
-                self.tables.insert(key, table.clone());
-                return Ok(Some(LogItem::Schema {
-                    table,
-                    renamed: parsed.renamed,
-                    catalog_unknown: parsed.catalog_unknown,
-                }));
-            }
-            let p = if v.get("schema").is_some() && v.get("payload").is_some() { &v["payload"] } else { &v };
-            if let Some(item) = self.message(seq, &subject, p).map_err(bad)? {
+            if let Some(item) = self.events.feed(seq, &m.subject, &m.payload).await? {
                 return Ok(Some(item));
             }
         }
     }
-
-    fn message(&mut self, seq: u64, subject: &str, p: &Json) -> Result<Option<LogItem>, String> {
-        let rest = subject.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(subject);
-        match rest {
-            "xdb_heartbeat" => Ok(None),
-            "xdb" => Ok(match p["snapshot"].as_str() {
-                Some("start") => Some(LogItem::SnapshotStart { seq }),
-                Some("end") => Some(LogItem::SnapshotEnd { seq }),
-                _ => None,
-            }),
-            "transaction" => match p["status"].as_str() {
-                Some("BEGIN") => {
-                    let id = p["id"].as_str().unwrap_or_default();
-                    let xid = id.split(':').next().and_then(|x| x.parse().ok()).unwrap_or(0);
-                    // A BEGIN while one is open: the producer restarted and
-                    // published the same transaction's BEGIN again is not
-                    // possible (the stream holds a gap-free prefix), so
-                    // this is a log xdb did not write.
-                    if self.open.is_some() {
-                        return Err("BEGIN inside an open transaction".into());
-                    }
-                    self.open = Some((xid, p["ts_ms"].as_i64().unwrap_or(0) * 1000, Vec::new()));
-                    Ok(None)
-                }
-                Some("END") => {
-                    let (xid, time, changes) = self.open.take().ok_or("END without BEGIN")?;
-                    self.parts_out = false;
-                    Ok(Some(LogItem::Tx(Transaction {
-                        xid,
-                        commit_lsn: Lsn(seq),
-                        end_lsn: Lsn(seq),
-                        commit_time_micros: time,
-                        changes,
-                    })))
-                }
-                other => Err(format!("unknown transaction status {other:?}")),
-            },
-            _ => {
-                let (schema, table) = (p["source"]["schema"].as_str(), p["source"]["table"].as_str());
-                let (Some(schema), Some(table)) = (schema, table) else { return Err("no source.schema/table".into()) };
-                // Another applier's table (a `tables:` split): skipped.
-                let Some(t) = self.tables.get(&(schema.to_string(), table.to_string())).cloned() else {
-                    return Ok(None);
-                };
-                let op = p["op"].as_str().unwrap_or_default();
-                let change = change(&t, op, p)?;
-                if op == "r" {
-                    return Ok(Some(LogItem::Tx(Transaction {
-                        xid: 0,
-                        commit_lsn: Lsn(seq),
-                        end_lsn: Lsn(seq),
-                        commit_time_micros: p["source"]["ts_ms"].as_i64().unwrap_or(0) * 1000,
-                        changes: vec![change],
-                    })));
-                }
-                let (xid, time, changes) = self.open.as_mut().ok_or("a change outside BEGIN/END")?;
-                changes.push(change);
-                if changes.len() >= self.part_size {
-                    self.parts_out = true;
-                    return Ok(Some(LogItem::Part(Transaction {
-                        xid: *xid,
-                        commit_lsn: Lsn(seq),
-                        end_lsn: Lsn(seq),
-                        commit_time_micros: *time,
-                        changes: std::mem::take(changes),
-                    })));
-                }
-                Ok(None)
-            }
-        }
-    }
-}
-
-/// One event back into a [`Change`] on `t` (the source catalog's shape).
-fn change(t: &Arc<TableSchema>, op: &str, p: &Json) -> Result<Change, String> {
-    let row = |field: &str, toast: &mut Vec<usize>| -> Result<Option<Row>, String> {
-        let obj = &p[field];
-        if obj.is_null() {
-            return Ok(None);
-        }
-        // The event and the last shape the log described must agree on
-        // the columns (invariant *schema drift through the log*): a
-        // missing or extra column is never guessed.
-        if let Some(o) = obj.as_object() {
-            if let Some(extra) = o.keys().find(|k| t.column_index(k).is_none()) {
-                return Err(format!(
-                    "{}: column {extra} is in the event but not in the table's last schema-change event (a log \
-                     written by an xdb that did not publish shapes): copy into a new stream",
-                    t.name
-                ));
-            }
-            if field == "after" {
-                if let Some(c) = t.columns.iter().find(|c| !o.contains_key(&c.name)) {
-                    return Err(format!(
-                        "{}: the event has no column {}, which the table's last schema-change event has (a log \
-                         written by an xdb that did not publish shapes): copy into a new stream",
-                        t.name, c.name
-                    ));
-                }
-            }
-        }
-        let mut row = Vec::with_capacity(t.columns.len());
-        for (i, c) in t.columns.iter().enumerate() {
-            let v = &obj[c.name.as_str()];
-            if v.as_str() == Some(UNAVAILABLE) && !matches!(c.pg_type, crate::model::PgType::Bytea) {
-                toast.push(i);
-                row.push(crate::model::Value::Null);
-                continue;
-            }
-            row.push(debezium::decode(&c.pg_type, v).map_err(|e| format!("{}.{}: {e}", t.name, c.name))?);
-        }
-        Ok(Some(row))
-    };
-    let mut toast = Vec::new();
-    let mut ignored = Vec::new();
-    Ok(match op {
-        "r" | "c" => Change::Insert { table: t.clone(), new: row("after", &mut ignored)?.ok_or("no after")? },
-        "u" => {
-            let old = row("before", &mut ignored)?;
-            let new = row("after", &mut toast)?.ok_or("no after")?;
-            Change::Update { table: t.clone(), old, new, unchanged_toast: toast }
-        }
-        "d" => Change::Delete { table: t.clone(), old: row("before", &mut ignored)?.ok_or("no before")? },
-        "t" => Change::Truncate { tables: vec![t.clone()], cascade: false, restart_identity: false },
-        other => return Err(format!("unknown op {other:?}")),
-    })
-}
-
-/// The planned table names as the log writes them.
-pub fn table_key(t: &TableName) -> (String, String) {
-    (t.schema.clone(), t.name.clone())
 }
