@@ -66,6 +66,9 @@ pub struct LogStatus {
     /// The log's copy: `done`, `copying` or `not started`.
     pub copy: Option<String>,
     // A consumer.
+    /// Whether a consumer of this plan is applying now (it holds the
+    /// applier's lock on the target, `sink/lock.rs`).
+    pub applier_running: Option<bool>,
     pub applied_sequence: Option<u64>,
     pub applied_commit_time: Option<String>,
     pub lag_messages: Option<u64>,
@@ -211,6 +214,10 @@ async fn consumer(plan: &Plan, r: &mut LogStatus) {
             return;
         }
     };
+    r.applier_running = crate::sink::lock::ApplierLock::acquire(&plan.target.url, &plan.source.slot, Duration::ZERO)
+        .await
+        .ok()
+        .map(|lock| lock.is_none());
     match t.has_state().await {
         Ok(true) => match t.read_position(&plan.source.slot).await {
             Ok(Some(p)) => {
@@ -288,6 +295,14 @@ impl LogStatus {
             ));
             o.push_str(&format!("  lag             {} bytes, {lag_s} s\n", num(self.lag_bytes)));
         } else {
+            o.push_str(&format!(
+                "  applier         {}\n",
+                match self.applier_running {
+                    Some(true) => "running (`xdb sync` holds this position's lock on the target)",
+                    Some(false) => "not running",
+                    None => "-",
+                }
+            ));
             o.push_str(&format!(
                 "  applied         stream sequence {} (commit {})\n",
                 num(self.applied_sequence),

@@ -1190,6 +1190,8 @@ async fn a_second_consumer_of_one_position_is_refused_while_the_first_runs() {
         let cleanup = xdb(&consumer, &["cleanup", "--yes"]);
         let out = support::text(&cleanup);
         assert!(!cleanup.status.success() && out.contains("stop it first"), "{slot}: {out}");
+        let status = support::text(&xdb(&consumer, &["status", "--format", "json"]));
+        assert!(status.contains("\"applier_running\": true"), "{slot}: {status}");
         // The same slot name into another database of the same server is
         // another position (MySQL's named locks are server-wide).
         let other = match target {
@@ -1200,6 +1202,8 @@ async fn a_second_consumer_of_one_position_is_refused_while_the_first_runs() {
         ok(&xdb(&consumer_plan(&db, &cluster, "TWO", slot, &other, "public.t"), &["sync", "--until-caught-up"]));
         kill9(&mut first);
         ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+        let status = support::text(&xdb(&consumer, &["status"]));
+        assert!(status.contains("applier         not running"), "{slot}: {status}");
         let v = xdb(&consumer, &["validate"]);
         assert!(v.status.success(), "{slot}: validate: {}", support::text(&v));
         ok(&xdb(&consumer, &["cleanup", "--yes"]));
