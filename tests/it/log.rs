@@ -22,6 +22,16 @@ fn log_plan(db: &PgDb, cluster: &NatsCluster, options: &str, tables: &str) -> Pl
     ))
 }
 
+/// Each consumer applies everything the log holds; then its target must
+/// equal the original source (`xdb validate`: every column of every row).
+fn catch_up_and_validate(consumers: &[PlanFile]) {
+    for c in consumers {
+        ok(&xdb(c, &["sync", "--until-caught-up"]));
+        let v = xdb(c, &["validate"]);
+        assert!(v.status.success(), "{}: validate: {}", c.path.display(), support::text(&v));
+    }
+}
+
 /// The payload of a message whether or not it inlines its schema.
 fn payload(v: &Value) -> &Value {
     if v.get("schema").is_some() && v.get("payload").is_some() {
@@ -475,9 +485,7 @@ async fn log_copy_killed_midway_is_copied_again_and_the_consumer_follows() {
     let tables = replay(&msgs);
     let n: i64 = db.super_client().await.query_one("SELECT count(*) FROM a", &[]).await.unwrap().get(0);
     assert_eq!(tables["a"].len() as i64, n);
-    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
-    let v = xdb(&consumer, &["validate"]);
-    assert!(v.status.success(), "validate: {}", support::text(&v));
+    catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 
 /// Runs one statement on a test target (a DDL the user would run).
@@ -556,11 +564,7 @@ async fn log_schema_changes_are_followed_by_every_consumer_then_validate() {
     // The data events after a change carry the new shape inline.
     let after = msgs.iter().rev().find(|(s, _, _)| s == "logtest.public.t").unwrap();
     assert!(after.2["schema"]["fields"][1]["fields"].as_array().unwrap().iter().any(|f| f["field"] == "label"));
-    for c in &consumers {
-        ok(&xdb(c, &["sync", "--until-caught-up"]));
-        let v = xdb(c, &["validate"]);
-        assert!(v.status.success(), "validate: {}", support::text(&v));
-    }
+    catch_up_and_validate(&consumers);
 
     // A dropped column stops each consumer with the statement to run.
     db.exec("ALTER TABLE t DROP COLUMN b; UPDATE t SET c = 0 WHERE id = 1;").await;
@@ -657,9 +661,7 @@ async fn log_schema_change_under_load_with_kill9_of_both_sides_then_validate() {
         .chain(every[from + 1..].iter().map(|s| format!("ALTER {s}")))
         .collect();
     assert_eq!(shapes, expected, "each new shape once, in order");
-    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
-    let v = xdb(&consumer, &["validate"]);
-    assert!(v.status.success(), "validate: {}", support::text(&v));
+    catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 
 /// A cluster, a source database with `t (id, v)` holding `rows` rows, a
@@ -834,9 +836,7 @@ async fn log_consumer_applies_a_steady_trickle_without_waiting_for_a_full_batch(
     eprintln!("commit-to-visible under a trickle, ms: {took:?}");
     assert!(took[took.len() / 2] < 1500, "commit-to-visible under a trickle, ms: {took:?}");
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
-    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
-    let v = xdb(&consumer, &["validate"]);
-    assert!(v.status.success(), "validate: {}", support::text(&v));
+    catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 
 /// A column added with a default and renamed on the source before the
@@ -882,9 +882,7 @@ async fn log_a_column_renamed_before_the_producer_read_its_add_stops_the_consume
     let out = support::text(&r);
     assert!(!r.status.success() && out.contains("column tag was added") && out.contains("public.t"), "{out}");
     target_exec(&maria, "ALTER TABLE t ADD COLUMN tag text NOT NULL DEFAULT 'x'").await;
-    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
-    let v = xdb(&consumer, &["validate"]);
-    assert!(v.status.success(), "validate: {}", support::text(&v));
+    catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 
 /// The shape a consumer starts from is the one its next row was written
@@ -969,9 +967,7 @@ async fn until_caught_up_ends_before_a_transaction_the_producer_left_unfinished(
     };
     assert_eq!(rows, 10, "only whole transactions are applied");
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
-    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
-    let v = xdb(&consumer, &["validate"]);
-    assert!(v.status.success(), "validate: {}", support::text(&v));
+    catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 
 /// The application schema of `app_schema.rs` (domains, one with a
@@ -1005,11 +1001,7 @@ async fn the_application_schema_through_the_log_into_mariadb_and_sqlite_then_val
         kill9(c);
     }
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
-    for c in &consumers {
-        ok(&xdb(c, &["sync", "--until-caught-up"]));
-        let v = xdb(c, &["validate"]);
-        assert!(v.status.success(), "validate: {}", support::text(&v));
-    }
+    catch_up_and_validate(&consumers);
 }
 
 /// Tables without a primary key through the log: one with REPLICA
@@ -1021,17 +1013,7 @@ async fn the_application_schema_through_the_log_into_mariadb_and_sqlite_then_val
 async fn keyless_and_unique_index_tables_through_the_log_then_validate() {
     let cluster = NatsCluster::start().await;
     let db = PgDb::create("xdb_log_keyless").await;
-    db.exec(
-        "CREATE TABLE visits (page text NOT NULL, n int, at date);
-         ALTER TABLE visits REPLICA IDENTITY FULL;
-         INSERT INTO visits VALUES ('a', 1, '2024-01-01'), ('a', 1, '2024-01-01'), ('b', 2, NULL);
-         CREATE TABLE codes (code text NOT NULL, label text);
-         CREATE UNIQUE INDEX codes_code ON codes (code);
-         ALTER TABLE codes REPLICA IDENTITY USING INDEX codes_code;
-         INSERT INTO codes VALUES ('x', 'ex'), ('y', 'why');
-         ALTER TABLE visits OWNER TO xdb_repl; ALTER TABLE codes OWNER TO xdb_repl;",
-    )
-    .await;
+    db.exec(support::KEYLESS_TABLES).await;
     let tables = "public.visits, public.codes";
     let producer = log_plan(&db, &cluster, "stream=KEYLESS&replicas=3", tables);
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
@@ -1054,11 +1036,7 @@ async fn keyless_and_unique_index_tables_through_the_log_then_validate() {
     )
     .await;
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
-    for c in &consumers {
-        ok(&xdb(c, &["sync", "--until-caught-up"]));
-        let v = xdb(c, &["validate"]);
-        assert!(v.status.success(), "validate: {}", support::text(&v));
-    }
+    catch_up_and_validate(&consumers);
 }
 
 /// Edge values of every common type through the log — the copy's `op: r`
@@ -1070,42 +1048,20 @@ async fn keyless_and_unique_index_tables_through_the_log_then_validate() {
 async fn edge_values_through_the_log_land_as_the_direct_path_lands_them() {
     let cluster = NatsCluster::start().await;
     let db = PgDb::create("xdb_log_values").await;
-    db.exec(
-        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-         CREATE TABLE v (id int PRIMARY KEY, ts timestamptz, t timestamp(3), n numeric(30,10), big numeric,
-                         f float8, j jsonb, js json, d date, u uuid, b bytea, a int[], iv interval,
-                         tx text, bo bool, i2 int2, i8 int8, f4 real, tm time, ip inet, e mood, ta text[],
-                         vc varchar(10), ch char(3));
-         ALTER TABLE v OWNER TO xdb_repl;",
-    )
-    .await;
-    let values = "'2024-03-31 01:59:59.999999+01', '1999-12-31 23:59:59.123', 12345678901234567890.0123456789,
-                  -0.000000000000000000001, 1.0000000000000002, '{\"b\": [1, 2.50, \"x\"], \"a\": null}',
-                  '{\"b\" : 1,  \"a\":2}', '2000-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10',
-                  '{1,NULL,3}', '1 year 2 mons 3 days 04:05:06.789',
-                  'emoji 🦀 and \"quotes\" and tab\t end ', true, -32768, 9223372036854775807, 3.25,
-                  '23:59:59.999999', '192.168.0.1/24', 'happy', '{\"a,b\",NULL,\"c\"}', 'ten chars!', 'ab'";
-    db.exec(&format!("SET TimeZone = 'America/New_York'; INSERT INTO v VALUES (1, {values})")).await;
+    support::edge_values::create(&db).await;
     let producer = log_plan(&db, &cluster, "stream=VALUES&replicas=3", "public.v");
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
-    db.exec(&format!("SET TimeZone = 'Asia/Kolkata'; INSERT INTO v VALUES (2, {values})")).await;
+    support::edge_values::insert(&db, 2, "Asia/Kolkata").await;
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
     let targets = [
         ("to_maria", Target::Mysql(MyDb::create("xdb_log_values_my").await)),
         ("to_lite", Target::sqlite("xdb_log_values_lite")),
         ("to_pg", Target::Postgres(PgDb::create("xdb_log_values_pg").await)),
     ];
-    let cols = "ts, t, n, big, f, j, js, d, u, b, a, iv, tx, bo, i2, i8, f4, tm, ip, e, ta, vc, ch";
     for (slot, target) in &targets {
         let consumer = consumer_plan(&db, &cluster, "VALUES", slot, target, "public.v");
         ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
-        let (table, cast): (&str, fn(&str) -> String) = match target {
-            Target::Postgres(_) => ("public.v", |c| format!("{c}::text")),
-            Target::Mysql(_) => ("v", |c| format!("HEX(CAST({c} AS BINARY))")),
-            Target::Sqlite(_) => ("v", |c| format!("quote({c})")),
-        };
-        let list: Vec<String> = cols.split(", ").map(cast).collect();
-        let rows = target.rows(&format!("SELECT {} FROM {table} ORDER BY id", list.join(", "))).await;
+        let rows = support::edge_values::rows_on(target).await;
         assert_eq!(rows.len(), 2, "{slot}");
         assert_eq!(rows[0], rows[1], "{slot}: the copy's event (row 1) and the change's (row 2) differ");
         let v = xdb(&consumer, &["validate"]);
@@ -1123,38 +1079,21 @@ async fn columns_changed_while_the_log_copy_starts_are_read_again() {
     let (cluster, db, producer, _lite, consumer) = one_table_to_sqlite("xdb_log_shape", "SHAPE", "", 1000).await;
     // Made beforehand: creating it would wait for the ALTER's lock.
     db.exec(&format!("CREATE PUBLICATION {}_pub FOR TABLE t", db.name)).await;
-    let blocker = db.super_client().await;
     // An ALTER in progress (it holds a transaction id): the slot's creation
     // waits for it, after the producer has read the columns.
-    blocker.batch_execute("BEGIN; ALTER TABLE t ADD COLUMN flag int; UPDATE t SET flag = id * 3").await.unwrap();
-    let mut child = support::spawn(&producer, &["sync", "--until-caught-up"]);
-    let slot = format!("{}_slot", db.name);
-    let c = db.super_client().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while c.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot]).await.unwrap().is_none() {
-        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            kill9(&mut child);
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("no slot {slot}: {err}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    blocker.batch_execute("COMMIT").await.unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "sync: {err}");
+    let err = support::sync_across_an_alter_at_the_snapshot(
+        &db,
+        &producer,
+        "ALTER TABLE t ADD COLUMN flag int; UPDATE t SET flag = id * 3",
+    )
+    .await;
     assert!(err.contains("changed on the source (ALTER TABLE) while the copy was starting"), "said: {err}");
     let msgs = cluster.messages("SHAPE").await;
     let create = msgs.iter().find(|(s, _, _)| s == "logtest.xdb_schema.public.t").expect("the copy's shape");
     let cols = create.2["tableChanges"][0]["table"]["columns"].as_array().unwrap();
     let names: Vec<&str> = cols.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["id", "v", "flag"], "the copy's shape is the snapshot's");
-    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
-    let v = xdb(&consumer, &["validate"]);
-    assert!(v.status.success(), "validate: {}", support::text(&v));
+    catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 
 /// Two consumers of one position (the same plan started twice, or a

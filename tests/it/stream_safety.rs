@@ -495,19 +495,10 @@ async fn columns_changed_while_the_copy_starts_are_read_again() {
         .await;
     let target = Target::sqlite("xdb_safe_shape");
     let plan = plan(&db, &target, "items", "");
-    let slot = format!("{}_slot", db.name);
     // An ALTER in progress (it holds a transaction id): the slot's creation
     // waits for it, after xdb has read the columns.
-    let blocker = db.super_client().await;
-    blocker.batch_execute("BEGIN; ALTER TABLE items ALTER COLUMN v TYPE bigint").await.unwrap();
-    let mut child = spawn(&plan, &["sync", "--until-caught-up"]);
-    wait_until("the slot", Duration::from_secs(60), || slot_exists(&db, &slot)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    blocker.batch_execute("COMMIT").await.unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "sync: {err}");
+    let err =
+        support::sync_across_an_alter_at_the_snapshot(&db, &plan, "ALTER TABLE items ALTER COLUMN v TYPE bigint").await;
     assert!(err.contains("changed on the source (ALTER TABLE) while the copy was starting"), "said: {err}");
     validate(&plan);
     let rows = target.rows("SELECT count(*) FROM items").await;

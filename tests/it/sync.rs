@@ -671,34 +671,12 @@ async fn mixed_load_with_ten_kills_to_postgres() {
 /// precision or JSON-spelling shift between the two paths.
 async fn copy_and_stream_agree(target: Target) {
     let db = PgDb::create("xdb_paths").await;
-    db.exec(
-        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-         CREATE TABLE v (id int PRIMARY KEY, ts timestamptz, t timestamp(3), n numeric(30,10), big numeric,
-                         f float8, j jsonb, js json, d date, u uuid, b bytea, a int[], iv interval,
-                         tx text, bo bool, i2 int2, i8 int8, f4 real, tm time, ip inet, e mood, ta text[],
-                         vc varchar(10), ch char(3));
-         ALTER TABLE v OWNER TO xdb_repl;",
-    )
-    .await;
-    let values = "'2024-03-31 01:59:59.999999+01', '1999-12-31 23:59:59.123', 12345678901234567890.0123456789,
-                  -0.000000000000000000001, 1.0000000000000002, '{\"b\": [1, 2.50, \"x\"], \"a\": null}',
-                  '{\"b\" : 1,  \"a\":2}', '2000-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10',
-                  '{1,NULL,3}', '1 year 2 mons 3 days 04:05:06.789',
-                  'emoji 🦀 and \"quotes\" and tab\t end ', true, -32768, 9223372036854775807, 3.25,
-                  '23:59:59.999999', '192.168.0.1/24', 'happy', '{\"a,b\",NULL,\"c\"}', 'ten chars!', 'ab'";
-    db.exec(&format!("SET TimeZone = 'America/New_York'; INSERT INTO v VALUES (1, {values})")).await;
+    support::edge_values::create(&db).await;
     let plan = plan(&db, &target, "v", "");
     ok(&xdb(&plan, &["snapshot"]));
-    db.exec(&format!("SET TimeZone = 'Asia/Kolkata'; INSERT INTO v VALUES (2, {values})")).await;
+    support::edge_values::insert(&db, 2, "Asia/Kolkata").await;
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
-    let cols = "ts, t, n, big, f, j, js, d, u, b, a, iv, tx, bo, i2, i8, f4, tm, ip, e, ta, vc, ch";
-    let (table, cast): (&str, fn(&str) -> String) = match target {
-        Target::Postgres(_) => ("public.v", |c| format!("{c}::text")),
-        Target::Mysql(_) => ("v", |c| format!("HEX(CAST({c} AS BINARY))")),
-        Target::Sqlite(_) => ("v", |c| format!("quote({c})")),
-    };
-    let list: Vec<String> = cols.split(", ").map(cast).collect();
-    let rows = target.rows(&format!("SELECT {} FROM {table} ORDER BY id", list.join(", "))).await;
+    let rows = support::edge_values::rows_on(&target).await;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0], rows[1], "copy path (row 1) and stream path (row 2) differ");
     // And both equal the source row by row, in canonical form.
@@ -1011,17 +989,7 @@ async fn lone_insert_does_not_wait_for_the_batch_delay_on_postgres() {
 /// every target: each ends equal to the source by `xdb validate`.
 async fn identity_index_and_keyless_tables_stream(target: Target) {
     let db = PgDb::create("xdb_ident_idx").await;
-    db.exec(
-        "CREATE TABLE visits (page text NOT NULL, n int, at date);
-         ALTER TABLE visits REPLICA IDENTITY FULL;
-         INSERT INTO visits VALUES ('a', 1, '2024-01-01'), ('a', 1, '2024-01-01'), ('b', 2, NULL);
-         CREATE TABLE codes (code text NOT NULL, label text);
-         CREATE UNIQUE INDEX codes_code ON codes (code);
-         ALTER TABLE codes REPLICA IDENTITY USING INDEX codes_code;
-         INSERT INTO codes VALUES ('x', 'ex'), ('y', 'why');
-         ALTER TABLE visits OWNER TO xdb_repl; ALTER TABLE codes OWNER TO xdb_repl;",
-    )
-    .await;
+    db.exec(support::KEYLESS_TABLES).await;
     let plan = plan(&db, &target, "public.visits, public.codes", "");
     ok(&xdb(&plan, &["sync", "--until-caught-up"]));
     db.exec(

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod edge_values;
 pub mod nats;
 mod own_mariadb;
 mod run;
@@ -10,7 +11,7 @@ mod target;
 
 pub use own_mariadb::{install as install_mariadb, OwnMariaDb, PW as OWN_MY_PW};
 
-pub use run::{kill9, ok, output_within, spawn, wait_until, xdb, xdb_command};
+pub use run::{kill9, ok, output_within, spawn, sync_across_an_alter_at_the_snapshot, wait_until, xdb, xdb_command};
 pub use target::{pg_rows, Target};
 
 use std::path::{Path, PathBuf};
@@ -288,3 +289,15 @@ pub fn plan(db: &PgDb, target: &Target, tables: &str, extra: &str) -> PlanFile {
         target.url()
     ))
 }
+
+/// Two tables without a primary key: `visits` under REPLICA IDENTITY FULL
+/// with two equal rows, and `codes` keyed by its REPLICA IDENTITY unique
+/// index; owned by the replication role.
+pub const KEYLESS_TABLES: &str = "CREATE TABLE visits (page text NOT NULL, n int, at date);
+     ALTER TABLE visits REPLICA IDENTITY FULL;
+     INSERT INTO visits VALUES ('a', 1, '2024-01-01'), ('a', 1, '2024-01-01'), ('b', 2, NULL);
+     CREATE TABLE codes (code text NOT NULL, label text);
+     CREATE UNIQUE INDEX codes_code ON codes (code);
+     ALTER TABLE codes REPLICA IDENTITY USING INDEX codes_code;
+     INSERT INTO codes VALUES ('x', 'ex'), ('y', 'why');
+     ALTER TABLE visits OWNER TO xdb_repl; ALTER TABLE codes OWNER TO xdb_repl;";

@@ -91,3 +91,32 @@ pub fn ok(out: &Output) {
 pub fn xdb_command() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xdb"))
 }
+
+/// Runs `xdb sync --until-caught-up` on `plan` while `alter` (statements,
+/// no COMMIT) is held open in a transaction, committed once the plan's
+/// slot exists: the slot's creation waited for it, after xdb had read the
+/// tables' columns. Returns what `sync` printed; it must have succeeded.
+pub async fn sync_across_an_alter_at_the_snapshot(db: &super::PgDb, plan: &PlanFile, alter: &str) -> String {
+    let blocker = db.super_client().await;
+    blocker.batch_execute(&format!("BEGIN; {alter}")).await.unwrap();
+    let mut child = spawn(plan, &["sync", "--until-caught-up"]);
+    let slot = format!("{}_slot", db.name);
+    let c = db.super_client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot]).await.unwrap().is_none() {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            kill9(&mut child);
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("no slot {slot}: {err}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "sync: {err}");
+    err
+}
