@@ -9,8 +9,6 @@
 //! consumer reads with an ephemeral ordered consumer, so the cluster holds
 //! nothing of it to clean up: its position lives on its target.
 
-use std::time::Duration;
-
 use serde::Serialize;
 
 use crate::cleanup::{CleanupError, CleanupPlan};
@@ -214,10 +212,7 @@ async fn consumer(plan: &Plan, r: &mut LogStatus) {
             return;
         }
     };
-    r.applier_running = crate::sink::lock::ApplierLock::acquire(&plan.target.url, &plan.source.slot, Duration::ZERO)
-        .await
-        .ok()
-        .map(|lock| lock.is_none());
+    r.applier_running = crate::sink::lock::ApplierLock::is_held(&plan.target.url, &plan.source.slot).await.ok();
     match t.has_state().await {
         Ok(true) => match t.read_position(&plan.source.slot).await {
             Ok(Some(p)) => {
@@ -401,12 +396,9 @@ pub async fn inspect_cleanup(plan: &Plan, side: &Side, drop_stream: bool) -> Res
             }
             // Deleting a running consumer's position would make it (or its
             // next start) apply everything again.
-            let absent = matches!(&plan.target.url, TargetUrl::Sqlite(p) if !p.exists());
-            if !absent
-                && crate::sink::lock::ApplierLock::acquire(&plan.target.url, &plan.source.slot, Duration::ZERO)
-                    .await
-                    .map_err(CleanupError::from)?
-                    .is_none()
+            if crate::sink::lock::ApplierLock::is_held(&plan.target.url, &plan.source.slot)
+                .await
+                .map_err(CleanupError::from)?
             {
                 return Err(LogCleanupError::Config(format!(
                     "a consumer (`xdb sync --plan {}`) is applying the log to {} (it holds the applier's lock of \

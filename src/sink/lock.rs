@@ -45,6 +45,18 @@ fn lock_name(db: &str, slot: &str) -> String {
 }
 
 impl ApplierLock {
+    /// Whether another process holds the lock of `slot` on `url` now
+    /// (taken and released at once, for `status` and `cleanup`). Creates
+    /// nothing: a SQLite lock file that is not there is not held.
+    pub async fn is_held(url: &TargetUrl, slot: &str) -> Result<bool, TargetError> {
+        if let TargetUrl::Sqlite(db) = url {
+            if !sqlite_lock_path(db, slot).exists() {
+                return Ok(false);
+            }
+        }
+        Ok(ApplierLock::acquire(url, slot, Duration::ZERO).await?.is_none())
+    }
+
     /// Takes the lock of `slot` on `url`, waiting up to `wait` for a
     /// holder that is going away (a killed process's connection the server
     /// has not closed yet). `Ok(None)`: someone else holds it.
