@@ -112,7 +112,6 @@ impl GeneratedFill {
     async fn gather(&mut self, txs: &[Transaction], writer: &mut SinkWriter) -> Result<Gathered, FillError> {
         let mut g = Gathering::default();
         for (ti, tx) in txs.iter().enumerate() {
-            let at = tx.commit_lsn.to_string();
             for (ci, change) in tx.changes.iter().enumerate() {
                 let table = match change {
                     Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
@@ -132,7 +131,7 @@ impl GeneratedFill {
                         None => continue,
                     },
                 };
-                g.request(writer, &a, &table, change, (ti, ci), &at).await?;
+                g.request(writer, &a, &table, change, (ti, ci), tx.commit_lsn).await?;
                 g.placed.push((ti, ci, a.clone()));
                 g.shapes.insert(table.name.clone(), a);
             }
@@ -167,7 +166,7 @@ impl Gathering {
         table: &TableSchema,
         change: &Change,
         (ti, ci): (usize, usize),
-        commit: &str,
+        commit: Lsn,
     ) -> Result<(), FillError> {
         let full = table.replica_identity == ReplicaIdentity::Full;
         let track = a.toastable();

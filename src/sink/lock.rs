@@ -67,12 +67,10 @@ impl ApplierLock {
         let mut conn = TargetConn::connect(url).await?;
         let name = match &mut conn {
             TargetConn::Mysql(MysqlConn { conn: c, .. }) => {
-                let db: Option<Option<String>> =
-                    c.query_first("SELECT DATABASE()").await.map_err(|e| TargetError::Sql {
-                        target: url.redacted(),
-                        context: "reading the database name".into(),
-                        source: e.into(),
-                    })?;
+                let db: Option<Option<String>> = c
+                    .query_first("SELECT DATABASE()")
+                    .await
+                    .map_err(|e| sql_err(url, "reading the database name", e.into()))?;
                 lock_name(&db.flatten().unwrap_or_default(), slot)
             }
             _ => lock_name("", slot),
@@ -83,22 +81,14 @@ impl ApplierLock {
                 TargetConn::Mysql(MysqlConn { conn: c, .. }) => {
                     c.exec_first::<Option<i64>, _, _>("SELECT GET_LOCK(?, 0)", (name.as_str(),))
                         .await
-                        .map_err(|e| TargetError::Sql {
-                            target: url.redacted(),
-                            context: "taking the applier's lock (GET_LOCK)".into(),
-                            source: e.into(),
-                        })?
+                        .map_err(|e| sql_err(url, "taking the applier's lock (GET_LOCK)", e.into()))?
                         .flatten()
                         == Some(1)
                 }
                 TargetConn::Postgres(PgConn { client, .. }) => client
                     .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&name])
                     .await
-                    .map_err(|e| TargetError::Sql {
-                        target: url.redacted(),
-                        context: "taking the applier's lock (pg_try_advisory_lock)".into(),
-                        source: e.into(),
-                    })?
+                    .map_err(|e| sql_err(url, "taking the applier's lock (pg_try_advisory_lock)", e.into()))?
                     .get::<_, bool>(0),
                 TargetConn::Sqlite(_) => unreachable!("SQLite locks a file (above)"),
             };
@@ -111,6 +101,10 @@ impl ApplierLock {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+fn sql_err(url: &TargetUrl, context: &str, source: crate::error_policy::DriverError) -> TargetError {
+    TargetError::Sql { target: url.redacted(), context: context.into(), source }
 }
 
 async fn sqlite(db: &Path, slot: &str, wait: Duration) -> Result<Option<ApplierLock>, TargetError> {
