@@ -3,7 +3,8 @@
 # visible on the target. For SQLite, MariaDB and PostgreSQL targets: N rows
 # inserted one at a time on an idle source, then N more while pgbench runs
 # single-row INSERT + UPDATE transactions on 2 clients; each row's time from
-# its commit to being visible on the target (polled every 2 ms) is a sample.
+# its commit to being visible on the target (each target polled about every
+# millisecond, on its own) is a sample.
 # PostgreSQL's own logical replication from the same source, polled for the
 # same rows, is reported next to each: the floor the source itself sets
 # (walsender decoding, and on a shared server everyone else's WAL).

@@ -65,6 +65,8 @@ pub enum SyncError {
     Mapping(#[from] crate::mapping::MapTablesError),
     #[error("{0}")]
     Generated(GeneratedFillError),
+    #[error("could not start the streaming thread: {0}")]
+    StreamThread(#[source] std::io::Error),
 }
 
 /// The writer's own errors keep their meaning when they come through the
@@ -153,10 +155,19 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
     for w in &outcome.warnings {
         tracing::warn!("{w}");
     }
+    let (plan, options) = (plan.clone(), options.clone());
+    super::stream_thread::run("xdb-stream", move || async move { stream(&plan, &options, &metrics).await })
+        .await
+        .map_err(SyncError::StreamThread)?
+}
+
+/// The stream, reconnected after retryable errors, until a stop or a
+/// permanent error (on the stream's own thread: [`super::stream_thread`]).
+async fn stream(plan: &Plan, options: &SyncOptions, metrics: &SharedMetrics) -> Result<(), SyncError> {
     let mut backoff = Backoff::new(options.max_retries);
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
-        match Box::pin(stream_once(plan, options, &metrics, &mut stop)).await {
+        match Box::pin(stream_once(plan, options, metrics, &mut stop)).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && backoff.may_retry() => {
                 if !backoff.wait(&e, "reconnecting", &mut stop).await {
@@ -471,7 +482,16 @@ where
         }
     }
     let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
+    let started = std::time::Instant::now();
+    let waited = txs.first().map(|t| (chrono::Utc::now().timestamp_micros() - t.commit_time_micros) as f64 / 1e3);
     writer.apply(&mut txs).await?;
+    tracing::debug!(
+        transactions = txs.len(),
+        rows,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        waited,
+        "applied a batch"
+    );
     if let Ok(mut m) = metrics.lock() {
         m.applied_lsn = writer.applied().0;
         m.applied_transactions += txs.len() as u64;

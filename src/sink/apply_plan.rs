@@ -5,7 +5,10 @@
 //! - statements come out in source commit order; runs of the same kind on
 //!   the same table are merged only when they are adjacent, so no change
 //!   moves past another. A multi-row statement writes its rows in list
-//!   order, one unique check per row, as the source did;
+//!   order, one unique check per row, as the source did. The one exception
+//!   is [`ChangeOrder::ByTable`], for a group whose tables nothing on the
+//!   target relates (no foreign key, no trigger): each table's changes
+//!   keep their order, and no statement can see the order between tables;
 //! - two changes to the same key inside one upsert run are folded into one
 //!   row only when no unique index can tell: the primary key never can (an
 //!   upsert by key touches only its own row), and a secondary unique index
@@ -205,7 +208,27 @@ fn push_end<'a>(run: &mut UpsertRun<'a>, checks: &mut Vec<(usize, Vec<&'a Row>)>
     }
 }
 
-/// The statements for `txs`, in commit order. `skip` decides, per table and
+/// The order in which [`plan_ops`] takes a group's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOrder {
+    /// Commit order, change by change.
+    Source,
+    /// Table by table (in the order each table first appears), commit order
+    /// within each table. Only for a group applied in one target
+    /// transaction whose tables nothing on the target relates — no foreign
+    /// key either way, no trigger — so that no statement can see another
+    /// table's changes: every unique check still sees its own table as the
+    /// source order leaves it, and the committed state is the same. It
+    /// lets the changes of one table merge into a few statements when
+    /// transactions touch several tables (an INSERT here, an UPDATE there,
+    /// each transaction), instead of one statement per change: on a target
+    /// without pipelining that is one round trip per change. A group with
+    /// a TRUNCATE (which may name several tables) keeps source order.
+    ByTable,
+}
+
+/// The statements for `txs`, in commit order (or, with
+/// [`ChangeOrder::ByTable`], table by table). `skip` decides, per table and
 /// transaction, whether a change is already on the target (per-table sync
 /// LSN). `unique_cols` gives the columns of a table that some secondary
 /// unique index on the target covers (empty when it has none): they decide
@@ -213,29 +236,46 @@ fn push_end<'a>(run: &mut UpsertRun<'a>, checks: &mut Vec<(usize, Vec<&'a Row>)>
 pub fn plan_ops<'a>(
     txs: &'a [Transaction],
     limits: OpLimits,
+    order: ChangeOrder,
     skip: impl Fn(&TableSchema, &Transaction) -> bool,
     unique_cols: impl Fn(&TableSchema) -> Vec<usize>,
 ) -> Result<Vec<Op<'a>>, ApplyPlanError> {
     let mut p = Planned { limits, ..Planned::default() };
-    for tx in txs {
-        for change in &tx.changes {
-            match change {
-                Change::Insert { table, new } if !skip(table, tx) => p.insert(table, new, &unique_cols),
-                Change::Update { table, old, new, unchanged_toast } if !skip(table, tx) => {
-                    p.update(table, old.as_ref(), new, unchanged_toast, &unique_cols)?
-                }
-                Change::Delete { table, old } if !skip(table, tx) => p.delete(table, old),
-                Change::Truncate { tables, .. } => {
-                    for table in tables.iter().filter(|t| !skip(t, tx)) {
-                        push(&mut p.ops, &mut p.run, &mut p.checks, Op::Truncate { table });
-                    }
-                }
-                _ => {}
+    for (tx, change) in ordered(txs, order) {
+        match change {
+            Change::Insert { table, new } if !skip(table, tx) => p.insert(table, new, &unique_cols),
+            Change::Update { table, old, new, unchanged_toast } if !skip(table, tx) => {
+                p.update(table, old.as_ref(), new, unchanged_toast, &unique_cols)?
             }
+            Change::Delete { table, old } if !skip(table, tx) => p.delete(table, old),
+            Change::Truncate { tables, .. } => {
+                for table in tables.iter().filter(|t| !skip(t, tx)) {
+                    push(&mut p.ops, &mut p.run, &mut p.checks, Op::Truncate { table });
+                }
+            }
+            _ => {}
         }
     }
     push_end(&mut p.run, &mut p.checks);
     Ok(place_checks(p.ops, p.checks))
+}
+
+/// The group's changes, each with its transaction, in `order`.
+fn ordered(txs: &[Transaction], order: ChangeOrder) -> Vec<(&Transaction, &Change)> {
+    let mut changes: Vec<(&Transaction, &Change)> =
+        txs.iter().flat_map(|tx| tx.changes.iter().map(move |c| (tx, c))).collect();
+    let truncates = || changes.iter().any(|(_, c)| matches!(c, Change::Truncate { .. }));
+    if order == ChangeOrder::ByTable && !truncates() {
+        let name = |c: &Change| c.tables().first().map(|t| t.name.clone());
+        let mut rank: std::collections::HashMap<Option<crate::model::TableName>, usize> = Default::default();
+        for (_, c) in &changes {
+            let next = rank.len();
+            rank.entry(name(c)).or_insert(next);
+        }
+        // Stable: commit order within each table.
+        changes.sort_by_key(|(_, c)| rank[&name(c)]);
+    }
+    changes
 }
 
 /// The statements planned so far, the open upsert run and the checks it
@@ -448,12 +488,55 @@ mod tests {
             ]),
             tx(vec![Change::Update { table: t.clone(), old: None, new: row(1, 6), unchanged_toast: vec![] }]),
         ];
-        let ops = plan_ops(&txs, OpLimits::default(), |_, _| false, |_| vec![]).unwrap();
+        let ops = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
         assert_eq!(ops.len(), 3, "{ops:?}");
         assert!(matches!(&ops[0], Op::Upsert { rows, .. } if rows.len() == 2));
         assert!(matches!(&ops[1], Op::DeleteByKey { keys, .. } if keys.len() == 1));
         // The re-insert and the later update of key 1 fold into its final row.
         assert!(matches!(&ops[2], Op::Upsert { rows, .. } if rows.len() == 1 && rows[0][1] == Value::Int8(6)));
+    }
+
+    /// Each transaction an INSERT into `a` and an UPDATE of `b`: in commit
+    /// order one statement per change; table by table, one run per table,
+    /// each in its own commit order (the UPDATEs keep their check).
+    #[test]
+    fn by_table_order_merges_each_tables_changes_in_their_order() {
+        let (a, b) = (table("a", true), table("b", true));
+        let txs: Vec<Transaction> = (0..4)
+            .map(|i| {
+                tx(vec![
+                    Change::Insert { table: a.clone(), new: row(i, i) },
+                    Change::Update { table: b.clone(), old: None, new: row(i, 10 + i), unchanged_toast: vec![] },
+                ])
+            })
+            .collect();
+        let source = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
+        assert_eq!(source.len(), 8, "{source:?}");
+        let by_table = plan_ops(&txs, OpLimits::default(), ChangeOrder::ByTable, |_, _| false, |_| vec![]).unwrap();
+        assert_eq!(by_table.len(), 3, "{by_table:?}");
+        let ids = |rows: &Vec<&Row>| rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>();
+        let all: Vec<Value> = (0..4).map(Value::Int8).collect();
+        assert!(matches!(&by_table[0], Op::Upsert { table, rows } if table.name.name == "a" && ids(rows) == all));
+        assert!(
+            matches!(&by_table[1], Op::ExpectRows { table, keys, .. } if table.name.name == "b" && ids(keys) == all)
+        );
+        assert!(matches!(&by_table[2], Op::Upsert { table, rows } if table.name.name == "b" && ids(rows) == all));
+    }
+
+    /// A TRUNCATE can name several tables: such a group keeps commit order.
+    #[test]
+    fn by_table_order_keeps_commit_order_around_a_truncate() {
+        let (a, b) = (table("a", true), table("b", true));
+        let txs = vec![tx(vec![
+            Change::Insert { table: a.clone(), new: row(1, 1) },
+            Change::Insert { table: b.clone(), new: row(1, 1) },
+            Change::Truncate { tables: vec![a.clone(), b.clone()], cascade: false, restart_identity: false },
+            Change::Insert { table: a.clone(), new: row(2, 2) },
+        ])];
+        let names = |ops: Vec<Op<'_>>| ops.iter().map(|o| o.table().name.name.clone()).collect::<Vec<_>>();
+        let source = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
+        let by_table = plan_ops(&txs, OpLimits::default(), ChangeOrder::ByTable, |_, _| false, |_| vec![]).unwrap();
+        assert_eq!(names(by_table), names(source));
     }
 
     #[test]
@@ -463,7 +546,7 @@ mod tests {
             Change::Update { table: t.clone(), old: None, new: row(1, 0), unchanged_toast: vec![1] },
             Change::Update { table: t.clone(), old: Some(row(1, 0)), new: row(2, 9), unchanged_toast: vec![] },
         ])];
-        let ops = plan_ops(&txs, OpLimits::default(), |_, _| false, |_| vec![]).unwrap();
+        let ops = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
         match &ops[0] {
             Op::UpdateByKey { set_cols, .. } => assert_eq!(set_cols, &vec![0]),
             o => panic!("{o:?}"),
@@ -488,12 +571,12 @@ mod tests {
             Change::Insert { table: t.clone(), new: row(1, 1) },
             Change::Delete { table: t.clone(), old: row(1, 1) },
         ])];
-        let ops = plan_ops(&ok, OpLimits::default(), |_, _| false, |_| vec![]).unwrap();
+        let ops = plan_ops(&ok, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
         assert!(matches!(ops[0], Op::Insert { .. }));
         assert!(matches!(ops[1], Op::DeleteOneMatching { .. }));
         let bad =
             vec![tx(vec![Change::Update { table: t.clone(), old: None, new: row(1, 2), unchanged_toast: vec![] }])];
-        let e = plan_ops(&bad, OpLimits::default(), |_, _| false, |_| vec![]).unwrap_err();
+        let e = plan_ops(&bad, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap_err();
         assert!(e.to_string().contains("REPLICA IDENTITY FULL"), "{e}");
     }
 
@@ -526,7 +609,7 @@ mod tests {
     fn a_unique_swap_keeps_source_order() {
         let t = table("t", true);
         let txs = vec![tx(vec![upd(&t, 1, 3), upd(&t, 2, 1), upd(&t, 1, 2)])];
-        let ops = plan_ops(&txs, OpLimits::default(), |_, _| false, |_| vec![1]).unwrap();
+        let ops = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![1]).unwrap();
         let i = |v| Value::Int8(v);
         assert_eq!(
             shape(&ops),
@@ -537,7 +620,7 @@ mod tests {
             ]
         );
         // Without a secondary unique index the key folds, in place of its first row.
-        let ops = plan_ops(&txs, OpLimits::default(), |_, _| false, |_| vec![]).unwrap();
+        let ops = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
         assert_eq!(
             shape(&ops),
             vec![
@@ -554,14 +637,14 @@ mod tests {
             tx(vec![Change::Insert { table: t.clone(), new: row(7, 1) }, upd(&t, 8, 2)]),
             tx(vec![upd(&t, 7, 1), upd(&t, 8, 2), upd(&t, 8, 2)]),
         ];
-        let ops = plan_ops(&txs, OpLimits::default(), |_, _| false, |_| vec![1]).unwrap();
+        let ops = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![1]).unwrap();
         let i = |v| Value::Int8(v);
         assert_eq!(
             shape(&ops),
             vec![format!("expect {:?}", (&i(8), &i(2))), format!("upsert {:?} {:?}", (&i(7), &i(1)), (&i(8), &i(2))),]
         );
         // One row per statement (the sink's way of naming a missing row).
-        let ops = plan_ops(&txs, OpLimits { max_params: 0 }, |_, _| false, |_| vec![]).unwrap();
+        let ops = plan_ops(&txs, OpLimits { max_params: 0 }, ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
         assert!(ops.iter().all(|o| o.row_count() <= 1), "{ops:?}");
     }
 
@@ -570,8 +653,8 @@ mod tests {
         let t = table("t", true);
         let changes = (0..10).map(|i| Change::Insert { table: t.clone(), new: row(i, i) }).collect();
         let txs = vec![tx(changes)];
-        let ops = plan_ops(&txs, OpLimits { max_params: 6 }, |_, _| false, |_| vec![]).unwrap();
+        let ops = plan_ops(&txs, OpLimits { max_params: 6 }, ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
         assert_eq!(ops.iter().map(Op::row_count).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
-        assert!(plan_ops(&txs, OpLimits::default(), |_, _| true, |_| vec![]).unwrap().is_empty());
+        assert!(plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| true, |_| vec![]).unwrap().is_empty());
     }
 }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, Op, OpLimits};
+use super::apply_plan::{plan_ops, split_pow2, ApplyPlanError, ChangeOrder, Op, OpLimits};
 use super::conn::{StateParam, TargetConn, TargetError};
 use super::postgres::merge::{self, MergeError};
 use super::state;
@@ -47,6 +47,11 @@ mod schema_change;
 pub use schema_change::rename_candidate;
 
 const SPILL_CHUNK: usize = 5_000;
+
+/// A group planned into more statements than this is also planned table by
+/// table on a MySQL target ([`SinkWriter::by_table`]): below it, the extra
+/// read of the target's catalog would cost about what it saves.
+const BY_TABLE_FROM: usize = 16;
 
 /// Applying failed.
 #[derive(Debug, thiserror::Error)]
@@ -479,7 +484,7 @@ impl SinkWriter {
     async fn apply_ops(&mut self, txs: &[Transaction], one_by_one: bool) -> Result<(), SinkError> {
         if one_by_one {
             for tx in txs {
-                let ops = self.plan(std::slice::from_ref(tx), OpLimits { max_params: 0 })?;
+                let ops = self.plan(std::slice::from_ref(tx), OpLimits { max_params: 0 }, ChangeOrder::Source)?;
                 for op in &ops {
                     self.execute_op(op).await.map_err(|e| match e {
                         SinkError::Target(source) if !source.is_retryable() => SinkError::RowRefused {
@@ -498,9 +503,19 @@ impl SinkWriter {
         if self.apply_merged(txs).await? {
             return Ok(());
         }
-        let ops = split_pow2(self.plan(txs, self.limits)?);
+        let mut ops = split_pow2(self.plan(txs, self.limits, ChangeOrder::Source)?);
         if matches!(self.conn, TargetConn::Postgres(_)) {
             return self.execute_ops_pipelined(&ops).await;
+        }
+        if matches!(self.conn, TargetConn::Mysql(_)) && ops.len() > BY_TABLE_FROM {
+            if let Some(by_table) = self.by_table(txs, ops.len()).await? {
+                tracing::debug!(
+                    statements = by_table.len(),
+                    instead_of = ops.len(),
+                    "applying the group table by table"
+                );
+                ops = by_table;
+            }
         }
         for op in &ops {
             self.execute_op(op).await?;
@@ -550,12 +565,46 @@ impl SinkWriter {
         }
     }
 
-    fn plan<'a>(&self, txs: &'a [Transaction], limits: OpLimits) -> Result<Vec<Op<'a>>, ApplyPlanError> {
+    /// A MySQL target, where every statement is a round trip: the group's
+    /// statements table by table ([`ChangeOrder::ByTable`]) when that
+    /// takes at most half as many statements and the target relates none
+    /// of the group's tables, read now, inside the group's transaction
+    /// ([`MysqlConn::unrelated_now`]); `None` otherwise.
+    async fn by_table<'a>(
+        &mut self,
+        txs: &'a [Transaction],
+        source_order: usize,
+    ) -> Result<Option<Vec<Op<'a>>>, SinkError> {
+        let ops = split_pow2(self.plan(txs, self.limits, ChangeOrder::ByTable)?);
+        if ops.len() * 2 > source_order {
+            return Ok(None);
+        }
+        let mut tables: Vec<&str> = Vec::new();
+        for op in &ops {
+            // Not a planned table: its changes are skipped (run_op).
+            let Some(m) = self.mapped.get(&op.table().name) else { continue };
+            if !tables.contains(&m.target_name.as_str()) {
+                tables.push(&m.target_name);
+            }
+        }
+        let TargetConn::Mysql(c) = &mut self.conn else { return Ok(None) };
+        let unrelated = c.unrelated_now(&tables).await;
+        let unrelated = unrelated.map_err(|e| self.conn.err("reading the target's foreign keys and triggers", e))?;
+        Ok(unrelated.then_some(ops))
+    }
+
+    fn plan<'a>(
+        &self,
+        txs: &'a [Transaction],
+        limits: OpLimits,
+        order: ChangeOrder,
+    ) -> Result<Vec<Op<'a>>, ApplyPlanError> {
         let sync_lsn = &self.sync_lsn;
         let unique = &self.unique_columns;
         plan_ops(
             txs,
             limits,
+            order,
             |table, tx| sync_lsn.get(&table.name.to_string()).is_some_and(|&s| s.snapshot_holds_commit(tx.commit_lsn)),
             |table| {
                 let names = unique.get(&table.name).map(Vec::as_slice).unwrap_or_default();

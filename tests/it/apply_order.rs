@@ -234,3 +234,92 @@ async fn full_identity_with_key_matches_on_the_key() {
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
+
+/// Issue 18: on a MySQL target, where each statement is a round trip, a
+/// group whose transactions each touch several tables is applied table by
+/// table (a few multi-row statements instead of one per change) — but only
+/// when nothing on the target could see the order between the tables. A
+/// trigger that logs every write into one audit table sees it: with
+/// triggers, the audit must list the writes in source commit order; a
+/// foreign key between the tables also keeps commit order; without either,
+/// the group goes table by table. Every phase ends with `xdb validate`.
+#[tokio::test]
+async fn mariadb_applies_table_by_table_only_when_no_trigger_or_foreign_key_can_see_it() {
+    let db = PgDb::create("xdb_bytable").await;
+    db.exec(
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance numeric(12,2) NOT NULL, owner text);
+         CREATE TABLE entries (account_id int NOT NULL, n int NOT NULL, amount numeric(12,2) NOT NULL,
+                               note text, PRIMARY KEY (account_id, n));
+         ALTER TABLE accounts OWNER TO xdb_repl; ALTER TABLE entries OWNER TO xdb_repl;
+         INSERT INTO accounts SELECT g, 0, 'owner ' || g FROM generate_series(1, 40) g;",
+    )
+    .await;
+    let my = MyDb::create("xdb_bytable_my").await;
+    let target = Target::Mysql(my);
+    let plan = plan(&db, &target, "accounts, entries", "apply:\n  max_batch_delay_ms: 3000\n");
+    ok(&xdb(&plan, &["snapshot"]));
+    // A first run creates the slot; what follows is a backlog read at once.
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+
+    let sync_log = |plan: &support::PlanFile| {
+        let out = xdb(plan, &["sync", "--until-caught-up", "--log", "xdb=debug"]);
+        ok(&out);
+        let v = xdb(plan, &["validate"]);
+        assert!(v.status.success(), "validate: {}", support::text(&v));
+        support::text(&out)
+    };
+
+    // Phase 1: triggers log every write in the order the target sees it.
+    for sql in [
+        "CREATE TABLE audit (seq int AUTO_INCREMENT PRIMARY KEY, tbl varchar(20), k int)",
+        "CREATE TRIGGER a_upd AFTER UPDATE ON accounts FOR EACH ROW INSERT INTO audit (tbl, k) VALUES ('accounts', NEW.id)",
+        "CREATE TRIGGER e_ins AFTER INSERT ON entries FOR EACH ROW INSERT INTO audit (tbl, k) VALUES ('entries', NEW.account_id)",
+    ] {
+        target.rows(sql).await;
+    }
+    burst(&db, 1).await;
+    let log = sync_log(&plan);
+    let expected: Vec<String> = (1..=40).flat_map(|a| [format!("entries {a}"), format!("accounts {a}")]).collect();
+    let audit: Vec<String> = target
+        .rows("SELECT tbl, CAST(k AS CHAR) FROM audit ORDER BY seq")
+        .await
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect();
+    assert_eq!(audit, expected, "the triggers saw the writes out of commit order");
+    assert!(!log.contains("table by table"), "a trigger sees the order, yet the group went table by table:\n{log}");
+
+    // Phase 2: no trigger, a foreign key from entries to accounts.
+    for sql in ["DROP TRIGGER a_upd", "DROP TRIGGER e_ins"] {
+        target.rows(sql).await;
+    }
+    target
+        .rows("ALTER TABLE entries ADD CONSTRAINT entries_account FOREIGN KEY (account_id) REFERENCES accounts (id)")
+        .await;
+    burst(&db, 2).await;
+    let log = sync_log(&plan);
+    assert!(
+        !log.contains("table by table"),
+        "a foreign key relates the tables, yet the group went table by table:\n{log}"
+    );
+
+    // Phase 3: nothing relates them: table by table, same result.
+    target.rows("ALTER TABLE entries DROP FOREIGN KEY entries_account").await;
+    burst(&db, 3).await;
+    let log = sync_log(&plan);
+    assert!(log.contains("applying the group table by table"), "the group kept one statement per change:\n{log}");
+    assert!(!log.contains("row by row"), "the table-by-table group was refused and run again:\n{log}");
+}
+
+/// 40 source transactions, each an entry and its account's new balance.
+async fn burst(db: &PgDb, round: i32) {
+    let c = db.super_client().await;
+    for a in 1..=40 {
+        c.batch_execute(&format!(
+            "BEGIN; INSERT INTO entries VALUES ({a}, {round}, {round}.50, 'round {round}');
+             UPDATE accounts SET balance = balance + {round}.50 WHERE id = {a}; COMMIT;"
+        ))
+        .await
+        .unwrap();
+    }
+}

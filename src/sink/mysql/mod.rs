@@ -137,6 +137,42 @@ impl MysqlConn {
         }
     }
 
+    /// Whether nothing on the target relates `tables` (names in the
+    /// current database), so that their changes may be applied table by
+    /// table ([`crate::sink::apply_plan::ChangeOrder::ByTable`]): none of
+    /// them declares a foreign key — which covers every key between two of
+    /// them — and none has a trigger. A foreign key declared elsewhere that
+    /// references one of them cannot tell the order between them: its table
+    /// changes only by cascades, which follow each referenced table's own
+    /// changes, still in order (and reading those would cost a scan of
+    /// every table's definitions, ~7 ms at 500 tables, per group).
+    ///
+    /// Read in the open transaction, by one statement that also reads each
+    /// table: that takes the tables' metadata locks, held until the
+    /// transaction ends, so a `CREATE TRIGGER` or an `ALTER TABLE … ADD
+    /// FOREIGN KEY` waits for this transaction rather than landing between
+    /// the read and the writes it allowed.
+    pub async fn unrelated_now(&mut self, tables: &[&str]) -> Result<bool, DriverError> {
+        if tables.is_empty() {
+            return Ok(true);
+        }
+        let d = crate::mapping::naming::SqlDialect::Mysql;
+        let literal = |t: &&str| format!("'{}'", t.replace('\\', "\\\\").replace('\'', "''"));
+        let names = tables.iter().map(literal).collect::<Vec<_>>().join(", ");
+        let mut parts: Vec<String> =
+            tables.iter().map(|t| format!("SELECT 0 FROM {} WHERE FALSE", d.ident(t))).collect();
+        parts.push(format!(
+            "SELECT COUNT(*) FROM information_schema.triggers \
+             WHERE event_object_schema = DATABASE() AND event_object_table IN ({names})"
+        ));
+        parts.push(format!(
+            "SELECT COUNT(*) FROM information_schema.referential_constraints \
+             WHERE constraint_schema = DATABASE() AND table_name IN ({names})"
+        ));
+        let counts: Vec<i64> = self.conn.query(parts.join(" UNION ALL ")).await?;
+        Ok(counts.iter().all(|&n| n == 0))
+    }
+
     /// Moves the AUTO_INCREMENT of `table` to at least `next` (the source
     /// sequence's next value); says what it did.
     pub async fn set_next_value(&mut self, table: &str, next: i64) -> Result<String, DriverError> {
