@@ -52,6 +52,8 @@ pub enum FromLogError {
     /// Invariant *schema drift*: stopped with the statement to run.
     #[error("{0}")]
     SchemaDrift(String),
+    #[error("could not start the streaming thread: {0}")]
+    StreamThread(#[source] std::io::Error),
     #[error(
         "target table for {table} already holds {rows} rows that xdb did not write: empty or drop it (xdb never \
          writes into a table it did not fill itself)"
@@ -85,7 +87,13 @@ impl FromLogError {
 
 pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Result<(), FromLogError> {
     let target = NatsTarget::parse(log_url, &plan.name).map_err(FromLogError::Config)?;
-    reconnecting(options.max_retries, FromLogError::is_retryable, || session(plan, &target, options)).await
+    // On the stream's own thread, as the direct stream (`stream_thread`).
+    let (plan, options) = (plan.clone(), options.clone());
+    super::stream_thread::run("xdb-from-log", move || async move {
+        reconnecting(options.max_retries, FromLogError::is_retryable, || session(&plan, &target, &options)).await
+    })
+    .await
+    .map_err(FromLogError::StreamThread)?
 }
 
 /// How long the reader waits for more before a batch is committed.

@@ -67,6 +67,8 @@ pub enum ReverseError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("could not start the streaming thread: {0}")]
+    StreamThread(#[source] std::io::Error),
 }
 
 impl ReverseError {
@@ -260,6 +262,15 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     if matches!(plan.target.url, TargetUrl::Postgres(_)) {
         return Box::pin(super::reverse_pg::run(plan, options)).await;
     }
+    // On the stream's own thread, as the forward stream (`stream_thread`).
+    let (plan, options) = (plan.clone(), options.clone());
+    super::stream_thread::run("xdb-reverse", move || async move { stream(&plan, &options).await })
+        .await
+        .map_err(ReverseError::StreamThread)?
+}
+
+/// The binlog stream, reconnected after retryable errors.
+async fn stream(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseError> {
     let mut backoff = Backoff::new(options.max_retries);
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
     loop {
