@@ -262,20 +262,29 @@ pub fn plan_ops<'a>(
 
 /// The group's changes, each with its transaction, in `order`.
 fn ordered(txs: &[Transaction], order: ChangeOrder) -> Vec<(&Transaction, &Change)> {
-    let mut changes: Vec<(&Transaction, &Change)> =
-        txs.iter().flat_map(|tx| tx.changes.iter().map(move |c| (tx, c))).collect();
-    let truncates = || changes.iter().any(|(_, c)| matches!(c, Change::Truncate { .. }));
-    if order == ChangeOrder::ByTable && !truncates() {
-        let name = |c: &Change| c.tables().first().map(|t| t.name.clone());
-        let mut rank: std::collections::HashMap<Option<crate::model::TableName>, usize> = Default::default();
-        for (_, c) in &changes {
-            let next = rank.len();
-            rank.entry(name(c)).or_insert(next);
-        }
-        // Stable: commit order within each table.
-        changes.sort_by_key(|(_, c)| rank[&name(c)]);
+    let changes = txs.iter().flat_map(|tx| tx.changes.iter().map(move |c| (tx, c)));
+    let truncates = txs.iter().flat_map(|t| &t.changes).any(|c| matches!(c, Change::Truncate { .. }));
+    if order == ChangeOrder::Source || truncates {
+        return changes.collect();
     }
-    changes
+    // Each change ranked once by its table's first appearance, then a
+    // stable sort: commit order within each table.
+    let mut rank: std::collections::HashMap<&crate::model::TableName, usize> = Default::default();
+    let mut ranked: Vec<(usize, (&Transaction, &Change))> = changes
+        .map(|(tx, c)| {
+            let next = rank.len();
+            let r = match c {
+                Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
+                    *rank.entry(&table.name).or_insert(next)
+                }
+                // Not here: a group with a TRUNCATE keeps source order.
+                Change::Truncate { .. } => usize::MAX,
+            };
+            (r, (tx, c))
+        })
+        .collect();
+    ranked.sort_by_key(|(r, _)| *r);
+    ranked.into_iter().map(|(_, tc)| tc).collect()
 }
 
 /// The statements planned so far, the open upsert run and the checks it
