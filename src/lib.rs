@@ -10,7 +10,8 @@
 //!   decided by driver error code), [`shutdown`] (SIGINT/SIGTERM),
 //!   [`state_dir`] (local state outside the repository), [`secrets`] (the
 //!   one scrubber), [`net`] (loopback or not, warn once per server),
-//!   [`term`] (log lines beside progress bars).
+//!   [`term`] (log lines beside progress bars), [`own_thread`] (a future on
+//!   a thread of its own: the stream, each copy worker).
 //! - **Sources** — [`source`]: `source::postgres` reads the catalog, the
 //!   exported snapshot (COPY binary) and the pgoutput stream; its protocol
 //!   codecs are sans-I/O. `source::mysql` reads a MySQL/MariaDB binlog for
@@ -18,6 +19,10 @@
 //! - **Mapping** — [`mapping`]: PostgreSQL types and values to each target's,
 //!   with the lossy-value policies, the DDL and the canonical form validation
 //!   compares.
+//! - **The replicated log's format and transport** — [`debezium`] (the
+//!   change-event and schema-change envelopes, sans-I/O), [`nats`] (NATS
+//!   JetStream: connection, stream, publisher, message ids), used by the
+//!   log's producer (`pipeline::to_log`) and its consumer (`source::nats`).
 //! - **Sinks** — [`sink`]: one folder per target (`mysql`, `sqlite`,
 //!   `postgres`) with its connection, SQL and bulk load; the shared apply
 //!   planning and the change writer.
@@ -31,10 +36,13 @@ pub(crate) mod cleanup;
 pub mod cmd;
 pub(crate) mod copy;
 pub(crate) mod cutover;
+pub mod debezium;
 pub(crate) mod error_policy;
 pub mod mapping;
 pub mod model;
+pub mod nats;
 pub(crate) mod net;
+pub(crate) mod own_thread;
 pub(crate) mod pipeline;
 pub mod plan;
 pub(crate) mod schema;

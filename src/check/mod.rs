@@ -4,8 +4,10 @@
 //! probe on each target leaves nothing behind. Each failure comes with the
 //! exact fix: the SQL or configuration line to change.
 
+pub(crate) mod binlog;
 mod continuity;
 pub mod existing_target;
+pub(crate) mod log;
 mod report;
 mod source;
 mod target;

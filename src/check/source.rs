@@ -53,7 +53,7 @@ pub async fn check_source(plan: &Plan, out: &mut Vec<CheckSection>) -> SourceFac
             Err(e) => tables_section.fail(format!("could not read the catalog: {e}"), "see the error above"),
         }
         out.push(tables_section);
-        out.push(crate::sink::nats::check::log_source(plan).await);
+        out.push(crate::check::log::log_source(plan).await);
         return facts;
     }
     if let Err(e) = server_checks(&client, plan, &mut s).await {

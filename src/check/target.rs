@@ -16,7 +16,7 @@ pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {
         TargetUrl::Mysql(url) => check_mysql(plan, url, &mut s).await,
         TargetUrl::Sqlite(path) => check_sqlite(path, &mut s),
         TargetUrl::Postgres(url) => check_postgres(plan, url, &mut s).await,
-        TargetUrl::Nats(url) => crate::sink::nats::check::check(plan, url, &mut s).await,
+        TargetUrl::Nats(url) => crate::check::log::check(plan, url, &mut s).await,
     }
     out.push(s);
 }

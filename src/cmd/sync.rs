@@ -87,7 +87,7 @@ pub async fn run(args: Args) -> ExitCode {
 
 /// `sync` into a replicated log (README "Through a replicated log").
 async fn to_log(plan: &Plan, url: &crate::plan::SecretUrl, options: &SyncOptions) -> ExitCode {
-    let target = match crate::sink::nats::NatsTarget::parse(url, &plan.name) {
+    let target = match crate::nats::NatsTarget::parse(url, &plan.name) {
         Ok(t) => t,
         Err(e) => return fail(plan, &e, 2),
     };

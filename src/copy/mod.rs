@@ -118,6 +118,8 @@ pub enum CopyError {
          table stopped part-way is copied again from a fresh snapshot"
     )]
     Interrupted { tables_done: usize, tables: usize, ranges: usize },
+    #[error("could not start a copy worker's thread: {0}")]
+    WorkerThread(#[source] std::io::Error),
     /// SIGINT/SIGTERM during `xdb schema --scan` (it only reads).
     #[error("interrupted: the scan stopped before reading every source row, so it reports nothing; run it again")]
     ScanInterrupted,
@@ -310,7 +312,18 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
         warnings: Mutex::new(Vec::new()),
         tally,
     });
-    let results = futures_util::future::try_join_all((0..workers).map(|w| worker(ctx.clone(), w))).await.map(|_| ());
+    // Each worker on a thread of its own (`own_thread`): its row batches
+    // never cross threads, while the workers still encode in parallel.
+    let results = futures_util::future::try_join_all((0..workers).map(|w| {
+        let ctx = ctx.clone();
+        async move {
+            crate::own_thread::run(&format!("xdb-copy-{w}"), move || worker(ctx, w))
+                .await
+                .map_err(CopyError::WorkerThread)?
+        }
+    }))
+    .await
+    .map(|_| ());
     display.stop().await;
     results?;
     // The replication connection held the snapshot open until every worker

@@ -17,14 +17,14 @@ use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
 use crate::model::{Change, Lsn, TableName, TableSchema, Transaction};
+use crate::nats::{Log, NatsTarget};
 use crate::plan::{Plan, SecretUrl};
 use crate::sink::lock::ApplierLock;
-use crate::sink::nats::{Log, NatsTarget};
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
 use crate::source::log_events::LogItem;
 use crate::source::nats::{LogReader, LogSourceError};
-use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
+use crate::source::postgres::catalog::{load_table, resolve_event_shape, CatalogError, TypeCache};
 use crate::source::postgres::client;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum FromLogError {
     #[error("{0}")]
     Source(#[from] LogSourceError),
     #[error("{0}")]
-    Log(#[from] crate::sink::nats::LogError),
+    Log(#[from] crate::nats::LogError),
     #[error("{0}")]
     Sink(#[from] SinkError),
     #[error("{0}")]
@@ -87,9 +87,9 @@ impl FromLogError {
 
 pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Result<(), FromLogError> {
     let target = NatsTarget::parse(log_url, &plan.name).map_err(FromLogError::Config)?;
-    // On the stream's own thread, as the direct stream (`stream_thread`).
+    // On the stream's own thread, as the direct stream (`own_thread`).
     let (plan, options) = (plan.clone(), options.clone());
-    super::stream_thread::run("xdb-from-log", move || async move {
+    crate::own_thread::run("xdb-from-log", move || async move {
         reconnecting(options.max_retries, FromLogError::is_retryable, || session(&plan, &target, &options)).await
     })
     .await
@@ -300,7 +300,7 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
         let base =
             load_table(&catalog, &mut types, t).await?.ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
         let s = match in_log.get(t) {
-            Some(p) => p.resolve(&catalog, &mut types, Some(&base)).await?,
+            Some(p) => resolve_event_shape(p, &catalog, &mut types, Some(&base)).await?,
             None => base,
         };
         // A table keyed by its replica identity index is matched on it, as

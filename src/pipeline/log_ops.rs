@@ -12,8 +12,8 @@
 use serde::Serialize;
 
 use crate::cleanup::{CleanupError, CleanupPlan};
+use crate::nats::{msg_id, Log, LogError, NatsTarget, Tail};
 use crate::plan::{Plan, SecretUrl, TargetUrl};
-use crate::sink::nats::{msg_id, Log, LogError, NatsTarget, Tail};
 use crate::sink::TargetConn;
 
 /// Which side of the log a plan is.
@@ -172,7 +172,7 @@ async fn producer(plan: &Plan, log: Option<&Log>, tail_id: Option<String>, r: &m
         if lag == 0 {
             r.lag_seconds = Some(0.0);
         } else if let Some(ms) = last_commit_ms(log.expect("checked")).await {
-            r.lag_seconds = Some((crate::sink::debezium::now_ms() - ms).max(0) as f64 / 1000.0);
+            r.lag_seconds = Some((crate::debezium::now_ms() - ms).max(0) as f64 / 1000.0);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Table shapes on the replicated log (invariant *schema drift through the
 //! log*, docs/architecture.md): the producer publishes a Debezium
-//! schema-change event (`sink/debezium_schema.rs`) whenever the shape of a
+//! schema-change event (`debezium/schema.rs`) whenever the shape of a
 //! table's change events differs from the last shape the log holds for
 //! it, in order with the data (its id: commit LSN and the position of the
 //! event it precedes); the consumer reads the shape at its position back
@@ -13,10 +13,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::debezium::schema::{self as debezium_schema, Kind};
 use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema};
+use crate::nats::{Log, LogError, NatsTarget};
 use crate::plan::SecretUrl;
-use crate::sink::debezium_schema::{self, Kind};
-use crate::sink::nats::{Log, LogError, NatsTarget};
 use crate::sink::writer::rename_candidate;
 use crate::source::postgres::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
 use crate::source::postgres::client;

@@ -13,6 +13,5 @@ pub mod reverse;
 pub mod reverse_pg;
 pub mod reverse_position;
 pub mod reverse_status;
-pub(crate) mod stream_thread;
 pub mod sync;
 pub mod to_log;

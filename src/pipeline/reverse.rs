@@ -262,9 +262,9 @@ pub async fn run(plan: &Plan, options: &ReverseOptions) -> Result<(), ReverseErr
     if matches!(plan.target.url, TargetUrl::Postgres(_)) {
         return Box::pin(super::reverse_pg::run(plan, options)).await;
     }
-    // On the stream's own thread, as the forward stream (`stream_thread`).
+    // On the stream's own thread, as the forward stream (`own_thread`).
     let (plan, options) = (plan.clone(), options.clone());
-    super::stream_thread::run("xdb-reverse", move || async move { stream(&plan, &options).await })
+    crate::own_thread::run("xdb-reverse", move || async move { stream(&plan, &options).await })
         .await
         .map_err(ReverseError::StreamThread)?
 }
@@ -642,7 +642,7 @@ pub async fn check(plan: &Plan) -> CheckReport {
     } else {
         match mysql_conn(plan).await {
             Ok((mut conn, mariadb, _)) => {
-                crate::source::mysql::check::binlog_settings(&mut conn, mariadb, &mut s).await;
+                crate::check::binlog::binlog_settings(&mut conn, mariadb, &mut s).await;
             }
             Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
         }

@@ -156,13 +156,13 @@ pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> 
         tracing::warn!("{w}");
     }
     let (plan, options) = (plan.clone(), options.clone());
-    super::stream_thread::run("xdb-stream", move || async move { stream(&plan, &options, &metrics).await })
+    crate::own_thread::run("xdb-stream", move || async move { stream(&plan, &options, &metrics).await })
         .await
         .map_err(SyncError::StreamThread)?
 }
 
 /// The stream, reconnected after retryable errors, until a stop or a
-/// permanent error (on the stream's own thread: [`super::stream_thread`]).
+/// permanent error (on the stream's own thread: [`crate::own_thread`]).
 async fn stream(plan: &Plan, options: &SyncOptions, metrics: &SharedMetrics) -> Result<(), SyncError> {
     let mut backoff = Backoff::new(options.max_retries);
     let mut stop = std::pin::pin!(crate::tail::shutdown_signal());

@@ -547,7 +547,7 @@ fn source_urls(
                 .into(),
         ));
     };
-    crate::sink::nats::NatsTarget::parse(&url, plan_name).map_err(|e| ("url".to_string(), e))?;
+    crate::nats::NatsTarget::parse(&url, plan_name).map_err(|e| ("url".to_string(), e))?;
     Ok((pg, Some(url)))
 }
 
@@ -559,7 +559,7 @@ fn resolved_target(url: TargetUrl, dir: &Path, plan_name: &str) -> Result<Target
         TargetUrl::Mysql(u) => TargetUrl::Mysql(SecretUrl::new(paths::absolutize_url_params(u.expose(), dir))),
         TargetUrl::Postgres(u) => TargetUrl::Postgres(SecretUrl::new(paths::absolutize_url_params(u.expose(), dir))),
         TargetUrl::Nats(u) => {
-            crate::sink::nats::NatsTarget::parse(&u, plan_name).map_err(|e| ("url".to_string(), e))?;
+            crate::nats::NatsTarget::parse(&u, plan_name).map_err(|e| ("url".to_string(), e))?;
             TargetUrl::Nats(u)
         }
     })

@@ -162,7 +162,7 @@ pub enum TargetUrl {
     /// `postgres://` or `postgresql://`.
     Postgres(SecretUrl),
     /// `nats://host:port[,host2…]?stream=…`: a NATS JetStream stream, the
-    /// change stream as Debezium events (`sink::nats`); not a database.
+    /// change stream as Debezium events (`crate::nats`); not a database.
     Nats(SecretUrl),
 }
 

@@ -10,13 +10,10 @@
 pub mod apply_plan;
 pub mod change_sink;
 pub mod conn;
-pub mod debezium;
-pub mod debezium_schema;
 pub mod dialect;
 pub mod load;
 pub mod lock;
 pub mod mysql;
-pub mod nats;
 pub mod postgres;
 pub mod sqlite;
 pub mod state;

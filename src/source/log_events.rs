@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use crate::debezium::{self, UNAVAILABLE};
 use crate::model::{Change, Lsn, Row, TableSchema, Transaction};
-use crate::sink::debezium::{self, UNAVAILABLE};
-use crate::source::postgres::catalog::{CatalogError, TypeCache};
+use crate::source::postgres::catalog::{resolve_event_shape, CatalogError, TypeCache};
 
 /// A message that is not what xdb writes, or a shape the original source
 /// cannot resolve.
@@ -117,7 +117,7 @@ impl EventAssembler {
         let v: Json = serde_json::from_slice(payload).map_err(|e| bad(format!("not JSON: {e}")))?;
         let rest = subject.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(subject);
         if rest.starts_with("xdb_schema.") {
-            let parsed = crate::sink::debezium_schema::parse(&v).map_err(bad)?;
+            let parsed = crate::debezium::schema::parse(&v).map_err(bad)?;
             let key = (parsed.table.schema.clone(), parsed.table.name.clone());
             // Another applier's table (a `tables:` split): skipped.
             let Some(base) = self.tables.get(&key).cloned() else { return Ok(None) };
@@ -129,9 +129,10 @@ impl EventAssembler {
                     parsed.table, self.part_size
                 )));
             }
-            let shape = parsed.resolve(&self.catalog, &mut self.types, Some(&base)).await.map_err(|source| {
-                EventError::Shape { stream: self.stream.clone(), seq, table: parsed.table.to_string(), source }
-            })?;
+            let shape =
+                resolve_event_shape(&parsed, &self.catalog, &mut self.types, Some(&base)).await.map_err(|source| {
+                    EventError::Shape { stream: self.stream.clone(), seq, table: parsed.table.to_string(), source }
+                })?;
             let table = Arc::new(shape.keyed_by_identity_index());
             self.tables.insert(key, table.clone());
             return Ok(Some(LogItem::Schema {

@@ -899,7 +899,7 @@ async fn a_consumer_before_the_copys_shapes_starts_from_them() {
     db.exec("ALTER TABLE t ADD COLUMN flag int NOT NULL DEFAULT 7; INSERT INTO t (id, v) VALUES (21, 'v21');").await;
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
     let url = xdb::plan::SecretUrl::new(format!("{}?stream=EARLY", cluster.url()));
-    let target = xdb::sink::nats::NatsTarget::parse(&url, "logtest").unwrap();
+    let target = xdb::nats::NatsTarget::parse(&url, "logtest").unwrap();
     let names = |after: u64| {
         let target = &target;
         async move {

@@ -13,7 +13,6 @@
 //! - `check.rs`: the server settings and privileges the binlog read needs.
 
 pub mod binlog_stream;
-pub mod check;
 pub mod ddl_back;
 pub mod error;
 pub mod gtid;

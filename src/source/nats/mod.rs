@@ -1,5 +1,5 @@
 //! NATS JetStream as the log's transport, read side: the messages xdb
-//! wrote (`sink/nats/`) read in stream order from the one after a given
+//! wrote (`pipeline/to_log.rs` through `nats/`) read in stream order from the one after a given
 //! sequence with an ordered consumer, and handed to the transport-neutral
 //! [`EventAssembler`] (`source/log_events.rs`). Positions are stream
 //! sequences.
@@ -13,7 +13,7 @@ use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use futures_util::StreamExt;
 
 use crate::model::TableSchema;
-use crate::sink::nats::{Log, LogError, NatsTarget};
+use crate::nats::{Log, LogError, NatsTarget};
 use crate::source::log_events::{EventAssembler, EventError, LogItem};
 
 /// The log could not be read or holds something xdb did not write.

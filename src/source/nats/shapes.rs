@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use futures_util::StreamExt;
 
+use crate::debezium::schema::{self as debezium_schema, Parsed};
 use crate::model::TableName;
-use crate::sink::debezium_schema::{self, Parsed};
-use crate::sink::nats::{Log, LogError, NatsTarget};
+use crate::nats::{Log, LogError, NatsTarget};
 
 /// The consumer's view at a stream position: for each table, the shape its
 /// next event was written with — the last schema-change event at or before

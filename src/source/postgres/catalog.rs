@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
+use crate::debezium::schema::Parsed;
 use crate::model::{Column, GeneratedColumn, PgType, ReplicaIdentity, TableName, TableSchema};
 
 /// A catalog query failed.
@@ -376,4 +377,37 @@ pub async fn renamed_in_place(client: &Client, table_oid: u32, name: &str) -> Re
         .await
         .map_err(|source| CatalogError::Query { what: format!("column {name} of table OID {table_oid}"), source })?;
     Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
+}
+
+/// The table's schema a Debezium schema-change event carries, types
+/// resolved through this catalog (the original source's); what the event
+/// does not carry (replica identity, generated columns) taken from `base`,
+/// the table as the catalog has it.
+pub async fn resolve_event_shape(
+    parsed: &Parsed,
+    client: &Client,
+    types: &mut TypeCache,
+    base: Option<&TableSchema>,
+) -> Result<TableSchema, CatalogError> {
+    let mut columns = Vec::with_capacity(parsed.columns.len());
+    for s in &parsed.columns {
+        let mut c = Column::new(s.name.clone(), types.resolve(client, s.type_oid, s.typmod).await?);
+        c.type_oid = s.type_oid;
+        c.typmod = s.typmod;
+        c.nullable = s.nullable;
+        c.default = s.default.clone();
+        c.identity = s.identity;
+        c.is_key = s.key;
+        columns.push(c);
+    }
+    let primary_key =
+        parsed.primary_key.iter().filter_map(|k| columns.iter().position(|c: &Column| &c.name == k)).collect();
+    Ok(TableSchema {
+        oid: parsed.table_oid,
+        name: parsed.table.clone(),
+        columns,
+        replica_identity: base.map(|b| b.replica_identity).unwrap_or(ReplicaIdentity::Default),
+        primary_key,
+        generated: base.map(|b| b.generated.clone()).unwrap_or_default(),
+    })
 }

@@ -1,6 +1,6 @@
 //! Debezium's change-event envelope (PostgreSQL connector flavour), as JSON
 //! with or without the inline Kafka Connect `schema`: what xdb writes to a
-//! replicated log (`sink/nats/`) so that consumers built for Debezium read
+//! replicated log (`nats/`) so that consumers built for Debezium read
 //! xdb's subjects unchanged. Transport-neutral on purpose: a Kafka sink
 //! would publish the same bytes.
 //!
@@ -14,6 +14,8 @@
 //! (`interval.handling.mode: string`). Infinite dates and timestamps are
 //! the extreme `int32`/`int64` values; infinite `timestamptz` the strings
 //! `infinity`/`-infinity`.
+
+pub mod schema;
 
 use serde_json::{json, Map, Value as Json};
 

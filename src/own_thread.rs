@@ -1,5 +1,5 @@
-//! The change stream on a thread of its own, driven by a single-threaded
-//! runtime.
+//! Work on a thread of its own, driven by a single-threaded runtime: the
+//! change stream and each copy worker.
 //!
 //! A streamed transaction is a chain of hand-offs between tasks: the
 //! replication connection's socket, the reader, the bounded channel, the
@@ -13,8 +13,11 @@
 //! xdb's CPU 291 → 202 ticks over 8 s, its own commit-to-apply p50 from
 //! ≤ 10 ms to ≤ 2.5 ms; the 50,000-transaction backlog catch-up was as fast
 //! or faster (the reader decodes while the applier waits on the target).
-//! The copy keeps the multi-threaded runtime, where tables are encoded in
-//! parallel.
+//!
+//! A copy worker is the same kind of chain (the snapshot connection's
+//! task, the decoder, the encoder, the target's socket), once per worker:
+//! each runs on a thread of its own, so workers still encode in parallel
+//! while no row batch crosses threads.
 
 use std::future::Future;
 
@@ -22,7 +25,9 @@ use std::future::Future;
 /// a single-threaded runtime, and waits for its output without blocking
 /// the caller's runtime. Everything the future connects to (drivers spawn
 /// their connection tasks on the current runtime) lives on that thread. A
-/// panic there is a panic here.
+/// panic there is a panic here. Dropping the returned future cancels the
+/// work: the thread drops its future (closing its connections) and ends,
+/// as a future on the caller's runtime would have been dropped.
 pub async fn run<T, F, Fut>(name: &str, make: F) -> std::io::Result<T>
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -31,15 +36,26 @@ where
 {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (done, output) = tokio::sync::oneshot::channel();
+    // Held by this future: when it is dropped, `cancelled` resolves there.
+    let (_cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new().name(name.to_string()).spawn(move || {
-        let _ = done.send(runtime.block_on(make()));
+        let work = async move {
+            tokio::select! {
+                v = make() => Some(v),
+                _ = cancelled => None,
+            }
+        };
+        if let Some(v) = runtime.block_on(work) {
+            let _ = done.send(v);
+        }
     })?;
     match output.await {
         Ok(v) => Ok(v),
-        // The sender is gone without a value only when the thread panicked.
+        // The sender is gone without a value only when the thread panicked
+        // (it cannot have been cancelled: this future still holds `_cancel`).
         Err(_) => match thread.join() {
             Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the stream thread ended without its output"),
+            Ok(()) => unreachable!("the thread ended without its output"),
         },
     }
 }
@@ -60,7 +76,30 @@ mod tests {
 
     #[tokio::test]
     #[should_panic(expected = "boom")]
-    async fn a_panic_on_the_stream_thread_is_a_panic_here() {
+    async fn a_panic_on_the_thread_is_a_panic_here() {
         let _ = super::run("xdb-test-panic", || async { panic!("boom") }).await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_future_stops_the_work_on_the_thread() {
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Flag(dropped.clone());
+        let work = super::run("xdb-test-cancel", move || async move {
+            let _held = flag;
+            std::future::pending::<()>().await
+        });
+        // The work never ends by itself: only the cancellation ends it.
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), work).await.is_err());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !dropped.load(std::sync::atomic::Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "the thread's future was not dropped");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }

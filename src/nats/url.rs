@@ -112,7 +112,7 @@ impl NatsTarget {
         Ok(format!("{}.{schema}.{table}", self.prefix))
     }
 
-    /// A table's schema-change events (`sink/debezium_schema.rs`): four
+    /// A table's schema-change events (`debezium/schema.rs`): four
     /// tokens, so no table subject can be one.
     pub fn schema_subject(&self, schema: &str, table: &str) -> Result<String, String> {
         self.table_subject(schema, table)?;

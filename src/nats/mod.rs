@@ -11,7 +11,6 @@
 //! stored message's id then says exactly where to go on after any crash,
 //! and the duplicate window is a second guard, not the only one.
 
-pub mod check;
 pub mod url;
 
 use std::collections::VecDeque;
@@ -427,7 +426,7 @@ pub mod msg_id {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::sink::nats::Tail;
+        use crate::nats::Tail;
 
         #[test]
         fn the_last_id_says_where_to_go_on() {

@@ -4,7 +4,7 @@
 
 use mysql_async::prelude::Queryable;
 
-use crate::check::CheckSection;
+use super::CheckSection;
 
 async fn var(conn: &mut mysql_async::Conn, name: &str) -> Option<String> {
     let sql = format!("SELECT @@GLOBAL.{name}");

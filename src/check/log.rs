@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 
-use super::{Log, LogError, NatsTarget};
-use crate::check::CheckSection;
+use super::CheckSection;
+use crate::nats::{Log, LogError, NatsTarget};
 use crate::plan::{Plan, SecretUrl};
 
 pub async fn check(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {

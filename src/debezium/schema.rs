@@ -14,8 +14,7 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::model::{Column, PgType, TableName, TableSchema};
-use crate::source::postgres::catalog::{CatalogError, TypeCache};
+use crate::model::{PgType, TableName, TableSchema};
 
 /// Whether the table is new to the log (copy) or changed (stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +112,7 @@ pub fn event(
     let pk: Vec<&str> = table.primary_key.iter().map(|&i| table.columns[i].name.as_str()).collect();
     let v = json!({
         "source": source,
-        "ts_ms": super::debezium::now_ms(),
+        "ts_ms": super::now_ms(),
         "databaseName": db,
         "schemaName": n.schema,
         "ddl": null,
@@ -168,38 +167,6 @@ impl Parsed {
     pub fn signature(&self) -> Signature {
         self.columns.iter().map(|c| (c.name.clone(), c.type_oid, c.typmod)).collect()
     }
-
-    /// The table's schema, types resolved through the original source's
-    /// catalog; what the event does not carry (replica identity, generated
-    /// columns) taken from `base`, the table as the catalog has it.
-    pub async fn resolve(
-        &self,
-        client: &tokio_postgres::Client,
-        types: &mut TypeCache,
-        base: Option<&TableSchema>,
-    ) -> Result<TableSchema, CatalogError> {
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for s in &self.columns {
-            let mut c = Column::new(s.name.clone(), types.resolve(client, s.type_oid, s.typmod).await?);
-            c.type_oid = s.type_oid;
-            c.typmod = s.typmod;
-            c.nullable = s.nullable;
-            c.default = s.default.clone();
-            c.identity = s.identity;
-            c.is_key = s.key;
-            columns.push(c);
-        }
-        let primary_key =
-            self.primary_key.iter().filter_map(|k| columns.iter().position(|c: &Column| &c.name == k)).collect();
-        Ok(TableSchema {
-            oid: self.table_oid,
-            name: self.table.clone(),
-            columns,
-            replica_identity: base.map(|b| b.replica_identity).unwrap_or(crate::model::ReplicaIdentity::Default),
-            primary_key,
-            generated: base.map(|b| b.generated.clone()).unwrap_or_default(),
-        })
-    }
 }
 
 /// Reads an event [`event`] wrote (with or without an inline-schema wrapper).
@@ -248,7 +215,7 @@ pub fn parse(v: &Json) -> Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ReplicaIdentity;
+    use crate::model::{Column, ReplicaIdentity};
 
     #[test]
     fn a_schema_change_reads_back_with_its_renames_and_types() {
