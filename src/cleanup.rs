@@ -36,7 +36,7 @@ pub enum CleanupError {
     ReverseRunning { slot: String },
     #[error("{0}")]
     SourceConnect(#[from] client::ConnectError),
-    #[error("source: {}", client::error_text(.0))]
+    #[error("source: {}", crate::error_policy::pg_error_text(.0))]
     SourceSql(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Target(#[from] TargetError),

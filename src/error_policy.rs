@@ -159,7 +159,7 @@ impl fmt::Display for DriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // Display alone hides the server's message, SQLSTATE and detail.
-            DriverError::Postgres(e) => f.write_str(&crate::source::postgres::client::error_text(e)),
+            DriverError::Postgres(e) => f.write_str(&crate::error_policy::pg_error_text(e)),
             DriverError::Mysql(e) => write!(f, "{e}"),
             DriverError::Sqlite(e) => write!(f, "{e}"),
         }
@@ -217,6 +217,28 @@ pub fn nats_connect(kind: async_nats::ConnectErrorKind) -> Retry {
         K::TimedOut | K::Io | K::Dns => Retry::Transient,
         _ => Retry::Fatal,
     }
+}
+
+/// The whole message of a tokio-postgres error, including the server's
+/// message and SQLSTATE, which `Display` alone hides for DbErrors.
+pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!("; detail: {d}"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!("; hint: {h}"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    s
 }
 
 #[cfg(test)]

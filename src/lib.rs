@@ -3,7 +3,8 @@
 //! and how to add a source or a target: `docs/architecture.md`.
 //!
 //! Modules by role, in the order data flows (dependencies point up this
-//! list: a module uses those above it, never those below):
+//! list: a module uses those above it, never those below; `layers.rs`
+//! checks it on every `cargo test`, with its one named exception):
 //!
 //! - **Vocabulary** — [`model`] (tables, values, changes, LSNs),
 //!   [`plan`] (the YAML plan and its URLs), [`error_policy`] (retry or stop,
@@ -38,6 +39,8 @@ pub(crate) mod copy;
 pub(crate) mod cutover;
 pub mod debezium;
 pub(crate) mod error_policy;
+#[cfg(test)]
+mod layers;
 pub mod mapping;
 pub mod model;
 pub mod nats;

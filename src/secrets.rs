@@ -31,7 +31,7 @@ fn registry() -> &'static RwLock<Vec<String>> {
 /// percent-decoded form never appear in scrubbed text.
 pub fn register(secret: &str) {
     let mut forms = vec![secret.to_string(), percent_encode(secret, false), percent_encode(secret, true)];
-    let decoded = crate::plan::percent_decode_text(secret);
+    let decoded = percent_encoding::percent_decode_str(secret).decode_utf8_lossy().into_owned();
     if decoded != secret {
         forms.push(decoded);
     }

@@ -149,7 +149,7 @@ pub(crate) async fn read_source(plan: &Plan, r: &mut StatusReport) -> Option<u64
                     let mb: Option<i64> = row.get(1);
                     r.max_slot_wal_keep_bytes = mb.filter(|m| *m >= 0).map(|m| m as u64 * 1024 * 1024);
                 }
-                Err(e) => r.problems.push(format!("source: {}", client::error_text(&e))),
+                Err(e) => r.problems.push(format!("source: {}", crate::error_policy::pg_error_text(&e))),
             }
             let slot = c
                 .query_opt(
@@ -176,7 +176,7 @@ pub(crate) async fn read_source(plan: &Plan, r: &mut StatusReport) -> Option<u64
                     }
                 }
                 Ok(None) => r.problems.push(format!("slot {} does not exist (no sync started yet?)", plan.source.slot)),
-                Err(e) => r.problems.push(format!("source: {}", client::error_text(&e))),
+                Err(e) => r.problems.push(format!("source: {}", crate::error_policy::pg_error_text(&e))),
             }
         }
     }

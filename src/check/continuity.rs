@@ -57,7 +57,7 @@ pub(super) async fn check(plan: &Plan) -> CheckSection {
     };
     let recopy = format!("xdb sync --plan {} --recopy", plan.file.display());
     match confirmed {
-        Err(e) => s.info(format!("not checked: {}", client::error_text(&e))),
+        Err(e) => s.info(format!("not checked: {}", crate::error_policy::pg_error_text(&e))),
         Ok(None) => s.fail(
             format!(
                 "slot {slot} does not exist, but the target has applied changes up to {applied}: the changes \

@@ -23,7 +23,7 @@ pub struct SourceFacts {
 }
 
 fn q(e: tokio_postgres::Error) -> String {
-    client::error_text(&e)
+    crate::error_policy::pg_error_text(&e)
 }
 
 /// Runs the source checks, appending sections to `out`.

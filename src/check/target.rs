@@ -233,7 +233,10 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
                 );
             }
         }
-        Err(e) => s.fail(format!("could not read server settings: {}", client::error_text(&e)), "see the error above"),
+        Err(e) => s.fail(
+            format!("could not read server settings: {}", crate::error_policy::pg_error_text(&e)),
+            "see the error above",
+        ),
     }
 }
 

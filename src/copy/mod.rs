@@ -25,13 +25,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error_policy::pg_error_text;
 use crate::mapping::{self, MappedTable, TargetKind};
 use crate::model::{Lsn, TableName, TableSchema};
 use crate::plan::Plan;
 use crate::sink::load::{LoadCounters, Loader, RangeRecord};
 use crate::sink::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_planned, load_table, TypeCache};
-use crate::source::postgres::client::{self, error_text};
+use crate::source::postgres::client;
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 use crate::source::postgres::{publication, streamable};
 use progress::{ProgressDisplay, TableProgress};
@@ -49,7 +50,7 @@ pub enum CopyError {
     Publication(#[from] publication::PublicationError),
     #[error("source: {0}")]
     Catalog(#[from] crate::source::postgres::catalog::CatalogError),
-    #[error("source: {}", error_text(.0))]
+    #[error("source: {}", pg_error_text(.0))]
     SourceSql(#[source] tokio_postgres::Error),
     #[error("{0}")]
     Target(#[from] crate::sink::TargetError),
@@ -362,7 +363,7 @@ async fn check_before_creating(plan: &Plan) -> Result<Checked, CopyError> {
         // servers; should a hardened one deny it, the copy still runs.
         Err(e) => tracing::warn!(
             "could not read the source's identity, so cannot tell whether the target is the source: {}",
-            client::error_text(&e)
+            crate::error_policy::pg_error_text(&e)
         ),
     }
     let schemas: Vec<Arc<TableSchema>> =
@@ -767,7 +768,7 @@ async fn start_over(
             return Err(CopyError::SlotInUse { slot: slot.to_string(), pid });
         }
         source.execute("SELECT pg_drop_replication_slot($1)", &[&slot]).await.map_err(|e| {
-            CopyError::Source(format!("dropping replication slot {slot} for --recopy: {}", error_text(&e)))
+            CopyError::Source(format!("dropping replication slot {slot} for --recopy: {}", pg_error_text(&e)))
         })?;
         tracing::warn!(slot, "--recopy: dropped the replication slot; every table is copied again from a new one");
     }
@@ -783,7 +784,7 @@ async fn plan_ranges(
     chunk_rows: u64,
     parallelism: usize,
 ) -> Result<(u64, Vec<CopyRange>), CopyError> {
-    let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
+    let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: pg_error_text(&e) };
     // A partitioned table holds nothing itself: its leaves do. A ctid range
     // applies to every leaf, so the ranges span the largest leaf's pages.
     let row = client

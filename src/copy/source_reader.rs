@@ -11,9 +11,10 @@ use tokio_postgres::Client;
 
 use super::ranges::CopyRange;
 use super::CopyError;
+use crate::error_policy::pg_error_text;
 use crate::model::{pg_ident, PgType, Row, TableName, TableSchema};
 use crate::plan::SecretUrl;
-use crate::source::postgres::client::{self, error_text};
+use crate::source::postgres::client;
 use crate::source::postgres::copy_binary::{CopyBinaryError, CopyBinaryReader};
 use crate::source::postgres::select::{mark_unknown, select_list};
 
@@ -40,7 +41,7 @@ impl SnapshotReader {
         client
             .batch_execute(&sql)
             .await
-            .map_err(|e| CopyError::Snapshot { snapshot: snapshot.to_string(), reason: error_text(&e) })?;
+            .map_err(|e| CopyError::Snapshot { snapshot: snapshot.to_string(), reason: pg_error_text(&e) })?;
         Ok(SnapshotReader { client })
     }
 
@@ -105,7 +106,8 @@ impl SnapshotReader {
             sql.push_str(&p);
         }
         sql.push_str(") TO STDOUT (FORMAT binary)");
-        let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
+        let err =
+            |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: pg_error_text(&e) };
         let stream = self.client.copy_out(sql.as_str()).await.map_err(err)?;
         let mut stream = std::pin::pin!(stream);
         let mut reader = CopyBinaryReader::new(types);
@@ -148,7 +150,8 @@ impl SnapshotReader {
             sql.push_str(&p);
         }
         sql.push_str(") TO STDOUT (FORMAT binary)");
-        let err = |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: error_text(&e) };
+        let err =
+            |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: pg_error_text(&e) };
         let frame_err = |e: CopyBinaryError| CopyError::Read { table: table.name.to_string(), reason: e.to_string() };
         let stream = self.client.copy_out(sql.as_str()).await.map_err(err)?;
         let mut stream = std::pin::pin!(stream);

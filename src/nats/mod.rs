@@ -11,8 +11,6 @@
 //! stored message's id then says exactly where to go on after any crash,
 //! and the duplicate window is a second guard, not the only one.
 
-pub mod url;
-
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -26,7 +24,7 @@ use bytes::Bytes;
 
 use crate::error_policy::Retry;
 use crate::model::Lsn;
-pub use url::NatsTarget;
+pub use crate::plan::NatsTarget;
 
 /// A log operation failed; messages name the servers, the stream, the
 /// subject and the message id.

@@ -50,7 +50,7 @@ pub enum ToLogError {
     SourceConnect(#[from] client::ConnectError),
     #[error("source: {0}")]
     Catalog(#[from] CatalogError),
-    #[error("source: {what}: {}", client::error_text(.source))]
+    #[error("source: {what}: {}", crate::error_policy::pg_error_text(.source))]
     Sql {
         what: &'static str,
         #[source]

@@ -8,6 +8,7 @@
 
 mod env;
 mod error;
+mod nats_url;
 pub mod paths;
 mod url;
 
@@ -19,7 +20,8 @@ use serde::Deserialize;
 
 pub use env::{interpolate, with_base};
 pub use error::PlanError;
-pub(crate) use url::percent_decode as percent_decode_text;
+pub use nats_url::NatsTarget;
+pub(crate) use url::{percent_decode as percent_decode_text, percent_decode_strict};
 pub use url::{SecretUrl, TargetUrl, TARGET_SCHEMES};
 
 use crate::model::TableName;
@@ -547,7 +549,7 @@ fn source_urls(
                 .into(),
         ));
     };
-    crate::nats::NatsTarget::parse(&url, plan_name).map_err(|e| ("url".to_string(), e))?;
+    NatsTarget::parse(&url, plan_name).map_err(|e| ("url".to_string(), e))?;
     Ok((pg, Some(url)))
 }
 
@@ -559,7 +561,7 @@ fn resolved_target(url: TargetUrl, dir: &Path, plan_name: &str) -> Result<Target
         TargetUrl::Mysql(u) => TargetUrl::Mysql(SecretUrl::new(paths::absolutize_url_params(u.expose(), dir))),
         TargetUrl::Postgres(u) => TargetUrl::Postgres(SecretUrl::new(paths::absolutize_url_params(u.expose(), dir))),
         TargetUrl::Nats(u) => {
-            crate::nats::NatsTarget::parse(&u, plan_name).map_err(|e| ("url".to_string(), e))?;
+            NatsTarget::parse(&u, plan_name).map_err(|e| ("url".to_string(), e))?;
             TargetUrl::Nats(u)
         }
     })

@@ -133,22 +133,23 @@ fn redact_url(url: &str) -> String {
     out
 }
 
+/// Percent-decoding as people write URLs: a `%` not followed by two hex
+/// digits stays as it is, invalid UTF-8 becomes U+FFFD.
 pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Percent-decoding for values xdb hands on (TLS files and modes,
+/// connection parameters), where a guess would connect differently than
+/// asked: a `%` not followed by two hex digits, or a result that is not
+/// UTF-8, is an error (the value itself is never shown).
+pub(crate) fn percent_decode_strict(s: &str) -> Result<String, &'static str> {
+    let malformed =
+        s.split('%').skip(1).any(|rest| !rest.as_bytes().get(..2).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
+    if malformed {
+        return Err("invalid percent-encoding");
     }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| "not valid UTF-8")
 }
 
 /// The target database, by URL scheme.
@@ -226,6 +227,20 @@ impl TargetUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_keeps_what_is_not_an_escape_and_never_panics() {
+        assert_eq!(percent_decode("p%40ss%2Fw"), "p@ss/w");
+        // A `%` before a multi-byte character once sliced the string in
+        // the middle of it (a panic on such a password).
+        assert_eq!(percent_decode("p%aé%"), "p%aé%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9%FF"), "é\u{FFFD}");
+        assert_eq!(percent_decode_strict("ca%2Fcert.pem"), Ok("ca/cert.pem".to_string()));
+        assert_eq!(percent_decode_strict("p%aé"), Err("invalid percent-encoding"));
+        assert_eq!(percent_decode_strict("p%"), Err("invalid percent-encoding"));
+        assert_eq!(percent_decode_strict("%FF"), Err("not valid UTF-8"));
+    }
 
     #[test]
     fn redacts_passwords() {

@@ -14,11 +14,11 @@ use super::conn::{TargetConn, TargetError};
 use super::mysql::MysqlConn;
 use super::postgres::PgConn;
 use super::sqlite::SqliteConn;
+use crate::error_policy::pg_error_text;
 use crate::error_policy::{self, Retry};
 use crate::mapping::MappedTable;
 use crate::model::Row;
 use crate::plan::TargetUrl;
-use crate::source::postgres::client::error_text;
 
 /// Loading a range failed; nothing of it was kept.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +242,7 @@ impl From<mysql_async::Error> for LoadFailure {
 
 impl From<tokio_postgres::Error> for LoadFailure {
     fn from(e: tokio_postgres::Error) -> Self {
-        LoadFailure { retry: error_policy::postgres(&e), reason: error_text(&e) }
+        LoadFailure { retry: error_policy::postgres(&e), reason: pg_error_text(&e) }
     }
 }
 

@@ -73,7 +73,7 @@ pub enum ValidateError {
     Source(String),
     #[error("source: {0}")]
     SourceConnect(#[from] crate::source::postgres::client::ConnectError),
-    #[error("source: {context}: {}", crate::source::postgres::client::error_text(.source))]
+    #[error("source: {context}: {}", crate::error_policy::pg_error_text(.source))]
     SourceSql {
         context: String,
         #[source]

@@ -30,7 +30,7 @@ pub enum ActionError {
     Failed(String),
     #[error("{0}")]
     Connect(#[from] client::ConnectError),
-    #[error("source: {context}{}", client::error_text(source))]
+    #[error("source: {context}{}", crate::error_policy::pg_error_text(source))]
     Source {
         /// What was running, ending in `": "` when not empty.
         context: String,

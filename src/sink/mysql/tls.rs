@@ -182,18 +182,7 @@ fn take_tls_params(url: &str) -> Result<(String, Option<MysqlSslMode>, Option<St
 }
 
 fn percent_decode(s: &str) -> Result<String, String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex: Vec<u8> = bytes.by_ref().take(2).collect();
-            let v = std::str::from_utf8(&hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(v.ok_or("invalid percent-encoding in a TLS parameter of the URL")?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).map_err(|_| "a TLS parameter of the URL is not valid UTF-8".to_string())
+    crate::plan::percent_decode_strict(s).map_err(|why| format!("a TLS parameter of the URL: {why}"))
 }
 
 /// Connecting to MySQL/MariaDB failed: the reason for people, the retry

@@ -11,12 +11,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{SinkError, SinkWriter};
+use crate::error_policy::pg_error_text;
 use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, MappedTable, TargetKind};
 use crate::model::{Change, Column, Row, TableName, TableSchema, Transaction, Value};
 use crate::sink::apply_plan::Op;
 use crate::source::postgres::catalog::{load_table, renamed_in_place, TypeCache};
-use crate::source::postgres::client::{self, error_text};
+use crate::source::postgres::client;
 use crate::source::postgres::copy_binary::CopyBinaryReader;
 use crate::source::postgres::select::{mark_unknown, select_list};
 
@@ -370,12 +371,12 @@ impl SinkWriter {
         let at: Vec<usize> = sub.columns.iter().filter_map(|c| table.column_index(&c.name)).collect();
         let (select, types, unknown) = select_list(&sub);
         let sql = format!("COPY (SELECT {select} FROM {}) TO STDOUT (FORMAT binary)", table.name.pg_quoted());
-        let stream = source.copy_out(sql.as_str()).await.map_err(|e| fail(error_text(&e)))?;
+        let stream = source.copy_out(sql.as_str()).await.map_err(|e| fail(pg_error_text(&e)))?;
         let mut stream = std::pin::pin!(stream);
         let mut reader = CopyBinaryReader::new(types);
         let set_cols = cols.to_vec();
         while let Some(part) = stream.next().await {
-            let part: Bytes = part.map_err(|e| fail(error_text(&e)))?;
+            let part: Bytes = part.map_err(|e| fail(pg_error_text(&e)))?;
             reader.feed(part);
             while let Some(mut r) = reader.next_row().map_err(|e| fail(e.to_string()))? {
                 mark_unknown(&mut r, &unknown);

@@ -21,12 +21,12 @@ use super::assembler::{
     ValueDecoders,
 };
 use super::catalog::{CatalogError, TypeCache};
-use super::client::error_text;
 use super::pgoutput::{self, PgoutputMessage};
 use super::replication::{
     ReplicationClient, ReplicationError, ReplicationEvent, ReplicationStream, SnapshotAction, StartReplicationOptions,
 };
 use super::{value_binary, value_text};
+use crate::error_policy::pg_error_text;
 use crate::model::{Lsn, PgType, ReplicaIdentity, TableName, TableSchema};
 use crate::plan::SecretUrl;
 use crate::source::change_source::{ChangeSource, SourceEvent};
@@ -61,7 +61,7 @@ pub enum ChangeStreamError {
     Assemble(#[from] AssemblerError),
     #[error("{0}")]
     Catalog(#[from] CatalogError),
-    #[error("on the source: {what}: {}", error_text(.source))]
+    #[error("on the source: {what}: {}", pg_error_text(.source))]
     Sql {
         what: String,
         #[source]
@@ -605,7 +605,7 @@ pub async fn write_marker(client: &Client, prefix: &str, content: &str) -> Resul
 /// Writing a marker message failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MarkerError {
-    #[error("writing a marker (pg_logical_emit_message): {}", error_text(.0))]
+    #[error("writing a marker (pg_logical_emit_message): {}", pg_error_text(.0))]
     Sql(#[from] tokio_postgres::Error),
     #[error("writing a marker: the server answered {0:?}, not an LSN")]
     NotAnLsn(String),

@@ -102,7 +102,7 @@ pub async fn connect_with(
                 retryable: false,
             };
         }
-        let mut reason = scrub(&error_text(&e), url);
+        let mut reason = scrub(&crate::error_policy::pg_error_text(&e), url);
         if reason.contains("server does not support TLS") {
             reason = format!(
                 "the server does not support TLS but {} (enable ssl on the server, or use sslmode=prefer)",
@@ -205,28 +205,6 @@ async fn connect_guarded(
     Err(last.unwrap_or_else(|| {
         GuardedConnectError::Socket(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the URL names no TCP host"))
     }))
-}
-
-/// The whole message of a tokio-postgres error, including the server's
-/// message and SQLSTATE, which `Display` alone hides for DbErrors.
-pub fn error_text(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-        if let Some(d) = db.detail() {
-            s.push_str(&format!("; detail: {d}"));
-        }
-        if let Some(h) = db.hint() {
-            s.push_str(&format!("; hint: {h}"));
-        }
-        return s;
-    }
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(&format!(": {inner}"));
-        src = inner.source();
-    }
-    s
 }
 
 fn scrub(text: &str, url: &SecretUrl) -> String {

@@ -39,7 +39,7 @@ pub enum RecomputeError {
     Connect(#[from] ConnectError),
     #[error("{0}")]
     Catalog(#[from] CatalogError),
-    #[error("recomputing the generated columns of {table} on the source: {}", client::error_text(.source))]
+    #[error("recomputing the generated columns of {table} on the source: {}", crate::error_policy::pg_error_text(.source))]
     Query {
         table: TableName,
         #[source]

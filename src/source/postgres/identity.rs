@@ -47,7 +47,9 @@ pub enum IdentityError {
 /// Connects to `url` and reads its identity.
 pub async fn of_url(url: &SecretUrl) -> Result<SourceIdentity, IdentityError> {
     let c = super::client::connect(url, "xdb identity").await?;
-    read(&c).await.map_err(|e| IdentityError::Query { server: url.redacted(), reason: super::client::error_text(&e) })
+    read(&c)
+        .await
+        .map_err(|e| IdentityError::Query { server: url.redacted(), reason: crate::error_policy::pg_error_text(&e) })
 }
 
 /// The identity of the plan's target when it is a PostgreSQL database

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::client::error_text;
+use crate::error_policy::pg_error_text;
 use crate::model::TableName;
 
 /// The comment that marks a publication as created by xdb.
@@ -13,7 +13,7 @@ pub const CREATED_BY_XDB: &str = "created by xdb";
 /// Publication setup failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublicationError {
-    #[error("publication {publication}: {}", error_text(source))]
+    #[error("publication {publication}: {}", pg_error_text(source))]
     Sql {
         publication: String,
         #[source]

@@ -523,25 +523,7 @@ fn client_cert_pair(cert: Option<String>, key: Option<String>) -> Result<Option<
 
 /// Percent-decoding; `what` names the part in errors (the value itself is never shown).
 fn decode(s: &str, what: &str) -> Result<String, ReplicationError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-            match hex {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                None => return Err(ReplicationError::Config(format!("invalid percent-encoding in the URL's {what}"))),
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ReplicationError::Config(format!("the URL's {what} is not valid UTF-8")))
+    crate::plan::percent_decode_strict(s).map_err(|why| ReplicationError::Config(format!("the URL's {what}: {why}")))
 }
 
 #[cfg(test)]
