@@ -406,8 +406,10 @@ impl MappedTable {
     }
 
     /// The `LOAD DATA LOCAL INFILE` statement for [`MappedTable::append_load_data_row`]'s
-    /// text, read from the infile stream named `stream_name`.
-    pub fn load_data_sql(&self, stream_name: &str) -> String {
+    /// text, read from the infile stream named `stream_name` in the
+    /// character set `charset` (`utf8mb4`, or `binary` where the target's
+    /// columns take UTF-8 as it is: `sink::mysql::load`).
+    pub fn load_data_sql(&self, stream_name: &str, charset: &str) -> String {
         let d = self.kind.dialect();
         let mut cols = Vec::new();
         let mut sets = Vec::new();
@@ -421,7 +423,7 @@ impl MappedTable {
         }
         let name = stream_name.replace('\\', "\\\\").replace('\'', "''");
         let mut sql = format!(
-            "LOAD DATA LOCAL INFILE '{name}' INTO TABLE {} CHARACTER SET utf8mb4 \
+            "LOAD DATA LOCAL INFILE '{name}' INTO TABLE {} CHARACTER SET {charset} \
              FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
             self.target_ident,
             cols.join(", ")

@@ -678,7 +678,7 @@ mod tests {
         my.append_load_data_row(&row, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "-1\ta\\tb\\\\c\\nd\t00ff\t[\"x\\\\\"y\",null]\t\\N\n");
         assert_eq!(
-            my.load_data_sql("xdb/1"),
+            my.load_data_sql("xdb/1", "utf8mb4"),
             "LOAD DATA LOCAL INFILE 'xdb/1' INTO TABLE `shop__orders` CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (`id`, `s`, @v2, `a`, `f`) SET `b` = UNHEX(@v2)"
         );
         let pg = map_table(&MappingRules::builtin(&TargetKind::Postgres), &t, &MappingOverrides::default()).unwrap();

@@ -142,8 +142,14 @@ pub struct Copy {
     pub chunk_rows: u64,
 }
 
+/// 100,000: each range is one target transaction, and the last ones to
+/// commit are the copy's tail, with one core idle while the other worker
+/// finishes. Measured (issue 18, 1M-row orders table into MariaDB, 2
+/// workers, best of 4): 250,000 rows per range 5.22 s, 100,000 4.73 s,
+/// 50,000 4.97 s (more commits); into PostgreSQL no difference above the
+/// noise.
 fn default_chunk_rows() -> u64 {
-    250_000
+    100_000
 }
 
 impl Default for Copy {

@@ -222,7 +222,10 @@ async fn my_load(c: &mut mysql_async::Conn, t: &MappedTable, rows: &[Row]) {
     c.set_infile_handler(async move {
         Ok(futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(data))]).boxed())
     });
-    let sql = t.load_data_sql("xdb-mapping-test");
+    // The character set the copy uses on the tables it creates (utf8mb4
+    // throughout: the bytes are taken as they are); the converting one
+    // (`utf8mb4`) is app_schema::an_existing_latin1_column_….
+    let sql = t.load_data_sql("xdb-mapping-test", "binary");
     c.query_drop(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     let warnings: Vec<mysql_async::Row> = c.query("SHOW WARNINGS").await.unwrap();
     assert!(warnings.is_empty(), "LOAD DATA warnings: {warnings:?}");
