@@ -308,6 +308,27 @@ async fn existing_target_is_checked_on_postgres() {
     .await;
 }
 
+/// A source table `notes` with `rows` (SQL values), and a MariaDB target
+/// whose `notes` exists already with a latin1 text column.
+async fn latin1_target(rows: &str) -> (PgDb, Target, support::PlanFile) {
+    let db = PgDb::create("xdb_latin1").await;
+    db.exec(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, tag uuid NOT NULL);
+         ALTER TABLE notes OWNER TO xdb_repl;",
+    )
+    .await;
+    db.exec(&format!("INSERT INTO notes VALUES {rows}")).await;
+    let target = Target::Mysql(MyDb::create("xdb_latin1_my").await);
+    target
+        .rows(
+            "CREATE TABLE notes (id int PRIMARY KEY, body LONGTEXT CHARACTER SET latin1 NOT NULL,
+             tag CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        )
+        .await;
+    let plan = plan(&db, &target, "notes", "");
+    (db, target, plan)
+}
+
 /// An existing MariaDB table whose text column is latin1 (made by the
 /// application before xdb, and accepted: it is not a key): the copy sends
 /// UTF-8, and the server must convert it — 'é' lands as latin1's one byte,
@@ -316,30 +337,15 @@ async fn existing_target_is_checked_on_postgres() {
 /// utf8mb4 throughout, where the server may take the bytes as they are.)
 #[tokio::test]
 async fn an_existing_latin1_column_is_converted_by_the_server_or_refused() {
-    const NOTES: &str = "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, tag uuid NOT NULL);
-        ALTER TABLE notes OWNER TO xdb_repl;";
-    const TARGET: &str = "CREATE TABLE notes (id int PRIMARY KEY, body LONGTEXT CHARACTER SET latin1 NOT NULL,
-        tag CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
     let tag = "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'";
-
-    let db = PgDb::create("xdb_latin1").await;
-    db.exec(NOTES).await;
-    db.exec(&format!("INSERT INTO notes VALUES (1, 'café naïve', {tag}), (2, 'plain', {tag})")).await;
-    let target = Target::Mysql(MyDb::create("xdb_latin1_my").await);
-    target.rows(TARGET).await;
-    let first = plan(&db, &target, "notes", "");
+    let (_db, target, first) = latin1_target(&format!("(1, 'café naïve', {tag}), (2, 'plain', {tag})")).await;
     ok(&xdb(&first, &["snapshot"]));
     let rows = target.rows("SELECT id, HEX(body), tag FROM notes ORDER BY id").await;
     assert_eq!(rows[0], ["1", "636166E9206E61EF7665", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"], "{rows:?}");
     let v = xdb(&first, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 
-    let db = PgDb::create("xdb_latin1").await;
-    db.exec(NOTES).await;
-    db.exec(&format!("INSERT INTO notes VALUES (1, 'café', {tag}), (2, 'pile of 💩', {tag})")).await;
-    let target = Target::Mysql(MyDb::create("xdb_latin1_my").await);
-    target.rows(TARGET).await;
-    let second = plan(&db, &target, "notes", "");
+    let (_db, target, second) = latin1_target(&format!("(1, 'café', {tag}), (2, 'pile of 💩', {tag})")).await;
     let snap = xdb(&second, &["snapshot"]);
     let text = support::text(&snap);
     assert!(!snap.status.success(), "a character latin1 cannot hold was copied: {text}");
