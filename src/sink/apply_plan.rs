@@ -58,6 +58,40 @@ pub enum Op<'a> {
     ExpectRows { table: &'a Arc<TableSchema>, keys: Vec<&'a Row>, op: &'static str },
 }
 
+/// Like [`split_pow2`], but an upsert or a row check whose size is not a
+/// power of two is padded up to the next one by repeating its last row or
+/// key, as long as that fits `limits`: one statement instead of up to
+/// log2(n) pieces, each a round trip on a target without pipelining
+/// (MySQL/MariaDB), and statement texts still few. Exact for these two
+/// only: an upsert of the same row again sets the values it just set (the
+/// row is unchanged, the server logs nothing for it), and a row check
+/// counts rows, not keys (`IN` lists ignore repeats; its expected count is
+/// the distinct keys). Inserts and deletes are split as before. For groups
+/// no trigger can see (the same upsert firing twice would be visible to
+/// one): [`ChangeOrder::ByTable`]'s condition.
+pub fn pad_pow2(ops: Vec<Op<'_>>, limits: OpLimits) -> Vec<Op<'_>> {
+    let fits = |rows: usize, width: usize| rows.next_power_of_two() * width <= limits.max_params;
+    let pad = |v: &mut Vec<&Row>| {
+        let last = *v.last().expect("a statement has rows");
+        v.resize(v.len().next_power_of_two(), last);
+    };
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Upsert { table, mut rows } if fits(rows.len(), table.columns.len()) => {
+                pad(&mut rows);
+                out.push(Op::Upsert { table, rows });
+            }
+            Op::ExpectRows { table, mut keys, op } if fits(keys.len(), table.primary_key.len()) => {
+                pad(&mut keys);
+                out.push(Op::ExpectRows { table, keys, op });
+            }
+            other => out.extend(split_pow2(vec![other])),
+        }
+    }
+    out
+}
+
 /// Splits multi-row statements into pieces whose sizes are powers of two
 /// (in order: 1000 rows become 512, 256, 128, 64, 32, 8). Statement text
 /// depends on the row count, and targets cache prepared statements by text:
@@ -479,6 +513,43 @@ mod tests {
         let order: Vec<&Row> =
             ops.iter().flat_map(|o| if let Op::Upsert { rows, .. } = o { rows.clone() } else { vec![] }).collect();
         assert!(order.iter().zip(rows.iter()).all(|(a, b)| *a == b) && order.len() == 1000, "order kept");
+    }
+
+    #[test]
+    fn pads_upserts_and_checks_to_a_power_of_two_and_splits_the_rest() {
+        let t = table("t", true);
+        let rows: Vec<Row> = (0..11).map(|i| row(i, i)).collect();
+        let all: Vec<&Row> = rows.iter().collect();
+        let ops = vec![
+            Op::ExpectRows { table: &t, keys: all.clone(), op: "UPDATE" },
+            Op::Upsert { table: &t, rows: all.clone() },
+            Op::DeleteByKey { table: &t, keys: all.clone() },
+            Op::Insert { table: &t, rows: all[..3].to_vec() },
+        ];
+        let padded = pad_pow2(ops, OpLimits::default());
+        let shape: Vec<(&str, usize)> = padded
+            .iter()
+            .map(|o| match o {
+                Op::ExpectRows { keys, .. } => ("check", keys.len()),
+                Op::Upsert { rows, .. } => ("upsert", rows.len()),
+                Op::DeleteByKey { keys, .. } => ("delete", keys.len()),
+                Op::Insert { rows, .. } => ("insert", rows.len()),
+                _ => ("other", 0),
+            })
+            .collect();
+        // A repeated delete would find nothing (its count is checked), a
+        // repeated insert would be a second row: those two are split.
+        assert_eq!(
+            shape,
+            [("check", 16), ("upsert", 16), ("delete", 8), ("delete", 2), ("delete", 1), ("insert", 2), ("insert", 1)]
+        );
+        // The padding is the last row again, by reference, after the rows in order.
+        let Op::Upsert { rows: up, .. } = &padded[1] else { unreachable!() };
+        assert!(up[..11].iter().zip(&all).all(|(a, b)| std::ptr::eq(*a, *b)));
+        assert!(up[11..].iter().all(|r| std::ptr::eq(*r, all[10])));
+        // Too wide to pad within the limits: split as before.
+        let narrow = pad_pow2(vec![Op::Upsert { table: &t, rows: all.clone() }], OpLimits { max_params: 30 });
+        assert_eq!(narrow.len(), 3, "{narrow:?}");
     }
 
     fn tx(changes: Vec<Change>) -> Transaction {
