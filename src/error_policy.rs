@@ -65,6 +65,19 @@ pub fn postgres(e: &tokio_postgres::Error) -> Retry {
     Retry::Fatal
 }
 
+/// A tokio-postgres error while logging in: as [`postgres`], except that
+/// SQLSTATE 55000 is transient here. At login the server sends it for one
+/// thing, a database whose connections an administrator has switched off
+/// for a while (`ALTER DATABASE … ALLOW_CONNECTIONS false`, a maintenance
+/// window); after login the same code means a missing prerequisite
+/// (`wal_level`), which no retry fixes.
+pub fn postgres_login(e: &tokio_postgres::Error) -> Retry {
+    match e.code() {
+        Some(code) if code.code() == "55000" => Retry::Transient,
+        _ => postgres(e),
+    }
+}
+
 /// MySQL/MariaDB server error numbers that mean "try again later".
 const MYSQL_TRANSIENT: &[u16] = &[
     1040, // ER_CON_COUNT_ERROR: too many connections

@@ -138,6 +138,7 @@ impl CopyError {
             CopyError::SlotKept { source, .. } => source.is_retryable(),
             CopyError::Replication(e) => e.is_retryable(),
             CopyError::Target(e) => e.is_retryable(),
+            CopyError::TargetIsSource(e) => e.is_retryable(),
             CopyError::SourceConnect(e) => e.retryable,
             CopyError::Publication(e) => e.is_retryable(),
             CopyError::SourceSql(e) | CopyError::Catalog(CatalogError::Query { source: e, .. }) => {

@@ -462,8 +462,14 @@ async fn target_outage_is_retried_and_nothing_is_lost() {
     let target = Target::Postgres(tdb);
     let plan = plan(&db, &target, "items", "");
     ok(&xdb(&plan, &["snapshot"]));
-    let mut child = spawn(&plan, &["sync"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let child = spawn(&plan, &["sync"]);
+    // Streaming before the outage (not still starting: that case is
+    // `a_target_refusing_connections_when_sync_starts_is_waited_for`).
+    db.exec("UPDATE items SET qty = 4242 WHERE id = 1").await;
+    wait_until("the stream to run", Duration::from_secs(60), || async {
+        target_has_value(&target, "SELECT qty::text FROM public.items WHERE id = 1", "4242").await
+    })
+    .await;
     // The target goes away: no new connections, existing ones terminated.
     let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
     admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS false")).await.unwrap();
@@ -479,9 +485,49 @@ async fn target_outage_is_retried_and_nothing_is_lost() {
     wait_until("the target to catch up", Duration::from_secs(60), || async { target_items(&target).await == want })
         .await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "SIGTERM is a clean stop");
+    let (code, err) = stopped(child).await;
+    assert_eq!(code, Some(0), "SIGTERM is a clean stop:\n{err}");
     assert_eq!(target_items(&target).await, source_items(&db).await);
+    ok(&xdb(&plan, &["validate"]));
+}
+
+/// A target that refuses new connections while `sync` starts (a DBA's
+/// `ALLOW_CONNECTIONS false` for a maintenance window, SQLSTATE 55000 at
+/// login) is waited for like a target that is down, not a reason to stop:
+/// once it accepts again the copy and the stream run and nothing is lost.
+#[tokio::test]
+async fn a_target_refusing_connections_when_sync_starts_is_waited_for() {
+    let db = PgDb::create("xdb_sync_refuse").await;
+    db.exec(SHOP).await;
+    fill(&db, 1, 100).await;
+    let tdb = PgDb::create("xdb_sync_refuse_t").await;
+    let tname = tdb.name.clone();
+    let target = Target::Postgres(tdb);
+    let plan = plan(&db, &target, "items", "");
+    let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
+    admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS false")).await.unwrap();
+    let mut child = spawn(&plan, &["sync"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let early_exit = child.try_wait().unwrap();
+    admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS true")).await.unwrap();
+    if let Some(status) = early_exit {
+        let (_, err) = stopped(child).await;
+        panic!("sync stopped ({status}) while the target refused connections:\n{err}");
+    }
+    wait_until("the copy to finish", Duration::from_secs(60), || async {
+        target_has_value(&target, "SELECT count(*) FROM xdb.state", "1").await
+    })
+    .await;
+    // Rows that only the stream can bring.
+    fill(&db, 101, 200).await;
+    let want = source_items(&db).await;
+    wait_until("the target to catch up", Duration::from_secs(60), || async { target_items(&target).await == want })
+        .await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let (code, err) = stopped(child).await;
+    assert_eq!(code, Some(0), "SIGTERM is a clean stop:\n{err}");
+    assert!(err.contains("retrying the copy"), "the wait is said:\n{err}");
+    ok(&xdb(&plan, &["validate"]));
 }
 
 /// The snapshot handoff (invariants *snapshot handoff* and *per-table sync LSN*) with a writer running during

@@ -111,7 +111,7 @@ pub async fn connect_with(
         }
         // By code: a wrong password or a refused certificate stays wrong
         // until someone changes the server or the URL.
-        let retryable = crate::error_policy::postgres(&e).is_transient();
+        let retryable = crate::error_policy::postgres_login(&e).is_transient();
         ConnectError { server: server.clone(), reason, retryable }
     };
     // A server reached over the network whose certificate is not verified

@@ -40,16 +40,29 @@ pub async fn read(c: &tokio_postgres::Client) -> Result<SourceIdentity, tokio_po
 pub enum IdentityError {
     #[error(transparent)]
     Connect(#[from] super::client::ConnectError),
-    #[error("reading the identity of {server} (pg_control_system()): {reason}")]
-    Query { server: String, reason: String },
+    #[error("reading the identity of {server} (pg_control_system()): {}", crate::error_policy::pg_error_text(.source))]
+    Query {
+        server: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl IdentityError {
+    /// True when a later attempt may succeed (the server is away for a
+    /// while), by code: [`crate::error_policy`].
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IdentityError::Connect(e) => e.retryable,
+            IdentityError::Query { source, .. } => crate::error_policy::postgres(source).is_transient(),
+        }
+    }
 }
 
 /// Connects to `url` and reads its identity.
 pub async fn of_url(url: &SecretUrl) -> Result<SourceIdentity, IdentityError> {
     let c = super::client::connect(url, "xdb identity").await?;
-    read(&c)
-        .await
-        .map_err(|e| IdentityError::Query { server: url.redacted(), reason: crate::error_policy::pg_error_text(&e) })
+    read(&c).await.map_err(|source| IdentityError::Query { server: url.redacted(), source })
 }
 
 /// The identity of the plan's target when it is a PostgreSQL database
@@ -88,4 +101,14 @@ pub enum TargetCheckError {
     Same(#[from] TargetIsSource),
     #[error("target: {0}")]
     Identity(#[from] IdentityError),
+}
+
+impl TargetCheckError {
+    /// The target being the source is for good; not reaching it may not be.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TargetCheckError::Same(_) => false,
+            TargetCheckError::Identity(e) => e.is_retryable(),
+        }
+    }
 }
