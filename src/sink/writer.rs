@@ -48,6 +48,9 @@ pub use schema_change::rename_candidate;
 
 const SPILL_CHUNK: usize = 5_000;
 
+/// A group's statements table by table, and the target tables they write.
+type ByTableCandidate<'a> = (Vec<Op<'a>>, Vec<String>);
+
 /// A group planned into more statements than this is also planned table by
 /// table on a MySQL target ([`SinkWriter::by_table`]): below it, the extra
 /// read of the target's catalog would cost about what it saves.
@@ -354,18 +357,62 @@ impl SinkWriter {
         time: i64,
         one_by_one: bool,
     ) -> Result<(), SinkError> {
-        self.begin().await?;
+        let planned = self.begin_group(txs, one_by_one).await?;
         let r = async {
-            self.apply_ops(txs, one_by_one).await?;
+            match planned {
+                Some(ops) => self.execute_ops(&ops).await?,
+                None => self.apply_ops(txs, one_by_one).await?,
+            }
             self.refill_rows_from_before_the_alter(txs).await?;
-            self.write_position(end, time).await?;
-            self.commit().await
+            self.commit_at(end, time).await
         }
         .await;
         if r.is_err() {
             self.rollback().await;
         }
         r
+    }
+
+    /// Opens a group's transaction. On a MySQL target a group worth
+    /// applying table by table ([`by_table`](Self::by_table)) has the
+    /// catalog read sent with `START TRANSACTION`, one round trip for both
+    /// (under load each round trip waits for the server to be scheduled);
+    /// then returns the group's statements, table by table or in source
+    /// order as the read allows. `None`: the caller plans them.
+    async fn begin_group<'a>(
+        &mut self,
+        txs: &'a [Transaction],
+        one_by_one: bool,
+    ) -> Result<Option<Vec<Op<'a>>>, SinkError> {
+        if one_by_one || !matches!(self.conn, TargetConn::Mysql(_)) {
+            self.begin().await?;
+            return Ok(None);
+        }
+        let source_order = split_pow2(self.plan(txs, self.limits, ChangeOrder::Source)?);
+        let candidate = match source_order.len() > BY_TABLE_FROM {
+            true => self.by_table_candidate(txs, source_order.len())?,
+            false => None,
+        };
+        let Some((by_table, tables)) = candidate else {
+            self.begin().await?;
+            return Ok(Some(source_order));
+        };
+        let TargetConn::Mysql(c) = &mut self.conn else { unreachable!("checked above") };
+        let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        let unrelated = c.begin_and_check_unrelated(&names).await;
+        let unrelated = unrelated.map_err(|e| {
+            self.conn.err("starting a transaction and reading the target's foreign keys and triggers", e)
+        })?;
+        Ok(Some(if unrelated {
+            tracing::debug!(
+                statements = by_table.len(),
+                instead_of = source_order.len(),
+                "applying the group table by table"
+            );
+            by_table
+        } else {
+            source_order
+        }))
     }
 
     /// Applies a spilled (very large) transaction chunk by chunk inside one
@@ -382,8 +429,7 @@ impl SinkWriter {
                 self.apply_ops(std::slice::from_ref(&chunk), false).await.map_err(|e| e.at(chunk.commit_lsn))?;
                 self.refill_rows_from_before_the_alter(std::slice::from_ref(&chunk)).await?;
             }
-            self.write_position(end, time).await?;
-            self.commit().await
+            self.commit_at(end, time).await
         }
         .await;
         if r.is_err() {
@@ -412,8 +458,7 @@ impl SinkWriter {
 
     /// Records the position and commits the parts.
     pub async fn commit_parts(&mut self, end: Lsn, commit_time: i64) -> Result<(), SinkError> {
-        self.write_position(end, commit_time).await?;
-        self.commit().await?;
+        self.commit_at(end, commit_time).await?;
         self.applied = end;
         Ok(())
     }
@@ -461,21 +506,34 @@ impl SinkWriter {
         let _ = self.conn.execute_batch(&["ROLLBACK".to_string()], "rolling back").await;
     }
 
-    async fn write_position(&mut self, end: Lsn, commit_time: i64) -> Result<(), SinkError> {
-        let now = chrono::Utc::now().timestamp_micros();
+    /// Records the applied position `end` in the open transaction and
+    /// commits it (invariant *exactly once*): on a MySQL
+    /// target as one multi-statement round trip
+    /// ([`MysqlConn::execute_and_commit`]), where the server stops at a
+    /// failed write before the `COMMIT`.
+    async fn commit_at(&mut self, end: Lsn, commit_time: i64) -> Result<(), SinkError> {
         let sql = state::upsert_position(self.conn.dialect());
-        let p = [
-            StateParam::Text(self.slot.clone()),
-            StateParam::I64(end.0 as i64),
-            StateParam::I64(commit_time),
-            StateParam::I64(self.consistent_point.0 as i64),
-            StateParam::I64(now),
-        ];
+        let p = self.position_params(end, commit_time);
+        if let (TargetConn::Mysql(c), None) = (&mut self.conn, &self.position_companion) {
+            let r = c.execute_and_commit(&[(&sql, &p)]).await;
+            r.map_err(|e| self.conn.err("recording the applied position and committing", e))?;
+            return Ok(());
+        }
         self.conn.execute_params(&sql, &p, "recording the applied position").await?;
         if let Some((sql, p)) = self.position_companion.clone() {
             self.conn.execute_params(&sql, &p, "recording the applied position").await?;
         }
-        Ok(())
+        self.commit().await
+    }
+
+    fn position_params(&self, end: Lsn, commit_time: i64) -> [StateParam; 5] {
+        [
+            StateParam::Text(self.slot.clone()),
+            StateParam::I64(end.0 as i64),
+            StateParam::I64(commit_time),
+            StateParam::I64(self.consistent_point.0 as i64),
+            StateParam::I64(chrono::Utc::now().timestamp_micros()),
+        ]
     }
 
     /// Applies `txs` as merged statements, or with `one_by_one` one row per
@@ -517,7 +575,11 @@ impl SinkWriter {
                 ops = by_table;
             }
         }
-        for op in &ops {
+        self.execute_ops(&ops).await
+    }
+
+    async fn execute_ops(&mut self, ops: &[Op<'_>]) -> Result<(), SinkError> {
+        for op in ops {
             self.execute_op(op).await?;
         }
         Ok(())
@@ -575,22 +637,35 @@ impl SinkWriter {
         txs: &'a [Transaction],
         source_order: usize,
     ) -> Result<Option<Vec<Op<'a>>>, SinkError> {
+        let Some((ops, tables)) = self.by_table_candidate(txs, source_order)? else { return Ok(None) };
+        let TargetConn::Mysql(c) = &mut self.conn else { return Ok(None) };
+        let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        let unrelated = c.unrelated_now(&names).await;
+        let unrelated = unrelated.map_err(|e| self.conn.err("reading the target's foreign keys and triggers", e))?;
+        Ok(unrelated.then_some(ops))
+    }
+
+    /// The group's statements table by table when they are at most half
+    /// of the `source_order` count, with the target tables whose catalog
+    /// must allow them ([`MysqlConn::unrelated_now`]).
+    fn by_table_candidate<'a>(
+        &self,
+        txs: &'a [Transaction],
+        source_order: usize,
+    ) -> Result<Option<ByTableCandidate<'a>>, SinkError> {
         let ops = pad_pow2(self.plan(txs, self.limits, ChangeOrder::ByTable)?, self.limits);
         if ops.len() * 2 > source_order {
             return Ok(None);
         }
-        let mut tables: Vec<&str> = Vec::new();
+        let mut tables: Vec<String> = Vec::new();
         for op in &ops {
             // Not a planned table: its changes are skipped (run_op).
             let Some(m) = self.mapped.get(&op.table().name) else { continue };
-            if !tables.contains(&m.target_name.as_str()) {
-                tables.push(&m.target_name);
+            if !tables.contains(&m.target_name) {
+                tables.push(m.target_name.clone());
             }
         }
-        let TargetConn::Mysql(c) = &mut self.conn else { return Ok(None) };
-        let unrelated = c.unrelated_now(&tables).await;
-        let unrelated = unrelated.map_err(|e| self.conn.err("reading the target's foreign keys and triggers", e))?;
-        Ok(unrelated.then_some(ops))
+        Ok(Some((ops, tables)))
     }
 
     fn plan<'a>(
