@@ -339,7 +339,7 @@ async fn money_scale(c: &Client, tables: &[TableSchema], s: &mut CheckSection) -
     }
     let scale = crate::source::postgres::money::read_scale(c).await.map_err(q)?;
     s.info(format!(
-        "money ({}): lc_monetary {} has {} fraction digits; amounts move as the decimals the database's sessions          see ('1'::money::numeric = {})",
+        "money ({}): lc_monetary {} has {} fraction digits; amounts move as the decimals the database's sessions see ('1'::money::numeric = {})",
         cols.join(", "),
         scale.locale,
         scale.digits,

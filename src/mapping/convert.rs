@@ -308,6 +308,13 @@ impl MappedTable {
         }
     }
 
+    /// Every value of `row` the target cannot take (after the policies),
+    /// column by column: a refused row names all of them at once, not one
+    /// per run.
+    pub fn row_errors(&self, row: &Row) -> Vec<ConversionError> {
+        (0..self.columns.len()).filter_map(|i| self.prepare(i, row).err()).collect()
+    }
+
     fn conversion_error(&self, i: usize, row: &Row, reason: String, policy: LossyPolicy) -> ConversionError {
         let key = self
             .source

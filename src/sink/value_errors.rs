@@ -21,6 +21,16 @@ impl ValueErrors {
         }
     }
 
+    /// A refused row: every value of it the target cannot take
+    /// ([`MappedTable::row_errors`](crate::mapping::MappedTable::row_errors)),
+    /// or `first` (the error the conversion stopped at) should that find none.
+    pub fn push_row(&mut self, first: crate::mapping::ConversionError, all: Vec<crate::mapping::ConversionError>) {
+        if all.is_empty() {
+            self.push(first);
+        }
+        all.into_iter().for_each(|e| self.push(e));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }

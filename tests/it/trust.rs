@@ -447,7 +447,8 @@ async fn check_publication_fix_names_only_existing_tables() {
 }
 
 /// Several values the target cannot take: the copy names every one of them
-/// (with the total), not only the first, on SQLite and MariaDB alike.
+/// (with the total), not only the first — also several in one row — on
+/// SQLite and MariaDB alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_copy_reports_every_value_the_target_refuses() {
     use crate::support::{plan, xdb, Target};
@@ -456,16 +457,19 @@ async fn the_copy_reports_every_value_the_target_refuses() {
     {
         let db = PgDb::create("xdb_trust_loaderr").await;
         db.exec(
-            "CREATE TABLE m (id int PRIMARY KEY, r float8); ALTER TABLE m OWNER TO xdb_repl;
-             INSERT INTO m SELECT g, CASE WHEN g IN (3, 17, 40) THEN 'NaN'::float8 ELSE g END FROM generate_series(1, 50) g;",
+            "CREATE TABLE m (id int PRIMARY KEY, r float8, s float8); ALTER TABLE m OWNER TO xdb_repl;
+             INSERT INTO m SELECT g, CASE WHEN g IN (3, 17, 40) THEN 'NaN'::float8 ELSE g END,
+               CASE WHEN g = 17 THEN 'NaN'::float8 ELSE 0 END FROM generate_series(1, 50) g;",
         )
         .await;
         let plan = plan(&db, &target, "public.m", "");
         let out = xdb(&plan, &["snapshot"]);
         let o = text(&out);
         assert!(!out.status.success(), "{o}");
-        assert!(o.contains("3 values cannot be written"), "{o}");
-        for key in ["id=3)", "id=17)", "id=40)"] {
+        assert!(o.contains("4 values cannot be written"), "{o}");
+        for key in
+            ["public.m.r (key id=3)", "public.m.r (key id=17)", "public.m.s (key id=17)", "public.m.r (key id=40)"]
+        {
             assert!(o.contains(key), "{key} is named: {o}");
         }
         if let Target::Sqlite(path) = &target {

@@ -41,13 +41,13 @@ pub(crate) async fn load_range(
             let n = batch.len() as u64;
             for row in &batch {
                 let at = buf.len();
-                if let Err(conv) = t.append_load_data_row(row, &mut buf) {
+                if let Err(first) = t.append_load_data_row(row, &mut buf) {
                     // Keep going so that every bad value of the range is
                     // named; the range fails after the load (row counts
                     // differ, the stored errors say why).
                     buf.truncate(at);
                     if let Ok(mut errors) = err.lock() {
-                        errors.push(conv);
+                        errors.push_row(first, t.row_errors(row));
                     }
                 }
             }

@@ -59,9 +59,9 @@ pub(crate) async fn load_range(
     while let Some(batch) = rows.recv().await {
         for row in &batch {
             let at = buf.len();
-            if let Err(c) = table.append_pg_copy_row(row, &mut buf) {
+            if let Err(first) = table.append_pg_copy_row(row, &mut buf) {
                 buf.truncate(at);
-                bad.push(c);
+                bad.push_row(first, table.row_errors(row));
             }
         }
         sent += batch.len() as u64;

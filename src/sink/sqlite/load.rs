@@ -34,8 +34,8 @@ pub(crate) fn load_range(
             for row in &batch {
                 let params = match table.sqlite_params(row, &all) {
                     Ok(p) => p,
-                    Err(c) => {
-                        bad.push(c);
+                    Err(first) => {
+                        bad.push_row(first, table.row_errors(row));
                         continue;
                     }
                 };
