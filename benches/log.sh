@@ -32,7 +32,7 @@ SRC=xdb_bench_log
 MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
 WORK=$(mktemp -d /tmp/xdb-bench-log.XXXXXX)
 chmod 755 "$WORK"
-PORT=${XDB_NATS_PORT:-42220}
+PORT=${XDB_NATS_PORT:-61220}
 CPORT=${XDB_NATS_CLUSTER_PORT:-62220}
 as_dev() { if [ "$(id -u)" = 0 ]; then runuser -u "${XDB_DEV_USER:-xdbdev}" -- "$@"; else "$@"; fi; }
 PIDS=""

@@ -6,7 +6,7 @@
 # (12-18, and 11) are installed into a cache outside the repository for the version
 # matrix (scripts/pg-versions.sh). nats-server (installed by dev-dbs.sh)
 # runs throw-away three-node JetStream clusters for tests/it/log.rs, on
-# loopback ports from XDB_NATS_PORT / XDB_NATS_CLUSTER_PORT (default 42220 /
+# loopback ports from XDB_NATS_PORT / XDB_NATS_CLUSTER_PORT (default 61220 /
 # 62220). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."

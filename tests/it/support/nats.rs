@@ -1,8 +1,10 @@
 //! A three-node NATS JetStream cluster on loopback, run as the unprivileged
 //! dev user (as `scripts/dev-dbs.sh` runs the databases): started for one
 //! test, nodes stoppable and restartable, all stopped and removed on drop.
-//! Client ports from `XDB_NATS_PORT` (default 42220), cluster ports from
-//! `XDB_NATS_CLUSTER_PORT` (default 62220), three per cluster.
+//! Client ports from `XDB_NATS_PORT` (default 61220), cluster ports from
+//! `XDB_NATS_CLUSTER_PORT` (default 62220), three per cluster: both above
+//! Linux's ephemeral range (32768–60999), where a client connection of a
+//! test running beside could hold the port a node is about to listen on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,7 +23,7 @@ pub struct NatsCluster {
 }
 
 /// Port slots in use (each takes three ports of each range): 10 ports per
-/// range (42220–42229, 62220–62229) make three clusters at a time; a
+/// range (61220–61229, 62220–62229) make three clusters at a time; a
 /// fourth test waits for a slot.
 static SLOTS: Mutex<[bool; 3]> = Mutex::new([false; 3]);
 
@@ -56,7 +58,7 @@ impl NatsCluster {
     /// with three replicas.
     pub async fn start() -> NatsCluster {
         let k = take_slot().await;
-        let base = port_base("XDB_NATS_PORT", 42220) + k * 3;
+        let base = port_base("XDB_NATS_PORT", 61220) + k * 3;
         let cbase = port_base("XDB_NATS_CLUSTER_PORT", 62220) + k * 3;
         let dir = std::env::temp_dir().join(unique("xdb_nats"));
         std::fs::create_dir_all(&dir).unwrap();
