@@ -116,7 +116,13 @@ my_running() {
 
 pg_up() {
   local bin; bin=$(pg_bindir)
-  if pg_running; then log "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return 0; fi
+  if pg_running; then
+    # Line 4 of postmaster.pid is the port it listens on.
+    local on; on=$(sed -n 4p "$PG_DATA/postmaster.pid" 2>/dev/null || true)
+    [ "$on" = "$PG_PORT" ] \
+      || die "PostgreSQL of $DEV_DIR already runs on port $on, not $PG_PORT: run scripts/dev-dbs.sh down first"
+    log "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return 0
+  fi
   if [ ! -f "$PG_DATA/PG_VERSION" ]; then
     log "initdb $PG_DATA"
     local pwfile="$DEV_DIR/.pgpw"
@@ -156,7 +162,9 @@ host  replication all         127.0.0.1/32 scram-sha-256
 EOF
   fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  as_dev "$bin/pg_ctl" -D "$PG_DATA" -l "$DEV_DIR/postgres.log" -w -t 60 start >/dev/null \
+  # -p: the port asked now, not the one written in postgresql.conf when
+  # the data directory was made (XDB_PG_PORT may have changed since).
+  as_dev "$bin/pg_ctl" -D "$PG_DATA" -l "$DEV_DIR/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
     || { tail -20 "$DEV_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
   as_dev psql -h "$DEV_DIR" -p "$PG_PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 >/dev/null <<EOF
 DO \$\$ BEGIN

@@ -340,7 +340,7 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
         conn.record_table(slot, &name, Lsn::ZERO, false, 0).await?;
     }
     let sync_lsns: HashMap<String, Lsn> = mapped.iter().map(|m| (m.source.name.to_string(), Lsn::ZERO)).collect();
-    let mut writer = SinkWriter::new(conn, kind, plan, mapped, sync_lsns, applied)?;
+    let mut writer = SinkWriter::new(conn, kind, plan, super::sync::pg_live(plan), mapped, sync_lsns, applied)?;
     for (table, extra) in &target_only {
         writer.expect_dropped_columns(table.clone(), extra.clone());
     }

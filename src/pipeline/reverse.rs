@@ -396,7 +396,15 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let (from, by_gtid, applied, here) = resume_point(plan, &pg, &mut my, mariadb, &label, &start, stored).await?;
     let mapped = crate::mapping::map_tables(&rplan, &TargetKind::Postgres, &schemas)
         .map_err(|e| ReverseError::Refused(format!("type mapping:\n{e}")))?;
-    let mut writer = SinkWriter::new(target, TargetKind::Postgres, &rplan, mapped, HashMap::new(), applied)?;
+    let mut writer = SinkWriter::new(
+        target,
+        TargetKind::Postgres,
+        &rplan,
+        super::sync::pg_live(&rplan),
+        mapped,
+        HashMap::new(),
+        applied,
+    )?;
     let key = position_key(plan);
 
     let config = BinlogReadConfig {

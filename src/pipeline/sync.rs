@@ -284,7 +284,7 @@ async fn prepare_writer(
         target_only.push((t.clone(), extra));
     }
     let mapped = crate::mapping::map_tables(plan, &kind, &schema_list)?;
-    let mut writer = SinkWriter::new(target, kind, plan, mapped, sync_lsns, applied)?;
+    let mut writer = SinkWriter::new(target, kind, plan, pg_live(plan), mapped, sync_lsns, applied)?;
     for (table, extra) in target_only {
         writer.expect_dropped_columns(table, extra);
     }
@@ -539,4 +539,10 @@ pub async fn wait_until_caught_up(plan: &Plan) -> Result<Lsn, SyncError> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The plan's PostgreSQL source as its writer asks it (schema changes,
+/// generated columns added): [`crate::source::LiveSource`].
+pub(crate) fn pg_live(plan: &Plan) -> Arc<dyn crate::source::LiveSource> {
+    Arc::new(crate::source::postgres::live::PgLive::new(plan.source.url.clone()))
 }

@@ -36,9 +36,8 @@ use super::state;
 use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
-use crate::plan::{Plan, SecretUrl, TargetUrl};
-use crate::source::postgres::catalog::CatalogError;
-use crate::source::postgres::client::ConnectError;
+use crate::plan::{Plan, TargetUrl};
+use crate::source::{LiveSource, SourceReadError};
 
 /// Changes per statement group read back from a spilled transaction.
 pub mod current_value;
@@ -67,12 +66,10 @@ pub enum SinkError {
     Plan(#[from] ApplyPlanError),
     #[error("{0}")]
     SchemaDrift(String),
-    /// Connecting to the source to re-read its catalog or the values of an
-    /// added column.
+    /// Re-reading the source's catalog (a schema change, a generated
+    /// column added) through the writer's [`LiveSource`].
     #[error("{0}")]
-    SourceConnect(#[from] ConnectError),
-    #[error("{0}")]
-    Catalog(#[from] CatalogError),
+    SourceRead(#[from] SourceReadError),
     /// Giving the rows already on the target the source's values of a
     /// column added on the source failed. Where the target's DDL is not
     /// transactional (MySQL, MariaDB) the column stays added: a restart
@@ -151,10 +148,7 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::Target(e) => e.is_retryable(),
-            SinkError::SourceConnect(e) => e.retryable,
-            SinkError::Catalog(CatalogError::Query { source, .. }) => {
-                crate::error_policy::postgres(source).is_transient()
-            }
+            SinkError::SourceRead(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -174,10 +168,10 @@ impl SinkError {
 pub struct SinkWriter {
     conn: TargetConn,
     url: TargetUrl,
-    /// The source, connected to when a Relation adds columns: its catalog
-    /// knows their defaults and NOT NULL (pgoutput does not send them), and
+    /// The source, asked when a Relation adds columns: its catalog knows
+    /// their defaults and NOT NULL (the stream does not send them), and
     /// its rows the values of a non-constant default.
-    source_url: SecretUrl,
+    source: Arc<dyn LiveSource>,
     kind: TargetKind,
     slot: String,
     rules: MappingRules,
@@ -208,11 +202,13 @@ pub struct SinkWriter {
 }
 
 impl SinkWriter {
-    /// A writer resuming after `applied`.
+    /// A writer resuming after `applied`; `source` answers what the
+    /// stream does not say (see [`LiveSource`]).
     pub fn new(
         conn: TargetConn,
         kind: TargetKind,
         plan: &Plan,
+        source: Arc<dyn LiveSource>,
         mapped: Vec<Arc<MappedTable>>,
         sync_lsn: HashMap<String, Lsn>,
         applied: Lsn,
@@ -233,7 +229,7 @@ impl SinkWriter {
         Ok(SinkWriter {
             conn,
             url: plan.target.url.clone(),
-            source_url: plan.source.url.clone(),
+            source,
             kind,
             slot: plan.source.slot.clone(),
             rules,

@@ -452,15 +452,22 @@ async fn renamed_column_is_renamed_on_the_target_on_postgres() {
     renamed_column_is_renamed_on_the_target(Target::Postgres(PgDb::create("xdb_drift_rename_pgt").await)).await;
 }
 
-#[tokio::test]
-async fn target_outage_is_retried_and_nothing_is_lost() {
-    let db = PgDb::create("xdb_sync_outage").await;
+/// A source with 100 items, a PostgreSQL target database (and its name,
+/// for the outage tests to take it away) and a plan between them.
+async fn items_to_a_postgres_target(name: &str) -> (PgDb, String, Target, PlanFile) {
+    let db = PgDb::create(name).await;
     db.exec(SHOP).await;
     fill(&db, 1, 100).await;
-    let tdb = PgDb::create("xdb_sync_outage_t").await;
+    let tdb = PgDb::create(&format!("{name}_t")).await;
     let tname = tdb.name.clone();
     let target = Target::Postgres(tdb);
     let plan = plan(&db, &target, "items", "");
+    (db, tname, target, plan)
+}
+
+#[tokio::test]
+async fn target_outage_is_retried_and_nothing_is_lost() {
+    let (db, tname, target, plan) = items_to_a_postgres_target("xdb_sync_outage").await;
     ok(&xdb(&plan, &["snapshot"]));
     let child = spawn(&plan, &["sync"]);
     // Streaming before the outage (not still starting: that case is
@@ -497,13 +504,7 @@ async fn target_outage_is_retried_and_nothing_is_lost() {
 /// once it accepts again the copy and the stream run and nothing is lost.
 #[tokio::test]
 async fn a_target_refusing_connections_when_sync_starts_is_waited_for() {
-    let db = PgDb::create("xdb_sync_refuse").await;
-    db.exec(SHOP).await;
-    fill(&db, 1, 100).await;
-    let tdb = PgDb::create("xdb_sync_refuse_t").await;
-    let tname = tdb.name.clone();
-    let target = Target::Postgres(tdb);
-    let plan = plan(&db, &target, "items", "");
+    let (db, tname, target, plan) = items_to_a_postgres_target("xdb_sync_refuse").await;
     let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
     admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS false")).await.unwrap();
     let mut child = spawn(&plan, &["sync"]);

@@ -15,8 +15,6 @@
 use super::{SinkError, SinkWriter, TargetConn};
 use crate::mapping::{self, generated, TargetKind};
 use crate::model::{TableName, TableSchema};
-use crate::source::postgres::catalog::{load_table, TypeCache};
-use crate::source::postgres::client;
 
 impl SinkWriter {
     /// Adds to the target the generated columns `table` has on the source
@@ -31,16 +29,13 @@ impl SinkWriter {
         let read;
         let catalog = match catalog {
             Some(c) => c,
-            None => {
-                let source = client::connect(&self.source_url, "xdb sync").await?;
-                match load_table(&source, &mut TypeCache::new(), table).await? {
-                    Some(c) => {
-                        read = c;
-                        &read
-                    }
-                    None => return Ok(()),
+            None => match self.source.table(table).await? {
+                Some(c) => {
+                    read = c;
+                    &read
                 }
-            }
+                None => return Ok(()),
+            },
         };
         // Most tables have none: the target is not asked then.
         if catalog.generated.is_empty() {

@@ -7,19 +7,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{SinkError, SinkWriter};
-use crate::error_policy::pg_error_text;
 use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, MappedTable, TargetKind};
 use crate::model::{Change, Column, Row, TableName, TableSchema, Transaction, Value};
 use crate::sink::apply_plan::Op;
-use crate::source::postgres::catalog::{load_table, renamed_in_place, TypeCache};
-use crate::source::postgres::client;
-use crate::source::postgres::copy_binary::CopyBinaryReader;
-use crate::source::postgres::select::{mark_unknown, select_list};
 
 /// What a Relation message changed, as far as the stream and the catalog tell.
 #[derive(Default)]
@@ -30,8 +24,6 @@ struct Drift {
     renames: Vec<(String, String)>,
     /// Columns whose type changed: followed or stopped on once mapped.
     retyped: Vec<String>,
-    /// The source, connected to when the catalog had to tell something.
-    source: Option<tokio_postgres::Client>,
 }
 
 /// The statements a schema change needs on the target.
@@ -97,7 +89,7 @@ impl SinkWriter {
         // fill writes the added columns).
         self.mapped.insert(table.clone(), new_mapped.clone());
         let change = TargetChange { renames: &drift.renames, alters: &alters, added: &added };
-        let r = self.change_target(&new_mapped, &keyed, change, drift.source.as_ref()).await;
+        let r = self.change_target(&new_mapped, &keyed, change).await;
         if r.is_err() {
             // The target does not have the columns (or not filled): the
             // mapping must not claim it does.
@@ -107,8 +99,7 @@ impl SinkWriter {
     }
 
     /// What a Relation says changed, column by column: dropped columns
-    /// (problems), renames the catalog confirms, changed types; with the
-    /// source connection if the catalog was asked.
+    /// (problems), renames the catalog confirms, changed types.
     async fn compare_columns(
         &self,
         schema: &TableSchema,
@@ -135,11 +126,7 @@ impl SinkWriter {
                             continue;
                         }
                     } else if let Some(n) = candidate {
-                        if drift.source.is_none() {
-                            drift.source = Some(client::connect(&self.source_url, "xdb sync").await?);
-                        }
-                        let client = drift.source.as_ref().expect("connected above");
-                        if renamed_in_place(client, schema.oid, &n.name).await? {
+                        if self.source.renamed_in_place(schema.oid, &n.name).await? {
                             drift.renames.push((c.name.clone(), n.name.clone()));
                             continue;
                         }
@@ -193,12 +180,7 @@ impl SinkWriter {
         // catalog, a column added `NOT NULL DEFAULT 7` would arrive on the
         // target nullable and NULL in every existing row.
         if !added.is_empty() {
-            let client = match drift.source.take() {
-                Some(c) => c,
-                None => client::connect(&self.source_url, "xdb sync").await?,
-            };
-            let catalog = load_table(&client, &mut TypeCache::new(), &schema.name).await?;
-            drift.source = Some(client);
+            let catalog = self.source.table(&schema.name).await?;
             for &i in &added {
                 let k = &mut keyed.columns[i];
                 // The catalog is the source as it is now, the stream may be
@@ -236,7 +218,6 @@ impl SinkWriter {
         new_mapped: &Arc<MappedTable>,
         keyed: &TableSchema,
         change: TargetChange<'_>,
-        source: Option<&tokio_postgres::Client>,
     ) -> Result<(), SinkError> {
         let table = &keyed.name;
         // Existing rows get a constant default from the target itself (the
@@ -271,8 +252,7 @@ impl SinkWriter {
                 if !transactional_ddl {
                     self.begin().await?;
                 }
-                let Some(source) = source else { unreachable!("filled columns are added ones") };
-                let filled = self.fill_added(new_mapped, &fill, source).await;
+                let filled = self.fill_added(new_mapped, &fill).await;
                 filled.map_err(|e| match e {
                     e @ SinkError::Fill { .. } => e,
                     e if transactional_ddl => e,
@@ -352,12 +332,7 @@ impl SinkWriter {
     /// (not invariant *no silent no-op*: a row deleted on the source since
     /// is deleted by the stream, one inserted since is inserted by it), and
     /// each row ends with the source's value.
-    async fn fill_added(
-        &mut self,
-        mapped: &Arc<MappedTable>,
-        cols: &[usize],
-        source: &tokio_postgres::Client,
-    ) -> Result<(), SinkError> {
+    async fn fill_added(&mut self, mapped: &Arc<MappedTable>, cols: &[usize]) -> Result<(), SinkError> {
         let table = &mapped.source;
         let names = || cols.iter().map(|&i| table.columns[i].name.as_str()).collect::<Vec<_>>().join(", ");
         let column_stays = self.kind.is_mysql();
@@ -369,27 +344,21 @@ impl SinkWriter {
         let keep: Vec<String> = table.primary_key.iter().chain(cols).map(|&i| table.columns[i].name.clone()).collect();
         let sub = table.restricted_to(&keep).ok_or_else(|| fail("the key is not among the columns read".into()))?;
         let at: Vec<usize> = sub.columns.iter().filter_map(|c| table.column_index(&c.name)).collect();
-        let (select, types, unknown) = select_list(&sub);
-        let sql = format!("COPY (SELECT {select} FROM {}) TO STDOUT (FORMAT binary)", table.name.pg_quoted());
-        let stream = source.copy_out(sql.as_str()).await.map_err(|e| fail(pg_error_text(&e)))?;
-        let mut stream = std::pin::pin!(stream);
-        let mut reader = CopyBinaryReader::new(types);
+        let source = self.source.clone();
+        let mut rows = source.rows(&sub).await.map_err(|e| fail(e.to_string()))?;
         let set_cols = cols.to_vec();
-        while let Some(part) = stream.next().await {
-            let part: Bytes = part.map_err(|e| fail(pg_error_text(&e)))?;
-            reader.feed(part);
-            while let Some(mut r) = reader.next_row().map_err(|e| fail(e.to_string()))? {
-                mark_unknown(&mut r, &unknown);
-                let mut full: Row = vec![Value::Null; table.columns.len()];
-                for (v, &i) in r.into_iter().zip(&at) {
-                    full[i] = v;
-                }
-                let op = Op::UpdateByKey { table, set_cols: set_cols.clone(), new: &full, key_row: &full };
-                self.run_op(&op).await?;
+        let mut read = 0u64;
+        while let Some(r) = rows.next().await {
+            let r = r.map_err(|e| fail(e.to_string()))?;
+            read += 1;
+            let mut full: Row = vec![Value::Null; table.columns.len()];
+            for (v, &i) in r.into_iter().zip(&at) {
+                full[i] = v;
             }
+            let op = Op::UpdateByKey { table, set_cols: set_cols.clone(), new: &full, key_row: &full };
+            self.run_op(&op).await?;
         }
-        reader.finish().map_err(|e| fail(e.to_string()))?;
-        tracing::info!(table = %table.name, columns = %names(), rows = reader.rows_read(), "filled added columns from the source");
+        tracing::info!(table = %table.name, columns = %names(), rows = read, "filled added columns from the source");
         Ok(())
     }
 
@@ -416,9 +385,8 @@ impl SinkWriter {
             let Some(mapped) = self.mapped.get(&table).cloned() else { continue };
             let cols: Vec<usize> = columns.iter().filter_map(|n| mapped.source.column_index(n)).collect();
             if !cols.is_empty() {
-                let source = client::connect(&self.source_url, "xdb sync").await?;
                 tracing::info!(table = %table, "rows inserted before the ALTER in its transaction: filling the added columns again");
-                self.fill_added(&mapped, &cols, &source).await?;
+                self.fill_added(&mapped, &cols).await?;
             }
         }
         // Kept until a batch commits (see `SinkWriter::apply`): a large

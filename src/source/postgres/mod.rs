@@ -10,6 +10,7 @@ pub mod client;
 pub mod copy_binary;
 pub mod generated_recompute;
 pub mod identity;
+pub mod live;
 pub mod money;
 pub mod pgoutput;
 pub mod publication;
