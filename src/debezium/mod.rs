@@ -205,7 +205,7 @@ pub fn encode(t: &PgType, v: &Value) -> Json {
         Value::Date(DateValue::NegInfinity) => Json::from(i32::MIN),
         Value::Time(us) => Json::from(*us),
         Value::TimeTz { micros, offset_seconds } => {
-            let utc = (micros - *offset_seconds as i64 * 1_000_000).rem_euclid(86_400_000_000);
+            let utc = (micros - *offset_seconds as i64 * 1_000_000).rem_euclid(crate::model::time::MICROS_PER_DAY);
             let mut b = Vec::new();
             text::write_time(&mut b, utc);
             b.push(b'Z');

@@ -26,7 +26,8 @@ use std::fmt;
 
 use super::convert::write_json_array;
 use super::text;
-use super::{MappedColumn, MICROS_PER_DAY_PUB};
+use super::MappedColumn;
+use crate::model::time::MICROS_PER_DAY;
 use crate::model::{DateValue, NumericValue, PgType, TimestampValue, Value};
 
 /// A value in canonical form (`None` is SQL NULL).
@@ -175,7 +176,7 @@ pub fn canonical(v: &Value) -> CanonicalValue {
         Value::Time(us) => us.to_string(),
         Value::TimeTz { micros, offset_seconds } => {
             let utc = micros - *offset_seconds as i64 * 1_000_000;
-            let utc = if utc == MICROS_PER_DAY_PUB { utc } else { utc.rem_euclid(MICROS_PER_DAY_PUB) };
+            let utc = if utc == MICROS_PER_DAY { utc } else { utc.rem_euclid(MICROS_PER_DAY) };
             utc.to_string()
         }
         Value::Timestamp(t) | Value::TimestampTz(t) => match t {
@@ -380,7 +381,7 @@ pub fn canonical_from_mysql(v: &mysql_async::Value, col: &MappedColumn) -> Canon
             match ty {
                 PgType::Date => canonical(&Value::Date(DateValue::Days(days as i32))),
                 _ => {
-                    let micros = days * MICROS_PER_DAY_PUB
+                    let micros = days * MICROS_PER_DAY
                         + (*h as i64 * 3600 + *mi as i64 * 60 + *s as i64) * 1_000_000
                         + *us as i64;
                     CanonicalValue::some(micros.to_string())

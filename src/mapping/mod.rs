@@ -477,9 +477,6 @@ fn map_inner(
     })
 }
 
-/// Microseconds per day (shared by the canonical readers).
-const MICROS_PER_DAY_PUB: i64 = text::MICROS_PER_DAY;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,11 +137,11 @@ fn table_of(columns: Vec<(&str, PgType, bool)>) -> TableSchema {
 fn micros_at(year: i32, month: u32, day: u32) -> i64 {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let d = chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap_or_default();
-    d.signed_duration_since(epoch).num_days() * 86_400_000_000
+    d.signed_duration_since(epoch).num_days() * crate::model::time::MICROS_PER_DAY
 }
 
 fn days_at(year: i32, month: u32, day: u32) -> i32 {
-    (micros_at(year, month, day) / 86_400_000_000) as i32
+    (micros_at(year, month, day) / crate::model::time::MICROS_PER_DAY) as i32
 }
 
 /// The lossy cases the reference lists: target, column type, a value.

@@ -1,49 +1,9 @@
 //! Text forms of values, written straight into a byte buffer (no
 //! allocation per value: the bulk-load encoders call these per cell), and
-//! the parsers that read them back. Calendar arithmetic is proleptic
-//! Gregorian on days since 1970-01-01, valid for any `i64` day count.
+//! the parsers that read them back. Calendar arithmetic is
+//! [`crate::model::time`]'s.
 
-pub const MICROS_PER_SEC: i64 = 1_000_000;
-pub const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SEC;
-
-/// (year, month, day) of a day count since 1970-01-01; year is astronomical
-/// (0 = 1 BC).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Days since 1970-01-01 of a (year, month, day); `None` for a day that
-/// does not exist.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
+pub use crate::model::time::{civil_from_days, days_from_civil, MICROS_PER_DAY, MICROS_PER_SEC};
 
 /// Appends an integer in decimal.
 pub fn write_i64(out: &mut Vec<u8>, v: i64) {

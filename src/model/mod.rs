@@ -10,6 +10,7 @@ mod change;
 pub mod generated_carry;
 mod lsn;
 mod schema;
+pub mod time;
 mod types;
 mod value;
 

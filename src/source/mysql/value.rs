@@ -13,15 +13,10 @@ use mysql_async::Value as My;
 
 use crate::model::{DateValue, NumericValue, PgType, TimestampValue, Value};
 
-/// Days from 1970-01-01 to `y-m-d` (proleptic Gregorian).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Days since 1970-01-01 of a date the binlog carries (MariaDB's zero
+/// dates and days have none).
+fn days_from_civil(y: i64, m: u32, d: u32) -> Result<i64, String> {
+    crate::model::time::days_from_civil(y, m, d).ok_or_else(|| format!("{y:04}-{m:02}-{d:02} is not a date"))
 }
 
 fn text(v: &My) -> Result<String, String> {
@@ -120,7 +115,7 @@ pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value
         }
         PgType::Date => match v {
             My::Date(y, m, d, 0, 0, 0, 0) => Value::Date(DateValue::Days(
-                i32::try_from(days_from_civil(*y as i64, *m as u32, *d as u32)).map_err(|_| "date out of range")?,
+                i32::try_from(days_from_civil(*y as i64, *m as u32, *d as u32)?).map_err(|_| "date out of range")?,
             )),
             other => return Err(format!("expected a date, the binlog has {other:?}")),
         },
@@ -128,7 +123,7 @@ pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value
         // (the target session runs with time_zone '+00:00').
         PgType::Timestamp(_) | PgType::TimestampTz(_) => match v {
             My::Date(y, mo, d, h, mi, s, us) => {
-                let days = days_from_civil(*y as i64, *mo as u32, *d as u32);
+                let days = days_from_civil(*y as i64, *mo as u32, *d as u32)?;
                 let micros =
                     ((days * 86_400 + *h as i64 * 3600 + *mi as i64 * 60 + *s as i64) * 1_000_000) + *us as i64;
                 let t = TimestampValue::Micros(micros);
@@ -169,10 +164,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    fn a_zero_date_is_not_mapped_back() {
+        let zero = BinlogValue::Value(My::Date(0, 0, 0, 0, 0, 0, 0));
+        assert!(to_source_value(Some(&zero), &PgType::Date).is_err());
     }
 
     #[test]

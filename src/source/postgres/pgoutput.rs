@@ -12,8 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::model::Lsn;
 
-/// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
-pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+use crate::model::time::PG_EPOCH_OFFSET_MICROS;
 
 /// One column of a TupleData: the value as the server sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]

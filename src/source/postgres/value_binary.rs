@@ -13,10 +13,7 @@ use std::fmt::Write as _;
 use super::value_text::{validate_json, ValueError, MAX_ARRAY_DIMS};
 use crate::model::{DateValue, NumericValue, PgType, TimestampValue, Value};
 
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-/// Days between 1970-01-01 and 2000-01-01.
-const PG_EPOCH_OFFSET_DAYS: i32 = 10_957;
+use crate::model::time::{PG_EPOCH_OFFSET_DAYS, PG_EPOCH_OFFSET_MICROS};
 
 /// Decodes the binary form of a value of type `ty` (never SQL NULL: that is
 /// the field length -1, handled by the caller).

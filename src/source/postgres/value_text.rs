@@ -26,10 +26,7 @@ impl ValueError {
 }
 
 /// Microseconds per second/minute/hour/day.
-pub(crate) const USECS_PER_SEC: i64 = 1_000_000;
-pub(crate) const USECS_PER_MINUTE: i64 = 60 * USECS_PER_SEC;
-pub(crate) const USECS_PER_HOUR: i64 = 60 * USECS_PER_MINUTE;
-pub(crate) const USECS_PER_DAY: i64 = 24 * USECS_PER_HOUR;
+use crate::model::time::{MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SEC};
 
 /// Longest text shown back in an error message.
 const SHOWN: usize = 60;
@@ -385,19 +382,7 @@ pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> Result<i64, St
     if !(1..=12).contains(&month) {
         return Err(format!("month {month} out of range"));
     }
-    let leap = year.rem_euclid(4) == 0 && (year.rem_euclid(100) != 0 || year.rem_euclid(400) == 0);
-    let mdays = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if day < 1 || day > mdays[(month - 1) as usize] {
-        return Err(format!("day {day} out of range"));
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = month as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Ok(era * 146_097 + doe - 719_468)
+    crate::model::time::days_from_civil(year, month, day).ok_or_else(|| format!("day {day} out of range"))
 }
 
 /// `N` leading ASCII digits as a number, and the rest.
@@ -465,8 +450,8 @@ fn parse_time_of_day(s: &str) -> Result<(i64, &str), String> {
     if h > 24 || mi > 59 || sec > 60 {
         return Err("time field out of range".into());
     }
-    let micros = h * USECS_PER_HOUR + mi * USECS_PER_MINUTE + sec * USECS_PER_SEC + frac;
-    if micros > USECS_PER_DAY {
+    let micros = h * MICROS_PER_HOUR + mi * MICROS_PER_MINUTE + sec * MICROS_PER_SEC + frac;
+    if micros > MICROS_PER_DAY {
         return Err("time out of range".into());
     }
     Ok((micros, s))
@@ -528,9 +513,9 @@ fn parse_timestamp(text: &str, with_zone: bool) -> Result<TimestampValue, String
         return Err("trailing text after the timestamp".into());
     }
     let days = days_from_civil(astronomical(y, bc)?, m, d)?;
-    days.checked_mul(USECS_PER_DAY)
+    days.checked_mul(MICROS_PER_DAY)
         .and_then(|v| v.checked_add(tod))
-        .and_then(|v| v.checked_sub(offset as i64 * USECS_PER_SEC))
+        .and_then(|v| v.checked_sub(offset as i64 * MICROS_PER_SEC))
         .filter(|v| *v != i64::MIN && *v != i64::MAX)
         .map(TimestampValue::Micros)
         .ok_or_else(|| "timestamp out of range (xdb keeps microseconds since 1970 in 64 bits)".into())
@@ -565,8 +550,8 @@ fn parse_interval(text: &str) -> Result<(i32, i32, i64), String> {
                 return Err(format!("bad time part {}", shown(word)));
             }
             let v = h
-                .checked_mul(USECS_PER_HOUR)
-                .and_then(|v| v.checked_add(mi * USECS_PER_MINUTE + sec * USECS_PER_SEC + frac))
+                .checked_mul(MICROS_PER_HOUR)
+                .and_then(|v| v.checked_add(mi * MICROS_PER_MINUTE + sec * MICROS_PER_SEC + frac))
                 .ok_or_else(overflow)?;
             micros = micros.checked_add(if neg { -v } else { v }).ok_or_else(overflow)?;
             continue;
@@ -577,9 +562,9 @@ fn parse_interval(text: &str) -> Result<(i32, i32, i64), String> {
             "year" => (12, 0, 0),
             "mon" | "month" => (1, 0, 0),
             "day" => (0, 1, 0),
-            "hour" => (0, 0, USECS_PER_HOUR),
-            "min" | "minute" => (0, 0, USECS_PER_MINUTE),
-            "sec" | "second" => (0, 0, USECS_PER_SEC),
+            "hour" => (0, 0, MICROS_PER_HOUR),
+            "min" | "minute" => (0, 0, MICROS_PER_MINUTE),
+            "sec" | "second" => (0, 0, MICROS_PER_SEC),
             _ => return Err(format!("unknown interval unit {}", shown(unit))),
         };
         months = n.checked_mul(mult.0).and_then(|v| v.checked_add(months)).ok_or_else(overflow)?;
@@ -628,9 +613,9 @@ fn parse_interval_iso(s: &str) -> Result<(i32, i32, i64), String> {
             (false, 'M') => (&mut months, 1),
             (false, 'W') => (&mut days, 7),
             (false, 'D') => (&mut days, 1),
-            (true, 'H') => (&mut micros, USECS_PER_HOUR),
-            (true, 'M') => (&mut micros, USECS_PER_MINUTE),
-            (true, 'S') => (&mut micros, USECS_PER_SEC),
+            (true, 'H') => (&mut micros, MICROS_PER_HOUR),
+            (true, 'M') => (&mut micros, MICROS_PER_MINUTE),
+            (true, 'S') => (&mut micros, MICROS_PER_SEC),
             _ => return Err(format!("unexpected designator {designator:?} in ISO 8601 interval")),
         };
         let v = n.checked_mul(mult).and_then(|v| v.checked_add(frac)).ok_or_else(overflow)?;
@@ -837,10 +822,10 @@ mod tests {
         assert_eq!(d(PgType::Date, "0001-12-31 BC"), d(PgType::Date, "0001-01-01").map_days(-1));
         assert_eq!(d(PgType::Date, "-infinity"), Value::Date(DateValue::NegInfinity));
         assert!(decode_text(&PgType::Date, "2021-02-29").is_err());
-        assert_eq!(d(PgType::Time(None), "24:00:00"), Value::Time(USECS_PER_DAY));
+        assert_eq!(d(PgType::Time(None), "24:00:00"), Value::Time(MICROS_PER_DAY));
         assert_eq!(
             d(PgType::TimeTz(None), "04:05:06.5-03:30:15"),
-            Value::TimeTz { micros: 4 * USECS_PER_HOUR + 5 * USECS_PER_MINUTE + 6_500_000, offset_seconds: -12615 }
+            Value::TimeTz { micros: 4 * MICROS_PER_HOUR + 5 * MICROS_PER_MINUTE + 6_500_000, offset_seconds: -12615 }
         );
         assert_eq!(ts("1970-01-01 05:30:00+05:30"), TimestampValue::Micros(0));
         assert_eq!(ts("1970-01-01 00:00:00.000001+00"), TimestampValue::Micros(1));
@@ -862,7 +847,7 @@ mod tests {
     fn intervals_both_styles() {
         let iv = |s: &str| d(PgType::Interval, s);
         let want =
-            Value::Interval { months: 14, days: -3, micros: 4 * USECS_PER_HOUR + 5 * USECS_PER_MINUTE + 6_700_000 };
+            Value::Interval { months: 14, days: -3, micros: 4 * MICROS_PER_HOUR + 5 * MICROS_PER_MINUTE + 6_700_000 };
         assert_eq!(iv("1 year 2 mons -3 days +04:05:06.7"), want);
         assert_eq!(iv("P1Y2M-3DT4H5M6.7S"), want);
         assert_eq!(iv("-00:00:01"), Value::Interval { months: 0, days: 0, micros: -1_000_000 });

@@ -13,8 +13,7 @@ use crate::model::Lsn;
 /// whole row of such values in text form.
 pub const MAX_FRAME: usize = 1 << 30 | 1 << 29;
 
-/// Microseconds between 1970-01-01 and 2000-01-01, the PostgreSQL epoch.
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+use crate::model::time::PG_EPOCH_OFFSET_MICROS;
 
 /// One backend message: its tag byte and body (without the length word).
 #[derive(Debug, Clone)]
