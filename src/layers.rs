@@ -7,7 +7,7 @@
 /// Top-level modules by layer, in the order data flows.
 const LAYERS: &[&[&str]] = &[
     // Vocabulary: no xdb module below it.
-    &["model", "error_policy", "shutdown", "state_dir", "secrets", "net", "term", "own_thread"],
+    &["model", "error_policy", "shutdown", "state_dir", "secrets", "net", "term", "own_thread", "suggest"],
     &["plan"],
     &["mapping"],
     // The replicated log's format and transport, for its producer and consumer.

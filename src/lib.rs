@@ -12,7 +12,8 @@
 //!   [`state_dir`] (local state outside the repository), [`secrets`] (the
 //!   one scrubber), [`net`] (loopback or not, warn once per server),
 //!   [`term`] (log lines beside progress bars), [`own_thread`] (a future on
-//!   a thread of its own: the stream, each copy worker).
+//!   a thread of its own: the stream, each copy worker), [`suggest`] ("did
+//!   you mean").
 //! - **Sources** — [`source`]: `source::postgres` reads the catalog, the
 //!   exported snapshot (COPY binary) and the pgoutput stream; its protocol
 //!   codecs are sans-I/O. `source::mysql` reads a MySQL/MariaDB binlog for
@@ -55,6 +56,7 @@ pub mod sink;
 pub mod source;
 pub(crate) mod state_dir;
 pub(crate) mod status;
+pub(crate) mod suggest;
 pub(crate) mod tail;
 pub(crate) mod term;
 pub(crate) mod validate;

@@ -352,13 +352,9 @@ async fn current_user(c: &Client) -> Result<String, String> {
     Ok(c.query_one("SELECT current_user::text", &[]).await.map_err(q)?.get(0))
 }
 
-fn closest_table(t: &TableName, all: &[TableName]) -> Option<TableName> {
-    let want = t.to_string();
-    all.iter()
-        .map(|n| (strsim::normalized_damerau_levenshtein(&want, &n.to_string()), n))
-        .filter(|(score, _)| *score >= 0.6)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n.clone())
+fn closest_table(t: &TableName, all: &[TableName]) -> Option<String> {
+    let names: Vec<String> = all.iter().map(|n| n.to_string()).collect();
+    crate::suggest::closest(&t.to_string(), names.iter().map(String::as_str)).map(str::to_string)
 }
 
 /// The publication and the slot, as `snapshot`/`sync` will find them.

@@ -248,14 +248,7 @@ const RUNBOOK_KEYS: &[&str] = &["steps", "pre_checks", "post_checks"];
 
 /// ` — did you mean `x`?` when one candidate is close to `bad`.
 pub fn did_you_mean(bad: &str, candidates: &[&str]) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (strsim::normalized_damerau_levenshtein(bad, c), *c))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match best {
-        Some((score, c)) if score >= 0.5 => format!(" — did you mean `{c}`?"),
-        _ => String::new(),
-    }
+    crate::suggest::did_you_mean(bad, candidates.iter().copied())
 }
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1h30m`, or a number of seconds.
@@ -662,7 +655,7 @@ fn step_name(n: usize, map: &serde_yaml_ng::Mapping) -> Result<String, RunbookEr
 fn unknown_step_key(n: usize, name: &str, other: &str) -> RunbookError {
     let mut all: Vec<&str> = ACTIONS.to_vec();
     all.extend_from_slice(STEP_KEYS);
-    let is_actionish = !STEP_KEYS.iter().any(|s| strsim::normalized_damerau_levenshtein(other, s) >= 0.5);
+    let is_actionish = crate::suggest::closest(other, STEP_KEYS.iter().copied()).is_none();
     let what = if is_actionish { "unknown action or key" } else { "unknown key" };
     Ctx { step: Some((n, name.to_string())), key: None }.err(format!(
         "{what} `{other}`{}; actions: {}; step keys: {}",

@@ -26,12 +26,8 @@ pub fn unknown_columns(mapping: &Mapping, tables: &[&TableSchema]) -> Vec<String
         if names.contains(&column.as_str()) {
             continue;
         }
-        let best = names
-            .iter()
-            .map(|c| (strsim::normalized_damerau_levenshtein(&column, c), *c))
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .filter(|(score, _)| *score >= 0.5)
-            .map(|(_, c)| format!(" — did you mean `{table}.{c}`?"))
+        let best = crate::suggest::closest(&column, names.iter().copied())
+            .map(|c| format!(" — did you mean `{table}.{c}`?"))
             .unwrap_or_else(|| format!(" (its columns: {})", names.join(", ")));
         out.push(format!("{section}: {key}: table {table} has no column {column}{best}"));
     }

@@ -92,13 +92,8 @@ fn suggestion(message: &str) -> Option<String> {
         return None;
     };
     let expected = candidates.split_once("expected")?.1;
-    let best = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|c| (strsim::normalized_damerau_levenshtein(bad, c), c))
-        .max_by(|a, b| a.0.total_cmp(&b.0))?;
-    (best.0 >= 0.5).then(|| format!(" — did you mean `{}`?", best.1))
+    let s = crate::suggest::did_you_mean(bad, expected.split('`').skip(1).step_by(2));
+    (!s.is_empty()).then_some(s)
 }
 
 #[cfg(test)]
