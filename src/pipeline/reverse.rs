@@ -381,7 +381,8 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     // The writer: the original source as a PostgreSQL target.
     let mut rplan = plan.clone();
     let TargetUrl::Mysql(_) = &plan.target.url else { unreachable!("checked by unsupported_target") };
-    rplan.target.url = TargetUrl::Postgres(plan.source.url.clone());
+    let names: Vec<crate::model::TableName> = schemas.iter().map(|s| s.name.clone()).collect();
+    rplan.target.url = TargetUrl::Postgres(super::reverse_triggers::writer_url(&pg, &plan.source.url, &names).await?);
     rplan.source.slot = position_key(plan);
     rplan.mapping = Default::default();
     let mut target = TargetConn::connect(&rplan.target.url).await?;
@@ -655,18 +656,19 @@ pub async fn check(plan: &Plan) -> CheckReport {
             Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
         }
     }
-    if matches!(plan.target.url, TargetUrl::Postgres(_)) {
-        report.sections.push(s);
-        return report;
-    }
     match client::connect(&plan.source.url, "xdb check --reverse").await {
-        Ok(pg) => match read_start(plan, &pg).await {
-            Ok(Some(p)) => s.pass(format!("reverse start recorded on the original source: {p}")),
-            Ok(None) => s.info(
-                "no reverse start recorded yet: the cutover's start_reverse step (or `xdb sync --reverse --set-start-here`) records it",
-            ),
-            Err(e) => s.warn(format!("cannot read the reverse start: {e}"), "check the source connection"),
-        },
+        Ok(pg) => {
+            if !matches!(plan.target.url, TargetUrl::Postgres(_)) {
+                match read_start(plan, &pg).await {
+                    Ok(Some(p)) => s.pass(format!("reverse start recorded on the original source: {p}")),
+                    Ok(None) => s.info(
+                        "no reverse start recorded yet: the cutover's start_reverse step (or `xdb sync --reverse --set-start-here`) records it",
+                    ),
+                    Err(e) => s.warn(format!("cannot read the reverse start: {e}"), "check the source connection"),
+                }
+            }
+            super::reverse_triggers::check(&pg, &plan.tables, &mut s).await;
+        }
         Err(e) => s.fail(format!("cannot connect to the original source: {e}"), "fix the source URL"),
     }
     report.sections.push(s);

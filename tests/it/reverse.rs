@@ -291,6 +291,162 @@ async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
     assert_eq!(added, 42);
 }
 
+/// A table shaped like the film table of the pagila sample database comes
+/// back: a text[] (`special_features`) and an int[] that went forward as
+/// JSON arrays, a tsvector, an enum and a domain, written on MariaDB by the
+/// application (including a two-dimensional array and NULL elements), then
+/// the way back, then `xdb validate` over every column.
+#[tokio::test(flavor = "multi_thread")]
+async fn arrays_and_text_search_vectors_come_back() {
+    let db = PgDb::create("xdb_rev_arr").await;
+    db.exec(
+        "CREATE TYPE mpaa_rating AS ENUM ('G', 'PG', 'PG-13', 'R', 'NC-17');
+         CREATE DOMAIN year AS integer CHECK (VALUE >= 1901 AND VALUE <= 2155);
+         CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL, release_year year,
+           rating mpaa_rating DEFAULT 'G', special_features text[], scores int[], fulltext tsvector NOT NULL);
+         ALTER TABLE film OWNER TO xdb_repl;
+         INSERT INTO film VALUES
+           (1, 'ACADEMY DINOSAUR', 2006, 'PG', '{\"Deleted Scenes\",\"Behind the Scenes\"}', '{1,2,3}',
+            to_tsvector('english', 'academy dinosaur epic drama')),
+           (2, 'ACE GOLDFINGER', 2006, 'G', '{Trailers}', NULL, to_tsvector('english', 'ace goldfinger'));",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_arr_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let plan = plan(&db, &target, "public.film", "");
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    let mut c = my(mydb).await;
+    c.query_drop(
+        r#"UPDATE film SET special_features = '["Trailers", "Commentaries", null, "a \\"quoted\\" {one}"]',
+           scores = '[[1, 2], [3, null]]', `fulltext` = '''ace'':1 ''goldfing'':2 ''new'':3' WHERE film_id = 2"#,
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "INSERT INTO film VALUES (3, 'ADAPTATION HOLES', 2006, 'NC-17', '[]', '[7]', '''adapt'':1 ''hole'':2')",
+    )
+    .await
+    .unwrap();
+    c.query_drop("UPDATE film SET rating = 'R', special_features = NULL WHERE film_id = 1").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let src = db.super_client().await;
+    let row = src
+        .query_one("SELECT special_features::text, scores::text, fulltext::text FROM film WHERE film_id = 2", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), r#"{Trailers,Commentaries,NULL,"a \"quoted\" {one}"}"#);
+    assert_eq!(row.get::<_, String>(1), "{{1,2},{3,NULL}}");
+    assert_eq!(row.get::<_, String>(2), "'ace':1 'goldfing':2 'new':3");
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+
+    // A JSON array PostgreSQL has no array for: reported, nothing applied.
+    c.query_drop("UPDATE film SET scores = '[[1], [2, 3]]', title = 'RAGGED' WHERE film_id = 3").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("table public.film, column scores, key (3)"), "{}", out(&o));
+    let title: String = src.query_one("SELECT title FROM film WHERE film_id = 3", &[]).await.unwrap().get(0);
+    assert_eq!(title, "ADAPTATION HOLES", "nothing of the refused transaction was applied");
+}
+
+/// The original source's own triggers (pagila's `last_updated`, which sets
+/// `last_update = now()` on every UPDATE, and an audit trigger) must not
+/// fire again on the way back: the target's rows already carry their
+/// effects, and firing them would change the values that come back. When
+/// xdb's login may not set `session_replication_role` the way back refuses
+/// before applying anything, naming the table, the trigger and the fix;
+/// once granted, it applies as PostgreSQL's own replication does (replica
+/// role: ordinary triggers do not fire) and `xdb validate` finds every
+/// value as the target has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sources_triggers_do_not_fire_on_the_way_back() {
+    let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
+    let role = "xdb_rev_trg_login";
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+               CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'pw-trg'; END IF; END $$;
+             REVOKE SET ON PARAMETER session_replication_role FROM {role};"
+        ))
+        .await
+        .unwrap();
+    let db = PgDb::create("xdb_rev_trg").await;
+    db.exec(&format!("GRANT ALL ON DATABASE {} TO {role}", db.name)).await;
+    db.exec(&format!(
+        "CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL,
+           last_update timestamp NOT NULL DEFAULT now());
+         CREATE TABLE audit (n serial PRIMARY KEY, film_id int);
+         CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN NEW.last_update = now(); RETURN NEW; END $$;
+         CREATE TRIGGER last_updated BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION last_updated();
+         CREATE FUNCTION audit_film() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO audit (film_id) VALUES (NEW.film_id); RETURN NEW; END $$;
+         CREATE TRIGGER audit_film AFTER INSERT ON film FOR EACH ROW EXECUTE FUNCTION audit_film();
+         INSERT INTO film VALUES (1, 'ACADEMY DINOSAUR', '2022-02-15 09:46:20'), (2, 'ACE GOLDFINGER', '2022-02-15 09:46:20');
+         TRUNCATE audit;
+         ALTER TABLE film OWNER TO {role}; ALTER TABLE audit OWNER TO {role}; ALTER SEQUENCE audit_n_seq OWNER TO {role};"
+    ))
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_trg_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let repl = db.repl_url();
+    let (scheme, rest) = repl.split_once("://").unwrap();
+    let host = rest.split_once('@').unwrap().1;
+    let plan = support::PlanFile::new(&format!(
+        "name: sync\nsource:\n  url: {scheme}://{role}:pw-trg@{host}\n  slot: {name}_slot\n  publication: {name}_pub\n\
+         target:\n  url: {}\ntables: [public.film]\n",
+        target.url(),
+        name = db.name
+    ));
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    let mut c = my(mydb).await;
+    c.query_drop("UPDATE film SET title = 'ACE GOLDFINGER II', last_update = '2026-12-01 10:00:00' WHERE film_id = 2")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO film VALUES (3, 'ADAPTATION HOLES', '2026-12-02 11:00:00')").await.unwrap();
+    let src = db.super_client().await;
+    let title = |id: i32| {
+        let src = &src;
+        async move { src.query_one("SELECT title FROM film WHERE film_id = $1", &[&id]).await.unwrap().get::<_, String>(0) }
+    };
+
+    // Without the privilege: refused before anything is applied.
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    assert!(text.contains("public.film") && text.contains("last_updated") && text.contains("audit_film"), "{text}");
+    assert!(text.contains(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")), "{text}");
+    assert_eq!(title(2).await, "ACE GOLDFINGER", "nothing was applied");
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert_eq!(o.status.code(), Some(1), "check --reverse says it first: {}", out(&o));
+    assert!(out(&o).contains(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")), "{}", out(&o));
+
+    // With it: applied as the target has it, no trigger fired.
+    admin.batch_execute(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")).await.unwrap();
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert!(out(&o).contains("will not fire on the way back"), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(title(2).await, "ACE GOLDFINGER II");
+    let at: String = src.query_one("SELECT last_update::text FROM film WHERE film_id = 2", &[]).await.unwrap().get(0);
+    assert_eq!(at, "2026-12-01 10:00:00", "the source's last_updated trigger fired on the way back");
+    let audited: i64 = src.query_one("SELECT count(*) FROM audit", &[]).await.unwrap().get(0);
+    assert_eq!(audited, 0, "the source's audit trigger fired on the way back");
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+    drop(db);
+    admin.batch_execute(&format!("REVOKE SET ON PARAMETER session_replication_role FROM {role}")).await.unwrap();
+}
+
 /// A table with a stored generated column comes back: PostgreSQL computes
 /// the column itself, so the way back writes every other column and the
 /// generated one ends equal to what the target holds — whether the target

@@ -5,8 +5,9 @@
 //! A value is mapped back only when the result is exactly what the forward
 //! mapping would have written for it; otherwise the error says why (the
 //! caller names table, column and key). Types the forward mapping altered
-//! (`timetz` lost its offset, arrays became JSON, `interval` text …) are
-//! refused rather than guessed.
+//! (`timetz` lost its offset, `interval` text …) are refused rather than
+//! guessed; arrays, which became JSON arrays, come back where their
+//! elements name one value each (integers, strings, booleans).
 
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value as My;
@@ -141,12 +142,94 @@ pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value
             }
             other => return Err(format!("{other:?} is not a time of day")),
         },
+        // The text PostgreSQL reads a tsvector from, as the application
+        // wrote it on the target: PostgreSQL parses it as it would the
+        // same INSERT made there (the forward mapping writes its output).
+        PgType::TsVector => Value::Text(text(v)?),
+        PgType::Array(elem) if array_element_maps_back(elem) => {
+            let s = text(v)?;
+            let json: serde_json::Value = serde_json::from_str(&s).map_err(|e| format!("not valid JSON: {e}"))?;
+            let serde_json::Value::Array(items) = &json else {
+                return Err(format!("{s} is not a JSON array (the forward mapping writes {} as one)", ty.sql_name()));
+            };
+            array_from_json(items, elem, 1)?
+        }
         other => {
             return Err(format!(
                 "the forward mapping of {} does not keep every value exactly; it is not mapped back",
                 other.sql_name()
             ))
         }
+    })
+}
+
+/// Element types whose JSON form (arrays go forward as JSON arrays) names
+/// one PostgreSQL value: numbers that are integers, strings, booleans.
+/// Not `numeric` (JSON numbers lose their scale: 1.50 reads back as 1.5)
+/// nor floats (JSON has no NaN or infinity), nor the types written as
+/// strings in a text form of their own (dates, times, intervals).
+fn array_element_maps_back(elem: &PgType) -> bool {
+    matches!(
+        elem,
+        PgType::Bool
+            | PgType::Int2
+            | PgType::Int4
+            | PgType::Int8
+            | PgType::Text
+            | PgType::Varchar(_)
+            | PgType::Char(_)
+            | PgType::Name
+            | PgType::Uuid
+            | PgType::Enum { .. }
+    )
+}
+
+/// A JSON array (MariaDB's column, written there by the application) as
+/// the PostgreSQL array of `elem` it stands for: nested arrays are the
+/// dimensions, which PostgreSQL needs rectangular (as deep as its six).
+fn array_from_json(items: &[serde_json::Value], elem: &PgType, depth: usize) -> Result<Value, String> {
+    use serde_json::Value as J;
+    if depth > 6 {
+        return Err("an array nested deeper than PostgreSQL's 6 dimensions".into());
+    }
+    let nested = items.iter().filter(|i| i.is_array()).count();
+    if nested > 0 && nested < items.len() {
+        return Err("a JSON array mixing arrays and values is no PostgreSQL array".into());
+    }
+    if nested > 0 {
+        let shape = |i: &J| match i {
+            J::Array(a) => a.len(),
+            _ => 0,
+        };
+        let width = shape(&items[0]);
+        if width == 0 || items.iter().any(|i| shape(i) != width) {
+            return Err("nested JSON arrays of different (or no) lengths are no PostgreSQL array".into());
+        }
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(match item {
+            J::Null => Value::Null,
+            J::Array(inner) => array_from_json(inner, elem, depth + 1)?,
+            scalar => array_element(scalar, elem)?,
+        });
+    }
+    Ok(Value::Array(out))
+}
+
+fn array_element(v: &serde_json::Value, elem: &PgType) -> Result<Value, String> {
+    use serde_json::Value as J;
+    let wrong = || format!("array element {v} is not a {}", elem.sql_name());
+    let int = || v.as_i64().ok_or_else(wrong);
+    Ok(match (elem, v) {
+        (PgType::Bool, J::Bool(b)) => Value::Bool(*b),
+        (PgType::Int2, J::Number(_)) => Value::Int2(i16::try_from(int()?).map_err(|_| wrong())?),
+        (PgType::Int4, J::Number(_)) => Value::Int4(i32::try_from(int()?).map_err(|_| wrong())?),
+        (PgType::Int8, J::Number(_)) => Value::Int8(int()?),
+        (PgType::Uuid, J::String(s)) => Value::Uuid(uuid::Uuid::parse_str(s).map_err(|_| wrong())?),
+        (PgType::Enum { labels, .. }, J::String(s)) if labels.contains(s) => Value::Text(s.clone()),
+        (PgType::Text | PgType::Varchar(_) | PgType::Char(_) | PgType::Name, J::String(s)) => Value::Text(s.clone()),
+        _ => return Err(wrong()),
     })
 }
 
@@ -188,5 +271,29 @@ mod tests {
         assert!(to_source_value(Some(&b(My::Bytes(b"{".to_vec()))), &PgType::Json).is_err());
         assert!(to_source_value(Some(&b(My::Bytes(b"x".to_vec()))), &PgType::Interval).is_err());
         assert!(to_source_value(None, &PgType::Text).is_err());
+    }
+
+    #[test]
+    fn json_arrays_map_back_to_arrays_of_exact_element_types() {
+        let b = |s: &str| BinlogValue::Value(My::Bytes(s.as_bytes().to_vec()));
+        let text_array = PgType::Array(Box::new(PgType::Text));
+        assert_eq!(
+            to_source_value(Some(&b(r#"["Trailers", "a\"b", null]"#)), &text_array).unwrap(),
+            Value::Array(vec![Value::Text("Trailers".into()), Value::Text("a\"b".into()), Value::Null])
+        );
+        let ints = PgType::Array(Box::new(PgType::Int4));
+        assert_eq!(
+            to_source_value(Some(&b("[[1,2],[3,null]]")), &ints).unwrap(),
+            Value::Array(vec![
+                Value::Array(vec![Value::Int4(1), Value::Int4(2)]),
+                Value::Array(vec![Value::Int4(3), Value::Null])
+            ])
+        );
+        assert_eq!(to_source_value(Some(&b("[]")), &ints).unwrap(), Value::Array(vec![]));
+        for bad in ["[1.5]", "[\"1\"]", "[3000000000]", "[[1],[2,3]]", "[[1],2]", "[[]]", "{}", "7"] {
+            assert!(to_source_value(Some(&b(bad)), &ints).is_err(), "{bad}");
+        }
+        let numerics = PgType::Array(Box::new(PgType::Numeric { precision: None, scale: None }));
+        assert!(to_source_value(Some(&b("[1.50]")), &numerics).is_err(), "a JSON number loses the scale");
     }
 }
