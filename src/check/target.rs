@@ -232,11 +232,28 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
                     format!("GRANT CREATE ON DATABASE \"{db}\" TO \"{user}\";"),
                 );
             }
+            target_triggers(plan, &c, s).await;
         }
         Err(e) => s.fail(
             format!("could not read server settings: {}", crate::error_policy::pg_error_text(&e)),
             "see the error above",
         ),
+    }
+}
+
+/// Triggers of existing target tables (a schema restored before the copy)
+/// must not fire on what xdb writes (`sink::postgres::triggers`).
+async fn target_triggers(plan: &Plan, c: &tokio_postgres::Client, s: &mut CheckSection) {
+    let d = crate::mapping::naming::SqlDialect::Postgres;
+    let tables: Vec<String> = plan.tables.iter().map(|t| d.table_ident(t)).collect();
+    match crate::sink::postgres::triggers::preflight(c, &tables).await {
+        Ok(None) => {}
+        Ok(Some((firing, None))) => s.pass(format!(
+            "the target's own triggers ({firing}) will not fire on what xdb writes: it applies with \
+             session_replication_role = replica"
+        )),
+        Ok(Some((problem, Some(fix)))) => s.fail(problem, fix),
+        Err(e) => s.warn(format!("cannot read the target's triggers: {e}"), "check the target connection"),
     }
 }
 

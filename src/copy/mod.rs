@@ -97,6 +97,8 @@ pub enum CopyError {
     NoSnapshot { slot: String },
     #[error("{0}")]
     TargetIsSource(#[from] crate::source::postgres::identity::TargetCheckError),
+    #[error("target: {0}")]
+    TargetTriggers(#[from] crate::sink::postgres::triggers::TriggerError),
     #[error(
         "replication slot {slot} does not exist on the source, but the target holds a copy streamed up to \
          {applied}: the changes made since then went with the slot (a failover to a standby without it, or \
@@ -139,6 +141,7 @@ impl CopyError {
             CopyError::Replication(e) => e.is_retryable(),
             CopyError::Target(e) => e.is_retryable(),
             CopyError::TargetIsSource(e) => e.is_retryable(),
+            CopyError::TargetTriggers(e) => e.is_retryable(),
             CopyError::SourceConnect(e) => e.retryable,
             CopyError::Publication(e) => e.is_retryable(),
             CopyError::SourceSql(e) | CopyError::Catalog(CatalogError::Query { source: e, .. }) => {
@@ -267,6 +270,9 @@ pub async fn run(plan: &Plan, options: &CopyOptions) -> Result<CopyOutcome, Copy
 async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> Result<CopyOutcome, CopyError> {
     let slot = plan.source.slot.clone();
     let Checked { source, mut target, kind, schemas, mapped } = check_before_creating(plan).await?;
+    // An existing PostgreSQL target's own triggers must not fire on the
+    // rows copied (a schema restored with its triggers).
+    let plan = &crate::sink::postgres::triggers::for_target(plan).await?;
     let state = read_state(&source, &mut target, &slot, options.recopy).await?;
     refuse_rows_xdb_did_not_copy(&mut target, &mapped, &state).await?;
     let mut repl = ReplicationClient::connect_url(&plan.source.url, "xdb copy").await?;

@@ -13,6 +13,5 @@ pub mod reverse;
 pub mod reverse_pg;
 pub mod reverse_position;
 pub mod reverse_status;
-pub mod reverse_triggers;
 pub mod sync;
 pub mod to_log;

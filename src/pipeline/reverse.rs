@@ -381,8 +381,15 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     // The writer: the original source as a PostgreSQL target.
     let mut rplan = plan.clone();
     let TargetUrl::Mysql(_) = &plan.target.url else { unreachable!("checked by unsupported_target") };
-    let names: Vec<crate::model::TableName> = schemas.iter().map(|s| s.name.clone()).collect();
-    rplan.target.url = TargetUrl::Postgres(super::reverse_triggers::writer_url(&pg, &plan.source.url, &names).await?);
+    let names: Vec<String> = schemas.iter().map(|s| s.name.pg_quoted()).collect();
+    let url =
+        crate::sink::postgres::triggers::writer_url(&pg, &plan.source.url, &names).await.map_err(|e| match e {
+            crate::sink::postgres::triggers::TriggerError::Sql(source) => {
+                ReverseError::Source { context: "reading the original source's triggers".into(), source }
+            }
+            other => ReverseError::Refused(format!("the original source: {other}")),
+        })?;
+    rplan.target.url = TargetUrl::Postgres(url);
     rplan.source.slot = position_key(plan);
     rplan.mapping = Default::default();
     let mut target = TargetConn::connect(&rplan.target.url).await?;
@@ -634,6 +641,21 @@ async fn apply_back(
 }
 
 /// `xdb check --reverse`: can the way back run from this target?
+/// `check --reverse`: the original source's own triggers, which must not
+/// fire on the way back ([`crate::sink::postgres::triggers`]).
+async fn way_back_triggers(pg: &tokio_postgres::Client, plan: &Plan, s: &mut CheckSection) {
+    let names: Vec<String> = plan.tables.iter().map(|t| t.pg_quoted()).collect();
+    match crate::sink::postgres::triggers::preflight(pg, &names).await {
+        Ok(None) => s.pass("no trigger of the planned tables on the original source would fire on the way back"),
+        Ok(Some((firing, None))) => s.pass(format!(
+            "the original source's triggers ({firing}) will not fire on the way back: it applies with \
+             session_replication_role = replica"
+        )),
+        Ok(Some((problem, Some(fix)))) => s.fail(format!("the original source: {problem}"), fix),
+        Err(e) => s.warn(format!("cannot read the original source's triggers: {e}"), "check the source connection"),
+    }
+}
+
 pub async fn check(plan: &Plan) -> CheckReport {
     let mut report = CheckReport::default();
     let mut s = CheckSection::new("Reverse replication (the way back)");
@@ -667,7 +689,7 @@ pub async fn check(plan: &Plan) -> CheckReport {
                     Err(e) => s.warn(format!("cannot read the reverse start: {e}"), "check the source connection"),
                 }
             }
-            super::reverse_triggers::check(&pg, &plan.tables, &mut s).await;
+            way_back_triggers(&pg, plan, &mut s).await;
         }
         Err(e) => s.fail(format!("cannot connect to the original source: {e}"), "fix the source URL"),
     }

@@ -129,8 +129,6 @@ pub async fn run(plan: &Plan, options: &super::reverse::ReverseOptions) -> Resul
         )));
     }
     super::reverse::forward_stopped(plan, &pg).await?;
-    let mut r = r;
-    r.target.url = TargetUrl::Postgres(super::reverse_triggers::writer_url(&pg, &plan.source.url, &plan.tables).await?);
     let sync_options = super::sync::SyncOptions {
         copy: Default::default(),
         until_caught_up: options.until_caught_up,

@@ -149,6 +149,9 @@ pub const CATCH_UP_PREFIX: &str = "xdb.caught_up";
 /// `until_caught_up` — until the target has caught up.
 pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> Result<(), SyncError> {
     let outcome = copy_phase(plan, options).await?;
+    // The stream writes past a PostgreSQL target's own triggers, as the
+    // copy did (`sink::postgres::triggers`).
+    let plan = &crate::sink::postgres::triggers::for_target(plan).await.map_err(copy::CopyError::from)?;
     if !outcome.summary.is_empty() {
         eprint!("{}", outcome.summary);
     }

@@ -352,3 +352,53 @@ async fn an_existing_latin1_column_is_converted_by_the_server_or_refused() {
     assert!(text.contains("warning") && text.contains("nothing was kept"), "{text}");
     assert_eq!(target.rows("SELECT count(*) FROM notes").await, vec![vec!["0".to_string()]]);
 }
+
+/// A PostgreSQL target whose schema was restored with its triggers before
+/// the copy (`pg_dump --schema-only`, the usual way to move to a new major
+/// version), shaped like pagila's `film`: its `last_updated` trigger would
+/// stamp the time of the apply on every streamed UPDATE, its audit trigger
+/// add a row per copied and streamed INSERT. xdb writes as PostgreSQL's own
+/// logical replication does (session_replication_role = replica), so
+/// neither fires and `xdb validate` finds every value of the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_postgres_targets_triggers_do_not_fire() {
+    let db = PgDb::create("xdb_app_trg").await;
+    let schema = "CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL,
+           last_update timestamp NOT NULL DEFAULT now());";
+    db.exec(&format!(
+        "{schema} ALTER TABLE film OWNER TO xdb_repl;
+         INSERT INTO film VALUES (1, 'ACADEMY DINOSAUR', '2022-02-15 09:46:20'), (2, 'ACE GOLDFINGER', '2022-02-15 09:46:20');"
+    ))
+    .await;
+    let tdb = PgDb::create("xdb_app_trg_t").await;
+    tdb.exec(&format!(
+        "{schema}
+         CREATE TABLE audit (n serial PRIMARY KEY, film_id int);
+         CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN NEW.last_update = now(); RETURN NEW; END $$;
+         CREATE TRIGGER last_updated BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION last_updated();
+         CREATE FUNCTION audit_film() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO audit (film_id) VALUES (NEW.film_id); RETURN NEW; END $$;
+         CREATE TRIGGER audit_film AFTER INSERT ON film FOR EACH ROW EXECUTE FUNCTION audit_film();"
+    ))
+    .await;
+    let target = Target::Postgres(tdb);
+    let plan = plan(&db, &target, "public.film", "");
+    let c = xdb(&plan, &["check"]);
+    assert!(support::text(&c).contains("will not fire on what xdb writes"), "{}", support::text(&c));
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    db.exec(
+        "UPDATE film SET title = 'ACE GOLDFINGER II', last_update = '2026-12-01 10:00:00' WHERE film_id = 2;
+         INSERT INTO film VALUES (3, 'ADAPTATION HOLES', '2026-12-02 11:00:00');",
+    )
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(
+        target.rows("SELECT last_update::text FROM public.film WHERE film_id = 2").await,
+        vec![vec!["2026-12-01 10:00:00".to_string()]],
+        "the target's last_updated trigger fired"
+    );
+    assert_eq!(target.rows("SELECT count(*)::text FROM public.audit").await, vec![vec!["0".to_string()]]);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}

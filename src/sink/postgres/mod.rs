@@ -5,6 +5,7 @@
 
 pub mod load;
 pub mod merge;
+pub mod triggers;
 
 use std::collections::HashMap;
 
