@@ -145,6 +145,7 @@ async fn mysql_database(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: 
             return;
         }
     }
+    mysql_triggers(plan, conn, db, s).await;
     let probe = format!("CREATE TEMPORARY TABLE `{}`.xdb_check_probe (x INT) ENGINE=InnoDB", db.replace('`', "``"));
     match conn.query_drop(probe).await {
         Ok(()) => {
@@ -155,6 +156,33 @@ async fn mysql_database(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: 
             format!("cannot write to database {db}: {}", plan.scrub(&e.to_string())),
             format!("GRANT ALL PRIVILEGES ON `{}`.* TO <xdb user>;", db.replace('`', "``")),
         ),
+    }
+}
+
+/// Triggers on existing target tables fire on every row xdb writes, and
+/// MySQL/MariaDB cannot keep them quiet for one session (PostgreSQL
+/// targets can: `sink::postgres::triggers`): said before anything runs.
+async fn mysql_triggers(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: &mut CheckSection) {
+    let names: Vec<String> = plan.tables.iter().map(crate::mapping::naming::flat_table_name).collect();
+    let found: Result<Vec<(String, String)>, _> = conn
+        .exec(
+            "SELECT EVENT_OBJECT_TABLE, GROUP_CONCAT(TRIGGER_NAME ORDER BY TRIGGER_NAME SEPARATOR ', ') \
+             FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? GROUP BY EVENT_OBJECT_TABLE",
+            (db,),
+        )
+        .await;
+    let Ok(found) = found else { return };
+    for (table, triggers) in found.into_iter().filter(|(t, _)| names.contains(t)) {
+        s.warn(
+            format!(
+                "existing target table {table} has triggers ({triggers}): they fire on every row xdb copies and \
+                 applies, and MySQL/MariaDB cannot keep them quiet for xdb's session; a value they change makes \
+                 the target differ from the source (`xdb validate` reports it)"
+            ),
+            "if they belong to the application, keep their definitions (SHOW CREATE TRIGGER …), drop them \
+             until the switch (DROP TRIGGER …) and create them again then; keep them only if what they change \
+             is meant to differ from the source",
+        );
     }
 }
 

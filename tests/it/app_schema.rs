@@ -402,3 +402,26 @@ async fn a_restored_postgres_targets_triggers_do_not_fire() {
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
+
+/// MySQL/MariaDB cannot keep an existing target table's triggers quiet for
+/// xdb's session: `check` says so (a warning naming the table and the
+/// triggers, with what to do), before anything runs.
+#[tokio::test]
+async fn a_mariadb_targets_triggers_are_named_by_check() {
+    let db = PgDb::create("xdb_app_mytrg").await;
+    db.exec("CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL); ALTER TABLE film OWNER TO xdb_repl;")
+        .await;
+    let target = Target::Mysql(MyDb::create("xdb_app_mytrg_my").await);
+    for sql in [
+        "CREATE TABLE film (film_id INT PRIMARY KEY, title LONGTEXT NOT NULL)",
+        "CREATE TABLE audit (n INT AUTO_INCREMENT PRIMARY KEY, film_id INT)",
+        "CREATE TRIGGER film_audit AFTER INSERT ON film FOR EACH ROW INSERT INTO audit (film_id) VALUES (NEW.film_id)",
+    ] {
+        target.rows(sql).await;
+    }
+    let plan = plan(&db, &target, "public.film", "");
+    let c = xdb(&plan, &["check"]);
+    let text = support::text(&c);
+    assert!(text.contains("existing target table film has triggers (film_audit)"), "{text}");
+    assert!(text.contains("DROP TRIGGER"), "{text}");
+}
