@@ -371,17 +371,7 @@ async fn a_restored_postgres_targets_triggers_do_not_fire() {
     ))
     .await;
     let tdb = PgDb::create("xdb_app_trg_t").await;
-    tdb.exec(&format!(
-        "{schema}
-         CREATE TABLE audit (n serial PRIMARY KEY, film_id int);
-         CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN NEW.last_update = now(); RETURN NEW; END $$;
-         CREATE TRIGGER last_updated BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION last_updated();
-         CREATE FUNCTION audit_film() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN INSERT INTO audit (film_id) VALUES (NEW.film_id); RETURN NEW; END $$;
-         CREATE TRIGGER audit_film AFTER INSERT ON film FOR EACH ROW EXECUTE FUNCTION audit_film();"
-    ))
-    .await;
+    tdb.exec(support::FILM_WITH_TRIGGERS).await;
     let target = Target::Postgres(tdb);
     let plan = plan(&db, &target, "public.film", "");
     let c = xdb(&plan, &["check"]);

@@ -378,18 +378,11 @@ async fn the_sources_triggers_do_not_fire_on_the_way_back() {
     let db = PgDb::create("xdb_rev_trg").await;
     db.exec(&format!("GRANT ALL ON DATABASE {} TO {role}", db.name)).await;
     db.exec(&format!(
-        "CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL,
-           last_update timestamp NOT NULL DEFAULT now());
-         CREATE TABLE audit (n serial PRIMARY KEY, film_id int);
-         CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN NEW.last_update = now(); RETURN NEW; END $$;
-         CREATE TRIGGER last_updated BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION last_updated();
-         CREATE FUNCTION audit_film() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN INSERT INTO audit (film_id) VALUES (NEW.film_id); RETURN NEW; END $$;
-         CREATE TRIGGER audit_film AFTER INSERT ON film FOR EACH ROW EXECUTE FUNCTION audit_film();
+        "{}
          INSERT INTO film VALUES (1, 'ACADEMY DINOSAUR', '2022-02-15 09:46:20'), (2, 'ACE GOLDFINGER', '2022-02-15 09:46:20');
          TRUNCATE audit;
-         ALTER TABLE film OWNER TO {role}; ALTER TABLE audit OWNER TO {role}; ALTER SEQUENCE audit_n_seq OWNER TO {role};"
+         ALTER TABLE film OWNER TO {role}; ALTER TABLE audit OWNER TO {role}; ALTER SEQUENCE audit_n_seq OWNER TO {role};",
+        support::FILM_WITH_TRIGGERS
     ))
     .await;
     let target = Target::Mysql(MyDb::create("xdb_rev_trg_my").await);

@@ -488,14 +488,7 @@ async fn target_outage_is_retried_and_nothing_is_lost() {
     db.exec("UPDATE items SET qty = 1000 WHERE id <= 50").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     admin.batch_execute(&format!("ALTER DATABASE {tname} ALLOW_CONNECTIONS true")).await.unwrap();
-    let want = source_items(&db).await;
-    wait_until("the target to catch up", Duration::from_secs(60), || async { target_items(&target).await == want })
-        .await;
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let (code, err) = stopped(child).await;
-    assert_eq!(code, Some(0), "SIGTERM is a clean stop:\n{err}");
-    assert_eq!(target_items(&target).await, source_items(&db).await);
-    ok(&xdb(&plan, &["validate"]));
+    catch_up_then_stop(&db, &target, &plan, child).await;
 }
 
 /// A target that refuses new connections while `sync` starts (a DBA's
@@ -521,14 +514,22 @@ async fn a_target_refusing_connections_when_sync_starts_is_waited_for() {
     .await;
     // Rows that only the stream can bring.
     fill(&db, 101, 200).await;
-    let want = source_items(&db).await;
-    wait_until("the target to catch up", Duration::from_secs(60), || async { target_items(&target).await == want })
+    let err = catch_up_then_stop(&db, &target, &plan, child).await;
+    assert!(err.contains("retrying the copy"), "the wait is said:\n{err}");
+}
+
+/// Waits until the target holds the source's items, stops `sync` with
+/// SIGTERM (a clean stop, exit 0), then `xdb validate`; returns its log.
+async fn catch_up_then_stop(db: &PgDb, target: &Target, plan: &PlanFile, child: Child) -> String {
+    let want = source_items(db).await;
+    wait_until("the target to catch up", Duration::from_secs(60), || async { target_items(target).await == want })
         .await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let (code, err) = stopped(child).await;
     assert_eq!(code, Some(0), "SIGTERM is a clean stop:\n{err}");
-    assert!(err.contains("retrying the copy"), "the wait is said:\n{err}");
-    ok(&xdb(&plan, &["validate"]));
+    assert_eq!(target_items(target).await, source_items(db).await);
+    ok(&xdb(plan, &["validate"]));
+    err
 }
 
 /// The snapshot handoff (invariants *snapshot handoff* and *per-table sync LSN*) with a writer running during

@@ -290,6 +290,19 @@ pub fn plan(db: &PgDb, target: &Target, tables: &str, extra: &str) -> PlanFile {
     ))
 }
 
+/// pagila's `film` reduced to what its triggers touch: `last_updated`
+/// stamps `last_update = now()` on every UPDATE, an audit trigger adds a
+/// row to `audit` per INSERT (the triggers a restored schema brings).
+pub const FILM_WITH_TRIGGERS: &str = "CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL,
+       last_update timestamp NOT NULL DEFAULT now());
+     CREATE TABLE audit (n serial PRIMARY KEY, film_id int);
+     CREATE FUNCTION last_updated() RETURNS trigger LANGUAGE plpgsql AS
+       $$ BEGIN NEW.last_update = now(); RETURN NEW; END $$;
+     CREATE TRIGGER last_updated BEFORE UPDATE ON film FOR EACH ROW EXECUTE FUNCTION last_updated();
+     CREATE FUNCTION audit_film() RETURNS trigger LANGUAGE plpgsql AS
+       $$ BEGIN INSERT INTO audit (film_id) VALUES (NEW.film_id); RETURN NEW; END $$;
+     CREATE TRIGGER audit_film AFTER INSERT ON film FOR EACH ROW EXECUTE FUNCTION audit_film();";
+
 /// Two tables without a primary key: `visits` under REPLICA IDENTITY FULL
 /// with two equal rows, and `codes` keyed by its REPLICA IDENTITY unique
 /// index; owned by the replication role.
