@@ -87,8 +87,11 @@ impl FromLogError {
 
 pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Result<(), FromLogError> {
     let target = NatsTarget::parse(log_url, &plan.name).map_err(FromLogError::Config)?;
+    // A PostgreSQL target's own triggers stay quiet (invariant *quiet
+    // target triggers*), as on the direct path.
+    let plan = crate::sink::postgres::triggers::for_target(plan).await.map_err(copy::CopyError::from)?;
     // On the stream's own thread, as the direct stream (`own_thread`).
-    let (plan, options) = (plan.clone(), options.clone());
+    let options = options.clone();
     crate::own_thread::run("xdb-from-log", move || async move {
         reconnecting(options.max_retries, FromLogError::is_retryable, || session(&plan, &target, &options)).await
     })
