@@ -41,6 +41,8 @@ use crate::source::{ChangeSource, SourceEvent};
 pub enum SyncError {
     #[error("initial copy: {0}")]
     Copy(#[from] copy::CopyError),
+    #[error("target: {0}")]
+    TargetTriggers(#[from] crate::sink::postgres::triggers::TriggerError),
     #[error("source: {0}")]
     Stream(#[from] ChangeStreamError),
     #[error("{0}")]
@@ -105,6 +107,7 @@ impl SyncError {
             SyncError::Marker(e) => e.is_retryable(),
             SyncError::StreamEnded => true,
             SyncError::Generated(e) => e.is_retryable(),
+            SyncError::TargetTriggers(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -149,9 +152,6 @@ pub const CATCH_UP_PREFIX: &str = "xdb.caught_up";
 /// `until_caught_up` — until the target has caught up.
 pub async fn run(plan: &Plan, options: &SyncOptions, metrics: SharedMetrics) -> Result<(), SyncError> {
     let outcome = copy_phase(plan, options).await?;
-    // The stream writes past a PostgreSQL target's own triggers, as the
-    // copy did (`sink::postgres::triggers`).
-    let plan = &crate::sink::postgres::triggers::for_target(plan).await.map_err(copy::CopyError::from)?;
     if !outcome.summary.is_empty() {
         eprint!("{}", outcome.summary);
     }
@@ -212,6 +212,10 @@ async fn stream_once(
     metrics: &SharedMetrics,
     stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<(), SyncError> {
+    // The session writes past a PostgreSQL target's own triggers, as the
+    // copy did (invariant *quiet target triggers*); read again each
+    // session, so a target away for a moment is retried like any outage.
+    let plan = &crate::sink::postgres::triggers::for_target(plan).await?;
     let slot = plan.source.slot.clone();
     let catalog = client::connect(&plan.source.url, "xdb sync").await?;
     let (writer, catalog_keys) = prepare_writer(plan, &catalog).await?;
