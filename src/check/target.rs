@@ -14,7 +14,7 @@ pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {
     let mut s = CheckSection::new(format!("Target {}", plan.target.url.redacted()));
     match &plan.target.url {
         TargetUrl::Mysql(url) => check_mysql(plan, url, &mut s).await,
-        TargetUrl::Sqlite(path) => check_sqlite(path, &mut s),
+        TargetUrl::Sqlite(path) => check_sqlite(plan, path, &mut s),
         TargetUrl::Postgres(url) => check_postgres(plan, url, &mut s).await,
         TargetUrl::Nats(url) => crate::check::log::check(plan, url, &mut s).await,
     }
@@ -186,7 +186,33 @@ async fn mysql_triggers(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: 
     }
 }
 
-fn check_sqlite(path: &Path, s: &mut CheckSection) {
+/// As [`mysql_triggers`]: SQLite has no way to keep a table's triggers
+/// quiet for one connection either.
+fn sqlite_triggers(plan: &Plan, path: &Path, s: &mut CheckSection) {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(db) = rusqlite::Connection::open_with_flags(path, flags) else { return };
+    let names: Vec<String> = plan.tables.iter().map(crate::mapping::naming::flat_table_name).collect();
+    let Ok(mut st) = db.prepare(
+        "SELECT tbl_name, group_concat(name, ', ') FROM (SELECT tbl_name, name FROM sqlite_master \
+         WHERE type = 'trigger' ORDER BY name) GROUP BY tbl_name",
+    ) else {
+        return;
+    };
+    let Ok(rows) = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))) else { return };
+    for (table, triggers) in rows.flatten().filter(|(t, _)| names.iter().any(|n| n.eq_ignore_ascii_case(t))) {
+        s.warn(
+            format!(
+                "existing target table {table} has triggers ({triggers}): they fire on every row xdb copies and \
+                 applies, and SQLite cannot keep them quiet for xdb's connection; a value they change makes the \
+                 target differ from the source (`xdb validate` reports it)"
+            ),
+            "if they belong to the application, keep their definitions (SELECT sql FROM sqlite_master WHERE \
+             type = 'trigger'), drop them until the switch (DROP TRIGGER …) and create them again then",
+        );
+    }
+}
+
+fn check_sqlite(plan: &Plan, path: &Path, s: &mut CheckSection) {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into());
     if !dir.is_dir() {
@@ -210,7 +236,8 @@ fn check_sqlite(path: &Path, s: &mut CheckSection) {
     if abs.exists() {
         match std::fs::read(&abs).map(|b| b.get(..16).map(|h| h == b"SQLite format 3\0")) {
             Ok(Some(true)) | Ok(None) => {
-                s.pass(format!("{} exists: existing tables are checked, missing ones created", abs.display()))
+                s.pass(format!("{} exists: existing tables are checked, missing ones created", abs.display()));
+                sqlite_triggers(plan, &abs, s);
             }
             Ok(Some(false)) => s.fail(
                 format!("{} exists but is not a SQLite database", abs.display()),

@@ -395,10 +395,15 @@ impl SinkWriter {
         };
         let TargetConn::Mysql(c) = &mut self.conn else { unreachable!("checked above") };
         let names: Vec<&str> = tables.iter().map(String::as_str).collect();
-        let unrelated = c.begin_and_check_unrelated(&names).await;
-        let unrelated = unrelated.map_err(|e| {
-            self.conn.err("starting a transaction and reading the target's foreign keys and triggers", e)
-        })?;
+        let unrelated = match c.begin_and_check_unrelated(&names).await {
+            Ok(u) => u,
+            Err(e) => {
+                // The transaction may have begun before the read failed.
+                self.rollback().await;
+                let context = "starting a transaction and reading the target's foreign keys and triggers";
+                return Err(self.conn.err(context, e).into());
+            }
+        };
         Ok(Some(if unrelated {
             tracing::debug!(
                 statements = by_table.len(),

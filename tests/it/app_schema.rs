@@ -393,6 +393,30 @@ async fn a_restored_postgres_targets_triggers_do_not_fire() {
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
 
+/// SQLite, as MariaDB below, cannot keep an existing table's triggers
+/// quiet: `check` names them.
+#[tokio::test]
+async fn a_sqlite_targets_triggers_are_named_by_check() {
+    let db = PgDb::create("xdb_app_ltrg").await;
+    db.exec("CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL); ALTER TABLE film OWNER TO xdb_repl;")
+        .await;
+    let target = Target::sqlite("xdb_app_ltrg");
+    let Target::Sqlite(path) = &target else { unreachable!() };
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE film (film_id INTEGER PRIMARY KEY, title TEXT NOT NULL);
+             CREATE TABLE audit (film_id INTEGER);
+             CREATE TRIGGER film_audit AFTER INSERT ON film BEGIN INSERT INTO audit VALUES (NEW.film_id); END;",
+        )
+        .unwrap();
+    let plan = plan(&db, &target, "public.film", "");
+    let text = support::text(&xdb(&plan, &["check"]));
+    assert!(text.contains("existing target table film has triggers (film_audit)"), "{text}");
+    assert!(text.contains("DROP TRIGGER"), "{text}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
 /// MySQL/MariaDB cannot keep an existing target table's triggers quiet for
 /// xdb's session: `check` says so (a warning naming the table and the
 /// triggers, with what to do), before anything runs.
