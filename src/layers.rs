@@ -19,10 +19,10 @@ const LAYERS: &[&[&str]] = &[
     &["cmd"],
 ];
 
-/// Known exceptions, each with its reason. The plan loader registers the
-/// plan's `mapping.target_names` and refuses names that do not fit the
-/// target (`mapping::target_names`), so that every command stops on them
-/// before connecting anywhere.
+/// Known exceptions, each with its reason. The plan loader refuses
+/// `mapping.target_names` that do not fit the target with the one rule that
+/// says what fits (`mapping::target_names`), so that every command stops on
+/// them before connecting anywhere.
 const ALLOWED: &[(&str, &str)] = &[("plan", "mapping")];
 
 fn layer(module: &str) -> Option<usize> {

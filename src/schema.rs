@@ -181,7 +181,7 @@ async fn apply_table(
     out: &mut SchemaOutcome,
 ) -> Result<(), CopyError> {
     let name = m.source.name.to_string();
-    let existing = target.column_names(&m.source.name).await?;
+    let existing = target.column_names(&m.target_table()).await?;
     if let Some(diff) = existing.as_deref().and_then(|cols| column_difference(m, cols)) {
         let _ = writeln!(out.script, "-- note: the existing target table {} differs: {diff}", m.target_name);
     }

@@ -54,7 +54,7 @@ pub async fn check_table(
     unique: &[String],
     insensitive_ok: &[String],
 ) -> Result<Vec<Mismatch>, TargetError> {
-    if !conn.table_exists(&m.source.name).await? {
+    if !conn.table_exists(&m.target_table()).await? {
         return Ok(Vec::new());
     }
     let found = read_existing(conn, m).await?;

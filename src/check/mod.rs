@@ -61,7 +61,9 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
         }
     };
     let overrides = MappingOverrides::from_plan(&plan.mapping);
-    for problem in crate::mapping::naming::name_problems(kind.dialect(), &tables.iter().collect::<Vec<_>>()) {
+    for problem in
+        crate::mapping::naming::name_problems(&overrides.naming(kind.dialect()), &tables.iter().collect::<Vec<_>>())
+    {
         s.fail(problem, "see the naming rule in the README (`xdb schema`)");
     }
     for problem in mapping::unknown_columns(&plan.mapping, &tables.iter().collect::<Vec<_>>()) {

@@ -163,7 +163,10 @@ async fn mysql_database(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: 
 /// MySQL/MariaDB cannot keep them quiet for one session (PostgreSQL
 /// targets can: `sink::postgres::triggers`): said before anything runs.
 async fn mysql_triggers(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: &mut CheckSection) {
-    let names: Vec<String> = plan.tables.iter().map(crate::mapping::naming::flat_table_name).collect();
+    let names: Vec<String> = {
+        let n = crate::mapping::naming::Naming::of_plan(plan);
+        plan.tables.iter().map(|t| n.flat_table_name(t)).collect()
+    };
     let found: Result<Vec<(String, String)>, _> = conn
         .exec(
             "SELECT EVENT_OBJECT_TABLE, GROUP_CONCAT(TRIGGER_NAME ORDER BY TRIGGER_NAME SEPARATOR ', ') \
@@ -191,7 +194,10 @@ async fn mysql_triggers(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: 
 fn sqlite_triggers(plan: &Plan, path: &Path, s: &mut CheckSection) {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let Ok(db) = rusqlite::Connection::open_with_flags(path, flags) else { return };
-    let names: Vec<String> = plan.tables.iter().map(crate::mapping::naming::flat_table_name).collect();
+    let names: Vec<String> = {
+        let n = crate::mapping::naming::Naming::of_plan(plan);
+        plan.tables.iter().map(|t| n.flat_table_name(t)).collect()
+    };
     let Ok(mut st) = db.prepare(
         "SELECT tbl_name, group_concat(name, ', ') FROM (SELECT tbl_name, name FROM sqlite_master \
          WHERE type = 'trigger' ORDER BY name) GROUP BY tbl_name",
@@ -299,8 +305,8 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
 /// Triggers of existing target tables (a schema restored before the copy)
 /// must not fire on what xdb writes (`sink::postgres::triggers`).
 async fn target_triggers(plan: &Plan, c: &tokio_postgres::Client, s: &mut CheckSection) {
-    let d = crate::mapping::naming::SqlDialect::Postgres;
-    let tables: Vec<String> = plan.tables.iter().map(|t| d.table_ident(t)).collect();
+    let naming = crate::mapping::naming::Naming::of_plan(plan);
+    let tables: Vec<String> = plan.tables.iter().map(|t| naming.table_ident(t)).collect();
     match crate::sink::postgres::triggers::preflight(c, &tables).await {
         Ok(None) => {}
         Ok(Some((firing, None))) => s.pass(format!(

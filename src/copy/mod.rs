@@ -463,7 +463,7 @@ async fn refuse_rows_xdb_did_not_copy(
         if state.done.contains(&name) || state.known.contains(&name) {
             continue;
         }
-        if let Some(rows @ 1..) = target.table_rows(&m.source.name).await? {
+        if let Some(rows @ 1..) = target.table_rows(&m.target_table()).await? {
             return Err(CopyError::TargetNotEmpty { table: name, rows });
         }
     }
@@ -575,7 +575,7 @@ async fn prepare_target_tables(
             kept.push(name);
             continue;
         }
-        match target.table_rows(&m.source.name).await? {
+        match target.table_rows(&m.target_table()).await? {
             None => {
                 let ddl = mapping::create_table_ddl(m, kind);
                 target.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
@@ -583,8 +583,7 @@ async fn prepare_target_tables(
             Some(0) => {}
             Some(rows) if known.contains(&name) => {
                 tracing::info!(table = %name, rows, "emptying a partly copied table before copying it again");
-                let d = target.dialect();
-                let sql = format!("DELETE FROM {}", d.table_ident(&m.source.name));
+                let sql = format!("DELETE FROM {}", m.target_ident);
                 target.execute_batch(&[sql], &format!("emptying {name}")).await?;
             }
             Some(rows) => return Err(CopyError::TargetNotEmpty { table: name, rows }),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::naming::{flat_table_name, SqlDialect};
+use super::naming::{flat_by_rule, SqlDialect};
 use super::{MappedColumn, MappedTable, MysqlFlavour, TargetClass, TargetKind};
 use crate::model::{Column, PgType, TableName};
 
@@ -294,7 +294,7 @@ pub fn create_table_ddl(t: &MappedTable, kind: &TargetKind) -> Vec<String> {
 fn index_name(t: &TableName, name: &str, dialect: SqlDialect) -> String {
     match dialect {
         // SQLite index names share one namespace per database, like flat table names.
-        SqlDialect::Sqlite => flat_table_name(&TableName::new(t.schema.clone(), name.to_string())),
+        SqlDialect::Sqlite => flat_by_rule(&TableName::new(t.schema.clone(), name.to_string())),
         _ => name.to_string(),
     }
 }

@@ -54,7 +54,6 @@ pub use unique::unenforced_unique;
 
 use crate::model::{PgType, TableSchema};
 use crate::plan::LossyPolicy;
-use naming::flat_table_name;
 
 /// Why a table cannot be mapped, or a rule file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,7 +165,7 @@ pub struct MappedTable {
     pub source: Arc<TableSchema>,
     pub kind: TargetKind,
     /// The target table name: `t` / `s__t` on MySQL and SQLite (see
-    /// [`flat_table_name`]), `s.t` on PostgreSQL.
+    /// [`naming::Naming::flat_table_name`]), `s.t` on PostgreSQL.
     pub target_name: String,
     /// The target table, quoted for SQL.
     pub target_ident: String,
@@ -458,14 +457,8 @@ fn map_inner(
     if kind.is_mysql() {
         fit_mysql_row(&mut columns, &table.primary_key, &tname, &kind, &mut warnings).map_err(|e| vec![e])?;
     }
-    let dialect = kind.dialect();
-    let (target_name, target_ident) = match kind {
-        TargetKind::Postgres => (
-            format!("{}.{}", table.name.schema, crate::mapping::target_names::target_table_name(dialect, &table.name)),
-            dialect.table_ident(&table.name),
-        ),
-        _ => (flat_table_name(&table.name), dialect.table_ident(&table.name)),
-    };
+    let naming::TargetTable { name: target_name, ident: target_ident } =
+        overrides.naming(kind.dialect()).table(&table.name);
     Ok(MappedTable {
         source: Arc::new(table.clone()),
         kind,

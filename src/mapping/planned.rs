@@ -31,7 +31,7 @@ pub fn map_tables(
     let rules = MappingRules::load(kind, plan.mapping.rules.as_deref())?;
     let overrides = MappingOverrides::from_plan(&plan.mapping);
     let all: Vec<&TableSchema> = schemas.iter().map(|s| s.as_ref()).collect();
-    let mut problems = name_problems(kind.dialect(), &all);
+    let mut problems = name_problems(&overrides.naming(kind.dialect()), &all);
     problems.extend(unknown_columns(&plan.mapping, &all));
     let mut mapped = Vec::new();
     for s in schemas {

@@ -218,6 +218,8 @@ pub struct MappingOverrides {
     types: HashMap<(TableName, String), String>,
     policies: HashMap<(TableName, String), LossyPolicy>,
     default_policy: LossyPolicy,
+    /// `mapping.target_names`.
+    names: super::target_names::TargetNames,
 }
 
 /// Splits `schema.table.column` (or `table.column`, schema `public`).
@@ -235,7 +237,17 @@ impl MappingOverrides {
     pub fn from_plan(m: &Mapping) -> Self {
         let types = m.columns.iter().filter_map(|(k, v)| Some((split_column_key(k)?, v.clone()))).collect();
         let policies = m.policies.iter().filter_map(|(k, v)| Some((split_column_key(k)?, *v))).collect();
-        MappingOverrides { types, policies, default_policy: m.policy.unwrap_or_default() }
+        MappingOverrides {
+            types,
+            policies,
+            default_policy: m.policy.unwrap_or_default(),
+            names: super::target_names::TargetNames::from_mapping(m),
+        }
+    }
+
+    /// Where the tables go on a target of this dialect.
+    pub fn naming(&self, dialect: super::naming::SqlDialect) -> super::naming::Naming {
+        super::naming::Naming::new(dialect, self.names.clone())
     }
 
     /// The type override for a column, if any.

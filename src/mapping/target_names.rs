@@ -9,44 +9,42 @@
 //! its schema on PostgreSQL — for names over the target's identifier limit
 //! and for two source tables that the rule gives one name.
 //!
-//! The overrides are registered once, when the plan is loaded (like the
-//! plan's secrets): every command and every part of one (DDL, copy,
-//! stream, validate, cutover steps, status, the way back) names tables
-//! through [`flat_table_name`](super::naming::flat_table_name) and
-//! [`SqlDialect::table_ident`], which read them here, so none can
-//! disagree with another about where a table went.
+//! The overrides travel with the plan (`mapping.target_names`, read by
+//! [`TargetNames::from_mapping`]) into every [`Naming`] made from it:
+//! every command and every part of one (DDL, copy, stream, validate,
+//! cutover steps, status, the way back) names tables through a `Naming`
+//! or a [`MappedTable`](super::MappedTable) made with one, so none can
+//! disagree with another about where a table went — and a plan made in the
+//! process (the way back's swapped plan) carries its own names, not the
+//! forward plan's.
 
 use std::collections::HashMap;
-use std::sync::{OnceLock, RwLock};
+use std::sync::Arc;
 
-use super::naming::SqlDialect;
+use super::naming::{Naming, SqlDialect};
 use crate::model::TableName;
+use crate::plan::Mapping;
 
-fn registry() -> &'static RwLock<HashMap<TableName, String>> {
-    static R: OnceLock<RwLock<HashMap<TableName, String>>> = OnceLock::new();
-    R.get_or_init(|| RwLock::new(HashMap::new()))
-}
+/// The plan's overrides: source table → its name on the target.
+#[derive(Debug, Clone, Default)]
+pub struct TargetNames(Arc<HashMap<TableName, String>>);
 
-/// Registers the plan's overrides (source table → target table name).
-pub fn register(overrides: &[(TableName, String)]) {
-    let Ok(mut r) = registry().write() else { return };
-    for (t, name) in overrides {
-        r.insert(t.clone(), name.clone());
+impl TargetNames {
+    /// The overrides of a plan's `mapping:` section (keys were checked when
+    /// the plan was loaded; one that does not parse names no table).
+    pub fn from_mapping(m: &Mapping) -> Self {
+        TargetNames(Arc::new(
+            m.target_names.iter().filter_map(|(k, v)| Some((TableName::parse(k)?, v.clone()))).collect(),
+        ))
     }
-}
 
-/// The plan's target name for `t`, if it gives one.
-pub fn overridden(t: &TableName) -> Option<String> {
-    registry().read().ok()?.get(t).cloned()
-}
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (TableName, String)>) -> Self {
+        TargetNames(Arc::new(pairs.into_iter().collect()))
+    }
 
-/// The name of `t`'s target table as the target's catalog has it: the
-/// flat name on MySQL/SQLite, the table's name in its schema on
-/// PostgreSQL.
-pub fn target_table_name(dialect: SqlDialect, t: &TableName) -> String {
-    match dialect {
-        SqlDialect::Postgres => overridden(t).unwrap_or_else(|| t.name.clone()),
-        _ => super::naming::flat_table_name(t),
+    /// The plan's target name for `t`, if it gives one.
+    pub fn get(&self, t: &TableName) -> Option<&str> {
+        self.0.get(t).map(String::as_str)
     }
 }
 
@@ -54,11 +52,12 @@ pub fn target_table_name(dialect: SqlDialect, t: &TableName) -> String {
 /// line each, naming the override to write); empty when they all fit.
 /// Checked by the plan loader, by `check`, and before `snapshot` creates
 /// anything.
-pub fn table_name_problems(dialect: SqlDialect, tables: &[&TableName]) -> Vec<String> {
+pub fn table_name_problems(naming: &Naming, tables: &[&TableName]) -> Vec<String> {
+    let dialect = naming.dialect;
     let mut out = Vec::new();
     let mut seen: HashMap<String, &TableName> = HashMap::new();
     for &t in tables {
-        let target = target_table_name(dialect, t);
+        let target = naming.target_table_name(t);
         if target.is_empty() {
             out.push(format!("{t}: mapping.target_names gives it an empty name"));
             continue;

@@ -16,6 +16,7 @@ use super::backoff::reconnecting;
 use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
+use crate::mapping::naming::Naming;
 use crate::model::{Change, Lsn, TableName, TableSchema, Transaction};
 use crate::nats::{Log, NatsTarget};
 use crate::plan::{Plan, SecretUrl};
@@ -316,10 +317,11 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
     // dropped on it after a stop is not followed again (as the direct path).
     let mut on_target = Vec::new();
     let mut target_only = Vec::new();
+    let naming = Naming::of_plan(plan);
     for s in &schemas {
         let name = s.name.to_string();
-        if conn.table_rows(&s.name).await?.is_some() && states.iter().any(|st| st.table == name) {
-            let (t, extra) = super::sync::as_on_target(&mut conn, s).await.map_err(Box::new)?;
+        if conn.table_rows(&naming.table(&s.name)).await?.is_some() && states.iter().any(|st| st.table == name) {
+            let (t, extra) = super::sync::as_on_target(&mut conn, &naming, s).await.map_err(Box::new)?;
             on_target.push(t);
             target_only.push((s.name.clone(), extra));
         } else {
@@ -332,7 +334,7 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
         if states.iter().any(|s| s.table == name) {
             continue;
         }
-        match conn.table_rows(&m.source.name).await? {
+        match conn.table_rows(&m.target_table()).await? {
             None => {
                 let ddl = mapping::create_table_ddl(m, &kind);
                 conn.execute_batch(&ddl, &format!("creating the target table for {name}")).await?;
@@ -360,7 +362,7 @@ async fn refuse_unknown_added(plan: &Plan, table: &TableSchema, unknown: &[Strin
         return Ok(());
     }
     let mut conn = TargetConn::connect(&plan.target.url).await?;
-    let on_target = conn.column_names(&table.name).await?.unwrap_or_default();
+    let on_target = conn.column_names(&Naming::of_plan(plan).table(&table.name)).await?.unwrap_or_default();
     let missing: Vec<&String> = unknown.iter().filter(|c| !on_target.contains(c)).collect();
     let Some(first) = missing.first() else { return Ok(()) };
     let ty = table.columns.iter().find(|c| &c.name == *first).map(|c| c.pg_type.sql_name()).unwrap_or_default();

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use super::backoff::Backoff;
 use super::reverse_position::{self, Recorded, Resume};
 use crate::check::{CheckReport, CheckSection};
-use crate::mapping::naming::flat_table_name;
+use crate::mapping::naming::Naming;
 use crate::mapping::TargetKind;
 use crate::model::Lsn;
 use crate::model::{ReplicaIdentity, TableSchema, Transaction};
@@ -376,7 +376,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let schemas = source_schemas(plan, &pg).await?;
 
     let (mut my, mariadb, label) = mysql_conn(plan).await?;
-    let (database, tables) = target_tables(&mut my, &label, &schemas).await?;
+    let (database, tables) = target_tables(&mut my, &label, &Naming::of_plan(plan), &schemas).await?;
 
     // The writer: the original source as a PostgreSQL target.
     let mut rplan = plan.clone();
@@ -501,6 +501,7 @@ async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<
 async fn target_tables(
     my: &mut mysql_async::Conn,
     label: &str,
+    naming: &Naming,
     schemas: &[Arc<TableSchema>],
 ) -> Result<(String, HashMap<String, ReverseTable>), ReverseError> {
     let database: Option<String> = mysql_async::prelude::Queryable::query_first(my, "SELECT DATABASE()")
@@ -509,7 +510,7 @@ async fn target_tables(
     let database = database.ok_or_else(|| ReverseError::Refused("the target URL names no database".into()))?;
     let mut tables = HashMap::new();
     for s in schemas {
-        let name = flat_table_name(&s.name);
+        let name = naming.flat_table_name(&s.name);
         let cols = table_columns(my, &database, &name, label).await?;
         let mut columns = Vec::new();
         for c in &cols {

@@ -21,8 +21,9 @@
 
 use super::reverse::ReverseError;
 use crate::check::CheckSection;
-use crate::model::Lsn;
-use crate::plan::{Plan, TargetUrl};
+use crate::mapping::naming::Naming;
+use crate::model::{Lsn, TableName};
+use crate::plan::{Mapping, Plan, TargetUrl};
 use crate::sink::TargetConn;
 use crate::source::postgres::client;
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
@@ -38,16 +39,31 @@ pub fn publication(plan: &Plan) -> String {
 }
 
 /// The plan of the way back: the target as the source, the original
-/// source as a PostgreSQL target, the same tables (a PostgreSQL target keeps
-/// schema and table names).
+/// source as a PostgreSQL target. Its tables are the forward plan's as the
+/// target names them (same schema; `mapping.target_names` may rename a
+/// table), and its own `target_names` take each back to the original's
+/// name — the swapped plan carries its names, the forward plan's are not
+/// consulted.
 pub fn reversed(plan: &Plan) -> Option<Plan> {
     let TargetUrl::Postgres(target) = &plan.target.url else { return None };
+    let naming = Naming::of_plan(plan);
+    let there = |t: &TableName| TableName::new(t.schema.clone(), naming.target_table_name(t));
     let mut r = plan.clone();
     r.source.url = target.clone();
     r.source.slot = slot(plan);
     r.source.publication = publication(plan);
     r.target.url = TargetUrl::Postgres(plan.source.url.clone());
-    r.mapping = Default::default();
+    r.tables = plan.tables.iter().map(there).collect();
+    r.only_tables = plan.only_tables.iter().map(there).collect();
+    r.mapping = Mapping {
+        target_names: plan
+            .tables
+            .iter()
+            .filter(|t| there(t) != **t)
+            .map(|t| (there(t).pg_quoted(), t.name.clone()))
+            .collect(),
+        ..Default::default()
+    };
     Some(r)
 }
 

@@ -26,6 +26,7 @@ use super::batcher::{next_batch_items, BatchPolicy};
 use super::generated_fill::{FillError as GeneratedFillError, FilledSink, GeneratedFill};
 use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
+use crate::mapping::naming::Naming;
 use crate::model::{ChunkedTransaction, Lsn, TableName, TableSchema, Transaction};
 use crate::plan::Plan;
 use crate::sink::writer::{SinkError, SinkWriter};
@@ -284,9 +285,10 @@ async fn prepare_writer(
             .collect();
     let mut schema_list: Vec<Arc<TableSchema>> = Vec::new();
     let mut target_only = Vec::new();
+    let naming = Naming::of_plan(plan);
     for t in &plan.tables {
         let Some(s) = schemas.get(t) else { continue };
-        let (on_target, extra) = as_on_target(&mut target, s).await?;
+        let (on_target, extra) = as_on_target(&mut target, &naming, s).await?;
         schema_list.push(on_target);
         target_only.push((t.clone(), extra));
     }
@@ -444,10 +446,12 @@ where
 /// target's columns the source no longer has (dropped while xdb was away).
 pub(crate) async fn as_on_target(
     target: &mut TargetConn,
+    naming: &Naming,
     schema: &Arc<TableSchema>,
 ) -> Result<(Arc<TableSchema>, Vec<String>), SyncError> {
     let table = &schema.name;
-    let names = target.column_names(table).await?.ok_or_else(|| SyncError::NoTargetTable(table.to_string()))?;
+    let names =
+        target.column_names(&naming.table(table)).await?.ok_or_else(|| SyncError::NoTargetTable(table.to_string()))?;
     // Generated columns are the target's own (`mapping::generated`), not drops.
     let extra: Vec<String> = names
         .iter()

@@ -333,25 +333,19 @@ fn valid_slot_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// The plan's `mapping.target_names`, each key a planned table, and the
+/// The plan's `mapping.target_names`: each key a planned table, and the
 /// names every planned table gets with them checked against the target's
 /// limits and each other (`mapping::target_names`); an error is the key to
 /// point at and the message.
-fn target_names(
-    raw: &BTreeMap<String, String>,
-    tables: &[TableName],
-    target: &TargetUrl,
-) -> Result<Vec<(TableName, String)>, (String, String)> {
-    use crate::mapping::naming::SqlDialect;
-    let mut out = Vec::new();
-    for (key, name) in raw {
+fn check_target_names(raw: &Mapping, tables: &[TableName], target: &TargetUrl) -> Result<(), (String, String)> {
+    use crate::mapping::naming::{Naming, SqlDialect};
+    for (key, name) in &raw.target_names {
         let t = TableName::parse(key).filter(|t| tables.contains(t)).ok_or_else(|| {
             (key.clone(), format!("mapping.target_names entry {key:?} does not name a table in `tables`"))
         })?;
         if name.trim().is_empty() {
             return Err((key.clone(), format!("mapping.target_names gives {t} an empty name")));
         }
-        out.push((t, name.clone()));
     }
     let dialect = match target {
         TargetUrl::Mysql(_) => SqlDialect::Mysql,
@@ -359,18 +353,15 @@ fn target_names(
         TargetUrl::Postgres(_) => SqlDialect::Postgres,
         // Subjects on a log have no identifier limit and cannot collide
         // (they keep the schema).
-        TargetUrl::Nats(_) => {
-            crate::mapping::target_names::register(&out);
-            return Ok(out);
-        }
+        TargetUrl::Nats(_) => return Ok(()),
     };
-    crate::mapping::target_names::register(&out);
+    let naming = Naming::new(dialect, crate::mapping::target_names::TargetNames::from_mapping(raw));
     let refs: Vec<&TableName> = tables.iter().collect();
-    let problems = crate::mapping::target_names::table_name_problems(dialect, &refs);
+    let problems = crate::mapping::target_names::table_name_problems(&naming, &refs);
     if let Some(first) = problems.into_iter().next() {
         return Err(("tables".into(), format!("target table names: {first}")));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `xdb_<plan name>` reduced to what a slot name may hold.
@@ -393,7 +384,7 @@ impl Plan {
     /// Parses and validates plan text; `file` names it in errors. Phases:
     /// the YAML, the tables and what names them, the numeric limits, the
     /// source and target URLs (relative paths resolved against the plan's
-    /// directory), then the plan's secrets and target names registered.
+    /// directory), then the plan's secrets registered.
     pub fn parse(text: &str, file: &Path) -> Result<Plan, PlanError> {
         let raw: RawPlan = with_base(&paths::plan_dir(file), || serde_yaml_ng::from_str(text))
             .map_err(|e| PlanError::from_yaml(file, text, &e))?;
@@ -404,7 +395,7 @@ impl Plan {
         }
         let (tables, only_tables) = planned_tables(raw.tables).map_err(at_key)?;
         check_mapping_keys(&raw.mapping, &tables).map_err(at_key)?;
-        let target_names = target_names(&raw.mapping.target_names, &tables, &raw.target.url.0).map_err(at_key)?;
+        check_target_names(&raw.mapping, &tables, &raw.target.url.0).map_err(at_key)?;
         check_limits(&raw.copy, &raw.apply, &raw.source).map_err(at_key)?;
         let (source_url, log) = source_urls(raw.source.url.0, raw.source.validate_url, &raw.name).map_err(at_key)?;
         let default_name = default_object_name(&raw.name);
@@ -434,7 +425,6 @@ impl Plan {
         for secret in plan.secrets() {
             crate::secrets::register(&secret);
         }
-        crate::mapping::target_names::register(&target_names);
         crate::model::generated_carry::set_from_source(plan.mapping.generated == GeneratedFrom::Source);
         Ok(plan)
     }

@@ -7,7 +7,7 @@ use super::postgres::PgConn;
 use super::sqlite::SqliteConn;
 use super::state;
 use crate::error_policy::{DriverError, Retry};
-use crate::mapping::naming::SqlDialect;
+use crate::mapping::naming::{SqlDialect, TargetTable};
 use crate::model::Lsn;
 use crate::plan::TargetUrl;
 
@@ -298,39 +298,34 @@ impl TargetConn {
 
     /// The column names of a target table (as the target reports them), or
     /// `None` when the table does not exist.
-    pub async fn column_names(
-        &mut self,
-        source_table: &crate::model::TableName,
-    ) -> Result<Option<Vec<String>>, TargetError> {
-        if !self.table_exists(source_table).await? {
+    pub async fn column_names(&mut self, table: &TargetTable) -> Result<Option<Vec<String>>, TargetError> {
+        if !self.table_exists(table).await? {
             return Ok(None);
         }
-        let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.dialect().table_ident(source_table));
+        let sql = format!("SELECT * FROM {} WHERE 1 = 0", table.ident);
         let names = on_target!(self, c => c.column_names(&sql))
-            .map_err(|reason| self.err(&format!("reading the columns of {source_table}"), reason))?;
+            .map_err(|reason| self.err(&format!("reading the columns of {}", table.name), reason))?;
         Ok(Some(names))
     }
 
-    /// Whether the target table for `source_table` exists.
-    pub async fn table_exists(&mut self, source_table: &crate::model::TableName) -> Result<bool, TargetError> {
-        let flat = crate::mapping::naming::flat_table_name(source_table);
+    /// Whether the target table exists.
+    pub async fn table_exists(&mut self, table: &TargetTable) -> Result<bool, TargetError> {
         let r = match self {
-            TargetConn::Mysql(c) => c.table_exists(&flat).await,
-            TargetConn::Sqlite(c) => c.table_exists(&flat),
-            TargetConn::Postgres(c) => c.table_exists(&SqlDialect::Postgres.table_ident(source_table)).await,
+            TargetConn::Mysql(c) => c.table_exists(&table.name).await,
+            TargetConn::Sqlite(c) => c.table_exists(&table.name),
+            TargetConn::Postgres(c) => c.table_exists(&table.ident).await,
         };
-        r.map_err(|reason| self.err(&format!("looking for table {flat}"), reason))
+        r.map_err(|reason| self.err(&format!("looking for table {}", table.name), reason))
     }
 
     /// Rows in a target table, or `None` when it does not exist.
-    pub async fn table_rows(&mut self, source_table: &crate::model::TableName) -> Result<Option<u64>, TargetError> {
-        if !self.table_exists(source_table).await? {
+    pub async fn table_rows(&mut self, table: &TargetTable) -> Result<Option<u64>, TargetError> {
+        if !self.table_exists(table).await? {
             return Ok(None);
         }
-        let ident = self.dialect().table_ident(source_table);
-        let sql = format!("SELECT COUNT(*) FROM {ident}");
+        let sql = format!("SELECT COUNT(*) FROM {}", table.ident);
         let n = on_target!(self, c => c.count(&sql))
-            .map_err(|reason| self.err(&format!("counting rows of {ident}"), reason))?;
+            .map_err(|reason| self.err(&format!("counting rows of {}", table.name), reason))?;
         Ok(Some(n as u64))
     }
 }

@@ -26,22 +26,22 @@ impl SqlDialect {
         }
     }
 
-    /// The SQL text of `op`.
-    pub fn render(self, op: &Op<'_>) -> String {
-        self.render_with(op, &|n, _| self.placeholder(n))
+    /// The SQL text of `op` on the target table `table` (its quoted
+    /// identifier, `MappedTable::target_ident`).
+    pub fn render(self, op: &Op<'_>, table: &str) -> String {
+        self.render_with(op, table, &|n, _| self.placeholder(n))
     }
 
     /// The SQL text of `op`, with `placeholder(n, column)` spelling the n-th
     /// parameter, which binds a value of `column` (PostgreSQL targets cast
     /// their text parameters to the column's type).
-    pub fn render_with(self, op: &Op<'_>, placeholder: &dyn Fn(usize, usize) -> String) -> String {
+    pub fn render_with(self, op: &Op<'_>, t: &str, placeholder: &dyn Fn(usize, usize) -> String) -> String {
         let mut n = 0usize;
         let mut next = |col: usize| {
             n += 1;
             placeholder(n, col)
         };
         let table = op.table();
-        let t = self.table_ident(&table.name);
         let col = |i: usize| self.ident(&table.columns[i].name);
         let mut sql = String::new();
         match op {
@@ -91,11 +91,11 @@ impl SqlDialect {
             Op::UpdateOneMatching { set_cols, .. } => {
                 let sets: Vec<String> = set_cols.iter().map(|&i| format!("{} = {}", col(i), next(i))).collect();
                 let wh: Vec<String> = (0..table.columns.len()).map(|i| self.null_safe_eq(&col(i), &next(i))).collect();
-                let _ = write!(sql, "UPDATE {t} SET {} WHERE {}", sets.join(", "), self.one_row(&t, &wh.join(" AND ")));
+                let _ = write!(sql, "UPDATE {t} SET {} WHERE {}", sets.join(", "), self.one_row(t, &wh.join(" AND ")));
             }
             Op::DeleteOneMatching { .. } => {
                 let wh: Vec<String> = (0..table.columns.len()).map(|i| self.null_safe_eq(&col(i), &next(i))).collect();
-                let _ = write!(sql, "DELETE FROM {t} WHERE {}", self.one_row(&t, &wh.join(" AND ")));
+                let _ = write!(sql, "DELETE FROM {t} WHERE {}", self.one_row(t, &wh.join(" AND ")));
             }
             Op::Truncate { .. } => match self {
                 // MySQL's TRUNCATE commits implicitly: it would split the batch's transaction.
@@ -171,40 +171,46 @@ mod tests {
         let r2: Row = vec![Value::Int8(3), Value::Int8(4)];
         let up = Op::Upsert { table: &t, rows: vec![&r1, &r2] };
         assert_eq!(
-            SqlDialect::Mysql.render(&up),
+            SqlDialect::Mysql.render(&up, "`shop__t`"),
             "INSERT INTO `shop__t` (`id`, `v`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `v` = VALUES(`v`)"
         );
         assert_eq!(
-            SqlDialect::Postgres.render(&up),
+            SqlDialect::Postgres.render(&up, "\"shop\".\"t\""),
             "INSERT INTO \"shop\".\"t\" (\"id\", \"v\") VALUES ($1, $2), ($3, $4) ON CONFLICT (\"id\") DO UPDATE SET \"v\" = excluded.\"v\""
         );
         let del = Op::DeleteByKey { table: &t, keys: vec![&r1, &r2] };
-        assert_eq!(SqlDialect::Sqlite.render(&del), "DELETE FROM \"shop__t\" WHERE \"id\" IN (?, ?)");
+        assert_eq!(SqlDialect::Sqlite.render(&del, "\"shop__t\""), "DELETE FROM \"shop__t\" WHERE \"id\" IN (?, ?)");
         let check = Op::ExpectRows { table: &t, keys: vec![&r1, &r2], op: "UPDATE" };
-        assert_eq!(SqlDialect::Mysql.render(&check), "SELECT COUNT(*) FROM `shop__t` WHERE `id` IN (?, ?)");
+        assert_eq!(
+            SqlDialect::Mysql.render(&check, "`shop__t`"),
+            "SELECT COUNT(*) FROM `shop__t` WHERE `id` IN (?, ?)"
+        );
         let upd = Op::UpdateByKey { table: &t, set_cols: vec![0, 1], new: &r2, key_row: &r1 };
         assert_eq!(
-            SqlDialect::Postgres.render(&upd),
+            SqlDialect::Postgres.render(&upd, "\"shop\".\"t\""),
             "UPDATE \"shop\".\"t\" SET \"id\" = $1, \"v\" = $2 WHERE \"id\" = $3"
         );
         let k = table(vec![]);
         let one = Op::DeleteOneMatching { table: &k, old: &r1 };
-        assert_eq!(SqlDialect::Mysql.render(&one), "DELETE FROM `shop__t` WHERE `id` <=> ? AND `v` <=> ? LIMIT 1");
         assert_eq!(
-            SqlDialect::Sqlite.render(&one),
+            SqlDialect::Mysql.render(&one, "`shop__t`"),
+            "DELETE FROM `shop__t` WHERE `id` <=> ? AND `v` <=> ? LIMIT 1"
+        );
+        assert_eq!(
+            SqlDialect::Sqlite.render(&one, "\"shop__t\""),
             "DELETE FROM \"shop__t\" WHERE rowid = (SELECT rowid FROM \"shop__t\" WHERE \"id\" IS ? AND \"v\" IS ? LIMIT 1)"
         );
         let composite = table(vec![0, 1]);
         let del2 = Op::DeleteByKey { table: &composite, keys: vec![&r1, &r2] };
         assert_eq!(
-            SqlDialect::Postgres.render(&del2),
+            SqlDialect::Postgres.render(&del2, "\"shop\".\"t\""),
             "DELETE FROM \"shop\".\"t\" WHERE (\"id\", \"v\") IN (($1, $2), ($3, $4))"
         );
         let up2 = Op::Upsert { table: &composite, rows: vec![&r1] };
         assert_eq!(
-            SqlDialect::Mysql.render(&up2),
+            SqlDialect::Mysql.render(&up2, "`shop__t`"),
             "INSERT INTO `shop__t` (`id`, `v`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `id` = `id`"
         );
-        assert_eq!(SqlDialect::Mysql.render(&Op::Truncate { table: &t }), "DELETE FROM `shop__t`");
+        assert_eq!(SqlDialect::Mysql.render(&Op::Truncate { table: &t }, "`shop__t`"), "DELETE FROM `shop__t`");
     }
 }

@@ -202,6 +202,11 @@ pub struct SinkWriter {
 }
 
 impl SinkWriter {
+    /// Where the plan's tables are on this target.
+    pub(crate) fn naming(&self) -> crate::mapping::naming::Naming {
+        self.overrides.naming(self.kind.dialect())
+    }
+
     /// A writer resuming after `applied`; `source` answers what the
     /// stream does not say (see [`LiveSource`]).
     pub fn new(
@@ -596,7 +601,7 @@ impl SinkWriter {
         for op in ops {
             // Not a planned table (a publication shared with other tables): skipped.
             let Some(mapped) = self.mapped.get(&op.table().name) else { continue };
-            let sql = d.render_with(op, &|n, col| mapped.pg_placeholder(n, col));
+            let sql = d.render_with(op, &mapped.target_ident, &|n, col| mapped.pg_placeholder(n, col));
             statements.push((sql, op_params(op, |row, cols| mapped.pg_params(row, cols))?));
             planned.push(op.clone());
         }
@@ -711,14 +716,14 @@ impl SinkWriter {
         let r = match &mut self.conn {
             TargetConn::Mysql(c) => {
                 let params = op_params(op, |row, cols| mapped.mysql_params(row, cols))?;
-                c.run_op(&d.render(op), op, params).await
+                c.run_op(&d.render(op, &mapped.target_ident), op, params).await
             }
             TargetConn::Sqlite(c) => {
                 let params = op_params(op, |row, cols| mapped.sqlite_params(row, cols))?;
-                c.run_op(&d.render(op), op, params)
+                c.run_op(&d.render(op, &mapped.target_ident), op, params)
             }
             TargetConn::Postgres(c) => {
-                let sql = d.render_with(op, &|n, col| mapped.pg_placeholder(n, col));
+                let sql = d.render_with(op, &mapped.target_ident, &|n, col| mapped.pg_placeholder(n, col));
                 let params = op_params(op, |row, cols| mapped.pg_params(row, cols))?;
                 c.run_op(&sql, op, params).await
             }

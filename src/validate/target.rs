@@ -148,7 +148,7 @@ impl TargetSession {
 
     /// Rows of `mapped` on the target.
     pub async fn count(&mut self, mapped: &MappedTable) -> Result<u64, ValidateError> {
-        let n = self.conn.table_rows(&mapped.source.name).await?.ok_or_else(|| {
+        let n = self.conn.table_rows(&mapped.target_table()).await?.ok_or_else(|| {
             ValidateError::Target(format!("table {} does not exist on the target", mapped.target_name))
         })?;
         Ok(n)
@@ -336,21 +336,22 @@ impl TargetSession {
                     for r in batch {
                         p.extend(mapped.mysql_params(r, &all).map_err(conv)?);
                     }
-                    conn.exec_drop(d.render(&op), p).await.map_err(|x| e(x.into()))?;
+                    conn.exec_drop(d.render(&op, &mapped.target_ident), p).await.map_err(|x| e(x.into()))?;
                 }
                 TargetConn::Sqlite(SqliteConn { conn, .. }) => {
                     let mut p = Vec::new();
                     for r in batch {
                         p.extend(mapped.sqlite_params(r, &all).map_err(conv)?);
                     }
-                    conn.execute(&d.render(&op), rusqlite::params_from_iter(p)).map_err(|x| e(x.into()))?;
+                    conn.execute(&d.render(&op, &mapped.target_ident), rusqlite::params_from_iter(p))
+                        .map_err(|x| e(x.into()))?;
                 }
                 TargetConn::Postgres(PgConn { client, .. }) => {
                     let mut p = Vec::new();
                     for r in batch {
                         p.extend(mapped.pg_params(r, &all).map_err(conv)?);
                     }
-                    let sql = d.render_with(&op, &|n, col| mapped.pg_placeholder(n, col));
+                    let sql = d.render_with(&op, &mapped.target_ident, &|n, col| mapped.pg_placeholder(n, col));
                     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                         p.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
                     client.execute(sql.as_str(), &refs).await.map_err(|x| e(x.into()))?;

@@ -131,3 +131,49 @@ async fn target_name_override_on_postgres_keeps_the_schema() {
     assert_eq!(out.status.code(), Some(2), "{}", support::text(&out));
     assert!(support::text(&out).contains("does not name a table in `tables`"), "{}", support::text(&out));
 }
+
+/// The way back from a PostgreSQL target honours the override: the
+/// reverse publication names the target's table, and its changes land in
+/// the original source's table (not in a table of the target's name).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_way_back_from_postgres_reads_and_writes_the_overridden_names() {
+    let db = PgDb::create("xdb_names_rev").await;
+    db.exec(
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, v text); ALTER TABLE orders OWNER TO xdb_repl;
+         INSERT INTO orders (v) SELECT 'v' || g FROM generate_series(1, 20) g;",
+    )
+    .await;
+    let tdb = PgDb::create("xdb_names_revt").await;
+    let target_client = tdb.super_client().await;
+    let target = Target::Postgres(tdb);
+    let runbook = "mapping:\n  target_names:\n    orders: legacy_orders\ncutover:\n  steps:\n    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n    - name: Drain\n      wait_for_catchup: { timeout: 60s }\n    - name: Sequences\n      sync_sequences: {}\n    - name: Back\n      start_reverse: {}\n";
+    let plan = plan(&db, &target, "orders", runbook);
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let check = xdb(&plan, &["check", "--reverse"]);
+    assert!(check.status.success(), "check --reverse: {}", support::text(&check));
+    let cut = xdb(&plan, &["sync", "--cutover", "--yes"]);
+    assert!(cut.status.success(), "cutover: {}", support::text(&cut));
+    target_client
+        .batch_execute(
+            "INSERT INTO legacy_orders (v) VALUES ('on the target'); UPDATE legacy_orders SET v = 'back' WHERE id = 3",
+        )
+        .await
+        .unwrap();
+    ok(&xdb(&plan, &["sync", "--reverse", "--until-caught-up"]));
+    let src = db.super_client().await;
+    let got: Vec<String> = src
+        .query("SELECT v FROM orders WHERE id IN (3, 21) ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(got, vec!["back".to_string(), "on the target".to_string()]);
+    let stray: i64 =
+        src.query_one("SELECT count(*) FROM pg_class WHERE relname = 'legacy_orders'", &[]).await.unwrap().get(0);
+    assert_eq!(stray, 0, "no table of the target's name on the original source");
+    let st = xdb(&plan, &["status", "--reverse"]);
+    assert!(st.status.success(), "status --reverse: {}", support::text(&st));
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}

@@ -11,7 +11,7 @@
 //! which is reported).
 
 use super::{ActionError, Env, Outcome};
-use crate::mapping::naming::{flat_table_name, SqlDialect};
+use crate::mapping::naming::Naming;
 use crate::model::TableName;
 use crate::plan::Plan;
 use crate::sink::TargetConn;
@@ -93,17 +93,18 @@ pub async fn sync(env: &mut Env<'_>, margin: i64) -> Result<Outcome, ActionError
             ..Default::default()
         });
     }
+    let naming = Naming::of_plan(env.plan);
     let t = env.target().await?;
     let mut notes = Vec::new();
     for s in &seqs {
-        let note = set_one(t, s).await?;
+        let note = set_one(t, &naming, s).await?;
         notes.push(format!("{}.{} (source {}): {note}", s.table, s.column, s.sequence));
     }
     Ok(Outcome { notes, ..Default::default() })
 }
 
-async fn set_one(t: &mut TargetConn, s: &SeqValue) -> Result<String, ActionError> {
-    let table = flat_table_name(&s.table);
+async fn set_one(t: &mut TargetConn, naming: &Naming, s: &SeqValue) -> Result<String, ActionError> {
+    let table = naming.flat_table_name(&s.table);
     let context = || format!("setting the next value of {}.{} to {}", s.table, s.column, s.next);
     let driver = |source| ActionError::TargetDriver { context: context(), source };
     match t {
@@ -112,7 +113,7 @@ async fn set_one(t: &mut TargetConn, s: &SeqValue) -> Result<String, ActionError
             c.set_next_value(&table, s.next).map_err(|e| ActionError::Failed(e).context(context()))
         }
         TargetConn::Postgres(c) => {
-            let table = SqlDialect::Postgres.table_ident(&s.table);
+            let table = naming.table_ident(&s.table);
             c.set_next_value(&table, &s.column, s.next).await.map_err(driver)
         }
     }

@@ -13,7 +13,7 @@
 
 use super::sequences::{next_value, read_source};
 use super::{ActionError, Env, Outcome};
-use crate::mapping::naming::{flat_table_name, SqlDialect};
+use crate::mapping::naming::{Naming, SqlDialect};
 use crate::plan::Plan;
 
 /// For `--dry-run`.
@@ -41,16 +41,17 @@ pub async fn sync_back(env: &mut Env<'_>, margin: i64) -> Result<Outcome, Action
         });
     }
     let mut notes = Vec::new();
+    let naming = Naming::of_plan(env.plan);
     for s in &seqs {
-        let dialect = env.target().await?.dialect();
-        let table = dialect.table_ident(&s.table);
+        let dialect = naming.dialect;
+        let table = naming.table_ident(&s.table);
         let col = dialect.ident(&s.column);
         let max = parse(env.target_scalar(&format!("SELECT MAX({col}) FROM {table}")).await?);
         let auto = match dialect {
             SqlDialect::Mysql => parse(
                 env.target_scalar(&format!(
                     "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{}'",
-                    flat_table_name(&s.table).replace('\'', "''")
+                    naming.flat_table_name(&s.table).replace('\'', "''")
                 ))
                 .await?,
             ),

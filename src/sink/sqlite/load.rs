@@ -24,7 +24,7 @@ pub(crate) fn load_range(
     let d = SqlDialect::Sqlite;
     let cols: Vec<String> = table.columns.iter().map(|c| d.ident(&c.name)).collect();
     let marks = vec!["?"; cols.len()].join(", ");
-    let sql = format!("INSERT INTO {} ({}) VALUES ({marks})", d.table_ident(&table.source.name), cols.join(", "));
+    let sql = format!("INSERT INTO {} ({}) VALUES ({marks})", table.target_ident, cols.join(", "));
     let all: Vec<usize> = (0..table.columns.len()).collect();
     let mut sent = 0u64;
     let mut bad = ValueErrors::default();

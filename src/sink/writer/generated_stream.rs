@@ -97,7 +97,7 @@ impl SinkWriter {
     async fn target_columns(&mut self, table: &TableName) -> Result<Option<Vec<String>>, SinkError> {
         let mut attempt = 0u32;
         loop {
-            match self.conn.column_names(table).await {
+            match self.conn.column_names(&self.naming().table(table)).await {
                 Ok(names) => return Ok(names),
                 Err(e) if e.is_retryable() => {
                     attempt += 1;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 use super::{SinkError, SinkWriter};
-use crate::mapping::naming::SqlDialect;
+use crate::mapping::naming::Naming;
 use crate::mapping::{self, MappedTable, TargetKind};
 use crate::model::{Change, Column, Row, TableName, TableSchema, Transaction, Value};
 use crate::sink::apply_plan::Op;
@@ -110,7 +110,7 @@ impl SinkWriter {
         let mut drift = Drift::default();
         let target_only = self.target_only.get(table).cloned().unwrap_or_default();
         for c in target_only.iter().filter(|c| !schema.columns.iter().any(|n| &n.name == *c)) {
-            drift.problems.push(dropped_column(table, c, &self.kind));
+            drift.problems.push(dropped_column(&self.naming(), table, c));
         }
         for (i, c) in old.columns.iter().enumerate() {
             match schema.columns.iter().find(|n| n.name == c.name) {
@@ -131,7 +131,7 @@ impl SinkWriter {
                             continue;
                         }
                     }
-                    drift.problems.push(dropped_column(table, &c.name, &self.kind))
+                    drift.problems.push(dropped_column(&self.naming(), table, &c.name))
                 }
                 Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => drift.retyped.push(c.name.clone()),
                 Some(_) => {}
@@ -197,7 +197,7 @@ impl SinkWriter {
                         &schema.name,
                         &k.name,
                         &k.pg_type.sql_name(),
-                        &self.kind.dialect().table_ident(&schema.name),
+                        &self.naming().table_ident(&schema.name),
                     )));
                 };
                 k.nullable = c.nullable;
@@ -429,12 +429,7 @@ fn needs_fill(source: &Column, target: &mapping::MappedColumn) -> bool {
 }
 
 /// The schema-drift message for a column dropped on the source.
-fn dropped_column(table: &TableName, column: &str, kind: &TargetKind) -> String {
-    let d = match kind {
-        TargetKind::Sqlite => SqlDialect::Sqlite,
-        TargetKind::Postgres => SqlDialect::Postgres,
-        TargetKind::Mysql { .. } => SqlDialect::Mysql,
-    };
+fn dropped_column(d: &Naming, table: &TableName, column: &str) -> String {
     format!(
         "column {column} was dropped on the source. xdb stopped before applying any later change. To continue, drop \
          it on the target as well (`ALTER TABLE {} DROP COLUMN {}`), then run `xdb sync` again",
