@@ -259,6 +259,10 @@ pub fn value_from_text(s: &str, ty: &PgType) -> Option<Value> {
             Value::Interval { months, days, micros }
         }
         PgType::Uuid => Value::Uuid(uuid::Uuid::parse_str(st).ok()?),
+        // Targets keep the text; an application there may write another
+        // spelling of the same address (`08-00-2B-…`, `10.1.2.3/32`).
+        PgType::Inet | PgType::Cidr => Value::Text(text::canonical_inet(st, ty == &PgType::Cidr)?),
+        PgType::Macaddr | PgType::Macaddr8 => Value::Text(text::canonical_mac(st, ty == &PgType::Macaddr8)?),
         PgType::Json | PgType::Jsonb => Value::Json(s.to_string()),
         PgType::Array(inner) => Value::Array(parse_pg_array(st, inner)?),
         _ => Value::Text(s.to_string()),

@@ -426,6 +426,53 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     days.checked_mul(MICROS_PER_DAY)?.checked_add(tod)?.checked_sub(off * MICROS_PER_SEC)
 }
 
+/// An `inet` (or, with `cidr`, a `cidr`) value in PostgreSQL's output
+/// form: the address as PostgreSQL prints it, `/prefix` unless an `inet`
+/// covers one host. `None` when PostgreSQL would read it otherwise or not
+/// at all: no address, a prefix beyond the address, a `cidr` without its
+/// prefix (PostgreSQL would guess a classful one) or with bits set past it.
+pub fn canonical_inet(s: &str, cidr: bool) -> Option<String> {
+    let s = s.trim();
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (a, Some(p.parse::<u8>().ok()?)),
+        Some(_) => return None,
+        None => (s, None),
+    };
+    let ip: std::net::IpAddr = addr.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) if p > max => return None,
+        Some(p) => p,
+        None if cidr => return None,
+        None => max,
+    };
+    if cidr {
+        let host_bits = match ip {
+            std::net::IpAddr::V4(a) => u32::from(a).checked_shl(u32::from(prefix)).unwrap_or(0) as u128,
+            std::net::IpAddr::V6(a) => u128::from(a).checked_shl(u32::from(prefix)).unwrap_or(0),
+        };
+        if host_bits != 0 {
+            return None;
+        }
+    }
+    Some(if prefix == max && !cidr { ip.to_string() } else { format!("{ip}/{prefix}") })
+}
+
+/// A `macaddr` (6 bytes) or `macaddr8` (8; a 6-byte address gets FF:FE in
+/// its middle, as PostgreSQL does) in PostgreSQL's output form: lowercase
+/// hex pairs joined by `:`. Accepts the separators PostgreSQL reads (`:`,
+/// `-`, `.`, none). `None` when it is not such an address.
+pub fn canonical_mac(s: &str, eight: bool) -> Option<String> {
+    let digits: Vec<u8> = s.trim().bytes().filter(|b| !matches!(b, b':' | b'-' | b'.')).collect();
+    let mut bytes = parse_hex(&digits)?;
+    match (bytes.len(), eight) {
+        (6, false) | (8, true) => {}
+        (6, true) => bytes.splice(3..3, [0xff, 0xfe]).for_each(drop),
+        _ => return None,
+    }
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +481,27 @@ mod tests {
         let mut v = Vec::new();
         f(&mut v);
         String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn addresses_read_as_postgresql_prints_them() {
+        assert_eq!(canonical_inet("10.1.2.3/32", false).as_deref(), Some("10.1.2.3"));
+        assert_eq!(canonical_inet("192.168.0.10/24", false).as_deref(), Some("192.168.0.10/24"));
+        assert_eq!(canonical_inet("2001:DB8:0:0::1", false).as_deref(), Some("2001:db8::1"));
+        assert_eq!(canonical_inet("10.0.0.0/8", true).as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(canonical_inet("10.1.2.3/32", true).as_deref(), Some("10.1.2.3/32"));
+        assert_eq!(canonical_inet("10.0.0.0", true), None, "a cidr without its prefix");
+        assert_eq!(canonical_inet("10.0.0.1/8", true), None, "bits past the prefix");
+        assert_eq!(canonical_inet("10.0.0.1/33", false), None);
+        assert_eq!(canonical_inet("10.0.0.256", false), None);
+        assert_eq!(canonical_inet("10.0.0.1/", false), None);
+        assert_eq!(canonical_mac("08-00-2B-AA-BB-CC", false).as_deref(), Some("08:00:2b:aa:bb:cc"));
+        assert_eq!(canonical_mac("0800.2baa.bbcc", false).as_deref(), Some("08:00:2b:aa:bb:cc"));
+        assert_eq!(canonical_mac("08:00:2b:aa:bb:cc", true).as_deref(), Some("08:00:2b:ff:fe:aa:bb:cc"));
+        assert_eq!(canonical_mac("0800.2baa.bbcc.ddee", true).as_deref(), Some("08:00:2b:aa:bb:cc:dd:ee"));
+        assert_eq!(canonical_mac("0800.2baa.bbcc.ddee", false), None);
+        assert_eq!(canonical_mac("08:00:2b:aa:bb", false), None);
+        assert_eq!(canonical_mac("zz:00:2b:aa:bb:cc", false), None);
     }
 
     #[test]

@@ -354,6 +354,80 @@ async fn arrays_and_text_search_vectors_come_back() {
     assert_eq!(title, "ADAPTATION HOLES", "nothing of the refused transaction was applied");
 }
 
+/// Network addresses, intervals and bit strings (an application's sessions
+/// table: who logged in from where, for how long, with which flags) come
+/// back from MariaDB, where the forward mapping wrote their text: values
+/// that went forward and values the application wrote there, then
+/// `xdb validate` over every column. A text the source type cannot hold is
+/// refused naming table, column and key, with nothing applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn addresses_intervals_and_bit_strings_come_back() {
+    let db = PgDb::create("xdb_rev_net").await;
+    db.exec(
+        "CREATE TABLE sessions (id int PRIMARY KEY, ip inet, net cidr, mac macaddr, mac8 macaddr8,
+           took interval, flags bit(4), tags varbit(8), note text);
+         ALTER TABLE sessions OWNER TO xdb_repl;
+         INSERT INTO sessions VALUES
+           (1, '192.168.0.10/24', '10.0.0.0/8', '08:00:2b:01:02:03', '08:00:2b:01:02:03:04:05',
+            '1 year 2 mons -3 days 04:05:06.5', B'1010', B'101', 'first'),
+           (2, '2001:db8::1', '2001:db8::/32', NULL, NULL, '-00:00:01', B'0000', B'', 'second');",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_net_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let plan = plan(&db, &target, "public.sessions", "");
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    let mut c = my(mydb).await;
+    c.query_drop(
+        "INSERT INTO sessions VALUES (3, '10.1.2.3', '172.16.0.0/12', '08-00-2B-AA-BB-CC', '0800.2baa.bbcc.ddee',
+           'P1DT2H', '0110', '11111111', 'written on MariaDB')",
+    )
+    .await
+    .unwrap();
+    c.query_drop("UPDATE sessions SET took = '3 days 00:00:01', flags = '1111', note = 'back' WHERE id = 1")
+        .await
+        .unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let src = db.super_client().await;
+    let row = src
+        .query_one(
+            "SELECT ip::text, net::text, mac::text, mac8::text, took::text, flags::text, tags::text FROM sessions WHERE id = 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = (0..7).map(|i| row.get(i)).collect();
+    assert_eq!(
+        got,
+        [
+            "10.1.2.3/32",
+            "172.16.0.0/12",
+            "08:00:2b:aa:bb:cc",
+            "08:00:2b:aa:bb:cc:dd:ee",
+            "1 day 02:00:00",
+            "0110",
+            "11111111"
+        ]
+    );
+    let took: String = src.query_one("SELECT took::text FROM sessions WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(took, "3 days 00:00:01");
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+
+    // Text the source's type cannot hold: refused, nothing applied.
+    c.query_drop("UPDATE sessions SET flags = '10', note = 'SHORT' WHERE id = 2").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("table public.sessions, column flags, key (2)"), "{}", out(&o));
+    let note: String = src.query_one("SELECT note FROM sessions WHERE id = 2", &[]).await.unwrap().get(0);
+    assert_eq!(note, "second", "nothing of the refused transaction was applied");
+}
+
 /// The original source's own triggers (pagila's `last_updated`, which sets
 /// `last_update = now()` on every UPDATE, and an audit trigger) must not
 /// fire again on the way back: the target's rows already carry their

@@ -6,7 +6,8 @@
 //! mapping would have written for it; otherwise the error says why (the
 //! caller names table, column and key). Types the forward mapping altered
 //! (`timetz` lost its offset, `interval` text …) are refused rather than
-//! guessed; arrays, which became JSON arrays, come back where their
+//! guessed; network addresses, MAC addresses, bit strings and intervals
+//! went forward as their text and come back checked; arrays, which became JSON arrays, come back where their
 //! elements name one value each (integers, strings, booleans).
 
 use mysql_async::binlog::value::BinlogValue;
@@ -146,6 +147,43 @@ pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value
         // wrote it on the target: PostgreSQL parses it as it would the
         // same INSERT made there (the forward mapping writes its output).
         PgType::TsVector => Value::Text(text(v)?),
+        // The forward mapping writes PostgreSQL's output; what the
+        // application wrote there is checked to be an address PostgreSQL
+        // reads as written (a `cidr` needs its prefix: PostgreSQL would
+        // guess a classful one), so a stray text is named here, not by a
+        // failed statement.
+        PgType::Inet | PgType::Cidr => {
+            let s = text(v)?;
+            let cidr = ty == &PgType::Cidr;
+            Value::Text(crate::mapping::text::canonical_inet(&s, cidr).ok_or_else(|| {
+                if cidr {
+                    format!("'{s}' is not a network (address/prefix with no bits set past the prefix)")
+                } else {
+                    format!("'{s}' is not an IP address (with an optional /prefix)")
+                }
+            })?)
+        }
+        // macaddr8 also takes a 6-byte address (PostgreSQL inserts FF:FE).
+        PgType::Macaddr | PgType::Macaddr8 => {
+            let s = text(v)?;
+            let eight = ty == &PgType::Macaddr8;
+            Value::Text(
+                crate::mapping::text::canonical_mac(&s, eight).ok_or_else(|| {
+                    format!("'{s}' is not a MAC address of {} bytes", if eight { "6 or 8" } else { "6" })
+                })?,
+            )
+        }
+        PgType::Bit(n) => Value::Text(bits(&text(v)?, Some(n.unwrap_or(1)), true)?),
+        PgType::VarBit(n) => Value::Text(bits(&text(v)?, *n, false)?),
+        // Written forward in the `iso_8601` style, which keeps months,
+        // days and microseconds apart; read back into the same three (the
+        // `postgres` style too, as an application may write it).
+        PgType::Interval => {
+            let s = text(v)?;
+            let (months, days, micros) = crate::mapping::text::parse_interval(&s)
+                .ok_or_else(|| format!("'{s}' is not an interval (ISO 8601 `P1DT2H` or `1 day 02:00:00`)"))?;
+            Value::Interval { months, days, micros }
+        }
         PgType::Array(elem) if array_element_maps_back(elem) => {
             let s = text(v)?;
             let json: serde_json::Value = serde_json::from_str(&s).map_err(|e| format!("not valid JSON: {e}"))?;
@@ -161,6 +199,21 @@ pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value
             ))
         }
     })
+}
+
+/// A bit string of `0`s and `1`s: exactly `n` for `bit(n)`, at most `n`
+/// for `varbit(n)`.
+fn bits(s: &str, n: Option<u32>, exact: bool) -> Result<String, String> {
+    if !s.chars().all(|c| c == '0' || c == '1') {
+        return Err(format!("'{s}' is not a bit string (0s and 1s)"));
+    }
+    match n {
+        Some(n) if exact && s.len() != n as usize => {
+            Err(format!("'{s}' has {} bits, bit({n}) holds exactly {n}", s.len()))
+        }
+        Some(n) if s.len() > n as usize => Err(format!("'{s}' has {} bits, more than varbit({n}) holds", s.len())),
+        _ => Ok(s.to_string()),
+    }
 }
 
 /// Element types whose JSON form (arrays go forward as JSON arrays) names
