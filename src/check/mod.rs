@@ -92,11 +92,14 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
                     );
                 }
             }
-            Err(e) => {
-                let text = e.to_string();
-                let (title, fix) =
-                    text.split_once('\n').unwrap_or((text.as_str(), "add a column override under mapping.columns"));
-                s.fail(title.to_string(), fix.trim().to_string());
+            // Every problem of the table, not only the first.
+            Err(_) => {
+                for e in mapping::check_table(&rules, t, &overrides) {
+                    let text = e.to_string();
+                    let (title, fix) =
+                        text.split_once('\n').unwrap_or((text.as_str(), "add a column override under mapping.columns"));
+                    s.fail(title.to_string(), fix.trim().to_string());
+                }
             }
         }
     }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use super::naming::name_problems;
-use super::{map_table, unknown_columns, MappedTable, MappingError, MappingOverrides, MappingRules, TargetKind};
+use super::{
+    check_table, map_table, unknown_columns, MappedTable, MappingError, MappingOverrides, MappingRules, TargetKind,
+};
 use crate::model::TableSchema;
 use crate::plan::Plan;
 
@@ -37,7 +39,8 @@ pub fn map_tables(
     for s in schemas {
         match map_table(&rules, s, &overrides) {
             Ok(m) => mapped.push(Arc::new(m)),
-            Err(e) => problems.push(e.to_string()),
+            // Every problem of the table, not only the first.
+            Err(_) => problems.extend(check_table(&rules, s, &overrides).iter().map(|e| e.to_string())),
         }
     }
     if problems.is_empty() {

@@ -142,6 +142,8 @@ async fn a_type_without_mapping_is_a_blocker_naming_the_override() {
     assert!(out.contains("Type mapping"), "{out}");
     assert!(out.contains("✘ public.things.p: type `pair` has no mapping rule"), "{out}");
     assert!(out.contains("public.things.p:"), "the fix names the override key:\n{out}");
+    // Every column without a rule at once, not one per run.
+    assert!(out.contains("✘ public.things.span: type `int4range` has no mapping rule"), "{out}");
     // With the override in the plan, the same table passes.
     let yaml = format!(
         "{}mapping:\n  columns:\n    public.things.p: LONGTEXT\n    public.things.span: LONGTEXT\n",
