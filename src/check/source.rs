@@ -7,7 +7,7 @@ use super::report::CheckSection;
 use crate::model::{ReplicaIdentity, TableName, TableSchema};
 use crate::plan::Plan;
 use crate::source::postgres::change_stream::MESSAGES_SINCE;
-use crate::source::postgres::{catalog, client};
+use crate::source::postgres::{catalog, client, publication};
 
 /// The oldest source: logical replication with pgoutput exists since 10, but
 /// xdb is tested from 12 (tests/it/versions.rs); 12 cannot publish a
@@ -445,14 +445,39 @@ async fn publication_exists(
         .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
         .collect();
     let unpublished: Vec<&TableName> = plan.tables.iter().filter(|t| !all && !published.contains(t)).collect();
+    // A partitioned member of a publication that does not publish via the
+    // root is listed under its leaves: it is not missing, it is published
+    // the wrong way (below).
+    let not_via_root = publication::partitioned_not_via_root(c, pubname, &plan.tables).await.map_err(q)?;
     // The fix names only tables that exist: ADD TABLE on a missing one
     // fails the whole statement (the table check reports the missing ones).
     let mut missing = Vec::new();
     for t in unpublished {
         let exists: bool =
             c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t.pg_quoted()]).await.map_err(q)?.get(0);
-        if exists {
+        if exists && !(not_via_root.contains(t) && leaves_published(c, pubname, t).await.map_err(q)?) {
             missing.push(t);
+        }
+    }
+    let wrong_way = !not_via_root.is_empty();
+    if wrong_way {
+        let list = not_via_root.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+        if publication::created_by_xdb(c, pubname).await.map_err(q)? {
+            s.pass(format!(
+                "publication {pubname}: xdb made it, and sets publish_via_partition_root = true for the \
+                 partitioned table(s) {list} when it starts"
+            ));
+        } else {
+            s.fail(
+                format!(
+                    "publication {pubname}: lists the partitioned table(s) {list} but does not publish via the \
+                     partition root: their changes would arrive under leaf-partition names and be lost"
+                ),
+                format!(
+                    "ALTER PUBLICATION {} SET (publish_via_partition_root = true); (as its owner)",
+                    pg_ident(pubname)
+                ),
+            );
         }
     }
     if !missing_ops.is_empty() {
@@ -474,7 +499,7 @@ async fn publication_exists(
             ),
         );
     }
-    if missing_ops.is_empty() && missing.is_empty() {
+    if missing_ops.is_empty() && missing.is_empty() && !wrong_way {
         s.pass(format!(
             "publication {pubname}: exists and covers the planned tables{}",
             if all { " (FOR ALL TABLES)" } else { "" }
@@ -568,4 +593,18 @@ fn pg_ident(s: &str) -> String {
     } else {
         format!("\"{}\"", s.replace('"', "\"\""))
     }
+}
+
+/// Whether a leaf partition of `t` is in `pubname`'s tables: `t` is a
+/// member, published under its leaves.
+async fn leaves_published(c: &Client, pubname: &str, t: &TableName) -> Result<bool, tokio_postgres::Error> {
+    Ok(c.query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_partition_tree($1::text::regclass) tr \
+           JOIN pg_class k ON k.oid = tr.relid JOIN pg_namespace n ON n.oid = k.relnamespace \
+           JOIN pg_publication_tables pt ON pt.schemaname = n.nspname AND pt.tablename = k.relname \
+           WHERE pt.pubname = $2 AND tr.isleaf)",
+        &[&t.pg_quoted(), &pubname],
+    )
+    .await?
+    .get(0))
 }

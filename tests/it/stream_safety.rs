@@ -129,6 +129,38 @@ async fn partitioned(target: Target) {
     validate(&plan);
 }
 
+/// A publication made by hand that lists a partitioned table but does not
+/// publish via the root: the stream would name leaf partitions (not in the
+/// plan) and lose every change. `check` said the publication "lacks" the
+/// table and gave `ADD TABLE` (which fails: it is already a member); it
+/// must name `publish_via_partition_root`, and `snapshot` must refuse
+/// with the same fix before copying anything.
+#[tokio::test]
+async fn a_hand_made_publication_not_via_the_root_is_named_with_its_fix() {
+    let db = PgDb::create("xdb_safe_viaroot").await;
+    db.exec(&format!(
+        "CREATE TABLE payment (id bigint, payment_date date, PRIMARY KEY (id, payment_date)) PARTITION BY RANGE (payment_date);
+         CREATE TABLE payment_01 PARTITION OF payment FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+         ALTER TABLE payment OWNER TO xdb_repl; ALTER TABLE payment_01 OWNER TO xdb_repl;
+         INSERT INTO payment SELECT g, DATE '2024-01-01' + (g % 28) FROM generate_series(1, 50) g;
+         CREATE PUBLICATION {}_pub FOR TABLE payment;",
+        db.name
+    ))
+    .await;
+    let target = Target::sqlite("xdb_safe_viaroot");
+    let plan = plan(&db, &target, "payment", "");
+    let check = xdb(&plan, &["check"]);
+    let text = fails_with(&check, &["publish_via_partition_root = true", "public.payment"]);
+    assert!(!text.contains("ADD TABLE"), "the table is a member already: {text}");
+    fails_with(&xdb(&plan, &["snapshot"]), &["publish_via_partition_root = true"]);
+    assert_eq!(target.rows("SELECT count(*) FROM sqlite_master WHERE name = 'payment'").await[0][0], "0");
+    db.exec(&format!("ALTER PUBLICATION {}_pub SET (publish_via_partition_root = true)", db.name)).await;
+    let check = xdb(&plan, &["check"]);
+    assert!(check.status.success(), "{}", support::text(&check));
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    validate(&plan);
+}
+
 /// A source with `t(id, v)` holding `rows` rows, a SQLite target, a plan.
 async fn small_table(prefix: &str, rows: i32) -> (PgDb, Target, PlanFile) {
     let db = PgDb::create(prefix).await;

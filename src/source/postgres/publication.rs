@@ -142,18 +142,24 @@ pub async fn ensure(
     }
 }
 
-/// A publication that lists a partitioned table must publish via the root,
-/// or the stream names leaf partitions that are not in the plan. xdb fixes
-/// its own publication; someone else's is refused with the statement.
-async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> Result<(), PublicationError> {
-    let err = |source: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), source };
-    let via_root: bool = client
-        .query_one("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", &[&name])
-        .await
-        .map_err(err)?
-        .get(0);
-    if via_root {
-        return Ok(());
+/// The planned partitioned tables of a publication that does not publish
+/// via the root (13+): the stream would name their leaf partitions, which
+/// are not in the plan, and lose every change. Empty when it does, or when
+/// no planned table is partitioned. Read only (`check` asks it too).
+pub async fn partitioned_not_via_root(
+    client: &Client,
+    name: &str,
+    tables: &[TableName],
+) -> Result<Vec<TableName>, tokio_postgres::Error> {
+    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0);
+    if version < 130000 {
+        // No publish_via_partition_root (streamable refuses partitioned tables there).
+        return Ok(Vec::new());
+    }
+    let via_root: Option<bool> =
+        client.query_opt("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", &[&name]).await?.map(|r| r.get(0));
+    if via_root != Some(false) {
+        return Ok(Vec::new());
     }
     let mut partitioned = Vec::new();
     for t in tables {
@@ -163,13 +169,21 @@ async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> R
                  WHERE n.nspname = $1 AND c.relname = $2",
                 &[&t.schema, &t.name],
             )
-            .await
-            .map_err(err)?
+            .await?
             .map(|r| r.get(0));
         if p == Some(true) {
-            partitioned.push(t.pg_quoted());
+            partitioned.push(t.clone());
         }
     }
+    Ok(partitioned)
+}
+
+/// A publication that lists a partitioned table must publish via the root,
+/// or the stream names leaf partitions that are not in the plan. xdb fixes
+/// its own publication; someone else's is refused with the statement.
+async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> Result<(), PublicationError> {
+    let err = |source: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), source };
+    let partitioned = partitioned_not_via_root(client, name, tables).await.map_err(err)?;
     if partitioned.is_empty() {
         return Ok(());
     }
@@ -181,7 +195,10 @@ async fn ensure_via_root(client: &Client, name: &str, tables: &[TableName]) -> R
         tracing::info!(publication = name, "publishing partitioned tables via their root");
         return Ok(());
     }
-    Err(PublicationError::NotViaRoot { publication: name.to_string(), tables: partitioned.join(", ") })
+    Err(PublicationError::NotViaRoot {
+        publication: name.to_string(),
+        tables: partitioned.iter().map(|t| t.pg_quoted()).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// PostgreSQL 18 can publish stored generated columns; xdb's target
