@@ -67,6 +67,54 @@ pub fn reversed(plan: &Plan) -> Option<Plan> {
     Some(r)
 }
 
+/// `mapping.generated: source` made the original source's stored generated
+/// columns plain columns of the target. The original source computes them
+/// and refuses a value for them (SQLSTATE 428C9), so no change of those
+/// tables could come back: named, with the fix, before anything starts.
+/// `None` when the way back can write every column.
+async fn generated_moved_as_plain(
+    plan: &Plan,
+    source: &tokio_postgres::Client,
+) -> Result<Option<(String, String)>, tokio_postgres::Error> {
+    if plan.mapping.generated != crate::plan::GeneratedFrom::Source {
+        return Ok(None);
+    }
+    let tables: Vec<String> = plan.tables.iter().map(|t| t.pg_quoted()).collect();
+    let rows = source
+        .query(
+            "SELECT format('%s.%s.%s', n.nspname, c.relname, a.attname) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE a.attrelid IN (SELECT to_regclass(x) FROM unnest($1::text[]) x) \
+               AND a.attgenerated = 's' AND NOT a.attisdropped ORDER BY 1",
+            &[&tables],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let columns = rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join(", ");
+    Ok(Some((
+        format!(
+            "mapping.generated: source moved the original source's stored generated column(s) {columns} to the \
+             target as plain columns; the original source computes them and refuses a value for them, so the way \
+             back could not apply a single change of those tables"
+        ),
+        "a PostgreSQL target computes generated columns itself: move with mapping.generated: target (the default), \
+         where the way back leaves them to the original source"
+            .to_string(),
+    )))
+}
+
+async fn refuse_generated_moved_as_plain(plan: &Plan, source: &tokio_postgres::Client) -> Result<(), ReverseError> {
+    match generated_moved_as_plain(plan, source).await {
+        Ok(None) => Ok(()),
+        Ok(Some((what, fix))) => Err(ReverseError::Refused(format!("{what}. To go on: {fix}"))),
+        Err(source) => {
+            Err(ReverseError::Source { context: "reading the original source's generated columns".into(), source })
+        }
+    }
+}
+
 fn refused(what: &str, e: impl std::fmt::Display) -> ReverseError {
     ReverseError::Refused(format!("{what}: {e}"))
 }
@@ -75,6 +123,8 @@ fn refused(what: &str, e: impl std::fmt::Display) -> ReverseError {
 /// and records it on the original source. Returns the consistent point.
 pub async fn record_switch_point(plan: &Plan) -> Result<Lsn, ReverseError> {
     let r = reversed(plan).ok_or_else(|| ReverseError::Refused("not a PostgreSQL target".into()))?;
+    let original = client::connect(&plan.source.url, "xdb start_reverse").await?;
+    refuse_generated_moved_as_plain(plan, &original).await?;
     let target = client::connect(&r.source.url, "xdb start_reverse").await?;
     crate::source::postgres::publication::ensure(&target, &r.source.publication, &r.tables, &r.only_tables)
         .await
@@ -145,6 +195,7 @@ pub async fn run(plan: &Plan, options: &super::reverse::ReverseOptions) -> Resul
         )));
     }
     super::reverse::forward_stopped(plan, &pg).await?;
+    refuse_generated_moved_as_plain(plan, &pg).await?;
     let sync_options = super::sync::SyncOptions {
         copy: Default::default(),
         until_caught_up: options.until_caught_up,
@@ -194,6 +245,22 @@ pub async fn check(plan: &Plan, s: &mut CheckSection) {
     match slots.and_then(|v| v.parse::<i64>().ok()) {
         Some(n) if n > 0 => s.pass(format!("the target has {n} free replication slot(s)")),
         _ => s.fail("the target has no free replication slot", "raise max_replication_slots and restart the target"),
+    }
+    match client::connect(&plan.source.url, "xdb check --reverse").await {
+        Ok(original) => match generated_moved_as_plain(plan, &original).await {
+            Ok(None) => {}
+            Ok(Some((what, fix))) => s.fail(what, fix),
+            Err(e) => s.warn(
+                format!(
+                    "cannot read the original source's generated columns: {}",
+                    crate::error_policy::pg_error_text(&e)
+                ),
+                "check the source connection",
+            ),
+        },
+        Err(e) => {
+            s.fail(format!("cannot connect to the original source: {e}"), "fix the source URL or start the server")
+        }
     }
     match slot_state(plan).await {
         Ok(Some(_)) => s.pass(format!("reverse start recorded: slot {} exists on the target", r.source.slot)),

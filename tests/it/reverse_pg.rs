@@ -129,3 +129,80 @@ async fn writes_on_a_postgresql_target_flow_back_through_kills_and_validate() {
         src.query_one("SELECT count(*) FROM xdb.state WHERE slot LIKE '%_reverse'", &[]).await.unwrap().get(0);
     assert_eq!(rows, 0);
 }
+
+/// A stored generated column on the way back from a PostgreSQL target: the
+/// target computes it (the default), the stream back does not carry it,
+/// and the original source computes it again. With `mapping.generated:
+/// source` the target holds it as a plain column the original source
+/// would refuse a value for (SQLSTATE 428C9, every change stopped): the way
+/// back refuses before it starts, naming the column and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_column_is_computed_again_on_the_way_back() {
+    let db = PgDb::create("xdb_revpg_gen").await;
+    db.exec(
+        "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL,
+           shout text GENERATED ALWAYS AS (upper(name)) STORED);
+         ALTER TABLE people OWNER TO xdb_repl;
+         INSERT INTO people (id, name) VALUES (1, 'jürgen'), (2, 'zoë');",
+    )
+    .await;
+    let tdb = PgDb::create("xdb_revpg_gent").await;
+    let target_client = tdb.super_client().await;
+    let target = Target::Postgres(tdb);
+    let plan = plan(&db, &target, "public.people", "");
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+    target_client
+        .batch_execute("INSERT INTO people (id, name) VALUES (3, 'ana'); UPDATE people SET name = 'jo' WHERE id = 1")
+        .await
+        .unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let src = db.super_client().await;
+    let rows: Vec<(i32, String, String)> = src
+        .query("SELECT id, name, shout FROM people ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![(1, "jo".into(), "JO".into()), (2, "zoë".into(), "ZOË".into()), (3, "ana".into(), "ANA".into())]
+    );
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+
+    // The same column moved as a plain one: refused before anything starts.
+    let db2 = PgDb::create("xdb_revpg_gen2").await;
+    db2.exec(
+        "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL,
+           shout text GENERATED ALWAYS AS (upper(name)) STORED);
+         ALTER TABLE people OWNER TO xdb_repl;
+         INSERT INTO people (id, name) VALUES (1, 'jürgen');",
+    )
+    .await;
+    let target2 = Target::Postgres(PgDb::create("xdb_revpg_gen2t").await);
+    let plan2 = support::plan(&db2, &target2, "public.people", "mapping:\n  generated: source\n");
+    let o = xdb(&plan2, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    for args in [&["check", "--reverse"][..], &["sync", "--reverse", "--set-start-here"]] {
+        let o = xdb(&plan2, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", out(&o));
+        assert!(out(&o).contains("public.people.shout"), "{args:?}: {}", out(&o));
+        assert!(out(&o).contains("mapping.generated: target"), "{args:?}: {}", out(&o));
+    }
+    let slots: i64 = db2
+        .super_client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&format!("{}_slot_reverse", db2.name)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 0, "no reverse slot made");
+}
