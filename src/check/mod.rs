@@ -9,6 +9,7 @@ mod continuity;
 pub mod existing_target;
 pub(crate) mod log;
 mod report;
+mod runbook;
 mod source;
 mod target;
 
@@ -28,6 +29,7 @@ pub async fn run(plan: &Plan) -> CheckReport {
     if !facts.tables.is_empty() {
         sections.push(check_mapping(plan, &facts.tables).await);
     }
+    sections.extend(runbook::check(plan).await);
     CheckReport { sections }
 }
 

@@ -193,3 +193,43 @@ async fn a_target_that_is_the_source_is_refused_before_anything_is_created() {
         .get(0);
     assert_eq!(created, 0, "nothing may be created in the source");
 }
+
+/// The cutover runbook is checked before the window: a runbook that does
+/// not parse, and a `stop_source_writes` the login may not run (the
+/// database is not its own; roles it may not alter), are blockers naming
+/// the statement that grants it — the cutover would fail at its first step.
+#[tokio::test]
+async fn the_runbooks_freeze_is_checked_against_the_logins_privileges() {
+    let src = PgDb::create("xdb_check_runbook").await;
+    shop_source(&src).await;
+    let target = format!("sqlite://{}", std::env::temp_dir().join(format!("{}.db", src.name)).display());
+    let base = plan_yaml(&src.repl_url(), &target, "orders");
+    let with = |steps: &str| format!("{base}cutover:\n  steps:\n{steps}");
+    let freeze_db =
+        "    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n";
+
+    let (code, out) = run_check(&with(freeze_db));
+    assert_eq!(code, 0, "xdb_repl owns its database: {out}");
+    assert!(out.contains("✔ stop_source_writes { database: true }: xdb_repl may set database"), "{out}");
+
+    src.exec(&format!("ALTER DATABASE {} OWNER TO postgres", src.name)).await;
+    let (code, out) = run_check(&with(freeze_db));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("xdb_repl does not own database"), "{out}");
+    assert!(out.contains(&format!("ALTER DATABASE \"{}\" OWNER TO \"xdb_repl\"", src.name)), "{out}");
+
+    src.exec(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'xdb_app_rw') THEN
+           CREATE ROLE xdb_app_rw LOGIN; END IF; END $$",
+    )
+    .await;
+    let (code, out) = run_check(&with("    - name: Freeze app\n      stop_source_writes: { roles: [xdb_app_rw] }\n"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("xdb_repl may not set the defaults of role xdb_app_rw"), "{out}");
+    assert!(out.contains("CREATEROLE"), "{out}");
+
+    let (code, out) = run_check(&with("    - name: Typo\n      stop_source_write: { database: true }\n"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cutover step 1 (\"Typo\")"), "{out}");
+    assert!(out.contains("stop_source_writes"), "the suggestion: {out}");
+}
