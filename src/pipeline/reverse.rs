@@ -643,6 +643,40 @@ async fn apply_back(
 
 /// `xdb check --reverse`: can the way back run from this target?
 /// `check --reverse`: the original source's own triggers, which must not
+/// Every column the way back writes has a type whose values can come back
+/// from MySQL/MariaDB (`source::mysql::value::comes_back`): one that cannot
+/// would stop `sync --reverse` on the first change of its table, after the
+/// switch.
+async fn way_back_types(plan: &Plan, s: &mut CheckSection) {
+    let pg = match client::connect(&plan.source.url, "xdb check --reverse").await {
+        Ok(c) => c,
+        Err(_) => return, // said below
+    };
+    let schemas = match source_schemas(plan, &pg).await {
+        Ok(v) => v,
+        Err(e) => {
+            return s.fail(format!("cannot read the planned tables on the original source: {e}"), "see the error")
+        }
+    };
+    let mut refused = 0;
+    for t in &schemas {
+        for c in &t.columns {
+            if let Err(why) = crate::source::mysql::value::comes_back(&c.pg_type) {
+                refused += 1;
+                s.fail(
+                    format!("{}.{} ({}): {why}", t.name, c.name, c.pg_type.sql_name()),
+                    "its changes on the target cannot be written back exactly: change the column's type on the \
+                     original source to one that comes back (e.g. timestamptz, or text[] for an array), or leave \
+                     the table out of the plan and move it back by hand",
+                );
+            }
+        }
+    }
+    if refused == 0 {
+        s.pass(format!("every column of the {} planned table(s) can come back to its source type", schemas.len()));
+    }
+}
+
 /// fire on the way back ([`crate::sink::postgres::triggers`]).
 async fn way_back_triggers(pg: &tokio_postgres::Client, plan: &Plan, s: &mut CheckSection) {
     let names: Vec<String> = plan.tables.iter().map(|t| t.pg_quoted()).collect();
@@ -675,6 +709,7 @@ pub async fn check(plan: &Plan) -> CheckReport {
         match mysql_conn(plan).await {
             Ok((mut conn, mariadb, _)) => {
                 crate::check::binlog::binlog_settings(&mut conn, mariadb, &mut s).await;
+                way_back_types(plan, &mut s).await;
             }
             Err(e) => s.fail(format!("cannot connect to the target: {e}"), "fix the target URL or start the server"),
         }

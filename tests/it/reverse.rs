@@ -428,6 +428,60 @@ async fn addresses_intervals_and_bit_strings_come_back() {
     assert_eq!(note, "second", "nothing of the refused transaction was applied");
 }
 
+/// Values of extension and composite types (citext, hstore, a range, a
+/// composite) moved as their text (the plan's LONGTEXT overrides) come
+/// back as that text, which PostgreSQL reads as it would the same INSERT;
+/// a type whose forward mapping changed the value (timetz, normalised to
+/// UTC) cannot, and `check --reverse` names it before the switch instead
+/// of the way back stopping on the first change of the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn extension_types_come_back_as_text_and_check_names_what_cannot() {
+    let db = PgDb::create("xdb_rev_ext").await;
+    db.exec(
+        "CREATE EXTENSION IF NOT EXISTS citext; CREATE EXTENSION IF NOT EXISTS hstore;
+         CREATE TYPE addr AS (street text, zip int);
+         CREATE DOMAIN email AS citext CHECK (VALUE ~ '@');
+         CREATE TABLE kunden (id int PRIMARY KEY, mail email, props hstore, during tstzrange, home addr, note text);
+         ALTER TABLE kunden OWNER TO xdb_repl;
+         INSERT INTO kunden VALUES (1, 'A@b.de', 'a=>1, b=>NULL', '[2024-01-01,2024-02-01)', ROW('Hauptstr. 1', 12345), 'first');",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_ext_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let overrides = "mapping:\n  columns:\n    public.kunden.mail: LONGTEXT\n    public.kunden.props: LONGTEXT\n    public.kunden.during: LONGTEXT\n    public.kunden.home: LONGTEXT\n";
+    let plan = plan(&db, &target, "public.kunden", overrides);
+    let o = xdb(&plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let mut c = my(mydb).await;
+    c.query_drop(
+        "UPDATE kunden SET mail = 'X@Y.org', props = '\"c\"=>\"x y\"', during = '[\"2025-01-01 00:00:00+00\",)', home = '(\"a\"\"b\",)', note = 'back' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO kunden VALUES (2, 'n@m.de', NULL, 'empty', NULL, 'new')").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let src = db.super_client().await;
+    let row = src
+        .query_one("SELECT mail::text, props::text, during::text, home::text, note FROM kunden WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let got: Vec<String> = (0..5).map(|i| row.get(i)).collect();
+    assert_eq!(got, ["X@Y.org", "\"c\"=>\"x y\"", "[\"2025-01-01 00:00:00+00\",)", "(\"a\"\"b\",)", "back"]);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+
+    // timetz went forward normalised to UTC: named by check --reverse.
+    db.exec("ALTER TABLE kunden ADD COLUMN opens timetz").await;
+    let o = xdb(&plan, &["check", "--reverse"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("public.kunden.opens (time with time zone)"), "{}", out(&o));
+}
+
 /// The original source's own triggers (pagila's `last_updated`, which sets
 /// `last_update = now()` on every UPDATE, and an audit trigger) must not
 /// fire again on the way back: the target's rows already carry their

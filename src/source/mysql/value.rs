@@ -6,8 +6,10 @@
 //! mapping would have written for it; otherwise the error says why (the
 //! caller names table, column and key). Types the forward mapping altered
 //! (`timetz` lost its offset, `interval` text …) are refused rather than
-//! guessed; network addresses, MAC addresses, bit strings and intervals
-//! went forward as their text and come back checked; arrays, which became JSON arrays, come back where their
+//! guessed ([`comes_back`], which `check --reverse` asks of every column);
+//! network addresses, MAC addresses, bit strings and intervals went
+//! forward as their text and come back checked, composite, range and
+//! extension types as their text; arrays, which became JSON arrays, come back where their
 //! elements name one value each (integers, strings, booleans).
 
 use mysql_async::binlog::value::BinlogValue;
@@ -192,13 +194,33 @@ pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value
             };
             array_from_json(items, elem, 1)?
         }
+        // Composite, range and extension types (citext, hstore …) and
+        // tsquery went forward as their text (a text override in the
+        // plan): PostgreSQL reads it back as it would the same INSERT.
+        PgType::Other { .. } | PgType::TsQuery => Value::Text(text(v)?),
         other => {
-            return Err(format!(
-                "the forward mapping of {} does not keep every value exactly; it is not mapped back",
-                other.sql_name()
-            ))
+            return Err(comes_back(other).err().unwrap_or_else(|| format!("{} is not mapped back", other.sql_name())))
         }
     })
+}
+
+/// Whether values of a source column of type `ty` can come back from
+/// MySQL/MariaDB at all (each value is still checked on its way); the
+/// reason when they cannot. `check --reverse` asks it of every column.
+pub fn comes_back(ty: &PgType) -> Result<(), String> {
+    match ty {
+        PgType::TimeTz(_) => Err(
+            "the forward mapping wrote it as a TIME normalised to UTC: the offset is lost, so it is not mapped back"
+                .into(),
+        ),
+        PgType::Array(elem) if !array_element_maps_back(elem) => Err(format!(
+            "its arrays went forward as JSON arrays whose elements do not each name one {} (a JSON number loses \
+             numeric's scale, JSON has no NaN or infinity, dates and times are text of their own), so it is not \
+             mapped back",
+            elem.sql_name()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A bit string of `0`s and `1`s: exactly `n` for `bit(n)`, at most `n`
