@@ -288,6 +288,10 @@ fn key_description(schema: &TableSchema) -> Option<String> {
             "primary key ({})",
             schema.primary_key.iter().map(|&i| schema.columns[i].name.as_str()).collect::<Vec<_>>().join(", ")
         )),
+        (true, ReplicaIdentity::Index) => {
+            let cols: Vec<&str> = schema.columns.iter().filter(|c| c.is_key).map(|c| c.name.as_str()).collect();
+            (!cols.is_empty()).then(|| format!("replica identity index ({})", cols.join(", ")))
+        }
         (_, ReplicaIdentity::Nothing) => None,
         (true, _) => None,
     }

@@ -233,3 +233,20 @@ async fn the_runbooks_freeze_is_checked_against_the_logins_privileges() {
     assert!(out.contains("cutover step 1 (\"Typo\")"), "{out}");
     assert!(out.contains("stop_source_writes"), "the suggestion: {out}");
 }
+
+/// A table keyed by a unique index (REPLICA IDENTITY USING INDEX, no
+/// primary key) streams and validates (`log`, `sync` tests); check called
+/// it keyless and blocked the migration.
+#[tokio::test]
+async fn a_table_keyed_by_its_replica_identity_index_passes() {
+    let src = PgDb::create("xdb_check_ri").await;
+    src.exec(
+        "CREATE TABLE ri (a int NOT NULL, b text NOT NULL, c text, UNIQUE (a, b));
+         ALTER TABLE ri REPLICA IDENTITY USING INDEX ri_a_b_key; ALTER TABLE ri OWNER TO xdb_repl;",
+    )
+    .await;
+    let target = format!("sqlite://{}", std::env::temp_dir().join(format!("{}.db", src.name)).display());
+    let (code, out) = run_check(&plan_yaml(&src.repl_url(), &target, "ri"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✔ public.ri: 3 columns, replica identity index (a, b)"), "{out}");
+}
