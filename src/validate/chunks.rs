@@ -5,9 +5,13 @@
 //! order the key alike. That holds for integers, for text compared byte-wise
 //! (PostgreSQL `COLLATE "C"`, MySQL's binary utf8mb4 collations, SQLite's
 //! BINARY) and for UUIDs (byte order, and the lower-case hex text of the
-//! CHAR(36) mapping sorts the same way). A key with any other type (numeric
-//! stored as SQLite TEXT, timestamps, …) or a table without a key is compared
-//! as one chunk. Pure: SQL text and bound values only.
+//! CHAR(36) mapping sorts the same way). A key is split on its longest
+//! leading run of such columns — a partitioned table's `(city_id,
+//! logdate)` on `city_id`: every row still falls in exactly one range, as
+//! rows with the same leading values share one. A key that starts with any
+//! other type (numeric stored as SQLite TEXT, timestamps, …) or a table
+//! without a key is compared as one chunk. Pure: SQL text and bound values
+//! only.
 
 use crate::mapping::naming::SqlDialect;
 use crate::model::{pg_ident, PgType, Row, TableSchema, Value};
@@ -49,14 +53,17 @@ pub struct SplitKey {
 }
 
 impl SplitKey {
-    /// The primary key when every column of it orders alike everywhere.
+    /// The primary key's longest leading run of columns that order alike
+    /// everywhere; `None` when its first column does not (or no key).
     pub fn of(table: &TableSchema) -> Option<SplitKey> {
-        if table.primary_key.is_empty() {
-            return None;
-        }
-        let kinds: Option<Vec<KeyKind>> =
-            table.primary_key.iter().map(|&i| table.columns.get(i).and_then(|c| KeyKind::of(&c.pg_type))).collect();
-        Some(SplitKey { columns: table.primary_key.clone(), kinds: kinds? })
+        let (columns, kinds): (Vec<usize>, Vec<KeyKind>) =
+            table.primary_key.iter().map_while(|&i| Some((i, KeyKind::of(&table.columns.get(i)?.pg_type)?))).unzip();
+        (!columns.is_empty()).then_some(SplitKey { columns, kinds })
+    }
+
+    /// Whether the ranges are on part of the primary key only.
+    pub fn is_prefix_of(&self, table: &TableSchema) -> bool {
+        self.columns.len() < table.primary_key.len()
     }
 }
 

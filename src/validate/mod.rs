@@ -349,10 +349,23 @@ impl Validation<'_> {
         let mut tables = Vec::new();
         for (i, m) in mapped.iter().enumerate() {
             let key = SplitKey::of(&m.source);
-            if key.is_none() {
-                reports[i].note = Some(
-                    "the primary key is missing or not of integer, text or uuid columns: compared as one range".into(),
-                );
+            match &key {
+                None => {
+                    reports[i].note = Some(
+                        "the primary key is missing or does not start with an integer, text or uuid column: \
+                         compared as one range"
+                            .into(),
+                    )
+                }
+                Some(k) if k.is_prefix_of(&m.source) => {
+                    let names: Vec<&str> = k.columns.iter().map(|&c| m.source.columns[c].name.as_str()).collect();
+                    reports[i].note = Some(format!(
+                        "ranges on the key's leading integer, text or uuid column(s) ({}): rows sharing their values \
+                         are compared as one range",
+                        names.join(", ")
+                    ));
+                }
+                Some(_) => {}
             }
             let chunks = match exporter.plan_chunks(&m.source, key.as_ref(), self.opts.chunk_rows).await {
                 Ok(c) => c,

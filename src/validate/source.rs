@@ -157,6 +157,8 @@ impl SourceSession {
             }
             bounds.push(b);
         }
+        // Split on part of the key, every n-th row may repeat a bound.
+        bounds.dedup();
         Ok(chunks::chunks_from_bounds(bounds))
     }
 
