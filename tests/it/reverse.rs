@@ -23,6 +23,31 @@ fn out(o: &std::process::Output) -> String {
     support::text(o)
 }
 
+/// The forward copy and stream, caught up, then the way back's start
+/// recorded at that point (the forward sync stopped).
+fn forward_then_start_here(plan: &crate::support::PlanFile) {
+    let o = xdb(plan, &["sync", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = xdb(plan, &["sync", "--reverse", "--set-start-here"]);
+    assert!(o.status.success(), "{}", out(&o));
+}
+
+/// `sync --reverse` stops naming `needle`, and `query` still reads `want`
+/// on the original source: nothing of the refused transaction was applied.
+async fn refused_with_nothing_applied(
+    plan: &crate::support::PlanFile,
+    src: &tokio_postgres::Client,
+    needle: &str,
+    query: &str,
+    want: &str,
+) {
+    let o = xdb(plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains(needle), "{}", out(&o));
+    let got: String = src.query_one(query, &[]).await.unwrap().get(0);
+    assert_eq!(got, want, "nothing of the refused transaction was applied");
+}
+
 async fn my(db: &MyDb) -> mysql_async::Conn {
     let mut c = mysql_async::Conn::from_url(db.url()).await.expect("connect MariaDB");
     c.query_drop("SET time_zone = '+00:00'").await.unwrap();
@@ -246,10 +271,7 @@ async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
     let target = Target::Mysql(MyDb::create("xdb_rev_rep_my").await);
     let Target::Mysql(mydb) = &target else { unreachable!() };
     let plan = plan(&db, &target, "public.flags", "");
-    let o = xdb(&plan, &["sync", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
-    assert!(o.status.success(), "{}", out(&o));
+    forward_then_start_here(&plan);
 
     // TINYINT(1) holds 5; a boolean does not: reported, never guessed.
     let mut c = my(mydb).await;
@@ -314,10 +336,7 @@ async fn arrays_and_text_search_vectors_come_back() {
     let target = Target::Mysql(MyDb::create("xdb_rev_arr_my").await);
     let Target::Mysql(mydb) = &target else { unreachable!() };
     let plan = plan(&db, &target, "public.film", "");
-    let o = xdb(&plan, &["sync", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
-    assert!(o.status.success(), "{}", out(&o));
+    forward_then_start_here(&plan);
 
     let mut c = my(mydb).await;
     c.query_drop(
@@ -347,11 +366,14 @@ async fn arrays_and_text_search_vectors_come_back() {
 
     // A JSON array PostgreSQL has no array for: reported, nothing applied.
     c.query_drop("UPDATE film SET scores = '[[1], [2, 3]]', title = 'RAGGED' WHERE film_id = 3").await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(out(&o).contains("table public.film, column scores, key (3)"), "{}", out(&o));
-    let title: String = src.query_one("SELECT title FROM film WHERE film_id = 3", &[]).await.unwrap().get(0);
-    assert_eq!(title, "ADAPTATION HOLES", "nothing of the refused transaction was applied");
+    refused_with_nothing_applied(
+        &plan,
+        &src,
+        "table public.film, column scores, key (3)",
+        "SELECT title FROM film WHERE film_id = 3",
+        "ADAPTATION HOLES",
+    )
+    .await;
 }
 
 /// Network addresses, intervals and bit strings (an application's sessions
@@ -376,10 +398,7 @@ async fn addresses_intervals_and_bit_strings_come_back() {
     let target = Target::Mysql(MyDb::create("xdb_rev_net_my").await);
     let Target::Mysql(mydb) = &target else { unreachable!() };
     let plan = plan(&db, &target, "public.sessions", "");
-    let o = xdb(&plan, &["sync", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
-    assert!(o.status.success(), "{}", out(&o));
+    forward_then_start_here(&plan);
 
     let mut c = my(mydb).await;
     c.query_drop(
@@ -421,11 +440,14 @@ async fn addresses_intervals_and_bit_strings_come_back() {
 
     // Text the source's type cannot hold: refused, nothing applied.
     c.query_drop("UPDATE sessions SET flags = '10', note = 'SHORT' WHERE id = 2").await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(out(&o).contains("table public.sessions, column flags, key (2)"), "{}", out(&o));
-    let note: String = src.query_one("SELECT note FROM sessions WHERE id = 2", &[]).await.unwrap().get(0);
-    assert_eq!(note, "second", "nothing of the refused transaction was applied");
+    refused_with_nothing_applied(
+        &plan,
+        &src,
+        "table public.sessions, column flags, key (2)",
+        "SELECT note FROM sessions WHERE id = 2",
+        "second",
+    )
+    .await;
 }
 
 /// Values of extension and composite types (citext, hstore, a range, a
@@ -524,10 +546,7 @@ async fn the_sources_triggers_do_not_fire_on_the_way_back() {
         target.url(),
         name = db.name
     ));
-    let o = xdb(&plan, &["sync", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let o = xdb(&plan, &["sync", "--reverse", "--set-start-here"]);
-    assert!(o.status.success(), "{}", out(&o));
+    forward_then_start_here(&plan);
 
     let mut c = my(mydb).await;
     c.query_drop("UPDATE film SET title = 'ACE GOLDFINGER II', last_update = '2026-12-01 10:00:00' WHERE film_id = 2")
