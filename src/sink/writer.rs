@@ -199,6 +199,17 @@ pub struct SinkWriter {
     /// the next batch if it carries rows from before the ALTER (see
     /// `schema_change::refill_rows_from_before_the_alter`).
     refill: Vec<(TableName, Vec<String>)>,
+    /// Columns just renamed on the target, in order, by table: the rest of
+    /// the source transaction that renamed them may hold rows of the old
+    /// shape (a migration writes, renames, writes again in one
+    /// transaction), applied under the new names
+    /// (`schema_change::under_new_names`).
+    renamed: HashMap<TableName, Vec<(String, String)>>,
+    /// The same for a table whose later shape the target already has when
+    /// `sync` starts (xdb made the ALTERs, then stopped before the
+    /// transaction that made them was applied): kept until the stream
+    /// describes the table again.
+    ahead_renamed: HashMap<TableName, Vec<(String, String)>>,
 }
 
 impl SinkWriter {
@@ -249,6 +260,8 @@ impl SinkWriter {
             unique_columns: HashMap::new(),
             position_companion: None,
             refill: Vec::new(),
+            renamed: HashMap::new(),
+            ahead_renamed: HashMap::new(),
         })
     }
 
@@ -321,7 +334,10 @@ impl SinkWriter {
         let Some(last) = todo.last() else { return Ok(()) };
         let (end, time) = (last.end_lsn, last.commit_time_micros);
         let owned: Vec<Transaction>;
-        let slice: &[Transaction] = if todo.len() == txs.len() {
+        let slice: &[Transaction] = if !self.renamed.is_empty() || !self.ahead_renamed.is_empty() {
+            owned = todo.into_iter().map(|t| self.under_new_names(t)).collect();
+            &owned
+        } else if todo.len() == txs.len() {
             txs
         } else {
             owned = todo.into_iter().cloned().collect();
@@ -343,9 +359,10 @@ impl SinkWriter {
             r => r?,
         }
         self.applied = end;
-        // The transaction that added columns is on the target: nothing of it
-        // is left to fill.
+        // The transaction that added or renamed columns is on the target:
+        // nothing of it is left to fill or to rename.
         self.refill.clear();
+        self.renamed.clear();
         Ok(())
     }
 
@@ -432,6 +449,11 @@ impl SinkWriter {
         self.begin().await?;
         let r = async {
             while let Some(chunk) = tx.next_chunk(SPILL_CHUNK).map_err(SinkError::Spill)? {
+                let chunk = if self.renamed.is_empty() && self.ahead_renamed.is_empty() {
+                    chunk
+                } else {
+                    self.under_new_names(&chunk)
+                };
                 self.apply_ops(std::slice::from_ref(&chunk), false).await.map_err(|e| e.at(chunk.commit_lsn))?;
                 self.refill_rows_from_before_the_alter(std::slice::from_ref(&chunk)).await?;
             }
@@ -444,6 +466,7 @@ impl SinkWriter {
         }
         self.applied = end;
         self.refill.clear();
+        self.renamed.clear();
         Ok(())
     }
 
@@ -459,6 +482,13 @@ impl SinkWriter {
 
     /// One part (its `changes`; the rest of `part` names the transaction).
     pub async fn apply_part(&mut self, part: &Transaction) -> Result<(), SinkError> {
+        let renamed;
+        let part = if self.renamed.is_empty() && self.ahead_renamed.is_empty() {
+            part
+        } else {
+            renamed = self.under_new_names(part);
+            &renamed
+        };
         self.apply_ops(std::slice::from_ref(part), false).await.map_err(|e| e.at(part.commit_lsn))
     }
 
@@ -466,6 +496,7 @@ impl SinkWriter {
     pub async fn commit_parts(&mut self, end: Lsn, commit_time: i64) -> Result<(), SinkError> {
         self.commit_at(end, commit_time).await?;
         self.applied = end;
+        self.renamed.clear();
         Ok(())
     }
 

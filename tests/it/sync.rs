@@ -292,6 +292,101 @@ async fn a_column_added_then_renamed_before_sync_read_it_stops_instead_of_losing
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
 
+/// A migration as frameworks run it (Django, Rails: one transaction per
+/// migration): rows written, a column added, another renamed, rows in the
+/// new shape, all in one source transaction. The rename reached the target
+/// before the transaction's rows of the old shape, which then named a
+/// column the target no longer had: `sync` stopped on every run, for good.
+/// Now the rows written before the rename are applied under the new name.
+/// Once with `sync` streaming through it, once with it stopped; every
+/// target; each ends with `xdb validate`.
+#[tokio::test]
+async fn a_migration_adding_and_renaming_in_one_transaction_is_followed() {
+    for (n, target) in [
+        Target::sqlite("xdb_drift_mig"),
+        Target::Mysql(MyDb::create("xdb_drift_mig").await),
+        Target::Postgres(PgDb::create("xdb_drift_mig_t").await),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let db = PgDb::create("xdb_drift_mig").await;
+        db.exec(DRIFT).await;
+        let plan = plan(&db, &target, "t", "");
+        ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+        let migration = |round: i64| {
+            format!(
+                "BEGIN;
+                 INSERT INTO t (id, name, {from}) VALUES ({a}, 'before', 1);
+                 UPDATE t SET name = 'touched before' WHERE id = {b};
+                 ALTER TABLE t ADD COLUMN flag{round} int NOT NULL DEFAULT 7;
+                 ALTER TABLE t RENAME COLUMN {from} TO {to};
+                 INSERT INTO t (id, name, {to}, flag{round}) VALUES ({c}, 'after', 5, 9);
+                 UPDATE t SET {to} = {to} + 1, flag{round} = 8 WHERE id = {b};
+                 COMMIT;",
+                a = 1000 + round,
+                b = 1 + round,
+                c = 2000 + round,
+                from = if round == 0 { "qty".to_string() } else { format!("qty{}", round - 1) },
+                to = format!("qty{round}"),
+            )
+        };
+        // Streaming through it.
+        let mut sync = spawn(&plan, &["sync"]);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The session describes the table before the migration's
+        // transaction does (its rows before the ALTER are of that shape).
+        db.exec("UPDATE t SET note = 'pre-migration' WHERE id = 5").await;
+        db.exec(&migration(0)).await;
+        db.exec("UPDATE t SET qty0 = 42 WHERE id = 3").await;
+        // The row as a whole: its column is named qty only until the
+        // migration is applied.
+        let probe = match &target {
+            Target::Postgres(_) => "SELECT row_to_json(t)::text FROM t WHERE id = 3",
+            _ => "SELECT * FROM t WHERE id = 3",
+        };
+        wait_until("the migration and the update after it applied", Duration::from_secs(60), || async {
+            let row = target.rows(probe).await.concat();
+            row.iter().any(|v| v == "42" || v.contains("\"qty0\":42"))
+        })
+        .await;
+        let _ = Command::new("kill").args(["-TERM", &sync.id().to_string()]).status();
+        let status = sync.wait().unwrap();
+        assert!(status.success(), "target {n}: sync ended with {status}");
+        // Stopped while it ran.
+        db.exec("UPDATE t SET note = 'pre-migration 2' WHERE id = 6").await;
+        db.exec(&migration(1)).await;
+        ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+        let v = xdb(&plan, &["validate"]);
+        assert!(v.status.success(), "target {n}: validate: {}", support::text(&v));
+        // Killed after it made the ALTERs on the target and before the
+        // transaction that made them was applied: the target is ahead of
+        // the stream, whose rows before the ALTER name the old column.
+        db.exec(&migration(2)).await;
+        let ddl = [
+            "ALTER TABLE t RENAME COLUMN qty1 TO qty2",
+            match &target {
+                Target::Sqlite(_) => "ALTER TABLE t ADD COLUMN flag2 INTEGER NOT NULL DEFAULT 7",
+                Target::Mysql(_) => "ALTER TABLE t ADD COLUMN flag2 INT NOT NULL DEFAULT 7",
+                Target::Postgres(_) => "ALTER TABLE t ADD COLUMN flag2 int NOT NULL DEFAULT 7",
+            },
+        ];
+        for sql in ddl {
+            match &target {
+                Target::Sqlite(f) => rusqlite::Connection::open(f).unwrap().execute_batch(sql).unwrap(),
+                Target::Mysql(my) => {
+                    let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
+                    c.query_drop(sql).await.unwrap();
+                }
+                Target::Postgres(pg) => pg.exec(sql).await,
+            }
+        }
+        ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+        let v = xdb(&plan, &["validate"]);
+        assert!(v.status.success(), "target {n}, ahead: validate: {}", support::text(&v));
+    }
+}
+
 #[tokio::test]
 async fn added_columns_get_the_source_values_on_sqlite() {
     added_columns_get_the_source_values(Target::sqlite("xdb_drift_add")).await;

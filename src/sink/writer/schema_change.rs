@@ -5,6 +5,7 @@
 //! the source's catalog confirms, type changes that keep every value — and
 //! stopped on otherwise, with the statement to run.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -24,6 +25,11 @@ struct Drift {
     renames: Vec<(String, String)>,
     /// Columns whose type changed: followed or stopped on once mapped.
     retyped: Vec<String>,
+    /// The target is ahead of this Relation: it already has columns the
+    /// source's catalog has now and this (older) shape lacks — xdb made
+    /// the ALTERs and stopped before the transaction that made them was
+    /// applied. (relation name, target name) of the columns renamed since.
+    ahead: Option<Vec<(String, String)>>,
 }
 
 /// The statements a schema change needs on the target.
@@ -53,9 +59,27 @@ impl SinkWriter {
     ) -> Result<(), SinkError> {
         let Some(current) = self.mapped.get(&schema.name).cloned() else { return Ok(()) };
         let table = &schema.name;
+        // A new shape of the table: the target is no longer ahead of the
+        // stream once the transaction this Relation belongs to is applied,
+        // and until then its earlier rows still carry the old names.
+        if let Some(renames) = self.ahead_renamed.remove(table) {
+            self.renamed.entry(table.clone()).or_default().extend(renames);
+        }
         let mut drift = self.compare_columns(&schema, &current.source, renamed).await?;
         if !drift.problems.is_empty() {
             return Err(SinkError::SchemaDrift(format!("schema change on {table}: {}", drift.problems.join("; "))));
+        }
+        if let Some(renames) = drift.ahead.take() {
+            // Rows of this older shape are applied under the target's names;
+            // the target and the mapping stay as they are.
+            tracing::info!(
+                table = %table,
+                stream = ?schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+                renamed = ?renames,
+                "the target already has this table's later shape: rows written before its ALTER follow"
+            );
+            self.ahead_renamed.insert(table.clone(), renames);
+            return Ok(());
         }
         self.rename_known_columns(table, &drift.renames);
         let (keyed, added) = self.with_catalog_columns(&schema, &current.source, &mut drift).await?;
@@ -94,8 +118,68 @@ impl SinkWriter {
             // The target does not have the columns (or not filled): the
             // mapping must not claim it does.
             self.mapped.insert(table.clone(), current);
+        } else if !drift.renames.is_empty() {
+            self.renamed.entry(table.clone()).or_default().extend(drift.renames.iter().cloned());
         }
         r
+    }
+
+    /// `tx` with each change of a table renamed on the target carrying its
+    /// table under the new column names when it still has the old ones: the
+    /// rows the renaming source transaction wrote before its ALTER (pgoutput
+    /// describes them with the shape they were written in). Same values,
+    /// same positions: only the names the statements use change.
+    pub(super) fn under_new_names(&self, tx: &Transaction) -> Transaction {
+        let mut seen: HashMap<*const TableSchema, Arc<TableSchema>> = HashMap::new();
+        let mut rename = |t: &Arc<TableSchema>| -> Arc<TableSchema> {
+            let (ahead, now) = (self.ahead_renamed.get(&t.name), self.renamed.get(&t.name));
+            if ahead.is_none() && now.is_none() {
+                return t.clone();
+            }
+            seen.entry(Arc::as_ptr(t))
+                .or_insert_with(|| {
+                    let mut s = (**t).clone();
+                    for (from, to) in ahead.into_iter().flatten().chain(now.into_iter().flatten()) {
+                        if s.column_index(to).is_none() {
+                            if let Some(i) = s.column_index(from) {
+                                s.columns[i].name = to.clone();
+                            }
+                        }
+                    }
+                    if s == **t {
+                        t.clone()
+                    } else {
+                        Arc::new(s)
+                    }
+                })
+                .clone()
+        };
+        let changes = tx
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::Insert { table, new } => Change::Insert { table: rename(table), new: new.clone() },
+                Change::Update { table, old, new, unchanged_toast } => Change::Update {
+                    table: rename(table),
+                    old: old.clone(),
+                    new: new.clone(),
+                    unchanged_toast: unchanged_toast.clone(),
+                },
+                Change::Delete { table, old } => Change::Delete { table: rename(table), old: old.clone() },
+                Change::Truncate { tables, cascade, restart_identity } => Change::Truncate {
+                    tables: tables.iter().map(&mut rename).collect(),
+                    cascade: *cascade,
+                    restart_identity: *restart_identity,
+                },
+            })
+            .collect();
+        Transaction {
+            xid: tx.xid,
+            commit_lsn: tx.commit_lsn,
+            end_lsn: tx.end_lsn,
+            commit_time_micros: tx.commit_time_micros,
+            changes,
+        }
     }
 
     /// What a Relation says changed, column by column: dropped columns
@@ -108,6 +192,9 @@ impl SinkWriter {
     ) -> Result<Drift, SinkError> {
         let table = &schema.name;
         let mut drift = Drift::default();
+        // Columns of the old shape this Relation lacks, not renamed: with a
+        // rename candidate of this Relation's when there is one.
+        let mut missing: Vec<(usize, Option<String>)> = Vec::new();
         let target_only = self.target_only.get(table).cloned().unwrap_or_default();
         for c in target_only.iter().filter(|c| !schema.columns.iter().any(|n| &n.name == *c)) {
             drift.problems.push(dropped_column(&self.naming(), table, c));
@@ -131,11 +218,44 @@ impl SinkWriter {
                             continue;
                         }
                     }
-                    drift.problems.push(dropped_column(&self.naming(), table, &c.name))
+                    missing.push((i, candidate.map(|n| n.name.clone())));
                 }
                 Some(n) if n.type_oid != c.type_oid || n.typmod != c.typmod => drift.retyped.push(c.name.clone()),
                 Some(_) => {}
             }
+        }
+        if missing.is_empty() {
+            return Ok(drift);
+        }
+        // Dropped on the source — or the target is ahead: the source's
+        // catalog has those columns now (the ALTER that made them is later
+        // in the stream), and every column of this Relation the old shape
+        // lacks is one of them under its name before a rename.
+        let now = self.source.table(table).await?;
+        let has_now = |name: &str| now.as_ref().is_some_and(|t| t.column_index(name).is_some());
+        let unexplained = schema.columns.iter().filter(|n| {
+            old.column_index(&n.name).is_none() && !missing.iter().any(|(_, cand)| cand.as_deref() == Some(&n.name))
+        });
+        let mut ahead = drift.renames.is_empty()
+            && drift.problems.is_empty()
+            && missing
+                .iter()
+                .all(|(i, cand)| has_now(&old.columns[*i].name) && cand.as_deref().is_none_or(|n| !has_now(n)))
+            && unexplained.count() == 0;
+        // Not a column dropped and added again under its name since (it
+        // would hold other values than the target's): that one has a
+        // dropped attribute just below it.
+        for (i, _) in &missing {
+            ahead = ahead && self.source.renamed_in_place(schema.oid, &old.columns[*i].name).await?;
+        }
+        if ahead {
+            drift.ahead = Some(
+                missing.iter().filter_map(|(i, cand)| Some((cand.clone()?, old.columns[*i].name.clone()))).collect(),
+            );
+            return Ok(drift);
+        }
+        for (i, _) in missing {
+            drift.problems.push(dropped_column(&self.naming(), table, &old.columns[i].name));
         }
         Ok(drift)
     }

@@ -267,6 +267,11 @@ struct TxnBuffer {
     change_count: u64,
     /// Relations announced inside this transaction, in order.
     relations: Vec<Arc<TableSchema>>,
+    /// The shape each of those tables had before this transaction's first
+    /// Relation of it: the session's current shape moves on when the
+    /// Relation arrives, and the transaction's rows before it are of the
+    /// shape before.
+    before: HashMap<u32, Arc<TableSchema>>,
     messages: Vec<PendingMessage>,
     marks: Vec<Mark>,
     mark_of: HashMap<u32, usize>,
@@ -283,6 +288,7 @@ impl TxnBuffer {
             spill: None,
             change_count: 0,
             relations: Vec::new(),
+            before: HashMap::new(),
             messages: Vec::new(),
             marks: Vec::new(),
             mark_of: HashMap::new(),
@@ -663,6 +669,9 @@ impl TransactionAssembler {
                 let previous = self.relations.insert(current.oid, current.clone());
                 if let Ok(buf) = Self::owner(&mut self.current, &mut self.streams, self.in_stream, lsn, "") {
                     buf.note_subxact(xid);
+                    if let Some(p) = &previous {
+                        buf.before.entry(current.oid).or_insert_with(|| p.clone());
+                    }
                     buf.relations.push(current.clone());
                     let i = buf.relations.len() - 1;
                     buf.push(Item::Relation(i), &self.config)?;
@@ -857,7 +866,7 @@ impl TransactionAssembler {
         commit_time_micros: i64,
         events: &mut Vec<AssemblerEvent>,
     ) -> Result<(), AssemblerError> {
-        let TxnBuffer { xid, streamed, items, spill, change_count, relations, messages, .. } = buf;
+        let TxnBuffer { xid, streamed, items, spill, change_count, relations, before, messages, .. } = buf;
         for m in messages {
             events.push(AssemblerEvent::Message {
                 xid: Some(xid),
@@ -879,14 +888,14 @@ impl TransactionAssembler {
                 path,
                 relations,
                 base: self.relations.clone(),
-                overlay: HashMap::new(),
+                overlay: before,
                 decoders: self.decoders,
                 streamed,
                 done: false,
             }));
             return Ok(());
         }
-        let mut replay = Replay { base: &self.relations, overlay: HashMap::new(), decoders: self.decoders, streamed };
+        let mut replay = Replay { base: &self.relations, overlay: before, decoders: self.decoders, streamed };
         let mut changes = Vec::with_capacity(change_count as usize);
         for item in &items {
             match item {
@@ -1023,6 +1032,46 @@ mod tests {
                 c => panic!("{c:?}"),
             })
             .collect()
+    }
+
+    /// A migration's transaction after the session already described the
+    /// table: rows of the old shape, then the ALTER's Relation, then rows of
+    /// the new one. The rows before the Relation were decoded with the new
+    /// shape (the assembler's current one at commit) and failed ("new tuple
+    /// has 2 columns, the relation has 3"); in memory and spilled.
+    #[test]
+    fn rows_before_a_shape_change_in_their_transaction_keep_the_old_shape() {
+        for threshold in [usize::MAX, 1] {
+            let mut h = Harness::new(threshold);
+            h.feed(begin(7));
+            h.feed(relation(None, 1, b'd', false));
+            h.feed(insert(None, 1, "1"));
+            h.feed(commit());
+            h.feed(begin(8));
+            h.feed(insert(None, 1, "2"));
+            h.feed(relation(None, 1, b'd', true));
+            h.feed(PgoutputMessage::Insert { xid: None, relation_oid: 1, new: vec![t("3"), t("y"), t("z")] });
+            let ev = h.feed(commit());
+            let changes = match ev.into_iter().find_map(|e| match e {
+                AssemblerEvent::Transaction(t) => Some(t.changes),
+                AssemblerEvent::Spilled(mut s) => Some(s.next_changes(100).unwrap()),
+                _ => None,
+            }) {
+                Some(c) => c,
+                None => panic!("no transaction (threshold {threshold})"),
+            };
+            let widths: Vec<usize> = changes
+                .iter()
+                .map(|c| match c {
+                    Change::Insert { table, new } => {
+                        assert_eq!(table.columns.len(), new.len());
+                        new.len()
+                    }
+                    c => panic!("{c:?}"),
+                })
+                .collect();
+            assert_eq!(widths, vec![2, 3], "threshold {threshold}");
+        }
     }
 
     #[test]
