@@ -1148,3 +1148,29 @@ async fn a_second_consumer_of_one_position_is_refused_while_the_first_runs() {
         ok(&xdb(&consumer, &["cleanup", "--yes"]));
     }
 }
+
+/// A framework migration through the log: rows, ADD COLUMN, RENAME COLUMN,
+/// rows, in one source transaction, after the producer's session already
+/// described the table. The producer decodes the rows before the ALTER with
+/// their own shape, the consumer applies them under the new name; then
+/// `xdb validate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_adding_and_renaming_in_one_transaction_goes_through_the_log() {
+    let (_cluster, db, producer, _lite, consumer) = one_table_to_sqlite("xdb_log_mig", "MIG", "", 20).await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    ok(&xdb(&consumer, &["sync", "--until-caught-up"]));
+    db.exec("UPDATE t SET v = 'before' WHERE id = 1").await;
+    db.exec(
+        "BEGIN;
+         INSERT INTO t VALUES (100, 'old shape');
+         UPDATE t SET v = 'touched' WHERE id = 2;
+         ALTER TABLE t ADD COLUMN flag int NOT NULL DEFAULT 7;
+         ALTER TABLE t RENAME COLUMN v TO label;
+         INSERT INTO t (id, label, flag) VALUES (101, 'new shape', 9);
+         UPDATE t SET label = label || '!', flag = 8 WHERE id = 2;
+         COMMIT;",
+    )
+    .await;
+    ok(&xdb(&producer, &["sync", "--until-caught-up"]));
+    catch_up_and_validate(std::slice::from_ref(&consumer));
+}
