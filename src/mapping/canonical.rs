@@ -346,12 +346,54 @@ fn parse_array_level(b: &[u8], pos: &mut usize, elem: &PgType) -> Option<Vec<Val
     }
 }
 
+/// A JSON array whose elements are strings of a type with a text form of
+/// its own (dates, times, intervals, addresses, UUIDs), as the values they
+/// name; `None` for other element types or an element that does not parse.
+fn json_array_values(s: &str, elem: &PgType) -> Option<Vec<Value>> {
+    use serde_json::Value as J;
+    if !matches!(
+        elem,
+        PgType::Date
+            | PgType::Time(_)
+            | PgType::Timestamp(_)
+            | PgType::TimestampTz(_)
+            | PgType::Interval
+            | PgType::Inet
+            | PgType::Cidr
+            | PgType::Macaddr
+            | PgType::Macaddr8
+            | PgType::Uuid
+    ) {
+        return None;
+    }
+    fn items(v: &[J], elem: &PgType) -> Option<Vec<Value>> {
+        v.iter()
+            .map(|x| match x {
+                J::Null => Some(Value::Null),
+                J::Array(inner) => items(inner, elem).map(Value::Array),
+                J::String(t) => value_from_text(t, elem),
+                _ => None,
+            })
+            .collect()
+    }
+    match serde_json::from_str::<J>(s).ok()? {
+        J::Array(v) => items(&v, elem),
+        _ => None,
+    }
+}
+
 /// The canonical form of a text a target returned for a column; text that
 /// does not parse as the column's type stays as it is (and so differs).
 fn canonical_text(s: &str, col: &MappedColumn) -> CanonicalValue {
     let c = match &col.source_type {
-        // Targets without arrays store the JSON form.
-        PgType::Array(_) if s.trim_start().starts_with('[') => CanonicalValue::some(canonical_json(s)),
+        // Targets without arrays store the JSON form; elements written as
+        // text of their own type (an application on the target may spell
+        // `2025-01-01 12:00:00+02:00` for the `…T10:00:00…Z` xdb wrote) are
+        // compared as the values they name.
+        PgType::Array(inner) if s.trim_start().starts_with('[') => match json_array_values(s, inner) {
+            Some(items) => canonical(&Value::Array(items)),
+            None => CanonicalValue::some(canonical_json(s)),
+        },
         ty => match value_from_text(s, ty) {
             Some(v) => canonical(&v),
             None => CanonicalValue::some(s),

@@ -37,8 +37,8 @@ mod unique;
 use std::sync::Arc;
 
 pub use canonical::{
-    canonical, canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, canonical_json, CanonicalValue,
-    RowHasher,
+    canonical, canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, canonical_json, value_from_text,
+    CanonicalValue, RowHasher,
 };
 pub use convert::{pg_source_text, show_value, ConversionDetails, ConversionError};
 pub use ddl::{

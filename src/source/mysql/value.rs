@@ -214,9 +214,8 @@ pub fn comes_back(ty: &PgType) -> Result<(), String> {
                 .into(),
         ),
         PgType::Array(elem) if !array_element_maps_back(elem) => Err(format!(
-            "its arrays went forward as JSON arrays whose elements do not each name one {} (a JSON number loses \
-             numeric's scale, JSON has no NaN or infinity, dates and times are text of their own), so it is not \
-             mapped back",
+            "its arrays went forward as JSON arrays whose elements do not each name one {} (read back as a \
+             double, a JSON number loses numeric's scale and digits), so it is not mapped back",
             elem.sql_name()
         )),
         _ => Ok(()),
@@ -239,10 +238,11 @@ fn bits(s: &str, n: Option<u32>, exact: bool) -> Result<String, String> {
 }
 
 /// Element types whose JSON form (arrays go forward as JSON arrays) names
-/// one PostgreSQL value: numbers that are integers, strings, booleans.
-/// Not `numeric` (JSON numbers lose their scale: 1.50 reads back as 1.5)
-/// nor floats (JSON has no NaN or infinity), nor the types written as
-/// strings in a text form of their own (dates, times, intervals).
+/// one PostgreSQL value: integers, floats (a double's shortest text reads
+/// back as it; NaN and infinities as strings), strings, booleans, and
+/// dates, times and intervals as their ISO text. Not `numeric`: the JSON
+/// parser reads a number as a double, which loses the scale (1.50 reads
+/// back as 1.5) and digits beyond 15.
 fn array_element_maps_back(elem: &PgType) -> bool {
     matches!(
         elem,
@@ -256,6 +256,13 @@ fn array_element_maps_back(elem: &PgType) -> bool {
             | PgType::Name
             | PgType::Uuid
             | PgType::Enum { .. }
+            | PgType::Float4
+            | PgType::Float8
+            | PgType::Date
+            | PgType::Time(_)
+            | PgType::Timestamp(_)
+            | PgType::TimestampTz(_)
+            | PgType::Interval
     )
 }
 
@@ -304,6 +311,35 @@ fn array_element(v: &serde_json::Value, elem: &PgType) -> Result<Value, String> 
         (PgType::Uuid, J::String(s)) => Value::Uuid(uuid::Uuid::parse_str(s).map_err(|_| wrong())?),
         (PgType::Enum { labels, .. }, J::String(s)) if labels.contains(s) => Value::Text(s.clone()),
         (PgType::Text | PgType::Varchar(_) | PgType::Char(_) | PgType::Name, J::String(s)) => Value::Text(s.clone()),
+        // The shortest text of a double reads back as that double; JSON has
+        // no NaN or infinity, which the forward mapping writes as strings.
+        (PgType::Float8, J::Number(n)) => Value::Float8(n.as_f64().ok_or_else(wrong)?),
+        // A real went forward widened to a double: one that is not exactly
+        // a real was written on the target and would be rounded.
+        (PgType::Float4, J::Number(n)) => match n.as_f64() {
+            Some(d) if (d as f32) as f64 == d => Value::Float4(d as f32),
+            _ => return Err(format!("array element {v} is not exactly a real (it would be rounded)")),
+        },
+        (PgType::Float8 | PgType::Float4, J::String(s)) => {
+            let f = match s.as_str() {
+                "NaN" => f64::NAN,
+                "Infinity" => f64::INFINITY,
+                "-Infinity" => f64::NEG_INFINITY,
+                _ => return Err(wrong()),
+            };
+            if elem == &PgType::Float4 {
+                Value::Float4(f as f32)
+            } else {
+                Value::Float8(f)
+            }
+        }
+        // Dates and times went forward as their text (ISO 8601, UTC for
+        // timestamptz); read by the parsers `validate` uses, offsets
+        // included.
+        (
+            PgType::Date | PgType::Time(_) | PgType::Timestamp(_) | PgType::TimestampTz(_) | PgType::Interval,
+            J::String(s),
+        ) => crate::mapping::value_from_text(s, elem).ok_or_else(wrong)?,
         _ => return Err(wrong()),
     })
 }
