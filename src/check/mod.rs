@@ -30,7 +30,7 @@ pub async fn run(plan: &Plan) -> CheckReport {
         sections.push(check_mapping(plan, &facts.tables).await);
     }
     sections.extend(runbook::check(plan).await);
-    CheckReport { sections }
+    CheckReport { sections, way_back: false }
 }
 
 /// Every column of every table through the plan's mapping rules: the same

@@ -50,6 +50,8 @@ impl CheckSection {
 #[derive(Debug, Clone, Default)]
 pub struct CheckReport {
     pub sections: Vec<CheckSection>,
+    /// `check --reverse`: the way back is what a failure blocks.
+    pub way_back: bool,
 }
 
 impl CheckReport {
@@ -93,12 +95,14 @@ impl CheckReport {
         }
         let f = self.failures();
         let w = self.warnings();
+        let (what, again) =
+            if self.way_back { ("the way back", "xdb check --reverse") } else { ("the migration", "xdb check") };
         if f == 0 {
-            let _ = writeln!(out, "{} nothing blocks the migration ({w} warning{})", paint("32", "✔"), plural(w));
+            let _ = writeln!(out, "{} nothing blocks {what} ({w} warning{})", paint("32", "✔"), plural(w));
         } else {
             let _ = writeln!(
                 out,
-                "{} {f} problem{} block{} the migration ({w} warning{}): apply the fixes above and run xdb check again",
+                "{} {f} problem{} block{} {what} ({w} warning{}): apply the fixes above and run {again} again",
                 paint("31", "✘"),
                 plural(f),
                 if f == 1 { "s" } else { "" },

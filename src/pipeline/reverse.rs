@@ -692,7 +692,7 @@ async fn way_back_triggers(pg: &tokio_postgres::Client, plan: &Plan, s: &mut Che
 }
 
 pub async fn check(plan: &Plan) -> CheckReport {
-    let mut report = CheckReport::default();
+    let mut report = CheckReport { way_back: true, ..Default::default() };
     let mut s = CheckSection::new("Reverse replication (the way back)");
     if let Some(why) = unsupported_target(plan) {
         let fix = match plan.target.url {
