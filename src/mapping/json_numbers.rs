@@ -10,42 +10,19 @@
 /// it would store, or `None` when every number survives; `Some(None)` when
 /// a number has no such value (out of the double range).
 pub fn lossy_numbers(doc: &str) -> Option<Option<String>> {
-    let b = doc.as_bytes();
     let mut out = String::with_capacity(doc.len());
     let mut changed = false;
-    let mut i = 0;
     let mut last = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
+    for (start, end) in number_spans(doc) {
+        if let Some(stored) = stored_number(&doc[start..end]) {
+            changed = true;
+            out.push_str(&doc[last..start]);
+            match stored {
+                Some(s) => out.push_str(&s),
+                // Out of range: nothing to clamp to.
+                None => return Some(None),
             }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                i += 1;
-                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
-                    i += 1;
-                }
-                let n = &doc[start..i];
-                if let Some(stored) = stored_number(n) {
-                    changed = true;
-                    out.push_str(&doc[last..start]);
-                    match stored {
-                        Some(s) => out.push_str(&s),
-                        None => {
-                            // Out of range: nothing to clamp to; keep
-                            // scanning only to report it.
-                            return Some(None);
-                        }
-                    }
-                    last = i;
-                }
-            }
-            _ => i += 1,
+            last = end;
         }
     }
     if !changed {
@@ -53,6 +30,42 @@ pub fn lossy_numbers(doc: &str) -> Option<Option<String>> {
     }
     out.push_str(&doc[last..]);
     Some(Some(out))
+}
+
+/// The text of every number of a JSON document, in document order (the
+/// order a depth-first walk of its parsed form meets them): a number as
+/// written, which a parser reading it as a double would not keep.
+pub fn number_texts(doc: &str) -> Vec<&str> {
+    number_spans(doc).map(|(start, end)| &doc[start..end]).collect()
+}
+
+/// Byte spans of the numbers of a JSON document (strings skipped).
+fn number_spans(doc: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = doc.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i += 1;
+                    while i < b.len() && b[i] != b'"' {
+                        i += if b[i] == b'\\' { 2 } else { 1 };
+                    }
+                    i += 1;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    i += 1;
+                    while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                        i += 1;
+                    }
+                    return Some((start, i));
+                }
+                _ => i += 1,
+            }
+        }
+        None
+    })
 }
 
 /// `None` when MySQL keeps `n` as written; else the number it stores

@@ -23,7 +23,7 @@ mod canonical;
 mod convert;
 mod ddl;
 pub mod generated;
-mod json_numbers;
+pub(crate) mod json_numbers;
 pub mod naming;
 mod override_keys;
 pub mod planned;

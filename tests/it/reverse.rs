@@ -454,16 +454,17 @@ async fn addresses_intervals_and_bit_strings_come_back() {
 /// a sensor's readings) went forward as JSON arrays of ISO strings and
 /// numbers, and come back as the source's arrays: values that went forward
 /// and values the application wrote there (an offset, a NaN), then
-/// `xdb validate`. A real the source cannot hold exactly is refused.
+/// `xdb validate`. A numeric(10,2) element with three fraction digits
+/// (PostgreSQL would round it) is refused, nothing applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn arrays_of_dates_times_and_floats_come_back() {
     let db = PgDb::create("xdb_rev_arr2").await;
     db.exec(
         "CREATE TABLE stays (id int PRIMARY KEY, nights date[], seen timestamptz[], gaps interval[],
-           readings float8[], coarse real[], note text);
+           readings float8[], coarse real[], prices numeric(10,2)[], amounts numeric[], note text);
          ALTER TABLE stays OWNER TO xdb_repl;
          INSERT INTO stays VALUES (1, '{2024-01-02,2024-01-03}', '{\"2024-03-05 10:11:12.5+00\"}', '{\"1 day 02:00:00\"}',
-           '{0.1,-2.5e100,NaN}', '{0.5,Infinity}', 'first');",
+           '{0.1,-2.5e100,NaN}', '{0.5,Infinity}', '{1.50,2.25}', '{1.000,-0.5,NaN}', 'first');",
     )
     .await;
     let target = Target::Mysql(MyDb::create("xdb_rev_arr2_my").await);
@@ -473,7 +474,8 @@ async fn arrays_of_dates_times_and_floats_come_back() {
     let mut c = my(mydb).await;
     c.query_drop(
         r#"INSERT INTO stays VALUES (2, '["2025-02-28", null, "2025-03-01"]', '["2025-01-01 12:00:00+02:00"]',
-           '["P1M2DT3H"]', '[1.5, "NaN", 3]', '[0.25]', 'written on MariaDB')"#,
+           '["P1M2DT3H"]', '[1.5, "NaN", 3]', '[0.25]', '[3.5, 4]', '[12345678901234567890.123456789]',
+           'written on MariaDB')"#,
     )
     .await
     .unwrap();
@@ -484,12 +486,13 @@ async fn arrays_of_dates_times_and_floats_come_back() {
     src.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
     let row = src
         .query_one(
-            "SELECT nights::text, seen::text, gaps::text, readings::text, coarse::text FROM stays WHERE id = 2",
+            "SELECT nights::text, seen::text, gaps::text, readings::text, coarse::text, prices::text, amounts::text \
+             FROM stays WHERE id = 2",
             &[],
         )
         .await
         .unwrap();
-    let got: Vec<String> = (0..5).map(|i| row.get(i)).collect();
+    let got: Vec<String> = (0..7).map(|i| row.get(i)).collect();
     assert_eq!(
         got,
         [
@@ -497,7 +500,9 @@ async fn arrays_of_dates_times_and_floats_come_back() {
             "{\"2025-01-01 10:00:00+00\"}",
             "{\"1 mon 2 days 03:00:00\"}",
             "{1.5,NaN,3}",
-            "{0.25}"
+            "{0.25}",
+            "{3.50,4.00}",
+            "{12345678901234567890.123456789}"
         ]
     );
     let r1: String = src.query_one("SELECT readings::text FROM stays WHERE id = 1", &[]).await.unwrap().get(0);
@@ -505,11 +510,11 @@ async fn arrays_of_dates_times_and_floats_come_back() {
     let v = xdb(&plan, &["validate"]);
     assert!(v.status.success(), "validate: {}", out(&v));
 
-    c.query_drop("UPDATE stays SET coarse = '[0.1]', note = 'ROUNDED' WHERE id = 2").await.unwrap();
+    c.query_drop("UPDATE stays SET prices = '[1.555]', note = 'ROUNDED' WHERE id = 2").await.unwrap();
     refused_with_nothing_applied(
         &plan,
         &src,
-        "table public.stays, column coarse, key (2)",
+        "table public.stays, column prices, key (2)",
         "SELECT note FROM stays WHERE id = 2",
         "written on MariaDB",
     )

@@ -192,7 +192,9 @@ pub fn to_source_value(v: Option<&BinlogValue<'_>>, ty: &PgType) -> Result<Value
             let serde_json::Value::Array(items) = &json else {
                 return Err(format!("{s} is not a JSON array (the forward mapping writes {} as one)", ty.sql_name()));
             };
-            array_from_json(items, elem, 1)?
+            // Numbers as written: serde_json reads one as a double.
+            let mut numbers = crate::mapping::json_numbers::number_texts(&s).into_iter();
+            array_from_json(items, elem, 1, &mut numbers)?
         }
         // Composite, range and extension types (citext, hstore …) and
         // tsquery went forward as their text (a text override in the
@@ -240,9 +242,8 @@ fn bits(s: &str, n: Option<u32>, exact: bool) -> Result<String, String> {
 /// Element types whose JSON form (arrays go forward as JSON arrays) names
 /// one PostgreSQL value: integers, floats (a double's shortest text reads
 /// back as it; NaN and infinities as strings), strings, booleans, and
-/// dates, times and intervals as their ISO text. Not `numeric`: the JSON
-/// parser reads a number as a double, which loses the scale (1.50 reads
-/// back as 1.5) and digits beyond 15.
+/// dates, times and intervals as their ISO text, and numerics as written
+/// (their text, not the double a JSON parser reads).
 fn array_element_maps_back(elem: &PgType) -> bool {
     matches!(
         elem,
@@ -258,6 +259,7 @@ fn array_element_maps_back(elem: &PgType) -> bool {
             | PgType::Enum { .. }
             | PgType::Float4
             | PgType::Float8
+            | PgType::Numeric { .. }
             | PgType::Date
             | PgType::Time(_)
             | PgType::Timestamp(_)
@@ -269,7 +271,12 @@ fn array_element_maps_back(elem: &PgType) -> bool {
 /// A JSON array (MariaDB's column, written there by the application) as
 /// the PostgreSQL array of `elem` it stands for: nested arrays are the
 /// dimensions, which PostgreSQL needs rectangular (as deep as its six).
-fn array_from_json(items: &[serde_json::Value], elem: &PgType, depth: usize) -> Result<Value, String> {
+fn array_from_json<'a>(
+    items: &[serde_json::Value],
+    elem: &PgType,
+    depth: usize,
+    numbers: &mut impl Iterator<Item = &'a str>,
+) -> Result<Value, String> {
     use serde_json::Value as J;
     if depth > 6 {
         return Err("an array nested deeper than PostgreSQL's 6 dimensions".into());
@@ -292,11 +299,41 @@ fn array_from_json(items: &[serde_json::Value], elem: &PgType, depth: usize) -> 
     for item in items {
         out.push(match item {
             J::Null => Value::Null,
-            J::Array(inner) => array_from_json(inner, elem, depth + 1)?,
+            J::Array(inner) => array_from_json(inner, elem, depth + 1, numbers)?,
+            J::Number(_) => {
+                let text = numbers.next().ok_or("the JSON array's numbers could not be read as written")?;
+                match elem {
+                    PgType::Numeric { precision, scale } => numeric_element(text, *precision, *scale)?,
+                    _ => array_element(item, elem)?,
+                }
+            }
             scalar => array_element(scalar, elem)?,
         });
     }
     Ok(Value::Array(out))
+}
+
+/// A JSON number as a `numeric(p,s)` element, as written (`1.50` stays
+/// `1.50`). Refused when the column would round it (more fraction digits
+/// than its scale) or cannot hold it, or written with an exponent.
+fn numeric_element(text: &str, precision: Option<u32>, scale: Option<u32>) -> Result<Value, String> {
+    if text.contains(['e', 'E']) {
+        return Err(format!("array element {text} is written with an exponent: write it as plain decimal digits"));
+    }
+    let digits = text.trim_start_matches('-');
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if let (Some(p), Some(s)) = (precision, scale) {
+        let int_digits = int.trim_start_matches('0').len() as u32;
+        if frac.trim_end_matches('0').len() as u32 > s {
+            return Err(format!(
+                "array element {text} has more fraction digits than numeric({p},{s}) keeps: it would be rounded"
+            ));
+        }
+        if int_digits > p.saturating_sub(s) {
+            return Err(format!("array element {text} does not fit numeric({p},{s})"));
+        }
+    }
+    Ok(Value::Numeric(NumericValue::Finite(text.to_string())))
 }
 
 fn array_element(v: &serde_json::Value, elem: &PgType) -> Result<Value, String> {
@@ -320,6 +357,12 @@ fn array_element(v: &serde_json::Value, elem: &PgType) -> Result<Value, String> 
             Some(d) if (d as f32) as f64 == d => Value::Float4(d as f32),
             _ => return Err(format!("array element {v} is not exactly a real (it would be rounded)")),
         },
+        (PgType::Numeric { .. }, J::String(s)) => Value::Numeric(match s.as_str() {
+            "NaN" => NumericValue::NaN,
+            "Infinity" => NumericValue::PosInfinity,
+            "-Infinity" => NumericValue::NegInfinity,
+            _ => return Err(wrong()),
+        }),
         (PgType::Float8 | PgType::Float4, J::String(s)) => {
             let f = match s.as_str() {
                 "NaN" => f64::NAN,
@@ -404,7 +447,45 @@ mod tests {
         for bad in ["[1.5]", "[\"1\"]", "[3000000000]", "[[1],[2,3]]", "[[1],2]", "[[]]", "{}", "7"] {
             assert!(to_source_value(Some(&b(bad)), &ints).is_err(), "{bad}");
         }
+        // Numbers as written, not as the double a JSON parser reads.
         let numerics = PgType::Array(Box::new(PgType::Numeric { precision: None, scale: None }));
-        assert!(to_source_value(Some(&b("[1.50]")), &numerics).is_err(), "a JSON number loses the scale");
+        assert_eq!(
+            to_source_value(Some(&b(r#"[["-1", 1.50], ["NaN", 12345678901234567890.123456789]]"#)), &numerics).err(),
+            Some("array element \"-1\" is not a numeric".into()),
+            "a string is no numeric (the scanner skips the digits in it)"
+        );
+        assert_eq!(
+            to_source_value(Some(&b(r#"[["NaN", 1.50], ["-Infinity", 12345678901234567890.123456789]]"#)), &numerics)
+                .unwrap(),
+            Value::Array(vec![
+                Value::Array(vec![
+                    Value::Numeric(NumericValue::NaN),
+                    Value::Numeric(NumericValue::Finite("1.50".into()))
+                ]),
+                Value::Array(vec![
+                    Value::Numeric(NumericValue::NegInfinity),
+                    Value::Numeric(NumericValue::Finite("12345678901234567890.123456789".into()))
+                ])
+            ])
+        );
+        assert_eq!(
+            to_source_value(Some(&b(r#"[1.50, -0.001, "NaN"]"#)), &numerics).unwrap(),
+            Value::Array(vec![
+                Value::Numeric(NumericValue::Finite("1.50".into())),
+                Value::Numeric(NumericValue::Finite("-0.001".into())),
+                Value::Numeric(NumericValue::NaN)
+            ])
+        );
+        let money = PgType::Array(Box::new(PgType::Numeric { precision: Some(5), scale: Some(2) }));
+        assert!(to_source_value(Some(&b("[1.5, 999.99, 1.230]")), &money).is_ok());
+        for bad in ["[1.555]", "[1000]", "[1e3]"] {
+            assert!(to_source_value(Some(&b(bad)), &money).is_err(), "{bad}");
+        }
+        let reals = PgType::Array(Box::new(PgType::Float4));
+        assert_eq!(
+            to_source_value(Some(&b("[0.5, 0.10000000149011612]")), &reals).unwrap(),
+            Value::Array(vec![Value::Float4(0.5), Value::Float4(0.1)])
+        );
+        assert!(to_source_value(Some(&b("[0.1]")), &reals).is_err(), "0.1 is no real: it would be rounded");
     }
 }
