@@ -156,6 +156,17 @@ impl DriverError {
         }
     }
 
+    /// The statement named a column or table the database does not have
+    /// (PostgreSQL 42703 / 42P01, MySQL 1054 / 1146). SQLite reports both
+    /// as its generic SQLITE_ERROR, which says nothing more: `false`.
+    pub fn is_missing_column_or_table(&self) -> bool {
+        match self {
+            DriverError::Postgres(e) => matches!(e.code().map(|c| c.code()), Some("42703" | "42P01")),
+            DriverError::Mysql(mysql_async::Error::Server(s)) => matches!(s.code, 1054 | 1146),
+            _ => false,
+        }
+    }
+
     /// The PostgreSQL SQLSTATE, MySQL error number or SQLite extended result
     /// code, for messages and tests.
     pub fn code(&self) -> Option<String> {

@@ -461,6 +461,27 @@ pub(crate) async fn as_on_target(
     if schema.columns.iter().all(|c| names.contains(&c.name)) {
         return Ok((schema.clone(), extra));
     }
+    // ADD COLUMN appends: a column the target lacks before one it has was
+    // there when the table was copied, and the target lost it. Followed
+    // as an added column it would come back empty for every row.
+    let last_kept = schema.columns.iter().rposition(|c| names.contains(&c.name));
+    if let Some(lost) = schema
+        .columns
+        .iter()
+        .enumerate()
+        .find(|(i, c)| Some(*i) < last_kept && !names.contains(&c.name))
+        .map(|(_, c)| c)
+    {
+        return Err(SyncError::SchemaDrift(format!(
+            "{table}: the target table has no column {col}, which the source has had since before the copy (a column \
+             after it is on the target): it was dropped on the target. xdb applied nothing. Add it back on the target \
+             (ALTER TABLE {t} ADD COLUMN {c} <type>; `xdb schema` prints the type), run `xdb sync`, then `xdb \
+             validate --repair` to give the rows their values again",
+            col = lost.name,
+            t = naming.table_ident(table),
+            c = naming.ident(&lost.name),
+        )));
+    }
     let restricted = schema.restricted_to(&names).map(Arc::new).ok_or_else(|| {
         SyncError::SchemaDrift(format!(
             "schema change on {table}: a primary-key column is missing on the target; recreate the target table \

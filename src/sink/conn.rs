@@ -37,6 +37,12 @@ impl TargetError {
             TargetError::Sql { source, .. } => source.retry().is_transient(),
         }
     }
+
+    /// The target lacks a column or table the statement named (by code,
+    /// [`DriverError::is_missing_column_or_table`]).
+    pub fn is_missing_column_or_table(&self) -> bool {
+        matches!(self, TargetError::Sql { source, .. } if source.is_missing_column_or_table())
+    }
 }
 
 /// The applied position recorded on the target for a slot.

@@ -86,8 +86,8 @@ pub enum SinkError {
     /// commit, and the driver error with its code.
     #[error(
         "{table}: the target refused the {op} of {row} (source commit LSN {commit_lsn}): {source}. xdb stopped \
-         and applied nothing of this batch; fix the target (for example widen the column) or the source row, then \
-         run `xdb sync` again"
+         and applied nothing of this batch; {}, then run `xdb sync` again",
+        refused_fix(source)
     )]
     RowRefused {
         table: TableName,
@@ -127,6 +127,17 @@ fn fill_text(table: &TableName, column: &str, reason: &str, column_stays: bool) 
          rows; copying them to the rows already on the target failed: {reason}. xdb stopped before applying any \
          later change. {next}"
     )
+}
+
+/// What to do about a row the target refused: a column or table it lacks
+/// is the target's shape, not the row's value.
+fn refused_fix(e: &TargetError) -> &'static str {
+    if e.is_missing_column_or_table() {
+        "the target table lacks a column (or is missing) that the source has: `xdb check` lists how each existing \
+         target table differs from the source; add what is missing on the target"
+    } else {
+        "fix the target (for example widen the column) or the source row"
+    }
 }
 
 fn no_row_text(table: &TableName, op: &str, keys: &[String], commit_lsn: &Option<Lsn>) -> String {

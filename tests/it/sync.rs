@@ -387,6 +387,58 @@ async fn a_migration_adding_and_renaming_in_one_transaction_is_followed() {
     }
 }
 
+/// A column dropped on the target by someone (not on the source): `sync`
+/// took it for a column added on the source since the copy, added it back
+/// empty and went on — every existing row lost its value, silently until
+/// `validate`. A column the target lacks with one it has after it (in the
+/// source's order) cannot have been added since (ADD COLUMN appends): sync
+/// refuses before applying anything, naming it and the repair.
+#[tokio::test]
+async fn a_column_dropped_on_the_target_stops_sync_instead_of_coming_back_empty() {
+    for (n, target) in
+        [Target::sqlite("xdb_drift_lost"), Target::Mysql(MyDb::create("xdb_drift_lost").await)].into_iter().enumerate()
+    {
+        let db = PgDb::create("xdb_drift_lost").await;
+        db.exec(DRIFT).await;
+        let plan = plan(&db, &target, "t", "");
+        ok(&xdb(&plan, &["snapshot"]));
+        match &target {
+            Target::Sqlite(f) => {
+                rusqlite::Connection::open(f).unwrap().execute_batch("ALTER TABLE t DROP COLUMN qty").unwrap()
+            }
+            Target::Mysql(my) => {
+                let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
+                c.query_drop("ALTER TABLE t DROP COLUMN qty").await.unwrap();
+            }
+            Target::Postgres(_) => unreachable!(),
+        }
+        db.exec("UPDATE t SET name = 'after the drop' WHERE id = 1").await;
+        let out = xdb(&plan, &["sync", "--until-caught-up"]);
+        let text = support::text(&out);
+        assert_eq!(out.status.code(), Some(1), "target {n}: {text}");
+        assert!(text.contains("public.t") && text.contains("qty") && text.contains("ADD COLUMN"), "target {n}: {text}");
+        assert!(text.contains("validate --repair"), "target {n}: {text}");
+        let name = target.rows("SELECT name FROM t WHERE id = 1").await;
+        assert_eq!(name[0][0], "name 1", "target {n}: nothing applied");
+        // The repair it names.
+        match &target {
+            Target::Sqlite(f) => {
+                rusqlite::Connection::open(f).unwrap().execute_batch("ALTER TABLE t ADD COLUMN qty INTEGER").unwrap()
+            }
+            Target::Mysql(my) => {
+                let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
+                c.query_drop("ALTER TABLE t ADD COLUMN qty INT").await.unwrap();
+            }
+            Target::Postgres(_) => unreachable!(),
+        }
+        ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+        let v = xdb(&plan, &["validate", "--repair"]);
+        assert!(v.status.success(), "target {n}: validate --repair: {}", support::text(&v));
+        let v = xdb(&plan, &["validate"]);
+        assert!(v.status.success(), "target {n}: validate: {}", support::text(&v));
+    }
+}
+
 #[tokio::test]
 async fn added_columns_get_the_source_values_on_sqlite() {
     added_columns_get_the_source_values(Target::sqlite("xdb_drift_add")).await;
