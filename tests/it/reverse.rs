@@ -521,6 +521,45 @@ async fn arrays_of_dates_times_and_floats_come_back() {
     .await;
 }
 
+/// `TRUNCATE TABLE` on the target is a statement in the binlog, not row
+/// events: the way back skipped it, and the original source kept every
+/// row the target had emptied (silently, until `validate`). It comes back
+/// as the emptying of that table, in its place in commit order; a table
+/// outside the plan is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncate_on_the_target_comes_back() {
+    let db = PgDb::create("xdb_rev_trunc").await;
+    db.exec(
+        "CREATE TABLE carts (id int PRIMARY KEY, note text); ALTER TABLE carts OWNER TO xdb_repl;
+         INSERT INTO carts SELECT g, 'cart ' || g FROM generate_series(1, 50) g;",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_trunc_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let plan = plan(&db, &target, "public.carts", "");
+    forward_then_start_here(&plan);
+    let mut c = my(mydb).await;
+    c.query_drop("CREATE TABLE scratch (id int PRIMARY KEY); INSERT INTO scratch VALUES (1); TRUNCATE TABLE scratch")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE carts SET note = 'before' WHERE id = 1").await.unwrap();
+    c.query_drop(&format!("TRUNCATE TABLE `{}`.`carts`", mydb.name)).await.unwrap();
+    c.query_drop("INSERT INTO carts VALUES (7, 'after the truncate')").await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let src = db.super_client().await;
+    let rows: Vec<(i32, String)> = src
+        .query("SELECT id, note FROM carts ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, vec![(7, "after the truncate".to_string())]);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+}
+
 /// Values of extension and composite types (citext, hstore, a range, a
 /// composite) moved as their text (the plan's LONGTEXT overrides) come
 /// back as that text, which PostgreSQL reads as it would the same INSERT;

@@ -268,6 +268,18 @@ impl BinlogReader {
             }
         } else if sql.eq_ignore_ascii_case("COMMIT") {
             return self.commit(end, commit_time, 0).map(Some);
+        } else if let Some(name) = truncated_table(&sql, q.schema().as_ref(), &self.config.database) {
+            // TRUNCATE is a statement in the binlog, not row events: the
+            // emptying of a plan table, in its place in commit order.
+            if let Some(t) = self.config.tables.get(&name) {
+                let change =
+                    Change::Truncate { tables: vec![t.schema.clone()], cascade: false, restart_identity: false };
+                let pending = self.pending.get_or_insert(Pending { gtid: None, changes: Vec::new(), standalone: true });
+                pending.changes.push(change);
+            }
+            if self.pending.as_ref().is_some_and(|p| p.standalone) {
+                return self.commit(end, commit_time, 0).map(Some);
+            }
         } else {
             // DDL (or a statement logged as such) on the plan's
             // database: when it left a plan table in another
@@ -501,6 +513,55 @@ fn rotate_file_name(raw: &str, like: &str) -> String {
 }
 
 /// Whether a statement names `db` as a qualifier (`db.t`, `` `db`.t ``).
+/// The table a `TRUNCATE [TABLE] [db.]name` statement empties, when it is
+/// in `database` (named, or the statement's default schema); backquotes
+/// removed.
+fn truncated_table(sql: &str, default_schema: &str, database: &str) -> Option<String> {
+    let words = sql.trim_end_matches(';').trim();
+    let rest = strip_word(words, "truncate")?;
+    let rest = strip_word(rest, "table").unwrap_or(rest).trim();
+    let parts = split_ident(rest)?;
+    let (db, name) = match parts.as_slice() {
+        [name] => (default_schema.to_string(), name.clone()),
+        [db, name] => (db.clone(), name.clone()),
+        _ => return None,
+    };
+    (db == database).then_some(name)
+}
+
+/// `s` after a leading keyword `word` (any case) and the space after it.
+fn strip_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+    let head = s.get(..word.len())?;
+    let rest = &s[word.len()..];
+    (head.eq_ignore_ascii_case(word) && rest.starts_with(char::is_whitespace)).then(|| rest.trim_start())
+}
+
+/// `a.b`, `` `a`.`b` ``, `` `a``b` `` as its parts (backquotes removed,
+/// doubled ones kept as one); `None` for anything else after the name.
+fn split_ident(s: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '`' if quoted && chars.peek() == Some(&'`') => {
+                chars.next();
+                cur.push('`');
+            }
+            '`' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if !quoted && c.is_whitespace() => return None,
+            c => cur.push(c),
+        }
+    }
+    if quoted || cur.is_empty() {
+        return None;
+    }
+    parts.push(cur);
+    Some(parts)
+}
+
 fn mentions(sql: &str, db: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     let db = db.to_ascii_lowercase();
@@ -590,6 +651,20 @@ pub async fn binary_logs(conn: &mut mysql_async::Conn, label: &str) -> Result<Ve
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_statements_name_their_table() {
+        assert_eq!(truncated_table("TRUNCATE TABLE carts", "app", "app").as_deref(), Some("carts"));
+        assert_eq!(truncated_table("truncate `app`.`we``ird`;", "other", "app").as_deref(), Some("we`ird"));
+        assert_eq!(truncated_table("TRUNCATE app.carts", "", "app").as_deref(), Some("carts"));
+        assert_eq!(truncated_table("TRUNCATE TABLE other.carts", "app", "app"), None);
+        assert_eq!(truncated_table("TRUNCATE TABLE carts", "other", "app"), None);
+        assert_eq!(truncated_table("TRUNCATEX carts", "app", "app"), None);
+        assert_eq!(truncated_table("TRUNCATE TABLE `sales dept`", "app", "app").as_deref(), Some("sales dept"));
+        assert_eq!(truncated_table("ALTER TABLE carts ADD x int", "app", "app"), None);
+    }
+
     #[test]
     fn rotate_names_lose_the_checksum_bytes() {
         assert_eq!(super::rotate_file_name("binlog.000001Ws\u{fffd}C", "binlog.000001"), "binlog.000001");
