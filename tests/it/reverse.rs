@@ -543,7 +543,7 @@ async fn a_truncate_on_the_target_comes_back() {
         .await
         .unwrap();
     c.query_drop("UPDATE carts SET note = 'before' WHERE id = 1").await.unwrap();
-    c.query_drop(&format!("TRUNCATE TABLE `{}`.`carts`", mydb.name)).await.unwrap();
+    c.query_drop(format!("TRUNCATE TABLE `{}`.`carts`", mydb.name)).await.unwrap();
     c.query_drop("INSERT INTO carts VALUES (7, 'after the truncate')").await.unwrap();
     let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
     assert!(o.status.success(), "{}", out(&o));
