@@ -560,6 +560,83 @@ async fn a_truncate_on_the_target_comes_back() {
     assert!(v.status.success(), "validate: {}", out(&v));
 }
 
+/// The original source's foreign keys with actions (pagila's `ON UPDATE
+/// CASCADE`, `ON DELETE SET NULL`) must not act again on the way back: the
+/// target has no foreign keys (xdb creates none), so what the application
+/// did there is exactly the rows that come back; a cascade on the source
+/// would change rows the target kept. Applied as PostgreSQL's own
+/// replication applies (session_replication_role = replica), then `xdb
+/// validate` finds every row as the target has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sources_foreign_key_actions_do_not_act_on_the_way_back() {
+    let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
+    let role = "xdb_rev_fk_login";
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+               CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'pw-fk'; END IF; END $$;
+             REVOKE SET ON PARAMETER session_replication_role FROM {role};"
+        ))
+        .await
+        .unwrap();
+    let db = PgDb::create("xdb_rev_fk").await;
+    db.exec(&format!(
+        "GRANT ALL ON DATABASE {name} TO {role};
+         CREATE TABLE rental (rental_id int PRIMARY KEY, note text);
+         CREATE TABLE payment (payment_id int PRIMARY KEY,
+           rental_id int REFERENCES rental ON UPDATE CASCADE ON DELETE SET NULL, amount numeric(5,2));
+         CREATE TABLE line (line_id int PRIMARY KEY, rental_id int NOT NULL REFERENCES rental ON DELETE CASCADE);
+         ALTER TABLE rental OWNER TO {role}; ALTER TABLE payment OWNER TO {role}; ALTER TABLE line OWNER TO {role};
+         INSERT INTO rental SELECT g, 'rental ' || g FROM generate_series(1, 5) g;
+         INSERT INTO payment SELECT g, 1 + g % 5, g FROM generate_series(1, 20) g;
+         INSERT INTO line SELECT g, 1 + g % 5 FROM generate_series(1, 20) g;",
+        name = db.name
+    ))
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_rev_fk_my").await);
+    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let repl = db.repl_url();
+    let (scheme, rest) = repl.split_once("://").unwrap();
+    let host = rest.split_once('@').unwrap().1;
+    let plan = support::PlanFile::new(&format!(
+        "name: sync\nsource:\n  url: {scheme}://{role}:pw-fk@{host}\n  slot: {name}_slot\n  publication: {name}_pub\n\
+         target:\n  url: {}\ntables: [public.rental, public.payment, public.line]\n",
+        target.url(),
+        name = db.name
+    ));
+    forward_then_start_here(&plan);
+    let mut c = my(mydb).await;
+    // The application on the target: a rental deleted and one renumbered
+    // (no foreign key there: its payments and lines stay as they were).
+    c.query_drop("DELETE FROM rental WHERE rental_id = 1; UPDATE rental SET rental_id = 200 WHERE rental_id = 2")
+        .await
+        .unwrap();
+    let src = db.super_client().await;
+    let count = |sql: &'static str| {
+        let src = &src;
+        async move { src.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+
+    // Without the privilege: refused, naming the cascades, nothing applied.
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("foreign key line_rental_id_fkey ON DELETE CASCADE"), "{}", out(&o));
+    assert!(out(&o).contains(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")), "{}", out(&o));
+    assert_eq!(count("SELECT count(*) FROM rental").await, 5, "nothing applied");
+
+    admin.batch_execute(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")).await.unwrap();
+    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(
+        count("SELECT count(*) FROM payment WHERE rental_id IN (1, 2)").await,
+        8,
+        "payments keep their rental ids"
+    );
+    assert_eq!(count("SELECT count(*) FROM line WHERE rental_id = 1").await, 4, "no cascade deleted the lines");
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+}
+
 /// Values of extension and composite types (citext, hstore, a range, a
 /// composite) moved as their text (the plan's LONGTEXT overrides) come
 /// back as that text, which PostgreSQL reads as it would the same INSERT;

@@ -91,9 +91,10 @@ pub async fn preflight(pg: &Client, tables: &[String]) -> Result<Option<(String,
 
 fn problem(firing: &[String]) -> String {
     format!(
-        "triggers would fire on the rows xdb writes: {}. The rows already carry what the source's triggers did, \
-         and firing these would change the values; xdb applies as PostgreSQL's own logical replication does, \
-         with session_replication_role = replica (ordinary triggers and foreign-key checks do not fire)",
+        "triggers or foreign-key actions would fire on the rows xdb writes: {}. The rows already carry what the \
+         source's triggers and cascades did, and firing these would change the values; xdb applies as PostgreSQL's \
+         own logical replication does, with session_replication_role = replica (ordinary triggers and foreign-key \
+         checks and actions do not fire)",
         firing.join("; ")
     )
 }
@@ -120,7 +121,14 @@ async fn may_set_replica_role(pg: &Client) -> Result<Result<(), String>, tokio_p
 
 /// `schema.table (trigger, …)` for each of `tables` (and their
 /// partitions) with triggers that fire in an ordinary session
-/// (`tgenabled = 'O'`).
+/// (`tgenabled = 'O'`), and referenced by foreign keys with an action
+/// (`ON DELETE CASCADE`, `ON UPDATE SET NULL` …) from another planned
+/// table: those are triggers too, changing that table's rows, which the
+/// stream already carries as they became (the cascade's own changes on the
+/// source; on the way back the target has no foreign keys at all): acting
+/// again would make this side differ, silently. A table of this side only
+/// keeps its cascades; a plain foreign key only checks (a row it refuses
+/// stops the apply, named).
 async fn firing(pg: &Client, tables: &[String]) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = pg
         .query(
@@ -128,12 +136,19 @@ async fn firing(pg: &Client, tables: &[String]) -> Result<Vec<String>, tokio_pos
             // tree; to_regclass is NULL for a table not created yet.
             "WITH planned AS (SELECT to_regclass(n) AS rel FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL), \
              rels AS (SELECT rel::oid AS relid FROM planned \
-               UNION SELECT p.relid::oid FROM planned, pg_partition_tree(planned.rel) AS p) \
-             SELECT quote_ident(ns.nspname) || '.' || quote_ident(c.relname), \
-               string_agg(quote_ident(t.tgname), ', ' ORDER BY t.tgname) \
-             FROM rels JOIN pg_trigger t ON t.tgrelid = rels.relid JOIN pg_class c ON c.oid = t.tgrelid \
-             JOIN pg_namespace ns ON ns.oid = c.relnamespace \
-             WHERE NOT t.tgisinternal AND t.tgenabled = 'O' \
+               UNION SELECT p.relid::oid FROM planned, pg_partition_tree(planned.rel) AS p), \
+             fired AS ( \
+               SELECT t.tgrelid AS relid, quote_ident(t.tgname) AS what FROM rels JOIN pg_trigger t ON t.tgrelid = rels.relid \
+               WHERE NOT t.tgisinternal AND t.tgenabled = 'O' \
+               UNION SELECT rels.relid, 'foreign key ' || quote_ident(k.conname) || ' ON ' || \
+                 CASE WHEN k.confdeltype IN ('c', 'n', 'd') THEN 'DELETE' ELSE 'UPDATE' END || ' ' || \
+                 CASE CASE WHEN k.confdeltype IN ('c', 'n', 'd') THEN k.confdeltype ELSE k.confupdtype END \
+                   WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END \
+               FROM rels JOIN pg_constraint k ON k.contype = 'f' AND k.confrelid = rels.relid \
+               WHERE (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd')) \
+                 AND k.conrelid IN (SELECT relid FROM rels)) \
+             SELECT quote_ident(ns.nspname) || '.' || quote_ident(c.relname), string_agg(fired.what, ', ' ORDER BY fired.what) \
+             FROM fired JOIN pg_class c ON c.oid = fired.relid JOIN pg_namespace ns ON ns.oid = c.relnamespace \
              GROUP BY 1 ORDER BY 1",
             &[&tables],
         )
