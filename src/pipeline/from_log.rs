@@ -321,7 +321,7 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
     for s in &schemas {
         let name = s.name.to_string();
         if conn.table_rows(&naming.table(&s.name)).await?.is_some() && states.iter().any(|st| st.table == name) {
-            let (t, extra) = super::sync::as_on_target(&mut conn, &naming, s).await.map_err(Box::new)?;
+            let (t, extra) = super::sync::as_on_target(&mut conn, &naming, s, false).await.map_err(Box::new)?;
             on_target.push(t);
             target_only.push((s.name.clone(), extra));
         } else {

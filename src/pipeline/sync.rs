@@ -288,7 +288,7 @@ async fn prepare_writer(
     let naming = Naming::of_plan(plan);
     for t in &plan.tables {
         let Some(s) = schemas.get(t) else { continue };
-        let (on_target, extra) = as_on_target(&mut target, &naming, s).await?;
+        let (on_target, extra) = as_on_target(&mut target, &naming, s, true).await?;
         schema_list.push(on_target);
         target_only.push((t.clone(), extra));
     }
@@ -444,10 +444,13 @@ where
 /// message for them goes through the schema-drift path, which adds them to
 /// the target before any change that uses them is applied. Also returns the
 /// target's columns the source no longer has (dropped while xdb was away).
+/// `from_catalog`: `schema` is the source's catalog now (the direct path),
+/// not a shape read back from a log.
 pub(crate) async fn as_on_target(
     target: &mut TargetConn,
     naming: &Naming,
     schema: &Arc<TableSchema>,
+    from_catalog: bool,
 ) -> Result<(Arc<TableSchema>, Vec<String>), SyncError> {
     let table = &schema.name;
     let names =
@@ -461,15 +464,19 @@ pub(crate) async fn as_on_target(
     if schema.columns.iter().all(|c| names.contains(&c.name)) {
         return Ok((schema.clone(), extra));
     }
-    // ADD COLUMN appends: a column the target lacks before one it has was
-    // there when the table was copied, and the target lost it. Followed
-    // as an added column it would come back empty for every row.
+    // ADD COLUMN appends: a column of the source's catalog the target lacks
+    // before one it has, when the target has no column the source lacks (a
+    // rename made while sync was stopped, which the stream's Relation
+    // confirms), was there when the table was copied, and the target lost
+    // it. Followed as an added column it would come back empty for every
+    // row. (A shape read back from a log is older than the catalog: the
+    // target may be past it, e.g. a column dropped there as a stop said.)
     let last_kept = schema.columns.iter().rposition(|c| names.contains(&c.name));
     if let Some(lost) = schema
         .columns
         .iter()
         .enumerate()
-        .find(|(i, c)| Some(*i) < last_kept && !names.contains(&c.name))
+        .find(|(i, c)| from_catalog && extra.is_empty() && Some(*i) < last_kept && !names.contains(&c.name))
         .map(|(_, c)| c)
     {
         return Err(SyncError::SchemaDrift(format!(
