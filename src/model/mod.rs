@@ -16,6 +16,6 @@ mod value;
 
 pub use change::{Change, ChunkError, ChunkedTransaction, Transaction};
 pub use lsn::{Lsn, LsnParseError};
-pub use schema::{pg_ident, Column, GeneratedColumn, ReplicaIdentity, TableName, TableSchema};
+pub use schema::{pg_ident, split_qualified, Column, GeneratedColumn, ReplicaIdentity, TableName, TableSchema};
 pub use types::PgType;
 pub use value::{DateValue, NumericValue, Row, TimestampValue, Value};

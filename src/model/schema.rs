@@ -17,7 +17,7 @@ impl TableName {
     /// Parses `schema.table` or `table` (schema `public`). Double quotes
     /// around either part keep dots and case: `"My.Schema"."T"`.
     pub fn parse(s: &str) -> Option<TableName> {
-        let parts = split_qualified(s)?;
+        let parts = split_qualified(s, '"')?;
         match parts.as_slice() {
             [t] => Some(TableName::new("public", t.clone())),
             [s, t] => Some(TableName::new(s.clone(), t.clone())),
@@ -42,7 +42,10 @@ pub fn pg_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-fn split_qualified(s: &str) -> Option<Vec<String>> {
+/// `a.b`, `"a"."b"` (or with `quote` = '`', MySQL's `` `a`.`b` ``) as its
+/// parts: quotes removed, a doubled one inside quotes kept as one; `None`
+/// for an empty part or an unclosed quote.
+pub fn split_qualified(s: &str, quote: char) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = s.trim().chars().peekable();
@@ -50,11 +53,11 @@ fn split_qualified(s: &str) -> Option<Vec<String>> {
     let mut had_quote = false;
     while let Some(c) = chars.next() {
         match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
+            c if c == quote && quoted && chars.peek() == Some(&quote) => {
                 chars.next();
-                cur.push('"');
+                cur.push(quote);
             }
-            '"' => {
+            c if c == quote => {
                 quoted = !quoted;
                 had_quote = true;
             }

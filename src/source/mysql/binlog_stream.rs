@@ -520,7 +520,7 @@ fn truncated_table(sql: &str, default_schema: &str, database: &str) -> Option<St
     let words = sql.trim_end_matches(';').trim();
     let rest = strip_word(words, "truncate")?;
     let rest = strip_word(rest, "table").unwrap_or(rest).trim();
-    let parts = split_ident(rest)?;
+    let parts = crate::model::split_qualified(rest, '`')?;
     let (db, name) = match parts.as_slice() {
         [name] => (default_schema.to_string(), name.clone()),
         [db, name] => (db.clone(), name.clone()),
@@ -534,32 +534,6 @@ fn strip_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
     let head = s.get(..word.len())?;
     let rest = &s[word.len()..];
     (head.eq_ignore_ascii_case(word) && rest.starts_with(char::is_whitespace)).then(|| rest.trim_start())
-}
-
-/// `a.b`, `` `a`.`b` ``, `` `a``b` `` as its parts (backquotes removed,
-/// doubled ones kept as one); `None` for anything else after the name.
-fn split_ident(s: &str) -> Option<Vec<String>> {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '`' if quoted && chars.peek() == Some(&'`') => {
-                chars.next();
-                cur.push('`');
-            }
-            '`' => quoted = !quoted,
-            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
-            c if !quoted && c.is_whitespace() => return None,
-            c => cur.push(c),
-        }
-    }
-    if quoted || cur.is_empty() {
-        return None;
-    }
-    parts.push(cur);
-    Some(parts)
 }
 
 fn mentions(sql: &str, db: &str) -> bool {
