@@ -488,22 +488,6 @@ async fn log_copy_killed_midway_is_copied_again_and_the_consumer_follows() {
     catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 
-/// Runs one statement on a test target (a DDL the user would run).
-async fn target_exec(target: &Target, sql: &str) {
-    match target {
-        Target::Sqlite(p) => {
-            rusqlite::Connection::open(p).unwrap().execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-        Target::Mysql(db) => {
-            use mysql_async::prelude::Queryable;
-            let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
-            c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let _ = c.disconnect().await;
-        }
-        Target::Postgres(db) => db.super_client().await.batch_execute(sql).await.unwrap(),
-    }
-}
-
 /// Schema changes on the source travel through the log as Debezium
 /// schema-change events, in order with the data, and each consumer follows
 /// them as the direct path follows a Relation message (invariant *schema
@@ -576,7 +560,7 @@ async fn log_schema_changes_are_followed_by_every_consumer_then_validate() {
         assert!(out.contains("public.t") && out.contains("column b was dropped"), "{out}");
         let stmt = out.split("(`").nth(1).and_then(|s| s.split("`)").next()).unwrap_or_else(|| panic!("{out}"));
         assert!(stmt.contains("DROP COLUMN"), "{stmt}");
-        target_exec(target, stmt).await;
+        target.exec(stmt).await;
         ok(&xdb(c, &["sync", "--until-caught-up"]));
         let v = xdb(c, &["validate"]);
         assert!(v.status.success(), "validate: {}", support::text(&v));
@@ -881,7 +865,7 @@ async fn log_a_column_renamed_before_the_producer_read_its_add_stops_the_consume
     let r = xdb(&consumer, &["sync", "--until-caught-up"]);
     let out = support::text(&r);
     assert!(!r.status.success() && out.contains("column tag was added") && out.contains("public.t"), "{out}");
-    target_exec(&maria, "ALTER TABLE t ADD COLUMN tag text NOT NULL DEFAULT 'x'").await;
+    maria.exec("ALTER TABLE t ADD COLUMN tag text NOT NULL DEFAULT 'x'").await;
     catch_up_and_validate(std::slice::from_ref(&consumer));
 }
 

@@ -372,14 +372,7 @@ async fn a_migration_adding_and_renaming_in_one_transaction_is_followed() {
             },
         ];
         for sql in ddl {
-            match &target {
-                Target::Sqlite(f) => rusqlite::Connection::open(f).unwrap().execute_batch(sql).unwrap(),
-                Target::Mysql(my) => {
-                    let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
-                    c.query_drop(sql).await.unwrap();
-                }
-                Target::Postgres(pg) => pg.exec(sql).await,
-            }
+            target.exec(sql).await;
         }
         ok(&xdb(&plan, &["sync", "--until-caught-up"]));
         let v = xdb(&plan, &["validate"]);
@@ -402,16 +395,7 @@ async fn a_column_dropped_on_the_target_stops_sync_instead_of_coming_back_empty(
         db.exec(DRIFT).await;
         let plan = plan(&db, &target, "t", "");
         ok(&xdb(&plan, &["snapshot"]));
-        match &target {
-            Target::Sqlite(f) => {
-                rusqlite::Connection::open(f).unwrap().execute_batch("ALTER TABLE t DROP COLUMN qty").unwrap()
-            }
-            Target::Mysql(my) => {
-                let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
-                c.query_drop("ALTER TABLE t DROP COLUMN qty").await.unwrap();
-            }
-            Target::Postgres(_) => unreachable!(),
-        }
+        target.exec("ALTER TABLE t DROP COLUMN qty").await;
         db.exec("UPDATE t SET name = 'after the drop' WHERE id = 1").await;
         let out = xdb(&plan, &["sync", "--until-caught-up"]);
         let text = support::text(&out);
@@ -421,16 +405,7 @@ async fn a_column_dropped_on_the_target_stops_sync_instead_of_coming_back_empty(
         let name = target.rows("SELECT name FROM t WHERE id = 1").await;
         assert_eq!(name[0][0], "name 1", "target {n}: nothing applied");
         // The repair it names.
-        match &target {
-            Target::Sqlite(f) => {
-                rusqlite::Connection::open(f).unwrap().execute_batch("ALTER TABLE t ADD COLUMN qty INTEGER").unwrap()
-            }
-            Target::Mysql(my) => {
-                let mut c = mysql_async::Conn::from_url(my.url()).await.unwrap();
-                c.query_drop("ALTER TABLE t ADD COLUMN qty INT").await.unwrap();
-            }
-            Target::Postgres(_) => unreachable!(),
-        }
+        target.exec("ALTER TABLE t ADD COLUMN qty INTEGER").await;
         ok(&xdb(&plan, &["sync", "--until-caught-up"]));
         let v = xdb(&plan, &["validate", "--repair"]);
         assert!(v.status.success(), "target {n}: validate --repair: {}", support::text(&v));

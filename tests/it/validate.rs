@@ -8,7 +8,6 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
 use serde_json::Value as J;
 
 use crate::support::{self, plan, xdb, MyDb, PgDb, PlanFile, Target};
@@ -43,22 +42,6 @@ fn validate_json(plan: &PlanFile, extra: &[&str]) -> (i32, J, String) {
     let text = support::text(&out);
     let json: J = serde_json::from_slice(&out.stdout).unwrap_or(J::Null);
     (code(&out), json, text)
-}
-
-/// Runs SQL on the target.
-async fn target_exec(t: &Target, sql: &str) {
-    match t {
-        Target::Sqlite(p) => {
-            let c = rusqlite::Connection::open(p).unwrap();
-            c.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-        Target::Mysql(db) => {
-            let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
-            c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let _ = c.disconnect().await;
-        }
-        Target::Postgres(db) => db.exec(sql).await,
-    }
 }
 
 fn strs(v: &J) -> Vec<String> {
@@ -138,13 +121,11 @@ async fn planted_differences(target: Target) {
         r#"UPDATE vt SET doc = '{ "nested":{"x":60},"tags" : ["a",0],   "g":60 }' WHERE id = 60"#.to_string(),
     ];
     for s in &sqls {
-        target_exec(&target, s).await;
+        target.exec(s).await;
     }
     // … and the same instant written under another time zone.
     match &target {
-        Target::Sqlite(_) => {
-            target_exec(&target, "UPDATE vt SET at = '2024-01-01 03:10:00.00007+02:00' WHERE id = 70").await
-        }
+        Target::Sqlite(_) => target.exec("UPDATE vt SET at = '2024-01-01 03:10:00.00007+02:00' WHERE id = 70").await,
         Target::Postgres(t) => t.exec(&format!("ALTER DATABASE {} SET timezone TO 'Asia/Kolkata'", t.name)).await,
         // DATETIME holds no zone: xdb writes UTC, and reads it back as UTC.
         Target::Mysql(_) => {}
@@ -230,7 +211,7 @@ async fn validate_composite_text_keys_on_mariadb() {
     let (c, json, text) = validate_json(&plan, &["--chunk-rows", "250"]);
     assert_eq!(c, 0, "{text}");
     assert!(json["tables"][0]["chunks"].as_u64().unwrap() > 5, "{text}");
-    target_exec(&target, "UPDATE kv SET v = 'changed' WHERE a = 'B1' AND b = 351").await;
+    target.exec("UPDATE kv SET v = 'changed' WHERE a = 'B1' AND b = 351").await;
     let (c, json, text) = validate_json(&plan, &["--chunk-rows", "250"]);
     assert_eq!(c, 1, "{text}");
     assert_eq!(changed(&json["tables"][0]), vec![("a='B1' AND b=351".to_string(), vec!["v".to_string()])], "{text}");
@@ -265,13 +246,13 @@ async fn validate_splits_a_partition_key_on_its_leading_integer_column() {
         let (c, json, text) = validate_json(&plan, &["--chunk-rows", "1000"]);
         assert_eq!(c, 0, "{text}");
         assert!(json["tables"][0]["chunks"].as_u64().unwrap() >= 10, "split on city_id: {text}");
-        target_exec(
-            &target,
-            "UPDATE measurements SET peak = -1 WHERE city_id = 7 AND logdate = '2024-03-01';
+        target
+            .exec(
+                "UPDATE measurements SET peak = -1 WHERE city_id = 7 AND logdate = '2024-03-01';
              DELETE FROM measurements WHERE city_id = 21 AND logdate = '2024-05-05';
              INSERT INTO measurements VALUES (39, '2025-12-31', 1);",
-        )
-        .await;
+            )
+            .await;
         let (c, json, text) = validate_json(&plan, &["--chunk-rows", "1000"]);
         assert_eq!(c, 1, "{text}");
         let t = &json["tables"][0];
@@ -367,7 +348,7 @@ async fn validate_sparse_keys_bisects_large_ranges() {
     let plan = plan(&db, &target, "sp", "");
     let out = xdb(&plan, &["snapshot"]);
     assert!(out.status.success(), "snapshot: {}", support::text(&out));
-    target_exec(&target, "UPDATE sp SET v = 'x' WHERE id = 1004321; DELETE FROM sp WHERE id = 1000007").await;
+    target.exec("UPDATE sp SET v = 'x' WHERE id = 1004321; DELETE FROM sp WHERE id = 1000007").await;
     let (c, json, text) = validate_json(&plan, &[]);
     assert_eq!(c, 1, "{text}");
     let t = &json["tables"][0];
@@ -469,11 +450,9 @@ async fn validate_server_digest_reports_every_difference_like_row_by_row() {
 
     // A bounded range of 1000 keys differing is narrowed down on the servers
     // (halves digested there) before rows are read: still the same report.
-    target_exec(
-        &target,
-        "UPDATE typed SET n4 = 0 WHERE id IN (1001, 1377, 1500, 2000); DELETE FROM typed WHERE id = 1700",
-    )
-    .await;
+    target
+        .exec("UPDATE typed SET n4 = 0 WHERE id IN (1001, 1377, 1500, 2000); DELETE FROM typed WHERE id = 1700")
+        .await;
     let (c, fast, text) = validate_json(&plan, &["--chunk-rows", "1000"]);
     assert_eq!(c, 1, "{text}");
     let (_, slow, _) = validate_json(&plan, &["--chunk-rows", "1000", "--row-by-row"]);

@@ -27,6 +27,24 @@ impl Target {
         }
     }
 
+    /// Runs statements on the target (a DDL or a write the user would run).
+    pub async fn exec(&self, sql: &str) {
+        match self {
+            Target::Sqlite(p) => {
+                rusqlite::Connection::open(p).unwrap().execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Target::Mysql(db) => {
+                use mysql_async::prelude::Queryable;
+                let mut c = mysql_async::Conn::from_url(db.url()).await.unwrap();
+                c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+            }
+            Target::Postgres(db) => {
+                db.super_client().await.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+        }
+    }
+
     /// Rows of a query as text (NULL as "NULL"), in the query's order.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
         match self {
