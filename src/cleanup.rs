@@ -3,10 +3,11 @@
 //! xdb created it, and xdb's state rows on the target. The replicated data
 //! itself is never touched. Refuses while a sync is streaming from the slot.
 
+use crate::pg_conn::client;
 use crate::plan::{Plan, TargetUrl};
 use crate::sink::state;
 use crate::sink::{TargetConn, TargetError};
-use crate::source::postgres::{client, publication};
+use crate::source::postgres::publication;
 
 /// What cleanup would do (or did).
 #[derive(Debug, Clone, Default)]

@@ -9,6 +9,8 @@ const LAYERS: &[&[&str]] = &[
     // Vocabulary: no xdb module below it.
     &["model", "error_policy", "shutdown", "state_dir", "secrets", "net", "term", "own_thread", "suggest"],
     &["plan"],
+    // Connections to PostgreSQL, for its source and its target alike.
+    &["pg_conn"],
     &["mapping"],
     // The replicated log's format and transport, for its producer and consumer.
     &["debezium", "nats"],

@@ -7,7 +7,9 @@
 //! checks it on every `cargo test`, with its one named exception):
 //!
 //! - **Vocabulary** — [`model`] (tables, values, changes, LSNs),
-//!   [`plan`] (the YAML plan and its URLs), [`error_policy`] (retry or stop,
+//!   [`plan`] (the YAML plan and its URLs), [`pg_conn`] (connections to a
+//!   PostgreSQL server — TLS, URL parameters, the password guard — for the
+//!   source and the PostgreSQL target alike), [`error_policy`] (retry or stop,
 //!   decided by driver error code), [`shutdown`] (SIGINT/SIGTERM),
 //!   [`state_dir`] (local state outside the repository), [`secrets`] (the
 //!   one scrubber), [`net`] (loopback or not, warn once per server),
@@ -47,6 +49,7 @@ pub mod model;
 pub mod nats;
 pub(crate) mod net;
 pub(crate) mod own_thread;
+pub mod pg_conn;
 pub(crate) mod pipeline;
 pub mod plan;
 pub(crate) mod schema;

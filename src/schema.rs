@@ -24,10 +24,10 @@ use crate::copy::source_reader::SnapshotReader;
 use crate::copy::CopyError;
 use crate::mapping::{self, MappedColumn, MappedTable, TargetClass, TargetKind};
 use crate::model::{PgType, Row, TableSchema, Value};
+use crate::pg_conn::client;
 use crate::plan::{LossyPolicy, Plan, TargetUrl};
 use crate::sink::TargetConn;
 use crate::source::postgres::catalog::{load_indexes, load_planned};
-use crate::source::postgres::client;
 
 /// Examples kept per column by `--scan`.
 const SCAN_EXAMPLES: usize = 5;

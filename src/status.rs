@@ -5,9 +5,9 @@
 use serde::Serialize;
 
 use crate::model::Lsn;
+use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::sink::TargetConn;
-use crate::source::postgres::client;
 
 /// The status of one plan's replication.
 #[derive(Debug, Clone, Serialize)]

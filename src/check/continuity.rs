@@ -6,9 +6,9 @@
 
 use super::report::CheckSection;
 use crate::model::Lsn;
+use crate::pg_conn::client;
 use crate::plan::{Plan, TargetUrl};
 use crate::sink::TargetConn;
-use crate::source::postgres::client;
 
 pub(super) async fn check(plan: &Plan) -> CheckSection {
     let mut s = CheckSection::new("Stream continuity");

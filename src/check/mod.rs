@@ -118,7 +118,7 @@ async fn check_existing_tables(plan: &Plan, mapped: &[std::sync::Arc<mapping::Ma
         }
     }
     let Ok(mut conn) = TargetConn::connect(&plan.target.url).await else { return };
-    let Ok(source) = crate::source::postgres::client::connect(&plan.source.url, "xdb check").await else { return };
+    let Ok(source) = crate::pg_conn::client::connect(&plan.source.url, "xdb check").await else { return };
     if let Some(kind) = mapped.first().map(|m| m.kind) {
         for m in mapped {
             let Ok(indexes) = crate::source::postgres::catalog::load_indexes(&source, m.source.oid).await else {

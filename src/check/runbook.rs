@@ -11,8 +11,8 @@ use super::report::CheckSection;
 use crate::cutover::runbook::{self, Action, FreezeScope, Runbook};
 use crate::error_policy::pg_error_text;
 use crate::model::pg_ident;
+use crate::pg_conn::client;
 use crate::plan::Plan;
-use crate::source::postgres::client;
 
 /// The "Cutover runbook" section, when the plan has one.
 pub async fn check(plan: &Plan) -> Option<CheckSection> {

@@ -5,9 +5,10 @@ use tokio_postgres::Client;
 
 use super::report::CheckSection;
 use crate::model::{ReplicaIdentity, TableName, TableSchema};
+use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::source::postgres::change_stream::MESSAGES_SINCE;
-use crate::source::postgres::{catalog, client, publication};
+use crate::source::postgres::{catalog, publication};
 
 /// The oldest source: logical replication with pgoutput exists since 10, but
 /// xdb is tested from 12 (tests/it/versions.rs); 12 cannot publish a

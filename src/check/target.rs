@@ -6,8 +6,8 @@ use std::path::Path;
 use mysql_async::prelude::Queryable;
 
 use super::report::CheckSection;
+use crate::pg_conn::client;
 use crate::plan::{Plan, SecretUrl, TargetUrl};
-use crate::source::postgres::client;
 
 /// Runs the target checks for the plan's target kind.
 pub async fn check_target(plan: &Plan, out: &mut Vec<CheckSection>) {

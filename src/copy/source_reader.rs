@@ -13,8 +13,8 @@ use super::ranges::CopyRange;
 use super::CopyError;
 use crate::error_policy::pg_error_text;
 use crate::model::{pg_ident, PgType, Row, TableName, TableSchema};
+use crate::pg_conn::client;
 use crate::plan::SecretUrl;
-use crate::source::postgres::client;
 use crate::source::postgres::copy_binary::{CopyBinaryError, CopyBinaryReader};
 use crate::source::postgres::select::{mark_unknown, select_list};
 

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use super::actions::freeze::{self, FreezeRecord};
 use super::journal::{self, Journal, JournalState};
+use crate::pg_conn::client;
 use crate::plan::Plan;
-use crate::source::postgres::{client, identity};
+use crate::source::postgres::identity;
 
 /// The notice for `plan`'s source, when its journal records a freeze of a
 /// run that did not finish well and the settings read back as frozen.

@@ -19,6 +19,7 @@ use crate::mapping;
 use crate::mapping::naming::Naming;
 use crate::model::{Change, Lsn, TableName, TableSchema, Transaction};
 use crate::nats::{Log, NatsTarget};
+use crate::pg_conn::client;
 use crate::plan::{Plan, SecretUrl};
 use crate::sink::lock::ApplierLock;
 use crate::sink::writer::{SinkError, SinkWriter};
@@ -26,7 +27,6 @@ use crate::sink::{TargetConn, TargetError};
 use crate::source::log_events::LogItem;
 use crate::source::nats::{LogReader, LogSourceError};
 use crate::source::postgres::catalog::{load_table, resolve_event_shape, CatalogError, TypeCache};
-use crate::source::postgres::client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FromLogError {

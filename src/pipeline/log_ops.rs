@@ -346,9 +346,8 @@ pub async fn inspect_cleanup(plan: &Plan, side: &Side, drop_stream: bool) -> Res
     let mut out = LogCleanup::default();
     match side {
         Side::Producer(t) => {
-            let c = crate::source::postgres::client::connect(&plan.source.url, "xdb cleanup")
-                .await
-                .map_err(CleanupError::from)?;
+            let c =
+                crate::pg_conn::client::connect(&plan.source.url, "xdb cleanup").await.map_err(CleanupError::from)?;
             let q = |e| LogCleanupError::Cleanup(CleanupError::SourceSql(e));
             let slot = c
                 .query_opt(

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use crate::debezium::schema::{self as debezium_schema, Kind};
 use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema};
 use crate::nats::{Log, LogError, NatsTarget};
+use crate::pg_conn::client;
 use crate::plan::SecretUrl;
 use crate::sink::writer::rename_candidate;
 use crate::source::postgres::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
-use crate::source::postgres::client;
 
 /// A shape as far as comparing needs: names, type OIDs and modifiers.
 fn bare(name: &TableName, oid: u32, sig: &debezium_schema::Signature) -> TableSchema {

@@ -34,6 +34,7 @@ use crate::mapping::naming::Naming;
 use crate::mapping::TargetKind;
 use crate::model::Lsn;
 use crate::model::{ReplicaIdentity, TableSchema, Transaction};
+use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::plan::TargetUrl;
 use crate::sink::writer::{SinkError, SinkWriter};
@@ -45,7 +46,6 @@ use crate::source::mysql::binlog_stream::{
 use crate::source::mysql::error::BinlogError;
 use crate::source::mysql::position::BinlogPosition;
 use crate::source::postgres::catalog::{load_planned, CatalogError};
-use crate::source::postgres::client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReverseError {

@@ -23,9 +23,9 @@ use super::reverse::ReverseError;
 use crate::check::CheckSection;
 use crate::mapping::naming::Naming;
 use crate::model::{Lsn, TableName};
+use crate::pg_conn::client;
 use crate::plan::{Mapping, Plan, TargetUrl};
 use crate::sink::TargetConn;
-use crate::source::postgres::client;
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 
 /// The slot on the target (and the state key on the source).

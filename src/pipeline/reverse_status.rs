@@ -8,11 +8,11 @@ use mysql_async::prelude::Queryable;
 
 use super::reverse::{position_key, read_start, unsupported_target, ReverseError};
 use super::reverse_position;
+use crate::pg_conn::client;
 use crate::plan::{Plan, TargetUrl};
 use crate::sink::TargetConn;
 use crate::source::mysql::binlog_stream::{binary_logs, current_position, gtid_position_at, server_identity};
 use crate::source::mysql::position::{file_number, BinlogPosition};
-use crate::source::postgres::client;
 
 /// Where the way back stands on the target's binlog.
 struct Located {

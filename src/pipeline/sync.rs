@@ -28,13 +28,13 @@ use super::metrics::SyncMetrics;
 use crate::copy::{self, CopyOptions};
 use crate::mapping::naming::Naming;
 use crate::model::{ChunkedTransaction, Lsn, TableName, TableSchema, Transaction};
+use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::ChangeSink;
 use crate::sink::{TargetConn, TargetError};
 use crate::source::postgres::catalog::{load_indexes, load_planned, CatalogError};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
-use crate::source::postgres::client;
 use crate::source::{ChangeSource, SourceEvent};
 
 /// Why `sync` stopped with an error.

@@ -29,12 +29,13 @@ use crate::copy::CopyError;
 use crate::debezium::{self, At, Connector, Op, Snapshot};
 use crate::model::{Change, ChunkedTransaction, Lsn, Row, TableName, TableSchema, Transaction};
 use crate::nats::{msg_id, Log, LogError, NatsTarget, Publisher, Tail};
+use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::sink::ChangeSink;
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
-use crate::source::postgres::{client, publication, streamable};
+use crate::source::postgres::{publication, streamable};
 use crate::source::{ChangeSource, SourceEvent};
 
 /// Why `sync` into the log stopped.

@@ -21,11 +21,12 @@ use serde_json::json;
 
 use crate::model::ChunkedTransaction as _;
 use crate::model::{Lsn, ReplicaIdentity, TableSchema, Transaction};
+use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::source::postgres::assembler::{AssemblerEvent, SpilledTransaction};
 use crate::source::postgres::catalog::{load_table, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError};
-use crate::source::postgres::{client, publication, streamable};
+use crate::source::postgres::{publication, streamable};
 
 /// Options of `xdb tail`.
 #[derive(Debug, Clone, Default)]

@@ -48,9 +48,9 @@ use target::TargetSession;
 
 use crate::mapping::MappedTable;
 use crate::model::{Lsn, TableName, TableSchema};
+use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::source::postgres::catalog::load_planned;
-use crate::source::postgres::client;
 
 /// How long a comparison waits for a running sync to apply past the source
 /// snapshot.
@@ -72,7 +72,7 @@ pub enum ValidateError {
     #[error("source: {0}")]
     Source(String),
     #[error("source: {0}")]
-    SourceConnect(#[from] crate::source::postgres::client::ConnectError),
+    SourceConnect(#[from] crate::pg_conn::client::ConnectError),
     #[error("source: {context}: {}", crate::error_policy::pg_error_text(.source))]
     SourceSql {
         context: String,

@@ -14,8 +14,8 @@ use super::diff::CanonRow;
 use super::ValidateError;
 use crate::mapping::{canonical, CanonicalValue, MappedTable, RowHasher};
 use crate::model::{pg_ident, Lsn, Row, TableSchema, Value};
+use crate::pg_conn::client;
 use crate::plan::SecretUrl;
-use crate::source::postgres::client;
 use crate::source::postgres::copy_binary::CopyBinaryReader;
 use crate::source::postgres::select::{mark_unknown, select_list};
 

@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
+use xdb::pg_conn::client;
 use xdb::plan::{SecretUrl, TargetUrl};
 use xdb::sink::TargetConn;
-use xdb::source::postgres::client;
 use xdb::source::postgres::replication::{
     ReplicationClient, ReplicationError, ReplicationEvent, SnapshotAction, StartReplicationOptions,
 };

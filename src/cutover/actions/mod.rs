@@ -14,9 +14,9 @@ pub mod sequences_back;
 
 use std::time::Duration;
 
+use crate::pg_conn::client;
 use crate::plan::{Plan, TargetUrl};
 use crate::sink::{TargetConn, TargetError};
-use crate::source::postgres::client;
 
 use super::journal::{Event, Journal, JournalError};
 use super::runbook::{Action, Side, Verify};

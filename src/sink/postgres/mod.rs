@@ -14,8 +14,8 @@ use tokio_postgres::types::ToSql;
 use super::apply_plan::Op;
 use super::conn::{StateParam, TargetError};
 use crate::error_policy::{DriverError, Retry};
+use crate::pg_conn::client;
 use crate::plan::SecretUrl;
-use crate::source::postgres::client;
 
 /// Prepared apply statements kept per connection (beyond this many the
 /// cache starts over: a schema with thousands of shapes stays bounded).

@@ -26,7 +26,7 @@ pub enum TriggerError {
     #[error("reading the target's triggers: {}", crate::error_policy::pg_error_text(.0))]
     Sql(#[from] tokio_postgres::Error),
     #[error("{0}")]
-    Connect(#[from] crate::source::postgres::client::ConnectError),
+    Connect(#[from] crate::pg_conn::client::ConnectError),
 }
 
 impl TriggerError {
@@ -43,7 +43,7 @@ impl TriggerError {
 /// planned tables as the target names them; other targets unchanged.
 pub async fn for_target(plan: &Plan) -> Result<Plan, TriggerError> {
     let TargetUrl::Postgres(url) = &plan.target.url else { return Ok(plan.clone()) };
-    let pg = crate::source::postgres::client::connect(url, "xdb").await?;
+    let pg = crate::pg_conn::client::connect(url, "xdb").await?;
     let naming = crate::mapping::naming::Naming::of_plan(plan);
     let tables: Vec<String> = plan.tables.iter().map(|t| naming.table_ident(t)).collect();
     let mut out = plan.clone();

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use tokio_postgres::{Client, Statement};
 
 use super::catalog::{CatalogError, TypeCache};
-use super::client::{self, ConnectError};
 use crate::model::{Column, PgType, TableName, TableSchema, Value};
+use crate::pg_conn::client::{self, ConnectError};
 use crate::plan::SecretUrl;
 
 /// Rows per statement run: bounds the parameter arrays of one round trip.

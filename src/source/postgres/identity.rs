@@ -39,7 +39,7 @@ pub async fn read(c: &tokio_postgres::Client) -> Result<SourceIdentity, tokio_po
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error(transparent)]
-    Connect(#[from] super::client::ConnectError),
+    Connect(#[from] crate::pg_conn::client::ConnectError),
     #[error("reading the identity of {server} (pg_control_system()): {}", crate::error_policy::pg_error_text(.source))]
     Query {
         server: String,
@@ -61,7 +61,7 @@ impl IdentityError {
 
 /// Connects to `url` and reads its identity.
 pub async fn of_url(url: &SecretUrl) -> Result<SourceIdentity, IdentityError> {
-    let c = super::client::connect(url, "xdb identity").await?;
+    let c = crate::pg_conn::client::connect(url, "xdb identity").await?;
     read(&c).await.map_err(|source| IdentityError::Query { server: url.redacted(), source })
 }
 

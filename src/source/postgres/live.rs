@@ -7,11 +7,11 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use super::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
-use super::client::{self, ConnectError};
 use super::copy_binary::CopyBinaryReader;
 use super::select::{mark_unknown, select_list};
 use crate::error_policy::{pg_error_text, Retry};
 use crate::model::{Row, TableName, TableSchema};
+use crate::pg_conn::client::{self, ConnectError};
 use crate::plan::SecretUrl;
 use crate::source::live_source::{LiveSource, RowStream, SourceReadError};
 

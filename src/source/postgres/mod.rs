@@ -3,10 +3,8 @@
 //! decoding, and the catalog reader.
 
 pub mod assembler;
-pub mod auth_guard;
 pub mod catalog;
 pub mod change_stream;
-pub mod client;
 pub mod copy_binary;
 pub mod generated_recompute;
 pub mod identity;

@@ -78,7 +78,7 @@ impl Conn {
             match tls_config {
                 Some(tls_config) if ssl_request(&mut tcp, &server).await? => {
                     let stream = tls.handshake(tls_config, tcp, &config.host, &server).await?;
-                    end_point = super::tls::server_end_point(&stream);
+                    end_point = crate::pg_conn::tls::server_end_point(&stream);
                     Box::new(stream)
                 }
                 Some(_) if tls.mode.requires_tls() => return Err(no_tls(&tls, &server)),
@@ -91,7 +91,7 @@ impl Conn {
             wbuf: BytesMut::with_capacity(1024),
             server,
             server_version: None,
-            server_authenticated: end_point.is_some() && tls.verify() != super::tls::Verify::Nothing,
+            server_authenticated: end_point.is_some() && tls.verify() != crate::pg_conn::tls::Verify::Nothing,
             end_point,
         };
         conn.startup(config).await?;
@@ -397,7 +397,7 @@ async fn ssl_request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, server: &str)
     }
 }
 
-fn no_tls(tls: &super::tls::PgTls, server: &str) -> ReplicationError {
+fn no_tls(tls: &crate::pg_conn::tls::PgTls, server: &str) -> ReplicationError {
     ReplicationError::Tls(format!(
         "the server at {server} does not support TLS but {} (enable ssl on the server, or use sslmode=prefer)",
         tls.describe()

@@ -46,6 +46,17 @@ pub enum ReplicationError {
     Tls(String),
 }
 
+/// The settings and TLS errors shared with the SQL connection keep their
+/// variants here (callers and tests match on `Tls`).
+impl From<crate::pg_conn::PgConnError> for ReplicationError {
+    fn from(e: crate::pg_conn::PgConnError) -> Self {
+        match e {
+            crate::pg_conn::PgConnError::Config(m) => ReplicationError::Config(m),
+            crate::pg_conn::PgConnError::Tls(m) => ReplicationError::Tls(m),
+        }
+    }
+}
+
 fn server_text(severity: &str, code: &str, message: &str, detail: Option<&str>, hint: Option<&str>) -> String {
     let mut s = format!("PostgreSQL {severity} {code}: {message}");
     if let Some(d) = detail {

@@ -13,12 +13,11 @@ mod config;
 mod conn;
 mod error;
 mod stream;
-pub mod tls;
 mod wire;
 
 use std::time::Duration;
 
-pub use config::{take_tls_params, ReplicationConfig, SslMode, XdbParams};
+pub use config::ReplicationConfig;
 pub use error::ReplicationError;
 pub use stream::{ReplicationEvent, ReplicationStream};
 

@@ -31,9 +31,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{ReplicationError, SslMode};
+use super::auth_guard::{poll_read_watched, AuthWatch};
+use super::{PgConnError, SslMode};
 use crate::net::{first_warning, is_local};
-use crate::source::postgres::auth_guard::{poll_read_watched, AuthWatch};
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +82,11 @@ impl PgTls {
     }
 
     /// The rustls configuration for these settings (reads the CA file).
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, ReplicationError> {
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, PgConnError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| ReplicationError::Tls(format!("TLS setup: {e}")))?;
+            .map_err(|e| PgConnError::Tls(format!("TLS setup: {e}")))?;
         let verify = self.verify();
         let config = if verify == Verify::Nothing {
             builder
@@ -96,7 +96,7 @@ impl PgTls {
             let roots = Arc::new(self.root_store()?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
-                .map_err(|e| ReplicationError::Tls(format!("TLS setup: {e}")))?;
+                .map_err(|e| PgConnError::Tls(format!("TLS setup: {e}")))?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(WebPki {
                 inner: webpki,
                 check_name: verify == Verify::Full,
@@ -107,7 +107,7 @@ impl PgTls {
             Some((cert, key)) => {
                 let (chain, key_der) = load_client_identity(cert, key)?;
                 config.with_client_auth_cert(chain, key_der).map_err(|e| {
-                    ReplicationError::Tls(format!("sslcert={cert} / sslkey={key}: the key does not fit: {e}"))
+                    PgConnError::Tls(format!("sslcert={cert} / sslkey={key}: the key does not fit: {e}"))
                 })?
             }
         };
@@ -135,14 +135,14 @@ impl PgTls {
         }
     }
 
-    fn root_store(&self) -> Result<RootCertStore, ReplicationError> {
+    fn root_store(&self) -> Result<RootCertStore, PgConnError> {
         let mut store = RootCertStore::empty();
         match self.root_cert.as_deref() {
             Some("system") => {
                 let found = rustls_native_certs::load_native_certs();
                 let (added, _ignored) = store.add_parsable_certificates(found.certs);
                 if added == 0 {
-                    return Err(ReplicationError::Tls(format!(
+                    return Err(PgConnError::Tls(format!(
                         "sslrootcert=system, but no CA certificates were found in the system's store ({} errors)",
                         found.errors.len()
                     )));
@@ -155,7 +155,7 @@ impl PgTls {
                 match default.filter(|p| p.is_file()) {
                     Some(p) => add_pem_file(&mut store, &p)?,
                     None => {
-                        return Err(ReplicationError::Tls(format!(
+                        return Err(PgConnError::Tls(format!(
                             "sslmode={} needs the CA certificate to verify the server: add \
                              sslrootcert=/path/to/ca.pem (or sslrootcert=system for the system's CAs) to the URL",
                             self.mode.as_str()
@@ -168,14 +168,14 @@ impl PgTls {
     }
 
     /// The name the handshake presents (SNI) and, with `verify-full`, checks.
-    pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, ReplicationError> {
+    pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, PgConnError> {
         match ServerName::try_from(host.to_string()) {
             Ok(n) => Ok(n),
             Err(_) if self.verify() != Verify::Full => {
                 // Nothing compares the name: any syntactically valid one will do.
                 Ok(ServerName::try_from("postgres").expect("a valid DNS name"))
             }
-            Err(e) => Err(ReplicationError::Tls(format!(
+            Err(e) => Err(PgConnError::Tls(format!(
                 "host {host:?} is not a DNS name or IP address, so sslmode=verify-full cannot check it: {e}"
             ))),
         }
@@ -188,7 +188,7 @@ impl PgTls {
         stream: S,
         host: &str,
         server: &str,
-    ) -> Result<tokio_rustls::client::TlsStream<S>, ReplicationError>
+    ) -> Result<tokio_rustls::client::TlsStream<S>, PgConnError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -196,7 +196,7 @@ impl PgTls {
         tokio_rustls::TlsConnector::from(config)
             .connect(name, stream)
             .await
-            .map_err(|e| ReplicationError::Tls(self.handshake_error(&e, host, server)))
+            .map_err(|e| PgConnError::Tls(self.handshake_error(&e, host, server)))
     }
 
     /// A handshake failure in words: which server, which check, what to do.
@@ -229,18 +229,16 @@ impl PgTls {
     }
 }
 
-fn add_pem_file(store: &mut RootCertStore, path: &Path) -> Result<(), ReplicationError> {
+fn add_pem_file(store: &mut RootCertStore, path: &Path) -> Result<(), PgConnError> {
     let shown = path.display();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ReplicationError::Tls(format!("cannot read the CA certificates in sslrootcert {shown}: {e}")))?;
+        .map_err(|e| PgConnError::Tls(format!("cannot read the CA certificates in sslrootcert {shown}: {e}")))?;
     if certs.is_empty() {
-        return Err(ReplicationError::Tls(format!("sslrootcert {shown} holds no PEM certificate")));
+        return Err(PgConnError::Tls(format!("sslrootcert {shown} holds no PEM certificate")));
     }
     for c in certs {
-        store
-            .add(c)
-            .map_err(|e| ReplicationError::Tls(format!("sslrootcert {shown}: unusable CA certificate: {e}")))?;
+        store.add(c).map_err(|e| PgConnError::Tls(format!("sslrootcert {shown}: unusable CA certificate: {e}")))?;
     }
     Ok(())
 }
@@ -343,13 +341,13 @@ pub struct PgTlsConnector {
     tls: PgTls,
     config: Arc<ClientConfig>,
     /// Watch the TLS stream for cleartext/MD5 password requests
-    /// (`crate::source::postgres::auth_guard`).
+    /// (`crate::pg_conn::auth_guard`).
     guard: bool,
 }
 
 impl PgTlsConnector {
     /// Builds the connector (reads the CA file once).
-    pub fn new(tls: PgTls) -> Result<Self, ReplicationError> {
+    pub fn new(tls: PgTls) -> Result<Self, PgConnError> {
         let config = tls.client_config()?;
         Ok(PgTlsConnector { tls, config, guard: false })
     }
@@ -403,7 +401,7 @@ where
             let watch = guard.then(AuthWatch::messages);
             tls.handshake(config, stream, &host, &host).await.map(|s| PgTlsStream(s, watch)).map_err(|e| match e {
                 // tokio-postgres says "error performing TLS handshake" itself.
-                ReplicationError::Tls(text) => io::Error::other(text),
+                PgConnError::Tls(text) => io::Error::other(text),
                 other => io::Error::other(other.to_string()),
             })
         })
@@ -567,14 +565,14 @@ mod end_point_tests {
 fn load_client_identity(
     cert: &str,
     key: &str,
-) -> Result<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), ReplicationError> {
+) -> Result<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), PgConnError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ReplicationError::Tls(format!("sslcert={cert}: cannot read a PEM certificate: {e}")))?;
+        .map_err(|e| PgConnError::Tls(format!("sslcert={cert}: cannot read a PEM certificate: {e}")))?;
     if chain.is_empty() {
-        return Err(ReplicationError::Tls(format!("sslcert={cert}: no certificate in the file")));
+        return Err(PgConnError::Tls(format!("sslcert={cert}: no certificate in the file")));
     }
     let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ReplicationError::Tls(format!("sslkey={key}: cannot read a PEM private key: {e}")))?;
+        .map_err(|e| PgConnError::Tls(format!("sslkey={key}: cannot read a PEM private key: {e}")))?;
     Ok((chain, key_der))
 }

@@ -16,7 +16,7 @@
 //!
 //! Below TLS the guard sees the SSLRequest answer and then ciphertext: it
 //! stops at the server's `S` and the TLS stream's own guard takes over (see
-//! `replication::tls::PgTlsStream`).
+//! `tls::PgTlsStream`).
 
 use std::io;
 use std::pin::Pin;

@@ -1,6 +1,6 @@
 //! Plain SQL connections (tokio-postgres) to a PostgreSQL server given by a
 //! plan URL: catalog, COPY, validation and checks. The replication protocol
-//! has its own connection in [`super::replication`].
+//! has its own connection in `source::postgres::replication`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,8 +9,8 @@ use tokio_postgres::config::SslMode as PgClientSslMode;
 use tokio_postgres::{Client, Config};
 
 use super::auth_guard::{AuthWatch, Guarded, InsecurePasswordRequest};
-use super::replication::tls::{PgTlsConnector, Verify};
-use super::replication::{take_tls_params, SslMode, XdbParams};
+use super::tls::{PgTlsConnector, Verify};
+use super::{take_tls_params, SslMode, XdbParams};
 use crate::net::is_local;
 use crate::plan::SecretUrl;
 
@@ -38,7 +38,7 @@ pub fn server_label(config: &Config) -> String {
 
 /// Opens a connection and spawns its driver task. TLS follows the URL's
 /// `sslmode` and `sslrootcert` with libpq's meaning, exactly as the
-/// replication connection does (see [`super::replication::tls`]).
+/// replication connection does (see [`super::tls`]).
 pub async fn connect(url: &SecretUrl, application_name: &str) -> Result<Client, ConnectError> {
     connect_with(url, application_name, PasswordGuard::Auto).await
 }
@@ -153,10 +153,8 @@ enum GuardedConnectError {
     Postgres(tokio_postgres::Error),
 }
 
-type GuardedConnection = tokio_postgres::Connection<
-    Guarded<tokio::net::TcpStream>,
-    super::replication::tls::PgTlsStream<Guarded<tokio::net::TcpStream>>,
->;
+type GuardedConnection =
+    tokio_postgres::Connection<Guarded<tokio::net::TcpStream>, super::tls::PgTlsStream<Guarded<tokio::net::TcpStream>>>;
 
 /// tokio-postgres's connect, with the socket opened here so that it can be
 /// wrapped in the password guard ([`super::auth_guard`]): each host in
