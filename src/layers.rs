@@ -21,12 +21,6 @@ const LAYERS: &[&[&str]] = &[
     &["cmd"],
 ];
 
-/// Known exceptions, each with its reason. The plan loader refuses
-/// `mapping.target_names` that do not fit the target with the one rule that
-/// says what fits (`mapping::target_names`), so that every command stops on
-/// them before connecting anywhere.
-const ALLOWED: &[(&str, &str)] = &[("plan", "mapping")];
-
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
 }
@@ -54,7 +48,7 @@ fn upward_uses() -> Vec<(String, usize, String, String)> {
             for (at, _) in code.match_indices("crate::") {
                 let to: String = code[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
                 let Some(to_layer) = layer(&to) else { continue };
-                if to_layer > from && !ALLOWED.contains(&(top.as_str(), to.as_str())) {
+                if to_layer > from {
                     out.push((rel.clone(), n + 1, top.clone(), to));
                 }
             }

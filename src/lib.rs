@@ -4,7 +4,7 @@
 //!
 //! Modules by role, in the order data flows (dependencies point up this
 //! list: a module uses those above it, never those below; `layers.rs`
-//! checks it on every `cargo test`, with its one named exception):
+//! checks it on every `cargo test`, without exceptions):
 //!
 //! - **Vocabulary** — [`model`] (tables, values, changes, LSNs),
 //!   [`plan`] (the YAML plan and its URLs), [`pg_conn`] (connections to a

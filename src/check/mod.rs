@@ -64,7 +64,7 @@ async fn check_mapping(plan: &Plan, tables: &[TableSchema]) -> CheckSection {
     };
     let overrides = MappingOverrides::from_plan(&plan.mapping);
     for problem in
-        crate::mapping::naming::name_problems(&overrides.naming(kind.dialect()), &tables.iter().collect::<Vec<_>>())
+        crate::plan::naming::name_problems(&overrides.naming(kind.dialect()), &tables.iter().collect::<Vec<_>>())
     {
         s.fail(problem, "see the naming rule in the README (`xdb schema`)");
     }

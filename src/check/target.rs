@@ -164,7 +164,7 @@ async fn mysql_database(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: 
 /// targets can: `sink::postgres::triggers`): said before anything runs.
 async fn mysql_triggers(plan: &Plan, conn: &mut mysql_async::Conn, db: &str, s: &mut CheckSection) {
     let names: Vec<String> = {
-        let n = crate::mapping::naming::Naming::of_plan(plan);
+        let n = crate::plan::naming::Naming::of_plan(plan);
         plan.tables.iter().map(|t| n.flat_table_name(t)).collect()
     };
     let found: Result<Vec<(String, String)>, _> = conn
@@ -195,7 +195,7 @@ fn sqlite_triggers(plan: &Plan, path: &Path, s: &mut CheckSection) {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let Ok(db) = rusqlite::Connection::open_with_flags(path, flags) else { return };
     let names: Vec<String> = {
-        let n = crate::mapping::naming::Naming::of_plan(plan);
+        let n = crate::plan::naming::Naming::of_plan(plan);
         plan.tables.iter().map(|t| n.flat_table_name(t)).collect()
     };
     let Ok(mut st) = db.prepare(
@@ -305,7 +305,7 @@ async fn check_postgres(plan: &Plan, url: &SecretUrl, s: &mut CheckSection) {
 /// Triggers of existing target tables (a schema restored before the copy)
 /// must not fire on what xdb writes (`sink::postgres::triggers`).
 async fn target_triggers(plan: &Plan, c: &tokio_postgres::Client, s: &mut CheckSection) {
-    let naming = crate::mapping::naming::Naming::of_plan(plan);
+    let naming = crate::plan::naming::Naming::of_plan(plan);
     let tables: Vec<String> = plan.tables.iter().map(|t| naming.table_ident(t)).collect();
     match crate::sink::postgres::triggers::preflight(c, &tables).await {
         Ok(None) => {}

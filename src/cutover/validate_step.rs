@@ -24,7 +24,7 @@ pub async fn run(env: &mut Env<'_>, tables: Option<&[String]>, checksums: bool) 
 /// for telling what writes the target took after the traffic switch.
 pub async fn target_counts(env: &mut Env<'_>) -> Result<Vec<(String, u64)>, ActionError> {
     let tables = env.plan.tables.clone();
-    let naming = crate::mapping::naming::Naming::of_plan(env.plan);
+    let naming = crate::plan::naming::Naming::of_plan(env.plan);
     let t = env.target().await?;
     let mut out = Vec::new();
     for table in &tables {

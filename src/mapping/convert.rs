@@ -293,8 +293,8 @@ pub fn show_value(v: &Value) -> String {
 impl MappedTable {
     /// The target table (name and identifier), for the target connection's
     /// catalog questions.
-    pub fn target_table(&self) -> super::naming::TargetTable {
-        super::naming::TargetTable { name: self.target_name.clone(), ident: self.target_ident.clone() }
+    pub fn target_table(&self) -> crate::plan::naming::TargetTable {
+        crate::plan::naming::TargetTable { name: self.target_name.clone(), ident: self.target_ident.clone() }
     }
 
     /// The value of column `i` as the target will store it, after the

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use super::naming::{flat_by_rule, SqlDialect};
 use super::{MappedColumn, MappedTable, MysqlFlavour, TargetClass, TargetKind};
 use crate::model::{Column, PgType, TableName};
+use crate::plan::naming::{flat_by_rule, SqlDialect};
 
 /// A secondary (or unique) index of a source table.
 #[derive(Debug, Clone, PartialEq, Eq)]

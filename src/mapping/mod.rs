@@ -24,13 +24,11 @@ mod convert;
 mod ddl;
 pub mod generated;
 pub(crate) mod json_numbers;
-pub mod naming;
 mod override_keys;
 pub mod planned;
 mod reference;
 mod rules;
 mod target_kind;
-pub mod target_names;
 pub(crate) mod text;
 mod unique;
 
@@ -457,7 +455,7 @@ fn map_inner(
     if kind.is_mysql() {
         fit_mysql_row(&mut columns, &table.primary_key, &tname, &kind, &mut warnings).map_err(|e| vec![e])?;
     }
-    let naming::TargetTable { name: target_name, ident: target_ident } =
+    let crate::plan::naming::TargetTable { name: target_name, ident: target_ident } =
         overrides.naming(kind.dialect()).table(&table.name);
     Ok(MappedTable {
         source: Arc::new(table.clone()),

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use super::naming::name_problems;
 use super::{
     check_table, map_table, unknown_columns, MappedTable, MappingError, MappingOverrides, MappingRules, TargetKind,
 };
 use crate::model::TableSchema;
+use crate::plan::naming::name_problems;
 use crate::plan::Plan;
 
 /// The plan's tables cannot be mapped.

@@ -219,7 +219,7 @@ pub struct MappingOverrides {
     policies: HashMap<(TableName, String), LossyPolicy>,
     default_policy: LossyPolicy,
     /// `mapping.target_names`.
-    names: super::target_names::TargetNames,
+    names: crate::plan::target_names::TargetNames,
 }
 
 /// Splits `schema.table.column` (or `table.column`, schema `public`).
@@ -241,13 +241,13 @@ impl MappingOverrides {
             types,
             policies,
             default_policy: m.policy.unwrap_or_default(),
-            names: super::target_names::TargetNames::from_mapping(m),
+            names: crate::plan::target_names::TargetNames::from_mapping(m),
         }
     }
 
     /// Where the tables go on a target of this dialect.
-    pub fn naming(&self, dialect: super::naming::SqlDialect) -> super::naming::Naming {
-        super::naming::Naming::new(dialect, self.names.clone())
+    pub fn naming(&self, dialect: crate::plan::naming::SqlDialect) -> crate::plan::naming::Naming {
+        crate::plan::naming::Naming::new(dialect, self.names.clone())
     }
 
     /// The type override for a column, if any.

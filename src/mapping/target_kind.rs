@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::naming::SqlDialect;
+use crate::plan::naming::SqlDialect;
 
 /// MySQL or MariaDB: they share the protocol but not every feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

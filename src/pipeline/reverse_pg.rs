@@ -21,9 +21,9 @@
 
 use super::reverse::ReverseError;
 use crate::check::CheckSection;
-use crate::mapping::naming::Naming;
 use crate::model::{Lsn, TableName};
 use crate::pg_conn::client;
+use crate::plan::naming::Naming;
 use crate::plan::{Mapping, Plan, TargetUrl};
 use crate::sink::TargetConn;
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};

@@ -8,8 +8,10 @@
 
 mod env;
 mod error;
+pub mod naming;
 mod nats_url;
 pub mod paths;
+pub mod target_names;
 mod url;
 
 use std::collections::BTreeMap;
@@ -108,7 +110,7 @@ pub struct Mapping {
     #[serde(default)]
     pub insensitive_keys: Vec<String>,
     /// Per-table target names (`schema.table: name`), replacing the naming
-    /// rule (`mapping::target_names`) for names over the target's limit or
+    /// rule (`plan::target_names`) for names over the target's limit or
     /// two tables the rule gives one name.
     #[serde(default)]
     pub target_names: BTreeMap<String, String>,
@@ -335,10 +337,10 @@ fn valid_slot_name(s: &str) -> bool {
 
 /// The plan's `mapping.target_names`: each key a planned table, and the
 /// names every planned table gets with them checked against the target's
-/// limits and each other (`mapping::target_names`); an error is the key to
+/// limits and each other (`target_names`); an error is the key to
 /// point at and the message.
 fn check_target_names(raw: &Mapping, tables: &[TableName], target: &TargetUrl) -> Result<(), (String, String)> {
-    use crate::mapping::naming::{Naming, SqlDialect};
+    use naming::{Naming, SqlDialect};
     for (key, name) in &raw.target_names {
         let t = TableName::parse(key).filter(|t| tables.contains(t)).ok_or_else(|| {
             (key.clone(), format!("mapping.target_names entry {key:?} does not name a table in `tables`"))
@@ -355,9 +357,9 @@ fn check_target_names(raw: &Mapping, tables: &[TableName], target: &TargetUrl) -
         // (they keep the schema).
         TargetUrl::Nats(_) => return Ok(()),
     };
-    let naming = Naming::new(dialect, crate::mapping::target_names::TargetNames::from_mapping(raw));
+    let naming = Naming::new(dialect, target_names::TargetNames::from_mapping(raw));
     let refs: Vec<&TableName> = tables.iter().collect();
-    let problems = crate::mapping::target_names::table_name_problems(&naming, &refs);
+    let problems = target_names::table_name_problems(&naming, &refs);
     if let Some(first) = problems.into_iter().next() {
         return Err(("tables".into(), format!("target table names: {first}")));
     }

@@ -7,8 +7,8 @@ use super::postgres::PgConn;
 use super::sqlite::SqliteConn;
 use super::state;
 use crate::error_policy::{DriverError, Retry};
-use crate::mapping::naming::{SqlDialect, TargetTable};
 use crate::model::Lsn;
+use crate::plan::naming::{SqlDialect, TargetTable};
 use crate::plan::TargetUrl;
 
 /// A target operation failed; the message names the target (password masked).

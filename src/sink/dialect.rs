@@ -1,13 +1,13 @@
 //! The SQL each target speaks for applying changes: placeholders, upsert
 //! and keyless matching (identifiers and table names are
-//! [`crate::mapping::naming`]'s). Pure text generation; the parameter order
+//! [`crate::plan::naming`]'s). Pure text generation; the parameter order
 //! is [`Op::params`](super::apply_plan::Op::params)'s.
 
 use std::fmt::Write as _;
 
 use super::apply_plan::Op;
-use crate::mapping::naming::SqlDialect;
 use crate::model::TableSchema;
+use crate::plan::naming::SqlDialect;
 
 impl SqlDialect {
     fn placeholder(self, n: usize) -> String {

@@ -13,7 +13,7 @@
 //! they are `xdb_state`, `xdb_tables`, `xdb_copy_ranges`. LSNs are stored as
 //! BIGINT (u64 values below 2^63, which every real LSN is).
 
-use crate::mapping::naming::SqlDialect;
+use crate::plan::naming::SqlDialect;
 
 /// The qualified name of one of xdb's state tables.
 pub fn state_table(d: SqlDialect, name: &str) -> String {

@@ -33,9 +33,9 @@ use super::apply_plan::{pad_pow2, plan_ops, split_pow2, ApplyPlanError, ChangeOr
 use super::conn::{StateParam, TargetConn, TargetError};
 use super::postgres::merge::{self, MergeError};
 use super::state;
-use crate::mapping::naming::SqlDialect;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
+use crate::plan::naming::SqlDialect;
 use crate::plan::{Plan, TargetUrl};
 use crate::source::{LiveSource, SourceReadError};
 
@@ -225,7 +225,7 @@ pub struct SinkWriter {
 
 impl SinkWriter {
     /// Where the plan's tables are on this target.
-    pub(crate) fn naming(&self) -> crate::mapping::naming::Naming {
+    pub(crate) fn naming(&self) -> crate::plan::naming::Naming {
         self.overrides.naming(self.kind.dialect())
     }
 

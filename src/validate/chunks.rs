@@ -13,8 +13,8 @@
 //! without a key is compared as one chunk. Pure: SQL text and bound values
 //! only.
 
-use crate::mapping::naming::SqlDialect;
 use crate::model::{pg_ident, PgType, Row, TableSchema, Value};
+use crate::plan::naming::SqlDialect;
 
 /// How a key column orders on every side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,12 @@ use super::diff::CanonRow;
 use super::source::Digest;
 use super::ValidateError;
 use crate::error_policy::DriverError;
-use crate::mapping::naming::SqlDialect;
 use crate::mapping::{
     canonical_from_mysql, canonical_from_pg_text, canonical_from_sqlite, CanonicalValue, MappedColumn, MappedTable,
     RowHasher,
 };
 use crate::model::{Lsn, PgType, Row};
+use crate::plan::naming::SqlDialect;
 use crate::plan::TargetUrl;
 use crate::sink::apply_plan::Op;
 use crate::sink::mysql::MysqlConn;

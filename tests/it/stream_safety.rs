@@ -483,7 +483,7 @@ async fn table_rewritten_while_the_copy_starts_is_copied_whole() {
     // the source's server would hold up the slot's creation itself.
     let tdb = MyDb::create("xdb_safe_rewrite_t").await;
     let mut holder = mysql_async::Conn::from_url(tdb.url()).await.unwrap();
-    let d = xdb::mapping::naming::SqlDialect::Mysql;
+    let d = xdb::plan::naming::SqlDialect::Mysql;
     for sql in xdb::sink::state::create_statements(d) {
         holder.query_drop(sql).await.unwrap();
     }

@@ -11,8 +11,8 @@
 //! which is reported).
 
 use super::{ActionError, Env, Outcome};
-use crate::mapping::naming::Naming;
 use crate::model::TableName;
+use crate::plan::naming::Naming;
 use crate::plan::Plan;
 use crate::sink::TargetConn;
 

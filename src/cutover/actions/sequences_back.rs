@@ -13,7 +13,7 @@
 
 use super::sequences::{next_value, read_source};
 use super::{ActionError, Env, Outcome};
-use crate::mapping::naming::{Naming, SqlDialect};
+use crate::plan::naming::{Naming, SqlDialect};
 use crate::plan::Plan;
 
 /// For `--dry-run`.

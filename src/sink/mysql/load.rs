@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::mapping::naming::SqlDialect;
 use crate::mapping::MappedTable;
 use crate::model::Row;
+use crate::plan::naming::SqlDialect;
 use crate::sink::load::{check_reader, AttemptCounters, LoadFailure, RangeRecord, CHUNK_BYTES};
 use crate::sink::state;
 use crate::sink::value_errors::ValueErrors;

@@ -207,7 +207,7 @@ impl MysqlConn {
         }
         let sql = format!(
             "ALTER TABLE {} AUTO_INCREMENT = {}",
-            crate::mapping::naming::SqlDialect::Mysql.ident(table),
+            crate::plan::naming::SqlDialect::Mysql.ident(table),
             next.max(1)
         );
         self.conn.query_drop(sql.as_str()).await?;
@@ -219,7 +219,7 @@ impl MysqlConn {
 /// of each table (its metadata lock), then two counts, triggers and
 /// declared foreign keys of those tables.
 fn unrelated_sql(tables: &[&str]) -> String {
-    let d = crate::mapping::naming::SqlDialect::Mysql;
+    let d = crate::plan::naming::SqlDialect::Mysql;
     let literal = |t: &&str| format!("'{}'", t.replace('\\', "\\\\").replace('\'', "''"));
     let names = tables.iter().map(literal).collect::<Vec<_>>().join(", ");
     let mut parts: Vec<String> = tables.iter().map(|t| format!("SELECT 0 FROM {} WHERE FALSE", d.ident(t))).collect();
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn the_position_statement_gets_its_values_as_literals() {
-        let sql = crate::sink::state::upsert_position(crate::mapping::naming::SqlDialect::Mysql);
+        let sql = crate::sink::state::upsert_position(crate::plan::naming::SqlDialect::Mysql);
         let p = [
             StateParam::Text("o'k\\slot".into()),
             StateParam::I64(-5),

@@ -43,9 +43,9 @@ use futures_util::SinkExt;
 
 use super::PgConn;
 use crate::error_policy::DriverError;
-use crate::mapping::naming::SqlDialect;
 use crate::mapping::{ConversionError, MappedTable};
 use crate::model::{Change, Row, TableName, TableSchema, Transaction};
+use crate::plan::naming::SqlDialect;
 
 /// The staging table's operation column (a name no source column takes in
 /// practice: a colon needs quoting).

@@ -44,7 +44,7 @@ impl TriggerError {
 pub async fn for_target(plan: &Plan) -> Result<Plan, TriggerError> {
     let TargetUrl::Postgres(url) = &plan.target.url else { return Ok(plan.clone()) };
     let pg = crate::pg_conn::client::connect(url, "xdb").await?;
-    let naming = crate::mapping::naming::Naming::of_plan(plan);
+    let naming = crate::plan::naming::Naming::of_plan(plan);
     let tables: Vec<String> = plan.tables.iter().map(|t| naming.table_ident(t)).collect();
     let mut out = plan.clone();
     out.target.url = TargetUrl::Postgres(writer_url(&pg, url, &tables).await?);

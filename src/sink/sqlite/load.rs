@@ -3,9 +3,9 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::mapping::naming::SqlDialect;
 use crate::mapping::MappedTable;
 use crate::model::Row;
+use crate::plan::naming::SqlDialect;
 use crate::sink::load::{AttemptCounters, LoadFailure, RangeRecord};
 use crate::sink::state;
 use crate::sink::value_errors::ValueErrors;

@@ -8,8 +8,8 @@
 //! (not MySQL's JSON, which rewrites it). Anything else is refused with the way on.
 
 use super::{SinkError, SinkWriter};
-use crate::mapping::naming::SqlDialect;
 use crate::model::{PgType, TableName, Value};
+use crate::plan::naming::SqlDialect;
 
 /// Why a current value cannot be read back exactly.
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 use super::{SinkError, SinkWriter};
-use crate::mapping::naming::Naming;
 use crate::mapping::{self, MappedTable, TargetKind};
 use crate::model::{Change, Column, Row, TableName, TableSchema, Transaction, Value};
+use crate::plan::naming::Naming;
 use crate::sink::apply_plan::Op;
 
 /// What a Relation message changed, as far as the stream and the catalog tell.
