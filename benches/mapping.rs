@@ -8,16 +8,7 @@ use xdb::mapping::{map_table, MappingOverrides, MappingRules, TargetKind};
 use xdb::model::{Column, NumericValue, PgType, ReplicaIdentity, Row, TableName, TableSchema, TimestampValue, Value};
 
 fn col(name: &str, ty: PgType) -> Column {
-    Column {
-        name: name.into(),
-        pg_type: ty,
-        type_oid: 0,
-        typmod: -1,
-        nullable: true,
-        is_key: false,
-        default: None,
-        identity: false,
-    }
+    Column::new(name, ty)
 }
 
 fn table() -> TableSchema {

@@ -52,7 +52,9 @@ pub async fn run(plan: &Plan, apply: bool, scan: bool) -> Result<SchemaOutcome, 
     let source = client::connect(&plan.source.url, "xdb schema").await?;
     let mut schemas = Vec::new();
     let mut domains = Vec::new();
-    for s in load_planned(&source, &plan.tables, |t| CopyError::MissingTable(t.to_string())).await? {
+    for s in
+        load_planned(&source, &plan.tables, plan.mapping.generated, |t| CopyError::MissingTable(t.to_string())).await?
+    {
         domains.push(domain_columns(&source, s.oid).await?);
         schemas.push(Arc::new(s));
     }

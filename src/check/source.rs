@@ -223,7 +223,7 @@ async fn table_checks(c: &Client, plan: &Plan, s: &mut CheckSection) -> Result<V
     let mut found = Vec::new();
     let mut all_tables: Option<Vec<TableName>> = None;
     for t in &plan.tables {
-        let schema = catalog::load_table(c, &mut types, t).await.map_err(|e| e.to_string())?;
+        let schema = catalog::load_table(c, &mut types, t, plan.mapping.generated).await.map_err(|e| e.to_string())?;
         let Some(schema) = schema else {
             if all_tables.is_none() {
                 all_tables = Some(catalog::list_tables(c).await.map_err(|e| e.to_string())?);

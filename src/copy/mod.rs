@@ -288,7 +288,7 @@ async fn copy_tables(plan: &Plan, options: &CopyOptions, tally: Arc<Tally>) -> R
         mapped.iter().filter(|m| !done.contains(&m.source.name.to_string())).map(|m| m.source.name.clone()).collect();
     let (planner, snapshot, sync_lsn) =
         hold_at_snapshot(plan, &mut repl, &to_copy, start.snapshot.clone(), start.sync_lsn).await?;
-    same_shape_at_snapshot(&planner, &schemas, &to_copy).await?;
+    same_shape_at_snapshot(&planner, &schemas, &to_copy, plan.mapping.generated).await?;
     tally
         .tables_done
         .store(mapped.iter().filter(|m| done.contains(&m.source.name.to_string())).count(), Ordering::Release);
@@ -374,7 +374,7 @@ async fn check_before_creating(plan: &Plan) -> Result<Checked, CopyError> {
         ),
     }
     let schemas: Vec<Arc<TableSchema>> =
-        load_planned(&source, &plan.tables, |t| CopyError::MissingTable(t.to_string()))
+        load_planned(&source, &plan.tables, plan.mapping.generated, |t| CopyError::MissingTable(t.to_string()))
             .await?
             .into_iter()
             .map(Arc::new)
@@ -395,7 +395,9 @@ async fn check_before_creating(plan: &Plan) -> Result<Checked, CopyError> {
     }
     // Before anything is published or a slot created (invariant "keys").
     streamable::check(&source, &plan.tables, &plan.only_tables).await??;
-    if publication::ensure(&source, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
+    if publication::ensure(&source, &plan.source.publication, &plan.tables, &plan.only_tables, plan.mapping.generated)
+        .await?
+    {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     Ok(Checked { source, target, kind, schemas, mapped })
@@ -729,6 +731,7 @@ pub(crate) async fn same_shape_at_snapshot(
     planner: &SnapshotReader,
     schemas: &[Arc<TableSchema>],
     tables: &[TableName],
+    generated: crate::plan::GeneratedFrom,
 ) -> Result<(), CopyError> {
     let mut types = TypeCache::new();
     let shape = |s: &TableSchema| -> Vec<(String, u32, i32)> {
@@ -736,7 +739,7 @@ pub(crate) async fn same_shape_at_snapshot(
     };
     for t in tables {
         let Some(before) = schemas.iter().find(|s| &s.name == t) else { continue };
-        let now = load_table(planner.client(), &mut types, t).await?;
+        let now = load_table(planner.client(), &mut types, t, generated).await?;
         if now.as_ref().map(&shape) != Some(shape(before)) {
             return Err(CopyError::ShapeChanged { table: t.to_string() });
         }

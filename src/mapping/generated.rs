@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::{MappedColumn, MappedTable, MysqlFlavour, TargetClass, TargetKind};
-use crate::model::{generated_carry, Column, GeneratedColumn, PgType, ReplicaIdentity, Row, TableSchema};
+use crate::model::{Column, GeneratedColumn, PgType, ReplicaIdentity, Row, TableSchema};
 use crate::plan::LossyPolicy;
 
 /// A generated column as the target creates it.
@@ -70,6 +70,8 @@ pub fn compared(m: &MappedTable) -> MappedTable {
             is_key: false,
             default: None,
             identity: false,
+            carried: None,
+            feeds_generated: false,
         });
         out.columns.push(MappedColumn {
             name: g.name.clone(),
@@ -163,12 +165,11 @@ pub fn reads_back_exactly(kind: &TargetKind, ty: &PgType) -> bool {
 /// REPLICA IDENTITY FULL carries the old row instead. Said by `check`
 /// and `schema`, and refused before the copy creates anything.
 pub fn unreadable_inputs(kind: &TargetKind, table: &TableSchema) -> Vec<String> {
-    if !generated_carry::recomputed() || table.replica_identity == ReplicaIdentity::Full {
+    if table.replica_identity == ReplicaIdentity::Full {
         return Vec::new();
     }
-    let inputs = generated_carry::inputs(&table.name);
     let mut out = Vec::new();
-    for c in table.columns.iter().filter(|c| inputs.contains(&c.name)) {
+    for c in table.columns.iter().filter(|c| c.feeds_generated) {
         let large = matches!(
             c.pg_type,
             PgType::Xml

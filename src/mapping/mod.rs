@@ -295,14 +295,15 @@ fn map_column(
         target_type = wide.to_string();
     }
     let class = TargetClass::of(&kind, &target_type);
-    let from_source = crate::model::generated_carry::expression(&table.name, &c.name);
+    let from_source = c.carried.as_ref();
     // A generated column moved as a plain one has no default on the target.
     let default = match from_source {
         Some(_) => None,
         None => ddl::translate_default(&kind, c, &target_type, class, &tname, warnings),
     };
-    if let Some(expr) = &from_source {
-        let how = if crate::model::generated_carry::recomputed() {
+    if let Some(carried) = from_source {
+        let expr = &carried.expression;
+        let how = if carried.recomputed {
             "recomputed on the source from each change's values (PostgreSQL before 18 does not publish them)"
         } else {
             "published by the source (PostgreSQL 18)"

@@ -125,6 +125,8 @@ fn table_of(columns: Vec<(&str, PgType, bool)>) -> TableSchema {
                 is_key: name == "id",
                 default: None,
                 identity: false,
+                carried: None,
+                feeds_generated: false,
             })
             .collect(),
         replica_identity: ReplicaIdentity::Default,

@@ -3,11 +3,8 @@
 //! the changes that flow from the source to a sink ([`Change`], [`Transaction`]).
 //!
 //! Nothing here does I/O; decoders produce these types and sinks consume them.
-//! [`generated_carry`] records, once per plan, how stored generated columns
-//! are carried (filled by the catalog reader, read by mapping and sinks).
 
 mod change;
-pub mod generated_carry;
 mod lsn;
 mod schema;
 pub mod time;
@@ -16,6 +13,8 @@ mod value;
 
 pub use change::{Change, ChunkError, ChunkedTransaction, Transaction};
 pub use lsn::{Lsn, LsnParseError};
-pub use schema::{pg_ident, split_qualified, Column, GeneratedColumn, ReplicaIdentity, TableName, TableSchema};
+pub use schema::{
+    pg_ident, split_qualified, CarriedGenerated, Column, GeneratedColumn, ReplicaIdentity, TableName, TableSchema,
+};
 pub use types::PgType;
 pub use value::{DateValue, NumericValue, Row, TimestampValue, Value};

@@ -118,6 +118,40 @@ pub struct Column {
     pub default: Option<String>,
     /// `GENERATED … AS IDENTITY` or a serial (default from a sequence it owns).
     pub identity: bool,
+    /// A stored generated column of the source moved as a plain column
+    /// (`mapping.generated: source`); `None` for every other column.
+    pub carried: Option<CarriedGenerated>,
+    /// Read by a generated column the stream recomputes on the source
+    /// (before PostgreSQL 18, `mapping.generated: source`).
+    pub feeds_generated: bool,
+}
+
+/// `mapping.generated: source`: a stored generated column that moves as a
+/// plain column whose values come from the source.
+///
+/// PostgreSQL 18 publishes stored generated columns when the publication
+/// says `publish_generated_columns = stored`; before 18 the stream
+/// recomputes them on the source from each change (`generated_recompute`).
+/// The copy reads them like any column. The catalog reader puts them among
+/// the table's columns, in their place, with their expression as the
+/// column's default (never translated: a column added while streaming then
+/// gets the source's values in the rows the target already has); copy,
+/// stream and `validate` treat them as the plain columns they become on the
+/// target: kept current by xdb while it streams, computed by no one after
+/// the switch (`check` and `schema` say so per column). Virtual generated
+/// columns (18) are never published and stay generated columns of the
+/// target (`mapping::generated`).
+///
+/// Read from the catalog with the table and carried with the column
+/// through every later shape of it (a Relation message carries no
+/// expression; the writer keeps it with the column's default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarriedGenerated {
+    /// The expression as `pg_get_expr` prints it.
+    pub expression: String,
+    /// True before PostgreSQL 18: the stream recomputes the values on the
+    /// source; false on 18, which publishes them.
+    pub recomputed: bool,
 }
 
 /// A `GENERATED ALWAYS AS (…) STORED` column of a source table.
@@ -150,6 +184,8 @@ impl Column {
             is_key: false,
             default: None,
             identity: false,
+            carried: None,
+            feeds_generated: false,
         }
     }
 }

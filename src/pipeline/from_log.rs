@@ -301,8 +301,9 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
     let mut types = TypeCache::new();
     let mut schemas: Vec<Arc<TableSchema>> = Vec::new();
     for t in &plan.tables {
-        let base =
-            load_table(&catalog, &mut types, t).await?.ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
+        let base = load_table(&catalog, &mut types, t, plan.mapping.generated)
+            .await?
+            .ok_or_else(|| FromLogError::MissingTable(t.to_string()))?;
         let s = match in_log.get(t) {
             Some(p) => resolve_event_shape(p, &catalog, &mut types, Some(&base)).await?,
             None => base,

@@ -62,7 +62,7 @@ impl GeneratedFill {
     /// before 18 with `mapping.generated: source`, some planned table
     /// having stored generated columns).
     pub async fn open(plan: &Plan) -> Result<Option<GeneratedFill>, FillError> {
-        if !crate::model::generated_carry::from_source() {
+        if plan.mapping.generated != crate::plan::GeneratedFrom::Source {
             return Ok(None);
         }
         match Recompute::open(&plan.source.url, &plan.tables).await? {

@@ -17,7 +17,7 @@ use crate::debezium::schema::{self as debezium_schema, Kind};
 use crate::model::{Column, PgType, ReplicaIdentity, TableName, TableSchema};
 use crate::nats::{Log, LogError, NatsTarget};
 use crate::pg_conn::client;
-use crate::plan::SecretUrl;
+use crate::plan::{GeneratedFrom, SecretUrl};
 use crate::sink::writer::rename_candidate;
 use crate::source::postgres::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
 
@@ -67,6 +67,8 @@ pub enum ShapeError {
 pub struct Shapes {
     known: HashMap<TableName, TableSchema>,
     source_url: SecretUrl,
+    /// The plan's `mapping.generated`, for reading the catalog.
+    generated: GeneratedFrom,
     catalog: Option<tokio_postgres::Client>,
 }
 
@@ -84,6 +86,7 @@ impl Shapes {
         log: &Log,
         tables: &HashMap<TableName, Arc<TableSchema>>,
         source_url: &SecretUrl,
+        generated: GeneratedFrom,
     ) -> Result<Shapes, ShapeError> {
         let t = &log.target;
         let stream = log.js.get_stream(&t.stream).await.map_err(|e| ShapeError::Config(e.to_string()))?;
@@ -101,14 +104,19 @@ impl Shapes {
             };
             known.insert(name.clone(), shape);
         }
-        Ok(Shapes { known, source_url: source_url.clone(), catalog: None })
+        Ok(Shapes { known, source_url: source_url.clone(), generated, catalog: None })
     }
 
     /// For the copy: the shapes are the catalog's, published as `CREATE`.
-    pub fn for_copy(tables: &HashMap<TableName, Arc<TableSchema>>, source_url: &SecretUrl) -> Shapes {
+    pub fn for_copy(
+        tables: &HashMap<TableName, Arc<TableSchema>>,
+        source_url: &SecretUrl,
+        generated: GeneratedFrom,
+    ) -> Shapes {
         Shapes {
             known: tables.iter().map(|(n, s)| (n.clone(), (**s).clone())).collect(),
             source_url: source_url.clone(),
+            generated,
             catalog: None,
         }
     }
@@ -168,13 +176,15 @@ impl Shapes {
             .filter(|c| old.column_index(&c.name).is_none() && !renamed.iter().any(|(_, to)| *to == c.name))
             .map(|c| c.name.clone())
             .collect();
-        if let Some(now) = load_table(catalog, &mut TypeCache::new(), &table.name).await? {
+        if let Some(now) = load_table(catalog, &mut TypeCache::new(), &table.name, self.generated).await? {
             unknown.retain(|n| now.column_index(n).is_none());
             for c in full.columns.iter_mut() {
                 if let Some(k) = now.columns.iter().find(|k| k.name == c.name) {
                     c.nullable = k.nullable;
                     c.default = k.default.clone();
                     c.identity = k.identity;
+                    c.carried = k.carried.clone();
+                    c.feeds_generated = k.feeds_generated;
                 }
             }
             if full.primary_key.is_empty() {

@@ -454,7 +454,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
 /// to its real types, and rows are matched on the primary key (json has no
 /// equality).
 async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<Arc<TableSchema>>, ReverseError> {
-    let planned = load_planned(pg, &plan.tables, |t| {
+    let planned = load_planned(pg, &plan.tables, plan.mapping.generated, |t| {
         ReverseError::Refused(format!("table {t} no longer exists on the original source"))
     })
     .await?;
@@ -462,12 +462,7 @@ async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<
     for mut s in planned {
         // `mapping.generated: source` read the stored generated columns as
         // plain ones; PostgreSQL computes them, so they are not written back.
-        let computed: Vec<String> = s
-            .columns
-            .iter()
-            .filter(|c| crate::model::generated_carry::expression(&s.name, &c.name).is_some())
-            .map(|c| c.name.clone())
-            .collect();
+        let computed: Vec<String> = s.columns.iter().filter(|c| c.carried.is_some()).map(|c| c.name.clone()).collect();
         if !computed.is_empty() {
             let keep: Vec<String> =
                 s.columns.iter().filter(|c| !computed.contains(&c.name)).map(|c| c.name.clone()).collect();
@@ -480,7 +475,7 @@ async fn source_schemas(plan: &Plan, pg: &tokio_postgres::Client) -> Result<Vec<
                     pg_type: c.pg_type.clone(),
                     type_oid: c.type_oid,
                     typmod: c.typmod,
-                    expression: crate::model::generated_carry::expression(&s.name, &c.name).unwrap_or_default(),
+                    expression: c.carried.as_ref().map(|g| g.expression.clone()).unwrap_or_default(),
                 });
             }
             s = plain;

@@ -126,9 +126,15 @@ pub async fn record_switch_point(plan: &Plan) -> Result<Lsn, ReverseError> {
     let original = client::connect(&plan.source.url, "xdb start_reverse").await?;
     refuse_generated_moved_as_plain(plan, &original).await?;
     let target = client::connect(&r.source.url, "xdb start_reverse").await?;
-    crate::source::postgres::publication::ensure(&target, &r.source.publication, &r.tables, &r.only_tables)
-        .await
-        .map_err(|e| refused("creating the reverse publication on the target", e))?;
+    crate::source::postgres::publication::ensure(
+        &target,
+        &r.source.publication,
+        &r.tables,
+        &r.only_tables,
+        r.mapping.generated,
+    )
+    .await
+    .map_err(|e| refused("creating the reverse publication on the target", e))?;
     // A new start replaces an older one: its slot, if any, goes first.
     let old = target
         .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&r.source.slot])

@@ -278,7 +278,7 @@ async fn prepare_writer(
     let kind = target.target_kind().await?;
 
     let schemas: HashMap<TableName, Arc<TableSchema>> =
-        load_planned(catalog, &plan.tables, |t| SyncError::TableGone(t.to_string()))
+        load_planned(catalog, &plan.tables, plan.mapping.generated, |t| SyncError::TableGone(t.to_string()))
             .await?
             .into_iter()
             .map(|s| (s.name.clone(), Arc::new(s)))
@@ -583,5 +583,5 @@ pub async fn wait_until_caught_up(plan: &Plan) -> Result<Lsn, SyncError> {
 /// The plan's PostgreSQL source as its writer asks it (schema changes,
 /// generated columns added): [`crate::source::LiveSource`].
 pub(crate) fn pg_live(plan: &Plan) -> Arc<dyn crate::source::LiveSource> {
-    Arc::new(crate::source::postgres::live::PgLive::new(plan.source.url.clone()))
+    Arc::new(crate::source::postgres::live::PgLive::new(plan.source.url.clone(), plan.mapping.generated))
 }

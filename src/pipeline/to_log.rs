@@ -134,13 +134,12 @@ async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Res
     let mut tables = Tables { schemas: HashMap::new() };
     for t in &plan.tables {
         target.table_subject(&t.schema, &t.name).map_err(ToLogError::Config)?;
-        let s = load_table(&catalog, &mut types, t).await?.ok_or_else(|| ToLogError::MissingTable(t.to_string()))?;
+        let s = load_table(&catalog, &mut types, t, plan.mapping.generated)
+            .await?
+            .ok_or_else(|| ToLogError::MissingTable(t.to_string()))?;
         // Before 18 only `sync` into a database recomputes them
         // (`pipeline::generated_fill`): never a log without them.
-        let recomputed = crate::model::generated_carry::recomputed();
-        if let Some(c) =
-            s.columns.iter().find(|c| recomputed && crate::model::generated_carry::expression(t, &c.name).is_some())
-        {
+        if let Some(c) = s.columns.iter().find(|c| c.carried.as_ref().is_some_and(|g| g.recomputed)) {
             return Err(ToLogError::Config(format!(
                 "{t}.{} is a stored generated column and the source (before PostgreSQL 18) does not publish it: \
                  a log target cannot carry it with mapping.generated: source. Sync into a database, or remove \
@@ -216,14 +215,18 @@ async fn copy_or_resume(
     }
     Ok(match tail {
         Tail::NeedsCopy => {
-            let shapes = Shapes::for_copy(&tables.schemas, &plan.source.url);
+            let shapes = Shapes::for_copy(&tables.schemas, &plan.source.url, plan.mapping.generated);
             let at = copy(plan, log, catalog, tables, connector, publisher, &shapes).await?;
             (at, None, shapes)
         }
-        Tail::At(l) => (l, None, Shapes::from_log(log, &tables.schemas, &plan.source.url).await?),
-        Tail::Within { commit, index } => {
-            (commit, Some((commit, index)), Shapes::from_log(log, &tables.schemas, &plan.source.url).await?)
+        Tail::At(l) => {
+            (l, None, Shapes::from_log(log, &tables.schemas, &plan.source.url, plan.mapping.generated).await?)
         }
+        Tail::Within { commit, index } => (
+            commit,
+            Some((commit, index)),
+            Shapes::from_log(log, &tables.schemas, &plan.source.url, plan.mapping.generated).await?,
+        ),
     })
 }
 
@@ -575,7 +578,9 @@ async fn snapshot_slot(
 ) -> Result<(ReplicationClient, Lsn, SnapshotReader), ToLogError> {
     let slot = &plan.source.slot;
     streamable::check(catalog, &plan.tables, &plan.only_tables).await??;
-    if publication::ensure(catalog, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
+    if publication::ensure(catalog, &plan.source.publication, &plan.tables, &plan.only_tables, plan.mapping.generated)
+        .await?
+    {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     drop_unfinished_slot(catalog, slot).await?;
@@ -599,7 +604,7 @@ async fn snapshot_slot(
     // copy's rows and CREATE events without it. Retryable: the next session
     // reads the columns again.
     let schemas: Vec<Arc<TableSchema>> = tables.schemas.values().cloned().collect();
-    crate::copy::same_shape_at_snapshot(&reader, &schemas, &plan.tables).await?;
+    crate::copy::same_shape_at_snapshot(&reader, &schemas, &plan.tables, plan.mapping.generated).await?;
     Ok((repl, lsn, reader))
 }
 

@@ -117,7 +117,7 @@ pub struct Mapping {
     /// Where the values of stored generated columns come from: `target`
     /// (the default: a generated column of the target computes them) or
     /// `source` (PostgreSQL 18+: published and copied, a plain column on
-    /// the target; see `model::generated_carry`).
+    /// the target; see `model::CarriedGenerated`).
     #[serde(default)]
     pub generated: GeneratedFrom,
 }
@@ -427,7 +427,6 @@ impl Plan {
         for secret in plan.secrets() {
             crate::secrets::register(&secret);
         }
-        crate::model::generated_carry::set_from_source(plan.mapping.generated == GeneratedFrom::Source);
         Ok(plan)
     }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::model::ChunkedTransaction as _;
 use crate::model::{Lsn, ReplicaIdentity, TableSchema, Transaction};
 use crate::pg_conn::client;
-use crate::plan::Plan;
+use crate::plan::{GeneratedFrom, Plan};
 use crate::source::postgres::assembler::{AssemblerEvent, SpilledTransaction};
 use crate::source::postgres::catalog::{load_table, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError};
@@ -112,13 +112,16 @@ pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Res
     let catalog = client::connect(&plan.source.url, "xdb tail").await?;
     let mut types = TypeCache::new();
     for t in &plan.tables {
-        if load_table(&catalog, &mut types, t).await.map_err(ChangeStreamError::from)?.is_none() {
+        if load_table(&catalog, &mut types, t, plan.mapping.generated).await.map_err(ChangeStreamError::from)?.is_none()
+        {
             return Err(TailError::MissingTable(t.to_string()));
         }
     }
     // Before anything is published (invariant *keys*).
     streamable::check(&catalog, &plan.tables, &plan.only_tables).await.map_err(ChangeStreamError::from)??;
-    if publication::ensure(&catalog, &plan.source.publication, &plan.tables, &plan.only_tables).await? {
+    if publication::ensure(&catalog, &plan.source.publication, &plan.tables, &plan.only_tables, plan.mapping.generated)
+        .await?
+    {
         tracing::info!(publication = %plan.source.publication, "created publication");
     }
     let config = ChangeStreamConfig {
@@ -142,7 +145,7 @@ pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Res
     );
 
     let mut summary = TailSummary::default();
-    let result = pump(&mut stream, &mut types, options, out, &mut summary).await;
+    let result = pump(&mut stream, &mut types, plan.mapping.generated, options, out, &mut summary).await;
     summary.confirmed = stream.confirmed();
     // Report what was confirmed even when stopping on an error.
     let closed = stream.close().await;
@@ -157,6 +160,7 @@ pub async fn run(plan: &Plan, options: &TailOptions, out: &mut dyn Write) -> Res
 async fn pump(
     stream: &mut ChangeStream,
     types: &mut TypeCache,
+    generated: GeneratedFrom,
     options: &TailOptions,
     out: &mut dyn Write,
     summary: &mut TailSummary,
@@ -200,7 +204,7 @@ async fn pump(
                 if previous.as_ref().is_some_and(|p| p.columns != current.columns) {
                     tracing::info!(table = %current.name, "the table's columns changed on the source");
                 }
-                key_from_catalog(stream, types, current).await?;
+                key_from_catalog(stream, types, generated, current).await?;
                 (true, None)
             }
         };
@@ -237,12 +241,14 @@ fn print_spilled(
 async fn key_from_catalog(
     stream: &mut ChangeStream,
     types: &mut TypeCache,
+    generated: GeneratedFrom,
     current: Arc<TableSchema>,
 ) -> Result<(), TailError> {
     if current.replica_identity != ReplicaIdentity::Full || !current.primary_key.is_empty() {
         return Ok(());
     }
-    let catalog_schema = load_table(stream.catalog(), types, &current.name).await.map_err(ChangeStreamError::from)?;
+    let catalog_schema =
+        load_table(stream.catalog(), types, &current.name, generated).await.map_err(ChangeStreamError::from)?;
     if let Some(s) = catalog_schema {
         let names: Vec<String> = s.primary_key.iter().map(|&i| s.columns[i].name.clone()).collect();
         stream.keyed_on(current, &names);

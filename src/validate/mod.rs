@@ -167,12 +167,13 @@ pub async fn run(plan: &Plan, opts: &ValidateOptions) -> Result<ValidationReport
     let started = Instant::now();
     let names = select_tables(plan, opts.tables.as_deref())?;
     let catalog = client::connect(&plan.source.url, "xdb validate").await?;
-    let schemas: Vec<Arc<TableSchema>> =
-        load_planned(&catalog, &names, |t| ValidateError::Source(format!("table {t} does not exist on the source")))
-            .await?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+    let schemas: Vec<Arc<TableSchema>> = load_planned(&catalog, &names, plan.mapping.generated, |t| {
+        ValidateError::Source(format!("table {t} does not exist on the source"))
+    })
+    .await?
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     drop(catalog);
     let mut target = TargetSession::connect(&plan.target.url).await?;
     let kind = target.conn().target_kind().await?;

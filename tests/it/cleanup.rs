@@ -9,7 +9,9 @@ async fn setup(db: &PgDb, publication_by_xdb: bool, sqlite: &std::path::Path) ->
     let c = support::pg_connect(&db.repl_url()).await;
     let tables = vec![xdb::model::TableName::new("public", "t")];
     if publication_by_xdb {
-        assert!(xdb::source::postgres::publication::ensure(&c, "xdb_clean", &tables, &[]).await.unwrap());
+        assert!(xdb::source::postgres::publication::ensure(&c, "xdb_clean", &tables, &[], Default::default())
+            .await
+            .unwrap());
     } else {
         c.batch_execute("CREATE PUBLICATION xdb_clean FOR TABLE t").await.unwrap();
     }

@@ -1158,3 +1158,37 @@ async fn a_migration_adding_and_renaming_in_one_transaction_goes_through_the_log
     ok(&xdb(&producer, &["sync", "--until-caught-up"]));
     catch_up_and_validate(std::slice::from_ref(&consumer));
 }
+
+/// `mapping.generated: source` before PostgreSQL 18: only `sync` into a
+/// database recomputes the stored generated columns, so a log would carry
+/// rows without them. `sync` into a log refuses, naming the column and the
+/// ways out, before it publishes anything. (The decision comes from the
+/// column's own `CarriedGenerated`, read from the catalog with the plan's
+/// setting: nothing process-wide.)
+#[tokio::test]
+async fn a_log_refuses_generated_columns_its_source_cannot_publish() {
+    let cluster = NatsCluster::start().await;
+    let pg = support::OwnPostgres::start_from(&crate::versions::bindir(13));
+    let c = support::pg_connect(&pg.url()).await;
+    c.batch_execute(
+        "CREATE TABLE trips (id int PRIMARY KEY, length int NOT NULL, \
+           hours numeric(6,2) GENERATED ALWAYS AS (round(length / 60.0, 2)) STORED); \
+         INSERT INTO trips (id, length) SELECT g, g * 7 FROM generate_series(1, 20) g",
+    )
+    .await
+    .unwrap();
+    let plan = |mapping: &str| {
+        PlanFile::new(&format!(
+            "name: genlog\nsource:\n  url: {}\n  slot: genlog\n  publication: genlog\n  heartbeat_interval_secs: 1\n\
+             target:\n  url: {}?stream=GENLOG&replicas=1\ntables: [trips]\n{mapping}",
+            pg.url(),
+            cluster.url()
+        ))
+    };
+    let refused = xdb(&plan("mapping:\n  generated: source\n"), &["sync", "--until-caught-up"]);
+    let text = support::text(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("hours is a stored generated column") && text.contains("Sync into a database"), "{text}");
+    let published = cluster.messages("GENLOG").await;
+    assert!(published.iter().all(|(subject, _, _)| !subject.contains("trips")), "{published:?}");
+}

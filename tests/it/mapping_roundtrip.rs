@@ -21,16 +21,7 @@ use xdb::plan::{LossyPolicy, Mapping};
 use crate::support::{self, MyDb, PgDb};
 
 fn col(name: &str, ty: PgType) -> Column {
-    Column {
-        name: name.into(),
-        pg_type: ty,
-        type_oid: 0,
-        typmod: -1,
-        nullable: true,
-        is_key: false,
-        default: None,
-        identity: false,
-    }
+    Column::new(name, ty)
 }
 
 fn days(y: i64, m: u32, d: u32) -> i32 {

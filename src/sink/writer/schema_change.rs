@@ -290,6 +290,8 @@ impl SinkWriter {
                 c.nullable = o.nullable;
                 c.default = o.default.clone();
                 c.identity = o.identity;
+                c.carried = o.carried.clone();
+                c.feeds_generated = o.feeds_generated;
             }
         }
         let added: Vec<usize> = (0..keyed.columns.len())
@@ -323,6 +325,8 @@ impl SinkWriter {
                 k.nullable = c.nullable;
                 k.default = c.default.clone();
                 k.identity = c.identity;
+                k.carried = c.carried.clone();
+                k.feeds_generated = c.feeds_generated;
             }
         }
         Ok((keyed, added))

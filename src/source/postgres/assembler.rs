@@ -839,6 +839,8 @@ impl TransactionAssembler {
                 is_key: c.flags & 1 != 0,
                 default: None,
                 identity: false,
+                carried: None,
+                feeds_generated: false,
             })
             .collect();
         // With FULL every column is flagged; the driver fills the real key from the catalog.

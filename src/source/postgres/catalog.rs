@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use tokio_postgres::Client;
 
 use crate::debezium::schema::Parsed;
-use crate::model::{Column, GeneratedColumn, PgType, ReplicaIdentity, TableName, TableSchema};
+use crate::model::{CarriedGenerated, Column, GeneratedColumn, PgType, ReplicaIdentity, TableName, TableSchema};
+use crate::plan::GeneratedFrom;
 
 /// A catalog query failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,11 +112,14 @@ impl TypeCache {
 }
 
 /// Reads one table's schema, or `None` when no such table (or partitioned
-/// table) exists.
+/// table) exists. `generated` is the plan's `mapping.generated`: with
+/// `source`, stored generated columns are plain columns in their place
+/// ([`CarriedGenerated`]).
 pub async fn load_table(
     client: &Client,
     types: &mut TypeCache,
     table: &TableName,
+    generated: GeneratedFrom,
 ) -> Result<Option<TableSchema>, CatalogError> {
     let q = |source| CatalogError::Query { what: format!("table {table}"), source };
     // Before any of its values is read (`money` amounts follow the source's digits).
@@ -124,14 +128,10 @@ pub async fn load_table(
         return Ok(None);
     };
     // `mapping.generated: source`: stored generated columns are plain
-    // columns, in their place (`model::generated_carry`); before 18 the stream
+    // columns, in their place (`CarriedGenerated`); before 18 the stream
     // recomputes them (`generated_recompute`).
-    let from_source = crate::model::generated_carry::from_source();
-    if from_source {
-        let v: i32 =
-            client.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(q)?.get(0);
-        crate::model::generated_carry::set_recomputed(v < crate::model::generated_carry::FIRST_VERSION);
-    }
+    let from_source = generated == GeneratedFrom::Source;
+    let recomputed = from_source && super::generated_recompute::recomputes(client).await.map_err(q)?;
     let (plain, kept_apart) = if from_source { ("('', 's')", "('v')") } else { ("('')", "('s', 'v')") };
     let pk = key_attnums(client, oid, "indisprimary").await.map_err(q)?;
     let key_cols = if replica_identity == ReplicaIdentity::Index {
@@ -139,14 +139,16 @@ pub async fn load_table(
     } else {
         pk.clone()
     };
-    let read = plain_columns(client, types, table, oid, plain, &key_cols).await?;
+    let mut read = plain_columns(client, types, table, oid, plain, &key_cols).await?;
     let primary_key = pk.iter().filter_map(|a| read.attnums.iter().position(|x| x == a)).collect();
-    if from_source {
-        crate::model::generated_carry::record(table, read.from_source);
-        if crate::model::generated_carry::recomputed() {
-            let inputs =
-                super::generated_recompute::input_columns(client, oid, &read.from_source_attnums).await.map_err(q)?;
-            crate::model::generated_carry::record_inputs(table, inputs);
+    for (at, expression) in &read.from_source {
+        read.columns[*at].carried = Some(CarriedGenerated { expression: expression.clone(), recomputed });
+    }
+    if recomputed && !read.from_source.is_empty() {
+        let inputs =
+            super::generated_recompute::input_columns(client, oid, &read.from_source_attnums).await.map_err(q)?;
+        for c in read.columns.iter_mut().filter(|c| inputs.contains(&c.name)) {
+            c.feeds_generated = true;
         }
     }
     let generated = generated_columns(client, types, table, oid, kept_apart).await?;
@@ -187,7 +189,8 @@ async fn key_attnums(client: &Client, oid: u32, flag: &'static str) -> Result<Ve
 struct PlainColumns {
     columns: Vec<Column>,
     attnums: Vec<i16>,
-    from_source: Vec<(String, String)>,
+    /// (index in `columns`, expression) of the stored generated ones.
+    from_source: Vec<(usize, String)>,
     from_source_attnums: Vec<i16>,
 }
 
@@ -231,7 +234,7 @@ async fn plain_columns(
             // streaming then gets the source's values in the rows the
             // target already has, like a volatile default (invariant
             // *schema drift*).
-            out.from_source.push((r.get::<_, String>(1), default.clone().unwrap_or_default()));
+            out.from_source.push((out.columns.len(), default.clone().unwrap_or_default()));
             out.from_source_attnums.push(attnum);
         }
         let identity: String = r.get(6);
@@ -246,6 +249,8 @@ async fn plain_columns(
             is_key: key_cols.contains(&attnum),
             default,
             identity: !identity.is_empty() || is_serial,
+            carried: None,
+            feeds_generated: false,
         });
         out.attnums.push(attnum);
     }
@@ -295,12 +300,13 @@ async fn generated_columns(
 pub async fn load_planned<E: From<CatalogError>>(
     client: &Client,
     tables: &[TableName],
+    generated: GeneratedFrom,
     missing: impl Fn(&TableName) -> E,
 ) -> Result<Vec<TableSchema>, E> {
     let mut types = TypeCache::new();
     let mut out = Vec::with_capacity(tables.len());
     for t in tables {
-        out.push(load_table(client, &mut types, t).await?.ok_or_else(|| missing(t))?);
+        out.push(load_table(client, &mut types, t, generated).await?.ok_or_else(|| missing(t))?);
     }
     Ok(out)
 }
@@ -398,6 +404,12 @@ pub async fn resolve_event_shape(
         c.default = s.default.clone();
         c.identity = s.identity;
         c.is_key = s.key;
+        // A stored generated column carried as plain keeps its expression
+        // (the event has the column, not what it was on the source).
+        if let Some(b) = base.and_then(|b| b.columns.iter().find(|b| b.name == c.name)) {
+            c.carried = b.carried.clone();
+            c.feeds_generated = b.feeds_generated;
+        }
         columns.push(c);
     }
     let primary_key =

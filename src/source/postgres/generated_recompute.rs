@@ -3,7 +3,7 @@
 //!
 //! Before 18 pgoutput never sends a generated column. The copy reads the
 //! stored values like any column (the catalog reader makes them plain
-//! columns, `model::generated_carry`); for the stream, each change's generated
+//! columns, `model::CarriedGenerated`); for the stream, each change's generated
 //! values are computed by the source server itself from the change's own
 //! values: one prepared statement per table,
 //! `SELECT (<expr>)::text, … FROM unnest($1::text[], …) WITH ORDINALITY`,
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio_postgres::{Client, Statement};
 
 use super::catalog::{CatalogError, TypeCache};
-use crate::model::{Column, PgType, TableName, TableSchema, Value};
+use crate::model::{CarriedGenerated, Column, PgType, TableName, TableSchema, Value};
 use crate::pg_conn::client::{self, ConnectError};
 use crate::plan::SecretUrl;
 
@@ -78,6 +78,7 @@ pub struct Generated {
     nullable: bool,
     /// The non-generated column it follows in the table (`None`: first).
     anchor: Option<String>,
+    expression: String,
 }
 
 /// A table's generated columns and the statement that computes them.
@@ -142,24 +143,24 @@ pub struct Recompute {
     augmented: HashMap<TableName, Arc<Augmented>>,
 }
 
-/// Whether the plan's generated columns must be recomputed: `mapping.generated:
-/// source` on a source that does not publish them.
-pub async fn needed(client: &Client) -> Result<bool, tokio_postgres::Error> {
-    if !crate::model::generated_carry::from_source() {
-        return Ok(false);
-    }
+/// The first major version that publishes generated columns.
+pub const FIRST_PUBLISHING_VERSION: i32 = 180000;
+
+/// Whether the source does not publish generated columns (before 18), so
+/// that the plan's `mapping.generated: source` means recomputing them.
+pub async fn recomputes(client: &Client) -> Result<bool, tokio_postgres::Error> {
     let v: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0);
-    Ok(v < crate::model::generated_carry::FIRST_VERSION)
+    Ok(v < FIRST_PUBLISHING_VERSION)
 }
 
 impl Recompute {
     /// Connects (its own session, printing values as the stream does) and
     /// prepares the statements of `tables`; `None` when nothing is
-    /// recomputed (18+, or `mapping.generated: target`).
+    /// recomputed (18+). Only for `mapping.generated: source`.
     pub async fn open(url: &SecretUrl, tables: &[TableName]) -> Result<Option<Recompute>, RecomputeError> {
         let client = client::connect(url, "xdb sync generated").await?;
         let q = |source| RecomputeError::Catalog(CatalogError::Query { what: "the server version".into(), source });
-        if !needed(&client).await.map_err(q)? {
+        if !recomputes(&client).await.map_err(q)? {
             return Ok(None);
         }
         // The values the statement returns are decoded like pgoutput's text.
@@ -242,6 +243,7 @@ impl Recompute {
                 typmod,
                 nullable: !r.get::<_, bool>(4),
                 anchor: anchor.clone(),
+                expression: r.get::<_, Option<String>>(7).unwrap_or_default(),
             });
             exprs.push(r.get::<_, Option<String>>(7).unwrap_or_else(|| "NULL".into()));
             gen_attnums.push(r.get::<_, i16>(0));
@@ -286,7 +288,10 @@ impl Recompute {
         let columns = slots
             .iter()
             .map(|s| match *s {
-                Slot::Stream(i) => stream.columns[i].clone(),
+                Slot::Stream(i) => {
+                    let c = &stream.columns[i];
+                    Column { feeds_generated: plan.inputs.contains(&c.name), ..c.clone() }
+                }
                 Slot::Generated(i) => {
                     let g = &plan.generated[i];
                     Column {
@@ -298,6 +303,8 @@ impl Recompute {
                         is_key: false,
                         default: None,
                         identity: false,
+                        carried: Some(CarriedGenerated { expression: g.expression.clone(), recomputed: true }),
+                        feeds_generated: false,
                     }
                 }
             })

@@ -12,17 +12,19 @@ use super::select::{mark_unknown, select_list};
 use crate::error_policy::{pg_error_text, Retry};
 use crate::model::{Row, TableName, TableSchema};
 use crate::pg_conn::client::{self, ConnectError};
-use crate::plan::SecretUrl;
+use crate::plan::{GeneratedFrom, SecretUrl};
 use crate::source::live_source::{LiveSource, RowStream, SourceReadError};
 
 /// The PostgreSQL source at `url`, asked while applying.
 pub struct PgLive {
     url: SecretUrl,
+    /// The plan's `mapping.generated` (which columns a table has).
+    generated: GeneratedFrom,
 }
 
 impl PgLive {
-    pub fn new(url: SecretUrl) -> PgLive {
-        PgLive { url }
+    pub fn new(url: SecretUrl, generated: GeneratedFrom) -> PgLive {
+        PgLive { url, generated }
     }
 
     async fn connect(&self) -> Result<tokio_postgres::Client, SourceReadError> {
@@ -34,7 +36,7 @@ impl LiveSource for PgLive {
     fn table<'a>(&'a self, table: &'a TableName) -> BoxFuture<'a, Result<Option<TableSchema>, SourceReadError>> {
         Box::pin(async move {
             let c = self.connect().await?;
-            load_table(&c, &mut TypeCache::new(), table).await.map_err(catalog_error)
+            load_table(&c, &mut TypeCache::new(), table, self.generated).await.map_err(catalog_error)
         })
     }
 

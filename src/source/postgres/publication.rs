@@ -73,7 +73,9 @@ pub async fn ensure(
     name: &str,
     tables: &[TableName],
     only: &[TableName],
+    generated: crate::plan::GeneratedFrom,
 ) -> Result<bool, PublicationError> {
+    let from_source = generated == crate::plan::GeneratedFrom::Source;
     let err = |source: tokio_postgres::Error| PublicationError::Sql { publication: name.to_string(), source };
     let exists =
         client.query_opt("SELECT puballtables FROM pg_publication WHERE pubname = $1", &[&name]).await.map_err(err)?;
@@ -94,7 +96,7 @@ pub async fn ensure(
             // the leaf, which is not in the plan, and every change is lost.
             let via_root = if version >= 130000 { ", publish_via_partition_root = true" } else { "" };
             // `mapping.generated: source` (18+; before 18 `generated_recompute`).
-            let via_root = if crate::model::generated_carry::from_source() && version >= 180000 {
+            let via_root = if from_source && version >= 180000 {
                 format!("{via_root}, publish_generated_columns = stored")
             } else {
                 via_root.to_string()
@@ -113,7 +115,7 @@ pub async fn ensure(
             if version >= 130000 {
                 ensure_via_root(client, name, tables).await?;
             }
-            if version >= 180000 && crate::model::generated_carry::from_source() {
+            if version >= 180000 && from_source {
                 publish_generated(client, name).await?;
             } else if version >= 180000 {
                 refuse_published_generated(client, name, tables).await?;
