@@ -374,32 +374,9 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         )));
     };
     let schemas = source_schemas(plan, &pg).await?;
-
     let (mut my, mariadb, label) = mysql_conn(plan).await?;
     let (database, tables) = target_tables(&mut my, &label, &Naming::of_plan(plan), &schemas).await?;
-
-    // The writer: the original source as a PostgreSQL target.
-    let mut rplan = plan.clone();
-    let TargetUrl::Mysql(_) = &plan.target.url else { unreachable!("checked by unsupported_target") };
-    let names: Vec<String> = schemas.iter().map(|s| s.name.pg_quoted()).collect();
-    let url =
-        crate::sink::postgres::triggers::writer_url(&pg, &plan.source.url, &names).await.map_err(|e| match e {
-            crate::sink::postgres::triggers::TriggerError::Sql(source) => {
-                ReverseError::Source { context: "reading the original source's triggers".into(), source }
-            }
-            other => ReverseError::Refused(format!("the original source: {other}")),
-        })?;
-    rplan.target.url = TargetUrl::Postgres(url);
-    rplan.source.slot = position_key(plan);
-    rplan.mapping = Default::default();
-    let mut target = TargetConn::connect(&rplan.target.url).await?;
-    target.ensure_state_tables().await?;
-    pg.batch_execute(&format!(
-        "SET client_min_messages = warning; {}; RESET client_min_messages",
-        reverse_position::DDL
-    ))
-    .await
-    .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
+    let (rplan, mut target) = original_source_as_target(plan, &pg, &schemas).await?;
     let stored = target.read_position(&rplan.source.slot).await?.map(|p| p.applied_lsn);
     let (from, by_gtid, applied, here) = resume_point(plan, &pg, &mut my, mariadb, &label, &start, stored).await?;
     let mapped = crate::mapping::map_tables(&rplan, &TargetKind::Postgres, &schemas)
@@ -413,8 +390,6 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         HashMap::new(),
         applied,
     )?;
-    let key = position_key(plan);
-
     let config = BinlogReadConfig {
         server_id: server_id(plan),
         start: from.clone(),
@@ -431,23 +406,59 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         tracing::info!(from = %from, "the binlog file is not usable here: resuming at the GTID position");
     }
     tracing::info!(from = %from, "streaming the target's changes back to the original source");
+    let key = position_key(plan);
+    tokio::select! {
+        r = read_and_apply(reader, &mut writer, &key, &here) => r,
+        _ = crate::tail::shutdown_signal() => Ok(()),
+    }
+}
 
-    // Bounded by rows, not items: many small target transactions may wait
-    // (so that the applier groups them), but never more than IN_FLIGHT_ROWS
-    // changes, whole transactions and parts of large ones alike.
+/// The original source as a PostgreSQL target: the plan swapped (its
+/// triggers kept quiet, its position stored under the way back's key, no
+/// forward mapping overrides), connected, with xdb's state and position
+/// tables.
+async fn original_source_as_target(
+    plan: &Plan,
+    pg: &tokio_postgres::Client,
+    schemas: &[Arc<TableSchema>],
+) -> Result<(Plan, TargetConn), ReverseError> {
+    let mut rplan = plan.clone();
+    let TargetUrl::Mysql(_) = &plan.target.url else { unreachable!("checked by unsupported_target") };
+    let names: Vec<String> = schemas.iter().map(|s| s.name.pg_quoted()).collect();
+    let url = crate::sink::postgres::triggers::writer_url(pg, &plan.source.url, &names).await.map_err(|e| match e {
+        crate::sink::postgres::triggers::TriggerError::Sql(source) => {
+            ReverseError::Source { context: "reading the original source's triggers".into(), source }
+        }
+        other => ReverseError::Refused(format!("the original source: {other}")),
+    })?;
+    rplan.target.url = TargetUrl::Postgres(url);
+    rplan.source.slot = position_key(plan);
+    rplan.mapping = Default::default();
+    let mut target = TargetConn::connect(&rplan.target.url).await?;
+    target.ensure_state_tables().await?;
+    pg.batch_execute(&format!(
+        "SET client_min_messages = warning; {}; RESET client_min_messages",
+        reverse_position::DDL
+    ))
+    .await
+    .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
+    Ok((rplan, target))
+}
+
+/// The binlog reader and the applier joined by a channel bounded by rows,
+/// not items: many small target transactions may wait (so that the
+/// applier groups them), but never more than IN_FLIGHT_ROWS changes, whole
+/// transactions and parts of large ones alike.
+async fn read_and_apply(
+    reader: BinlogReader,
+    writer: &mut SinkWriter,
+    key: &str,
+    here: &str,
+) -> Result<(), ReverseError> {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_ROWS));
     let (tx_send, tx_recv) = mpsc::channel::<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>(IN_FLIGHT_ROWS);
-    let read = read_binlog(reader, in_flight, tx_send);
-    let apply = apply_back(&mut writer, tx_recv, &key, &here);
-    let both = async {
-        let (r, a) = tokio::join!(read, apply);
-        r.and(a)
-    };
-    tokio::select! {
-        r = both => r?,
-        _ = crate::tail::shutdown_signal() => {}
-    }
-    Ok(())
+    let (r, a) = tokio::join!(read_binlog(reader, in_flight, tx_send), apply_back(writer, tx_recv, key, here));
+    r.and(a)
 }
 
 /// The planned tables as the original source has them: values map back
