@@ -627,8 +627,53 @@ impl SinkWriter {
     }
 
     async fn execute_ops(&mut self, ops: &[Op<'_>]) -> Result<(), SinkError> {
+        if matches!(self.conn, TargetConn::Mysql(_)) && ops.len() > 1 {
+            return self.execute_ops_inlined(ops).await;
+        }
         for op in ops {
             self.execute_op(op).await?;
+        }
+        Ok(())
+    }
+
+    /// [`execute_op`](Self::execute_op) for a whole group at once on a
+    /// MySQL target: each statement with its values written in as
+    /// literals, many to a multi-statement query (one round trip where
+    /// prepared statements cost one each), then each result checked in
+    /// order, so the first failing operation is the one named. A statement
+    /// whose text would be large (a big value, written as a literal, can
+    /// take twice its size) runs prepared, in its place.
+    async fn execute_ops_inlined(&mut self, ops: &[Op<'_>]) -> Result<(), SinkError> {
+        const PREPARED_FROM: usize = super::mysql::MULTI_STATEMENT_BYTES / 4;
+        let d = self.conn.dialect();
+        let (mut pending, mut statements) = (Vec::new(), Vec::new());
+        for op in ops {
+            // Not a planned table (a publication shared with other tables): skipped.
+            let Some(mapped) = self.mapped.get(&op.table().name).cloned() else { continue };
+            let params = op_params(op, |row, cols| mapped.mysql_params(row, cols))?;
+            let sql = d.render_with(op, &mapped.target_ident, &|n, _| super::mysql::literal(&params[n - 1]));
+            if sql.len() < PREPARED_FROM {
+                statements.push((sql, matches!(op, Op::ExpectRows { .. })));
+                pending.push(op);
+                continue;
+            }
+            self.run_inlined(&pending, &statements).await?;
+            pending.clear();
+            statements.clear();
+            self.execute_op(op).await?;
+        }
+        self.run_inlined(&pending, &statements).await
+    }
+
+    async fn run_inlined(&mut self, ops: &[&Op<'_>], statements: &[(String, bool)]) -> Result<(), SinkError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let TargetConn::Mysql(c) = &mut self.conn else { unreachable!("checked by the caller") };
+        let results = c.run_inlined(statements).await;
+        for (op, r) in ops.iter().zip(results) {
+            let n = r.map_err(|e| self.conn.err(&format!("applying changes to {}", op.table().name), e))?;
+            check_matched(op, n)?;
         }
         Ok(())
     }

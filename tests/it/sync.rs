@@ -869,6 +869,57 @@ async fn copy_and_stream_agree_on_postgres() {
     copy_and_stream_agree(Target::Postgres(PgDb::create("xdb_paths_pgt").await)).await;
 }
 
+/// On MySQL/MariaDB a group's statements go as multi-statement queries with
+/// their values written in as literals; a change alone goes as a prepared
+/// statement with bound values. Both must land the same bytes: the edge
+/// values (bytes 00 ff, quotes, emoji, tabs, extreme numerics, a JSON
+/// spelling, times) as row 2 alone and as row 3 inside a group of several
+/// statements on two tables, and floating-point numbers (0.1 as a real, a
+/// subnormal, the largest real, a double one ulp above 1) and text with a
+/// quote, backslashes and a semicolon likewise. Ends with `validate`
+/// (every column of every row).
+#[tokio::test]
+async fn values_written_in_as_literals_land_as_bound_ones_on_mariadb() {
+    let db = PgDb::create("xdb_literal").await;
+    support::edge_values::create(&db).await;
+    db.exec(
+        "CREATE TABLE w (id int PRIMARY KEY, r real, s real, m real, d double precision, note text); \
+         ALTER TABLE w OWNER TO xdb_repl",
+    )
+    .await;
+    let target = Target::Mysql(MyDb::create("xdb_literal").await);
+    let plan = plan(&db, &target, "v, w", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let values = r"0.1, 1e-40, 3.4028235e38, 1.0000000000000002, 'it''s a \ back\\slash; and a semicolon'";
+    // Alone: one statement in its group, bound values.
+    support::edge_values::insert(&db, 2, "UTC").await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    db.exec(&format!("INSERT INTO w VALUES (1, {values})")).await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    // In one transaction with other changes: one group, several statements
+    // on two tables.
+    db.exec(&format!(
+        "SET TimeZone = 'UTC'; BEGIN; {}; INSERT INTO w VALUES (2, {values}); \
+         INSERT INTO w VALUES (3, -0.5, 1e-45, 1, -2.5e-300, NULL); UPDATE w SET note = 'x' WHERE id = 3; \
+         UPDATE w SET r = 2.5 WHERE id = 3; DELETE FROM w WHERE id = 3; \
+         COMMIT",
+        support::edge_values::insert_sql(3)
+    ))
+    .await;
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    let rows = support::edge_values::rows_on(&target).await;
+    // Row 1 came with the copy.
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[1], rows[2], "bound (row 2) and literal (row 3) values differ");
+    assert_eq!(rows[0], rows[1], "copied (row 1) and streamed (row 2) values differ");
+    let w = target.rows("SELECT r, s, m, d, note FROM w ORDER BY id").await;
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w[0], w[1], "bound (id 1) and literal (id 2) values differ");
+    assert!(w[0][4].contains(r"a \ back\\slash;"), "{w:?}");
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
 /// A 1,000,000-row single transaction applied by `sync` with the default
 /// spill threshold: peak RSS stays under 256 MiB (PostgreSQL streams it in
 /// chunks, xdb spills it to a file and applies it in one target transaction).

@@ -137,6 +137,77 @@ impl MysqlConn {
         }
     }
 
+    /// Runs a group's statements, their values already written in as
+    /// literals ([`literal`]), as multi-statement queries of up to
+    /// [`MULTI_STATEMENT_BYTES`]: one round trip for many statements
+    /// instead of one each (under load every round trip waits for the
+    /// server to be scheduled). The server runs them in order inside the
+    /// open transaction and stops at the first that fails; nothing commits
+    /// here. One result per statement, in order, up to and including the
+    /// first failure: the rows it changed, or for a `counted` statement
+    /// (a row check) the count it returned.
+    pub async fn run_inlined(&mut self, statements: &[(String, bool)]) -> Vec<Result<u64, DriverError>> {
+        let mut out = Vec::with_capacity(statements.len());
+        let mut at = 0;
+        while at < statements.len() {
+            let mut end = at;
+            let mut bytes = 0;
+            while end < statements.len() && (end == at || bytes + statements[end].0.len() <= MULTI_STATEMENT_BYTES) {
+                bytes += statements[end].0.len() + 2;
+                end += 1;
+            }
+            let chunk = &statements[at..end];
+            let failed = self.run_chunk(chunk, &mut out).await;
+            if failed {
+                return out;
+            }
+            at = end;
+        }
+        out
+    }
+
+    /// One multi-statement query; true when a statement failed (its error
+    /// is the last of `out`).
+    async fn run_chunk(&mut self, chunk: &[(String, bool)], out: &mut Vec<Result<u64, DriverError>>) -> bool {
+        let text = chunk.iter().map(|(sql, _)| sql.as_str()).collect::<Vec<_>>().join(";\n");
+        let mut result = match self.conn.query_iter(text).await {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Err(e.into()));
+                return true;
+            }
+        };
+        for (i, (_, counted)) in chunk.iter().enumerate() {
+            let affected = result.affected_rows();
+            // Reading this statement's result moves on to the next
+            // statement's, which is where the next one's error shows.
+            let rows = match result.collect::<mysql_async::Row>().await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // The next statement failed (or, for the last, reading
+                    // this one's rows). This one ran, but its count is
+                    // lost: u64::MAX lets the caller reach the error, the
+                    // cause; the group is rolled back either way.
+                    if i + 1 < chunk.len() {
+                        out.push(Ok(u64::MAX));
+                    }
+                    out.push(Err(e.into()));
+                    return true;
+                }
+            };
+            out.push(Ok(Self::counted_or(affected, *counted, &rows)));
+        }
+        false
+    }
+
+    /// A row check's count (its one row's first column), else `affected`.
+    fn counted_or(affected: u64, counted: bool, rows: &[mysql_async::Row]) -> u64 {
+        if !counted {
+            return affected;
+        }
+        rows.first().and_then(|r| r.get::<Option<u64>, _>(0).flatten()).unwrap_or(0)
+    }
+
     /// Whether nothing on the target relates `tables` (names in the
     /// current database), so that their changes may be applied table by
     /// table ([`crate::sink::apply_plan::ChangeOrder::ByTable`]): none of
@@ -234,6 +305,30 @@ fn unrelated_sql(tables: &[&str]) -> String {
     parts.join(" UNION ALL ")
 }
 
+/// The most statement text one multi-statement query carries (well under
+/// `max_allowed_packet`, 16 MiB by default on MariaDB, 64 MiB on MySQL).
+pub const MULTI_STATEMENT_BYTES: usize = 1 << 20;
+
+/// A parameter as an SQL literal of xdb's sessions (whose `sql_mode` has
+/// no `NO_BACKSLASH_ESCAPES`): text and bytes quoted and escaped (bytes
+/// that are not UTF-8 as a hex literal), dates and times quoted, by the
+/// driver's own escaping. Floating-point numbers are written in exponent
+/// form, the shortest that reads back as the same double: the server reads
+/// such a literal as that DOUBLE, where a plain decimal would be read as
+/// DECIMAL and rounded twice on its way to a FLOAT column. A value that is
+/// not finite is written as a quoted word the server refuses (as it
+/// refuses it bound).
+pub fn literal(v: &mysql_async::Value) -> String {
+    use mysql_async::Value as M;
+    match v {
+        M::Float(f) if f.is_finite() => format!("{:e}", f64::from(*f)),
+        M::Double(d) if d.is_finite() => format!("{d:e}"),
+        M::Float(f) => format!("'{f}'"),
+        M::Double(d) => format!("'{d}'"),
+        other => other.as_sql(false),
+    }
+}
+
 /// `sql` with each `?` replaced by its parameter as a literal (xdb's state
 /// statements, whose text has no `?` but the placeholders).
 fn inline_params(sql: &str, params: &[StateParam]) -> String {
@@ -293,6 +388,24 @@ pub fn value_text(v: &mysql_async::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_as_literals() {
+        use mysql_async::Value as M;
+        // Floats in exponent form: the server reads a DOUBLE, exactly the value.
+        assert_eq!(literal(&M::Float(0.1)), "1.0000000149011612e-1");
+        assert_eq!(literal(&M::Double(0.1)), "1e-1");
+        assert_eq!(literal(&M::Double(-2.5e-300)), "-2.5e-300");
+        assert_eq!(literal(&M::Float(f32::NAN)), "'NaN'");
+        // Text escaped for a session with backslash escapes; bytes that are
+        // not UTF-8 as hex.
+        assert_eq!(literal(&M::Bytes(b"it's \\\\ a; b".to_vec())), r"'it\'s \\\\ a; b'");
+        assert_eq!(literal(&M::Bytes(vec![0x00, 0xff, 0x10])), "0x00FF10");
+        assert_eq!(literal(&M::Bytes(vec![0x00, b'a'])), r"'\0a'");
+        assert_eq!(literal(&M::Int(-9_223_372_036_854_775_808)), "-9223372036854775808");
+        assert_eq!(literal(&M::NULL), "NULL");
+        assert_eq!(literal(&M::Date(2024, 2, 29, 23, 59, 59, 999_999)), "'2024-02-29 23:59:59.999999'");
+    }
 
     #[test]
     fn the_position_statement_gets_its_values_as_literals() {

@@ -21,13 +21,18 @@ pub async fn create(db: &PgDb) {
 
 /// The same values as row `id`, committed in time zone `zone`.
 pub async fn insert(db: &PgDb, id: i32, zone: &str) {
+    db.exec(&format!("SET TimeZone = '{zone}'; {}", insert_sql(id))).await;
+}
+
+/// The INSERT of row `id` (for a transaction of the caller's).
+pub fn insert_sql(id: i32) -> String {
     let values = "'2024-03-31 01:59:59.999999+01', '1999-12-31 23:59:59.123', 12345678901234567890.0123456789,
                   -0.000000000000000000001, 1.0000000000000002, '{\"b\": [1, 2.50, \"x\"], \"a\": null}',
                   '{\"b\" : 1,  \"a\":2}', '2000-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10',
                   '{1,NULL,3}', '1 year 2 mons 3 days 04:05:06.789',
                   'emoji 🦀 and \"quotes\" and tab\t end ', true, -32768, 9223372036854775807, 3.25,
                   '23:59:59.999999', '192.168.0.1/24', 'happy', '{\"a,b\",NULL,\"c\"}', 'ten chars!', 'ab'";
-    db.exec(&format!("SET TimeZone = '{zone}'; INSERT INTO v VALUES ({id}, {values})")).await;
+    format!("INSERT INTO v VALUES ({id}, {values})")
 }
 
 /// Rows 1 and 2 as the target stores them, byte for byte where the
