@@ -181,6 +181,20 @@ impl<'a> Op<'a> {
         out
     }
 
+    /// How many values [`params`](Self::params) binds, without collecting them.
+    pub fn param_count(&self) -> usize {
+        match self {
+            Op::Upsert { table, rows } | Op::Insert { table, rows } => rows.len() * table.columns.len(),
+            Op::UpdateByKey { table, set_cols, .. } => set_cols.len() + table.primary_key.len(),
+            Op::DeleteByKey { table, keys } | Op::ExpectRows { table, keys, .. } => {
+                keys.len() * table.primary_key.len()
+            }
+            Op::UpdateOneMatching { table, set_cols, .. } => set_cols.len() + table.columns.len(),
+            Op::DeleteOneMatching { table, .. } => table.columns.len(),
+            Op::Truncate { .. } => 0,
+        }
+    }
+
     /// Rows this statement stands for (for batch sizing and metrics).
     pub fn row_count(&self) -> usize {
         match self {
@@ -726,6 +740,10 @@ mod tests {
         // One row per statement (the sink's way of naming a missing row).
         let ops = plan_ops(&txs, OpLimits { max_params: 0 }, ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
         assert!(ops.iter().all(|o| o.row_count() <= 1), "{ops:?}");
+        let merged = plan_ops(&txs, OpLimits::default(), ChangeOrder::Source, |_, _| false, |_| vec![]).unwrap();
+        for op in ops.iter().chain(&merged) {
+            assert_eq!(op.param_count(), op.params().len(), "{op:?}");
+        }
     }
 
     #[test]
