@@ -143,6 +143,27 @@ fn item_rows<L: ChunkedTransaction>(item: &Item<L>) -> usize {
     }
 }
 
+/// A transaction committed on the source longer ago than this is "behind":
+/// its batch lingers for the next ones (`batcher`). Well above the usual
+/// commit-to-apply time under load (p50 ~3 ms), so a stream that keeps up
+/// never lingers; source and xdb clocks a few ms apart change nothing.
+const BEHIND_AFTER_MICROS: i64 = 20_000;
+
+/// How long a batch that is behind waits for each next transaction, and
+/// at most in all (a lingering batch delays its first transaction).
+const CATCH_UP_LINGER: Duration = Duration::from_millis(2);
+const CATCH_UP_MAX_LINGER: Duration = Duration::from_millis(10);
+
+/// Whether `item` is a transaction the stream hands over late.
+fn behind<L>(item: &SourceEvent<L>) -> bool {
+    match item {
+        SourceEvent::Transaction(t) => {
+            chrono::Utc::now().timestamp_micros() - t.commit_time_micros > BEHIND_AFTER_MICROS
+        }
+        _ => false,
+    }
+}
+
 /// How often a reader blocked on a full queue sends a status update.
 const STATUS_WHILE_BLOCKED: Duration = Duration::from_secs(10);
 
@@ -251,6 +272,8 @@ async fn stream_once(
     let policy = BatchPolicy {
         max_rows: plan.apply.max_batch_rows.max(1),
         max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
+        linger: CATCH_UP_LINGER,
+        max_linger: CATCH_UP_MAX_LINGER,
     };
     let channels = ApplierChannels { items: item_rx, pending: reader_pending, confirm: confirm_tx, wal: wal_rx };
     let applier = apply_stream(writer, channels, policy, marker, metrics, stop);
@@ -411,6 +434,7 @@ where
             // piles up while this one is applied.
             b = next_batch_items(
                 &mut ch.items, policy, &mut ch.pending, item_rows, |i| matches!(i, SourceEvent::Transaction(_)),
+                behind,
             ) => b,
             _ = &mut *stop => {
                 tracing::info!("stopping on signal: the batch in flight was committed or abandoned whole");
