@@ -660,11 +660,17 @@ impl SinkWriter {
             // Not a planned table (a publication shared with other tables): skipped.
             let Some(mapped) = self.mapped.get(&op.table().name).cloned() else { continue };
             let params = op_params(op, |row, cols| mapped.mysql_params(row, cols))?;
-            let sql = d.render_with(op, &mapped.target_ident, &|n, _| super::mysql::literal(&params[n - 1]));
-            if sql.len() <= INLINED_BYTES {
-                statements.push((sql, matches!(op, Op::ExpectRows { .. })));
-                pending.push(op);
-                continue;
+            // Bytes take up to twice their length as a literal: a large
+            // value is not rendered only to be sent prepared after all.
+            let value_bytes: usize =
+                params.iter().map(|v| if let mysql_async::Value::Bytes(b) = v { b.len() } else { 0 }).sum();
+            if 2 * value_bytes <= INLINED_BYTES {
+                let sql = d.render_with(op, &mapped.target_ident, &|n, _| super::mysql::literal(&params[n - 1]));
+                if sql.len() <= INLINED_BYTES {
+                    statements.push((sql, matches!(op, Op::ExpectRows { .. })));
+                    pending.push(op);
+                    continue;
+                }
             }
             self.run_inlined(&pending, &statements).await?;
             pending.clear();
