@@ -1,9 +1,10 @@
 //! `xdb sync` from a replicated log (`source.url: nats://…`) into any xdb
-//! target: the copy's `op: r` events and every source transaction
-//! (assembled by `source/nats/`) applied by the same [`SinkWriter`] as a
-//! direct sync — batches of whole transactions, in commit order, with the
-//! position in the same target transaction (invariants *commit order*,
-//! *exactly once*). The position is the stream sequence of the last
+//! target: the log is a change source (`source/nats/`, the copy's `op: r`
+//! events and every source transaction) run into the same [`SinkWriter`]
+//! by the same reader and applier as a direct sync ([`super::stream`]) —
+//! batches of whole transactions, in commit order, with the position in
+//! the same target transaction (invariants *commit order*, *exactly
+//! once*). The position is the stream sequence of the last
 //! applied END (or copied row), kept in the target's state table under the
 //! plan's slot name; a restart reads from the message after it. Table
 //! shapes come from the original PostgreSQL (`source.validate_url`).
@@ -13,10 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::reconnecting;
+use super::batcher::BatchPolicy;
+use super::stream::{self, RunSettings};
+use super::sync::SharedMetrics;
 use super::sync::SyncOptions;
 use crate::copy;
 use crate::mapping;
-use crate::model::{Change, Lsn, TableName, TableSchema, Transaction};
+use crate::model::{Lsn, TableSchema};
 use crate::nats::{Log, NatsTarget};
 use crate::pg_conn::client;
 use crate::plan::naming::Naming;
@@ -24,7 +28,6 @@ use crate::plan::{Plan, SecretUrl};
 use crate::sink::lock::ApplierLock;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::{TargetConn, TargetError};
-use crate::source::log_events::LogItem;
 use crate::source::nats::{LogReader, LogSourceError};
 use crate::source::postgres::catalog::{load_table, resolve_event_shape, CatalogError, TypeCache};
 
@@ -50,9 +53,8 @@ pub enum FromLogError {
     Config(String),
     #[error("{0}")]
     Sync(#[from] Box<super::sync::SyncError>),
-    /// Invariant *schema drift*: stopped with the statement to run.
     #[error("{0}")]
-    SchemaDrift(String),
+    Ended(#[from] stream::StreamEnded),
     #[error("could not start the streaming thread: {0}")]
     StreamThread(#[source] std::io::Error),
     #[error(
@@ -81,6 +83,7 @@ impl FromLogError {
             }
             FromLogError::Copy(e) => e.is_retryable(),
             FromLogError::Sync(e) => e.is_retryable(),
+            FromLogError::Ended(_) => true,
             _ => false,
         }
     }
@@ -94,194 +97,58 @@ pub async fn run(plan: &Plan, log_url: &SecretUrl, options: &SyncOptions) -> Res
     // On the stream's own thread, as the direct stream (`own_thread`).
     let options = options.clone();
     crate::own_thread::run("xdb-from-log", move || async move {
-        reconnecting(options.max_retries, FromLogError::is_retryable, || session(&plan, &target, &options)).await
+        reconnecting(options.max_retries, FromLogError::is_retryable, || Box::pin(session(&plan, &target, &options)))
+            .await
     })
     .await
     .map_err(FromLogError::StreamThread)?
 }
 
-/// How long the reader waits for more before a batch is committed.
-const IDLE: Duration = Duration::from_millis(50);
-
-/// How long a batch waits for the next transaction once it holds one:
-/// nothing more within this means the log holds nothing more right now.
-const BATCH_IDLE: Duration = Duration::from_millis(2);
-
 /// How long a consumer waits for the applier's lock: a killed
 /// predecessor's connection can take a moment to be closed by the server.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// Messages' changes held between reader and applier, at most (whole
+/// transactions and parts of large ones alike).
+const QUEUED_ROWS: usize = 50_000;
+
+/// One session: the applier's lock, the writer at the target's position,
+/// the log read from the message after it, joined by the pipeline's one
+/// reader and applier ([`super::stream`]).
 async fn session(plan: &Plan, target: &NatsTarget, options: &SyncOptions) -> Result<(), FromLogError> {
     // Held until the session ends (invariant *exactly once*: one applier
     // per position).
     let _lock = ApplierLock::acquire(&plan.target.url, &plan.source.slot, LOCK_WAIT).await?.ok_or_else(|| {
         FromLogError::ApplierRunning { slot: plan.source.slot.clone(), target: plan.target.url.redacted() }
     })?;
-    let (writer, schemas, applied, catalog, target_only) = open_writer(plan, target).await?;
+    let (writer, schemas, applied, catalog) = open_writer(plan, target).await?;
     // With --until-caught-up: done once everything the stream held now is read.
     let until = if options.until_caught_up { Some(Log::connect(target).await?.tail().await?.0) } else { None };
-    let mut reader = LogReader::open(target, applied.0, schemas.clone(), catalog).await?;
+    let reader = LogReader::open(target, applied.0, until, schemas, catalog).await?;
     tracing::info!(stream = %target.stream, after = applied.0, "applying the log");
-    let mut a = Applier {
-        plan,
-        writer,
-        schemas,
-        target_only,
-        batch: Vec::new(),
-        rows: 0,
-        in_parts: false,
-        first_at: None,
+    // A batch waits for more at most `apply.max_batch_delay_ms` after its
+    // first transaction, as on the direct path: under a steady stream the
+    // log never falls idle.
+    let policy = BatchPolicy {
         max_rows: plan.apply.max_batch_rows.max(1),
-        // A batch waits for more at most `apply.max_batch_delay_ms` after
-        // its first transaction, as the direct path's batcher: under a
-        // steady stream the log never falls idle, and a batch that waited
-        // for `max_batch_rows` would hold each change for seconds.
         max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
+        linger: stream::CATCH_UP_LINGER,
+        max_linger: stream::CATCH_UP_MAX_LINGER,
     };
-    let r = a.run(&mut reader, until).await;
-    if a.in_parts && r.is_err() {
-        a.writer.abort_parts().await;
+    let settings = RunSettings { policy, marker: None, queued_items: 64, queued_rows: QUEUED_ROWS };
+    // A stop drops the whole session (`reconnecting`): an uncommitted
+    // batch or large transaction goes with its connection.
+    let mut never = std::pin::pin!(std::future::pending::<()>());
+    let metrics = SharedMetrics::default();
+    if Box::pin(stream::run::<_, _, FromLogError>(reader, writer, settings, &metrics, &mut never)).await? {
+        tracing::info!(applied = %metrics.lock().map(|m| m.applied_lsn).unwrap_or(0), "the target holds everything the log held");
     }
-    r
-}
-
-/// The applying side of a session: whole transactions batched as the
-/// direct path batches them, a large one's parts in one target
-/// transaction, copy markers and shape changes in order between batches.
-struct Applier<'a> {
-    plan: &'a Plan,
-    writer: SinkWriter,
-    schemas: Vec<Arc<TableSchema>>,
-    target_only: HashMap<TableName, Vec<String>>,
-    batch: Vec<Transaction>,
-    rows: usize,
-    /// Inside a large transaction whose parts are being applied.
-    in_parts: bool,
-    /// When the batch got its first transaction.
-    first_at: Option<std::time::Instant>,
-    max_rows: usize,
-    max_delay: Duration,
-}
-
-impl Applier<'_> {
-    async fn run(&mut self, reader: &mut LogReader, until: Option<u64>) -> Result<(), FromLogError> {
-        loop {
-            let wait = self.wait().await?;
-            let item = reader.next(wait).await?;
-            match item {
-                Some(LogItem::Part(part)) => self.part(&part).await?,
-                Some(LogItem::Tx(tx)) if self.in_parts => self.end_parts(&tx).await?,
-                Some(LogItem::Schema { .. }) if self.in_parts => {
-                    unreachable!("the reader refuses a new shape after parts of its transaction")
-                }
-                Some(LogItem::Tx(tx)) => {
-                    self.rows += tx.changes.len();
-                    self.batch.push(tx);
-                    if self.rows >= self.max_rows {
-                        self.flush().await?;
-                    }
-                }
-                None => {
-                    self.flush().await?;
-                    // Not inside a large transaction whose parts are
-                    // applied already: those commit with its END only.
-                    if until.is_some_and(|u| reader.seen >= u) && !self.in_parts {
-                        tracing::info!(applied = self.writer.applied().0, "the target holds everything the log held");
-                        return Ok(());
-                    }
-                }
-                Some(marker @ (LogItem::SnapshotStart { .. } | LogItem::SnapshotEnd { .. })) => {
-                    self.flush().await?;
-                    snapshot_marker(self.plan, &mut self.writer, &self.schemas, marker).await?;
-                }
-                Some(LogItem::Schema { table, renamed, catalog_unknown }) => {
-                    self.flush().await?;
-                    self.shape(table, &renamed, &catalog_unknown).await?;
-                }
-            }
-        }
-    }
-
-    /// How long to wait for the next item: the batch is committed once it
-    /// waited `max_delay`, and waits at most [`BATCH_IDLE`] for more.
-    async fn wait(&mut self) -> Result<Duration, FromLogError> {
-        if self.batch.is_empty() {
-            self.first_at = None;
-            return Ok(IDLE);
-        }
-        let first = *self.first_at.get_or_insert_with(std::time::Instant::now);
-        let left = self.max_delay.saturating_sub(first.elapsed());
-        if left.is_zero() {
-            self.flush().await?;
-            return Ok(IDLE);
-        }
-        Ok(left.min(BATCH_IDLE))
-    }
-
-    /// Commits the batch with its position (nothing when empty).
-    async fn flush(&mut self) -> Result<(), FromLogError> {
-        if !self.batch.is_empty() {
-            self.writer.apply_with_retry(&self.batch).await?;
-            self.batch.clear();
-            self.rows = 0;
-        }
-        self.first_at = None;
-        Ok(())
-    }
-
-    /// A large transaction: its parts and its closing Tx in one target
-    /// transaction, nothing else in between (the reader yields nothing
-    /// else before the END).
-    async fn part(&mut self, part: &Transaction) -> Result<(), FromLogError> {
-        self.flush().await?;
-        if !self.in_parts {
-            self.writer.begin_parts().await?;
-            self.in_parts = true;
-        }
-        self.writer.apply_part(part).await?;
-        Ok(())
-    }
-
-    async fn end_parts(&mut self, tx: &Transaction) -> Result<(), FromLogError> {
-        if !tx.changes.is_empty() {
-            self.writer.apply_part(tx).await?;
-        }
-        self.writer.commit_parts(tx.end_lsn, tx.commit_time_micros).await?;
-        self.in_parts = false;
-        Ok(())
-    }
-
-    /// A new shape, followed as the direct path follows a Relation
-    /// message, with the renames the producer's catalog confirmed.
-    async fn shape(
-        &mut self,
-        table: Arc<TableSchema>,
-        renamed: &[(String, String)],
-        catalog_unknown: &[String],
-    ) -> Result<(), FromLogError> {
-        refuse_unknown_added(self.plan, &table, catalog_unknown).await?;
-        self.writer.relation_changed_with(table.clone(), Some(renamed)).await.map_err(|e| match e {
-            SinkError::SchemaDrift(m) => FromLogError::SchemaDrift(m),
-            other => FromLogError::Sink(other),
-        })?;
-        // A target-only column the new shape has is the source's again
-        // (added on the target by the user, or renamed).
-        if let Some(extra) = self.target_only.get_mut(&table.name) {
-            extra.retain(|c| table.column_index(c).is_none());
-            self.writer.expect_dropped_columns(table.name.clone(), extra.clone());
-        }
-        match self.schemas.iter_mut().find(|s| s.name == table.name) {
-            Some(s) => *s = table,
-            None => self.schemas.push(table),
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// What [`open_writer`] opens: the writer, the tables' shapes, the applied
-/// position, the original source and the target's columns the source's
-/// shape lacks, per table.
-type Opened = (SinkWriter, Vec<Arc<TableSchema>>, Lsn, tokio_postgres::Client, HashMap<TableName, Vec<String>>);
+/// position and the original source.
+type Opened = (SinkWriter, Vec<Arc<TableSchema>>, Lsn, tokio_postgres::Client);
 
 /// The tables as the log last described them at the target's position
 /// (invariant *schema drift through the log*; the original PostgreSQL's
@@ -350,64 +217,5 @@ async fn open_writer(plan: &Plan, target: &NatsTarget) -> Result<Opened, FromLog
     for (table, extra) in &target_only {
         writer.expect_dropped_columns(table.clone(), extra.clone());
     }
-    Ok((writer, schemas, applied, catalog, target_only.into_iter().collect()))
-}
-
-/// An added column whose NOT NULL and default the producer could not read
-/// (renamed or dropped on the source before it read the ALTER): adding it
-/// nullable without default would leave NULL where the source has its
-/// default (no silent data change), so the user adds it on the target as
-/// it was added on the source; then it is the target's already.
-async fn refuse_unknown_added(plan: &Plan, table: &TableSchema, unknown: &[String]) -> Result<(), FromLogError> {
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    let mut conn = TargetConn::connect(&plan.target.url).await?;
-    let on_target = conn.column_names(&Naming::of_plan(plan).table(&table.name)).await?.unwrap_or_default();
-    let missing: Vec<&String> = unknown.iter().filter(|c| !on_target.contains(c)).collect();
-    let Some(first) = missing.first() else { return Ok(()) };
-    let ty = table.columns.iter().find(|c| &c.name == *first).map(|c| c.pg_type.sql_name()).unwrap_or_default();
-    Err(FromLogError::SchemaDrift(format!(
-        "schema change on {}: column {first} was added on the source and renamed or dropped there before the \
-         producer read the change, so its NOT NULL and default are no longer in the source's catalog (rows that \
-         existed at the ALTER hold its default there). xdb stopped before applying any later change. To continue, \
-         add it on the target as it was added on the source (for example `ALTER TABLE … ADD COLUMN {first} {ty} \
-         NOT NULL DEFAULT …`, with the source's definition), then run `xdb sync` again",
-        table.name
-    )))
-}
-
-/// The log's copy markers: a copy (re)starting empties the tables, in the
-/// same target transaction as the position; its end records them as copied.
-async fn snapshot_marker(
-    plan: &Plan,
-    writer: &mut SinkWriter,
-    schemas: &[Arc<TableSchema>],
-    marker: LogItem,
-) -> Result<(), FromLogError> {
-    let slot = &plan.source.slot;
-    match marker {
-        LogItem::SnapshotStart { seq } => {
-            let empty = Transaction {
-                xid: 0,
-                commit_lsn: Lsn(seq),
-                end_lsn: Lsn(seq),
-                commit_time_micros: 0,
-                changes: vec![Change::Truncate { tables: schemas.to_vec(), cascade: false, restart_identity: false }],
-            };
-            writer.apply_with_retry(&[empty]).await?;
-        }
-        LogItem::SnapshotEnd { seq } => {
-            let mark =
-                Transaction { xid: 0, commit_lsn: Lsn(seq), end_lsn: Lsn(seq), commit_time_micros: 0, changes: vec![] };
-            writer.apply_with_retry(&[mark]).await?;
-            let mut conn = TargetConn::connect(&plan.target.url).await?;
-            for t in &plan.tables {
-                conn.record_table(slot, &t.to_string(), Lsn::ZERO, true, 0).await?;
-            }
-            tracing::info!("the log's initial copy is applied");
-        }
-        _ => {}
-    }
-    Ok(())
+    Ok((writer, schemas, applied, catalog))
 }

@@ -22,6 +22,7 @@ use crate::sink::writer::current_value::CurrentValueError;
 use crate::sink::writer::{SinkError, SinkWriter};
 use crate::sink::ChangeSink;
 use crate::source::postgres::generated_recompute::{Augmented, Recompute, RecomputeError, Slot};
+use crate::source::ShapeChange;
 
 /// Filling in generated values failed.
 #[derive(Debug, thiserror::Error)]
@@ -369,6 +370,36 @@ impl ChangeSink for FilledSink {
             None => schema,
         };
         Ok(ChangeSink::relation_changed(&mut self.writer, schema).await?)
+    }
+
+    async fn apply_part(&mut self, mut part: Transaction) -> Result<(), FillError> {
+        if let Some(f) = &mut self.fill {
+            f.fill(std::slice::from_mut(&mut part), &mut self.writer).await?;
+        }
+        Ok(self.writer.apply_part(&part).await?)
+    }
+
+    async fn commit_parts(&mut self, mut last: Transaction) -> Result<(), FillError> {
+        if let Some(f) = &mut self.fill {
+            f.fill(std::slice::from_mut(&mut last), &mut self.writer).await?;
+        }
+        Ok(ChangeSink::commit_parts(&mut self.writer, last).await?)
+    }
+
+    async fn abort_parts(&mut self) {
+        self.writer.abort_parts().await
+    }
+
+    async fn shape_changed(&mut self, change: ShapeChange) -> Result<(), FillError> {
+        let table = match &mut self.fill {
+            Some(f) => f.relation(change.table).await?,
+            None => change.table,
+        };
+        Ok(self.writer.shape_changed(ShapeChange { table, ..change }).await?)
+    }
+
+    async fn copy_done(&mut self, at: Lsn) -> Result<(), FillError> {
+        Ok(self.writer.copy_done(at).await?)
     }
 
     fn applied(&self) -> Lsn {

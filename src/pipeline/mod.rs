@@ -13,5 +13,6 @@ pub mod reverse;
 pub mod reverse_pg;
 pub mod reverse_position;
 pub mod reverse_status;
+pub(crate) mod stream;
 pub mod sync;
 pub mod to_log;

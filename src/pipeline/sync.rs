@@ -19,23 +19,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-
 use super::backoff::Backoff;
-use super::batcher::{next_batch_items, BatchPolicy};
+use super::batcher::BatchPolicy;
 use super::generated_fill::{FillError as GeneratedFillError, FilledSink, GeneratedFill};
 use super::metrics::SyncMetrics;
+use super::stream::{self, RunSettings};
 use crate::copy::{self, CopyOptions};
-use crate::model::{ChunkedTransaction, Lsn, TableName, TableSchema, Transaction};
+use crate::model::{Lsn, TableName, TableSchema};
 use crate::pg_conn::client;
 use crate::plan::naming::Naming;
 use crate::plan::Plan;
 use crate::sink::writer::{SinkError, SinkWriter};
-use crate::sink::ChangeSink;
 use crate::sink::{TargetConn, TargetError};
 use crate::source::postgres::catalog::{load_indexes, load_planned, CatalogError};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
-use crate::source::{ChangeSource, SourceEvent};
 
 /// Why `sync` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +81,12 @@ impl From<GeneratedFillError> for SyncError {
 }
 
 /// A schema change the writer stops on is the command's own error.
+impl From<stream::StreamEnded> for SyncError {
+    fn from(_: stream::StreamEnded) -> Self {
+        SyncError::StreamEnded
+    }
+}
+
 impl From<SinkError> for SyncError {
     fn from(e: SinkError) -> Self {
         match e {
@@ -130,42 +133,6 @@ pub struct SyncOptions {
 
 /// Shared live state (status line, metrics endpoint).
 pub type SharedMetrics = Arc<Mutex<SyncMetrics>>;
-
-/// One unit handed from the stream reader to the applier, in stream order.
-type Item<L> = SourceEvent<L>;
-
-/// Row changes in an item, for the batch bound.
-fn item_rows<L: ChunkedTransaction>(item: &Item<L>) -> usize {
-    match item {
-        SourceEvent::Transaction(t) => t.changes.len(),
-        SourceEvent::Large(l) => l.change_count() as usize,
-        SourceEvent::Relation(_) => 0,
-    }
-}
-
-/// A transaction committed on the source longer ago than this is "behind":
-/// its batch lingers for the next ones (`batcher`). Well above the usual
-/// commit-to-apply time under load (p50 ~3 ms), so a stream that keeps up
-/// never lingers; source and xdb clocks a few ms apart change nothing.
-const BEHIND_AFTER_MICROS: i64 = 20_000;
-
-/// How long a batch that is behind waits for each next transaction, and
-/// at most in all (a lingering batch delays its first transaction).
-const CATCH_UP_LINGER: Duration = Duration::from_millis(2);
-const CATCH_UP_MAX_LINGER: Duration = Duration::from_millis(10);
-
-/// Whether `item` is a transaction the stream hands over late.
-fn behind<L>(item: &SourceEvent<L>) -> bool {
-    match item {
-        SourceEvent::Transaction(t) => {
-            chrono::Utc::now().timestamp_micros() - t.commit_time_micros > BEHIND_AFTER_MICROS
-        }
-        _ => false,
-    }
-}
-
-/// How often a reader blocked on a full queue sends a status update.
-const STATUS_WHILE_BLOCKED: Duration = Duration::from_secs(10);
 
 /// The prefix of the marker `--until-caught-up` waits for.
 pub const CATCH_UP_PREFIX: &str = "xdb.caught_up";
@@ -258,30 +225,30 @@ async fn stream_once(
     };
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     stream.match_on_catalog_keys(catalog_keys);
-    let reader_pending = stream.pending_signal();
     tracing::info!(slot = %slot, from = %applied, "streaming changes");
     // With --until-caught-up, "caught up" means past a marker written now:
     // XLogData's wal_end is only the position of the record being sent, so
     // it cannot tell a drained channel from a backlog still on its way.
     let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };
 
-    let (item_tx, item_rx) = mpsc::channel(64);
-    let (confirm_tx, confirm_rx) = watch::channel(applied);
-    let (wal_tx, wal_rx) = watch::channel(Lsn::ZERO);
-    let reader = read_stream(stream, item_tx, confirm_rx, wal_tx);
     let policy = BatchPolicy {
         max_rows: plan.apply.max_batch_rows.max(1),
         max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
-        linger: CATCH_UP_LINGER,
-        max_linger: CATCH_UP_MAX_LINGER,
+        linger: stream::CATCH_UP_LINGER,
+        max_linger: stream::CATCH_UP_MAX_LINGER,
     };
-    let channels = ApplierChannels { items: item_rx, pending: reader_pending, confirm: confirm_tx, wal: wal_rx };
-    let applier = apply_stream(writer, channels, policy, marker, metrics, stop);
-    let (r, a) = tokio::join!(reader, applier);
-    a?;
-    r?;
+    let settings = RunSettings { policy, marker, queued_items: QUEUED_ITEMS, queued_rows: QUEUED_ROWS };
+    Box::pin(stream::run::<_, _, SyncError>(stream, writer, settings, metrics, stop)).await?;
     Ok(())
 }
+
+/// Transactions waiting for the applier, at most: enough for the next
+/// batch to pile up while one is applied.
+const QUEUED_ITEMS: usize = 64;
+
+/// Changes held between reader and applier, at most (transactions larger
+/// than `spill_threshold_bytes` are on disk and count as one).
+const QUEUED_ROWS: usize = 200_000;
 
 /// The writer for this session: the target's applied position and per-table
 /// sync LSNs, the planned tables as the target has them (a column dropped
@@ -353,116 +320,6 @@ async fn prepare_writer(
     Ok((writer, catalog_keys))
 }
 
-/// The reader: stream events in, items out; confirmations in from the
-/// applier. Whatever ends it, the source is told what the target committed.
-async fn read_stream<S: ChangeSource>(
-    mut stream: S,
-    item_tx: mpsc::Sender<Item<S::Large>>,
-    mut confirm_rx: watch::Receiver<Lsn>,
-    wal_tx: watch::Sender<Lsn>,
-) -> Result<(), SyncError>
-where
-    SyncError: From<S::Error>,
-{
-    let result: Result<(), SyncError> = async {
-        loop {
-            tokio::select! {
-                changed = confirm_rx.changed() => {
-                    if changed.is_err() { return Ok(()); }
-                    let lsn = *confirm_rx.borrow_and_update();
-                    stream.confirm(lsn);
-                }
-                ev = stream.next_event() => {
-                    let _ = wal_tx.send(stream.source_end());
-                    // Only xdb ends the stream on purpose, and not here:
-                    // the server went away (shutdown, restart).
-                    let Some(item) = ev? else { return Err(SyncError::StreamEnded) };
-                    // While the applier is behind (queue full), keep
-                    // telling the source we are alive, or (PostgreSQL)
-                    // wal_sender_timeout ends the connection.
-                    let permit = loop {
-                        tokio::select! {
-                            p = item_tx.reserve() => break p,
-                            _ = tokio::time::sleep(STATUS_WHILE_BLOCKED) => {
-                                let lsn = *confirm_rx.borrow_and_update();
-                                stream.confirm(lsn);
-                                stream.keep_alive().await?;
-                            }
-                        }
-                    };
-                    let Ok(permit) = permit else { return Ok(()) };
-                    permit.send(item);
-                }
-            }
-        }
-    }
-    .await;
-    let last = *confirm_rx.borrow();
-    stream.confirm(last);
-    let _ = stream.close().await;
-    result
-}
-
-/// What the applier reads from and reports to the reader.
-struct ApplierChannels<L> {
-    items: mpsc::Receiver<Item<L>>,
-    /// Whether the reader holds more of the stream than it has queued.
-    pending: watch::Receiver<bool>,
-    confirm: watch::Sender<Lsn>,
-    wal: watch::Receiver<Lsn>,
-}
-
-/// The applier: batches of items applied with their position, each
-/// confirmed to the reader once committed. `Ok(true)` when the catch-up
-/// marker was passed, `Ok(false)` on a stop or when the reader ended.
-async fn apply_stream<K: ChangeSink, L: ChunkedTransaction>(
-    mut writer: K,
-    mut ch: ApplierChannels<L>,
-    policy: BatchPolicy,
-    marker: Option<Lsn>,
-    metrics: &SharedMetrics,
-    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> Result<bool, SyncError>
-where
-    SyncError: From<K::Error>,
-{
-    loop {
-        let batch = tokio::select! {
-            // Applied as soon as nothing more is queued or on its way
-            // (the reader is waiting for the server): batching costs no
-            // latency on a quiet source, and under load the next batch
-            // piles up while this one is applied.
-            b = next_batch_items(
-                &mut ch.items, policy, &mut ch.pending, item_rows, |i| matches!(i, SourceEvent::Transaction(_)),
-                behind,
-            ) => b,
-            _ = &mut *stop => {
-                tracing::info!("stopping on signal: the batch in flight was committed or abandoned whole");
-                return Ok(false);
-            }
-        };
-        let Some(batch) = batch else { return Ok(false) };
-        // A signal also ends a batch that is waiting for the target
-        // to come back: its target transaction was never committed,
-        // so it is rolled back with the connection, whole.
-        tokio::select! {
-            r = apply_items(&mut writer, batch, metrics) => r?,
-            _ = &mut *stop => {
-                tracing::info!("stopping on signal: the batch in flight was abandoned whole (not committed)");
-                return Ok(false);
-            }
-        }
-        if let Ok(mut m) = metrics.lock() {
-            m.source_wal_lsn = m.source_wal_lsn.max(ch.wal.borrow().0).max(m.applied_lsn);
-        }
-        let _ = ch.confirm.send(writer.applied());
-        if marker.is_some_and(|m| writer.applied() >= m) {
-            tracing::info!(applied = %writer.applied(), "caught up with the source");
-            return Ok(true);
-        }
-    }
-}
-
 /// The table as the target holds it. Columns added on the source since the
 /// target table was made are left out, so that the stream's Relation
 /// message for them goes through the schema-drift path, which adds them to
@@ -520,56 +377,6 @@ pub(crate) async fn as_on_target(
         ))
     })?;
     Ok((restricted, extra))
-}
-
-async fn apply_items<K: ChangeSink, L: ChunkedTransaction>(
-    writer: &mut K,
-    batch: Vec<Item<L>>,
-    metrics: &SharedMetrics,
-) -> Result<(), SyncError>
-where
-    SyncError: From<K::Error>,
-{
-    let mut txs: Vec<Transaction> = Vec::new();
-    for item in batch {
-        match item {
-            SourceEvent::Transaction(tx) => txs.push(tx),
-            SourceEvent::Large(mut large) => {
-                writer.apply(&mut std::mem::take(&mut txs)).await?;
-                writer.apply_large(&mut large).await?;
-            }
-            SourceEvent::Relation(schema) => {
-                writer.apply(&mut std::mem::take(&mut txs)).await?;
-                writer.relation_changed(schema).await?;
-            }
-        }
-    }
-    let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
-    let started = std::time::Instant::now();
-    let waited = txs.first().map(|t| (chrono::Utc::now().timestamp_micros() - t.commit_time_micros) as f64 / 1e3);
-    writer.apply(&mut txs).await?;
-    tracing::debug!(
-        transactions = txs.len(),
-        rows,
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        waited,
-        "applied a batch"
-    );
-    if let Ok(mut m) = metrics.lock() {
-        m.applied_lsn = writer.applied().0;
-        m.applied_transactions += txs.len() as u64;
-        m.applied_rows += rows as u64;
-        if let Some(t) = txs.last() {
-            m.applied_commit_time_us = t.commit_time_micros;
-        }
-        // Commit-to-apply latency, one observation per source transaction:
-        // its commit time to now, just after the target committed it.
-        let now = chrono::Utc::now().timestamp_micros();
-        for t in &txs {
-            m.latency.observe((now - t.commit_time_micros).max(0) as f64 / 1e6);
-        }
-    }
-    Ok(())
 }
 
 /// Waits until `sync` (running elsewhere in this process or in another one)

@@ -36,7 +36,7 @@ use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
 use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 use crate::source::postgres::{publication, streamable};
-use crate::source::{ChangeSource, SourceEvent};
+use crate::source::{ChangeSource, ShapeChange, SourceEvent};
 
 /// Why `sync` into the log stopped.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,10 @@ pub enum ToLogError {
     Shape(#[from] ShapeError),
     #[error("reading a spilled source transaction back: {0}")]
     Spill(#[source] crate::model::ChunkError),
+    /// The log is written from a PostgreSQL slot, which hands over whole
+    /// transactions and Relation messages only.
+    #[error("a log is written from a PostgreSQL slot; a source handing over {0} cannot feed it")]
+    NotFromSlot(&'static str),
 }
 
 impl ToLogError {
@@ -264,6 +268,10 @@ where
                         s.relation_changed(schema).await?;
                         continue;
                     }
+                    SourceEvent::CaughtUp => continue,
+                    SourceEvent::Part(_) => return Err(ToLogError::NotFromSlot("parts of a transaction")),
+                    SourceEvent::Shape(_) => return Err(ToLogError::NotFromSlot("recorded shape changes")),
+                    SourceEvent::CopyDone(_) => return Err(ToLogError::NotFromSlot("its own copy")),
                 };
                 stream.confirm(s.applied());
                 if marker.is_some_and(|m| end >= m) {
@@ -303,6 +311,24 @@ impl ChangeSink for Streamer<'_> {
     /// log*), so a shape no change uses never reaches the log.
     async fn relation_changed(&mut self, _schema: Arc<TableSchema>) -> Result<(), ToLogError> {
         Ok(())
+    }
+
+    async fn apply_part(&mut self, _: Transaction) -> Result<(), ToLogError> {
+        Err(ToLogError::NotFromSlot("parts of a transaction"))
+    }
+
+    async fn commit_parts(&mut self, _: Transaction) -> Result<(), ToLogError> {
+        Err(ToLogError::NotFromSlot("parts of a transaction"))
+    }
+
+    async fn abort_parts(&mut self) {}
+
+    async fn shape_changed(&mut self, _: ShapeChange) -> Result<(), ToLogError> {
+        Err(ToLogError::NotFromSlot("recorded shape changes"))
+    }
+
+    async fn copy_done(&mut self, _: Lsn) -> Result<(), ToLogError> {
+        Err(ToLogError::NotFromSlot("its own copy"))
     }
 
     fn applied(&self) -> Lsn {

@@ -221,6 +221,9 @@ pub struct SinkWriter {
     /// transaction that made them was applied): kept until the stream
     /// describes the table again.
     ahead_renamed: HashMap<TableName, Vec<(String, String)>>,
+    /// A large transaction's parts are applied in an open target
+    /// transaction (`apply_part`).
+    parts_open: bool,
 }
 
 impl SinkWriter {
@@ -273,6 +276,7 @@ impl SinkWriter {
             refill: Vec::new(),
             renamed: HashMap::new(),
             ahead_renamed: HashMap::new(),
+            parts_open: false,
         })
     }
 
@@ -482,17 +486,25 @@ impl SinkWriter {
     }
 
     /// A source transaction too large to hold, applied in parts inside one
-    /// target transaction (the reverse stream's bounded memory; the
-    /// forward stream spills instead): `begin_parts`, `apply_part` for
-    /// each part in order, then `commit_parts` with the transaction's end,
-    /// or `abort_parts`. The caller resumes from a stored position (a
+    /// target transaction (a log's or a binlog's bounded memory; the
+    /// PostgreSQL stream spills instead): `apply_part` for each part in
+    /// order, then `commit_parts` with the transaction's end, or
+    /// `abort_parts`. The caller resumes from a stored position (a
     /// transaction boundary), so no part is ever applied twice.
+    /// Opens the target transaction of the parts (`apply_part` opens it
+    /// when it is not yet).
     pub async fn begin_parts(&mut self) -> Result<(), SinkError> {
-        self.begin().await
+        if !self.parts_open {
+            self.begin().await?;
+            self.parts_open = true;
+        }
+        Ok(())
     }
 
-    /// One part (its `changes`; the rest of `part` names the transaction).
+    /// One part (its `changes`; the rest of `part` names the transaction);
+    /// the first opens the target transaction the others join.
     pub async fn apply_part(&mut self, part: &Transaction) -> Result<(), SinkError> {
+        self.begin_parts().await?;
         let renamed;
         let part = if self.renamed.is_empty() && self.ahead_renamed.is_empty() {
             part
@@ -505,14 +517,34 @@ impl SinkWriter {
 
     /// Records the position and commits the parts.
     pub async fn commit_parts(&mut self, end: Lsn, commit_time: i64) -> Result<(), SinkError> {
+        self.begin_parts().await?;
+        self.parts_open = false;
         self.commit_at(end, commit_time).await?;
         self.applied = end;
         self.renamed.clear();
         Ok(())
     }
 
+    /// The source's own copy is complete at `at` (a log carries it as
+    /// ordinary changes): the position moves there and every table is
+    /// recorded as copied.
+    pub async fn copy_done(&mut self, at: Lsn) -> Result<(), SinkError> {
+        let mark = Transaction { xid: 0, commit_lsn: at, end_lsn: at, commit_time_micros: 0, changes: vec![] };
+        self.apply_with_retry(&[mark]).await?;
+        let mut tables: Vec<String> = self.mapped.keys().map(|t| t.to_string()).collect();
+        tables.sort();
+        for t in tables {
+            self.conn.record_table(&self.slot, &t, Lsn::ZERO, true, 0).await?;
+        }
+        tracing::info!("the source's initial copy is applied");
+        Ok(())
+    }
+
+    /// Rolls back the parts applied so far, if any.
     pub async fn abort_parts(&mut self) {
-        self.rollback().await;
+        if std::mem::take(&mut self.parts_open) {
+            self.rollback().await;
+        }
     }
 
     /// Declares columns that exist on the target but not in the source's

@@ -22,6 +22,54 @@ pub enum SourceEvent<L> {
     /// A table's shape as of this point of the stream: every later change
     /// to the table has this shape (invariant *schema drift*).
     Relation(Arc<TableSchema>),
+    /// The first changes of a transaction too large to hold whose end is
+    /// still to come, from a source that cannot read it back later (a
+    /// replicated log, a binlog; invariant *bounded memory*). The sink
+    /// applies every part and the closing [`SourceEvent::Transaction`] in
+    /// one target transaction (invariant *commit order*); the source hands
+    /// on nothing else in between.
+    Part(Transaction),
+    /// A table's new shape with what the source's catalog confirmed when
+    /// it was read (a log: the catalog may no longer tell when it is
+    /// applied). Followed as a [`SourceEvent::Relation`] is.
+    Shape(ShapeChange),
+    /// The source's own copy is complete at this position (a log carries
+    /// its initial copy as ordinary changes; its start empties the tables
+    /// as a transaction of its own).
+    CopyDone(Lsn),
+    /// Everything the source held when the run was asked to end once
+    /// caught up (`--until-caught-up`) has been handed on: the applier
+    /// commits what it holds and the run ends.
+    CaughtUp,
+}
+
+/// A table's shape as a source that records shape changes describes it.
+#[derive(Debug, Clone)]
+pub struct ShapeChange {
+    pub table: Arc<TableSchema>,
+    /// (old, new) names of columns the source's catalog confirmed renamed.
+    pub renamed: Vec<(String, String)>,
+    /// Added columns whose NOT NULL and default the source's catalog no
+    /// longer had (renamed or dropped again before they were read).
+    pub catalog_unknown: Vec<String>,
+}
+
+/// The large-transaction type of a source that never reads one back (it
+/// hands large transactions over as [`SourceEvent::Part`]s): no value.
+pub enum NoLarge {}
+
+impl ChunkedTransaction for NoLarge {
+    fn header(&self) -> Transaction {
+        match *self {}
+    }
+
+    fn change_count(&self) -> u64 {
+        match *self {}
+    }
+
+    fn next_chunk(&mut self, _: usize) -> Result<Option<Transaction>, crate::model::ChunkError> {
+        match *self {}
+    }
 }
 
 /// A source of committed transactions (invariants *commit order*, *exactly

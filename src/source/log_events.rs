@@ -16,6 +16,7 @@ use serde_json::Value as Json;
 use crate::debezium::{self, UNAVAILABLE};
 use crate::model::{Change, Lsn, Row, TableSchema, Transaction};
 use crate::source::postgres::catalog::{resolve_event_shape, CatalogError, TypeCache};
+use crate::source::{NoLarge, ShapeChange, SourceEvent};
 
 /// A message that is not what xdb writes, or a shape the original source
 /// cannot resolve.
@@ -45,25 +46,13 @@ impl EventError {
     }
 }
 
-/// One unit for the applier.
-#[derive(Debug)]
-pub enum LogItem {
-    /// A whole source transaction, its changes on planned tables only;
-    /// `end_lsn` holds the stream sequence of its END.
-    Tx(Transaction),
-    /// The copy starts (again): the planned tables are emptied.
-    SnapshotStart { seq: u64 },
-    /// The copy is complete.
-    SnapshotEnd { seq: u64 },
-    /// The first changes of a large transaction whose END is still to
-    /// come (invariant *bounded memory*): applied inside one target
-    /// transaction with the rest, which comes as the closing [`LogItem::Tx`].
-    Part(Transaction),
-    /// A table's shape changed (invariant *schema drift through the log*):
-    /// followed on the target before any later change is applied; the
-    /// renames are those the producer's catalog confirmed.
-    Schema { table: Arc<TableSchema>, renamed: Vec<(String, String)>, catalog_unknown: Vec<String> },
-}
+/// What the assembler hands on: whole transactions (a copied row is one
+/// of its own), the first changes of a large one as parts (invariant
+/// *bounded memory*; the rest comes as the closing transaction), a copy's
+/// start as a transaction emptying the planned tables and its end as
+/// [`SourceEvent::CopyDone`], and shape changes with the renames the
+/// producer's catalog confirmed.
+pub type LogEvent = SourceEvent<NoLarge>;
 
 /// Changes of one transaction held before they are handed on as a part
 /// (`XDB_LOG_PART_CHANGES`).
@@ -71,13 +60,15 @@ fn part_changes() -> usize {
     std::env::var("XDB_LOG_PART_CHANGES").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(20_000)
 }
 
-/// Assembles a log's messages, in order, into [`LogItem`]s.
+/// Assembles a log's messages, in order, into [`LogEvent`]s.
 pub struct EventAssembler {
     /// The log's name, for messages.
     stream: String,
     /// The subject prefix (the producer's `subject_prefix`).
     prefix: String,
     tables: HashMap<(String, String), Arc<TableSchema>>,
+    /// The planned tables in the plan's order (a copy's start empties them).
+    order: Vec<(String, String)>,
     /// The transaction being assembled: xid, commit time, changes.
     open: Option<(u32, i64, Vec<Change>)>,
     part_size: usize,
@@ -94,6 +85,7 @@ impl EventAssembler {
         EventAssembler {
             stream: stream.to_string(),
             prefix: prefix.to_string(),
+            order: tables.iter().map(|t| (t.name.schema.clone(), t.name.name.clone())).collect(),
             tables: tables.into_iter().map(|t| ((t.name.schema.clone(), t.name.name.clone()), t)).collect(),
             open: None,
             part_size: part_changes(),
@@ -106,7 +98,7 @@ impl EventAssembler {
     /// One message, the one after the last fed: an item when it completes
     /// one (a transaction's END, a copied row, a marker, a new shape, a
     /// part of a large transaction), else `None`.
-    pub async fn feed(&mut self, seq: u64, subject: &str, payload: &[u8]) -> Result<Option<LogItem>, EventError> {
+    pub async fn feed(&mut self, seq: u64, subject: &str, payload: &[u8]) -> Result<Option<LogEvent>, EventError> {
         let stream_name = self.stream.clone();
         let bad = |reason: String| EventError::Message {
             stream: stream_name.clone(),
@@ -135,23 +127,41 @@ impl EventAssembler {
                 })?;
             let table = Arc::new(shape.keyed_by_identity_index());
             self.tables.insert(key, table.clone());
-            return Ok(Some(LogItem::Schema {
+            return Ok(Some(SourceEvent::Shape(ShapeChange {
                 table,
                 renamed: parsed.renamed,
                 catalog_unknown: parsed.catalog_unknown,
-            }));
+            })));
         }
         let p = if v.get("schema").is_some() && v.get("payload").is_some() { &v["payload"] } else { &v };
         self.message(seq, subject, p).map_err(bad)
     }
 
-    fn message(&mut self, seq: u64, subject: &str, p: &Json) -> Result<Option<LogItem>, String> {
+    /// Whether the first changes of the open transaction were handed on.
+    pub fn in_parts(&self) -> bool {
+        self.parts_out
+    }
+
+    /// The copy starts (again): the planned tables are emptied, with the
+    /// position, in one target transaction.
+    fn copy_start(&self, seq: u64) -> Transaction {
+        let tables = self.order.iter().filter_map(|k| self.tables.get(k).cloned()).collect();
+        Transaction {
+            xid: 0,
+            commit_lsn: Lsn(seq),
+            end_lsn: Lsn(seq),
+            commit_time_micros: 0,
+            changes: vec![Change::Truncate { tables, cascade: false, restart_identity: false }],
+        }
+    }
+
+    fn message(&mut self, seq: u64, subject: &str, p: &Json) -> Result<Option<LogEvent>, String> {
         let rest = subject.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(subject);
         match rest {
             "xdb_heartbeat" => Ok(None),
             "xdb" => Ok(match p["snapshot"].as_str() {
-                Some("start") => Some(LogItem::SnapshotStart { seq }),
-                Some("end") => Some(LogItem::SnapshotEnd { seq }),
+                Some("start") => Some(SourceEvent::Transaction(self.copy_start(seq))),
+                Some("end") => Some(SourceEvent::CopyDone(Lsn(seq))),
                 _ => None,
             }),
             "transaction" => match p["status"].as_str() {
@@ -171,7 +181,7 @@ impl EventAssembler {
                 Some("END") => {
                     let (xid, time, changes) = self.open.take().ok_or("END without BEGIN")?;
                     self.parts_out = false;
-                    Ok(Some(LogItem::Tx(Transaction {
+                    Ok(Some(SourceEvent::Transaction(Transaction {
                         xid,
                         commit_lsn: Lsn(seq),
                         end_lsn: Lsn(seq),
@@ -191,7 +201,7 @@ impl EventAssembler {
                 let op = p["op"].as_str().unwrap_or_default();
                 let change = change(&t, op, p)?;
                 if op == "r" {
-                    return Ok(Some(LogItem::Tx(Transaction {
+                    return Ok(Some(SourceEvent::Transaction(Transaction {
                         xid: 0,
                         commit_lsn: Lsn(seq),
                         end_lsn: Lsn(seq),
@@ -203,7 +213,7 @@ impl EventAssembler {
                 changes.push(change);
                 if changes.len() >= self.part_size {
                     self.parts_out = true;
-                    return Ok(Some(LogItem::Part(Transaction {
+                    return Ok(Some(SourceEvent::Part(Transaction {
                         xid: *xid,
                         commit_lsn: Lsn(seq),
                         end_lsn: Lsn(seq),

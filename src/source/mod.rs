@@ -8,5 +8,5 @@ pub mod nats;
 
 pub mod postgres;
 
-pub use change_source::{ChangeSource, SourceEvent};
+pub use change_source::{ChangeSource, NoLarge, ShapeChange, SourceEvent};
 pub use live_source::{LiveSource, SourceReadError};

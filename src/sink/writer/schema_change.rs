@@ -15,6 +15,7 @@ use crate::mapping::{self, MappedTable, TargetKind};
 use crate::model::{Change, Column, Row, TableName, TableSchema, Transaction, Value};
 use crate::plan::naming::Naming;
 use crate::sink::apply_plan::Op;
+use crate::source::ShapeChange;
 
 /// What a Relation message changed, as far as the stream and the catalog tell.
 #[derive(Default)]
@@ -46,6 +47,37 @@ impl SinkWriter {
     /// on dropped columns and other type changes with the statement to run.
     pub async fn relation_changed(&mut self, schema: Arc<TableSchema>) -> Result<(), SinkError> {
         self.relation_changed_with(schema, None).await
+    }
+
+    /// A shape change read from a source that records them (a replicated
+    /// log): followed with the renames its catalog confirmed, after the
+    /// refusal of an added column whose definition was lost.
+    pub async fn shape_changed(&mut self, change: ShapeChange) -> Result<(), SinkError> {
+        self.refuse_unknown_added(&change.table, &change.catalog_unknown).await?;
+        self.relation_changed_with(change.table, Some(&change.renamed)).await
+    }
+
+    /// An added column whose NOT NULL and default the source's catalog
+    /// could not tell (renamed or dropped there before it was read):
+    /// adding it nullable without default would leave NULL where the
+    /// source has its default (no silent data change), so the user adds it
+    /// on the target as it was added on the source; then it is the
+    /// target's already.
+    async fn refuse_unknown_added(&mut self, table: &TableSchema, unknown: &[String]) -> Result<(), SinkError> {
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let on_target = self.conn.column_names(&self.naming().table(&table.name)).await?.unwrap_or_default();
+        let Some(first) = unknown.iter().find(|c| !on_target.contains(c)) else { return Ok(()) };
+        let ty = table.columns.iter().find(|c| &c.name == first).map(|c| c.pg_type.sql_name()).unwrap_or_default();
+        Err(SinkError::SchemaDrift(format!(
+            "schema change on {}: column {first} was added on the source and renamed or dropped there before the \
+             producer read the change, so its NOT NULL and default are no longer in the source's catalog (rows that \
+             existed at the ALTER hold its default there). xdb stopped before applying any later change. To \
+             continue, add it on the target as it was added on the source (for example `ALTER TABLE … ADD COLUMN \
+             {first} {ty} NOT NULL DEFAULT …`, with the source's definition), then run `xdb sync` again",
+            table.name
+        )))
     }
 
     /// [`SinkWriter::relation_changed`] with the renames already decided
