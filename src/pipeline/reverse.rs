@@ -25,27 +25,28 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::backoff::Backoff;
+use super::batcher::BatchPolicy;
 use super::reverse_position::{self, Recorded, Resume};
+use super::stream::{self, RunSettings};
 use crate::check::{CheckReport, CheckSection};
 use crate::mapping::TargetKind;
-use crate::model::Lsn;
-use crate::model::{ReplicaIdentity, TableSchema, Transaction};
+use crate::model::{ChunkedTransaction, Lsn, ReplicaIdentity, TableSchema, Transaction};
 use crate::pg_conn::client;
 use crate::plan::naming::Naming;
 use crate::plan::Plan;
 use crate::plan::TargetUrl;
 use crate::sink::writer::{SinkError, SinkWriter};
-use crate::sink::{TargetConn, TargetError};
+use crate::sink::{ChangeSink, TargetConn, TargetError};
+use crate::source::mysql::binlog_source::{BinlogSource, Positions};
 use crate::source::mysql::binlog_stream::{
-    binary_logs, current_position, gtid_position_at, server_identity, table_columns, table_enums, BinlogItem,
-    BinlogReadConfig, BinlogReader, ReverseTable,
+    binary_logs, current_position, gtid_position_at, server_identity, table_columns, table_enums, BinlogReadConfig,
+    BinlogReader, ReverseTable,
 };
 use crate::source::mysql::error::BinlogError;
 use crate::source::mysql::position::BinlogPosition;
 use crate::source::postgres::catalog::{load_planned, CatalogError};
+use crate::source::ShapeChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReverseError {
@@ -69,6 +70,8 @@ pub enum ReverseError {
     Refused(String),
     #[error("could not start the streaming thread: {0}")]
     StreamThread(#[source] std::io::Error),
+    #[error("target (now the source of changes): {0}")]
+    Ended(#[from] stream::StreamEnded),
 }
 
 impl ReverseError {
@@ -76,6 +79,7 @@ impl ReverseError {
         match self {
             ReverseError::Binlog(e) => e.is_retryable(),
             ReverseError::Sink(e) => e.is_retryable(),
+            ReverseError::Ended(_) => true,
             ReverseError::Target(e) => e.is_retryable(),
             ReverseError::SourceConnect(e) => e.retryable,
             ReverseError::Source { source, .. } => crate::error_policy::postgres(source).is_transient(),
@@ -91,9 +95,6 @@ pub struct ReverseOptions {
     pub until_caught_up: bool,
     pub max_retries: Option<u32>,
 }
-
-/// Changes read but not yet applied, at most (memory bound).
-const IN_FLIGHT_ROWS: usize = 50_000;
 
 /// The key of the reverse stream's applied position in `xdb.state`.
 pub fn position_key(plan: &Plan) -> String {
@@ -381,7 +382,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let (from, by_gtid, applied, here) = resume_point(plan, &pg, &mut my, mariadb, &label, &start, stored).await?;
     let mapped = crate::mapping::map_tables(&rplan, &TargetKind::Postgres, &schemas)
         .map_err(|e| ReverseError::Refused(format!("type mapping:\n{e}")))?;
-    let mut writer = SinkWriter::new(
+    let writer = SinkWriter::new(
         target,
         TargetKind::Postgres,
         &rplan,
@@ -401,15 +402,96 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
         label,
     };
     let (side, _, _) = mysql_conn(plan).await?;
-    let reader = BinlogReader::open(my, side, config).await?;
+    let source = BinlogSource::new(BinlogReader::open(my, side, config).await?);
     if by_gtid {
         tracing::info!(from = %from, "the binlog file is not usable here: resuming at the GTID position");
     }
     tracing::info!(from = %from, "streaming the target's changes back to the original source");
-    let key = position_key(plan);
-    tokio::select! {
-        r = read_and_apply(reader, &mut writer, &key, &here) => r,
-        _ = crate::tail::shutdown_signal() => Ok(()),
+    let sink = BackSink { positions: source.positions(), writer, key: position_key(plan), here };
+    let policy = BatchPolicy {
+        max_rows: BATCH_ROWS,
+        max_delay: Duration::from_millis(plan.apply.max_batch_delay_ms),
+        linger: Duration::ZERO,
+        max_linger: Duration::ZERO,
+    };
+    let settings = RunSettings { policy, marker: None, queued_items: QUEUED_ROWS, queued_rows: QUEUED_ROWS };
+    let mut stop = std::pin::pin!(crate::tail::shutdown_signal());
+    let metrics = super::sync::SharedMetrics::default();
+    Box::pin(stream::run::<_, _, ReverseError>(source, sink, settings, &metrics, &mut stop)).await?;
+    Ok(())
+}
+
+/// Changes applied in one transaction on the original source, at most
+/// (what has piled up; a large transaction's parts go in one of their own).
+const BATCH_ROWS: usize = 5_000;
+
+/// Changes read but not yet applied, at most (invariant *bounded memory*).
+const QUEUED_ROWS: usize = 50_000;
+
+/// The original source as the way back's sink: the writer, with each
+/// batch's binlog position recorded in the same transaction as its data
+/// (invariant *exactly once*: `xdb.reverse_position`, read on resume).
+struct BackSink {
+    writer: SinkWriter,
+    positions: Positions,
+    key: String,
+    /// This MySQL/MariaDB server's identity, recorded with the position.
+    here: String,
+}
+
+impl BackSink {
+    /// The position of the transaction ending at `end` goes with the next
+    /// commit.
+    fn record_through(&mut self, end: Lsn) {
+        if let Some(p) = self.positions.take_through(end) {
+            let (sql, params) = reverse_position::companion(&self.key, &p, &self.here);
+            self.writer.set_position_companion(sql, params);
+        }
+    }
+}
+
+impl ChangeSink for BackSink {
+    type Error = SinkError;
+
+    async fn apply(&mut self, txs: &mut [Transaction]) -> Result<(), SinkError> {
+        if let Some(end) = txs.last().map(|t| t.end_lsn) {
+            self.record_through(end);
+        }
+        self.writer.apply_with_retry(txs).await
+    }
+
+    async fn apply_large(&mut self, tx: &mut dyn ChunkedTransaction) -> Result<(), SinkError> {
+        self.record_through(tx.header().end_lsn);
+        self.writer.apply_spilled(tx).await
+    }
+
+    async fn relation_changed(&mut self, schema: Arc<TableSchema>) -> Result<(), SinkError> {
+        ChangeSink::relation_changed(&mut self.writer, schema).await
+    }
+
+    async fn apply_part(&mut self, part: Transaction) -> Result<(), SinkError> {
+        self.writer.apply_part(&part).await
+    }
+
+    async fn commit_parts(&mut self, last: Transaction) -> Result<(), SinkError> {
+        self.record_through(last.end_lsn);
+        ChangeSink::commit_parts(&mut self.writer, last).await
+    }
+
+    async fn abort_parts(&mut self) {
+        self.writer.abort_parts().await
+    }
+
+    async fn shape_changed(&mut self, change: ShapeChange) -> Result<(), SinkError> {
+        self.writer.shape_changed(change).await
+    }
+
+    async fn copy_done(&mut self, at: Lsn) -> Result<(), SinkError> {
+        self.writer.copy_done(at).await
+    }
+
+    fn applied(&self) -> Lsn {
+        self.writer.applied()
     }
 }
 
@@ -443,22 +525,6 @@ async fn original_source_as_target(
     .await
     .map_err(|source| ReverseError::Source { context: "creating xdb.reverse_position".into(), source })?;
     Ok((rplan, target))
-}
-
-/// The binlog reader and the applier joined by a channel bounded by rows,
-/// not items: many small target transactions may wait (so that the
-/// applier groups them), but never more than IN_FLIGHT_ROWS changes, whole
-/// transactions and parts of large ones alike.
-async fn read_and_apply(
-    reader: BinlogReader,
-    writer: &mut SinkWriter,
-    key: &str,
-    here: &str,
-) -> Result<(), ReverseError> {
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_ROWS));
-    let (tx_send, tx_recv) = mpsc::channel::<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>(IN_FLIGHT_ROWS);
-    let (r, a) = tokio::join!(read_binlog(reader, in_flight, tx_send), apply_back(writer, tx_recv, key, here));
-    r.and(a)
 }
 
 /// The planned tables as the original source has them: values map back
@@ -543,108 +609,6 @@ async fn target_tables(
         tables.insert(name, ReverseTable { schema: s.clone(), columns, names: cols, enums });
     }
     Ok((database, tables))
-}
-
-/// Reads whole transactions and parts of large ones from the binlog, as
-/// long as the applier has room for their rows.
-async fn read_binlog(
-    mut reader: BinlogReader,
-    in_flight: Arc<tokio::sync::Semaphore>,
-    tx_send: mpsc::Sender<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>,
-) -> Result<(), ReverseError> {
-    while let Some(item) = reader.next().await? {
-        let rows = match &item {
-            BinlogItem::Transaction(t) => t.tx.changes.len(),
-            BinlogItem::Part { changes, .. } => changes.len(),
-        };
-        let n = rows.clamp(1, IN_FLIGHT_ROWS) as u32;
-        let Ok(permit) = in_flight.clone().acquire_many_owned(n).await else { break };
-        if tx_send.send((item, permit)).await.is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Applies what the reader sends to the original source: what has piled up
-/// in one source transaction, a large transaction's parts in one of its
-/// own, each with its binlog position in the same transaction.
-async fn apply_back(
-    writer: &mut SinkWriter,
-    mut tx_recv: mpsc::Receiver<(BinlogItem, tokio::sync::OwnedSemaphorePermit)>,
-    key: &str,
-    here: &str,
-) -> Result<(), ReverseError> {
-    let mut batch: Vec<Transaction> = Vec::new();
-    let mut in_parts = false;
-    let result = async {
-        while let Some((item, permit)) = tx_recv.recv().await {
-            let mut permits = vec![permit];
-            match item {
-                BinlogItem::Part { changes, at } => {
-                    if !in_parts {
-                        writer.begin_parts().await?;
-                        in_parts = true;
-                    }
-                    let lsn = at.ordinal().unwrap_or_default();
-                    let part = Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
-                    writer.apply_part(&part).await?;
-                }
-                BinlogItem::Transaction(t) if in_parts => {
-                    let (sql, p) = reverse_position::companion(key, &t.position, here);
-                    writer.set_position_companion(sql, p);
-                    writer.apply_part(&t.tx).await?;
-                    writer.commit_parts(t.tx.end_lsn, t.tx.commit_time_micros).await?;
-                    in_parts = false;
-                }
-                BinlogItem::Transaction(t) => {
-                    let mut last = t.position;
-                    batch.push(t.tx);
-                    // What has piled up, up to ~5,000 rows, goes in one
-                    // source transaction; a part comes after it.
-                    let mut rows: usize = batch.iter().map(|t| t.changes.len()).sum();
-                    let mut next = None;
-                    while rows < 5_000 {
-                        match tx_recv.try_recv() {
-                            Ok((BinlogItem::Transaction(t), p)) => {
-                                rows += t.tx.changes.len();
-                                last = t.position;
-                                batch.push(t.tx);
-                                permits.push(p);
-                            }
-                            Ok((part, p)) => {
-                                next = Some(part);
-                                permits.push(p);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let (sql, p) = reverse_position::companion(key, &last, here);
-                    writer.set_position_companion(sql, p);
-                    writer.apply_with_retry(&batch).await?;
-                    batch.clear();
-                    if let Some(BinlogItem::Part { changes, at }) = next {
-                        writer.begin_parts().await?;
-                        in_parts = true;
-                        let lsn = at.ordinal().unwrap_or_default();
-                        let part =
-                            Transaction { xid: 0, commit_lsn: lsn, end_lsn: lsn, commit_time_micros: 0, changes };
-                        writer.apply_part(&part).await?;
-                    }
-                }
-            }
-        }
-        Ok::<(), ReverseError>(())
-    }
-    .await;
-    // A stream that ends inside a large transaction (error, signal)
-    // leaves nothing of it: the next run reads it again from the
-    // stored position.
-    if in_parts {
-        writer.abort_parts().await;
-    }
-    result
 }
 
 /// `xdb check --reverse`: can the way back run from this target?
