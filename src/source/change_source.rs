@@ -1,10 +1,13 @@
 //! What every change source offers the pipeline: committed transactions in
 //! commit order, each with its end position, and a way to be told what
-//! the target has made durable. The PostgreSQL slot reader implements it
-//! ([`crate::source::postgres::change_stream::ChangeStream`]); `sync`'s
-//! reader ([`crate::pipeline::sync`]) is written against this trait only,
-//! so the source-specific parts (pgoutput, keepalives, catalog keys) stay
-//! in the source's folder.
+//! the target has made durable. Implemented by the PostgreSQL slot reader
+//! ([`crate::source::postgres::change_stream::ChangeStream`]), the
+//! replicated log's reader ([`crate::source::nats::LogReader`]) and the
+//! MySQL/MariaDB binlog
+//! ([`crate::source::mysql::binlog_source::BinlogSource`]); the pipeline's
+//! reader ([`crate::pipeline::stream`]) is written against this trait
+//! only, so the source-specific parts (pgoutput, keepalives, catalog keys,
+//! the log's envelope, binlog positions) stay in the source's folder.
 
 use std::future::Future;
 use std::sync::Arc;
