@@ -302,18 +302,7 @@ fn map_column(
         None => ddl::translate_default(&kind, c, &target_type, class, &tname, warnings),
     };
     if let Some(carried) = from_source {
-        let expr = &carried.expression;
-        let how = if carried.recomputed {
-            "recomputed on the source from each change's values (PostgreSQL before 18 does not publish them)"
-        } else {
-            "published by the source (PostgreSQL 18)"
-        };
-        warnings.push(format!(
-            "{tname}.{}: generated column on the source (GENERATED ALWAYS AS ({expr}) STORED), a plain {target_type} \
-             column on {kind} kept current by xdb from the source's values (mapping.generated: source; {how}): \
-             after the switch nothing computes it",
-            c.name
-        ));
+        warnings.push(carried_warning(&tname, c, carried, &target_type, &kind));
     }
     let check = match (&kind, &c.pg_type, over) {
         (TargetKind::Sqlite, PgType::Enum { labels, .. }, None) => Some(format!(
@@ -335,6 +324,29 @@ fn map_column(
         check,
     };
     Ok((column, widened))
+}
+
+/// A generated column moved as a plain one: nothing computes it on the
+/// target after the switch.
+fn carried_warning(
+    tname: &str,
+    c: &crate::model::Column,
+    carried: &crate::model::CarriedGenerated,
+    target_type: &str,
+    kind: &TargetKind,
+) -> String {
+    let expr = &carried.expression;
+    let how = if carried.recomputed {
+        "recomputed on the source from each change's values (PostgreSQL before 18 does not publish them)"
+    } else {
+        "published by the source (PostgreSQL 18)"
+    };
+    format!(
+        "{tname}.{}: generated column on the source (GENERATED ALWAYS AS ({expr}) STORED), a plain {target_type} \
+         column on {kind} kept current by xdb from the source's values (mapping.generated: source; {how}): after \
+         the switch nothing computes it",
+        c.name
+    )
 }
 
 /// InnoDB rows hold at most 65535 bytes of inline columns: moves the
