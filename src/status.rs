@@ -46,24 +46,7 @@ pub struct TableStatus {
 /// Reads the status of `plan` from both servers. Unreachable servers are
 /// reported as problems, not errors, so status always says what it can.
 pub async fn read(plan: &Plan) -> StatusReport {
-    let mut r = StatusReport {
-        plan: plan.name.clone(),
-        slot: plan.source.slot.clone(),
-        source_wal_lsn: None,
-        applied_lsn: None,
-        applied_commit_time: None,
-        lag_bytes: None,
-        lag_seconds: None,
-        slot_exists: false,
-        slot_active: false,
-        slot_active_pid: None,
-        slot_confirmed_flush_lsn: None,
-        slot_wal_status: None,
-        retained_wal_bytes: None,
-        max_slot_wal_keep_bytes: None,
-        tables: Vec::new(),
-        problems: Vec::new(),
-    };
+    let mut r = StatusReport::empty(plan);
     let source_lsn = read_source(plan, &mut r).await;
     if let crate::plan::TargetUrl::Sqlite(path) = &plan.target.url {
         if !path.exists() {

@@ -100,12 +100,7 @@ impl SnapshotReader {
         out: &mpsc::Sender<Vec<Row>>,
     ) -> Result<u64, CopyError> {
         let (select, types, unknown) = select_list(table);
-        let mut sql = format!("COPY (SELECT {select} FROM {from}");
-        if let Some(p) = range.predicate() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&p);
-        }
-        sql.push_str(") TO STDOUT (FORMAT binary)");
+        let sql = copy_out_sql(&select, from, range);
         let err =
             |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: pg_error_text(&e) };
         let stream = self.client.copy_out(sql.as_str()).await.map_err(err)?;
@@ -144,12 +139,7 @@ impl SnapshotReader {
         out: &mpsc::Sender<Bytes>,
     ) -> Result<u64, CopyError> {
         let cols: Vec<String> = table.columns.iter().map(|c| pg_ident(&c.name)).collect();
-        let mut sql = format!("COPY (SELECT {} FROM {from}", cols.join(", "));
-        if let Some(p) = range.predicate() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&p);
-        }
-        sql.push_str(") TO STDOUT (FORMAT binary)");
+        let sql = copy_out_sql(&cols.join(", "), from, range);
         let err =
             |e: tokio_postgres::Error| CopyError::Read { table: table.name.to_string(), reason: pg_error_text(&e) };
         let frame_err = |e: CopyBinaryError| CopyError::Read { table: table.name.to_string(), reason: e.to_string() };
@@ -183,5 +173,13 @@ impl SnapshotReader {
         }
         frames.finish().map_err(frame_err)?;
         Ok(frames.rows_read())
+    }
+}
+
+/// One range of a table as COPY binary.
+fn copy_out_sql(select: &str, from: &str, range: &CopyRange) -> String {
+    match range.predicate() {
+        Some(p) => format!("COPY (SELECT {select} FROM {from} WHERE {p}) TO STDOUT (FORMAT binary)"),
+        None => format!("COPY (SELECT {select} FROM {from}) TO STDOUT (FORMAT binary)"),
     }
 }

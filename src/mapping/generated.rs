@@ -61,17 +61,11 @@ pub fn compared(m: &MappedTable) -> MappedTable {
     let mut source = (*m.source).clone();
     let mut out = m.clone();
     for g in &m.generated {
+        let on_source = m.source.generated.iter().find(|s| s.name == g.name);
         source.columns.push(Column {
-            name: g.name.clone(),
-            pg_type: g.source_type.clone(),
-            type_oid: m.source.generated.iter().find(|s| s.name == g.name).map_or(0, |s| s.type_oid),
-            typmod: m.source.generated.iter().find(|s| s.name == g.name).map_or(-1, |s| s.typmod),
-            nullable: true,
-            is_key: false,
-            default: None,
-            identity: false,
-            carried: None,
-            feeds_generated: false,
+            type_oid: on_source.map_or(0, |s| s.type_oid),
+            typmod: on_source.map_or(-1, |s| s.typmod),
+            ..Column::new(&g.name, g.source_type.clone())
         });
         out.columns.push(MappedColumn {
             name: g.name.clone(),

@@ -365,15 +365,7 @@ async fn stream_once(plan: &Plan, options: &ReverseOptions) -> Result<(), Revers
     let pg = client::connect(&plan.source.url, "xdb sync --reverse").await?;
     forward_stopped(plan, &pg).await?;
     only_reverse_stream(plan, &pg).await?;
-    let Some(start) = read_start_on(plan, &pg).await? else {
-        return Err(ReverseError::Refused(format!(
-            "no reverse start is recorded for slot {}: run the cutover up to its `start_reverse` step, or — once the \
-             forward `xdb sync` has applied everything and is stopped, with the source frozen — \
-             `xdb sync --reverse --set-start-here --plan {}`",
-            plan.source.slot,
-            plan.file.display()
-        )));
-    };
+    let Some(start) = read_start_on(plan, &pg).await? else { return Err(no_start(plan)) };
     let schemas = source_schemas(plan, &pg).await?;
     let (mut my, mariadb, label) = mysql_conn(plan).await?;
     let (database, tables) = target_tables(&mut my, &label, &Naming::of_plan(plan), &schemas).await?;
@@ -493,6 +485,18 @@ impl ChangeSink for BackSink {
     fn applied(&self) -> Lsn {
         self.writer.applied()
     }
+}
+
+/// Invariant *reverse start*: without a recorded start the way back
+/// refuses (anywhere else would miss or double changes).
+pub(super) fn no_start(plan: &Plan) -> ReverseError {
+    ReverseError::Refused(format!(
+        "no reverse start is recorded for slot {}: run the cutover up to its `start_reverse` step, or — once the \
+         forward `xdb sync` has applied everything and is stopped, with the source frozen — \
+         `xdb sync --reverse --set-start-here --plan {}`",
+        plan.source.slot,
+        plan.file.display()
+    ))
 }
 
 /// The original source as a PostgreSQL target: the plan swapped (its

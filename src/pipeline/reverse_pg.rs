@@ -192,13 +192,7 @@ pub async fn run(plan: &Plan, options: &super::reverse::ReverseOptions) -> Resul
         )
         .map_err(|source| ReverseError::Source { context: "reading the reverse start".into(), source })?;
     if started.is_none() {
-        return Err(ReverseError::Refused(format!(
-            "no reverse start is recorded for slot {}: run the cutover up to its `start_reverse` step, or — once the \
-             forward `xdb sync` has applied everything and is stopped, with the source frozen — \
-             `xdb sync --reverse --set-start-here --plan {}`",
-            plan.source.slot,
-            plan.file.display()
-        )));
+        return Err(super::reverse::no_start(plan));
     }
     super::reverse::forward_stopped(plan, &pg).await?;
     refuse_generated_moved_as_plain(plan, &pg).await?;

@@ -212,17 +212,7 @@ async fn stream_once(
     // Before 18, `mapping.generated: source` recomputes generated columns.
     let writer = FilledSink::new(writer, GeneratedFill::open(plan).await?);
 
-    let config = ChangeStreamConfig {
-        slot: slot.clone(),
-        publication: plan.source.publication.clone(),
-        start: applied,
-        heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
-        spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
-        spill_dir: std::env::temp_dir(),
-        application_name: "xdb sync".into(),
-        continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
-        temporary: false,
-    };
+    let config = stream_config(plan, applied, options);
     let mut stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     stream.match_on_catalog_keys(catalog_keys);
     tracing::info!(slot = %slot, from = %applied, "streaming changes");
@@ -240,6 +230,22 @@ async fn stream_once(
     let settings = RunSettings { policy, marker, queued_items: QUEUED_ITEMS, queued_rows: QUEUED_ROWS };
     Box::pin(stream::run::<_, _, SyncError>(stream, writer, settings, metrics, stop)).await?;
     Ok(())
+}
+
+/// The plan's slot read from `start` (the target's position), as `sync`
+/// reads it directly and into a log.
+pub(crate) fn stream_config(plan: &Plan, start: Lsn, options: &SyncOptions) -> ChangeStreamConfig {
+    ChangeStreamConfig {
+        slot: plan.source.slot.clone(),
+        publication: plan.source.publication.clone(),
+        start,
+        heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
+        spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
+        spill_dir: std::env::temp_dir(),
+        application_name: "xdb sync".into(),
+        continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
+        temporary: false,
+    }
 }
 
 /// Transactions waiting for the applier, at most: enough for the next

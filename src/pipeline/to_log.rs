@@ -33,7 +33,7 @@ use crate::pg_conn::client;
 use crate::plan::Plan;
 use crate::sink::ChangeSink;
 use crate::source::postgres::catalog::{load_table, CatalogError, TypeCache};
-use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamConfig, ChangeStreamError, Continuity};
+use crate::source::postgres::change_stream::{ChangeStream, ChangeStreamError};
 use crate::source::postgres::replication::{ReplicationClient, SnapshotAction};
 use crate::source::postgres::{publication, streamable};
 use crate::source::{ChangeSource, ShapeChange, SourceEvent};
@@ -184,17 +184,7 @@ async fn publish(
 ) -> Result<(), ToLogError> {
     let target = &log.target;
     let (start, resume, shapes) = copy_or_resume(plan, log, &catalog, tables, connector, tail, publisher).await?;
-    let config = ChangeStreamConfig {
-        slot: plan.source.slot.clone(),
-        publication: plan.source.publication.clone(),
-        start,
-        heartbeat_interval: Duration::from_secs(plan.source.heartbeat_interval_secs.max(1)),
-        spill_threshold_bytes: crate::tail::spill_threshold_bytes(),
-        spill_dir: std::env::temp_dir(),
-        application_name: "xdb sync".into(),
-        continuity: if options.accept_slot_position { Continuity::AcceptAhead } else { Continuity::Strict },
-        temporary: false,
-    };
+    let config = super::sync::stream_config(plan, start, options);
     let stream = ChangeStream::open(&plan.source.url, catalog, &config).await?;
     tracing::info!(slot = %plan.source.slot, from = %start, stream = %target.stream, "streaming changes into the log");
     let marker = if options.until_caught_up { Some(stream.emit_marker(CATCH_UP_PREFIX).await?) } else { None };

@@ -10,6 +10,16 @@ use crate::model::TableSchema;
 use crate::plan::naming::SqlDialect;
 
 impl SqlDialect {
+    /// Opens a write transaction (SQLite: the write lock taken at once,
+    /// so a busy database fails here, before any statement ran).
+    pub(crate) fn begin(self) -> &'static str {
+        match self {
+            SqlDialect::Mysql => "START TRANSACTION",
+            SqlDialect::Sqlite => "BEGIN IMMEDIATE",
+            SqlDialect::Postgres => "BEGIN",
+        }
+    }
+
     fn placeholder(self, n: usize) -> String {
         match self {
             SqlDialect::Postgres => format!("${n}"),

@@ -35,7 +35,6 @@ use super::postgres::merge::{self, MergeError};
 use super::state;
 use crate::mapping::{self, ConversionError, MappedTable, MappingOverrides, MappingRules, TargetKind};
 use crate::model::{Lsn, Row, TableName, TableSchema, Transaction};
-use crate::plan::naming::SqlDialect;
 use crate::plan::{Plan, TargetUrl};
 use crate::source::{LiveSource, SourceReadError};
 
@@ -568,11 +567,7 @@ impl SinkWriter {
     }
 
     async fn begin(&mut self) -> Result<(), SinkError> {
-        let sql = match self.conn.dialect() {
-            SqlDialect::Mysql => "START TRANSACTION",
-            SqlDialect::Sqlite => "BEGIN IMMEDIATE",
-            SqlDialect::Postgres => "BEGIN",
-        };
+        let sql = self.conn.dialect().begin();
         self.conn.execute_batch(&[sql.to_string()], "starting a transaction").await?;
         Ok(())
     }

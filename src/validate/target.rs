@@ -267,11 +267,7 @@ impl TargetSession {
         rows: &[Row],
     ) -> Result<u64, ValidateError> {
         let d = self.conn.dialect();
-        let begin = match d {
-            SqlDialect::Mysql => "START TRANSACTION",
-            SqlDialect::Sqlite => "BEGIN IMMEDIATE",
-            SqlDialect::Postgres => "BEGIN",
-        };
+        let begin = d.begin();
         self.conn.execute_batch(&[begin.to_string()], "starting a repair transaction").await?;
         // Generated columns are compared, not written: the target computes them.
         let stripped = crate::mapping::generated::writable(mapped, rows);

@@ -112,27 +112,7 @@ impl Augmented {
     /// Whether an UPDATE can leave one of the inputs out (an unchanged
     /// TOASTed value: only variable-length types are TOASTed).
     pub fn toastable(&self) -> bool {
-        self.inputs.iter().any(|&i| {
-            !matches!(
-                self.stream.columns[i].pg_type,
-                PgType::Bool
-                    | PgType::Int2
-                    | PgType::Int4
-                    | PgType::Int8
-                    | PgType::Float4
-                    | PgType::Float8
-                    | PgType::Money
-                    | PgType::Date
-                    | PgType::Time(_)
-                    | PgType::TimeTz(_)
-                    | PgType::Timestamp(_)
-                    | PgType::TimestampTz(_)
-                    | PgType::Interval
-                    | PgType::Uuid
-                    | PgType::Oid
-                    | PgType::Enum { .. }
-            )
-        })
+        self.inputs.iter().any(|&i| self.stream.columns[i].pg_type.is_varlena())
     }
 }
 
