@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::support::{self, kill9, plan, spawn, xdb, MyDb, PgDb, Target};
+use crate::support::{self, kill9, plan, spawn, xdb, MyDb, PgDb, PlanFile, Target};
 
 const TABLES: &str = "
 CREATE TABLE orders (
@@ -25,7 +25,7 @@ fn out(o: &std::process::Output) -> String {
 
 /// The forward copy and stream, caught up, then the way back's start
 /// recorded at that point (the forward sync stopped).
-fn forward_then_start_here(plan: &crate::support::PlanFile) {
+fn forward_then_start_here(plan: &PlanFile) {
     let o = xdb(plan, &["sync", "--until-caught-up"]);
     assert!(o.status.success(), "{}", out(&o));
     let o = xdb(plan, &["sync", "--reverse", "--set-start-here"]);
@@ -35,7 +35,7 @@ fn forward_then_start_here(plan: &crate::support::PlanFile) {
 /// `sync --reverse` stops naming `needle`, and `query` still reads `want`
 /// on the original source: nothing of the refused transaction was applied.
 async fn refused_with_nothing_applied(
-    plan: &crate::support::PlanFile,
+    plan: &PlanFile,
     src: &tokio_postgres::Client,
     needle: &str,
     query: &str,
@@ -52,6 +52,65 @@ async fn my(db: &MyDb) -> mysql_async::Conn {
     let mut c = mysql_async::Conn::from_url(db.url()).await.expect("connect MariaDB");
     c.query_drop("SET time_zone = '+00:00'").await.unwrap();
     c
+}
+
+/// A new source database `name` made by `ddl`, and a new MariaDB target
+/// (`<name>_my`) for `table` with the plan's `extra` YAML.
+async fn source_and_mariadb(name: &str, ddl: &str, table: &str, extra: &str) -> (PgDb, Target, PlanFile) {
+    let db = PgDb::create(name).await;
+    db.exec(ddl).await;
+    let target = Target::Mysql(MyDb::create(&format!("{name}_my")).await);
+    let plan = plan(&db, &target, table, extra);
+    (db, target, plan)
+}
+
+fn mariadb(target: &Target) -> &MyDb {
+    let Target::Mysql(mydb) = target else { unreachable!("a MariaDB target") };
+    mydb
+}
+
+/// `sync --reverse --until-caught-up` succeeds.
+fn way_back(plan: &PlanFile) {
+    let o = xdb(plan, &["sync", "--reverse", "--until-caught-up"]);
+    assert!(o.status.success(), "the way back: {}", out(&o));
+}
+
+/// `xdb validate` finds every column of every row equal.
+fn validates(plan: &PlanFile) {
+    let v = xdb(plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", out(&v));
+}
+
+/// Every column of the one row `sql` reads, as text.
+async fn row_texts(src: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let row = src.query_one(sql, &[]).await.unwrap();
+    (0..row.len()).map(|i| row.get(i)).collect()
+}
+
+/// A login `role` that may replicate but not set
+/// `session_replication_role` (granted later by the test).
+async fn login_without_replica_role(admin: &tokio_postgres::Client, role: &str, password: &str) {
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+               CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{password}'; END IF; END $$;
+             REVOKE SET ON PARAMETER session_replication_role FROM {role};"
+        ))
+        .await
+        .unwrap();
+}
+
+/// The plan for `tables` with `role` as the source's login.
+fn plan_as(db: &PgDb, target: &Target, role: &str, password: &str, tables: &str) -> PlanFile {
+    let repl = db.repl_url();
+    let (scheme, rest) = repl.split_once("://").unwrap();
+    let host = rest.split_once('@').unwrap().1;
+    PlanFile::new(&format!(
+        "name: sync\nsource:\n  url: {scheme}://{role}:{password}@{host}\n  slot: {name}_slot\n  publication: {name}_pub\n\
+         target:\n  url: {}\ntables: [{tables}]\n",
+        target.url(),
+        name = db.name
+    ))
 }
 
 /// The write load on the target after the switch: inserts, updates (also
@@ -122,7 +181,7 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     )
     .await;
     let target = Target::Mysql(MyDb::create("xdb_rev_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let mydb = mariadb(&target);
     let runbook = "cutover:\n  steps:\n    - name: Freeze\n      stop_source_writes: { database: true }\n      rollback: resume_source_writes\n    - name: Drain\n      wait_for_catchup: { timeout: 60s }\n    - name: The way back starts here\n      start_reverse: {}\n";
     let plan = plan(&db, &target, "public.orders, public.events", runbook);
 
@@ -169,8 +228,7 @@ async fn writes_on_mariadb_flow_back_through_kills_and_validate() {
     let stored = src.query_opt("SELECT applied_lsn FROM xdb.state WHERE slot LIKE '%.reverse'", &[]).await.unwrap();
     assert!(stored.is_some(), "no reverse position was stored before the last run");
 
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     let rolled_back: i64 =
         src.query_one("SELECT count(*) FROM events WHERE label = 'rolled back'", &[]).await.unwrap().get(0);
     assert_eq!(rolled_back, 0);
@@ -262,15 +320,15 @@ async fn check_reverse_names_missing_privileges_and_sqlite_has_no_way_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
-    let db = PgDb::create("xdb_rev_rep").await;
-    db.exec(
+    let (db, target, plan) = source_and_mariadb(
+        "xdb_rev_rep",
         "CREATE TABLE flags (id int PRIMARY KEY, flag boolean, note text); ALTER TABLE flags OWNER TO xdb_repl;
          INSERT INTO flags VALUES (1, true, 'a'), (2, false, 'b');",
+        "public.flags",
+        "",
     )
     .await;
-    let target = Target::Mysql(MyDb::create("xdb_rev_rep_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let plan = plan(&db, &target, "public.flags", "");
+    let mydb = mariadb(&target);
     forward_then_start_here(&plan);
 
     // TINYINT(1) holds 5; a boolean does not: reported, never guessed.
@@ -307,8 +365,7 @@ async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
     // Once the original has it too, the way back continues past the statement.
     db.exec("ALTER TABLE flags ADD COLUMN added int").await;
     c.query_drop("UPDATE flags SET added = 42, note = 'after the change' WHERE id = 1").await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     let added: i32 = src.query_one("SELECT added FROM flags WHERE id = 1", &[]).await.unwrap().get(0);
     assert_eq!(added, 42);
 }
@@ -320,8 +377,8 @@ async fn values_and_schema_changes_that_cannot_go_back_are_reported() {
 /// the way back, then `xdb validate` over every column.
 #[tokio::test(flavor = "multi_thread")]
 async fn arrays_and_text_search_vectors_come_back() {
-    let db = PgDb::create("xdb_rev_arr").await;
-    db.exec(
+    let (db, target, plan) = source_and_mariadb(
+        "xdb_rev_arr",
         "CREATE TYPE mpaa_rating AS ENUM ('G', 'PG', 'PG-13', 'R', 'NC-17');
          CREATE DOMAIN year AS integer CHECK (VALUE >= 1901 AND VALUE <= 2155);
          CREATE TABLE film (film_id int PRIMARY KEY, title text NOT NULL, release_year year,
@@ -331,11 +388,11 @@ async fn arrays_and_text_search_vectors_come_back() {
            (1, 'ACADEMY DINOSAUR', 2006, 'PG', '{\"Deleted Scenes\",\"Behind the Scenes\"}', '{1,2,3}',
             to_tsvector('english', 'academy dinosaur epic drama')),
            (2, 'ACE GOLDFINGER', 2006, 'G', '{Trailers}', NULL, to_tsvector('english', 'ace goldfinger'));",
+        "public.film",
+        "",
     )
     .await;
-    let target = Target::Mysql(MyDb::create("xdb_rev_arr_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let plan = plan(&db, &target, "public.film", "");
+    let mydb = mariadb(&target);
     forward_then_start_here(&plan);
 
     let mut c = my(mydb).await;
@@ -351,18 +408,16 @@ async fn arrays_and_text_search_vectors_come_back() {
     .await
     .unwrap();
     c.query_drop("UPDATE film SET rating = 'R', special_features = NULL WHERE film_id = 1").await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     let src = db.super_client().await;
-    let row = src
-        .query_one("SELECT special_features::text, scores::text, fulltext::text FROM film WHERE film_id = 2", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), r#"{Trailers,Commentaries,NULL,"a \"quoted\" {one}"}"#);
-    assert_eq!(row.get::<_, String>(1), "{{1,2},{3,NULL}}");
-    assert_eq!(row.get::<_, String>(2), "'ace':1 'goldfing':2 'new':3");
-    let v = xdb(&plan, &["validate"]);
-    assert!(v.status.success(), "validate: {}", out(&v));
+    let got =
+        row_texts(&src, "SELECT special_features::text, scores::text, fulltext::text FROM film WHERE film_id = 2")
+            .await;
+    assert_eq!(
+        got,
+        [r#"{Trailers,Commentaries,NULL,"a \"quoted\" {one}"}"#, "{{1,2},{3,NULL}}", "'ace':1 'goldfing':2 'new':3"]
+    );
+    validates(&plan);
 
     // A JSON array PostgreSQL has no array for: reported, nothing applied.
     c.query_drop("UPDATE film SET scores = '[[1], [2, 3]]', title = 'RAGGED' WHERE film_id = 3").await.unwrap();
@@ -384,8 +439,8 @@ async fn arrays_and_text_search_vectors_come_back() {
 /// refused naming table, column and key, with nothing applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn addresses_intervals_and_bit_strings_come_back() {
-    let db = PgDb::create("xdb_rev_net").await;
-    db.exec(
+    let (db, target, plan) = source_and_mariadb(
+        "xdb_rev_net",
         "CREATE TABLE sessions (id int PRIMARY KEY, ip inet, net cidr, mac macaddr, mac8 macaddr8,
            took interval, flags bit(4), tags varbit(8), note text);
          ALTER TABLE sessions OWNER TO xdb_repl;
@@ -393,11 +448,11 @@ async fn addresses_intervals_and_bit_strings_come_back() {
            (1, '192.168.0.10/24', '10.0.0.0/8', '08:00:2b:01:02:03', '08:00:2b:01:02:03:04:05',
             '1 year 2 mons -3 days 04:05:06.5', B'1010', B'101', 'first'),
            (2, '2001:db8::1', '2001:db8::/32', NULL, NULL, '-00:00:01', B'0000', B'', 'second');",
+        "public.sessions",
+        "",
     )
     .await;
-    let target = Target::Mysql(MyDb::create("xdb_rev_net_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let plan = plan(&db, &target, "public.sessions", "");
+    let mydb = mariadb(&target);
     forward_then_start_here(&plan);
 
     let mut c = my(mydb).await;
@@ -410,17 +465,9 @@ async fn addresses_intervals_and_bit_strings_come_back() {
     c.query_drop("UPDATE sessions SET took = '3 days 00:00:01', flags = '1111', note = 'back' WHERE id = 1")
         .await
         .unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     let src = db.super_client().await;
-    let row = src
-        .query_one(
-            "SELECT ip::text, net::text, mac::text, mac8::text, took::text, flags::text, tags::text FROM sessions WHERE id = 3",
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<String> = (0..7).map(|i| row.get(i)).collect();
+    let got = row_texts(&src, "SELECT ip::text, net::text, mac::text, mac8::text, took::text, flags::text, tags::text FROM sessions WHERE id = 3").await;
     assert_eq!(
         got,
         [
@@ -435,8 +482,7 @@ async fn addresses_intervals_and_bit_strings_come_back() {
     );
     let took: String = src.query_one("SELECT took::text FROM sessions WHERE id = 1", &[]).await.unwrap().get(0);
     assert_eq!(took, "3 days 00:00:01");
-    let v = xdb(&plan, &["validate"]);
-    assert!(v.status.success(), "validate: {}", out(&v));
+    validates(&plan);
 
     // Text the source's type cannot hold: refused, nothing applied.
     c.query_drop("UPDATE sessions SET flags = '10', note = 'SHORT' WHERE id = 2").await.unwrap();
@@ -458,18 +504,18 @@ async fn addresses_intervals_and_bit_strings_come_back() {
 /// (PostgreSQL would round it) is refused, nothing applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn arrays_of_dates_times_and_floats_come_back() {
-    let db = PgDb::create("xdb_rev_arr2").await;
-    db.exec(
+    let (db, target, plan) = source_and_mariadb(
+        "xdb_rev_arr2",
         "CREATE TABLE stays (id int PRIMARY KEY, nights date[], seen timestamptz[], gaps interval[],
            readings float8[], coarse real[], prices numeric(10,2)[], amounts numeric[], note text);
          ALTER TABLE stays OWNER TO xdb_repl;
          INSERT INTO stays VALUES (1, '{2024-01-02,2024-01-03}', '{\"2024-03-05 10:11:12.5+00\"}', '{\"1 day 02:00:00\"}',
            '{0.1,-2.5e100,NaN}', '{0.5,Infinity}', '{1.50,2.25}', '{1.000,-0.5,NaN}', 'first');",
+        "public.stays",
+        "",
     )
     .await;
-    let target = Target::Mysql(MyDb::create("xdb_rev_arr2_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let plan = plan(&db, &target, "public.stays", "");
+    let mydb = mariadb(&target);
     forward_then_start_here(&plan);
     let mut c = my(mydb).await;
     c.query_drop(
@@ -480,19 +526,15 @@ async fn arrays_of_dates_times_and_floats_come_back() {
     .await
     .unwrap();
     c.query_drop("UPDATE stays SET readings = '[[1, 2], [3, 4]]', note = 'back' WHERE id = 1").await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     let src = db.super_client().await;
     src.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
-    let row = src
-        .query_one(
-            "SELECT nights::text, seen::text, gaps::text, readings::text, coarse::text, prices::text, amounts::text \
+    let got = row_texts(
+        &src,
+        "SELECT nights::text, seen::text, gaps::text, readings::text, coarse::text, prices::text, amounts::text \
              FROM stays WHERE id = 2",
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<String> = (0..7).map(|i| row.get(i)).collect();
+    )
+    .await;
     assert_eq!(
         got,
         [
@@ -507,8 +549,7 @@ async fn arrays_of_dates_times_and_floats_come_back() {
     );
     let r1: String = src.query_one("SELECT readings::text FROM stays WHERE id = 1", &[]).await.unwrap().get(0);
     assert_eq!(r1, "{{1,2},{3,4}}");
-    let v = xdb(&plan, &["validate"]);
-    assert!(v.status.success(), "validate: {}", out(&v));
+    validates(&plan);
 
     c.query_drop("UPDATE stays SET prices = '[1.555]', note = 'ROUNDED' WHERE id = 2").await.unwrap();
     refused_with_nothing_applied(
@@ -528,15 +569,15 @@ async fn arrays_of_dates_times_and_floats_come_back() {
 /// outside the plan is left alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_truncate_on_the_target_comes_back() {
-    let db = PgDb::create("xdb_rev_trunc").await;
-    db.exec(
+    let (db, target, plan) = source_and_mariadb(
+        "xdb_rev_trunc",
         "CREATE TABLE carts (id int PRIMARY KEY, note text); ALTER TABLE carts OWNER TO xdb_repl;
          INSERT INTO carts SELECT g, 'cart ' || g FROM generate_series(1, 50) g;",
+        "public.carts",
+        "",
     )
     .await;
-    let target = Target::Mysql(MyDb::create("xdb_rev_trunc_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let plan = plan(&db, &target, "public.carts", "");
+    let mydb = mariadb(&target);
     forward_then_start_here(&plan);
     let mut c = my(mydb).await;
     c.query_drop("CREATE TABLE scratch (id int PRIMARY KEY); INSERT INTO scratch VALUES (1); TRUNCATE TABLE scratch")
@@ -545,8 +586,7 @@ async fn a_truncate_on_the_target_comes_back() {
     c.query_drop("UPDATE carts SET note = 'before' WHERE id = 1").await.unwrap();
     c.query_drop(format!("TRUNCATE TABLE `{}`.`carts`", mydb.name)).await.unwrap();
     c.query_drop("INSERT INTO carts VALUES (7, 'after the truncate')").await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     let src = db.super_client().await;
     let rows: Vec<(i32, String)> = src
         .query("SELECT id, note FROM carts ORDER BY id", &[])
@@ -556,8 +596,7 @@ async fn a_truncate_on_the_target_comes_back() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(rows, vec![(7, "after the truncate".to_string())]);
-    let v = xdb(&plan, &["validate"]);
-    assert!(v.status.success(), "validate: {}", out(&v));
+    validates(&plan);
 }
 
 /// The original source's foreign keys with actions (pagila's `ON UPDATE
@@ -571,14 +610,7 @@ async fn a_truncate_on_the_target_comes_back() {
 async fn the_sources_foreign_key_actions_do_not_act_on_the_way_back() {
     let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
     let role = "xdb_rev_fk_login";
-    admin
-        .batch_execute(&format!(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
-               CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'pw-fk'; END IF; END $$;
-             REVOKE SET ON PARAMETER session_replication_role FROM {role};"
-        ))
-        .await
-        .unwrap();
+    login_without_replica_role(&admin, role, "pw-fk").await;
     let db = PgDb::create("xdb_rev_fk").await;
     db.exec(&format!(
         "GRANT ALL ON DATABASE {name} TO {role};
@@ -594,16 +626,8 @@ async fn the_sources_foreign_key_actions_do_not_act_on_the_way_back() {
     ))
     .await;
     let target = Target::Mysql(MyDb::create("xdb_rev_fk_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let repl = db.repl_url();
-    let (scheme, rest) = repl.split_once("://").unwrap();
-    let host = rest.split_once('@').unwrap().1;
-    let plan = support::PlanFile::new(&format!(
-        "name: sync\nsource:\n  url: {scheme}://{role}:pw-fk@{host}\n  slot: {name}_slot\n  publication: {name}_pub\n\
-         target:\n  url: {}\ntables: [public.rental, public.payment, public.line]\n",
-        target.url(),
-        name = db.name
-    ));
+    let mydb = mariadb(&target);
+    let plan = plan_as(&db, &target, role, "pw-fk", "public.rental, public.payment, public.line");
     forward_then_start_here(&plan);
     let mut c = my(mydb).await;
     // The application on the target: a rental deleted and one renumbered
@@ -625,16 +649,14 @@ async fn the_sources_foreign_key_actions_do_not_act_on_the_way_back() {
     assert_eq!(count("SELECT count(*) FROM rental").await, 5, "nothing applied");
 
     admin.batch_execute(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")).await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     assert_eq!(
         count("SELECT count(*) FROM payment WHERE rental_id IN (1, 2)").await,
         8,
         "payments keep their rental ids"
     );
     assert_eq!(count("SELECT count(*) FROM line WHERE rental_id = 1").await, 4, "no cascade deleted the lines");
-    let v = xdb(&plan, &["validate"]);
-    assert!(v.status.success(), "validate: {}", out(&v));
+    validates(&plan);
 }
 
 /// Values of extension and composite types (citext, hstore, a range, a
@@ -645,20 +667,20 @@ async fn the_sources_foreign_key_actions_do_not_act_on_the_way_back() {
 /// of the way back stopping on the first change of the table.
 #[tokio::test(flavor = "multi_thread")]
 async fn extension_types_come_back_as_text_and_check_names_what_cannot() {
-    let db = PgDb::create("xdb_rev_ext").await;
-    db.exec(
+    let overrides = "mapping:\n  columns:\n    public.kunden.mail: LONGTEXT\n    public.kunden.props: LONGTEXT\n    public.kunden.during: LONGTEXT\n    public.kunden.home: LONGTEXT\n";
+    let (db, target, plan) = source_and_mariadb(
+        "xdb_rev_ext",
         "CREATE EXTENSION IF NOT EXISTS citext; CREATE EXTENSION IF NOT EXISTS hstore;
          CREATE TYPE addr AS (street text, zip int);
          CREATE DOMAIN email AS citext CHECK (VALUE ~ '@');
          CREATE TABLE kunden (id int PRIMARY KEY, mail email, props hstore, during tstzrange, home addr, note text);
          ALTER TABLE kunden OWNER TO xdb_repl;
          INSERT INTO kunden VALUES (1, 'A@b.de', 'a=>1, b=>NULL', '[2024-01-01,2024-02-01)', ROW('Hauptstr. 1', 12345), 'first');",
+        "public.kunden",
+        overrides,
     )
     .await;
-    let target = Target::Mysql(MyDb::create("xdb_rev_ext_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let overrides = "mapping:\n  columns:\n    public.kunden.mail: LONGTEXT\n    public.kunden.props: LONGTEXT\n    public.kunden.during: LONGTEXT\n    public.kunden.home: LONGTEXT\n";
-    let plan = plan(&db, &target, "public.kunden", overrides);
+    let mydb = mariadb(&target);
     let o = xdb(&plan, &["sync", "--until-caught-up"]);
     assert!(o.status.success(), "{}", out(&o));
     let o = xdb(&plan, &["check", "--reverse"]);
@@ -672,17 +694,13 @@ async fn extension_types_come_back_as_text_and_check_names_what_cannot() {
     .await
     .unwrap();
     c.query_drop("INSERT INTO kunden VALUES (2, 'n@m.de', NULL, 'empty', NULL, 'new')").await.unwrap();
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     let src = db.super_client().await;
-    let row = src
-        .query_one("SELECT mail::text, props::text, during::text, home::text, note FROM kunden WHERE id = 1", &[])
-        .await
-        .unwrap();
-    let got: Vec<String> = (0..5).map(|i| row.get(i)).collect();
+    let got =
+        row_texts(&src, "SELECT mail::text, props::text, during::text, home::text, note FROM kunden WHERE id = 1")
+            .await;
     assert_eq!(got, ["X@Y.org", "\"c\"=>\"x y\"", "[\"2025-01-01 00:00:00+00\",)", "(\"a\"\"b\",)", "back"]);
-    let v = xdb(&plan, &["validate"]);
-    assert!(v.status.success(), "validate: {}", out(&v));
+    validates(&plan);
 
     // timetz went forward normalised to UTC: named by check --reverse.
     db.exec("ALTER TABLE kunden ADD COLUMN opens timetz").await;
@@ -704,14 +722,7 @@ async fn extension_types_come_back_as_text_and_check_names_what_cannot() {
 async fn the_sources_triggers_do_not_fire_on_the_way_back() {
     let admin = support::pg_connect(&support::pg_super_url("postgres")).await;
     let role = "xdb_rev_trg_login";
-    admin
-        .batch_execute(&format!(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
-               CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'pw-trg'; END IF; END $$;
-             REVOKE SET ON PARAMETER session_replication_role FROM {role};"
-        ))
-        .await
-        .unwrap();
+    login_without_replica_role(&admin, role, "pw-trg").await;
     let db = PgDb::create("xdb_rev_trg").await;
     db.exec(&format!("GRANT ALL ON DATABASE {} TO {role}", db.name)).await;
     db.exec(&format!(
@@ -723,16 +734,8 @@ async fn the_sources_triggers_do_not_fire_on_the_way_back() {
     ))
     .await;
     let target = Target::Mysql(MyDb::create("xdb_rev_trg_my").await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
-    let repl = db.repl_url();
-    let (scheme, rest) = repl.split_once("://").unwrap();
-    let host = rest.split_once('@').unwrap().1;
-    let plan = support::PlanFile::new(&format!(
-        "name: sync\nsource:\n  url: {scheme}://{role}:pw-trg@{host}\n  slot: {name}_slot\n  publication: {name}_pub\n\
-         target:\n  url: {}\ntables: [public.film]\n",
-        target.url(),
-        name = db.name
-    ));
+    let mydb = mariadb(&target);
+    let plan = plan_as(&db, &target, role, "pw-trg", "public.film");
     forward_then_start_here(&plan);
 
     let mut c = my(mydb).await;
@@ -761,15 +764,13 @@ async fn the_sources_triggers_do_not_fire_on_the_way_back() {
     admin.batch_execute(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")).await.unwrap();
     let o = xdb(&plan, &["check", "--reverse"]);
     assert!(out(&o).contains("will not fire on the way back"), "{}", out(&o));
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "{}", out(&o));
+    way_back(&plan);
     assert_eq!(title(2).await, "ACE GOLDFINGER II");
     let at: String = src.query_one("SELECT last_update::text FROM film WHERE film_id = 2", &[]).await.unwrap().get(0);
     assert_eq!(at, "2026-12-01 10:00:00", "the source's last_updated trigger fired on the way back");
     let audited: i64 = src.query_one("SELECT count(*) FROM audit", &[]).await.unwrap().get(0);
     assert_eq!(audited, 0, "the source's audit trigger fired on the way back");
-    let v = xdb(&plan, &["validate"]);
-    assert!(v.status.success(), "validate: {}", out(&v));
+    validates(&plan);
     drop(db);
     admin.batch_execute(&format!("REVOKE SET ON PARAMETER session_replication_role FROM {role}")).await.unwrap();
 }
@@ -789,7 +790,7 @@ async fn generated_columns_come_back(generated_yaml: &str, tag: &str) {
     )
     .await;
     let target = Target::Mysql(MyDb::create(&format!("xdb_rev_gen_my_{tag}")).await);
-    let Target::Mysql(mydb) = &target else { unreachable!() };
+    let mydb = mariadb(&target);
     let extra = format!(
         "{generated_yaml}cutover:\n  steps:\n    - name: Freeze\n      stop_source_writes: {{ database: true }}\n      rollback: resume_source_writes\n    - name: Drain\n      wait_for_catchup: {{ timeout: 60s }}\n    - name: Back\n      start_reverse: {{}}\n"
     );
@@ -810,8 +811,7 @@ async fn generated_columns_come_back(generated_yaml: &str, tag: &str) {
         // A plain column on MariaDB: the application keeps it right.
         c.query_drop("UPDATE order_lines SET total = qty * 3 + 1 WHERE id <= 10 OR id = 100").await.unwrap();
     }
-    let o = xdb(&plan, &["sync", "--reverse", "--until-caught-up"]);
-    assert!(o.status.success(), "the way back: {}", out(&o));
+    way_back(&plan);
     let src = db.super_client().await;
     let row = src.query_one("SELECT qty, total::text FROM order_lines WHERE id = 100", &[]).await.unwrap();
     assert_eq!((row.get::<_, i32>(0), row.get::<_, String>(1)), (3, "10".to_string()));
