@@ -16,16 +16,9 @@ TXS=${1:-50000}
 ROWS=${2:-100000}
 TARGETS=${XDB_BENCH_TARGETS:-postgres native}
 
-scripts/dev-dbs.sh up >/dev/null
+bench_setup backlog
 command -v pgbench >/dev/null || apt-get install -y -qq postgresql-contrib >/dev/null
-eval "$(scripts/dev-dbs.sh env)"
-[ -n "${XDB_BENCH_BIN:-}" ] || cargo build --release --quiet --bin xdb
-XDB=${XDB_BENCH_BIN:-$(pwd)/target/release/xdb}
-PGBASE=${XDB_PG_SUPER_URL%/*}
 SRC=xdb_backlog_src
-MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-backlog.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
 export PGPW="$XDB_PG_REPL_PASSWORD" MYPW="$XDB_MYSQL_PASSWORD"
 q() { psql "$1" -qAtc "$2"; }
 

@@ -15,16 +15,10 @@ SECS=${1:-60}
 ROWS=${2:-100000}
 TARGETS=${XDB_BENCH_TARGETS:-sqlite mysql postgres native}
 
-scripts/dev-dbs.sh up >/dev/null
+bench_setup cdc
 command -v pgbench >/dev/null || apt-get install -y -qq postgresql-contrib >/dev/null
 command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
-eval "$(scripts/dev-dbs.sh env)"
-cargo build --release --quiet --bin xdb
-XDB=$(pwd)/target/release/xdb
-PGBASE=${XDB_PG_SUPER_URL%/*}
 SRC=xdb_cdc_src
-MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-cdc.XXXXXX)
 cleanup() { [ -n "${SYNC_PID:-}" ] && kill "$SYNC_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 export PGPW="$XDB_PG_REPL_PASSWORD" MYPW="$XDB_MYSQL_PASSWORD"

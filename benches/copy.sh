@@ -16,15 +16,8 @@ cd "$(dirname "$0")/.."
 ROWS=${1:-1000000}
 TARGETS=${XDB_BENCH_TARGETS:-mysql sqlite postgres}
 
-scripts/dev-dbs.sh up >/dev/null
-eval "$(scripts/dev-dbs.sh env)"
-cargo build --release --quiet --bin xdb
-XDB=${CARGO_TARGET_DIR:-$(pwd)/target}/release/xdb
-PGBASE=${XDB_PG_SUPER_URL%/*}
+bench_setup bench
 SRC=xdb_bench_src
-MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[2])/float(sys.argv[1]):.2f}')" "$1" "$2"; }
 

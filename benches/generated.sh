@@ -18,15 +18,8 @@ TXS=${1:-20000}
 ROWS=${2:-50000}
 TARGETS=${XDB_BENCH_TARGETS:-sqlite mysql}
 
-scripts/dev-dbs.sh up >/dev/null
-eval "$(scripts/dev-dbs.sh env)"
-[ -n "${XDB_BENCH_BIN:-}" ] || cargo build --release --quiet --bin xdb
-XDB=${XDB_BENCH_BIN:-$(pwd)/target/release/xdb}
-PGBASE=${XDB_PG_SUPER_URL%/*}
+bench_setup genbench
 SRC=xdb_genbench_src
-MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-genbench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
 export PGPW="$XDB_PG_REPL_PASSWORD" MYPW="$XDB_MYSQL_PASSWORD"
 q() { psql "$1" -qAtc "$2"; }
 

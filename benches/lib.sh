@@ -5,12 +5,32 @@
 #                           jsonb document (copy and validate benches)
 #   orders_live DB ROWS     ROWS rows and a sequence after them, for loads that
 #                           insert (change-stream benches); drops DB's slots first
+#   bench_setup NAME        the dev servers up and their environment, the xdb
+#                           to time ($XDB: XDB_BENCH_BIN, or XDB_BIN, else a
+#                           release build), PGBASE, MYARGS (the mariadb
+#                           client's), WORK (/tmp/xdb-NAME.*, removed on exit
+#                           unless the bench sets its own EXIT trap)
 #   probe_visible SECS GAP OUT INSERT CHECK...
 #                           commit-to-visible probes for SECS seconds, one
 #                           every GAP seconds: `INSERT i t_ms` commits probe
 #                           row i on the source; each `CHECK i` (one per
 #                           target) succeeds once the row is visible there;
 #                           the milliseconds per target go to OUT.<k> (k = 1…)
+
+bench_setup() {
+  scripts/dev-dbs.sh up >/dev/null
+  eval "$(scripts/dev-dbs.sh env)"
+  local bin=${XDB_BENCH_BIN:-${XDB_BIN:-}}
+  if [ -z "$bin" ]; then
+    cargo build --release --quiet --bin xdb
+    bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/xdb
+  fi
+  XDB=$(realpath "$bin")
+  PGBASE=${XDB_PG_SUPER_URL%/*}
+  MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
+  WORK=$(mktemp -d "/tmp/xdb-$1.XXXXXX")
+  trap 'rm -rf "$WORK"' EXIT
+}
 
 now() { date +%s.%N; }
 now_ms() { date +%s%3N; }

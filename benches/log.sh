@@ -23,14 +23,8 @@ TXNS=${2:-20000}
 SECS=${3:-30}
 RATE=${XDB_BENCH_RATE:-1000}
 
-scripts/dev-dbs.sh up >/dev/null
-eval "$(scripts/dev-dbs.sh env)"
-if [ -z "${XDB_BIN:-}" ]; then cargo build --release --quiet --bin xdb; XDB_BIN=target/release/xdb; fi
-XDB=$(realpath "$XDB_BIN")
-PGBASE=${XDB_PG_SUPER_URL%/*}
+bench_setup bench-log
 SRC=xdb_bench_log
-MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-bench-log.XXXXXX)
 chmod 755 "$WORK"
 PORT=${XDB_NATS_PORT:-61220}
 CPORT=${XDB_NATS_CLUSTER_PORT:-62220}

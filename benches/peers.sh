@@ -36,8 +36,7 @@ RUNS=${XDB_BENCH_RUNS:-3}
 PARTS=${XDB_PEERS:-postgres mysql sqlite validate backlog}
 PARTS=${PARTS//mariadb/mysql}   # the MariaDB part answers to either name
 
-scripts/dev-dbs.sh up >/dev/null
-eval "$(scripts/dev-dbs.sh env)"
+bench_setup peers
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 if has postgres && ! command -v pgcopydb >/dev/null; then apt-get install -y -qq pgcopydb >/dev/null; fi
 RELADIFF_VENV=${XDB_RELADIFF_VENV:-$HOME/.cache/xdb-bench/reladiff-venv}
@@ -45,14 +44,9 @@ if has validate && [ ! -x "$RELADIFF_VENV/bin/reladiff" ]; then
   python3 -m venv "$RELADIFF_VENV"
   "$RELADIFF_VENV/bin/pip" install -q 'reladiff[postgresql]==0.6.0'
 fi
-[ -n "${XDB_BENCH_BIN:-}" ] || cargo build --release --quiet --bin xdb
-XDB=${XDB_BENCH_BIN:-${CARGO_TARGET_DIR:-$(pwd)/target}/release/xdb}
-PGBASE=${XDB_PG_SUPER_URL%/*}
 RDBASE=postgresql${PGBASE#postgres}   # reladiff knows the long scheme only
 SRC=xdb_peers_src
 PGDB=xdb_peers_pg NATIVE=xdb_peers_native PGCOPYDB=xdb_peers_pgcopydb MYDB=xdb_peers_my
-MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-peers.XXXXXX)
 q() { psql "$1" -qAtc "$2"; }
 
 drop_subscription() {

@@ -18,18 +18,10 @@ SECS=${1:-30}
 ROWS=${2:-100000}
 RATE=${XDB_BENCH_RATE:-5500}
 
-scripts/dev-dbs.sh up >/dev/null
-eval "$(scripts/dev-dbs.sh env)"
-if [ -z "${XDB_BIN:-}" ]; then
-  cargo build --release --quiet --bin xdb
-  XDB_BIN=target/release/xdb
-fi
-XDB=$(cd "$(dirname "$XDB_BIN")" && pwd)/$(basename "$XDB_BIN")
-PGBASE=${XDB_PG_SUPER_URL%/*}
+bench_setup rev-bench
 REPLBASE=${XDB_PG_URL%/*}
 DB=xdb_rev_bench
-MY=(mariadb --no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-rev-bench.XXXXXX)
+MY=(mariadb "${MYARGS[@]}")
 cleanup() {
   [ -n "${REV_PID:-}" ] && kill "$REV_PID" 2>/dev/null
   rm -rf "$WORK"

@@ -15,14 +15,8 @@ ROWS=${1:-1000000}
 TARGETS=${XDB_BENCH_TARGETS:-mysql sqlite postgres}
 EXTRA=${XDB_VALIDATE_ARGS:-}
 
-[ -n "${XDB_PG_SUPER_URL:-}" ] || { scripts/dev-dbs.sh up >/dev/null; eval "$(scripts/dev-dbs.sh env)"; }
-cargo build --release --quiet --bin xdb
-XDB=${CARGO_TARGET_DIR:-$(pwd)/target}/release/xdb
-PGBASE=${XDB_PG_SUPER_URL%/*}
+bench_setup vbench
 SRC=xdb_vbench_src
-MYARGS=(--no-defaults -h 127.0.0.1 -P "$XDB_MYSQL_PORT" -u xdb "-p$XDB_MYSQL_PASSWORD")
-WORK=$(mktemp -d /tmp/xdb-vbench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
