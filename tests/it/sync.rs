@@ -994,6 +994,69 @@ async fn million_row_transaction_in_bounded_memory() {
     eprintln!("1M-row transaction: peak RSS {peak_mib} MiB");
 }
 
+/// A transaction larger than the spill threshold waits in a temporary file
+/// while it is applied. A `sync` killed with -9 meanwhile (an OOM kill, a
+/// node drained) must not leave that file behind: a crash loop would fill
+/// the temporary directory with one file as large as the transaction per
+/// restart. The restarted `sync` applies the transaction whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_while_it_holds_a_spilled_transaction_leaves_no_file_behind() {
+    let db = PgDb::create("xdb_spill_kill").await;
+    db.exec("CREATE TABLE big (id int PRIMARY KEY, v text); ALTER TABLE big OWNER TO xdb_repl;").await;
+    let pgt = PgDb::create("xdb_spill_kill_t").await;
+    let target_db = pgt.name.clone();
+    let target = Target::Postgres(pgt);
+    let plan = plan(&db, &target, "big", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let tmp = std::env::temp_dir().join(support::unique("xdb_spill_dir"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let spill_files = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("xdb-spill-"))
+            .count()
+    };
+    // The target table locked against writes (reads pass: `sync` starts):
+    // the transaction is applied from its file and waits there.
+    let Target::Postgres(t) = &target else { unreachable!() };
+    let locker = t.super_client().await;
+    locker.batch_execute("BEGIN; LOCK TABLE public.big IN SHARE MODE").await.unwrap();
+    db.exec("INSERT INTO big SELECT g, 'value ' || g FROM generate_series(1, 50000) g").await;
+    let mut child = support::xdb_command()
+        .args(["sync", "--plan", plan.path.to_str().unwrap()])
+        .env("TMPDIR", &tmp)
+        .env("XDB_SPILL_THRESHOLD_BYTES", "100000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let watcher = db.super_client().await;
+    wait_until("sync's apply waiting on the locked target table", Duration::from_secs(60), || {
+        let (watcher, target_db) = (&watcher, &target_db);
+        async move {
+            let n: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                    &[target_db],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n > 0
+        }
+    })
+    .await;
+    kill9(&mut child);
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    let left = spill_files();
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert_eq!(left, 0, "a spill file outlived the killed sync");
+    ok(&xdb(&plan, &["sync", "--until-caught-up"]));
+    assert_eq!(target.count("public.big").await, 50_000);
+    let v = xdb(&plan, &["validate"]);
+    assert!(v.status.success(), "validate: {}", support::text(&v));
+}
+
 /// A composite primary key with a text column fits InnoDB's 3072-byte key
 /// limit on MariaDB (the text part is sized to what the other parts leave),
 /// and the copy and the stream both land.

@@ -175,7 +175,8 @@ struct Mark {
     messages: usize,
 }
 
-/// A file removed when dropped.
+/// A spill file's name, for messages; removed when dropped where it could
+/// not be removed at once (see [`SpillWriter::create`]).
 #[derive(Debug)]
 struct TempPath(PathBuf);
 
@@ -202,6 +203,11 @@ impl SpillWriter {
             .create_new(true)
             .open(&path)
             .map_err(|source| AssemblerError::Spill { path: path.clone(), action: "create", source })?;
+        // Written and read back through this one handle: on Unix the name
+        // goes now, so that a process killed with -9 (or by the OOM killer)
+        // leaves nothing behind; the space is freed when the handle closes.
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&path);
         Ok(SpillWriter { writer: BufWriter::with_capacity(256 << 10, file), len: 0, path: TempPath(path) })
     }
 
@@ -970,8 +976,14 @@ mod tests {
             self.a.feed(Lsn(self.lsn), &encode(&msg, self.in_stream))
         }
 
+        /// Spill files open in this process under the harness's directory
+        /// (their names are removed at once: counted by open handle).
         fn spill_files(&self) -> usize {
-            std::fs::read_dir(&self.dir).unwrap().count()
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.starts_with(&self.dir))
+                .count()
         }
     }
 
