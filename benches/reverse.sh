@@ -24,6 +24,9 @@ DB=xdb_rev_bench
 MY=(mariadb "${MYARGS[@]}")
 cleanup() {
   [ -n "${REV_PID:-}" ] && kill "$REV_PID" 2>/dev/null
+  # The forward slot would hold the dev server's WAL until the next run.
+  psql "$XDB_PG_SUPER_URL" -qAtc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+    WHERE database = '$DB' AND NOT active" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
