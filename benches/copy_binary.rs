@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use xdb::model::PgType;
-use xdb::source::postgres::copy_binary::CopyBinaryReader;
+use xdb::source::postgres::codec::copy_binary::CopyBinaryReader;
 
 const ROWS: usize = 100_000;
 

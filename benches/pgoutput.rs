@@ -10,7 +10,9 @@ use xdb::model::Lsn;
 use xdb::source::postgres::assembler::{
     AssemblerConfig, AssemblerEvent, BuiltinTypes, TransactionAssembler, ValueDecoders,
 };
-use xdb::source::postgres::pgoutput::{decode, encode, PgoutputMessage, RelationBody, RelationColumn, TupleDatum};
+use xdb::source::postgres::codec::pgoutput::{
+    decode, encode, PgoutputMessage, RelationBody, RelationColumn, TupleDatum,
+};
 
 const ROWS: usize = 1000;
 

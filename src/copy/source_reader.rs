@@ -15,7 +15,7 @@ use crate::error_policy::pg_error_text;
 use crate::model::{pg_ident, PgType, Row, TableName, TableSchema};
 use crate::pg_conn::client;
 use crate::plan::SecretUrl;
-use crate::source::postgres::copy_binary::{CopyBinaryError, CopyBinaryReader};
+use crate::source::postgres::codec::copy_binary::{CopyBinaryError, CopyBinaryReader};
 use crate::source::postgres::select::{mark_unknown, select_list};
 
 /// Rows handed to the writer at a time.

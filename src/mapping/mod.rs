@@ -163,7 +163,7 @@ pub struct MappedTable {
     pub source: Arc<TableSchema>,
     pub kind: TargetKind,
     /// The target table name: `t` / `s__t` on MySQL and SQLite (see
-    /// [`naming::Naming::flat_table_name`]), `s.t` on PostgreSQL.
+    /// [`crate::plan::naming::Naming::flat_table_name`]), `s.t` on PostgreSQL.
     pub target_name: String,
     /// The target table, quoted for SQL.
     pub target_ident: String,

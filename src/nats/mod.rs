@@ -62,7 +62,7 @@ pub enum LogError {
 }
 
 impl LogError {
-    /// Decided from the client's error kinds ([`crate::error_policy`]).
+    /// Decided from the client's error kinds (`error_policy.rs`).
     pub fn is_retryable(&self) -> bool {
         match self {
             LogError::Connect { source, .. } => crate::error_policy::nats_connect(source.kind()).is_transient(),

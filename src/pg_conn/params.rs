@@ -63,7 +63,7 @@ pub struct XdbParams {
     pub rest: String,
     pub tls: PgTls,
     /// `allow_insecure_password=true`: send a cleartext or MD5 password to a
-    /// server that is not authenticated (see [`ReplicationConfig`]).
+    /// server that is not authenticated (see the replication connection's `ReplicationConfig`).
     pub allow_insecure_password: bool,
 }
 

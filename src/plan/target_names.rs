@@ -13,7 +13,7 @@
 //! [`TargetNames::from_mapping`]) into every [`Naming`] made from it:
 //! every command and every part of one (DDL, copy, stream, validate,
 //! cutover steps, status, the way back) names tables through a `Naming`
-//! or a [`MappedTable`](super::MappedTable) made with one, so none can
+//! or a `MappedTable` made with one, so none can
 //! disagree with another about where a table went — and a plan made in the
 //! process (the way back's swapped plan) carries its own names, not the
 //! forward plan's.

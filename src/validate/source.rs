@@ -16,7 +16,7 @@ use crate::mapping::{canonical, CanonicalValue, MappedTable, RowHasher};
 use crate::model::{pg_ident, Lsn, Row, TableSchema, Value};
 use crate::pg_conn::client;
 use crate::plan::SecretUrl;
-use crate::source::postgres::copy_binary::CopyBinaryReader;
+use crate::source::postgres::codec::copy_binary::CopyBinaryReader;
 use crate::source::postgres::select::{mark_unknown, select_list};
 
 /// One connection inside the validation's snapshot.

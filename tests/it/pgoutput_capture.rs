@@ -11,7 +11,7 @@ use xdb::model::{Change, Lsn, Transaction, Value};
 use xdb::source::postgres::assembler::{
     AssemblerConfig, AssemblerEvent, BuiltinTypes, SpilledTransaction, TransactionAssembler, ValueDecoders,
 };
-use xdb::source::postgres::pgoutput::{self, PgoutputMessage};
+use xdb::source::postgres::codec::pgoutput::{self, PgoutputMessage};
 
 use crate::support::{unique, PgDb};
 

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use futures_util::StreamExt;
 use xdb::model::{DateValue, NumericValue, PgType, Row, TimestampValue, Value};
-use xdb::source::postgres::copy_binary::CopyBinaryReader;
-use xdb::source::postgres::value_binary::decode_binary;
-use xdb::source::postgres::value_text::decode_text;
+use xdb::source::postgres::codec::copy_binary::CopyBinaryReader;
+use xdb::source::postgres::codec::value_binary::decode_binary;
+use xdb::source::postgres::codec::value_text::decode_text;
 
 use crate::support::PgDb;
 

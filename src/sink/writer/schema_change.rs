@@ -554,7 +554,7 @@ impl SinkWriter {
 /// The column of `new` that may be column `i` of `old` renamed (a
 /// Relation shows a rename as a column gone and one of the same type in
 /// its place); only the catalog's attribute numbers
-/// ([`renamed_in_place`]) tell it from a drop and an add.
+/// ([`renamed_in_place`](crate::source::LiveSource::renamed_in_place)) tell it from a drop and an add.
 pub fn rename_candidate<'a>(
     old: &TableSchema,
     new: &'a TableSchema,

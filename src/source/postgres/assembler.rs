@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::pgoutput::{self, DecodeError, PgoutputMessage, RelationBody, TupleDatum};
+use super::codec::pgoutput::{self, DecodeError, PgoutputMessage, RelationBody, TupleDatum};
 use crate::model::{Change, Column, Lsn, PgType, ReplicaIdentity, Row, TableName, TableSchema, Transaction, Value};
 
 /// Maps a column's type OID and modifier to a [`PgType`]. The driver can
@@ -923,7 +923,7 @@ impl TransactionAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::postgres::pgoutput::{encode, RelationColumn};
+    use crate::source::postgres::codec::pgoutput::{encode, RelationColumn};
 
     fn t(s: &str) -> TupleDatum {
         TupleDatum::Text(Bytes::copy_from_slice(s.as_bytes()))

@@ -21,11 +21,11 @@ use super::assembler::{
     ValueDecoders,
 };
 use super::catalog::{CatalogError, TypeCache};
-use super::pgoutput::{self, PgoutputMessage};
+use super::codec::pgoutput::{self, PgoutputMessage};
+use super::codec::{value_binary, value_text};
 use super::replication::{
     ReplicationClient, ReplicationError, ReplicationEvent, ReplicationStream, SnapshotAction, StartReplicationOptions,
 };
-use super::{value_binary, value_text};
 use crate::error_policy::pg_error_text;
 use crate::model::{Lsn, PgType, ReplicaIdentity, TableName, TableSchema};
 use crate::plan::SecretUrl;

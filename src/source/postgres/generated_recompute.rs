@@ -338,14 +338,14 @@ impl Recompute {
                 for (i, g) in plan.generated.iter().enumerate() {
                     values.push(match r.get::<_, Option<&str>>(i) {
                         None => Value::Null,
-                        Some(s) => {
-                            super::value_text::decode_text(&g.pg_type, s).map_err(|e| RecomputeError::Decode {
+                        Some(s) => super::codec::value_text::decode_text(&g.pg_type, s).map_err(|e| {
+                            RecomputeError::Decode {
                                 column: format!("{table}.{}", g.name),
                                 text: s.to_string(),
                                 ty: g.pg_type.sql_name(),
                                 reason: e.to_string(),
-                            })?
-                        }
+                            }
+                        })?,
                     });
                 }
                 out.push(values);

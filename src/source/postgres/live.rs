@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use super::catalog::{load_table, renamed_in_place, CatalogError, TypeCache};
-use super::copy_binary::CopyBinaryReader;
+use super::codec::copy_binary::CopyBinaryReader;
 use super::select::{mark_unknown, select_list};
 use crate::error_policy::{pg_error_text, Retry};
 use crate::model::{Row, TableName, TableSchema};
@@ -77,7 +77,7 @@ struct Reading {
 
 async fn next_row(state: Option<Reading>) -> Option<(Result<Row, SourceReadError>, Option<Reading>)> {
     let mut s = state?;
-    let decode = |e: super::copy_binary::CopyBinaryError| SourceReadError::reason(e.to_string());
+    let decode = |e: super::codec::copy_binary::CopyBinaryError| SourceReadError::reason(e.to_string());
     loop {
         match s.reader.next_row() {
             Ok(Some(mut row)) => {

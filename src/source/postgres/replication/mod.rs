@@ -5,7 +5,7 @@
 //! protocol, and streams pgoutput with [`ReplicationClient::start_replication`].
 //!
 //! The stream hands out raw pgoutput messages as [`bytes::Bytes`] slices of
-//! the read buffer (no copy); decoding them is [`super::pgoutput`]'s job.
+//! the read buffer (no copy); decoding them is [`super::codec::pgoutput`]'s job.
 //! What is confirmed to the server is entirely the caller's decision
 //! ([`ReplicationStream::set_positions`]).
 

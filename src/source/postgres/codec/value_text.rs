@@ -79,7 +79,7 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, ValueError> {
         }),
         PgType::Money => Value::Numeric(NumericValue::Finite(
             parse_money(text)
-                .and_then(|d| super::money::from_c_locale(&d))
+                .and_then(|d| crate::source::postgres::money::from_c_locale(&d))
                 .ok_or_else(|| bad("not a money amount (expected lc_monetary=C form such as $1,234.56)"))?,
         )),
         PgType::Text

@@ -5,7 +5,7 @@
 //!
 //! Tuple values are zero-copy slices of the input ([`Bytes::slice`]); turning
 //! them into [`Value`](crate::model::Value)s needs the relation's column types
-//! and is the [assembler](super::assembler)'s job. Malformed input of any kind
+//! and is the [assembler](crate::source::postgres::assembler)'s job. Malformed input of any kind
 //! is a [`DecodeError`] naming what was being read and where, never a panic.
 
 use bytes::{BufMut, Bytes, BytesMut};

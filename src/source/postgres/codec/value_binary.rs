@@ -5,7 +5,7 @@
 //! produces for the same value: types kept as text (inet, macaddr, bit
 //! strings, tsvector …) are printed the way PostgreSQL's output functions
 //! print them. `money` is the stored int8 printed with the source
-//! database's fraction digits (`super::money`), as the text decoder's
+//! database's fraction digits (`crate::source::postgres::money`), as the text decoder's
 //! rescaled `lc_monetary = C` form is.
 
 use std::fmt::Write as _;
@@ -174,9 +174,9 @@ fn timestamp(ty: &PgType, pg: i64) -> Result<TimestampValue, ValueError> {
 }
 
 /// The stored int8 → `-1234.56` (the source's fraction digits, see
-/// [`super::money`]).
+/// [`crate::source::postgres::money`]).
 fn money(raw: i64) -> String {
-    super::money::from_raw(raw)
+    crate::source::postgres::money::from_raw(raw)
 }
 
 /// numeric send form: ndigits, weight, sign, dscale, then base-10000 digits
