@@ -222,39 +222,7 @@ impl Conn {
                     frontend::password_message(hash.as_bytes(), &mut self.wbuf).map_err(encode_err)?;
                 }
                 AuthRequest::Sasl(mechanisms) => {
-                    let plus = mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256_PLUS);
-                    if !plus && !mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256) {
-                        return Err(ReplicationError::Auth(format!(
-                            "the server offers SASL mechanisms {mechanisms:?}; xdb supports SCRAM-SHA-256(-PLUS)"
-                        )));
-                    }
-                    // Over TLS, SCRAM-SHA-256-PLUS binds the login to this
-                    // session (what postgres-protocol implements; xdb only
-                    // hands it the certificate hash). Without TLS flag 'n';
-                    // with TLS but no PLUS offered flag 'y', so a server that
-                    // does support it cannot be downgraded unnoticed.
-                    let binding = match (&self.end_point, plus, config.channel_binding) {
-                        (_, _, ChannelBindingMode::Disable) => None,
-                        (Some(hash), true, _) => Some(hash.clone()),
-                        _ => None,
-                    };
-                    if binding.is_none() && config.channel_binding == ChannelBindingMode::Require {
-                        return Err(ReplicationError::Auth(format!(
-                            "channel_binding=require, but {}",
-                            if self.end_point.is_none() {
-                                "the connection is not TLS (use sslmode=verify-full)"
-                            } else {
-                                "the server does not offer SCRAM-SHA-256-PLUS (scram-sha-256 in pg_hba.conf, over hostssl)"
-                            }
-                        )));
-                    }
-                    let (mechanism, cb) = match binding {
-                        Some(hash) => (sasl::SCRAM_SHA_256_PLUS, sasl::ChannelBinding::tls_server_end_point(hash)),
-                        None if self.end_point.is_some() && config.channel_binding != ChannelBindingMode::Disable => {
-                            (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unrequested())
-                        }
-                        None => (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unsupported()),
-                    };
+                    let (mechanism, cb) = self.scram_binding(config, &mechanisms)?;
                     let s = sasl::ScramSha256::new(password()?.as_bytes(), cb);
                     frontend::sasl_initial_response(mechanism, s.message(), &mut self.wbuf).map_err(encode_err)?;
                     scram = Some(s);
@@ -283,6 +251,48 @@ impl Conn {
             }
             self.flush().await?;
         }
+    }
+
+    /// The SCRAM mechanism to use among those the server offers, with the
+    /// channel binding `channel_binding` asks for.
+    fn scram_binding(
+        &self,
+        config: &ReplicationConfig,
+        mechanisms: &[String],
+    ) -> Result<(&'static str, sasl::ChannelBinding), ReplicationError> {
+        let plus = mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256_PLUS);
+        if !plus && !mechanisms.iter().any(|m| m == sasl::SCRAM_SHA_256) {
+            return Err(ReplicationError::Auth(format!(
+                "the server offers SASL mechanisms {mechanisms:?}; xdb supports SCRAM-SHA-256(-PLUS)"
+            )));
+        }
+        // Over TLS, SCRAM-SHA-256-PLUS binds the login to this
+        // session (what postgres-protocol implements; xdb only
+        // hands it the certificate hash). Without TLS flag 'n';
+        // with TLS but no PLUS offered flag 'y', so a server that
+        // does support it cannot be downgraded unnoticed.
+        let binding = match (&self.end_point, plus, config.channel_binding) {
+            (_, _, ChannelBindingMode::Disable) => None,
+            (Some(hash), true, _) => Some(hash.clone()),
+            _ => None,
+        };
+        if binding.is_none() && config.channel_binding == ChannelBindingMode::Require {
+            return Err(ReplicationError::Auth(format!(
+                "channel_binding=require, but {}",
+                if self.end_point.is_none() {
+                    "the connection is not TLS (use sslmode=verify-full)"
+                } else {
+                    "the server does not offer SCRAM-SHA-256-PLUS (scram-sha-256 in pg_hba.conf, over hostssl)"
+                }
+            )));
+        }
+        Ok(match binding {
+            Some(hash) => (sasl::SCRAM_SHA_256_PLUS, sasl::ChannelBinding::tls_server_end_point(hash)),
+            None if self.end_point.is_some() && config.channel_binding != ChannelBindingMode::Disable => {
+                (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unrequested())
+            }
+            None => (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unsupported()),
+        })
     }
 
     /// The next complete frame, reading as needed. Cancel-safe.
