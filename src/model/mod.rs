@@ -13,6 +13,8 @@ mod value;
 
 pub use change::{Change, ChunkError, ChunkedTransaction, Transaction};
 pub use lsn::{Lsn, LsnParseError};
+#[cfg(test)]
+pub(crate) use schema::two_bigint_columns;
 pub use schema::{
     pg_ident, split_qualified, CarriedGenerated, Column, GeneratedColumn, ReplicaIdentity, TableName, TableSchema,
 };

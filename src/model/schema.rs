@@ -246,6 +246,21 @@ impl TableSchema {
     }
 }
 
+/// `shop.t (id bigint, v bigint)` keyed on `keys`: the table unit tests
+/// render statements and names for.
+#[cfg(test)]
+pub(crate) fn two_bigint_columns(keys: Vec<usize>) -> std::sync::Arc<TableSchema> {
+    let col = |n: &str| Column { type_oid: 20, ..Column::new(n, PgType::Int8) };
+    std::sync::Arc::new(TableSchema {
+        oid: 1,
+        name: TableName::new("shop", "t"),
+        columns: vec![col("id"), col("v")],
+        replica_identity: ReplicaIdentity::Default,
+        primary_key: keys,
+        generated: Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,18 +141,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{Column, PgType, ReplicaIdentity};
 
     fn table(keys: Vec<usize>) -> Arc<TableSchema> {
-        let col = |n: &str| Column { type_oid: 20, ..Column::new(n, PgType::Int8) };
-        Arc::new(TableSchema {
-            oid: 1,
-            name: TableName::new("shop", "t"),
-            columns: vec![col("id"), col("v")],
-            replica_identity: ReplicaIdentity::Default,
-            primary_key: keys,
-            generated: Vec::new(),
-        })
+        crate::model::two_bigint_columns(keys)
     }
 
     #[test]
