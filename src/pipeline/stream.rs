@@ -253,10 +253,13 @@ impl<K: ChangeSink> Applier<K> {
                     return Ok(false);
                 }
             };
+            let applied = self.sink.applied();
             if let Ok(mut m) = metrics.lock() {
+                // Also after a batch of no whole transaction (a large one,
+                // the end of parts, a shape change).
+                m.applied_lsn = applied.0;
                 m.source_wal_lsn = m.source_wal_lsn.max(ch.wal.borrow().0).max(m.applied_lsn);
             }
-            let applied = self.sink.applied();
             let _ = ch.confirm.send(applied);
             if caught_up || marker.is_some_and(|m| applied >= m) {
                 tracing::info!(applied = %applied, "caught up with the source");
@@ -276,7 +279,7 @@ impl<K: ChangeSink> Applier<K> {
         let mut caught_up = false;
         for (event, _room) in batch {
             if !matches!(event, SourceEvent::Transaction(_)) || self.in_parts {
-                self.sink.apply(&mut std::mem::take(&mut txs)).await?;
+                self.apply_whole(std::mem::take(&mut txs), metrics).await?;
             }
             match event {
                 SourceEvent::Transaction(tx) if self.in_parts => {
@@ -302,6 +305,9 @@ impl<K: ChangeSink> Applier<K> {
     /// Whole transactions in one target transaction, observed in the
     /// metrics once committed.
     async fn apply_whole(&mut self, mut txs: Vec<Transaction>, metrics: &SharedMetrics) -> Result<(), K::Error> {
+        if txs.is_empty() {
+            return Ok(());
+        }
         let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
         let started = std::time::Instant::now();
         let waited = txs.first().map(|t| (chrono::Utc::now().timestamp_micros() - t.commit_time_micros) as f64 / 1e3);
