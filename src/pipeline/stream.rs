@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::batcher::{next_batch_items, BatchPolicy};
 use super::sync::SharedMetrics;
-use crate::model::{ChunkedTransaction, Lsn, Transaction};
+use crate::model::{Change, ChunkError, ChunkedTransaction, Lsn, TableName, Transaction};
 use crate::sink::ChangeSink;
 use crate::source::{ChangeSource, SourceEvent};
 
@@ -111,7 +111,7 @@ where
     let room = Arc::new(Semaphore::new(settings.queued_rows.max(1)));
     let reader = read::<S, E>(source, item_tx, confirm_rx, wal_tx, room, settings.queued_rows.max(1));
     let channels = ApplierChannels { items: item_rx, pending, confirm: confirm_tx, wal: wal_rx };
-    let mut applier = Applier { sink, in_parts: false };
+    let mut applier = Applier { sink, in_parts: false, parts_rows: TableRows::default() };
     let applied = applier.run::<_, E>(channels, settings.policy, settings.marker, metrics, stop);
     let (r, a) = tokio::join!(reader, applied);
     let caught_up = a?;
@@ -191,6 +191,8 @@ struct ApplierChannels<L> {
 struct Applier<K> {
     sink: K,
     in_parts: bool,
+    /// Row changes of the parts applied so far, for the metrics.
+    parts_rows: TableRows,
 }
 
 impl<K: ChangeSink> Applier<K> {
@@ -211,6 +213,7 @@ impl<K: ChangeSink> Applier<K> {
         if self.in_parts {
             self.sink.abort_parts().await;
             self.in_parts = false;
+            self.parts_rows = TableRows::default();
         }
         r
     }
@@ -284,13 +287,27 @@ impl<K: ChangeSink> Applier<K> {
             match event {
                 SourceEvent::Transaction(tx) if self.in_parts => {
                     self.in_parts = false;
+                    let mut rows = std::mem::take(&mut self.parts_rows);
+                    rows.add(&tx.changes);
+                    let time = tx.commit_time_micros;
                     self.sink.commit_parts(tx).await?;
+                    self.observe(metrics, 1, rows, &[time]);
                 }
                 SourceEvent::Transaction(tx) => txs.push(tx),
-                SourceEvent::Large(mut large) => self.sink.apply_large(&mut large).await?,
+                SourceEvent::Large(mut large) => {
+                    let time = large.header().commit_time_micros;
+                    let mut counted = Counted { inner: &mut large, rows: TableRows::default() };
+                    self.sink.apply_large(&mut counted).await?;
+                    let rows = counted.rows;
+                    // Nothing read: the target held it already.
+                    if rows.total() > 0 {
+                        self.observe(metrics, 1, rows, &[time]);
+                    }
+                }
                 SourceEvent::Relation(schema) => self.sink.relation_changed(schema).await?,
                 SourceEvent::Part(part) => {
                     self.in_parts = true;
+                    self.parts_rows.add(&part.changes);
                     self.sink.apply_part(part).await?;
                 }
                 SourceEvent::Shape(change) => self.sink.shape_changed(change).await?,
@@ -308,32 +325,98 @@ impl<K: ChangeSink> Applier<K> {
         if txs.is_empty() {
             return Ok(());
         }
-        let rows: usize = txs.iter().map(|t| t.changes.len()).sum();
+        let mut rows = TableRows::default();
+        for t in &txs {
+            rows.add(&t.changes);
+        }
         let started = std::time::Instant::now();
         let waited = txs.first().map(|t| (chrono::Utc::now().timestamp_micros() - t.commit_time_micros) as f64 / 1e3);
         self.sink.apply(&mut txs).await?;
         tracing::debug!(
             transactions = txs.len(),
-            rows,
+            rows = rows.total(),
             ms = started.elapsed().as_secs_f64() * 1e3,
             waited,
             "applied a batch"
         );
-        if let Ok(mut m) = metrics.lock() {
-            m.applied_lsn = self.sink.applied().0;
-            m.applied_transactions += txs.len() as u64;
-            m.applied_rows += rows as u64;
-            if let Some(t) = txs.last() {
-                m.applied_commit_time_us = t.commit_time_micros;
-            }
-            // Commit-to-apply latency, one observation per source
-            // transaction: its commit time to now, just after the target
-            // committed it.
-            let now = chrono::Utc::now().timestamp_micros();
-            for t in txs.iter().filter(|t| t.commit_time_micros > 0) {
-                m.latency.observe((now - t.commit_time_micros).max(0) as f64 / 1e6);
+        let times: Vec<i64> = txs.iter().map(|t| t.commit_time_micros).collect();
+        self.observe(metrics, txs.len() as u64, rows, &times);
+        Ok(())
+    }
+
+    /// `transactions` committed on the target with `rows`; `commit_times`
+    /// are their source commit times, in commit order.
+    fn observe(&self, metrics: &SharedMetrics, transactions: u64, rows: TableRows, commit_times: &[i64]) {
+        let Ok(mut m) = metrics.lock() else { return };
+        m.applied_lsn = self.sink.applied().0;
+        m.applied_transactions += transactions;
+        m.applied_rows += rows.total();
+        for (table, n) in rows.0 {
+            *m.rows_by_table.entry(table.to_string()).or_default() += n;
+        }
+        if let Some(&t) = commit_times.last() {
+            m.applied_commit_time_us = t;
+        }
+        // Commit-to-apply latency, one observation per source transaction:
+        // its commit time to now, just after the target committed it (a
+        // copy marker has no commit time).
+        let now = chrono::Utc::now().timestamp_micros();
+        for &t in commit_times.iter().filter(|&&t| t > 0) {
+            m.latency.observe((now - t).max(0) as f64 / 1e6);
+        }
+    }
+}
+
+/// Row changes per table, for the metrics (a few tables per batch: a
+/// linear search, no allocation per change).
+#[derive(Default)]
+struct TableRows(Vec<(TableName, u64)>);
+
+impl TableRows {
+    fn add(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
+                    self.count(&table.name)
+                }
+                Change::Truncate { tables, .. } => tables.iter().for_each(|t| self.count(&t.name)),
             }
         }
-        Ok(())
+    }
+
+    fn count(&mut self, table: &TableName) {
+        match self.0.iter_mut().find(|(t, _)| t == table) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((table.clone(), 1)),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// A large transaction as the sink reads it, its changes counted by table
+/// on the way.
+struct Counted<'a, L> {
+    inner: &'a mut L,
+    rows: TableRows,
+}
+
+impl<L: ChunkedTransaction> ChunkedTransaction for Counted<'_, L> {
+    fn header(&self) -> Transaction {
+        self.inner.header()
+    }
+
+    fn change_count(&self) -> u64 {
+        self.inner.change_count()
+    }
+
+    fn next_chunk(&mut self, max: usize) -> Result<Option<Transaction>, ChunkError> {
+        let chunk = self.inner.next_chunk(max)?;
+        if let Some(c) = &chunk {
+            self.rows.add(&c.changes);
+        }
+        Ok(chunk)
     }
 }

@@ -1057,6 +1057,69 @@ async fn a_sync_killed_while_it_holds_a_spilled_transaction_leaves_no_file_behin
     assert!(v.status.success(), "validate: {}", support::text(&v));
 }
 
+/// `sync --metrics-addr` counts what it applied, whatever way it came: a
+/// transaction spilled to disk (applied from its file) as one transaction
+/// with all its rows, small ones as theirs, per table, and the applied
+/// position once the target committed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_every_applied_transaction_and_row_by_table() {
+    let db = PgDb::create("xdb_metrics").await;
+    db.exec(
+        "CREATE TABLE big (id int PRIMARY KEY, v text); CREATE TABLE small (id int PRIMARY KEY);
+         ALTER TABLE big OWNER TO xdb_repl; ALTER TABLE small OWNER TO xdb_repl;",
+    )
+    .await;
+    let target = Target::sqlite("xdb_metrics");
+    let plan = plan(&db, &target, "big, small", "");
+    ok(&xdb(&plan, &["snapshot"]));
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut child = support::xdb_command()
+        .args(["sync", "--plan", plan.path.to_str().unwrap(), "--metrics-addr", &addr])
+        .env("XDB_SPILL_THRESHOLD_BYTES", "100000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    db.exec("INSERT INTO big SELECT g, 'value ' || g FROM generate_series(1, 20000) g").await;
+    for i in 1..=3 {
+        db.exec(&format!("INSERT INTO small VALUES ({i})")).await;
+    }
+    wait_until("both tables on the target", Duration::from_secs(60), || async {
+        target.count("big").await == 20_000 && target.count("small").await == 3
+    })
+    .await;
+    let scrape = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    // The first sample line of `name` whose labels include `label`.
+    let value = |text: &str, name: &str, label: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let source_lsn: String =
+        db.super_client().await.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
+    let (hi, lo) = source_lsn.split_once('/').unwrap();
+    let source_lsn = (u64::from_str_radix(hi, 16).unwrap() << 32 | u64::from_str_radix(lo, 16).unwrap()) as f64;
+    let text = scrape();
+    kill9(&mut child);
+    assert_eq!(value(&text, "xdb_applied_transactions_total", ""), 4.0, "{text}");
+    assert_eq!(value(&text, "xdb_applied_rows_total{", "table=\"public.big\""), 20_000.0, "{text}");
+    assert_eq!(value(&text, "xdb_applied_rows_total{", "table=\"public.small\""), 3.0, "{text}");
+    let applied = value(&text, "xdb_applied_lsn", "");
+    assert!(applied > 0.0 && applied <= source_lsn, "applied {applied}, source at {source_lsn}: {text}");
+}
+
 /// A composite primary key with a text column fits InnoDB's 3072-byte key
 /// limit on MariaDB (the text part is sized to what the other parts leave),
 /// and the copy and the stream both land.
